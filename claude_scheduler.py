@@ -1,0 +1,4939 @@
+#!/usr/bin/env python3
+"""claude-code-scheduler: run unattended Claude Code sessions on a schedule, keep every run.
+
+Work is organised as Job -> Task -> Run, kept as JSON files in one data home that the
+window, the command line and the local REST API share.
+
+    claude_scheduler.py                      open the window (same as `gui`)
+    claude_scheduler.py serve [--port N]     headless: scheduler engine + REST API
+    claude_scheduler.py cli jobs list        command line (`cli --help` lists the verbs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import contextlib
+import dataclasses
+import enum
+import functools
+import json
+import logging
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, ClassVar, Generic, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+if sys.platform == "win32":
+    import msvcrt
+else:
+    import fcntl
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "main"]
+
+JSON = Any  # the one alias for values that cross the JSON boundary
+JSONDict = dict[str, JSON]
+Clock = Callable[[], datetime]
+
+log = logging.getLogger("claude_scheduler")
+
+####
+# Constants ####
+####
+
+HOME_ENV = "CLAUDE_SCHEDULER_HOME"
+API_ENV = "CLAUDE_SCHEDULER_API"
+CLAUDE_ENV = "CLAUDE_SCHEDULER_CLAUDE"
+DEFAULT_HOME = "~/.claude-scheduler"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 5679
+
+STORE_VERSION = 1
+JOBS_FILE = "jobs.json"
+TASKS_FILE = "tasks.json"
+STATE_FILE = "state.json"
+SETTINGS_FILE = "settings.json"
+TOKEN_FILE = "api-token"
+LOCK_FILE = ".lock"
+ENGINE_LOCK_FILE = "engine.lock"
+ENGINE_INFO_FILE = "engine.json"
+RUNS_DIR = "runs"
+LOGS_DIR = "logs"
+
+NAME_MAX = 200
+TEXT_MAX = 100_000
+PROMPT_MAX = 1_000_000
+PATH_MAX = 4096
+LIST_MAX = 200
+RESULT_MAX = 2000
+ERROR_MAX = 500
+ID_PREFIX_LEN = 8
+MIN_INTERVAL_SECONDS = 60
+MAX_INTERVAL_SECONDS = 366 * 86400
+TIMEOUT_MAX = 7 * 86400
+MAX_TURNS_MAX = 10_000
+RETRY_MAX = 100
+RETRY_DELAY_MAX = 86400
+DEBOUNCE_MAX = 3600
+PREVIEW_MAX = 100
+DEFAULT_PREVIEW = 5
+DEFAULT_DEBOUNCE = 5.0
+DEFAULT_TIMEOUT = 1800
+DEFAULT_MODEL = "sonnet"
+GRACE_MAX_SECONDS = 12 * 3600
+
+DEFAULT_SETTINGS: JSONDict = {
+    "claude_path": None,
+    "max_concurrent_runs": 2,
+    "retention_runs": 100,
+}
+SETTING_RULES: dict[str, tuple[type, int, int]] = {
+    "max_concurrent_runs": (int, 1, 64),
+    "retention_runs": (int, 1, 100_000),
+}
+
+####
+# Errors ####
+####
+
+
+class SchedulerError(Exception):
+    """Base of every error a person should see; each front end translates it once."""
+
+    http_status = 500
+    exit_code = 1
+    code = "error"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(SchedulerError):
+    http_status = 404
+    code = "not_found"
+
+
+class Invalid(SchedulerError):
+    http_status = 422
+    code = "invalid"
+
+
+class BadRequest(SchedulerError):
+    http_status = 400
+    code = "bad_request"
+
+
+class Conflict(SchedulerError):
+    http_status = 409
+    code = "conflict"
+
+
+class StorageError(SchedulerError):
+    """A store file cannot be read or written; the file is left exactly as it is."""
+
+    http_status = 503
+    code = "storage_error"
+
+
+class ApiUnreachable(SchedulerError):
+    exit_code = 3
+    code = "api_unreachable"
+
+
+####
+# Model ####
+####
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class PermissionMode(enum.StrEnum):
+    DEFAULT = "default"
+    ACCEPT_EDITS = "acceptEdits"
+    BYPASS = "bypassPermissions"
+    PLAN = "plan"
+
+
+class SessionMode(enum.StrEnum):
+    NEW = "new"
+    RESUME = "resume"
+
+
+class Overlap(enum.StrEnum):
+    SKIP = "skip"
+    QUEUE = "queue"
+    PARALLEL = "parallel"
+
+
+class CatchUp(enum.StrEnum):
+    SKIP = "skip"
+    ONCE = "once"
+
+
+class ScheduleType(enum.StrEnum):
+    MANUAL = "manual"
+    ONCE = "once"
+    INTERVAL = "interval"
+    CRON = "cron"
+    STARTUP = "startup"
+    FILE_WATCH = "file_watch"
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    MISSED = "missed"
+    INTERRUPTED = "interrupted"
+
+
+class Trigger(enum.StrEnum):
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    CATCH_UP = "catch_up"
+    STARTUP = "startup"
+    FILE_WATCH = "file_watch"
+    JOB = "job"
+    RETRY = "retry"
+    API = "api"
+    CLI = "cli"
+
+
+ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
+FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.CANCELLED, RunStatus.INTERRUPTED})
+# Runs that never started say nothing about how the task is doing.
+NON_EXECUTIONS = frozenset({RunStatus.SKIPPED, RunStatus.MISSED})
+FINISHED_STATUSES = frozenset(RunStatus) - ACTIVE_STATUSES
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def fmt_time(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with milliseconds, the one stored form of every timestamp."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def parse_time(text: str, field: str, tz: ZoneInfo | None = None) -> datetime:
+    """Parse ISO 8601; a time without an offset is read in `tz` (default: local time)."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise Invalid(f"{text!r} is not an ISO 8601 date and time", field) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz) if tz else moment.astimezone()
+    return moment.astimezone(UTC)
+
+
+def is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text.lower()
+    except ValueError:
+        return False
+
+
+def local_zone_name() -> str:
+    """The machine's IANA zone name: $TZ, /etc/localtime's target, /etc/timezone, else UTC."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    with contextlib.suppress(OSError):
+        target = os.readlink("/etc/localtime")
+        candidates.append(target.split("zoneinfo/", 1)[-1])
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    for name in candidates:
+        if name and _zone_or_none(name):
+            return name
+    return "UTC"
+
+
+def _zone_or_none(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def get_zone(name: str | None, field: str = "schedule.timezone") -> ZoneInfo:
+    zone = _zone_or_none(name or local_zone_name())
+    if zone is None:
+        raise Invalid(f"unknown time zone {name!r} (use an IANA name like Europe/Amsterdam)", field)
+    return zone
+
+
+# Field readers: each takes the raw JSON value and the dotted field name, and either
+# returns a clean value or raises Invalid naming the field and the rule.
+
+
+def read_str(value: JSON, field: str, *, max_len: int = TEXT_MAX, required: bool = False) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise Invalid("must be a string", field)
+    text: str = value.strip() if max_len <= NAME_MAX else value
+    if required and not text.strip():
+        raise Invalid("is required and must not be empty", field)
+    if len(text) > max_len:
+        raise Invalid(f"must be at most {max_len} characters (got {len(text)})", field)
+    return text
+
+
+def read_opt_str(value: JSON, field: str, max_len: int = TEXT_MAX) -> str | None:
+    return read_str(value, field, max_len=max_len) or None
+
+
+def read_int(value: JSON, field: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Invalid("must be a whole number", field)
+    if isinstance(value, float) and not value.is_integer():
+        raise Invalid("must be a whole number", field)
+    if not lo <= value <= hi:
+        raise Invalid(f"must be between {lo} and {hi} (got {value:g})", field)
+    return int(value)
+
+
+def read_opt_int(value: JSON, field: str, lo: int, hi: int) -> int | None:
+    return None if value is None else read_int(value, field, lo, hi)
+
+
+def read_float(value: JSON, field: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise Invalid("must be a number", field)
+    if not lo <= value <= hi:
+        raise Invalid(f"must be between {lo:g} and {hi:g} (got {value:g})", field)
+    return float(value)
+
+
+def read_bool(value: JSON, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid("must be true or false", field)
+    return value
+
+
+E = TypeVar("E", bound=enum.StrEnum)
+
+
+def read_enum(value: JSON, field: str, kind: type[E]) -> E:
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(member.value for member in kind)
+        raise Invalid(f"must be one of {choices} (got {value!r})", field) from None
+
+
+def read_str_list(value: JSON, field: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise Invalid("must be a list of strings", field)
+    if len(value) > LIST_MAX:
+        raise Invalid(f"must have at most {LIST_MAX} items", field)
+    return [read_str(item, f"{field}[{n}]", max_len=NAME_MAX, required=True) for n, item in enumerate(value)]
+
+
+def read_env(value: JSON, field: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Invalid("must be an object of NAME: value strings", field)
+    if len(value) > LIST_MAX:
+        raise Invalid(f"must have at most {LIST_MAX} variables", field)
+    env: dict[str, str] = {}
+    for name, text in value.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise Invalid(f"{name!r} is not a valid environment variable name", field)
+        env[name] = read_str(text, f"{field}.{name}", max_len=PATH_MAX * 8)
+    return env
+
+
+def read_time(value: JSON, field: str, *, required: bool = False) -> datetime | None:
+    if value is None or value == "":
+        if required:
+            raise Invalid("is required", field)
+        return None
+    if not isinstance(value, str):
+        raise Invalid("must be an ISO 8601 date and time string", field)
+    return parse_time(value, field)
+
+
+def read_id(value: JSON, field: str, *, required: bool = False) -> str | None:
+    if value is None:
+        if required:
+            raise Invalid("is required", field)
+        return None
+    if not isinstance(value, str) or not is_uuid(value):
+        raise Invalid(f"must be a UUID (got {value!r})", field)
+    return value
+
+
+def require_object(value: JSON, field: str | None = None) -> JSONDict:
+    if not isinstance(value, dict):
+        raise Invalid("must be a JSON object", field)
+    return value
+
+
+def split_known(
+    data: JSONDict, known: Iterable[str], *, strict: bool, ignored: Iterable[str] = ()
+) -> JSONDict:
+    """Return the fields a record does not know; on user input (strict) they are an error."""
+    names = set(known) | set(ignored)
+    extra = {key: value for key, value in data.items() if key not in names}
+    if strict and extra:
+        raise Invalid(f"unknown field (known fields: {', '.join(sorted(known))})", sorted(extra)[0])
+    return {} if strict else extra
+
+
+@dataclass
+class Schedule:
+    """When a task fires. Only the fields of its `type` are meaningful and stored."""
+
+    type: ScheduleType = ScheduleType.MANUAL
+    at: datetime | None = None
+    every_seconds: int | None = None
+    anchor: datetime | None = None
+    expression: str | None = None
+    timezone: str | None = None
+    path: str | None = None
+    recursive: bool = True
+    debounce_seconds: float = DEFAULT_DEBOUNCE
+
+    FIELDS: ClassVar[dict[ScheduleType, tuple[str, ...]]] = {
+        ScheduleType.MANUAL: (),
+        ScheduleType.ONCE: ("at",),
+        ScheduleType.INTERVAL: ("every_seconds", "anchor"),
+        ScheduleType.CRON: ("expression", "timezone"),
+        ScheduleType.STARTUP: (),
+        ScheduleType.FILE_WATCH: ("path", "recursive", "debounce_seconds"),
+    }
+
+    @classmethod
+    def from_dict(cls, data: JSON, *, strict: bool = False, field: str = "schedule") -> Schedule:
+        data = require_object({"type": "manual"} if data is None else data, field)
+        kind = read_enum(data.get("type"), f"{field}.type", ScheduleType)
+        if strict:
+            split_known(data, ("type", *cls.FIELDS[kind]), strict=True)
+        reader = _SCHEDULE_READERS[kind]
+        return reader(data, field)
+
+    def to_dict(self) -> JSONDict:
+        out: JSONDict = {"type": self.type.value}
+        for name in self.FIELDS[self.type]:
+            value = getattr(self, name)
+            out[name] = fmt_time(value) if isinstance(value, datetime) else value
+        return out
+
+    @property
+    def is_timed(self) -> bool:
+        return self.type in (ScheduleType.ONCE, ScheduleType.INTERVAL, ScheduleType.CRON)
+
+
+def _read_once(data: JSONDict, field: str) -> Schedule:
+    return Schedule(ScheduleType.ONCE, at=read_time(data.get("at"), f"{field}.at", required=True))
+
+
+def _read_interval(data: JSONDict, field: str) -> Schedule:
+    every = read_int(
+        data.get("every_seconds"), f"{field}.every_seconds", MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS
+    )
+    anchor = read_time(data.get("anchor"), f"{field}.anchor")
+    return Schedule(ScheduleType.INTERVAL, every_seconds=every, anchor=anchor)
+
+
+def _read_cron(data: JSONDict, field: str) -> Schedule:
+    expression = read_str(data.get("expression"), f"{field}.expression", max_len=NAME_MAX, required=True)
+    cron_spec(expression.strip(), f"{field}.expression")
+    zone = read_opt_str(data.get("timezone"), f"{field}.timezone", NAME_MAX)
+    if zone:
+        get_zone(zone, f"{field}.timezone")
+    return Schedule(ScheduleType.CRON, expression=expression.strip(), timezone=zone)
+
+
+def _read_watch(data: JSONDict, field: str) -> Schedule:
+    path = read_str(data.get("path"), f"{field}.path", max_len=PATH_MAX, required=True)
+    recursive = read_bool(data.get("recursive", True), f"{field}.recursive")
+    debounce = read_float(
+        data.get("debounce_seconds", DEFAULT_DEBOUNCE), f"{field}.debounce_seconds", 0, DEBOUNCE_MAX
+    )
+    return Schedule(ScheduleType.FILE_WATCH, path=path, recursive=recursive, debounce_seconds=debounce)
+
+
+_SCHEDULE_READERS: dict[ScheduleType, Callable[[JSONDict, str], Schedule]] = {
+    ScheduleType.MANUAL: lambda data, field: Schedule(ScheduleType.MANUAL),
+    ScheduleType.ONCE: _read_once,
+    ScheduleType.INTERVAL: _read_interval,
+    ScheduleType.CRON: _read_cron,
+    ScheduleType.STARTUP: lambda data, field: Schedule(ScheduleType.STARTUP),
+    ScheduleType.FILE_WATCH: _read_watch,
+}
+
+
+@dataclass
+class RetryPolicy:
+    max_attempts: int = 0
+    delay_seconds: int = 60
+    backoff: float = 2.0
+
+    @classmethod
+    def from_dict(cls, data: JSON, *, strict: bool = False, field: str = "retry") -> RetryPolicy:
+        data = require_object({} if data is None else data, field)
+        if strict:
+            split_known(data, ("max_attempts", "delay_seconds", "backoff"), strict=True)
+        return cls(
+            read_int(data.get("max_attempts", 0), f"{field}.max_attempts", 0, RETRY_MAX),
+            read_int(data.get("delay_seconds", 60), f"{field}.delay_seconds", 0, RETRY_DELAY_MAX),
+            read_float(data.get("backoff", 2.0), f"{field}.backoff", 1.0, 10.0),
+        )
+
+    def to_dict(self) -> JSONDict:
+        return dataclasses.asdict(self)
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before attempt number `attempt` (the first retry is attempt 2)."""
+        return float(self.delay_seconds * self.backoff ** max(attempt - 2, 0))
+
+
+def _stamp(data: JSONDict, name: str) -> datetime:
+    return read_time(data.get(name), name, required=True) or utcnow()
+
+
+@dataclass
+class Job:
+    id: str
+    name: str
+    description: str = ""
+    status: JobStatus = JobStatus.PENDING
+    working_directory: str | None = None
+    task_order: list[str] = field(default_factory=list)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    extra: JSONDict = field(default_factory=dict)
+
+    EDITABLE: ClassVar[tuple[str, ...]] = (
+        "name",
+        "description",
+        "status",
+        "working_directory",
+        "task_order",
+    )
+    READ_ONLY: ClassVar[tuple[str, ...]] = ("id", "created_at", "updated_at", "progress", "tasks")
+
+    @classmethod
+    def from_dict(cls, data: JSON) -> Job:
+        data = require_object(data)
+        order = read_str_list(data.get("task_order"), "task_order")
+        for n, task_id in enumerate(order):
+            read_id(task_id, f"task_order[{n}]")
+        return cls(
+            id=read_id(data.get("id"), "id", required=True) or "",
+            name=read_str(data.get("name"), "name", max_len=NAME_MAX, required=True),
+            description=read_str(data.get("description"), "description"),
+            status=read_enum(data.get("status", "pending"), "status", JobStatus),
+            working_directory=read_opt_str(data.get("working_directory"), "working_directory", PATH_MAX),
+            task_order=order,
+            created_at=_stamp(data, "created_at"),
+            updated_at=_stamp(data, "updated_at"),
+            extra=split_known(data, cls.EDITABLE + cls.READ_ONLY, strict=False),
+        )
+
+    def to_dict(self) -> JSONDict:
+        return {
+            **self.extra,
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "status": self.status.value,
+            "working_directory": self.working_directory,
+            "task_order": list(self.task_order),
+            "created_at": fmt_time(self.created_at),
+            "updated_at": fmt_time(self.updated_at),
+        }
+
+
+@dataclass
+class Task:
+    id: str
+    name: str
+    prompt: str
+    job_id: str | None = None
+    model: str = DEFAULT_MODEL
+    permission_mode: PermissionMode = PermissionMode.DEFAULT
+    working_directory: str | None = None
+    allowed_tools: list[str] = field(default_factory=list)
+    disallowed_tools: list[str] = field(default_factory=list)
+    max_turns: int | None = None
+    append_system_prompt: str | None = None
+    session_mode: SessionMode = SessionMode.NEW
+    timeout_seconds: int = DEFAULT_TIMEOUT
+    schedule: Schedule = field(default_factory=Schedule)
+    enabled: bool = True
+    overlap: Overlap = Overlap.SKIP
+    catch_up: CatchUp = CatchUp.ONCE
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    env: dict[str, str] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    extra: JSONDict = field(default_factory=dict)
+    # Derived by the engine and kept in state.json, never in tasks.json.
+    next_run_at: datetime | None = None
+    last_run_at: datetime | None = None
+    last_run_status: RunStatus | None = None
+    last_session_id: str | None = None
+
+    EDITABLE: ClassVar[tuple[str, ...]] = (
+        "job_id",
+        "name",
+        "prompt",
+        "model",
+        "permission_mode",
+        "working_directory",
+        "allowed_tools",
+        "disallowed_tools",
+        "max_turns",
+        "append_system_prompt",
+        "session_mode",
+        "timeout_seconds",
+        "schedule",
+        "enabled",
+        "overlap",
+        "catch_up",
+        "retry",
+        "env",
+    )
+    DERIVED: ClassVar[tuple[str, ...]] = (
+        "next_run_at",
+        "last_run_at",
+        "last_run_status",
+        "last_session_id",
+    )
+    READ_ONLY: ClassVar[tuple[str, ...]] = ("id", "created_at", "updated_at", "schedule_text", *DERIVED)
+
+    @classmethod
+    def from_dict(cls, data: JSON, *, strict: bool = False) -> Task:
+        """Build and validate a task; `strict` (user input) also rejects unknown fields."""
+        data = require_object(data)
+        get = data.get
+        return cls(
+            id=read_id(get("id"), "id", required=True) or "",
+            job_id=read_id(get("job_id"), "job_id"),
+            name=read_str(get("name"), "name", max_len=NAME_MAX, required=True),
+            prompt=read_str(get("prompt"), "prompt", max_len=PROMPT_MAX, required=True),
+            model=read_str(get("model") or DEFAULT_MODEL, "model", max_len=NAME_MAX, required=True),
+            permission_mode=read_enum(get("permission_mode", "default"), "permission_mode", PermissionMode),
+            working_directory=read_opt_str(get("working_directory"), "working_directory", PATH_MAX),
+            allowed_tools=read_str_list(get("allowed_tools"), "allowed_tools"),
+            disallowed_tools=read_str_list(get("disallowed_tools"), "disallowed_tools"),
+            max_turns=read_opt_int(get("max_turns"), "max_turns", 1, MAX_TURNS_MAX),
+            append_system_prompt=read_opt_str(get("append_system_prompt"), "append_system_prompt"),
+            session_mode=read_enum(get("session_mode", "new"), "session_mode", SessionMode),
+            timeout_seconds=read_int(
+                get("timeout_seconds", DEFAULT_TIMEOUT), "timeout_seconds", 1, TIMEOUT_MAX
+            ),
+            schedule=Schedule.from_dict(get("schedule"), strict=strict),
+            enabled=read_bool(get("enabled", True), "enabled"),
+            overlap=read_enum(get("overlap", "skip"), "overlap", Overlap),
+            catch_up=read_enum(get("catch_up", "once"), "catch_up", CatchUp),
+            retry=RetryPolicy.from_dict(get("retry"), strict=strict),
+            env=read_env(get("env"), "env"),
+            created_at=_stamp(data, "created_at"),
+            updated_at=_stamp(data, "updated_at"),
+            extra=split_known(data, cls.EDITABLE + cls.READ_ONLY, strict=False),
+        )
+
+    def to_dict(self, *, derived: bool = True) -> JSONDict:
+        out: JSONDict = {
+            **self.extra,
+            "id": self.id,
+            "job_id": self.job_id,
+            "name": self.name,
+            "prompt": self.prompt,
+            "model": self.model,
+            "permission_mode": self.permission_mode.value,
+            "working_directory": self.working_directory,
+            "allowed_tools": list(self.allowed_tools),
+            "disallowed_tools": list(self.disallowed_tools),
+            "max_turns": self.max_turns,
+            "append_system_prompt": self.append_system_prompt,
+            "session_mode": self.session_mode.value,
+            "timeout_seconds": self.timeout_seconds,
+            "schedule": self.schedule.to_dict(),
+            "enabled": self.enabled,
+            "overlap": self.overlap.value,
+            "catch_up": self.catch_up.value,
+            "retry": self.retry.to_dict(),
+            "env": dict(self.env),
+            "created_at": fmt_time(self.created_at),
+            "updated_at": fmt_time(self.updated_at),
+        }
+        if derived:
+            out.update(self.derived_dict())
+            out["schedule_text"] = describe_schedule(self.schedule)
+        return out
+
+    def derived_dict(self) -> JSONDict:
+        return {
+            "next_run_at": fmt_time(self.next_run_at),
+            "last_run_at": fmt_time(self.last_run_at),
+            "last_run_status": self.last_run_status.value if self.last_run_status else None,
+            "last_session_id": self.last_session_id,
+        }
+
+    def apply_derived(self, state: JSONDict) -> None:
+        """Copy the engine's derived fields from a state.json entry (already validated)."""
+        self.next_run_at = read_time(state.get("next_run_at"), "next_run_at")
+        self.last_run_at = read_time(state.get("last_run_at"), "last_run_at")
+        status = state.get("last_run_status")
+        self.last_run_status = RunStatus(status) if status else None
+        self.last_session_id = state.get("last_session_id")
+
+
+@dataclass
+class Run:
+    id: str
+    task_id: str
+    status: RunStatus = RunStatus.QUEUED
+    trigger: Trigger = Trigger.MANUAL
+    created_at: datetime = field(default_factory=utcnow)
+    scheduled_for: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    attempt: int = 1
+    session_id: str | None = None
+    model: str | None = None
+    cost_usd: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    num_turns: int | None = None
+    result: str | None = None
+    error: str | None = None
+    pid: int | None = None
+    owner: str | None = None
+    stop_requested: bool = False
+    missed_count: int | None = None
+    job_run_id: str | None = None
+    extra: JSONDict = field(default_factory=dict)
+
+    TIMES: ClassVar[tuple[str, ...]] = ("created_at", "scheduled_for", "started_at", "finished_at")
+    PLAIN: ClassVar[tuple[str, ...]] = (
+        "exit_code",
+        "attempt",
+        "session_id",
+        "model",
+        "cost_usd",
+        "input_tokens",
+        "output_tokens",
+        "num_turns",
+        "result",
+        "error",
+        "pid",
+        "owner",
+        "stop_requested",
+        "missed_count",
+        "job_run_id",
+    )
+
+    @classmethod
+    def from_dict(cls, data: JSON) -> Run:
+        """Read a stored run; values are checked for type, not re-validated for range."""
+        data = require_object(data)
+        run = cls(
+            id=read_id(data.get("id"), "id", required=True) or "",
+            task_id=read_id(data.get("task_id"), "task_id", required=True) or "",
+            status=read_enum(data.get("status"), "status", RunStatus),
+            trigger=read_enum(data.get("trigger", "manual"), "trigger", Trigger),
+        )
+        for name in cls.TIMES:
+            setattr(run, name, read_time(data.get(name), name))
+        run.created_at = run.created_at or run.started_at or utcnow()
+        for name in cls.PLAIN:
+            if data.get(name) is not None:
+                setattr(run, name, data[name])
+        known = ("id", "task_id", "status", "trigger", *cls.TIMES, *cls.PLAIN, "duration_seconds")
+        run.extra = split_known(data, known, strict=False)
+        return run
+
+    def to_dict(self) -> JSONDict:
+        out: JSONDict = {**self.extra, "id": self.id, "task_id": self.task_id}
+        out["status"] = self.status.value
+        out["trigger"] = self.trigger.value
+        for name in self.TIMES:
+            out[name] = fmt_time(getattr(self, name))
+        for name in self.PLAIN:
+            out[name] = getattr(self, name)
+        out["duration_seconds"] = self.duration_seconds
+        return out
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.finished_at or utcnow()
+        return round((end - self.started_at).total_seconds(), 3)
+
+
+# Schedule computations: pure functions of the schedule and `now`.
+
+# Cron: parsing, next fire times and plain-language reading. Pure functions, no I/O.
+
+CRON_FIELD_COUNT = 5
+CRON_FIELD_NAMES = "minute hour day-of-month month day-of-week"
+CRON_ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+CRON_REBOOT_ALIAS = "@reboot"
+MONTH_ABBREVIATIONS = (
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+)  # fmt: skip
+WEEKDAY_ABBREVIATIONS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+MONTH_NAMES = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+WEEKDAY_NAMES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+ORDINAL_WORDS = ("first", "second", "third", "fourth", "fifth")
+DAYS_PER_WEEK = 7
+MINUTES_PER_HOUR = 60
+HOURS_PER_DAY = 24
+MAX_DAYS_IN_MONTH = 31
+FEBRUARY = 2
+MAX_MONTH_LENGTHS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+FEBRUARY_LENGTHS = (28, 29)
+# Saturday and Sunday step back to Friday for `LW` (cron weekdays: 0 = Sunday).
+WEEKEND_STEP_BACK = {6: 1, 0: 2}
+# The Gregorian calendar repeats every 400 years, so a spec that fires at all fires within it.
+CRON_SEARCH_MONTHS = 12 * 401
+# Longer digit strings are out of range anyway and int() refuses very long ones.
+CRON_MAX_DIGITS = 9
+MAX_LISTED_TIMES = 6
+# Two values are enough for a minute step to read as a frequency (`*/30`: every 30 minutes).
+MIN_STEPPED_MINUTES = 2
+# Hours and days need three (`*/12` hours reads better as 00:00 and 12:00).
+MIN_STEPPED_VALUES = 3
+MIN_RUN_TO_COMPRESS = 3
+ORDINAL_SUFFIXES = {1: "st", 2: "nd", 3: "rd"}
+TEEN_ORDINALS = (11, 12, 13)
+
+CRON_ITEM = re.compile(r"(?:\*|\w+(?:-\w+)?)(?:/\w+)?")
+CRON_NTH_WEEKDAY = re.compile(r"(\w+)#(\w+)")
+CRON_LAST_WEEKDAY = re.compile(r"(\w+)L", re.IGNORECASE)
+CRON_LAST_DAY = "L"
+CRON_LAST_WORKDAY = "LW"
+
+
+@dataclass(frozen=True)
+class CronField:
+    """Bounds and names of one cron field; `implicit_high` ends `*` and `a/s` ranges."""
+
+    name: str
+    low: int
+    high: int
+    implicit_high: int
+    names: tuple[str, ...] = ()
+    first_name_value: int = 0
+    wraps_to_zero: int | None = None
+
+
+MINUTE_FIELD = CronField("minute", 0, 59, 59)
+HOUR_FIELD = CronField("hour", 0, 23, 23)
+DAY_OF_MONTH_FIELD = CronField("day-of-month", 1, 31, 31)
+MONTH_FIELD = CronField("month", 1, 12, 12, MONTH_ABBREVIATIONS, 1)
+DAY_OF_WEEK_FIELD = CronField("day-of-week", 0, 7, 6, WEEKDAY_ABBREVIATIONS, 0, DAYS_PER_WEEK)
+
+
+@dataclass(frozen=True)
+class CronSpec:
+    """A parsed cron expression; build it with `parse_cron`.
+
+    Weekdays count from 0 = Sunday. `last_weekdays_in_month` holds the weekdays of `5L`
+    items, `nth_weekdays_in_month` the (weekday, n) pairs of `MON#2` items. A field that
+    starts with `*` is unrestricted; when day-of-month and day-of-week are both
+    restricted a day matches if either does (Vixie rule), otherwise both must.
+    `is_wildcard` marks Debian cron's wildcard jobs (minute or hour field starts with `*`):
+    across DST changes they follow elapsed time, fixed-time jobs follow the wall clock.
+    """
+
+    expression: str
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    days_of_month: frozenset[int]
+    months: frozenset[int]
+    days_of_week: frozenset[int]
+    last_day_of_month: bool
+    last_workday_of_month: bool
+    last_weekdays_in_month: frozenset[int]
+    nth_weekdays_in_month: frozenset[tuple[int, int]]
+    dom_restricted: bool
+    dow_restricted: bool
+    is_wildcard: bool
+
+
+def parse_cron(expression: str, field: str = "schedule.expression") -> CronSpec:
+    """Parse a five-field cron expression or an `@alias`.
+
+    Raises Invalid(message, field=field) whose message names the cron field and the
+    rule broken, including for an expression that can never fire (`0 0 30 2 *`).
+    """
+    try:
+        return _parse_cron_text(expression.strip())
+    except Invalid as error:
+        raise Invalid(error.message, field=field) from None
+
+
+def _parse_cron_text(text: str) -> CronSpec:
+    fields = _expand_cron_alias(text).split()
+    if len(fields) != CRON_FIELD_COUNT:
+        raise Invalid(f"expected 5 fields ({CRON_FIELD_NAMES}), got {len(fields)}")
+    minute, hour, day_of_month, month, day_of_week = fields
+    days, last_day, last_workday = _parse_days_of_month(day_of_month)
+    weekdays, last_weekdays, nth_weekdays = _parse_days_of_week(day_of_week)
+    spec = CronSpec(
+        expression=text,
+        minutes=_parse_cron_field(minute, MINUTE_FIELD),
+        hours=_parse_cron_field(hour, HOUR_FIELD),
+        days_of_month=days,
+        months=_parse_cron_field(month, MONTH_FIELD),
+        days_of_week=weekdays,
+        last_day_of_month=last_day,
+        last_workday_of_month=last_workday,
+        last_weekdays_in_month=last_weekdays,
+        nth_weekdays_in_month=nth_weekdays,
+        dom_restricted=not day_of_month.startswith("*"),
+        dow_restricted=not day_of_week.startswith("*"),
+        is_wildcard=minute.startswith("*") or hour.startswith("*"),
+    )
+    _check_cron_fires(spec)
+    return spec
+
+
+def _expand_cron_alias(text: str) -> str:
+    """The five fields `text` stands for: itself, or the expansion of its `@alias`."""
+    if not text:
+        raise Invalid("empty expression")
+    if not text.startswith("@"):
+        return text
+    alias, *rest = text.split()
+    key = alias.lower()
+    if key == CRON_REBOOT_ALIAS:
+        raise Invalid("@reboot is not supported; use the startup schedule type")
+    if key not in CRON_ALIASES:
+        raise Invalid(f"unknown alias {alias!r}; expected one of {', '.join(CRON_ALIASES)}")
+    if rest:
+        raise Invalid(f"alias {alias} cannot be followed by other fields")
+    return CRON_ALIASES[key]
+
+
+def _split_cron_items(text: str, field: CronField) -> list[str]:
+    items = text.split(",")
+    if "" in items:
+        raise Invalid(f"{field.name} field {text!r} has an empty list item")
+    return items
+
+
+def _parse_cron_field(text: str, field: CronField) -> frozenset[int]:
+    return _parse_cron_items(_split_cron_items(text, field), field)
+
+
+def _parse_cron_items(items: list[str], field: CronField) -> frozenset[int]:
+    values = {value for item in items for value in _parse_cron_item(item, field)}
+    if field.wraps_to_zero is not None:
+        return frozenset(value % field.wraps_to_zero for value in values)
+    return frozenset(values)
+
+
+def _parse_cron_item(item: str, field: CronField) -> range:
+    """One list item: `*`, `a`, `a-b`, each optionally `/step`; `a/s` means a-max/s."""
+    if not CRON_ITEM.fullmatch(item):
+        raise Invalid(f"{field.name} field item {item!r} is malformed")
+    base, slash, step_text = item.partition("/")
+    step = _parse_cron_step(step_text, field) if slash else 1
+    if base == "*":
+        return range(field.low, field.implicit_high + 1, step)
+    first_text, dash, last_text = base.partition("-")
+    first = _parse_cron_value(first_text, field)
+    last = _parse_cron_value(last_text, field) if dash else first
+    if first > last:
+        raise Invalid(f"{field.name} field range {base} is reversed")
+    if slash and not dash:
+        last = max(first, field.implicit_high)
+    return range(first, last + 1, step)
+
+
+def _parse_cron_step(text: str, field: CronField) -> int:
+    if not _is_ascii_number(text):
+        raise Invalid(f"{field.name} field step {text!r} is not a number")
+    step = _cron_int(text)
+    if step < 1:
+        raise Invalid(f"{field.name} field step must be >= 1, got {step}")
+    return step
+
+
+def _parse_cron_value(text: str, field: CronField) -> int:
+    if _is_ascii_number(text):
+        value = _cron_int(text)
+    elif field.names:
+        value = _cron_name_value(text, field)
+    else:
+        raise Invalid(f"{field.name} field value {text!r} is not a number")
+    if not field.low <= value <= field.high:
+        raise Invalid(f"{field.name} field {text} is out of range {field.low}-{field.high}")
+    return value
+
+
+def _cron_name_value(text: str, field: CronField) -> int:
+    key = text.lower()
+    if key not in field.names:
+        raise Invalid(f"unknown {field.name} name {text!r}")
+    return field.names.index(key) + field.first_name_value
+
+
+def _is_ascii_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _cron_int(digits: str) -> int:
+    """The value of an ASCII digit string, capped above every field's range."""
+    return int(digits) if len(digits) <= CRON_MAX_DIGITS else 10**CRON_MAX_DIGITS
+
+
+def _parse_days_of_month(text: str) -> tuple[frozenset[int], bool, bool]:
+    """Day numbers, whether `L` (last day) and whether `LW` (last Mon-Fri) are listed."""
+    items = _split_cron_items(text, DAY_OF_MONTH_FIELD)
+    extras = {item.upper() for item in items} & {CRON_LAST_DAY, CRON_LAST_WORKDAY}
+    plain = [item for item in items if item.upper() not in extras]
+    days = _parse_cron_items(plain, DAY_OF_MONTH_FIELD)
+    return days, CRON_LAST_DAY in extras, CRON_LAST_WORKDAY in extras
+
+
+def _parse_days_of_week(
+    text: str,
+) -> tuple[frozenset[int], frozenset[int], frozenset[tuple[int, int]]]:
+    """Plain weekdays, weekdays of `<dow>L` items and (weekday, n) of `<dow>#n` items."""
+    plain: list[str] = []
+    last_weekdays: set[int] = set()
+    nth_weekdays: set[tuple[int, int]] = set()
+    for item in _split_cron_items(text, DAY_OF_WEEK_FIELD):
+        if nth := CRON_NTH_WEEKDAY.fullmatch(item):
+            nth_weekdays.add((_cron_weekday(nth[1]), _parse_occurrence(nth[2], item)))
+        elif last := CRON_LAST_WEEKDAY.fullmatch(item):
+            last_weekdays.add(_cron_weekday(last[1]))
+        else:
+            plain.append(item)
+    weekdays = _parse_cron_items(plain, DAY_OF_WEEK_FIELD)
+    return weekdays, frozenset(last_weekdays), frozenset(nth_weekdays)
+
+
+def _cron_weekday(text: str) -> int:
+    return _parse_cron_value(text, DAY_OF_WEEK_FIELD) % DAYS_PER_WEEK
+
+
+def _parse_occurrence(text: str, item: str) -> int:
+    if not _is_ascii_number(text) or not 1 <= _cron_int(text) <= len(ORDINAL_WORDS):
+        raise Invalid(f"day-of-week field {item!r}: occurrence must be 1-{len(ORDINAL_WORDS)}")
+    return int(text)
+
+
+def _day_matches(spec: CronSpec, day: int, month_length: int, weekday: int) -> bool:
+    """Whether day `day` (cron weekday `weekday`) of a month this long matches the spec."""
+    in_dom = _dom_matches(spec, day, month_length, weekday)
+    in_dow = _dow_matches(spec, day, month_length, weekday)
+    if spec.dom_restricted and spec.dow_restricted:
+        return in_dom or in_dow
+    return in_dom and in_dow
+
+
+def _dom_matches(spec: CronSpec, day: int, month_length: int, weekday: int) -> bool:
+    return (
+        day in spec.days_of_month
+        or (spec.last_day_of_month and day == month_length)
+        or (spec.last_workday_of_month and day == _last_workday(day, month_length, weekday))
+    )
+
+
+def _last_workday(day: int, month_length: int, weekday: int) -> int:
+    """The last Monday-Friday of a month this long whose day `day` falls on `weekday`."""
+    last_weekday = (weekday + month_length - day) % DAYS_PER_WEEK
+    return month_length - WEEKEND_STEP_BACK.get(last_weekday, 0)
+
+
+def _dow_matches(spec: CronSpec, day: int, month_length: int, weekday: int) -> bool:
+    occurrence = (day - 1) // DAYS_PER_WEEK + 1
+    return (
+        weekday in spec.days_of_week
+        or (weekday in spec.last_weekdays_in_month and day + DAYS_PER_WEEK > month_length)
+        or (weekday, occurrence) in spec.nth_weekdays_in_month
+    )
+
+
+def _check_cron_fires(spec: CronSpec) -> None:
+    """Raise Invalid unless some real calendar day matches the spec.
+
+    Over the 400-year Gregorian cycle every (month, length, day, weekday) combination
+    occurs, so trying them all decides whether the spec ever fires.
+    """
+    combinations = (
+        (day, length, weekday)
+        for month in sorted(spec.months)
+        for length in _possible_month_lengths(month)
+        for day in range(1, length + 1)
+        for weekday in range(DAYS_PER_WEEK)
+    )
+    if not any(_day_matches(spec, *combination) for combination in combinations):
+        raise Invalid(_never_fires_message(spec))
+
+
+def _possible_month_lengths(month: int) -> tuple[int, ...]:
+    return FEBRUARY_LENGTHS if month == FEBRUARY else (MAX_MONTH_LENGTHS[month - 1],)
+
+
+def _never_fires_message(spec: CronSpec) -> str:
+    months = sorted(spec.months)
+    if any(day <= MAX_MONTH_LENGTHS[month - 1] for day in spec.days_of_month for month in months):
+        return "never fires: no day matches both the day-of-month and day-of-week fields"
+    days = _join_words([str(day) for day in sorted(spec.days_of_month)], "or")
+    names = _join_words([MONTH_NAMES[month - 1] for month in months], "or")
+    return f"never fires: day {days} does not occur in {names}"
+
+
+def cron_next(spec: CronSpec, after: datetime, tz: ZoneInfo) -> datetime:
+    """The first fire time strictly after the aware datetime `after`, as aware UTC.
+
+    Wall-clock times are read in `tz` with Debian cron's DST rules: a fixed-time job
+    whose times fall in a spring-forward gap fires once, at the end of the gap, and in a
+    repeated hour fires in the first pass only; a wildcard job skips gap times and fires
+    in both passes of a repeated hour. Raises ValueError if `after` is naive or nothing
+    fires before the end of the datetime range.
+    """
+    if after.tzinfo is None or after.utcoffset() is None:
+        raise ValueError("cron_next needs a timezone-aware datetime")
+    fire = _earliest_fire(spec, after.astimezone(UTC), tz)
+    if fire is None:
+        raise ValueError(f"cron expression {spec.expression!r} does not fire after {after}")
+    return fire
+
+
+def cron_next_times(spec: CronSpec, after: datetime, tz: ZoneInfo, count: int) -> list[datetime]:
+    """The next `count` fire times after `after`, in order, as aware UTC datetimes."""
+    fires: list[datetime] = []
+    for _ in range(count):
+        after = cron_next(spec, after, tz)
+        fires.append(after)
+    return fires
+
+
+def _earliest_fire(spec: CronSpec, after: datetime, tz: ZoneInfo) -> datetime | None:
+    """Scan matching days from the day before `after`'s local date; `after` is UTC.
+
+    Around DST changes a later day can hold an earlier instant, so the scan stops only
+    at a day that starts no earlier than the best fire found so far.
+    """
+    best: datetime | None = None
+    start = after.astimezone(tz).date() - timedelta(days=1)
+    for day in _matching_days(spec, start):
+        if best is not None and _day_start(day, tz) >= best:
+            break
+        fire = _first_fire_on_day(spec, day, after, tz)
+        if fire is not None and (best is None or fire < best):
+            best = fire
+    return best
+
+
+def _matching_days(spec: CronSpec, start: date) -> Iterator[date]:
+    """The dates from `start` on whose day fields match, for 400 years or up to year 9999."""
+    first_index = start.year * 12 + start.month - 1
+    for index in range(first_index, first_index + CRON_SEARCH_MONTHS):
+        year, month = divmod(index, 12)
+        month += 1
+        if year > date.max.year:
+            return
+        if month in spec.months:
+            days = _month_matching_days(spec, year, month)
+            yield from (day for day in days if day >= start)
+
+
+def _month_matching_days(spec: CronSpec, year: int, month: int) -> list[date]:
+    monday_based, length = calendar.monthrange(year, month)
+    first_weekday = (monday_based + 1) % DAYS_PER_WEEK
+    return [
+        date(year, month, day)
+        for day in range(1, length + 1)
+        if _day_matches(spec, day, length, (first_weekday + day - 1) % DAYS_PER_WEEK)
+    ]
+
+
+def _day_start(day: date, tz: ZoneInfo) -> datetime:
+    """A lower bound for the instants of local `day`: the earlier reading of its midnight."""
+    midnight = datetime(day.year, day.month, day.day)
+    return min(_wall_to_utc(midnight, _utc_offset(midnight, tz, fold)) for fold in (0, 1))
+
+
+def _first_fire_on_day(spec: CronSpec, day: date, after: datetime, tz: ZoneInfo) -> datetime | None:
+    """The earliest instant after `after` (UTC) produced by the spec's times on local `day`.
+
+    A wall time read with the day's largest and smallest UTC offsets bounds its instants,
+    so only the times between those bounds are mapped one by one.
+    """
+    smallest, largest = _offset_range(day, tz)
+    best: datetime | None = None
+    for wall in _walls_after(spec, day, (after + smallest).replace(tzinfo=None)):
+        if best is not None and _wall_to_utc(wall, largest) >= best:
+            break
+        candidates = [fire for fire in _wall_instants(wall, tz, spec) if fire > after]
+        best = min(candidates if best is None else [*candidates, best], default=None)
+    return best
+
+
+def _offset_range(day: date, tz: ZoneInfo) -> tuple[timedelta, timedelta]:
+    """The smallest and largest UTC offset in force during local `day`."""
+    first = datetime(day.year, day.month, day.day)
+    last = first.replace(hour=HOURS_PER_DAY - 1, minute=MINUTES_PER_HOUR - 1)
+    offsets = [_utc_offset(wall, tz, fold) for wall in (first, last) for fold in (0, 1)]
+    return min(offsets), max(offsets)
+
+
+def _walls_after(spec: CronSpec, day: date, threshold: datetime) -> Iterator[datetime]:
+    """The spec's naive wall times on `day` strictly after naive `threshold`, in order."""
+    if threshold.date() > day:
+        return
+    floor = (threshold.hour, threshold.minute) if threshold.date() == day else None
+    while (hour_minute := _next_time_of_day(spec, floor)) is not None:
+        yield datetime(day.year, day.month, day.day, *hour_minute)
+        floor = hour_minute
+
+
+def _next_time_of_day(spec: CronSpec, floor: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The first (hour, minute) of the spec after `floor`, or the first of the day if None."""
+    hours, minutes = sorted(spec.hours), sorted(spec.minutes)
+    if floor is None:
+        return hours[0], minutes[0]
+    floor_hour, floor_minute = floor
+    for hour in hours[bisect_left(hours, floor_hour) :]:
+        if hour > floor_hour:
+            return hour, minutes[0]
+        index = bisect_right(minutes, floor_minute)
+        if index < len(minutes):
+            return hour, minutes[index]
+    return None
+
+
+def _wall_instants(wall: datetime, tz: ZoneInfo, spec: CronSpec) -> list[datetime]:
+    """The UTC instants at which the naive local `wall` fires, by Debian cron's DST rules."""
+    offset_before, offset_after = _utc_offset(wall, tz, 0), _utc_offset(wall, tz, 1)
+    if offset_before == offset_after:
+        return [_wall_to_utc(wall, offset_before)]
+    if offset_before > offset_after:
+        both_passes = [_wall_to_utc(wall, offset_before), _wall_to_utc(wall, offset_after)]
+        return both_passes if spec.is_wildcard else both_passes[:1]
+    return [] if spec.is_wildcard else [_gap_end(wall, tz, offset_before, offset_after)]
+
+
+def _gap_end(wall: datetime, tz: ZoneInfo, offset_before: timedelta, offset_after: timedelta) -> datetime:
+    """The transition instant that skips the local time `wall`, found by bisection.
+
+    `wall` read with the new offset lies before the transition and read with the old
+    offset lies after it; transitions fall on whole seconds.
+    """
+    start = _wall_to_utc(wall, offset_after)
+    low, high = 0, int((offset_after - offset_before).total_seconds())
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _instant_offset(start + timedelta(seconds=middle), tz) == offset_before:
+            low = middle
+        else:
+            high = middle
+    return start + timedelta(seconds=high)
+
+
+def _wall_to_utc(wall: datetime, offset: timedelta) -> datetime:
+    return (wall - offset).replace(tzinfo=UTC)
+
+
+def _utc_offset(wall: datetime, tz: ZoneInfo, fold: int) -> timedelta:
+    return _known_offset(wall.replace(tzinfo=tz, fold=fold).utcoffset(), tz)
+
+
+def _instant_offset(instant: datetime, tz: ZoneInfo) -> timedelta:
+    return _known_offset(instant.astimezone(tz).utcoffset(), tz)
+
+
+def _known_offset(offset: timedelta | None, tz: ZoneInfo) -> timedelta:
+    if offset is None:
+        raise ValueError(f"time zone {tz} gives no UTC offset")
+    return offset
+
+
+def cron_describe(spec: CronSpec) -> str:
+    """A plain-language reading such as 'At 09:00 on Monday and Friday'."""
+    return _describe_times(spec) + _describe_days(spec) + _describe_months(spec)
+
+
+def _describe_times(spec: CronSpec) -> str:
+    hours, minutes = sorted(spec.hours), sorted(spec.minutes)
+    if len(hours) < HOURS_PER_DAY and len(hours) * len(minutes) <= MAX_LISTED_TIMES:
+        return "At " + _join_words([f"{h:02d}:{m:02d}" for h in hours for m in minutes])
+    minute_text, is_frequency = _describe_minutes(spec.minutes)
+    return minute_text + _describe_hours(spec, is_frequency)
+
+
+def _describe_minutes(minutes: frozenset[int]) -> tuple[str, bool]:
+    """The minute phrase and whether it is a frequency ('Every ...') rather than a list."""
+    step = _arithmetic_step(minutes, MINUTE_FIELD.low, MINUTE_FIELD.high, MIN_STEPPED_MINUTES)
+    if len(minutes) == MINUTES_PER_HOUR:
+        return "Every minute", True
+    if step is not None:
+        if MINUTES_PER_HOUR % step == 0:
+            return f"Every {step} minutes", True
+        return f"At every {_ordinal(step)} minute", True
+    label = "minute" if len(minutes) == 1 else "minutes"
+    return f"At {label} {_join_words(_compress_runs(minutes, str))}", False
+
+
+def _describe_hours(spec: CronSpec, is_frequency: bool) -> str:
+    hours = sorted(spec.hours)
+    if len(hours) == HOURS_PER_DAY:
+        return "" if is_frequency else " past every hour"
+    step = _arithmetic_step(spec.hours, HOUR_FIELD.low, HOUR_FIELD.high, MIN_STEPPED_VALUES)
+    lead = " during" if is_frequency else " past"
+    if step is not None:
+        return f"{lead} every {_ordinal(step)} hour"
+    if hours == list(range(hours[0], hours[-1] + 1)) and (is_frequency or len(hours) > 1):
+        span = f" from {hours[0]:02d}:{min(spec.minutes):02d}"
+        span += f" through {hours[-1]:02d}:{max(spec.minutes):02d}"
+        return span if is_frequency else " past every hour" + span
+    label = "hour" if len(hours) == 1 else "hours"
+    return f"{lead} {label} {_join_words(_compress_runs(spec.hours, str))}"
+
+
+def _describe_days(spec: CronSpec) -> str:
+    dom = _describe_days_of_month(spec)
+    dow = _weekday_phrases(spec)
+    if spec.dom_restricted and spec.dow_restricted:
+        either = dom is not None and dow is not None
+        return f" on {dom} or on {_join_words(dow or [], 'or')}" if either else ""
+    if dom is not None and dow is not None:
+        return f" on {dom} if it is {_join_words(dow, 'or')}"
+    if dom is not None:
+        return f" on {dom}"
+    if dow is None:
+        return ""
+    is_range = len(dow) == 1 and len(spec.days_of_week) >= MIN_RUN_TO_COMPRESS
+    return (", " if is_range else " on ") + _join_words(dow)
+
+
+def _describe_days_of_month(spec: CronSpec) -> str | None:
+    """'day 1 of the month', 'the last day of the month'...; None for every day."""
+    days = spec.days_of_month
+    if len(days) == MAX_DAYS_IN_MONTH:
+        return None
+    step = _arithmetic_step(days, DAY_OF_MONTH_FIELD.low, MAX_DAYS_IN_MONTH, MIN_STEPPED_VALUES)
+    parts = []
+    if step is not None:
+        parts.append(f"every {_ordinal(step)} day")
+    elif days:
+        label = "day" if len(days) == 1 else "days"
+        parts.append(f"{label} {_join_words(_compress_runs(days, str))}")
+    extras = (
+        (spec.last_day_of_month, "the last day"),
+        (spec.last_workday_of_month, "the last weekday"),
+    )
+    parts.extend(text for is_set, text in extras if is_set)
+    return _join_words(parts) + " of the month"
+
+
+def _weekday_phrases(spec: CronSpec) -> list[str] | None:
+    """Phrases for the day-of-week field, Monday first; None for every day."""
+    if len(spec.days_of_week) == DAYS_PER_WEEK:
+        return None
+    positions = frozenset(_monday_first(weekday) for weekday in spec.days_of_week)
+    phrases = _compress_runs(positions, lambda position: WEEKDAY_NAMES[(position + 1) % DAYS_PER_WEEK])
+    lasts = sorted(spec.last_weekdays_in_month, key=_monday_first)
+    nths = sorted(spec.nth_weekdays_in_month, key=lambda pair: (pair[1], _monday_first(pair[0])))
+    extras = [f"the last {WEEKDAY_NAMES[weekday]}" for weekday in lasts]
+    extras += [f"the {ORDINAL_WORDS[n - 1]} {WEEKDAY_NAMES[weekday]}" for weekday, n in nths]
+    return phrases + ([_join_words(extras) + " of the month"] if extras else [])
+
+
+def _describe_months(spec: CronSpec) -> str:
+    if len(spec.months) == len(MONTH_NAMES):
+        return ""
+    return " in " + _join_words(_compress_runs(spec.months, lambda month: MONTH_NAMES[month - 1]))
+
+
+def _monday_first(weekday: int) -> int:
+    return (weekday - 1) % DAYS_PER_WEEK
+
+
+def _arithmetic_step(values: frozenset[int], low: int, high: int, min_count: int) -> int | None:
+    """The step s >= 2 if `values` is exactly low, low+s, ... up to `high`; else None."""
+    ordered = sorted(values)
+    if len(ordered) < min_count or ordered[0] != low:
+        return None
+    step = ordered[1] - ordered[0]
+    return step if step >= 2 and values == frozenset(range(low, high + 1, step)) else None
+
+
+def _compress_runs(values: frozenset[int], label: Callable[[int], str]) -> list[str]:
+    """Labels of sorted `values`, with runs of three or more as 'first through last'."""
+    runs: list[list[int]] = []
+    for value in sorted(values):
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    return [text for run in runs for text in _run_labels(run, label)]
+
+
+def _run_labels(run: list[int], label: Callable[[int], str]) -> list[str]:
+    if len(run) >= MIN_RUN_TO_COMPRESS:
+        return [f"{label(run[0])} through {label(run[-1])}"]
+    return [label(value) for value in run]
+
+
+def _join_words(words: list[str], conjunction: str = "and") -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    if len(words) <= 1:
+        return "".join(words)
+    return f"{', '.join(words[:-1])} {conjunction} {words[-1]}"
+
+
+def _ordinal(number: int) -> str:
+    if number % 100 in TEEN_ORDINALS:
+        return f"{number}th"
+    return f"{number}{ORDINAL_SUFFIXES.get(number % 10, 'th')}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _cron_cached(expression: str) -> CronSpec:
+    return parse_cron(expression)
+
+
+def cron_spec(expression: str, field: str = "schedule.expression") -> CronSpec:
+    """Parse (with a cache) a cron expression; errors name `field`."""
+    try:
+        return _cron_cached(expression)
+    except Invalid as error:
+        raise Invalid(error.message, field) from None
+
+
+def next_fire_after(schedule: Schedule, after: datetime, created_at: datetime) -> datetime | None:
+    """The first fire time strictly after `after`, or None for event-driven schedules."""
+    if schedule.type is ScheduleType.ONCE:
+        return schedule.at if schedule.at and schedule.at > after else None
+    if schedule.type is ScheduleType.INTERVAL and schedule.every_seconds:
+        anchor = schedule.anchor or created_at
+        steps = max(int((after - anchor).total_seconds() // schedule.every_seconds) + 1, 0)
+        return anchor + timedelta(seconds=steps * schedule.every_seconds)
+    if schedule.type is ScheduleType.CRON and schedule.expression:
+        return cron_next(cron_spec(schedule.expression), after, get_zone(schedule.timezone))
+    return None
+
+
+def next_fire_times(
+    schedule: Schedule, after: datetime, count: int, created_at: datetime | None = None
+) -> list[datetime]:
+    times: list[datetime] = []
+    moment: datetime | None = after
+    while moment is not None and len(times) < count:
+        moment = next_fire_after(schedule, moment, created_at or after)
+        if moment is not None:
+            times.append(moment)
+    return times
+
+
+DURATION_UNITS = (("d", 86400, "day"), ("h", 3600, "hour"), ("m", 60, "minute"), ("s", 1, "second"))
+
+
+def parse_duration(text: str, field: str = "every") -> int:
+    """'15m', '2h', '1h30m', '1d', '90s' or plain seconds -> seconds."""
+    cleaned = text.strip().lower().replace(" ", "")
+    if cleaned.isdigit():
+        return int(cleaned)
+    parts = re.findall(r"(\d+)([dhms])", cleaned)
+    if not parts or "".join(n + u for n, u in parts) != cleaned:
+        raise Invalid(f"{text!r} is not a duration like 90s, 15m, 2h, 1h30m or 1d", field)
+    seconds = {unit: size for unit, size, _ in DURATION_UNITS}
+    return sum(int(number) * seconds[unit] for number, unit in parts)
+
+
+def human_duration(seconds: float) -> str:
+    remaining = int(seconds)
+    words = []
+    for _, size, name in DURATION_UNITS:
+        count, remaining = divmod(remaining, size)
+        if count:
+            words.append(f"{count} {name}{'s' if count != 1 else ''}")
+    return " ".join(words) or "0 seconds"
+
+
+def fmt_local(moment: datetime | None, *, seconds: bool = False) -> str:
+    """A timestamp in the machine's local time, for people."""
+    if moment is None:
+        return "-"
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def describe_schedule(schedule: Schedule) -> str:
+    """A plain-language reading of any schedule."""
+    kind = schedule.type
+    if kind is ScheduleType.ONCE:
+        return f"Once at {fmt_local(schedule.at)}"
+    if kind is ScheduleType.INTERVAL:
+        return f"Every {human_duration(schedule.every_seconds or 0)}"
+    if kind is ScheduleType.CRON:
+        text = cron_describe(cron_spec(schedule.expression or ""))
+        return f"{text} ({schedule.timezone})" if schedule.timezone else text
+    if kind is ScheduleType.FILE_WATCH:
+        return f"When files change in {schedule.path}"
+    return {ScheduleType.MANUAL: "Manual only", ScheduleType.STARTUP: "When the scheduler starts"}[kind]
+
+
+# Job progress and status: computed here and nowhere else.
+
+PROGRESS_KEYS = ("never_run", "running", "success", "failed")
+
+
+def progress_bucket(status: RunStatus | None) -> str:
+    if status is None or status in NON_EXECUTIONS:
+        return "never_run"
+    if status in ACTIVE_STATUSES:
+        return "running"
+    return "success" if status is RunStatus.SUCCESS else "failed"
+
+
+def job_progress(tasks: Iterable[Task]) -> JSONDict:
+    """Counts of a job's tasks by their latest run, and the share that succeeded."""
+    counts = dict.fromkeys(PROGRESS_KEYS, 0)
+    for task in tasks:
+        counts[progress_bucket(task.last_run_status)] += 1
+    total = sum(counts.values())
+    done = counts["success"]
+    percent = round(100 * done / total) if total else 0
+    return {"total": total, **counts, "done": done, "percent": percent, "text": f"{done}/{total}"}
+
+
+def derive_job_status(tasks: Iterable[Task]) -> JobStatus:
+    buckets = {progress_bucket(task.last_run_status) for task in tasks}
+    if "running" in buckets:
+        return JobStatus.IN_PROGRESS
+    if "failed" in buckets:
+        return JobStatus.FAILED
+    if buckets == {"success"}:
+        return JobStatus.COMPLETED
+    return JobStatus.PENDING
+
+
+####
+# Store ####
+####
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` with `data` so that a crash at any instant leaves the old or the new
+    file, never a torn one: temp file in the same folder, fsync, rename, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if sys.platform == "win32":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class InterProcessLock:
+    """An exclusive lock on a file, held across processes (flock / msvcrt) and threads.
+
+    Re-entrant within one thread. Acquiring blocks; `try_acquire` does not.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+
+    def __enter__(self) -> InterProcessLock:
+        self._thread_lock.acquire()
+        if self._depth == 0:
+            try:
+                self._fd = self._lock_file(blocking=True)
+            except BaseException:
+                self._thread_lock.release()
+                raise
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            _unlock_fd(self._fd)
+            os.close(self._fd)
+            self._fd = None
+        self._thread_lock.release()
+
+    def try_acquire(self) -> bool:
+        """Take the lock for good (until `release`) if no other process holds it."""
+        with self._thread_lock:
+            if self._fd is not None:
+                return True
+            with contextlib.suppress(BlockingIOError, PermissionError, OSError):
+                self._fd = self._lock_file(blocking=False)
+            return self._fd is not None
+
+    def release(self) -> None:
+        with self._thread_lock:
+            if self._fd is not None:
+                _unlock_fd(self._fd)
+                os.close(self._fd)
+                self._fd = None
+
+    def _lock_file(self, *, blocking: bool) -> int:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            _lock_fd(fd, blocking=blocking)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+
+if sys.platform == "win32":
+
+    def _lock_fd(fd: int, *, blocking: bool) -> None:
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                return
+            except OSError:
+                if not blocking:
+                    raise BlockingIOError from None
+                time.sleep(0.01)
+
+    def _unlock_fd(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+
+    def _lock_fd(fd: int, *, blocking: bool) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock_fd(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+HEAD_BYTES = 64  # the head of our files holds "rev", which changes on every write
+
+
+class CachedFile:
+    """One JSON file, parsed once and re-read only when it changed on disk.
+
+    A change is noticed by (mtime, size, inode, first bytes); every save writes a fresh
+    "rev" into the first bytes, so rapid rewrites by other processes are never missed.
+    A file that fails to parse is never overwritten: `check` raises StorageError until
+    the file is fixed by hand. Callers serialise writes with the store's lock.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sig: tuple[int, int, int, bytes] | None = None
+        self._loaded = False
+        self._error: StorageError | None = None
+
+    def refresh(self) -> bool:
+        """Re-read the file if it changed; return whether it did."""
+        sig = self._signature()
+        if self._loaded and sig == self._sig:
+            return False
+        self._sig, self._loaded, self._error = sig, True, None
+        if sig is None:
+            self.load(None)
+            return True
+        try:
+            self.load(json.loads(self.path.read_bytes()))
+        except (ValueError, SchedulerError, UnicodeDecodeError, OSError) as error:
+            self.load(None)
+            reason = getattr(error, "args", [error])[0] if not isinstance(error, SchedulerError) else error
+            self._error = StorageError(
+                f"{self.path} cannot be read ({reason}); it was left untouched and changes to it "
+                "are refused until it is fixed or moved away"
+            )
+        return True
+
+    def check(self) -> None:
+        self.refresh()
+        if self._error:
+            raise self._error
+
+    @property
+    def error(self) -> StorageError | None:
+        return self._error
+
+    def save(self) -> None:
+        self.check()
+        body = self.encode()
+        rev = secrets.token_hex(8)
+        head = f'{{"version": {STORE_VERSION}, "rev": "{rev}"'
+        atomic_write(self.path, (head + (f", {body}" if body else "") + "}\n").encode())
+        self._sig = self._signature()
+
+    def _signature(self) -> tuple[int, int, int, bytes] | None:
+        try:
+            with open(self.path, "rb") as handle:
+                stat = os.fstat(handle.fileno())
+                head = handle.read(HEAD_BYTES)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise StorageError(f"cannot read {self.path}: {error.strerror}") from error
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino, head)
+
+    def load(self, document: JSON) -> None:
+        """Take in a parsed document (None: the file is missing); raise on a bad shape."""
+        raise NotImplementedError
+
+    def encode(self) -> str:
+        """The body of the document after the version and rev keys."""
+        raise NotImplementedError
+
+
+def _check_version(document: JSON, path: Path) -> None:
+    version = document.get("version", STORE_VERSION) if isinstance(document, dict) else STORE_VERSION
+    if version != STORE_VERSION:
+        raise Invalid(f"format version {version!r} is not supported by {__version__}")
+
+
+R = TypeVar("R", Job, Task, Run)
+
+
+class RecordFile(CachedFile, Generic[R]):
+    """A file of records under one key (`{"version": 1, "jobs": [...]}`), keyed by id.
+
+    A bare list is read too. Records keep their order; each record's JSON text is cached
+    so a save re-encodes only what changed.
+    """
+
+    def __init__(
+        self, path: Path, key: str, parse: Callable[[JSON], R], header: JSONDict | None = None
+    ) -> None:
+        super().__init__(path)
+        self.key = key
+        self._parse: Callable[[JSON], R] = parse
+        self._header = header or {}
+        self.records: dict[str, R] = {}
+        self._encoded: dict[str, str] = {}
+
+    def load(self, document: JSON) -> None:
+        self.records, self._encoded = {}, {}
+        if document is None:
+            return
+        _check_version(document, self.path)
+        items = document if isinstance(document, list) else require_object(document).get(self.key, [])
+        if not isinstance(items, list):
+            raise Invalid(f'"{self.key}" must be a list')
+        for n, item in enumerate(items):
+            try:
+                record = self._parse(item)
+            except Invalid as error:
+                raise Invalid(f"{self.key}[{n}].{error}") from None
+            self.records[record.id] = record
+
+    def encode(self) -> str:
+        parts = [f"{json.dumps(key)}: {json.dumps(value)}, " for key, value in self._header.items()]
+        texts = []
+        for record_id, record in self.records.items():
+            text = self._encoded.get(record_id)
+            if text is None:
+                text = self._encoded[record_id] = json.dumps(_stored(record), ensure_ascii=False)
+            texts.append(text)
+        return "".join(parts) + f'"{self.key}": [\n' + ",\n".join(texts) + "\n]"
+
+    def put(self, record: R) -> None:
+        self.records[record.id] = record
+        self._encoded.pop(record.id, None)
+
+    def remove(self, record_id: str) -> None:
+        self.records.pop(record_id, None)
+        self._encoded.pop(record_id, None)
+
+
+def _stored(record: Job | Task | Run) -> JSONDict:
+    return record.to_dict(derived=False) if isinstance(record, Task) else record.to_dict()
+
+
+class DocFile(CachedFile):
+    """A small whole-document file (state.json, settings.json)."""
+
+    def __init__(self, path: Path, validate: Callable[[JSONDict], JSONDict]) -> None:
+        super().__init__(path)
+        self._validate = validate
+        self.data: JSONDict = {}
+
+    def load(self, document: JSON) -> None:
+        self.data = {}
+        if document is not None:
+            _check_version(document, self.path)
+            body = require_object(document)
+            self.data = self._validate({k: v for k, v in body.items() if k not in ("version", "rev")})
+
+    def encode(self) -> str:
+        return json.dumps(self.data, ensure_ascii=False)[1:-1]
+
+
+def validate_state(data: JSONDict) -> JSONDict:
+    tasks = require_object(data.get("tasks", {}), "tasks")
+    for task_id, entry in tasks.items():
+        entry = require_object(entry, f"tasks.{task_id}")
+        for name in ("next_run_at", "last_run_at"):
+            read_time(entry.get(name), f"tasks.{task_id}.{name}")
+        if entry.get("last_run_status") is not None:
+            read_enum(entry["last_run_status"], f"tasks.{task_id}.last_run_status", RunStatus)
+    require_object(data.get("engine", {}), "engine")
+    return {**data, "tasks": tasks}
+
+
+def validate_settings(data: JSONDict) -> JSONDict:
+    for name, (_, lo, hi) in SETTING_RULES.items():
+        if name in data:
+            read_int(data[name], name, lo, hi)
+    if data.get("claude_path") is not None:
+        read_str(data["claude_path"], "claude_path", max_len=PATH_MAX)
+    return data
+
+
+def match_id(kind: str, text: str, ids: Iterable[str]) -> str:
+    """The one id that equals or starts with `text`; NotFound, or Invalid listing the
+    candidates when several match."""
+    wanted = text.strip().lower()
+    known = set(ids)
+    if wanted in known:
+        return wanted
+    matches = sorted(i for i in known if wanted and i.startswith(wanted))
+    if not matches:
+        raise NotFound(f"no {kind} with id {text!r}")
+    if len(matches) > 1:
+        listed = ", ".join(m[: ID_PREFIX_LEN + 4] for m in matches[:10])
+        raise Invalid(f"{kind} id {text!r} is ambiguous; it matches {listed}")
+    return matches[0]
+
+
+@dataclass
+class DeleteCounts:
+    jobs: int = 0
+    tasks: int = 0
+    runs: int = 0
+    logs: int = 0
+
+    def to_dict(self) -> JSONDict:
+        return dataclasses.asdict(self)
+
+
+class Store:
+    """The data home: jobs, tasks, runs, logs, derived state and settings.
+
+    Every method takes the inter-process lock, so each call sees the latest files and no
+    update is lost; `locked()` groups several calls into one atomic step. Records handed
+    out belong to the cache: copy them (`dataclasses.replace`) before changing them.
+    Thread-safe.
+    """
+
+    def __init__(self, home: Path, *, clock: Clock = utcnow) -> None:
+        self.home = home
+        self.clock = clock
+        try:
+            for folder in (home, home / RUNS_DIR, home / LOGS_DIR):
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"cannot create the data home {home}: {error.strerror}") from error
+        self._lock = InterProcessLock(home / LOCK_FILE)
+        self.jobs: RecordFile[Job] = RecordFile(home / JOBS_FILE, "jobs", Job.from_dict)
+        self.tasks: RecordFile[Task] = RecordFile(home / TASKS_FILE, "tasks", Task.from_dict)
+        self.state = DocFile(home / STATE_FILE, validate_state)
+        self.settings_file = DocFile(home / SETTINGS_FILE, validate_settings)
+        self._runs: dict[str, RecordFile[Run]] = {}
+        self._run_index: dict[str, str] = {}
+        self._merged_sig: tuple[object, object] | None = None
+        self.sweep()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        with self._lock:
+            yield
+
+    # Reading -----------------------------------------------------------------
+
+    def job_list(self) -> list[Job]:
+        with self._lock:
+            self.jobs.check()
+            return list(self.jobs.records.values())
+
+    def task_list(self) -> list[Task]:
+        with self._lock:
+            self._merge_state()
+            return list(self.tasks.records.values())
+
+    def job(self, job_id: str) -> Job:
+        with self._lock:
+            self.jobs.check()
+            if job_id not in self.jobs.records:
+                raise NotFound(f"no job with id {job_id}")
+            return self.jobs.records[job_id]
+
+    def task(self, task_id: str) -> Task:
+        with self._lock:
+            self._merge_state()
+            if task_id not in self.tasks.records:
+                raise NotFound(f"no task with id {task_id}")
+            return self.tasks.records[task_id]
+
+    def tasks_of(self, job_id: str | None) -> list[Task]:
+        """Tasks of a job in its `task_order`, then the rest by creation; None: unassigned."""
+        tasks = [task for task in self.task_list() if task.job_id == job_id]
+        order = {task_id: n for n, task_id in enumerate(self.job(job_id).task_order)} if job_id else {}
+        return sorted(tasks, key=lambda task: (order.get(task.id, len(order)), task.created_at))
+
+    def runs_of(self, task_id: str) -> list[Run]:
+        with self._lock:
+            return list(self._runs_file(task_id).records.values())
+
+    def run(self, run_id: str) -> Run:
+        with self._lock:
+            task_id = self._run_index.get(run_id)
+            if task_id is None or run_id not in self._runs_file(task_id).records:
+                self.all_runs()
+                task_id = self._run_index.get(run_id)
+            if task_id is None:
+                raise NotFound(f"no run with id {run_id}")
+            return self._runs_file(task_id).records[run_id]
+
+    def all_runs(self) -> list[Run]:
+        with self._lock:
+            runs: list[Run] = []
+            for task in self.task_list():
+                runs.extend(self._runs_file(task.id).records.values())
+            return runs
+
+    def log_path(self, run_id: str) -> Path:
+        return self.home / LOGS_DIR / f"{run_id}.log"
+
+    def settings(self) -> JSONDict:
+        with self._lock:
+            self.settings_file.check()
+            return {**DEFAULT_SETTINGS, **self.settings_file.data}
+
+    def engine_state(self) -> JSONDict:
+        with self._lock:
+            self.state.check()
+            return dict(self.state.data.get("engine", {}))
+
+    def resolve(self, kind: str, text: str) -> str:
+        """A full id from a unique prefix; NotFound or Invalid (ambiguous, with candidates)."""
+        return match_id(kind, text, self._ids(kind))
+
+    def _ids(self, kind: str) -> Iterable[str]:
+        if kind == "job":
+            return [job.id for job in self.job_list()]
+        if kind == "task":
+            return [task.id for task in self.task_list()]
+        return [run.id for run in self.all_runs()]
+
+    def _runs_file(self, task_id: str) -> RecordFile[Run]:
+        runs = self._runs.get(task_id)
+        if runs is None:
+            path = self.home / RUNS_DIR / f"{task_id}.json"
+            runs = self._runs[task_id] = RecordFile(path, "runs", Run.from_dict, {"task_id": task_id})
+        if runs.refresh():
+            self._run_index.update(dict.fromkeys(runs.records, task_id))
+        runs.check()
+        return runs
+
+    def _merge_state(self) -> None:
+        """Copy derived fields from state.json into the cached tasks when either changed."""
+        self.tasks.check()
+        self.state.check()
+        sig = (self.tasks._sig, self.state._sig)
+        if sig == self._merged_sig:
+            return
+        entries = self.state.data.get("tasks", {})
+        for task in self.tasks.records.values():
+            task.apply_derived(entries.get(task.id, {}))
+        self._merged_sig = sig
+
+    # Writing -----------------------------------------------------------------
+
+    def save_job(self, job: Job) -> None:
+        with self._lock:
+            self.jobs.check()
+            self.jobs.put(job)
+            self.jobs.save()
+
+    def save_task(self, task: Task, derived: JSONDict | None = None) -> None:
+        """Store a task, and (when given) its derived fields in state.json."""
+        with self._lock:
+            self.tasks.check()
+            if task.job_id and task.job_id not in {job.id for job in self.job_list()}:
+                raise Invalid(f"no job with id {task.job_id}", "job_id")
+            self.tasks.put(task)
+            self.tasks.save()
+            if derived is not None:
+                self.update_task_state(task.id, derived)
+            self._merged_sig = None
+
+    def update_task_state(self, task_id: str, changes: JSONDict) -> None:
+        with self._lock:
+            self.state.check()
+            tasks = self.state.data.setdefault("tasks", {})
+            tasks[task_id] = {**tasks.get(task_id, {}), **changes}
+            self.state.save()
+
+    def set_engine_state(self, **changes: JSON) -> None:
+        with self._lock:
+            self.state.check()
+            self.state.data["engine"] = {**self.state.data.get("engine", {}), **changes}
+            self.state.save()
+
+    def update_settings(self, changes: JSONDict) -> JSONDict:
+        with self._lock:
+            self.settings_file.check()
+            merged = validate_settings({**self.settings_file.data, **changes})
+            self.settings_file.data = merged
+            self.settings_file.save()
+            return self.settings()
+
+    def save_run(self, run: Run) -> None:
+        """Record a run (any transition); keeps the task's latest status, its job's status
+        and the retention limit up to date in the same locked step."""
+        with self._lock:
+            self.tasks.check()
+            if run.task_id not in self.tasks.records:
+                # The task was deleted while this run went on: its history went with it.
+                self._unlink(self.log_path(run.id))
+                return
+            runs = self._runs_file(run.task_id)
+            runs.put(run)
+            self._run_index[run.id] = run.task_id
+            trimmed = self._trim(runs) if run.status in FINISHED_STATUSES else []
+            runs.save()
+            for old in trimmed:
+                self._unlink(self.log_path(old.id))
+            self._note_latest(run.task_id, runs)
+
+    def _trim(self, runs: RecordFile[Run]) -> list[Run]:
+        keep = int(self.settings()["retention_runs"])
+        finished = [run for run in runs.records.values() if run.status in FINISHED_STATUSES]
+        finished.sort(key=lambda run: run.created_at, reverse=True)
+        for old in finished[keep:]:
+            runs.remove(old.id)
+            self._run_index.pop(old.id, None)
+        return finished[keep:]
+
+    def _note_latest(self, task_id: str, runs: RecordFile[Run]) -> None:
+        executed = [run for run in runs.records.values() if run.status not in NON_EXECUTIONS]
+        latest = max(executed, key=lambda run: run.created_at, default=None)
+        state = self.state.data.get("tasks", {}).get(task_id, {})
+        derived: JSONDict = {
+            "last_run_status": latest.status.value if latest else None,
+            "last_run_at": fmt_time(latest.started_at or latest.created_at) if latest else None,
+        }
+        if latest and latest.session_id:
+            derived["last_session_id"] = latest.session_id
+        if all(state.get(key) == value for key, value in derived.items()):
+            return
+        self.update_task_state(task_id, derived)
+        self._merged_sig = None
+        self.refresh_job_status(self.task(task_id).job_id)
+
+    def refresh_job_status(self, job_id: str | None) -> None:
+        """Recompute a job's stored status from its tasks' latest runs."""
+        with self._lock:
+            if not job_id or job_id not in {job.id for job in self.job_list()}:
+                return
+            job = self.job(job_id)
+            status = derive_job_status(self.tasks_of(job_id))
+            if status is not job.status:
+                self.save_job(dataclasses.replace(job, status=status, updated_at=self.clock()))
+
+    # The run queue and job runs (kept in state.json) ---------------------------
+
+    def enqueue(self, run: Run, not_before: datetime | None = None) -> None:
+        """Record a queued run and put it at the back of the engine's queue."""
+        with self._lock:
+            self.save_run(run)
+            entry = {"run_id": run.id, "task_id": run.task_id, "not_before": fmt_time(not_before)}
+            self.state.data.setdefault("queue", []).append(entry)
+            self.state.save()
+
+    def queue(self) -> list[JSONDict]:
+        with self._lock:
+            self.state.check()
+            return list(self.state.data.get("queue", []))
+
+    def dequeue(self, run_ids: Iterable[str]) -> None:
+        with self._lock:
+            self.state.check()
+            gone = set(run_ids)
+            entries = self.state.data.get("queue", [])
+            kept = [entry for entry in entries if entry.get("run_id") not in gone]
+            if len(kept) != len(entries):
+                self.state.data["queue"] = kept
+                self.state.save()
+
+    def job_runs(self) -> dict[str, JSONDict]:
+        with self._lock:
+            self.state.check()
+            return dict(self.state.data.get("job_runs", {}))
+
+    def save_job_run(self, job_run_id: str, entry: JSONDict | None) -> None:
+        """Store (or, with None, forget) the progress of one run of a whole job."""
+        with self._lock:
+            self.state.check()
+            runs = self.state.data.setdefault("job_runs", {})
+            if entry is None:
+                runs.pop(job_run_id, None)
+            else:
+                runs[job_run_id] = entry
+            self.state.save()
+
+    def delete_run(self, run_id: str) -> DeleteCounts:
+        with self._lock:
+            run = self.run(run_id)
+            runs = self._runs_file(run.task_id)
+            runs.remove(run_id)
+            runs.save()
+            self._run_index.pop(run_id, None)
+            counts = DeleteCounts(runs=1, logs=self._unlink(self.log_path(run_id)))
+            self._note_latest(run.task_id, runs)
+            return counts
+
+    def delete_task(self, task_id: str) -> DeleteCounts:
+        with self._lock:
+            task = self.task(task_id)
+            self.tasks.remove(task_id)
+            self.tasks.save()
+            if task.job_id:
+                self._drop_from_order(task.job_id, {task_id})
+            counts = DeleteCounts(tasks=1)
+            self._drop_history([task_id], counts)
+            if task.job_id:
+                self.refresh_job_status(task.job_id)
+            return counts
+
+    def delete_job(self, job_id: str) -> DeleteCounts:
+        """Cascade: the job's tasks go first, then the job, then their runs and logs; a
+        crash part-way leaves no task pointing at a missing job (the sweep finishes it)."""
+        with self._lock:
+            self.job(job_id)
+            doomed = [task.id for task in self.task_list() if task.job_id == job_id]
+            for task_id in doomed:
+                self.tasks.remove(task_id)
+            if doomed:
+                self.tasks.save()
+            self.jobs.remove(job_id)
+            self.jobs.save()
+            counts = DeleteCounts(jobs=1, tasks=len(doomed))
+            self._drop_history(doomed, counts)
+            return counts
+
+    def _drop_from_order(self, job_id: str, task_ids: set[str]) -> None:
+        job = self.jobs.records.get(job_id)
+        if job and task_ids & set(job.task_order):
+            order = [task_id for task_id in job.task_order if task_id not in task_ids]
+            self.save_job(dataclasses.replace(job, task_order=order))
+
+    def _drop_history(self, task_ids: list[str], counts: DeleteCounts) -> None:
+        """Delete the logs, then the run files (which list the logs), then the state."""
+        for task_id in task_ids:
+            runs = self._runs_file(task_id)
+            for run_id in runs.records:
+                counts.runs += 1
+                counts.logs += self._unlink(self.log_path(run_id))
+                self._run_index.pop(run_id, None)
+            self._unlink(runs.path)
+            self._runs.pop(task_id, None)
+        entries = self.state.data.get("tasks", {})
+        if any(task_id in entries for task_id in task_ids):
+            for task_id in task_ids:
+                entries.pop(task_id, None)
+            self.state.save()
+
+    @staticmethod
+    def _unlink(path: Path) -> int:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        except OSError as error:
+            raise StorageError(f"cannot delete {path}: {error.strerror}") from error
+        return 1
+
+    def sweep(self, *, logs: bool = False) -> DeleteCounts:
+        """Finish deletes a crash interrupted: run files of tasks that no longer exist
+        (with their logs), left-over temp files, and with `logs` every unreferenced log."""
+        counts = DeleteCounts()
+        with self._lock:
+            for folder in (self.home, self.home / RUNS_DIR):
+                for tmp in folder.glob(".*.tmp"):
+                    self._unlink(tmp)
+            self.tasks.refresh()
+            if self.tasks.error:
+                return counts
+            known = set(self.tasks.records)
+            orphans = [p.stem for p in (self.home / RUNS_DIR).glob("*.json") if p.stem not in known]
+            for task_id in orphans:
+                with contextlib.suppress(StorageError):
+                    self._drop_history([task_id], counts)
+            if logs:
+                referenced = {run.id for run in self.all_runs()}
+                for path in (self.home / LOGS_DIR).glob("*.log"):
+                    if path.stem not in referenced:
+                        counts.logs += self._unlink(path)
+        return counts
+
+
+####
+# Engine ####
+####
+
+# Executor constants.
+
+STATUS_SUCCESS = "success"
+STATUS_FAILED = "failed"
+STATUS_TIMEOUT = "timeout"
+STATUS_CANCELLED = "cancelled"
+
+CLAUDE_ENV_VAR = "CLAUDE_SCHEDULER_CLAUDE"
+CLAUDE_EXECUTABLE = "claude"
+CLAUDE_LOCAL_INSTALL = (".claude", "local", "claude")  # under the user's home
+CLAUDE_BASE_ARGS = ("-p", "--output-format", "stream-json", "--verbose")
+
+LOG_STDERR_PREFIX = "[stderr] "
+LOG_SCHEDULER_PREFIX = "[scheduler] "
+RESULT_MAX_CHARS = 2000
+ERROR_MAX_CHARS = 300
+RENDER_MAX_CHARS = 200
+RENDER_SESSION_CHARS = 8
+TOOL_RESULT_LINES = 2
+TOOL_RESULT_JOINER = " ⏎ "
+ELLIPSIS = "…"
+GROUP_POLL_SECONDS = 0.05
+ZOMBIE_STATES = (b"Z", b"X")  # /proc/<pid>/stat states of processes that are gone
+PROMPT_WRITER_JOIN_SECONDS = 1.0
+
+# Where each tool keeps the argument worth showing in a one-line summary of the call.
+TOOL_SUMMARY_KEYS = {
+    "Bash": "command",
+    "Read": "file_path",
+    "Write": "file_path",
+    "Edit": "file_path",
+    "MultiEdit": "file_path",
+    "NotebookEdit": "notebook_path",
+    "Glob": "pattern",
+    "Grep": "pattern",
+    "LS": "path",
+    "WebFetch": "url",
+    "WebSearch": "query",
+    "Task": "description",
+}
+
+# The two shapes of Claude's usage-limit message: a machine form ending in `|<epoch>`
+# and the human form naming the reset time ("5-hour limit reached ∙ resets 8pm").
+USAGE_LIMIT_MAX_CHARS = 300  # the notice is one short sentence
+USAGE_LIMIT_EPOCH = re.compile(r"limit reached\|(\d{9,11})\b", re.IGNORECASE)
+USAGE_LIMIT_TEXT = re.compile(
+    r"(?:limit reached|hit your limit)\b[^\n]*?\breset(?:s)?\s+(?:at\s+)?(?P<when>[^\n|]+)",
+    re.IGNORECASE,
+)
+
+if sys.platform == "win32":
+    _NEW_GROUP_FLAGS = subprocess.CREATE_NEW_PROCESS_GROUP
+else:
+    _NEW_GROUP_FLAGS = 0
+
+
+# Executor errors.
+
+
+class ClaudeNotFound(SchedulerError):
+    """No usable `claude` executable; the message says how to provide one."""
+
+    code = "claude_not_found"
+
+
+class WorkdirMissing(SchedulerError):
+    """A run's working directory does not exist or is not a directory."""
+
+    code = "workdir_missing"
+
+
+# Resolving the command.
+
+
+def _expand_path(raw: str, home: Path, environ: Mapping[str, str]) -> str:
+    """`~` becomes `home`, `$VAR`/`${VAR}` come from `environ` (unknown ones stay as written)."""
+
+    def variable(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        return environ.get(name, match.group(0))
+
+    if raw == "~" or raw.startswith(("~/", "~" + os.sep)):
+        raw = str(home) + raw[1:]
+    return re.sub(r"\$(?:\{([^}]*)\}|(\w+))", variable, raw)
+
+
+def _is_executable_file(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def _explicit_claude(source: str, raw: str, home: Path, environ: Mapping[str, str]) -> str:
+    """An explicitly configured claude, which must work: a wrong setting is never skipped."""
+    expanded = _expand_path(raw.strip(), home, environ)
+    if os.sep not in expanded and "/" not in expanded:
+        expanded = shutil.which(expanded, path=environ.get("PATH", os.defpath)) or expanded
+    if _is_executable_file(expanded):
+        return expanded
+    raise ClaudeNotFound(
+        f"{source} is set to {raw!r}, which is not an executable file; "
+        f"fix it or clear it to let the scheduler search PATH"
+    )
+
+
+def resolve_claude(configured: str | None, environ: Mapping[str, str], home: Path) -> str:
+    """Path of the `claude` executable to run.
+
+    Order: the `claude_path` setting (`configured`), `$CLAUDE_SCHEDULER_CLAUDE`, `claude`
+    on `environ["PATH"]`, `home/.claude/local/claude`. A setting or variable that is set
+    but does not name an executable file raises rather than falling through, so a typo
+    never silently runs another claude. Raises ClaudeNotFound with a fix in its message.
+    """
+    explicit = (
+        ("the claude_path setting", configured),
+        (f"${CLAUDE_ENV_VAR}", environ.get(CLAUDE_ENV_VAR)),
+    )
+    for source, raw in explicit:
+        if raw and raw.strip():
+            return _explicit_claude(source, raw, home, environ)
+    found = shutil.which(CLAUDE_EXECUTABLE, path=environ.get("PATH", os.defpath))
+    if found:
+        return found
+    local = home.joinpath(*CLAUDE_LOCAL_INSTALL)
+    if _is_executable_file(str(local)):
+        return str(local)
+    raise ClaudeNotFound(
+        f"Claude Code CLI not found on PATH or at {local}. Install Claude Code "
+        f"(npm install -g @anthropic-ai/claude-code), or set claude_path in settings "
+        f"or ${CLAUDE_ENV_VAR} to the full path of the claude executable"
+    )
+
+
+def _option_value(value: str, field: str) -> str:
+    """A value for one argv slot; one that looks like an option would be misparsed."""
+    if not value or value.startswith("-"):
+        raise Invalid(f"{value!r} is not a usable value (empty or starts with '-')", field)
+    return value
+
+
+def build_command(
+    claude: str,
+    *,
+    model: str,
+    permission_mode: str,
+    allowed_tools: list[str],
+    disallowed_tools: list[str],
+    max_turns: int | None,
+    append_system_prompt: str | None,
+    resume_session: str | None,
+) -> list[str]:
+    """The argv for one headless session. The prompt is not in it: it goes on stdin.
+
+    Raises Invalid (naming the field) for a model, permission mode, tool name or session
+    id that is empty or starts with '-', since claude would read it as an option.
+    """
+    argv = [claude, *CLAUDE_BASE_ARGS]
+    argv += ["--model", _option_value(model, "model")]
+    argv += ["--permission-mode", _option_value(permission_mode, "permission_mode")]
+    for option, tools, name in (
+        ("--allowedTools", allowed_tools, "allowed_tools"),
+        ("--disallowedTools", disallowed_tools, "disallowed_tools"),
+    ):
+        if tools:
+            argv += [option, *(_option_value(tool, name) for tool in tools)]
+    if max_turns is not None:
+        argv += ["--max-turns", str(max_turns)]
+    if append_system_prompt:
+        argv += ["--append-system-prompt", append_system_prompt]
+    if resume_session:
+        argv += ["--resume", _option_value(resume_session, "session_id")]
+    return argv
+
+
+def resolve_workdir(
+    task_dir: str | None, job_dir: str | None, home: Path, environ: Mapping[str, str]
+) -> Path:
+    """The run's working directory: the task's, else the job's, else `home`.
+
+    `~` and `$VAR` are expanded. Raises WorkdirMissing naming the path and where it
+    was set when it is relative, missing or not a directory; never falls back.
+    """
+    for source, raw in (("the task", task_dir), ("the job", job_dir)):
+        if raw and raw.strip():
+            return _existing_dir(Path(_expand_path(raw.strip(), home, environ)), source)
+    return _existing_dir(home, "the home directory")
+
+
+def _existing_dir(path: Path, source: str) -> Path:
+    if not path.is_absolute():
+        problem = "is not an absolute path"
+    elif not path.exists():
+        problem = "does not exist"
+    elif not path.is_dir():
+        problem = "is not a directory"
+    else:
+        return path
+    raise WorkdirMissing(
+        f"working directory {path} (set by {source}) {problem}; create it or change the working directory"
+    )
+
+
+# Reading stream-json.
+
+
+def _parse_object(line: str) -> dict[str, JSON] | None:
+    """The JSON object on `line`, or None for anything else (never raises)."""
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _get_str(obj: JSON, key: str) -> str | None:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _get_int(obj: JSON, key: str) -> int | None:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _get_float(obj: JSON, key: str) -> float | None:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _get_dict(obj: JSON, key: str) -> dict[str, JSON]:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _blocks(content: JSON) -> list[dict[str, JSON]]:
+    """Content blocks; legacy string content reads as one text block."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if isinstance(content, list):
+        return [block for block in content if isinstance(block, dict)]
+    return []
+
+
+def _texts(content: JSON) -> list[str]:
+    return [
+        text
+        for block in _blocks(content)
+        if block.get("type") == "text" and (text := _get_str(block, "text")) is not None
+    ]
+
+
+def _cost(result: dict[str, JSON]) -> float | None:
+    cost = _get_float(result, "total_cost_usd")
+    return cost if cost is not None else _get_float(result, "cost_usd")
+
+
+def _result_failed(result: dict[str, JSON]) -> bool:
+    """Whether a `result` line reports a failure: `is_error`, or an `error_*` subtype."""
+    subtype = _get_str(result, "subtype") or ""
+    return result.get("is_error") is True or subtype.startswith("error")
+
+
+def _usage_limit_reset(text: str) -> str | None:
+    """When `text` is Claude's usage-limit message: the reset time, else None.
+
+    The epoch form gives an ISO 8601 UTC time; the text form gives its words ("8pm").
+    """
+    if len(text) > USAGE_LIMIT_MAX_CHARS:
+        return None  # a long text that mentions limits is Claude's work, not the notice
+    epoch = USAGE_LIMIT_EPOCH.search(text)
+    if epoch:
+        return datetime.fromtimestamp(int(epoch.group(1)), UTC).isoformat()
+    words = USAGE_LIMIT_TEXT.search(text)
+    return words.group("when").strip().rstrip(".").strip() if words else None
+
+
+def _usage_limit_message(reset: str) -> str:
+    return f"Claude usage limit reached; resets at {reset}"
+
+
+class StreamParser:
+    """Collects what a session's stream-json stdout says, fed one line at a time.
+
+    `feed` never raises: unparseable lines, non-object JSON and unknown line types are
+    ignored (the log keeps them). Not thread-safe: feed from one thread, and read the
+    attributes once that thread is done.
+    """
+
+    def __init__(self) -> None:
+        self.session_id: str | None = None
+        self.model: str | None = None
+        self.last_text: str | None = None
+        self.has_result = False
+        self.is_error = False
+        self.subtype: str | None = None
+        self.cost_usd: float | None = None
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.num_turns: int | None = None
+        self.result: str | None = None
+        self.usage_limit_reset: str | None = None
+
+    def feed(self, line: str) -> None:
+        obj = _parse_object(line)
+        if obj is None:
+            return
+        self.session_id = _get_str(obj, "session_id") or self.session_id
+        handler = self._HANDLERS.get(_get_str(obj, "type") or "")
+        if handler is not None:
+            handler(self, obj)
+
+    def _note_text(self, text: str) -> None:
+        self.usage_limit_reset = _usage_limit_reset(text) or self.usage_limit_reset
+
+    def _on_system(self, obj: dict[str, JSON]) -> None:
+        if obj.get("subtype") == "init":
+            self.model = _get_str(obj, "model") or self.model
+
+    def _on_assistant(self, obj: dict[str, JSON]) -> None:
+        message = _get_dict(obj, "message")
+        self.model = self.model or _get_str(message, "model")
+        for text in _texts(message.get("content")):
+            self.last_text = text
+            self._note_text(text)
+
+    def _on_result(self, obj: dict[str, JSON]) -> None:
+        self.has_result = True
+        self.subtype = _get_str(obj, "subtype")
+        self.is_error = _result_failed(obj)
+        self.cost_usd = _cost(obj)
+        usage = _get_dict(obj, "usage")
+        self.input_tokens = _get_int(usage, "input_tokens")
+        self.output_tokens = _get_int(usage, "output_tokens")
+        self.num_turns = _get_int(obj, "num_turns")
+        text = _get_str(obj, "result")
+        self.result = text[:RESULT_MAX_CHARS] if text is not None else None
+        if text is not None:
+            self._note_text(text)
+
+    _HANDLERS: ClassVar[dict[str, Callable[[StreamParser, dict[str, JSON]], None]]] = {
+        "system": _on_system,
+        "assistant": _on_assistant,
+        "result": _on_result,
+    }
+
+
+# Running a session.
+
+
+@dataclass
+class RunOutcome:
+    """What one execution came to; `error` is one line a person can act on."""
+
+    status: str
+    exit_code: int | None = None
+    session_id: str | None = None
+    model: str | None = None
+    cost_usd: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    num_turns: int | None = None
+    result: str | None = None
+    error: str | None = None
+    usage_limit_reset: str | None = None
+
+
+class _RunLog:
+    """Appends whole lines to a run's log, flushed each; safe to call from any thread.
+
+    The constructor raises OSError. A later write failure is remembered in `error` and
+    further lines are dropped instead of raised, so the pipe readers keep draining.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8", errors="replace")
+        self._lock = threading.Lock()
+        self.error: str | None = None
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            if self.error is not None:
+                return
+            try:
+                self._file.write(line + "\n")
+                self._file.flush()
+            except OSError as exc:
+                self.error = f"the run log could not be written: {exc}"
+
+    def scheduler(self, message: str) -> None:
+        self.write(LOG_SCHEDULER_PREFIX + message)
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._file.close()
+            except OSError as exc:
+                self.error = self.error or f"the run log could not be written: {exc}"
+
+
+class _Capture:
+    """Where the pipe readers put what they read.
+
+    The stdout reader alone touches `parser`, the stderr reader alone `last_stderr` and
+    `stderr_usage_reset`; read them after both threads end.
+    """
+
+    def __init__(self, log: _RunLog) -> None:
+        self.log = log
+        self.parser = StreamParser()
+        self.last_stderr: str | None = None
+        self.stderr_usage_reset: str | None = None
+
+    def on_stdout(self, line: str) -> None:
+        self.log.write(line)
+        self.parser.feed(line)
+
+    def on_stderr(self, line: str) -> None:
+        self.log.write(LOG_STDERR_PREFIX + line)
+        if line.strip():
+            self.last_stderr = line.strip()
+            self.stderr_usage_reset = _usage_limit_reset(line) or self.stderr_usage_reset
+
+
+def _read_lines(pipe: IO[bytes], sink: Callable[[str], None]) -> None:
+    with pipe:
+        for raw in pipe:
+            sink(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+
+
+def _write_prompt(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        with pipe:
+            pipe.write(data)
+    except OSError:
+        # The child closed stdin or died before reading it all; its exit says why.
+        return
+
+
+def _start_thread(target: Callable[..., None], *args: object) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def _launch(argv: list[str], cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Start claude as the leader of a new process group (POSIX) so all of it can be killed."""
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=sys.platform != "win32",
+        creationflags=_NEW_GROUP_FLAGS,
+    )
+
+
+def _launch_error(argv: list[str], cwd: Path, exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None and str(exc.filename) == str(cwd):
+        return f"could not enter working directory {cwd}: {reason}"
+    return f"could not start {argv[0] if argv else 'claude'}: {reason}"
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Send `sig` to claude's whole process group (Windows: to claude alone)."""
+    if sys.platform == "win32":
+        proc.terminate()
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        # The group is gone (macOS answers EPERM for a group of zombies).
+        return
+
+
+def _group_exists(pgid: int) -> bool:
+    """Whether any process, zombies included, is in group `pgid` (POSIX)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _group_has_live_member(pgid: int) -> bool:
+    """Whether a process that is not a zombie is in group `pgid`, read from /proc (Linux).
+
+    Zombies count as gone: they hold nothing, and they wait for a reaper we do not
+    control (init in a container may reap late). Without /proc, any member counts.
+    """
+    if not _group_exists(pgid):
+        return False
+    try:
+        entries = [entry.name for entry in os.scandir("/proc") if entry.name.isdigit()]
+    except OSError:
+        return True
+    wanted = str(pgid).encode()
+    for pid in entries:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat_file:
+                stat = stat_file.read()
+        except OSError:
+            continue  # it ended while we looked
+        # After "pid (comm) " come state, ppid, pgrp; comm may itself hold ") ".
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and fields[2] == wanted and fields[0] not in ZOMBIE_STATES:
+            return True
+    return False
+
+
+def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
+    if proc.poll() is None:
+        return True
+    if sys.platform == "win32":
+        return False
+    if sys.platform == "linux":
+        return _group_has_live_member(proc.pid)
+    return _group_exists(proc.pid)
+
+
+def _kill_signal() -> int:
+    return signal.SIGTERM if sys.platform == "win32" else signal.SIGKILL
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """How long a run may take and how it is ended; `monotonic` times all of it."""
+
+    timeout: float
+    grace: float
+    poll_seconds: float
+    should_stop: Callable[[], bool]
+    monotonic: Callable[[], float]
+
+
+def _terminate_group(proc: subprocess.Popen[bytes], limits: _Limits) -> bool:
+    """SIGTERM the group, SIGKILL what is left after the grace period; reaps claude.
+
+    Returns True when SIGKILL was needed.
+    """
+    _signal_group(proc, signal.SIGTERM)
+    deadline = limits.monotonic() + limits.grace
+    while _group_alive(proc):
+        if limits.monotonic() >= deadline:
+            _signal_group(proc, _kill_signal())
+            proc.wait()
+            return True
+        time.sleep(GROUP_POLL_SECONDS)
+    return False
+
+
+def _exited_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    try:
+        proc.wait(timeout=max(seconds, 0.0))
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _supervise(proc: subprocess.Popen[bytes], deadline: float, limits: _Limits) -> str | None:
+    """Wait for claude; the status that ended it early (timeout, cancelled) or None."""
+    while True:
+        remaining = deadline - limits.monotonic()
+        if remaining <= 0:
+            return STATUS_TIMEOUT
+        if _exited_within(proc, min(limits.poll_seconds, remaining)):
+            return None
+        if limits.should_stop():
+            return STATUS_CANCELLED
+
+
+def _join_all(threads: list[threading.Thread], seconds: float) -> bool:
+    """Join `threads` within `seconds` in all (real time); True when all have ended."""
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+    return not any(thread.is_alive() for thread in threads)
+
+
+def _drain(
+    proc: subprocess.Popen[bytes], readers: list[threading.Thread], log: _RunLog, limits: _Limits
+) -> None:
+    """Let the readers reach end of file, ending any leftover holder of the pipes."""
+    if _join_all(readers, limits.grace):
+        return
+    log.scheduler("processes started by claude still hold its output; terminating them")
+    _terminate_group(proc, limits)
+    if not _join_all(readers, limits.grace):
+        log.scheduler("a detached process still holds claude's output; stopped reading it")
+
+
+def _format_seconds(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def _stop_error(status: str, limits: _Limits) -> str:
+    return {
+        STATUS_TIMEOUT: f"timed out after {_format_seconds(limits.timeout)}",
+        STATUS_CANCELLED: "stopped by request",
+    }[status]
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None or code >= 0:
+        return f"exited with code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = str(-code)
+    return f"was killed by signal {name}"
+
+
+def _first_line(text: str) -> str:
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return _clip(line, ERROR_MAX_CHARS)
+
+
+def _failure_line(exit_code: int | None, capture: _Capture) -> str:
+    """The one-line reason a run that ended by itself failed."""
+    parser = capture.parser
+    reset = parser.usage_limit_reset or capture.stderr_usage_reset
+    if reset:
+        return _usage_limit_message(reset)
+    stderr = f": {capture.last_stderr}" if capture.last_stderr else ""
+    if not parser.has_result:
+        return _clip(f"claude {_describe_exit(exit_code)} and printed no result{stderr}", ERROR_MAX_CHARS)
+    if parser.is_error and parser.result and parser.result.strip():
+        return _first_line(parser.result)
+    if parser.is_error:
+        return f"claude reported {parser.subtype or 'an error'} ({_describe_exit(exit_code)})"
+    return _clip(f"claude {_describe_exit(exit_code)}{stderr}", ERROR_MAX_CHARS)
+
+
+def _argv_value(argv: list[str], option: str) -> str | None:
+    index = argv.index(option) if option in argv else -1
+    return argv[index + 1] if 0 <= index < len(argv) - 1 else None
+
+
+def _outcome(
+    argv: list[str], stopped: str | None, exit_code: int | None, capture: _Capture, limits: _Limits
+) -> RunOutcome:
+    parser = capture.parser
+    succeeded = exit_code == 0 and parser.has_result and not parser.is_error
+    status = stopped or (STATUS_SUCCESS if succeeded else STATUS_FAILED)
+    if status == STATUS_FAILED:
+        error: str | None = _failure_line(exit_code, capture)
+    else:
+        error = _stop_error(status, limits) if stopped else None
+    final_text = parser.result if parser.has_result else parser.last_text
+    reset = parser.usage_limit_reset or capture.stderr_usage_reset
+    return RunOutcome(
+        status=status,
+        exit_code=exit_code,
+        session_id=parser.session_id,
+        model=parser.model or _argv_value(argv, "--model"),
+        cost_usd=parser.cost_usd,
+        input_tokens=parser.input_tokens,
+        output_tokens=parser.output_tokens,
+        num_turns=parser.num_turns,
+        result=final_text[:RESULT_MAX_CHARS] if final_text is not None else None,
+        error=error or capture.log.error,
+        usage_limit_reset=reset if status == STATUS_FAILED else None,
+    )
+
+
+def _ignore_pid(pid: int) -> None:
+    """Default `on_started`: nobody needs the pid."""
+
+
+def execute(
+    argv: list[str],
+    *,
+    prompt: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout_seconds: float,
+    should_stop: Callable[[], bool],
+    on_started: Callable[[int], None] = _ignore_pid,
+    kill_grace_seconds: float = 5.0,
+    poll_seconds: float = 0.2,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> RunOutcome:
+    """Run one claude session to its end and say how it went. Blocks until then.
+
+    Claude starts in its own process group with `env` as its whole environment; the
+    prompt goes on stdin, which is then closed. Every stdout line is appended to
+    `log_path` as it arrives, every stderr line too with LOG_STDERR_PREFIX, both pipes
+    drained by their own threads. `should_stop` is polled at least every `poll_seconds`
+    (True → cancelled); past `timeout_seconds` (math.inf for none) → timeout. Either
+    way the whole group gets SIGTERM, then SIGKILL after `kill_grace_seconds`, and a
+    final LOG_SCHEDULER_PREFIX line says so. `on_started` gets claude's pid, which is
+    also its process group id. `monotonic` times the timeout and the grace period.
+
+    A launch or log-file failure is a `failed` outcome, not an exception. An exception
+    from `should_stop` or `on_started` propagates once the process group is ended.
+    """
+    limits = _Limits(timeout_seconds, kill_grace_seconds, poll_seconds, should_stop, monotonic)
+    try:
+        log = _RunLog(log_path)
+    except OSError as exc:
+        message = f"could not open the run log {log_path}: {exc.strerror or exc}"
+        return RunOutcome(status=STATUS_FAILED, error=message)
+    try:
+        return _run(argv, prompt, cwd, env, log, limits, on_started)
+    finally:
+        log.close()
+
+
+def _run(
+    argv: list[str],
+    prompt: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    log: _RunLog,
+    limits: _Limits,
+    on_started: Callable[[int], None],
+) -> RunOutcome:
+    deadline = limits.monotonic() + limits.timeout
+    try:
+        proc = _launch(argv, cwd, env)
+    except OSError as exc:
+        message = _launch_error(argv, cwd, exc)
+        log.scheduler(message)
+        return RunOutcome(status=STATUS_FAILED, error=message, model=_argv_value(argv, "--model"))
+    capture = _Capture(log)
+    assert proc.stdin and proc.stdout and proc.stderr  # all three are PIPE
+    writer = _start_thread(_write_prompt, proc.stdin, prompt.encode("utf-8", errors="replace"))
+    readers = [
+        _start_thread(_read_lines, proc.stdout, capture.on_stdout),
+        _start_thread(_read_lines, proc.stderr, capture.on_stderr),
+    ]
+    try:
+        on_started(proc.pid)
+        stopped = _supervise(proc, deadline, limits)
+    except BaseException:
+        _terminate_group(proc, limits)
+        raise
+    killed = _terminate_group(proc, limits) if stopped else False
+    _drain(proc, readers, log, limits)
+    writer.join(PROMPT_WRITER_JOIN_SECONDS)
+    if stopped:
+        how = f"killed after a {_format_seconds(limits.grace)} grace" if killed else "terminated"
+        log.scheduler(f"{_stop_error(stopped, limits)}; process group {how}")
+    return _outcome(argv, stopped, proc.returncode, capture, limits)
+
+
+# Rendering log lines.
+
+Segment = tuple[str, str]
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+
+
+def _one_line(text: str, limit: int = RENDER_MAX_CHARS) -> str:
+    lines = text.strip().splitlines()
+    first = lines[0] if lines else ""
+    return _clip(first + (f" {ELLIPSIS}" if len(lines) > 1 else ""), limit)
+
+
+def _compact_json(value: JSON) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return str(value)
+
+
+def _tool_call(block: dict[str, JSON]) -> str:
+    name = _get_str(block, "name") or "tool"
+    tool_input = block.get("input")
+    key = TOOL_SUMMARY_KEYS.get(name)
+    argument = _get_str(tool_input, key) if key else None
+    if argument is None and tool_input not in (None, {}):
+        argument = _compact_json(tool_input)
+    return _one_line(f"→ {name}: {argument}" if argument else f"→ {name}")
+
+
+def _tool_result(block: dict[str, JSON]) -> Segment:
+    content = block.get("content")
+    parts = _texts(content)
+    if any(item.get("type") == "image" for item in _blocks(content)):
+        parts.append("[image]")
+    lines = [line for part in parts for line in part.splitlines() if line.strip()]
+    shown = TOOL_RESULT_JOINER.join(lines[:TOOL_RESULT_LINES]) or "(no output)"
+    more = f" {ELLIPSIS}" if len(lines) > TOOL_RESULT_LINES else ""
+    tag = "error" if block.get("is_error") is True else "tool_result"
+    return tag, _clip(shown + more, RENDER_MAX_CHARS)
+
+
+def _text_segment(text: str) -> Segment:
+    reset = _usage_limit_reset(text)
+    return ("error", _usage_limit_message(reset)) if reset else ("assistant", text)
+
+
+def _assistant_block(block: dict[str, JSON]) -> list[Segment]:
+    kind = block.get("type")
+    text = _get_str(block, "text")
+    thinking = _get_str(block, "thinking")
+    if kind == "text" and text:
+        return [_text_segment(text)]
+    if kind == "thinking" and thinking:
+        return [("thinking", thinking)]
+    if kind == "tool_use":
+        return [("tool", _tool_call(block))]
+    return []
+
+
+def _render_assistant(obj: dict[str, JSON]) -> list[Segment]:
+    content = _get_dict(obj, "message").get("content")
+    return [segment for block in _blocks(content) for segment in _assistant_block(block)]
+
+
+def _render_user(obj: dict[str, JSON]) -> list[Segment]:
+    content = _get_dict(obj, "message").get("content")
+    return [_tool_result(block) for block in _blocks(content) if block.get("type") == "tool_result"]
+
+
+def _render_system(obj: dict[str, JSON]) -> list[Segment]:
+    if obj.get("subtype") != "init":
+        return []
+    session = (_get_str(obj, "session_id") or "")[:RENDER_SESSION_CHARS]
+    parts = [
+        f"Session {session}" if session else "Session",
+        _get_str(obj, "model"),
+        _get_str(obj, "cwd"),
+    ]
+    return [("system", " · ".join(part for part in parts if part))]
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _result_facts(obj: dict[str, JSON]) -> list[str]:
+    usage = _get_dict(obj, "usage")
+    cost = _cost(obj)
+    tokens_in, tokens_out = _get_int(usage, "input_tokens"), _get_int(usage, "output_tokens")
+    duration = _get_float(obj, "duration_ms")
+    facts = [
+        f"${cost:.4f}" if cost is not None else None,
+        f"{tokens_in} in / {tokens_out} out tokens" if None not in (tokens_in, tokens_out) else None,
+        _format_seconds(round(duration / 1000, 1)) if duration is not None else None,
+    ]
+    return [fact for fact in facts if fact]
+
+
+def _render_result(obj: dict[str, JSON]) -> list[Segment]:
+    turns = _get_int(obj, "num_turns")
+    subtype = _get_str(obj, "subtype")
+    failed = _result_failed(obj)
+    named = subtype if subtype and subtype != "success" else None
+    head = ("✗ " + (named or "Failed")) if failed else "✓ Done"
+    if turns is not None:
+        head += f" {'after' if failed else 'in'} {_plural(turns, 'turn')}"
+    segments: list[Segment] = [("summary", " · ".join([head, *_result_facts(obj)]))]
+    text = _get_str(obj, "result")
+    if failed and text and text.strip():
+        reset = _usage_limit_reset(text)
+        segments.append(("error", _usage_limit_message(reset) if reset else _one_line(text)))
+    return segments
+
+
+# Line type → renderer. Types not listed (stream_event partials, new kinds) are hidden.
+LOG_RENDERERS: dict[str, Callable[[dict[str, JSON]], list[Segment]]] = {
+    "system": _render_system,
+    "assistant": _render_assistant,
+    "user": _render_user,
+    "result": _render_result,
+}
+# Lines the scheduler itself writes, recognised by their prefix.
+LOG_PREFIX_TAGS = ((LOG_STDERR_PREFIX, "error"), (LOG_SCHEDULER_PREFIX, "scheduler"))
+
+
+def render_log_line(line: str) -> list[Segment]:
+    """One raw log line as (tag, text) segments for people; [] for lines to hide.
+
+    Tags: assistant, thinking, tool, tool_result, error, summary, system, scheduler,
+    raw (a line that is not a JSON object, shown as it is). Pure; never raises.
+    """
+    text = line.rstrip("\r\n")
+    if not text.strip():
+        return []
+    for prefix, tag in LOG_PREFIX_TAGS:
+        if text.startswith(prefix):
+            return [(tag, text[len(prefix) :])]
+    obj = _parse_object(text)
+    if obj is None:
+        return [("raw", text)]
+    renderer = LOG_RENDERERS.get(_get_str(obj, "type") or "")
+    return renderer(obj) if renderer is not None else []
+
+
+ENGINE_WAKE_MAX = 30.0  # never sleep longer: notices clock jumps and sleep
+CHANGE_POLL_SECONDS = 1.0  # how often other processes' changes are looked for
+MISSED_AFTER_SECONDS = 90.0  # a fire later than this counts as missed (engine down, sleep)
+MISSED_SCAN_MAX = 10_000
+KILL_GRACE_SECONDS = 5.0
+STOP_POLL_SECONDS = 0.2
+WATCH_POLL_SECONDS = 2.0
+WATCH_ENTRIES_MAX = 50_000
+WATCH_IGNORED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".mypy_cache"})
+WATCH_IGNORED_FILE = re.compile(r"(^\.#|^#.*#$|~$|\.sw[a-p]$|\.tmp$|\.part$|^\.DS_Store$)")
+EngineEvent = Callable[[JSONDict], None]
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Whether the process named by a run's `owner` ("host:pid") still exists."""
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return host != socket.gethostname() and bool(host)  # another machine: assume alive
+    return process_alive(int(pid))
+
+
+def kill_stray_session(pid: int | None, grace: float = KILL_GRACE_SECONDS) -> bool:
+    """End a Claude process group left behind by a dead owner. Only a process that still
+    looks like our `claude -p` session is touched (its pid could have been reused)."""
+    if not pid or not process_alive(pid) or sys.platform == "win32":
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if b"stream-json" not in cmdline or b"-p" not in cmdline:
+        return False
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+@dataclass
+class WatchState:
+    """What a file-watch task last saw, and since when its folder has been changing."""
+
+    snapshot: dict[str, tuple[int, int]]
+    dirty_since: float | None = None
+
+
+def scan_tree(root: Path, recursive: bool, ignore: Path | None = None) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every file under root, skipping VCS folders, editor temp files
+    and `ignore` (the data home, whose logs change while the task runs)."""
+    found: dict[str, tuple[int, int]] = {}
+    pending = [root]
+    while pending and len(found) < WATCH_ENTRIES_MAX:
+        folder = pending.pop()
+        if ignore and folder == ignore:
+            continue
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    _scan_entry(entry, recursive, pending, found)
+    return found
+
+
+def _scan_entry(
+    entry: os.DirEntry[str], recursive: bool, pending: list[Path], found: dict[str, tuple[int, int]]
+) -> None:
+    if entry.is_dir(follow_symlinks=False):
+        if recursive and entry.name not in WATCH_IGNORED_DIRS:
+            pending.append(Path(entry.path))
+    elif not WATCH_IGNORED_FILE.search(entry.name):
+        stat = entry.stat(follow_symlinks=False)
+        found[entry.path] = (stat.st_mtime_ns, stat.st_size)
+
+
+class Executor:
+    """Runs one queued run to its end: resolves claude and the folder, executes, and
+    records the outcome. Shared by the engine and the CLI's foreground runs."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        environ: Mapping[str, str] | None = None,
+        user_home: Path | None = None,
+        kill_grace: float = KILL_GRACE_SECONDS,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.environ = dict(os.environ if environ is None else environ)
+        self.user_home = user_home or Path.home()
+        self.kill_grace = kill_grace
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+
+    def claim(self, run: Run) -> Run:
+        """Mark a queued run as running in this process."""
+        run = dataclasses.replace(
+            run, status=RunStatus.RUNNING, started_at=self.store.clock(), owner=self.owner
+        )
+        self.store.save_run(run)
+        return run
+
+    def perform(self, run: Run, stop: threading.Event) -> Run:
+        """Execute a claimed run; returns it as recorded at the end. Never raises for a
+        problem of the run itself (missing claude, folder...): that is a failed run."""
+        log_path = self.store.log_path(run.id)
+        try:
+            task = self.store.task(run.task_id)
+            argv, cwd, env = self._prepare(task)
+        except SchedulerError as error:
+            _append_log(log_path, f"{LOG_SCHEDULER_PREFIX}{error}")
+            outcome = RunOutcome(status=STATUS_FAILED, error=str(error))
+        else:
+            outcome = execute(
+                argv,
+                prompt=task.prompt,
+                cwd=cwd,
+                env=env,
+                log_path=log_path,
+                timeout_seconds=task.timeout_seconds,
+                should_stop=lambda: stop.is_set() or self._stop_requested(run.id),
+                on_started=lambda pid: self._note_pid(run.id, pid),
+                kill_grace_seconds=self.kill_grace,
+                poll_seconds=STOP_POLL_SECONDS,
+            )
+        return self._record(run.id, outcome)
+
+    def _prepare(self, task: Task) -> tuple[list[str], Path, dict[str, str]]:
+        job = self.store.job(task.job_id) if task.job_id else None
+        claude = resolve_claude(self.store.settings().get("claude_path"), self.environ, self.user_home)
+        cwd = resolve_workdir(
+            task.working_directory, job.working_directory if job else None, self.user_home, self.environ
+        )
+        resume = task.last_session_id if task.session_mode is SessionMode.RESUME else None
+        argv = build_command(
+            claude,
+            model=task.model,
+            permission_mode=task.permission_mode.value,
+            allowed_tools=task.allowed_tools,
+            disallowed_tools=task.disallowed_tools,
+            max_turns=task.max_turns,
+            append_system_prompt=task.append_system_prompt,
+            resume_session=resume,
+        )
+        return argv, cwd, {**self.environ, **task.env}
+
+    def _stop_requested(self, run_id: str) -> bool:
+        try:
+            return self.store.run(run_id).stop_requested
+        except NotFound:
+            return True  # the run (or its task) was deleted: nobody wants it any more
+
+    def _note_pid(self, run_id: str, pid: int) -> None:
+        with self.store.locked(), contextlib.suppress(NotFound):
+            self.store.save_run(dataclasses.replace(self.store.run(run_id), pid=pid))
+
+    def _record(self, run_id: str, outcome: RunOutcome) -> Run:
+        with self.store.locked():
+            try:
+                run = self.store.run(run_id)
+            except NotFound:
+                return Run(run_id, run_id, status=RunStatus(outcome.status))
+            fields = dataclasses.asdict(outcome)
+            fields.pop("usage_limit_reset", None)
+            fields["status"] = RunStatus(outcome.status)
+            fields["session_id"] = outcome.session_id or run.session_id
+            fields["model"] = outcome.model or run.model
+            fields["error"] = (outcome.error or "")[:ERROR_MAX] or None
+            run = dataclasses.replace(run, **fields, finished_at=self.store.clock())
+            self.store.save_run(run)
+            return run
+
+
+def _append_log(path: Path, line: str) -> None:
+    with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as handle:
+        handle.write(line.rstrip("\n") + "\n")
+
+
+class Engine:
+    """The scheduler: fires tasks on time, queues and runs them, records everything.
+
+    One engine per data home: `start` takes engine.lock and returns False when another
+    process holds it (this process is then only a viewer). The loop runs in its own
+    thread; `tick` is one pass of it and can be driven directly with an injected clock.
+    `on_event` receives plain dicts ({"event": "run", "run": {...}}) from any thread.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        environ: Mapping[str, str] | None = None,
+        user_home: Path | None = None,
+        kill_grace: float = KILL_GRACE_SECONDS,
+        on_event: EngineEvent | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = store.clock
+        self.executor = Executor(store, environ=environ, user_home=user_home, kill_grace=kill_grace)
+        self.on_event = on_event or (lambda event: None)
+        self._lock_file = InterProcessLock(store.home / ENGINE_LOCK_FILE)
+        self._wakeup = threading.Condition()
+        self._workers: dict[str, tuple[threading.Thread, threading.Event]] = {}
+        self._watches: dict[str, WatchState] = {}
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._last_reap = 0.0
+        self.owns = False
+
+    # Life cycle ----------------------------------------------------------------
+
+    def start(self, *, thread: bool = True) -> bool:
+        """Become the data home's engine; False if another process already is."""
+        if not self._lock_file.try_acquire():
+            return False
+        self.owns = True
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": fmt_time(self.clock())}
+        self.store.set_engine_state(owner=owner)
+        self.recover()
+        self._fire_startup_tasks()
+        if thread:
+            self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
+            self._thread.start()
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop scheduling, cancel this process's runs (recorded), release the lock."""
+        if not self.owns:
+            return
+        self._stopping.set()
+        self.wake()
+        if self._thread:
+            self._thread.join(timeout)
+        for _, stop in list(self._workers.values()):
+            stop.set()
+        deadline = time.monotonic() + timeout
+        for worker, _ in list(self._workers.values()):
+            worker.join(max(deadline - time.monotonic(), 0.1))
+        with contextlib.suppress(SchedulerError):
+            self.store.set_engine_state(owner=None)
+        self._lock_file.release()
+        self.owns = False
+
+    def wake(self) -> None:
+        with self._wakeup:
+            self._wakeup.notify_all()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until no run of this engine is active or queued-and-due (for tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._workers and not self._due_queue(self.clock()):
+                return True
+            time.sleep(0.05)
+        return False
+
+    @property
+    def active_run_ids(self) -> list[str]:
+        return list(self._workers)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                delay = self.tick()
+            except SchedulerError as error:
+                log.error("engine: %s", error)
+                delay = ENGINE_WAKE_MAX / 6
+            except Exception:  # the engine must outlive any one bad pass; the log has it
+                log.exception("engine: unexpected error")
+                delay = ENGINE_WAKE_MAX / 6
+            with self._wakeup:
+                if not self._stopping.is_set():
+                    self._wakeup.wait(max(0.01, min(delay, CHANGE_POLL_SECONDS)))
+
+    # One pass ------------------------------------------------------------------
+
+    def tick(self) -> float:
+        """Fire what is due, dispatch what may start; return seconds until the next due time."""
+        now = self.clock()
+        paused = bool(self.store.engine_state().get("paused"))
+        tasks = [task for task in self.store.task_list() if task.enabled]
+        for task in tasks:
+            if task.schedule.is_timed:
+                self._check_due(task, now, paused)
+        self._poll_watches(tasks, now, paused)
+        if not paused:
+            self._dispatch(now)
+        if time.monotonic() - self._last_reap > ENGINE_WAKE_MAX:
+            self._reap_orphans()
+        upcoming = [task.next_run_at for task in self.store.task_list() if task.enabled and task.next_run_at]
+        soonest = min(upcoming, default=None)
+        delay = (soonest - self.clock()).total_seconds() if soonest else ENGINE_WAKE_MAX
+        return max(0.0, min(delay, ENGINE_WAKE_MAX))
+
+    def _check_due(self, task: Task, now: datetime, paused: bool) -> None:
+        due = task.next_run_at
+        if due is None:
+            upcoming = next_fire_after(task.schedule, now, task.created_at)
+            if upcoming:
+                self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
+            return
+        if due > now:
+            return
+        with self.store.locked():
+            current = self.store.task(task.id)
+            if current.next_run_at != due:
+                return  # another pass or an edit moved it meanwhile
+            times, capped = self._times_between(task.schedule, due, now, task.created_at)
+            upcoming = next_fire_after(task.schedule, now, task.created_at)
+            self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
+            self._fire_times(current, times, capped, now, upcoming, paused)
+
+    @staticmethod
+    def _times_between(
+        schedule: Schedule, due: datetime, now: datetime, created_at: datetime
+    ) -> tuple[list[datetime], bool]:
+        times = [due]
+        while len(times) < MISSED_SCAN_MAX:
+            moment = next_fire_after(schedule, times[-1], created_at)
+            if moment is None or moment > now:
+                return times, False
+            times.append(moment)
+        return times, True
+
+    def _fire_times(
+        self,
+        task: Task,
+        times: list[datetime],
+        capped: bool,
+        now: datetime,
+        upcoming: datetime | None,
+        paused: bool,
+    ) -> None:
+        latest = times[-1]
+        if len(times) == 1 and (now - latest).total_seconds() <= MISSED_AFTER_SECONDS:
+            self.fire(task, Trigger.SCHEDULE, latest, paused=paused)
+            return
+        period = (upcoming - latest).total_seconds() if upcoming else 2 * GRACE_MAX_SECONDS
+        grace = min(period / 2, GRACE_MAX_SECONDS)
+        missed = times
+        if task.catch_up is CatchUp.ONCE and (now - latest).total_seconds() <= grace:
+            missed = times[:-1]
+            self.fire(task, Trigger.CATCH_UP, latest, paused=paused)
+        if missed:
+            self._record_missed(task, missed, capped, now)
+
+    def _record_missed(self, task: Task, missed: list[datetime], capped: bool, now: datetime) -> None:
+        count = len(missed)
+        span = fmt_local(missed[0]) + (f" to {fmt_local(missed[-1])}" if count > 1 else "")
+        counted = f"{count}{'+' if capped else ''} scheduled {'time was' if count == 1 else 'times were'}"
+        run = Run(
+            new_id(),
+            task.id,
+            status=RunStatus.MISSED,
+            trigger=Trigger.SCHEDULE,
+            created_at=now,
+            scheduled_for=missed[0],
+            finished_at=now,
+            missed_count=count,
+            error=f"{counted} missed while the scheduler was not running ({span})",
+        )
+        self.store.save_run(run)
+        self._emit(run)
+
+    def fire(
+        self, task: Task, trigger: Trigger, scheduled_for: datetime | None, *, paused: bool = False
+    ) -> Run:
+        """Start (queue) a run of `task` as its overlap policy allows; otherwise record why not."""
+        with self.store.locked():
+            active = [run for run in self.store.runs_of(task.id) if run.is_active]
+            reason = None
+            if paused:
+                reason = "the scheduler was paused"
+            elif active and task.overlap is Overlap.SKIP:
+                reason = "the previous run was still going (overlap: skip)"
+            elif task.overlap is Overlap.QUEUE and any(run.status is RunStatus.QUEUED for run in active):
+                reason = "a run was already waiting (overlap: queue keeps one)"
+            now = self.clock()
+            run = Run(
+                new_id(),
+                task.id,
+                trigger=trigger,
+                created_at=now,
+                scheduled_for=scheduled_for,
+                model=task.model,
+            )
+            if reason:
+                run = dataclasses.replace(run, status=RunStatus.SKIPPED, finished_at=now, error=reason)
+                self.store.save_run(run)
+            else:
+                self.store.enqueue(run)
+        self._emit(run)
+        self.wake()
+        return run
+
+    def _fire_startup_tasks(self) -> None:
+        for task in self.store.task_list():
+            if task.enabled and task.schedule.type is ScheduleType.STARTUP:
+                self.fire(task, Trigger.STARTUP, self.clock())
+
+    # File watching ---------------------------------------------------------------
+
+    def _poll_watches(self, tasks: list[Task], now: datetime, paused: bool) -> None:
+        watched = {task.id: task for task in tasks if task.schedule.type is ScheduleType.FILE_WATCH}
+        for task_id in set(self._watches) - set(watched):
+            del self._watches[task_id]
+        tick = time.monotonic()
+        for task in watched.values():
+            self._poll_watch(task, tick, paused)
+
+    def _poll_watch(self, task: Task, tick: float, paused: bool) -> None:
+        schedule = task.schedule
+        root = Path(os.path.expandvars(schedule.path or "")).expanduser()
+        snapshot = scan_tree(root, schedule.recursive, self.store.home)
+        state = self._watches.get(task.id)
+        busy = any(run.is_active for run in self.store.runs_of(task.id))
+        if state is None or busy:
+            # The first look is the baseline; changes a task's own run makes are not news.
+            self._watches[task.id] = WatchState(snapshot)
+            return
+        if snapshot != state.snapshot:
+            state.snapshot, state.dirty_since = snapshot, tick
+        elif state.dirty_since is not None and tick - state.dirty_since >= schedule.debounce_seconds:
+            state.dirty_since = None
+            self.fire(task, Trigger.FILE_WATCH, self.clock(), paused=paused)
+
+    # Dispatch --------------------------------------------------------------------
+
+    def _due_queue(self, now: datetime) -> list[JSONDict]:
+        due = []
+        for entry in self.store.queue():
+            not_before = entry.get("not_before")
+            if not not_before or parse_time(not_before, "not_before") <= now:
+                due.append(entry)
+        return due
+
+    def _dispatch(self, now: datetime) -> None:
+        cap = int(self.store.settings()["max_concurrent_runs"])
+        for entry in self._due_queue(now):
+            if len(self._workers) >= cap:
+                return
+            self._claim_and_start(entry["run_id"])
+
+    def _claim_and_start(self, run_id: str) -> None:
+        with self.store.locked():
+            self.store.dequeue([run_id])
+            try:
+                run = self.store.run(run_id)
+            except NotFound:
+                return
+            if run.status is not RunStatus.QUEUED:
+                return
+            run = self.executor.claim(run)
+        stop = threading.Event()
+        worker = threading.Thread(target=self._work, args=(run, stop), name=f"run-{run.id[:8]}", daemon=True)
+        self._workers[run.id] = (worker, stop)
+        self._emit(run)
+        worker.start()
+
+    def _work(self, run: Run, stop: threading.Event) -> None:
+        try:
+            finished = self.executor.perform(run, stop)
+            self._emit(finished)
+            self._after_run(finished)
+        except Exception:  # a worker must always let go of its slot; the log has the cause
+            log.exception("engine: run %s failed unexpectedly", run.id)
+        finally:
+            self._workers.pop(run.id, None)
+            self.wake()
+
+    def _after_run(self, run: Run) -> None:
+        """Retries with backoff, then the next step of a job run."""
+        try:
+            task = self.store.task(run.task_id)
+        except NotFound:
+            return
+        retryable = run.status in (RunStatus.FAILED, RunStatus.TIMEOUT) and "usage limit" not in (
+            run.error or ""
+        )
+        if retryable and run.attempt <= task.retry.max_attempts and not self._stopping.is_set():
+            delay = task.retry.delay_before(run.attempt + 1)
+            retry = Run(
+                new_id(),
+                task.id,
+                trigger=Trigger.RETRY,
+                created_at=self.clock(),
+                attempt=run.attempt + 1,
+                model=task.model,
+                job_run_id=run.job_run_id,
+            )
+            self.store.enqueue(retry, self.clock() + timedelta(seconds=delay))
+            self._emit(retry)
+            return
+        if run.job_run_id:
+            advance_job_run(self.store, run)
+
+    def _emit(self, run: Run) -> None:
+        self.on_event({"event": "run", "run": run.to_dict()})
+
+    # Recovery ----------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Mark runs whose owner process is gone as interrupted, ending their Claude
+        processes that are still alive; put unowned queued runs back in the queue."""
+        count = 0
+        queued = {entry.get("run_id") for entry in self.store.queue()}
+        for run in self.store.all_runs():
+            if not run.is_active:
+                continue
+            if run.owner and not owner_alive(run.owner):
+                count += self._interrupt(run)
+            elif run.status is RunStatus.QUEUED and not run.owner and run.id not in queued:
+                self.store.enqueue(run)
+        return count
+
+    def _reap_orphans(self) -> None:
+        """Catch runs of foreground CLI processes that died, without reading every file."""
+        self._last_reap = time.monotonic()
+        busy = [task for task in self.store.task_list() if task.last_run_status in ACTIVE_STATUSES]
+        for task in busy:
+            for run in self.store.runs_of(task.id):
+                if run.status is RunStatus.RUNNING and run.owner and not owner_alive(run.owner):
+                    self._interrupt(run)
+
+    def _interrupt(self, run: Run) -> int:
+        killed = kill_stray_session(run.pid, self.executor.kill_grace)
+        note = "; its Claude process was still running and has been ended" if killed else ""
+        with self.store.locked():
+            current = self.store.run(run.id)
+            if not current.is_active:
+                return 0
+            current = dataclasses.replace(
+                current,
+                status=RunStatus.INTERRUPTED,
+                finished_at=self.clock(),
+                error=f"the process that ran it ({run.owner}) ended unexpectedly{note}",
+            )
+            self.store.save_run(current)
+        self.store.dequeue([run.id])
+        _append_log(self.store.log_path(run.id), f"{LOG_SCHEDULER_PREFIX}{current.error}")
+        self._emit(current)
+        if current.job_run_id:
+            advance_job_run(self.store, current)
+        return 1
+
+
+def advance_job_run(store: Store, run: Run) -> None:
+    """After a run that belongs to a job run: queue the job's next task, or finish."""
+    with store.locked():
+        entry = store.job_runs().get(run.job_run_id or "")
+        if not entry or entry.get("status") != "running" or entry.get("current_run_id") != run.id:
+            return
+        failed = run.status is not RunStatus.SUCCESS
+        if failed and not entry.get("continue_on_failure"):
+            store.save_job_run(run.job_run_id or "", {**entry, "status": "failed"})
+            return
+        start_job_step(store, run.job_run_id or "", {**entry, "position": entry["position"] + 1})
+
+
+def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None:
+    """Queue the task at `entry["position"]` (skipping tasks deleted meanwhile)."""
+    task_ids = entry["task_ids"]
+    known = {task.id for task in store.task_list()}
+    position = entry["position"]
+    while position < len(task_ids) and task_ids[position] not in known:
+        position += 1
+    if position >= len(task_ids):
+        store.save_job_run(job_run_id, {**entry, "position": position, "status": "completed"})
+        return None
+    task = store.task(task_ids[position])
+    run = Run(
+        new_id(),
+        task.id,
+        trigger=Trigger.JOB,
+        created_at=store.clock(),
+        model=task.model,
+        job_run_id=job_run_id,
+    )
+    store.save_job_run(job_run_id, {**entry, "position": position, "current_run_id": run.id})
+    store.enqueue(run)
+    return run
+
+
+####
+# Service operations (shared by the CLI, the API and the window) ####
+####
+
+LOG_CHUNK_MAX = 1 << 20
+RUN_LIST_MAX = 10_000
+
+
+def process_alive(pid: int | None) -> bool:
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+class Service:
+    """Every operation the front ends offer, with its rules, written once.
+
+    Takes and returns plain JSON-shaped dicts (the API's shapes); raises SchedulerError.
+    `wake` is called after each change, so an engine in this process reacts at once.
+    Thread-safe (the store serialises).
+    """
+
+    remote = False  # the CLI's API client says True: no store, nothing runs in-process
+
+    def __init__(self, store: Store, *, wake: Callable[[], None] = lambda: None) -> None:
+        self.store = store
+        self.clock = store.clock
+        self.wake = wake
+
+    # Jobs --------------------------------------------------------------------
+
+    def list_jobs(self) -> list[JSONDict]:
+        with self.store.locked():
+            by_job: dict[str | None, list[Task]] = {}
+            for task in self.store.task_list():
+                by_job.setdefault(task.job_id, []).append(task)
+            return [self._job_dict(job, by_job.get(job.id, [])) for job in self.store.job_list()]
+
+    def get_job(self, job_id: str) -> JSONDict:
+        with self.store.locked():
+            tasks = self.store.tasks_of(self.store.job(job_id).id)
+            job = self._job_dict(self.store.job(job_id), tasks)
+            job["tasks"] = [task.to_dict() for task in tasks]
+            return job
+
+    def job_tasks(self, job_id: str) -> list[JSONDict]:
+        with self.store.locked():
+            self.store.job(job_id)
+            return [task.to_dict() for task in self.store.tasks_of(job_id)]
+
+    def create_job(self, data: JSON) -> JSONDict:
+        data = self._input(data, Job)
+        now = self.clock()
+        job = Job.from_dict(
+            {**data, "id": new_id(), "created_at": fmt_time(now), "updated_at": fmt_time(now)}
+        )
+        self._check_order(job)
+        self.store.save_job(job)
+        self.wake()
+        return self._job_dict(job, [])
+
+    def update_job(self, job_id: str, data: JSON) -> JSONDict:
+        data = self._input(data, Job)
+        with self.store.locked():
+            current = self.store.job(job_id)
+            merged = {**current.to_dict(), **data, "updated_at": fmt_time(self.clock())}
+            job = Job.from_dict(merged)
+            self._check_order(job)
+            self.store.save_job(job)
+        self.wake()
+        return self.get_job(job_id)
+
+    def _check_order(self, job: Job) -> None:
+        if len(set(job.task_order)) != len(job.task_order):
+            raise Invalid("lists a task more than once", "task_order")
+        known = {task.id: task.job_id for task in self.store.task_list()}
+        for task_id in job.task_order:
+            if known.get(task_id) != job.id:
+                raise Invalid(f"task {task_id} is not a task of this job", "task_order")
+
+    def delete_preview(self, job_id: str) -> JSONDict:
+        """What deleting a job would remove, for confirmations."""
+        with self.store.locked():
+            job = self.store.job(job_id)
+            tasks = self.store.tasks_of(job_id)
+            runs = [run for task in tasks for run in self.store.runs_of(task.id)]
+            logs = sum(self.store.log_path(run.id).exists() for run in runs)
+            active = sum(run.is_active for run in runs)
+            counts = DeleteCounts(jobs=1, tasks=len(tasks), runs=len(runs), logs=logs)
+            return {"job": job.to_dict(), "counts": counts.to_dict(), "active_runs": active}
+
+    def delete_job(self, job_id: str, *, force: bool = False) -> JSONDict:
+        """Cascade-delete a job; with active runs, Conflict unless `force` (then stop them)."""
+        with self.store.locked():
+            tasks = self.store.tasks_of(self.store.job(job_id).id)
+            self._stop_or_refuse([task.id for task in tasks], force, "job")
+            counts = self.store.delete_job(job_id)
+        self.wake()
+        return {"deleted": counts.to_dict()}
+
+    def _stop_or_refuse(self, task_ids: list[str], force: bool, what: str) -> None:
+        active = [run for task_id in task_ids for run in self.store.runs_of(task_id) if run.is_active]
+        if active and not force:
+            raise Conflict(
+                f"the {what} has {_plural(len(active), 'active run')}; stop them first or use force"
+            )
+        for run in active:
+            self.stop_run(run.id)
+
+    @staticmethod
+    def _job_dict(job: Job, tasks: list[Task]) -> JSONDict:
+        return {**job.to_dict(), "progress": job_progress(tasks)}
+
+    # Tasks -------------------------------------------------------------------
+
+    def list_tasks(self, job_id: str | None = None, *, unassigned: bool = False) -> list[JSONDict]:
+        with self.store.locked():
+            if job_id or unassigned:
+                tasks = self.store.tasks_of(job_id)
+            else:
+                tasks = sorted(self.store.task_list(), key=lambda task: task.created_at)
+            return [task.to_dict() for task in tasks]
+
+    def get_task(self, task_id: str) -> JSONDict:
+        return self.store.task(task_id).to_dict()
+
+    def create_task(self, data: JSON) -> JSONDict:
+        data = self._input(data, Task)
+        now = self.clock()
+        stamps = {"id": new_id(), "created_at": fmt_time(now), "updated_at": fmt_time(now)}
+        task = Task.from_dict({**data, **stamps}, strict=True)
+        self.store.save_task(task, self._schedule_state(task, now))
+        self.wake()
+        return self.get_task(task.id)
+
+    def update_task(self, task_id: str, data: JSON) -> JSONDict:
+        data = self._input(data, Task)
+        now = self.clock()
+        with self.store.locked():
+            current = self.store.task(task_id)
+            merged = {**current.to_dict(derived=False), **data, "updated_at": fmt_time(now)}
+            task = Task.from_dict(merged, strict=True)
+            timing_changed = (task.schedule, task.enabled) != (current.schedule, current.enabled)
+            self.store.save_task(task, self._schedule_state(task, now) if timing_changed else None)
+            if current.job_id and current.job_id != task.job_id:
+                self.store._drop_from_order(current.job_id, {task_id})
+            for job_id in {current.job_id, task.job_id}:
+                self.store.refresh_job_status(job_id)
+        self.wake()
+        return self.get_task(task_id)
+
+    def set_enabled(self, task_id: str, enabled: bool) -> JSONDict:
+        return self.update_task(task_id, {"enabled": enabled})
+
+    def delete_task(self, task_id: str, *, force: bool = False) -> JSONDict:
+        with self.store.locked():
+            self._stop_or_refuse([self.store.task(task_id).id], force, "task")
+            counts = self.store.delete_task(task_id)
+        self.wake()
+        return {"deleted": counts.to_dict()}
+
+    def next_times(self, task_id: str, count: int = DEFAULT_PREVIEW) -> JSONDict:
+        task = self.store.task(task_id)
+        count = read_int(count, "count", 1, PREVIEW_MAX)
+        times = next_fire_times(task.schedule, self.clock(), count, task.created_at)
+        return {
+            "task_id": task.id,
+            "description": describe_schedule(task.schedule),
+            "enabled": task.enabled,
+            "times": [fmt_time(moment) for moment in times],
+        }
+
+    def preview(self, schedule: JSON, *, after: str | None = None, count: int = DEFAULT_PREVIEW) -> JSONDict:
+        """Fire times and a description of a schedule that need not be saved."""
+        parsed = Schedule.from_dict(schedule, strict=True)
+        start = parse_time(after, "after") if after else self.clock()
+        count = read_int(count, "count", 1, PREVIEW_MAX)
+        times = next_fire_times(parsed, start, count, start)
+        return {
+            "schedule": parsed.to_dict(),
+            "description": describe_schedule(parsed),
+            "times": [fmt_time(moment) for moment in times],
+        }
+
+    @staticmethod
+    def _schedule_state(task: Task, now: datetime) -> JSONDict:
+        upcoming = next_fire_after(task.schedule, now, task.created_at) if task.enabled else None
+        return {"next_run_at": fmt_time(upcoming)}
+
+    @staticmethod
+    def _input(data: JSON, kind: type[Job] | type[Task]) -> JSONDict:
+        data = require_object(data)
+        split_known(data, kind.EDITABLE, strict=True, ignored=kind.READ_ONLY)
+        return {key: value for key, value in data.items() if key in kind.EDITABLE}
+
+    # Runs --------------------------------------------------------------------
+
+    def list_runs(
+        self,
+        *,
+        task_id: str | None = None,
+        job_id: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[JSONDict]:
+        """Runs, newest first, filtered by task, job and status."""
+        wanted = read_enum(status, "status", RunStatus) if status else None
+        limit = read_int(limit, "limit", 1, RUN_LIST_MAX) if limit is not None else None
+        with self.store.locked():
+            if task_id:
+                runs = self.store.runs_of(self.store.task(task_id).id)
+            elif job_id:
+                tasks = self.store.tasks_of(self.store.job(job_id).id)
+                runs = [run for task in tasks for run in self.store.runs_of(task.id)]
+            else:
+                runs = self.store.all_runs()
+        runs = [run for run in runs if wanted is None or run.status is wanted]
+        runs.sort(key=lambda run: run.created_at, reverse=True)
+        return [run.to_dict() for run in runs[:limit]]
+
+    def get_run(self, run_id: str) -> JSONDict:
+        return self.store.run(run_id).to_dict()
+
+    def delete_run(self, run_id: str) -> JSONDict:
+        with self.store.locked():
+            if self.store.run(run_id).is_active:
+                raise Conflict("the run is still active; stop it first")
+            counts = self.store.delete_run(run_id)
+        return {"deleted": counts.to_dict()}
+
+    def request_run(self, task_id: str, trigger: Trigger = Trigger.MANUAL) -> JSONDict:
+        """Queue a run of a task for the engine (in whichever process owns it)."""
+        with self.store.locked():
+            task = self.store.task(task_id)
+            run = Run(new_id(), task.id, trigger=trigger, created_at=self.clock(), model=task.model)
+            self.store.enqueue(run)
+        self.wake()
+        return run.to_dict()
+
+    def run_job(self, job_id: str, *, continue_on_failure: bool = False) -> JSONDict:
+        """Queue a job's enabled tasks to run one after another in its task order."""
+        with self.store.locked():
+            tasks = [task for task in self.store.tasks_of(self.store.job(job_id).id) if task.enabled]
+            if not tasks:
+                raise Conflict("the job has no enabled tasks to run")
+            busy = [entry for entry in self.store.job_runs().values() if entry.get("job_id") == job_id]
+            if any(entry.get("status") == "running" for entry in busy):
+                raise Conflict("the job is already running; stop it first")
+            job_run_id = new_id()
+            entry = {
+                "job_id": job_id,
+                "task_ids": [task.id for task in tasks],
+                "position": 0,
+                "continue_on_failure": continue_on_failure,
+                "status": "running",
+                "started_at": fmt_time(self.clock()),
+            }
+            first = start_job_step(self.store, job_run_id, entry)
+        self.wake()
+        return {"job_run_id": job_run_id, **entry, "run": first.to_dict() if first else None}
+
+    def stop_job(self, job_id: str) -> JSONDict:
+        """Stop a job's running job runs and their current runs (and any active run of its tasks)."""
+        stopped = []
+        with self.store.locked():
+            task_ids = [task.id for task in self.store.tasks_of(self.store.job(job_id).id)]
+            for job_run_id, entry in self.store.job_runs().items():
+                if entry.get("job_id") == job_id and entry.get("status") == "running":
+                    self.store.save_job_run(job_run_id, {**entry, "status": "stopped"})
+            for task_id in task_ids:
+                for run in self.store.runs_of(task_id):
+                    if run.is_active:
+                        stopped.append(self.stop_run(run.id))
+        return {"job_id": job_id, "stopped_runs": stopped}
+
+    def stop_run(self, run_id: str) -> JSONDict:
+        """Ask for a run to stop. A queued run is cancelled at once; a running one is
+        stopped by its owning process within a second. Finished runs are left as they are."""
+        with self.store.locked():
+            run = self.store.run(run_id)
+            if run.status is RunStatus.QUEUED:
+                run = dataclasses.replace(
+                    run,
+                    status=RunStatus.CANCELLED,
+                    finished_at=self.clock(),
+                    error="stopped before it started",
+                )
+                self.store.save_run(run)
+            elif run.status is RunStatus.RUNNING and not run.stop_requested:
+                run = dataclasses.replace(run, stop_requested=True)
+                self.store.save_run(run)
+        self.wake()
+        return run.to_dict()
+
+    def read_log(self, run_id: str, offset: int = 0, limit: int = LOG_CHUNK_MAX) -> JSONDict:
+        """Log bytes from `offset`, whole lines only while the run is active, and the
+        offset to ask for next (for live tailing)."""
+        run = self.store.run(run_id)
+        offset = read_int(offset, "offset", 0, 1 << 62)
+        try:
+            with open(self.store.log_path(run.id), "rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read(limit)
+        except FileNotFoundError:
+            chunk = b""
+        if run.is_active or len(chunk) == limit:
+            chunk = chunk[: chunk.rfind(b"\n") + 1]
+        return {
+            "run_id": run.id,
+            "offset": offset,
+            "next_offset": offset + len(chunk),
+            "data": chunk.decode("utf-8", errors="replace"),
+            "active": run.is_active,
+        }
+
+    def resolve(self, kind: str, text: str) -> str:
+        return self.store.resolve(kind, text)
+
+    # Engine ------------------------------------------------------------------
+
+    def engine_status(self) -> JSONDict:
+        info = self.store.engine_state()
+        owner = info.get("owner") or {}
+        alive = process_alive(owner.get("pid")) and owner.get("host") == socket.gethostname()
+        return {
+            "running": alive,
+            "paused": bool(info.get("paused")),
+            "owner": owner if alive else None,
+            "here": alive and owner.get("pid") == os.getpid(),
+        }
+
+    def set_paused(self, paused: bool) -> JSONDict:
+        self.store.set_engine_state(paused=paused)
+        self.wake()
+        return self.engine_status()
+
+
+####
+# CLI ####
+####
+
+Row = Callable[[JSONDict], str]
+
+
+def _short(value: JSON) -> str:
+    return str(value)[:ID_PREFIX_LEN] if value else "-"
+
+
+def _when(value: JSON) -> str:
+    return fmt_local(parse_time(value, "time")) if value else "-"
+
+
+def _money(value: JSON) -> str:
+    return f"${value:.4f}" if isinstance(value, int | float) else "-"
+
+
+def _seconds(value: JSON) -> str:
+    return f"{value:.1f}s" if isinstance(value, int | float) else "-"
+
+
+JOB_COLUMNS: tuple[tuple[str, Row], ...] = (
+    ("ID", lambda job: _short(job["id"])),
+    ("NAME", lambda job: job["name"]),
+    ("STATUS", lambda job: job["status"]),
+    ("PROGRESS", lambda job: f"{job['progress']['text']} ({job['progress']['percent']}%)"),
+    ("RUNNING", lambda job: str(job["progress"]["running"])),
+    ("FAILED", lambda job: str(job["progress"]["failed"])),
+    ("UPDATED", lambda job: _when(job["updated_at"])),
+)
+TASK_COLUMNS: tuple[tuple[str, Row], ...] = (
+    ("ID", lambda task: _short(task["id"])),
+    ("NAME", lambda task: task["name"]),
+    ("JOB", lambda task: _short(task["job_id"])),
+    ("SCHEDULE", lambda task: task["schedule_text"]),
+    ("NEXT RUN", lambda task: _when(task["next_run_at"]) if task["enabled"] else "disabled"),
+    ("LAST", lambda task: task["last_run_status"] or "never"),
+)
+RUN_COLUMNS: tuple[tuple[str, Row], ...] = (
+    ("ID", lambda run: _short(run["id"])),
+    ("TASK", lambda run: _short(run["task_id"])),
+    ("STATUS", lambda run: run["status"]),
+    ("TRIGGER", lambda run: run["trigger"]),
+    ("STARTED", lambda run: _when(run["started_at"] or run["created_at"])),
+    ("DURATION", lambda run: _seconds(run["duration_seconds"])),
+    ("COST", lambda run: _money(run["cost_usd"])),
+    ("ERROR", lambda run: (run["error"] or "")[:60]),
+)
+CELL_MAX = 48
+
+
+def format_table(rows: list[JSONDict], columns: tuple[tuple[str, Row], ...]) -> str:
+    cells = [[_cell(render(row)) for _, render in columns] for row in rows]
+    headers = [title for title, _ in columns]
+    widths = [max(len(text) for text in column) for column in zip(headers, *cells, strict=False)]
+    lines = [headers, *cells]
+    return "\n".join(
+        "  ".join(t.ljust(w) for t, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+def _cell(text: str) -> str:
+    return _clip(" ".join(text.split()), CELL_MAX)
+
+
+def format_fields(record: JSONDict, skip: tuple[str, ...] = ()) -> str:
+    width = max(len(key) for key in record)
+    lines = []
+    for key, value in record.items():
+        if key in skip:
+            continue
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+        shown = "-" if shown is None or shown == "" else shown
+        lines.append(f"{key.ljust(width)}  {shown}")
+    return "\n".join(lines)
+
+
+@dataclass
+class CliContext:
+    """What a command needs: the operations (direct or over the API) and how to talk."""
+
+    backend: Service
+    args: argparse.Namespace
+    out: Any = None
+
+    def emit(self, text: str) -> None:
+        print(text, file=self.out or sys.stdout, flush=True)
+
+    def show(self, payload: JSON, human: Callable[[], str]) -> int:
+        self.emit(json.dumps(payload, indent=2, ensure_ascii=False) if self.args.json else human())
+        return 0
+
+    def resolve(self, kind: str, text: str) -> str:
+        return self.backend.resolve(kind, text)
+
+    def confirm(self, question: str) -> bool:
+        """Ask on a terminal; refuse (Conflict) when there is none to ask on."""
+        if self.args.force:
+            return True
+        if not sys.stdin.isatty():
+            raise Conflict(f"{question} Not asking without a terminal: add --force to confirm")
+        answer = input(f"{question} [y/N] ").strip().lower()
+        return answer in ("y", "yes")
+
+
+def _cmd_jobs_list(ctx: CliContext) -> int:
+    jobs = ctx.backend.list_jobs()
+    return ctx.show({"jobs": jobs}, lambda: format_table(jobs, JOB_COLUMNS) if jobs else "No jobs yet.")
+
+
+def _cmd_jobs_get(ctx: CliContext) -> int:
+    job = ctx.backend.get_job(ctx.resolve("job", ctx.args.id))
+    return ctx.show(job, lambda: _job_text(job))
+
+
+def _job_text(job: JSONDict) -> str:
+    progress = job["progress"]
+    counts = ", ".join(f"{progress[key]} {key.replace('_', ' ')}" for key in PROGRESS_KEYS)
+    head = format_fields(job, skip=("tasks", "progress", "task_order"))
+    tasks = format_table(job["tasks"], TASK_COLUMNS) if job["tasks"] else "No tasks yet."
+    return f"{head}\nprogress           {progress['text']} done ({progress['percent']}%): {counts}\n\n{tasks}"
+
+
+def _cmd_jobs_create(ctx: CliContext) -> int:
+    job = ctx.backend.create_job(_job_fields(ctx.args))
+    return ctx.show(job, lambda: f"Created job {_short(job['id'])}: {job['name']}")
+
+
+def _cmd_jobs_update(ctx: CliContext) -> int:
+    fields = _job_fields(ctx.args)
+    if not fields:
+        raise BadRequest("nothing to change: give at least one option (see --help)")
+    job = ctx.backend.update_job(ctx.resolve("job", ctx.args.id), fields)
+    return ctx.show(job, lambda: f"Updated job {_short(job['id'])}: {job['name']}")
+
+
+def _job_fields(args: argparse.Namespace) -> JSONDict:
+    options = {
+        "name": "name",
+        "description": "description",
+        "status": "status",
+        "working_dir": "working_directory",
+    }
+    return {key: getattr(args, opt) for opt, key in options.items() if getattr(args, opt, None) is not None}
+
+
+def _cmd_jobs_delete(ctx: CliContext) -> int:
+    job_id = ctx.resolve("job", ctx.args.id)
+    preview = ctx.backend.delete_preview(job_id)
+    counts = preview["counts"]
+    question = (
+        f"Delete job {preview['job']['name']!r} with {_plural(counts['tasks'], 'task')}, "
+        f"{_plural(counts['runs'], 'run')} and {_plural(counts['logs'], 'log')}?"
+    )
+    if preview["active_runs"]:
+        question += f" Its {_plural(preview['active_runs'], 'active run')} will be stopped."
+    if not ctx.confirm(question):
+        ctx.emit("Nothing deleted.")
+        return 1
+    result = ctx.backend.delete_job(job_id, force=True)
+    return ctx.show(result, lambda: _deleted_text(result["deleted"]))
+
+
+def _deleted_text(counts: JSONDict) -> str:
+    parts = [
+        _plural(counts[key], key.rstrip("s")) for key in ("jobs", "tasks", "runs", "logs") if counts[key]
+    ]
+    return "Deleted " + ", ".join(parts) + "."
+
+
+def _cmd_jobs_tasks(ctx: CliContext) -> int:
+    tasks = ctx.backend.job_tasks(ctx.resolve("job", ctx.args.id))
+    return ctx.show({"tasks": tasks}, lambda: format_table(tasks, TASK_COLUMNS) if tasks else "No tasks.")
+
+
+def _cmd_tasks_list(ctx: CliContext) -> int:
+    job_id = ctx.resolve("job", ctx.args.job) if ctx.args.job else None
+    tasks = ctx.backend.list_tasks(job_id, unassigned=ctx.args.unassigned)
+    return ctx.show({"tasks": tasks}, lambda: format_table(tasks, TASK_COLUMNS) if tasks else "No tasks.")
+
+
+def _cmd_tasks_get(ctx: CliContext) -> int:
+    task = ctx.backend.get_task(ctx.resolve("task", ctx.args.id))
+    return ctx.show(task, lambda: format_fields(task))
+
+
+def _cmd_tasks_create(ctx: CliContext) -> int:
+    task = ctx.backend.create_task(_task_fields(ctx, creating=True))
+    return ctx.show(task, lambda: _task_saved_text("Created", task))
+
+
+def _cmd_tasks_update(ctx: CliContext) -> int:
+    task_id = ctx.resolve("task", ctx.args.id)
+    fields = _task_fields(ctx, creating=False)
+    if not fields:
+        raise BadRequest("nothing to change: give at least one option (see --help)")
+    task = ctx.backend.update_task(task_id, fields)
+    return ctx.show(task, lambda: _task_saved_text("Updated", task))
+
+
+def _task_saved_text(verb: str, task: JSONDict) -> str:
+    upcoming = _when(task["next_run_at"]) if task["enabled"] else "disabled"
+    return f"{verb} task {_short(task['id'])}: {task['name']}\n{task['schedule_text']}; next run: {upcoming}"
+
+
+def _cmd_tasks_delete(ctx: CliContext) -> int:
+    task_id = ctx.resolve("task", ctx.args.id)
+    task = ctx.backend.get_task(task_id)
+    runs = ctx.backend.list_runs(task_id=task_id)
+    question = f"Delete task {task['name']!r} with {_plural(len(runs), 'run')} and their logs?"
+    if not ctx.confirm(question):
+        ctx.emit("Nothing deleted.")
+        return 1
+    result = ctx.backend.delete_task(task_id, force=True)
+    return ctx.show(result, lambda: _deleted_text(result["deleted"]))
+
+
+def _cmd_tasks_enable(ctx: CliContext) -> int:
+    task = ctx.backend.set_enabled(ctx.resolve("task", ctx.args.id), ctx.args.enabled)
+    return ctx.show(task, lambda: _task_saved_text("Enabled" if task["enabled"] else "Disabled", task))
+
+
+def _cmd_tasks_next(ctx: CliContext) -> int:
+    result = ctx.backend.next_times(ctx.resolve("task", ctx.args.id), ctx.args.count)
+    return ctx.show(result, lambda: _times_text(result))
+
+
+def _times_text(result: JSONDict) -> str:
+    lines = [result["description"]]
+    if result.get("enabled") is False:
+        lines.append("(the task is disabled: these times will not fire until it is enabled)")
+    lines += [f"  {_when(moment)}" for moment in result["times"]] or ["  (no upcoming fire times)"]
+    return "\n".join(lines)
+
+
+def _cmd_runs_list(ctx: CliContext) -> int:
+    args = ctx.args
+    task_id = ctx.resolve("task", args.task) if args.task else None
+    job_id = ctx.resolve("job", args.job) if args.job else None
+    runs = ctx.backend.list_runs(task_id=task_id, job_id=job_id, status=args.status, limit=args.count)
+    return ctx.show({"runs": runs}, lambda: format_table(runs, RUN_COLUMNS) if runs else "No runs.")
+
+
+def _cmd_runs_get(ctx: CliContext) -> int:
+    run = ctx.backend.get_run(ctx.resolve("run", ctx.args.id))
+    return ctx.show(run, lambda: format_fields(run))
+
+
+def _cmd_runs_delete(ctx: CliContext) -> int:
+    result = ctx.backend.delete_run(ctx.resolve("run", ctx.args.id))
+    return ctx.show(result, lambda: _deleted_text(result["deleted"]))
+
+
+def _cmd_schedule_preview(ctx: CliContext) -> int:
+    schedule = _schedule_from_args(ctx.args)
+    if schedule is None or schedule["type"] not in ("cron", "interval", "once"):
+        raise BadRequest(
+            "give a timed schedule: --cron EXPR, --every 15m, --daily, --weekly, --monthly or --at"
+        )
+    result = ctx.backend.preview(schedule, after=ctx.args.after, count=ctx.args.count)
+    return ctx.show(result, lambda: _times_text(result))
+
+
+FOLLOW_POLL_SECONDS = 0.2
+RENDER_PREFIX = {"tool": "  ", "tool_result": "    ", "thinking": "  (thinking) "}
+
+
+def render_for_terminal(line: str) -> str | None:
+    segments = render_log_line(line)
+    if not segments:
+        return None
+    return "".join(RENDER_PREFIX.get(tag, "") + text for tag, text in segments)
+
+
+def follow_log(
+    ctx: CliContext, run_id: str, *, follow: bool, stop: threading.Event | None = None, offset: int = 0
+) -> int:
+    """Print a run's log from `offset` (rendered, or raw with --raw) and, with `follow`,
+    keep printing until the run ends or `stop` is set. Returns the offset reached."""
+    while True:
+        chunk = ctx.backend.read_log(run_id, offset)
+        offset = chunk["next_offset"]
+        for line in chunk["data"].splitlines():
+            shown = line if ctx.args.raw else render_for_terminal(line)
+            if shown is not None:
+                ctx.emit(shown)
+        if chunk["data"]:
+            continue
+        if not follow or not chunk["active"] or (stop is not None and stop.is_set()):
+            return offset
+        time.sleep(FOLLOW_POLL_SECONDS)
+
+
+def _run_summary(run: JSONDict) -> str:
+    parts = [f"Run {_short(run['id'])} {run['status']}"]
+    if run["duration_seconds"] is not None:
+        parts.append(f"in {run['duration_seconds']:.1f}s")
+    if run["cost_usd"] is not None:
+        parts.append(f"cost {_money(run['cost_usd'])}")
+    if run["error"]:
+        parts.append(f"- {run['error']}")
+    return " ".join(parts)
+
+
+def _engine_note(ctx: CliContext) -> str:
+    status = ctx.backend.engine_status()
+    if not status["running"]:
+        return "No scheduler engine is running: it will start when the window or `serve` runs."
+    return "Paused: it will start when the engine is resumed." if status["paused"] else ""
+
+
+def _cmd_tasks_run(ctx: CliContext) -> int:
+    task_id = ctx.resolve("task", ctx.args.id)
+    if ctx.args.detach or ctx.backend.remote:
+        run = ctx.backend.request_run(task_id, Trigger.CLI)
+        if ctx.args.detach:
+            note = _engine_note(ctx)
+            return ctx.show(run, lambda: f"Queued run {run['id']}" + (f"\n{note}" if note else ""))
+        return _follow_to_end(ctx, run["id"])
+    return _run_in_foreground(ctx, [task_id], stop_on_failure=True, trigger=Trigger.CLI)
+
+
+def _follow_to_end(ctx: CliContext, run_id: str) -> int:
+    """Follow a run handed to the engine; Ctrl-C asks the engine to stop it."""
+    offset = 0
+    try:
+        offset = follow_log(ctx, run_id, follow=True)
+    except KeyboardInterrupt:
+        ctx.emit("Stopping…")
+        ctx.backend.stop_run(run_id)
+        follow_log(ctx, run_id, follow=True, offset=offset)
+    run = ctx.backend.get_run(run_id)
+    ctx.emit(_run_summary(run))
+    return 0 if run["status"] == RunStatus.SUCCESS else 1
+
+
+def _run_in_foreground(
+    ctx: CliContext, task_ids: list[str], *, stop_on_failure: bool, trigger: Trigger
+) -> int:
+    """Run tasks one after another in this process, streaming each session; Ctrl-C
+    stops the current run (recorded as cancelled) and the rest."""
+    store = ctx.backend.store
+    executor = Executor(store)
+    failures = 0
+    for task_id in task_ids:
+        task = store.task(task_id)
+        ctx.emit(f"Running task {_short(task.id)}: {task.name}")
+        run = Run(new_id(), task.id, trigger=trigger, created_at=store.clock(), model=task.model)
+        run = executor.claim(run)
+        status = _perform_streaming(ctx, executor, run)
+        failures += status != RunStatus.SUCCESS
+        if status == RunStatus.CANCELLED or (failures and stop_on_failure):
+            break
+    return 1 if failures else 0
+
+
+def _perform_streaming(ctx: CliContext, executor: Executor, run: Run) -> str:
+    stop = threading.Event()
+    result: list[Run] = []
+    worker = threading.Thread(target=lambda: result.append(executor.perform(run, stop)), daemon=True)
+    worker.start()
+    offset = 0
+    while worker.is_alive():
+        try:
+            offset = follow_log(ctx, run.id, follow=True, stop=stop, offset=offset)
+            worker.join(FOLLOW_POLL_SECONDS)
+        except KeyboardInterrupt:
+            ctx.emit("Stopping…")
+            stop.set()
+    follow_log(ctx, run.id, follow=False, offset=offset)
+    finished = result[0].to_dict() if result else ctx.backend.get_run(run.id)
+    ctx.emit(_run_summary(finished))
+    return str(finished["status"])
+
+
+def _cmd_jobs_run(ctx: CliContext) -> int:
+    job_id = ctx.resolve("job", ctx.args.id)
+    status = ctx.backend.engine_status()
+    if ctx.args.detach or status["running"] or ctx.backend.remote:
+        result = ctx.backend.run_job(job_id, continue_on_failure=ctx.args.continue_on_failure)
+        note = _engine_note(ctx)
+        text = f"Job run {_short(result['job_run_id'])} started: {_plural(len(result['task_ids']), 'task')}"
+        return ctx.show(result, lambda: text + (f"\n{note}" if note else ""))
+    tasks = [task["id"] for task in ctx.backend.job_tasks(job_id) if task["enabled"]]
+    if not tasks:
+        raise Conflict("the job has no enabled tasks to run")
+    return _run_in_foreground(
+        ctx, tasks, stop_on_failure=not ctx.args.continue_on_failure, trigger=Trigger.JOB
+    )
+
+
+def _cmd_jobs_stop(ctx: CliContext) -> int:
+    result = ctx.backend.stop_job(ctx.resolve("job", ctx.args.id))
+    count = len(result["stopped_runs"])
+    return ctx.show(
+        result, lambda: f"Asked {_plural(count, 'run')} to stop." if count else "Nothing was running."
+    )
+
+
+def _cmd_runs_log(ctx: CliContext) -> int:
+    run_id = ctx.resolve("run", ctx.args.id)
+    try:
+        follow_log(ctx, run_id, follow=ctx.args.follow)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _cmd_runs_stop(ctx: CliContext) -> int:
+    run = ctx.backend.stop_run(ctx.resolve("run", ctx.args.id))
+    asked = run["status"] == RunStatus.RUNNING
+    return ctx.show(run, lambda: f"Asked run {_short(run['id'])} to stop." if asked else _run_summary(run))
+
+
+def _cmd_engine_status(ctx: CliContext) -> int:
+    status = ctx.backend.engine_status()
+    return ctx.show(status, lambda: _engine_text(status))
+
+
+def _engine_text(status: JSONDict) -> str:
+    if not status["running"]:
+        text = "Engine: not running (start the window or `claude-code-scheduler serve`)"
+    else:
+        owner = status["owner"]
+        text = f"Engine: running in process {owner['pid']} since {_when(owner['started_at'])}"
+        if owner.get("api"):
+            text += f"\nAPI: {owner['api']}"
+    return text + ("\nPaused: no new runs start until `engine resume`." if status["paused"] else "")
+
+
+def _cmd_engine_pause(ctx: CliContext) -> int:
+    status = ctx.backend.set_paused(ctx.args.paused)
+    return ctx.show(status, lambda: _engine_text(status))
+
+
+WEEKLY_RE = re.compile(r"^([a-z0-9,\-]+)@(\d{1,2}):(\d{2})$", re.IGNORECASE)
+MONTHLY_RE = re.compile(r"^(L|\d{1,2})@(\d{1,2}):(\d{2})$", re.IGNORECASE)
+
+
+def _hhmm(text: str, option: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        raise Invalid(f"{text!r} is not a time of day like 09:30", option)
+    return int(match[1]), int(match[2])
+
+
+def _preset_cron(args: argparse.Namespace) -> str | None:
+    """--daily / --weekly / --monthly written as the cron expressions they stand for."""
+    if args.daily:
+        hour, minute = _hhmm(args.daily, "--daily")
+        return f"{minute} {hour} * * *"
+    for option, pattern, example, day_field in (
+        ("weekly", WEEKLY_RE, "mon,fri@09:00", "dow"),
+        ("monthly", MONTHLY_RE, "1@09:00 or L@09:00", "dom"),
+    ):
+        text = getattr(args, option)
+        if text:
+            match = pattern.match(text.strip())
+            if not match:
+                raise Invalid(f"{text!r} is not like {example}", f"--{option}")
+            hour, minute = _hhmm(f"{match[2]}:{match[3]}", f"--{option}")
+            days = match[1].lower() if day_field == "dow" else match[1].upper()
+            return f"{minute} {hour} * * {days}" if day_field == "dow" else f"{minute} {hour} {days} * *"
+    return None
+
+
+def _schedule_from_args(args: argparse.Namespace) -> JSONDict | None:
+    cron = args.cron or _preset_cron(args)
+    if cron:
+        return {"type": "cron", "expression": cron, "timezone": args.timezone}
+    if args.every:
+        return {"type": "interval", "every_seconds": parse_duration(args.every, "--every")}
+    if args.at:
+        return {"type": "once", "at": fmt_time(parse_time(args.at, "--at"))}
+    if getattr(args, "startup", False):
+        return {"type": "startup"}
+    if getattr(args, "watch", None):
+        return {"type": "file_watch", "path": args.watch, "debounce_seconds": args.debounce}
+    if getattr(args, "manual", False):
+        return {"type": "manual"}
+    return None
+
+
+def _read_prompt(args: argparse.Namespace) -> str | None:
+    if args.prompt_file:
+        try:
+            return Path(args.prompt_file).read_text(encoding="utf-8")
+        except OSError as error:
+            raise Invalid(f"cannot read {args.prompt_file}: {error.strerror}", "--prompt-file") from None
+    if args.prompt == "-":
+        return sys.stdin.read()
+    return str(args.prompt) if args.prompt is not None else None
+
+
+TASK_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("name", "name"),
+    ("model", "model"),
+    ("permission_mode", "permission_mode"),
+    ("working_dir", "working_directory"),
+    ("max_turns", "max_turns"),
+    ("append_system_prompt", "append_system_prompt"),
+    ("session_mode", "session_mode"),
+    ("overlap", "overlap"),
+    ("catch_up", "catch_up"),
+    ("enabled", "enabled"),
+)
+
+
+def _task_fields(ctx: CliContext, *, creating: bool) -> JSONDict:
+    args = ctx.args
+    fields: JSONDict = {
+        key: getattr(args, opt) for opt, key in TASK_OPTIONS if getattr(args, opt) is not None
+    }
+    prompt = _read_prompt(args)
+    if prompt is not None:
+        fields["prompt"] = prompt
+    if args.job is not None:
+        fields["job_id"] = None if args.job.lower() == "none" else ctx.resolve("job", args.job)
+    schedule = _schedule_from_args(args)
+    if schedule is not None:
+        fields["schedule"] = schedule
+    if args.timeout is not None:
+        fields["timeout_seconds"] = parse_duration(args.timeout, "--timeout")
+    for option, key in (("allowed_tools", "allowed_tools"), ("disallowed_tools", "disallowed_tools")):
+        if getattr(args, option) is not None:
+            fields[key] = [tool for item in getattr(args, option) for tool in item.split(",") if tool]
+    if args.env is not None:
+        fields["env"] = dict(_env_pair(item) for item in args.env)
+    retry = {
+        k: v
+        for k, v in (("max_attempts", args.retries), ("delay_seconds", args.retry_delay))
+        if v is not None
+    }
+    if retry:
+        current = {} if creating else ctx.backend.get_task(ctx.resolve("task", args.id))["retry"]
+        fields["retry"] = {**current, **retry}
+    return fields
+
+
+def _env_pair(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep:
+        raise Invalid(f"{item!r} is not NAME=VALUE", "--env")
+    return name, value
+
+
+def _common_parent() -> argparse.ArgumentParser:
+    """Options every verb takes; SUPPRESS keeps a verb from hiding one given earlier."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    parent.add_argument(
+        "--api", metavar="URL", default=argparse.SUPPRESS, help=f"use a running server (or ${API_ENV})"
+    )
+    parent.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help="data home")
+    return parent
+
+
+def _schedule_options(parser: argparse.ArgumentParser, *, events: bool) -> None:
+    group = parser.add_argument_group("schedule (pick one)")
+    choice = group.add_mutually_exclusive_group()
+    choice.add_argument("--cron", metavar="EXPR", help="5-field cron expression, e.g. '0 9 * * mon-fri'")
+    choice.add_argument("--every", metavar="DURATION", help="interval such as 15m, 2h, 1d (at least 1m)")
+    choice.add_argument("--at", metavar="TIME", help="once, at an ISO time such as 2026-12-01T09:00")
+    choice.add_argument("--daily", metavar="HH:MM", help="every day at this time")
+    choice.add_argument("--weekly", metavar="DAYS@HH:MM", help="e.g. mon,fri@09:00")
+    choice.add_argument("--monthly", metavar="DAY@HH:MM", help="e.g. 1@09:00, or L@18:00 for the last day")
+    if events:
+        choice.add_argument("--startup", action="store_true", help="each time the scheduler starts")
+        choice.add_argument("--watch", metavar="PATH", help="when files under PATH change")
+        choice.add_argument("--manual", action="store_true", help="only when run by hand")
+        group.add_argument("--debounce", type=float, default=DEFAULT_DEBOUNCE, help="--watch quiet seconds")
+    group.add_argument("--timezone", metavar="TZ", help="IANA zone for cron times (default: this machine's)")
+
+
+def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
+    parser.add_argument("--name", required=creating)
+    prompt = parser.add_mutually_exclusive_group(required=creating)
+    prompt.add_argument("--prompt", help="the prompt; '-' reads it from standard input")
+    prompt.add_argument("--prompt-file", metavar="FILE", help="read the prompt from FILE")
+    parser.add_argument(
+        "--job", metavar="ID", help="job id (prefix)" + ("; 'none' to unassign" if not creating else "")
+    )
+    parser.add_argument("--model", help=f"sonnet, opus, haiku or a full model id (default {DEFAULT_MODEL})")
+    parser.add_argument("--permission-mode", choices=[mode.value for mode in PermissionMode])
+    parser.add_argument("--working-dir", metavar="DIR", help="folder the session runs in")
+    parser.add_argument("--timeout", metavar="DURATION", help="stop the run after this long (default 30m)")
+    parser.add_argument("--retries", type=int, metavar="N", help="retry a failed run up to N times")
+    parser.add_argument("--retry-delay", type=int, metavar="SECONDS", help="first retry delay (doubles)")
+    parser.add_argument("--max-turns", type=int, metavar="N")
+    parser.add_argument(
+        "--allowed-tools", action="append", metavar="TOOLS", help="comma-separated; repeatable"
+    )
+    parser.add_argument("--disallowed-tools", action="append", metavar="TOOLS")
+    parser.add_argument("--append-system-prompt", metavar="TEXT")
+    parser.add_argument("--session-mode", choices=[mode.value for mode in SessionMode])
+    parser.add_argument("--overlap", choices=[mode.value for mode in Overlap], help="if still running")
+    parser.add_argument("--catch-up", choices=[mode.value for mode in CatchUp], help="after downtime")
+    parser.add_argument("--env", action="append", metavar="NAME=VALUE", help="extra environment; repeatable")
+    state = parser.add_mutually_exclusive_group()
+    state.add_argument("--disabled", dest="enabled", action="store_false", default=None)
+    state.add_argument("--enabled", dest="enabled", action="store_true", default=None)
+    _schedule_options(parser, events=True)
+
+
+CliSpec = tuple[str, str, Callable[[CliContext], int], Callable[[argparse.ArgumentParser], None]]
+
+
+def _with_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", metavar="ID", help="id or unique prefix")
+
+
+def _with_force(parser: argparse.ArgumentParser) -> None:
+    _with_id(parser)
+    parser.add_argument("--force", action="store_true", help="do not ask (needed without a terminal)")
+
+
+def _no_options(parser: argparse.ArgumentParser) -> None:
+    return None
+
+
+def _jobs_create_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--description")
+    parser.add_argument("--working-dir", metavar="DIR", help="default folder for the job's tasks")
+
+
+def _jobs_update_options(parser: argparse.ArgumentParser) -> None:
+    _with_id(parser)
+    parser.add_argument("--name")
+    parser.add_argument("--description")
+    parser.add_argument("--status", choices=[status.value for status in JobStatus])
+    parser.add_argument("--working-dir", metavar="DIR")
+
+
+def _tasks_list_options(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--job", metavar="ID", help="only this job's tasks")
+    which.add_argument("--unassigned", action="store_true", help="only tasks without a job")
+
+
+def _tasks_update_options(parser: argparse.ArgumentParser) -> None:
+    _with_id(parser)
+    _task_options(parser, creating=False)
+
+
+def _enable_options(enabled: bool) -> Callable[[argparse.ArgumentParser], None]:
+    def add(parser: argparse.ArgumentParser) -> None:
+        _with_id(parser)
+        parser.set_defaults(enabled=enabled)
+
+    return add
+
+
+def _count_option(parser: argparse.ArgumentParser, default: int) -> None:
+    parser.add_argument("-n", "--count", type=int, default=default, help=f"how many (default {default})")
+
+
+def _tasks_next_options(parser: argparse.ArgumentParser) -> None:
+    _with_id(parser)
+    _count_option(parser, DEFAULT_PREVIEW)
+
+
+def _runs_list_options(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--task", metavar="ID")
+    which.add_argument("--job", metavar="ID")
+    parser.add_argument("--status", choices=[status.value for status in RunStatus])
+    _count_option(parser, 20)
+
+
+def _preview_options(parser: argparse.ArgumentParser) -> None:
+    _schedule_options(parser, events=False)
+    parser.add_argument("--after", metavar="TIME", help="start from this time instead of now")
+    _count_option(parser, DEFAULT_PREVIEW)
+
+
+def _runs_log_options(parser: argparse.ArgumentParser) -> None:
+    _with_id(parser)
+    parser.add_argument("-f", "--follow", action="store_true", help="keep printing while the run goes on")
+    parser.add_argument("--raw", action="store_true", help="the raw stream-json lines")
+
+
+def _tasks_run_options(parser: argparse.ArgumentParser) -> None:
+    _with_id(parser)
+    parser.add_argument("--detach", action="store_true", help="hand the run to the engine and return")
+    parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
+
+
+def _jobs_run_options(parser: argparse.ArgumentParser) -> None:
+    _with_id(parser)
+    parser.add_argument("--continue-on-failure", action="store_true", help="run the rest after a failure")
+    parser.add_argument("--detach", action="store_true", help="hand the job to the engine and return")
+    parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
+
+
+def _pause_options(paused: bool) -> Callable[[argparse.ArgumentParser], None]:
+    def add(parser: argparse.ArgumentParser) -> None:
+        parser.set_defaults(paused=paused)
+
+    return add
+
+
+CLI_COMMANDS: list[CliSpec] = [
+    ("jobs", "list", _cmd_jobs_list, _no_options),
+    ("jobs", "get", _cmd_jobs_get, _with_id),
+    ("jobs", "create", _cmd_jobs_create, _jobs_create_options),
+    ("jobs", "update", _cmd_jobs_update, _jobs_update_options),
+    ("jobs", "delete", _cmd_jobs_delete, _with_force),
+    ("jobs", "tasks", _cmd_jobs_tasks, _with_id),
+    ("tasks", "list", _cmd_tasks_list, _tasks_list_options),
+    ("tasks", "get", _cmd_tasks_get, _with_id),
+    ("tasks", "create", _cmd_tasks_create, lambda parser: _task_options(parser, creating=True)),
+    ("tasks", "update", _cmd_tasks_update, _tasks_update_options),
+    ("tasks", "delete", _cmd_tasks_delete, _with_force),
+    ("tasks", "enable", _cmd_tasks_enable, _enable_options(True)),
+    ("tasks", "disable", _cmd_tasks_enable, _enable_options(False)),
+    ("tasks", "next", _cmd_tasks_next, _tasks_next_options),
+    ("runs", "list", _cmd_runs_list, _runs_list_options),
+    ("runs", "get", _cmd_runs_get, _with_id),
+    ("runs", "delete", _cmd_runs_delete, _with_id),
+    ("runs", "log", _cmd_runs_log, _runs_log_options),
+    ("runs", "stop", _cmd_runs_stop, _with_id),
+    ("tasks", "run", _cmd_tasks_run, _tasks_run_options),
+    ("jobs", "run", _cmd_jobs_run, _jobs_run_options),
+    ("jobs", "stop", _cmd_jobs_stop, _with_id),
+    ("engine", "status", _cmd_engine_status, _no_options),
+    ("engine", "pause", _cmd_engine_pause, _pause_options(True)),
+    ("engine", "resume", _cmd_engine_pause, _pause_options(False)),
+    ("schedule", "preview", _cmd_schedule_preview, _preview_options),
+]
+CLI_GROUPS = {
+    "jobs": "groups of related tasks",
+    "tasks": "prompts with their settings and schedules",
+    "runs": "the history of executions",
+    "schedule": "try out schedules",
+    "engine": "the scheduler engine",
+}
+CLI_HELP = {
+    "list": "list them",
+    "get": "show one",
+    "create": "create one",
+    "update": "change one",
+    "delete": "delete one (and what belongs to it)",
+    "tasks": "list a job's tasks",
+    "enable": "let a task fire on its schedule",
+    "disable": "stop a task from firing",
+    "next": "show a task's next fire times",
+    "preview": "show a schedule's next fire times",
+    "run": "run now, showing the session (--detach: hand it to the engine)",
+    "stop": "stop what is running",
+    "log": "show a run's log (--follow to keep watching)",
+    "status": "who runs the engine, and whether it is paused",
+    "pause": "stop starting new runs (running ones go on)",
+    "resume": "start runs again",
+}
+
+
+def _add_cli(modes: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parent = _common_parent()
+    cli = modes.add_parser("cli", help="command line", parents=[parent], description="Command line.")
+    groups = cli.add_subparsers(dest="group", metavar="GROUP", required=True)
+    verbs_of: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    for group, verb, func, add_options in CLI_COMMANDS:
+        if group not in verbs_of:
+            group_parser = groups.add_parser(group, help=CLI_GROUPS[group], parents=[parent])
+            verbs_of[group] = group_parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+        helptext = CLI_HELP.get(verb, verb)
+        verb_parser = verbs_of[group].add_parser(verb, help=helptext, description=helptext, parents=[parent])
+        add_options(verb_parser)
+        verb_parser.set_defaults(func=func)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="claude-code-scheduler",
+        description="Schedule unattended Claude Code sessions and keep every run's history.",
+        epilog="With no mode the window opens. Try: serve, cli jobs list, cli tasks create --help.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--home", metavar="DIR", help=f"data home (default ${HOME_ENV} or {DEFAULT_HOME})")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
+    modes = parser.add_subparsers(dest="mode", metavar="MODE")
+    gui = modes.add_parser("gui", help="open the window (the default)")
+    gui.add_argument("--port", type=int, default=DEFAULT_PORT, help="API port (0: any free port)")
+    gui.add_argument("--no-api", action="store_true", help="do not serve the REST API")
+    serve = modes.add_parser("serve", help="run the engine and the REST API without a window")
+    serve.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default loopback only)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free port)")
+    _add_cli(modes)
+    return parser
+
+
+####
+# Entry point ####
+####
+
+
+def data_home(args: argparse.Namespace) -> Path:
+    chosen = getattr(args, "home", None) or os.environ.get(HOME_ENV) or DEFAULT_HOME
+    return Path(os.path.expandvars(chosen)).expanduser()
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    args.json = getattr(args, "json", False)
+    args.force = getattr(args, "force", False)
+    try:
+        backend = Service(Store(data_home(args)))
+        return int(args.func(CliContext(backend, args)))
+    except SchedulerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    """Headless: the engine and the REST API until SIGINT or SIGTERM."""
+    try:
+        store = Store(data_home(args))
+    except SchedulerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    engine = Engine(store)
+    service = Service(store, wake=engine.wake)
+    if engine.start():
+        log.info("engine started for %s", store.home)
+    else:
+        owner = service.engine_status().get("owner") or {}
+        log.warning("another process (pid %s) runs the engine; serving as a viewer", owner.get("pid", "?"))
+    done = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not done.wait(CHANGE_POLL_SECONDS):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("stopping: cancelling this process's runs")
+        engine.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse argv, pick the mode, run it; return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 2
+    chattiness = args.verbose + (args.mode == "serve")  # serve logs its work by default
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(chattiness, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    modes: dict[str | None, Callable[[argparse.Namespace], int]] = {"cli": _run_cli, "serve": _run_serve}
+    return modes[args.mode](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,660 @@
+"""Tests of the run executor against the fake claude (no network, no real CLI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+
+import claude_scheduler as ex
+import fake_claude as fake
+
+FAKE = Path(__file__).with_name("fake_claude.py")
+WATCHDOG_SECONDS = 60.0
+DEATH_WAIT_SECONDS = 5.0
+GRACE = 0.5
+CLOCK_JUMP_SECONDS = 1000.0
+SONNET_ID = "claude-sonnet-4-5-20250929"
+DEFAULT_OPTIONS: dict[str, object] = {
+    "model": "sonnet",
+    "permission_mode": "default",
+    "allowed_tools": [],
+    "disallowed_tools": [],
+    "max_turns": None,
+    "append_system_prompt": None,
+    "resume_session": None,
+}
+
+
+def command(**overrides: object) -> list[str]:
+    return ex.build_command(str(FAKE), **{**DEFAULT_OPTIONS, **overrides})  # type: ignore[arg-type]
+
+
+def fake_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "FAKE_CLAUDE_RECORD": str(tmp_path / "record.jsonl"), **extra}
+
+
+def run(
+    tmp_path: Path,
+    prompt: str = "Do the thing.",
+    *,
+    argv: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    **options: object,
+) -> ex.RunOutcome:
+    """execute() in a thread with a watchdog, so a deadlock fails the test instead of hanging."""
+    arguments: dict[str, object] = {
+        "prompt": prompt,
+        "cwd": tmp_path,
+        "env": env if env is not None else fake_env(tmp_path),
+        "log_path": tmp_path / "logs" / "run.log",
+        "timeout_seconds": 30.0,
+        "should_stop": lambda: False,
+        "kill_grace_seconds": GRACE,
+        "poll_seconds": 0.05,
+        **options,
+    }
+    outcomes: list[ex.RunOutcome] = []
+    errors: list[Exception] = []
+
+    def target() -> None:
+        try:
+            outcomes.append(ex.execute(argv or command(), **arguments))  # type: ignore[arg-type]
+        except (RuntimeError, OSError) as exc:  # re-raised in the test's thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(WATCHDOG_SECONDS)
+    assert not thread.is_alive(), "execute() did not return (deadlock?)"
+    if errors:
+        raise errors[0]
+    (outcome,) = outcomes
+    return outcome
+
+
+def records(tmp_path: Path) -> list[dict[str, object]]:
+    lines = (tmp_path / "record.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def log_lines(tmp_path: Path) -> list[str]:
+    return (tmp_path / "logs" / "run.log").read_text(encoding="utf-8").splitlines()
+
+
+def stdout_types(tmp_path: Path) -> list[object]:
+    objects = [json.loads(line) for line in log_lines(tmp_path) if line.startswith("{")]
+    return [obj["type"] for obj in objects]
+
+
+def is_alive(pid: int) -> bool:
+    """Whether `pid` runs; a zombie waiting for a slow reaper counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat_path = Path(f"/proc/{pid}/stat")
+    if not stat_path.parent.parent.is_dir():
+        return True
+    try:
+        state = stat_path.read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_dead(pid: int) -> bool:
+    deadline = time.monotonic() + DEATH_WAIT_SECONDS
+    while is_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def make_executable(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n", encoding="utf-8")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+# ---- build_command ----
+
+
+def test_build_command_minimal() -> None:
+    assert command() == [
+        *(str(FAKE), "-p", "--output-format", "stream-json", "--verbose"),
+        *("--model", "sonnet", "--permission-mode", "default"),
+    ]
+
+
+def test_build_command_all_options() -> None:
+    argv = command(
+        model="opus",
+        permission_mode="acceptEdits",
+        allowed_tools=["Bash(git:*)", "Read"],
+        disallowed_tools=["WebFetch"],
+        max_turns=7,
+        append_system_prompt="- be terse",
+        resume_session="5b0c9e4e-1111-4222-8333-444455556666",
+    )
+    assert argv[5:] == [
+        *("--model", "opus", "--permission-mode", "acceptEdits"),
+        *("--allowedTools", "Bash(git:*)", "Read", "--disallowedTools", "WebFetch"),
+        *("--max-turns", "7", "--append-system-prompt", "- be terse"),
+        *("--resume", "5b0c9e4e-1111-4222-8333-444455556666"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"model": ""}, "model"),
+        ({"permission_mode": "--dangerously-skip-permissions"}, "permission_mode"),
+        ({"allowed_tools": ["Read", "-x"]}, "allowed_tools"),
+        ({"disallowed_tools": [""]}, "disallowed_tools"),
+        ({"resume_session": "--continue"}, "session_id"),
+    ],
+)
+def test_build_command_refuses_values_claude_would_read_as_options(
+    overrides: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ex.Invalid) as caught:
+        command(**overrides)
+    assert caught.value.field == field
+
+
+# ---- what the fake receives ----
+
+
+def test_fake_receives_exact_argv_prompt_on_stdin_and_cwd(tmp_path: Path) -> None:
+    argv = command(
+        allowed_tools=["Bash", "Read"],
+        disallowed_tools=["Write"],
+        max_turns=5,
+        append_system_prompt="-start with a dash",
+        resume_session="5b0c9e4e-1111-4222-8333-444455556666",
+    )
+    outcome = run(tmp_path, "List the files.", argv=argv)
+    (entry,) = records(tmp_path)
+    assert entry["argv"] == argv[1:]
+    assert entry["stdin"] == "List the files."
+    assert entry["cwd"] == os.path.realpath(tmp_path)
+    assert outcome.status == ex.STATUS_SUCCESS
+    assert outcome.session_id == "5b0c9e4e-1111-4222-8333-444455556666"
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["x" * 1_000_000 + "\nend [lines=3]", "-rf looks like an option", "--help"],
+    ids=["1MB", "dash", "double-dash"],
+)
+def test_prompt_goes_on_stdin_whatever_it_holds(tmp_path: Path, prompt: str) -> None:
+    outcome = run(tmp_path, prompt)
+    (entry,) = records(tmp_path)
+    assert entry["stdin"] == prompt
+    assert prompt not in entry["argv"]  # type: ignore[operator]
+    assert outcome.status == ex.STATUS_SUCCESS
+
+
+def test_env_is_the_whole_environment_of_claude(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "FAKE_CLAUDE_RECORD": str(tmp_path / "record.jsonl"),
+        "FAKE_CLAUDE_RECORD_ENV": "MY_SETTING,HOME",
+        "FAKE_TOKEN": "abc",
+        "MY_SETTING": "on",
+    }
+    run(tmp_path, env=env)
+    recorded = records(tmp_path)[0]["env"]
+    assert isinstance(recorded, dict)
+    assert (recorded["FAKE_TOKEN"], recorded["MY_SETTING"], recorded["HOME"]) == ("abc", "on", None)
+
+
+def test_on_started_gets_the_pid_of_claude(tmp_path: Path) -> None:
+    pids: list[int] = []
+    run(tmp_path, on_started=pids.append)
+    assert pids == [records(tmp_path)[0]["pid"]]
+
+
+# ---- outcomes ----
+
+
+def test_success_parses_cost_tokens_turns_session_and_result(tmp_path: Path) -> None:
+    outcome = run(tmp_path)
+    init = json.loads(log_lines(tmp_path)[0])
+    assert outcome.status == ex.STATUS_SUCCESS
+    assert (outcome.exit_code, outcome.error, outcome.usage_limit_reset) == (0, None, None)
+    assert (outcome.cost_usd, outcome.input_tokens, outcome.output_tokens) == (0.0123, 62, 17)
+    assert (outcome.num_turns, outcome.result, outcome.model) == (3, "Done.", SONNET_ID)
+    assert outcome.session_id == init["session_id"] == str(uuid.UUID(outcome.session_id or ""))
+
+
+def test_legacy_shape_cost_usd_and_string_content(tmp_path: Path) -> None:
+    outcome = run(tmp_path, "[legacy][cost=0.5]")
+    assert '"content":"Looking at the repo."' in log_lines(tmp_path)[1]
+    assert (outcome.status, outcome.cost_usd, outcome.result) == (ex.STATUS_SUCCESS, 0.5, "Done.")
+
+
+def test_is_error_fails_with_the_subtype(tmp_path: Path) -> None:
+    outcome = run(tmp_path, "[is_error]")
+    assert (outcome.status, outcome.exit_code) == (ex.STATUS_FAILED, 1)
+    assert outcome.error == "claude reported error_during_execution (exited with code 1)"
+
+
+def test_is_error_with_a_result_text_gives_its_first_line(tmp_path: Path) -> None:
+    env = fake_env(tmp_path, FAKE_CLAUDE_RESULT="\nTool crashed: boom\nTraceback ...")
+    outcome = run(tmp_path, "[is_error]", env=env)
+    assert (outcome.status, outcome.error) == (ex.STATUS_FAILED, "Tool crashed: boom")
+
+
+def test_the_injected_clock_times_the_run(tmp_path: Path) -> None:
+    ticks = iter(range(0, 10**9, 100))
+    outcome = run(tmp_path, "[hang]", timeout_seconds=150.0, monotonic=lambda: next(ticks))
+    assert (outcome.status, outcome.error) == (ex.STATUS_TIMEOUT, "timed out after 150s")
+
+
+def test_is_error_fails_even_with_exit_code_zero(tmp_path: Path) -> None:
+    outcome = run(tmp_path, "[is_error=error_max_turns][exit=0]")
+    assert (outcome.status, outcome.exit_code) == (ex.STATUS_FAILED, 0)
+    assert outcome.error == "claude reported error_max_turns (exited with code 0)"
+
+
+def test_max_turns_reached_fails(tmp_path: Path) -> None:
+    outcome = run(tmp_path, argv=command(max_turns=1))
+    assert (outcome.status, outcome.num_turns) == (ex.STATUS_FAILED, 1)
+    assert outcome.error == "claude reported error_max_turns (exited with code 1)"
+
+
+def test_nonzero_exit_code_is_the_real_one(tmp_path: Path) -> None:
+    outcome = run(tmp_path, "[exit=3]")
+    assert (outcome.status, outcome.exit_code) == (ex.STATUS_FAILED, 3)
+    assert outcome.error == "claude exited with code 3"
+
+
+@pytest.mark.parametrize("code", [0, 137])
+def test_no_result_line_fails_with_a_clear_error(tmp_path: Path, code: int) -> None:
+    outcome = run(tmp_path, f"[no_result][exit={code}]")
+    assert (outcome.status, outcome.exit_code) == (ex.STATUS_FAILED, code)
+    assert outcome.error == f"claude exited with code {code} and printed no result"
+    assert outcome.result == "Done."  # the last assistant text stands in
+
+
+def test_a_refusal_names_the_last_stderr_line(tmp_path: Path) -> None:
+    outcome = run(tmp_path, "  \n")
+    assert outcome.status == ex.STATUS_FAILED
+    assert outcome.error == (
+        "claude exited with code 1 and printed no result: Error: Input must be provided "
+        "either through stdin or as a prompt argument when using --print"
+    )
+
+
+def test_result_keeps_the_first_2000_characters(tmp_path: Path) -> None:
+    outcome = run(tmp_path, env=fake_env(tmp_path, FAKE_CLAUDE_RESULT="y" * 5000))
+    assert outcome.result == "y" * ex.RESULT_MAX_CHARS
+
+
+@pytest.mark.parametrize(
+    ("marker", "reset"),
+    [("[usage_limit]", "8pm"), ("[usage_limit=epoch]", "2026-01-01T00:00:00+00:00")],
+)
+def test_usage_limit_fails_naming_the_reset_time(tmp_path: Path, marker: str, reset: str) -> None:
+    outcome = run(tmp_path, marker)
+    assert (outcome.status, outcome.exit_code) == (ex.STATUS_FAILED, 1)
+    assert outcome.error == f"Claude usage limit reached; resets at {reset}"
+    assert outcome.usage_limit_reset == reset
+
+
+def test_launch_failure_is_a_failed_outcome(tmp_path: Path) -> None:
+    not_executable = tmp_path / "claude"
+    not_executable.write_text("#!/bin/sh\n", encoding="utf-8")
+    outcome = run(tmp_path, argv=[str(not_executable), "-p"])
+    assert outcome.status == ex.STATUS_FAILED
+    assert outcome.error == f"could not start {not_executable}: Permission denied"
+    assert log_lines(tmp_path) == [f"[scheduler] {outcome.error}"]
+
+
+def test_unwritable_log_is_a_failed_outcome(tmp_path: Path) -> None:
+    (tmp_path / "logs" / "run.log").mkdir(parents=True)
+    outcome = run(tmp_path)
+    assert outcome.status == ex.STATUS_FAILED
+    assert (outcome.error or "").startswith(f"could not open the run log {tmp_path}")
+    assert not (tmp_path / "record.jsonl").exists()
+
+
+# ---- the log ----
+
+
+def test_every_line_lands_in_the_log_and_stderr_is_marked(tmp_path: Path) -> None:
+    run(tmp_path, "[stderr=300][lines=500]")
+    lines = log_lines(tmp_path)
+    stderr = [line for line in lines if line.startswith(ex.LOG_STDERR_PREFIX)]
+    assert stderr == [ex.LOG_STDERR_PREFIX + fake.STDERR_LINE.rstrip("\n")] * (
+        300 // len(fake.STDERR_LINE) + 1
+    )
+    assert stdout_types(tmp_path) == ["system", "assistant", "assistant", "user"] + [
+        "assistant"
+    ] * 501 + ["result"]
+
+
+def test_slow_output_is_read_as_it_comes(tmp_path: Path) -> None:
+    outcome = run(tmp_path, "[delay=0.02]")
+    assert (outcome.status, outcome.num_turns) == (ex.STATUS_SUCCESS, 3)
+
+
+def test_malformed_lines_stay_in_the_log_and_do_not_fail_the_run(tmp_path: Path) -> None:
+    outcome = run(tmp_path, "[malformed]")
+    lines = log_lines(tmp_path)
+    assert {"not json", "[1,2]", '"str"', '{"type": "assistant", "message": '} <= set(lines)
+    assert outcome.status == ex.STATUS_SUCCESS
+    assert outcome.cost_usd == 0.0123
+
+
+def test_stderr_flood_does_not_deadlock(tmp_path: Path) -> None:
+    outcome = run(tmp_path, "[stderr=2000000]")
+    stderr = [line for line in log_lines(tmp_path) if line.startswith(ex.LOG_STDERR_PREFIX)]
+    assert outcome.status == ex.STATUS_SUCCESS
+    assert sum(len(line) + 1 for line in stderr) > 2_000_000
+
+
+# ---- timeout, stop and the process group ----
+
+
+def clock_jumping_once_ready(tmp_path: Path) -> Callable[[], float]:
+    """A clock that runs true until the fake's init line is in the log, then jumps ahead.
+
+    The fake prints init after it has set its SIGTERM handling and started its
+    grandchild, so the timeout hits a fully set-up fake however slow the machine is.
+    """
+    log = tmp_path / "logs" / "run.log"
+
+    def clock() -> float:
+        ready = log.exists() and '"subtype":"init"' in log.read_text(encoding="utf-8")
+        return time.monotonic() + (CLOCK_JUMP_SECONDS if ready else 0.0)
+
+    return clock
+
+
+def test_timeout_in_real_time(tmp_path: Path) -> None:
+    outcome = run(tmp_path, "[hang]", timeout_seconds=0.3)
+    assert (outcome.status, outcome.error) == (ex.STATUS_TIMEOUT, "timed out after 0.3s")
+
+
+def test_timeout_ends_the_whole_process_group(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    clock = clock_jumping_once_ready(tmp_path)
+    outcome = run(tmp_path, f"[hang][grandchild={pid_file}]", monotonic=clock)
+    assert (outcome.status, outcome.error) == (ex.STATUS_TIMEOUT, "timed out after 30s")
+    assert outcome.exit_code == -signal.SIGTERM
+    assert outcome.session_id is not None
+    assert wait_dead(int(pid_file.read_text()))
+    assert log_lines(tmp_path)[-1] == "[scheduler] timed out after 30s; process group terminated"
+
+
+def test_sigterm_ignored_is_killed_after_the_grace(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    clock = clock_jumping_once_ready(tmp_path)
+    outcome = run(tmp_path, f"[hang][ignore_term][grandchild={pid_file}]", monotonic=clock)
+    assert (outcome.status, outcome.exit_code) == (ex.STATUS_TIMEOUT, -signal.SIGKILL)
+    assert wait_dead(int(pid_file.read_text()))
+    assert log_lines(tmp_path)[-1] == (
+        "[scheduler] timed out after 30s; process group killed after a 0.5s grace"
+    )
+
+
+def test_should_stop_cancels_the_run(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "run.log"
+
+    def init_line_logged() -> bool:
+        # True only if lines reach the log while claude still runs (it hangs after init).
+        return '"subtype":"init"' in log.read_text(encoding="utf-8")
+
+    outcome = run(tmp_path, "[hang]", should_stop=init_line_logged)
+    assert (outcome.status, outcome.error) == (ex.STATUS_CANCELLED, "stopped by request")
+    assert outcome.session_id is not None
+    assert log_lines(tmp_path)[-1] == "[scheduler] stopped by request; process group terminated"
+
+
+def test_an_exception_from_should_stop_still_ends_claude(tmp_path: Path) -> None:
+    def should_stop() -> bool:
+        raise RuntimeError("store unreadable")
+
+    pids: list[int] = []
+    with pytest.raises(RuntimeError, match="store unreadable"):
+        run(tmp_path, "[hang]", should_stop=should_stop, on_started=pids.append)
+    assert wait_dead(pids[0])
+
+
+def test_leftover_process_holding_the_pipes_is_ended(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    outcome = run(tmp_path, f"[grandchild={pid_file}]")
+    assert outcome.status == ex.STATUS_SUCCESS
+    assert wait_dead(int(pid_file.read_text()))
+    assert any("still hold its output" in line for line in log_lines(tmp_path))
+
+
+# ---- resolve_claude ----
+
+
+def test_claude_setting_wins_over_variable_and_path(tmp_path: Path) -> None:
+    configured = make_executable(tmp_path / "set" / "claude")
+    variable = make_executable(tmp_path / "var" / "claude")
+    make_executable(tmp_path / "bin" / "claude")
+    environ = {"CLAUDE_SCHEDULER_CLAUDE": str(variable), "PATH": str(tmp_path / "bin")}
+    assert ex.resolve_claude(str(configured), environ, tmp_path) == str(configured)
+    assert ex.resolve_claude(None, environ, tmp_path) == str(variable)
+
+
+def test_claude_on_the_given_path_then_the_local_install(tmp_path: Path) -> None:
+    on_path = make_executable(tmp_path / "bin" / "claude")
+    assert ex.resolve_claude("", {"PATH": str(tmp_path / "bin")}, tmp_path) == str(on_path)
+    local = make_executable(tmp_path / ".claude" / "local" / "claude")
+    assert ex.resolve_claude(None, {"PATH": str(tmp_path / "empty")}, tmp_path) == str(local)
+
+
+def test_claude_setting_expands_home(tmp_path: Path) -> None:
+    configured = make_executable(tmp_path / "tools" / "claude")
+    assert ex.resolve_claude("~/tools/claude", {"PATH": ""}, tmp_path) == str(configured)
+
+
+def test_claude_missing_says_how_to_fix_it(tmp_path: Path) -> None:
+    with pytest.raises(ex.ClaudeNotFound) as caught:
+        ex.resolve_claude(None, {"PATH": str(tmp_path)}, tmp_path)
+    message = str(caught.value)
+    assert "Install Claude Code" in message
+    assert "claude_path" in message and "CLAUDE_SCHEDULER_CLAUDE" in message
+
+
+def test_a_wrong_claude_setting_is_not_skipped(tmp_path: Path) -> None:
+    make_executable(tmp_path / "bin" / "claude")
+    environ = {"PATH": str(tmp_path / "bin")}
+    with pytest.raises(ex.ClaudeNotFound, match="claude_path setting is set to '/nowhere/claude'"):
+        ex.resolve_claude("/nowhere/claude", environ, tmp_path)
+
+
+# ---- resolve_workdir ----
+
+
+def test_workdir_task_then_job_then_home(tmp_path: Path) -> None:
+    task_dir, job_dir = tmp_path / "task", tmp_path / "job"
+    task_dir.mkdir()
+    job_dir.mkdir()
+    assert ex.resolve_workdir(str(task_dir), str(job_dir), tmp_path, {}) == task_dir
+    assert ex.resolve_workdir(" ", str(job_dir), tmp_path, {}) == job_dir
+    assert ex.resolve_workdir(None, None, tmp_path, {}) == tmp_path
+
+
+def test_workdir_expands_home_and_variables(tmp_path: Path) -> None:
+    (tmp_path / "proj" / "sub").mkdir(parents=True)
+    environ = {"PROJ": str(tmp_path / "proj")}
+    assert ex.resolve_workdir("~/proj", None, tmp_path, {}) == tmp_path / "proj"
+    assert ex.resolve_workdir("${PROJ}/sub", None, tmp_path, environ) == tmp_path / "proj" / "sub"
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("missing", "does not exist"), ("a-file", "is not a directory")],
+)
+def test_workdir_problems_name_the_path(tmp_path: Path, name: str, problem: str) -> None:
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    with pytest.raises(ex.WorkdirMissing) as caught:
+        ex.resolve_workdir(None, str(tmp_path / name), tmp_path, {})
+    assert f"working directory {tmp_path / name} (set by the job) {problem}" in str(caught.value)
+
+
+def test_relative_workdir_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ex.WorkdirMissing, match="is not an absolute path"):
+        ex.resolve_workdir("projects/x", None, tmp_path, {})
+
+
+# ---- StreamParser ----
+
+GARBAGE = [
+    "",
+    "null",
+    "[]",
+    "{",
+    "[" * 100_000,
+    '"result"',
+    '{"type": 3}',
+    '{"type": "assistant", "message": "text"}',
+    '{"type": "assistant", "message": {"content": [1, "a", {"type": "text"}, {"text": 2}]}}',
+    '{"type": "user", "message": {"content": {"type": "tool_result"}}}',
+    '{"type": "system", "subtype": "init", "model": ["x"], "session_id": 5}',
+    '{"type": "result", "usage": [], "num_turns": "3", "total_cost_usd": true, "result": 7}',
+    '{"type": "stream_event", "event": {"delta": {"text": "x"}}}',
+    '{"type": "result", "duration_ms": Infinity, "cost_usd": NaN, "usage": {"input_tokens": 1}}',
+]
+
+
+def test_parser_ignores_garbage() -> None:
+    parser = ex.StreamParser()
+    for line in GARBAGE:
+        parser.feed(line)
+    assert parser.has_result
+    assert (parser.session_id, parser.model, parser.cost_usd, parser.num_turns) == (None,) * 4
+    assert (parser.result, parser.last_text, parser.usage_limit_reset) == (None,) * 3
+
+
+def test_parser_takes_session_from_any_line_and_reads_the_text_form_of_limits() -> None:
+    parser = ex.StreamParser()
+    parser.feed('{"type": "mystery", "session_id": "s-1"}')
+    parser.feed(
+        '{"type": "assistant", "message": {"content": "Claude usage limit reached. '
+        'Your limit will reset at 3pm (America/New_York)."}}'
+    )
+    assert parser.session_id == "s-1"
+    assert parser.usage_limit_reset == "3pm (America/New_York)"
+
+
+# ---- render_log_line ----
+
+
+def line(obj: Mapping[str, object]) -> str:
+    return json.dumps(obj)
+
+
+def assistant(*blocks: dict[str, object]) -> str:
+    return line({"type": "assistant", "message": {"content": list(blocks)}})
+
+
+def tool_result(content: object, is_error: bool = False) -> str:
+    block = {"type": "tool_result", "tool_use_id": "t", "content": content, "is_error": is_error}
+    return line({"type": "user", "message": {"content": [block]}})
+
+
+def tool_use(name: str, tool_input: dict[str, object]) -> str:
+    return assistant({"type": "tool_use", "id": "t", "name": name, "input": tool_input})
+
+
+RESULT_OK = {
+    "type": "result",
+    "subtype": "success",
+    "is_error": False,
+    "num_turns": 3,
+    "total_cost_usd": 0.0123,
+    "duration_ms": 4200,
+    "usage": {"input_tokens": 62, "output_tokens": 17},
+    "result": "Done.",
+}
+INIT = {
+    "type": "system",
+    "subtype": "init",
+    "session_id": "0123456789abcdef",
+    "model": "claude-x",
+    "cwd": "/wd",
+}
+RENDERED = [
+    (line(INIT), [("system", "Session 01234567 · claude-x · /wd")]),
+    (line({"type": "system", "subtype": "compact_boundary"}), []),
+    (assistant({"type": "text", "text": "Hi."}), [("assistant", "Hi.")]),
+    (assistant({"type": "thinking", "thinking": "Hmm."}), [("thinking", "Hmm.")]),
+    (line({"type": "assistant", "message": {"content": "Old."}}), [("assistant", "Old.")]),
+    (tool_use("Bash", {"command": "ls -la"}), [("tool", "→ Bash: ls -la")]),
+    (tool_use("Edit", {"file_path": "/a/b.py", "old_string": "x"}), [("tool", "→ Edit: /a/b.py")]),
+    (tool_use("Bash", {"command": "cd x\nmake"}), [("tool", "→ Bash: cd x …")]),
+    (tool_use("mcp__db__query", {"q": 1}), [("tool", '→ mcp__db__query: {"q":1}')]),
+    (tool_use("TodoWrite", {}), [("tool", "→ TodoWrite")]),
+    (tool_result("README.md\nsrc\ntests"), [("tool_result", "README.md ⏎ src …")]),
+    (tool_result([{"type": "text", "text": "one"}]), [("tool_result", "one")]),
+    (tool_result(""), [("tool_result", "(no output)")]),
+    (tool_result("No such file", is_error=True), [("error", "No such file")]),
+    (line(RESULT_OK), [("summary", "✓ Done in 3 turns · $0.0123 · 62 in / 17 out tokens · 4.2s")]),
+    (
+        line({"type": "result", "subtype": "error_max_turns", "is_error": True, "num_turns": 1}),
+        [("summary", "✗ error_max_turns after 1 turn")],
+    ),
+    (
+        line({**RESULT_OK, "is_error": True, "result": "5-hour limit reached ∙ resets 8pm"}),
+        [
+            ("summary", "✗ Failed after 3 turns · $0.0123 · 62 in / 17 out tokens · 4.2s"),
+            ("error", "Claude usage limit reached; resets at 8pm"),
+        ],
+    ),
+    (
+        assistant({"type": "text", "text": "Claude AI usage limit reached|1767225600"}),
+        [("error", "Claude usage limit reached; resets at 2026-01-01T00:00:00+00:00")],
+    ),
+    (
+        line({"type": "result", "is_error": True, "result": "API Error: 500\ntrace"}),
+        [("summary", "✗ Failed"), ("error", "API Error: 500 …")],
+    ),
+    (line({"type": "stream_event", "event": {}}), []),
+    (line({"type": "brand_new"}), []),
+    ("[stderr] boom\n", [("error", "boom")]),
+    ("[scheduler] timed out after 30s", [("scheduler", "timed out after 30s")]),
+    ("not json", [("raw", "not json")]),
+    ("[1,2]", [("raw", "[1,2]")]),
+    ('"str"', [("raw", '"str"')]),
+    ("\n", []),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), RENDERED)
+def test_render_log_line(raw: str, expected: list[tuple[str, str]]) -> None:
+    assert ex.render_log_line(raw) == expected
+
+
+def test_render_clips_long_tool_calls() -> None:
+    ((tag, text),) = ex.render_log_line(tool_use("Bash", {"command": "x" * 500}))
+    assert (tag, len(text), text[-1]) == ("tool", ex.RENDER_MAX_CHARS, "…")
+
+
+@pytest.mark.parametrize("raw", GARBAGE)
+def test_render_never_raises_on_garbage(raw: str) -> None:
+    assert isinstance(ex.render_log_line(raw), list)
+
+
+def test_render_a_whole_real_log(tmp_path: Path) -> None:
+    run(tmp_path, "[malformed][stderr=100]")
+    tags = {tag for raw in log_lines(tmp_path) for tag, _ in ex.render_log_line(raw)}
+    assert tags == {"system", "assistant", "tool", "tool_result", "summary", "raw", "error"}
