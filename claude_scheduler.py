@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import enum
 import functools
+import http.server
 import json
 import logging
 import math
@@ -63,6 +64,7 @@ CLAUDE_ENV = "CLAUDE_SCHEDULER_CLAUDE"
 DEFAULT_HOME = "~/.claude-scheduler"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5679
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 STORE_VERSION = 1
 JOBS_FILE = "jobs.json"
@@ -4077,6 +4079,80 @@ class Service:
 
 
 ####
+# HTTP API ####
+####
+
+API_THREAD_NAME = "api"
+
+
+def api_token(home: Path, *, create: bool = True) -> str:
+    """The API's bearer token, made on first use (secrets module) and kept mode 0600."""
+    path = home / TOKEN_FILE
+    with contextlib.suppress(FileNotFoundError):
+        token = path.read_text(encoding="ascii").strip()
+        if token:
+            return token
+    if not create:
+        raise StorageError(f"no API token at {path}: start the window or `serve` once to create it")
+    token = secrets.token_urlsafe(32)
+    atomic_write(path, token.encode("ascii") + b"\n", mode=0o600)
+    return token
+
+
+class ApiHandler(http.server.BaseHTTPRequestHandler):
+    """One request: parsed, checked and answered as JSON."""
+
+    server: ApiServer
+    server_version = f"claude-code-scheduler/{__version__}"
+
+    def do_GET(self) -> None:
+        self._send(
+            200, {"status": "ok", "version": __version__, "engine": self.server.service.engine_status()}
+        )
+
+    def _send(self, status: int, payload: JSON) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("api: " + format, *args)
+
+
+class ApiServer(http.server.ThreadingHTTPServer):
+    """The REST API over a Service; `start` serves it from a daemon thread."""
+
+    daemon_threads = True
+
+    def __init__(self, service: Service, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+        self.service = service
+        self.token = api_token(service.store.home)
+        try:
+            super().__init__((host, port), ApiHandler)
+        except OSError as error:
+            raise SchedulerError(
+                f"cannot serve the API on {host}:{port}: {error.strerror}; pick another --port"
+            ) from None
+
+    @property
+    def address(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, name=API_THREAD_NAME, daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+####
 # CLI ####
 ####
 
@@ -4903,8 +4979,17 @@ def _run_serve(args: argparse.Namespace) -> int:
         return error.exit_code
     engine = Engine(store)
     service = Service(store, wake=engine.wake)
+    if args.host not in LOOPBACK_HOSTS:
+        log.warning("serving on %s: anyone who can reach it and has the token can run Claude", args.host)
+    try:
+        api = ApiServer(service, args.host, args.port)
+    except SchedulerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    api.start()
     if engine.start():
-        log.info("engine started for %s", store.home)
+        store.set_engine_state(owner={**service.engine_status()["owner"], "api": api.address})
+        log.info("engine started for %s; API on %s", store.home, api.address)
     else:
         owner = service.engine_status().get("owner") or {}
         log.warning("another process (pid %s) runs the engine; serving as a viewer", owner.get("pid", "?"))
@@ -4917,6 +5002,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("stopping: cancelling this process's runs")
+        api.stop()
         engine.stop()
     return 0
 

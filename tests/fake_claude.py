@@ -52,9 +52,7 @@ import uuid
 from dataclasses import dataclass, field
 
 VERSION = "2.0.0 (Claude Code)"
-NO_INPUT = (
-    "Error: Input must be provided either through stdin or as a prompt argument when using --print"
-)
+NO_INPUT = "Error: Input must be provided either through stdin or as a prompt argument when using --print"
 STREAM_NEEDS_VERBOSE = "Error: When using --print, --output-format=stream-json requires --verbose"
 PERMISSION_MODES = ("acceptEdits", "bypassPermissions", "default", "plan")
 OUTPUT_FORMATS = ("text", "json", "stream-json")
@@ -198,9 +196,7 @@ def check_args(args: Args) -> None:
         )
     output = args.value("--output-format") or "text"
     if output not in OUTPUT_FORMATS:
-        raise UsageError(
-            f"error: option '--output-format <format>' argument '{output}' is invalid."
-        )
+        raise UsageError(f"error: option '--output-format <format>' argument '{output}' is invalid.")
     if output == "stream-json" and not args.has("--verbose"):
         raise UsageError(STREAM_NEEDS_VERBOSE)
     if args.has("--session-id") and args.has("--resume") and not args.has("--fork-session"):

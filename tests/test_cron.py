@@ -25,9 +25,7 @@ def utc(
     return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
 
 
-def fires(
-    expression: str, after: datetime, tz: ZoneInfo = ZONE_UTC, count: int = 1
-) -> list[datetime]:
+def fires(expression: str, after: datetime, tz: ZoneInfo = ZONE_UTC, count: int = 1) -> list[datetime]:
     return cs.cron_next_times(cs.parse_cron(expression), after, tz, count)
 
 
@@ -603,9 +601,7 @@ def test_amsterdam_gap_time_and_the_time_after_the_gap_fire_once_together() -> N
 
 
 def test_amsterdam_fixed_job_after_the_transition_instant_waits_a_day() -> None:
-    assert fires("30 2 * * *", utc(2026, 3, 29, 1)) != fires(
-        "30 2 * * *", utc(2026, 3, 29, 1), AMSTERDAM
-    )
+    assert fires("30 2 * * *", utc(2026, 3, 29, 1)) != fires("30 2 * * *", utc(2026, 3, 29, 1), AMSTERDAM)
     assert fires("30 2 * * *", utc(2026, 3, 29, 1), AMSTERDAM) == [utc(2026, 3, 30, 0, 30)]
 
 
@@ -784,9 +780,7 @@ def test_repeated_span_across_midnight_fires_the_previous_days_times_again() -> 
     ["* * * * *", "*/7 1-3 * * *", "30 2 * * *", "0 0 L * 5L", "0 12 * * MON#2", "@hourly"],
 )
 @pytest.mark.parametrize("tz", [AMSTERDAM, NEW_YORK, SYDNEY, TOKYO, ZONE_UTC])
-def test_results_are_utc_aware_strictly_increasing_and_after_the_start(
-    expression: str, tz: ZoneInfo
-) -> None:
+def test_results_are_utc_aware_strictly_increasing_and_after_the_start(expression: str, tz: ZoneInfo) -> None:
     after = datetime(2026, 3, 27, 13, 7, 42, tzinfo=tz)
     times = cs.cron_next_times(cs.parse_cron(expression), after, tz, 50)
     assert len(times) == 50

@@ -341,9 +341,9 @@ def test_every_line_lands_in_the_log_and_stderr_is_marked(tmp_path: Path) -> Non
     assert stderr == [ex.LOG_STDERR_PREFIX + fake.STDERR_LINE.rstrip("\n")] * (
         300 // len(fake.STDERR_LINE) + 1
     )
-    assert stdout_types(tmp_path) == ["system", "assistant", "assistant", "user"] + [
-        "assistant"
-    ] * 501 + ["result"]
+    assert stdout_types(tmp_path) == ["system", "assistant", "assistant", "user"] + ["assistant"] * 501 + [
+        "result"
+    ]
 
 
 def test_slow_output_is_read_as_it_comes(tmp_path: Path) -> None:
