@@ -3359,6 +3359,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._last_reap = 0.0
+        self._last_watch = 0.0
         self.owns = False
 
     # Life cycle ----------------------------------------------------------------
@@ -3456,9 +3457,9 @@ class Engine:
         if due > now:
             return
         with self.store.locked():
-            current = self.store.task(task.id)
-            if current.next_run_at != due:
-                return  # another pass or an edit moved it meanwhile
+            current = next((t for t in self.store.task_list() if t.id == task.id), None)
+            if current is None or current.next_run_at != due or not current.enabled:
+                return  # deleted, disabled or moved by an edit meanwhile
             times, capped = self._times_between(task.schedule, due, now, task.created_at)
             upcoming = next_fire_after(task.schedule, now, task.created_at)
             self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
@@ -3558,7 +3559,10 @@ class Engine:
         watched = {task.id: task for task in tasks if task.schedule.type is ScheduleType.FILE_WATCH}
         for task_id in set(self._watches) - set(watched):
             del self._watches[task_id]
-        tick = time.monotonic()
+        tick = now.timestamp()
+        if abs(tick - self._last_watch) < WATCH_POLL_SECONDS:
+            return
+        self._last_watch = tick
         for task in watched.values():
             self._poll_watch(task, tick, paused)
 
