@@ -301,7 +301,9 @@ def get_zone(name: str | None, field: str = "schedule.timezone") -> ZoneInfo:
 
 
 def read_str(value: JSON, field: str, *, max_len: int = TEXT_MAX, required: bool = False) -> str:
-    if value is None and not required:
+    if value is None:
+        if required:
+            raise Invalid("is required", field)
         return ""
     if not isinstance(value, str):
         raise Invalid("must be a string", field)
@@ -408,13 +410,20 @@ def require_object(value: JSON, field: str | None = None) -> JSONDict:
 
 
 def split_known(
-    data: JSONDict, known: Iterable[str], *, strict: bool, ignored: Iterable[str] = ()
+    data: JSONDict,
+    known: Iterable[str],
+    *,
+    strict: bool,
+    ignored: Iterable[str] = (),
+    prefix: str = "",
 ) -> JSONDict:
-    """Return the fields a record does not know; on user input (strict) they are an error."""
+    """Return the fields a record does not know (kept, so a rewrite preserves them); on
+    user input (strict) they are an error naming the field with its parent `prefix`."""
     names = set(known) | set(ignored)
     extra = {key: value for key, value in data.items() if key not in names}
     if strict and extra:
-        raise Invalid(f"unknown field (known fields: {', '.join(sorted(known))})", sorted(extra)[0])
+        name = f"{prefix}.{sorted(extra)[0]}" if prefix else sorted(extra)[0]
+        raise Invalid(f"unknown field (known fields: {', '.join(sorted(known))})", name)
     return {} if strict else extra
 
 
@@ -431,6 +440,7 @@ class Schedule:
     path: str | None = None
     recursive: bool = True
     debounce_seconds: float = DEFAULT_DEBOUNCE
+    extra: JSONDict = field(default_factory=dict)
 
     FIELDS: ClassVar[dict[ScheduleType, tuple[str, ...]]] = {
         ScheduleType.MANUAL: (),
@@ -445,13 +455,17 @@ class Schedule:
     def from_dict(cls, data: JSON, *, strict: bool = False, field: str = "schedule") -> Schedule:
         data = require_object({"type": "manual"} if data is None else data, field)
         kind = read_enum(data.get("type"), f"{field}.type", ScheduleType)
-        if strict:
-            split_known(data, ("type", *cls.FIELDS[kind]), strict=True)
-        reader = _SCHEDULE_READERS[kind]
-        return reader(data, field)
+        # Fields of the other kinds are dropped; fields no kind knows are kept (from files).
+        other_kinds = () if strict else (name for names in cls.FIELDS.values() for name in names)
+        extra = split_known(
+            data, ("type", *cls.FIELDS[kind]), strict=strict, ignored=other_kinds, prefix=field
+        )
+        schedule = _SCHEDULE_READERS[kind](data, field)
+        schedule.extra = extra
+        return schedule
 
     def to_dict(self) -> JSONDict:
-        out: JSONDict = {"type": self.type.value}
+        out: JSONDict = {**self.extra, "type": self.type.value}
         for name in self.FIELDS[self.type]:
             value = getattr(self, name)
             out[name] = fmt_time(value) if isinstance(value, datetime) else value
@@ -507,20 +521,27 @@ class RetryPolicy:
     max_attempts: int = 0
     delay_seconds: int = 60
     backoff: float = 2.0
+    extra: JSONDict = field(default_factory=dict)
+
+    KNOWN: ClassVar[tuple[str, ...]] = ("max_attempts", "delay_seconds", "backoff")
 
     @classmethod
     def from_dict(cls, data: JSON, *, strict: bool = False, field: str = "retry") -> RetryPolicy:
         data = require_object({} if data is None else data, field)
-        if strict:
-            split_known(data, ("max_attempts", "delay_seconds", "backoff"), strict=True)
         return cls(
             read_int(data.get("max_attempts", 0), f"{field}.max_attempts", 0, RETRY_MAX),
             read_int(data.get("delay_seconds", 60), f"{field}.delay_seconds", 0, RETRY_DELAY_MAX),
             read_float(data.get("backoff", 2.0), f"{field}.backoff", 1.0, 10.0),
+            split_known(data, cls.KNOWN, strict=strict, prefix=field),
         )
 
     def to_dict(self) -> JSONDict:
-        return dataclasses.asdict(self)
+        return {
+            **self.extra,
+            "max_attempts": self.max_attempts,
+            "delay_seconds": self.delay_seconds,
+            "backoff": self.backoff,
+        }
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt number `attempt` (the first retry is attempt 2)."""
@@ -721,6 +742,27 @@ class Task:
         self.last_session_id = state.get("last_session_id")
 
 
+_WHOLE = ((int,), "a whole number")
+_TEXT = ((str,), "a string")
+RUN_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "exit_code": _WHOLE,
+    "attempt": _WHOLE,
+    "session_id": _TEXT,
+    "model": _TEXT,
+    "cost_usd": ((int, float), "a number"),
+    "input_tokens": _WHOLE,
+    "output_tokens": _WHOLE,
+    "num_turns": _WHOLE,
+    "result": _TEXT,
+    "error": _TEXT,
+    "pid": _WHOLE,
+    "owner": _TEXT,
+    "stop_requested": ((bool,), "true or false"),
+    "missed_count": _WHOLE,
+    "job_run_id": _TEXT,
+}
+
+
 @dataclass
 class Run:
     id: str
@@ -781,8 +823,12 @@ class Run:
             setattr(run, name, read_time(data.get(name), name))
         run.created_at = run.created_at or run.started_at or utcnow()
         for name in cls.PLAIN:
-            if data.get(name) is not None:
-                setattr(run, name, data[name])
+            value = data.get(name)
+            if value is not None:
+                kinds, what = RUN_FIELD_TYPES[name]
+                if isinstance(value, bool) is not (bool in kinds) or not isinstance(value, kinds):
+                    raise Invalid(f"must be {what}", name)
+                setattr(run, name, value)
         known = ("id", "task_id", "status", "trigger", *cls.TIMES, *cls.PLAIN, "duration_seconds")
         run.extra = split_known(data, known, strict=False)
         return run
@@ -1980,6 +2026,15 @@ class Store:
             self.settings_file.check()
             return {**DEFAULT_SETTINGS, **self.settings_file.data}
 
+    def setting(self, name: str) -> JSON:
+        """One setting; its default (with a warning) while settings.json is unreadable,
+        so a broken settings file cannot stop runs from being recorded."""
+        try:
+            return self.settings()[name]
+        except StorageError as error:
+            log.warning("%s; using the default %s", error, name)
+            return DEFAULT_SETTINGS[name]
+
     def engine_state(self) -> JSONDict:
         with self._lock:
             self.state.check()
@@ -2078,7 +2133,7 @@ class Store:
             self._note_latest(run.task_id, runs)
 
     def _trim(self, runs: RecordFile[Run]) -> list[Run]:
-        keep = int(self.settings()["retention_runs"])
+        keep = int(self.setting("retention_runs"))
         finished = [run for run in runs.records.values() if run.status in FINISHED_STATUSES]
         finished.sort(key=lambda run: run.created_at, reverse=True)
         for old in finished[keep:]:
@@ -2167,37 +2222,51 @@ class Store:
     def delete_task(self, task_id: str) -> DeleteCounts:
         with self._lock:
             task = self.task(task_id)
-            self.tasks.remove(task_id)
-            self.tasks.save()
+            counts = self._delete([task_id], [])
             if task.job_id:
                 self._drop_from_order(task.job_id, {task_id})
-            counts = DeleteCounts(tasks=1)
-            self._drop_history([task_id], counts)
-            if task.job_id:
                 self.refresh_job_status(task.job_id)
             return counts
 
     def delete_job(self, job_id: str) -> DeleteCounts:
-        """Cascade: the job's tasks go first, then the job, then their runs and logs; a
-        crash part-way leaves no task pointing at a missing job (the sweep finishes it)."""
+        """Cascade-delete a job with its tasks, runs and logs (see `_delete`)."""
         with self._lock:
             self.job(job_id)
             doomed = [task.id for task in self.task_list() if task.job_id == job_id]
-            for task_id in doomed:
-                self.tasks.remove(task_id)
-            if doomed:
-                self.tasks.save()
+            return self._delete(doomed, [job_id])
+
+    def _delete(self, task_ids: list[str], job_ids: list[str]) -> DeleteCounts:
+        """Delete in crash-safe order: first the intent is recorded in state.json, then
+        the tasks go, then the jobs (so no task ever points at a missing job), then the
+        logs and run files; an interrupted delete is finished by the next `sweep`."""
+        self.state.check()
+        self.state.data["deleting"] = {"tasks": task_ids, "jobs": job_ids}
+        self.state.save()
+        return self._finish_delete(task_ids, job_ids)
+
+    def _finish_delete(self, task_ids: list[str], job_ids: list[str]) -> DeleteCounts:
+        self.tasks.check()
+        self.jobs.check()
+        present = [task_id for task_id in task_ids if task_id in self.tasks.records]
+        for task_id in present:
+            self.tasks.remove(task_id)
+        if present:
+            self.tasks.save()
+        jobs = [job_id for job_id in job_ids if job_id in self.jobs.records]
+        for job_id in jobs:
             self.jobs.remove(job_id)
+        if jobs:
             self.jobs.save()
-            counts = DeleteCounts(jobs=1, tasks=len(doomed))
-            self._drop_history(doomed, counts)
-            return counts
+        counts = DeleteCounts(jobs=len(jobs), tasks=len(present))
+        self._drop_history(task_ids, counts)
+        return counts
 
     def _drop_from_order(self, job_id: str, task_ids: set[str]) -> None:
+        self.jobs.check()
         job = self.jobs.records.get(job_id)
         if job and task_ids & set(job.task_order):
             order = [task_id for task_id in job.task_order if task_id not in task_ids]
-            self.save_job(dataclasses.replace(job, task_order=order))
+            self.save_job(dataclasses.replace(job, task_order=order, updated_at=self.clock()))
 
     def _drop_history(self, task_ids: list[str], counts: DeleteCounts) -> None:
         """Delete the logs, then the run files (which list the logs), then the state."""
@@ -2210,10 +2279,10 @@ class Store:
             self._unlink(runs.path)
             self._runs.pop(task_id, None)
         entries = self.state.data.get("tasks", {})
-        if any(task_id in entries for task_id in task_ids):
-            for task_id in task_ids:
-                entries.pop(task_id, None)
-            self.state.save()
+        for task_id in task_ids:
+            entries.pop(task_id, None)
+        self.state.data.pop("deleting", None)
+        self.state.save()
 
     @staticmethod
     def _unlink(path: Path) -> int:
@@ -2226,27 +2295,35 @@ class Store:
         return 1
 
     def sweep(self, *, logs: bool = False) -> DeleteCounts:
-        """Finish deletes a crash interrupted: run files of tasks that no longer exist
-        (with their logs), left-over temp files, and with `logs` every unreferenced log."""
+        """Finish a delete that a crash interrupted, remove left-over temp files, and with
+        `logs` every log that no run file on disk refers to. Run files of unknown tasks
+        with no recorded delete are kept: a lost or moved tasks.json must not cost the
+        history. Unreadable files are left alone (and no log is swept then)."""
         counts = DeleteCounts()
         with self._lock:
             for folder in (self.home, self.home / RUNS_DIR):
                 for tmp in folder.glob(".*.tmp"):
                     self._unlink(tmp)
-            self.tasks.refresh()
-            if self.tasks.error:
-                return counts
-            known = set(self.tasks.records)
-            orphans = [p.stem for p in (self.home / RUNS_DIR).glob("*.json") if p.stem not in known]
-            for task_id in orphans:
+            self.state.refresh()
+            pending = self.state.data.get("deleting") if not self.state.error else None
+            if isinstance(pending, dict):
                 with contextlib.suppress(StorageError):
-                    self._drop_history([task_id], counts)
+                    counts = self._finish_delete(
+                        list(pending.get("tasks", [])), list(pending.get("jobs", []))
+                    )
             if logs:
-                referenced = {run.id for run in self.all_runs()}
-                for path in (self.home / LOGS_DIR).glob("*.log"):
-                    if path.stem not in referenced:
-                        counts.logs += self._unlink(path)
+                counts.logs += self._sweep_logs()
         return counts
+
+    def _sweep_logs(self) -> int:
+        referenced: set[str] = set()
+        for path in (self.home / RUNS_DIR).glob("*.json"):
+            try:
+                referenced.update(self._runs_file(path.stem).records)
+            except StorageError:
+                return 0
+        stray = [path for path in (self.home / LOGS_DIR).glob("*.log") if path.stem not in referenced]
+        return sum(self._unlink(path) for path in stray)
 
 
 ####
@@ -3198,6 +3275,7 @@ class WatchState:
 
     snapshot: dict[str, tuple[int, int]]
     dirty_since: float | None = None
+    was_busy: bool = False
 
 
 def scan_tree(root: Path, recursive: bool, ignore: Path | None = None) -> dict[str, tuple[int, int]]:
@@ -3371,6 +3449,7 @@ class Engine:
         self.owns = True
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": fmt_time(self.clock())}
         self.store.set_engine_state(owner=owner)
+        self.store.sweep(logs=True)
         self.recover()
         self._fire_startup_tasks()
         if thread:
@@ -3572,9 +3651,10 @@ class Engine:
         snapshot = scan_tree(root, schedule.recursive, self.store.home)
         state = self._watches.get(task.id)
         busy = any(run.is_active for run in self.store.runs_of(task.id))
-        if state is None or busy:
-            # The first look is the baseline; changes a task's own run makes are not news.
-            self._watches[task.id] = WatchState(snapshot)
+        if state is None or busy or state.was_busy:
+            # The first look is the baseline; what the task's own run wrote (up to the
+            # first look after it ended) is not news.
+            self._watches[task.id] = WatchState(snapshot, was_busy=busy)
             return
         if snapshot != state.snapshot:
             state.snapshot, state.dirty_since = snapshot, tick
@@ -3593,11 +3673,18 @@ class Engine:
         return due
 
     def _dispatch(self, now: datetime) -> None:
-        cap = int(self.store.settings()["max_concurrent_runs"])
+        cap = int(self.store.setting("max_concurrent_runs"))
+        tasks = {task.id: task for task in self.store.task_list()}
         for entry in self._due_queue(now):
             if len(self._workers) >= cap:
                 return
+            task = tasks.get(entry.get("task_id", ""))
+            if task and task.overlap is not Overlap.PARALLEL and self._is_running(task.id):
+                continue  # waits for the task's current run to end
             self._claim_and_start(entry["run_id"])
+
+    def _is_running(self, task_id: str) -> bool:
+        return any(run.status is RunStatus.RUNNING for run in self.store.runs_of(task_id))
 
     def _claim_and_start(self, run_id: str) -> None:
         with self.store.locked():
@@ -3646,7 +3733,11 @@ class Engine:
                 model=task.model,
                 job_run_id=run.job_run_id,
             )
-            self.store.enqueue(retry, self.clock() + timedelta(seconds=delay))
+            with self.store.locked():
+                self.store.enqueue(retry, self.clock() + timedelta(seconds=delay))
+                entry = self.store.job_runs().get(run.job_run_id or "")
+                if entry and entry.get("current_run_id") == run.id:
+                    self.store.save_job_run(run.job_run_id or "", {**entry, "current_run_id": retry.id})
             self._emit(retry)
             return
         if run.job_run_id:
@@ -3886,7 +3977,7 @@ class Service:
         with self.store.locked():
             current = self.store.task(task_id)
             merged = {**current.to_dict(derived=False), **data, "updated_at": fmt_time(now)}
-            task = Task.from_dict(merged, strict=True)
+            task = Task.from_dict(merged)
             timing_changed = (task.schedule, task.enabled) != (current.schedule, current.enabled)
             self.store.save_task(task, self._schedule_state(task, now) if timing_changed else None)
             if current.job_id and current.job_id != task.job_id:
@@ -3936,8 +4027,14 @@ class Service:
 
     @staticmethod
     def _input(data: JSON, kind: type[Job] | type[Task]) -> JSONDict:
+        """User input: unknown fields (nested ones too) are errors, read-only ones ignored."""
         data = require_object(data)
         split_known(data, kind.EDITABLE, strict=True, ignored=kind.READ_ONLY)
+        if kind is Task:
+            if data.get("schedule") is not None:
+                Schedule.from_dict(data["schedule"], strict=True)
+            if data.get("retry") is not None:
+                RetryPolicy.from_dict(data["retry"], strict=True)
         return {key: value for key, value in data.items() if key in kind.EDITABLE}
 
     # Runs --------------------------------------------------------------------
@@ -4294,6 +4391,14 @@ def _cmd_jobs_update(ctx: CliContext) -> int:
     return ctx.show(job, lambda: f"Updated job {_short(job['id'])}: {job['name']}")
 
 
+def _cli_path(text: str | None) -> str | None:
+    """A path typed on the command line, made absolute against the current folder so it
+    still means the same when the engine uses it later; `~` and `$VAR` stay for then."""
+    if not text or text.startswith(("~", "$")) or os.path.isabs(text):
+        return text
+    return os.path.abspath(text)
+
+
 def _job_fields(args: argparse.Namespace) -> JSONDict:
     options = {
         "name": "name",
@@ -4301,7 +4406,10 @@ def _job_fields(args: argparse.Namespace) -> JSONDict:
         "status": "status",
         "working_dir": "working_directory",
     }
-    return {key: getattr(args, opt) for opt, key in options.items() if getattr(args, opt, None) is not None}
+    fields = {key: getattr(args, opt) for opt, key in options.items() if getattr(args, opt, None) is not None}
+    if fields.get("working_directory"):
+        fields["working_directory"] = _cli_path(fields["working_directory"])
+    return fields
 
 
 def _cmd_jobs_delete(ctx: CliContext) -> int:
@@ -4635,7 +4743,7 @@ def _schedule_from_args(args: argparse.Namespace) -> JSONDict | None:
     if getattr(args, "startup", False):
         return {"type": "startup"}
     if getattr(args, "watch", None):
-        return {"type": "file_watch", "path": args.watch, "debounce_seconds": args.debounce}
+        return {"type": "file_watch", "path": _cli_path(args.watch), "debounce_seconds": args.debounce}
     if getattr(args, "manual", False):
         return {"type": "manual"}
     return None
@@ -4674,6 +4782,8 @@ def _task_fields(ctx: CliContext, *, creating: bool) -> JSONDict:
     prompt = _read_prompt(args)
     if prompt is not None:
         fields["prompt"] = prompt
+    if fields.get("working_directory"):
+        fields["working_directory"] = _cli_path(fields["working_directory"])
     if args.job is not None:
         fields["job_id"] = None if args.job.lower() == "none" else ctx.resolve("job", args.job)
     schedule = _schedule_from_args(args)
