@@ -2088,23 +2088,36 @@ class Store:
             if task.job_id and task.job_id not in {job.id for job in self.job_list()}:
                 raise Invalid(f"no job with id {task.job_id}", "job_id")
             self.tasks.put(task)
-            self.tasks.save()
+            self._save_merged(self.tasks, task.id)
             if derived is not None:
                 self.update_task_state(task.id, derived)
-            self._merged_sig = None
 
     def update_task_state(self, task_id: str, changes: JSONDict) -> None:
         with self._lock:
             self.state.check()
             tasks = self.state.data.setdefault("tasks", {})
             tasks[task_id] = {**tasks.get(task_id, {}), **changes}
-            self.state.save()
+            self._save_merged(self.state, task_id)
+
+    def _save_merged(self, document: CachedFile, task_id: str | None = None) -> None:
+        """Save tasks.json or state.json; when the cached tasks already carried the derived
+        fields, bring just `task_id` up to date instead of merging all of them again."""
+        self.tasks.check()
+        self.state.check()
+        merged = (self.tasks._sig, self.state._sig) == self._merged_sig
+        document.save()
+        if not merged:
+            return
+        task = self.tasks.records.get(task_id or "")
+        if task is not None:
+            task.apply_derived(self.state.data.get("tasks", {}).get(task.id, {}))
+        self._merged_sig = (self.tasks._sig, self.state._sig)
 
     def set_engine_state(self, **changes: JSON) -> None:
         with self._lock:
             self.state.check()
             self.state.data["engine"] = {**self.state.data.get("engine", {}), **changes}
-            self.state.save()
+            self._save_merged(self.state)
 
     def update_settings(self, changes: JSONDict) -> JSONDict:
         with self._lock:
@@ -2154,7 +2167,6 @@ class Store:
         if all(state.get(key) == value for key, value in derived.items()):
             return
         self.update_task_state(task_id, derived)
-        self._merged_sig = None
         self.refresh_job_status(self.task(task_id).job_id)
 
     def refresh_job_status(self, job_id: str | None) -> None:
@@ -2175,7 +2187,7 @@ class Store:
             self.save_run(run)
             entry = {"run_id": run.id, "task_id": run.task_id, "not_before": fmt_time(not_before)}
             self.state.data.setdefault("queue", []).append(entry)
-            self.state.save()
+            self._save_merged(self.state)
 
     def queue(self) -> list[JSONDict]:
         with self._lock:
@@ -2190,7 +2202,7 @@ class Store:
             kept = [entry for entry in entries if entry.get("run_id") not in gone]
             if len(kept) != len(entries):
                 self.state.data["queue"] = kept
-                self.state.save()
+                self._save_merged(self.state)
 
     def job_runs(self) -> dict[str, JSONDict]:
         with self._lock:
@@ -2206,7 +2218,7 @@ class Store:
                 runs.pop(job_run_id, None)
             else:
                 runs[job_run_id] = entry
-            self.state.save()
+            self._save_merged(self.state)
 
     def delete_run(self, run_id: str) -> DeleteCounts:
         with self._lock:
@@ -2241,7 +2253,7 @@ class Store:
         logs and run files; an interrupted delete is finished by the next `sweep`."""
         self.state.check()
         self.state.data["deleting"] = {"tasks": task_ids, "jobs": job_ids}
-        self.state.save()
+        self._save_merged(self.state)
         return self._finish_delete(task_ids, job_ids)
 
     def _finish_delete(self, task_ids: list[str], job_ids: list[str]) -> DeleteCounts:
@@ -2282,7 +2294,7 @@ class Store:
         for task_id in task_ids:
             entries.pop(task_id, None)
         self.state.data.pop("deleting", None)
-        self.state.save()
+        self._save_merged(self.state)
 
     @staticmethod
     def _unlink(path: Path) -> int:
