@@ -139,7 +139,10 @@ class Invalid(SchedulerError):
 
 
 class BadRequest(SchedulerError):
+    """A request that cannot be understood: HTTP 400, and a usage error (exit 2) on the CLI."""
+
     http_status = 400
+    exit_code = 2
     code = "bad_request"
 
 
@@ -1645,6 +1648,25 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def process_alive(pid: int | None) -> bool:
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _writer_alive(tmp: Path) -> bool:
+    """Whether the process that named a temp file (".name.PID.THREAD.tmp") still runs:
+    some files (the API token) are written outside the store lock."""
+    parts = tmp.name.split(".")
+    return len(parts) >= 4 and parts[-3].isdigit() and process_alive(int(parts[-3]))
+
+
 class InterProcessLock:
     """An exclusive lock on a file, held across processes (flock / msvcrt) and threads.
 
@@ -2315,7 +2337,8 @@ class Store:
         with self._lock:
             for folder in (self.home, self.home / RUNS_DIR):
                 for tmp in folder.glob(".*.tmp"):
-                    self._unlink(tmp)
+                    if not _writer_alive(tmp):
+                        self._unlink(tmp)
             self.state.refresh()
             pending = self.state.data.get("deleting") if not self.state.error else None
             if isinstance(pending, dict):
@@ -3286,6 +3309,7 @@ class WatchState:
     """What a file-watch task last saw, and since when its folder has been changing."""
 
     snapshot: dict[str, tuple[int, int]]
+    looked_at: float
     dirty_since: float | None = None
     was_busy: bool = False
 
@@ -3662,12 +3686,17 @@ class Engine:
         root = Path(os.path.expandvars(schedule.path or "")).expanduser()
         snapshot = scan_tree(root, schedule.recursive, self.store.home)
         state = self._watches.get(task.id)
-        busy = any(run.is_active for run in self.store.runs_of(task.id))
+        since = state.looked_at if state else tick
+        busy = any(
+            run.is_active or (run.finished_at is not None and run.finished_at.timestamp() >= since)
+            for run in self.store.runs_of(task.id)
+        )
         if state is None or busy or state.was_busy:
             # The first look is the baseline; what the task's own run wrote (up to the
-            # first look after it ended) is not news.
-            self._watches[task.id] = WatchState(snapshot, was_busy=busy)
+            # first look after it ended, even if it ran between two looks) is not news.
+            self._watches[task.id] = WatchState(snapshot, tick, was_busy=busy)
             return
+        state.looked_at = tick
         if snapshot != state.snapshot:
             state.snapshot, state.dirty_since = snapshot, tick
         elif state.dirty_since is not None and tick - state.dirty_since >= schedule.debounce_seconds:
@@ -3850,18 +3879,6 @@ LOG_CHUNK_MAX = 1 << 20
 RUN_LIST_MAX = 10_000
 
 
-def process_alive(pid: int | None) -> bool:
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
 class Service:
     """Every operation the front ends offer, with its rules, written once.
 
@@ -3913,7 +3930,15 @@ class Service:
         data = self._input(data, Job)
         with self.store.locked():
             current = self.store.job(job_id)
-            merged = {**current.to_dict(), **data, "updated_at": fmt_time(self.clock())}
+            # An order left naming deleted tasks (a crash, an old file) must not block edits.
+            mine = {task.id for task in self.store.task_list() if task.job_id == job_id}
+            order = [task_id for task_id in current.task_order if task_id in mine]
+            merged = {
+                **current.to_dict(),
+                "task_order": order,
+                **data,
+                "updated_at": fmt_time(self.clock()),
+            }
             job = Job.from_dict(merged)
             self._check_order(job)
             self.store.save_job(job)
@@ -3992,10 +4017,13 @@ class Service:
             task = Task.from_dict(merged)
             timing_changed = (task.schedule, task.enabled) != (current.schedule, current.enabled)
             self.store.save_task(task, self._schedule_state(task, now) if timing_changed else None)
-            if current.job_id and current.job_id != task.job_id:
-                self.store._drop_from_order(current.job_id, {task_id})
-            for job_id in {current.job_id, task.job_id}:
-                self.store.refresh_job_status(job_id)
+            if current.job_id != task.job_id:
+                # Moving a task changes both jobs' progress; other edits leave a status
+                # set by hand alone until the next run event.
+                if current.job_id:
+                    self.store._drop_from_order(current.job_id, {task_id})
+                for job_id in (current.job_id, task.job_id):
+                    self.store.refresh_job_status(job_id)
         self.wake()
         return self.get_task(task_id)
 
