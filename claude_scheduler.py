@@ -3813,25 +3813,34 @@ class Engine:
                     self._interrupt(run)
 
     def _interrupt(self, run: Run) -> int:
-        killed = kill_stray_session(run.pid, self.executor.kill_grace)
-        note = "; its Claude process was still running and has been ended" if killed else ""
-        with self.store.locked():
-            current = self.store.run(run.id)
-            if not current.is_active:
-                return 0
-            current = dataclasses.replace(
-                current,
-                status=RunStatus.INTERRUPTED,
-                finished_at=self.clock(),
-                error=f"the process that ran it ({run.owner}) ended unexpectedly{note}",
-            )
-            self.store.save_run(current)
-        self.store.dequeue([run.id])
-        _append_log(self.store.log_path(run.id), f"{LOG_SCHEDULER_PREFIX}{current.error}")
-        self._emit(current)
-        if current.job_run_id:
-            advance_job_run(self.store, current)
+        ended = interrupt_run(self.store, run, self.executor.kill_grace)
+        if ended is None:
+            return 0
+        self._emit(ended)
         return 1
+
+
+def interrupt_run(store: Store, run: Run, grace: float = KILL_GRACE_SECONDS) -> Run | None:
+    """Record as interrupted a run whose owning process died, ending its Claude process
+    if that still runs; None if the run had already ended. Any process may call it."""
+    killed = kill_stray_session(run.pid, grace)
+    note = "; its Claude process was still running and has been ended" if killed else ""
+    with store.locked():
+        current = store.run(run.id)
+        if not current.is_active:
+            return None
+        current = dataclasses.replace(
+            current,
+            status=RunStatus.INTERRUPTED,
+            finished_at=store.clock(),
+            error=f"the process that ran it ({run.owner}) ended unexpectedly{note}",
+        )
+        store.save_run(current)
+    store.dequeue([run.id])
+    _append_log(store.log_path(run.id), f"{LOG_SCHEDULER_PREFIX}{current.error}")
+    if current.job_run_id:
+        advance_job_run(store, current)
+    return current
 
 
 def advance_job_run(store: Store, run: Run) -> None:
@@ -4170,6 +4179,8 @@ class Service:
                     error="stopped before it started",
                 )
                 self.store.save_run(run)
+            elif run.status is RunStatus.RUNNING and run.owner and not owner_alive(run.owner):
+                run = interrupt_run(self.store, run) or run  # nobody is left to act on a request
             elif run.status is RunStatus.RUNNING and not run.stop_requested:
                 run = dataclasses.replace(run, stop_requested=True)
                 self.store.save_run(run)

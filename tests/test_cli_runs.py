@@ -1,0 +1,511 @@
+"""The CLI verbs that run things: `tasks run`, `runs log|stop`, `jobs run|stop`, `engine ...`.
+
+They go through `main(["cli", ...])` like a user (the `cli` fixture), or through a separate
+`claude_scheduler.py cli` process where another process is the point (stop, Ctrl-C, crash).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Result, child_env
+from run_helpers import (
+    SCRIPT,
+    WAIT_SECONDS,
+    Recorder,
+    cli_process,
+    drive,
+    pid_gone,
+    run_of,
+    stop_process,
+    wait_for,
+    wait_session,
+    wait_status,
+)
+
+import claude_scheduler as cs
+import fake_claude as fake
+
+GRACE = 0.5
+Cli = Callable[..., Result]
+CliJson = Callable[..., Any]
+
+
+@pytest.fixture(autouse=True)
+def record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
+    recorder = Recorder(tmp_path / "record.jsonl")
+    monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(recorder.path))
+    yield recorder
+    recorder.kill_leftovers()
+
+
+@pytest.fixture
+def engine(home: Path) -> Iterator[cs.Engine]:
+    """This process's engine (thread=False: the test ticks it), on the real clock."""
+    engine = cs.Engine(cs.Store(home), kill_grace=GRACE)
+    assert engine.start(thread=False)
+    yield engine
+    engine.stop(timeout=WAIT_SECONDS)
+
+
+@pytest.fixture
+def processes() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start `claude_scheduler.py cli ...` processes that are ended with the test."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(home: Path, *words: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, str(SCRIPT), "cli", *words],
+            env=child_env(home),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        stop_process(proc, signal.SIGKILL)
+
+
+def create_task(cli_json: CliJson, prompt: str = "Say hello.", *options: str) -> dict[str, Any]:
+    return dict(cli_json("tasks", "create", "--name", prompt[:40], "--prompt", prompt, *options))
+
+
+def create_job(cli_json: CliJson, prompts: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    job = cli_json("jobs", "create", "--name", "Release")
+    return job, [create_task(cli_json, prompt, "--job", job["id"][:8]) for prompt in prompts]
+
+
+def only_run(home: Path, task_id: str) -> dict[str, Any]:
+    (run,) = cs.Service(cs.Store(home)).list_runs(task_id=task_id)
+    return run
+
+
+def log_text(home: Path, run_id: str) -> str:
+    return (home / cs.LOGS_DIR / f"{run_id}.log").read_text(encoding="utf-8")
+
+
+def running_run(home: Path, task_id: str) -> dict[str, Any]:
+    """Wait until the task has a running run whose claude has begun its session; return it."""
+
+    def found() -> dict[str, Any] | None:
+        runs = cs.Service(cs.Store(home)).list_runs(task_id=task_id, status="running")
+        return runs[0] if runs else None
+
+    return wait_session(home, wait_for(found, "a running run")["id"])
+
+
+def job_listed(cli_json: CliJson, job_id: str) -> dict[str, Any]:
+    (job,) = [job for job in cli_json("jobs", "list")["jobs"] if job["id"] == job_id]
+    return dict(job)
+
+
+####
+# tasks run
+####
+
+
+def test_tasks_run_streams_a_readable_session_and_a_summary(
+    home: Path, tmp_path: Path, cli: Cli, cli_json: CliJson
+) -> None:
+    task = create_task(cli_json, "Say hello.")
+
+    result = cli("tasks", "run", task["id"][:8])
+
+    assert result.code == 0, result.err
+    run = only_run(home, task["id"])
+    lines = result.out.splitlines()
+    assert lines[0] == f"Running task {task['id'][:8]}: Say hello."
+    session = f"Session {run['session_id'][:8]} · {fake.MODEL_IDS['sonnet']} · {tmp_path / 'user'}"
+    assert lines[1:-1] == [
+        session,
+        "Looking at the repo.",
+        "  → Bash: ls",
+        "    README.md ⏎ src",
+        "Done.",
+        "✓ Done in 3 turns · $0.0123 · 62 in / 17 out tokens · 4.2s",
+    ]
+    assert re.fullmatch(rf"Run {run['id'][:8]} success in \d+\.\ds cost \$0\.0123", lines[-1])
+    assert (run["status"], run["trigger"]) == ("success", "cli")
+
+
+def test_tasks_run_exits_1_when_the_run_fails(home: Path, cli: Cli, cli_json: CliJson) -> None:
+    task = create_task(cli_json, "[exit=3]")
+
+    result = cli("tasks", "run", task["id"])
+
+    assert result.code == 1
+    run = only_run(home, task["id"])
+    assert run["status"] == "failed"
+    assert result.out.splitlines()[-1].endswith(" - claude exited with code 3")
+
+
+def test_tasks_run_raw_prints_the_stream_json_lines(home: Path, cli: Cli, cli_json: CliJson) -> None:
+    task = create_task(cli_json)
+
+    result = cli("tasks", "run", task["id"], "--raw")
+
+    assert result.code == 0
+    run = only_run(home, task["id"])
+    assert result.out.splitlines()[1:-1] == log_text(home, run["id"]).splitlines()
+
+
+def test_tasks_run_says_clearly_when_claude_is_missing(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli, cli_json: CliJson
+) -> None:
+    task = create_task(cli_json)
+    monkeypatch.setenv(cs.CLAUDE_ENV, str(tmp_path / "nowhere" / "claude"))
+
+    result = cli("tasks", "run", task["id"])
+
+    assert result.code == 1
+    assert "$CLAUDE_SCHEDULER_CLAUDE is set to" in result.out
+    assert only_run(home, task["id"])["status"] == "failed"
+
+
+def test_ctrl_c_stops_a_foreground_run_and_records_it_cancelled(
+    home: Path, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]]
+) -> None:
+    task = create_task(cli_json, "[hang]")
+    proc = processes(home, "tasks", "run", task["id"])
+    run = running_run(home, task["id"])
+
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=WAIT_SECONDS)
+
+    assert proc.returncode == 1
+    assert "Stopping…" in out
+    assert run_of(home, run["id"])["status"] == "cancelled"
+    wait_for(lambda: pid_gone(run["pid"]), "claude to end")
+
+
+def test_tasks_run_detach_hands_the_run_to_the_engine(
+    home: Path, cli: Cli, cli_json: CliJson, record: Recorder
+) -> None:
+    task = create_task(cli_json)
+
+    result = cli("tasks", "run", task["id"], "--detach")
+
+    assert result.code == 0
+    run = only_run(home, task["id"])
+    first, note = result.out.splitlines()
+    assert first == f"Queued run {run['id']}"
+    assert note.startswith("No scheduler engine is running")
+    assert (run["status"], run["trigger"]) == ("queued", "cli")
+    assert record.entries() == []
+
+    engine = cs.Engine(cs.Store(home), kill_grace=GRACE)
+    assert engine.start(thread=False)
+    try:
+        drive(engine)
+    finally:
+        engine.stop()
+    assert run_of(home, run["id"])["status"] == "success"
+
+
+def test_tasks_run_detach_json_prints_the_queued_run(home: Path, cli_json: CliJson) -> None:
+    task = create_task(cli_json)
+
+    run = cli_json("tasks", "run", task["id"], "--detach")
+
+    assert (run["id"], run["status"]) == (only_run(home, task["id"])["id"], "queued")
+
+
+####
+# runs log and runs stop
+####
+
+
+def test_runs_log_is_readable_and_raw_gives_the_lines_as_logged(
+    home: Path, tmp_path: Path, cli: Cli, cli_json: CliJson
+) -> None:
+    task = create_task(cli_json, "[malformed]")
+    cli("tasks", "run", task["id"])
+    run = only_run(home, task["id"])
+
+    readable = cli("runs", "log", run["id"][:8])
+    raw = cli("runs", "log", run["id"][:8], "--raw")
+
+    assert readable.code == raw.code == 0
+    assert raw.out == log_text(home, run["id"])
+    assert readable.out.splitlines() == [
+        f"Session {run['session_id'][:8]} · {fake.MODEL_IDS['sonnet']} · {tmp_path / 'user'}",
+        "Looking at the repo.",
+        *fake.MALFORMED_LINES[:4],  # lines that are not JSON objects are shown as they are
+        "  → Bash: ls",  # stream_event partials and unknown types are hidden
+        "    README.md ⏎ src",
+        "Done.",
+        "✓ Done in 3 turns · $0.0123 · 62 in / 17 out tokens · 4.2s",
+    ]
+
+
+def test_runs_log_follow_follows_a_live_run_to_its_end(home: Path, cli: Cli, cli_json: CliJson) -> None:
+    engine = cs.Engine(cs.Store(home), kill_grace=GRACE)
+    assert engine.start()  # its own thread, on the real clock
+    try:
+        task = create_task(cli_json, "[delay=0.1]")
+        run = cli_json("tasks", "run", task["id"], "--detach")
+
+        followed = cli("runs", "log", run["id"], "--follow")
+    finally:
+        engine.stop()
+
+    assert followed.code == 0
+    assert run_of(home, run["id"])["status"] == "success"
+    lines = followed.out.splitlines()
+    assert lines[1:3] == ["Looking at the repo.", "  → Bash: ls"]
+    assert lines[-1] == "✓ Done in 3 turns · $0.0123 · 62 in / 17 out tokens · 4.2s"
+
+
+def test_runs_stop_from_another_process_cancels_the_engines_run(
+    home: Path, cli_json: CliJson, engine: cs.Engine
+) -> None:
+    task = create_task(cli_json, "[hang]")
+    run = cli_json("tasks", "run", task["id"], "--detach")
+    engine.tick()
+    running = wait_status(home, run["id"], "running")
+
+    stopped = cli_process(home, "runs", "stop", run["id"][:8], env=child_env(home))
+
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.strip() == f"Asked run {run['id'][:8]} to stop."
+    assert wait_status(home, run["id"], "cancelled")["error"] == "stopped by request"
+    wait_for(lambda: pid_gone(running["pid"]), "claude to end")
+
+
+def test_runs_stop_cancels_a_queued_run_at_once(home: Path, cli: Cli, cli_json: CliJson) -> None:
+    task = create_task(cli_json)
+    run = cli_json("tasks", "run", task["id"], "--detach")
+
+    result = cli("runs", "stop", run["id"])
+
+    assert result.code == 0
+    assert result.out.strip() == f"Run {run['id'][:8]} cancelled - stopped before it started"
+    assert run_of(home, run["id"])["status"] == "cancelled"
+
+
+def test_a_foreground_run_whose_cli_was_killed_is_marked_interrupted_by_the_engine(
+    home: Path, cli_json: CliJson, engine: cs.Engine, processes: Callable[..., subprocess.Popen[str]]
+) -> None:
+    task = create_task(cli_json, "[hang]")
+    proc = processes(home, "tasks", "run", task["id"])
+    run = running_run(home, task["id"])
+
+    proc.kill()
+    proc.wait(WAIT_SECONDS)
+    assert not pid_gone(run["pid"])  # claude outlived the CLI that started it
+    engine.tick()
+
+    interrupted = wait_status(home, run["id"], "interrupted")
+    assert f"the process that ran it ({run['owner']}) ended unexpectedly" in interrupted["error"]
+    wait_for(lambda: pid_gone(run["pid"]), "claude to end")
+
+
+def test_stopping_a_run_whose_process_died_ends_it_without_an_engine(
+    home: Path, cli: Cli, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]]
+) -> None:
+    task = create_task(cli_json, "[hang]")
+    proc = processes(home, "tasks", "run", task["id"])
+    run = running_run(home, task["id"])
+    proc.kill()
+    proc.wait(WAIT_SECONDS)
+
+    result = cli("runs", "stop", run["id"])
+
+    assert result.code == 0
+    assert run_of(home, run["id"])["status"] in ("cancelled", "interrupted")
+    wait_for(lambda: pid_gone(run["pid"]), "claude to end", timeout=10)
+
+
+def test_ctrl_c_on_a_foreground_job_run_stops_it_and_the_rest_never_start(
+    home: Path, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]], record: Recorder
+) -> None:
+    job, (first, second) = create_job(cli_json, ["[hang] first", "second"])
+    proc = processes(home, "jobs", "run", job["id"])
+    run = running_run(home, first["id"])
+
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=WAIT_SECONDS)
+
+    assert proc.returncode == 1
+    assert run_of(home, run["id"])["status"] == "cancelled"
+    assert cs.Service(cs.Store(home)).list_runs(task_id=second["id"]) == []
+    assert record.prompts() == ["[hang] first"]
+
+
+####
+# jobs run and jobs stop
+####
+
+
+def test_jobs_run_in_the_foreground_runs_tasks_in_order_and_stops_at_a_failure(
+    home: Path, cli: Cli, cli_json: CliJson, record: Recorder
+) -> None:
+    job, tasks = create_job(cli_json, ["first", "second [exit=1]", "third"])
+
+    result = cli("jobs", "run", job["id"][:8])
+
+    assert result.code == 1
+    started = [line for line in result.out.splitlines() if line.startswith("Running task")]
+    assert started == [f"Running task {task['id'][:8]}: {task['name']}" for task in tasks[:2]]
+    assert record.prompts() == ["first", "second [exit=1]"]
+    assert only_run(home, tasks[0]["id"])["trigger"] == "job"
+    listed = job_listed(cli_json, job["id"])
+    assert (listed["status"], listed["progress"]["text"]) == ("failed", "1/3")
+
+
+def test_jobs_run_continue_on_failure_runs_every_task(cli: Cli, cli_json: CliJson, record: Recorder) -> None:
+    job, _ = create_job(cli_json, ["first", "second [exit=1]", "third"])
+
+    result = cli("jobs", "run", job["id"], "--continue-on-failure")
+
+    assert result.code == 1
+    assert record.prompts() == ["first", "second [exit=1]", "third"]
+    assert job_listed(cli_json, job["id"])["progress"]["text"] == "2/3"
+
+
+def test_jobs_run_exits_0_and_completes_the_job_when_all_succeed(cli: Cli, cli_json: CliJson) -> None:
+    job, _ = create_job(cli_json, ["first", "second"])
+
+    assert cli("jobs", "run", job["id"]).code == 0
+
+    listed = job_listed(cli_json, job["id"])
+    assert (listed["status"], listed["progress"]["percent"]) == ("completed", 100)
+
+
+def test_jobs_run_detach_queues_the_job_for_the_engine(
+    home: Path, cli: Cli, cli_json: CliJson, record: Recorder
+) -> None:
+    job, _ = create_job(cli_json, ["first", "second"])
+
+    result = cli("jobs", "run", job["id"], "--detach")
+
+    assert result.code == 0
+    head, note = result.out.splitlines()
+    assert re.fullmatch(r"Job run [0-9a-f]{8} started: 2 tasks", head)
+    assert note.startswith("No scheduler engine is running")
+    assert record.entries() == []
+    assert job_listed(cli_json, job["id"])["status"] == "in_progress"
+
+    engine = cs.Engine(cs.Store(home), kill_grace=GRACE)
+    assert engine.start(thread=False)
+    try:
+        drive(engine)
+    finally:
+        engine.stop()
+    assert record.prompts() == ["first", "second"]
+    assert job_listed(cli_json, job["id"])["status"] == "completed"
+
+
+def test_jobs_run_hands_the_job_to_a_running_engine(
+    cli: Cli, cli_json: CliJson, engine: cs.Engine, record: Recorder
+) -> None:
+    job, _ = create_job(cli_json, ["first", "second"])
+
+    result = cli("jobs", "run", job["id"])
+
+    assert result.code == 0
+    assert result.out.startswith("Job run ")
+    assert record.entries() == []  # nothing ran in the CLI itself
+    drive(engine)
+    assert record.prompts() == ["first", "second"]
+
+
+def test_jobs_stop_stops_the_current_run_and_the_rest_never_start(
+    home: Path, cli: Cli, cli_json: CliJson, engine: cs.Engine, record: Recorder
+) -> None:
+    job, (first, second) = create_job(cli_json, ["[hang] first", "second"])
+    cli_json("jobs", "run", job["id"])
+    engine.tick()
+    run = running_run(home, first["id"])
+    listed = job_listed(cli_json, job["id"])
+    assert (listed["status"], listed["progress"]["running"]) == ("in_progress", 1)
+
+    result = cli("jobs", "stop", job["id"][:8])
+
+    assert (result.code, result.out.strip()) == (0, "Asked 1 run to stop.")
+    wait_status(home, run["id"], "cancelled")
+    drive(engine)
+    assert cs.Service(cs.Store(home)).list_runs(task_id=second["id"]) == []
+    assert record.prompts() == ["[hang] first"]
+    assert job_listed(cli_json, job["id"])["status"] == "failed"
+    assert cli("jobs", "stop", job["id"]).out.strip() == "Nothing was running."
+
+
+def test_jobs_run_refuses_a_job_that_is_already_running(cli: Cli, cli_json: CliJson) -> None:
+    job, _ = create_job(cli_json, ["first"])
+    assert cli("jobs", "run", job["id"], "--detach").code == 0
+
+    again = cli("jobs", "run", job["id"], "--detach")
+
+    assert again.code == 1
+    assert again.err.startswith("error: the job is already running")
+
+
+####
+# engine status, pause and resume
+####
+
+
+def test_engine_status_says_whether_and_where_the_engine_runs(
+    cli: Cli, cli_json: CliJson, home: Path
+) -> None:
+    assert cli("engine", "status").out.startswith("Engine: not running")
+    idle = cli_json("engine", "status")
+    assert (idle["running"], idle["paused"], idle["owner"], idle["here"]) == (False, False, None, False)
+
+    engine = cs.Engine(cs.Store(home))
+    assert engine.start(thread=False)
+    try:
+        status = cli_json("engine", "status")
+        text = cli("engine", "status").out
+    finally:
+        engine.stop()
+
+    assert (status["running"], status["here"], status["owner"]["pid"]) == (True, True, os.getpid())
+    assert text.startswith(f"Engine: running in process {os.getpid()} since ")
+
+
+def test_engine_pause_holds_new_runs_until_resume(
+    home: Path, cli: Cli, cli_json: CliJson, engine: cs.Engine
+) -> None:
+    paused = cli("engine", "pause")
+    assert paused.code == 0
+    assert "Paused: no new runs start until `engine resume`." in paused.out
+    task = create_task(cli_json)
+
+    detached = cli("tasks", "run", task["id"], "--detach")
+    engine.tick()
+
+    assert "Paused: it will start when the engine is resumed." in detached.out
+    run = only_run(home, task["id"])
+    assert run["status"] == "queued"
+    assert cli_json("engine", "status")["paused"] is True
+
+    resumed = cli_json("engine", "resume")
+    drive(engine)
+
+    assert resumed["paused"] is False
+    assert run_of(home, run["id"])["status"] == "success"
+
+
+def test_jobs_list_json_shows_a_jobs_progress(cli: Cli, cli_json: CliJson) -> None:
+    job, _ = create_job(cli_json, ["first", "second [exit=1]"])
+    before = job_listed(cli_json, job["id"])["progress"]
+
+    cli("jobs", "run", job["id"], "--continue-on-failure")
+
+    after = job_listed(cli_json, job["id"])["progress"]
+    assert (before["never_run"], before["text"], before["percent"]) == (2, "0/2", 0)
+    assert (after["success"], after["failed"], after["text"], after["percent"]) == (1, 1, "1/2", 50)
