@@ -5059,14 +5059,14 @@ SCOPE_TASK = "task"
 
 # The schedule chooser: kind -> label. Daily, weekly and monthly are cron presets.
 SCHEDULE_KINDS = {
-    "manual": "Manual (run on demand)",
+    "manual": "Manually",
     "once": "Once",
-    "interval": "Every… (interval)",
+    "interval": "Every … (interval)",
     "daily": "Daily",
     "weekly": "Weekly",
     "monthly": "Monthly",
     "cron": "Cron expression",
-    "startup": "When the scheduler starts",
+    "startup": "At start-up",
     "file_watch": "When files change",
 }
 CRON_PRESET_KINDS = ("daily", "weekly", "monthly")
@@ -5083,6 +5083,7 @@ SCHEDULE_KIND_ROWS = {
     "file_watch": ("schedule.path", "schedule.recursive", "schedule.debounce_seconds"),
 }
 GUI_WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # the order people read a week in
+GUI_DAYS_PER_ROW = 4
 GUI_MONTH_DAYS = (*(str(day) for day in range(1, MAX_DAYS_IN_MONTH + 1)), CRON_LAST_DAY)
 PRESET_DEFAULTS = {"schedule.time": "09:00", "schedule.days": "mon", "schedule.day": "1"}
 TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})")
@@ -5379,6 +5380,7 @@ class GuiColumn:
     cell: Callable[[JSONDict], str]
     anchor: Literal["w", "e", "center"] = "w"
     stretch: bool = False
+    keep: int = 0  # in a list too narrow for all its columns, the lowest `keep` goes first
 
 
 @dataclass
@@ -5394,27 +5396,36 @@ class TreeRow:
     is_open: bool = False
 
 
-# Stretching columns start narrow: they take whatever room their pane has left.
+# Widths are what a column needs; stretching columns also share out the room left over.
 JOB_TREE_COLUMNS = (
     GuiColumn("#0", "Name", 90, lambda row: str(row["name"]), stretch=True),
-    GuiColumn("done", "Done", 56, lambda row: str(row["done"]), anchor="e"),
+    GuiColumn("done", "Done", 56, lambda row: str(row["done"]), anchor="e", keep=9),
 )
 TASK_LIST_COLUMNS = (
     GuiColumn("#0", "Name", 70, lambda task: str(task["name"]), stretch=True),
-    GuiColumn("schedule", "Schedule", 60, lambda task: str(task.get("schedule_text") or ""), stretch=True),
-    GuiColumn("next", "Next run", 78, _next_run_cell),
-    GuiColumn("last", "Last", 62, lambda task: str(task.get("last_run_status") or "never")),
-    GuiColumn("enabled", "On", 36, lambda task: "✓" if task.get("enabled", True) else "–", anchor="center"),
+    GuiColumn(
+        "schedule", "Schedule", 60, lambda task: str(task.get("schedule_text") or ""), stretch=True, keep=6
+    ),
+    GuiColumn("next", "Next run", 78, _next_run_cell, keep=5),
+    GuiColumn("last", "Last", 62, lambda task: str(task.get("last_run_status") or "never"), keep=4),
+    GuiColumn("enabled", "On", 36, lambda task: "✓" if task.get("enabled", True) else "–", "center", keep=3),
 )
 RUN_LIST_COLUMNS = (
-    GuiColumn("#0", "Status", 86, lambda run: str(run["status"]), stretch=True),
+    GuiColumn("#0", "Status", 80, lambda run: str(run["status"]), stretch=True),
     GuiColumn(
-        "task", "Task", 60, lambda run: str(run.get("task_name") or _short(run["task_id"])), stretch=True
+        "task",
+        "Task",
+        64,
+        lambda run: str(run.get("task_name") or _short(run["task_id"])),
+        stretch=True,
+        keep=7,
     ),
-    GuiColumn("trigger", "Trigger", 62, lambda run: str(run["trigger"]).replace("_", " ")),
-    GuiColumn("started", "Started", 70, lambda run: _gui_time(run.get("started_at") or run["created_at"])),
-    GuiColumn("duration", "Time", 50, _run_duration, anchor="e"),
-    GuiColumn("cost", "Cost", 56, lambda run: _money(run.get("cost_usd")), anchor="e"),
+    GuiColumn("trigger", "Trigger", 68, lambda run: str(run["trigger"]).replace("_", " "), keep=3),
+    GuiColumn(
+        "started", "Started", 70, lambda run: _gui_time(run.get("started_at") or run["created_at"]), keep=6
+    ),
+    GuiColumn("duration", "Time", 50, _run_duration, anchor="e", keep=4),
+    GuiColumn("cost", "Cost", 64, lambda run: _money(run.get("cost_usd")), anchor="e", keep=5),
 )
 GUI_COLUMN_MIN = 30
 
@@ -5464,26 +5475,27 @@ class TreeTable:
         self.tree.tag_configure("scope", font=looks.fonts["bold"])
         self.tree.bind("<Configure>", lambda event: self.fit_columns(event.width))
         self._shown: dict[str, tuple[object, ...]] = {}
+        self.hidden: set[str] = set()  # columns the pane does not want now
 
-    def fit_columns(self, width: int) -> None:
-        """Give the stretching columns exactly the room the others leave (Tk only adjusts
-        them on later resizes, so a list first shown narrow would hide its last columns)."""
-        displayed = self.tree.cget("displaycolumns")
-        keys = [
-            "#0",
-            *(
-                column.key
-                for column in self.columns[1:]
-                if displayed in ("#all", ("#all",)) or column.key in displayed
-            ),
-        ]
-        stretching = [column.key for column in self.columns if column.stretch and column.key in keys]
-        spare = width - sum(int(self.tree.column(key, "width")) for key in keys)
-        if not stretching or spare == 0:
-            return
-        for n, key in enumerate(stretching):
-            part = spare // len(stretching) + (1 if n < spare % len(stretching) else 0)
-            self.tree.column(key, width=max(int(self.tree.column(key, "width")) + part, GUI_COLUMN_MIN))
+    def fit_columns(self, width: int | None = None) -> None:
+        """Show the columns that fit (dropping the lowest `keep` first, and any `hidden`),
+        each at its width, and share the room left among the stretching ones."""
+        width = self.tree.winfo_width() if width is None else width
+        shown = [column for column in self.columns[1:] if column.key not in self.hidden]
+        while shown and sum(column.width for column in (self.columns[0], *shown)) > width:
+            shown.remove(min(reversed(shown), key=lambda column: column.keep))
+        keys = [column.key for column in shown]
+        if tuple(self.tree.cget("displaycolumns")) != tuple(keys):
+            self.tree.configure(displaycolumns=keys)
+        columns = [self.columns[0], *shown]
+        stretching = [column for column in columns if column.stretch] or columns[:1]
+        spare = max(width - sum(column.width for column in columns), 0)
+        for column in columns:
+            extra = 0
+            if column in stretching:
+                n = stretching.index(column)
+                extra = spare // len(stretching) + (1 if n < spare % len(stretching) else 0)
+            self.tree.column(column.key, width=column.width + extra)
 
     def show(self, rows: Sequence[TreeRow], parent: str = "") -> None:
         """Make `parent`'s children exactly `rows`, in order."""
@@ -5614,7 +5626,7 @@ class Looks:
             self.root.option_add("*TCombobox*Listbox.background", colour["field"])
             self.root.configure(background=colour["window"])
         linespace = int(self.fonts["body"].metrics("linespace"))
-        style.configure("Treeview", rowheight=linespace + 8)
+        style.configure("Treeview", rowheight=linespace + 8, indent=14)
         style.map(
             "Treeview",
             background=[("selected", colour["select"])],
@@ -5845,6 +5857,22 @@ def _flow(bar: ttk.Frame, width: int) -> None:
     bar.configure(height=y + height)
 
 
+def _folder_field(parent: tk.Misc, var: tk.StringVar) -> ttk.Frame:
+    """An entry for a folder, with a … button that browses for one."""
+    from tkinter import filedialog, ttk
+
+    def browse() -> None:
+        chosen = filedialog.askdirectory(parent=holder, initialdir=var.get() or str(Path.home()))
+        if chosen:
+            var.set(chosen)
+
+    holder = ttk.Frame(parent)
+    holder.columnconfigure(0, weight=1)
+    ttk.Entry(holder, textvariable=var).grid(row=0, column=0, sticky="ew")
+    ttk.Button(holder, text="…", width=3, command=browse).grid(row=0, column=1, padx=(4, 0))
+    return holder
+
+
 def _autowrap(label: ttk.Label) -> ttk.Label:
     """Wrap a label's text at whatever width its place gives it."""
     label.bind("<Configure>", lambda event: label.configure(wraplength=max(event.width, GUI_WRAP_MIN)))
@@ -6026,10 +6054,10 @@ class RunsPane:
 
     def show(self, runs: list[JSONDict], title: str, selected: str | None, *, with_task: bool) -> None:
         """List runs; `with_task` adds the Task column (when they are not all one task's)."""
-        keys = [column.key for column in RUN_LIST_COLUMNS[1:] if with_task or column.key != "task"]
-        if list(self.table.tree.cget("displaycolumns")) != keys:
-            self.table.tree.configure(displaycolumns=keys)
-            self.table.fit_columns(self.table.tree.winfo_width())
+        hidden = set() if with_task else {"task"}
+        if hidden != self.table.hidden:
+            self.table.hidden = hidden
+            self.table.fit_columns()
         rows = [
             TreeRow(
                 run["id"],
@@ -6292,9 +6320,7 @@ class EditorPane:
         )
         self._note(tab, row - 1, "schedule.day", "1-31, or L for the last day of the month")
         row = self._entry(tab, row, "schedule.time", "At", hint="HH:MM")
-        row = self._entry(
-            tab, row, "schedule.expression", "Cron", hint="minute hour day-of-month month day-of-week"
-        )
+        row = self._entry(tab, row, "schedule.expression", "Cron", hint="minute hour day month weekday")
         row = self._choice(tab, row, "schedule.timezone", "Time zone", {}, editable=True)
         self._note(tab, row - 1, "schedule.timezone", f"Empty: this computer's zone ({local_zone_name()})")
         zones = self._combos["schedule.timezone"]
@@ -6424,16 +6450,7 @@ class EditorPane:
         return row
 
     def _path(self, tab: ttk.Frame, row: int, key: str, text: str) -> int:
-        from tkinter import ttk
-
-        var = self._string_var(key)
-        holder = ttk.Frame(tab)
-        holder.columnconfigure(0, weight=1)
-        ttk.Entry(holder, textvariable=var).grid(row=0, column=0, sticky="ew")
-        ttk.Button(holder, text="…", width=3, command=lambda: self._browse(var)).grid(
-            row=0, column=1, padx=(4, 0)
-        )
-        return self._place(tab, row, key, text, holder)
+        return self._place(tab, row, key, text, _folder_field(tab, self._string_var(key)))
 
     def _check(self, tab: ttk.Frame, row: int, key: str, text: str) -> int:
         from tkinter import ttk
@@ -6451,10 +6468,11 @@ class EditorPane:
         from tkinter import ttk
 
         holder = ttk.Frame(tab)
-        for day in GUI_WEEK:
-            var = self._days[day] = tk.BooleanVar()
+        for n, day in enumerate(GUI_WEEK):
+            var = self._days[day] = tk.BooleanVar(master=holder)
             var.trace_add("write", lambda *_: self._on_change("schedule.days"))
-            ttk.Checkbutton(holder, text=day.capitalize(), variable=var).pack(side="left", padx=(0, 2))
+            check = ttk.Checkbutton(holder, text=day.capitalize(), variable=var)
+            check.grid(row=n // GUI_DAYS_PER_ROW, column=n % GUI_DAYS_PER_ROW, sticky="w", padx=(0, 6))
         return self._place(tab, row, "schedule.days", "On", holder)
 
     def _string_var(self, key: str) -> tk.StringVar:
@@ -6701,13 +6719,6 @@ class EditorPane:
         finally:
             self._loading = was_loading
 
-    def _browse(self, var: tk.StringVar) -> None:
-        from tkinter import filedialog
-
-        chosen = filedialog.askdirectory(parent=self.frame, initialdir=var.get() or str(Path.home()))
-        if chosen:
-            var.set(chosen)
-
     @staticmethod
     def _load_zones(combo: ttk.Combobox) -> None:
         from zoneinfo import available_timezones
@@ -6761,7 +6772,7 @@ class JobDialog:
         self.description.insert("1.0", job.get("description") or "")
         self.description.grid(row=1, column=1, sticky="nsew", pady=4)
         ttk.Label(body, text="Folder").grid(row=2, column=0, sticky="w", padx=(0, 10), pady=(4, 0))
-        ttk.Entry(body, textvariable=self.folder).grid(row=2, column=1, sticky="ew", pady=(4, 0))
+        _folder_field(body, self.folder).grid(row=2, column=1, sticky="ew", pady=(4, 0))
         ttk.Label(
             body, text="Where its tasks run unless they name their own folder.", style="Note.TLabel"
         ).grid(row=3, column=1, sticky="w")
@@ -6880,6 +6891,17 @@ def _open_in_desktop(path: Path) -> None:
 
 def _no_wake() -> None:
     """The Service's wake-up when this window runs no engine."""
+
+
+def _clamp_sashes(positions: list[int], width: int, minimum: int) -> list[int]:
+    """Sash positions moved as little as needed to leave every pane `minimum` wide."""
+    clamped = list(positions)
+    for index in range(len(clamped)):
+        clamped[index] = max(clamped[index], (clamped[index - 1] if index else 0) + minimum)
+    for index in reversed(range(len(clamped))):
+        following = clamped[index + 1] if index + 1 < len(clamped) else width
+        clamped[index] = min(clamped[index], following - minimum)
+    return clamped
 
 
 def _valid_sashes(value: JSON) -> bool:
@@ -7101,6 +7123,7 @@ class App:
         self._sashes: list[int] | None = sashes if _valid_sashes(sashes) else None
         self._sashes_placed = False
         self.paned.bind("<Configure>", self._place_sashes, add=True)
+        self.paned.bind("<ButtonRelease-1>", lambda event: self._keep_panes_open(), add=True)
 
     def _saved_layout(self) -> JSONDict:
         try:
@@ -7116,19 +7139,25 @@ class App:
             return
         shares = [sum(GUI_PANE_SHARES[: n + 1]) for n in range(GUI_SASH_COUNT)]
         wanted = self._sashes or [round(share * event.width) for share in shares]
-        positions = [
-            min(x, event.width - GUI_PANE_MIN_WIDTH * (GUI_SASH_COUNT - n)) for n, x in enumerate(wanted)
-        ]
+        positions = _clamp_sashes(wanted, event.width, GUI_PANE_MIN_WIDTH)
         for _ in range(2):  # a sash cannot pass its neighbours: a second pass settles them
             for index, position in enumerate(positions):
                 self.paned.sashpos(index, position)  # type: ignore[no-untyped-call]  # typeshed: untyped
         self._sashes_placed = True
 
+    def _keep_panes_open(self) -> None:
+        """After a sash is dragged: no pane narrower than GUI_PANE_MIN_WIDTH."""
+        current = [self._sash(index) for index in range(GUI_SASH_COUNT)]
+        wanted = _clamp_sashes(current, self.paned.winfo_width(), GUI_PANE_MIN_WIDTH)
+        for index, (now, position) in enumerate(zip(current, wanted, strict=True)):
+            if now != position:
+                self.paned.sashpos(index, position)  # type: ignore[no-untyped-call]  # typeshed: untyped
+
+    def _sash(self, index: int) -> int:
+        return int(self.paned.sashpos(index))  # type: ignore[no-untyped-call]  # typeshed: untyped
+
     def _save_layout(self) -> None:
-        sashes = [
-            int(self.paned.sashpos(index))  # type: ignore[no-untyped-call]  # typeshed: untyped
-            for index in range(GUI_SASH_COUNT)
-        ]
+        sashes = [self._sash(index) for index in range(GUI_SASH_COUNT)]
         layout = {"geometry": self.root.geometry(), "sashes": sashes}
         self.store.update_settings({GUI_SETTINGS_KEY: layout})
 

@@ -224,6 +224,85 @@ def add_run(store: cs.Store, task_id: str, status: cs.RunStatus = cs.RunStatus.S
     return run
 
 
+# The editor's values (pure: no window) ---------------------------------------------------
+
+
+def test_a_task_survives_the_editor_unchanged(service: cs.Service) -> None:
+    job = service.create_job({"name": "J"})
+    task = make_task(
+        service,
+        "Full",
+        job["id"],
+        model="opus",
+        permission_mode="acceptEdits",
+        working_directory="~/src",
+        allowed_tools=["Read", "Bash(git log, diff)"],
+        max_turns=7,
+        append_system_prompt="Be brief.",
+        timeout_seconds=600,
+        schedule={"type": "interval", "every_seconds": 5400, "anchor": "2025-01-01T00:00:00+00:00"},
+        overlap="queue",
+        catch_up="skip",
+        retry={"max_attempts": 2, "delay_seconds": 30, "backoff": 1.5},
+        env={"A": "1", "B": "x=y"},
+        enabled=False,
+    )
+    form = cs.task_to_form(task)
+    assert form["schedule.every_seconds"] == "1h30m"
+    fields = cs.form_to_task(form, task)
+    stored = {key: task[key] for key in fields}
+    assert fields == stored
+
+
+@pytest.mark.parametrize(
+    ("expression", "kind", "values"),
+    [
+        ("30 9 * * *", "daily", {"schedule.time": "09:30"}),
+        ("0 18 * * mon,fri", "weekly", {"schedule.days": "mon,fri", "schedule.time": "18:00"}),
+        ("5 7 L * *", "monthly", {"schedule.day": "L", "schedule.time": "07:05"}),
+        ("0 9 * * fri,mon", "cron", {}),  # a preset would write it in another order
+        ("*/5 * * * *", "cron", {}),
+        ("0 9 1 1 *", "cron", {}),
+    ],
+)
+def test_cron_presets_are_recognised_only_when_they_write_the_same_expression(
+    expression: str, kind: str, values: dict[str, str]
+) -> None:
+    form = cs.task_to_form({"schedule": {"type": "cron", "expression": expression}})
+    assert form["schedule.kind"] == kind
+    assert values.items() <= form.items()
+    assert cs.form_schedule(form)["expression"] == expression
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("schedule.time", "25:00", "schedule.time: '25:00' is not a time of day"),
+        ("schedule.days", "", "schedule.days: choose at least one day"),
+    ],
+)
+def test_preset_mistakes_name_their_field(name: str, value: str, message: str) -> None:
+    form = cs.task_to_form({"schedule": {"type": "cron", "expression": "0 9 * * mon"}})
+    form[name] = value
+    with pytest.raises(cs.Invalid) as caught:
+        cs.form_schedule(form)
+    assert str(caught.value).startswith(message)
+
+
+def test_form_values_that_cannot_be_read_name_their_field() -> None:
+    form = cs.task_to_form({"name": "n", "prompt": "p"})
+    for name, value in (("timeout_seconds", "soon"), ("env", "NO_EQUALS_SIGN"), ("schedule.at", "")):
+        broken = {**form, name: value, "schedule.kind": "once" if name == "schedule.at" else "manual"}
+        with pytest.raises(cs.Invalid) as caught:
+            cs.form_to_task(broken)
+        assert caught.value.field == name
+
+
+def test_sashes_leave_every_pane_open() -> None:
+    assert cs._clamp_sashes([100, 400, 700, 900], 1200, 150) == [150, 400, 700, 900]
+    assert cs._clamp_sashes([300, 310, 320, 1190], 1200, 150) == [300, 450, 600, 1050]
+
+
 # Jobs and tasks -------------------------------------------------------------------------
 
 
@@ -499,6 +578,62 @@ def test_an_unexpected_error_goes_to_a_message_box_and_the_log(
     gui.wait(lambda: gui.alerts, "the message box")
     assert "RuntimeError: boom" in gui.alerts.pop()
     assert "unexpected error" in caplog.text
+
+
+def test_quitting_with_unsaved_changes_asks(gui: Gui, service: cs.Service) -> None:
+    task = make_task(service, "Edited")
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(task["id"])
+    gui.type_into(gui.app.editor._entries["name"], "Edited again")
+    gui.unsaved_answers.append(None)
+    gui.app.request_close()
+    assert gui.questions == ["unsaved “Edited again”"]
+    assert gui.app.root.winfo_exists()
+    gui.unsaved_answers.append(False)
+    gui.app.request_close()
+    assert service.get_task(task["id"])["name"] == "Edited"
+    assert gui.app._closed
+
+
+def test_a_running_run_can_be_stopped(gui: Gui, service: cs.Service) -> None:
+    task = make_task(service, "Long", prompt="Hang on [hang]")
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(task["id"])
+    gui.app.tasks_pane.buttons["run"].invoke()
+    gui.wait(lambda: gui.app.runs and gui.app.runs[0]["status"] == "running", "the run to start")
+    gui.settle()
+    gui.app.runs_pane.buttons["stop"].invoke()
+    gui.wait(lambda: gui.app.runs[0]["status"] == "cancelled", "the run to stop")
+    gui.wait(lambda: "stopped" in gui.log_text(), "the log to say so")
+
+
+def test_pausing_shows_in_the_status_bar(gui: Gui, service: cs.Service) -> None:
+    gui.app.paused.set(True)
+    gui.app.toggle_pause()
+    gui.wait(lambda: service.engine_status()["paused"], "the pause")
+    label = gui.app.status_bar.labels["engine"]
+    gui.wait(lambda: "paused" in str(label.cget("text")), "the status bar")
+    assert "running in this window" in str(label.cget("text"))
+    service.set_paused(False)
+    gui.wait(lambda: "paused" not in str(label.cget("text")), "the resume made elsewhere")
+    assert not gui.app.paused.get()
+
+
+def test_an_unreadable_store_file_is_shown_once_and_cleared(gui: Gui, home: Path) -> None:
+    tasks_file = home / cs.TASKS_FILE
+    good = tasks_file.read_bytes() if tasks_file.exists() else b'{"version": 1, "tasks": []}'
+    tasks_file.write_text("{ not json")
+    gui.wait(lambda: gui.alerts, "the message box")
+    assert cs.TASKS_FILE in gui.alerts.pop()
+    error_label = gui.app.status_bar.labels["error"]
+    assert cs.TASKS_FILE in str(error_label.cget("text"))
+    time.sleep(REFRESH_BUDGET_SECONDS)
+    gui.settle()
+    assert gui.alerts == [], "the same error was shown twice"
+    tasks_file.write_bytes(good)
+    gui.wait(lambda: not str(error_label.cget("text")), "the error to clear")
 
 
 def test_the_layout_is_remembered(home: Path, display: str) -> None:
