@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # the window imports tkinter when it opens: some Pythons ship
     import tkinter as tk
     from tkinter import font as tkfont
     from tkinter import ttk
-    from types import TracebackType
+    from types import FrameType, TracebackType
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "main"]
@@ -4959,8 +4959,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # The window: five panes over one Service. Tk is imported inside the functions that build
 # widgets, because some Pythons ship without it and the CLI must start fast. Only the Tk
-# thread touches widgets: the worker thread and the engine hand results back as thunks on
-# the app's inbox, which an `after` loop drains.
+# thread touches widgets: the worker thread and the engine post plain answers and events
+# to the app's inbox, which an `after` loop drains.
 
 GUI_SETTINGS_KEY = "gui"
 GUI_TITLE = "Claude Code Scheduler"
@@ -5043,7 +5043,7 @@ GUI_LOG_STYLES: dict[str, dict[str, str | int]] = {
     "thinking": {"foreground": "#6e7781", "font": "italic", "spacing1": 4},
     "tool": {"foreground": "#0550ae", "font": "mono", "spacing1": 6},
     "tool_result": {"foreground": "#57606a", "font": "mono_small", "lmargin1": 18, "lmargin2": 18},
-    "error": {"foreground": "#cf222e", "background": "#ffebe9", "spacing1": 4},
+    "error": {"foreground": GUI_PALETTE["error"], "background": GUI_PALETTE["error_bg"], "spacing1": 4},
     "summary": {"foreground": "#1a7f37", "font": "bold", "spacing1": 12},
     "summary_failed": {"foreground": "#cf222e", "font": "bold", "spacing1": 12},
     "system": {"foreground": "#6e7781", "font": "small"},
@@ -5092,6 +5092,7 @@ SECONDS_PER_HOUR = 3600
 
 FormValues = dict[str, str | bool]
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
@@ -5327,9 +5328,6 @@ def form_schedule(form: Mapping[str, str | bool], original: JSONDict | None = No
             ),
         }
     return {"type": kind}
-
-
-N = TypeVar("N", int, float)
 
 
 def _form_number(text: str, field: str, kind: type[N], default: N | None = None) -> N | None:
@@ -5608,23 +5606,7 @@ class Looks:
     def _style(self, style: ttk.Style) -> None:
         colour = GUI_PALETTE
         if self.is_x11 and "clam" in style.theme_names():
-            style.theme_use("clam")
-            style.configure(
-                ".", background=colour["window"], foreground=colour["text"], bordercolor=colour["border"]
-            )
-            style.configure("TEntry", fieldbackground=colour["field"], padding=3)
-            style.configure("TCombobox", fieldbackground=colour["field"], padding=2)
-            style.configure("TButton", padding=(9, 3))
-            style.configure("Tool.TButton", padding=(7, 2), width=0)
-            style.configure("TNotebook", tabmargins=(0, 2, 0, 0))
-            style.configure("TNotebook.Tab", background=colour["heading"])
-            style.map("TNotebook.Tab", background=[("selected", colour["window"])])
-            style.configure("TNotebook.Tab", padding=(12, 4))
-            style.configure("Treeview", fieldbackground=colour["field"], background=colour["field"])
-            style.configure("Treeview.Heading", background=colour["heading"], relief="flat", padding=(4, 3))
-            style.configure("Sash", sashthickness=6, gripcount=0)
-            self.root.option_add("*TCombobox*Listbox.background", colour["field"])
-            self.root.configure(background=colour["window"])
+            self._x11_theme(style)
         linespace = int(self.fonts["body"].metrics("linespace"))
         style.configure("Treeview", rowheight=linespace + 8, indent=14)
         style.map(
@@ -5652,12 +5634,31 @@ class Looks:
         style.configure("Muted.TLabel", foreground=colour["muted"])
         style.configure("Note.TLabel", foreground=colour["muted"], font=self.fonts["small"])
         style.configure("Error.TLabel", foreground=colour["error"], font=self.fonts["small"])
-        style.configure("Warning.TLabel", foreground=colour["warning"])
         style.configure("Status.TFrame", background=colour["heading"])
         style.configure("Status.TLabel", background=colour["heading"], foreground=colour["text"])
         style.configure("StatusError.TLabel", background=colour["heading"], foreground=colour["error"])
         style.configure("StatusWarning.TLabel", background=colour["heading"], foreground=colour["warning"])
         style.configure("Placeholder.TLabel", foreground=colour["muted"], justify="center")
+
+    def _x11_theme(self, style: ttk.Style) -> None:
+        """clam, recoloured: Tk's X11 default theme looks dated (Windows and macOS stay native)."""
+        colour = GUI_PALETTE
+        style.theme_use("clam")
+        style.configure(
+            ".", background=colour["window"], foreground=colour["text"], bordercolor=colour["border"]
+        )
+        style.configure("TEntry", fieldbackground=colour["field"], padding=3)
+        style.configure("TCombobox", fieldbackground=colour["field"], padding=2)
+        style.configure("TButton", padding=(9, 3))
+        style.configure("Tool.TButton", padding=(7, 2), width=0)
+        style.configure("TNotebook", tabmargins=(0, 2, 0, 0))
+        style.configure("TNotebook.Tab", background=colour["heading"], padding=(12, 4))
+        style.map("TNotebook.Tab", background=[("selected", colour["window"])])
+        style.configure("Treeview", fieldbackground=colour["field"], background=colour["field"])
+        style.configure("Treeview.Heading", background=colour["heading"], relief="flat", padding=(4, 3))
+        style.configure("Sash", sashthickness=6, gripcount=0)
+        self.root.option_add("*TCombobox*Listbox.background", colour["field"])
+        self.root.configure(background=colour["window"])
 
     def dot(self, status: str) -> tk.PhotoImage:
         """A round dot in the status's colour (made once per status)."""
@@ -5935,10 +5936,6 @@ class JobsPane:
     def select(self, scope: Scope) -> None:
         self.table.select(self._iid(scope))
 
-    def selected(self) -> Scope | None:
-        iid = self.table.selected()
-        return self._scope(iid) if iid else None
-
     def set_actions(self, *, job: bool, deletable: bool) -> None:
         _enable(self.buttons, edit=job, delete=deletable, run=job, stop=job)
 
@@ -5983,7 +5980,7 @@ class TasksPane:
         body.grid(row=2, column=0, sticky="nsew")
         body.columnconfigure(1, weight=1)
         body.rowconfigure(1, weight=1)
-        self.filter = tk.StringVar()
+        self.filter = tk.StringVar(master=self.frame)
         ttk.Label(body, text="Filter", style="Muted.TLabel").grid(row=0, column=0, sticky="w", padx=(0, 6))
         self.filter_entry = ttk.Entry(body, textvariable=self.filter)
         self.filter_entry.grid(row=0, column=1, sticky="ew", pady=(0, 6))
@@ -6253,7 +6250,6 @@ class EditorPane:
         self.looks = looks
         self.task: JSONDict | None = None  # the stored task in the form; None: a new one
         self.is_open = False  # a task or a new draft is in the form
-        self.changed_elsewhere = False
         self._clean: FormValues = {}
         self._loading = False
         self._strings: dict[str, tk.StringVar] = {}
@@ -6334,8 +6330,8 @@ class EditorPane:
         row = self._choice(tab, row, "catch_up", "Missed runs", CATCH_UP_LABELS)
         box = ttk.LabelFrame(tab, text="Next runs", padding=(10, 6))
         box.grid(row=row, column=0, columnspan=2, sticky="ew", pady=(10, 0))
-        self.preview_text = ttk.Label(box, style="Muted.TLabel", wraplength=340, justify="left")
-        self.preview_text.pack(anchor="w")
+        self.preview_text = _autowrap(ttk.Label(box, style="Muted.TLabel", justify="left"))
+        self.preview_text.pack(anchor="w", fill="x")
         self.preview_times = ttk.Label(box, justify="left", font=self.looks.fonts["mono"])
         self.preview_times.pack(anchor="w", pady=(4, 0))
         self._strings["schedule.kind"].trace_add("write", lambda *_: self._show_kind_rows())
@@ -6512,13 +6508,11 @@ class EditorPane:
     def load(self, task: JSONDict) -> None:
         """Show a stored task; its values become the clean state."""
         self.task = task
-        self.changed_elsewhere = False
         self._open(task_to_form(task))
 
     def new(self, job_id: str | None) -> None:
         """Start a new task (assigned to `job_id`)."""
         self.task = None
-        self.changed_elsewhere = False
         self._open(task_to_form({"job_id": job_id}))
         self.notebook.select(0)  # type: ignore[no-untyped-call]  # typeshed: untyped
         self._rows["name"][1].focus_set()
@@ -6629,7 +6623,6 @@ class EditorPane:
     def note_changed_elsewhere(self, task: JSONDict) -> None:
         """The stored task changed while the form has edits: keep them, and say so."""
         self.task = task
-        self.changed_elsewhere = True
         self.message.configure(
             text="This task was changed elsewhere. Save overwrites those changes; Revert loads them."
         )
@@ -6747,9 +6740,9 @@ class JobDialog:
         body.pack(fill="both", expand=True)
         body.columnconfigure(1, weight=1)
         body.rowconfigure(1, weight=1)
-        self.name = tk.StringVar(value=job.get("name", ""))
-        self.folder = tk.StringVar(value=job.get("working_directory") or "")
-        self.status = tk.StringVar(value=job.get("status", JobStatus.PENDING.value))
+        self.name = tk.StringVar(master=self.top, value=job.get("name", ""))
+        self.folder = tk.StringVar(master=self.top, value=job.get("working_directory") or "")
+        self.status = tk.StringVar(master=self.top, value=job.get("status", JobStatus.PENDING.value))
         ttk.Label(body, text="Name").grid(row=0, column=0, sticky="w", padx=(0, 10), pady=4)
         self.name_entry = ttk.Entry(body, textvariable=self.name, width=46)
         self.name_entry.grid(row=0, column=1, sticky="ew", pady=4)
@@ -6998,7 +6991,6 @@ class App:
         self.engine = Engine(store, on_event=self._post_engine_event) if start_engine else None
         self.service = Service(store, wake=self.engine.wake if self.engine else _no_wake)
         self.reader = StoreReader(self.service)
-        self.worker = Worker(self.inbox)
         self.jobs: dict[str, JSONDict] = {}
         self.tasks: dict[str, JSONDict] = {}
         self.runs: list[JSONDict] = []
@@ -7012,6 +7004,7 @@ class App:
         self.storage_error: str | None = None
         self.loaded = False
         self._closed = False
+        self._quit_asked = False
         self._waiting: dict[int, tuple[Callable[[object], None], Callable[[Exception], None]]] = {}
         self._last_ticket = ENGINE_TICKET
         self._timers: dict[str, str] = {}
@@ -7019,11 +7012,15 @@ class App:
         self._refresh_again: bool | None = None  # a refresh asked for meanwhile (True: forced)
         self._choose_after_refresh: Scope | None = None
         self._log = LogTail()
-        self.api, self.api_error = self._start_api(api_host, api_port)
+        self.api: ApiServer | None = None
+        self.api_error: str | None = None
         self.looks = Looks(self.root)
         self.paused = tk.BooleanVar(master=self.root, value=False)
         self._build()
         self._restore_layout()
+        self.worker = Worker(self.inbox)
+        self.api, self.api_error = self._start_api(api_host, api_port)
+        self._show_status()
         self.root.protocol("WM_DELETE_WINDOW", self.request_close)
         self.later(GUI_POLL_MS, self._drain, "drain")
         self.later(GUI_REFRESH_MS, self._tick, "tick")
@@ -7219,6 +7216,9 @@ class App:
         return False
 
     def _drain(self) -> None:
+        if self._quit_asked:
+            self.close()
+            return
         self.later(GUI_POLL_MS, self._drain, "drain")
         deadline = time.monotonic() + GUI_DRAIN_BUDGET_SECONDS
         while time.monotonic() < deadline:
@@ -7367,11 +7367,14 @@ class App:
         if not self.editor.is_open or shown is None:
             return
         current = self.tasks.get(shown["id"])
-        dirty = self.editor.is_dirty()
-        if current is None:
-            self.editor.note_deleted_elsewhere() if dirty else self.editor.clear()
-        elif current.get("updated_at") != shown.get("updated_at"):
-            self.editor.note_changed_elsewhere(current) if dirty else self.editor.load(current)
+        if current is not None and current.get("updated_at") == shown.get("updated_at"):
+            return
+        if not self.editor.is_dirty():
+            self.editor.load(current) if current else self.editor.clear()
+        elif current is None:
+            self.editor.note_deleted_elsewhere()
+        else:
+            self.editor.note_changed_elsewhere(current)
 
     def _scope_tasks(self, scope: Scope) -> list[JSONDict]:
         tasks = list(self.tasks.values())
@@ -7862,11 +7865,18 @@ class App:
     # Closing -------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """The Tk main loop, until the window is closed."""
+        """The Tk main loop, until the window is closed or SIGINT/SIGTERM asks it to quit
+        (which stops this window's runs, recorded as cancelled, as closing it does)."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.root.mainloop()
         finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self.close()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._quit_asked = True  # the next drain acts on it: a signal handler must not call into Tk
 
     def request_close(self) -> None:
         """Quit, after asking about unsaved edits and about runs that quitting stops."""

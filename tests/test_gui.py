@@ -650,6 +650,15 @@ def test_the_layout_is_remembered(home: Path, display: str) -> None:
         gui.wait(lambda: gui.app.paned.sashpos(0) == 300, "the remembered sash")
 
 
+def test_without_tkinter_it_says_to_use_serve_or_cli(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "tkinter", None)  # as on a Python built without Tk
+    assert cs.main(["gui", "--no-api"]) == 2
+    message = capsys.readouterr().err
+    assert "no Tk" in message and "serve" in message and "cli" in message
+
+
 def test_without_a_display_it_says_to_use_serve_or_cli(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if key != "DISPLAY"}
     result = subprocess.run(
