@@ -4968,11 +4968,12 @@ GUI_CLASS_NAME = "ClaudeScheduler"
 GUI_DEFAULT_SIZE = (1560, 940)
 GUI_SCREEN_MARGIN = 40  # a new window fits the screen with this much to spare
 GUI_MIN_SIZE = (1100, 620)
-GUI_PANE_SHARES = (0.14, 0.23, 0.20, 0.23, 0.20)  # Jobs, Tasks, Task editor, Runs, Logs at first start
+GUI_PANE_SHARES = (0.13, 0.25, 0.19, 0.24, 0.19)  # Jobs, Tasks, Task editor, Runs, Logs at first start
 GUI_SASH_COUNT = len(GUI_PANE_SHARES) - 1
 GUI_PANE_MIN_WIDTH = 150
 GUI_TOOL_GAP = 4
-GUI_WRAP_MIN = 60
+GUI_WRAP_MIN = 120
+GUI_WRAP_MARGIN = 6  # a label's own padding
 GUI_GEOMETRY = re.compile(r"\d+x\d+([+-]-?\d+[+-]-?\d+)?")
 GUI_POLL_MS = 40  # the inbox is drained this often
 GUI_DRAIN_BUDGET_SECONDS = 0.05  # then keyboard and mouse get their turn again
@@ -5420,10 +5421,10 @@ RUN_LIST_COLUMNS = (
     ),
     GuiColumn("trigger", "Trigger", 68, lambda run: str(run["trigger"]).replace("_", " "), keep=3),
     GuiColumn(
-        "started", "Started", 70, lambda run: _gui_time(run.get("started_at") or run["created_at"]), keep=6
+        "started", "Started", 76, lambda run: _gui_time(run.get("started_at") or run["created_at"]), keep=6
     ),
-    GuiColumn("duration", "Time", 50, _run_duration, anchor="e", keep=4),
-    GuiColumn("cost", "Cost", 64, lambda run: _money(run.get("cost_usd")), anchor="e", keep=5),
+    GuiColumn("duration", "Time", 48, _run_duration, anchor="e", keep=4),
+    GuiColumn("cost", "Cost", 62, lambda run: _money(run.get("cost_usd")), anchor="e", keep=5),
 )
 GUI_COLUMN_MIN = 30
 
@@ -5875,8 +5876,13 @@ def _folder_field(parent: tk.Misc, var: tk.StringVar) -> ttk.Frame:
 
 
 def _autowrap(label: ttk.Label) -> ttk.Label:
-    """Wrap a label's text at whatever width its place gives it."""
-    label.bind("<Configure>", lambda event: label.configure(wraplength=max(event.width, GUI_WRAP_MIN)))
+    """Wrap a label's text at whatever width its place gives it (starting narrow, so that
+    the label never asks for more room than its place has)."""
+    label.configure(wraplength=GUI_WRAP_MIN)
+    label.bind(
+        "<Configure>",
+        lambda event: label.configure(wraplength=max(event.width - GUI_WRAP_MARGIN, GUI_WRAP_MIN)),
+    )
     return label
 
 
@@ -5970,7 +5976,7 @@ class TasksPane:
         self.buttons = _toolbar(
             self.frame,
             (
-                ("new", "New task", app.new_task),
+                ("new", "New", app.new_task),
                 ("run", "▶ Run now", app.run_task),
                 ("toggle", "Disable", app.toggle_task),
                 ("delete", "Delete", app.delete_task),
@@ -6227,13 +6233,9 @@ EDITOR_FIELD_ROWS = {
     "schedule.anchor": "schedule.every_seconds",
     "retry": "retry.max_attempts",
 }
-OVERLAP_LABELS = {
-    "skip": "Skip the new run",
-    "queue": "Queue one run after it",
-    "parallel": "Run both in parallel",
-}
-CATCH_UP_LABELS = {"once": "Run once when back", "skip": "Skip them (recorded as missed)"}
-SESSION_LABELS = {"new": "A new session each run", "resume": "Resume the last session"}
+OVERLAP_LABELS = {"skip": "Skip the new run", "queue": "Queue one more", "parallel": "Run in parallel"}
+CATCH_UP_LABELS = {"once": "Catch up once", "skip": "Skip (recorded)"}
+SESSION_LABELS = {"new": "New each run", "resume": "Resume the last"}
 NO_JOB_LABEL = "(No job)"
 TIMED_KINDS = ("once", "interval", *CRON_PRESET_KINDS, "cron")
 
