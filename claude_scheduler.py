@@ -5076,7 +5076,7 @@ SCHEDULE_KIND_ROWS = {
     "manual": (),
     "startup": (),
     "once": ("schedule.at",),
-    "interval": ("schedule.every_seconds",),
+    "interval": ("schedule.every_seconds", "schedule.anchor"),
     "daily": ("schedule.time", "schedule.expression", "schedule.timezone"),
     "weekly": ("schedule.days", "schedule.time", "schedule.expression", "schedule.timezone"),
     "monthly": ("schedule.day", "schedule.time", "schedule.expression", "schedule.timezone"),
@@ -5217,6 +5217,7 @@ def _schedule_to_form(schedule: JSONDict) -> FormValues:
         "schedule.kind": kind,
         "schedule.at": "",
         "schedule.every_seconds": "1h",
+        "schedule.anchor": "",
         "schedule.expression": "",
         "schedule.timezone": schedule.get("timezone") or "",
         "schedule.path": schedule.get("path") or "",
@@ -5224,10 +5225,11 @@ def _schedule_to_form(schedule: JSONDict) -> FormValues:
         "schedule.debounce_seconds": f"{schedule.get('debounce_seconds', DEFAULT_DEBOUNCE):g}",
         **PRESET_DEFAULTS,
     }
-    if kind == "once" and schedule.get("at"):
-        form["schedule.at"] = fmt_local(parse_time(schedule["at"], "schedule.at"))
+    if kind == "once":
+        form["schedule.at"] = _local_minute(schedule.get("at"))
     if kind == "interval" and schedule.get("every_seconds"):
         form["schedule.every_seconds"] = _compact_duration(int(schedule["every_seconds"]))
+        form["schedule.anchor"] = _local_minute(schedule.get("anchor"))
     if kind == "cron":
         form["schedule.expression"] = str(schedule.get("expression") or "")
         form.update(detect_cron_preset(str(form["schedule.expression"])))
@@ -5310,14 +5312,14 @@ def form_schedule(form: Mapping[str, str | bool], original: JSONDict | None = No
     if kind in (*CRON_PRESET_KINDS, "cron"):
         expression = value["schedule.expression"] if kind == "cron" else cron_from_preset(kind, form)
         return {"type": "cron", "expression": expression, "timezone": value["schedule.timezone"] or None}
+    kept = original if original and original.get("type") == kind else {}
     if kind == "once":
         if not value["schedule.at"]:
             raise Invalid("is required (YYYY-MM-DD HH:MM, local time)", "schedule.at")
-        return {"type": "once", "at": fmt_time(parse_time(value["schedule.at"], "schedule.at"))}
+        return {"type": "once", "at": _form_time(value["schedule.at"], kept.get("at"), "schedule.at")}
     if kind == "interval":
         every = parse_duration(value["schedule.every_seconds"] or "0", "schedule.every_seconds")
-        kept = original or {}
-        anchor = kept.get("anchor") if kept.get("type") == "interval" else None
+        anchor = _form_time(value["schedule.anchor"], kept.get("anchor"), "schedule.anchor")
         return {"type": "interval", "every_seconds": every, "anchor": anchor}
     if kind == "file_watch":
         return {
@@ -5329,6 +5331,21 @@ def form_schedule(form: Mapping[str, str | bool], original: JSONDict | None = No
             ),
         }
     return {"type": kind}
+
+
+def _local_minute(value: JSON) -> str:
+    """A stored time as the editor shows it: local, to the minute ("" for none)."""
+    return fmt_local(parse_time(value, "time")) if value else ""
+
+
+def _form_time(text: str, stored: JSON, field: str) -> str | None:
+    """The time the editor's text stands for; the stored value itself while the text still
+    shows it (so that saving does not drop its seconds)."""
+    if not text:
+        return None
+    if stored and _local_minute(stored) == text:
+        return str(stored)
+    return fmt_time(parse_time(text, field))
 
 
 def _form_number(text: str, field: str, kind: type[N], default: N | None = None) -> N | None:
@@ -5875,6 +5892,32 @@ def _folder_field(parent: tk.Misc, var: tk.StringVar) -> ttk.Frame:
     return holder
 
 
+def _text_box(
+    parent: tk.Misc, looks: Looks, *, width: int, height: int = 0, padding: tuple[int, int] = (6, 4)
+) -> tk.Text:
+    """A Text in the window's look: white, a thin border that turns blue with the focus."""
+    import tkinter as tk
+
+    box = tk.Text(
+        parent,
+        width=width,
+        wrap="word",
+        undo=True,
+        font=looks.fonts["body"],
+        background=GUI_PALETTE["field"],
+        foreground=GUI_PALETTE["text"],
+        relief="flat",
+        highlightthickness=1,
+        highlightbackground=GUI_PALETTE["border"],
+        highlightcolor=GUI_PALETTE["accent"],
+        padx=padding[0],
+        pady=padding[1],
+    )
+    if height:
+        box.configure(height=height)
+    return box
+
+
 def _autowrap(label: ttk.Label) -> ttk.Label:
     """Wrap a label's text at whatever width its place gives it (starting narrow, so that
     the label never asks for more room than its place has)."""
@@ -6103,21 +6146,8 @@ class LogsPane:
         body.grid(row=2, column=0, sticky="nsew")
         body.rowconfigure(0, weight=1)
         body.columnconfigure(0, weight=1)
-        self.text = tk.Text(
-            body,
-            wrap="word",
-            state="disabled",
-            relief="flat",
-            padx=10,
-            pady=8,
-            font=looks.fonts["body"],
-            background=GUI_PALETTE["field"],
-            foreground=GUI_PALETTE["text"],
-            highlightthickness=1,
-            highlightbackground=GUI_PALETTE["border"],
-            highlightcolor=GUI_PALETTE["border"],
-            width=40,
-        )
+        self.text = _text_box(body, looks, width=40, padding=(10, 8))
+        self.text.configure(state="disabled", highlightcolor=GUI_PALETTE["border"])
         scroll = ttk.Scrollbar(body, orient="vertical", command=self.text.yview)
         self.text.configure(yscrollcommand=scroll.set)
         self.text.grid(row=0, column=0, sticky="nsew")
@@ -6230,7 +6260,6 @@ class StatusBar:
 EDITOR_FIELD_ROWS = {
     "schedule": "schedule.kind",
     "schedule.type": "schedule.kind",
-    "schedule.anchor": "schedule.every_seconds",
     "retry": "retry.max_attempts",
 }
 OVERLAP_LABELS = {"skip": "Skip the new run", "queue": "Queue one more", "parallel": "Run in parallel"}
@@ -6311,6 +6340,9 @@ class EditorPane:
         row = self._entry(tab, row, "schedule.at", "Date, time", hint="YYYY-MM-DD HH:MM, local time")
         row = self._entry(
             tab, row, "schedule.every_seconds", "Every", hint="15m, 2h, 1h30m or 1d (at least 1m)"
+        )
+        row = self._entry(
+            tab, row, "schedule.anchor", "Counting from", hint="YYYY-MM-DD HH:MM; empty: when it was made"
         )
         row = self._weekdays(tab, row)
         row = self._choice(
@@ -6422,23 +6454,8 @@ class EditorPane:
         return row
 
     def _text(self, tab: ttk.Frame, row: int, key: str, text: str, *, height: int, grow: bool = False) -> int:
-        import tkinter as tk
 
-        box = tk.Text(
-            tab,
-            height=height,
-            width=30,
-            wrap="word",
-            undo=True,
-            font=self.looks.fonts["body"],
-            background=GUI_PALETTE["field"],
-            relief="flat",
-            highlightthickness=1,
-            highlightbackground=GUI_PALETTE["border"],
-            highlightcolor=GUI_PALETTE["accent"],
-            padx=6,
-            pady=4,
-        )
+        box = _text_box(tab, self.looks, height=height, width=30)
         box.bind("<<Modified>>", lambda event: self._on_text_modified(key, box))
         self._texts[key] = box
         row = self._place(tab, row, key, text, box)
@@ -6738,54 +6755,52 @@ class JobDialog:
         self.top.transient(app.root)
         self.top.protocol("WM_DELETE_WINDOW", self.close)
         self.top.bind("<Escape>", lambda event: self.close())
+        self.name = tk.StringVar(master=self.top, value=job.get("name", ""))
+        self.folder = tk.StringVar(master=self.top, value=job.get("working_directory") or "")
+        self.status = tk.StringVar(master=self.top, value=job.get("status", JobStatus.PENDING.value))
         body = ttk.Frame(self.top, padding=16)
         body.pack(fill="both", expand=True)
         body.columnconfigure(1, weight=1)
         body.rowconfigure(1, weight=1)
-        self.name = tk.StringVar(master=self.top, value=job.get("name", ""))
-        self.folder = tk.StringVar(master=self.top, value=job.get("working_directory") or "")
-        self.status = tk.StringVar(master=self.top, value=job.get("status", JobStatus.PENDING.value))
-        ttk.Label(body, text="Name").grid(row=0, column=0, sticky="w", padx=(0, 10), pady=4)
+        self._build_fields(body, str(job.get("description") or ""))
+        self._build_buttons(body)
+        self._place()
+        self.name_entry.focus_set()
+
+    def _build_fields(self, body: ttk.Frame, description: str) -> None:
+        from tkinter import ttk
+
+        def label(row: int, text: str) -> None:
+            ttk.Label(body, text=text).grid(row=row, column=0, sticky="nw", padx=(0, 10), pady=(6, 0))
+
+        label(0, "Name")
         self.name_entry = ttk.Entry(body, textvariable=self.name, width=46)
-        self.name_entry.grid(row=0, column=1, sticky="ew", pady=4)
+        self.name_entry.grid(row=0, column=1, sticky="ew", pady=(4, 0))
         self.name_entry.bind("<Return>", lambda event: self.save())
-        ttk.Label(body, text="Description").grid(row=1, column=0, sticky="nw", padx=(0, 10), pady=4)
-        self.description = tk.Text(
-            body,
-            height=5,
-            width=46,
-            wrap="word",
-            font=app.looks.fonts["body"],
-            background=GUI_PALETTE["field"],
-            relief="flat",
-            highlightthickness=1,
-            highlightbackground=GUI_PALETTE["border"],
-            highlightcolor=GUI_PALETTE["accent"],
-            padx=6,
-            pady=4,
-        )
-        self.description.insert("1.0", job.get("description") or "")
-        self.description.grid(row=1, column=1, sticky="nsew", pady=4)
-        ttk.Label(body, text="Folder").grid(row=2, column=0, sticky="w", padx=(0, 10), pady=(4, 0))
+        label(1, "Description")
+        self.description = _text_box(body, self.app.looks, height=5, width=46)
+        self.description.insert("1.0", description)
+        self.description.grid(row=1, column=1, sticky="nsew", pady=(4, 0))
+        label(2, "Folder")
         _folder_field(body, self.folder).grid(row=2, column=1, sticky="ew", pady=(4, 0))
-        ttk.Label(
-            body, text="Where its tasks run unless they name their own folder.", style="Note.TLabel"
-        ).grid(row=3, column=1, sticky="w")
+        hint = "Where its tasks run unless they name their own folder."
+        ttk.Label(body, text=hint, style="Note.TLabel").grid(row=3, column=1, sticky="w")
         if self.job_id:
-            ttk.Label(body, text="Status").grid(row=4, column=0, sticky="w", padx=(0, 10), pady=(8, 0))
+            label(4, "Status")
             values = [status.value for status in JobStatus]
-            ttk.Combobox(body, textvariable=self.status, values=values, state="readonly").grid(
-                row=4, column=1, sticky="w", pady=(8, 0)
-            )
-        self.error = ttk.Label(body, style="Error.TLabel", wraplength=420, justify="left")
-        self.error.grid(row=5, column=0, columnspan=2, sticky="w", pady=(8, 0))
+            status = ttk.Combobox(body, textvariable=self.status, values=values, state="readonly")
+            status.grid(row=4, column=1, sticky="w", pady=(8, 0))
+
+    def _build_buttons(self, body: ttk.Frame) -> None:
+        from tkinter import ttk
+
+        self.error = _autowrap(ttk.Label(body, style="Error.TLabel", justify="left"))
+        self.error.grid(row=5, column=0, columnspan=2, sticky="ew", pady=(8, 0))
         buttons = ttk.Frame(body)
         buttons.grid(row=6, column=0, columnspan=2, sticky="e", pady=(10, 0))
         ttk.Button(buttons, text="Cancel", command=self.close).pack(side="left", padx=(0, 6))
         self.save_button = ttk.Button(buttons, text="Save", command=self.save, default="active")
         self.save_button.pack(side="left")
-        self._place()
-        self.name_entry.focus_set()
 
     def _place(self) -> None:
         root = self.app.root
