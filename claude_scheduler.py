@@ -5062,7 +5062,7 @@ SCOPE_TASK = "task"
 SCHEDULE_KINDS = {
     "manual": "Manually",
     "once": "Once",
-    "interval": "Every … (interval)",
+    "interval": "Interval",
     "daily": "Daily",
     "weekly": "Weekly",
     "monthly": "Monthly",
@@ -6342,7 +6342,7 @@ class EditorPane:
             tab, row, "schedule.every_seconds", "Every", hint="15m, 2h, 1h30m or 1d (at least 1m)"
         )
         row = self._entry(
-            tab, row, "schedule.anchor", "Counting from", hint="YYYY-MM-DD HH:MM; empty: when it was made"
+            tab, row, "schedule.anchor", "Counting from", hint="YYYY-MM-DD HH:MM; empty: its creation"
         )
         row = self._weekdays(tab, row)
         row = self._choice(
@@ -6713,7 +6713,7 @@ class EditorPane:
                 and form["schedule.expression"] != schedule["expression"]
             ):
                 self._set_quietly("schedule.expression", schedule["expression"])
-            preview = self.app.preview_schedule(schedule)
+            preview = self.app.preview_schedule(self._as_scheduled(schedule))
         except Invalid as error:
             self.show_invalid(error, live=True)
             self.preview_text.configure(text="Fix the schedule to see its next runs.")
@@ -6723,6 +6723,12 @@ class EditorPane:
         self.preview_text.configure(text=str(preview["description"]))
         listed = "\n".join(f"{moment:%a %Y-%m-%d %H:%M}" for moment in times)
         self.preview_times.configure(text=listed or "No timed runs.")
+
+    def _as_scheduled(self, schedule: JSONDict) -> JSONDict:
+        """An interval without a start counts from its task's creation, as the engine does."""
+        if schedule["type"] == "interval" and not schedule.get("anchor") and self.task:
+            return {**schedule, "anchor": self.task["created_at"]}
+        return schedule
 
     def _set_quietly(self, key: str, value: str) -> None:
         was_loading, self._loading = self._loading, True

@@ -466,6 +466,17 @@ def test_weekly_preset_is_saved_as_cron(gui: Gui, service: cs.Service) -> None:
     assert service.get_task(task["id"])["schedule"]["expression"] == "15 7 * * mon,fri"
 
 
+def test_the_preview_of_a_stored_interval_matches_its_next_run(gui: Gui, service: cs.Service) -> None:
+    task = make_task(service, "Hourly", schedule={"type": "interval", "every_seconds": 3600})
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(task["id"])
+    first = cs.parse_time(service.get_task(task["id"])["next_run_at"], "next").astimezone()
+    times = gui.app.editor.preview_times
+    gui.wait(lambda: str(times.cget("text")), "the preview")
+    assert str(times.cget("text")).splitlines()[0] == f"{first:%a %Y-%m-%d %H:%M}"
+
+
 def test_switching_away_from_unsaved_changes_asks(gui: Gui, service: cs.Service) -> None:
     first = make_task(service, "First")
     second = make_task(service, "Second")
