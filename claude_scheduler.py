@@ -4965,10 +4965,10 @@ def build_parser() -> argparse.ArgumentParser:
 GUI_SETTINGS_KEY = "gui"
 GUI_TITLE = "Claude Code Scheduler"
 GUI_CLASS_NAME = "ClaudeScheduler"
-GUI_DEFAULT_SIZE = (1560, 940)
+GUI_DEFAULT_SIZE = (1800, 1000)
 GUI_SCREEN_MARGIN = 40  # a new window fits the screen with this much to spare
 GUI_MIN_SIZE = (1100, 620)
-GUI_PANE_SHARES = (0.13, 0.25, 0.19, 0.24, 0.19)  # Jobs, Tasks, Task editor, Runs, Logs at first start
+GUI_PANE_SHARES = (0.13, 0.25, 0.19, 0.26, 0.17)  # Jobs, Tasks, Task editor, Runs, Logs at first start
 GUI_SASH_COUNT = len(GUI_PANE_SHARES) - 1
 GUI_PANE_MIN_WIDTH = 150
 GUI_TOOL_GAP = 4
@@ -5388,11 +5388,12 @@ def _form_env(text: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class GuiColumn:
-    """One Treeview column; the first spec is the tree column "#0", which has the status dot."""
+    """One Treeview column; the first spec is the tree column "#0", which has the status dot.
+    Its width is what `sample` (a typical widest cell) and its title need in the window's font."""
 
     key: str
     title: str
-    width: int
+    sample: str
     cell: Callable[[JSONDict], str]
     anchor: Literal["w", "e", "center"] = "w"
     stretch: bool = False
@@ -5412,38 +5413,52 @@ class TreeRow:
     is_open: bool = False
 
 
-# Widths are what a column needs; stretching columns also share out the room left over.
+# Stretching columns share out whatever room the others leave.
 JOB_TREE_COLUMNS = (
-    GuiColumn("#0", "Name", 90, lambda row: str(row["name"]), stretch=True),
-    GuiColumn("done", "Done", 56, lambda row: str(row["done"]), anchor="e", keep=9),
+    GuiColumn("#0", "Name", "A job", lambda row: str(row["name"]), stretch=True),
+    GuiColumn("done", "Done", "10/10", lambda row: str(row["done"]), anchor="e", keep=9),
 )
 TASK_LIST_COLUMNS = (
-    GuiColumn("#0", "Name", 70, lambda task: str(task["name"]), stretch=True),
+    GuiColumn("#0", "Name", "A task name", lambda task: str(task["name"]), stretch=True),
     GuiColumn(
-        "schedule", "Schedule", 60, lambda task: str(task.get("schedule_text") or ""), stretch=True, keep=6
+        "schedule",
+        "Schedule",
+        "Every day",
+        lambda task: str(task.get("schedule_text") or ""),
+        stretch=True,
+        keep=6,
     ),
-    GuiColumn("next", "Next run", 78, _next_run_cell, keep=5),
-    GuiColumn("last", "Last", 62, lambda task: str(task.get("last_run_status") or "never"), keep=4),
-    GuiColumn("enabled", "On", 36, lambda task: "✓" if task.get("enabled", True) else "–", "center", keep=3),
+    GuiColumn("next", "Next run", "Mon 02:00", _next_run_cell, keep=5),
+    GuiColumn("last", "Last", "cancelled", lambda task: str(task.get("last_run_status") or "never"), keep=4),
+    GuiColumn(
+        "enabled", "On", "On", lambda task: "✓" if task.get("enabled", True) else "–", "center", keep=3
+    ),
 )
 RUN_LIST_COLUMNS = (
-    GuiColumn("#0", "Status", 80, lambda run: str(run["status"]), stretch=True),
+    GuiColumn("#0", "Status", "cancelled", lambda run: str(run["status"]), stretch=True),
     GuiColumn(
         "task",
         "Task",
-        64,
+        "A task",
         lambda run: str(run.get("task_name") or _short(run["task_id"])),
         stretch=True,
         keep=7,
     ),
-    GuiColumn("trigger", "Trigger", 68, lambda run: str(run["trigger"]).replace("_", " "), keep=3),
+    GuiColumn("trigger", "Trigger", "schedule", lambda run: str(run["trigger"]).replace("_", " "), keep=3),
     GuiColumn(
-        "started", "Started", 76, lambda run: _gui_time(run.get("started_at") or run["created_at"]), keep=6
+        "started",
+        "Started",
+        "Mon 02:00",
+        lambda run: _gui_time(run.get("started_at") or run["created_at"]),
+        keep=6,
     ),
-    GuiColumn("duration", "Time", 48, _run_duration, anchor="e", keep=4),
-    GuiColumn("cost", "Cost", 62, lambda run: _money(run.get("cost_usd")), anchor="e", keep=5),
+    GuiColumn("duration", "Time", "5m 05s", _run_duration, anchor="e", keep=4),
+    GuiColumn("cost", "Cost", "$0.0123", lambda run: _money(run.get("cost_usd")), anchor="e", keep=5),
 )
 GUI_COLUMN_MIN = 30
+GUI_TREE_BORDER = 2  # of a Treeview's width, what its border takes
+GUI_CELL_PADDING = 10  # around a cell's text
+GUI_TREE_INDENT = 14  # per level of the Jobs tree (the open/close indicator takes about as much)
 
 
 class TreeTable:
@@ -5471,11 +5486,12 @@ class TreeTable:
             height=height,
             style="Flat.Treeview" if flat else "Treeview",
         )
+        self.widths = {column.key: self._width(column, flat) for column in columns}
         for column in columns:
             self.tree.heading(column.key, text=column.title, anchor=column.anchor)
             self.tree.column(
                 column.key,
-                width=column.width,
+                width=self.widths[column.key],
                 minwidth=GUI_COLUMN_MIN,
                 stretch=column.stretch,
                 anchor=column.anchor,
@@ -5493,25 +5509,34 @@ class TreeTable:
         self._shown: dict[str, tuple[object, ...]] = {}
         self.hidden: set[str] = set()  # columns the pane does not want now
 
+    def _width(self, column: GuiColumn, flat: bool) -> int:
+        """What a column needs: its sample or its title (in bold), plus padding; the tree
+        column also holds the dot and, in a tree, the indent of a child row."""
+        fonts = self.looks.fonts
+        width = max(fonts["body"].measure(column.sample), fonts["bold"].measure(column.title))
+        if column.key == "#0":
+            width += GUI_DOT_SIZE + (0 if flat else 2 * GUI_TREE_INDENT)
+        return int(width) + GUI_CELL_PADDING
+
     def fit_columns(self, width: int | None = None) -> None:
         """Show the columns that fit (dropping the lowest `keep` first, and any `hidden`),
         each at its width, and share the room left among the stretching ones."""
-        width = self.tree.winfo_width() if width is None else width
+        width = (self.tree.winfo_width() if width is None else width) - GUI_TREE_BORDER
         shown = [column for column in self.columns[1:] if column.key not in self.hidden]
-        while shown and sum(column.width for column in (self.columns[0], *shown)) > width:
+        while shown and sum(self.widths[column.key] for column in (self.columns[0], *shown)) > width:
             shown.remove(min(reversed(shown), key=lambda column: column.keep))
         keys = [column.key for column in shown]
         if tuple(self.tree.cget("displaycolumns")) != tuple(keys):
             self.tree.configure(displaycolumns=keys)
         columns = [self.columns[0], *shown]
         stretching = [column for column in columns if column.stretch] or columns[:1]
-        spare = max(width - sum(column.width for column in columns), 0)
+        spare = max(width - sum(self.widths[column.key] for column in columns), 0)
         for column in columns:
             extra = 0
             if column in stretching:
                 n = stretching.index(column)
                 extra = spare // len(stretching) + (1 if n < spare % len(stretching) else 0)
-            self.tree.column(column.key, width=column.width + extra)
+            self.tree.column(column.key, width=self.widths[column.key] + extra)
 
     def show(self, rows: Sequence[TreeRow], parent: str = "") -> None:
         """Make `parent`'s children exactly `rows`, in order."""
@@ -5626,7 +5651,7 @@ class Looks:
         if self.is_x11 and "clam" in style.theme_names():
             self._x11_theme(style)
         linespace = int(self.fonts["body"].metrics("linespace"))
-        style.configure("Treeview", rowheight=linespace + 8, indent=14)
+        style.configure("Treeview", rowheight=linespace + 8, indent=GUI_TREE_INDENT)
         style.map(
             "Treeview",
             background=[("selected", colour["select"])],
@@ -5836,8 +5861,8 @@ def _pane_frame(parent: tk.Misc, title: str) -> tuple[ttk.Frame, ttk.Label]:
     header = ttk.Frame(frame)
     header.grid(row=0, column=0, sticky="ew", pady=(0, 6))
     ttk.Label(header, text=title, style="Title.TLabel").pack(anchor="w")
-    subtitle = ttk.Label(header, style="Muted.TLabel")
-    subtitle.pack(anchor="w")
+    subtitle = _autowrap(ttk.Label(header, style="Muted.TLabel"))
+    subtitle.pack(anchor="w", fill="x")
     return frame, subtitle
 
 
