@@ -5979,7 +5979,7 @@ class JobsPane:
         self.table = TreeTable(self.frame, JOB_TREE_COLUMNS, looks, flat=False)
         self.table.frame.grid(row=2, column=0, sticky="nsew")
         self.table.on_select(self._on_select)
-        self.table.tree.bind("<Double-1>", lambda event: app.edit_job())
+        self.table.tree.bind("<Double-1>", lambda event: self._on_double_click())
         self.table.tree.bind("<Delete>", lambda event: app.delete_from_jobs())
 
     def show(self, jobs: list[JSONDict], tasks: list[JSONDict]) -> None:
@@ -6016,6 +6016,11 @@ class JobsPane:
     def _on_select(self, iid: str | None) -> None:
         if iid is not None:
             self.app.choose_in_jobs(self._scope(iid))
+
+    def _on_double_click(self) -> None:
+        iid = self.table.selected()
+        if iid and self._scope(iid).kind == SCOPE_JOB:
+            self.app.edit_job()
 
     @staticmethod
     def _scope(iid: str) -> Scope:
@@ -7017,8 +7022,10 @@ class App:
     and the API thread, and the one error handler.
 
     Panes report user actions here; the app calls the Service on the worker thread and
-    hands the results to the panes on the Tk thread. Without `run()` it can be driven
-    with `root.update()` or `settle()` (tests, benchmarks); `close()` ends everything.
+    hands the results to the panes on the Tk thread. `run()` is the main loop; without it
+    (tests, benchmarks) `App(store, api_port=None, start_engine=False)` then `settle()`
+    returns once jobs, tasks and runs are shown, and `choose_in_jobs(Scope(SCOPE_JOB, id))`
+    is what clicking a job does. `close()` ends everything it started.
     """
 
     def __init__(
