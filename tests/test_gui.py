@@ -189,9 +189,10 @@ def open_gui(home: Path, *, engine: bool = False) -> Iterator[Gui]:
         _unavailable(f"no window can open: {error}")
         raise
     gui = Gui(app)
-    app.alert = lambda title, message: gui.alerts.append(message)  # type: ignore[method-assign]
-    app.confirm = gui.confirm  # type: ignore[method-assign]
-    app.ask_unsaved = gui.ask_unsaved  # type: ignore[method-assign]
+    # The test answers the questions a person would (message boxes would wait for a click).
+    app.alert = lambda title, message: gui.alerts.append(message)  # type: ignore[method-assign]  # see above
+    app.confirm = gui.confirm  # type: ignore[method-assign]  # see above
+    app.ask_unsaved = gui.ask_unsaved  # type: ignore[method-assign]  # see above
     try:
         gui.settle()
         if engine:
