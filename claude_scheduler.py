@@ -7080,9 +7080,8 @@ class App:
         self.later(GUI_POLL_MS, self._drain, "drain")
         self.later(GUI_REFRESH_MS, self._tick, "tick")
         self.refresh(force=True)
-        if self.engine:
-            engine = self.engine
-            self.submit(lambda: self._start_engine(engine), lambda owns: self.refresh(force=True))
+        self._engine_starting = False
+        self._take_engine()
 
     # Building --------------------------------------------------------------------
 
@@ -7399,6 +7398,21 @@ class App:
                 self.choose_in_jobs(choice)
         self._show_status()
         self._update_actions()
+        if self.engine_info and not self.engine_info.get("running"):
+            self._take_engine()  # the process that had it has quit
+
+    def _take_engine(self) -> None:
+        """Become the engine (on the worker: recovery reads every run), unless this window
+        already is or is trying; without success it stays a viewer and editor."""
+        engine = self.engine
+        if engine is None or engine.owns or self._engine_starting:
+            return
+        self._engine_starting = True
+        self.submit(lambda: self._start_engine(engine), self._engine_started)
+
+    def _engine_started(self, owns: bool) -> None:
+        self._engine_starting = False
+        self.refresh(force=True)
 
     def _note_storage_error(self, error: str | None) -> None:
         if error != self.storage_error:

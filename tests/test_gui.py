@@ -648,6 +648,15 @@ def test_an_unreadable_store_file_is_shown_once_and_cleared(gui: Gui, home: Path
     gui.wait(lambda: not str(error_label.cget("text")), "the error to clear")
 
 
+def test_a_second_window_takes_the_engine_when_the_first_quits(home: Path, display: str) -> None:
+    with open_gui(home, engine=True) as first, open_gui(home, engine=True) as second:
+        engine = second.app.engine
+        assert first.app.engine is not None and first.app.engine.owns
+        assert engine is not None and not engine.owns
+        first.app.close()
+        second.wait(lambda: engine.owns, "the engine to move")
+
+
 def test_the_layout_is_remembered(home: Path, display: str) -> None:
     with open_gui(home) as gui:
         gui.app.root.geometry("1300x800")
