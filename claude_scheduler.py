@@ -5084,7 +5084,6 @@ SCHEDULE_KIND_ROWS = {
     "file_watch": ("schedule.path", "schedule.recursive", "schedule.debounce_seconds"),
 }
 GUI_WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # the order people read a week in
-GUI_DAYS_PER_ROW = 4
 GUI_MONTH_DAYS = (*(str(day) for day in range(1, MAX_DAYS_IN_MONTH + 1)), CRON_LAST_DAY)
 PRESET_DEFAULTS = {"schedule.time": "09:00", "schedule.days": "mon", "schedule.day": "1"}
 TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})")
@@ -6513,11 +6512,12 @@ class EditorPane:
         from tkinter import ttk
 
         holder = ttk.Frame(tab)
-        for n, day in enumerate(GUI_WEEK):
+        for day in GUI_WEEK:
             var = self._days[day] = tk.BooleanVar(master=holder)
             var.trace_add("write", lambda *_: self._on_change("schedule.days"))
-            check = ttk.Checkbutton(holder, text=day.capitalize(), variable=var)
-            check.grid(row=n // GUI_DAYS_PER_ROW, column=n % GUI_DAYS_PER_ROW, sticky="w", padx=(0, 6))
+            ttk.Checkbutton(holder, text=day.capitalize(), variable=var)
+        holder.bind("<Configure>", lambda event: _flow(holder, event.width))
+        _flow(holder, 0)
         return self._place(tab, row, "schedule.days", "On", holder)
 
     def _string_var(self, key: str) -> tk.StringVar:
