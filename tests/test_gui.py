@@ -580,6 +580,20 @@ def test_a_task_made_by_the_cli_shows_within_two_seconds(
     assert gui.app.task_id == keep["id"]
 
 
+def test_a_refresh_keeps_the_scroll_position(gui: Gui, service: cs.Service) -> None:
+    tasks = [make_task(service, f"Task {n:02d}") for n in range(60)]
+    gui.app.refresh_now()
+    gui.wait(lambda: len(gui.task_rows()) == len(tasks), "the tasks to show")
+    tree = gui.app.tasks_pane.table.tree
+    tree.yview_moveto(0.4)
+    gui.settle()
+    middle = tree.winfo_height() // 2
+    shown = tree.identify_row(middle)
+    make_task(service, "Task 99")
+    gui.wait(lambda: "Task 99" in gui.task_rows(), "the new task")
+    assert tree.identify_row(middle) == shown
+
+
 def test_an_unexpected_error_goes_to_a_message_box_and_the_log(
     gui: Gui, caplog: pytest.LogCaptureFixture
 ) -> None:
