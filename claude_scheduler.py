@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import queue
 import re
 import secrets
 import shutil
@@ -33,17 +34,23 @@ import threading
 import time
 import uuid
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, ClassVar, Generic, TypeVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if sys.platform == "win32":
     import msvcrt
 else:
     import fcntl
+
+if TYPE_CHECKING:  # the window imports tkinter when it opens: some Pythons ship without it
+    import tkinter as tk
+    from tkinter import font as tkfont
+    from tkinter import ttk
+    from types import FrameType, TracebackType
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "main"]
@@ -5113,6 +5120,3064 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 ####
+# GUI ####
+####
+
+# The window: five panes over one Service. Tk is imported inside the functions that build
+# widgets, because some Pythons ship without it and the CLI must start fast. Only the Tk
+# thread touches widgets: the worker thread and the engine post plain answers and events
+# to the app's inbox, which an `after` loop drains.
+
+GUI_SETTINGS_KEY = "gui"
+GUI_TITLE = "Claude Code Scheduler"
+GUI_CLASS_NAME = "ClaudeScheduler"
+GUI_DEFAULT_SIZE = (1800, 1000)
+GUI_SCREEN_MARGIN = 40  # a new window fits the screen with this much to spare
+GUI_MIN_SIZE = (1100, 620)
+GUI_PANE_SHARES = (0.13, 0.25, 0.19, 0.26, 0.17)  # Jobs, Tasks, Task editor, Runs, Logs at first start
+GUI_SASH_COUNT = len(GUI_PANE_SHARES) - 1
+GUI_PANE_MIN_WIDTH = 150
+GUI_TOOL_GAP = 4
+GUI_WRAP_MIN = 120
+GUI_WRAP_MARGIN = 6  # a label's own padding
+GUI_GEOMETRY = re.compile(r"\d+x\d+([+-]-?\d+[+-]-?\d+)?")
+GUI_POLL_MS = 40  # the inbox is drained this often
+GUI_DRAIN_BUDGET_SECONDS = 0.05  # then keyboard and mouse get their turn again
+GUI_REFRESH_MS = 1000  # changes made by other processes show within two seconds
+GUI_FULL_READ_SECONDS = 10.0  # re-read even when no folder changed (coarse mtimes, an engine that died)
+GUI_SETTLED_NS = 2_000_000_000  # a folder written this recently may change again within its mtime tick
+GUI_SOON_MS = 80  # refresh this soon after an engine event
+GUI_LOG_POLL_MS = 300  # an active run's log is tailed this often
+GUI_PREVIEW_DELAY_MS = 250  # the schedule preview waits for typing to pause
+GUI_WORKER_JOIN_SECONDS = 5.0
+GUI_RUNS_SHOWN = 500  # newest runs listed for "All tasks" and "(Unassigned)"
+GUI_NAMES_LISTED = 8  # task names a delete confirmation lists before "and N more"
+GUI_OPEN_JOBS_MAX = 12  # with more jobs than this, job nodes start closed
+GUI_PREVIEW_COUNT = 5
+GUI_FONT_SIZE = 10
+GUI_FONT_FAMILIES = ("Segoe UI", "Helvetica Neue", "Cantarell", "Ubuntu", "Noto Sans", "DejaVu Sans")
+GUI_MONO_FAMILIES = (
+    "Cascadia Mono",
+    "Consolas",
+    "Menlo",
+    "Ubuntu Mono",
+    "DejaVu Sans Mono",
+    "Noto Sans Mono",
+)
+GUI_DOT_SIZE = 12
+GUI_MODELS = ("sonnet", "opus", "haiku")
+GUI_NO_WINDOW = (
+    "cannot open the window: {reason}.\n"
+    "Without a display, use `claude-code-scheduler serve` for the scheduler engine and the REST "
+    "API, or `claude-code-scheduler cli ...` for the command line."
+)
+
+# Status -> colour of its dot (and of failure text): dark enough to read on a light background.
+GUI_STATUS_COLOURS = {
+    "queued": "#9a6700",
+    "running": "#0969da",
+    "success": "#1a7f37",
+    "failed": "#cf222e",
+    "timeout": "#cf222e",
+    "interrupted": "#cf222e",
+    "cancelled": "#8c6e63",
+    "skipped": "#8c959f",
+    "missed": "#bc4c00",
+    "pending": "#8c959f",
+    "in_progress": "#0969da",
+    "completed": "#1a7f37",
+    "never": "#d0d7de",
+    "disabled": "#d0d7de",
+    "scope": "#57606a",
+}
+GUI_FAILED_KEYS = ("failed", "timeout", "interrupted")
+GUI_PALETTE = {
+    "window": "#f6f8fa",
+    "field": "#ffffff",
+    "text": "#1f2328",
+    "muted": "#59636e",
+    "border": "#d0d7de",
+    "heading": "#eaeef2",
+    "select": "#cfe3ff",
+    "accent": "#0969da",
+    "error": "#cf222e",
+    "error_bg": "#ffebe9",
+    "warning": "#9a6700",
+}
+# Log tags (render_log_line's, plus summary_failed) -> Text tag options; "font" names a font role.
+GUI_LOG_STYLES: dict[str, dict[str, str | int]] = {
+    "assistant": {"spacing1": 6},
+    "thinking": {"foreground": "#6e7781", "font": "italic", "spacing1": 4},
+    "tool": {"foreground": "#0550ae", "font": "mono", "spacing1": 6},
+    "tool_result": {"foreground": "#57606a", "font": "mono_small", "lmargin1": 18, "lmargin2": 18},
+    "error": {"foreground": GUI_PALETTE["error"], "background": GUI_PALETTE["error_bg"], "spacing1": 4},
+    "summary": {"foreground": "#1a7f37", "font": "bold", "spacing1": 12},
+    "summary_failed": {"foreground": "#cf222e", "font": "bold", "spacing1": 12},
+    "system": {"foreground": "#6e7781", "font": "small"},
+    "scheduler": {"foreground": "#8250df", "font": "small", "spacing1": 4},
+    "raw": {"font": "mono_small"},
+}
+GUI_FAILED_MARK = "✗"
+
+SCOPE_ALL = "all"
+SCOPE_UNASSIGNED = "unassigned"
+SCOPE_JOB = "job"
+SCOPE_TASK = "task"
+
+# The schedule chooser: kind -> label. Daily, weekly and monthly are cron presets.
+SCHEDULE_KINDS = {
+    "manual": "Manually",
+    "once": "Once",
+    "interval": "Interval",
+    "daily": "Daily",
+    "weekly": "Weekly",
+    "monthly": "Monthly",
+    "cron": "Cron expression",
+    "startup": "At start-up",
+    "file_watch": "When files change",
+}
+CRON_PRESET_KINDS = ("daily", "weekly", "monthly")
+# The editor rows each kind shows (besides the chooser itself).
+SCHEDULE_KIND_ROWS = {
+    "manual": (),
+    "startup": (),
+    "once": ("schedule.at",),
+    "interval": ("schedule.every_seconds", "schedule.anchor"),
+    "daily": ("schedule.time", "schedule.expression", "schedule.timezone"),
+    "weekly": ("schedule.days", "schedule.time", "schedule.expression", "schedule.timezone"),
+    "monthly": ("schedule.day", "schedule.time", "schedule.expression", "schedule.timezone"),
+    "cron": ("schedule.expression", "schedule.timezone"),
+    "file_watch": ("schedule.path", "schedule.recursive", "schedule.debounce_seconds"),
+}
+GUI_WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # the order people read a week in
+GUI_MONTH_DAYS = (*(str(day) for day in range(1, MAX_DAYS_IN_MONTH + 1)), CRON_LAST_DAY)
+PRESET_DEFAULTS = {"schedule.time": "09:00", "schedule.days": "mon", "schedule.day": "1"}
+TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})")
+SECONDS_PER_MINUTE = 60
+SECONDS_PER_HOUR = 3600
+
+FormValues = dict[str, str | bool]
+T = TypeVar("T")
+N = TypeVar("N", int, float)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a pane lists: all tasks, the unassigned ones, one job's, or (Runs) one task's."""
+
+    kind: str
+    ident: str | None = None
+
+
+ALL_TASKS = Scope(SCOPE_ALL)
+UNASSIGNED = Scope(SCOPE_UNASSIGNED)
+
+
+# Cells: stored values as people read them in a list.
+
+
+def _gui_time(value: JSON, now: datetime | None = None) -> str:
+    """A stored timestamp, short, in local time: "14:05" today, "Tue 09:00" within a week,
+    "12 Mar 09:00" this year, else "2024-03-12"."""
+    if not value:
+        return "—"
+    moment = parse_time(str(value), "time").astimezone()
+    today = (now or utcnow()).astimezone()
+    offset = abs((moment.date() - today.date()).days)
+    if offset == 0:
+        return f"{moment:%H:%M}"
+    if offset < DAYS_PER_WEEK:
+        return f"{moment:%a %H:%M}"
+    return f"{moment:%d %b %H:%M}" if moment.year == today.year else f"{moment:%Y-%m-%d}"
+
+
+def _gui_duration(seconds: JSON) -> str:
+    if not isinstance(seconds, int | float):
+        return "—"
+    if seconds < SECONDS_PER_MINUTE:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(seconds), SECONDS_PER_MINUTE)
+    if seconds < SECONDS_PER_HOUR:
+        return f"{minutes}m {rest:02d}s"
+    return f"{minutes // MINUTES_PER_HOUR}h {minutes % MINUTES_PER_HOUR:02d}m"
+
+
+def _run_duration(run: JSONDict) -> str:
+    """A finished run's stored duration; an active run's time so far."""
+    if run.get("finished_at") or not run.get("started_at"):
+        return _gui_duration(run.get("duration_seconds"))
+    started = parse_time(run["started_at"], "started_at")
+    return _gui_duration((utcnow() - started).total_seconds())
+
+
+def _task_status(task: JSONDict) -> str:
+    """The key of a task's dot: disabled, never (run), or its latest run's status."""
+    if not task.get("enabled", True):
+        return "disabled"
+    return str(task.get("last_run_status") or "never")
+
+
+def _next_run_cell(task: JSONDict) -> str:
+    if not task.get("enabled", True):
+        return "disabled"
+    return _gui_time(task.get("next_run_at")) if task.get("next_run_at") else "—"
+
+
+def _compact_duration(seconds: int) -> str:
+    """90 -> "1m30s": the shortest text parse_duration reads back as the same seconds."""
+    parts = []
+    for unit, size, _ in DURATION_UNITS:
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def _job_label(job: JSONDict, duplicated: set[str]) -> str:
+    name = str(job["name"])
+    return f"{name} ({job['id'][:ID_PREFIX_LEN]})" if name in duplicated else name
+
+
+def _order_tasks(tasks: list[JSONDict], order: list[str]) -> list[JSONDict]:
+    """A job's tasks in its task_order, then the rest by creation (as the store orders them)."""
+    position = {task_id: n for n, task_id in enumerate(order)}
+    return sorted(tasks, key=lambda task: (position.get(task["id"], len(position)), task["created_at"]))
+
+
+# The task editor's values <-> task fields. Pure: the editor pane shows and collects the
+# values, these functions know what they mean. Form keys are the task's field names (so
+# an Invalid's field finds its row), plus the schedule chooser's own rows.
+
+
+def task_to_form(task: JSONDict) -> FormValues:
+    """The editor's values for a stored task, or for a new one from a partial dict."""
+    retry = task.get("retry") or {}
+    form: FormValues = {
+        "name": task.get("name") or "",
+        "job_id": task.get("job_id") or "",
+        "prompt": task.get("prompt") or "",
+        "model": task.get("model") or DEFAULT_MODEL,
+        "permission_mode": task.get("permission_mode") or PermissionMode.DEFAULT.value,
+        "working_directory": task.get("working_directory") or "",
+        "enabled": bool(task.get("enabled", True)),
+        "overlap": task.get("overlap") or Overlap.SKIP.value,
+        "catch_up": task.get("catch_up") or CatchUp.ONCE.value,
+        "timeout_seconds": str(task.get("timeout_seconds") or DEFAULT_TIMEOUT),
+        "max_turns": str(task.get("max_turns") or ""),
+        "session_mode": task.get("session_mode") or SessionMode.NEW.value,
+        "allowed_tools": ", ".join(task.get("allowed_tools") or []),
+        "disallowed_tools": ", ".join(task.get("disallowed_tools") or []),
+        "append_system_prompt": task.get("append_system_prompt") or "",
+        "retry.max_attempts": str(retry.get("max_attempts", 0)),
+        "retry.delay_seconds": str(retry.get("delay_seconds", 60)),
+        "retry.backoff": f"{retry.get('backoff', 2.0):g}",
+        "env": "\n".join(f"{name}={value}" for name, value in (task.get("env") or {}).items()),
+    }
+    return {**form, **_schedule_to_form(task.get("schedule") or {"type": "manual"})}
+
+
+def _schedule_to_form(schedule: JSONDict) -> FormValues:
+    kind = str(schedule.get("type") or "manual")
+    form: FormValues = {
+        "schedule.kind": kind,
+        "schedule.at": "",
+        "schedule.every_seconds": "1h",
+        "schedule.anchor": "",
+        "schedule.expression": "",
+        "schedule.timezone": schedule.get("timezone") or "",
+        "schedule.path": schedule.get("path") or "",
+        "schedule.recursive": bool(schedule.get("recursive", True)),
+        "schedule.debounce_seconds": f"{schedule.get('debounce_seconds', DEFAULT_DEBOUNCE):g}",
+        **PRESET_DEFAULTS,
+    }
+    if kind == "once":
+        form["schedule.at"] = _local_minute(schedule.get("at"))
+    if kind == "interval" and schedule.get("every_seconds"):
+        form["schedule.every_seconds"] = _compact_duration(int(schedule["every_seconds"]))
+        form["schedule.anchor"] = _local_minute(schedule.get("anchor"))
+    if kind == "cron":
+        form["schedule.expression"] = str(schedule.get("expression") or "")
+        form.update(detect_cron_preset(str(form["schedule.expression"])))
+    return form
+
+
+def detect_cron_preset(expression: str) -> FormValues:
+    """The daily/weekly/monthly preset values that write exactly `expression`, else {}."""
+    fields = expression.split()
+    if len(fields) != CRON_FIELD_COUNT or not all(part.isdigit() for part in fields[:2]):
+        return {}
+    minute, hour, dom, _, dow = fields
+    candidates: list[FormValues] = [
+        {"schedule.kind": "daily"},
+        {"schedule.kind": "weekly", "schedule.days": dow},
+        {"schedule.kind": "monthly", "schedule.day": dom},
+    ]
+    for values in candidates:
+        values["schedule.time"] = f"{int(hour):02d}:{int(minute):02d}"
+        form = {**PRESET_DEFAULTS, **values}
+        with contextlib.suppress(Invalid):
+            if cron_from_preset(str(values["schedule.kind"]), form) == expression:
+                return form
+    return {}
+
+
+def cron_from_preset(kind: str, form: Mapping[str, str | bool]) -> str:
+    """The cron expression a daily/weekly/monthly preset stands for (as the CLI writes them)."""
+    match = TIME_OF_DAY.fullmatch(str(form["schedule.time"]).strip())
+    if not match or int(match[1]) >= HOURS_PER_DAY or int(match[2]) >= MINUTES_PER_HOUR:
+        raise Invalid(f"{form['schedule.time']!r} is not a time of day like 09:30", "schedule.time")
+    at = f"{int(match[2])} {int(match[1])}"
+    if kind == "daily":
+        return f"{at} * * *"
+    if kind == "weekly":
+        days = [day for day in GUI_WEEK if day in str(form["schedule.days"]).split(",")]
+        if not days:
+            raise Invalid("choose at least one day", "schedule.days")
+        return f"{at} * * {','.join(days)}"
+    day = str(form["schedule.day"]).strip().upper()
+    if day not in GUI_MONTH_DAYS:
+        raise Invalid(f"{form['schedule.day']!r} is not a day of the month (1-31 or L)", "schedule.day")
+    return f"{at} {day} * *"
+
+
+def form_to_task(form: Mapping[str, str | bool], original: JSONDict | None = None) -> JSONDict:
+    """The task fields the editor's values stand for; Invalid names the field at fault.
+    The model validates the rest (ranges, required fields) when the task is saved."""
+    text = {key: value.strip() if isinstance(value, str) else "" for key, value in form.items()}
+    return {
+        "name": text["name"],
+        "job_id": text["job_id"] or None,
+        "prompt": str(form["prompt"]),
+        "model": text["model"] or DEFAULT_MODEL,
+        "permission_mode": text["permission_mode"],
+        "working_directory": text["working_directory"] or None,
+        "enabled": bool(form["enabled"]),
+        "schedule": form_schedule(form, (original or {}).get("schedule")),
+        "overlap": text["overlap"],
+        "catch_up": text["catch_up"],
+        "timeout_seconds": _form_number(text["timeout_seconds"], "timeout_seconds", int),
+        "max_turns": _form_number(text["max_turns"], "max_turns", int),
+        "session_mode": text["session_mode"],
+        "allowed_tools": _split_tools(text["allowed_tools"]),
+        "disallowed_tools": _split_tools(text["disallowed_tools"]),
+        "append_system_prompt": str(form["append_system_prompt"]).strip() or None,
+        "retry": {
+            "max_attempts": _form_number(text["retry.max_attempts"], "retry.max_attempts", int, 0),
+            "delay_seconds": _form_number(text["retry.delay_seconds"], "retry.delay_seconds", int, 0),
+            "backoff": _form_number(text["retry.backoff"], "retry.backoff", float, 1.0),
+        },
+        "env": _form_env(str(form["env"])),
+    }
+
+
+def form_schedule(form: Mapping[str, str | bool], original: JSONDict | None = None) -> JSONDict:
+    """The schedule the chooser's values stand for. An interval keeps its anchor."""
+    kind = str(form["schedule.kind"])
+    value = {key: str(item).strip() for key, item in form.items()}
+    if kind in (*CRON_PRESET_KINDS, "cron"):
+        expression = value["schedule.expression"] if kind == "cron" else cron_from_preset(kind, form)
+        return {"type": "cron", "expression": expression, "timezone": value["schedule.timezone"] or None}
+    kept = original if original and original.get("type") == kind else {}
+    if kind == "once":
+        if not value["schedule.at"]:
+            raise Invalid("is required (YYYY-MM-DD HH:MM, local time)", "schedule.at")
+        return {"type": "once", "at": _form_time(value["schedule.at"], kept.get("at"), "schedule.at")}
+    if kind == "interval":
+        every = parse_duration(value["schedule.every_seconds"] or "0", "schedule.every_seconds")
+        anchor = _form_time(value["schedule.anchor"], kept.get("anchor"), "schedule.anchor")
+        return {"type": "interval", "every_seconds": every, "anchor": anchor}
+    if kind == "file_watch":
+        return {
+            "type": "file_watch",
+            "path": value["schedule.path"],
+            "recursive": bool(form["schedule.recursive"]),
+            "debounce_seconds": _form_number(
+                value["schedule.debounce_seconds"], "schedule.debounce_seconds", float, DEFAULT_DEBOUNCE
+            ),
+        }
+    return {"type": kind}
+
+
+def _local_minute(value: JSON) -> str:
+    """A stored time as the editor shows it: local, to the minute ("" for none)."""
+    return fmt_local(parse_time(value, "time")) if value else ""
+
+
+def _form_time(text: str, stored: JSON, field: str) -> str | None:
+    """The time the editor's text stands for; the stored value itself while the text still
+    shows it (so that saving does not drop its seconds)."""
+    if not text:
+        return None
+    if stored and _local_minute(stored) == text:
+        return str(stored)
+    return fmt_time(parse_time(text, field))
+
+
+def _form_number(text: str, field: str, kind: type[N], default: N | None = None) -> N | None:
+    if not text:
+        return default
+    try:
+        return kind(text)
+    except ValueError:
+        raise Invalid("must be a whole number" if kind is int else "must be a number", field) from None
+
+
+def _split_tools(text: str) -> list[str]:
+    """Comma-separated tool rules; commas inside parentheses (`Bash(git log, diff)`) stay."""
+    tools, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth <= 0:
+            tools.append(current)
+            current = ""
+        else:
+            current += char
+    return [tool.strip() for tool in [*tools, current] if tool.strip()]
+
+
+def _form_env(text: str) -> dict[str, str]:
+    """NAME=value lines; blank lines and # comments are skipped."""
+    env: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sign, value = line.partition("=")
+        if not sign:
+            raise Invalid(f"line {number} is not NAME=value", "env")
+        env[name.strip()] = value
+    return env
+
+
+# Treeviews: every list in the window is a TreeTable built from column specs.
+
+
+@dataclass(frozen=True)
+class GuiColumn:
+    """One Treeview column; the first spec is the tree column "#0", which has the status dot.
+    Its width is what `sample` (a typical widest cell) and its title need in the window's font."""
+
+    key: str
+    title: str
+    sample: str
+    cell: Callable[[JSONDict], str]
+    anchor: Literal["w", "e", "center"] = "w"
+    stretch: bool = False
+    keep: int = 0  # in a list too narrow for all its columns, the lowest `keep` goes first
+
+
+@dataclass
+class TreeRow:
+    """One item as data: `record` goes through the column specs, `status` picks the dot.
+    `children` None means a leaf whose children are never looked at (flat lists)."""
+
+    iid: str
+    record: JSONDict
+    status: str
+    children: list[TreeRow] | None = None
+    tags: tuple[str, ...] = ()
+    is_open: bool = False
+
+
+# Stretching columns share out whatever room the others leave.
+JOB_TREE_COLUMNS = (
+    GuiColumn("#0", "Name", "A job", lambda row: str(row["name"]), stretch=True),
+    GuiColumn("done", "Done", "10/10", lambda row: str(row["done"]), anchor="e", keep=9),
+)
+TASK_LIST_COLUMNS = (
+    GuiColumn("#0", "Name", "A task name", lambda task: str(task["name"]), stretch=True),
+    GuiColumn(
+        "schedule",
+        "Schedule",
+        "Every day",
+        lambda task: str(task.get("schedule_text") or ""),
+        stretch=True,
+        keep=6,
+    ),
+    GuiColumn("next", "Next run", "Mon 02:00", _next_run_cell, keep=5),
+    GuiColumn("last", "Last", "cancelled", lambda task: str(task.get("last_run_status") or "never"), keep=4),
+    GuiColumn(
+        "enabled", "On", "On", lambda task: "✓" if task.get("enabled", True) else "–", "center", keep=3
+    ),
+)
+RUN_LIST_COLUMNS = (
+    GuiColumn("#0", "Status", "cancelled", lambda run: str(run["status"]), stretch=True),
+    GuiColumn(
+        "task",
+        "Task",
+        "A task",
+        lambda run: str(run.get("task_name") or _short(run["task_id"])),
+        stretch=True,
+        keep=7,
+    ),
+    GuiColumn("trigger", "Trigger", "schedule", lambda run: str(run["trigger"]).replace("_", " "), keep=3),
+    GuiColumn(
+        "started",
+        "Started",
+        "Mon 02:00",
+        lambda run: _gui_time(run.get("started_at") or run["created_at"]),
+        keep=6,
+    ),
+    GuiColumn("duration", "Time", "5m 05s", _run_duration, anchor="e", keep=4),
+    GuiColumn("cost", "Cost", "$0.0123", lambda run: _money(run.get("cost_usd")), anchor="e", keep=5),
+)
+GUI_COLUMN_MIN = 30
+GUI_TREE_BORDER = 2  # of a Treeview's width, what its border takes
+GUI_CELL_PADDING = 10  # around a cell's text
+GUI_TREE_INDENT = 14  # per level of the Jobs tree (the open/close indicator takes about as much)
+
+
+class TreeTable:
+    """A Treeview and its scrollbar, built from column specs and refreshed in place: `show`
+    touches only the items that changed, so selection, open nodes and scrolling survive."""
+
+    def __init__(
+        self,
+        parent: tk.Misc,
+        columns: Sequence[GuiColumn],
+        looks: Looks,
+        *,
+        flat: bool = True,
+        height: int = 12,
+    ) -> None:
+        from tkinter import ttk
+
+        self.columns = columns
+        self.looks = looks
+        self.frame = ttk.Frame(parent)
+        self.tree = ttk.Treeview(
+            self.frame,
+            columns=[column.key for column in columns[1:]],
+            selectmode="browse",
+            height=height,
+            style="Flat.Treeview" if flat else "Treeview",
+        )
+        self.widths = {column.key: self._width(column, flat) for column in columns}
+        for column in columns:
+            self.tree.heading(column.key, text=column.title, anchor=column.anchor)
+            self.tree.column(
+                column.key,
+                width=self.widths[column.key],
+                minwidth=GUI_COLUMN_MIN,
+                stretch=column.stretch,
+                anchor=column.anchor,
+            )
+        scroll = ttk.Scrollbar(self.frame, orient="vertical", command=self.tree.yview)
+        self.tree.configure(yscrollcommand=scroll.set)
+        self.tree.grid(row=0, column=0, sticky="nsew")
+        scroll.grid(row=0, column=1, sticky="ns")
+        self.frame.rowconfigure(0, weight=1)
+        self.frame.columnconfigure(0, weight=1)
+        self.tree.tag_configure("failed", foreground=GUI_PALETTE["error"])
+        self.tree.tag_configure("muted", foreground=GUI_PALETTE["muted"])
+        self.tree.tag_configure("scope", font=looks.fonts["bold"])
+        self.tree.bind("<Configure>", lambda event: self.fit_columns(event.width))
+        self._shown: dict[str, tuple[object, ...]] = {}
+        self.hidden: set[str] = set()  # columns the pane does not want now
+
+    def _width(self, column: GuiColumn, flat: bool) -> int:
+        """What a column needs: its sample or its title (in bold), plus padding; the tree
+        column also holds the dot and, in a tree, the indent of a child row."""
+        fonts = self.looks.fonts
+        width = max(fonts["body"].measure(column.sample), fonts["bold"].measure(column.title))
+        if column.key == "#0":
+            width += GUI_DOT_SIZE + (0 if flat else 2 * GUI_TREE_INDENT)
+        return int(width) + GUI_CELL_PADDING
+
+    def fit_columns(self, width: int | None = None) -> None:
+        """Show the columns that fit (dropping the lowest `keep` first, and any `hidden`),
+        each at its width, and share the room left among the stretching ones."""
+        width = (self.tree.winfo_width() if width is None else width) - GUI_TREE_BORDER
+        shown = [column for column in self.columns[1:] if column.key not in self.hidden]
+        while shown and sum(self.widths[column.key] for column in (self.columns[0], *shown)) > width:
+            shown.remove(min(reversed(shown), key=lambda column: column.keep))
+        keys = [column.key for column in shown]
+        if tuple(self.tree.cget("displaycolumns")) != tuple(keys):
+            self.tree.configure(displaycolumns=keys)
+        columns = [self.columns[0], *shown]
+        stretching = [column for column in columns if column.stretch] or columns[:1]
+        spare = max(width - sum(self.widths[column.key] for column in columns), 0)
+        for column in columns:
+            extra = 0
+            if column in stretching:
+                n = stretching.index(column)
+                extra = spare // len(stretching) + (1 if n < spare % len(stretching) else 0)
+            self.tree.column(column.key, width=self.widths[column.key] + extra)
+
+    def show(self, rows: Sequence[TreeRow], parent: str = "") -> None:
+        """Make `parent`'s children exactly `rows`, in order."""
+        wanted = tuple(row.iid for row in rows)
+        keep = set(wanted)
+        stale = [iid for iid in self.tree.get_children(parent) if iid not in keep]
+        if stale:
+            self.tree.delete(*stale)
+        for row in rows:
+            self._put(parent, row)
+            if row.children is not None:
+                self.show(row.children, row.iid)
+        if self.tree.get_children(parent) != wanted:
+            self.tree.set_children(parent, *wanted)
+
+    def _put(self, parent: str, row: TreeRow) -> None:
+        cells = tuple(column.cell(row.record) for column in self.columns)
+        look = (cells, row.status, row.tags)
+        if not self.tree.exists(row.iid):
+            self.tree.insert(
+                parent,
+                "end",
+                iid=row.iid,
+                text=cells[0],
+                values=cells[1:],
+                image=self.looks.dot(row.status),
+                tags=row.tags,
+                open=row.is_open,
+            )
+        elif self._shown.get(row.iid) != look:
+            self.tree.item(
+                row.iid, text=cells[0], values=cells[1:], image=self.looks.dot(row.status), tags=row.tags
+            )
+        self._shown[row.iid] = look
+
+    def selected(self) -> str | None:
+        chosen = self.tree.selection()
+        return str(chosen[0]) if chosen else None
+
+    def select(self, iid: str | None) -> None:
+        """Select and reveal an item (None: clear); when nothing changes, nothing moves."""
+        current = self.tree.selection()
+        if iid is None or not self.tree.exists(iid):
+            if current:
+                self.tree.selection_remove(*current)
+            return
+        if tuple(current) != (iid,):
+            self.tree.selection_set(iid)
+            self.tree.focus(iid)
+            self.tree.see(iid)
+
+    def on_select(self, handler: Callable[[str | None], None]) -> None:
+        self.tree.bind("<<TreeviewSelect>>", lambda event: handler(self.selected()))
+
+
+class Looks:
+    """Theme, fonts and status dots of one window, shared by its panes."""
+
+    def __init__(self, root: tk.Tk) -> None:
+        from tkinter import ttk
+
+        self.root = root
+        self.is_x11 = root.tk.call("tk", "windowingsystem") == "x11"
+        self.fonts = self._make_fonts()
+        self._dots: dict[str, tk.PhotoImage] = {}
+        self._style(ttk.Style(root))
+
+    def _make_fonts(self) -> dict[str, tkfont.Font]:
+        from tkinter import font as tkfont
+
+        body = tkfont.nametofont("TkDefaultFont", root=self.root)
+        mono = tkfont.nametofont("TkFixedFont", root=self.root)
+        if self.is_x11:  # Tk's X11 defaults are small and dated; Windows and macOS look native already
+            families = set(tkfont.families(self.root))
+            family = next((name for name in GUI_FONT_FAMILIES if name in families), None)
+            mono_family = next((name for name in GUI_MONO_FAMILIES if name in families), None)
+            for name in ("TkDefaultFont", "TkTextFont", "TkMenuFont", "TkHeadingFont", "TkCaptionFont"):
+                font = tkfont.nametofont(name, root=self.root)
+                font.configure(size=GUI_FONT_SIZE)
+                if family:
+                    font.configure(family=family)
+            mono.configure(size=GUI_FONT_SIZE)
+            if mono_family:
+                mono.configure(family=mono_family)
+        size = int(body.cget("size"))
+        step = 1 if size > 0 else -1  # negative sizes are pixels
+        return {
+            "body": body,
+            "bold": self._variant(body, bold=True),
+            "italic": self._variant(body, italic=True),
+            "small": self._variant(body, size=size - step),
+            "title": self._variant(body, size=size + 2 * step, bold=True),
+            "mono": mono,
+            "mono_small": self._variant(mono, size=int(mono.cget("size")) - step),
+        }
+
+    @staticmethod
+    def _variant(
+        base: tkfont.Font, *, size: int = 0, bold: bool = False, italic: bool = False
+    ) -> tkfont.Font:
+        font = base.copy()
+        if size:
+            font.configure(size=size)
+        if bold:
+            font.configure(weight="bold")
+        if italic:
+            font.configure(slant="italic")
+        return font
+
+    def _style(self, style: ttk.Style) -> None:
+        colour = GUI_PALETTE
+        if self.is_x11 and "clam" in style.theme_names():
+            self._x11_theme(style)
+        linespace = int(self.fonts["body"].metrics("linespace"))
+        style.configure("Treeview", rowheight=linespace + 8, indent=GUI_TREE_INDENT)
+        style.map(
+            "Treeview",
+            background=[("selected", colour["select"])],
+            foreground=[("selected", colour["text"])],
+        )
+        # Flat lists (Tasks, Runs) need no room for the tree's open/close indicator.
+        style.layout(
+            "Flat.Treeview.Item",
+            [
+                (
+                    "Treeitem.padding",
+                    {
+                        "sticky": "nswe",
+                        "children": [
+                            ("Treeitem.image", {"side": "left", "sticky": ""}),
+                            ("Treeitem.text", {"sticky": "nswe"}),
+                        ],
+                    },
+                )
+            ],
+        )
+        style.configure("Title.TLabel", font=self.fonts["title"])
+        style.configure("Muted.TLabel", foreground=colour["muted"])
+        style.configure("Note.TLabel", foreground=colour["muted"], font=self.fonts["small"])
+        style.configure("Error.TLabel", foreground=colour["error"], font=self.fonts["small"])
+        style.configure("Status.TFrame", background=colour["heading"])
+        style.configure("Status.TLabel", background=colour["heading"], foreground=colour["text"])
+        style.configure("StatusError.TLabel", background=colour["heading"], foreground=colour["error"])
+        style.configure("StatusWarning.TLabel", background=colour["heading"], foreground=colour["warning"])
+        style.configure("Placeholder.TLabel", foreground=colour["muted"], justify="center")
+
+    def _x11_theme(self, style: ttk.Style) -> None:
+        """clam, recoloured: Tk's X11 default theme looks dated (Windows and macOS stay native)."""
+        colour = GUI_PALETTE
+        style.theme_use("clam")
+        style.configure(
+            ".", background=colour["window"], foreground=colour["text"], bordercolor=colour["border"]
+        )
+        style.configure("TEntry", fieldbackground=colour["field"], padding=3)
+        style.configure("TCombobox", fieldbackground=colour["field"], padding=2)
+        style.configure("TButton", padding=(9, 3))
+        style.configure("Tool.TButton", padding=(7, 2), width=0)
+        style.configure("TNotebook", tabmargins=(0, 2, 0, 0))
+        style.configure("TNotebook.Tab", background=colour["heading"], padding=(12, 4))
+        style.map("TNotebook.Tab", background=[("selected", colour["window"])])
+        style.configure("Treeview", fieldbackground=colour["field"], background=colour["field"])
+        style.configure("Treeview.Heading", background=colour["heading"], relief="flat", padding=(4, 3))
+        style.configure("Sash", sashthickness=6, gripcount=0)
+        self.root.option_add("*TCombobox*Listbox.background", colour["field"])
+        self.root.configure(background=colour["window"])
+
+    def dot(self, status: str) -> tk.PhotoImage:
+        """A round dot in the status's colour (made once per status)."""
+        if status not in self._dots:
+            self._dots[status] = self._draw_dot(GUI_STATUS_COLOURS.get(status, GUI_STATUS_COLOURS["scope"]))
+        return self._dots[status]
+
+    def _draw_dot(self, colour: str) -> tk.PhotoImage:
+        import tkinter as tk
+
+        size = GUI_DOT_SIZE
+        image = tk.PhotoImage(master=self.root, width=size, height=size)
+        centre, radius = (size - 1) / 2, size / 2 - 1.5
+        for y in range(size):
+            dy = y - centre
+            if abs(dy) <= radius:
+                half = math.sqrt(radius * radius - dy * dy)
+                image.put(colour, to=(round(centre - half), y, round(centre + half) + 1, y + 1))
+        return image
+
+
+# Background work: store reads and writes run on one worker thread, in order.
+
+
+ENGINE_TICKET = 0  # a Posted with this ticket carries an engine event
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What other threads hand the Tk thread: the answer to a submitted call (its ticket,
+    its result or its exception), or an engine event (ENGINE_TICKET). Plain data only."""
+
+    ticket: int
+    result: object = None
+    error: Exception | None = None
+
+
+class Worker:
+    """One thread that runs calls in the order they were submitted, off the Tk thread.
+
+    Each answer goes to `outbox` as a Posted. The worker keeps no reference to anything of
+    the Tk thread's (its callbacks stay there, under the ticket), so nothing Tk is ever
+    freed on this thread, and it never touches a widget.
+    """
+
+    def __init__(self, outbox: queue.SimpleQueue[Posted]) -> None:
+        self._outbox = outbox
+        self._calls: queue.SimpleQueue[tuple[int, Callable[[], object]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="gui-worker", daemon=True)
+        self._thread.start()
+
+    def submit(self, ticket: int, call: Callable[[], object]) -> None:
+        self._calls.put((ticket, call))
+
+    def stop(self, timeout: float = GUI_WORKER_JOIN_SECONDS) -> None:
+        self._calls.put(None)
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._calls.get()
+            if item is None:
+                return
+            self._outbox.put(self._answer(*item))
+            del item  # now, not at the next call: what the call held dies with it
+
+    @staticmethod
+    def _answer(ticket: int, call: Callable[[], object]) -> Posted:
+        try:
+            return Posted(ticket, call())
+        except Exception as error:  # handed to the Tk thread, whose error handler shows and logs it
+            return Posted(ticket, error=error)
+
+
+@dataclass
+class Snapshot:
+    """What one refresh read (on the worker thread); None: unchanged since the last read."""
+
+    engine: JSONDict
+    jobs: list[JSONDict] | None = None
+    tasks: list[JSONDict] | None = None
+    error: str | None = None
+
+
+def _home_signature(home: Path) -> tuple[int, int] | None:
+    """A cheap change stamp of the data home: every store write renames a temp file into
+    its folder (atomic_write), which moves that folder's mtime."""
+    try:
+        return (os.stat(home).st_mtime_ns, os.stat(home / RUNS_DIR).st_mtime_ns)
+    except OSError:
+        return None
+
+
+class StoreReader:
+    """Reads what the window shows, and skips the big reads while nothing on disk changed.
+    Used on the worker thread only."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self._signature: tuple[int, int] | None = None
+        self._read_at = -math.inf
+
+    def snapshot(self, *, force: bool = False) -> Snapshot:
+        """The engine's state, and (when something changed, or with `force`) jobs and tasks."""
+        try:
+            snap = Snapshot(engine=self.service.engine_status())
+            if force or self._changed():
+                snap.jobs = self.service.list_jobs()
+                snap.tasks = self.service.list_tasks()
+        except SchedulerError as error:
+            self._signature = None  # read everything again next time
+            return Snapshot(engine={}, error=str(error))
+        return snap
+
+    def runs(self, scope: Scope) -> list[JSONDict]:
+        """Newest first: one task's runs, one job's, the unassigned tasks', or the newest of all."""
+        try:
+            if scope.kind == SCOPE_TASK:
+                return self.service.list_runs(task_id=scope.ident)
+            if scope.kind == SCOPE_JOB:
+                return self.service.list_runs(job_id=scope.ident)
+        except NotFound:  # deleted meanwhile; the next snapshot shows what is left
+            return []
+        if scope.kind == SCOPE_UNASSIGNED:
+            tasks = self.service.list_tasks(unassigned=True)
+            runs = [run for task in tasks for run in self.service.list_runs(task_id=task["id"])]
+            runs.sort(key=lambda run: str(run["created_at"]), reverse=True)
+            return runs[:GUI_RUNS_SHOWN]
+        return self.service.list_runs(limit=GUI_RUNS_SHOWN)
+
+    def _changed(self) -> bool:
+        signature = _home_signature(self.service.store.home)
+        now = time.monotonic()
+        unsettled = signature is None or time.time_ns() - max(signature) < GUI_SETTLED_NS
+        changed = unsettled or signature != self._signature or now - self._read_at > GUI_FULL_READ_SECONDS
+        self._signature = signature
+        if changed:
+            self._read_at = now
+        return changed
+
+
+# Panes. Each owns its widgets, shows what the app hands it, and reports user actions to
+# the app; none calls the store or another pane.
+
+TASK_IID_PREFIX = "t:"  # task rows in the Jobs tree (a task id alone is a job row's iid)
+Action = tuple[str, str, Callable[[], None]]  # (key, label, handler) of a toolbar button
+
+
+def _pane_frame(parent: tk.Misc, title: str) -> tuple[ttk.Frame, ttk.Label]:
+    """A pane's frame with its title row; returns the frame and the subtitle label.
+    Row 1 is for the toolbar, row 2 for the content (which grows)."""
+    from tkinter import ttk
+
+    frame = ttk.Frame(parent, padding=(6, 8, 6, 6))
+    frame.columnconfigure(0, weight=1)
+    frame.rowconfigure(2, weight=1)
+    header = ttk.Frame(frame)
+    header.grid(row=0, column=0, sticky="ew", pady=(0, 6))
+    ttk.Label(header, text=title, style="Title.TLabel").pack(anchor="w")
+    subtitle = _autowrap(ttk.Label(header, style="Muted.TLabel"))
+    subtitle.pack(anchor="w", fill="x")
+    return frame, subtitle
+
+
+def _toolbar(
+    frame: ttk.Frame, actions: Sequence[Action], extra: Callable[[ttk.Frame], object] | None = None
+) -> dict[str, ttk.Button]:
+    """A pane's row of buttons (and `extra` widgets), wrapping when the pane is narrow."""
+    from tkinter import ttk
+
+    bar = ttk.Frame(frame)
+    bar.grid(row=1, column=0, sticky="ew", pady=(0, 4))
+    buttons = {
+        key: ttk.Button(bar, text=label, command=handler, style="Tool.TButton")
+        for key, label, handler in actions
+    }
+    if extra:
+        extra(bar)
+    bar.bind("<Configure>", lambda event: _flow(bar, event.width))
+    _flow(bar, 0)
+    return buttons
+
+
+def _flow(bar: ttk.Frame, width: int) -> None:
+    """Lay a toolbar's widgets out in rows that fit its width (0: one row), so that narrow
+    panes wrap their buttons instead of hiding them."""
+    import tkinter as tk
+
+    x = y = 0
+    widgets = [widget for widget in bar.winfo_children() if not isinstance(widget, tk.Toplevel)]
+    height = max((widget.winfo_reqheight() for widget in widgets), default=0)
+    for widget in widgets:
+        if width and x and x + widget.winfo_reqwidth() > width:
+            x, y = 0, y + height + GUI_TOOL_GAP
+        widget.place(x=x, y=y)
+        x += widget.winfo_reqwidth() + GUI_TOOL_GAP
+    bar.configure(height=y + height)
+
+
+def _folder_field(parent: tk.Misc, var: tk.StringVar) -> ttk.Frame:
+    """An entry for a folder, with a … button that browses for one."""
+    from tkinter import filedialog, ttk
+
+    def browse() -> None:
+        chosen = filedialog.askdirectory(parent=holder, initialdir=var.get() or str(Path.home()))
+        if chosen:
+            var.set(chosen)
+
+    holder = ttk.Frame(parent)
+    holder.columnconfigure(0, weight=1)
+    ttk.Entry(holder, textvariable=var).grid(row=0, column=0, sticky="ew")
+    ttk.Button(holder, text="…", width=3, command=browse).grid(row=0, column=1, padx=(4, 0))
+    return holder
+
+
+def _text_box(
+    parent: tk.Misc, looks: Looks, *, width: int, height: int = 0, padding: tuple[int, int] = (6, 4)
+) -> tk.Text:
+    """A Text in the window's look: white, a thin border that turns blue with the focus."""
+    import tkinter as tk
+
+    box = tk.Text(
+        parent,
+        width=width,
+        wrap="word",
+        undo=True,
+        font=looks.fonts["body"],
+        background=GUI_PALETTE["field"],
+        foreground=GUI_PALETTE["text"],
+        relief="flat",
+        highlightthickness=1,
+        highlightbackground=GUI_PALETTE["border"],
+        highlightcolor=GUI_PALETTE["accent"],
+        padx=padding[0],
+        pady=padding[1],
+    )
+    if height:
+        box.configure(height=height)
+    return box
+
+
+def _autowrap(label: ttk.Label) -> ttk.Label:
+    """Wrap a label's text at whatever width its place gives it (starting narrow, so that
+    the label never asks for more room than its place has)."""
+    label.configure(wraplength=GUI_WRAP_MIN)
+    label.bind(
+        "<Configure>",
+        lambda event: label.configure(wraplength=max(event.width - GUI_WRAP_MARGIN, GUI_WRAP_MIN)),
+    )
+    return label
+
+
+def _enable(buttons: Mapping[str, ttk.Button], **states: bool) -> None:
+    for key, is_enabled in states.items():
+        buttons[key].state(["!disabled"] if is_enabled else ["disabled"])
+
+
+class JobsPane:
+    """The Jobs tree: "All tasks", each job (progress, status dot) with its tasks as
+    children, and "(Unassigned)" with the tasks that have no job. Job actions."""
+
+    def __init__(self, app: App, parent: tk.Misc, looks: Looks) -> None:
+        self.app = app
+        self.frame, self.subtitle = _pane_frame(parent, "Jobs")
+        self.buttons = _toolbar(
+            self.frame,
+            (
+                ("new", "New", app.new_job),
+                ("edit", "Edit", app.edit_job),
+                ("delete", "Delete", app.delete_from_jobs),
+                ("run", "▶ Run", app.run_job),
+                ("stop", "■ Stop", app.stop_job),
+            ),
+        )
+        self.table = TreeTable(self.frame, JOB_TREE_COLUMNS, looks, flat=False)
+        self.table.frame.grid(row=2, column=0, sticky="nsew")
+        self.table.on_select(self._on_select)
+        self.table.tree.bind("<Double-1>", lambda event: self._on_double_click())
+        self.table.tree.bind("<Delete>", lambda event: app.delete_from_jobs())
+
+    def show(self, jobs: list[JSONDict], tasks: list[JSONDict]) -> None:
+        by_job: dict[str | None, list[JSONDict]] = {}
+        for task in tasks:
+            by_job.setdefault(task.get("job_id"), []).append(task)
+        is_open = len(jobs) <= GUI_OPEN_JOBS_MAX
+        rows = [TreeRow(SCOPE_ALL, {"name": "All tasks", "done": len(tasks)}, "scope", tags=("scope",))]
+        for job in jobs:
+            children = [
+                self._task_row(task) for task in _order_tasks(by_job.get(job["id"], []), job["task_order"])
+            ]
+            record = {"name": job["name"], "done": job["progress"]["text"]}
+            rows.append(TreeRow(job["id"], record, str(job["status"]), children, is_open=is_open))
+        unassigned = [self._task_row(task) for task in by_job.get(None, [])]
+        record = {"name": "(Unassigned)", "done": len(unassigned)}
+        rows.append(TreeRow(SCOPE_UNASSIGNED, record, "scope", unassigned, ("scope",), is_open=is_open))
+        self.table.show(rows)
+        self.subtitle.configure(text=_plural(len(jobs), "job"))
+
+    @staticmethod
+    def _task_row(task: JSONDict) -> TreeRow:
+        tags = ("muted",) if not task.get("enabled", True) else ()
+        return TreeRow(
+            TASK_IID_PREFIX + task["id"], {"name": task["name"], "done": ""}, _task_status(task), tags=tags
+        )
+
+    def select(self, scope: Scope) -> None:
+        self.table.select(self._iid(scope))
+
+    def set_actions(self, *, job: bool, deletable: bool) -> None:
+        _enable(self.buttons, edit=job, delete=deletable, run=job, stop=job)
+
+    def _on_select(self, iid: str | None) -> None:
+        if iid is not None:
+            self.app.choose_in_jobs(self._scope(iid))
+
+    def _on_double_click(self) -> None:
+        iid = self.table.selected()
+        if iid and self._scope(iid).kind == SCOPE_JOB:
+            self.app.edit_job()
+
+    @staticmethod
+    def _scope(iid: str) -> Scope:
+        if iid in (SCOPE_ALL, SCOPE_UNASSIGNED):
+            return Scope(iid)
+        if iid.startswith(TASK_IID_PREFIX):
+            return Scope(SCOPE_TASK, iid.removeprefix(TASK_IID_PREFIX))
+        return Scope(SCOPE_JOB, iid)
+
+    @staticmethod
+    def _iid(scope: Scope) -> str:
+        if scope.kind == SCOPE_TASK:
+            return TASK_IID_PREFIX + str(scope.ident)
+        return str(scope.ident) if scope.kind == SCOPE_JOB else scope.kind
+
+
+class TasksPane:
+    """The tasks of the chosen job (or Unassigned, or all), with a filter; task actions."""
+
+    def __init__(self, app: App, parent: tk.Misc, looks: Looks) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.app = app
+        self.frame, self.subtitle = _pane_frame(parent, "Tasks")
+        self.buttons = _toolbar(
+            self.frame,
+            (
+                ("new", "New", app.new_task),
+                ("run", "▶ Run now", app.run_task),
+                ("toggle", "Disable", app.toggle_task),
+                ("delete", "Delete", app.delete_task),
+            ),
+        )
+        body = ttk.Frame(self.frame)
+        body.grid(row=2, column=0, sticky="nsew")
+        body.columnconfigure(1, weight=1)
+        body.rowconfigure(1, weight=1)
+        self.filter = tk.StringVar(master=self.frame)
+        ttk.Label(body, text="Filter", style="Muted.TLabel").grid(row=0, column=0, sticky="w", padx=(0, 6))
+        self.filter_entry = ttk.Entry(body, textvariable=self.filter)
+        self.filter_entry.grid(row=0, column=1, sticky="ew", pady=(0, 6))
+        self.filter_entry.bind("<Escape>", lambda event: self.filter.set(""))
+        self.filter.trace_add("write", lambda *_: self._render())
+        self.table = TreeTable(body, TASK_LIST_COLUMNS, looks)
+        self.table.frame.grid(row=1, column=0, columnspan=2, sticky="nsew")
+        self.table.on_select(self._on_select)
+        self.table.tree.bind("<Delete>", lambda event: app.delete_task())
+        self._tasks: list[JSONDict] = []
+        self._title = ""
+        self._selected: str | None = None
+
+    def show(self, tasks: list[JSONDict], title: str, selected: str | None) -> None:
+        self._tasks, self._title, self._selected = tasks, title, selected
+        self._render()
+
+    def _render(self) -> None:
+        needle = self.filter.get().strip().lower()
+        shown = [task for task in self._tasks if not needle or needle in _task_haystack(task)]
+        rows = [
+            TreeRow(
+                task["id"], task, _task_status(task), tags=() if task.get("enabled", True) else ("muted",)
+            )
+            for task in shown
+        ]
+        self.table.show(rows)
+        self.table.select(self._selected)
+        count = f"{len(shown)} of {len(self._tasks)}" if needle else _plural(len(self._tasks), "task")
+        self.subtitle.configure(text=f"{self._title} · {count}")
+
+    def focus_filter(self) -> None:
+        self.filter_entry.focus_set()
+        self.filter_entry.select_range(0, "end")
+
+    def set_actions(self, task: JSONDict | None) -> None:
+        _enable(self.buttons, run=task is not None, toggle=task is not None, delete=task is not None)
+        enabled = task is None or bool(task.get("enabled", True))
+        self.buttons["toggle"].configure(text="Disable" if enabled else "Enable")
+
+    def _on_select(self, iid: str | None) -> None:
+        if iid is not None:
+            self.app.select_task(iid)
+
+
+def _task_haystack(task: JSONDict) -> str:
+    return f"{task['name']} {task.get('schedule_text') or ''} {task['id']}".lower()
+
+
+class RunsPane:
+    """The runs of the selected task (or job, or all), newest first; run actions."""
+
+    def __init__(self, app: App, parent: tk.Misc, looks: Looks) -> None:
+        self.app = app
+        self.frame, self.subtitle = _pane_frame(parent, "Runs")
+        self.buttons = _toolbar(
+            self.frame,
+            (
+                ("stop", "■ Stop", app.stop_run),
+                ("rerun", "↻ Re-run", app.rerun),
+                ("delete", "Delete", app.delete_run),
+            ),
+        )
+        self.table = TreeTable(self.frame, RUN_LIST_COLUMNS, looks)
+        self.table.frame.grid(row=2, column=0, sticky="nsew")
+        self.table.on_select(self._on_select)
+        self.table.tree.bind("<Delete>", lambda event: app.delete_run())
+
+    def show(self, runs: list[JSONDict], title: str, selected: str | None, *, with_task: bool) -> None:
+        """List runs; `with_task` adds the Task column (when they are not all one task's)."""
+        hidden = set() if with_task else {"task"}
+        if hidden != self.table.hidden:
+            self.table.hidden = hidden
+            self.table.fit_columns()
+        rows = [
+            TreeRow(
+                run["id"],
+                run,
+                str(run["status"]),
+                tags=("failed",) if run["status"] in GUI_FAILED_KEYS else (),
+            )
+            for run in runs
+        ]
+        self.table.show(rows)
+        self.table.select(selected)
+        self.subtitle.configure(text=f"{title} · {_plural(len(runs), 'run')}")
+
+    def set_actions(self, run: JSONDict | None) -> None:
+        active = run is not None and run["status"] in ACTIVE_STATUSES
+        _enable(self.buttons, stop=active, rerun=run is not None, delete=run is not None and not active)
+
+    def _on_select(self, iid: str | None) -> None:
+        if iid is not None:
+            self.app.select_run(iid)
+
+
+class LogsPane:
+    """One run's log rendered for people (or as raw lines), growing while the run is active."""
+
+    def __init__(self, app: App, parent: tk.Misc, looks: Looks) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.app = app
+        self.looks = looks
+        self.frame, self.subtitle = _pane_frame(parent, "Log")
+        self.raw = tk.BooleanVar(master=self.frame, value=False)
+        self.buttons = _toolbar(
+            self.frame,
+            (("copy", "Copy", app.copy_log), ("open", "Open file", app.open_log)),
+            lambda bar: ttk.Checkbutton(bar, text="Raw lines", variable=self.raw, command=self._rerender),
+        )
+        body = ttk.Frame(self.frame)
+        body.grid(row=2, column=0, sticky="nsew")
+        body.rowconfigure(0, weight=1)
+        body.columnconfigure(0, weight=1)
+        self.text = _text_box(body, looks, width=40, padding=(10, 8))
+        self.text.configure(state="disabled", highlightcolor=GUI_PALETTE["border"])
+        scroll = ttk.Scrollbar(body, orient="vertical", command=self.text.yview)
+        self.text.configure(yscrollcommand=scroll.set)
+        self.text.grid(row=0, column=0, sticky="nsew")
+        scroll.grid(row=0, column=1, sticky="ns")
+        for tag, options in GUI_LOG_STYLES.items():
+            font_role = options.get("font")
+            rest = {key: value for key, value in options.items() if key != "font"}
+            self.text.tag_configure(
+                tag, {**rest, **({"font": looks.fonts[str(font_role)]} if font_role else {})}
+            )
+        self.text.tag_configure("placeholder", foreground=GUI_PALETTE["muted"], font=looks.fonts["italic"])
+        self._lines: list[str] = []
+        self._tail = ""
+        self._placeholder = True
+        self.show_message("Select a run to see its log.")
+
+    def start(self, title: str, message: str) -> None:
+        """Show a new run: empty, with a placeholder until its first line arrives."""
+        self._lines, self._tail = [], ""
+        self.subtitle.configure(text=title)
+        self.show_message(message)
+
+    def set_title(self, title: str) -> None:
+        self.subtitle.configure(text=title)
+
+    def show_message(self, message: str) -> None:
+        self._placeholder = True
+
+        def replace() -> None:
+            self.text.delete("1.0", "end")
+            self.text.insert("end", message, "placeholder")
+
+        self._edit(replace)
+
+    def append(self, data: str, *, final: bool = False) -> None:
+        """Add log text (whole lines; with `final` a last line without its newline too)."""
+        lines = (self._tail + data).split("\n")
+        self._tail = "" if final else lines.pop()
+        lines = [line for line in lines if line] if final else lines
+        if not lines:
+            return
+        self._lines.extend(lines)
+        self._insert(lines)
+
+    def text_to_copy(self) -> str:
+        ranges = self.text.tag_ranges("sel")
+        if ranges:
+            return str(self.text.get(ranges[0], ranges[1]))
+        return "" if self._placeholder else str(self.text.get("1.0", "end-1c"))
+
+    def _rerender(self) -> None:
+        if self._lines:
+            self._placeholder = True
+            self._insert(self._lines)
+
+    def _insert(self, lines: list[str]) -> None:
+        at_end = self.text.yview()[1] >= 1.0
+        clear = self._placeholder
+        self._placeholder = False
+
+        def insert() -> None:
+            if clear:
+                self.text.delete("1.0", "end")
+            for line in lines:
+                for tag, text in self._render(line):
+                    self.text.insert("end", text + "\n", tag)
+
+        self._edit(insert)
+        if at_end or clear:
+            self.text.see("end")
+
+    def _render(self, line: str) -> list[Segment]:
+        if self.raw.get():
+            return [("raw", line)]
+        segments = render_log_line(line)
+        return [
+            ("summary_failed" if tag == "summary" and text.startswith(GUI_FAILED_MARK) else tag, text)
+            for tag, text in segments
+        ]
+
+    def _edit(self, change: Callable[[], object]) -> None:
+        self.text.configure(state="normal")
+        try:
+            change()
+        finally:
+            self.text.configure(state="disabled")
+
+
+class StatusBar:
+    """Engine state, API address, the next due run and counts, along the window's bottom."""
+
+    def __init__(self, parent: tk.Misc) -> None:
+        from tkinter import ttk
+
+        self.frame = ttk.Frame(parent, style="Status.TFrame", padding=(10, 4))
+        self.labels = {key: ttk.Label(self.frame, style="Status.TLabel") for key in ("engine", "api", "next")}
+        for label in self.labels.values():
+            label.pack(side="left", padx=(0, 18))
+        self.labels["counts"] = ttk.Label(self.frame, style="Status.TLabel")
+        self.labels["counts"].pack(side="right", padx=(18, 0))
+        self.labels["error"] = ttk.Label(self.frame, style="StatusError.TLabel")
+        self.labels["error"].pack(side="left", fill="x", expand=True)
+
+    def show(self, key: str, text: str, level: str = "") -> None:
+        style = {"error": "StatusError.TLabel", "warning": "StatusWarning.TLabel"}.get(level, "Status.TLabel")
+        self.labels[key].configure(text=text, style=style)
+
+
+# Field -> editor row, where a field has no row of its own.
+EDITOR_FIELD_ROWS = {
+    "schedule": "schedule.kind",
+    "schedule.type": "schedule.kind",
+    "retry": "retry.max_attempts",
+}
+OVERLAP_LABELS = {"skip": "Skip the new run", "queue": "Queue one more", "parallel": "Run in parallel"}
+CATCH_UP_LABELS = {"once": "Catch up once", "skip": "Skip (recorded)"}
+SESSION_LABELS = {"new": "New each run", "resume": "Resume the last"}
+NO_JOB_LABEL = "(No job)"
+TIMED_KINDS = ("once", "interval", *CRON_PRESET_KINDS, "cron")
+
+
+class EditorPane:
+    """The task editor: every field of one task (or of a new one), the schedule chooser
+    with a live preview of the next fire times, inline validation messages, Save and
+    Revert. It shows and collects values; the app decides what saving means."""
+
+    def __init__(self, app: App, parent: tk.Misc, looks: Looks) -> None:
+        from tkinter import ttk
+
+        self.app = app
+        self.looks = looks
+        self.task: JSONDict | None = None  # the stored task in the form; None: a new one
+        self.is_open = False  # a task or a new draft is in the form
+        self._clean: FormValues = {}
+        self._loading = False
+        self._strings: dict[str, tk.StringVar] = {}
+        self._flags: dict[str, tk.BooleanVar] = {}
+        self._tabs: list[ttk.Frame] = []
+        self._texts: dict[str, tk.Text] = {}
+        self._labels: dict[str, dict[str, str]] = {}  # chooser row -> value -> label
+        self._combos: dict[str, ttk.Combobox] = {}
+        self._entries: dict[str, ttk.Entry] = {}
+        self._rows: dict[str, list[tk.Widget]] = {}
+        self._notes: dict[str, tuple[ttk.Label, str]] = {}  # row -> (note label, its hint)
+        self._tab_of: dict[str, int] = {}
+        self._days: dict[str, tk.BooleanVar] = {}
+        self._live_error: str | None = None
+        self.frame, self.subtitle = _pane_frame(parent, "Task editor")
+        self.placeholder = ttk.Label(
+            self.frame,
+            text="No task selected.\n\nSelect a task to edit it,\nor create one with New task (Ctrl+N).",
+            style="Placeholder.TLabel",
+            anchor="center",
+        )
+        self.notebook = ttk.Notebook(self.frame)
+        self._build_general(self._tab("Task"))
+        self._build_schedule(self._tab("Schedule"))
+        self._build_advanced(self._tab("Advanced"))
+        self._build_footer()
+        self.clear()
+
+    # Building ------------------------------------------------------------------
+
+    def _tab(self, title: str) -> ttk.Frame:
+        from tkinter import ttk
+
+        tab = ttk.Frame(self.notebook, padding=(10, 10, 10, 4))
+        tab.columnconfigure(1, weight=1)
+        self.notebook.add(tab, text=title)
+        self._tabs.append(tab)
+        return tab
+
+    def _build_general(self, tab: ttk.Frame) -> None:
+        row = self._entry(tab, 0, "name", "Name")
+        row = self._choice(tab, row, "job_id", "Job", {"": NO_JOB_LABEL})
+        row = self._text(tab, row, "prompt", "Prompt", height=9, grow=True)
+        row = self._choice(tab, row, "model", "Model", dict.fromkeys(GUI_MODELS, ""), editable=True)
+        self._note(tab, row - 1, "model", "sonnet, opus, haiku or a full model id")
+        row = self._choice(
+            tab, row, "permission_mode", "Permissions", {mode.value: mode.value for mode in PermissionMode}
+        )
+        row = self._path(tab, row, "working_directory", "Folder")
+        self._note(tab, row - 1, "working_directory", "Empty: the job's folder, else your home folder.")
+        self._check(tab, row, "enabled", "Enabled")
+
+    def _build_schedule(self, tab: ttk.Frame) -> None:
+        from tkinter import ttk
+
+        row = self._choice(tab, 0, "schedule.kind", "Runs", SCHEDULE_KINDS)
+        row = self._entry(tab, row, "schedule.at", "Date, time", hint="YYYY-MM-DD HH:MM, local time")
+        row = self._entry(
+            tab, row, "schedule.every_seconds", "Every", hint="15m, 2h, 1h30m or 1d (at least 1m)"
+        )
+        row = self._entry(
+            tab, row, "schedule.anchor", "Counting from", hint="YYYY-MM-DD HH:MM; empty: its creation"
+        )
+        row = self._weekdays(tab, row)
+        row = self._choice(
+            tab, row, "schedule.day", "Day", {day: day for day in GUI_MONTH_DAYS}, editable=True
+        )
+        self._note(tab, row - 1, "schedule.day", "1-31, or L for the last day of the month")
+        row = self._entry(tab, row, "schedule.time", "At", hint="HH:MM")
+        row = self._entry(tab, row, "schedule.expression", "Cron", hint="minute hour day month weekday")
+        row = self._choice(tab, row, "schedule.timezone", "Time zone", {}, editable=True)
+        self._note(tab, row - 1, "schedule.timezone", f"Empty: this computer's zone ({local_zone_name()})")
+        zones = self._combos["schedule.timezone"]
+        zones.configure(postcommand=lambda: self._load_zones(zones))
+        row = self._path(tab, row, "schedule.path", "Folder")
+        row = self._check(tab, row, "schedule.recursive", "Include subfolders")
+        row = self._entry(
+            tab, row, "schedule.debounce_seconds", "Quiet for", hint="seconds without changes, then it fires"
+        )
+        row = self._choice(tab, row, "overlap", "If still running", OVERLAP_LABELS)
+        row = self._choice(tab, row, "catch_up", "Missed runs", CATCH_UP_LABELS)
+        box = ttk.LabelFrame(tab, text="Next runs", padding=(10, 6))
+        box.grid(row=row, column=0, columnspan=2, sticky="ew", pady=(10, 0))
+        self.preview_text = _autowrap(ttk.Label(box, style="Muted.TLabel", justify="left"))
+        self.preview_text.pack(anchor="w", fill="x")
+        self.preview_times = ttk.Label(box, justify="left", font=self.looks.fonts["mono"])
+        self.preview_times.pack(anchor="w", pady=(4, 0))
+        self._strings["schedule.kind"].trace_add("write", lambda *_: self._show_kind_rows())
+
+    def _build_advanced(self, tab: ttk.Frame) -> None:
+        row = self._entry(tab, 0, "timeout_seconds", "Timeout", hint="seconds")
+        row = self._entry(tab, row, "max_turns", "Max turns", hint="empty: no limit")
+        row = self._choice(tab, row, "session_mode", "Session", SESSION_LABELS)
+        row = self._entry(
+            tab, row, "allowed_tools", "Allowed tools", hint="comma-separated, e.g. Read, Bash(git:*)"
+        )
+        row = self._entry(tab, row, "disallowed_tools", "Denied tools")
+        row = self._text(tab, row, "append_system_prompt", "System prompt", height=3)
+        self._note(tab, row - 1, "append_system_prompt", "appended to Claude's system prompt")
+        row = self._entry(tab, row, "retry.max_attempts", "Retries", hint="after a failure or timeout")
+        row = self._entry(tab, row, "retry.delay_seconds", "Retry after", hint="seconds")
+        row = self._entry(tab, row, "retry.backoff", "Backoff", hint="the delay grows by this factor")
+        row = self._text(tab, row, "env", "Environment", height=3)
+        self._note(tab, row - 1, "env", "NAME=value, one per line")
+
+    def _build_footer(self) -> None:
+        from tkinter import ttk
+
+        self.footer = ttk.Frame(self.frame)
+        self.footer.columnconfigure(0, weight=1)
+        self.message = _autowrap(ttk.Label(self.footer, style="Error.TLabel", justify="left"))
+        self.message.grid(row=0, column=0, columnspan=3, sticky="ew", pady=(6, 0))
+        self.revert_button = ttk.Button(self.footer, text="Revert", command=self.app.revert_task)
+        self.revert_button.grid(row=1, column=1, padx=(0, 4), pady=(6, 0))
+        self.save_button = ttk.Button(self.footer, text="Save", command=self.app.save_task, default="active")
+        self.save_button.grid(row=1, column=2, pady=(6, 0))
+
+    def _label(self, tab: ttk.Frame, row: int, key: str, text: str) -> ttk.Label:
+        from tkinter import ttk
+
+        label = ttk.Label(tab, text=text)
+        label.grid(row=row, column=0, sticky="nw", padx=(0, 10), pady=(4, 0))
+        self._tab_of[key] = len(self._tabs) - 1
+        return label
+
+    def _place(self, tab: ttk.Frame, row: int, key: str, text: str, widget: tk.Widget) -> int:
+        """Put a field on its row (label, widget, note below) and return the next free row."""
+        label = self._label(tab, row, key, text)
+        widget.grid(row=row, column=1, sticky="ew", pady=(2, 0))
+        self._rows[key] = [label, widget]
+        self._note(tab, row + 1, key, "")
+        return row + 2
+
+    def _note(self, tab: ttk.Frame, row: int, key: str, hint: str) -> None:
+        """The line under a field: its hint in grey, or its validation message in red."""
+        from tkinter import ttk
+
+        if key in self._notes:
+            self._notes[key][0].destroy()
+            self._rows[key].pop()
+        note = _autowrap(ttk.Label(tab, text=hint, style="Note.TLabel", justify="left"))
+        note.grid(row=row, column=1, sticky="ew")
+        if not hint:
+            note.grid_remove()
+        self._notes[key] = (note, hint)
+        self._rows[key].append(note)
+
+    def _entry(self, tab: ttk.Frame, row: int, key: str, text: str, *, hint: str = "") -> int:
+        from tkinter import ttk
+
+        var = self._string_var(key)
+        entry = self._entries[key] = ttk.Entry(tab, textvariable=var)
+        row = self._place(tab, row, key, text, entry)
+        if hint:
+            self._note(tab, row - 1, key, hint)
+        return row
+
+    def _choice(
+        self, tab: ttk.Frame, row: int, key: str, text: str, labels: dict[str, str], *, editable: bool = False
+    ) -> int:
+        """A chooser; `labels` maps each stored value to what people see (empty: the value)."""
+        from tkinter import ttk
+
+        var = self._string_var(key)
+        combo = self._combos[key] = ttk.Combobox(
+            tab, textvariable=var, state="normal" if editable else "readonly"
+        )
+        self._labels[key] = {}
+        row = self._place(tab, row, key, text, combo)
+        self.set_choices(key, labels)
+        return row
+
+    def _text(self, tab: ttk.Frame, row: int, key: str, text: str, *, height: int, grow: bool = False) -> int:
+
+        box = _text_box(tab, self.looks, height=height, width=30)
+        box.bind("<<Modified>>", lambda event: self._on_text_modified(key, box))
+        self._texts[key] = box
+        row = self._place(tab, row, key, text, box)
+        box.grid_configure(sticky="nsew")
+        if grow:
+            tab.rowconfigure(row - 2, weight=1)
+        return row
+
+    def _path(self, tab: ttk.Frame, row: int, key: str, text: str) -> int:
+        return self._place(tab, row, key, text, _folder_field(tab, self._string_var(key)))
+
+    def _check(self, tab: ttk.Frame, row: int, key: str, text: str) -> int:
+        from tkinter import ttk
+
+        var = self._flag_var(key)
+        check = ttk.Checkbutton(tab, text=text, variable=var)
+        self._tab_of[key] = len(self._tabs) - 1
+        check.grid(row=row, column=1, sticky="w", pady=(4, 0))
+        self._rows[key] = [check]
+        self._note(tab, row + 1, key, "")
+        return row + 2
+
+    def _weekdays(self, tab: ttk.Frame, row: int) -> int:
+        import tkinter as tk
+        from tkinter import ttk
+
+        holder = ttk.Frame(tab)
+        for day in GUI_WEEK:
+            var = self._days[day] = tk.BooleanVar(master=holder)
+            var.trace_add("write", lambda *_: self._on_change("schedule.days"))
+            ttk.Checkbutton(holder, text=day.capitalize(), variable=var)
+        holder.bind("<Configure>", lambda event: _flow(holder, event.width))
+        _flow(holder, 0)
+        return self._place(tab, row, "schedule.days", "On", holder)
+
+    def _string_var(self, key: str) -> tk.StringVar:
+        import tkinter as tk
+
+        var = self._strings[key] = tk.StringVar(master=self.frame)
+        var.trace_add("write", lambda *_: self._on_change(key))
+        return var
+
+    def _flag_var(self, key: str) -> tk.BooleanVar:
+        import tkinter as tk
+
+        var = self._flags[key] = tk.BooleanVar(master=self.frame)
+        var.trace_add("write", lambda *_: self._on_change(key))
+        return var
+
+    def set_choices(self, key: str, labels: dict[str, str]) -> None:
+        """Replace a chooser's values (the Job chooser follows the jobs), keeping its value."""
+        current = self._value(key) if self._labels.get(key) else None
+        self._labels[key] = {value: label or value for value, label in labels.items()}
+        self._combos[key].configure(values=list(self._labels[key].values()))
+        if current is not None:
+            self._set(key, current)
+
+    def set_jobs(self, jobs: list[JSONDict]) -> None:
+        names = [str(job["name"]) for job in jobs]
+        duplicated = {name for name in names if names.count(name) > 1}
+        labels = {"": NO_JOB_LABEL, **{job["id"]: _job_label(job, duplicated) for job in jobs}}
+        was_loading, self._loading = self._loading, True
+        try:
+            self.set_choices("job_id", labels)
+        finally:
+            self._loading = was_loading
+
+    # Showing a task ------------------------------------------------------------
+
+    def load(self, task: JSONDict) -> None:
+        """Show a stored task; its values become the clean state."""
+        self.task = task
+        self._open(task_to_form(task))
+
+    def new(self, job_id: str | None) -> None:
+        """Start a new task (assigned to `job_id`)."""
+        self.task = None
+        self._open(task_to_form({"job_id": job_id}))
+        self.notebook.select(0)  # type: ignore[no-untyped-call]  # typeshed: untyped
+        self._rows["name"][1].focus_set()
+
+    def clear(self) -> None:
+        self.task, self.is_open, self._clean = None, False, {}
+        self.notebook.grid_remove()
+        self.footer.grid_remove()
+        self.placeholder.grid(row=2, column=0, sticky="nsew")
+        self.subtitle.configure(text="")
+
+    def _open(self, form: FormValues) -> None:
+        self._loading = True
+        try:
+            for key, value in form.items():
+                self._set(key, value)
+        finally:
+            self._loading = False
+        self.is_open = True
+        self._clean = self._form()
+        self.placeholder.grid_remove()
+        self.notebook.grid(row=2, column=0, sticky="nsew")
+        self.footer.grid(row=3, column=0, sticky="ew")
+        self.clear_errors()
+        self._show_kind_rows()
+        self._update_preview()
+        self._show_state()
+
+    def _set(self, key: str, value: str | bool) -> None:
+        if key == "schedule.days":
+            chosen = str(value).split(",")
+            for day, var in self._days.items():
+                var.set(day in chosen)
+        elif key in self._texts:
+            box = self._texts[key]
+            box.delete("1.0", "end")
+            box.insert("1.0", str(value))
+            box.edit_reset()
+            box.edit_modified(False)
+        elif key in self._flags:
+            self._flags[key].set(bool(value))
+        else:
+            self._strings[key].set(self._labels.get(key, {}).get(str(value), str(value)))
+
+    def _value(self, key: str) -> str:
+        """A field's value; a chooser's label read back as the value it stands for."""
+        raw = self._strings[key].get()
+        return next((value for value, label in self._labels.get(key, {}).items() if label == raw), raw)
+
+    def _form(self) -> FormValues:
+        form: FormValues = {key: self._value(key) for key in self._strings}
+        form.update({key: var.get() for key, var in self._flags.items()})
+        form.update({key: box.get("1.0", "end-1c") for key, box in self._texts.items()})
+        form["schedule.days"] = ",".join(day for day, var in self._days.items() if var.get())
+        return form
+
+    def collect(self) -> JSONDict:
+        """The task fields in the form; Invalid (naming the field) when a value cannot be read."""
+        self.clear_errors()
+        return form_to_task(self._form(), self.task)
+
+    def is_dirty(self) -> bool:
+        return self.is_open and self._form() != self._clean
+
+    @property
+    def title(self) -> str:
+        name = self._strings["name"].get().strip()
+        return f"“{name}”" if name else "the new task"
+
+    # Feedback ------------------------------------------------------------------
+
+    def show_invalid(self, error: SchedulerError, *, live: bool = False) -> None:
+        """Show a validation message under its field (and, unless live, above Save)."""
+        key = self._row_of(error.field)
+        if key:
+            note, _ = self._notes[key]
+            note.configure(text=error.message, style="Error.TLabel")
+            note.grid()
+            self._live_error = key if live else self._live_error
+        if not live:
+            self.message.configure(text=f"Not saved: {error}")
+            if key:
+                self.notebook.select(self._tab_of[key])  # type: ignore[no-untyped-call]  # typeshed: untyped
+
+    def clear_errors(self) -> None:
+        self.message.configure(text="")
+        for key in self._notes:
+            self._reset_note(key)
+        self._live_error = None
+
+    def _reset_note(self, key: str) -> None:
+        note, hint = self._notes[key]
+        note.configure(text=hint, style="Note.TLabel")
+        if not hint:
+            note.grid_remove()
+
+    def _row_of(self, field: str | None) -> str | None:
+        if not field:
+            return None
+        field = EDITOR_FIELD_ROWS.get(field, field)
+        keys = [key for key in self._notes if field == key or field.startswith((f"{key}.", f"{key}["))]
+        return max(keys, key=len, default=None)
+
+    def set_busy(self, busy: bool) -> None:
+        self.save_button.configure(text="Saving…" if busy else "Save")
+        self.save_button.state(["disabled"] if busy else ["!disabled"])
+
+    def note_changed_elsewhere(self, task: JSONDict) -> None:
+        """The stored task changed while the form has edits: keep them, and say so."""
+        self.task = task
+        self.message.configure(
+            text="This task was changed elsewhere. Save overwrites those changes; Revert loads them."
+        )
+
+    def note_deleted_elsewhere(self) -> None:
+        """The stored task is gone while the form has edits: Save creates it again."""
+        self.task = None
+        self.message.configure(
+            text="This task was deleted elsewhere. Save creates it again; Revert discards."
+        )
+        self._show_state()
+
+    def _show_state(self) -> None:
+        if not self.is_open:
+            return
+        name = self._strings["name"].get().strip() or "Untitled"
+        what = name if self.task else f"New: {name}"
+        self.subtitle.configure(text=f"{what} · unsaved" if self.is_dirty() else what)
+
+    # Reacting to edits ---------------------------------------------------------
+
+    def _on_change(self, key: str) -> None:
+        if self._loading or not self.is_open:
+            return
+        if key in self._notes and str(self._notes[key][0].cget("style")) == "Error.TLabel":
+            self._reset_note(key)  # the person is fixing it
+        self._show_state()
+        self.app.later(GUI_PREVIEW_DELAY_MS, self._update_preview, "preview")
+
+    def _on_text_modified(self, key: str, box: tk.Text) -> None:
+        if box.edit_modified():
+            box.edit_modified(False)
+            self._on_change(key)
+
+    def _show_kind_rows(self) -> None:
+        kind = str(self._value("schedule.kind"))
+        shown = set(SCHEDULE_KIND_ROWS.get(kind, ()))
+        if kind in TIMED_KINDS:
+            shown.add("catch_up")
+        for rows in SCHEDULE_KIND_ROWS.values():
+            for key in rows:
+                self._show_row(key, key in shown)
+        self._show_row("catch_up", "catch_up" in shown)
+        state = "readonly" if kind in CRON_PRESET_KINDS else "normal"
+        self._entries["schedule.expression"].configure(state=state)
+
+    def _show_row(self, key: str, visible: bool) -> None:
+        note, hint = self._notes[key]
+        for widget in self._rows[key]:
+            if widget is note and not (hint or str(note.cget("text"))):
+                continue
+            if visible:
+                widget.grid()
+            else:
+                widget.grid_remove()
+
+    def _update_preview(self) -> None:
+        """Recompute the schedule (presets write their cron) and show its next fire times."""
+        if not self.is_open:
+            return
+        form = self._form()
+        if self._live_error:
+            self._reset_note(self._live_error)
+            self._live_error = None
+        try:
+            schedule = form_schedule(form, (self.task or {}).get("schedule"))
+            if (
+                form["schedule.kind"] in CRON_PRESET_KINDS
+                and form["schedule.expression"] != schedule["expression"]
+            ):
+                self._set_quietly("schedule.expression", schedule["expression"])
+            preview = self.app.preview_schedule(self._as_scheduled(schedule))
+        except Invalid as error:
+            self.show_invalid(error, live=True)
+            self.preview_text.configure(text="Fix the schedule to see its next runs.")
+            self.preview_times.configure(text="")
+            return
+        times = [parse_time(moment, "time").astimezone() for moment in preview["times"]]
+        self.preview_text.configure(text=str(preview["description"]))
+        listed = "\n".join(f"{moment:%a %Y-%m-%d %H:%M}" for moment in times)
+        self.preview_times.configure(text=listed or "No timed runs.")
+
+    def _as_scheduled(self, schedule: JSONDict) -> JSONDict:
+        """An interval without a start counts from its task's creation, as the engine does."""
+        if schedule["type"] == "interval" and not schedule.get("anchor") and self.task:
+            return {**schedule, "anchor": self.task["created_at"]}
+        return schedule
+
+    def _set_quietly(self, key: str, value: str) -> None:
+        was_loading, self._loading = self._loading, True
+        try:
+            self._set(key, value)
+        finally:
+            self._loading = was_loading
+
+    @staticmethod
+    def _load_zones(combo: ttk.Combobox) -> None:
+        from zoneinfo import available_timezones
+
+        if not combo.cget("values"):
+            combo.configure(values=sorted(available_timezones()))
+
+
+class JobDialog:
+    """New job / Edit job, in a small window of its own. Save hands the fields to the app,
+    which closes the dialog once the store took them, or shows here why it did not."""
+
+    def __init__(self, app: App, job: JSONDict | None) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.app = app
+        self.job_id: str | None = job["id"] if job else None
+        job = job or {}
+        self.top = tk.Toplevel(app.root)
+        self.top.title("Edit job" if self.job_id else "New job")
+        self.top.transient(app.root)
+        self.top.protocol("WM_DELETE_WINDOW", self.close)
+        self.top.bind("<Escape>", lambda event: self.close())
+        self.name = tk.StringVar(master=self.top, value=job.get("name", ""))
+        self.folder = tk.StringVar(master=self.top, value=job.get("working_directory") or "")
+        self.status = tk.StringVar(master=self.top, value=job.get("status", JobStatus.PENDING.value))
+        body = ttk.Frame(self.top, padding=16)
+        body.pack(fill="both", expand=True)
+        body.columnconfigure(1, weight=1)
+        body.rowconfigure(1, weight=1)
+        self._build_fields(body, str(job.get("description") or ""))
+        self._build_buttons(body)
+        self._place()
+        self.name_entry.focus_set()
+
+    def _build_fields(self, body: ttk.Frame, description: str) -> None:
+        from tkinter import ttk
+
+        def label(row: int, text: str) -> None:
+            ttk.Label(body, text=text).grid(row=row, column=0, sticky="nw", padx=(0, 10), pady=(6, 0))
+
+        label(0, "Name")
+        self.name_entry = ttk.Entry(body, textvariable=self.name, width=46)
+        self.name_entry.grid(row=0, column=1, sticky="ew", pady=(4, 0))
+        self.name_entry.bind("<Return>", lambda event: self.save())
+        label(1, "Description")
+        self.description = _text_box(body, self.app.looks, height=5, width=46)
+        self.description.insert("1.0", description)
+        self.description.grid(row=1, column=1, sticky="nsew", pady=(4, 0))
+        label(2, "Folder")
+        _folder_field(body, self.folder).grid(row=2, column=1, sticky="ew", pady=(4, 0))
+        hint = "Where its tasks run unless they name their own folder."
+        ttk.Label(body, text=hint, style="Note.TLabel").grid(row=3, column=1, sticky="w")
+        if self.job_id:
+            label(4, "Status")
+            values = [status.value for status in JobStatus]
+            status = ttk.Combobox(body, textvariable=self.status, values=values, state="readonly")
+            status.grid(row=4, column=1, sticky="w", pady=(8, 0))
+
+    def _build_buttons(self, body: ttk.Frame) -> None:
+        from tkinter import ttk
+
+        self.error = _autowrap(ttk.Label(body, style="Error.TLabel", justify="left"))
+        self.error.grid(row=5, column=0, columnspan=2, sticky="ew", pady=(8, 0))
+        buttons = ttk.Frame(body)
+        buttons.grid(row=6, column=0, columnspan=2, sticky="e", pady=(10, 0))
+        ttk.Button(buttons, text="Cancel", command=self.close).pack(side="left", padx=(0, 6))
+        self.save_button = ttk.Button(buttons, text="Save", command=self.save, default="active")
+        self.save_button.pack(side="left")
+
+    def _place(self) -> None:
+        root = self.app.root
+        self.top.update_idletasks()
+        x = root.winfo_rootx() + max((root.winfo_width() - self.top.winfo_reqwidth()) // 2, 0)
+        y = root.winfo_rooty() + max((root.winfo_height() - self.top.winfo_reqheight()) // 3, 0)
+        self.top.geometry(f"+{x}+{y}")
+
+    def collect(self) -> JSONDict:
+        data: JSONDict = {
+            "name": self.name.get(),
+            "description": self.description.get("1.0", "end-1c"),
+            "working_directory": self.folder.get().strip() or None,
+        }
+        if self.job_id:
+            data["status"] = self.status.get()
+        return data
+
+    def save(self) -> None:
+        self.error.configure(text="")
+        self.app.save_job(self)
+
+    def set_busy(self, busy: bool) -> None:
+        self.save_button.state(["disabled"] if busy else ["!disabled"])
+
+    def show_error(self, message: str) -> None:
+        self.error.configure(text=message)
+
+    def close(self) -> None:
+        self.top.destroy()
+        self.app.job_dialog_closed(self)
+
+
+# Texts of the status bar and the confirmations (pure).
+
+
+def _engine_status_text(engine: JSONDict) -> tuple[str, str]:
+    """The engine part of the status bar, and its level ("" or "warning")."""
+    if not engine:
+        return "Engine: …", ""
+    if engine.get("here"):
+        text, level = "Engine: running in this window", ""
+    elif engine.get("running"):
+        text, level = f"Engine: in another process (pid {(engine.get('owner') or {}).get('pid')})", ""
+    else:
+        text, level = "Engine: not running (nothing fires)", "warning"
+    if engine.get("paused"):
+        return f"{text} · paused: no new runs start", "warning"
+    return text, level
+
+
+def _next_due_text(tasks: Iterable[JSONDict]) -> str:
+    due = [task for task in tasks if task.get("enabled", True) and task.get("next_run_at")]
+    if not due:
+        return "Next: nothing scheduled"
+    task = min(due, key=lambda item: parse_time(item["next_run_at"], "next_run_at"))
+    return f"Next: {task['name']} · {_gui_time(task['next_run_at'])}"
+
+
+def _counts_text(jobs: int, tasks: Iterable[JSONDict]) -> str:
+    statuses = [task.get("last_run_status") for task in tasks]
+    parts = [_plural(jobs, "job"), _plural(len(statuses), "task")]
+    parts += [f"{statuses.count(status)} {status}" for status in ("running", "queued") if status in statuses]
+    return " · ".join(parts)
+
+
+def _delete_job_message(preview: JSONDict, task_names: list[str]) -> str:
+    counts = preview["counts"]
+    lines = [f"Delete the job “{preview['job']['name']}”?", ""]
+    if counts["tasks"]:
+        lines.append(
+            f"This also deletes {_plural(counts['tasks'], 'task')}, {_plural(counts['runs'], 'run')} "
+            f"and {_plural(counts['logs'], 'log file')}:"
+        )
+        lines += [f"  • {name}" for name in task_names[:GUI_NAMES_LISTED]]
+        if len(task_names) > GUI_NAMES_LISTED:
+            lines.append(f"  … and {len(task_names) - GUI_NAMES_LISTED} more")
+    else:
+        lines.append("It has no tasks.")
+    if preview.get("active_runs"):
+        lines += ["", f"Its {_plural(preview['active_runs'], 'active run')} will be stopped first."]
+    return "\n".join([*lines, "", "This cannot be undone."])
+
+
+def _open_in_desktop(path: Path) -> None:
+    """Open a file or folder with the desktop's default application."""
+    if sys.platform == "win32":
+        os.startfile(path)
+        return
+    opener = "open" if sys.platform == "darwin" else "xdg-open"
+    if not shutil.which(opener):
+        raise SchedulerError(f"cannot open {path}: `{opener}` is not installed")
+    proc = subprocess.Popen(
+        [opener, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    threading.Thread(target=proc.wait, name="opener", daemon=True).start()  # reap it
+
+
+def _no_wake() -> None:
+    """The Service's wake-up when this window runs no engine."""
+
+
+def _clamp_sashes(positions: list[int], width: int, minimum: int) -> list[int]:
+    """Sash positions moved as little as needed to leave every pane `minimum` wide."""
+    clamped = list(positions)
+    for index in range(len(clamped)):
+        clamped[index] = max(clamped[index], (clamped[index - 1] if index else 0) + minimum)
+    for index in reversed(range(len(clamped))):
+        following = clamped[index + 1] if index + 1 < len(clamped) else width
+        clamped[index] = min(clamped[index], following - minimum)
+    return clamped
+
+
+def _valid_sashes(value: JSON) -> bool:
+    if not (isinstance(value, list) and len(value) == GUI_SASH_COUNT):
+        return False
+    return all(isinstance(x, int) for x in value) and value == sorted(value)
+
+
+# Menus and keys: (label, accelerator, App method); None separates groups.
+GUI_MENUS: dict[str, tuple[tuple[str, str, str] | None, ...]] = {
+    "File": (
+        ("New task", "Ctrl+N", "new_task"),
+        ("New job", "Ctrl+Shift+N", "new_job"),
+        ("Save task", "Ctrl+S", "save_task"),
+        None,
+        ("Open data folder", "", "open_data_folder"),
+        None,
+        ("Quit", "Ctrl+Q", "request_close"),
+    ),
+    "Edit": (
+        ("Edit job…", "", "edit_job"),
+        ("Delete", "Del", "delete_focused"),
+        None,
+        ("Find tasks", "Ctrl+F", "focus_filter"),
+        ("Refresh", "Ctrl+R", "refresh_now"),
+    ),
+    "Run": (
+        ("Run now", "F5", "run_selected"),
+        ("Stop run", "", "stop_run"),
+        None,
+        ("Run job", "", "run_job"),
+        ("Stop job", "", "stop_job"),
+    ),
+    "Help": (("Keyboard shortcuts", "", "show_shortcuts"), ("About", "", "show_about")),
+}
+GUI_KEYS = (
+    ("<Control-n>", "new_task"),
+    ("<Control-N>", "new_job"),  # Ctrl+Shift+N
+    ("<Control-s>", "save_task"),
+    ("<F5>", "run_selected"),
+    ("<Control-f>", "focus_filter"),
+    ("<Control-r>", "refresh_now"),
+    ("<Control-q>", "request_close"),
+)
+GUI_SHORTCUTS = (
+    ("Ctrl+N", "new task (in the selected job)"),
+    ("Ctrl+Shift+N", "new job"),
+    ("Ctrl+S", "save the task in the editor"),
+    ("F5", "run the selected task (in the Jobs tree: the job)"),
+    ("Delete", "delete what is selected in the focused list"),
+    ("Ctrl+F", "filter the tasks"),
+    ("Ctrl+R", "read everything again"),
+    ("Ctrl+Q", "quit"),
+)
+GUI_PANE_WEIGHTS = (0, 1, 1, 1, 2)
+GUI_SETTLE_POLL_SECONDS = 0.005
+
+
+@dataclass
+class LogTail:
+    """How far the Logs pane has read the shown run's log."""
+
+    generation: int = 0  # bumped when another run is shown: answers to older reads are dropped
+    offset: int = 0
+    busy: bool = False  # one read at a time, or text would arrive twice
+    again: bool = False  # a read was asked for while one was busy
+
+
+class App:
+    """The window. Owns the Tk root, the five panes, the menu and status bars, the inbox
+    that other threads post to (drained by an `after` loop), the worker thread, the engine
+    and the API thread, and the one error handler.
+
+    Panes report user actions here; the app calls the Service on the worker thread and
+    hands the results to the panes on the Tk thread. `run()` is the main loop; without it
+    (tests, benchmarks) `App(store, api_port=None, start_engine=False)` then `settle()`
+    returns once jobs, tasks and runs are shown, and `choose_in_jobs(Scope(SCOPE_JOB, id))`
+    is what clicking a job does. `close()` ends everything it started.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        root: tk.Tk | None = None,
+        api_port: int | None = None,
+        api_host: str = DEFAULT_HOST,
+        start_engine: bool = True,
+    ) -> None:
+        import tkinter as tk
+
+        self.store = store
+        self.root = root or tk.Tk(className=GUI_CLASS_NAME)
+        self.root.report_callback_exception = self._on_tk_error
+        self.inbox: queue.SimpleQueue[Posted] = queue.SimpleQueue()
+        self.engine = Engine(store, on_event=self._post_engine_event) if start_engine else None
+        self.service = Service(store, wake=self.engine.wake if self.engine else _no_wake)
+        self.reader = StoreReader(self.service)
+        self.jobs: dict[str, JSONDict] = {}
+        self.tasks: dict[str, JSONDict] = {}
+        self.runs: list[JSONDict] = []
+        self.engine_info: JSONDict = {}
+        self.scope = ALL_TASKS  # what the Tasks pane lists
+        self.choice = ALL_TASKS  # the Jobs tree's selection (a task row too)
+        self.task_id: str | None = None  # selected in the Tasks pane, shown in the editor
+        self.run_id: str | None = None  # its log is in the Logs pane
+        self.follow_newest = True  # a newer run at the top of the list takes the Logs pane
+        self.job_dialog: JobDialog | None = None
+        self.storage_error: str | None = None
+        self.loaded = False
+        self._closed = False
+        self._quit_asked = False
+        self._waiting: dict[int, tuple[Callable[[object], None], Callable[[Exception], None]]] = {}
+        self._last_ticket = ENGINE_TICKET
+        self._timers: dict[str, str] = {}
+        self._refreshing = False
+        self._refresh_again: bool | None = None  # a refresh asked for meanwhile (True: forced)
+        self._choose_after_refresh: Scope | None = None
+        self._log = LogTail()
+        self.api: ApiServer | None = None
+        self.api_error: str | None = None
+        self.looks = Looks(self.root)
+        self.paused = tk.BooleanVar(master=self.root, value=False)
+        self._build()
+        self._restore_layout()
+        self.worker = Worker(self.inbox)
+        self.api, self.api_error = self._start_api(api_host, api_port)
+        self._show_status()
+        self.root.protocol("WM_DELETE_WINDOW", self.request_close)
+        self.later(GUI_POLL_MS, self._drain, "drain")
+        self.later(GUI_REFRESH_MS, self._tick, "tick")
+        self.refresh(force=True)
+        self._engine_starting = False
+        self._take_engine()
+
+    # Building --------------------------------------------------------------------
+
+    def _build(self) -> None:
+        from tkinter import ttk
+
+        self.root.title(GUI_TITLE)
+        self.root.minsize(*GUI_MIN_SIZE)
+        outer = ttk.Frame(self.root)
+        outer.pack(fill="both", expand=True)
+        self.paned = ttk.PanedWindow(outer, orient="horizontal")
+        self.paned.pack(fill="both", expand=True, padx=4, pady=(4, 0))
+        self.jobs_pane = JobsPane(self, self.paned, self.looks)
+        self.tasks_pane = TasksPane(self, self.paned, self.looks)
+        self.editor = EditorPane(self, self.paned, self.looks)
+        self.runs_pane = RunsPane(self, self.paned, self.looks)
+        self.logs_pane = LogsPane(self, self.paned, self.looks)
+        frames = [
+            pane.frame
+            for pane in (self.jobs_pane, self.tasks_pane, self.editor, self.runs_pane, self.logs_pane)
+        ]
+        for frame, weight in zip(frames, GUI_PANE_WEIGHTS, strict=True):
+            self.paned.add(frame, weight=weight)
+        ttk.Separator(outer).pack(fill="x")
+        self.status_bar = StatusBar(outer)
+        self.status_bar.frame.pack(fill="x")
+        self._build_menu()
+        for sequence, name in GUI_KEYS:
+            self.root.bind(sequence, self._key_handler(getattr(self, name)))
+        self._update_actions()
+        self._show_status()
+
+    def _build_menu(self) -> None:
+        import tkinter as tk
+
+        bar = tk.Menu(self.root, tearoff=False)
+        for title, items in GUI_MENUS.items():
+            menu = tk.Menu(bar, tearoff=False)
+            for item in items:
+                if item is None:
+                    menu.add_separator()
+                    continue
+                label, accelerator, name = item
+                menu.add_command(label=label, accelerator=accelerator, command=getattr(self, name))
+            if title == "Run":
+                menu.add_separator()
+                menu.add_checkbutton(label="Pause all runs", variable=self.paused, command=self.toggle_pause)
+            bar.add_cascade(label=title, menu=menu)
+        self.root.configure(menu=bar)
+
+    @staticmethod
+    def _key_handler(action: Callable[[], None]) -> Callable[[tk.Event[tk.Misc]], str]:
+        def handler(event: tk.Event[tk.Misc]) -> str:
+            action()
+            return "break"
+
+        return handler
+
+    def _start_api(self, host: str, port: int | None) -> tuple[ApiServer | None, str | None]:
+        if port is None:
+            return None, None
+        try:
+            api = ApiServer(self.service, host, port)
+        except SchedulerError as error:  # the window works without it; the status bar says why
+            log.warning("%s", error)
+            return None, error.message
+        api.start()
+        return api, None
+
+    def _start_engine(self, engine: Engine) -> bool:
+        """Become the data home's engine (worker thread: recovery reads every run)."""
+        if not engine.start():
+            return False
+        if self.api:
+            owner = self.service.engine_status()["owner"]
+            self.store.set_engine_state(owner={**owner, "api": self.api.address})
+        return True
+
+    # Layout (remembered in the settings) ---------------------------------------------
+
+    def _restore_layout(self) -> None:
+        saved = self._saved_layout()
+        geometry = saved.get("geometry")
+        if not (isinstance(geometry, str) and GUI_GEOMETRY.fullmatch(geometry)):
+            width = min(GUI_DEFAULT_SIZE[0], self.root.winfo_screenwidth() - GUI_SCREEN_MARGIN)
+            height = min(GUI_DEFAULT_SIZE[1], self.root.winfo_screenheight() - GUI_SCREEN_MARGIN)
+            geometry = f"{width}x{height}"
+        self.root.geometry(geometry)
+        sashes = saved.get("sashes")
+        self._sashes: list[int] | None = sashes if _valid_sashes(sashes) else None
+        self._sashes_placed = False
+        self.paned.bind("<Configure>", self._place_sashes, add=True)
+        self.paned.bind("<ButtonRelease-1>", lambda event: self._keep_panes_open(), add=True)
+
+    def _saved_layout(self) -> JSONDict:
+        try:
+            saved = self.store.settings().get(GUI_SETTINGS_KEY)
+        except SchedulerError as error:
+            log.warning("window layout not restored: %s", error)
+            return {}
+        return saved if isinstance(saved, dict) else {}
+
+    def _place_sashes(self, event: tk.Event[tk.Misc]) -> None:
+        """Put the sashes where they were (or share the width out), once the width is known."""
+        if self._sashes_placed or event.width <= GUI_PANE_MIN_WIDTH * len(GUI_PANE_SHARES):
+            return
+        shares = [sum(GUI_PANE_SHARES[: n + 1]) for n in range(GUI_SASH_COUNT)]
+        wanted = self._sashes or [round(share * event.width) for share in shares]
+        positions = _clamp_sashes(wanted, event.width, GUI_PANE_MIN_WIDTH)
+        for _ in range(2):  # a sash cannot pass its neighbours: a second pass settles them
+            for index, position in enumerate(positions):
+                self.paned.sashpos(index, position)  # type: ignore[no-untyped-call]  # typeshed: untyped
+        self._sashes_placed = True
+
+    def _keep_panes_open(self) -> None:
+        """After a sash is dragged: no pane narrower than GUI_PANE_MIN_WIDTH."""
+        current = [self._sash(index) for index in range(GUI_SASH_COUNT)]
+        wanted = _clamp_sashes(current, self.paned.winfo_width(), GUI_PANE_MIN_WIDTH)
+        for index, (now, position) in enumerate(zip(current, wanted, strict=True)):
+            if now != position:
+                self.paned.sashpos(index, position)  # type: ignore[no-untyped-call]  # typeshed: untyped
+
+    def _sash(self, index: int) -> int:
+        return int(self.paned.sashpos(index))  # type: ignore[no-untyped-call]  # typeshed: untyped
+
+    def _save_layout(self) -> None:
+        sashes = [self._sash(index) for index in range(GUI_SASH_COUNT)]
+        layout = {"geometry": self.root.geometry(), "sashes": sashes}
+        self.store.update_settings({GUI_SETTINGS_KEY: layout})
+
+    # Threads, timers and errors --------------------------------------------------------
+
+    def later(self, delay_ms: int, callback: Callable[[], None], key: str) -> None:
+        """Run `callback` on the Tk thread after `delay_ms`; one timer per key (a new one
+        replaces the old). Timers die with the window."""
+        if self._closed:
+            return
+        previous = self._timers.pop(key, None)
+        if previous:
+            self.root.after_cancel(previous)
+
+        def fire() -> None:
+            self._timers.pop(key, None)
+            callback()
+
+        self._timers[key] = self.root.after(delay_ms, fire)
+
+    def submit(
+        self,
+        call: Callable[[], T],
+        done: Callable[[T], None] | None = None,
+        *,
+        failed: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """Run `call` on the worker thread; `done` (or `failed`, else the error handler)
+        then runs on the Tk thread."""
+        if self._closed:
+            return
+
+        def finish(result: object) -> None:
+            if done is not None:
+                done(cast(T, result))  # the answer to `call`, which returns a T
+
+        self._last_ticket += 1
+        self._waiting[self._last_ticket] = (finish, failed or self.report)
+        self.worker.submit(self._last_ticket, call)
+
+    def act(self, call: Callable[[], T], done: Callable[[T], None] | None = None) -> None:
+        """A change to the store: run it on the worker, then read everything again."""
+
+        def finish(result: T) -> None:
+            if done is not None:
+                done(result)
+            self.refresh(force=True)
+
+        self.submit(call, finish)
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Process events until every request made so far is answered (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.root.update()
+            if not self._waiting and self.inbox.empty():
+                return True
+            time.sleep(GUI_SETTLE_POLL_SECONDS)
+        return False
+
+    def _drain(self) -> None:
+        if self._quit_asked:
+            self.close()
+            return
+        self.later(GUI_POLL_MS, self._drain, "drain")
+        deadline = time.monotonic() + GUI_DRAIN_BUDGET_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                posted = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self._deliver(posted)
+            except Exception as error:  # one bad answer must not stop the others; report logs it
+                self.report(error)
+
+    def _deliver(self, posted: Posted) -> None:
+        if posted.ticket == ENGINE_TICKET:
+            self._on_engine_event(cast(JSONDict, posted.result))
+            return
+        done, failed = self._waiting.pop(posted.ticket)
+        if posted.error is not None:
+            failed(posted.error)
+        else:
+            done(posted.result)
+
+    def _tick(self) -> None:
+        self.later(GUI_REFRESH_MS, self._tick, "tick")
+        self.refresh()
+        if any(run["status"] == RunStatus.RUNNING for run in self.runs):
+            self._show_runs()  # the time column of running runs moves on
+
+    def _post_engine_event(self, event: JSONDict) -> None:
+        """Called on engine threads: only queues the event for the Tk thread."""
+        self.inbox.put(Posted(ENGINE_TICKET, event))
+
+    def _on_engine_event(self, event: JSONDict) -> None:
+        self.later(GUI_SOON_MS, self.refresh_now, "soon")
+        if (event.get("run") or {}).get("id") == self.run_id:
+            self.later(0, self._poll_log, "log")
+
+    def report(self, error: BaseException) -> None:
+        """The one error handler: the error goes to the log and to a message box."""
+        if isinstance(error, SchedulerError):
+            log.warning("%s", error)
+            self.alert("Claude Code Scheduler", str(error))
+        else:
+            log.error("unexpected error in the window", exc_info=error)
+            self.alert("Unexpected error", f"{type(error).__name__}: {error}\n\nThe details are in the log.")
+
+    def _on_tk_error(
+        self, kind: type[BaseException], error: BaseException, trace: TracebackType | None
+    ) -> None:
+        self.report(error)
+
+    def preview_schedule(self, schedule: JSONDict) -> JSONDict:
+        """Fire times and a description of an unsaved schedule: pure computation without
+        the store, so it runs on the Tk thread while someone types."""
+        return self.service.preview(schedule, count=GUI_PREVIEW_COUNT)
+
+    # Asking people (replaced in tests) ---------------------------------------------------
+
+    def alert(self, title: str, message: str) -> None:
+        from tkinter import messagebox
+
+        if not self._closed:
+            messagebox.showerror(title, message, parent=self.root)
+
+    def inform(self, title: str, message: str) -> None:
+        from tkinter import messagebox
+
+        messagebox.showinfo(title, message, parent=self.root)
+
+    def confirm(self, title: str, message: str) -> bool:
+        from tkinter import messagebox
+
+        return bool(messagebox.askyesno(title, message, parent=self.root, icon="warning", default="no"))
+
+    def ask_unsaved(self, name: str) -> bool | None:
+        """Save (True), discard (False) or stay (None)?"""
+        from tkinter import messagebox
+
+        return messagebox.askyesnocancel("Unsaved changes", f"Save your changes to {name}?", parent=self.root)
+
+    # Reading the store -------------------------------------------------------------------
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Read the store again (on the worker); unless forced, only if a file changed."""
+        if self._refreshing:
+            self._refresh_again = bool(self._refresh_again) or force
+            return
+        self._refreshing = True
+        self.submit(
+            lambda: self.reader.snapshot(force=force), self._apply_snapshot, failed=self._refresh_failed
+        )
+
+    def refresh_now(self) -> None:
+        self.refresh(force=True)
+
+    def _refresh_finished(self) -> None:
+        self._refreshing = False
+        again, self._refresh_again = self._refresh_again, None
+        if again is not None:
+            self.refresh(force=again)
+
+    def _refresh_failed(self, error: Exception) -> None:
+        self._refresh_finished()
+        self.report(error)
+
+    def _apply_snapshot(self, snap: Snapshot) -> None:
+        self._refresh_finished()
+        self.engine_info = snap.engine or self.engine_info
+        self._note_storage_error(snap.error)
+        if snap.jobs is not None and snap.tasks is not None:
+            self.jobs = {job["id"]: job for job in snap.jobs}
+            self.tasks = {task["id"]: task for task in snap.tasks}
+            self.loaded = True
+            self._drop_vanished()
+            self.jobs_pane.show(snap.jobs, snap.tasks)
+            self.jobs_pane.select(self.choice)
+            self.editor.set_jobs(snap.jobs)
+            self._sync_editor()
+            self._show_tasks()
+            self._load_runs()
+            if self._choose_after_refresh:
+                choice, self._choose_after_refresh = self._choose_after_refresh, None
+                self.choose_in_jobs(choice)
+        self._show_status()
+        self._update_actions()
+        if self.engine_info and not self.engine_info.get("running"):
+            self._take_engine()  # the process that had it has quit
+
+    def _take_engine(self) -> None:
+        """Become the engine (on the worker: recovery reads every run), unless this window
+        already is or is trying; without success it stays a viewer and editor."""
+        engine = self.engine
+        if engine is None or engine.owns or self._engine_starting:
+            return
+        self._engine_starting = True
+        self.submit(lambda: self._start_engine(engine), self._engine_started)
+
+    def _engine_started(self, owns: bool) -> None:
+        self._engine_starting = False
+        self.refresh(force=True)
+
+    def _note_storage_error(self, error: str | None) -> None:
+        if error != self.storage_error:
+            self.storage_error = error
+            if error:
+                self.report(StorageError(error))
+
+    def _drop_vanished(self) -> None:
+        """Forget selections whose job or task was deleted (by anyone)."""
+        if self.scope.kind == SCOPE_JOB and self.scope.ident not in self.jobs:
+            self.scope = ALL_TASKS
+        gone_task = self.choice.kind == SCOPE_TASK and self.choice.ident not in self.tasks
+        if gone_task or (self.choice.kind == SCOPE_JOB and self.choice.ident not in self.jobs):
+            self.choice = self.scope
+        if self.task_id and self.task_id not in self.tasks:
+            self.task_id = None
+
+    def _sync_editor(self) -> None:
+        """Keep the editor's task in step with the store without losing unsaved edits."""
+        shown = self.editor.task
+        if not self.editor.is_open or shown is None:
+            return
+        current = self.tasks.get(shown["id"])
+        if current is not None and current.get("updated_at") == shown.get("updated_at"):
+            return
+        if not self.editor.is_dirty():
+            self.editor.load(current) if current else self.editor.clear()
+        elif current is None:
+            self.editor.note_deleted_elsewhere()
+        else:
+            self.editor.note_changed_elsewhere(current)
+
+    def _scope_tasks(self, scope: Scope) -> list[JSONDict]:
+        tasks = list(self.tasks.values())
+        if scope.kind == SCOPE_UNASSIGNED:
+            return [task for task in tasks if not task.get("job_id")]
+        if scope.kind == SCOPE_JOB:
+            job = self.jobs.get(str(scope.ident)) or {"task_order": []}
+            return _order_tasks(
+                [task for task in tasks if task.get("job_id") == scope.ident], job["task_order"]
+            )
+        return tasks
+
+    def _scope_title(self, scope: Scope) -> str:
+        if scope.kind == SCOPE_JOB:
+            return str((self.jobs.get(str(scope.ident)) or {}).get("name", "Job"))
+        if scope.kind == SCOPE_TASK:
+            return str((self.tasks.get(str(scope.ident)) or {}).get("name", "Task"))
+        return "(Unassigned)" if scope.kind == SCOPE_UNASSIGNED else "All tasks"
+
+    def _show_tasks(self) -> None:
+        self.tasks_pane.show(self._scope_tasks(self.scope), self._scope_title(self.scope), self.task_id)
+
+    @property
+    def runs_scope(self) -> Scope:
+        return Scope(SCOPE_TASK, self.task_id) if self.task_id else self.scope
+
+    def _load_runs(self) -> None:
+        scope = self.runs_scope
+        self.submit(lambda: self.reader.runs(scope), lambda runs: self._apply_runs(scope, runs))
+
+    def _apply_runs(self, scope: Scope, runs: list[JSONDict]) -> None:
+        if scope != self.runs_scope:
+            return  # the person chose something else meanwhile
+        names = {task_id: task["name"] for task_id, task in self.tasks.items()}
+        self.runs = [{**run, "task_name": names.get(run["task_id"], "")} for run in runs]
+        newest = self.runs[0]["id"] if self.runs else None
+        known = any(run["id"] == self.run_id for run in self.runs)
+        if not known or (self.follow_newest and newest != self.run_id):
+            self._open_run(newest, follow=True)
+        self._show_runs()
+        self._update_actions()
+
+    def _show_runs(self) -> None:
+        scope = self.runs_scope
+        self.runs_pane.show(
+            self.runs, self._scope_title(scope), self.run_id, with_task=scope.kind != SCOPE_TASK
+        )
+        run = self._run(self.run_id)
+        if run:
+            self.logs_pane.set_title(self._run_title(run))
+
+    def _run(self, run_id: str | None) -> JSONDict | None:
+        return next((run for run in self.runs if run["id"] == run_id), None)
+
+    @staticmethod
+    def _run_title(run: JSONDict) -> str:
+        return f"{run.get('task_name') or 'Run'} · {_short(run['id'])} · {run['status']}"
+
+    # Following a run's log -----------------------------------------------------------------
+
+    def _open_run(self, run_id: str | None, *, follow: bool) -> None:
+        self.follow_newest = follow
+        self.run_id = run_id
+        self._log.generation += 1
+        self._log.offset = 0
+        self.runs_pane.table.select(run_id)
+        run = self._run(run_id)
+        if run is None:
+            self.logs_pane.start("", "No runs here yet." if not self.runs else "Select a run to see its log.")
+            return
+        self.logs_pane.start(self._run_title(run), "Waiting for output…")
+        self._poll_log()
+
+    def _poll_log(self) -> None:
+        """Read the shown run's log from where the last read ended (one read at a time)."""
+        if self._log.busy:
+            self._log.again = True
+            return
+        run_id, offset, generation = self.run_id, self._log.offset, self._log.generation
+        if run_id is None:
+            return
+        self._log.busy = True
+        self.submit(
+            lambda: self.service.read_log(run_id, offset),
+            lambda chunk: self._apply_log(generation, chunk),
+            failed=lambda error: self._log_failed(generation, error),
+        )
+
+    def _log_read_done(self) -> bool:
+        """Mark the read finished; True when another read was asked for meanwhile."""
+        again = self._log.again
+        self._log.busy = self._log.again = False
+        return again
+
+    def _apply_log(self, generation: int, chunk: JSONDict) -> None:
+        again = self._log_read_done()
+        if generation != self._log.generation:
+            if again:
+                self._poll_log()
+            return
+        data, active = str(chunk["data"]), bool(chunk["active"])
+        self._log.offset = int(chunk["next_offset"])
+        if data:
+            self.logs_pane.append(data, final=not active)
+        elif not active and chunk["offset"] == 0:
+            self.logs_pane.show_message("This run recorded no output.")
+        if data or again:
+            self.later(0, self._poll_log, "log")
+        elif active:
+            self.later(GUI_LOG_POLL_MS, self._poll_log, "log")
+
+    def _log_failed(self, generation: int, error: Exception) -> None:
+        again = self._log_read_done()
+        if generation != self._log.generation:
+            if again:
+                self._poll_log()
+        elif isinstance(error, NotFound):
+            self.logs_pane.show_message("This run was deleted.")
+        else:
+            self.report(error)
+
+    # Selections (from the panes) -------------------------------------------------------------
+
+    def choose_in_jobs(self, choice: Scope) -> None:
+        """The Jobs tree's selection: "All tasks", "(Unassigned)", a job, or a task."""
+        if choice == self.choice:
+            return
+        if choice.kind != SCOPE_TASK:
+            self._leave_editor(lambda: self._choose(choice, choice, None))
+            return
+        task = self.tasks.get(str(choice.ident))
+        if task is None:
+            return
+        scope = Scope(SCOPE_JOB, task["job_id"]) if task.get("job_id") else UNASSIGNED
+        self._leave_editor(lambda: self._choose(choice, scope, task["id"]), task["id"])
+
+    def _choose(self, choice: Scope, scope: Scope, task_id: str | None) -> None:
+        self.choice, self.scope = choice, scope
+        self._open_task(task_id)
+        self.jobs_pane.select(choice)
+        self._show_tasks()
+        self._load_runs()
+        self._update_actions()
+
+    def select_task(self, task_id: str) -> None:
+        """A task chosen in the Tasks pane: into the editor, its runs into the Runs pane."""
+        if task_id == self.task_id or task_id not in self.tasks:
+            return
+        self._leave_editor(lambda: self._select_task(task_id), task_id)
+
+    def _select_task(self, task_id: str) -> None:
+        self._open_task(task_id)
+        self.tasks_pane.table.select(task_id)
+        self._load_runs()
+        self._update_actions()
+
+    def _open_task(self, task_id: str | None) -> None:
+        self.task_id = task_id
+        if task_id:
+            self.editor.load(self.tasks[task_id])
+        else:
+            self.editor.clear()
+
+    def select_run(self, run_id: str) -> None:
+        if run_id != self.run_id:
+            self._open_run(run_id, follow=bool(self.runs) and self.runs[0]["id"] == run_id)
+            self._update_actions()
+
+    def _leave_editor(self, then: Callable[[], None], target: str | None = None) -> None:
+        """Do `then` once the editor's unsaved changes are saved or dropped, as the person
+        says; if they cancel, put the panes' selections back."""
+        stays = target is not None and self.editor.task is not None and self.editor.task["id"] == target
+        if stays or not self.editor.is_dirty():
+            then()
+            return
+        answer = self.ask_unsaved(self.editor.title)
+        if answer is None:
+            self._reselect()
+        elif answer:
+            self.save_task(then=then, otherwise=self._reselect)
+        else:
+            then()
+
+    def _reselect(self) -> None:
+        self.jobs_pane.select(self.choice)
+        self.tasks_pane.table.select(self.task_id)
+
+    def _update_actions(self) -> None:
+        self.jobs_pane.set_actions(
+            job=self.scope.kind == SCOPE_JOB, deletable=self.choice.kind in (SCOPE_JOB, SCOPE_TASK)
+        )
+        self.tasks_pane.set_actions(self.tasks.get(self.task_id or ""))
+        self.runs_pane.set_actions(self._run(self.run_id))
+
+    def _show_status(self) -> None:
+        text, level = _engine_status_text(self.engine_info)
+        self.status_bar.show("engine", text, level)
+        self.status_bar.show("api", *self._api_text())
+        self.status_bar.show("next", _next_due_text(self.tasks.values()))
+        self.status_bar.show("counts", _counts_text(len(self.jobs), self.tasks.values()))
+        self.status_bar.show("error", self.storage_error or "", "error")
+        self.paused.set(bool(self.engine_info.get("paused")))
+
+    def _api_text(self) -> tuple[str, str]:
+        if self.api:
+            return f"API: {self.api.address}", ""
+        other = (self.engine_info.get("owner") or {}).get("api")
+        if other and not self.engine_info.get("here"):
+            return f"API: {other} (the engine's process)", ""
+        return (f"API: off ({self.api_error})", "warning") if self.api_error else ("API: off", "")
+
+    # Task actions ------------------------------------------------------------------------
+
+    def new_task(self) -> None:
+        """A new task in the editor, assigned to the job whose tasks are listed."""
+        job_id = self.scope.ident if self.scope.kind == SCOPE_JOB else None
+        self._leave_editor(lambda: self._new_task(job_id))
+
+    def _new_task(self, job_id: str | None) -> None:
+        self.task_id = None
+        self.tasks_pane.table.select(None)
+        self.editor.new(job_id)
+        self._load_runs()
+        self._update_actions()
+
+    def save_task(
+        self, then: Callable[[], None] | None = None, otherwise: Callable[[], None] | None = None
+    ) -> None:
+        """Save the editor's task (create it if new); `then` runs once it is stored."""
+        if not self.editor.is_open:
+            return
+        try:
+            data = self.editor.collect()
+        except Invalid as error:
+            self.editor.show_invalid(error)
+            if otherwise:
+                otherwise()
+            return
+        task = self.editor.task
+        if task is None:
+            call: Callable[[], JSONDict] = lambda: self.service.create_task(data)  # noqa: E731
+        else:
+            call = functools.partial(self.service.update_task, str(task["id"]), data)
+        self.editor.set_busy(True)
+        self.submit(
+            call,
+            lambda saved: self._task_saved(saved, then),
+            failed=lambda error: self._task_not_saved(error, otherwise),
+        )
+
+    def _task_saved(self, saved: JSONDict, then: Callable[[], None] | None) -> None:
+        self.editor.set_busy(False)
+        self.tasks[saved["id"]] = saved
+        if then:
+            then()
+        else:
+            self.task_id = saved["id"]
+            self.editor.load(saved)
+            self._show_tasks()
+            self._load_runs()
+        self.refresh(force=True)
+
+    def _task_not_saved(self, error: Exception, otherwise: Callable[[], None] | None) -> None:
+        self.editor.set_busy(False)
+        if isinstance(error, Invalid):
+            self.editor.show_invalid(error)
+        else:
+            self.report(error)
+        if otherwise:
+            otherwise()
+
+    def revert_task(self) -> None:
+        """Back to the stored task (or a blank new one), dropping the edits."""
+        if self.editor.task:
+            self.editor.load(self.tasks.get(self.editor.task["id"], self.editor.task))
+        elif self.editor.is_open:
+            self.editor.new(self.scope.ident if self.scope.kind == SCOPE_JOB else None)
+
+    def run_task(self) -> None:
+        if self.task_id:
+            self.act(functools.partial(self.service.request_run, self.task_id), self._follow)
+
+    def run_selected(self) -> None:
+        """F5: the job when its row has the focus in the Jobs tree, else the selected task."""
+        in_jobs_tree = self.root.focus_get() is self.jobs_pane.table.tree
+        if in_jobs_tree and self.choice.kind == SCOPE_JOB:
+            self.run_job()
+        elif self.task_id:
+            self.run_task()
+        elif self.scope.kind == SCOPE_JOB:
+            self.run_job()
+
+    def toggle_task(self) -> None:
+        task = self.tasks.get(self.task_id or "")
+        if task:
+            self.act(functools.partial(self.service.set_enabled, task["id"], not task.get("enabled", True)))
+
+    def delete_task(self, task_id: str | None = None) -> None:
+        """Delete a task (the selected one) after confirming, with its runs and logs."""
+        task = self.tasks.get(task_id or self.task_id or "")
+        if task is None:
+            return
+        self.submit(
+            functools.partial(self.service.list_runs, task_id=task["id"]),
+            lambda runs: self._confirm_delete_task(task, runs),
+        )
+
+    def _confirm_delete_task(self, task: JSONDict, runs: list[JSONDict]) -> None:
+        active = sum(run["status"] in ACTIVE_STATUSES for run in runs)
+        lines = [
+            f"Delete the task “{task['name']}”?",
+            "",
+            f"Its {_plural(len(runs), 'run')} and their logs are deleted too.",
+        ]
+        if active:
+            lines.append(f"Its {_plural(active, 'active run')} will be stopped first.")
+        if not self.confirm("Delete task", "\n".join([*lines, "", "This cannot be undone."])):
+            return
+        self.act(
+            functools.partial(self.service.delete_task, task["id"], force=True),
+            lambda result: self._task_deleted(task["id"]),
+        )
+
+    def _task_deleted(self, task_id: str) -> None:
+        if self.task_id == task_id:
+            self.task_id = None
+            self.editor.clear()
+        if self.choice == Scope(SCOPE_TASK, task_id):
+            self.choice = self.scope
+
+    def delete_from_jobs(self) -> None:
+        """Delete in the Jobs tree: the selected job, or the selected task."""
+        if self.choice.kind == SCOPE_TASK:
+            self.delete_task(self.choice.ident)
+        elif self.choice.kind == SCOPE_JOB:
+            self.delete_job()
+
+    def delete_focused(self) -> None:
+        """Delete (menu): in whichever list has the keyboard focus."""
+        focus = self.root.focus_get()
+        if focus is self.jobs_pane.table.tree:
+            self.delete_from_jobs()
+        elif focus is self.runs_pane.table.tree:
+            self.delete_run()
+        else:
+            self.delete_task()
+
+    def focus_filter(self) -> None:
+        self.tasks_pane.focus_filter()
+
+    # Job actions -----------------------------------------------------------------------------
+
+    def new_job(self) -> None:
+        self._open_job_dialog(None)
+
+    def edit_job(self) -> None:
+        job = self.jobs.get(str(self.scope.ident)) if self.scope.kind == SCOPE_JOB else None
+        if job:
+            self._open_job_dialog(job)
+
+    def _open_job_dialog(self, job: JSONDict | None) -> None:
+        if self.job_dialog:
+            self.job_dialog.close()
+        self.job_dialog = JobDialog(self, job)
+
+    def job_dialog_closed(self, dialog: JobDialog) -> None:
+        if self.job_dialog is dialog:
+            self.job_dialog = None
+
+    def save_job(self, dialog: JobDialog) -> None:
+        data, job_id = dialog.collect(), dialog.job_id
+        if job_id:
+            call = functools.partial(self.service.update_job, job_id, data)
+        else:
+            call = functools.partial(self.service.create_job, data)
+        dialog.set_busy(True)
+        self.submit(
+            call,
+            lambda job: self._job_saved(dialog, job),
+            failed=lambda error: self._job_not_saved(dialog, error),
+        )
+
+    def _job_saved(self, dialog: JobDialog, job: JSONDict) -> None:
+        dialog.close()
+        if dialog.job_id is None:
+            self._choose_after_refresh = Scope(SCOPE_JOB, job["id"])
+        self.refresh(force=True)
+
+    def _job_not_saved(self, dialog: JobDialog, error: Exception) -> None:
+        dialog.set_busy(False)
+        if isinstance(error, Invalid):
+            dialog.show_error(str(error))
+        else:
+            self.report(error)
+
+    def delete_job(self) -> None:
+        """Delete the selected job after a confirmation naming what the cascade removes."""
+        if self.choice.kind == SCOPE_JOB and self.choice.ident:
+            self.submit(
+                functools.partial(self.service.delete_preview, self.choice.ident), self._confirm_delete_job
+            )
+
+    def _confirm_delete_job(self, preview: JSONDict) -> None:
+        job = preview["job"]
+        tasks = self._scope_tasks(Scope(SCOPE_JOB, job["id"]))
+        if not self.confirm(
+            "Delete job", _delete_job_message(preview, [str(task["name"]) for task in tasks])
+        ):
+            return
+        self.act(
+            functools.partial(self.service.delete_job, job["id"], force=True),
+            lambda result: self._job_deleted(job["id"]),
+        )
+
+    def _job_deleted(self, job_id: str) -> None:
+        shown = self.editor.task
+        if shown is not None and shown.get("job_id") == job_id:
+            self.task_id = None
+            self.editor.clear()
+        if self.scope == Scope(SCOPE_JOB, job_id):
+            self._choose(ALL_TASKS, ALL_TASKS, None)
+
+    def run_job(self) -> None:
+        if self.scope.kind == SCOPE_JOB and self.scope.ident:
+            self.act(functools.partial(self.service.run_job, self.scope.ident), self._follow)
+
+    def stop_job(self) -> None:
+        if self.scope.kind == SCOPE_JOB and self.scope.ident:
+            self.act(functools.partial(self.service.stop_job, self.scope.ident))
+
+    # Run and log actions -----------------------------------------------------------------------
+
+    def _follow(self, result: JSONDict) -> None:
+        """A run was just asked for: show the newest run's log as the list updates."""
+        self.follow_newest = True
+
+    def stop_run(self) -> None:
+        if self.run_id:
+            self.act(functools.partial(self.service.stop_run, self.run_id))
+
+    def rerun(self) -> None:
+        run = self._run(self.run_id)
+        if run:
+            self.act(functools.partial(self.service.request_run, run["task_id"]), self._follow)
+
+    def delete_run(self) -> None:
+        run = self._run(self.run_id)
+        if run is None:
+            return
+        question = (
+            f"Delete this run of “{run['task_name'] or 'a task'}” and its log?\n\nThis cannot be undone."
+        )
+        if self.confirm("Delete run", question):
+            self.act(functools.partial(self.service.delete_run, run["id"]), self._follow)
+
+    def copy_log(self) -> None:
+        text = self.logs_pane.text_to_copy()
+        if text:
+            self.root.clipboard_clear()
+            self.root.clipboard_append(text)
+
+    def open_log(self) -> None:
+        if self.run_id:
+            path = self.store.log_path(self.run_id)
+            if not path.exists():
+                raise NotFound(f"this run has no log file (yet): {path}")
+            _open_in_desktop(path)
+
+    def open_data_folder(self) -> None:
+        _open_in_desktop(self.store.home)
+
+    def toggle_pause(self) -> None:
+        self.act(functools.partial(self.service.set_paused, self.paused.get()))
+
+    def show_shortcuts(self) -> None:
+        width = max(len(keys) for keys, _ in GUI_SHORTCUTS)
+        self.inform(
+            "Keyboard shortcuts", "\n".join(f"{keys.ljust(width)}   {what}" for keys, what in GUI_SHORTCUTS)
+        )
+
+    def show_about(self) -> None:
+        api = self.api.address if self.api else "off"
+        self.inform(
+            "About",
+            f"Claude Code Scheduler {__version__}\n\nData home: {self.store.home}\nREST API: {api}",
+        )
+
+    # Closing -------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """The Tk main loop, until the window is closed or SIGINT/SIGTERM asks it to quit
+        (which stops this window's runs, recorded as cancelled, as closing it does)."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.root.mainloop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.close()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._quit_asked = True  # the next drain acts on it: a signal handler must not call into Tk
+
+    def request_close(self) -> None:
+        """Quit, after asking about unsaved edits and about runs that quitting stops."""
+        self._leave_editor(self._confirm_quit)
+
+    def _confirm_quit(self) -> None:
+        active = self.engine.active_run_ids if self.engine else []
+        question = (
+            f"{_plural(len(active), 'run')} started by this window will be stopped "
+            "and recorded as cancelled. Quit anyway?"
+        )
+        if not active or self.confirm("Quit", question):
+            self.close()
+
+    def close(self) -> None:
+        """Stop what this window started (its runs are cancelled) and destroy it; idempotent."""
+        if self._closed:
+            return
+        try:
+            self._save_layout()
+        except SchedulerError as error:
+            log.warning("window layout not saved: %s", error)
+        self._closed = True
+        for timer in self._timers.values():
+            self.root.after_cancel(timer)
+        self._timers.clear()
+        self.root.withdraw()
+        self.worker.stop()
+        if self.api:
+            self.api.stop()
+        if self.engine:
+            self.engine.stop()
+        self.root.destroy()
+
+
+def run_gui(home: Path, *, api_port: int | None = DEFAULT_PORT) -> int:
+    """Open the window on a data home until it is closed. Exit code 2, with a message that
+    names `serve` and `cli`, when this Python has no Tk or there is no display."""
+    try:
+        import tkinter as tk
+    except ImportError as error:
+        return _no_window(f"this Python has no Tk ({error})")
+    try:
+        root = tk.Tk(className=GUI_CLASS_NAME)
+    except tk.TclError as error:
+        return _no_window(str(error))
+    try:
+        store = Store(home)
+    except SchedulerError as error:
+        from tkinter import messagebox
+
+        print(f"error: {error}", file=sys.stderr)
+        root.withdraw()
+        messagebox.showerror(GUI_TITLE, str(error), parent=root)
+        root.destroy()
+        return error.exit_code
+    App(store, root=root, api_port=api_port).run()
+    return 0
+
+
+def _no_window(reason: str) -> int:
+    print("error: " + GUI_NO_WINDOW.format(reason=reason.rstrip(".")), file=sys.stderr)
+    return 2
+
+
+####
 # Entry point ####
 ####
 
@@ -5173,6 +8238,12 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_gui(args: argparse.Namespace) -> int:
+    """The window, with the engine and (unless --no-api) the REST API in it."""
+    port = None if getattr(args, "no_api", False) else getattr(args, "port", DEFAULT_PORT)
+    return run_gui(data_home(args), api_port=port)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse argv, pick the mode, run it; return the exit code."""
     parser = build_parser()
@@ -5183,7 +8254,12 @@ def main(argv: list[str] | None = None) -> int:
     chattiness = args.verbose + (args.mode == "serve")  # serve logs its work by default
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(chattiness, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
-    modes: dict[str | None, Callable[[argparse.Namespace], int]] = {"cli": _run_cli, "serve": _run_serve}
+    modes: dict[str | None, Callable[[argparse.Namespace], int]] = {
+        "cli": _run_cli,
+        "serve": _run_serve,
+        "gui": _run_gui,
+        None: _run_gui,
+    }
     return modes[args.mode](args)
 
 

@@ -1,0 +1,707 @@
+"""The window, driven through its widgets under Xvfb.
+
+A session fixture uses $DISPLAY, or starts Xvfb on a free display number. Without Xvfb
+(or when no window can open) the tests skip, and fail when $CI says this is CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT
+
+import claude_scheduler as cs
+
+POLL_SECONDS = 0.01
+WAIT_SECONDS = 15.0
+REFRESH_BUDGET_SECONDS = 2.0  # changes by other processes show within two seconds
+XVFB_START_SECONDS = 10.0
+SCREEN = "1600x1000x24"
+
+
+def _unavailable(reason: str) -> None:
+    """Skip, or fail in CI: a CI run that silently skipped the window would prove nothing."""
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"the GUI tests cannot run: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def display() -> Iterator[str]:
+    """$DISPLAY if set; else an Xvfb of our own on a display number it picks itself."""
+    if os.environ.get("DISPLAY"):
+        yield os.environ["DISPLAY"]
+        return
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        _unavailable("Xvfb is not installed (apt-get install xvfb)")
+        return
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(
+        [xvfb, "-displayfd", str(write_end), "-screen", "0", SCREEN, "-nolisten", "tcp"],
+        pass_fds=(write_end,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    number = _read_line(read_end, XVFB_START_SECONDS)
+    os.close(read_end)
+    if not number.isdigit():
+        server.kill()
+        server.wait()
+        _unavailable("Xvfb did not start")
+        return
+    os.environ["DISPLAY"] = f":{number}"
+    _wait_for_display()
+    try:
+        yield os.environ["DISPLAY"]
+    finally:
+        del os.environ["DISPLAY"]
+        server.terminate()
+        server.wait(timeout=XVFB_START_SECONDS)
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    """The first line written to `fd` (the whole of it: Xvfb dies if its pipe closes early)."""
+    data, deadline = b"", time.monotonic() + timeout
+    while b"\n" not in data:
+        ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+        chunk = os.read(fd, 64) if ready else b""
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()
+
+
+def _wait_for_display() -> None:
+    """Xvfb names its display a moment before it takes connections."""
+    try:
+        import tkinter
+    except ImportError as error:
+        _unavailable(f"this Python has no tkinter ({error})")
+        return
+    deadline = time.monotonic() + XVFB_START_SECONDS
+    while True:
+        try:
+            tkinter.Tk().destroy()
+            return
+        except tkinter.TclError as error:
+            if time.monotonic() > deadline:
+                _unavailable(f"no window can open on the new Xvfb: {error}")
+            time.sleep(POLL_SECONDS * 10)
+
+
+@dataclass
+class Gui:
+    """The app under test, with its questions to people answered by the test."""
+
+    app: cs.App
+    alerts: list[str] = field(default_factory=list)
+    questions: list[str] = field(default_factory=list)
+    answers: list[bool] = field(default_factory=list)
+    unsaved_answers: list[bool | None] = field(default_factory=list)
+
+    def wait(self, condition: Callable[[], object], what: str, timeout: float = WAIT_SECONDS) -> float:
+        """Process events until `condition()` holds; return how long it took."""
+        start = time.monotonic()
+        while not condition():
+            if time.monotonic() - start > timeout:
+                raise AssertionError(f"timed out waiting for {what}")
+            self.app.root.update()
+            time.sleep(POLL_SECONDS)
+        return time.monotonic() - start
+
+    def settle(self) -> None:
+        assert self.app.settle(WAIT_SECONDS), "the window did not settle"
+
+    def confirm(self, title: str, message: str) -> bool:
+        self.questions.append(message)
+        return self.answers.pop(0)
+
+    def ask_unsaved(self, name: str) -> bool | None:
+        self.questions.append(f"unsaved {name}")
+        return self.unsaved_answers.pop(0)
+
+    # What the panes show -------------------------------------------------------------
+
+    def task_rows(self) -> list[str]:
+        tree = self.app.tasks_pane.table.tree
+        return [tree.item(iid, "text") for iid in tree.get_children()]
+
+    def select_in_jobs(self, iid: str) -> None:
+        self.app.jobs_pane.table.tree.selection_set(iid)
+        self.settle()
+
+    def select_task(self, task_id: str) -> None:
+        self.app.tasks_pane.table.tree.selection_set(task_id)
+        self.settle()
+
+    def press(self, widget: Any, sequence: str) -> None:
+        """A key press on a widget (which gets the keyboard focus first, as a click gives it)."""
+        widget.focus_force()
+        self.app.root.update()
+        widget.event_generate(sequence)
+        self.settle()
+
+    def log_text(self) -> str:
+        return str(self.app.logs_pane.text.get("1.0", "end-1c"))
+
+    def type_into(self, widget: Any, text: str) -> None:
+        """Replace an Entry's or a Text's content the way typing does."""
+        if hasattr(widget, "edit_modified"):
+            widget.delete("1.0", "end")
+            widget.insert("1.0", text)
+        else:
+            widget.delete(0, "end")
+            widget.insert(0, text)
+        self.app.root.update()
+
+
+@pytest.fixture
+def service(home: Path) -> cs.Service:
+    """Another door onto the same data home, as another process would have."""
+    return cs.Service(cs.Store(home))
+
+
+@contextlib.contextmanager
+def open_gui(home: Path, *, engine: bool = False) -> Iterator[Gui]:
+    """The window on a data home (no API; the engine if asked), closed at the end."""
+    try:
+        import tkinter
+    except ImportError as error:
+        _unavailable(f"this Python has no tkinter ({error})")
+        raise
+    try:
+        app = cs.App(cs.Store(home), api_port=None, start_engine=engine)
+    except tkinter.TclError as error:
+        _unavailable(f"no window can open: {error}")
+        raise
+    gui = Gui(app)
+    # The test answers the questions a person would (message boxes would wait for a click).
+    app.alert = lambda title, message: gui.alerts.append(message)  # type: ignore[method-assign]  # see above
+    app.confirm = gui.confirm  # type: ignore[method-assign]  # see above
+    app.ask_unsaved = gui.ask_unsaved  # type: ignore[method-assign]  # see above
+    try:
+        gui.settle()
+        if engine:
+            gui.wait(lambda: gui.app.engine_info.get("here"), "the engine to start")
+        yield gui
+    finally:
+        app.close()
+        # Widgets and Tk variables must be freed on this thread: drop the window here,
+        # before the garbage collector meets it on some worker thread of a later test.
+        del app, gui.app
+        gc.collect()
+    assert gui.alerts == [], gui.alerts
+
+
+@pytest.fixture
+def gui(home: Path, display: str) -> Iterator[Gui]:
+    """The window, with its engine, on a fresh data home."""
+    with open_gui(home, engine=True) as window:
+        yield window
+
+
+def make_task(service: cs.Service, name: str, job_id: str | None = None, **fields: Any) -> cs.JSONDict:
+    return service.create_task({"name": name, "prompt": f"Do {name}", "job_id": job_id, **fields})
+
+
+def add_run(store: cs.Store, task_id: str, status: cs.RunStatus = cs.RunStatus.SUCCESS) -> cs.Run:
+    run = cs.Run(cs.new_id(), task_id, status=status, started_at=cs.utcnow(), finished_at=cs.utcnow())
+    store.save_run(run)
+    store.log_path(run.id).write_text('{"type": "result", "subtype": "success", "result": "ok"}\n')
+    return run
+
+
+# The editor's values (pure: no window) ---------------------------------------------------
+
+
+def test_a_task_survives_the_editor_unchanged(service: cs.Service) -> None:
+    job = service.create_job({"name": "J"})
+    task = make_task(
+        service,
+        "Full",
+        job["id"],
+        model="opus",
+        permission_mode="acceptEdits",
+        working_directory="~/src",
+        allowed_tools=["Read", "Bash(git log, diff)"],
+        max_turns=7,
+        append_system_prompt="Be brief.",
+        timeout_seconds=600,
+        schedule={"type": "interval", "every_seconds": 5400, "anchor": "2025-01-01T00:00:00+00:00"},
+        overlap="queue",
+        catch_up="skip",
+        retry={"max_attempts": 2, "delay_seconds": 30, "backoff": 1.5},
+        env={"A": "1", "B": "x=y"},
+        enabled=False,
+    )
+    form = cs.task_to_form(task)
+    assert form["schedule.every_seconds"] == "1h30m"
+    fields = cs.form_to_task(form, task)
+    stored = {key: task[key] for key in fields}
+    assert fields == stored
+
+
+@pytest.mark.parametrize(
+    ("expression", "kind", "values"),
+    [
+        ("30 9 * * *", "daily", {"schedule.time": "09:30"}),
+        ("0 18 * * mon,fri", "weekly", {"schedule.days": "mon,fri", "schedule.time": "18:00"}),
+        ("5 7 L * *", "monthly", {"schedule.day": "L", "schedule.time": "07:05"}),
+        ("0 9 * * fri,mon", "cron", {}),  # a preset would write it in another order
+        ("*/5 * * * *", "cron", {}),
+        ("0 9 1 1 *", "cron", {}),
+    ],
+)
+def test_cron_presets_are_recognised_only_when_they_write_the_same_expression(
+    expression: str, kind: str, values: dict[str, str]
+) -> None:
+    form = cs.task_to_form({"schedule": {"type": "cron", "expression": expression}})
+    assert form["schedule.kind"] == kind
+    assert values.items() <= form.items()
+    assert cs.form_schedule(form)["expression"] == expression
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("schedule.time", "25:00", "schedule.time: '25:00' is not a time of day"),
+        ("schedule.days", "", "schedule.days: choose at least one day"),
+    ],
+)
+def test_preset_mistakes_name_their_field(name: str, value: str, message: str) -> None:
+    form = cs.task_to_form({"schedule": {"type": "cron", "expression": "0 9 * * mon"}})
+    form[name] = value
+    with pytest.raises(cs.Invalid) as caught:
+        cs.form_schedule(form)
+    assert str(caught.value).startswith(message)
+
+
+def test_form_values_that_cannot_be_read_name_their_field() -> None:
+    form = cs.task_to_form({"name": "n", "prompt": "p"})
+    for name, value in (("timeout_seconds", "soon"), ("env", "NO_EQUALS_SIGN"), ("schedule.at", "")):
+        broken = {**form, name: value, "schedule.kind": "once" if name == "schedule.at" else "manual"}
+        with pytest.raises(cs.Invalid) as caught:
+            cs.form_to_task(broken)
+        assert caught.value.field == name
+
+
+def test_sashes_leave_every_pane_open() -> None:
+    assert cs._clamp_sashes([100, 400, 700, 900], 1200, 150) == [150, 400, 700, 900]
+    assert cs._clamp_sashes([300, 310, 320, 1190], 1200, 150) == [300, 450, 600, 1050]
+
+
+# Jobs and tasks -------------------------------------------------------------------------
+
+
+def test_selecting_a_job_lists_its_tasks_in_its_order(service: cs.Service, home: Path, display: str) -> None:
+    alpha = service.create_job({"name": "Alpha"})
+    beta = service.create_job({"name": "Beta"})
+    first = make_task(service, "A1", alpha["id"])
+    second = make_task(service, "A2", alpha["id"])
+    make_task(service, "B1", beta["id"])
+    make_task(service, "Loose")
+    service.update_job(alpha["id"], {"task_order": [second["id"], first["id"]]})
+    with open_gui(home) as gui:
+        assert gui.task_rows() == ["A1", "A2", "B1", "Loose"]
+        gui.select_in_jobs(alpha["id"])
+        assert gui.task_rows() == ["A2", "A1"]
+        tree = gui.app.jobs_pane.table.tree
+        assert [tree.item(iid, "text") for iid in tree.get_children(alpha["id"])] == ["A2", "A1"]
+        assert tree.set(alpha["id"], "done") == "0/2"
+        gui.select_in_jobs(beta["id"])
+        assert gui.task_rows() == ["B1"]
+        gui.select_in_jobs(cs.SCOPE_ALL)
+        assert len(gui.task_rows()) == 4
+
+
+def test_unassigned_lists_exactly_the_tasks_without_a_job(
+    service: cs.Service, home: Path, display: str
+) -> None:
+    job = service.create_job({"name": "Job"})
+    make_task(service, "In the job", job["id"])
+    make_task(service, "Loose one")
+    make_task(service, "Loose two")
+    with open_gui(home) as gui:
+        gui.select_in_jobs(cs.SCOPE_UNASSIGNED)
+        assert gui.task_rows() == ["Loose one", "Loose two"]
+        tree = gui.app.jobs_pane.table.tree
+        children = [tree.item(iid, "text") for iid in tree.get_children(cs.SCOPE_UNASSIGNED)]
+        assert children == ["Loose one", "Loose two"]
+
+
+def test_a_task_row_in_the_jobs_tree_opens_it(service: cs.Service, home: Path, display: str) -> None:
+    job = service.create_job({"name": "Job"})
+    task = make_task(service, "Child", job["id"])
+    make_task(service, "Sibling", job["id"])
+    with open_gui(home) as gui:
+        gui.select_in_jobs(cs.TASK_IID_PREFIX + task["id"])
+        assert gui.app.task_id == task["id"]
+        assert gui.task_rows() == ["Child", "Sibling"]
+        assert gui.app.tasks_pane.table.selected() == task["id"]
+        assert gui.app.editor._strings["name"].get() == "Child"
+
+
+def test_a_new_task_gets_the_selected_job(gui: Gui, service: cs.Service) -> None:
+    job = service.create_job({"name": "Target"})
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    gui.app.tasks_pane.buttons["new"].invoke()
+    gui.settle()
+    editor = gui.app.editor
+    assert editor.is_open and editor.task is None
+    assert editor._combos["job_id"].get() == "Target"
+    gui.type_into(editor._entries["name"], "Fresh task")
+    gui.type_into(editor._texts["prompt"], "Say hello")
+    editor.save_button.invoke()
+    gui.wait(lambda: "Fresh task" in gui.task_rows(), "the new task in the list")
+    (created,) = service.list_tasks(job["id"])
+    assert created["name"] == "Fresh task"
+    assert created["prompt"] == "Say hello"
+    assert gui.app.task_id == created["id"]
+    assert not editor.is_dirty()
+
+
+def test_deleting_a_job_asks_then_cascades(gui: Gui, service: cs.Service) -> None:
+    job = service.create_job({"name": "Doomed"})
+    first = make_task(service, "First", job["id"])
+    second = make_task(service, "Second", job["id"])
+    survivor = make_task(service, "Survivor")
+    runs = [
+        add_run(service.store, first["id"]),
+        add_run(service.store, first["id"]),
+        add_run(service.store, second["id"]),
+    ]
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+
+    gui.answers.append(False)
+    gui.app.jobs_pane.buttons["delete"].invoke()
+    gui.wait(lambda: gui.questions, "the confirmation")
+    gui.settle()
+    message = gui.questions.pop()
+    assert "Doomed" in message and "First" in message and "Second" in message
+    assert "2 tasks, 3 runs and 3 log files" in message
+    assert [j["id"] for j in service.list_jobs()] == [job["id"]]
+
+    gui.answers.append(True)
+    gui.app.jobs_pane.buttons["delete"].invoke()
+    gui.wait(lambda: job["id"] not in gui.app.jobs, "the job to go")
+    assert service.list_jobs() == []
+    assert [task["id"] for task in service.list_tasks()] == [survivor["id"]]
+    assert not any(service.store.log_path(run.id).exists() for run in runs)
+    assert gui.app.scope == cs.ALL_TASKS
+    assert gui.task_rows() == ["Survivor"]
+
+
+def test_deleting_a_task_asks_and_removes_its_runs(gui: Gui, service: cs.Service) -> None:
+    task = make_task(service, "Old")
+    run = add_run(service.store, task["id"])
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(task["id"])
+    gui.answers.append(True)
+    gui.press(gui.app.tasks_pane.table.tree, "<Delete>")
+    gui.wait(lambda: task["id"] not in gui.app.tasks, "the task to go")
+    assert "Old" in gui.questions[0] and "1 run" in gui.questions[0]
+    assert not service.store.log_path(run.id).exists()
+    assert not gui.app.editor.is_open
+
+
+# The editor -------------------------------------------------------------------------------
+
+
+def test_the_editor_blocks_a_bad_cron_with_a_message(gui: Gui, service: cs.Service) -> None:
+    task = make_task(service, "Cron me")
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(task["id"])
+    editor = gui.app.editor
+    kind = editor._combos["schedule.kind"]
+    kind.set(cs.SCHEDULE_KINDS["cron"])
+    kind.event_generate("<<ComboboxSelected>>")
+    gui.type_into(editor._entries["schedule.expression"], "61 * * * *")
+    note = editor._notes["schedule.expression"][0]
+    gui.wait(lambda: "out of range" in str(note.cget("text")), "the live message")
+    editor.save_button.invoke()
+    gui.settle()
+    assert "minute field 61 is out of range 0-59" in str(note.cget("text"))
+    assert "Not saved" in str(editor.message.cget("text"))
+    assert service.get_task(task["id"])["schedule"] == {"type": "manual"}
+    assert editor.is_dirty()
+
+    gui.type_into(editor._entries["schedule.expression"], "30 2 * * *")
+    gui.wait(lambda: "02:30" in str(editor.preview_times.cget("text")), "the preview")
+    editor.save_button.invoke()
+    gui.wait(lambda: not editor.is_dirty(), "the save")
+    assert service.get_task(task["id"])["schedule"]["expression"] == "30 2 * * *"
+
+
+def test_weekly_preset_is_saved_as_cron(gui: Gui, service: cs.Service) -> None:
+    task = make_task(service, "Weekly")
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(task["id"])
+    editor = gui.app.editor
+    editor._combos["schedule.kind"].set(cs.SCHEDULE_KINDS["weekly"])
+    editor._days["mon"].set(True)
+    editor._days["fri"].set(True)
+    gui.type_into(editor._entries["schedule.time"], "07:15")
+    editor.save_button.invoke()
+    gui.wait(lambda: service.get_task(task["id"])["schedule"]["type"] == "cron", "the save")
+    assert service.get_task(task["id"])["schedule"]["expression"] == "15 7 * * mon,fri"
+
+
+def test_the_preview_of_a_stored_interval_matches_its_next_run(gui: Gui, service: cs.Service) -> None:
+    task = make_task(service, "Hourly", schedule={"type": "interval", "every_seconds": 3600})
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(task["id"])
+    first = cs.parse_time(service.get_task(task["id"])["next_run_at"], "next").astimezone()
+    times = gui.app.editor.preview_times
+    gui.wait(lambda: str(times.cget("text")), "the preview")
+    assert str(times.cget("text")).splitlines()[0] == f"{first:%a %Y-%m-%d %H:%M}"
+
+
+def test_switching_away_from_unsaved_changes_asks(gui: Gui, service: cs.Service) -> None:
+    first = make_task(service, "First")
+    second = make_task(service, "Second")
+    gui.app.refresh_now()
+    gui.wait(lambda: second["id"] in gui.app.tasks, "the tasks to show")
+    gui.select_task(first["id"])
+    editor = gui.app.editor
+    gui.type_into(editor._entries["name"], "First, renamed")
+    assert editor.is_dirty()
+
+    gui.unsaved_answers.append(None)  # cancel: stay
+    gui.select_task(second["id"])
+    assert gui.questions == ["unsaved “First, renamed”"]
+    assert gui.app.task_id == first["id"]
+    assert gui.app.tasks_pane.table.selected() == first["id"]
+    assert editor._strings["name"].get() == "First, renamed"
+
+    gui.unsaved_answers.append(True)  # save, then switch
+    gui.select_task(second["id"])
+    gui.wait(lambda: gui.app.task_id == second["id"], "the switch")
+    assert service.get_task(first["id"])["name"] == "First, renamed"
+    assert editor._strings["name"].get() == "Second"
+
+
+def test_keyboard_shortcuts(gui: Gui, service: cs.Service) -> None:
+    job = service.create_job({"name": "Keys"})
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    tree = gui.app.tasks_pane.table.tree
+    gui.press(tree, "<Control-n>")
+    assert gui.app.editor.is_open and gui.app.editor._value("job_id") == job["id"]
+    gui.press(tree, "<Control-f>")
+    assert gui.app.root.focus_get() is gui.app.tasks_pane.filter_entry
+    gui.press(gui.app.tasks_pane.filter_entry, "<Control-N>")
+    assert gui.app.job_dialog is not None
+    gui.app.job_dialog.name.set("Made by keys")
+    gui.app.job_dialog.save_button.invoke()
+    gui.wait(lambda: any(j["name"] == "Made by keys" for j in gui.app.jobs.values()), "the new job")
+    assert gui.app.job_dialog is None
+
+
+# Runs and logs -------------------------------------------------------------------------------
+
+
+def test_a_run_shows_live_in_the_logs_pane(gui: Gui, service: cs.Service) -> None:
+    task = make_task(service, "Live", prompt="Talk slowly [delay=0.4]")
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(task["id"])
+    gui.app.tasks_pane.buttons["run"].invoke()
+    gui.wait(lambda: "Looking at the repo." in gui.log_text(), "the first lines of the session")
+    assert "Done in 3 turns" not in gui.log_text(), "the log was not shown while the run was going"
+    assert gui.app._run(gui.app.run_id)["status"] in ("queued", "running")  # type: ignore[index]
+    gui.wait(lambda: "Done in 3 turns" in gui.log_text(), "the summary")
+    assert "$0.0123" in gui.log_text() and "62 in / 17 out tokens" in gui.log_text()
+    assert "→ Bash: ls" in gui.log_text()
+    gui.wait(lambda: gui.app.runs and gui.app.runs[0]["status"] == "success", "the run to finish")
+
+    gui.app.logs_pane.raw.set(True)
+    gui.app.logs_pane._rerender()
+    assert '"type":"result"' in gui.log_text().replace(" ", "")
+
+
+def test_a_run_started_by_another_process_shows(gui: Gui, home: Path) -> None:
+    task = make_task(cs.Service(cs.Store(home)), "Elsewhere", prompt="Work [delay=0.3]")
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(task["id"])
+    child = subprocess.Popen(
+        [sys.executable, str(ROOT / "claude_scheduler.py"), "cli", "tasks", "run", task["id"][:8]],
+        env={**os.environ, cs.HOME_ENV: str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        gui.wait(lambda: "Looking at the repo." in gui.log_text(), "the other process's run")
+        gui.wait(lambda: "Done in 3 turns" in gui.log_text(), "its summary")
+    finally:
+        child.wait(timeout=WAIT_SECONDS)
+    assert gui.app.runs[0]["trigger"] == "cli"
+
+
+# Other processes, errors, layout -------------------------------------------------------------
+
+
+def test_a_task_made_by_the_cli_shows_within_two_seconds(
+    gui: Gui, service: cs.Service, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keep = make_task(service, "Keep me selected")
+    gui.app.refresh_now()
+    gui.wait(lambda: keep["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(keep["id"])
+    assert cs.main(["cli", "tasks", "create", "--name", "From the CLI", "--prompt", "hi"]) == 0
+    took = gui.wait(
+        lambda: "From the CLI" in gui.task_rows(), "the CLI's task", timeout=REFRESH_BUDGET_SECONDS
+    )
+    assert took <= REFRESH_BUDGET_SECONDS
+    assert gui.app.tasks_pane.table.selected() == keep["id"]
+    assert gui.app.task_id == keep["id"]
+
+
+def test_a_refresh_keeps_the_scroll_position(gui: Gui, service: cs.Service) -> None:
+    tasks = [make_task(service, f"Task {n:02d}") for n in range(60)]
+    gui.app.refresh_now()
+    gui.wait(lambda: len(gui.task_rows()) == len(tasks), "the tasks to show")
+    tree = gui.app.tasks_pane.table.tree
+    tree.yview_moveto(0.4)
+    gui.settle()
+    middle = tree.winfo_height() // 2
+    shown = tree.identify_row(middle)
+    make_task(service, "Task 99")
+    gui.wait(lambda: "Task 99" in gui.task_rows(), "the new task")
+    assert tree.identify_row(middle) == shown
+
+
+def test_an_unexpected_error_goes_to_a_message_box_and_the_log(
+    gui: Gui, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    gui.app.root.after(0, broken)
+    gui.wait(lambda: gui.alerts, "the message box")
+    assert "RuntimeError: boom" in gui.alerts.pop()
+    assert "unexpected error" in caplog.text
+
+
+def test_quitting_with_unsaved_changes_asks(gui: Gui, service: cs.Service) -> None:
+    task = make_task(service, "Edited")
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(task["id"])
+    gui.type_into(gui.app.editor._entries["name"], "Edited again")
+    gui.unsaved_answers.append(None)
+    gui.app.request_close()
+    assert gui.questions == ["unsaved “Edited again”"]
+    assert gui.app.root.winfo_exists()
+    gui.unsaved_answers.append(False)
+    gui.app.request_close()
+    assert service.get_task(task["id"])["name"] == "Edited"
+    assert gui.app._closed
+
+
+def test_a_running_run_can_be_stopped(gui: Gui, service: cs.Service) -> None:
+    task = make_task(service, "Long", prompt="Hang on [hang]")
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(task["id"])
+    gui.app.tasks_pane.buttons["run"].invoke()
+    gui.wait(lambda: gui.app.runs and gui.app.runs[0]["status"] == "running", "the run to start")
+    gui.settle()
+    gui.app.runs_pane.buttons["stop"].invoke()
+    gui.wait(lambda: gui.app.runs[0]["status"] == "cancelled", "the run to stop")
+    gui.wait(lambda: "stopped" in gui.log_text(), "the log to say so")
+
+
+def test_pausing_shows_in_the_status_bar(gui: Gui, service: cs.Service) -> None:
+    gui.app.paused.set(True)
+    gui.app.toggle_pause()
+    gui.wait(lambda: service.engine_status()["paused"], "the pause")
+    label = gui.app.status_bar.labels["engine"]
+    gui.wait(lambda: "paused" in str(label.cget("text")), "the status bar")
+    assert "running in this window" in str(label.cget("text"))
+    service.set_paused(False)
+    gui.wait(lambda: "paused" not in str(label.cget("text")), "the resume made elsewhere")
+    assert not gui.app.paused.get()
+
+
+def test_an_unreadable_store_file_is_shown_once_and_cleared(gui: Gui, home: Path) -> None:
+    tasks_file = home / cs.TASKS_FILE
+    good = tasks_file.read_bytes() if tasks_file.exists() else b'{"version": 1, "tasks": []}'
+    tasks_file.write_text("{ not json")
+    gui.wait(lambda: gui.alerts, "the message box")
+    assert cs.TASKS_FILE in gui.alerts.pop()
+    error_label = gui.app.status_bar.labels["error"]
+    assert cs.TASKS_FILE in str(error_label.cget("text"))
+    time.sleep(REFRESH_BUDGET_SECONDS)
+    gui.settle()
+    assert gui.alerts == [], "the same error was shown twice"
+    tasks_file.write_bytes(good)
+    gui.wait(lambda: not str(error_label.cget("text")), "the error to clear")
+
+
+def test_a_second_window_takes_the_engine_when_the_first_quits(home: Path, display: str) -> None:
+    with open_gui(home, engine=True) as first, open_gui(home, engine=True) as second:
+        engine = second.app.engine
+        assert first.app.engine is not None and first.app.engine.owns
+        assert engine is not None and not engine.owns
+        first.app.close()
+        second.wait(lambda: engine.owns, "the engine to move")
+
+
+def test_the_layout_is_remembered(home: Path, display: str) -> None:
+    with open_gui(home) as gui:
+        gui.app.root.geometry("1300x800")
+        gui.settle()
+        gui.wait(lambda: gui.app.paned.winfo_width() > 1000, "the new size")
+        gui.app.paned.sashpos(0, 300)
+        gui.app.root.update()
+    saved = cs.Store(home).settings()[cs.GUI_SETTINGS_KEY]
+    assert saved["geometry"].startswith("1300x800")
+    assert saved["sashes"][0] == 300
+    with open_gui(home) as gui:
+        gui.wait(lambda: gui.app.paned.sashpos(0) == 300, "the remembered sash")
+
+
+def test_without_tkinter_it_says_to_use_serve_or_cli(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "tkinter", None)  # as on a Python built without Tk
+    assert cs.main(["gui", "--no-api"]) == 2
+    message = capsys.readouterr().err
+    assert "no Tk" in message and "serve" in message and "cli" in message
+
+
+def test_without_a_display_it_says_to_use_serve_or_cli(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "DISPLAY"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "claude_scheduler.py"), "--home", str(tmp_path / "data")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
+    assert result.returncode == 2
+    assert "serve" in result.stderr and "cli" in result.stderr
