@@ -2387,6 +2387,7 @@ CLAUDE_BASE_ARGS = ("-p", "--output-format", "stream-json", "--verbose")
 
 LOG_STDERR_PREFIX = "[stderr] "
 LOG_SCHEDULER_PREFIX = "[scheduler] "
+LOG_FAILURE_PREFIX = "[scheduler] run failed: "  # why, in the log: its last words may read like success
 RESULT_MAX_CHARS = 2000
 ERROR_MAX_CHARS = 300
 RENDER_MAX_CHARS = 200
@@ -3248,7 +3249,11 @@ LOG_RENDERERS: dict[str, Callable[[dict[str, JSON]], list[Segment]]] = {
     "result": _render_result,
 }
 # Lines the scheduler itself writes, recognised by their prefix.
-LOG_PREFIX_TAGS = ((LOG_STDERR_PREFIX, "error"), (LOG_SCHEDULER_PREFIX, "scheduler"))
+LOG_PREFIX_TAGS = (  # prefix, tag, what a person reads in its place
+    (LOG_STDERR_PREFIX, "error", ""),
+    (LOG_FAILURE_PREFIX, "error", "✗ Run failed: "),
+    (LOG_SCHEDULER_PREFIX, "scheduler", ""),
+)
 
 
 def render_log_line(line: str) -> list[Segment]:
@@ -3260,9 +3265,9 @@ def render_log_line(line: str) -> list[Segment]:
     text = line.rstrip("\r\n")
     if not text.strip():
         return []
-    for prefix, tag in LOG_PREFIX_TAGS:
+    for prefix, tag, label in LOG_PREFIX_TAGS:
         if text.startswith(prefix):
-            return [(tag, text[len(prefix) :])]
+            return [(tag, label + text[len(prefix) :])]
     obj = _parse_object(text)
     if obj is None:
         return [("raw", text)]
@@ -3384,7 +3389,6 @@ class Executor:
             task = self.store.task(run.task_id)
             argv, cwd, env = self._prepare(task)
         except SchedulerError as error:
-            _append_log(log_path, f"{LOG_SCHEDULER_PREFIX}{error}")
             outcome = RunOutcome(status=STATUS_FAILED, error=str(error))
         else:
             outcome = execute(
@@ -3399,6 +3403,8 @@ class Executor:
                 kill_grace_seconds=self.kill_grace,
                 poll_seconds=STOP_POLL_SECONDS,
             )
+        if outcome.status == STATUS_FAILED and outcome.error:
+            _append_log(log_path, f"{LOG_FAILURE_PREFIX}{outcome.error}")
         return self._record(run.id, outcome)
 
     def _prepare(self, task: Task) -> tuple[list[str], Path, dict[str, str]]:
@@ -5134,7 +5140,7 @@ GUI_CLASS_NAME = "ClaudeScheduler"
 GUI_DEFAULT_SIZE = (1800, 1000)
 GUI_SCREEN_MARGIN = 40  # a new window fits the screen with this much to spare
 GUI_MIN_SIZE = (1100, 620)
-GUI_PANE_SHARES = (0.13, 0.25, 0.19, 0.26, 0.17)  # Jobs, Tasks, Task editor, Runs, Logs at first start
+GUI_PANE_SHARES = (0.15, 0.23, 0.21, 0.22, 0.19)  # Jobs, Tasks, Task editor, Runs, Logs at first start
 GUI_SASH_COUNT = len(GUI_PANE_SHARES) - 1
 GUI_PANE_MIN_WIDTH = 150
 GUI_TOOL_GAP = 4

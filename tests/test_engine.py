@@ -239,7 +239,7 @@ def test_a_missing_working_directory_fails_the_run_without_starting_claude(
     assert "does not exist" in run["error"]
     assert f"set by the {set_on}" in run["error"]
     assert record.entries() == []  # never a silent fallback to another folder
-    assert log_lines(home, run["id"]) == [f"[scheduler] {run['error']}"]
+    assert log_lines(home, run["id"]) == [f"[scheduler] run failed: {run['error']}"]
 
 
 def test_the_tasks_env_reaches_claude_on_top_of_the_schedulers(
@@ -347,7 +347,7 @@ def test_claude_variable_pointing_nowhere_fails_the_run_saying_how_to_fix_it(
     assert run["status"] == "failed"
     assert f"$CLAUDE_SCHEDULER_CLAUDE is set to '{nowhere}'" in run["error"]
     assert "not an executable file" in run["error"]
-    assert log_lines(home, run["id"]) == [f"[scheduler] {run['error']}"]
+    assert log_lines(home, run["id"]) == [f"[scheduler] run failed: {run['error']}"]
 
 
 def test_a_wrong_claude_path_setting_fails_the_run_naming_the_setting(
@@ -1139,3 +1139,14 @@ def test_a_waiting_retry_can_be_stopped_before_it_starts(
 
     assert run_of(home, retry["id"])["status"] == "cancelled"
     assert len(history(home, task["id"])) == 2
+
+
+def test_a_failed_runs_log_ends_saying_why_even_after_the_session_said_done(
+    home: Path, service: cs.Service, engine: cs.Engine
+) -> None:
+    run = run_task(service, engine, new_task(service, "Tidy up [exit=2]"))
+
+    assert run["status"] == "failed" and run["exit_code"] == 2
+    last = log_lines(home, run["id"])[-1]
+    assert last == f"[scheduler] run failed: {run['error']}"
+    assert cs.render_log_line(last) == [("error", f"✗ Run failed: {run['error']}")]
