@@ -4243,6 +4243,20 @@ class Service:
         self.wake()
         return self.engine_status()
 
+    # Settings ----------------------------------------------------------------
+
+    def get_settings(self) -> JSONDict:
+        """The user settings (not the window's layout)."""
+        settings = self.store.settings()
+        return {name: settings[name] for name in DEFAULT_SETTINGS}
+
+    def update_settings(self, data: JSON) -> JSONDict:
+        data = require_object(data)
+        split_known(data, DEFAULT_SETTINGS, strict=True)
+        self.store.update_settings(data)
+        self.wake()
+        return self.get_settings()
+
 
 ####
 # HTTP API ####
@@ -4766,6 +4780,24 @@ def _cmd_engine_pause(ctx: CliContext) -> int:
     return ctx.show(status, lambda: _engine_text(status))
 
 
+def _cmd_settings_show(ctx: CliContext) -> int:
+    settings = ctx.backend.get_settings()
+    return ctx.show(settings, lambda: format_fields(settings))
+
+
+def _cmd_settings_set(ctx: CliContext) -> int:
+    name, text = ctx.args.name, ctx.args.value
+    if name not in DEFAULT_SETTINGS:
+        raise BadRequest(f"unknown setting {name!r} (settings: {', '.join(DEFAULT_SETTINGS)})")
+    value: JSON = text
+    if name in SETTING_RULES:
+        value = int(text) if text.strip().lstrip("-").isdigit() else text
+    elif text.strip().lower() in ("", "none", "default"):
+        value = None
+    settings = ctx.backend.update_settings({name: value})
+    return ctx.show(settings, lambda: format_fields(settings))
+
+
 WEEKLY_RE = re.compile(r"^([a-z0-9,\-]+)@(\d{1,2}):(\d{2})$", re.IGNORECASE)
 MONTHLY_RE = re.compile(r"^(L|\d{1,2})@(\d{1,2}):(\d{2})$", re.IGNORECASE)
 
@@ -5028,6 +5060,11 @@ def _jobs_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
 
 
+def _settings_set_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", choices=list(DEFAULT_SETTINGS), help="the setting")
+    parser.add_argument("value", help="its new value ('none' clears claude_path)")
+
+
 def _pause_options(paused: bool) -> Callable[[argparse.ArgumentParser], None]:
     def add(parser: argparse.ArgumentParser) -> None:
         parser.set_defaults(paused=paused)
@@ -5061,6 +5098,8 @@ CLI_COMMANDS: list[CliSpec] = [
     ("engine", "status", _cmd_engine_status, _no_options),
     ("engine", "pause", _cmd_engine_pause, _pause_options(True)),
     ("engine", "resume", _cmd_engine_pause, _pause_options(False)),
+    ("settings", "show", _cmd_settings_show, _no_options),
+    ("settings", "set", _cmd_settings_set, _settings_set_options),
     ("schedule", "preview", _cmd_schedule_preview, _preview_options),
 ]
 CLI_GROUPS = {
@@ -5069,8 +5108,11 @@ CLI_GROUPS = {
     "runs": "the history of executions",
     "schedule": "try out schedules",
     "engine": "the scheduler engine",
+    "settings": "claude path, concurrent runs, history kept",
 }
 CLI_HELP = {
+    "show": "show the settings",
+    "set": "change one setting",
     "list": "list them",
     "get": "show one",
     "create": "create one",

@@ -948,3 +948,22 @@ def test_home_and_variables_in_paths_are_kept_for_the_run(
     monkeypatch.chdir(tmp_path)
     for path in ("~/src/app", "$HOME/src/app", "/abs/src"):
         assert stored_path(cli_json(*argv, path), field) == path
+
+
+def test_settings_can_be_shown_and_changed_with_their_rules(cli: Callable[..., Any], home: Path) -> None:
+    shown = cli("settings", "show", "--json")
+    assert shown.code == 0
+    assert shown.json() == {"claude_path": None, "max_concurrent_runs": 2, "retention_runs": 100}
+
+    changed = cli("settings", "set", "max_concurrent_runs", "4", "--json")
+    assert changed.code == 0 and changed.json()["max_concurrent_runs"] == 4
+    assert json.loads((home / "settings.json").read_text())["max_concurrent_runs"] == 4
+
+    refused = cli("settings", "set", "retention_runs", "0")
+    assert refused.code == 1
+    assert refused.err == "error: retention_runs: must be between 1 and 100000 (got 0)\n"
+
+    path = cli("settings", "set", "claude_path", "/opt/claude", "--json").json()["claude_path"]
+    assert path == "/opt/claude"
+    assert cli("settings", "set", "claude_path", "none", "--json").json()["claude_path"] is None
+    assert cli("settings", "set", "colour", "blue").code == 2
