@@ -27,6 +27,7 @@ import math
 import os
 import re
 import secrets
+import selectors
 import shutil
 import signal
 import socket
@@ -4252,7 +4253,7 @@ API_ROUTES: list[Route] = []
 
 
 def api_route(
-    method: str,
+    method: str | tuple[str, ...],
     template: str,
     summary: str,
     *,
@@ -4263,16 +4264,16 @@ def api_route(
     query: tuple[QueryParam, ...] = (),
     public: bool = False,
 ) -> Callable[[RouteFunc], RouteFunc]:
-    """Register a route function: `template` names its ids like `{job_id}`; `schema`,
-    `body` and `summary` describe it in the OpenAPI document."""
+    """Register a route function for one method or several: `template` names its ids
+    like `{job_id}`; `schema`, `body` and `summary` describe it in the OpenAPI document."""
 
     def register(func: RouteFunc) -> RouteFunc:
         pattern = _template_pattern(template)
-        API_ROUTES.append(
-            Route(
-                method, template, func, summary, status, schema, body, body_required, query, public, pattern
+        for name in (method,) if isinstance(method, str) else method:
+            route = Route(
+                name, template, func, summary, status, schema, body, body_required, query, public, pattern
             )
-        )
+            API_ROUTES.append(route)
         return func
 
     return register
@@ -4413,15 +4414,7 @@ def _api_get_job(service: Service, call: ApiCall) -> Reply:
 
 
 @api_route(
-    "PUT",
-    JOB_PATH,
-    "Change a job (only the fields given)",
-    schema="JobDetail",
-    body="JobInput",
-    body_required=True,
-)
-@api_route(
-    "PATCH",
+    ("PUT", "PATCH"),
     JOB_PATH,
     "Change a job (only the fields given)",
     schema="JobDetail",
@@ -4503,15 +4496,7 @@ def _api_get_task(service: Service, call: ApiCall) -> Reply:
 
 
 @api_route(
-    "PUT",
-    TASK_PATH,
-    "Change a task (only the fields given)",
-    schema="Task",
-    body="TaskInput",
-    body_required=True,
-)
-@api_route(
-    "PATCH",
+    ("PUT", "PATCH"),
     TASK_PATH,
     "Change a task (only the fields given)",
     schema="Task",
@@ -4961,6 +4946,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
     server: ApiServer
     server_version = f"claude-code-scheduler/{__version__}"
     protocol_version = "HTTP/1.1"
+    # Answers to requests too broken to name a version still get a status line and headers.
+    default_request_version = "HTTP/1.0"
     timeout = REQUEST_TIMEOUT_SECONDS
     disable_nagle_algorithm = True
 
@@ -5144,12 +5131,15 @@ class ApiServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
+    timeout = 0.0  # handle_request runs only once select has seen a connection waiting
 
     def __init__(self, service: Service, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
         self.service = service
         self._token = api_token(service.store.home).encode()
         self._host_names = frozenset({host.strip("[]").lower().rstrip(".")})
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake_reader, self._wake_writer = socket.socketpair()
         if ":" in host:
             self.address_family = socket.AF_INET6
         try:
@@ -5188,17 +5178,32 @@ class ApiServer(http.server.ThreadingHTTPServer):
         return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._token)
 
     def start(self) -> threading.Thread:
-        self._thread = threading.Thread(target=self.serve_forever, name=API_THREAD_NAME, daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=API_THREAD_NAME, daemon=True)
         self._thread.start()
         return self._thread
 
+    def _serve(self) -> None:
+        # Unlike serve_forever, which polls every half second, this sleeps in select until
+        # a connection comes or `stop` writes to the wake-up socket: idle costs nothing
+        # and stopping is immediate.
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.socket, selectors.EVENT_READ)
+            selector.register(self._wake_reader, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                if any(key.fileobj is self.socket for key, _ in selector.select()):
+                    self.handle_request()
+
     def stop(self) -> None:
-        """Stop accepting, wait for the serving loop to end, close the socket. Idempotent."""
+        """Stop accepting, wait for the serving thread to end, close the socket. Idempotent."""
+        self._stopping.set()
         if self._thread is not None:
-            self.shutdown()
+            with contextlib.suppress(OSError):
+                self._wake_writer.send(b"\0")
             self._thread.join()
             self._thread = None
         self.server_close()
+        self._wake_reader.close()
+        self._wake_writer.close()
 
     def handle_error(self, request: object, client_address: object) -> None:
         log.debug("api: connection from %s failed", client_address, exc_info=True)
