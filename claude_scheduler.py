@@ -4106,9 +4106,9 @@ QUERY_FIELDS_MAX = 20
 QUERY_DIGITS_MAX = 30
 ECHO_MAX = 60  # how much of a bad value an error message repeats
 HTTP_DEFAULT_PORT = 80
-TRUE_WORDS = ("true", "1", "yes")
-FALSE_WORDS = ("false", "0", "no")
-UNASSIGNED = "none"
+QUERY_TRUE = ("true", "1", "yes")
+QUERY_FALSE = ("false", "0", "no")
+UNASSIGNED_QUERY = "none"
 CLIENT_TRIGGERS = (Trigger.API, Trigger.CLI, Trigger.MANUAL)
 OPENAPI_VERSION = "3.1.0"
 HOST_RE = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_.\-]+))(?::(?P<port>[0-9]{1,5}))?")
@@ -4213,8 +4213,8 @@ class ApiCall:
     body: JSON
 
 
-Reply = tuple[HTTPStatus, JSON]
-RouteFunc = Callable[[Service, ApiCall], Reply]
+ApiReply = tuple[HTTPStatus, JSON]
+ApiRouteFunc = Callable[[Service, ApiCall], ApiReply]
 
 
 @dataclass(frozen=True)
@@ -4231,10 +4231,10 @@ class QueryParam:
 
 
 @dataclass(frozen=True)
-class Route:
+class ApiRoute:
     method: str
     template: str
-    func: RouteFunc
+    func: ApiRouteFunc
     summary: str
     status: HTTPStatus
     schema: str
@@ -4249,7 +4249,7 @@ class Route:
         return list(self.pattern.groupindex)
 
 
-API_ROUTES: list[Route] = []
+API_ROUTES: list[ApiRoute] = []
 
 
 def api_route(
@@ -4263,14 +4263,14 @@ def api_route(
     body_required: bool = False,
     query: tuple[QueryParam, ...] = (),
     public: bool = False,
-) -> Callable[[RouteFunc], RouteFunc]:
+) -> Callable[[ApiRouteFunc], ApiRouteFunc]:
     """Register a route function for one method or several: `template` names its ids
     like `{job_id}`; `schema`, `body` and `summary` describe it in the OpenAPI document."""
 
-    def register(func: RouteFunc) -> RouteFunc:
+    def register(func: ApiRouteFunc) -> ApiRouteFunc:
         pattern = _template_pattern(template)
         for name in (method,) if isinstance(method, str) else method:
-            route = Route(
+            route = ApiRoute(
                 name, template, func, summary, status, schema, body, body_required, query, public, pattern
             )
             API_ROUTES.append(route)
@@ -4287,7 +4287,7 @@ def _template_pattern(template: str) -> re.Pattern[str]:
     return re.compile("/".join(parts))
 
 
-def find_route(method: str, path: str) -> tuple[Route, dict[str, str]]:
+def find_route(method: str, path: str) -> tuple[ApiRoute, dict[str, str]]:
     """The route for a method and path, with its raw ids; NotFound, or MethodNotAllowed
     naming the methods the path takes."""
     allowed: list[str] = []
@@ -4314,9 +4314,9 @@ def _parse_int(text: str, name: str) -> int:
 
 def _parse_bool(text: str, name: str) -> bool:
     word = text.lower()
-    if word not in TRUE_WORDS + FALSE_WORDS:
+    if word not in QUERY_TRUE + QUERY_FALSE:
         raise BadRequest(f"must be true or false (got {_clip(text, ECHO_MAX)!r})", name)
-    return word in TRUE_WORDS
+    return word in QUERY_TRUE
 
 
 def _parse_uuid(text: str, name: str) -> str:
@@ -4326,7 +4326,7 @@ def _parse_uuid(text: str, name: str) -> str:
 
 
 def _parse_job_filter(text: str, name: str) -> str:
-    return UNASSIGNED if text.lower() == UNASSIGNED else _parse_uuid(text, name)
+    return UNASSIGNED_QUERY if text.lower() == UNASSIGNED_QUERY else _parse_uuid(text, name)
 
 
 def _parse_text(text: str, name: str) -> str:
@@ -4335,17 +4335,19 @@ def _parse_text(text: str, name: str) -> str:
 
 UUID_SCHEMA: JSONDict = {"type": "string", "format": "uuid"}
 TIME_SCHEMA: JSONDict = {"type": "string", "format": "date-time"}
-INTEGER = QueryKind(_parse_int, {"type": "integer"})
-BOOLEAN = QueryKind(_parse_bool, {"type": "boolean"})
-TEXT = QueryKind(_parse_text, {"type": "string"})
-UUID = QueryKind(_parse_uuid, UUID_SCHEMA)
-JOB_FILTER = QueryKind(_parse_job_filter, {"anyOf": [UUID_SCHEMA, {"const": UNASSIGNED}]})
+QUERY_INT = QueryKind(_parse_int, {"type": "integer"})
+QUERY_BOOL = QueryKind(_parse_bool, {"type": "boolean"})
+QUERY_TEXT = QueryKind(_parse_text, {"type": "string"})
+QUERY_UUID = QueryKind(_parse_uuid, UUID_SCHEMA)
+QUERY_JOB = QueryKind(_parse_job_filter, {"anyOf": [UUID_SCHEMA, {"const": UNASSIGNED_QUERY}]})
 
-FORCE = QueryParam("force", BOOLEAN, "also when runs are active: they are stopped first")
-COUNT = QueryParam("count", INTEGER, f"how many fire times (1-{PREVIEW_MAX}, default {DEFAULT_PREVIEW})")
+FORCE_PARAM = QueryParam("force", QUERY_BOOL, "also when runs are active: they are stopped first")
+COUNT_PARAM = QueryParam(
+    "count", QUERY_INT, f"how many fire times (1-{PREVIEW_MAX}, default {DEFAULT_PREVIEW})"
+)
 
 
-def parse_query(route: Route, text: str) -> dict[str, JSON]:
+def parse_query(route: ApiRoute, text: str) -> dict[str, JSON]:
     """The query string as typed values; BadRequest for an unknown, repeated or malformed one."""
     try:
         pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, max_num_fields=QUERY_FIELDS_MAX)
@@ -4373,25 +4375,25 @@ def _body_options(body: JSON, known: tuple[str, ...]) -> JSONDict:
 
 # The routes, in the order of SPEC section 7.
 
-JOB_PATH = "/api/jobs/{job_id}"
-TASK_PATH = "/api/tasks/{task_id}"
-RUN_PATH = "/api/runs/{run_id}"
+API_JOB_PATH = "/api/jobs/{job_id}"
+API_TASK_PATH = "/api/tasks/{task_id}"
+API_RUN_PATH = "/api/runs/{run_id}"
 
 
 @api_route(
     "GET", "/api/health", "Liveness, version and engine state (no token needed)", schema="Health", public=True
 )
-def _api_health(service: Service, call: ApiCall) -> Reply:
+def _api_health(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, {"status": "ok", "version": __version__, "engine": service.engine_status()}
 
 
 @api_route("GET", "/api/openapi.json", "This OpenAPI document", schema="OpenApiDocument")
-def _api_openapi(service: Service, call: ApiCall) -> Reply:
+def _api_openapi(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, openapi_document()
 
 
 @api_route("GET", "/api/jobs", "Every job with its progress", schema="JobList")
-def _api_list_jobs(service: Service, call: ApiCall) -> Reply:
+def _api_list_jobs(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, {"jobs": service.list_jobs()}
 
 
@@ -4404,60 +4406,66 @@ def _api_list_jobs(service: Service, call: ApiCall) -> Reply:
     body="JobCreate",
     body_required=True,
 )
-def _api_create_job(service: Service, call: ApiCall) -> Reply:
+def _api_create_job(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.CREATED, service.create_job(call.body)
 
 
-@api_route("GET", JOB_PATH, "A job with its tasks and progress", schema="JobDetail")
-def _api_get_job(service: Service, call: ApiCall) -> Reply:
+@api_route("GET", API_JOB_PATH, "A job with its tasks and progress", schema="JobDetail")
+def _api_get_job(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.get_job(call.ids["job_id"])
 
 
 @api_route(
     ("PUT", "PATCH"),
-    JOB_PATH,
+    API_JOB_PATH,
     "Change a job (only the fields given)",
     schema="JobDetail",
     body="JobInput",
     body_required=True,
 )
-def _api_update_job(service: Service, call: ApiCall) -> Reply:
+def _api_update_job(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.update_job(call.ids["job_id"], call.body)
 
 
 @api_route(
-    "DELETE", JOB_PATH, "Delete a job with its tasks, runs and logs", schema="DeleteResult", query=(FORCE,)
+    "DELETE",
+    API_JOB_PATH,
+    "Delete a job with its tasks, runs and logs",
+    schema="DeleteResult",
+    query=(FORCE_PARAM,),
 )
-def _api_delete_job(service: Service, call: ApiCall) -> Reply:
+def _api_delete_job(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.delete_job(call.ids["job_id"], force=call.query.get("force", False))
 
 
-@api_route("GET", JOB_PATH + "/delete-preview", "What deleting the job would remove", schema="DeletePreview")
-def _api_delete_preview(service: Service, call: ApiCall) -> Reply:
+@api_route(
+    "GET", API_JOB_PATH + "/delete-preview", "What deleting the job would remove", schema="DeletePreview"
+)
+def _api_delete_preview(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.delete_preview(call.ids["job_id"])
 
 
-@api_route("GET", JOB_PATH + "/tasks", "The job's tasks in its task order", schema="TaskList")
-def _api_job_tasks(service: Service, call: ApiCall) -> Reply:
+@api_route("GET", API_JOB_PATH + "/tasks", "The job's tasks in its task order", schema="TaskList")
+def _api_job_tasks(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, {"tasks": service.job_tasks(call.ids["job_id"])}
 
 
 @api_route(
     "POST",
-    JOB_PATH + "/run",
+    API_JOB_PATH + "/run",
     "Run the job's enabled tasks one after another",
     schema="JobRun",
     status=HTTPStatus.ACCEPTED,
     body="JobRunOptions",
 )
-def _api_run_job(service: Service, call: ApiCall) -> Reply:
+def _api_run_job(service: Service, call: ApiCall) -> ApiReply:
     options = _body_options(call.body, ("continue_on_failure",))
     keep_going = read_bool(options.get("continue_on_failure", False), "continue_on_failure")
     return HTTPStatus.ACCEPTED, service.run_job(call.ids["job_id"], continue_on_failure=keep_going)
 
 
-@api_route("POST", JOB_PATH + "/stop", "Stop the job's runs", schema="JobStop")
-def _api_stop_job(service: Service, call: ApiCall) -> Reply:
+@api_route("POST", API_JOB_PATH + "/stop", "Stop the job's runs", schema="JobStop")
+def _api_stop_job(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.stop_job(call.ids["job_id"])
 
 
@@ -4467,12 +4475,14 @@ def _api_stop_job(service: Service, call: ApiCall) -> Reply:
     "Tasks, oldest first",
     schema="TaskList",
     query=(
-        QueryParam("job_id", JOB_FILTER, f"only this job's tasks, or `{UNASSIGNED}` for unassigned ones"),
+        QueryParam(
+            "job_id", QUERY_JOB, f"only this job's tasks, or `{UNASSIGNED_QUERY}` for unassigned ones"
+        ),
     ),
 )
-def _api_list_tasks(service: Service, call: ApiCall) -> Reply:
+def _api_list_tasks(service: Service, call: ApiCall) -> ApiReply:
     job_id = call.query.get("job_id")
-    if job_id == UNASSIGNED:
+    if job_id == UNASSIGNED_QUERY:
         return HTTPStatus.OK, {"tasks": service.list_tasks(unassigned=True)}
     return HTTPStatus.OK, {"tasks": service.list_tasks(job_id)}
 
@@ -4486,41 +4496,47 @@ def _api_list_tasks(service: Service, call: ApiCall) -> Reply:
     body="TaskCreate",
     body_required=True,
 )
-def _api_create_task(service: Service, call: ApiCall) -> Reply:
+def _api_create_task(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.CREATED, service.create_task(call.body)
 
 
-@api_route("GET", TASK_PATH, "A task", schema="Task")
-def _api_get_task(service: Service, call: ApiCall) -> Reply:
+@api_route("GET", API_TASK_PATH, "A task", schema="Task")
+def _api_get_task(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.get_task(call.ids["task_id"])
 
 
 @api_route(
     ("PUT", "PATCH"),
-    TASK_PATH,
+    API_TASK_PATH,
     "Change a task (only the fields given)",
     schema="Task",
     body="TaskInput",
     body_required=True,
 )
-def _api_update_task(service: Service, call: ApiCall) -> Reply:
+def _api_update_task(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.update_task(call.ids["task_id"], call.body)
 
 
-@api_route("DELETE", TASK_PATH, "Delete a task with its runs and logs", schema="DeleteResult", query=(FORCE,))
-def _api_delete_task(service: Service, call: ApiCall) -> Reply:
+@api_route(
+    "DELETE",
+    API_TASK_PATH,
+    "Delete a task with its runs and logs",
+    schema="DeleteResult",
+    query=(FORCE_PARAM,),
+)
+def _api_delete_task(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.delete_task(call.ids["task_id"], force=call.query.get("force", False))
 
 
 @api_route(
     "POST",
-    TASK_PATH + "/run",
+    API_TASK_PATH + "/run",
     "Queue a run of the task for the engine",
     schema="Run",
     status=HTTPStatus.ACCEPTED,
     body="RunOptions",
 )
-def _api_run_task(service: Service, call: ApiCall) -> Reply:
+def _api_run_task(service: Service, call: ApiCall) -> ApiReply:
     options = _body_options(call.body, ("trigger",))
     trigger = read_enum(options.get("trigger", Trigger.API), "trigger", Trigger)
     if trigger not in CLIENT_TRIGGERS:
@@ -4528,28 +4544,30 @@ def _api_run_task(service: Service, call: ApiCall) -> Reply:
     return HTTPStatus.ACCEPTED, service.request_run(call.ids["task_id"], trigger)
 
 
-@api_route("POST", TASK_PATH + "/enable", "Let the task fire on its schedule", schema="Task")
-def _api_enable_task(service: Service, call: ApiCall) -> Reply:
+@api_route("POST", API_TASK_PATH + "/enable", "Let the task fire on its schedule", schema="Task")
+def _api_enable_task(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.set_enabled(call.ids["task_id"], True)
 
 
-@api_route("POST", TASK_PATH + "/disable", "Keep the task from firing", schema="Task")
-def _api_disable_task(service: Service, call: ApiCall) -> Reply:
+@api_route("POST", API_TASK_PATH + "/disable", "Keep the task from firing", schema="Task")
+def _api_disable_task(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.set_enabled(call.ids["task_id"], False)
 
 
-@api_route("GET", TASK_PATH + "/next", "The task's next fire times", schema="NextTimes", query=(COUNT,))
-def _api_next_times(service: Service, call: ApiCall) -> Reply:
+@api_route(
+    "GET", API_TASK_PATH + "/next", "The task's next fire times", schema="NextTimes", query=(COUNT_PARAM,)
+)
+def _api_next_times(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.next_times(call.ids["task_id"], call.query.get("count", DEFAULT_PREVIEW))
 
 
 PREVIEW_QUERY = (
-    QueryParam("cron", TEXT, "a cron expression (give exactly one of cron, every_seconds, at)"),
-    QueryParam("timezone", TEXT, "IANA zone of the cron expression (default: the server's)"),
-    QueryParam("every_seconds", INTEGER, f"an interval in seconds (at least {MIN_INTERVAL_SECONDS})"),
-    QueryParam("at", TEXT, "one ISO 8601 time"),
-    QueryParam("after", TEXT, "start from this ISO 8601 time instead of now"),
-    COUNT,
+    QueryParam("cron", QUERY_TEXT, "a cron expression (give exactly one of cron, every_seconds, at)"),
+    QueryParam("timezone", QUERY_TEXT, "IANA zone of the cron expression (default: the server's)"),
+    QueryParam("every_seconds", QUERY_INT, f"an interval in seconds (at least {MIN_INTERVAL_SECONDS})"),
+    QueryParam("at", QUERY_TEXT, "one ISO 8601 time"),
+    QueryParam("after", QUERY_TEXT, "start from this ISO 8601 time instead of now"),
+    COUNT_PARAM,
 )
 
 
@@ -4560,7 +4578,7 @@ PREVIEW_QUERY = (
     schema="Preview",
     query=PREVIEW_QUERY,
 )
-def _api_preview(service: Service, call: ApiCall) -> Reply:
+def _api_preview(service: Service, call: ApiCall) -> ApiReply:
     query = call.query
     schedule = _preview_schedule(query)
     return HTTPStatus.OK, service.preview(
@@ -4587,13 +4605,13 @@ def _preview_schedule(query: dict[str, JSON]) -> JSONDict:
     "Runs, newest first",
     schema="RunList",
     query=(
-        QueryParam("task_id", UUID, "only this task's runs"),
-        QueryParam("job_id", UUID, "only runs of this job's tasks"),
-        QueryParam("status", TEXT, "only runs with this status"),
-        QueryParam("limit", INTEGER, f"at most this many (1-{RUN_LIST_MAX})"),
+        QueryParam("task_id", QUERY_UUID, "only this task's runs"),
+        QueryParam("job_id", QUERY_UUID, "only runs of this job's tasks"),
+        QueryParam("status", QUERY_TEXT, "only runs with this status"),
+        QueryParam("limit", QUERY_INT, f"at most this many (1-{RUN_LIST_MAX})"),
     ),
 )
-def _api_list_runs(service: Service, call: ApiCall) -> Reply:
+def _api_list_runs(service: Service, call: ApiCall) -> ApiReply:
     query = call.query
     runs = service.list_runs(
         task_id=query.get("task_id"),
@@ -4604,93 +4622,93 @@ def _api_list_runs(service: Service, call: ApiCall) -> Reply:
     return HTTPStatus.OK, {"runs": runs}
 
 
-@api_route("GET", RUN_PATH, "A run", schema="Run")
-def _api_get_run(service: Service, call: ApiCall) -> Reply:
+@api_route("GET", API_RUN_PATH, "A run", schema="Run")
+def _api_get_run(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.get_run(call.ids["run_id"])
 
 
-@api_route("DELETE", RUN_PATH, "Delete a finished run and its log", schema="DeleteResult")
-def _api_delete_run(service: Service, call: ApiCall) -> Reply:
+@api_route("DELETE", API_RUN_PATH, "Delete a finished run and its log", schema="DeleteResult")
+def _api_delete_run(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.delete_run(call.ids["run_id"])
 
 
 @api_route(
     "GET",
-    RUN_PATH + "/log",
+    API_RUN_PATH + "/log",
     "Log bytes from an offset, and the offset to ask for next (for live tailing)",
     schema="LogChunk",
     query=(
-        QueryParam("offset", INTEGER, "byte offset to read from (default 0)"),
-        QueryParam("limit", INTEGER, f"at most this many bytes (1-{LOG_CHUNK_MAX})"),
+        QueryParam("offset", QUERY_INT, "byte offset to read from (default 0)"),
+        QueryParam("limit", QUERY_INT, f"at most this many bytes (1-{LOG_CHUNK_MAX})"),
     ),
 )
-def _api_read_log(service: Service, call: ApiCall) -> Reply:
+def _api_read_log(service: Service, call: ApiCall) -> ApiReply:
     offset, limit = call.query.get("offset", 0), call.query.get("limit", LOG_CHUNK_MAX)
     return HTTPStatus.OK, service.read_log(call.ids["run_id"], offset, limit)
 
 
-@api_route("POST", RUN_PATH + "/stop", "Stop a run (a queued one is cancelled at once)", schema="Run")
-def _api_stop_run(service: Service, call: ApiCall) -> Reply:
+@api_route("POST", API_RUN_PATH + "/stop", "Stop a run (a queued one is cancelled at once)", schema="Run")
+def _api_stop_run(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.stop_run(call.ids["run_id"])
 
 
 @api_route("GET", "/api/engine", "Who runs the engine, and whether it is paused", schema="EngineStatus")
-def _api_engine_status(service: Service, call: ApiCall) -> Reply:
+def _api_engine_status(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.engine_status()
 
 
 @api_route("POST", "/api/engine/pause", "Start no new runs (running ones go on)", schema="EngineStatus")
-def _api_pause(service: Service, call: ApiCall) -> Reply:
+def _api_pause(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.set_paused(True)
 
 
 @api_route("POST", "/api/engine/resume", "Start runs again", schema="EngineStatus")
-def _api_resume(service: Service, call: ApiCall) -> Reply:
+def _api_resume(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.set_paused(False)
 
 
 # The OpenAPI document, built from the route table and the model's enums and limits.
 
 
-def _ref(name: str) -> JSONDict:
+def _schema_ref(name: str) -> JSONDict:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _nullable(schema: JSONDict) -> JSONDict:
+def _schema_nullable(schema: JSONDict) -> JSONDict:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-def _array(items: JSONDict) -> JSONDict:
+def _schema_array(items: JSONDict) -> JSONDict:
     return {"type": "array", "items": items}
 
 
-def _object(properties: JSONDict, *, required: Iterable[str] = (), closed: bool = False) -> JSONDict:
+def _schema_object(properties: JSONDict, *, required: Iterable[str] = (), closed: bool = False) -> JSONDict:
     schema: JSONDict = {"type": "object", "properties": properties, "additionalProperties": not closed}
     if required:
         schema["required"] = list(required)
     return schema
 
 
-def _enum(kind: type[enum.StrEnum]) -> JSONDict:
+def _schema_enum(kind: type[enum.StrEnum]) -> JSONDict:
     return {"type": "string", "enum": [member.value for member in kind]}
 
 
-def _text(max_len: int = TEXT_MAX) -> JSONDict:
+def _schema_text(max_len: int = TEXT_MAX) -> JSONDict:
     return {"type": "string", "maxLength": max_len}
 
 
-def _count(low: int = 0, high: int | None = None) -> JSONDict:
+def _schema_count(low: int = 0, high: int | None = None) -> JSONDict:
     schema: JSONDict = {"type": "integer", "minimum": low}
     return {**schema, "maximum": high} if high is not None else schema
 
 
 SCHEDULE_FIELD_SCHEMAS: JSONDict = {
     "at": TIME_SCHEMA,
-    "every_seconds": _count(MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS),
-    "anchor": _nullable(TIME_SCHEMA),
-    "expression": {**_text(NAME_MAX), "description": "5-field cron expression or an @alias"},
-    "timezone": _nullable({**_text(NAME_MAX), "description": "IANA zone name"}),
-    "path": _text(PATH_MAX),
+    "every_seconds": _schema_count(MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS),
+    "anchor": _schema_nullable(TIME_SCHEMA),
+    "expression": {**_schema_text(NAME_MAX), "description": "5-field cron expression or an @alias"},
+    "timezone": _schema_nullable({**_schema_text(NAME_MAX), "description": "IANA zone name"}),
+    "path": _schema_text(PATH_MAX),
     "recursive": {"type": "boolean"},
     "debounce_seconds": {"type": "number", "minimum": 0, "maximum": DEBOUNCE_MAX},
 }
@@ -4702,30 +4720,30 @@ def _schedule_schema() -> JSONDict:
     for kind, names in Schedule.FIELDS.items():
         properties = {"type": {"const": kind.value}} | {name: SCHEDULE_FIELD_SCHEMAS[name] for name in names}
         required = ["type", *(name for name in names if name in SCHEDULE_REQUIRED)]
-        variants.append(_object(properties, required=required, closed=True))
+        variants.append(_schema_object(properties, required=required, closed=True))
     return {"oneOf": variants, "description": "When a task fires; the fields depend on `type`."}
 
 
 def _task_field_schemas() -> JSONDict:
     """The editable fields of a task."""
     return {
-        "job_id": _nullable(UUID_SCHEMA),
-        "name": _text(NAME_MAX),
-        "prompt": _text(PROMPT_MAX),
-        "model": {**_text(NAME_MAX), "description": "sonnet, opus, haiku or a full model id"},
-        "permission_mode": _enum(PermissionMode),
-        "working_directory": _nullable(_text(PATH_MAX)),
-        "allowed_tools": _array(_text(NAME_MAX)),
-        "disallowed_tools": _array(_text(NAME_MAX)),
-        "max_turns": _nullable(_count(1, MAX_TURNS_MAX)),
-        "append_system_prompt": _nullable(_text()),
-        "session_mode": _enum(SessionMode),
-        "timeout_seconds": _count(1, TIMEOUT_MAX),
-        "schedule": _ref("Schedule"),
+        "job_id": _schema_nullable(UUID_SCHEMA),
+        "name": _schema_text(NAME_MAX),
+        "prompt": _schema_text(PROMPT_MAX),
+        "model": {**_schema_text(NAME_MAX), "description": "sonnet, opus, haiku or a full model id"},
+        "permission_mode": _schema_enum(PermissionMode),
+        "working_directory": _schema_nullable(_schema_text(PATH_MAX)),
+        "allowed_tools": _schema_array(_schema_text(NAME_MAX)),
+        "disallowed_tools": _schema_array(_schema_text(NAME_MAX)),
+        "max_turns": _schema_nullable(_schema_count(1, MAX_TURNS_MAX)),
+        "append_system_prompt": _schema_nullable(_schema_text()),
+        "session_mode": _schema_enum(SessionMode),
+        "timeout_seconds": _schema_count(1, TIMEOUT_MAX),
+        "schedule": _schema_ref("Schedule"),
         "enabled": {"type": "boolean"},
-        "overlap": _enum(Overlap),
-        "catch_up": _enum(CatchUp),
-        "retry": _ref("Retry"),
+        "overlap": _schema_enum(Overlap),
+        "catch_up": _schema_enum(CatchUp),
+        "retry": _schema_ref("Retry"),
         "env": {"type": "object", "additionalProperties": {"type": "string"}},
     }
 
@@ -4733,36 +4751,40 @@ def _task_field_schemas() -> JSONDict:
 def _task_schemas() -> JSONDict:
     fields = _task_field_schemas()
     derived = {
-        "next_run_at": _nullable(TIME_SCHEMA),
-        "last_run_at": _nullable(TIME_SCHEMA),
-        "last_run_status": _nullable(_enum(RunStatus)),
-        "last_session_id": _nullable({"type": "string"}),
+        "next_run_at": _schema_nullable(TIME_SCHEMA),
+        "last_run_at": _schema_nullable(TIME_SCHEMA),
+        "last_run_status": _schema_nullable(_schema_enum(RunStatus)),
+        "last_session_id": _schema_nullable({"type": "string"}),
         "schedule_text": {"type": "string", "description": "the schedule in words"},
     }
     stamps = {"id": UUID_SCHEMA, "created_at": TIME_SCHEMA, "updated_at": TIME_SCHEMA}
     retry = {
-        "max_attempts": _count(0, RETRY_MAX),
-        "delay_seconds": _count(0, RETRY_DELAY_MAX),
+        "max_attempts": _schema_count(0, RETRY_MAX),
+        "delay_seconds": _schema_count(0, RETRY_DELAY_MAX),
         "backoff": {"type": "number", "minimum": 1, "maximum": 10},
     }
     return {
         "Schedule": _schedule_schema(),
-        "Retry": _object(retry, closed=True),
-        "Task": _object({**stamps, **fields, **derived}, required=[*stamps, *fields, *derived]),
-        "TaskInput": _object(fields, closed=True),
-        "TaskCreate": {"allOf": [_ref("TaskInput"), {"required": ["name", "prompt"]}]},
-        "TaskList": _object({"tasks": _array(_ref("Task"))}, required=["tasks"]),
-        "NextTimes": _object(
+        "Retry": _schema_object(retry, closed=True),
+        "Task": _schema_object({**stamps, **fields, **derived}, required=[*stamps, *fields, *derived]),
+        "TaskInput": _schema_object(fields, closed=True),
+        "TaskCreate": {"allOf": [_schema_ref("TaskInput"), {"required": ["name", "prompt"]}]},
+        "TaskList": _schema_object({"tasks": _schema_array(_schema_ref("Task"))}, required=["tasks"]),
+        "NextTimes": _schema_object(
             {
                 "task_id": UUID_SCHEMA,
                 "description": {"type": "string"},
                 "enabled": {"type": "boolean"},
-                "times": _array(TIME_SCHEMA),
+                "times": _schema_array(TIME_SCHEMA),
             },
             required=["task_id", "description", "enabled", "times"],
         ),
-        "Preview": _object(
-            {"schedule": _ref("Schedule"), "description": {"type": "string"}, "times": _array(TIME_SCHEMA)},
+        "Preview": _schema_object(
+            {
+                "schedule": _schema_ref("Schedule"),
+                "description": {"type": "string"},
+                "times": _schema_array(TIME_SCHEMA),
+            },
             required=["schedule", "description", "times"],
         ),
     }
@@ -4770,84 +4792,98 @@ def _task_schemas() -> JSONDict:
 
 def _job_schemas() -> JSONDict:
     fields = {
-        "name": _text(NAME_MAX),
-        "description": _text(),
-        "status": _enum(JobStatus),
-        "working_directory": _nullable(_text(PATH_MAX)),
-        "task_order": _array(UUID_SCHEMA),
+        "name": _schema_text(NAME_MAX),
+        "description": _schema_text(),
+        "status": _schema_enum(JobStatus),
+        "working_directory": _schema_nullable(_schema_text(PATH_MAX)),
+        "task_order": _schema_array(UUID_SCHEMA),
     }
     stamps = {"id": UUID_SCHEMA, "created_at": TIME_SCHEMA, "updated_at": TIME_SCHEMA}
-    progress = {key: _count() for key in ("total", *PROGRESS_KEYS, "done")}
-    progress |= {"percent": _count(0, 100), "text": {"type": "string", "description": "done/total"}}
-    counts = _object(
-        {key: _count() for key in ("jobs", "tasks", "runs", "logs")},
+    progress = {key: _schema_count() for key in ("total", *PROGRESS_KEYS, "done")}
+    progress |= {"percent": _schema_count(0, 100), "text": {"type": "string", "description": "done/total"}}
+    counts = _schema_object(
+        {key: _schema_count() for key in ("jobs", "tasks", "runs", "logs")},
         required=["jobs", "tasks", "runs", "logs"],
     )
     return {
-        "Progress": _object(progress, required=list(progress)),
-        "Job": _object({**stamps, **fields, "progress": _ref("Progress")}, required=[*stamps, *fields]),
-        "JobDetail": {"allOf": [_ref("Job"), _object({"tasks": _array(_ref("Task"))}, required=["tasks"])]},
-        "JobInput": _object(fields, closed=True),
-        "JobCreate": {"allOf": [_ref("JobInput"), {"required": ["name"]}]},
-        "JobList": _object({"jobs": _array(_ref("Job"))}, required=["jobs"]),
+        "Progress": _schema_object(progress, required=list(progress)),
+        "Job": _schema_object(
+            {**stamps, **fields, "progress": _schema_ref("Progress")}, required=[*stamps, *fields]
+        ),
+        "JobDetail": {
+            "allOf": [
+                _schema_ref("Job"),
+                _schema_object({"tasks": _schema_array(_schema_ref("Task"))}, required=["tasks"]),
+            ]
+        },
+        "JobInput": _schema_object(fields, closed=True),
+        "JobCreate": {"allOf": [_schema_ref("JobInput"), {"required": ["name"]}]},
+        "JobList": _schema_object({"jobs": _schema_array(_schema_ref("Job"))}, required=["jobs"]),
         "DeleteCounts": counts,
-        "DeleteResult": _object({"deleted": _ref("DeleteCounts")}, required=["deleted"]),
-        "DeletePreview": _object(
-            {"job": _ref("Job"), "counts": _ref("DeleteCounts"), "active_runs": _count()},
+        "DeleteResult": _schema_object({"deleted": _schema_ref("DeleteCounts")}, required=["deleted"]),
+        "DeletePreview": _schema_object(
+            {
+                "job": _schema_ref("Job"),
+                "counts": _schema_ref("DeleteCounts"),
+                "active_runs": _schema_count(),
+            },
             required=["job", "counts", "active_runs"],
         ),
-        "JobRunOptions": _object({"continue_on_failure": {"type": "boolean", "default": False}}, closed=True),
-        "JobRun": _object(
+        "JobRunOptions": _schema_object(
+            {"continue_on_failure": {"type": "boolean", "default": False}}, closed=True
+        ),
+        "JobRun": _schema_object(
             {
                 "job_run_id": UUID_SCHEMA,
                 "job_id": UUID_SCHEMA,
-                "task_ids": _array(UUID_SCHEMA),
-                "position": _count(),
+                "task_ids": _schema_array(UUID_SCHEMA),
+                "position": _schema_count(),
                 "continue_on_failure": {"type": "boolean"},
                 "status": {"type": "string"},
                 "started_at": TIME_SCHEMA,
-                "run": _nullable(_ref("Run")),
+                "run": _schema_nullable(_schema_ref("Run")),
             },
             required=["job_run_id", "job_id", "task_ids", "status", "run"],
         ),
-        "JobStop": _object(
-            {"job_id": UUID_SCHEMA, "stopped_runs": _array(_ref("Run"))}, required=["job_id", "stopped_runs"]
+        "JobStop": _schema_object(
+            {"job_id": UUID_SCHEMA, "stopped_runs": _schema_array(_schema_ref("Run"))},
+            required=["job_id", "stopped_runs"],
         ),
     }
 
 
 def _run_schemas() -> JSONDict:
-    nullable_int, nullable_text = _nullable({"type": "integer"}), _nullable({"type": "string"})
+    nullable_int, nullable_text = _schema_nullable({"type": "integer"}), _schema_nullable({"type": "string"})
     run = {
         "id": UUID_SCHEMA,
         "task_id": UUID_SCHEMA,
-        "status": _enum(RunStatus),
-        "trigger": _enum(Trigger),
+        "status": _schema_enum(RunStatus),
+        "trigger": _schema_enum(Trigger),
         "created_at": TIME_SCHEMA,
-        **{name: _nullable(TIME_SCHEMA) for name in Run.TIMES if name != "created_at"},
+        **{name: _schema_nullable(TIME_SCHEMA) for name in Run.TIMES if name != "created_at"},
         **dict.fromkeys(("exit_code", "input_tokens", "output_tokens", "num_turns", "pid"), nullable_int),
         **dict.fromkeys(("session_id", "model", "result", "error", "owner"), nullable_text),
-        "attempt": _count(1),
-        "cost_usd": _nullable({"type": "number"}),
+        "attempt": _schema_count(1),
+        "cost_usd": _schema_nullable({"type": "number"}),
         "stop_requested": {"type": "boolean"},
         "missed_count": nullable_int,
-        "job_run_id": _nullable(UUID_SCHEMA),
-        "duration_seconds": _nullable({"type": "number"}),
+        "job_run_id": _schema_nullable(UUID_SCHEMA),
+        "duration_seconds": _schema_nullable({"type": "number"}),
     }
     log_chunk = {
         "run_id": UUID_SCHEMA,
-        "offset": _count(),
-        "next_offset": _count(),
+        "offset": _schema_count(),
+        "next_offset": _schema_count(),
         "data": {"type": "string", "description": "whole lines only while the run is active"},
         "active": {"type": "boolean"},
     }
     return {
-        "Run": _object(run, required=list(run)),
-        "RunList": _object({"runs": _array(_ref("Run"))}, required=["runs"]),
-        "RunOptions": _object(
+        "Run": _schema_object(run, required=list(run)),
+        "RunList": _schema_object({"runs": _schema_array(_schema_ref("Run"))}, required=["runs"]),
+        "RunOptions": _schema_object(
             {"trigger": {"enum": list(CLIENT_TRIGGERS), "default": Trigger.API.value}}, closed=True
         ),
-        "LogChunk": _object(log_chunk, required=list(log_chunk)),
+        "LogChunk": _schema_object(log_chunk, required=list(log_chunk)),
     }
 
 
@@ -4855,26 +4891,28 @@ def _server_schemas() -> JSONDict:
     engine = {
         "running": {"type": "boolean"},
         "paused": {"type": "boolean"},
-        "owner": _nullable({"type": "object", "description": "pid, host, start time and API of the engine"}),
+        "owner": _schema_nullable(
+            {"type": "object", "description": "pid, host, start time and API of the engine"}
+        ),
         "here": {"type": "boolean", "description": "whether this server's process runs the engine"},
     }
     error = {
         "code": {"type": "string"},
         "message": {"type": "string"},
-        "field": _nullable({"type": "string"}),
+        "field": _schema_nullable({"type": "string"}),
     }
     return {
-        "EngineStatus": _object(engine, required=list(engine)),
-        "Health": _object(
-            {"status": {"const": "ok"}, "version": {"type": "string"}, "engine": _ref("EngineStatus")},
+        "EngineStatus": _schema_object(engine, required=list(engine)),
+        "Health": _schema_object(
+            {"status": {"const": "ok"}, "version": {"type": "string"}, "engine": _schema_ref("EngineStatus")},
             required=["status", "version", "engine"],
         ),
-        "Error": _object({"error": _object(error, required=list(error))}, required=["error"]),
+        "Error": _schema_object({"error": _schema_object(error, required=list(error))}, required=["error"]),
         "OpenApiDocument": {"type": "object", "description": "an OpenAPI 3.1 document"},
     }
 
 
-def _operation(route: Route, operation_id: str) -> JSONDict:
+def _operation(route: ApiRoute, operation_id: str) -> JSONDict:
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": UUID_SCHEMA} for name in route.id_names
     ] + [
@@ -4887,7 +4925,7 @@ def _operation(route: Route, operation_id: str) -> JSONDict:
         }
         for param in route.query
     ]
-    content = {JSON_TYPE: {"schema": _ref(route.schema)}}
+    content = {JSON_TYPE: {"schema": _schema_ref(route.schema)}}
     responses: JSONDict = {str(route.status.value): {"description": route.status.phrase, "content": content}}
     responses["default"] = {"$ref": "#/components/responses/Error"}
     operation: JSONDict = {
@@ -4898,7 +4936,7 @@ def _operation(route: Route, operation_id: str) -> JSONDict:
         "responses": responses,
     }
     if route.body:
-        body_content = {JSON_TYPE: {"schema": _ref(route.body)}}
+        body_content = {JSON_TYPE: {"schema": _schema_ref(route.body)}}
         operation["requestBody"] = {"required": route.body_required, "content": body_content}
     if route.public:
         operation["security"] = []
@@ -4908,7 +4946,7 @@ def _operation(route: Route, operation_id: str) -> JSONDict:
 @functools.cache
 def openapi_document() -> JSONDict:
     """OpenAPI 3.1 for every route in API_ROUTES. Built once; callers must not change it."""
-    uses: dict[RouteFunc, int] = {}
+    uses: dict[ApiRouteFunc, int] = {}
     for route in API_ROUTES:
         uses[route.func] = uses.get(route.func, 0) + 1
     paths: JSONDict = {}
@@ -4916,7 +4954,7 @@ def openapi_document() -> JSONDict:
         name = route.func.__name__.removeprefix("_api_")
         operation_id = name if uses[route.func] == 1 else f"{name}_{route.method.lower()}"
         paths.setdefault(route.template, {})[route.method.lower()] = _operation(route, operation_id)
-    error_response = {"description": "an error", "content": {JSON_TYPE: {"schema": _ref("Error")}}}
+    error_response = {"description": "an error", "content": {JSON_TYPE: {"schema": _schema_ref("Error")}}}
     schemas = _job_schemas() | _task_schemas() | _run_schemas() | _server_schemas()
     return {
         "openapi": OPENAPI_VERSION,
@@ -4971,7 +5009,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             payload = _error_body(InternalError("internal error: the server's log has the details"))
         self._send(status, payload, headers)
 
-    def _dispatch(self) -> Reply:
+    def _dispatch(self) -> ApiReply:
         body = self._receive()
         self._check_peer()
         target = _request_target(self.path)
@@ -5037,7 +5075,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 headers={"WWW-Authenticate": "Bearer"},
             )
 
-    def _json_body(self, route: Route, body: bytes) -> JSON:
+    def _json_body(self, route: ApiRoute, body: bytes) -> JSON:
         if not body:
             if route.body_required:
                 raise BadRequest("this request needs a JSON body")
@@ -5259,7 +5297,9 @@ class ApiClient:
     # Tasks -------------------------------------------------------------------
 
     def list_tasks(self, job_id: str | None = None, *, unassigned: bool = False) -> list[JSONDict]:
-        return self._items("/api/tasks", "tasks", {"job_id": job_id or (UNASSIGNED if unassigned else None)})
+        return self._items(
+            "/api/tasks", "tasks", {"job_id": job_id or (UNASSIGNED_QUERY if unassigned else None)}
+        )
 
     def get_task(self, task_id: str) -> JSONDict:
         return self._object("GET", _api_path("tasks", task_id))

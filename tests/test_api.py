@@ -849,11 +849,11 @@ def existing(api: Api, store: cs.Store) -> Fixture:
     return Fixture(job["id"], task["id"], add_run(store, task["id"]))
 
 
-def route_path(route: cs.Route, ids: Fixture) -> str:
+def route_path(route: cs.ApiRoute, ids: Fixture) -> str:
     return route.template.format(job_id=ids.job_id, task_id=ids.task_id, run_id=ids.run_id)
 
 
-def valid_body(route: cs.Route) -> Any:
+def valid_body(route: cs.ApiRoute) -> Any:
     bodies = {
         "JobCreate": {"name": "x"},
         "JobInput": {"name": "y"},
@@ -880,14 +880,14 @@ REFUSALS: dict[str, tuple[int, dict[str, Any]]] = {
 }
 
 
-def route_id(route: cs.Route) -> str:
+def route_id(route: cs.ApiRoute) -> str:
     return f"{route.method} {route.template}"
 
 
 @pytest.mark.parametrize("case", REFUSALS)
 @pytest.mark.parametrize("route", MUTATING, ids=route_id)
 def test_security_matrix_for_every_mutating_route(
-    api: Api, store: cs.Store, existing: Fixture, route: cs.Route, case: str
+    api: Api, store: cs.Store, existing: Fixture, route: cs.ApiRoute, case: str
 ) -> None:
     status, options = REFUSALS[case]
     before = snapshot(store)
@@ -901,7 +901,7 @@ def test_security_matrix_for_every_mutating_route(
 
 
 @pytest.mark.parametrize("route", GUARDED, ids=route_id)
-def test_every_route_but_health_needs_the_token(api: Api, existing: Fixture, route: cs.Route) -> None:
+def test_every_route_but_health_needs_the_token(api: Api, existing: Fixture, route: cs.ApiRoute) -> None:
     answer = api.request(route.method, route_path(route, existing), valid_body(route), token=None)
     assert (answer.status, answer.error["code"]) == (401, "unauthorized")
     assert api.token.encode() not in answer.raw
@@ -1281,13 +1281,13 @@ class Sweep:
                 self.problems.append(f"{method} {path[:80]}: error not JSON-shaped: {error!r}")
 
 
-def bad_requests(route: cs.Route, ids: Fixture) -> Iterator[tuple[str, dict[str, Any]]]:
+def bad_requests(route: cs.ApiRoute, ids: Fixture) -> Iterator[tuple[str, dict[str, Any]]]:
     good_path = route_path(route, ids)
     for name in route.id_names:
         for bad in BAD_IDS:
             real = {"job_id": ids.job_id, "task_id": ids.task_id, "run_id": ids.run_id}
             yield route.template.format(**{**real, name: bad}), {}
-    for param in [*route.query, cs.QueryParam("zzz", cs.TEXT, "")]:
+    for param in [*route.query, cs.QueryParam("zzz", cs.QUERY_TEXT, "")]:
         for value in BAD_QUERY_VALUES:
             yield f"{good_path}?{param.name}={value}", {}
         yield f"{good_path}?{param.name}=1&{param.name}=2", {}
@@ -1301,7 +1301,7 @@ def bad_requests(route: cs.Route, ids: Fixture) -> Iterator[tuple[str, dict[str,
 
 
 @pytest.mark.parametrize("route", cs.API_ROUTES, ids=route_id)
-def test_bad_input_sweep_never_gets_a_5xx(api: Api, store: cs.Store, route: cs.Route) -> None:
+def test_bad_input_sweep_never_gets_a_5xx(api: Api, store: cs.Store, route: cs.ApiRoute) -> None:
     job = make_job(api)
     task = make_task(api, job["id"])
     ids = Fixture(job["id"], task["id"], add_run(store, task["id"]))
@@ -1312,3 +1312,49 @@ def test_bad_input_sweep_never_gets_a_5xx(api: Api, store: cs.Store, route: cs.R
     assert sweep.problems == []
     assert sweep.answers == len(requests)
     assert api.request("GET", "/api/health").status == 200
+
+
+# Every route's success answer matches its OpenAPI description -------------------
+
+SUCCESS_INPUT: dict[tuple[str, str], tuple[str, Any]] = {
+    ("GET", "/api/schedule/preview"): ("?cron=0+9+*+*+*&count=2", NO_BODY),
+    ("POST", "/api/jobs"): ("", {"name": "New job"}),
+    ("PUT", "/api/jobs/{job_id}"): ("", {"name": "Renamed"}),
+    ("PATCH", "/api/jobs/{job_id}"): ("", {"description": "more"}),
+    ("POST", "/api/tasks"): ("", {"name": "New task", "prompt": "p"}),
+    ("PUT", "/api/tasks/{task_id}"): ("", {"name": "Renamed"}),
+    ("PATCH", "/api/tasks/{task_id}"): ("", {"model": "opus"}),
+    ("POST", "/api/jobs/{job_id}/run"): ("", {"continue_on_failure": True}),
+    ("POST", "/api/tasks/{task_id}/run"): ("", {"trigger": "manual"}),
+}
+
+
+def schema_shape(schemas: dict[str, Any], schema: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(properties, required) of an object schema, following $ref and allOf."""
+    if "$ref" in schema:
+        return schema_shape(schemas, schemas[schema["$ref"].rsplit("/", 1)[-1]])
+    properties, required = set(schema.get("properties", {})), set(schema.get("required", []))
+    for part in schema.get("allOf", []):
+        more, needed = schema_shape(schemas, part)
+        properties |= more
+        required |= needed
+    return properties, required
+
+
+@pytest.mark.parametrize("route", cs.API_ROUTES, ids=route_id)
+def test_every_route_answers_as_documented(api: Api, existing: Fixture, route: cs.ApiRoute) -> None:
+    query, body = SUCCESS_INPUT.get((route.method, route.template), ("", NO_BODY))
+    answer = api.request(
+        route.method, route_path(route, existing) + query, body, token=None if route.public else ""
+    )
+    doc = cs.openapi_document()
+    operation = doc["paths"][route.template][route.method.lower()]
+    assert answer.status == route.status, answer.raw[:300]
+    assert str(answer.status) in operation["responses"]
+    payload = answer.json
+    properties, required = schema_shape(
+        doc["components"]["schemas"],
+        operation["responses"][str(route.status)]["content"]["application/json"]["schema"],
+    )
+    if route.schema != "OpenApiDocument":
+        assert required <= set(payload) <= properties, set(payload) ^ properties
