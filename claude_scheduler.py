@@ -4109,6 +4109,8 @@ HTTP_DEFAULT_PORT = 80
 QUERY_TRUE = ("true", "1", "yes")
 QUERY_FALSE = ("false", "0", "no")
 UNASSIGNED_QUERY = "none"
+# What a client may name as the trigger of a run it asks for; the engine's own triggers
+# (schedule, retry, catch_up...) are not a client's to claim.
 CLIENT_TRIGGERS = (Trigger.API, Trigger.CLI, Trigger.MANUAL)
 OPENAPI_VERSION = "3.1.0"
 HOST_RE = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_.\-]+))(?::(?P<port>[0-9]{1,5}))?")
