@@ -884,11 +884,26 @@ def route_id(route: cs.ApiRoute) -> str:
     return f"{route.method} {route.template}"
 
 
+@pytest.fixture(scope="module")
+def refusing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, cs.Store, Fixture]]:
+    """One server for the refusal tests: each checks that its request changed nothing."""
+    store = cs.Store(tmp_path_factory.mktemp("refusing") / "data")
+    server = cs.ApiServer(cs.Service(store), "127.0.0.1", 0)
+    server.start()
+    client = Api(server, cs.api_token(store.home, create=False))
+    job = make_job(client)
+    task = make_task(client, job["id"])
+    yield client, store, Fixture(job["id"], task["id"], add_run(store, task["id"]))
+    client.close()
+    server.stop()
+
+
 @pytest.mark.parametrize("case", REFUSALS)
 @pytest.mark.parametrize("route", MUTATING, ids=route_id)
 def test_security_matrix_for_every_mutating_route(
-    api: Api, store: cs.Store, existing: Fixture, route: cs.ApiRoute, case: str
+    refusing: tuple[Api, cs.Store, Fixture], route: cs.ApiRoute, case: str
 ) -> None:
+    api, store, existing = refusing
     status, options = REFUSALS[case]
     before = snapshot(store)
     body = NO_BODY if "raw" in options else valid_body(route)
@@ -901,10 +916,15 @@ def test_security_matrix_for_every_mutating_route(
 
 
 @pytest.mark.parametrize("route", GUARDED, ids=route_id)
-def test_every_route_but_health_needs_the_token(api: Api, existing: Fixture, route: cs.ApiRoute) -> None:
+def test_every_route_but_health_needs_the_token(
+    refusing: tuple[Api, cs.Store, Fixture], route: cs.ApiRoute
+) -> None:
+    api, store, existing = refusing
+    before = snapshot(store)
     answer = api.request(route.method, route_path(route, existing), valid_body(route), token=None)
     assert (answer.status, answer.error["code"]) == (401, "unauthorized")
     assert api.token.encode() not in answer.raw
+    assert snapshot(store) == before
 
 
 @pytest.mark.parametrize(

@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import http.server
 import inspect
+import json
+import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Result
+from conftest import ROOT, Result, child_env
 
 import claude_scheduler as cs
 
@@ -120,17 +126,17 @@ READS = [
 ]
 
 
-@pytest.mark.parametrize("output", [(), ("--json",)], ids=["table", "json"])
-@pytest.mark.parametrize("words", READS, ids=" ".join)
-def test_reads_answer_the_same_through_the_server(
-    cli: Cli, url: str, data: dict[str, str], words: tuple[str, ...], output: tuple[str, ...]
-) -> None:
+def test_reads_answer_the_same_through_the_server(cli: Cli, url: str, data: dict[str, str]) -> None:
     short = {name: value[:8] for name, value in data.items()}
-    command = [word.format(**short) for word in words]
-    direct, remote = both(cli, url, *command, *output)
-    assert direct.code == 0, direct.err
-    assert (remote.code, remote.out, remote.err) == (0, direct.out, direct.err)
-    assert direct.out.strip()
+    differences = []
+    for words in READS:
+        for output in ((), ("--json",)):
+            command = [word.format(**short) for word in words] + list(output)
+            direct, remote = both(cli, url, *command)
+            assert direct.code == 0 and direct.out.strip(), (command, direct.err)
+            if (remote.code, remote.out, remote.err) != (0, direct.out, direct.err):
+                differences.append((" ".join(command), direct, remote))
+    assert differences == []
 
 
 def test_full_ids_and_any_unique_prefix_resolve(cli: Cli, url: str, data: dict[str, str]) -> None:
@@ -316,7 +322,7 @@ def test_a_server_that_is_not_ours_is_exit_3(cli: Cli, home: Path, tmp_path: Pat
             pass
 
     other = http.server.HTTPServer(("127.0.0.1", 0), Html)
-    threading.Thread(target=other.serve_forever, daemon=True).start()
+    threading.Thread(target=other.serve_forever, args=(0.05,), daemon=True).start()
     try:
         cs.api_token(cs.Store(home).home)
         result = cli("--api", f"http://127.0.0.1:{other.server_port}", "jobs", "list")
@@ -367,3 +373,29 @@ def test_client_methods_mirror_the_service() -> None:
             assert client.parameters[param.name].default == param.default, (name, param.name)
             assert client.parameters[param.name].kind == param.kind, (name, param.name)
     assert cs.ApiClient.remote is True and cs.Service.remote is False
+
+
+def test_serve_answers_and_stops_cleanly_on_sigterm(home: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "claude_scheduler.py"), "serve", "--port", "0"],
+        env=child_env(home),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        address = None
+        for line in proc.stderr:
+            if found := re.search(r"API on (http://\S+)", line):
+                address = found[1]
+                break
+        assert address, "serve never said where the API is"
+        with urllib.request.urlopen(f"{address}/api/health", timeout=5) as answer:
+            health = json.load(answer)
+        assert health["status"] == "ok" and health["engine"]["running"] is True
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
