@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
-from typing import IO, Any, ClassVar, Generic, TypeVar
+from typing import IO, Any, ClassVar, Generic, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if sys.platform == "win32":
@@ -4113,7 +4113,8 @@ UNASSIGNED_QUERY = "none"
 # (schedule, retry, catch_up...) are not a client's to claim.
 CLIENT_TRIGGERS = (Trigger.API, Trigger.CLI, Trigger.MANUAL)
 OPENAPI_VERSION = "3.1.0"
-HOST_RE = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_.\-]+))(?::(?P<port>[0-9]{1,5}))?")
+# Compiled on first use (by re's cache), not at import: the CLI starts faster.
+HOST_PATTERN = r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_.\-]+))(?::(?P<port>[0-9]{1,5}))?"
 
 
 def api_token(home: Path, *, create: bool = True) -> str:
@@ -4206,8 +4207,7 @@ ERROR_TYPES: dict[str, type[SchedulerError]] = {
 # (status, payload); everything about HTTP happens in ApiHandler.
 
 
-@dataclass(frozen=True)
-class ApiCall:
+class ApiCall(NamedTuple):
     """One request as a route function sees it."""
 
     ids: dict[str, str]
@@ -4219,21 +4219,18 @@ ApiReply = tuple[HTTPStatus, JSON]
 ApiRouteFunc = Callable[[Service, ApiCall], ApiReply]
 
 
-@dataclass(frozen=True)
-class QueryKind:
+class QueryKind(NamedTuple):
     parse: Callable[[str, str], JSON]
     schema: JSONDict
 
 
-@dataclass(frozen=True)
-class QueryParam:
+class QueryParam(NamedTuple):
     name: str
     kind: QueryKind
     description: str
 
 
-@dataclass(frozen=True)
-class ApiRoute:
+class ApiRoute(NamedTuple):
     method: str
     template: str
     func: ApiRouteFunc
@@ -4244,11 +4241,23 @@ class ApiRoute:
     body_required: bool
     query: tuple[QueryParam, ...]
     public: bool
-    pattern: re.Pattern[str]
 
     @property
     def id_names(self) -> list[str]:
-        return list(self.pattern.groupindex)
+        return [part[1:-1] for part in self.template.split("/") if part.startswith("{")]
+
+    def match(self, segments: list[str]) -> dict[str, str] | None:
+        """The raw ids if a path's segments fit the template (`{name}` takes any one)."""
+        parts = self.template.split("/")
+        if len(parts) != len(segments):
+            return None
+        ids: dict[str, str] = {}
+        for part, segment in zip(parts, segments, strict=True):
+            if part.startswith("{") and segment:
+                ids[part[1:-1]] = segment
+            elif part != segment:
+                return None
+        return ids
 
 
 API_ROUTES: list[ApiRoute] = []
@@ -4270,10 +4279,9 @@ def api_route(
     like `{job_id}`; `schema`, `body` and `summary` describe it in the OpenAPI document."""
 
     def register(func: ApiRouteFunc) -> ApiRouteFunc:
-        pattern = _template_pattern(template)
         for name in (method,) if isinstance(method, str) else method:
             route = ApiRoute(
-                name, template, func, summary, status, schema, body, body_required, query, public, pattern
+                name, template, func, summary, status, schema, body, body_required, query, public
             )
             API_ROUTES.append(route)
         return func
@@ -4281,24 +4289,17 @@ def api_route(
     return register
 
 
-def _template_pattern(template: str) -> re.Pattern[str]:
-    parts = [
-        f"(?P<{part[1:-1]}>[^/]+)" if part.startswith("{") else re.escape(part)
-        for part in template.split("/")
-    ]
-    return re.compile("/".join(parts))
-
-
 def find_route(method: str, path: str) -> tuple[ApiRoute, dict[str, str]]:
     """The route for a method and path, with its raw ids; NotFound, or MethodNotAllowed
     naming the methods the path takes."""
     allowed: list[str] = []
+    segments = path.split("/")
     for route in API_ROUTES:
-        match = route.pattern.fullmatch(path)
-        if match is None:
+        ids = route.match(segments)
+        if ids is None:
             continue
         if route.method == method:
-            return route, match.groupdict()
+            return route, ids
         allowed.append(route.method)
     if allowed:
         raise MethodNotAllowed(
@@ -5150,7 +5151,7 @@ def parse_json_body(body: bytes) -> JSON:
 
 def _host_name(value: str) -> str | None:
     """The host of a Host header value (`name`, `name:port`, `[v6]:port`); None if malformed."""
-    match = HOST_RE.fullmatch(value.strip().lower())
+    match = re.fullmatch(HOST_PATTERN, value.strip().lower())
     if match is None:
         return None
     return str(match["ipv6"] or match["name"]).rstrip(".")
