@@ -5798,9 +5798,11 @@ def _cmd_tasks_run(ctx: CliContext) -> int:
     task_id = ctx.resolve("task", ctx.args.id)
     if ctx.args.detach or ctx.backend.remote:
         run = ctx.backend.request_run(task_id, Trigger.CLI)
+        note = _engine_note(ctx)
         if ctx.args.detach:
-            note = _engine_note(ctx)
             return ctx.show(run, lambda: f"Queued run {run['id']}" + (f"\n{note}" if note else ""))
+        if note:  # otherwise the wait below would be silent
+            ctx.emit(note)
         return _follow_to_end(ctx, run["id"])
     return _run_in_foreground(ctx, [task_id], stop_on_failure=True, trigger=Trigger.CLI)
 

@@ -399,3 +399,25 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(home: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_run_through_a_server_without_engine_says_so_and_ctrl_c_cancels_it(
+    cli: Cli, cli_json: Callable[..., Any], url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = cli_json("tasks", "create", "--name", "Waits", "--prompt", "p")
+    real_sleep = cs.time.sleep
+    pressed: list[float] = []
+
+    def ctrl_c_once(seconds: float) -> None:
+        if not pressed:
+            pressed.append(seconds)
+            raise KeyboardInterrupt
+        real_sleep(seconds)
+
+    monkeypatch.setattr(cs.time, "sleep", ctrl_c_once)
+    result = cli("--api", url, "tasks", "run", task["id"][:8])
+    assert result.code == 1
+    lines = result.out.splitlines()
+    assert lines[0].startswith("No scheduler engine is running")
+    assert "Stopping…" in lines and "cancelled" in lines[-1]
+    assert [run["status"] for run in cli_json("runs", "list")["runs"]] == ["cancelled"]
