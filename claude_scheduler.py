@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 import urllib.parse
 import uuid
 from bisect import bisect_left, bisect_right
@@ -44,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
-from typing import IO, Any, ClassVar, Generic, NamedTuple, TypeVar
+from typing import IO, Any, ClassVar, Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if sys.platform == "win32":
@@ -4207,7 +4208,7 @@ ERROR_TYPES: dict[str, type[SchedulerError]] = {
 # (status, payload); everything about HTTP happens in ApiHandler.
 
 
-class ApiCall(NamedTuple):
+class ApiCall(typing.NamedTuple):
     """One request as a route function sees it."""
 
     ids: dict[str, str]
@@ -4219,18 +4220,18 @@ ApiReply = tuple[HTTPStatus, JSON]
 ApiRouteFunc = Callable[[Service, ApiCall], ApiReply]
 
 
-class QueryKind(NamedTuple):
+class QueryKind(typing.NamedTuple):
     parse: Callable[[str, str], JSON]
     schema: JSONDict
 
 
-class QueryParam(NamedTuple):
+class QueryParam(typing.NamedTuple):
     name: str
     kind: QueryKind
     description: str
 
 
-class ApiRoute(NamedTuple):
+class ApiRoute(typing.NamedTuple):
     method: str
     template: str
     func: ApiRouteFunc
