@@ -17,7 +17,10 @@ import contextlib
 import dataclasses
 import enum
 import functools
+import hmac
+import http.client
 import http.server
+import ipaddress
 import json
 import logging
 import math
@@ -25,18 +28,23 @@ import os
 import queue
 import re
 import secrets
+import selectors
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import threading
 import time
+import typing
+import urllib.parse
 import uuid
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from http import HTTPStatus
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -4206,14 +4214,17 @@ class Service:
         offset to ask for next (for live tailing)."""
         run = self.store.run(run_id)
         offset = read_int(offset, "offset", 0, 1 << 62)
+        limit = read_int(limit, "limit", 1, LOG_CHUNK_MAX)
         try:
             with open(self.store.log_path(run.id), "rb") as handle:
                 handle.seek(offset)
                 chunk = handle.read(limit)
         except FileNotFoundError:
             chunk = b""
-        if run.is_active or len(chunk) == limit:
-            chunk = chunk[: chunk.rfind(b"\n") + 1]
+        cut = chunk.rfind(b"\n") + 1
+        # A line longer than `limit` comes in pieces; otherwise only whole lines.
+        if (run.is_active or len(chunk) == limit) and (cut or len(chunk) < limit):
+            chunk = chunk[:cut]
         return {
             "run_id": run.id,
             "offset": offset,
@@ -4263,15 +4274,43 @@ class Service:
 ####
 
 API_THREAD_NAME = "api"
+JSON_TYPE = "application/json"
+BODY_MAX = 1 << 20  # 1 MiB
+# An oversized body is read and dropped up to this size, so the client gets its 413
+# instead of a reset connection; past it the connection is simply closed.
+BODY_DRAIN_MAX = 16 << 20
+DRAIN_CHUNK = 64 << 10
+REQUEST_TIMEOUT_SECONDS = 30.0
+CLIENT_TIMEOUT_SECONDS = 30.0
+LISTEN_BACKLOG = 64
+QUERY_FIELDS_MAX = 20
+QUERY_DIGITS_MAX = 30
+ECHO_MAX = 60  # how much of a bad value an error message repeats
+HTTP_DEFAULT_PORT = 80
+QUERY_TRUE = ("true", "1", "yes")
+QUERY_FALSE = ("false", "0", "no")
+UNASSIGNED_QUERY = "none"
+# What a client may name as the trigger of a run it asks for; the engine's own triggers
+# (schedule, retry, catch_up...) are not a client's to claim.
+CLIENT_TRIGGERS = (Trigger.API, Trigger.CLI, Trigger.MANUAL)
+OPENAPI_VERSION = "3.1.0"
+# Compiled on first use (by re's cache), not at import: the CLI starts faster.
+HOST_PATTERN = r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_.\-]+))(?::(?P<port>[0-9]{1,5}))?"
 
 
 def api_token(home: Path, *, create: bool = True) -> str:
-    """The API's bearer token, made on first use (secrets module) and kept mode 0600."""
+    """The API's bearer token, made on first use (secrets module) and kept mode 0600.
+
+    Raises StorageError when it cannot be read, or (with `create=False`) does not exist."""
     path = home / TOKEN_FILE
-    with contextlib.suppress(FileNotFoundError):
+    try:
         token = path.read_text(encoding="ascii").strip()
-        if token:
-            return token
+    except FileNotFoundError:
+        token = ""
+    except (OSError, UnicodeDecodeError) as error:
+        raise StorageError(f"cannot read the API token {path}: {error}") from None
+    if token:
+        return token
     if not create:
         raise StorageError(f"no API token at {path}: start the window or `serve` once to create it")
     token = secrets.token_urlsafe(32)
@@ -4279,57 +4318,1348 @@ def api_token(home: Path, *, create: bool = True) -> str:
     return token
 
 
+# Errors only the HTTP front end raises. Each is an answer: status, code and headers.
+
+
+class HttpError(SchedulerError):
+    """An error about the request itself rather than the data; `headers` go out with it."""
+
+    def __init__(self, message: str, field: str | None = None, *, headers: Mapping[str, str] | None = None):
+        super().__init__(message, field)
+        self.headers = dict(headers or {})
+
+
+class Unauthorized(HttpError):
+    http_status = HTTPStatus.UNAUTHORIZED
+    code = "unauthorized"
+
+
+class Forbidden(HttpError):
+    http_status = HTTPStatus.FORBIDDEN
+    code = "forbidden"
+
+
+class MethodNotAllowed(HttpError):
+    http_status = HTTPStatus.METHOD_NOT_ALLOWED
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(HttpError):
+    http_status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(HttpError):
+    http_status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_media_type"
+
+
+class MisdirectedRequest(HttpError):
+    http_status = HTTPStatus.MISDIRECTED_REQUEST
+    code = "misdirected_request"
+
+
+class InternalError(SchedulerError):
+    """A bug: the answer says only that; the server's log has the traceback."""
+
+    code = "internal_error"
+
+
+ERROR_TYPES: dict[str, type[SchedulerError]] = {
+    kind.code: kind
+    for kind in (
+        NotFound,
+        Invalid,
+        BadRequest,
+        Conflict,
+        StorageError,
+        Unauthorized,
+        Forbidden,
+        MethodNotAllowed,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        MisdirectedRequest,
+    )
+}
+
+
+# Routing: a table of routes filled by the @api_route decorator. A route function gets
+# the service and an ApiCall (checked ids, typed query, parsed body) and returns
+# (status, payload); everything about HTTP happens in ApiHandler.
+
+
+class ApiCall(typing.NamedTuple):
+    """One request as a route function sees it."""
+
+    ids: dict[str, str]
+    query: dict[str, JSON]
+    body: JSON
+
+
+ApiReply = tuple[HTTPStatus, JSON]
+ApiRouteFunc = Callable[[Service, ApiCall], ApiReply]
+
+
+class QueryKind(typing.NamedTuple):
+    parse: Callable[[str, str], JSON]
+    schema: JSONDict
+
+
+class QueryParam(typing.NamedTuple):
+    name: str
+    kind: QueryKind
+    description: str
+
+
+class ApiRoute(typing.NamedTuple):
+    method: str
+    template: str
+    func: ApiRouteFunc
+    summary: str
+    status: HTTPStatus
+    schema: str
+    body: str | None
+    body_required: bool
+    query: tuple[QueryParam, ...]
+    public: bool
+
+    @property
+    def id_names(self) -> list[str]:
+        return [part[1:-1] for part in self.template.split("/") if part.startswith("{")]
+
+    def match(self, segments: list[str]) -> dict[str, str] | None:
+        """The raw ids if a path's segments fit the template (`{name}` takes any one)."""
+        parts = self.template.split("/")
+        if len(parts) != len(segments):
+            return None
+        ids: dict[str, str] = {}
+        for part, segment in zip(parts, segments, strict=True):
+            if part.startswith("{") and segment:
+                ids[part[1:-1]] = segment
+            elif part != segment:
+                return None
+        return ids
+
+
+API_ROUTES: list[ApiRoute] = []
+
+
+def api_route(
+    method: str | tuple[str, ...],
+    template: str,
+    summary: str,
+    *,
+    schema: str,
+    status: HTTPStatus = HTTPStatus.OK,
+    body: str | None = None,
+    body_required: bool = False,
+    query: tuple[QueryParam, ...] = (),
+    public: bool = False,
+) -> Callable[[ApiRouteFunc], ApiRouteFunc]:
+    """Register a route function for one method or several: `template` names its ids
+    like `{job_id}`; `schema`, `body` and `summary` describe it in the OpenAPI document."""
+
+    def register(func: ApiRouteFunc) -> ApiRouteFunc:
+        for name in (method,) if isinstance(method, str) else method:
+            route = ApiRoute(
+                name, template, func, summary, status, schema, body, body_required, query, public
+            )
+            API_ROUTES.append(route)
+        return func
+
+    return register
+
+
+def find_route(method: str, path: str) -> tuple[ApiRoute, dict[str, str]]:
+    """The route for a method and path, with its raw ids; NotFound, or MethodNotAllowed
+    naming the methods the path takes."""
+    allowed: list[str] = []
+    segments = path.split("/")
+    for route in API_ROUTES:
+        ids = route.match(segments)
+        if ids is None:
+            continue
+        if route.method == method:
+            return route, ids
+        allowed.append(route.method)
+    if allowed:
+        raise MethodNotAllowed(
+            f"{_clip(method, ECHO_MAX)} is not allowed here; use {', '.join(allowed)}",
+            headers={"Allow": ", ".join(allowed)},
+        )
+    raise NotFound(f"no such route: {_clip(path, ECHO_MAX)} (GET /api/openapi.json lists them)")
+
+
+def _parse_int(text: str, name: str) -> int:
+    if not re.fullmatch(rf"[+-]?[0-9]{{1,{QUERY_DIGITS_MAX}}}", text):
+        raise BadRequest(f"must be a whole number (got {_clip(text, ECHO_MAX)!r})", name)
+    return int(text)
+
+
+def _parse_bool(text: str, name: str) -> bool:
+    word = text.lower()
+    if word not in QUERY_TRUE + QUERY_FALSE:
+        raise BadRequest(f"must be true or false (got {_clip(text, ECHO_MAX)!r})", name)
+    return word in QUERY_TRUE
+
+
+def _parse_uuid(text: str, name: str) -> str:
+    if not is_uuid(text):
+        raise BadRequest(f"must be a UUID (got {_clip(text, ECHO_MAX)!r})", name)
+    return text.lower()
+
+
+def _parse_job_filter(text: str, name: str) -> str:
+    return UNASSIGNED_QUERY if text.lower() == UNASSIGNED_QUERY else _parse_uuid(text, name)
+
+
+def _parse_text(text: str, name: str) -> str:
+    return text
+
+
+UUID_SCHEMA: JSONDict = {"type": "string", "format": "uuid"}
+TIME_SCHEMA: JSONDict = {"type": "string", "format": "date-time"}
+QUERY_INT = QueryKind(_parse_int, {"type": "integer"})
+QUERY_BOOL = QueryKind(_parse_bool, {"type": "boolean"})
+QUERY_TEXT = QueryKind(_parse_text, {"type": "string"})
+QUERY_UUID = QueryKind(_parse_uuid, UUID_SCHEMA)
+QUERY_JOB = QueryKind(_parse_job_filter, {"anyOf": [UUID_SCHEMA, {"const": UNASSIGNED_QUERY}]})
+
+FORCE_PARAM = QueryParam("force", QUERY_BOOL, "also when runs are active: they are stopped first")
+COUNT_PARAM = QueryParam(
+    "count", QUERY_INT, f"how many fire times (1-{PREVIEW_MAX}, default {DEFAULT_PREVIEW})"
+)
+
+
+def parse_query(route: ApiRoute, text: str) -> dict[str, JSON]:
+    """The query string as typed values; BadRequest for an unknown, repeated or malformed one."""
+    try:
+        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, max_num_fields=QUERY_FIELDS_MAX)
+    except ValueError as error:
+        raise BadRequest(f"bad query string: {error}") from None
+    known = {param.name: param for param in route.query}
+    values: dict[str, JSON] = {}
+    for name, value in pairs:
+        param = known.get(name)
+        if param is None:
+            names = ", ".join(known) or "none"
+            raise BadRequest(f"unknown query parameter (this route takes: {names})", _clip(name, ECHO_MAX))
+        if name in values:
+            raise BadRequest("is given more than once", name)
+        values[name] = param.kind.parse(value, name)
+    return values
+
+
+def _body_options(body: JSON, known: tuple[str, ...]) -> JSONDict:
+    """An optional options object; unknown fields are refused like everywhere else."""
+    options = require_object({} if body is None else body)
+    split_known(options, known, strict=True)
+    return options
+
+
+# The routes, in the order of SPEC section 7.
+
+API_JOB_PATH = "/api/jobs/{job_id}"
+API_TASK_PATH = "/api/tasks/{task_id}"
+API_RUN_PATH = "/api/runs/{run_id}"
+
+
+@api_route(
+    "GET", "/api/health", "Liveness, version and engine state (no token needed)", schema="Health", public=True
+)
+def _api_health(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, {"status": "ok", "version": __version__, "engine": service.engine_status()}
+
+
+@api_route("GET", "/api/openapi.json", "This OpenAPI document", schema="OpenApiDocument")
+def _api_openapi(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, openapi_document()
+
+
+@api_route("GET", "/api/jobs", "Every job with its progress", schema="JobList")
+def _api_list_jobs(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, {"jobs": service.list_jobs()}
+
+
+@api_route(
+    "POST",
+    "/api/jobs",
+    "Create a job",
+    schema="Job",
+    status=HTTPStatus.CREATED,
+    body="JobCreate",
+    body_required=True,
+)
+def _api_create_job(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.CREATED, service.create_job(call.body)
+
+
+@api_route("GET", API_JOB_PATH, "A job with its tasks and progress", schema="JobDetail")
+def _api_get_job(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.get_job(call.ids["job_id"])
+
+
+@api_route(
+    ("PUT", "PATCH"),
+    API_JOB_PATH,
+    "Change a job (only the fields given)",
+    schema="JobDetail",
+    body="JobInput",
+    body_required=True,
+)
+def _api_update_job(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.update_job(call.ids["job_id"], call.body)
+
+
+@api_route(
+    "DELETE",
+    API_JOB_PATH,
+    "Delete a job with its tasks, runs and logs",
+    schema="DeleteResult",
+    query=(FORCE_PARAM,),
+)
+def _api_delete_job(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.delete_job(call.ids["job_id"], force=call.query.get("force", False))
+
+
+@api_route(
+    "GET", API_JOB_PATH + "/delete-preview", "What deleting the job would remove", schema="DeletePreview"
+)
+def _api_delete_preview(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.delete_preview(call.ids["job_id"])
+
+
+@api_route("GET", API_JOB_PATH + "/tasks", "The job's tasks in its task order", schema="TaskList")
+def _api_job_tasks(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, {"tasks": service.job_tasks(call.ids["job_id"])}
+
+
+@api_route(
+    "POST",
+    API_JOB_PATH + "/run",
+    "Run the job's enabled tasks one after another",
+    schema="JobRun",
+    status=HTTPStatus.ACCEPTED,
+    body="JobRunOptions",
+)
+def _api_run_job(service: Service, call: ApiCall) -> ApiReply:
+    options = _body_options(call.body, ("continue_on_failure",))
+    keep_going = read_bool(options.get("continue_on_failure", False), "continue_on_failure")
+    return HTTPStatus.ACCEPTED, service.run_job(call.ids["job_id"], continue_on_failure=keep_going)
+
+
+@api_route("POST", API_JOB_PATH + "/stop", "Stop the job's runs", schema="JobStop")
+def _api_stop_job(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.stop_job(call.ids["job_id"])
+
+
+@api_route(
+    "GET",
+    "/api/tasks",
+    "Tasks, oldest first",
+    schema="TaskList",
+    query=(
+        QueryParam(
+            "job_id", QUERY_JOB, f"only this job's tasks, or `{UNASSIGNED_QUERY}` for unassigned ones"
+        ),
+    ),
+)
+def _api_list_tasks(service: Service, call: ApiCall) -> ApiReply:
+    job_id = call.query.get("job_id")
+    if job_id == UNASSIGNED_QUERY:
+        return HTTPStatus.OK, {"tasks": service.list_tasks(unassigned=True)}
+    return HTTPStatus.OK, {"tasks": service.list_tasks(job_id)}
+
+
+@api_route(
+    "POST",
+    "/api/tasks",
+    "Create a task (its job_id, if any, must exist)",
+    schema="Task",
+    status=HTTPStatus.CREATED,
+    body="TaskCreate",
+    body_required=True,
+)
+def _api_create_task(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.CREATED, service.create_task(call.body)
+
+
+@api_route("GET", API_TASK_PATH, "A task", schema="Task")
+def _api_get_task(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.get_task(call.ids["task_id"])
+
+
+@api_route(
+    ("PUT", "PATCH"),
+    API_TASK_PATH,
+    "Change a task (only the fields given)",
+    schema="Task",
+    body="TaskInput",
+    body_required=True,
+)
+def _api_update_task(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.update_task(call.ids["task_id"], call.body)
+
+
+@api_route(
+    "DELETE",
+    API_TASK_PATH,
+    "Delete a task with its runs and logs",
+    schema="DeleteResult",
+    query=(FORCE_PARAM,),
+)
+def _api_delete_task(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.delete_task(call.ids["task_id"], force=call.query.get("force", False))
+
+
+@api_route(
+    "POST",
+    API_TASK_PATH + "/run",
+    "Queue a run of the task for the engine",
+    schema="Run",
+    status=HTTPStatus.ACCEPTED,
+    body="RunOptions",
+)
+def _api_run_task(service: Service, call: ApiCall) -> ApiReply:
+    options = _body_options(call.body, ("trigger",))
+    trigger = read_enum(options.get("trigger", Trigger.API), "trigger", Trigger)
+    if trigger not in CLIENT_TRIGGERS:
+        raise Invalid(f"must be one of {', '.join(CLIENT_TRIGGERS)} (got {trigger.value!r})", "trigger")
+    return HTTPStatus.ACCEPTED, service.request_run(call.ids["task_id"], trigger)
+
+
+@api_route("POST", API_TASK_PATH + "/enable", "Let the task fire on its schedule", schema="Task")
+def _api_enable_task(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.set_enabled(call.ids["task_id"], True)
+
+
+@api_route("POST", API_TASK_PATH + "/disable", "Keep the task from firing", schema="Task")
+def _api_disable_task(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.set_enabled(call.ids["task_id"], False)
+
+
+@api_route(
+    "GET", API_TASK_PATH + "/next", "The task's next fire times", schema="NextTimes", query=(COUNT_PARAM,)
+)
+def _api_next_times(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.next_times(call.ids["task_id"], call.query.get("count", DEFAULT_PREVIEW))
+
+
+PREVIEW_QUERY = (
+    QueryParam("cron", QUERY_TEXT, "a cron expression (give exactly one of cron, every_seconds, at)"),
+    QueryParam("timezone", QUERY_TEXT, "IANA zone of the cron expression (default: the server's)"),
+    QueryParam("every_seconds", QUERY_INT, f"an interval in seconds (at least {MIN_INTERVAL_SECONDS})"),
+    QueryParam("at", QUERY_TEXT, "one ISO 8601 time"),
+    QueryParam("after", QUERY_TEXT, "start from this ISO 8601 time instead of now"),
+    COUNT_PARAM,
+)
+
+
+@api_route(
+    "GET",
+    "/api/schedule/preview",
+    "Fire times and a description of a schedule that need not be saved",
+    schema="Preview",
+    query=PREVIEW_QUERY,
+)
+def _api_preview(service: Service, call: ApiCall) -> ApiReply:
+    query = call.query
+    schedule = _preview_schedule(query)
+    return HTTPStatus.OK, service.preview(
+        schedule, after=query.get("after"), count=query.get("count", DEFAULT_PREVIEW)
+    )
+
+
+def _preview_schedule(query: dict[str, JSON]) -> JSONDict:
+    given = [name for name in ("cron", "every_seconds", "at") if name in query]
+    if len(given) != 1:
+        raise BadRequest("give exactly one of the query parameters cron, every_seconds or at")
+    if "timezone" in query and given != ["cron"]:
+        raise BadRequest("goes with cron only", "timezone")
+    if given == ["cron"]:
+        return {"type": ScheduleType.CRON, "expression": query["cron"], "timezone": query.get("timezone")}
+    if given == ["every_seconds"]:
+        return {"type": ScheduleType.INTERVAL, "every_seconds": query["every_seconds"]}
+    return {"type": ScheduleType.ONCE, "at": query["at"]}
+
+
+@api_route(
+    "GET",
+    "/api/runs",
+    "Runs, newest first",
+    schema="RunList",
+    query=(
+        QueryParam("task_id", QUERY_UUID, "only this task's runs"),
+        QueryParam("job_id", QUERY_UUID, "only runs of this job's tasks"),
+        QueryParam("status", QUERY_TEXT, "only runs with this status"),
+        QueryParam("limit", QUERY_INT, f"at most this many (1-{RUN_LIST_MAX})"),
+    ),
+)
+def _api_list_runs(service: Service, call: ApiCall) -> ApiReply:
+    query = call.query
+    runs = service.list_runs(
+        task_id=query.get("task_id"),
+        job_id=query.get("job_id"),
+        status=query.get("status"),
+        limit=query.get("limit"),
+    )
+    return HTTPStatus.OK, {"runs": runs}
+
+
+@api_route("GET", API_RUN_PATH, "A run", schema="Run")
+def _api_get_run(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.get_run(call.ids["run_id"])
+
+
+@api_route("DELETE", API_RUN_PATH, "Delete a finished run and its log", schema="DeleteResult")
+def _api_delete_run(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.delete_run(call.ids["run_id"])
+
+
+@api_route(
+    "GET",
+    API_RUN_PATH + "/log",
+    "Log bytes from an offset, and the offset to ask for next (for live tailing)",
+    schema="LogChunk",
+    query=(
+        QueryParam("offset", QUERY_INT, "byte offset to read from (default 0)"),
+        QueryParam("limit", QUERY_INT, f"at most this many bytes (1-{LOG_CHUNK_MAX})"),
+    ),
+)
+def _api_read_log(service: Service, call: ApiCall) -> ApiReply:
+    offset, limit = call.query.get("offset", 0), call.query.get("limit", LOG_CHUNK_MAX)
+    return HTTPStatus.OK, service.read_log(call.ids["run_id"], offset, limit)
+
+
+@api_route("POST", API_RUN_PATH + "/stop", "Stop a run (a queued one is cancelled at once)", schema="Run")
+def _api_stop_run(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.stop_run(call.ids["run_id"])
+
+
+@api_route("GET", "/api/engine", "Who runs the engine, and whether it is paused", schema="EngineStatus")
+def _api_engine_status(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.engine_status()
+
+
+@api_route("POST", "/api/engine/pause", "Start no new runs (running ones go on)", schema="EngineStatus")
+def _api_pause(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.set_paused(True)
+
+
+@api_route("POST", "/api/engine/resume", "Start runs again", schema="EngineStatus")
+def _api_resume(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.set_paused(False)
+
+
+# The OpenAPI document, built from the route table and the model's enums and limits.
+
+
+def _schema_ref(name: str) -> JSONDict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _schema_nullable(schema: JSONDict) -> JSONDict:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _schema_array(items: JSONDict) -> JSONDict:
+    return {"type": "array", "items": items}
+
+
+def _schema_object(properties: JSONDict, *, required: Iterable[str] = (), closed: bool = False) -> JSONDict:
+    schema: JSONDict = {"type": "object", "properties": properties, "additionalProperties": not closed}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def _schema_enum(kind: type[enum.StrEnum]) -> JSONDict:
+    return {"type": "string", "enum": [member.value for member in kind]}
+
+
+def _schema_text(max_len: int = TEXT_MAX) -> JSONDict:
+    return {"type": "string", "maxLength": max_len}
+
+
+def _schema_count(low: int = 0, high: int | None = None) -> JSONDict:
+    schema: JSONDict = {"type": "integer", "minimum": low}
+    return {**schema, "maximum": high} if high is not None else schema
+
+
+SCHEDULE_FIELD_SCHEMAS: JSONDict = {
+    "at": TIME_SCHEMA,
+    "every_seconds": _schema_count(MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS),
+    "anchor": _schema_nullable(TIME_SCHEMA),
+    "expression": {**_schema_text(NAME_MAX), "description": "5-field cron expression or an @alias"},
+    "timezone": _schema_nullable({**_schema_text(NAME_MAX), "description": "IANA zone name"}),
+    "path": _schema_text(PATH_MAX),
+    "recursive": {"type": "boolean"},
+    "debounce_seconds": {"type": "number", "minimum": 0, "maximum": DEBOUNCE_MAX},
+}
+SCHEDULE_REQUIRED = {"at", "every_seconds", "expression", "path"}
+
+
+def _schedule_schema() -> JSONDict:
+    variants = []
+    for kind, names in Schedule.FIELDS.items():
+        properties = {"type": {"const": kind.value}} | {name: SCHEDULE_FIELD_SCHEMAS[name] for name in names}
+        required = ["type", *(name for name in names if name in SCHEDULE_REQUIRED)]
+        variants.append(_schema_object(properties, required=required, closed=True))
+    return {"oneOf": variants, "description": "When a task fires; the fields depend on `type`."}
+
+
+def _task_field_schemas() -> JSONDict:
+    """The editable fields of a task."""
+    return {
+        "job_id": _schema_nullable(UUID_SCHEMA),
+        "name": _schema_text(NAME_MAX),
+        "prompt": _schema_text(PROMPT_MAX),
+        "model": {**_schema_text(NAME_MAX), "description": "sonnet, opus, haiku or a full model id"},
+        "permission_mode": _schema_enum(PermissionMode),
+        "working_directory": _schema_nullable(_schema_text(PATH_MAX)),
+        "allowed_tools": _schema_array(_schema_text(NAME_MAX)),
+        "disallowed_tools": _schema_array(_schema_text(NAME_MAX)),
+        "max_turns": _schema_nullable(_schema_count(1, MAX_TURNS_MAX)),
+        "append_system_prompt": _schema_nullable(_schema_text()),
+        "session_mode": _schema_enum(SessionMode),
+        "timeout_seconds": _schema_count(1, TIMEOUT_MAX),
+        "schedule": _schema_ref("Schedule"),
+        "enabled": {"type": "boolean"},
+        "overlap": _schema_enum(Overlap),
+        "catch_up": _schema_enum(CatchUp),
+        "retry": _schema_ref("Retry"),
+        "env": {"type": "object", "additionalProperties": {"type": "string"}},
+    }
+
+
+def _task_schemas() -> JSONDict:
+    fields = _task_field_schemas()
+    derived = {
+        "next_run_at": _schema_nullable(TIME_SCHEMA),
+        "last_run_at": _schema_nullable(TIME_SCHEMA),
+        "last_run_status": _schema_nullable(_schema_enum(RunStatus)),
+        "last_session_id": _schema_nullable({"type": "string"}),
+        "schedule_text": {"type": "string", "description": "the schedule in words"},
+    }
+    stamps = {"id": UUID_SCHEMA, "created_at": TIME_SCHEMA, "updated_at": TIME_SCHEMA}
+    retry = {
+        "max_attempts": _schema_count(0, RETRY_MAX),
+        "delay_seconds": _schema_count(0, RETRY_DELAY_MAX),
+        "backoff": {"type": "number", "minimum": 1, "maximum": 10},
+    }
+    return {
+        "Schedule": _schedule_schema(),
+        "Retry": _schema_object(retry, closed=True),
+        "Task": _schema_object({**stamps, **fields, **derived}, required=[*stamps, *fields, *derived]),
+        "TaskInput": _schema_object(fields, closed=True),
+        "TaskCreate": {"allOf": [_schema_ref("TaskInput"), {"required": ["name", "prompt"]}]},
+        "TaskList": _schema_object({"tasks": _schema_array(_schema_ref("Task"))}, required=["tasks"]),
+        "NextTimes": _schema_object(
+            {
+                "task_id": UUID_SCHEMA,
+                "description": {"type": "string"},
+                "enabled": {"type": "boolean"},
+                "times": _schema_array(TIME_SCHEMA),
+            },
+            required=["task_id", "description", "enabled", "times"],
+        ),
+        "Preview": _schema_object(
+            {
+                "schedule": _schema_ref("Schedule"),
+                "description": {"type": "string"},
+                "times": _schema_array(TIME_SCHEMA),
+            },
+            required=["schedule", "description", "times"],
+        ),
+    }
+
+
+def _job_schemas() -> JSONDict:
+    fields = {
+        "name": _schema_text(NAME_MAX),
+        "description": _schema_text(),
+        "status": _schema_enum(JobStatus),
+        "working_directory": _schema_nullable(_schema_text(PATH_MAX)),
+        "task_order": _schema_array(UUID_SCHEMA),
+    }
+    stamps = {"id": UUID_SCHEMA, "created_at": TIME_SCHEMA, "updated_at": TIME_SCHEMA}
+    progress = {key: _schema_count() for key in ("total", *PROGRESS_KEYS, "done")}
+    progress |= {"percent": _schema_count(0, 100), "text": {"type": "string", "description": "done/total"}}
+    counts = _schema_object(
+        {key: _schema_count() for key in ("jobs", "tasks", "runs", "logs")},
+        required=["jobs", "tasks", "runs", "logs"],
+    )
+    return {
+        "Progress": _schema_object(progress, required=list(progress)),
+        "Job": _schema_object(
+            {**stamps, **fields, "progress": _schema_ref("Progress")}, required=[*stamps, *fields]
+        ),
+        "JobDetail": {
+            "allOf": [
+                _schema_ref("Job"),
+                _schema_object({"tasks": _schema_array(_schema_ref("Task"))}, required=["tasks"]),
+            ]
+        },
+        "JobInput": _schema_object(fields, closed=True),
+        "JobCreate": {"allOf": [_schema_ref("JobInput"), {"required": ["name"]}]},
+        "JobList": _schema_object({"jobs": _schema_array(_schema_ref("Job"))}, required=["jobs"]),
+        "DeleteCounts": counts,
+        "DeleteResult": _schema_object({"deleted": _schema_ref("DeleteCounts")}, required=["deleted"]),
+        "DeletePreview": _schema_object(
+            {
+                "job": _schema_ref("Job"),
+                "counts": _schema_ref("DeleteCounts"),
+                "active_runs": _schema_count(),
+            },
+            required=["job", "counts", "active_runs"],
+        ),
+        "JobRunOptions": _schema_object(
+            {"continue_on_failure": {"type": "boolean", "default": False}}, closed=True
+        ),
+        "JobRun": _schema_object(
+            {
+                "job_run_id": UUID_SCHEMA,
+                "job_id": UUID_SCHEMA,
+                "task_ids": _schema_array(UUID_SCHEMA),
+                "position": _schema_count(),
+                "continue_on_failure": {"type": "boolean"},
+                "status": {"type": "string"},
+                "started_at": TIME_SCHEMA,
+                "run": _schema_nullable(_schema_ref("Run")),
+            },
+            required=["job_run_id", "job_id", "task_ids", "status", "run"],
+        ),
+        "JobStop": _schema_object(
+            {"job_id": UUID_SCHEMA, "stopped_runs": _schema_array(_schema_ref("Run"))},
+            required=["job_id", "stopped_runs"],
+        ),
+    }
+
+
+def _run_schemas() -> JSONDict:
+    nullable_int, nullable_text = _schema_nullable({"type": "integer"}), _schema_nullable({"type": "string"})
+    run = {
+        "id": UUID_SCHEMA,
+        "task_id": UUID_SCHEMA,
+        "status": _schema_enum(RunStatus),
+        "trigger": _schema_enum(Trigger),
+        "created_at": TIME_SCHEMA,
+        **{name: _schema_nullable(TIME_SCHEMA) for name in Run.TIMES if name != "created_at"},
+        **dict.fromkeys(("exit_code", "input_tokens", "output_tokens", "num_turns", "pid"), nullable_int),
+        **dict.fromkeys(("session_id", "model", "result", "error", "owner"), nullable_text),
+        "attempt": _schema_count(1),
+        "cost_usd": _schema_nullable({"type": "number"}),
+        "stop_requested": {"type": "boolean"},
+        "missed_count": nullable_int,
+        "job_run_id": _schema_nullable(UUID_SCHEMA),
+        "duration_seconds": _schema_nullable({"type": "number"}),
+    }
+    log_chunk = {
+        "run_id": UUID_SCHEMA,
+        "offset": _schema_count(),
+        "next_offset": _schema_count(),
+        "data": {"type": "string", "description": "whole lines only while the run is active"},
+        "active": {"type": "boolean"},
+    }
+    return {
+        "Run": _schema_object(run, required=list(run)),
+        "RunList": _schema_object({"runs": _schema_array(_schema_ref("Run"))}, required=["runs"]),
+        "RunOptions": _schema_object(
+            {"trigger": {"enum": list(CLIENT_TRIGGERS), "default": Trigger.API.value}}, closed=True
+        ),
+        "LogChunk": _schema_object(log_chunk, required=list(log_chunk)),
+    }
+
+
+def _server_schemas() -> JSONDict:
+    engine = {
+        "running": {"type": "boolean"},
+        "paused": {"type": "boolean"},
+        "owner": _schema_nullable(
+            {"type": "object", "description": "pid, host, start time and API of the engine"}
+        ),
+        "here": {"type": "boolean", "description": "whether this server's process runs the engine"},
+    }
+    error = {
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+        "field": _schema_nullable({"type": "string"}),
+    }
+    return {
+        "EngineStatus": _schema_object(engine, required=list(engine)),
+        "Health": _schema_object(
+            {"status": {"const": "ok"}, "version": {"type": "string"}, "engine": _schema_ref("EngineStatus")},
+            required=["status", "version", "engine"],
+        ),
+        "Error": _schema_object({"error": _schema_object(error, required=list(error))}, required=["error"]),
+        "OpenApiDocument": {"type": "object", "description": "an OpenAPI 3.1 document"},
+    }
+
+
+def _operation(route: ApiRoute, operation_id: str) -> JSONDict:
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": UUID_SCHEMA} for name in route.id_names
+    ] + [
+        {
+            "name": param.name,
+            "in": "query",
+            "required": False,
+            "description": param.description,
+            "schema": param.kind.schema,
+        }
+        for param in route.query
+    ]
+    content = {JSON_TYPE: {"schema": _schema_ref(route.schema)}}
+    responses: JSONDict = {str(route.status.value): {"description": route.status.phrase, "content": content}}
+    responses["default"] = {"$ref": "#/components/responses/Error"}
+    operation: JSONDict = {
+        "operationId": operation_id,
+        "summary": route.summary,
+        "tags": [route.template.split("/")[2].removesuffix(".json")],
+        "parameters": parameters,
+        "responses": responses,
+    }
+    if route.body:
+        body_content = {JSON_TYPE: {"schema": _schema_ref(route.body)}}
+        operation["requestBody"] = {"required": route.body_required, "content": body_content}
+    if route.public:
+        operation["security"] = []
+    return operation
+
+
+@functools.cache
+def openapi_document() -> JSONDict:
+    """OpenAPI 3.1 for every route in API_ROUTES. Built once; callers must not change it."""
+    uses: dict[ApiRouteFunc, int] = {}
+    for route in API_ROUTES:
+        uses[route.func] = uses.get(route.func, 0) + 1
+    paths: JSONDict = {}
+    for route in API_ROUTES:
+        name = route.func.__name__.removeprefix("_api_")
+        operation_id = name if uses[route.func] == 1 else f"{name}_{route.method.lower()}"
+        paths.setdefault(route.template, {})[route.method.lower()] = _operation(route, operation_id)
+    error_response = {"description": "an error", "content": {JSON_TYPE: {"schema": _schema_ref("Error")}}}
+    schemas = _job_schemas() | _task_schemas() | _run_schemas() | _server_schemas()
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "claude-code-scheduler",
+            "version": __version__,
+            "description": "Jobs, tasks and runs of unattended Claude Code sessions. Every route but "
+            "/api/health needs `Authorization: Bearer <token>` (the `api-token` file in the data home).",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": {"Error": error_response},
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearerAuth": []}],
+    }
+
+
+# The server: every request goes through ApiHandler._dispatch.
+
+
 class ApiHandler(http.server.BaseHTTPRequestHandler):
-    """One request: parsed, checked and answered as JSON."""
+    """One request: its transport checked (size, Host, Origin, token, content type), its
+    route called, and every outcome answered as JSON. Errors are translated here only."""
 
     server: ApiServer
     server_version = f"claude-code-scheduler/{__version__}"
+    protocol_version = "HTTP/1.1"
+    # Answers to requests too broken to name a version still get a status line and headers.
+    default_request_version = "HTTP/1.0"
+    timeout = REQUEST_TIMEOUT_SECONDS
+    disable_nagle_algorithm = True
 
-    def do_GET(self) -> None:
-        self._send(
-            200, {"status": "ok", "version": __version__, "engine": self.server.service.engine_status()}
-        )
+    def __getattr__(self, name: str) -> Callable[[], None]:
+        # http.server looks up do_<METHOD>: every method, known or not, goes to the one
+        # handler, so an odd method gets a JSON 405 with Allow rather than an HTML 501.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
 
-    def _send(self, status: int, payload: JSON) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def _handle(self) -> None:
+        headers: Mapping[str, str] = {}
+        try:
+            status, payload = self._dispatch()
+        except SchedulerError as error:
+            status, payload = HTTPStatus(error.http_status), _error_body(error)
+            headers = error.headers if isinstance(error, HttpError) else {}
+        except Exception:
+            log.exception("api: %s %s failed", self.command, self.path.partition("?")[0])
+            status = HTTPStatus.INTERNAL_SERVER_ERROR
+            payload = _error_body(InternalError("internal error: the server's log has the details"))
+        self._send(status, payload, headers)
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def _dispatch(self) -> ApiReply:
+        body = self._receive()
+        self._check_peer()
+        target = _request_target(self.path)
+        route, raw_ids = find_route(self.command, target.path.rstrip("/") or "/")
+        if not route.public:
+            self._check_token()
+        ids = {name: _parse_uuid(value, name) for name, value in raw_ids.items()}
+        call = ApiCall(ids, parse_query(route, target.query), self._json_body(route, body))
+        return route.func(self.server.service, call)
+
+    def _receive(self) -> bytes:
+        """The request body, framed by Content-Length. A request whose framing cannot be
+        trusted closes the connection after the answer."""
+        lengths = set(self.headers.get_all("Content-Length") or [])
+        if self.headers.get("Transfer-Encoding") or len(lengths) > 1:
+            self.close_connection = True
+            raise BadRequest("send the body with one Content-Length (chunked bodies are not supported)")
+        text = lengths.pop().strip() if lengths else "0"
+        if not (text.isascii() and text.isdigit()):
+            self.close_connection = True
+            raise BadRequest(f"Content-Length must be a number of bytes (got {_clip(text, ECHO_MAX)!r})")
+        length = int(text)
+        if length > BODY_MAX:
+            self._drop_body(length)
+            raise PayloadTooLarge(f"the body is {length} bytes; the limit is {BODY_MAX}")
+        return self._read_exactly(length)
+
+    def _read_exactly(self, length: int) -> bytes:
+        try:
+            data = self.rfile.read(length) if length else b""
+        except OSError:  # includes timeouts: the client stopped sending
+            data = b""
+        if len(data) < length:
+            self.close_connection = True
+            raise BadRequest(f"the body ended after {len(data)} of its {length} bytes")
+        return data
+
+    def _drop_body(self, length: int) -> None:
+        self.close_connection = True
+        if length > BODY_DRAIN_MAX:
+            return
+        with contextlib.suppress(OSError):
+            while length > 0 and (chunk := self.rfile.read(min(length, DRAIN_CHUNK))):
+                length -= len(chunk)
+
+    def _check_peer(self) -> None:
+        """Refuse DNS-rebinding (a foreign Host) and cross-site requests (a foreign Origin)."""
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) != 1 or not self.server.allows_host(hosts[0]):
+            raise MisdirectedRequest(
+                "the Host header must name this server (a loopback address or its --host)"
+            )
+        origin = self.headers.get("Origin")
+        if origin is not None and not self.server.is_own_origin(origin):
+            raise Forbidden("requests from other web origins are refused")
+
+    def _check_token(self) -> None:
+        scheme, _, given = (self.headers.get("Authorization") or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not self.server.token_matches(given.strip()):
+            raise Unauthorized(
+                "missing or wrong API token: send `Authorization: Bearer <token>` with the token "
+                "from the api-token file in the data home",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    def _json_body(self, route: ApiRoute, body: bytes) -> JSON:
+        if not body:
+            if route.body_required:
+                raise BadRequest("this request needs a JSON body")
+            return None
+        charset = self.headers.get_content_charset("utf-8")
+        if self.headers.get_content_type() != JSON_TYPE or charset not in ("utf-8", "utf8"):
+            raise UnsupportedMediaType(f"send the body as {JSON_TYPE} (UTF-8)")
+        if route.body is None:
+            raise BadRequest("this request takes no body")
+        return parse_json_body(body)
+
+    def _send(self, status: HTTPStatus, payload: JSON, headers: Mapping[str, str]) -> None:
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", JSON_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except OSError:  # the client is gone: nobody is left to answer
+            self.close_connection = True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server answers broken request lines and oversized headers itself: in JSON too."""
+        status = HTTPStatus(code)
+        self.close_connection = True
+        error = {
+            "code": status.phrase.lower().replace(" ", "_"),
+            "message": message or status.phrase,
+            "field": None,
+        }
+        self._send(status, {"error": error}, {})
+
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("api: " + format, *args)
 
 
+def _error_body(error: SchedulerError) -> JSONDict:
+    return {"error": {"code": error.code, "message": error.message, "field": error.field}}
+
+
+def _request_target(target: str) -> urllib.parse.SplitResult:
+    """The path and query of an origin-form request target (`/api/...`)."""
+    if not target.startswith("/") or target.startswith("//"):
+        raise BadRequest("the request target must be a path such as /api/jobs")
+    try:
+        return urllib.parse.urlsplit(target)
+    except ValueError as error:
+        raise BadRequest(f"bad request target: {error}") from None
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json_body(body: bytes) -> JSON:
+    """Parse a request body; BadRequest for anything that is not strict UTF-8 JSON."""
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise BadRequest(f"the body is not valid JSON: {_clip(str(error), ECHO_MAX * 2)}") from None
+
+
+def _host_name(value: str) -> str | None:
+    """The host of a Host header value (`name`, `name:port`, `[v6]:port`); None if malformed."""
+    match = re.fullmatch(HOST_PATTERN, value.strip().lower())
+    if match is None:
+        return None
+    return str(match["ipv6"] or match["name"]).rstrip(".")
+
+
+def _is_loopback(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return name == "localhost"
+
+
 class ApiServer(http.server.ThreadingHTTPServer):
-    """The REST API over a Service; `start` serves it from a daemon thread."""
+    """The REST API over a Service; `start` serves it from a daemon thread, `stop` ends it.
+
+    Holds the token (read once) and the names the Host header may use: loopback names and
+    addresses, and the host it was asked to bind."""
 
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
+    timeout = 0.0  # handle_request runs only once select has seen a connection waiting
 
     def __init__(self, service: Service, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
         self.service = service
-        self.token = api_token(service.store.home)
+        self._token = api_token(service.store.home).encode()
+        self._host_names = frozenset({host.strip("[]").lower().rstrip(".")})
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        if ":" in host:
+            self.address_family = socket.AF_INET6
         try:
-            super().__init__((host, port), ApiHandler)
-        except OSError as error:
+            super().__init__((host.strip("[]"), port), ApiHandler)
+        except (OSError, OverflowError) as error:
+            reason = getattr(error, "strerror", None) or error
             raise SchedulerError(
-                f"cannot serve the API on {host}:{port}: {error.strerror}; pick another --port"
+                f"cannot serve the API on {host}:{port}: {reason}; pick another --port"
             ) from None
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks up the host's FQDN, which can stall on DNS.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     @property
     def address(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+        host = f"[{self.server_name}]" if ":" in self.server_name else self.server_name
+        return f"http://{host}:{self.server_port}"
+
+    def allows_host(self, value: str) -> bool:
+        name = _host_name(value)
+        return name is not None and (name in self._host_names or _is_loopback(name))
+
+    def is_own_origin(self, origin: str) -> bool:
+        try:
+            parts = urllib.parse.urlsplit(origin.strip())
+            port = parts.port or HTTP_DEFAULT_PORT
+        except ValueError:
+            return False
+        name = (parts.hostname or "").rstrip(".")
+        own_name = name in self._host_names or _is_loopback(name)
+        return parts.scheme == "http" and own_name and port == self.server_port and parts.path in ("", "/")
+
+    def token_matches(self, given: str) -> bool:
+        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._token)
 
     def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name=API_THREAD_NAME, daemon=True)
-        thread.start()
-        return thread
+        self._thread = threading.Thread(target=self._serve, name=API_THREAD_NAME, daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def _serve(self) -> None:
+        # Unlike serve_forever, which polls every half second, this sleeps in select until
+        # a connection comes or `stop` writes to the wake-up socket: idle costs nothing
+        # and stopping is immediate.
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.socket, selectors.EVENT_READ)
+            selector.register(self._wake_reader, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                if any(key.fileobj is self.socket for key, _ in selector.select()):
+                    self.handle_request()
 
     def stop(self) -> None:
-        self.shutdown()
+        """Stop accepting, wait for the serving thread to end, close the socket. Idempotent."""
+        self._stopping.set()
+        if self._thread is not None:
+            with contextlib.suppress(OSError):
+                self._wake_writer.send(b"\0")
+            self._thread.join()
+            self._thread = None
         self.server_close()
+        self._wake_reader.close()
+        self._wake_writer.close()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        log.debug("api: connection from %s failed", client_address, exc_info=True)
+
+
+# The client: the CLI's --api mode.
+
+
+class ApiClient:
+    """The Service operations the CLI uses, over HTTP: the same names, arguments and return
+    shapes. An error answer is raised as the SchedulerError it came from (same message,
+    same exit code); a server that cannot be reached raises ApiUnreachable (exit 3)."""
+
+    remote = True
+
+    def __init__(self, url: str, token: str, *, timeout: float = CLIENT_TIMEOUT_SECONDS) -> None:
+        self.url, self._host, self._port = _parse_api_url(url)
+        self._token = token
+        self.timeout = timeout
+
+    @classmethod
+    def for_home(cls, url: str, home: Path) -> ApiClient:
+        """A client that uses the token of the data home `home`."""
+        try:
+            token = api_token(home, create=False)
+        except StorageError as error:
+            raise ApiUnreachable(f"cannot use the API at {url}: {error.message}") from None
+        return cls(url, token)
+
+    # Jobs --------------------------------------------------------------------
+
+    def list_jobs(self) -> list[JSONDict]:
+        return self._items("/api/jobs", "jobs")
+
+    def get_job(self, job_id: str) -> JSONDict:
+        return self._object("GET", _api_path("jobs", job_id))
+
+    def job_tasks(self, job_id: str) -> list[JSONDict]:
+        return self._items(_api_path("jobs", job_id, "tasks"), "tasks")
+
+    def create_job(self, data: JSON) -> JSONDict:
+        return self._object("POST", "/api/jobs", body=data)
+
+    def update_job(self, job_id: str, data: JSON) -> JSONDict:
+        return self._object("PATCH", _api_path("jobs", job_id), body=data)
+
+    def delete_preview(self, job_id: str) -> JSONDict:
+        return self._object("GET", _api_path("jobs", job_id, "delete-preview"))
+
+    def delete_job(self, job_id: str, *, force: bool = False) -> JSONDict:
+        return self._object("DELETE", _api_path("jobs", job_id), {"force": force})
+
+    # Tasks -------------------------------------------------------------------
+
+    def list_tasks(self, job_id: str | None = None, *, unassigned: bool = False) -> list[JSONDict]:
+        return self._items(
+            "/api/tasks", "tasks", {"job_id": job_id or (UNASSIGNED_QUERY if unassigned else None)}
+        )
+
+    def get_task(self, task_id: str) -> JSONDict:
+        return self._object("GET", _api_path("tasks", task_id))
+
+    def create_task(self, data: JSON) -> JSONDict:
+        return self._object("POST", "/api/tasks", body=data)
+
+    def update_task(self, task_id: str, data: JSON) -> JSONDict:
+        return self._object("PATCH", _api_path("tasks", task_id), body=data)
+
+    def set_enabled(self, task_id: str, enabled: bool) -> JSONDict:
+        return self._object("POST", _api_path("tasks", task_id, "enable" if enabled else "disable"))
+
+    def delete_task(self, task_id: str, *, force: bool = False) -> JSONDict:
+        return self._object("DELETE", _api_path("tasks", task_id), {"force": force})
+
+    def next_times(self, task_id: str, count: int = DEFAULT_PREVIEW) -> JSONDict:
+        return self._object("GET", _api_path("tasks", task_id, "next"), {"count": count})
+
+    def preview(self, schedule: JSON, *, after: str | None = None, count: int = DEFAULT_PREVIEW) -> JSONDict:
+        query = {**_preview_query(schedule), "after": after, "count": count}
+        return self._object("GET", "/api/schedule/preview", query)
+
+    # Runs --------------------------------------------------------------------
+
+    def list_runs(
+        self,
+        *,
+        task_id: str | None = None,
+        job_id: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[JSONDict]:
+        query = {"task_id": task_id, "job_id": job_id, "status": status, "limit": limit}
+        return self._items("/api/runs", "runs", query)
+
+    def get_run(self, run_id: str) -> JSONDict:
+        return self._object("GET", _api_path("runs", run_id))
+
+    def delete_run(self, run_id: str) -> JSONDict:
+        return self._object("DELETE", _api_path("runs", run_id))
+
+    def request_run(self, task_id: str, trigger: Trigger = Trigger.MANUAL) -> JSONDict:
+        return self._object("POST", _api_path("tasks", task_id, "run"), body={"trigger": trigger})
+
+    def run_job(self, job_id: str, *, continue_on_failure: bool = False) -> JSONDict:
+        body = {"continue_on_failure": continue_on_failure}
+        return self._object("POST", _api_path("jobs", job_id, "run"), body=body)
+
+    def stop_job(self, job_id: str) -> JSONDict:
+        return self._object("POST", _api_path("jobs", job_id, "stop"))
+
+    def stop_run(self, run_id: str) -> JSONDict:
+        return self._object("POST", _api_path("runs", run_id, "stop"))
+
+    def read_log(self, run_id: str, offset: int = 0, limit: int = LOG_CHUNK_MAX) -> JSONDict:
+        return self._object("GET", _api_path("runs", run_id, "log"), {"offset": offset, "limit": limit})
+
+    def resolve(self, kind: str, text: str) -> str:
+        """A full id from a unique prefix, by the same rule (`match_id`) as direct mode."""
+        collection = f"{kind}s"
+        wanted = text.strip().lower()
+        if is_uuid(wanted):  # a whole id needs no list, only a look at that one record
+            return match_id(kind, text, [wanted] if self._exists(_api_path(collection, wanted)) else [])
+        query = {"limit": RUN_LIST_MAX} if kind == "run" else {}
+        items = self._items(f"/api/{collection}", collection, query)
+        return match_id(kind, text, (str(item.get("id")) for item in items))
+
+    # Engine ------------------------------------------------------------------
+
+    def engine_status(self) -> JSONDict:
+        return self._object("GET", "/api/engine")
+
+    def set_paused(self, paused: bool) -> JSONDict:
+        return self._object("POST", "/api/engine/pause" if paused else "/api/engine/resume")
+
+    # HTTP --------------------------------------------------------------------
+
+    def _exists(self, path: str) -> bool:
+        try:
+            self._object("GET", path)
+        except NotFound:
+            return False
+        return True
+
+    def _items(self, path: str, key: str, query: Mapping[str, JSON] | None = None) -> list[JSONDict]:
+        items = self._object("GET", path, query).get(key)
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise ApiUnreachable(f"{self.url} answered {path} without a list of {key}")
+        return items
+
+    def _object(
+        self, method: str, path: str, query: Mapping[str, JSON] | None = None, *, body: JSON = None
+    ) -> JSONDict:
+        payload = self._call(method, path + _query_string(query or {}), body)
+        if not isinstance(payload, dict):
+            raise ApiUnreachable(
+                f"{self.url} answered {method} {path} with something other than a JSON object"
+            )
+        return payload
+
+    def _call(self, method: str, target: str, body: JSON) -> JSON:
+        headers = {"Authorization": f"Bearer {self._token}", "Accept": JSON_TYPE}
+        data = None if body is None else json.dumps(body).encode()
+        if data is not None:
+            headers["Content-Type"] = JSON_TYPE
+        connection = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        try:
+            connection.request(method, target, body=data, headers=headers)
+            response = connection.getresponse()
+            status, raw = response.status, response.read()
+        except (OSError, http.client.HTTPException) as error:
+            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+            raise ApiUnreachable(f"cannot reach the API server at {self.url}: {reason}") from None
+        finally:
+            connection.close()
+        return _answer_payload(self.url, status, raw)
+
+
+def _parse_api_url(url: str) -> tuple[str, str, int]:
+    """(base URL, host, port) of an `http://host:port` address (the scheme may be left out)."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip() if "://" in url else f"http://{url.strip()}")
+        port = parts.port or HTTP_DEFAULT_PORT
+    except ValueError:
+        parts, port = None, 0
+    if parts is None or parts.scheme != "http" or not parts.hostname:
+        raise ApiUnreachable(f"{url!r} is not an API address like http://127.0.0.1:{DEFAULT_PORT}")
+    return f"http://{parts.netloc}", parts.hostname, port
+
+
+def _api_path(collection: str, record_id: str, action: str | None = None) -> str:
+    path = f"/api/{collection}/{urllib.parse.quote(record_id, safe='')}"
+    return f"{path}/{action}" if action else path
+
+
+def _query_string(query: Mapping[str, JSON]) -> str:
+    pairs = {
+        name: ("true" if value else "false") if isinstance(value, bool) else str(value)
+        for name, value in query.items()
+        if value is not None
+    }
+    return "?" + urllib.parse.urlencode(pairs) if pairs else ""
+
+
+def _preview_query(schedule: JSON) -> JSONDict:
+    """A schedule as the preview route's query parameters (cron, interval and once)."""
+    data = require_object(schedule, "schedule")
+    kind = data.get("type")
+    if kind == ScheduleType.CRON:
+        return {"cron": data.get("expression"), "timezone": data.get("timezone")}
+    if kind == ScheduleType.INTERVAL:
+        return {"every_seconds": data.get("every_seconds")}
+    if kind == ScheduleType.ONCE:
+        return {"at": data.get("at")}
+    raise BadRequest(
+        "only cron, interval and once schedules can be previewed through the API", "schedule.type"
+    )
+
+
+def _answer_payload(url: str, status: int, raw: bytes) -> JSON:
+    """The JSON of an answer; an error answer is raised as the error it names."""
+    try:
+        payload = json.loads(raw) if raw else None
+    except ValueError:
+        raise ApiUnreachable(
+            f"{url} did not answer in JSON (HTTP {status}): is it claude-code-scheduler?"
+        ) from None
+    if status < HTTPStatus.BAD_REQUEST:
+        return payload
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(error, dict):
+        raise SchedulerError(f"the API server answered HTTP {status}")
+    kind = ERROR_TYPES.get(str(error.get("code")), SchedulerError)
+    field = error.get("field")
+    raise kind(str(error.get("message")), field if isinstance(field, str) else None)
 
 
 ####
@@ -4415,7 +5745,7 @@ def format_fields(record: JSONDict, skip: tuple[str, ...] = ()) -> str:
 class CliContext:
     """What a command needs: the operations (direct or over the API) and how to talk."""
 
-    backend: Service
+    backend: Service | ApiClient
     args: argparse.Namespace
     out: Any = None
 
@@ -4660,9 +5990,11 @@ def _cmd_tasks_run(ctx: CliContext) -> int:
     task_id = ctx.resolve("task", ctx.args.id)
     if ctx.args.detach or ctx.backend.remote:
         run = ctx.backend.request_run(task_id, Trigger.CLI)
+        note = _engine_note(ctx)
         if ctx.args.detach:
-            note = _engine_note(ctx)
             return ctx.show(run, lambda: f"Queued run {run['id']}" + (f"\n{note}" if note else ""))
+        if note:  # otherwise the wait below would be silent
+            ctx.emit(note)
         return _follow_to_end(ctx, run["id"])
     return _run_in_foreground(ctx, [task_id], stop_on_failure=True, trigger=Trigger.CLI)
 
@@ -4686,6 +6018,7 @@ def _run_in_foreground(
 ) -> int:
     """Run tasks one after another in this process, streaming each session; Ctrl-C
     stops the current run (recorded as cancelled) and the rest."""
+    assert isinstance(ctx.backend, Service), "only direct mode runs sessions in this process"
     store = ctx.backend.store
     executor = Executor(store)
     failures = 0
@@ -8239,14 +9572,21 @@ def _run_cli(args: argparse.Namespace) -> int:
     args.json = getattr(args, "json", False)
     args.force = getattr(args, "force", False)
     try:
-        backend = Service(Store(data_home(args)))
-        return int(args.func(CliContext(backend, args)))
+        return int(args.func(CliContext(_cli_backend(args), args)))
     except SchedulerError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _cli_backend(args: argparse.Namespace) -> Service | ApiClient:
+    """A running server's operations (--api URL or $CLAUDE_SCHEDULER_API), else the data home's."""
+    url = getattr(args, "api", None) or os.environ.get(API_ENV)
+    if url:
+        return ApiClient.for_home(url, data_home(args))
+    return Service(Store(data_home(args)))
 
 
 def _run_serve(args: argparse.Namespace) -> int:
