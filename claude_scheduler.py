@@ -4851,6 +4851,23 @@ def _api_resume(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.set_paused(False)
 
 
+@api_route("GET", "/api/settings", "The user settings", schema="Settings")
+def _api_settings(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.get_settings()
+
+
+@api_route(
+    ("PUT", "PATCH"),
+    "/api/settings",
+    "Change settings (only the fields given)",
+    schema="Settings",
+    body="SettingsInput",
+    body_required=True,
+)
+def _api_update_settings(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.update_settings(call.body)
+
+
 # The OpenAPI document, built from the route table and the model's enums and limits.
 
 
@@ -5085,7 +5102,16 @@ def _server_schemas() -> JSONDict:
         "message": {"type": "string"},
         "field": _schema_nullable({"type": "string"}),
     }
+    settings = {
+        "claude_path": _schema_nullable({"type": "string", "maxLength": PATH_MAX}),
+        **{
+            name: {"type": "integer", "minimum": lo, "maximum": hi}
+            for name, (_, lo, hi) in SETTING_RULES.items()
+        },
+    }
     return {
+        "Settings": _schema_object(settings, required=list(settings)),
+        "SettingsInput": _schema_object(settings, closed=True),
         "EngineStatus": _schema_object(engine, required=list(engine)),
         "Health": _schema_object(
             {"status": {"const": "ok"}, "version": {"type": "string"}, "engine": _schema_ref("EngineStatus")},
@@ -5559,6 +5585,12 @@ class ApiClient:
 
     def set_paused(self, paused: bool) -> JSONDict:
         return self._object("POST", "/api/engine/pause" if paused else "/api/engine/resume")
+
+    def get_settings(self) -> JSONDict:
+        return self._object("GET", "/api/settings")
+
+    def update_settings(self, data: JSON) -> JSONDict:
+        return self._object("PATCH", "/api/settings", body=data)
 
     # HTTP --------------------------------------------------------------------
 

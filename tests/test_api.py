@@ -1346,6 +1346,8 @@ SUCCESS_INPUT: dict[tuple[str, str], tuple[str, Any]] = {
     ("PATCH", "/api/tasks/{task_id}"): ("", {"model": "opus"}),
     ("POST", "/api/jobs/{job_id}/run"): ("", {"continue_on_failure": True}),
     ("POST", "/api/tasks/{task_id}/run"): ("", {"trigger": "manual"}),
+    ("PUT", "/api/settings"): ("", {"max_concurrent_runs": 3}),
+    ("PATCH", "/api/settings"): ("", {"retention_runs": 50}),
 }
 
 
@@ -1378,3 +1380,18 @@ def test_every_route_answers_as_documented(api: Api, existing: Fixture, route: c
     )
     if route.schema != "OpenApiDocument":
         assert required <= set(payload) <= properties, set(payload) ^ properties
+
+
+def test_settings_are_read_and_changed_with_their_rules(api: Api) -> None:
+    assert api.request("GET", "/api/settings").json == {
+        "claude_path": None,
+        "max_concurrent_runs": 2,
+        "retention_runs": 100,
+    }
+    changed = api.request("PATCH", "/api/settings", {"max_concurrent_runs": 5})
+    assert changed.status == 200 and changed.json["max_concurrent_runs"] == 5
+    refused = api.request("PATCH", "/api/settings", {"retention_runs": -1})
+    assert refused.status == 422 and refused.json["error"]["field"] == "retention_runs"
+    unknown = api.request("PUT", "/api/settings", {"theme": "dark"})
+    assert unknown.status == 422 and unknown.json["error"]["field"] == "theme"
+    assert api.request("GET", "/api/settings").json["max_concurrent_runs"] == 5
