@@ -1905,22 +1905,41 @@ def _stored(record: Job | Task | Run) -> JSONDict:
 
 
 class DocFile(CachedFile):
-    """A small whole-document file (state.json, settings.json)."""
+    """A whole-document file (state.json, settings.json). The entries of the `keyed`
+    object (state.json's per-task map) are encoded once each and reused while the same
+    entry object stays in place: writers replace an entry, never change it in place."""
 
-    def __init__(self, path: Path, validate: Callable[[JSONDict], JSONDict]) -> None:
+    def __init__(
+        self, path: Path, validate: Callable[[JSONDict], JSONDict], keyed: str | None = None
+    ) -> None:
         super().__init__(path)
         self._validate = validate
+        self._keyed = keyed
+        self._encoded: dict[str, tuple[JSONDict, str]] = {}
         self.data: JSONDict = {}
 
     def load(self, document: JSON) -> None:
-        self.data = {}
+        self.data, self._encoded = {}, {}
         if document is not None:
             _check_version(document, self.path)
             body = require_object(document)
             self.data = self._validate({k: v for k, v in body.items() if k not in ("version", "rev")})
 
     def encode(self) -> str:
-        return json.dumps(self.data, ensure_ascii=False)[1:-1]
+        parts = []
+        for key, value in self.data.items():
+            if key == self._keyed and isinstance(value, dict):
+                entries = ", ".join(self._entry(name, entry) for name, entry in value.items())
+                parts.append(f"{json.dumps(key)}: {{{entries}}}")
+            else:
+                parts.append(f"{json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+        return ", ".join(parts)
+
+    def _entry(self, name: str, entry: JSONDict) -> str:
+        cached = self._encoded.get(name)
+        if cached is None or cached[0] is not entry:
+            cached = self._encoded[name] = (entry, f"{json.dumps(name)}: {json.dumps(entry)}")
+        return cached[1]
 
 
 def validate_state(data: JSONDict) -> JSONDict:
@@ -1991,7 +2010,7 @@ class Store:
         self._lock = InterProcessLock(home / LOCK_FILE)
         self.jobs: RecordFile[Job] = RecordFile(home / JOBS_FILE, "jobs", Job.from_dict)
         self.tasks: RecordFile[Task] = RecordFile(home / TASKS_FILE, "tasks", Task.from_dict)
-        self.state = DocFile(home / STATE_FILE, validate_state)
+        self.state = DocFile(home / STATE_FILE, validate_state, keyed="tasks")
         self.settings_file = DocFile(home / SETTINGS_FILE, validate_settings)
         self._runs: dict[str, RecordFile[Run]] = {}
         self._run_index: dict[str, str] = {}
