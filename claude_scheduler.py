@@ -1676,6 +1676,39 @@ def process_alive(pid: int | None) -> bool:
     return True
 
 
+PROC_STAT_START = 19  # the start time's index in /proc/PID/stat after the ")" of the name
+
+
+def process_started(pid: int) -> str | None:
+    """A process's start time as the kernel counts it ("" where that cannot be read);
+    None when the process is gone or a zombie. With the pid it names one process for good."""
+    if not process_alive(pid):
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return ""
+    return None if fields[0] in ("Z", "X") else fields[PROC_STAT_START]
+
+
+def process_owner(pid: int | None = None) -> str:
+    """The owner id this process writes on the runs it takes: "host:pid:start"."""
+    pid = pid or os.getpid()
+    return f"{socket.gethostname()}:{pid}:{process_started(pid) or ''}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Whether the process named by an owner id still runs. A reused pid does not count
+    (the start time differs); an owner on another machine is assumed alive."""
+    host, pid, started = [*(owner or "").split(":"), "", "", ""][:3]
+    if host != socket.gethostname():
+        return bool(host)
+    if not pid.isdigit():
+        return False
+    now = process_started(int(pid))
+    return now is not None and (not started or not now or now == started)
+
+
 def _writer_alive(tmp: Path) -> bool:
     """Whether the process that named a temp file (".name.PID.THREAD.tmp") still runs:
     some files (the API token) are written outside the store lock."""
@@ -3315,14 +3348,6 @@ WATCH_IGNORED_FILE = re.compile(r"(^\.#|^#.*#$|~$|\.sw[a-p]$|\.tmp$|\.part$|^\.D
 EngineEvent = Callable[[JSONDict], None]
 
 
-def owner_alive(owner: str | None) -> bool:
-    """Whether the process named by a run's `owner` ("host:pid") still exists."""
-    host, _, pid = (owner or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return host != socket.gethostname() and bool(host)  # another machine: assume alive
-    return process_alive(int(pid))
-
-
 def kill_stray_session(pid: int | None, grace: float = KILL_GRACE_SECONDS) -> bool:
     """End a Claude process group left behind by a dead owner. Only a process that still
     looks like our `claude -p` session is touched (its pid could have been reused)."""
@@ -3398,7 +3423,7 @@ class Executor:
         self.environ = dict(os.environ if environ is None else environ)
         self.user_home = user_home or Path.home()
         self.kill_grace = kill_grace
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = owner or process_owner()
 
     def claim(self, run: Run) -> Run:
         """Mark a queued run as running in this process."""
@@ -3524,7 +3549,12 @@ class Engine:
         if not self._lock_file.try_acquire():
             return False
         self.owns = True
-        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": fmt_time(self.clock())}
+        owner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "id": process_owner(),
+            "started_at": fmt_time(self.clock()),
+        }
         self.store.set_engine_state(owner=owner)
         self.store.sweep(logs=True)
         self.recover()
@@ -3845,13 +3875,12 @@ class Engine:
         return count
 
     def _reap_orphans(self) -> None:
-        """Catch runs of foreground CLI processes that died, without reading every file."""
+        """Catch runs whose process died after the engine started (a foreground CLI run
+        that was killed): run files re-read only when they changed."""
         self._last_reap = time.monotonic()
-        busy = [task for task in self.store.task_list() if task.last_run_status in ACTIVE_STATUSES]
-        for task in busy:
-            for run in self.store.runs_of(task.id):
-                if run.status is RunStatus.RUNNING and run.owner and not owner_alive(run.owner):
-                    self._interrupt(run)
+        for run in self.store.all_runs():
+            if run.status is RunStatus.RUNNING and run.owner and not owner_alive(run.owner):
+                self._interrupt(run)
 
     def _interrupt(self, run: Run) -> int:
         ended = interrupt_run(self.store, run, self.executor.kill_grace)
@@ -4260,7 +4289,8 @@ class Service:
     def engine_status(self) -> JSONDict:
         info = self.store.engine_state()
         owner = info.get("owner") or {}
-        alive = process_alive(owner.get("pid")) and owner.get("host") == socket.gethostname()
+        alive = bool(owner) and owner_alive(owner.get("id") or f"{owner.get('host')}:{owner.get('pid')}")
+        alive = alive and owner.get("host") == socket.gethostname()
         return {
             "running": alive,
             "paused": bool(info.get("paused")),

@@ -137,7 +137,8 @@ def test_a_run_records_session_model_cost_tokens_turns_and_result(
     assert (run["cost_usd"], run["input_tokens"], run["output_tokens"]) == (0.0123, 62, 17)
     assert (run["num_turns"], run["result"], run["error"]) == (3, "Done.", None)
     assert run["pid"] == session["pid"]
-    assert run["owner"] == f"{socket.gethostname()}:{os.getpid()}"
+    assert run["owner"] == cs.process_owner()
+    assert run["owner"].startswith(f"{socket.gethostname()}:{os.getpid()}:")
     assert run["started_at"] == run["finished_at"] == stamp(0)  # the injected clock
     assert (run["trigger"], run["attempt"]) == ("manual", 1)
 
@@ -1150,3 +1151,21 @@ def test_a_failed_runs_log_ends_saying_why_even_after_the_session_said_done(
     last = log_lines(home, run["id"])[-1]
     assert last == f"[scheduler] run failed: {run['error']}"
     assert cs.render_log_line(last) == [("error", f"✗ Run failed: {run['error']}")]
+
+
+def test_a_run_whose_owner_pid_was_reused_by_another_process_is_interrupted(
+    store: cs.Store, service: cs.Service, engines: StartEngine
+) -> None:
+    """After a restart (a container, say) the old owner's pid may belong to a new process:
+    the owner id carries the process start time, so the run is still known to be orphaned."""
+    task = new_task(service)
+    reused = f"{socket.gethostname()}:{os.getpid()}:1"
+    run = cs.Run(cs.new_id(), task["id"], status=cs.RunStatus.RUNNING, owner=reused, started_at=store.clock())
+    store.save_run(run)
+    assert not cs.owner_alive(reused) and cs.owner_alive(cs.process_owner())
+
+    engines(store)
+
+    after = service.get_run(run.id)
+    assert after["status"] == "interrupted"
+    assert f"the process that ran it ({reused}) ended unexpectedly" in after["error"]
