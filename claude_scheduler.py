@@ -2192,9 +2192,9 @@ class Store:
     def _save_merged(self, document: CachedFile, task_id: str | None = None) -> None:
         """Save tasks.json or state.json; when the cached tasks already carried the derived
         fields, bring just `task_id` up to date instead of merging all of them again."""
-        self.tasks.check()
+        self.tasks.refresh()  # an unreadable tasks.json must not stop runs being recorded
         self.state.check()
-        merged = (self.tasks._sig, self.state._sig) == self._merged_sig
+        merged = not self.tasks.error and (self.tasks._sig, self.state._sig) == self._merged_sig
         document.save()
         if not merged:
             return
@@ -2221,8 +2221,8 @@ class Store:
         """Record a run (any transition); keeps the task's latest status, its job's status
         and the retention limit up to date in the same locked step."""
         with self._lock:
-            self.tasks.check()
-            if run.task_id not in self.tasks.records:
+            self.tasks.refresh()
+            if not self.tasks.error and run.task_id not in self.tasks.records:
                 # The task was deleted while this run went on: its history went with it.
                 self._unlink(self.log_path(run.id))
                 return
@@ -2236,13 +2236,18 @@ class Store:
             self._note_latest(run.task_id, runs)
 
     def _trim(self, runs: RecordFile[Run]) -> list[Run]:
+        """Drop finished runs past the newest `retention_runs`: executed runs and the
+        skipped/missed records are counted apart, so a flood of skips keeps real history."""
         keep = int(self.setting("retention_runs"))
         finished = [run for run in runs.records.values() if run.status in FINISHED_STATUSES]
         finished.sort(key=lambda run: run.created_at, reverse=True)
-        for old in finished[keep:]:
+        executed = [run for run in finished if run.status not in NON_EXECUTIONS]
+        notes = [run for run in finished if run.status in NON_EXECUTIONS]
+        doomed = executed[keep:] + notes[keep:]
+        for old in doomed:
             runs.remove(old.id)
             self._run_index.pop(old.id, None)
-        return finished[keep:]
+        return doomed
 
     def _note_latest(self, task_id: str, runs: RecordFile[Run]) -> None:
         executed = [run for run in runs.records.values() if run.status not in NON_EXECUTIONS]
@@ -2257,7 +2262,9 @@ class Store:
         if all(state.get(key) == value for key, value in derived.items()):
             return
         self.update_task_state(task_id, derived)
-        self.refresh_job_status(self.task(task_id).job_id)
+        task = None if self.tasks.error else self.tasks.records.get(task_id)
+        if task is not None:
+            self.refresh_job_status(task.job_id)
 
     def refresh_job_status(self, job_id: str | None) -> None:
         """Recompute a job's stored status from its tasks' latest runs."""
@@ -3340,6 +3347,8 @@ CHANGE_POLL_SECONDS = 1.0  # how often other processes' changes are looked for
 MISSED_AFTER_SECONDS = 90.0  # a fire later than this counts as missed (engine down, sleep)
 MISSED_SCAN_MAX = 10_000
 KILL_GRACE_SECONDS = 5.0
+RECORD_ATTEMPTS = 60
+RECORD_RETRY_SECONDS = 5.0
 STOP_POLL_SECONDS = 0.2
 WATCH_POLL_SECONDS = 2.0
 WATCH_ENTRIES_MAX = 50_000
@@ -3489,6 +3498,17 @@ class Executor:
             self.store.save_run(dataclasses.replace(self.store.run(run_id), pid=pid))
 
     def _record(self, run_id: str, outcome: RunOutcome) -> Run:
+        """Record how a run ended. While a store file cannot be read (someone is fixing
+        it by hand), keep trying for a while rather than lose the outcome."""
+        for _ in range(RECORD_ATTEMPTS - 1):
+            try:
+                return self._record_once(run_id, outcome)
+            except StorageError as error:
+                log.warning("cannot record run %s yet (%s); trying again", run_id[:ID_PREFIX_LEN], error)
+                time.sleep(RECORD_RETRY_SECONDS)
+        return self._record_once(run_id, outcome)
+
+    def _record_once(self, run_id: str, outcome: RunOutcome) -> Run:
         with self.store.locked():
             try:
                 run = self.store.run(run_id)
@@ -4203,16 +4223,14 @@ class Service:
     def run_job(self, job_id: str, *, continue_on_failure: bool = False) -> JSONDict:
         """Queue a job's enabled tasks to run one after another in its task order."""
         with self.store.locked():
-            tasks = [task for task in self.store.tasks_of(self.store.job(job_id).id) if task.enabled]
-            if not tasks:
-                raise Conflict("the job has no enabled tasks to run")
+            task_ids = self.job_run_plan(job_id)
             busy = [entry for entry in self.store.job_runs().values() if entry.get("job_id") == job_id]
             if any(entry.get("status") == "running" for entry in busy):
                 raise Conflict("the job is already running; stop it first")
             job_run_id = new_id()
             entry = {
                 "job_id": job_id,
-                "task_ids": [task.id for task in tasks],
+                "task_ids": task_ids,
                 "position": 0,
                 "continue_on_failure": continue_on_failure,
                 "status": "running",
@@ -4221,6 +4239,13 @@ class Service:
             first = start_job_step(self.store, job_run_id, entry)
         self.wake()
         return {"job_run_id": job_run_id, **entry, "run": first.to_dict() if first else None}
+
+    def job_run_plan(self, job_id: str) -> list[str]:
+        """The tasks a run of the job goes through: its enabled tasks in task order."""
+        tasks = [task.id for task in self.store.tasks_of(self.store.job(job_id).id) if task.enabled]
+        if not tasks:
+            raise Conflict("the job has no enabled tasks to run")
+        return tasks
 
     def stop_job(self, job_id: str) -> JSONDict:
         """Stop a job's running job runs and their current runs (and any active run of its tasks)."""
@@ -5831,7 +5856,17 @@ class CliContext:
     out: Any = None
 
     def emit(self, text: str) -> None:
-        print(text, file=self.out or sys.stdout, flush=True)
+        """Print a line. When the reader went away (`| head`), the rest goes nowhere
+        and the command carries on: a foreground run is still supervised and recorded."""
+        try:
+            print(text, file=self.out or sys.stdout, flush=True)
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+
+    def err(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
 
     def show(self, payload: JSON, human: Callable[[], str]) -> int:
         self.emit(json.dumps(payload, indent=2, ensure_ascii=False) if self.args.json else human())
@@ -6030,23 +6065,67 @@ def render_for_terminal(line: str) -> str | None:
     return "".join(RENDER_PREFIX.get(tag, "") + text for tag, text in segments)
 
 
+@dataclass
+class LogCursor:
+    """How far a reader of one run's log has got; survives an interruption."""
+
+    run_id: str
+    offset: int = 0
+
+
 def follow_log(
-    ctx: CliContext, run_id: str, *, follow: bool, stop: threading.Event | None = None, offset: int = 0
-) -> int:
-    """Print a run's log from `offset` (rendered, or raw with --raw) and, with `follow`,
-    keep printing until the run ends or `stop` is set. Returns the offset reached."""
+    ctx: CliContext,
+    cursor: LogCursor,
+    *,
+    follow: bool,
+    stop: threading.Event | None = None,
+    quiet: bool = False,
+) -> None:
+    """Print a run's log from the cursor (rendered; raw lines with --raw; the API's log
+    chunks with --json; nothing when `quiet`) and, with `follow`, go on until the run
+    ends or `stop` is set."""
     while True:
-        chunk = ctx.backend.read_log(run_id, offset)
-        offset = chunk["next_offset"]
-        for line in chunk["data"].splitlines():
-            shown = line if ctx.args.raw else render_for_terminal(line)
-            if shown is not None:
-                ctx.emit(shown)
+        chunk = ctx.backend.read_log(cursor.run_id, cursor.offset)
+        cursor.offset = chunk["next_offset"]
+        if not quiet:
+            _show_chunk(ctx, chunk)
         if chunk["data"]:
             continue
         if not follow or not chunk["active"] or (stop is not None and stop.is_set()):
-            return offset
+            return
         time.sleep(FOLLOW_POLL_SECONDS)
+
+
+def _show_chunk(ctx: CliContext, chunk: JSONDict) -> None:
+    if ctx.args.json:
+        if chunk["data"]:
+            ctx.emit(json.dumps(chunk, ensure_ascii=False))
+        return
+    for line in chunk["data"].splitlines():
+        shown = line if ctx.args.raw else render_for_terminal(line)
+        if shown is not None:
+            ctx.emit(shown)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """While a session runs in the foreground, SIGTERM and SIGHUP (a closed terminal)
+    stop it the way Ctrl-C does, so it is recorded and its Claude process ends."""
+    names = ("SIGTERM", "SIGHUP")
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    sigs = [getattr(signal, name) for name in names if hasattr(signal, name)]
+    previous = {sig: signal.signal(sig, interrupt) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run_summary(run: JSONDict) -> str:
@@ -6074,7 +6153,7 @@ def _cmd_tasks_run(ctx: CliContext) -> int:
         note = _engine_note(ctx)
         if ctx.args.detach:
             return ctx.show(run, lambda: f"Queued run {run['id']}" + (f"\n{note}" if note else ""))
-        if note:  # otherwise the wait below would be silent
+        if note and not ctx.args.json:  # otherwise the wait below would be silent
             ctx.emit(note)
         return _follow_to_end(ctx, run["id"])
     return _run_in_foreground(ctx, [task_id], stop_on_failure=True, trigger=Trigger.CLI)
@@ -6082,15 +6161,16 @@ def _cmd_tasks_run(ctx: CliContext) -> int:
 
 def _follow_to_end(ctx: CliContext, run_id: str) -> int:
     """Follow a run handed to the engine; Ctrl-C asks the engine to stop it."""
-    offset = 0
-    try:
-        offset = follow_log(ctx, run_id, follow=True)
-    except KeyboardInterrupt:
-        ctx.emit("Stopping…")
-        ctx.backend.stop_run(run_id)
-        follow_log(ctx, run_id, follow=True, offset=offset)
+    cursor = LogCursor(run_id)
+    with _signals_interrupt():
+        try:
+            follow_log(ctx, cursor, follow=True, quiet=ctx.args.json)
+        except KeyboardInterrupt:
+            ctx.err("Stopping…")
+            ctx.backend.stop_run(run_id)
+            follow_log(ctx, cursor, follow=True, quiet=ctx.args.json)
     run = ctx.backend.get_run(run_id)
-    ctx.emit(_run_summary(run))
+    ctx.show(run, lambda: _run_summary(run))
     return 0 if run["status"] == RunStatus.SUCCESS else 1
 
 
@@ -6098,53 +6178,58 @@ def _run_in_foreground(
     ctx: CliContext, task_ids: list[str], *, stop_on_failure: bool, trigger: Trigger
 ) -> int:
     """Run tasks one after another in this process, streaming each session; Ctrl-C
-    stops the current run (recorded as cancelled) and the rest."""
+    (or SIGTERM/SIGHUP) stops the current run (recorded as cancelled) and the rest.
+    With --json only the finished runs are printed, as {"runs": [...]}."""
     assert isinstance(ctx.backend, Service), "only direct mode runs sessions in this process"
     store = ctx.backend.store
     executor = Executor(store)
-    failures = 0
-    for task_id in task_ids:
-        task = store.task(task_id)
-        ctx.emit(f"Running task {_short(task.id)}: {task.name}")
-        run = Run(new_id(), task.id, trigger=trigger, created_at=store.clock(), model=task.model)
-        run = executor.claim(run)
-        status = _perform_streaming(ctx, executor, run)
-        failures += status != RunStatus.SUCCESS
-        if status == RunStatus.CANCELLED or (failures and stop_on_failure):
-            break
-    return 1 if failures else 0
+    finished: list[JSONDict] = []
+    with _signals_interrupt():
+        for task_id in task_ids:
+            task = store.task(task_id)
+            if not ctx.args.json:
+                ctx.emit(f"Running task {_short(task.id)}: {task.name}")
+            run = executor.claim(
+                Run(new_id(), task.id, trigger=trigger, created_at=store.clock(), model=task.model)
+            )
+            finished.append(_perform_streaming(ctx, executor, run))
+            status = finished[-1]["status"]
+            if status == RunStatus.CANCELLED or (status != RunStatus.SUCCESS and stop_on_failure):
+                break
+    if ctx.args.json:
+        ctx.emit(json.dumps(finished[0] if len(task_ids) == 1 else {"runs": finished}, indent=2))
+    return 0 if all(run["status"] == RunStatus.SUCCESS for run in finished) else 1
 
 
-def _perform_streaming(ctx: CliContext, executor: Executor, run: Run) -> str:
+def _perform_streaming(ctx: CliContext, executor: Executor, run: Run) -> JSONDict:
     stop = threading.Event()
     result: list[Run] = []
     worker = threading.Thread(target=lambda: result.append(executor.perform(run, stop)), daemon=True)
     worker.start()
-    offset = 0
+    cursor = LogCursor(run.id)
     while worker.is_alive():
         try:
-            offset = follow_log(ctx, run.id, follow=True, stop=stop, offset=offset)
+            follow_log(ctx, cursor, follow=True, stop=stop, quiet=ctx.args.json)
             worker.join(FOLLOW_POLL_SECONDS)
         except KeyboardInterrupt:
-            ctx.emit("Stopping…")
+            ctx.err("Stopping…")
             stop.set()
-    follow_log(ctx, run.id, follow=False, offset=offset)
+    follow_log(ctx, cursor, follow=False, quiet=ctx.args.json)
     finished = result[0].to_dict() if result else ctx.backend.get_run(run.id)
-    ctx.emit(_run_summary(finished))
-    return str(finished["status"])
+    if not ctx.args.json:
+        ctx.emit(_run_summary(finished))
+    return finished
 
 
 def _cmd_jobs_run(ctx: CliContext) -> int:
     job_id = ctx.resolve("job", ctx.args.id)
     status = ctx.backend.engine_status()
-    if ctx.args.detach or status["running"] or ctx.backend.remote:
+    if ctx.args.detach or status["running"] or not isinstance(ctx.backend, Service):
         result = ctx.backend.run_job(job_id, continue_on_failure=ctx.args.continue_on_failure)
         note = _engine_note(ctx)
         text = f"Job run {_short(result['job_run_id'])} started: {_plural(len(result['task_ids']), 'task')}"
         return ctx.show(result, lambda: text + (f"\n{note}" if note else ""))
-    tasks = [task["id"] for task in ctx.backend.job_tasks(job_id) if task["enabled"]]
-    if not tasks:
-        raise Conflict("the job has no enabled tasks to run")
+    tasks = ctx.backend.job_run_plan(job_id)
     return _run_in_foreground(
         ctx, tasks, stop_on_failure=not ctx.args.continue_on_failure, trigger=Trigger.JOB
     )
@@ -6159,9 +6244,9 @@ def _cmd_jobs_stop(ctx: CliContext) -> int:
 
 
 def _cmd_runs_log(ctx: CliContext) -> int:
-    run_id = ctx.resolve("run", ctx.args.id)
+    cursor = LogCursor(ctx.resolve("run", ctx.args.id))
     try:
-        follow_log(ctx, run_id, follow=ctx.args.follow)
+        follow_log(ctx, cursor, follow=ctx.args.follow)
     except KeyboardInterrupt:
         return 130
     return 0
@@ -9672,27 +9757,41 @@ def _cli_backend(args: argparse.Namespace) -> Service | ApiClient:
 
 def _run_serve(args: argparse.Namespace) -> int:
     """Headless: the engine and the REST API until SIGINT or SIGTERM."""
-    try:
-        store = Store(data_home(args))
-    except SchedulerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    engine = Engine(store)
-    service = Service(store, wake=engine.wake)
     if args.host not in LOOPBACK_HOSTS:
         log.warning("serving on %s: anyone who can reach it and has the token can run Claude", args.host)
+    api: ApiServer | None = None
+    engine: Engine | None = None
     try:
+        store = Store(data_home(args))
+        engine = Engine(store)
+        service = Service(store, wake=engine.wake)
         api = ApiServer(service, args.host, args.port)
+        api.start()
+        _start_engine(engine, service, api.address)
+        _wait_for_stop_signal()
     except SchedulerError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    api.start()
+    finally:
+        log.info("stopping: cancelling this process's runs")
+        if api:
+            api.stop()
+        if engine:
+            engine.stop()
+    return 0
+
+
+def _start_engine(engine: Engine, service: Service, api_address: str) -> None:
     if engine.start():
-        store.set_engine_state(owner={**service.engine_status()["owner"], "api": api.address})
-        log.info("engine started for %s; API on %s", store.home, api.address)
+        owner = service.engine_status()["owner"] or {}
+        service.store.set_engine_state(owner={**owner, "api": api_address})
+        log.info("engine started for %s; API on %s", service.store.home, api_address)
     else:
         owner = service.engine_status().get("owner") or {}
         log.warning("another process (pid %s) runs the engine; serving as a viewer", owner.get("pid", "?"))
+
+
+def _wait_for_stop_signal() -> None:
     done = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -9701,10 +9800,6 @@ def _run_serve(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        log.info("stopping: cancelling this process's runs")
-        api.stop()
-        engine.stop()
-    return 0
 
 
 def _run_gui(args: argparse.Namespace) -> int:

@@ -419,5 +419,5 @@ def test_a_run_through_a_server_without_engine_says_so_and_ctrl_c_cancels_it(
     assert result.code == 1
     lines = result.out.splitlines()
     assert lines[0].startswith("No scheduler engine is running")
-    assert "Stopping…" in lines and "cancelled" in lines[-1]
+    assert "Stopping…" in result.err and "cancelled" in lines[-1]
     assert [run["status"] for run in cli_json("runs", "list")["runs"]] == ["cancelled"]

@@ -182,10 +182,10 @@ def test_ctrl_c_stops_a_foreground_run_and_records_it_cancelled(
     run = running_run(home, task["id"])
 
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=WAIT_SECONDS)
+    _, err = proc.communicate(timeout=WAIT_SECONDS)
 
     assert proc.returncode == 1
-    assert "Stopping…" in out
+    assert "Stopping…" in err
     assert run_of(home, run["id"])["status"] == "cancelled"
     wait_for(lambda: pid_gone(run["pid"]), "claude to end")
 
@@ -509,3 +509,49 @@ def test_jobs_list_json_shows_a_jobs_progress(cli: Cli, cli_json: CliJson) -> No
     after = job_listed(cli_json, job["id"])["progress"]
     assert (before["never_run"], before["text"], before["percent"]) == (2, "0/2", 0)
     assert (after["success"], after["failed"], after["text"], after["percent"]) == (1, 1, "1/2", 50)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_a_foreground_run_ended_by_a_signal_is_recorded_and_its_claude_ends(
+    home: Path, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]], signame: str
+) -> None:
+    task = create_task(cli_json, "[hang]")
+    proc = processes(home, "tasks", "run", task["id"])
+    run = running_run(home, task["id"])
+
+    proc.send_signal(getattr(signal, signame))
+    proc.communicate(timeout=WAIT_SECONDS)
+
+    assert proc.returncode == 1
+    assert run_of(home, run["id"])["status"] == "cancelled"
+    wait_for(lambda: pid_gone(run["pid"]), "claude to end")
+
+
+def test_json_output_of_a_foreground_run_is_the_run_and_of_a_log_its_chunks(
+    home: Path, cli: Cli, cli_json: CliJson
+) -> None:
+    task = create_task(cli_json, "Say hi")
+    result = cli("tasks", "run", task["id"], "--json")
+    assert result.code == 0, result.err
+    run = result.json()
+    assert run["status"] == "success" and run["task_id"] == task["id"]
+
+    chunk = cli_json("runs", "log", run["id"])
+    assert chunk["run_id"] == run["id"] and chunk["active"] is False
+    assert chunk["next_offset"] == len(chunk["data"].encode())
+    assert '"type":"result"' in chunk["data"].replace(" ", "")
+
+
+def test_output_cut_short_by_the_reader_is_no_traceback(home: Path, cli: Cli, cli_json: CliJson) -> None:
+    task = create_task(cli_json, "Talk a lot [lines=3000]")
+    run = cli("tasks", "run", task["id"], "--json").json()
+    listing = subprocess.run(
+        f"{sys.executable} {SCRIPT} cli runs log {run['id']} | head -n 1",
+        shell=True,
+        env=child_env(home),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
+    assert listing.stdout.startswith("Session ")
+    assert listing.stderr == ""

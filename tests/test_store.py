@@ -718,10 +718,10 @@ def test_retention_keeps_the_newest_finished_runs_and_every_active_one(home: Pat
     finished = [add_run(store, task, status) for status in ("success", "failed", "timeout", "success")]
     assert {run.id for run in store.runs_of(task)} == {running, queued, *finished[1:]}
     finished.append(add_run(store, task, "cancelled"))
-    finished.append(add_run(store, task, "missed"))
+    missed = add_run(store, task, "missed")  # skipped/missed records are counted apart
 
     kept = {run.id for run in cs.Store(home).runs_of(task)}
-    assert kept == {running, queued, *finished[-3:]}
+    assert kept == {running, queued, *finished[-3:], missed}
     for run_id in finished[:-3]:
         assert not store.log_path(run_id).exists()
     for run_id in kept:
@@ -729,8 +729,20 @@ def test_retention_keeps_the_newest_finished_runs_and_every_active_one(home: Pat
     assert {run.id for run in store.runs_of(other)} == set(others)
 
     finish(store, running, "success")  # the oldest run finishing is trimmed at once
-    assert {run.id for run in cs.Store(home).runs_of(task)} == {queued, *finished[-3:]}
+    assert {run.id for run in cs.Store(home).runs_of(task)} == {queued, *finished[-3:], missed}
     assert not store.log_path(running).exists()
+
+
+def test_a_flood_of_skipped_records_does_not_push_real_runs_out(home: Path) -> None:
+    store = open_store(home)
+    store.update_settings({"retention_runs": 3})
+    task = cs.Service(store).create_task({"name": "t", "prompt": "p"})["id"]
+    real = [add_run(store, task) for _ in range(3)]
+    skipped = [add_run(store, task, "skipped", log=False) for _ in range(10)]
+
+    kept = {run.id for run in cs.Store(home).runs_of(task)}
+    assert kept == {*real, *skipped[-3:]}
+    assert all(store.log_path(run_id).exists() for run_id in real)
 
 
 # Job progress and status ------------------------------------------------------------
