@@ -98,8 +98,6 @@ TEXT_MAX = 100_000
 PROMPT_MAX = 1_000_000
 PATH_MAX = 4096
 LIST_MAX = 200
-RESULT_MAX = 2000
-ERROR_MAX = 500
 ID_PREFIX_LEN = 8
 MIN_INTERVAL_SECONDS = 60
 MAX_INTERVAL_SECONDS = 366 * 86400
@@ -2447,7 +2445,6 @@ STATUS_FAILED = "failed"
 STATUS_TIMEOUT = "timeout"
 STATUS_CANCELLED = "cancelled"
 
-CLAUDE_ENV_VAR = "CLAUDE_SCHEDULER_CLAUDE"
 CLAUDE_EXECUTABLE = "claude"
 CLAUDE_LOCAL_INSTALL = (".claude", "local", "claude")  # under the user's home
 CLAUDE_BASE_ARGS = ("-p", "--output-format", "stream-json", "--verbose")
@@ -2554,7 +2551,7 @@ def resolve_claude(configured: str | None, environ: Mapping[str, str], home: Pat
     """
     explicit = (
         ("the claude_path setting", configured),
-        (f"${CLAUDE_ENV_VAR}", environ.get(CLAUDE_ENV_VAR)),
+        (f"${CLAUDE_ENV}", environ.get(CLAUDE_ENV)),
     )
     for source, raw in explicit:
         if raw and raw.strip():
@@ -2568,7 +2565,7 @@ def resolve_claude(configured: str | None, environ: Mapping[str, str], home: Pat
     raise ClaudeNotFound(
         f"Claude Code CLI not found on PATH or at {local}. Install Claude Code "
         f"(npm install -g @anthropic-ai/claude-code), or set claude_path in settings "
-        f"or ${CLAUDE_ENV_VAR} to the full path of the claude executable"
+        f"or ${CLAUDE_ENV} to the full path of the claude executable"
     )
 
 
@@ -3519,7 +3516,7 @@ class Executor:
             fields["status"] = RunStatus(outcome.status)
             fields["session_id"] = outcome.session_id or run.session_id
             fields["model"] = outcome.model or run.model
-            fields["error"] = (outcome.error or "")[:ERROR_MAX] or None
+            fields["error"] = outcome.error or None
             run = dataclasses.replace(run, **fields, finished_at=self.store.clock())
             self.store.save_run(run)
             return run
@@ -3774,7 +3771,7 @@ class Engine:
 
     def _poll_watch(self, task: Task, tick: float, paused: bool) -> None:
         schedule = task.schedule
-        root = Path(os.path.expandvars(schedule.path or "")).expanduser()
+        root = Path(_expand_path(schedule.path or "", self.executor.user_home, self.executor.environ))
         snapshot = scan_tree(root, schedule.recursive, self.store.home)
         state = self._watches.get(task.id)
         since = state.looked_at if state else tick
@@ -4045,6 +4042,8 @@ class Service:
         return self.get_job(job_id)
 
     def _check_order(self, job: Job) -> None:
+        if not job.task_order:
+            return
         if len(set(job.task_order)) != len(job.task_order):
             raise Invalid("lists a task more than once", "task_order")
         known = {task.id: task.job_id for task in self.store.task_list()}
@@ -4103,6 +4102,7 @@ class Service:
         now = self.clock()
         stamps = {"id": new_id(), "created_at": fmt_time(now), "updated_at": fmt_time(now)}
         task = Task.from_dict({**data, **stamps}, strict=True)
+        self._check_future(data, task, now)
         self.store.save_task(task, self._schedule_state(task, now))
         self.wake()
         return self.get_task(task.id)
@@ -4114,6 +4114,7 @@ class Service:
             current = self.store.task(task_id)
             merged = {**current.to_dict(derived=False), **data, "updated_at": fmt_time(now)}
             task = Task.from_dict(merged)
+            self._check_future(data, task, now)
             timing_changed = (task.schedule, task.enabled) != (current.schedule, current.enabled)
             self.store.save_task(task, self._schedule_state(task, now) if timing_changed else None)
             if current.job_id != task.job_id:
@@ -4142,6 +4143,7 @@ class Service:
         times = next_fire_times(task.schedule, self.clock(), count, task.created_at)
         return {
             "task_id": task.id,
+            "schedule": task.schedule.to_dict(),
             "description": describe_schedule(task.schedule),
             "enabled": task.enabled,
             "times": [fmt_time(moment) for moment in times],
@@ -4158,6 +4160,13 @@ class Service:
             "description": describe_schedule(parsed),
             "times": [fmt_time(moment) for moment in times],
         }
+
+    @staticmethod
+    def _check_future(data: JSONDict, task: Task, now: datetime) -> None:
+        """A once schedule given now must lie ahead: one in the past would never fire."""
+        at = task.schedule.at if task.schedule.type is ScheduleType.ONCE else None
+        if "schedule" in data and at and at <= now:
+            raise Invalid(f"{fmt_local(at)} has passed; pick a time ahead", "schedule.at")
 
     @staticmethod
     def _schedule_state(task: Task, now: datetime) -> JSONDict:
@@ -5048,11 +5057,12 @@ def _task_schemas() -> JSONDict:
         "NextTimes": _schema_object(
             {
                 "task_id": UUID_SCHEMA,
+                "schedule": _schema_ref("Schedule"),
                 "description": {"type": "string"},
                 "enabled": {"type": "boolean"},
                 "times": _schema_array(TIME_SCHEMA),
             },
-            required=["task_id", "description", "enabled", "times"],
+            required=["task_id", "schedule", "description", "enabled", "times"],
         ),
         "Preview": _schema_object(
             {
@@ -5842,6 +5852,8 @@ def format_fields(record: JSONDict, skip: tuple[str, ...] = ()) -> str:
         if key in skip:
             continue
         shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+        if key.endswith("_at") or key == "scheduled_for":
+            shown = fmt_local(parse_time(value, key), seconds=True) if value else None
         shown = "-" if shown is None or shown == "" else shown
         lines.append(f"{key.ljust(width)}  {shown}")
     return "\n".join(lines)
@@ -6019,11 +6031,17 @@ def _cmd_tasks_next(ctx: CliContext) -> int:
 
 
 def _times_text(result: JSONDict) -> str:
+    """Fire times in the schedule's own zone when it names one, else in local time."""
+    zone_name = result.get("schedule", {}).get("timezone")
+    zone = _zone_or_none(zone_name) if zone_name else None
     lines = [result["description"]]
     if result.get("enabled") is False:
         lines.append("(the task is disabled: these times will not fire until it is enabled)")
-    lines += [f"  {_when(moment)}" for moment in result["times"]] or ["  (no upcoming fire times)"]
-    return "\n".join(lines)
+    for text in result["times"]:
+        moment = parse_time(text, "time")
+        shown = moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if zone else fmt_local(moment)
+        lines.append(f"  {shown}")
+    return "\n".join(lines if result["times"] else [*lines, "  (no upcoming fire times)"])
 
 
 def _cmd_runs_list(ctx: CliContext) -> int:
@@ -6329,7 +6347,12 @@ def _preset_cron(args: argparse.Namespace) -> str | None:
 
 
 def _schedule_from_args(args: argparse.Namespace) -> JSONDict | None:
+    """The schedule the options describe; options that would be ignored are usage errors."""
     cron = args.cron or _preset_cron(args)
+    if args.timezone and not cron:
+        raise BadRequest("--timezone goes with --cron, --daily, --weekly or --monthly")
+    if getattr(args, "debounce", None) is not None and not args.watch:
+        raise BadRequest("--debounce goes with --watch")
     if cron:
         return {"type": "cron", "expression": cron, "timezone": args.timezone}
     if args.every:
@@ -6339,7 +6362,8 @@ def _schedule_from_args(args: argparse.Namespace) -> JSONDict | None:
     if getattr(args, "startup", False):
         return {"type": "startup"}
     if getattr(args, "watch", None):
-        return {"type": "file_watch", "path": _cli_path(args.watch), "debounce_seconds": args.debounce}
+        debounce = DEFAULT_DEBOUNCE if args.debounce is None else args.debounce
+        return {"type": "file_watch", "path": _cli_path(args.watch), "debounce_seconds": debounce}
     if getattr(args, "manual", False):
         return {"type": "manual"}
     return None
@@ -6434,7 +6458,12 @@ def _schedule_options(parser: argparse.ArgumentParser, *, events: bool) -> None:
         choice.add_argument("--startup", action="store_true", help="each time the scheduler starts")
         choice.add_argument("--watch", metavar="PATH", help="when files under PATH change")
         choice.add_argument("--manual", action="store_true", help="only when run by hand")
-        group.add_argument("--debounce", type=float, default=DEFAULT_DEBOUNCE, help="--watch quiet seconds")
+        group.add_argument(
+            "--debounce",
+            type=float,
+            metavar="SECONDS",
+            help=f"--watch: quiet time first (default {DEFAULT_DEBOUNCE:g})",
+        )
     group.add_argument("--timezone", metavar="TZ", help="IANA zone for cron times (default: this machine's)")
 
 

@@ -883,9 +883,11 @@ def test_schedule_preview_cron_in_a_time_zone(cli: Cli, cli_json: CliJson) -> No
             "2026-04-03T07:00:00.000+00:00",
         ],
     }
-    assert cli(*argv).out.splitlines() == [
+    assert cli(*argv).out.splitlines() == [  # shown in the schedule's own zone
         "At 09:00 on Monday and Friday (Europe/Amsterdam)",
-        *(f"  {shown(moment)}" for moment in result["times"]),
+        "  2026-03-27 09:00 CET",
+        "  2026-03-30 09:00 CEST",
+        "  2026-04-03 09:00 CEST",
     ]
 
 
@@ -967,3 +969,27 @@ def test_settings_can_be_shown_and_changed_with_their_rules(cli: Callable[..., A
     assert path == "/opt/claude"
     assert cli("settings", "set", "claude_path", "none", "--json").json()["claude_path"] is None
     assert cli("settings", "set", "colour", "blue").code == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "code", "message"),
+    [
+        (
+            ["--timezone", "Europe/Paris"],
+            2,
+            "error: --timezone goes with --cron, --daily, --weekly or --monthly",
+        ),
+        (["--debounce", "3"], 2, "error: --debounce goes with --watch"),
+        (
+            ["--at", "2020-01-01T00:00Z"],
+            1,
+            "error: schedule.at: 2020-01-01 00:00 has passed; pick a time ahead",
+        ),
+    ],
+)
+def test_options_that_would_be_ignored_or_never_fire_are_refused(
+    cli: Callable[..., Any], home: Path, options: list[str], code: int, message: str
+) -> None:
+    result = cli("tasks", "create", "--name", "n", "--prompt", "p", *options)
+    assert (result.code, result.err.strip()) == (code, message)
+    assert not (home / "tasks.json").exists()
