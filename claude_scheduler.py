@@ -4055,12 +4055,20 @@ class Service:
         """What deleting a job would remove, for confirmations."""
         with self.store.locked():
             job = self.store.job(job_id)
-            tasks = self.store.tasks_of(job_id)
-            runs = [run for task in tasks for run in self.store.runs_of(task.id)]
-            logs = sum(self.store.log_path(run.id).exists() for run in runs)
-            active = sum(run.is_active for run in runs)
-            counts = DeleteCounts(jobs=1, tasks=len(tasks), runs=len(runs), logs=logs)
-            return {"job": job.to_dict(), "counts": counts.to_dict(), "active_runs": active}
+            preview = self._history_preview(self.store.tasks_of(job_id), jobs=1)
+            return {"job": job.to_dict(), **preview}
+
+    def delete_task_preview(self, task_id: str) -> JSONDict:
+        """What deleting a task would remove, for confirmations."""
+        with self.store.locked():
+            task = self.store.task(task_id)
+            return {"task": task.to_dict(), **self._history_preview([task], jobs=0)}
+
+    def _history_preview(self, tasks: list[Task], *, jobs: int) -> JSONDict:
+        runs = [run for task in tasks for run in self.store.runs_of(task.id)]
+        logs = sum(self.store.log_path(run.id).exists() for run in runs)
+        counts = DeleteCounts(jobs=jobs, tasks=len(tasks), runs=len(runs), logs=logs)
+        return {"counts": counts.to_dict(), "active_runs": sum(run.is_active for run in runs)}
 
     def delete_job(self, job_id: str, *, force: bool = False) -> JSONDict:
         """Cascade-delete a job; with active runs, Conflict unless `force` (then stop them)."""
@@ -4712,6 +4720,16 @@ def _api_delete_preview(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.delete_preview(call.ids["job_id"])
 
 
+@api_route(
+    "GET",
+    API_TASK_PATH + "/delete-preview",
+    "What deleting the task would remove",
+    schema="TaskDeletePreview",
+)
+def _api_delete_task_preview(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.delete_task_preview(call.ids["task_id"])
+
+
 @api_route("GET", API_JOB_PATH + "/tasks", "The job's tasks in its task order", schema="TaskList")
 def _api_job_tasks(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, {"tasks": service.job_tasks(call.ids["job_id"])}
@@ -5113,6 +5131,14 @@ def _job_schemas() -> JSONDict:
                 "active_runs": _schema_count(),
             },
             required=["job", "counts", "active_runs"],
+        ),
+        "TaskDeletePreview": _schema_object(
+            {
+                "task": _schema_ref("Task"),
+                "counts": _schema_ref("DeleteCounts"),
+                "active_runs": _schema_count(),
+            },
+            required=["task", "counts", "active_runs"],
         ),
         "JobRunOptions": _schema_object(
             {"continue_on_failure": {"type": "boolean", "default": False}}, closed=True
@@ -5585,6 +5611,9 @@ class ApiClient:
     def delete_preview(self, job_id: str) -> JSONDict:
         return self._object("GET", _api_path("jobs", job_id, "delete-preview"))
 
+    def delete_task_preview(self, task_id: str) -> JSONDict:
+        return self._object("GET", _api_path("tasks", task_id, "delete-preview"))
+
     def delete_job(self, job_id: str, *, force: bool = False) -> JSONDict:
         return self._object("DELETE", _api_path("jobs", job_id), {"force": force})
 
@@ -6010,9 +6039,14 @@ def _task_saved_text(verb: str, task: JSONDict) -> str:
 
 def _cmd_tasks_delete(ctx: CliContext) -> int:
     task_id = ctx.resolve("task", ctx.args.id)
-    task = ctx.backend.get_task(task_id)
-    runs = ctx.backend.list_runs(task_id=task_id)
-    question = f"Delete task {task['name']!r} with {_plural(len(runs), 'run')} and their logs?"
+    preview = ctx.backend.delete_task_preview(task_id)
+    counts = preview["counts"]
+    question = (
+        f"Delete task {preview['task']['name']!r} with {_plural(counts['runs'], 'run')} "
+        f"and {_plural(counts['logs'], 'log')}?"
+    )
+    if preview["active_runs"]:
+        question += f" Its {_plural(preview['active_runs'], 'active run')} will be stopped."
     if not ctx.confirm(question):
         ctx.emit("Nothing deleted.")
         return 1

@@ -777,7 +777,7 @@ def test_tasks_delete(cli: Cli, cli_json: CliJson, home: Path, answer: Callable[
     assert len(cli_json("tasks", "list")["tasks"]) == 1
     asked = answer("y")
     result = cli("tasks", "delete", task["id"][:8])
-    assert asked == ["Delete task 't' with 1 run and their logs? [y/N] "]
+    assert asked == ["Delete task 't' with 1 run and 1 log? [y/N] "]
     assert (result.code, result.out) == (0, "Deleted 1 task, 1 run, 1 log.\n")
     assert cli_json("tasks", "list") == {"tasks": []}
     assert not (home / "logs" / f"{run}.log").exists()
