@@ -6696,7 +6696,16 @@ CLI_HELP = {
 
 def _add_cli(modes: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parent = _common_parent()
-    cli = modes.add_parser("cli", help="command line", parents=[parent], description="Command line.")
+    cli = modes.add_parser(
+        "cli",
+        help="command line",
+        parents=[parent],
+        description="Jobs, tasks and runs from the command line, straight on the data home "
+        "(or through a running server with --api). Ids may be shortened to any unique prefix.",
+        epilog="Examples: cli jobs create --name Nightly; "
+        "cli tasks create --name Review --prompt-file review.md --daily 03:00; "
+        "cli tasks run ID; cli runs log ID --follow",
+    )
     groups = cli.add_subparsers(dest="group", metavar="GROUP", required=True)
     verbs_of: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for group, verb, func, add_options in CLI_COMMANDS:
