@@ -6551,6 +6551,8 @@ GUI_PANE_SHARES = (0.15, 0.23, 0.21, 0.22, 0.19)  # Jobs, Tasks, Task editor, Ru
 GUI_SASH_COUNT = len(GUI_PANE_SHARES) - 1
 GUI_PANE_MIN_WIDTH = 150
 GUI_TOOL_GAP = 4
+GUI_ENTRY_CHARS = 20  # ttk.Entry's own default width
+GUI_DIALOG_CHARS = 46  # the width of a dialog's text fields
 GUI_WRAP_MIN = 120
 GUI_WRAP_MARGIN = 6  # a label's own padding
 GUI_GEOMETRY = re.compile(r"\d+x\d+([+-]-?\d+[+-]-?\d+)?")
@@ -7479,19 +7481,27 @@ def _flow(bar: ttk.Frame, width: int) -> None:
     bar.configure(height=y + height)
 
 
-def _folder_field(parent: tk.Misc, var: tk.StringVar) -> ttk.Frame:
-    """An entry for a folder, with a … button that browses for one."""
+def _path_field(
+    parent: tk.Misc, var: tk.StringVar, *, is_file: bool = False, width: int = GUI_ENTRY_CHARS
+) -> ttk.Frame:
+    """An entry for a folder (or a file), with a … button that browses for one."""
     from tkinter import filedialog, ttk
 
     def browse() -> None:
-        chosen = filedialog.askdirectory(parent=holder, initialdir=var.get() or str(Path.home()))
+        current = var.get().strip()
+        if is_file:
+            start = Path(current).expanduser().parent if current else Path.home()
+            chosen = filedialog.askopenfilename(parent=holder, initialdir=str(start))
+        else:
+            chosen = filedialog.askdirectory(parent=holder, initialdir=current or str(Path.home()))
         if chosen:
             var.set(chosen)
 
     holder = ttk.Frame(parent)
     holder.columnconfigure(0, weight=1)
-    ttk.Entry(holder, textvariable=var).grid(row=0, column=0, sticky="ew")
-    ttk.Button(holder, text="…", width=3, command=browse).grid(row=0, column=1, padx=(4, 0))
+    ttk.Entry(holder, textvariable=var, width=width).grid(row=0, column=0, sticky="nsew")
+    browse_button = ttk.Button(holder, text="…", width=2, style="Tool.TButton", command=browse)
+    browse_button.grid(row=0, column=1, sticky="ns", padx=(4, 0))
     return holder
 
 
@@ -8073,7 +8083,7 @@ class EditorPane:
         return row
 
     def _path(self, tab: ttk.Frame, row: int, key: str, text: str) -> int:
-        return self._place(tab, row, key, text, _folder_field(tab, self._string_var(key)))
+        return self._place(tab, row, key, text, _path_field(tab, self._string_var(key)))
 
     def _check(self, tab: ttk.Frame, row: int, key: str, text: str) -> int:
         from tkinter import ttk
@@ -8354,6 +8364,14 @@ class EditorPane:
             combo.configure(values=sorted(available_timezones()))
 
 
+def _place_dialog(top: tk.Toplevel, root: tk.Tk) -> None:
+    """Put a dialog over the middle of the window, a little above centre."""
+    top.update_idletasks()
+    x = root.winfo_rootx() + max((root.winfo_width() - top.winfo_reqwidth()) // 2, 0)
+    y = root.winfo_rooty() + max((root.winfo_height() - top.winfo_reqheight()) // 3, 0)
+    top.geometry(f"+{x}+{y}")
+
+
 class JobDialog:
     """New job / Edit job, in a small window of its own. Save hands the fields to the app,
     which closes the dialog once the store took them, or shows here why it did not."""
@@ -8379,7 +8397,7 @@ class JobDialog:
         body.rowconfigure(1, weight=1)
         self._build_fields(body, str(job.get("description") or ""))
         self._build_buttons(body)
-        self._place()
+        _place_dialog(self.top, app.root)
         self.name_entry.focus_set()
 
     def _build_fields(self, body: ttk.Frame, description: str) -> None:
@@ -8389,15 +8407,15 @@ class JobDialog:
             ttk.Label(body, text=text).grid(row=row, column=0, sticky="nw", padx=(0, 10), pady=(6, 0))
 
         label(0, "Name")
-        self.name_entry = ttk.Entry(body, textvariable=self.name, width=46)
+        self.name_entry = ttk.Entry(body, textvariable=self.name, width=GUI_DIALOG_CHARS)
         self.name_entry.grid(row=0, column=1, sticky="ew", pady=(4, 0))
         self.name_entry.bind("<Return>", lambda event: self.save())
         label(1, "Description")
-        self.description = _text_box(body, self.app.looks, height=5, width=46)
+        self.description = _text_box(body, self.app.looks, height=5, width=GUI_DIALOG_CHARS)
         self.description.insert("1.0", description)
         self.description.grid(row=1, column=1, sticky="nsew", pady=(4, 0))
         label(2, "Folder")
-        _folder_field(body, self.folder).grid(row=2, column=1, sticky="ew", pady=(4, 0))
+        _path_field(body, self.folder).grid(row=2, column=1, sticky="ew", pady=(4, 0))
         hint = "Where its tasks run unless they name their own folder."
         ttk.Label(body, text=hint, style="Note.TLabel").grid(row=3, column=1, sticky="w")
         if self.job_id:
@@ -8416,13 +8434,6 @@ class JobDialog:
         ttk.Button(buttons, text="Cancel", command=self.close).pack(side="left", padx=(0, 6))
         self.save_button = ttk.Button(buttons, text="Save", command=self.save, default="active")
         self.save_button.pack(side="left")
-
-    def _place(self) -> None:
-        root = self.app.root
-        self.top.update_idletasks()
-        x = root.winfo_rootx() + max((root.winfo_width() - self.top.winfo_reqwidth()) // 2, 0)
-        y = root.winfo_rooty() + max((root.winfo_height() - self.top.winfo_reqheight()) // 3, 0)
-        self.top.geometry(f"+{x}+{y}")
 
     def collect(self) -> JSONDict:
         data: JSONDict = {
@@ -8447,6 +8458,131 @@ class JobDialog:
     def close(self) -> None:
         self.top.destroy()
         self.app.job_dialog_closed(self)
+
+
+# The Settings dialog's rows: setting -> (label, hint). The numbers' hints get their range
+# from SETTING_RULES, which their spin boxes keep to as well.
+SETTINGS_ROWS = {
+    "claude_path": ("Claude CLI", "Empty: search PATH, then ~/.claude/local/claude."),
+    "max_concurrent_runs": ("Runs at once", "How many runs may go at the same time ({lo}–{hi:,})."),
+    "retention_runs": ("Runs kept", "Finished runs kept per task, with their logs ({lo}–{hi:,})."),
+}
+GUI_SPIN_WIDTH = 8
+
+
+class SettingsDialog:
+    """File → Settings…: the user settings in a small modal window. Save hands the values
+    to the app, which closes the dialog once the store took them, or shows under the
+    field at fault why it did not."""
+
+    def __init__(self, app: App, settings: JSONDict) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.app = app
+        self.is_busy = False
+        self.top = tk.Toplevel(app.root)
+        self.top.title("Settings")
+        self.top.transient(app.root)
+        self.top.resizable(True, False)
+        self.top.protocol("WM_DELETE_WINDOW", self.close)
+        self.top.bind("<Escape>", lambda event: self.close())
+        self.top.bind("<Return>", lambda event: self.save())
+        self.top.bind("<Map>", self._grab)
+        shown = {name: "" if settings.get(name) is None else str(settings[name]) for name in SETTINGS_ROWS}
+        self.values = {name: tk.StringVar(master=self.top, value=text) for name, text in shown.items()}
+        self.fields: dict[str, tk.Misc] = {}
+        self.notes: dict[str, tuple[ttk.Label, str]] = {}  # setting -> (note label, its hint)
+        body = ttk.Frame(self.top, padding=16)
+        body.pack(fill="both", expand=True)
+        body.columnconfigure(1, weight=1)
+        for row, name in enumerate(SETTINGS_ROWS):
+            self._build_row(body, 2 * row, name)
+        self._build_buttons(body, 2 * len(SETTINGS_ROWS))
+        _place_dialog(self.top, app.root)
+        self.fields["claude_path"].focus_set()
+
+    def _build_row(self, body: ttk.Frame, row: int, name: str) -> None:
+        """A setting's label and field, and the note under it (its hint, or what is wrong)."""
+        from tkinter import ttk
+
+        text, hint = SETTINGS_ROWS[name]
+        ttk.Label(body, text=text).grid(row=row, column=0, sticky="w", padx=(0, 10), pady=(6, 0))
+        field: tk.Misc
+        if name in SETTING_RULES:
+            _, lo, hi = SETTING_RULES[name]
+            hint = hint.format(lo=lo, hi=hi)
+            field = ttk.Spinbox(body, from_=lo, to=hi, textvariable=self.values[name], width=GUI_SPIN_WIDTH)
+            field.grid(row=row, column=1, sticky="w", pady=(6, 0))
+        else:
+            holder = _path_field(body, self.values[name], is_file=True, width=GUI_DIALOG_CHARS)
+            holder.grid(row=row, column=1, sticky="ew", pady=(6, 0))
+            field = holder.winfo_children()[0]  # the entry (then the … button)
+        self.fields[name] = field
+        note = ttk.Label(body, text=hint, style="Note.TLabel", justify="left")
+        note.grid(row=row + 1, column=1, sticky="w")
+        self.notes[name] = (note, hint)
+        self.values[name].trace_add("write", lambda *_: self._reset_note(name))
+
+    def _build_buttons(self, body: ttk.Frame, row: int) -> None:
+        from tkinter import ttk
+
+        self.error = _autowrap(ttk.Label(body, style="Error.TLabel", justify="left"))
+        self.error.grid(row=row, column=0, columnspan=2, sticky="ew", pady=(8, 0))
+        buttons = ttk.Frame(body)
+        buttons.grid(row=row + 1, column=0, columnspan=2, sticky="e", pady=(10, 0))
+        ttk.Button(buttons, text="Cancel", command=self.close).pack(side="left", padx=(0, 6))
+        self.save_button = ttk.Button(buttons, text="Save", command=self.save, default="active")
+        self.save_button.pack(side="left")
+
+    def _grab(self, event: tk.Event[tk.Misc]) -> None:
+        """Modal once shown (a grab needs a window that is on screen)."""
+        import tkinter as tk
+
+        if event.widget is self.top:
+            try:
+                self.top.grab_set()
+            except tk.TclError as error:  # another application holds the grab: still usable, not modal
+                log.debug("settings dialog not modal: %s", error)
+
+    def collect(self) -> JSONDict:
+        """The settings in the form; Invalid (naming the field) when a number is not one."""
+        data: JSONDict = {}
+        for name, var in self.values.items():
+            text = var.get().strip()
+            data[name] = _form_number(text, name, int) if name in SETTING_RULES else text or None
+        return data
+
+    def save(self) -> None:
+        if not self.is_busy:
+            self.clear_errors()
+            self.app.save_settings(self)
+
+    def set_busy(self, busy: bool) -> None:
+        self.is_busy = busy
+        self.save_button.state(["disabled"] if busy else ["!disabled"])
+
+    def show_invalid(self, error: SchedulerError) -> None:
+        """The message under its field, or (a field this dialog has not) above the buttons."""
+        if error.field in self.notes:
+            self.notes[error.field][0].configure(text=error.message, style="Error.TLabel")
+            self.fields[error.field].focus_set()
+        else:
+            self.error.configure(text=str(error))
+
+    def clear_errors(self) -> None:
+        self.error.configure(text="")
+        for name in self.notes:
+            self._reset_note(name)
+
+    def _reset_note(self, name: str) -> None:
+        note, hint = self.notes[name]
+        note.configure(text=hint, style="Note.TLabel")
+
+    def close(self) -> None:
+        self.top.grab_release()
+        self.top.destroy()
+        self.app.settings_dialog_closed(self)
 
 
 # Texts of the status bar and the confirmations (pure).
@@ -8543,6 +8679,7 @@ GUI_MENUS: dict[str, tuple[tuple[str, str, str] | None, ...]] = {
         ("Save task", "Ctrl+S", "save_task"),
         None,
         ("Open data folder", "", "open_data_folder"),
+        ("Settings…", "", "open_settings"),
         None,
         ("Quit", "Ctrl+Q", "request_close"),
     ),
@@ -8635,6 +8772,7 @@ class App:
         self.run_id: str | None = None  # its log is in the Logs pane
         self.follow_newest = True  # a newer run at the top of the list takes the Logs pane
         self.job_dialog: JobDialog | None = None
+        self.settings_dialog: SettingsDialog | None = None
         self.storage_error: str | None = None
         self.loaded = False
         self._closed = False
@@ -9452,6 +9590,43 @@ class App:
     def stop_job(self) -> None:
         if self.scope.kind == SCOPE_JOB and self.scope.ident:
             self.act(functools.partial(self.service.stop_job, self.scope.ident))
+
+    # Settings ----------------------------------------------------------------------------------
+
+    def open_settings(self) -> None:
+        """File → Settings…: read the settings (worker), then show them in the dialog."""
+        if self.settings_dialog:
+            self.settings_dialog.top.lift()
+        else:
+            self.submit(self.service.get_settings, self._show_settings)
+
+    def _show_settings(self, settings: JSONDict) -> None:
+        if self.settings_dialog is None:  # asked twice before the first answer came
+            self.settings_dialog = SettingsDialog(self, settings)
+
+    def settings_dialog_closed(self, dialog: SettingsDialog) -> None:
+        if self.settings_dialog is dialog:
+            self.settings_dialog = None
+
+    def save_settings(self, dialog: SettingsDialog) -> None:
+        try:
+            data = dialog.collect()
+        except Invalid as error:
+            dialog.show_invalid(error)
+            return
+        dialog.set_busy(True)
+        self.submit(
+            functools.partial(self.service.update_settings, data),
+            lambda settings: dialog.close(),
+            failed=lambda error: self._settings_not_saved(dialog, error),
+        )
+
+    def _settings_not_saved(self, dialog: SettingsDialog, error: Exception) -> None:
+        dialog.set_busy(False)
+        if isinstance(error, Invalid):
+            dialog.show_invalid(error)
+        else:
+            self.report(error)
 
     # Run and log actions -----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import select
 import shutil
@@ -153,6 +154,13 @@ class Gui:
         widget.focus_force()
         self.app.root.update()
         widget.event_generate(sequence)
+        self.settle()
+
+    def choose_menu(self, title: str, label: str) -> None:
+        """Click a menu bar item (`title` → `label`)."""
+        root = self.app.root
+        bar = root.nametowidget(root.cget("menu"))
+        root.nametowidget(bar.entrycget(title, "menu")).invoke(label)
         self.settle()
 
     def log_text(self) -> str:
@@ -518,6 +526,64 @@ def test_keyboard_shortcuts(gui: Gui, service: cs.Service) -> None:
     gui.app.job_dialog.save_button.invoke()
     gui.wait(lambda: any(j["name"] == "Made by keys" for j in gui.app.jobs.values()), "the new job")
     assert gui.app.job_dialog is None
+
+
+# Settings ------------------------------------------------------------------------------------
+
+
+def open_settings(gui: Gui) -> cs.SettingsDialog:
+    gui.choose_menu("File", "Settings…")
+    gui.wait(lambda: gui.app.settings_dialog, "the settings dialog")
+    assert gui.app.settings_dialog is not None
+    return gui.app.settings_dialog
+
+
+def test_settings_are_changed_in_their_dialog(home: Path, display: str) -> None:
+    with open_gui(home) as gui:
+        dialog = open_settings(gui)
+        assert {name: var.get() for name, var in dialog.values.items()} == {
+            "claude_path": "",
+            "max_concurrent_runs": "2",
+            "retention_runs": "100",
+        }
+        gui.type_into(dialog.fields["claude_path"], "/opt/claude/bin/claude")
+        gui.type_into(dialog.fields["retention_runs"], "25")
+        dialog.save_button.invoke()
+        gui.wait(lambda: gui.app.settings_dialog is None, "the dialog to close")
+        assert not dialog.top.winfo_exists()
+        stored = json.loads((home / cs.SETTINGS_FILE).read_text())
+        assert stored["claude_path"] == "/opt/claude/bin/claude"
+        assert stored["retention_runs"] == 25
+        assert stored["max_concurrent_runs"] == 2
+
+        dialog = open_settings(gui)
+        assert dialog.values["retention_runs"].get() == "25"
+        gui.type_into(dialog.fields["claude_path"], "")  # empty: search for claude again
+        gui.press(dialog.fields["claude_path"], "<Return>")
+        gui.wait(lambda: gui.app.settings_dialog is None, "Enter to save")
+        assert json.loads((home / cs.SETTINGS_FILE).read_text())["claude_path"] is None
+
+
+def test_a_bad_setting_is_shown_by_its_field_and_nothing_is_saved(home: Path, display: str) -> None:
+    settings_file = home / cs.SETTINGS_FILE
+    with open_gui(home) as gui:
+        dialog = open_settings(gui)
+        gui.type_into(dialog.fields["claude_path"], "/elsewhere/claude")
+        for value, message in (("0", "must be between 1 and 64 (got 0)"), ("many", "must be a whole number")):
+            gui.type_into(dialog.fields["max_concurrent_runs"], value)
+            dialog.save_button.invoke()
+            gui.settle()
+            note = dialog.notes["max_concurrent_runs"][0]
+            assert message in str(note.cget("text"))
+            assert str(note.cget("style")) == "Error.TLabel"
+            assert gui.app.settings_dialog is dialog
+            assert not settings_file.exists()
+        gui.type_into(dialog.fields["max_concurrent_runs"], "3")
+        assert "must" not in str(note.cget("text")), "the message stays while it is being fixed"
+        gui.press(dialog.top, "<Escape>")
+        assert gui.app.settings_dialog is None
+        assert not settings_file.exists()
+        assert gui.app.service.get_settings()["claude_path"] is None
 
 
 # Runs and logs -------------------------------------------------------------------------------
