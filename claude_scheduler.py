@@ -6547,14 +6547,17 @@ GUI_CLASS_NAME = "ClaudeScheduler"
 GUI_DEFAULT_SIZE = (1800, 1000)
 GUI_SCREEN_MARGIN = 40  # a new window fits the screen with this much to spare
 GUI_MIN_SIZE = (1100, 620)
-GUI_PANE_SHARES = (0.15, 0.23, 0.21, 0.22, 0.19)  # Jobs, Tasks, Task editor, Runs, Logs at first start
+GUI_PANE_SHARES = (0.18, 0.23, 0.18, 0.24, 0.17)  # Jobs, Tasks, Task editor, Runs, Logs at first start
 GUI_SASH_COUNT = len(GUI_PANE_SHARES) - 1
 GUI_PANE_MIN_WIDTH = 150
 GUI_TOOL_GAP = 4
+GUI_GROUP_GAP = 8  # more between groups of toolbar buttons
 GUI_ENTRY_CHARS = 20  # ttk.Entry's own default width
 GUI_DIALOG_CHARS = 46  # the width of a dialog's text fields
 GUI_WRAP_MIN = 120
 GUI_WRAP_MARGIN = 6  # a label's own padding
+GUI_SUBTITLE_SEP = " · "  # between the parts of a pane's subtitle
+GUI_ELLIPSIS = "…"
 GUI_GEOMETRY = re.compile(r"\d+x\d+([+-]-?\d+[+-]-?\d+)?")
 GUI_POLL_MS = 40  # the inbox is drained this often
 GUI_DRAIN_BUDGET_SECONDS = 0.05  # then keyboard and mouse get their turn again
@@ -6580,6 +6583,7 @@ GUI_MONO_FAMILIES = (
     "Noto Sans Mono",
 )
 GUI_DOT_SIZE = 12
+GUI_DOT_GAP = 5  # between a row's dot and its text
 GUI_MODELS = ("sonnet", "opus", "haiku")
 GUI_NO_WINDOW = (
     "cannot open the window: {reason}.\n"
@@ -6976,7 +6980,7 @@ class GuiColumn:
     sample: str
     cell: Callable[[JSONDict], str]
     anchor: Literal["w", "e", "center"] = "w"
-    stretch: bool = False
+    stretch: int = 0  # its share of the room the other columns leave (0: none)
     keep: int = 0  # in a list too narrow for all its columns, the lowest `keep` goes first
 
 
@@ -6993,42 +6997,42 @@ class TreeRow:
     is_open: bool = False
 
 
-# Stretching columns share out whatever room the others leave.
+# A time column's sample is _gui_time's widest form, so that no date is ever cut short.
 JOB_TREE_COLUMNS = (
-    GuiColumn("#0", "Name", "A job", lambda row: str(row["name"]), stretch=True),
+    GuiColumn("#0", "Name", "A job", lambda row: str(row["name"]), stretch=1),
     GuiColumn("done", "Done", "10/10", lambda row: str(row["done"]), anchor="e", keep=9),
 )
 TASK_LIST_COLUMNS = (
-    GuiColumn("#0", "Name", "A task name", lambda task: str(task["name"]), stretch=True),
+    GuiColumn("#0", "Name", "A task name", lambda task: str(task["name"]), stretch=2),
     GuiColumn(
         "schedule",
         "Schedule",
         "Every day",
         lambda task: str(task.get("schedule_text") or ""),
-        stretch=True,
+        stretch=1,
         keep=6,
     ),
-    GuiColumn("next", "Next run", "Mon 02:00", _next_run_cell, keep=5),
+    GuiColumn("next", "Next run", "30 Sep 09:00", _next_run_cell, keep=5),
     GuiColumn("last", "Last", "cancelled", lambda task: str(task.get("last_run_status") or "never"), keep=4),
     GuiColumn(
         "enabled", "On", "On", lambda task: "✓" if task.get("enabled", True) else "–", "center", keep=3
     ),
 )
 RUN_LIST_COLUMNS = (
-    GuiColumn("#0", "Status", "cancelled", lambda run: str(run["status"]), stretch=True),
+    GuiColumn("#0", "Status", "cancelled", lambda run: str(run["status"])),
     GuiColumn(
         "task",
         "Task",
         "A task",
         lambda run: str(run.get("task_name") or _short(run["task_id"])),
-        stretch=True,
+        stretch=1,
         keep=7,
     ),
     GuiColumn("trigger", "Trigger", "schedule", lambda run: str(run["trigger"]).replace("_", " "), keep=3),
     GuiColumn(
         "started",
         "Started",
-        "Mon 02:00",
+        "30 Sep 09:00",
         lambda run: _gui_time(run.get("started_at") or run["created_at"]),
         keep=6,
     ),
@@ -7073,7 +7077,7 @@ class TreeTable:
                 column.key,
                 width=self.widths[column.key],
                 minwidth=GUI_COLUMN_MIN,
-                stretch=column.stretch,
+                stretch=bool(column.stretch),
                 anchor=column.anchor,
             )
         scroll = ttk.Scrollbar(self.frame, orient="vertical", command=self.tree.yview)
@@ -7095,12 +7099,13 @@ class TreeTable:
         fonts = self.looks.fonts
         width = max(fonts["body"].measure(column.sample), fonts["bold"].measure(column.title))
         if column.key == "#0":
-            width += GUI_DOT_SIZE + (0 if flat else 2 * GUI_TREE_INDENT)
+            width += GUI_DOT_SIZE + GUI_DOT_GAP + (0 if flat else 2 * GUI_TREE_INDENT)
         return int(width) + GUI_CELL_PADDING
 
     def fit_columns(self, width: int | None = None) -> None:
         """Show the columns that fit (dropping the lowest `keep` first, and any `hidden`),
-        each at its width, and share the room left among the stretching ones."""
+        each at its width, and share the room left among the stretching ones (among all
+        of them when none of those is shown)."""
         width = (self.tree.winfo_width() if width is None else width) - GUI_TREE_BORDER
         shown = [column for column in self.columns[1:] if column.key not in self.hidden]
         while shown and sum(self.widths[column.key] for column in (self.columns[0], *shown)) > width:
@@ -7109,13 +7114,12 @@ class TreeTable:
         if tuple(self.tree.cget("displaycolumns")) != tuple(keys):
             self.tree.configure(displaycolumns=keys)
         columns = [self.columns[0], *shown]
-        stretching = [column for column in columns if column.stretch] or columns[:1]
+        shares = [column.stretch for column in columns]
+        shares = shares if any(shares) else [1] * len(columns)
         spare = max(width - sum(self.widths[column.key] for column in columns), 0)
-        for column in columns:
-            extra = 0
-            if column in stretching:
-                n = stretching.index(column)
-                extra = spare // len(stretching) + (1 if n < spare % len(stretching) else 0)
+        extras = [spare * share // sum(shares) for share in shares]
+        extras[shares.index(max(shares))] += spare - sum(extras)  # what rounding left over
+        for column, extra in zip(columns, extras, strict=True):
             self.tree.column(column.key, width=self.widths[column.key] + extra)
 
     def show(self, rows: Sequence[TreeRow], parent: str = "") -> None:
@@ -7284,7 +7288,8 @@ class Looks:
         self.root.configure(background=colour["window"])
 
     def dot(self, status: str) -> tk.PhotoImage:
-        """A round dot in the status's colour (made once per status)."""
+        """A round dot in the status's colour, with the gap before the text on its right
+        (made once per status)."""
         if status not in self._dots:
             self._dots[status] = self._draw_dot(GUI_STATUS_COLOURS.get(status, GUI_STATUS_COLOURS["scope"]))
         return self._dots[status]
@@ -7293,7 +7298,7 @@ class Looks:
         import tkinter as tk
 
         size = GUI_DOT_SIZE
-        image = tk.PhotoImage(master=self.root, width=size, height=size)
+        image = tk.PhotoImage(master=self.root, width=size + GUI_DOT_GAP, height=size)
         centre, radius = (size - 1) / 2, size / 2 - 1.5
         for y in range(size):
             dy = y - centre
@@ -7430,8 +7435,8 @@ TASK_IID_PREFIX = "t:"  # task rows in the Jobs tree (a task id alone is a job r
 Action = tuple[str, str, Callable[[], None]]  # (key, label, handler) of a toolbar button
 
 
-def _pane_frame(parent: tk.Misc, title: str) -> tuple[ttk.Frame, ttk.Label]:
-    """A pane's frame with its title row; returns the frame and the subtitle label.
+def _pane_frame(parent: tk.Misc, title: str, looks: Looks) -> tuple[ttk.Frame, Subtitle]:
+    """A pane's frame with its title row; returns the frame and the subtitle.
     Row 1 is for the toolbar, row 2 for the content (which grows)."""
     from tkinter import ttk
 
@@ -7441,43 +7446,101 @@ def _pane_frame(parent: tk.Misc, title: str) -> tuple[ttk.Frame, ttk.Label]:
     header = ttk.Frame(frame)
     header.grid(row=0, column=0, sticky="ew", pady=(0, 6))
     ttk.Label(header, text=title, style="Title.TLabel").pack(anchor="w")
-    subtitle = _autowrap(ttk.Label(header, style="Muted.TLabel"))
-    subtitle.pack(anchor="w", fill="x")
+    subtitle = Subtitle(header, looks.fonts["body"])
+    subtitle.label.pack(anchor="w", fill="x")
     return frame, subtitle
 
 
+class Subtitle:
+    """A pane's subtitle, always one line, so that every pane's toolbar starts at the same
+    height: when the text is too long, its first " · " part (a name) gives way to "…", and
+    what follows (counts, a run's id and status, "unsaved") stays whole."""
+
+    def __init__(self, parent: tk.Misc, font: tkfont.Font) -> None:
+        from tkinter import ttk
+
+        # width=1: the label asks for no room of its own; its place decides how much it has.
+        self.label = ttk.Label(parent, style="Muted.TLabel", width=1)
+        self.font = font
+        self.text = ""
+        self.label.bind("<Configure>", lambda event: self._fit(event.width))
+
+    def set(self, text: str) -> None:
+        self.text = text
+        self._fit(self.label.winfo_width())
+
+    def _fit(self, width: int) -> None:
+        shown = _elide(self.text, self.font, width - GUI_WRAP_MARGIN) if width > 1 else self.text
+        if shown != self.label.cget("text"):
+            self.label.configure(text=shown)
+
+
+def _elide(text: str, font: tkfont.Font, width: int) -> str:
+    """`text` cut to fit `width` pixels: its first " · " part shortened to the longest
+    start that fits, ending in "…"; the parts after it are kept whole."""
+    if font.measure(text) <= width:
+        return text
+    head, sep, tail = text.partition(GUI_SUBTITLE_SEP)
+    tail = sep + tail
+    low, high = 0, len(head)
+    while low < high:  # the longest start of `head` that fits
+        middle = (low + high + 1) // 2
+        if font.measure(head[:middle].rstrip() + GUI_ELLIPSIS + tail) <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return head[:low].rstrip() + GUI_ELLIPSIS + tail
+
+
 def _toolbar(
-    frame: ttk.Frame, actions: Sequence[Action], extra: Callable[[ttk.Frame], object] | None = None
+    frame: ttk.Frame,
+    actions: Sequence[Action | None],
+    extra: Callable[[ttk.Frame], object] | None = None,
 ) -> dict[str, ttk.Button]:
-    """A pane's row of buttons (and `extra` widgets), wrapping when the pane is narrow."""
+    """A pane's row of buttons (and `extra` widgets, a group of their own), wrapping when
+    the pane is narrow; None separates groups of buttons that wrap together."""
+    import tkinter as tk
     from tkinter import ttk
 
     bar = ttk.Frame(frame)
     bar.grid(row=1, column=0, sticky="ew", pady=(0, 4))
-    buttons = {
-        key: ttk.Button(bar, text=label, command=handler, style="Tool.TButton")
-        for key, label, handler in actions
-    }
+    buttons: dict[str, ttk.Button] = {}
+    groups: list[list[tk.Widget]] = [[]]
+    for action in actions:
+        if action is None:
+            groups.append([])
+            continue
+        key, label, handler = action
+        buttons[key] = ttk.Button(bar, text=label, command=handler, style="Tool.TButton")
+        groups[-1].append(buttons[key])
     if extra:
         extra(bar)
-    bar.bind("<Configure>", lambda event: _flow(bar, event.width))
-    _flow(bar, 0)
+        added = [widget for widget in bar.winfo_children() if widget not in buttons.values()]
+        groups.append([widget for widget in added if isinstance(widget, tk.Widget)])
+    bar.bind("<Configure>", lambda event: _flow(bar, event.width, groups))
+    _flow(bar, 0, groups)
     return buttons
 
 
-def _flow(bar: ttk.Frame, width: int) -> None:
+def _flow(bar: ttk.Frame, width: int, groups: Sequence[Sequence[tk.Widget]] | None = None) -> None:
     """Lay a toolbar's widgets out in rows that fit its width (0: one row), so that narrow
-    panes wrap their buttons instead of hiding them."""
+    panes wrap their buttons instead of hiding them. A group that would not fit the rest
+    of a row starts the next one (when it fits a row at all), and groups are set apart."""
     import tkinter as tk
 
     x = y = 0
     widgets = [widget for widget in bar.winfo_children() if not isinstance(widget, tk.Toplevel)]
     height = max((widget.winfo_reqheight() for widget in widgets), default=0)
-    for widget in widgets:
-        if width and x and x + widget.winfo_reqwidth() > width:
+    for group in groups or [[widget] for widget in widgets]:
+        span = sum(widget.winfo_reqwidth() + GUI_TOOL_GAP for widget in group) - GUI_TOOL_GAP
+        if width and x and x + span > width >= span:
             x, y = 0, y + height + GUI_TOOL_GAP
-        widget.place(x=x, y=y)
-        x += widget.winfo_reqwidth() + GUI_TOOL_GAP
+        for widget in group:
+            if width and x and x + widget.winfo_reqwidth() > width:
+                x, y = 0, y + height + GUI_TOOL_GAP
+            widget.place(x=x, y=y + (height - widget.winfo_reqheight()) // 2)  # a checkbox centred too
+            x += widget.winfo_reqwidth() + GUI_TOOL_GAP
+        x += GUI_GROUP_GAP if groups else 0
     bar.configure(height=y + height)
 
 
@@ -7553,13 +7616,14 @@ class JobsPane:
 
     def __init__(self, app: App, parent: tk.Misc, looks: Looks) -> None:
         self.app = app
-        self.frame, self.subtitle = _pane_frame(parent, "Jobs")
+        self.frame, self.subtitle = _pane_frame(parent, "Jobs", looks)
         self.buttons = _toolbar(
             self.frame,
             (
                 ("new", "New", app.new_job),
                 ("edit", "Edit", app.edit_job),
                 ("delete", "Delete", app.delete_from_jobs),
+                None,
                 ("run", "▶ Run", app.run_job),
                 ("stop", "■ Stop", app.stop_job),
             ),
@@ -7586,7 +7650,7 @@ class JobsPane:
         record = {"name": "(Unassigned)", "done": len(unassigned)}
         rows.append(TreeRow(SCOPE_UNASSIGNED, record, "scope", unassigned, ("scope",), is_open=is_open))
         self.table.show(rows)
-        self.subtitle.configure(text=_plural(len(jobs), "job"))
+        self.subtitle.set(_plural(len(jobs), "job"))
 
     @staticmethod
     def _task_row(task: JSONDict) -> TreeRow:
@@ -7633,11 +7697,12 @@ class TasksPane:
         from tkinter import ttk
 
         self.app = app
-        self.frame, self.subtitle = _pane_frame(parent, "Tasks")
+        self.frame, self.subtitle = _pane_frame(parent, "Tasks", looks)
         self.buttons = _toolbar(
             self.frame,
             (
                 ("new", "New", app.new_task),
+                None,
                 ("run", "▶ Run now", app.run_task),
                 ("toggle", "Disable", app.toggle_task),
                 ("delete", "Delete", app.delete_task),
@@ -7677,7 +7742,7 @@ class TasksPane:
         self.table.show(rows)
         self.table.select(self._selected)
         count = f"{len(shown)} of {len(self._tasks)}" if needle else _plural(len(self._tasks), "task")
-        self.subtitle.configure(text=f"{self._title} · {count}")
+        self.subtitle.set(f"{self._title} · {count}")
 
     def focus_filter(self) -> None:
         self.filter_entry.focus_set()
@@ -7702,7 +7767,7 @@ class RunsPane:
 
     def __init__(self, app: App, parent: tk.Misc, looks: Looks) -> None:
         self.app = app
-        self.frame, self.subtitle = _pane_frame(parent, "Runs")
+        self.frame, self.subtitle = _pane_frame(parent, "Runs", looks)
         self.buttons = _toolbar(
             self.frame,
             (
@@ -7733,7 +7798,7 @@ class RunsPane:
         ]
         self.table.show(rows)
         self.table.select(selected)
-        self.subtitle.configure(text=f"{title} · {_plural(len(runs), 'run')}")
+        self.subtitle.set(f"{title} · {_plural(len(runs), 'run')}")
 
     def set_actions(self, run: JSONDict | None) -> None:
         active = run is not None and run["status"] in ACTIVE_STATUSES
@@ -7753,7 +7818,7 @@ class LogsPane:
 
         self.app = app
         self.looks = looks
-        self.frame, self.subtitle = _pane_frame(parent, "Log")
+        self.frame, self.subtitle = _pane_frame(parent, "Log", looks)
         self.raw = tk.BooleanVar(master=self.frame, value=False)
         self.buttons = _toolbar(
             self.frame,
@@ -7785,11 +7850,11 @@ class LogsPane:
     def start(self, title: str, message: str) -> None:
         """Show a new run: empty, with a placeholder until its first line arrives."""
         self._lines, self._tail = [], ""
-        self.subtitle.configure(text=title)
+        self.subtitle.set(title)
         self.show_message(message)
 
     def set_title(self, title: str) -> None:
-        self.subtitle.configure(text=title)
+        self.subtitle.set(title)
 
     def show_message(self, message: str) -> None:
         self._placeholder = True
@@ -7913,7 +7978,7 @@ class EditorPane:
         self._tab_of: dict[str, int] = {}
         self._days: dict[str, tk.BooleanVar] = {}
         self._live_error: str | None = None
-        self.frame, self.subtitle = _pane_frame(parent, "Task editor")
+        self.frame, self.subtitle = _pane_frame(parent, "Task editor", looks)
         self.placeholder = ttk.Label(
             self.frame,
             text="No task selected.\n\nSelect a task to edit it,\nor create one with New task (Ctrl+N).",
@@ -8160,7 +8225,7 @@ class EditorPane:
         self.notebook.grid_remove()
         self.footer.grid_remove()
         self.placeholder.grid(row=2, column=0, sticky="nsew")
-        self.subtitle.configure(text="")
+        self.subtitle.set("")
 
     def _open(self, form: FormValues) -> None:
         self._loading = True
@@ -8278,7 +8343,7 @@ class EditorPane:
             return
         name = self._strings["name"].get().strip() or "Untitled"
         what = name if self.task else f"New: {name}"
-        self.subtitle.configure(text=f"{what} · unsaved" if self.is_dirty() else what)
+        self.subtitle.set(f"{what} · unsaved" if self.is_dirty() else what)
 
     # Reacting to edits ---------------------------------------------------------
 

@@ -630,6 +630,22 @@ def test_a_run_started_by_another_process_shows(gui: Gui, home: Path) -> None:
 # Other processes, errors, layout -------------------------------------------------------------
 
 
+def test_a_long_name_keeps_every_subtitle_on_one_line(service: cs.Service, home: Path, display: str) -> None:
+    task = make_task(service, "Run the full test suite, then triage every failure and file an issue for it")
+    run = add_run(service.store, task["id"], cs.RunStatus.FAILED)
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        gui.wait(lambda: gui.app.run_id == run.id, "its run in the Logs pane")
+        gui.settle()
+        subtitle = gui.app.logs_pane.subtitle
+        shown = str(subtitle.label.cget("text"))
+        assert shown.endswith(f"… · {run.id[:8]} · failed"), shown  # the name gave way
+        assert subtitle.font.measure(shown) <= subtitle.label.winfo_width()
+        panes = (gui.app.jobs_pane, gui.app.tasks_pane, gui.app.runs_pane, gui.app.logs_pane)
+        toolbar_tops = {next(iter(pane.buttons.values())).winfo_rooty() for pane in panes}
+        assert len(toolbar_tops) == 1, "the toolbars do not line up"
+
+
 def test_a_task_made_by_the_cli_shows_within_two_seconds(
     gui: Gui, service: cs.Service, capsys: pytest.CaptureFixture[str]
 ) -> None:
