@@ -6610,6 +6610,13 @@ GUI_STATUS_COLOURS = {
     "scope": "#57606a",
 }
 GUI_FAILED_KEYS = ("failed", "timeout", "interrupted")
+GUI_MENU_COLOURS = {  # X11 menu option -> GUI_PALETTE role
+    "background": "window",
+    "foreground": "text",
+    "activeBackground": "select",
+    "activeForeground": "text",
+    "selectColor": "accent",  # the tick of a check item
+}
 GUI_PALETTE = {
     "window": "#f6f8fa",
     "field": "#ffffff",
@@ -7272,10 +7279,22 @@ class Looks:
         colour = GUI_PALETTE
         style.theme_use("clam")
         style.configure(
-            ".", background=colour["window"], foreground=colour["text"], bordercolor=colour["border"]
+            ".",
+            background=colour["window"],
+            foreground=colour["text"],
+            bordercolor=colour["border"],
+            selectbackground=colour["select"],  # selected text, light like a selected row
+            selectforeground=colour["text"],
         )
         style.configure("TEntry", fieldbackground=colour["field"], padding=3)
         style.configure("TCombobox", fieldbackground=colour["field"], padding=2)
+        # clam paints a focused read-only chooser dark blue with white text, and an idle one beige.
+        style.map(
+            "TCombobox",
+            fieldbackground=[("readonly", "focus", colour["select"]), ("readonly", colour["heading"])],
+            foreground=[("readonly", "focus", colour["text"])],
+        )
+        style.configure("TSpinbox", fieldbackground=colour["field"], padding=2)
         style.configure("TButton", padding=(9, 3))
         style.configure("Tool.TButton", padding=(7, 2), width=0)
         style.configure("TNotebook", tabmargins=(0, 2, 0, 0))
@@ -7285,6 +7304,10 @@ class Looks:
         style.configure("Treeview.Heading", background=colour["heading"], relief="flat", padding=(4, 3))
         style.configure("Sash", sashthickness=6, gripcount=0)
         self.root.option_add("*TCombobox*Listbox.background", colour["field"])
+        self.root.option_add("*TCombobox*Listbox.selectBackground", colour["select"])
+        self.root.option_add("*TCombobox*Listbox.selectForeground", colour["text"])
+        for option, role in GUI_MENU_COLOURS.items():  # menus are classic Tk widgets: no ttk style
+            self.root.option_add(f"*Menu.{option}", colour[role])
         self.root.configure(background=colour["window"])
 
     def dot(self, status: str) -> tk.PhotoImage:
