@@ -7050,6 +7050,9 @@ GUI_COLUMN_MIN = 30
 GUI_TREE_BORDER = 2  # of a Treeview's width, what its border takes
 GUI_CELL_PADDING = 10  # around a cell's text
 GUI_TREE_INDENT = 14  # per level of the Jobs tree (the open/close indicator takes about as much)
+GUI_TIP_DELAY_MS = 500  # the pointer rests this long on a clipped cell before its text shows
+GUI_TIP_OFFSET = (12, 18)  # from the pointer to the tip's corner
+GUI_TIP_WRAP = 420
 
 
 class TreeTable:
@@ -7099,6 +7102,8 @@ class TreeTable:
         self.tree.bind("<Configure>", lambda event: self.fit_columns(event.width))
         self._shown: dict[str, tuple[object, ...]] = {}
         self.hidden: set[str] = set()  # columns the pane does not want now
+        self.flat = flat
+        self.tip = CellTip(self)
 
     def _width(self, column: GuiColumn, flat: bool) -> int:
         """What a column needs: its sample or its title (in bold), plus padding; the tree
@@ -7181,6 +7186,89 @@ class TreeTable:
 
     def on_select(self, handler: Callable[[str | None], None]) -> None:
         self.tree.bind("<<TreeviewSelect>>", lambda event: handler(self.selected()))
+
+    def clipped_text(self, iid: str, column_id: str) -> str:
+        """A cell's text when its column is too narrow for it, else "". `column_id` is what
+        identify_column answers ("#0" the tree column, "#1" the first one shown...)."""
+        shown = [str(key) for key in self.tree.cget("displaycolumns")]
+        shown = list(self.tree.cget("columns")) if shown == ["#all"] else shown
+        index = int(column_id.lstrip("#") or -1)
+        if not iid or not 0 <= index <= len(shown):  # (beside the last column: "#<one more>")
+            return ""
+        key = shown[index - 1] if index else "#0"
+        if key == "#0":
+            text, offset = str(self.tree.item(iid, "text")), GUI_DOT_SIZE + GUI_DOT_GAP
+            if not self.flat:
+                offset += (self._depth(iid) + 1) * GUI_TREE_INDENT
+        else:
+            text, offset = str(self.tree.set(iid, key)), 0
+        font = self.looks.fonts["bold" if "scope" in self.tree.item(iid, "tags") else "body"]
+        room = int(self.tree.column(key, "width")) - offset - GUI_CELL_PADDING
+        return text if font.measure(text) > room else ""
+
+    def _depth(self, iid: str) -> int:
+        depth, parent = 0, self.tree.parent(iid)
+        while parent:
+            depth, parent = depth + 1, self.tree.parent(parent)
+        return depth
+
+
+class CellTip:
+    """The whole text of a list cell too narrow for it, in a small window by the pointer
+    once the pointer rests on the cell for a moment."""
+
+    def __init__(self, table: TreeTable) -> None:
+        self.table = table
+        self.cell: tuple[str, str] | None = None  # (row, column) under the pointer
+        self.window: tk.Toplevel | None = None
+        self._timer: str | None = None
+        table.tree.bind("<Motion>", self._on_motion, add=True)
+        for sequence in ("<Leave>", "<ButtonPress>", "<KeyPress>", "<Destroy>"):
+            table.tree.bind(sequence, lambda event: self.hide(), add=True)
+
+    def _on_motion(self, event: tk.Event[ttk.Treeview]) -> None:
+        tree = self.table.tree
+        cell = (str(tree.identify_row(event.y)), str(tree.identify_column(event.x)))
+        if cell == self.cell:
+            return
+        self.hide()
+        self.cell = cell
+        text = self.table.clipped_text(*cell)
+        if text:
+            x, y = event.x_root + GUI_TIP_OFFSET[0], event.y_root + GUI_TIP_OFFSET[1]
+            self._timer = tree.after(GUI_TIP_DELAY_MS, lambda: self._show(text, x, y))
+
+    def _show(self, text: str, x: int, y: int) -> None:
+        import tkinter as tk
+
+        self._timer = None
+        self.window = tk.Toplevel(self.table.tree)
+        self.window.wm_overrideredirect(True)
+        tk.Label(
+            self.window,
+            text=text,
+            justify="left",
+            wraplength=GUI_TIP_WRAP,
+            font=self.table.looks.fonts["body"],
+            background=GUI_PALETTE["field"],
+            foreground=GUI_PALETTE["text"],
+            highlightthickness=1,
+            highlightbackground=GUI_PALETTE["border"],
+            padx=6,
+            pady=3,
+        ).pack()
+        self.window.update_idletasks()
+        x = min(x, self.window.winfo_screenwidth() - self.window.winfo_reqwidth())
+        self.window.geometry(f"+{x}+{y}")
+
+    def hide(self) -> None:
+        self.cell = None
+        if self._timer:
+            self.table.tree.after_cancel(self._timer)
+            self._timer = None
+        if self.window:
+            self.window.destroy()
+            self.window = None
 
 
 class Looks:

@@ -646,6 +646,33 @@ def test_a_long_name_keeps_every_subtitle_on_one_line(service: cs.Service, home:
         assert len(toolbar_tops) == 1, "the toolbars do not line up"
 
 
+def test_a_clipped_name_shows_whole_while_the_pointer_rests_on_it(
+    service: cs.Service, home: Path, display: str
+) -> None:
+    job = service.create_job({"name": "Weekly"})
+    long_name = "Summarise every pull request merged this week for the release notes"
+    clipped = make_task(service, long_name, job["id"])
+    short = make_task(service, "Tag", job["id"])
+    with open_gui(home) as gui:
+        table = gui.app.jobs_pane.table
+
+        def hover(task: cs.JSONDict) -> None:
+            x, y, _, height = table.tree.bbox(cs.TASK_IID_PREFIX + task["id"], "#0")
+            table.tree.event_generate("<Motion>", x=x + 40, y=y + height // 2)
+            gui.app.root.update()
+
+        hover(clipped)
+        gui.wait(lambda: table.tip.window is not None, "the tip")
+        assert table.tip.window is not None
+        (label,) = table.tip.window.winfo_children()
+        assert label.cget("text") == long_name
+        hover(short)
+        assert table.tip.window is None, "the tip outlived the pointer"
+        time.sleep(cs.GUI_TIP_DELAY_MS / 1000 * 2)
+        gui.settle()
+        assert table.tip.window is None, "a name that fits got a tip"
+
+
 def test_a_task_made_by_the_cli_shows_within_two_seconds(
     gui: Gui, service: cs.Service, capsys: pytest.CaptureFixture[str]
 ) -> None:
