@@ -6547,14 +6547,15 @@ GUI_CLASS_NAME = "ClaudeScheduler"
 GUI_DEFAULT_SIZE = (1800, 1000)
 GUI_SCREEN_MARGIN = 40  # a new window fits the screen with this much to spare
 GUI_MIN_SIZE = (1100, 620)
-GUI_PANE_SHARES = (0.18, 0.23, 0.18, 0.24, 0.17)  # Jobs, Tasks, Task editor, Runs, Logs at first start
+GUI_PANE_SHARES = (0.18, 0.22, 0.19, 0.24, 0.17)  # Jobs, Tasks, Task editor, Runs, Logs at first start
 GUI_SASH_COUNT = len(GUI_PANE_SHARES) - 1
 GUI_PANE_MIN_WIDTH = 150
 GUI_TOOL_GAP = 4
 GUI_GROUP_GAP = 8  # more between groups of toolbar buttons
 GUI_ENTRY_CHARS = 20  # ttk.Entry's own default width
 GUI_DIALOG_CHARS = 46  # the width of a dialog's text fields
-GUI_WRAP_MIN = 120
+GUI_WRAP_MIN = 120  # where a label starts wrapping, before its place is known
+GUI_WRAP_FLOOR = 40  # never wrap narrower: one word a line helps nobody
 GUI_WRAP_MARGIN = 6  # a label's own padding
 GUI_SUBTITLE_SEP = " · "  # between the parts of a pane's subtitle
 GUI_ELLIPSIS = "…"
@@ -7711,7 +7712,7 @@ def _autowrap(label: ttk.Label) -> ttk.Label:
     label.configure(wraplength=GUI_WRAP_MIN)
     label.bind(
         "<Configure>",
-        lambda event: label.configure(wraplength=max(event.width - GUI_WRAP_MARGIN, GUI_WRAP_MIN)),
+        lambda event: label.configure(wraplength=max(event.width - GUI_WRAP_MARGIN, GUI_WRAP_FLOOR)),
     )
     return label
 
