@@ -6753,12 +6753,18 @@ GUI_CLASS_NAME = "ClaudeScheduler"
 GUI_DEFAULT_SIZE = (1800, 1000)
 GUI_SCREEN_MARGIN = 40  # a new window fits the screen with this much to spare
 GUI_MIN_SIZE = (1100, 620)
-GUI_PANE_SHARES = (0.15, 0.23, 0.21, 0.22, 0.19)  # Jobs, Tasks, Task editor, Runs, Logs at first start
+GUI_PANE_SHARES = (0.18, 0.22, 0.19, 0.24, 0.17)  # Jobs, Tasks, Task editor, Runs, Logs at first start
 GUI_SASH_COUNT = len(GUI_PANE_SHARES) - 1
 GUI_PANE_MIN_WIDTH = 150
 GUI_TOOL_GAP = 4
-GUI_WRAP_MIN = 120
+GUI_GROUP_GAP = 8  # more between groups of toolbar buttons
+GUI_ENTRY_CHARS = 20  # ttk.Entry's own default width
+GUI_DIALOG_CHARS = 46  # the width of a dialog's text fields
+GUI_WRAP_MIN = 120  # where a label starts wrapping, before its place is known
+GUI_WRAP_FLOOR = 40  # never wrap narrower: one word a line helps nobody
 GUI_WRAP_MARGIN = 6  # a label's own padding
+GUI_SUBTITLE_SEP = " · "  # between the parts of a pane's subtitle
+GUI_ELLIPSIS = "…"
 GUI_GEOMETRY = re.compile(r"\d+x\d+([+-]-?\d+[+-]-?\d+)?")
 GUI_POLL_MS = 40  # the inbox is drained this often
 GUI_DRAIN_BUDGET_SECONDS = 0.05  # then keyboard and mouse get their turn again
@@ -6784,6 +6790,7 @@ GUI_MONO_FAMILIES = (
     "Noto Sans Mono",
 )
 GUI_DOT_SIZE = 12
+GUI_DOT_GAP = 5  # between a row's dot and its text
 GUI_MODELS = ("sonnet", "opus", "haiku")
 GUI_NO_WINDOW = (
     "cannot open the window: {reason}.\n"
@@ -6810,6 +6817,13 @@ GUI_STATUS_COLOURS = {
     "scope": "#57606a",
 }
 GUI_FAILED_KEYS = ("failed", "timeout", "interrupted")
+GUI_MENU_COLOURS = {  # X11 menu option -> GUI_PALETTE role
+    "background": "window",
+    "foreground": "text",
+    "activeBackground": "select",
+    "activeForeground": "text",
+    "selectColor": "accent",  # the tick of a check item
+}
 GUI_PALETTE = {
     "window": "#f6f8fa",
     "field": "#ffffff",
@@ -7180,7 +7194,7 @@ class GuiColumn:
     sample: str
     cell: Callable[[JSONDict], str]
     anchor: Literal["w", "e", "center"] = "w"
-    stretch: bool = False
+    stretch: int = 0  # its share of the room the other columns leave (0: none)
     keep: int = 0  # in a list too narrow for all its columns, the lowest `keep` goes first
 
 
@@ -7197,42 +7211,42 @@ class TreeRow:
     is_open: bool = False
 
 
-# Stretching columns share out whatever room the others leave.
+# A time column's sample is _gui_time's widest form, so that no date is ever cut short.
 JOB_TREE_COLUMNS = (
-    GuiColumn("#0", "Name", "A job", lambda row: str(row["name"]), stretch=True),
+    GuiColumn("#0", "Name", "A job", lambda row: str(row["name"]), stretch=1),
     GuiColumn("done", "Done", "10/10", lambda row: str(row["done"]), anchor="e", keep=9),
 )
 TASK_LIST_COLUMNS = (
-    GuiColumn("#0", "Name", "A task name", lambda task: str(task["name"]), stretch=True),
+    GuiColumn("#0", "Name", "A task name", lambda task: str(task["name"]), stretch=2),
     GuiColumn(
         "schedule",
         "Schedule",
         "Every day",
         lambda task: str(task.get("schedule_text") or ""),
-        stretch=True,
+        stretch=1,
         keep=6,
     ),
-    GuiColumn("next", "Next run", "Mon 02:00", _next_run_cell, keep=5),
+    GuiColumn("next", "Next run", "30 Sep 09:00", _next_run_cell, keep=5),
     GuiColumn("last", "Last", "cancelled", lambda task: str(task.get("last_run_status") or "never"), keep=4),
     GuiColumn(
         "enabled", "On", "On", lambda task: "✓" if task.get("enabled", True) else "–", "center", keep=3
     ),
 )
 RUN_LIST_COLUMNS = (
-    GuiColumn("#0", "Status", "cancelled", lambda run: str(run["status"]), stretch=True),
+    GuiColumn("#0", "Status", "cancelled", lambda run: str(run["status"])),
     GuiColumn(
         "task",
         "Task",
         "A task",
         lambda run: str(run.get("task_name") or _short(run["task_id"])),
-        stretch=True,
+        stretch=1,
         keep=7,
     ),
     GuiColumn("trigger", "Trigger", "schedule", lambda run: str(run["trigger"]).replace("_", " "), keep=3),
     GuiColumn(
         "started",
         "Started",
-        "Mon 02:00",
+        "30 Sep 09:00",
         lambda run: _gui_time(run.get("started_at") or run["created_at"]),
         keep=6,
     ),
@@ -7243,6 +7257,9 @@ GUI_COLUMN_MIN = 30
 GUI_TREE_BORDER = 2  # of a Treeview's width, what its border takes
 GUI_CELL_PADDING = 10  # around a cell's text
 GUI_TREE_INDENT = 14  # per level of the Jobs tree (the open/close indicator takes about as much)
+GUI_TIP_DELAY_MS = 500  # the pointer rests this long on a clipped cell before its text shows
+GUI_TIP_OFFSET = (12, 18)  # from the pointer to the tip's corner
+GUI_TIP_WRAP = 420
 
 
 class TreeTable:
@@ -7277,7 +7294,7 @@ class TreeTable:
                 column.key,
                 width=self.widths[column.key],
                 minwidth=GUI_COLUMN_MIN,
-                stretch=column.stretch,
+                stretch=bool(column.stretch),
                 anchor=column.anchor,
             )
         scroll = ttk.Scrollbar(self.frame, orient="vertical", command=self.tree.yview)
@@ -7292,6 +7309,8 @@ class TreeTable:
         self.tree.bind("<Configure>", lambda event: self.fit_columns(event.width))
         self._shown: dict[str, tuple[object, ...]] = {}
         self.hidden: set[str] = set()  # columns the pane does not want now
+        self.flat = flat
+        self.tip = CellTip(self)
 
     def _width(self, column: GuiColumn, flat: bool) -> int:
         """What a column needs: its sample or its title (in bold), plus padding; the tree
@@ -7299,12 +7318,13 @@ class TreeTable:
         fonts = self.looks.fonts
         width = max(fonts["body"].measure(column.sample), fonts["bold"].measure(column.title))
         if column.key == "#0":
-            width += GUI_DOT_SIZE + (0 if flat else 2 * GUI_TREE_INDENT)
+            width += GUI_DOT_SIZE + GUI_DOT_GAP + (0 if flat else 2 * GUI_TREE_INDENT)
         return int(width) + GUI_CELL_PADDING
 
     def fit_columns(self, width: int | None = None) -> None:
         """Show the columns that fit (dropping the lowest `keep` first, and any `hidden`),
-        each at its width, and share the room left among the stretching ones."""
+        each at its width, and share the room left among the stretching ones (among all
+        of them when none of those is shown)."""
         width = (self.tree.winfo_width() if width is None else width) - GUI_TREE_BORDER
         shown = [column for column in self.columns[1:] if column.key not in self.hidden]
         while shown and sum(self.widths[column.key] for column in (self.columns[0], *shown)) > width:
@@ -7313,13 +7333,12 @@ class TreeTable:
         if tuple(self.tree.cget("displaycolumns")) != tuple(keys):
             self.tree.configure(displaycolumns=keys)
         columns = [self.columns[0], *shown]
-        stretching = [column for column in columns if column.stretch] or columns[:1]
+        shares = [column.stretch for column in columns]
+        shares = shares if any(shares) else [1] * len(columns)
         spare = max(width - sum(self.widths[column.key] for column in columns), 0)
-        for column in columns:
-            extra = 0
-            if column in stretching:
-                n = stretching.index(column)
-                extra = spare // len(stretching) + (1 if n < spare % len(stretching) else 0)
+        extras = [spare * share // sum(shares) for share in shares]
+        extras[shares.index(max(shares))] += spare - sum(extras)  # what rounding left over
+        for column, extra in zip(columns, extras, strict=True):
             self.tree.column(column.key, width=self.widths[column.key] + extra)
 
     def show(self, rows: Sequence[TreeRow], parent: str = "") -> None:
@@ -7374,6 +7393,89 @@ class TreeTable:
 
     def on_select(self, handler: Callable[[str | None], None]) -> None:
         self.tree.bind("<<TreeviewSelect>>", lambda event: handler(self.selected()))
+
+    def clipped_text(self, iid: str, column_id: str) -> str:
+        """A cell's text when its column is too narrow for it, else "". `column_id` is what
+        identify_column answers ("#0" the tree column, "#1" the first one shown...)."""
+        shown = [str(key) for key in self.tree.cget("displaycolumns")]
+        shown = list(self.tree.cget("columns")) if shown == ["#all"] else shown
+        index = int(column_id.lstrip("#") or -1)
+        if not iid or not 0 <= index <= len(shown):  # (beside the last column: "#<one more>")
+            return ""
+        key = shown[index - 1] if index else "#0"
+        if key == "#0":
+            text, offset = str(self.tree.item(iid, "text")), GUI_DOT_SIZE + GUI_DOT_GAP
+            if not self.flat:
+                offset += (self._depth(iid) + 1) * GUI_TREE_INDENT
+        else:
+            text, offset = str(self.tree.set(iid, key)), 0
+        font = self.looks.fonts["bold" if "scope" in self.tree.item(iid, "tags") else "body"]
+        room = int(self.tree.column(key, "width")) - offset - GUI_CELL_PADDING
+        return text if font.measure(text) > room else ""
+
+    def _depth(self, iid: str) -> int:
+        depth, parent = 0, self.tree.parent(iid)
+        while parent:
+            depth, parent = depth + 1, self.tree.parent(parent)
+        return depth
+
+
+class CellTip:
+    """The whole text of a list cell too narrow for it, in a small window by the pointer
+    once the pointer rests on the cell for a moment."""
+
+    def __init__(self, table: TreeTable) -> None:
+        self.table = table
+        self.cell: tuple[str, str] | None = None  # (row, column) under the pointer
+        self.window: tk.Toplevel | None = None
+        self._timer: str | None = None
+        table.tree.bind("<Motion>", self._on_motion, add=True)
+        for sequence in ("<Leave>", "<ButtonPress>", "<KeyPress>", "<Destroy>"):
+            table.tree.bind(sequence, lambda event: self.hide(), add=True)
+
+    def _on_motion(self, event: tk.Event[ttk.Treeview]) -> None:
+        tree = self.table.tree
+        cell = (str(tree.identify_row(event.y)), str(tree.identify_column(event.x)))
+        if cell == self.cell:
+            return
+        self.hide()
+        self.cell = cell
+        text = self.table.clipped_text(*cell)
+        if text:
+            x, y = event.x_root + GUI_TIP_OFFSET[0], event.y_root + GUI_TIP_OFFSET[1]
+            self._timer = tree.after(GUI_TIP_DELAY_MS, lambda: self._show(text, x, y))
+
+    def _show(self, text: str, x: int, y: int) -> None:
+        import tkinter as tk
+
+        self._timer = None
+        self.window = tk.Toplevel(self.table.tree)
+        self.window.wm_overrideredirect(True)
+        tk.Label(
+            self.window,
+            text=text,
+            justify="left",
+            wraplength=GUI_TIP_WRAP,
+            font=self.table.looks.fonts["body"],
+            background=GUI_PALETTE["field"],
+            foreground=GUI_PALETTE["text"],
+            highlightthickness=1,
+            highlightbackground=GUI_PALETTE["border"],
+            padx=6,
+            pady=3,
+        ).pack()
+        self.window.update_idletasks()
+        x = min(x, self.window.winfo_screenwidth() - self.window.winfo_reqwidth())
+        self.window.geometry(f"+{x}+{y}")
+
+    def hide(self) -> None:
+        self.cell = None
+        if self._timer:
+            self.table.tree.after_cancel(self._timer)
+            self._timer = None
+        if self.window:
+            self.window.destroy()
+            self.window = None
 
 
 class Looks:
@@ -7472,10 +7574,22 @@ class Looks:
         colour = GUI_PALETTE
         style.theme_use("clam")
         style.configure(
-            ".", background=colour["window"], foreground=colour["text"], bordercolor=colour["border"]
+            ".",
+            background=colour["window"],
+            foreground=colour["text"],
+            bordercolor=colour["border"],
+            selectbackground=colour["select"],  # selected text, light like a selected row
+            selectforeground=colour["text"],
         )
         style.configure("TEntry", fieldbackground=colour["field"], padding=3)
         style.configure("TCombobox", fieldbackground=colour["field"], padding=2)
+        # clam paints a focused read-only chooser dark blue with white text, and an idle one beige.
+        style.map(
+            "TCombobox",
+            fieldbackground=[("readonly", "focus", colour["select"]), ("readonly", colour["heading"])],
+            foreground=[("readonly", "focus", colour["text"])],
+        )
+        style.configure("TSpinbox", fieldbackground=colour["field"], padding=2)
         style.configure("TButton", padding=(9, 3))
         style.configure("Tool.TButton", padding=(7, 2), width=0)
         style.configure("TNotebook", tabmargins=(0, 2, 0, 0))
@@ -7485,10 +7599,15 @@ class Looks:
         style.configure("Treeview.Heading", background=colour["heading"], relief="flat", padding=(4, 3))
         style.configure("Sash", sashthickness=6, gripcount=0)
         self.root.option_add("*TCombobox*Listbox.background", colour["field"])
+        self.root.option_add("*TCombobox*Listbox.selectBackground", colour["select"])
+        self.root.option_add("*TCombobox*Listbox.selectForeground", colour["text"])
+        for option, role in GUI_MENU_COLOURS.items():  # menus are classic Tk widgets: no ttk style
+            self.root.option_add(f"*Menu.{option}", colour[role])
         self.root.configure(background=colour["window"])
 
     def dot(self, status: str) -> tk.PhotoImage:
-        """A round dot in the status's colour (made once per status)."""
+        """A round dot in the status's colour, with the gap before the text on its right
+        (made once per status)."""
         if status not in self._dots:
             self._dots[status] = self._draw_dot(GUI_STATUS_COLOURS.get(status, GUI_STATUS_COLOURS["scope"]))
         return self._dots[status]
@@ -7497,7 +7616,7 @@ class Looks:
         import tkinter as tk
 
         size = GUI_DOT_SIZE
-        image = tk.PhotoImage(master=self.root, width=size, height=size)
+        image = tk.PhotoImage(master=self.root, width=size + GUI_DOT_GAP, height=size)
         centre, radius = (size - 1) / 2, size / 2 - 1.5
         for y in range(size):
             dy = y - centre
@@ -7634,8 +7753,8 @@ TASK_IID_PREFIX = "t:"  # task rows in the Jobs tree (a task id alone is a job r
 Action = tuple[str, str, Callable[[], None]]  # (key, label, handler) of a toolbar button
 
 
-def _pane_frame(parent: tk.Misc, title: str) -> tuple[ttk.Frame, ttk.Label]:
-    """A pane's frame with its title row; returns the frame and the subtitle label.
+def _pane_frame(parent: tk.Misc, title: str, looks: Looks) -> tuple[ttk.Frame, Subtitle]:
+    """A pane's frame with its title row; returns the frame and the subtitle.
     Row 1 is for the toolbar, row 2 for the content (which grows)."""
     from tkinter import ttk
 
@@ -7645,59 +7764,125 @@ def _pane_frame(parent: tk.Misc, title: str) -> tuple[ttk.Frame, ttk.Label]:
     header = ttk.Frame(frame)
     header.grid(row=0, column=0, sticky="ew", pady=(0, 6))
     ttk.Label(header, text=title, style="Title.TLabel").pack(anchor="w")
-    subtitle = _autowrap(ttk.Label(header, style="Muted.TLabel"))
-    subtitle.pack(anchor="w", fill="x")
+    subtitle = Subtitle(header, looks.fonts["body"])
+    subtitle.label.pack(anchor="w", fill="x")
     return frame, subtitle
 
 
+class Subtitle:
+    """A pane's subtitle, always one line, so that every pane's toolbar starts at the same
+    height: when the text is too long, its first " · " part (a name) gives way to "…", and
+    what follows (counts, a run's id and status, "unsaved") stays whole."""
+
+    def __init__(self, parent: tk.Misc, font: tkfont.Font) -> None:
+        from tkinter import ttk
+
+        # width=1: the label asks for no room of its own; its place decides how much it has.
+        self.label = ttk.Label(parent, style="Muted.TLabel", width=1)
+        self.font = font
+        self.text = ""
+        self.label.bind("<Configure>", lambda event: self._fit(event.width))
+
+    def set(self, text: str) -> None:
+        self.text = text
+        self._fit(self.label.winfo_width())
+
+    def _fit(self, width: int) -> None:
+        shown = _elide(self.text, self.font, width - GUI_WRAP_MARGIN) if width > 1 else self.text
+        if shown != self.label.cget("text"):
+            self.label.configure(text=shown)
+
+
+def _elide(text: str, font: tkfont.Font, width: int) -> str:
+    """`text` cut to fit `width` pixels: its first " · " part shortened to the longest
+    start that fits, ending in "…"; the parts after it are kept whole."""
+    if font.measure(text) <= width:
+        return text
+    head, sep, tail = text.partition(GUI_SUBTITLE_SEP)
+    tail = sep + tail
+    low, high = 0, len(head)
+    while low < high:  # the longest start of `head` that fits
+        middle = (low + high + 1) // 2
+        if font.measure(head[:middle].rstrip() + GUI_ELLIPSIS + tail) <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return head[:low].rstrip() + GUI_ELLIPSIS + tail
+
+
 def _toolbar(
-    frame: ttk.Frame, actions: Sequence[Action], extra: Callable[[ttk.Frame], object] | None = None
+    frame: ttk.Frame,
+    actions: Sequence[Action | None],
+    extra: Callable[[ttk.Frame], object] | None = None,
 ) -> dict[str, ttk.Button]:
-    """A pane's row of buttons (and `extra` widgets), wrapping when the pane is narrow."""
+    """A pane's row of buttons (and `extra` widgets, a group of their own), wrapping when
+    the pane is narrow; None separates groups of buttons that wrap together."""
+    import tkinter as tk
     from tkinter import ttk
 
     bar = ttk.Frame(frame)
     bar.grid(row=1, column=0, sticky="ew", pady=(0, 4))
-    buttons = {
-        key: ttk.Button(bar, text=label, command=handler, style="Tool.TButton")
-        for key, label, handler in actions
-    }
+    buttons: dict[str, ttk.Button] = {}
+    groups: list[list[tk.Widget]] = [[]]
+    for action in actions:
+        if action is None:
+            groups.append([])
+            continue
+        key, label, handler = action
+        buttons[key] = ttk.Button(bar, text=label, command=handler, style="Tool.TButton")
+        groups[-1].append(buttons[key])
     if extra:
         extra(bar)
-    bar.bind("<Configure>", lambda event: _flow(bar, event.width))
-    _flow(bar, 0)
+        added = [widget for widget in bar.winfo_children() if widget not in buttons.values()]
+        groups.append([widget for widget in added if isinstance(widget, tk.Widget)])
+    bar.bind("<Configure>", lambda event: _flow(bar, event.width, groups))
+    _flow(bar, 0, groups)
     return buttons
 
 
-def _flow(bar: ttk.Frame, width: int) -> None:
+def _flow(bar: ttk.Frame, width: int, groups: Sequence[Sequence[tk.Widget]] | None = None) -> None:
     """Lay a toolbar's widgets out in rows that fit its width (0: one row), so that narrow
-    panes wrap their buttons instead of hiding them."""
+    panes wrap their buttons instead of hiding them. A group that would not fit the rest
+    of a row starts the next one (when it fits a row at all), and groups are set apart."""
     import tkinter as tk
 
     x = y = 0
     widgets = [widget for widget in bar.winfo_children() if not isinstance(widget, tk.Toplevel)]
     height = max((widget.winfo_reqheight() for widget in widgets), default=0)
-    for widget in widgets:
-        if width and x and x + widget.winfo_reqwidth() > width:
+    for group in groups or [[widget] for widget in widgets]:
+        span = sum(widget.winfo_reqwidth() + GUI_TOOL_GAP for widget in group) - GUI_TOOL_GAP
+        if width and x and x + span > width >= span:
             x, y = 0, y + height + GUI_TOOL_GAP
-        widget.place(x=x, y=y)
-        x += widget.winfo_reqwidth() + GUI_TOOL_GAP
+        for widget in group:
+            if width and x and x + widget.winfo_reqwidth() > width:
+                x, y = 0, y + height + GUI_TOOL_GAP
+            widget.place(x=x, y=y + (height - widget.winfo_reqheight()) // 2)  # a checkbox centred too
+            x += widget.winfo_reqwidth() + GUI_TOOL_GAP
+        x += GUI_GROUP_GAP if groups else 0
     bar.configure(height=y + height)
 
 
-def _folder_field(parent: tk.Misc, var: tk.StringVar) -> ttk.Frame:
-    """An entry for a folder, with a … button that browses for one."""
+def _path_field(
+    parent: tk.Misc, var: tk.StringVar, *, is_file: bool = False, width: int = GUI_ENTRY_CHARS
+) -> ttk.Frame:
+    """An entry for a folder (or a file), with a … button that browses for one."""
     from tkinter import filedialog, ttk
 
     def browse() -> None:
-        chosen = filedialog.askdirectory(parent=holder, initialdir=var.get() or str(Path.home()))
+        current = var.get().strip()
+        if is_file:
+            start = Path(current).expanduser().parent if current else Path.home()
+            chosen = filedialog.askopenfilename(parent=holder, initialdir=str(start))
+        else:
+            chosen = filedialog.askdirectory(parent=holder, initialdir=current or str(Path.home()))
         if chosen:
             var.set(chosen)
 
     holder = ttk.Frame(parent)
     holder.columnconfigure(0, weight=1)
-    ttk.Entry(holder, textvariable=var).grid(row=0, column=0, sticky="ew")
-    ttk.Button(holder, text="…", width=3, command=browse).grid(row=0, column=1, padx=(4, 0))
+    ttk.Entry(holder, textvariable=var, width=width).grid(row=0, column=0, sticky="nsew")
+    browse_button = ttk.Button(holder, text="…", width=2, style="Tool.TButton", command=browse)
+    browse_button.grid(row=0, column=1, sticky="ns", padx=(4, 0))
     return holder
 
 
@@ -7733,7 +7918,7 @@ def _autowrap(label: ttk.Label) -> ttk.Label:
     label.configure(wraplength=GUI_WRAP_MIN)
     label.bind(
         "<Configure>",
-        lambda event: label.configure(wraplength=max(event.width - GUI_WRAP_MARGIN, GUI_WRAP_MIN)),
+        lambda event: label.configure(wraplength=max(event.width - GUI_WRAP_MARGIN, GUI_WRAP_FLOOR)),
     )
     return label
 
@@ -7749,13 +7934,14 @@ class JobsPane:
 
     def __init__(self, app: App, parent: tk.Misc, looks: Looks) -> None:
         self.app = app
-        self.frame, self.subtitle = _pane_frame(parent, "Jobs")
+        self.frame, self.subtitle = _pane_frame(parent, "Jobs", looks)
         self.buttons = _toolbar(
             self.frame,
             (
                 ("new", "New", app.new_job),
                 ("edit", "Edit", app.edit_job),
                 ("delete", "Delete", app.delete_from_jobs),
+                None,
                 ("run", "▶ Run", app.run_job),
                 ("stop", "■ Stop", app.stop_job),
             ),
@@ -7782,7 +7968,7 @@ class JobsPane:
         record = {"name": "(Unassigned)", "done": len(unassigned)}
         rows.append(TreeRow(SCOPE_UNASSIGNED, record, "scope", unassigned, ("scope",), is_open=is_open))
         self.table.show(rows)
-        self.subtitle.configure(text=_plural(len(jobs), "job"))
+        self.subtitle.set(_plural(len(jobs), "job"))
 
     @staticmethod
     def _task_row(task: JSONDict) -> TreeRow:
@@ -7829,11 +8015,12 @@ class TasksPane:
         from tkinter import ttk
 
         self.app = app
-        self.frame, self.subtitle = _pane_frame(parent, "Tasks")
+        self.frame, self.subtitle = _pane_frame(parent, "Tasks", looks)
         self.buttons = _toolbar(
             self.frame,
             (
                 ("new", "New", app.new_task),
+                None,
                 ("run", "▶ Run now", app.run_task),
                 ("toggle", "Disable", app.toggle_task),
                 ("delete", "Delete", app.delete_task),
@@ -7873,7 +8060,7 @@ class TasksPane:
         self.table.show(rows)
         self.table.select(self._selected)
         count = f"{len(shown)} of {len(self._tasks)}" if needle else _plural(len(self._tasks), "task")
-        self.subtitle.configure(text=f"{self._title} · {count}")
+        self.subtitle.set(f"{self._title} · {count}")
 
     def focus_filter(self) -> None:
         self.filter_entry.focus_set()
@@ -7898,7 +8085,7 @@ class RunsPane:
 
     def __init__(self, app: App, parent: tk.Misc, looks: Looks) -> None:
         self.app = app
-        self.frame, self.subtitle = _pane_frame(parent, "Runs")
+        self.frame, self.subtitle = _pane_frame(parent, "Runs", looks)
         self.buttons = _toolbar(
             self.frame,
             (
@@ -7929,7 +8116,7 @@ class RunsPane:
         ]
         self.table.show(rows)
         self.table.select(selected)
-        self.subtitle.configure(text=f"{title} · {_plural(len(runs), 'run')}")
+        self.subtitle.set(f"{title} · {_plural(len(runs), 'run')}")
 
     def set_actions(self, run: JSONDict | None) -> None:
         active = run is not None and run["status"] in ACTIVE_STATUSES
@@ -7949,7 +8136,7 @@ class LogsPane:
 
         self.app = app
         self.looks = looks
-        self.frame, self.subtitle = _pane_frame(parent, "Log")
+        self.frame, self.subtitle = _pane_frame(parent, "Log", looks)
         self.raw = tk.BooleanVar(master=self.frame, value=False)
         self.buttons = _toolbar(
             self.frame,
@@ -7981,11 +8168,11 @@ class LogsPane:
     def start(self, title: str, message: str) -> None:
         """Show a new run: empty, with a placeholder until its first line arrives."""
         self._lines, self._tail = [], ""
-        self.subtitle.configure(text=title)
+        self.subtitle.set(title)
         self.show_message(message)
 
     def set_title(self, title: str) -> None:
-        self.subtitle.configure(text=title)
+        self.subtitle.set(title)
 
     def show_message(self, message: str) -> None:
         self._placeholder = True
@@ -8109,7 +8296,7 @@ class EditorPane:
         self._tab_of: dict[str, int] = {}
         self._days: dict[str, tk.BooleanVar] = {}
         self._live_error: str | None = None
-        self.frame, self.subtitle = _pane_frame(parent, "Task editor")
+        self.frame, self.subtitle = _pane_frame(parent, "Task editor", looks)
         self.placeholder = ttk.Label(
             self.frame,
             text="No task selected.\n\nSelect a task to edit it,\nor create one with New task (Ctrl+N).",
@@ -8279,7 +8466,7 @@ class EditorPane:
         return row
 
     def _path(self, tab: ttk.Frame, row: int, key: str, text: str) -> int:
-        return self._place(tab, row, key, text, _folder_field(tab, self._string_var(key)))
+        return self._place(tab, row, key, text, _path_field(tab, self._string_var(key)))
 
     def _check(self, tab: ttk.Frame, row: int, key: str, text: str) -> int:
         from tkinter import ttk
@@ -8356,7 +8543,7 @@ class EditorPane:
         self.notebook.grid_remove()
         self.footer.grid_remove()
         self.placeholder.grid(row=2, column=0, sticky="nsew")
-        self.subtitle.configure(text="")
+        self.subtitle.set("")
 
     def _open(self, form: FormValues) -> None:
         self._loading = True
@@ -8474,7 +8661,7 @@ class EditorPane:
             return
         name = self._strings["name"].get().strip() or "Untitled"
         what = name if self.task else f"New: {name}"
-        self.subtitle.configure(text=f"{what} · unsaved" if self.is_dirty() else what)
+        self.subtitle.set(f"{what} · unsaved" if self.is_dirty() else what)
 
     # Reacting to edits ---------------------------------------------------------
 
@@ -8560,6 +8747,14 @@ class EditorPane:
             combo.configure(values=sorted(available_timezones()))
 
 
+def _place_dialog(top: tk.Toplevel, root: tk.Tk) -> None:
+    """Put a dialog over the middle of the window, a little above centre."""
+    top.update_idletasks()
+    x = root.winfo_rootx() + max((root.winfo_width() - top.winfo_reqwidth()) // 2, 0)
+    y = root.winfo_rooty() + max((root.winfo_height() - top.winfo_reqheight()) // 3, 0)
+    top.geometry(f"+{x}+{y}")
+
+
 class JobDialog:
     """New job / Edit job, in a small window of its own. Save hands the fields to the app,
     which closes the dialog once the store took them, or shows here why it did not."""
@@ -8585,7 +8780,7 @@ class JobDialog:
         body.rowconfigure(1, weight=1)
         self._build_fields(body, str(job.get("description") or ""))
         self._build_buttons(body)
-        self._place()
+        _place_dialog(self.top, app.root)
         self.name_entry.focus_set()
 
     def _build_fields(self, body: ttk.Frame, description: str) -> None:
@@ -8595,15 +8790,15 @@ class JobDialog:
             ttk.Label(body, text=text).grid(row=row, column=0, sticky="nw", padx=(0, 10), pady=(6, 0))
 
         label(0, "Name")
-        self.name_entry = ttk.Entry(body, textvariable=self.name, width=46)
+        self.name_entry = ttk.Entry(body, textvariable=self.name, width=GUI_DIALOG_CHARS)
         self.name_entry.grid(row=0, column=1, sticky="ew", pady=(4, 0))
         self.name_entry.bind("<Return>", lambda event: self.save())
         label(1, "Description")
-        self.description = _text_box(body, self.app.looks, height=5, width=46)
+        self.description = _text_box(body, self.app.looks, height=5, width=GUI_DIALOG_CHARS)
         self.description.insert("1.0", description)
         self.description.grid(row=1, column=1, sticky="nsew", pady=(4, 0))
         label(2, "Folder")
-        _folder_field(body, self.folder).grid(row=2, column=1, sticky="ew", pady=(4, 0))
+        _path_field(body, self.folder).grid(row=2, column=1, sticky="ew", pady=(4, 0))
         hint = "Where its tasks run unless they name their own folder."
         ttk.Label(body, text=hint, style="Note.TLabel").grid(row=3, column=1, sticky="w")
         if self.job_id:
@@ -8622,13 +8817,6 @@ class JobDialog:
         ttk.Button(buttons, text="Cancel", command=self.close).pack(side="left", padx=(0, 6))
         self.save_button = ttk.Button(buttons, text="Save", command=self.save, default="active")
         self.save_button.pack(side="left")
-
-    def _place(self) -> None:
-        root = self.app.root
-        self.top.update_idletasks()
-        x = root.winfo_rootx() + max((root.winfo_width() - self.top.winfo_reqwidth()) // 2, 0)
-        y = root.winfo_rooty() + max((root.winfo_height() - self.top.winfo_reqheight()) // 3, 0)
-        self.top.geometry(f"+{x}+{y}")
 
     def collect(self) -> JSONDict:
         data: JSONDict = {
@@ -8653,6 +8841,131 @@ class JobDialog:
     def close(self) -> None:
         self.top.destroy()
         self.app.job_dialog_closed(self)
+
+
+# The Settings dialog's rows: setting -> (label, hint). The numbers' hints get their range
+# from SETTING_RULES, which their spin boxes keep to as well.
+SETTINGS_ROWS = {
+    "claude_path": ("Claude CLI", "Empty: search PATH, then ~/.claude/local/claude."),
+    "max_concurrent_runs": ("Runs at once", "How many runs may go at the same time ({lo}–{hi:,})."),
+    "retention_runs": ("Runs kept", "Finished runs kept per task, with their logs ({lo}–{hi:,})."),
+}
+GUI_SPIN_WIDTH = 8
+
+
+class SettingsDialog:
+    """File → Settings…: the user settings in a small modal window. Save hands the values
+    to the app, which closes the dialog once the store took them, or shows under the
+    field at fault why it did not."""
+
+    def __init__(self, app: App, settings: JSONDict) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.app = app
+        self.is_busy = False
+        self.top = tk.Toplevel(app.root)
+        self.top.title("Settings")
+        self.top.transient(app.root)
+        self.top.resizable(True, False)
+        self.top.protocol("WM_DELETE_WINDOW", self.close)
+        self.top.bind("<Escape>", lambda event: self.close())
+        self.top.bind("<Return>", lambda event: self.save())
+        self.top.bind("<Map>", self._grab)
+        shown = {name: "" if settings.get(name) is None else str(settings[name]) for name in SETTINGS_ROWS}
+        self.values = {name: tk.StringVar(master=self.top, value=text) for name, text in shown.items()}
+        self.fields: dict[str, tk.Misc] = {}
+        self.notes: dict[str, tuple[ttk.Label, str]] = {}  # setting -> (note label, its hint)
+        body = ttk.Frame(self.top, padding=16)
+        body.pack(fill="both", expand=True)
+        body.columnconfigure(1, weight=1)
+        for row, name in enumerate(SETTINGS_ROWS):
+            self._build_row(body, 2 * row, name)
+        self._build_buttons(body, 2 * len(SETTINGS_ROWS))
+        _place_dialog(self.top, app.root)
+        self.fields["claude_path"].focus_set()
+
+    def _build_row(self, body: ttk.Frame, row: int, name: str) -> None:
+        """A setting's label and field, and the note under it (its hint, or what is wrong)."""
+        from tkinter import ttk
+
+        text, hint = SETTINGS_ROWS[name]
+        ttk.Label(body, text=text).grid(row=row, column=0, sticky="w", padx=(0, 10), pady=(6, 0))
+        field: tk.Misc
+        if name in SETTING_RULES:
+            _, lo, hi = SETTING_RULES[name]
+            hint = hint.format(lo=lo, hi=hi)
+            field = ttk.Spinbox(body, from_=lo, to=hi, textvariable=self.values[name], width=GUI_SPIN_WIDTH)
+            field.grid(row=row, column=1, sticky="w", pady=(6, 0))
+        else:
+            holder = _path_field(body, self.values[name], is_file=True, width=GUI_DIALOG_CHARS)
+            holder.grid(row=row, column=1, sticky="ew", pady=(6, 0))
+            field = holder.winfo_children()[0]  # the entry (then the … button)
+        self.fields[name] = field
+        note = ttk.Label(body, text=hint, style="Note.TLabel", justify="left")
+        note.grid(row=row + 1, column=1, sticky="w")
+        self.notes[name] = (note, hint)
+        self.values[name].trace_add("write", lambda *_: self._reset_note(name))
+
+    def _build_buttons(self, body: ttk.Frame, row: int) -> None:
+        from tkinter import ttk
+
+        self.error = _autowrap(ttk.Label(body, style="Error.TLabel", justify="left"))
+        self.error.grid(row=row, column=0, columnspan=2, sticky="ew", pady=(8, 0))
+        buttons = ttk.Frame(body)
+        buttons.grid(row=row + 1, column=0, columnspan=2, sticky="e", pady=(10, 0))
+        ttk.Button(buttons, text="Cancel", command=self.close).pack(side="left", padx=(0, 6))
+        self.save_button = ttk.Button(buttons, text="Save", command=self.save, default="active")
+        self.save_button.pack(side="left")
+
+    def _grab(self, event: tk.Event[tk.Misc]) -> None:
+        """Modal once shown (a grab needs a window that is on screen)."""
+        import tkinter as tk
+
+        if event.widget is self.top:
+            try:
+                self.top.grab_set()
+            except tk.TclError as error:  # another application holds the grab: still usable, not modal
+                log.debug("settings dialog not modal: %s", error)
+
+    def collect(self) -> JSONDict:
+        """The settings in the form; Invalid (naming the field) when a number is not one."""
+        data: JSONDict = {}
+        for name, var in self.values.items():
+            text = var.get().strip()
+            data[name] = _form_number(text, name, int) if name in SETTING_RULES else text or None
+        return data
+
+    def save(self) -> None:
+        if not self.is_busy:
+            self.clear_errors()
+            self.app.save_settings(self)
+
+    def set_busy(self, busy: bool) -> None:
+        self.is_busy = busy
+        self.save_button.state(["disabled"] if busy else ["!disabled"])
+
+    def show_invalid(self, error: SchedulerError) -> None:
+        """The message under its field, or (a field this dialog has not) above the buttons."""
+        if error.field in self.notes:
+            self.notes[error.field][0].configure(text=error.message, style="Error.TLabel")
+            self.fields[error.field].focus_set()
+        else:
+            self.error.configure(text=str(error))
+
+    def clear_errors(self) -> None:
+        self.error.configure(text="")
+        for name in self.notes:
+            self._reset_note(name)
+
+    def _reset_note(self, name: str) -> None:
+        note, hint = self.notes[name]
+        note.configure(text=hint, style="Note.TLabel")
+
+    def close(self) -> None:
+        self.top.grab_release()
+        self.top.destroy()
+        self.app.settings_dialog_closed(self)
 
 
 # Texts of the status bar and the confirmations (pure).
@@ -8749,6 +9062,7 @@ GUI_MENUS: dict[str, tuple[tuple[str, str, str] | None, ...]] = {
         ("Save task", "Ctrl+S", "save_task"),
         None,
         ("Open data folder", "", "open_data_folder"),
+        ("Settings…", "", "open_settings"),
         None,
         ("Quit", "Ctrl+Q", "request_close"),
     ),
@@ -8841,6 +9155,7 @@ class App:
         self.run_id: str | None = None  # its log is in the Logs pane
         self.follow_newest = True  # a newer run at the top of the list takes the Logs pane
         self.job_dialog: JobDialog | None = None
+        self.settings_dialog: SettingsDialog | None = None
         self.storage_error: str | None = None
         self.loaded = False
         self._closed = False
@@ -9658,6 +9973,43 @@ class App:
     def stop_job(self) -> None:
         if self.scope.kind == SCOPE_JOB and self.scope.ident:
             self.act(functools.partial(self.service.stop_job, self.scope.ident))
+
+    # Settings ----------------------------------------------------------------------------------
+
+    def open_settings(self) -> None:
+        """File → Settings…: read the settings (worker), then show them in the dialog."""
+        if self.settings_dialog:
+            self.settings_dialog.top.lift()
+        else:
+            self.submit(self.service.get_settings, self._show_settings)
+
+    def _show_settings(self, settings: JSONDict) -> None:
+        if self.settings_dialog is None:  # asked twice before the first answer came
+            self.settings_dialog = SettingsDialog(self, settings)
+
+    def settings_dialog_closed(self, dialog: SettingsDialog) -> None:
+        if self.settings_dialog is dialog:
+            self.settings_dialog = None
+
+    def save_settings(self, dialog: SettingsDialog) -> None:
+        try:
+            data = dialog.collect()
+        except Invalid as error:
+            dialog.show_invalid(error)
+            return
+        dialog.set_busy(True)
+        self.submit(
+            functools.partial(self.service.update_settings, data),
+            lambda settings: dialog.close(),
+            failed=lambda error: self._settings_not_saved(dialog, error),
+        )
+
+    def _settings_not_saved(self, dialog: SettingsDialog, error: Exception) -> None:
+        dialog.set_busy(False)
+        if isinstance(error, Invalid):
+            dialog.show_invalid(error)
+        else:
+            self.report(error)
 
     # Run and log actions -----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import select
 import shutil
@@ -153,6 +154,13 @@ class Gui:
         widget.focus_force()
         self.app.root.update()
         widget.event_generate(sequence)
+        self.settle()
+
+    def choose_menu(self, title: str, label: str) -> None:
+        """Click a menu bar item (`title` → `label`)."""
+        root = self.app.root
+        bar = root.nametowidget(root.cget("menu"))
+        root.nametowidget(bar.entrycget(title, "menu")).invoke(label)
         self.settle()
 
     def log_text(self) -> str:
@@ -520,6 +528,64 @@ def test_keyboard_shortcuts(gui: Gui, service: cs.Service) -> None:
     assert gui.app.job_dialog is None
 
 
+# Settings ------------------------------------------------------------------------------------
+
+
+def open_settings(gui: Gui) -> cs.SettingsDialog:
+    gui.choose_menu("File", "Settings…")
+    gui.wait(lambda: gui.app.settings_dialog, "the settings dialog")
+    assert gui.app.settings_dialog is not None
+    return gui.app.settings_dialog
+
+
+def test_settings_are_changed_in_their_dialog(home: Path, display: str) -> None:
+    with open_gui(home) as gui:
+        dialog = open_settings(gui)
+        assert {name: var.get() for name, var in dialog.values.items()} == {
+            "claude_path": "",
+            "max_concurrent_runs": "2",
+            "retention_runs": "100",
+        }
+        gui.type_into(dialog.fields["claude_path"], "/opt/claude/bin/claude")
+        gui.type_into(dialog.fields["retention_runs"], "25")
+        dialog.save_button.invoke()
+        gui.wait(lambda: gui.app.settings_dialog is None, "the dialog to close")
+        assert not dialog.top.winfo_exists()
+        stored = json.loads((home / cs.SETTINGS_FILE).read_text())
+        assert stored["claude_path"] == "/opt/claude/bin/claude"
+        assert stored["retention_runs"] == 25
+        assert stored["max_concurrent_runs"] == 2
+
+        dialog = open_settings(gui)
+        assert dialog.values["retention_runs"].get() == "25"
+        gui.type_into(dialog.fields["claude_path"], "")  # empty: search for claude again
+        gui.press(dialog.fields["claude_path"], "<Return>")
+        gui.wait(lambda: gui.app.settings_dialog is None, "Enter to save")
+        assert json.loads((home / cs.SETTINGS_FILE).read_text())["claude_path"] is None
+
+
+def test_a_bad_setting_is_shown_by_its_field_and_nothing_is_saved(home: Path, display: str) -> None:
+    settings_file = home / cs.SETTINGS_FILE
+    with open_gui(home) as gui:
+        dialog = open_settings(gui)
+        gui.type_into(dialog.fields["claude_path"], "/elsewhere/claude")
+        for value, message in (("0", "must be between 1 and 64 (got 0)"), ("many", "must be a whole number")):
+            gui.type_into(dialog.fields["max_concurrent_runs"], value)
+            dialog.save_button.invoke()
+            gui.settle()
+            note = dialog.notes["max_concurrent_runs"][0]
+            assert message in str(note.cget("text"))
+            assert str(note.cget("style")) == "Error.TLabel"
+            assert gui.app.settings_dialog is dialog
+            assert not settings_file.exists()
+        gui.type_into(dialog.fields["max_concurrent_runs"], "3")
+        assert "must" not in str(note.cget("text")), "the message stays while it is being fixed"
+        gui.press(dialog.top, "<Escape>")
+        assert gui.app.settings_dialog is None
+        assert not settings_file.exists()
+        assert gui.app.service.get_settings()["claude_path"] is None
+
+
 # Runs and logs -------------------------------------------------------------------------------
 
 
@@ -562,6 +628,49 @@ def test_a_run_started_by_another_process_shows(gui: Gui, home: Path) -> None:
 
 
 # Other processes, errors, layout -------------------------------------------------------------
+
+
+def test_a_long_name_keeps_every_subtitle_on_one_line(service: cs.Service, home: Path, display: str) -> None:
+    task = make_task(service, "Run the full test suite, then triage every failure and file an issue for it")
+    run = add_run(service.store, task["id"], cs.RunStatus.FAILED)
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        gui.wait(lambda: gui.app.run_id == run.id, "its run in the Logs pane")
+        gui.settle()
+        subtitle = gui.app.logs_pane.subtitle
+        shown = str(subtitle.label.cget("text"))
+        assert shown.endswith(f"… · {run.id[:8]} · failed"), shown  # the name gave way
+        assert subtitle.font.measure(shown) <= subtitle.label.winfo_width()
+        panes = (gui.app.jobs_pane, gui.app.tasks_pane, gui.app.runs_pane, gui.app.logs_pane)
+        toolbar_tops = {next(iter(pane.buttons.values())).winfo_rooty() for pane in panes}
+        assert len(toolbar_tops) == 1, "the toolbars do not line up"
+
+
+def test_a_clipped_name_shows_whole_while_the_pointer_rests_on_it(
+    service: cs.Service, home: Path, display: str
+) -> None:
+    job = service.create_job({"name": "Weekly"})
+    long_name = "Summarise every pull request merged this week for the release notes"
+    clipped = make_task(service, long_name, job["id"])
+    short = make_task(service, "Tag", job["id"])
+    with open_gui(home) as gui:
+        table = gui.app.jobs_pane.table
+
+        def hover(task: cs.JSONDict) -> None:
+            x, y, _, height = table.tree.bbox(cs.TASK_IID_PREFIX + task["id"], "#0")
+            table.tree.event_generate("<Motion>", x=x + 40, y=y + height // 2)
+            gui.app.root.update()
+
+        hover(clipped)
+        gui.wait(lambda: table.tip.window is not None, "the tip")
+        assert table.tip.window is not None
+        (label,) = table.tip.window.winfo_children()
+        assert label.cget("text") == long_name
+        hover(short)
+        assert table.tip.window is None, "the tip outlived the pointer"
+        time.sleep(cs.GUI_TIP_DELAY_MS / 1000 * 2)
+        gui.settle()
+        assert table.tip.window is None, "a name that fits got a tip"
 
 
 def test_a_task_made_by_the_cli_shows_within_two_seconds(
