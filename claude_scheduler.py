@@ -9847,16 +9847,17 @@ class App:
         if task is None:
             return
         self.submit(
-            functools.partial(self.service.list_runs, task_id=task["id"]),
-            lambda runs: self._confirm_delete_task(task, runs),
+            functools.partial(self.service.delete_task_preview, task["id"]),
+            lambda preview: self._confirm_delete_task(task, preview),
         )
 
-    def _confirm_delete_task(self, task: JSONDict, runs: list[JSONDict]) -> None:
-        active = sum(run["status"] in ACTIVE_STATUSES for run in runs)
+    def _confirm_delete_task(self, task: JSONDict, preview: JSONDict) -> None:
+        counts, active = preview["counts"], preview["active_runs"]
         lines = [
             f"Delete the task “{task['name']}”?",
             "",
-            f"Its {_plural(len(runs), 'run')} and their logs are deleted too.",
+            f"Its {_plural(counts['runs'], 'run')} and {_plural(counts['logs'], 'log file')} "
+            "are deleted too.",
         ]
         if active:
             lines.append(f"Its {_plural(active, 'active run')} will be stopped first.")
