@@ -6008,8 +6008,9 @@ def _cmd_jobs_tasks(ctx: CliContext) -> int:
 
 
 def _cmd_tasks_list(ctx: CliContext) -> int:
-    job_id = ctx.resolve("job", ctx.args.job) if ctx.args.job else None
-    tasks = ctx.backend.list_tasks(job_id, unassigned=ctx.args.unassigned)
+    unassigned = ctx.args.unassigned or (ctx.args.job or "").lower() == "none"
+    job_id = ctx.resolve("job", ctx.args.job) if ctx.args.job and not unassigned else None
+    tasks = ctx.backend.list_tasks(job_id, unassigned=unassigned)
     return ctx.show({"tasks": tasks}, lambda: format_table(tasks, TASK_COLUMNS) if tasks else "No tasks.")
 
 
@@ -6114,7 +6115,7 @@ def render_for_terminal(line: str) -> str | None:
     segments = render_log_line(line)
     if not segments:
         return None
-    return "".join(RENDER_PREFIX.get(tag, "") + text for tag, text in segments)
+    return " — ".join(RENDER_PREFIX.get(tag, "") + text for tag, text in segments)
 
 
 @dataclass
@@ -6246,6 +6247,8 @@ def _run_in_foreground(
             )
             finished.append(_perform_streaming(ctx, executor, run))
             status = finished[-1]["status"]
+            if task.retry.max_attempts and status in (RunStatus.FAILED, RunStatus.TIMEOUT):
+                ctx.err("Not retried: retries are made by the engine (run it with --detach).")
             if status == RunStatus.CANCELLED or (status != RunStatus.SUCCESS and stop_on_failure):
                 break
     if ctx.args.json:
@@ -6278,9 +6281,12 @@ def _cmd_jobs_run(ctx: CliContext) -> int:
     status = ctx.backend.engine_status()
     if ctx.args.detach or status["running"] or not isinstance(ctx.backend, Service):
         result = ctx.backend.run_job(job_id, continue_on_failure=ctx.args.continue_on_failure)
-        note = _engine_note(ctx)
-        text = f"Job run {_short(result['job_run_id'])} started: {_plural(len(result['task_ids']), 'task')}"
-        return ctx.show(result, lambda: text + (f"\n{note}" if note else ""))
+        note = _engine_note(ctx) or f"Follow it with: runs list --job {_short(job_id)}"
+        text = (
+            f"Handed to the engine: job run {_short(result['job_run_id'])}, "
+            f"{_plural(len(result['task_ids']), 'task')} one after another."
+        )
+        return ctx.show(result, lambda: f"{text}\n{note}")
     tasks = ctx.backend.job_run_plan(job_id)
     return _run_in_foreground(
         ctx, tasks, stop_on_failure=not ctx.args.continue_on_failure, trigger=Trigger.JOB
@@ -6380,15 +6386,24 @@ def _preset_cron(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _schedule_from_args(args: argparse.Namespace) -> JSONDict | None:
-    """The schedule the options describe; options that would be ignored are usage errors."""
+def _schedule_from_args(args: argparse.Namespace, current: JSONDict | None = None) -> JSONDict | None:
+    """The schedule the options describe. On an update (`current` is the task's schedule)
+    a new cron time keeps the zone, and --timezone or --debounce alone change just that;
+    options that would be ignored are usage errors."""
+    current = current or {}
     cron = args.cron or _preset_cron(args)
+    debounce = getattr(args, "debounce", None)
     if args.timezone and not cron:
-        raise BadRequest("--timezone goes with --cron, --daily, --weekly or --monthly")
-    if getattr(args, "debounce", None) is not None and not args.watch:
-        raise BadRequest("--debounce goes with --watch")
+        if current.get("type") != ScheduleType.CRON:
+            raise BadRequest("--timezone goes with --cron, --daily, --weekly or --monthly")
+        return {**current, "timezone": args.timezone}
+    if debounce is not None and not args.watch:
+        if current.get("type") != ScheduleType.FILE_WATCH:
+            raise BadRequest("--debounce goes with --watch")
+        return {**current, "debounce_seconds": debounce}
     if cron:
-        return {"type": "cron", "expression": cron, "timezone": args.timezone}
+        kept = current.get("timezone") if current.get("type") == ScheduleType.CRON else None
+        return {"type": "cron", "expression": cron, "timezone": args.timezone or kept}
     if args.every:
         return {"type": "interval", "every_seconds": parse_duration(args.every, "--every")}
     if args.at:
@@ -6440,7 +6455,8 @@ def _task_fields(ctx: CliContext, *, creating: bool) -> JSONDict:
         fields["working_directory"] = _cli_path(fields["working_directory"])
     if args.job is not None:
         fields["job_id"] = None if args.job.lower() == "none" else ctx.resolve("job", args.job)
-    schedule = _schedule_from_args(args)
+    current = None if creating else ctx.backend.get_task(ctx.resolve("task", args.id))
+    schedule = _schedule_from_args(args, current["schedule"] if current else None)
     if schedule is not None:
         fields["schedule"] = schedule
     if args.timeout is not None:
@@ -6456,8 +6472,7 @@ def _task_fields(ctx: CliContext, *, creating: bool) -> JSONDict:
         if v is not None
     }
     if retry:
-        current = {} if creating else ctx.backend.get_task(ctx.resolve("task", args.id))["retry"]
-        fields["retry"] = {**current, **retry}
+        fields["retry"] = {**(current["retry"] if current else {}), **retry}
     return fields
 
 
@@ -6685,7 +6700,8 @@ CLI_HELP = {
     "disable": "stop a task from firing",
     "next": "show a task's next fire times",
     "preview": "show a schedule's next fire times",
-    "run": "run now, showing the session (--detach: hand it to the engine)",
+    "run": "run now, showing the session here; with --detach, or (jobs) when an engine runs, "
+    "hand it to the engine",
     "stop": "stop what is running",
     "log": "show a run's log (--follow to keep watching)",
     "status": "who runs the engine, and whether it is paused",

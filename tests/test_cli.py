@@ -993,3 +993,26 @@ def test_options_that_would_be_ignored_or_never_fire_are_refused(
     result = cli("tasks", "create", "--name", "n", "--prompt", "p", *options)
     assert (result.code, result.err.strip()) == (code, message)
     assert not (home / "tasks.json").exists()
+
+
+def test_updating_a_cron_time_keeps_its_zone_and_the_zone_or_debounce_change_alone(
+    cli_json: Callable[..., Any],
+) -> None:
+    task = cli_json(
+        "tasks", "create", "--name", "n", "--prompt", "p", "--cron", "0 9 * * *", "--timezone", "Asia/Tokyo"
+    )
+    moved = cli_json("tasks", "update", task["id"], "--daily", "04:00")
+    assert moved["schedule"] == {"type": "cron", "expression": "0 4 * * *", "timezone": "Asia/Tokyo"}
+    zoned = cli_json("tasks", "update", task["id"], "--timezone", "Europe/Paris")
+    assert zoned["schedule"] == {"type": "cron", "expression": "0 4 * * *", "timezone": "Europe/Paris"}
+
+    watch = cli_json("tasks", "create", "--name", "w", "--prompt", "p", "--watch", "/tmp")
+    calmer = cli_json("tasks", "update", watch["id"], "--debounce", "30")
+    assert calmer["schedule"]["debounce_seconds"] == 30 and calmer["schedule"]["path"] == "/tmp"
+
+
+def test_tasks_list_job_none_lists_the_unassigned_tasks(cli_json: Callable[..., Any]) -> None:
+    job = cli_json("jobs", "create", "--name", "J")
+    cli_json("tasks", "create", "--name", "in", "--prompt", "p", "--job", job["id"])
+    loose = cli_json("tasks", "create", "--name", "loose", "--prompt", "p")
+    assert [t["id"] for t in cli_json("tasks", "list", "--job", "none")["tasks"]] == [loose["id"]]

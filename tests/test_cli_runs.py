@@ -393,7 +393,7 @@ def test_jobs_run_detach_queues_the_job_for_the_engine(
 
     assert result.code == 0
     head, note = result.out.splitlines()
-    assert re.fullmatch(r"Job run [0-9a-f]{8} started: 2 tasks", head)
+    assert re.fullmatch(r"Handed to the engine: job run [0-9a-f]{8}, 2 tasks one after another\.", head)
     assert note.startswith("No scheduler engine is running")
     assert record.entries() == []
     assert job_listed(cli_json, job["id"])["status"] == "in_progress"
@@ -416,7 +416,9 @@ def test_jobs_run_hands_the_job_to_a_running_engine(
     result = cli("jobs", "run", job["id"])
 
     assert result.code == 0
-    assert result.out.startswith("Job run ")
+    head, note = result.out.splitlines()
+    assert head.startswith("Handed to the engine: job run ")
+    assert note == f"Follow it with: runs list --job {job['id'][:8]}"
     assert record.entries() == []  # nothing ran in the CLI itself
     drive(engine)
     assert record.prompts() == ["first", "second"]

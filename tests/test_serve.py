@@ -230,7 +230,7 @@ def test_serve_runs_a_job_handed_to_it_and_jobs_stop_stops_it(
     second = create_task(cli_json, "second", "--job", job["id"])
 
     handed = cli("jobs", "run", job["id"])
-    assert handed.out.startswith("Job run ")
+    assert handed.out.startswith("Handed to the engine: job run ")
     run = wait_for(
         lambda: cs.Service(cs.Store(home)).list_runs(task_id=first["id"], status="running"), "the first run"
     )[0]
