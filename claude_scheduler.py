@@ -10229,7 +10229,11 @@ def _start_engine(engine: Engine, service: Service, api_address: str) -> None:
         log.info("engine started for %s; API on %s", service.store.home, api_address)
     else:
         owner = service.engine_status().get("owner") or {}
-        log.warning("another process (pid %s) runs the engine; serving as a viewer", owner.get("pid", "?"))
+        log.warning(
+            "another process (pid %s) runs the engine; serving the API on %s as a viewer",
+            owner.get("pid", "?"),
+            api_address,
+        )
 
 
 def _wait_for_stop_signal() -> None:
