@@ -7,6 +7,7 @@ through the store, the CLI and signals, and ends it (or SIGKILLs it) itself.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -134,7 +135,10 @@ def test_one_engine_per_data_home_across_processes(
     assert cs.Engine(cs.Store(home)).start(thread=False) is False
 
     viewer = serve()
-    wait_for(lambda: "runs the engine; serving as a viewer" in viewer.stderr(), "the second serve to start")
+    wait_for(lambda: "as a viewer" in viewer.stderr(), "the second serve to start")
+    assert re.search(
+        r"runs the engine; serving the API on http://127\.0\.0\.1:\d+ as a viewer", viewer.stderr()
+    )
 
     assert f"another process (pid {engine_served.pid}) runs the engine" in viewer.stderr()
     assert cli("engine", "status").out.startswith(f"Engine: running in process {engine_served.pid} since ")
