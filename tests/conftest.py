@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from run_helpers import Recorder  # noqa: E402
 
 import claude_scheduler as cs  # noqa: E402
 
@@ -42,6 +44,15 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(cs.CLAUDE_ENV, str(FAKE_CLAUDE))
     monkeypatch.setenv("TZ", "UTC")
     return data
+
+
+@pytest.fixture
+def record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
+    """The fake claude records each session here; its leftover processes end with the test."""
+    recorder = Recorder(tmp_path / "record.jsonl")
+    monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(recorder.path))
+    yield recorder
+    recorder.kill_leftovers()
 
 
 @pytest.fixture

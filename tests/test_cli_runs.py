@@ -39,12 +39,7 @@ Cli = Callable[..., Result]
 CliJson = Callable[..., Any]
 
 
-@pytest.fixture(autouse=True)
-def record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
-    recorder = Recorder(tmp_path / "record.jsonl")
-    monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(recorder.path))
-    yield recorder
-    recorder.kill_leftovers()
+pytestmark = pytest.mark.usefixtures("record")  # every session is recorded, leftovers killed
 
 
 @pytest.fixture

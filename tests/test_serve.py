@@ -36,12 +36,7 @@ import claude_scheduler as cs
 GRACE = 0.5
 
 
-@pytest.fixture(autouse=True)
-def record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
-    recorder = Recorder(tmp_path / "record.jsonl")
-    monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(recorder.path))
-    yield recorder
-    recorder.kill_leftovers()
+pytestmark = pytest.mark.usefixtures("record")  # every session is recorded, leftovers killed
 
 
 class Served:
