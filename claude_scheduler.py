@@ -1824,7 +1824,9 @@ class CachedFile:
             self.load(None)
             return True
         try:
-            self.load(json.loads(self.path.read_bytes()))
+            raw = self.path.read_bytes()
+            self.load(json.loads(raw))
+            self.keep_text(raw)
         except (ValueError, SchedulerError, UnicodeDecodeError, OSError) as error:
             self.load(None)
             reason = getattr(error, "args", [error])[0] if not isinstance(error, SchedulerError) else error
@@ -1865,6 +1867,9 @@ class CachedFile:
     def load(self, document: JSON) -> None:
         """Take in a parsed document (None: the file is missing); raise on a bad shape."""
         raise NotImplementedError
+
+    def keep_text(self, raw: bytes) -> None:
+        """After `load`: a chance to keep the file's text for cheaper saves."""
 
     def encode(self) -> str:
         """The body of the document after the version and rev keys."""
@@ -1911,6 +1916,21 @@ class RecordFile(CachedFile, Generic[R]):
             except Invalid as error:
                 raise Invalid(f"{self.key}[{n}].{error}") from None
             self.records[record.id] = record
+
+    def keep_text(self, raw: bytes) -> None:
+        """A file in the layout `encode` writes (one record a line) lends each record's
+        line to the cache, so the first save after another process wrote the file
+        re-encodes only what changed. Any other layout is simply not cached."""
+        lines = raw.decode("utf-8").split("\n")[1:-2]
+        if len(lines) != len(self.records):
+            return
+        texts = {}
+        for line, record_id in zip(lines, self.records, strict=True):
+            text = line.removesuffix(",")
+            if f'"id": "{record_id}"' not in text:
+                return
+            texts[record_id] = text
+        self._encoded = texts
 
     def encode(self) -> str:
         parts = [f"{json.dumps(key)}: {json.dumps(value)}, " for key, value in self._header.items()]
