@@ -892,3 +892,21 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(
     assert (home / "tasks.json").read_bytes() == before
     assert sorted(p.name for p in home.iterdir() if p.name.endswith(".tmp")) == []
     assert [t["name"] for t in cli("tasks", "list", "--json").json()["tasks"]] == ["first"]
+
+
+def test_a_reloaded_file_is_saved_with_everyones_edits_whatever_its_layout(home: Path) -> None:
+    """The first save after another process wrote a file reuses that file's record lines;
+    a file laid out by hand (indented) is re-encoded whole. Both keep every edit."""
+    window, cli_process = cs.Service(open_store(home)), cs.Service(open_store(home))
+    first = window.create_task({"name": "first", "prompt": "p"})
+    second = window.create_task({"name": "second", "prompt": "p"})
+    cli_process.update_task(first["id"], {"name": "first, renamed elsewhere"})
+    window.update_task(second["id"], {"name": "second, renamed here"})
+    names = {task["name"] for task in read(home / "tasks.json")["tasks"]}
+    assert names == {"first, renamed elsewhere", "second, renamed here"}
+
+    (home / "tasks.json").write_text(json.dumps(read(home / "tasks.json"), indent=2))
+    window.update_task(first["id"], {"model": "opus"})
+    tasks = {task["name"]: task for task in read(home / "tasks.json")["tasks"]}
+    assert tasks["first, renamed elsewhere"]["model"] == "opus"
+    assert tasks["second, renamed here"]["model"] == "sonnet"
