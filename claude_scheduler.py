@@ -89,7 +89,6 @@ SETTINGS_FILE = "settings.json"
 TOKEN_FILE = "api-token"
 LOCK_FILE = ".lock"
 ENGINE_LOCK_FILE = "engine.lock"
-ENGINE_INFO_FILE = "engine.json"
 RUNS_DIR = "runs"
 LOGS_DIR = "logs"
 
@@ -245,7 +244,6 @@ class Trigger(enum.StrEnum):
 
 
 ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
-FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.CANCELLED, RunStatus.INTERRUPTED})
 # Runs that never started say nothing about how the task is doing.
 NON_EXECUTIONS = frozenset({RunStatus.SKIPPED, RunStatus.MISSED})
 FINISHED_STATUSES = frozenset(RunStatus) - ACTIVE_STATUSES
@@ -1876,7 +1874,7 @@ class CachedFile:
         raise NotImplementedError
 
 
-def _check_version(document: JSON, path: Path) -> None:
+def _check_version(document: JSON) -> None:
     version = document.get("version", STORE_VERSION) if isinstance(document, dict) else STORE_VERSION
     if version != STORE_VERSION:
         raise Invalid(f"format version {version!r} is not supported by {__version__}")
@@ -1906,7 +1904,7 @@ class RecordFile(CachedFile, Generic[R]):
         self.records, self._encoded = {}, {}
         if document is None:
             return
-        _check_version(document, self.path)
+        _check_version(document)
         items = document if isinstance(document, list) else require_object(document).get(self.key, [])
         if not isinstance(items, list):
             raise Invalid(f'"{self.key}" must be a list')
@@ -1972,7 +1970,7 @@ class DocFile(CachedFile):
     def load(self, document: JSON) -> None:
         self.data, self._encoded = {}, {}
         if document is not None:
-            _check_version(document, self.path)
+            _check_version(document)
             body = require_object(document)
             self.data = self._validate({k: v for k, v in body.items() if k not in ("version", "rev")})
 
@@ -3360,6 +3358,7 @@ def render_log_line(line: str) -> list[Segment]:
 
 
 ENGINE_WAKE_MAX = 30.0  # never sleep longer: notices clock jumps and sleep
+ENGINE_ERROR_PAUSE_SECONDS = 5.0  # after a pass that failed, before the next try
 CHANGE_POLL_SECONDS = 1.0  # how often other processes' changes are looked for
 MISSED_AFTER_SECONDS = 90.0  # a fire later than this counts as missed (engine down, sleep)
 MISSED_SCAN_MAX = 10_000
@@ -3642,10 +3641,10 @@ class Engine:
                 delay = self.tick()
             except SchedulerError as error:
                 log.error("engine: %s", error)
-                delay = ENGINE_WAKE_MAX / 6
+                delay = ENGINE_ERROR_PAUSE_SECONDS
             except Exception:  # the engine must outlive any one bad pass; the log has it
                 log.exception("engine: unexpected error")
-                delay = ENGINE_WAKE_MAX / 6
+                delay = ENGINE_ERROR_PAUSE_SECONDS
             with self._wakeup:
                 if not self._stopping.is_set():
                     self._wakeup.wait(max(0.01, min(delay, CHANGE_POLL_SECONDS)))
@@ -4021,8 +4020,9 @@ class Service:
 
     def get_job(self, job_id: str) -> JSONDict:
         with self.store.locked():
-            tasks = self.store.tasks_of(self.store.job(job_id).id)
-            job = self._job_dict(self.store.job(job_id), tasks)
+            record = self.store.job(job_id)
+            tasks = self.store.tasks_of(record.id)
+            job = self._job_dict(record, tasks)
             job["tasks"] = [task.to_dict() for task in tasks]
             return job
 
