@@ -12,34 +12,21 @@ window, the command line and the local REST API share.
 from __future__ import annotations
 
 import argparse
-import calendar
 import contextlib
 import dataclasses
 import enum
 import functools
-import hmac
-import http.client
-import http.server
-import ipaddress
 import json
-import logging
 import math
 import os
-import queue
 import re
-import secrets
-import selectors
 import shutil
 import signal
-import socket
-import socketserver
-import subprocess
 import sys
 import threading
 import time
 import typing
 import urllib.parse
-import uuid
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,18 +34,27 @@ from datetime import UTC, date, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if sys.platform == "win32":
     import msvcrt
 else:
     import fcntl
 
-if TYPE_CHECKING:  # the window imports tkinter when it opens: some Pythons ship without it
+if TYPE_CHECKING:
+    # Imported where they are used, so a CLI call that lists jobs does not pay for the
+    # HTTP stack, subprocesses or logging (a fresh process's start-up is budgeted).
+    import http.client
+    import http.server
+    import logging
+    import queue
+    import subprocess
+
+    # The window imports tkinter when it opens: some Pythons ship without it.
     import tkinter as tk
     from tkinter import font as tkfont
     from tkinter import ttk
     from types import FrameType, TracebackType
+    from zoneinfo import ZoneInfo
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "main"]
@@ -67,7 +63,19 @@ JSON = Any  # the one alias for values that cross the JSON boundary
 JSONDict = dict[str, JSON]
 Clock = Callable[[], datetime]
 
-log = logging.getLogger("claude_scheduler")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+@functools.cache
+def logger() -> logging.Logger:
+    """The module's logger. logging is imported on first use, as most CLI calls never log;
+    unless `main` set a chattier level, warnings and errors go to stderr."""
+    import logging
+
+    logging.basicConfig(format=LOG_FORMAT)  # does nothing when logging is set up already
+    return logging.getLogger("claude_scheduler")
+
 
 ####
 # Constants ####
@@ -254,6 +262,8 @@ def utcnow() -> datetime:
 
 
 def new_id() -> str:
+    import uuid
+
     return str(uuid.uuid4())
 
 
@@ -298,6 +308,8 @@ def local_zone_name() -> str:
 
 
 def _zone_or_none(name: str) -> ZoneInfo | None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -1187,6 +1199,10 @@ def _check_cron_fires(spec: CronSpec) -> None:
         raise Invalid(_never_fires_message(spec))
 
 
+def _is_leap_year(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
 def _possible_month_lengths(month: int) -> tuple[int, ...]:
     return FEBRUARY_LENGTHS if month == FEBRUARY else (MAX_MONTH_LENGTHS[month - 1],)
 
@@ -1257,8 +1273,8 @@ def _matching_days(spec: CronSpec, start: date) -> Iterator[date]:
 
 
 def _month_matching_days(spec: CronSpec, year: int, month: int) -> list[date]:
-    monday_based, length = calendar.monthrange(year, month)
-    first_weekday = (monday_based + 1) % DAYS_PER_WEEK
+    length = MAX_MONTH_LENGTHS[month - 1] - (month == FEBRUARY and not _is_leap_year(year))
+    first_weekday = date(year, month, 1).isoweekday() % DAYS_PER_WEEK
     return [
         date(year, month, day)
         for day in range(1, length + 1)
@@ -1687,17 +1703,23 @@ def process_started(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[PROC_STAT_START]
 
 
+def host_name() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
 def process_owner(pid: int | None = None) -> str:
     """The owner id this process writes on the runs it takes: "host:pid:start"."""
     pid = pid or os.getpid()
-    return f"{socket.gethostname()}:{pid}:{process_started(pid) or ''}"
+    return f"{host_name()}:{pid}:{process_started(pid) or ''}"
 
 
 def owner_alive(owner: str | None) -> bool:
     """Whether the process named by an owner id still runs. A reused pid does not count
     (the start time differs); an owner on another machine is assumed alive."""
     host, pid, started = [*(owner or "").split(":"), "", "", ""][:3]
-    if host != socket.gethostname():
+    if host != host_name():
         return bool(host)
     if not pid.isdigit():
         return False
@@ -1846,7 +1868,7 @@ class CachedFile:
     def save(self) -> None:
         self.check()
         body = self.encode()
-        rev = secrets.token_hex(8)
+        rev = os.urandom(8).hex()
         head = f'{{"version": {STORE_VERSION}, "rev": "{rev}"'
         atomic_write(self.path, (head + (f", {body}" if body else "") + "}\n").encode())
         self._sig = self._signature()
@@ -2138,7 +2160,7 @@ class Store:
         try:
             return self.settings()[name]
         except StorageError as error:
-            log.warning("%s; using the default %s", error, name)
+            logger().warning("%s; using the default %s", error, name)
             return DEFAULT_SETTINGS[name]
 
     def engine_state(self) -> JSONDict:
@@ -2505,11 +2527,6 @@ USAGE_LIMIT_TEXT = re.compile(
     r"(?:limit reached|hit your limit)\b[^\n]*?\breset(?:s)?\s+(?:at\s+)?(?P<when>[^\n|]+)",
     re.IGNORECASE,
 )
-
-if sys.platform == "win32":
-    _NEW_GROUP_FLAGS = subprocess.CREATE_NEW_PROCESS_GROUP
-else:
-    _NEW_GROUP_FLAGS = 0
 
 
 # Executor errors.
@@ -2903,6 +2920,11 @@ def _start_thread(target: Callable[..., None], *args: object) -> threading.Threa
 
 def _launch(argv: list[str], cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
     """Start claude as the leader of a new process group (POSIX) so all of it can be killed."""
+    import subprocess
+
+    flags = 0
+    if sys.platform == "win32":
+        flags = subprocess.CREATE_NEW_PROCESS_GROUP
     return subprocess.Popen(
         argv,
         cwd=cwd,
@@ -2911,7 +2933,7 @@ def _launch(argv: list[str], cwd: Path, env: Mapping[str, str]) -> subprocess.Po
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=sys.platform != "win32",
-        creationflags=_NEW_GROUP_FLAGS,
+        creationflags=flags,
     )
 
 
@@ -3011,6 +3033,8 @@ def _terminate_group(proc: subprocess.Popen[bytes], limits: _Limits) -> bool:
 
 
 def _exited_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    import subprocess
+
     try:
         proc.wait(timeout=max(seconds, 0.0))
     except subprocess.TimeoutExpired:
@@ -3520,7 +3544,7 @@ class Executor:
             try:
                 return self._record_once(run_id, outcome)
             except StorageError as error:
-                log.warning("cannot record run %s yet (%s); trying again", run_id[:ID_PREFIX_LEN], error)
+                logger().warning("cannot record run %s yet (%s); trying again", run_id[:ID_PREFIX_LEN], error)
                 time.sleep(RECORD_RETRY_SECONDS)
         return self._record_once(run_id, outcome)
 
@@ -3587,7 +3611,7 @@ class Engine:
         self.owns = True
         owner = {
             "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "host": host_name(),
             "id": process_owner(),
             "started_at": fmt_time(self.clock()),
         }
@@ -3640,10 +3664,10 @@ class Engine:
             try:
                 delay = self.tick()
             except SchedulerError as error:
-                log.error("engine: %s", error)
+                logger().error("engine: %s", error)
                 delay = ENGINE_ERROR_PAUSE_SECONDS
             except Exception:  # the engine must outlive any one bad pass; the log has it
-                log.exception("engine: unexpected error")
+                logger().exception("engine: unexpected error")
                 delay = ENGINE_ERROR_PAUSE_SECONDS
             with self._wakeup:
                 if not self._stopping.is_set():
@@ -3856,7 +3880,7 @@ class Engine:
             self._emit(finished)
             self._after_run(finished)
         except Exception:  # a worker must always let go of its slot; the log has the cause
-            log.exception("engine: run %s failed unexpectedly", run.id)
+            logger().exception("engine: run %s failed unexpectedly", run.id)
         finally:
             self._workers.pop(run.id, None)
             self.wake()
@@ -4352,7 +4376,7 @@ class Service:
         info = self.store.engine_state()
         owner = info.get("owner") or {}
         alive = bool(owner) and owner_alive(owner.get("id") or f"{owner.get('host')}:{owner.get('pid')}")
-        alive = alive and owner.get("host") == socket.gethostname()
+        alive = alive and owner.get("host") == host_name()
         return {
             "running": alive,
             "paused": bool(info.get("paused")),
@@ -4424,6 +4448,8 @@ def api_token(home: Path, *, create: bool = True) -> str:
         return token
     if not create:
         raise StorageError(f"no API token at {path}: start the window or `serve` once to create it")
+    import secrets
+
     token = secrets.token_urlsafe(32)
     atomic_write(path, token.encode("ascii") + b"\n", mode=0o600)
     return token
@@ -5315,9 +5341,30 @@ def openapi_document() -> JSONDict:
 
 
 # The server: every request goes through ApiHandler._dispatch.
+#
+# ApiHandler and ApiServer are written as http.server classes, and type-checked as such,
+# but they meet their http.server base only when a server is made (`_on_http_base`): a
+# process that never serves, such as a CLI call, does not import the HTTP stack.
+
+H = TypeVar("H", "ApiHandler", "ApiServer")
+
+if TYPE_CHECKING:
+    _HandlerBase = http.server.BaseHTTPRequestHandler
+    _ServerBase = http.server.ThreadingHTTPServer
+else:
+    _HandlerBase = _ServerBase = object
 
 
-class ApiHandler(http.server.BaseHTTPRequestHandler):
+@functools.cache
+def _on_http_base(cls: type[H]) -> type[H]:
+    """ApiHandler or ApiServer with its http.server base class under it."""
+    import http.server
+
+    bases = {"ApiHandler": http.server.BaseHTTPRequestHandler, "ApiServer": http.server.ThreadingHTTPServer}
+    return cast("type[H]", type(cls.__name__, (cls, bases[cls.__name__]), {"__module__": __name__}))
+
+
+class ApiHandler(_HandlerBase):
     """One request: its transport checked (size, Host, Origin, token, content type), its
     route called, and every outcome answered as JSON. Errors are translated here only."""
 
@@ -5344,7 +5391,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             status, payload = HTTPStatus(error.http_status), _error_body(error)
             headers = error.headers if isinstance(error, HttpError) else {}
         except Exception:
-            log.exception("api: %s %s failed", self.command, self.path.partition("?")[0])
+            logger().exception("api: %s %s failed", self.command, self.path.partition("?")[0])
             status = HTTPStatus.INTERNAL_SERVER_ERROR
             payload = _error_body(InternalError("internal error: the server's log has the details"))
         self._send(status, payload, headers)
@@ -5457,7 +5504,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         self._send(status, {"error": error}, {})
 
     def log_message(self, format: str, *args: object) -> None:
-        log.debug("api: " + format, *args)
+        logger().debug("api: " + format, *args)
 
 
 def _error_body(error: SchedulerError) -> JSONDict:
@@ -5495,13 +5542,15 @@ def _host_name(value: str) -> str | None:
 
 
 def _is_loopback(name: str) -> bool:
+    import ipaddress
+
     try:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return name == "localhost"
 
 
-class ApiServer(http.server.ThreadingHTTPServer):
+class ApiServer(_ServerBase):
     """The REST API over a Service; `start` serves it from a daemon thread, `stop` ends it.
 
     Holds the token (read once) and the names the Host header may use: loopback names and
@@ -5511,7 +5560,12 @@ class ApiServer(http.server.ThreadingHTTPServer):
     request_queue_size = LISTEN_BACKLOG
     timeout = 0.0  # handle_request runs only once select has seen a connection waiting
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> ApiServer:
+        return object.__new__(cls if cls is not ApiServer else _on_http_base(ApiServer))
+
     def __init__(self, service: Service, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+        import socket
+
         self.service = service
         self._token = api_token(service.store.home).encode()
         self._host_names = frozenset({host.strip("[]").lower().rstrip(".")})
@@ -5521,7 +5575,7 @@ class ApiServer(http.server.ThreadingHTTPServer):
         if ":" in host:
             self.address_family = socket.AF_INET6
         try:
-            super().__init__((host.strip("[]"), port), ApiHandler)
+            super().__init__((host.strip("[]"), port), _on_http_base(ApiHandler))
         except (OSError, OverflowError) as error:
             reason = getattr(error, "strerror", None) or error
             raise SchedulerError(
@@ -5530,6 +5584,8 @@ class ApiServer(http.server.ThreadingHTTPServer):
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks up the host's FQDN, which can stall on DNS.
+        import socketserver
+
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
@@ -5553,6 +5609,8 @@ class ApiServer(http.server.ThreadingHTTPServer):
         return parts.scheme == "http" and own_name and port == self.server_port and parts.path in ("", "/")
 
     def token_matches(self, given: str) -> bool:
+        import hmac
+
         return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._token)
 
     def start(self) -> threading.Thread:
@@ -5564,6 +5622,8 @@ class ApiServer(http.server.ThreadingHTTPServer):
         # Unlike serve_forever, which polls every half second, this sleeps in select until
         # a connection comes or `stop` writes to the wake-up socket: idle costs nothing
         # and stopping is immediate.
+        import selectors
+
         with selectors.DefaultSelector() as selector:
             selector.register(self.socket, selectors.EVENT_READ)
             selector.register(self._wake_reader, selectors.EVENT_READ)
@@ -5584,7 +5644,7 @@ class ApiServer(http.server.ThreadingHTTPServer):
         self._wake_writer.close()
 
     def handle_error(self, request: object, client_address: object) -> None:
-        log.debug("api: connection from %s failed", client_address, exc_info=True)
+        logger().debug("api: connection from %s failed", client_address, exc_info=True)
 
 
 # The client: the CLI's --api mode.
@@ -5755,6 +5815,8 @@ class ApiClient:
         data = None if body is None else json.dumps(body).encode()
         if data is not None:
             headers["Content-Type"] = JSON_TYPE
+        import http.client
+
         connection = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
         try:
             connection.request(method, target, body=data, headers=headers)
@@ -7687,6 +7749,8 @@ class Worker:
     """
 
     def __init__(self, outbox: queue.SimpleQueue[Posted]) -> None:
+        import queue
+
         self._outbox = outbox
         self._calls: queue.SimpleQueue[tuple[int, Callable[[], object]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="gui-worker", daemon=True)
@@ -8962,7 +9026,7 @@ class SettingsDialog:
             try:
                 self.top.grab_set()
             except tk.TclError as error:  # another application holds the grab: still usable, not modal
-                log.debug("settings dialog not modal: %s", error)
+                logger().debug("settings dialog not modal: %s", error)
 
     def collect(self) -> JSONDict:
         """The settings in the form; Invalid (naming the field) when a number is not one."""
@@ -9063,6 +9127,8 @@ def _open_in_desktop(path: Path) -> None:
     opener = "open" if sys.platform == "darwin" else "xdg-open"
     if not shutil.which(opener):
         raise SchedulerError(f"cannot open {path}: `{opener}` is not installed")
+    import subprocess
+
     proc = subprocess.Popen(
         [opener, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -9172,6 +9238,7 @@ class App:
         api_host: str = DEFAULT_HOST,
         start_engine: bool = True,
     ) -> None:
+        import queue
         import tkinter as tk
 
         self.store = store
@@ -9282,7 +9349,7 @@ class App:
         try:
             api = ApiServer(self.service, host, port)
         except SchedulerError as error:  # the window works without it; the status bar says why
-            log.warning("%s", error)
+            logger().warning("%s", error)
             return None, error.message
         api.start()
         return api, None
@@ -9316,7 +9383,7 @@ class App:
         try:
             saved = self.store.settings().get(GUI_SETTINGS_KEY)
         except SchedulerError as error:
-            log.warning("window layout not restored: %s", error)
+            logger().warning("window layout not restored: %s", error)
             return {}
         return saved if isinstance(saved, dict) else {}
 
@@ -9406,6 +9473,8 @@ class App:
         return False
 
     def _drain(self) -> None:
+        import queue
+
         if self._quit_asked:
             self.close()
             return
@@ -9449,10 +9518,10 @@ class App:
     def report(self, error: BaseException) -> None:
         """The one error handler: the error goes to the log and to a message box."""
         if isinstance(error, SchedulerError):
-            log.warning("%s", error)
+            logger().warning("%s", error)
             self.alert("Claude Code Scheduler", str(error))
         else:
-            log.error("unexpected error in the window", exc_info=error)
+            logger().error("unexpected error in the window", exc_info=error)
             self.alert("Unexpected error", f"{type(error).__name__}: {error}\n\nThe details are in the log.")
 
     def _on_tk_error(
@@ -10141,7 +10210,7 @@ class App:
         try:
             self._save_layout()
         except SchedulerError as error:
-            log.warning("window layout not saved: %s", error)
+            logger().warning("window layout not saved: %s", error)
         self._closed = True
         for timer in self._timers.values():
             self.root.after_cancel(timer)
@@ -10219,7 +10288,7 @@ def _cli_backend(args: argparse.Namespace) -> Service | ApiClient:
 def _run_serve(args: argparse.Namespace) -> int:
     """Headless: the engine and the REST API until SIGINT or SIGTERM."""
     if args.host not in LOOPBACK_HOSTS:
-        log.warning("serving on %s: anyone who can reach it and has the token can run Claude", args.host)
+        logger().warning("serving on %s: anyone who can reach it and has the token can run Claude", args.host)
     api: ApiServer | None = None
     engine: Engine | None = None
     try:
@@ -10234,7 +10303,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     finally:
-        log.info("stopping: cancelling this process's runs")
+        logger().info("stopping: cancelling this process's runs")
         if api:
             api.stop()
         if engine:
@@ -10246,10 +10315,10 @@ def _start_engine(engine: Engine, service: Service, api_address: str) -> None:
     if engine.start():
         owner = service.engine_status()["owner"] or {}
         service.store.set_engine_state(owner={**owner, "api": api_address})
-        log.info("engine started for %s; API on %s", service.store.home, api_address)
+        logger().info("engine started for %s; API on %s", service.store.home, api_address)
     else:
         owner = service.engine_status().get("owner") or {}
-        log.warning(
+        logger().warning(
             "another process (pid %s) runs the engine; serving the API on %s as a viewer",
             owner.get("pid", "?"),
             api_address,
@@ -10281,8 +10350,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else 2
     chattiness = args.verbose + (args.mode == "serve")  # serve logs its work by default
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(chattiness, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    if chattiness:
+        import logging
+
+        logging.basicConfig(level=(logging.INFO, logging.DEBUG)[min(chattiness, 2) - 1], format=LOG_FORMAT)
     modes: dict[str | None, Callable[[argparse.Namespace], int]] = {
         "cli": _run_cli,
         "serve": _run_serve,
