@@ -93,6 +93,7 @@ STORE_VERSION = 1
 JOBS_FILE = "jobs.json"
 TASKS_FILE = "tasks.json"
 STATE_FILE = "state.json"
+TASK_INDEX = "task_index"  # state.json's copy of each task's job, see Store.statuses_by_job
 SETTINGS_FILE = "settings.json"
 TOKEN_FILE = "api-token"
 LOCK_FILE = ".lock"
@@ -1621,19 +1622,20 @@ def progress_bucket(status: RunStatus | None) -> str:
     return "success" if status is RunStatus.SUCCESS else "failed"
 
 
-def job_progress(tasks: Iterable[Task]) -> JSONDict:
-    """Counts of a job's tasks by their latest run, and the share that succeeded."""
+def job_progress(statuses: Iterable[RunStatus | None]) -> JSONDict:
+    """Counts of a job's tasks by the status of their latest runs, and the share that
+    succeeded."""
     counts = dict.fromkeys(PROGRESS_KEYS, 0)
-    for task in tasks:
-        counts[progress_bucket(task.last_run_status)] += 1
+    for status in statuses:
+        counts[progress_bucket(status)] += 1
     total = sum(counts.values())
     done = counts["success"]
     percent = round(100 * done / total) if total else 0
     return {"total": total, **counts, "done": done, "percent": percent, "text": f"{done}/{total}"}
 
 
-def derive_job_status(tasks: Iterable[Task]) -> JobStatus:
-    buckets = {progress_bucket(task.last_run_status) for task in tasks}
+def derive_job_status(statuses: Iterable[RunStatus | None]) -> JobStatus:
+    buckets = {progress_bucket(status) for status in statuses}
     if "running" in buckets:
         return JobStatus.IN_PROGRESS
     if "failed" in buckets:
@@ -1865,6 +1867,14 @@ class CachedFile:
     def error(self) -> StorageError | None:
         return self._error
 
+    def loaded_stamp(self) -> JSON:
+        """The signature of the loaded content as JSON; None when nothing readable is loaded."""
+        return None if not self._loaded or self._error else _file_stamp(self._sig)
+
+    def disk_stamp(self) -> JSON:
+        """The signature of the file on disk now, as `loaded_stamp` gives it."""
+        return _file_stamp(self._signature())
+
     def save(self) -> None:
         self.check()
         body = self.encode()
@@ -1894,6 +1904,10 @@ class CachedFile:
     def encode(self) -> str:
         """The body of the document after the version and rev keys."""
         raise NotImplementedError
+
+
+def _file_stamp(sig: tuple[int, int, int, bytes] | None) -> JSON:
+    return [] if sig is None else [*sig[:3], sig[3].hex()]
 
 
 def _check_version(document: JSON) -> None:
@@ -1977,16 +1991,23 @@ def _stored(record: Job | Task | Run) -> JSONDict:
 
 class DocFile(CachedFile):
     """A whole-document file (state.json, settings.json). The entries of the `keyed`
-    object (state.json's per-task map) are encoded once each and reused while the same
-    entry object stays in place: writers replace an entry, never change it in place."""
+    object (state.json's per-task map), and the values of the `whole` keys, are encoded
+    once each and reused while the same object stays in place: writers replace such an
+    entry or value, never change it in place."""
 
     def __init__(
-        self, path: Path, validate: Callable[[JSONDict], JSONDict], keyed: str | None = None
+        self,
+        path: Path,
+        validate: Callable[[JSONDict], JSONDict],
+        keyed: str | None = None,
+        whole: tuple[str, ...] = (),
     ) -> None:
         super().__init__(path)
         self._validate = validate
         self._keyed = keyed
+        self._whole = whole
         self._encoded: dict[str, tuple[JSONDict, str]] = {}
+        self._encoded_whole: dict[str, tuple[JSON, str]] = {}
         self.data: JSONDict = {}
 
     def load(self, document: JSON) -> None:
@@ -2002,6 +2023,11 @@ class DocFile(CachedFile):
             if key == self._keyed and isinstance(value, dict):
                 entries = ", ".join(self._entry(name, entry) for name, entry in value.items())
                 parts.append(f"{json.dumps(key)}: {{{entries}}}")
+            elif key in self._whole:
+                cached = self._encoded_whole.get(key)
+                if cached is None or cached[0] is not value:
+                    cached = self._encoded_whole[key] = (value, f"{json.dumps(key)}: {json.dumps(value)}")
+                parts.append(cached[1])
             else:
                 parts.append(f"{json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
         return ", ".join(parts)
@@ -2081,7 +2107,7 @@ class Store:
         self._lock = InterProcessLock(home / LOCK_FILE)
         self.jobs: RecordFile[Job] = RecordFile(home / JOBS_FILE, "jobs", Job.from_dict)
         self.tasks: RecordFile[Task] = RecordFile(home / TASKS_FILE, "tasks", Task.from_dict)
-        self.state = DocFile(home / STATE_FILE, validate_state, keyed="tasks")
+        self.state = DocFile(home / STATE_FILE, validate_state, keyed="tasks", whole=(TASK_INDEX,))
         self.settings_file = DocFile(home / SETTINGS_FILE, validate_settings)
         self._runs: dict[str, RecordFile[Run]] = {}
         self._run_index: dict[str, str] = {}
@@ -2118,6 +2144,33 @@ class Store:
             if task_id not in self.tasks.records:
                 raise NotFound(f"no task with id {task_id}")
             return self.tasks.records[task_id]
+
+    def statuses_by_job(self) -> dict[str | None, list[RunStatus | None]]:
+        """The status of each task's latest run, grouped by the task's job (None: tasks in
+        no job)."""
+        with self._lock:
+            grouped: dict[str | None, list[RunStatus | None]] = {}
+            task_jobs = self._indexed_task_jobs()
+            if task_jobs is None:
+                for task in self.task_list():
+                    grouped.setdefault(task.job_id, []).append(task.last_run_status)
+                return grouped
+            entries = self.state.data.get("tasks", {})
+            for task_id, job_id in task_jobs.items():
+                status = entries.get(task_id, {}).get("last_run_status")
+                grouped.setdefault(job_id, []).append(RunStatus(status) if status else None)
+            return grouped
+
+    def _indexed_task_jobs(self) -> dict[str, str | None] | None:
+        """Each task's job from the index in state.json, in a process that has not read
+        tasks.json yet, if the index was made from the tasks.json on disk now; else None.
+        Listing jobs in a fresh process then does not read and check every task."""
+        self.state.check()
+        index = self.state.data.get(TASK_INDEX)
+        if self.tasks.loaded_stamp() is not None or not isinstance(index, dict):
+            return None
+        jobs = index.get("jobs")
+        return jobs if isinstance(jobs, dict) and index.get("of") == self.tasks.disk_stamp() else None
 
     def tasks_of(self, job_id: str | None) -> list[Task]:
         """Tasks of a job in its `task_order`, then the rest by creation; None: unassigned."""
@@ -2217,8 +2270,7 @@ class Store:
                 raise Invalid(f"no job with id {task.job_id}", "job_id")
             self.tasks.put(task)
             self._save_merged(self.tasks, task.id)
-            if derived is not None:
-                self.update_task_state(task.id, derived)
+            self.update_task_state(task.id, derived or {})  # this also re-indexes the tasks
 
     def update_task_state(self, task_id: str, changes: JSONDict) -> None:
         with self._lock:
@@ -2233,6 +2285,8 @@ class Store:
         self.tasks.refresh()  # an unreadable tasks.json must not stop runs being recorded
         self.state.check()
         merged = not self.tasks.error and (self.tasks._sig, self.state._sig) == self._merged_sig
+        if document is self.state:
+            self._index_tasks()
         document.save()
         if not merged:
             return
@@ -2240,6 +2294,17 @@ class Store:
         if task is not None:
             task.apply_derived(self.state.data.get("tasks", {}).get(task.id, {}))
         self._merged_sig = (self.tasks._sig, self.state._sig)
+
+    def _index_tasks(self) -> None:
+        """Bring state.json's index of each task's job up to date, stamped with the
+        tasks.json it was made from (see `statuses_by_job`)."""
+        stamp = self.tasks.loaded_stamp()
+        index = self.state.data.get(TASK_INDEX)
+        if stamp is None:
+            self.state.data.pop(TASK_INDEX, None)
+        elif not isinstance(index, dict) or index.get("of") != stamp:
+            jobs = {task_id: task.job_id for task_id, task in self.tasks.records.items()}
+            self.state.data[TASK_INDEX] = {"of": stamp, "jobs": jobs}
 
     def set_engine_state(self, **changes: JSON) -> None:
         with self._lock:
@@ -2310,7 +2375,7 @@ class Store:
             if not job_id or job_id not in {job.id for job in self.job_list()}:
                 return
             job = self.job(job_id)
-            status = derive_job_status(self.tasks_of(job_id))
+            status = derive_job_status(task.last_run_status for task in self.tasks_of(job_id))
             if status is not job.status:
                 self.save_job(dataclasses.replace(job, status=status, updated_at=self.clock()))
 
@@ -4037,10 +4102,11 @@ class Service:
 
     def list_jobs(self) -> list[JSONDict]:
         with self.store.locked():
-            by_job: dict[str | None, list[Task]] = {}
-            for task in self.store.task_list():
-                by_job.setdefault(task.job_id, []).append(task)
-            return [self._job_dict(job, by_job.get(job.id, [])) for job in self.store.job_list()]
+            statuses = self.store.statuses_by_job()
+            return [
+                {**job.to_dict(), "progress": job_progress(statuses.get(job.id, []))}
+                for job in self.store.job_list()
+            ]
 
     def get_job(self, job_id: str) -> JSONDict:
         with self.store.locked():
@@ -4134,7 +4200,7 @@ class Service:
 
     @staticmethod
     def _job_dict(job: Job, tasks: list[Task]) -> JSONDict:
-        return {**job.to_dict(), "progress": job_progress(tasks)}
+        return {**job.to_dict(), "progress": job_progress(task.last_run_status for task in tasks)}
 
     # Tasks -------------------------------------------------------------------
 
@@ -6792,7 +6858,9 @@ CLI_HELP = {
 }
 
 
-def _add_cli(modes: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_cli(
+    modes: argparse._SubParsersAction[argparse.ArgumentParser], named: set[str] | None = None
+) -> None:
     parent = _common_parent()
     cli = modes.add_parser(
         "cli",
@@ -6810,13 +6878,20 @@ def _add_cli(modes: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         if group not in verbs_of:
             group_parser = groups.add_parser(group, help=CLI_GROUPS[group], parents=[parent])
             verbs_of[group] = group_parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+        if named is not None and group not in named:
+            continue
         helptext = CLI_HELP.get(verb, verb)
         verb_parser = verbs_of[group].add_parser(verb, help=helptext, description=helptext, parents=[parent])
-        add_options(verb_parser)
+        if named is None or verb in named:
+            add_options(verb_parser)
         verb_parser.set_defaults(func=func)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; or, given the argv it is for, the parts of it that argv can
+    reach. argparse picks a subcommand only by its exact name, so the subcommands of
+    groups that argv does not name, and the options of verbs it does not name, are left
+    out: a CLI call need not build some forty parsers to use one."""
     parser = argparse.ArgumentParser(
         prog="claude-code-scheduler",
         description="Schedule unattended Claude Code sessions and keep every run's history.",
@@ -6832,7 +6907,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = modes.add_parser("serve", help="run the engine and the REST API without a window")
     serve.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default loopback only)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free port)")
-    _add_cli(modes)
+    _add_cli(modes, None if argv is None else set(argv))
     return parser
 
 
@@ -10344,9 +10419,10 @@ def _run_gui(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse argv, pick the mode, run it; return the exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(argv)
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else 2
     chattiness = args.verbose + (args.mode == "serve")  # serve logs its work by default

@@ -120,6 +120,20 @@ def test_help_lists_what_is_there(
     assert [word for word in expected if word not in out] == []
 
 
+@pytest.mark.parametrize(("group", "verb"), [(group, verb) for group, verb, *_ in cs.CLI_COMMANDS])
+def test_the_parser_built_for_one_command_reads_it_as_the_whole_parser_does(
+    capsys: pytest.CaptureFixture[str], group: str, verb: str
+) -> None:
+    argv = ["cli", group, verb, "--help"]
+    helps = []
+    for parser in (cs.build_parser(), cs.build_parser(argv)):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+        helps.append(capsys.readouterr().out)
+    assert helps[0] == helps[1]
+    assert "usage: claude-code-scheduler cli" in helps[0]
+
+
 def test_importing_the_module_does_nothing(tmp_path: Path) -> None:
     home = tmp_path / "data"
     env = {**child_env(home), "HOME": str(tmp_path / "user")}
@@ -134,6 +148,38 @@ def test_importing_the_module_does_nothing(tmp_path: Path) -> None:
     assert done.stderr == ""
     assert not home.exists(), "importing created the data home"
     assert list((tmp_path / "user").iterdir()) == [], "importing wrote into the user's home"
+
+
+# Imported only by the processes that use them: a CLI call's start-up is budgeted (SPEC 10).
+LAZY_MODULES = {
+    "http.client",
+    "http.server",
+    "socketserver",
+    "socket",
+    "subprocess",
+    "logging",
+    "zoneinfo",
+    "uuid",
+    "secrets",
+    "tkinter",
+}
+
+
+def test_listing_jobs_imports_nothing_only_other_modes_need(tmp_path: Path, cli: Cli) -> None:
+    home = tmp_path / "data"
+    job = cli("jobs", "create", "--name", "J", "--home", str(home), "--json").json()["id"]
+    for n in range(3):
+        cli("tasks", "create", "--name", f"t{n}", "--prompt", "p", "--job", job, "--home", str(home))
+    probe = (
+        "import sys, claude_scheduler as cs; "
+        "code = cs.main(['cli', 'jobs', 'list', '--json']); "
+        f"print(code, sorted(set(sys.modules) & set({sorted(LAZY_MODULES)!r})), file=sys.stderr)"
+    )
+    env = {**child_env(home), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert done.stderr.strip() == "0 []"
+    (listed,) = json.loads(done.stdout)["jobs"]
+    assert listed["progress"]["text"] == "0/3"
 
 
 # The data home ---------------------------------------------------------------------

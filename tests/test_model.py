@@ -480,13 +480,9 @@ def test_an_update_is_validated_like_a_create(cli: Callable[..., Any], home: Pat
 # Progress and status: pure functions of the tasks' latest runs ----------------------
 
 
-def tasks_with(*statuses: str | None) -> list[cs.Task]:
-    tasks = []
-    for n, status in enumerate(statuses):
-        task = cs.Task.from_dict(task_data(id=f"22222222-2222-4222-8222-{n:012d}"))
-        task.apply_derived({"last_run_status": status})
-        tasks.append(task)
-    return tasks
+def latest(*statuses: str | None) -> list[cs.RunStatus | None]:
+    """The latest-run statuses of a job's tasks, as the store hands them over."""
+    return [cs.RunStatus(status) if status else None for status in statuses]
 
 
 @pytest.mark.parametrize(
@@ -503,7 +499,7 @@ def tasks_with(*statuses: str | None) -> list[cs.Task]:
 def test_job_progress_counts_tasks_by_their_latest_run(
     statuses: tuple[str | None, ...], counts: tuple[int, int, int, int], text: str, percent: int
 ) -> None:
-    progress = cs.job_progress(tasks_with(*statuses))
+    progress = cs.job_progress(latest(*statuses))
     assert (progress["never_run"], progress["running"], progress["success"], progress["failed"]) == counts
     assert (progress["total"], progress["done"]) == (len(statuses), counts[2])
     assert (progress["text"], progress["percent"]) == (text, percent)
@@ -524,7 +520,7 @@ def test_job_progress_counts_tasks_by_their_latest_run(
     ],
 )
 def test_job_status_is_derived_from_the_latest_runs(statuses: tuple[str | None, ...], status: str) -> None:
-    assert cs.derive_job_status(tasks_with(*statuses)) == status
+    assert cs.derive_job_status(latest(*statuses)) == status
 
 
 def test_a_time_without_offset_is_read_in_the_given_zone_and_kept_in_utc() -> None:

@@ -789,6 +789,63 @@ def test_jobs_list_and_get_show_progress_from_the_latest_runs(home: Path, cli: C
     assert "2/5 (40%)" in table.splitlines()[1]
 
 
+def listed_fresh(home: Path) -> tuple[list[dict[str, Any]], bool]:
+    """Jobs with progress as a new process lists them, and whether it had to read tasks.json."""
+    store = cs.Store(home)
+    jobs = cs.Service(store).list_jobs()
+    return jobs, store.tasks.loaded_stamp() is not None
+
+
+def listed_from_tasks(home: Path) -> list[dict[str, Any]]:
+    store = cs.Store(home)
+    store.task_list()  # a store that has read every task computes progress from them
+    return cs.Service(store).list_jobs()
+
+
+def test_a_new_process_lists_jobs_from_the_index_without_reading_tasks(world: World) -> None:
+    finish(world.store, world.runs[world.tasks[0]][-1], "failed")
+    jobs, read_tasks = listed_fresh(world.home)
+    assert not read_tasks
+    assert jobs == listed_from_tasks(world.home)
+    progress = {job["name"]: job["progress"]["text"] for job in jobs}
+    assert progress == {"Doomed": "2/3", "Kept": "1/1"}
+
+
+CHANGES: dict[str, Callable[[World], object]] = {
+    "create a task": lambda w: w.backend.create_task({"name": "new", "prompt": "p", "job_id": w.other_job}),
+    "move a task": lambda w: w.backend.update_task(w.tasks[0], {"job_id": w.other_job}),
+    "unassign a task": lambda w: w.backend.update_task(w.tasks[1], {"job_id": None}),
+    "assign a loose task": lambda w: w.backend.update_task(w.loose_task, {"job_id": w.job}),
+    "rename a task": lambda w: w.backend.update_task(w.tasks[0], {"name": "renamed"}),
+    "delete a task": lambda w: w.backend.delete_task(w.tasks[2]),
+    "delete a job": lambda w: w.backend.delete_job(w.job),
+    "record a run": lambda w: add_run(w.store, w.other_task, "failed"),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_the_index_follows_every_change_to_the_tasks(world: World, change: str) -> None:
+    CHANGES[change](world)
+    jobs, read_tasks = listed_fresh(world.home)
+    assert not read_tasks, "the index should match tasks.json after the store's own writes"
+    assert jobs == listed_from_tasks(world.home)
+
+
+def test_an_index_that_no_longer_matches_tasks_json_is_not_used(world: World) -> None:
+    document = read(world.home / "tasks.json")
+    for task in document["tasks"]:
+        if task["id"] == world.loose_task:
+            task["job_id"] = world.other_job  # a hand edit the index cannot know of
+    (world.home / "tasks.json").write_text(json.dumps(document))
+    jobs, read_tasks = listed_fresh(world.home)
+    assert read_tasks
+    assert {job["name"]: job["progress"]["total"] for job in jobs} == {"Doomed": 3, "Kept": 2}
+
+    (world.home / "tasks.json").write_text("{not json")
+    with pytest.raises(cs.StorageError, match=r"tasks\.json cannot be read"):
+        cs.Service(cs.Store(world.home)).list_jobs()
+
+
 def job_status(store: cs.Store, job_id: str) -> str:
     return cs.Store(store.home).job(job_id).status.value
 
