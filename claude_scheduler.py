@@ -6612,8 +6612,10 @@ def _task_fields(ctx: CliContext, *, creating: bool) -> JSONDict:
     for option, key in (("allowed_tools", "allowed_tools"), ("disallowed_tools", "disallowed_tools")):
         if getattr(args, option) is not None:
             fields[key] = [tool for item in getattr(args, option) for tool in item.split(",") if tool]
-    if args.env is not None:
-        fields["env"] = dict(_env_pair(item) for item in args.env)
+    unset = getattr(args, "unset_env", None) or []
+    if args.env is not None or unset:
+        env = {**(current["env"] if current else {}), **dict(_env_pair(item) for item in args.env or [])}
+        fields["env"] = {name: value for name, value in env.items() if name not in unset}
     retry = {
         k: v
         for k, v in (("max_attempts", args.retries), ("delay_seconds", args.retry_delay))
@@ -6687,7 +6689,10 @@ def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
     parser.add_argument("--session-mode", choices=[mode.value for mode in SessionMode])
     parser.add_argument("--overlap", choices=[mode.value for mode in Overlap], help="if still running")
     parser.add_argument("--catch-up", choices=[mode.value for mode in CatchUp], help="after downtime")
-    parser.add_argument("--env", action="append", metavar="NAME=VALUE", help="extra environment; repeatable")
+    env_help = "extra environment" if creating else "set one variable (the others stay)"
+    parser.add_argument("--env", action="append", metavar="NAME=VALUE", help=f"{env_help}; repeatable")
+    if not creating:
+        parser.add_argument("--unset-env", action="append", metavar="NAME", help="drop one; repeatable")
     state = parser.add_mutually_exclusive_group()
     state.add_argument("--disabled", dest="enabled", action="store_false", default=None)
     state.add_argument("--enabled", dest="enabled", action="store_true", default=None)

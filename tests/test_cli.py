@@ -770,6 +770,15 @@ def test_tasks_update_changes_only_what_is_given(cli: Cli, cli_json: CliJson) ->
     assert cli("tasks", "update", task["id"]).code != 0
 
 
+def test_tasks_update_sets_and_drops_single_environment_variables(cli_json: CliJson) -> None:
+    task = make_task(cli_json, "t", "--env", "A=1", "--env", "B=2")
+    changed = cli_json("tasks", "update", task["id"], "--env", "B=20", "--env", "C=3")
+    assert changed["env"] == {"A": "1", "B": "20", "C": "3"}
+    dropped = cli_json("tasks", "update", task["id"], "--unset-env", "A", "--unset-env", "NOT_SET")
+    assert dropped["env"] == {"B": "20", "C": "3"}
+    assert cli_json("tasks", "update", task["id"], "--unset-env", "B", "--unset-env", "C")["env"] == {}
+
+
 def test_tasks_update_moves_a_task_between_jobs_and_out(cli_json: CliJson) -> None:
     first, second = make_job(cli_json, "first"), make_job(cli_json, "second")
     task = make_task(cli_json, "t", "--job", first["id"])
