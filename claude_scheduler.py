@@ -6064,6 +6064,20 @@ class CliContext:
     def resolve(self, kind: str, text: str) -> str:
         return self.backend.resolve(kind, text)
 
+    def warn_about_paths(self, fields: JSONDict) -> None:
+        """Say so on stderr when a folder or watched path just given does not exist here
+        (it is kept: it may appear later). Not over --api: the server may be elsewhere."""
+        if self.backend.remote:
+            return
+        schedule = fields.get("schedule") or {}
+        given = (
+            ("working folder", fields.get("working_directory"), "runs fail until it does"),
+            ("watched path", schedule.get("path"), "nothing fires until it does"),
+        )
+        for label, raw, outcome in given:
+            if raw and not Path(_expand_path(raw.strip(), Path.home(), os.environ)).exists():
+                self.err(f"warning: the {label} {raw} does not exist; {outcome}")
+
     def confirm(self, question: str) -> bool:
         """Ask on a terminal; refuse (Conflict) when there is none to ask on."""
         if self.args.force:
@@ -6093,7 +6107,9 @@ def _job_text(job: JSONDict) -> str:
 
 
 def _cmd_jobs_create(ctx: CliContext) -> int:
-    job = ctx.backend.create_job(_job_fields(ctx.args))
+    fields = _job_fields(ctx.args)
+    job = ctx.backend.create_job(fields)
+    ctx.warn_about_paths(fields)
     return ctx.show(job, lambda: f"Created job {_short(job['id'])}: {job['name']}")
 
 
@@ -6102,6 +6118,7 @@ def _cmd_jobs_update(ctx: CliContext) -> int:
     if not fields:
         raise BadRequest("nothing to change: give at least one option (see --help)")
     job = ctx.backend.update_job(ctx.resolve("job", ctx.args.id), fields)
+    ctx.warn_about_paths(fields)
     return ctx.show(job, lambda: f"Updated job {_short(job['id'])}: {job['name']}")
 
 
@@ -6168,7 +6185,9 @@ def _cmd_tasks_get(ctx: CliContext) -> int:
 
 
 def _cmd_tasks_create(ctx: CliContext) -> int:
-    task = ctx.backend.create_task(_task_fields(ctx, creating=True))
+    fields = _task_fields(ctx, creating=True)
+    task = ctx.backend.create_task(fields)
+    ctx.warn_about_paths(fields)
     return ctx.show(task, lambda: _task_saved_text("Created", task))
 
 
@@ -6178,6 +6197,7 @@ def _cmd_tasks_update(ctx: CliContext) -> int:
     if not fields:
         raise BadRequest("nothing to change: give at least one option (see --help)")
     task = ctx.backend.update_task(task_id, fields)
+    ctx.warn_about_paths(fields)
     return ctx.show(task, lambda: _task_saved_text("Updated", task))
 
 

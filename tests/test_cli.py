@@ -779,6 +779,23 @@ def test_tasks_update_sets_and_drops_single_environment_variables(cli_json: CliJ
     assert cli_json("tasks", "update", task["id"], "--unset-env", "B", "--unset-env", "C")["env"] == {}
 
 
+def test_a_folder_that_does_not_exist_is_kept_with_a_warning(cli: Cli, tmp_path: Path) -> None:
+    missing, present = tmp_path / "not-yet", tmp_path / "here"
+    present.mkdir()
+    created = cli("tasks", "create", "--name", "t", "--prompt", "p", "--working-dir", str(missing))
+    assert created.code == 0
+    assert created.err == f"warning: the working folder {missing} does not exist; runs fail until it does\n"
+    task_id = created.out.split()[2].rstrip(":")
+    assert cli("tasks", "update", task_id, "--working-dir", str(present)).err == ""
+    assert cli("tasks", "update", task_id, "--name", "renamed").err == ""  # only what is given is checked
+    watched = cli("tasks", "update", task_id, "--watch", str(missing))
+    assert watched.err == f"warning: the watched path {missing} does not exist; nothing fires until it does\n"
+    job = cli("jobs", "create", "--name", "j", "--working-dir", str(missing / "deeper"))
+    assert (job.code, job.err.startswith("warning: the working folder")) == (0, True)
+    listed = cli("tasks", "get", task_id, "--json").json()
+    assert (listed["working_directory"], listed["schedule"]["path"]) == (str(present), str(missing))
+
+
 def test_tasks_update_moves_a_task_between_jobs_and_out(cli_json: CliJson) -> None:
     first, second = make_job(cli_json, "first"), make_job(cli_json, "second")
     task = make_task(cli_json, "t", "--job", first["id"])
