@@ -65,15 +65,18 @@ Clock = Callable[[], datetime]
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+LOG_LEVELS = (30, 20, 10)  # logging's WARNING, INFO and DEBUG, for -v counts 0, 1 and 2
+_log_level: int | None = None  # set by `main`; None when the module is used as a library
 
 
 @functools.cache
 def logger() -> logging.Logger:
     """The module's logger. logging is imported on first use, as most CLI calls never log;
-    unless `main` set a chattier level, warnings and errors go to stderr."""
+    under `main`, logging is then set up to print to stderr at the level main chose."""
     import logging
 
-    logging.basicConfig(format=LOG_FORMAT)  # does nothing when logging is set up already
+    if _log_level is not None:
+        logging.basicConfig(level=_log_level, format=LOG_FORMAT)  # a no-op if already set up
     return logging.getLogger("claude_scheduler")
 
 
@@ -1819,20 +1822,23 @@ else:
 
 
 HEAD_BYTES = 64  # the head of our files holds "rev", which changes on every write
+FileSignature = tuple[int, int, int, int, bytes]  # mtime, ctime, size, inode, the first bytes
 
 
 class CachedFile:
     """One JSON file, parsed once and re-read only when it changed on disk.
 
-    A change is noticed by (mtime, size, inode, first bytes); every save writes a fresh
-    "rev" into the first bytes, so rapid rewrites by other processes are never missed.
-    A file that fails to parse is never overwritten: `check` raises StorageError until
-    the file is fixed by hand. Callers serialise writes with the store's lock.
+    A change is noticed by (mtime, ctime, size, inode, first bytes); every save writes a
+    fresh "rev" into the first bytes, so rapid rewrites by other processes are never
+    missed. A file that fails to parse is never overwritten: `check` raises StorageError
+    until the file is fixed by hand. A save that fails drops the cache, so changes that
+    never reached the file are not kept (the next read reloads it). Callers serialise
+    writes with the store's lock.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._sig: tuple[int, int, int, bytes] | None = None
+        self._sig: FileSignature | None = None
         self._loaded = False
         self._error: StorageError | None = None
 
@@ -1876,14 +1882,22 @@ class CachedFile:
         return _file_stamp(self._signature())
 
     def save(self) -> None:
-        self.check()
-        body = self.encode()
-        rev = os.urandom(8).hex()
-        head = f'{{"version": {STORE_VERSION}, "rev": "{rev}"'
-        atomic_write(self.path, (head + (f", {body}" if body else "") + "}\n").encode())
+        try:
+            self.check()
+            body = self.encode()
+            rev = os.urandom(8).hex()
+            head = f'{{"version": {STORE_VERSION}, "rev": "{rev}"'
+            atomic_write(self.path, (head + (f", {body}" if body else "") + "}\n").encode())
+        except BaseException:
+            self.forget()
+            raise
         self._sig = self._signature()
 
-    def _signature(self) -> tuple[int, int, int, bytes] | None:
+    def forget(self) -> None:
+        """Drop what is cached (with any change not saved): the next read reloads the file."""
+        self._sig, self._loaded, self._error = None, False, None
+
+    def _signature(self) -> FileSignature | None:
         try:
             with open(self.path, "rb") as handle:
                 stat = os.fstat(handle.fileno())
@@ -1892,7 +1906,7 @@ class CachedFile:
             return None
         except OSError as error:
             raise StorageError(f"cannot read {self.path}: {error.strerror}") from error
-        return (stat.st_mtime_ns, stat.st_size, stat.st_ino, head)
+        return (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino, head)
 
     def load(self, document: JSON) -> None:
         """Take in a parsed document (None: the file is missing); raise on a bad shape."""
@@ -1906,8 +1920,8 @@ class CachedFile:
         raise NotImplementedError
 
 
-def _file_stamp(sig: tuple[int, int, int, bytes] | None) -> JSON:
-    return [] if sig is None else [*sig[:3], sig[3].hex()]
+def _file_stamp(sig: FileSignature | None) -> JSON:
+    return [] if sig is None else [*sig[:4], sig[4].hex()]
 
 
 def _check_version(document: JSON) -> None:
@@ -2170,7 +2184,9 @@ class Store:
         if self.tasks.loaded_stamp() is not None or not isinstance(index, dict):
             return None
         jobs = index.get("jobs")
-        return jobs if isinstance(jobs, dict) and index.get("of") == self.tasks.disk_stamp() else None
+        if not isinstance(jobs, dict) or index.get("of") != self.tasks.disk_stamp():
+            return None
+        return jobs if all(job_id is None or isinstance(job_id, str) for job_id in jobs.values()) else None
 
     def tasks_of(self, job_id: str | None) -> list[Task]:
         """Tasks of a job in its `task_order`, then the rest by creation; None: unassigned."""
@@ -2268,9 +2284,13 @@ class Store:
             self.tasks.check()
             if task.job_id and task.job_id not in {job.id for job in self.job_list()}:
                 raise Invalid(f"no job with id {task.job_id}", "job_id")
+            self.state.check()  # before the change: a refused save must leave the cache as the file is
             self.tasks.put(task)
             self._save_merged(self.tasks, task.id)
-            self.update_task_state(task.id, derived or {})  # this also re-indexes the tasks
+            if derived is None:
+                self._save_merged(self.state)  # which brings the index of the tasks' jobs up to date
+            else:
+                self.update_task_state(task.id, derived)
 
     def update_task_state(self, task_id: str, changes: JSONDict) -> None:
         with self._lock:
@@ -5412,8 +5432,6 @@ def openapi_document() -> JSONDict:
 # but they meet their http.server base only when a server is made (`_on_http_base`): a
 # process that never serves, such as a CLI call, does not import the HTTP stack.
 
-H = TypeVar("H", "ApiHandler", "ApiServer")
-
 if TYPE_CHECKING:
     _HandlerBase = http.server.BaseHTTPRequestHandler
     _ServerBase = http.server.ThreadingHTTPServer
@@ -5422,12 +5440,16 @@ else:
 
 
 @functools.cache
-def _on_http_base(cls: type[H]) -> type[H]:
-    """ApiHandler or ApiServer with its http.server base class under it."""
+def _on_http_base(cls: type) -> type:
+    """ApiHandler or ApiServer (or a subclass) with its http.server base class under it."""
     import http.server
 
-    bases = {"ApiHandler": http.server.BaseHTTPRequestHandler, "ApiServer": http.server.ThreadingHTTPServer}
-    return cast("type[H]", type(cls.__name__, (cls, bases[cls.__name__]), {"__module__": __name__}))
+    base: type = http.server.ThreadingHTTPServer
+    if issubclass(cls, ApiHandler):
+        base = http.server.BaseHTTPRequestHandler
+    if issubclass(cls, base):
+        return cls
+    return type(cls.__name__, (cls, base), {"__module__": cls.__module__})
 
 
 class ApiHandler(_HandlerBase):
@@ -5627,7 +5649,8 @@ class ApiServer(_ServerBase):
     timeout = 0.0  # handle_request runs only once select has seen a connection waiting
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ApiServer:
-        return object.__new__(cls if cls is not ApiServer else _on_http_base(ApiServer))
+        made: type[ApiServer] = _on_http_base(cast("type", cls))  # (mypy wrongly finds a class unhashable)
+        return object.__new__(made)
 
     def __init__(self, service: Service, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
         import socket
@@ -10450,11 +10473,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else 2
+    global _log_level
     chattiness = args.verbose + (args.mode == "serve")  # serve logs its work by default
-    if chattiness:
-        import logging
-
-        logging.basicConfig(level=(logging.INFO, logging.DEBUG)[min(chattiness, 2) - 1], format=LOG_FORMAT)
+    _log_level = LOG_LEVELS[min(chattiness, len(LOG_LEVELS) - 1)]  # applied by logger() on first use
     modes: dict[str | None, Callable[[argparse.Namespace], int]] = {
         "cli": _run_cli,
         "serve": _run_serve,

@@ -185,6 +185,22 @@ def test_stop_ends_serving_and_frees_the_port(store: cs.Store) -> None:
     server.stop()  # a second stop is harmless
 
 
+def test_a_subclass_of_the_server_serves(store: cs.Store) -> None:
+    class Quiet(cs.ApiServer):
+        daemon_threads = True
+
+    server = Quiet(cs.Service(store), "127.0.0.1", 0)
+    server.start()
+    client = Api(server, cs.api_token(store.home, create=False))
+    try:
+        assert isinstance(server, Quiet)
+        assert client.request("GET", "/api/health").status == 200
+        assert client.request("GET", "/api/jobs").json == {"jobs": []}
+    finally:
+        client.close()
+        server.stop()
+
+
 def test_a_busy_port_is_a_clear_error(store: cs.Store, api: Api) -> None:
     with pytest.raises(cs.SchedulerError, match=r"cannot serve the API on 127\.0\.0\.1"):
         cs.ApiServer(cs.Service(store), "127.0.0.1", api.port)

@@ -134,6 +134,33 @@ def test_the_parser_built_for_one_command_reads_it_as_the_whole_parser_does(
     assert "usage: claude-code-scheduler cli" in helps[0]
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cli"],
+        ["cli", "jobs"],
+        ["cli", "jobs", "lst"],
+        ["cli", "job", "list"],
+        ["cli", "tasks", "create", "--name", "x"],
+        ["cli", "tasks", "update", "--every", "1h"],
+        ["cli", "--json", "runs", "list", "--bogus"],
+        ["cli", "tasks", "--help", "list"],
+        ["cli", "jobs", "tasks", "--help"],
+        ["--home", "jobs", "cli", "tasks", "-h"],
+        ["serve", "--port", "x"],
+    ],
+)
+def test_the_parser_built_for_an_argv_answers_it_as_the_whole_parser_does(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    answers = []
+    for parser in (cs.build_parser(), cs.build_parser(argv)):
+        with pytest.raises(SystemExit) as stop:
+            parser.parse_args(argv)
+        answers.append((stop.value.code, *capsys.readouterr()))
+    assert answers[0] == answers[1]
+
+
 def test_importing_the_module_does_nothing(tmp_path: Path) -> None:
     home = tmp_path / "data"
     env = {**child_env(home), "HOME": str(tmp_path / "user")}

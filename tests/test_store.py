@@ -846,6 +846,51 @@ def test_an_index_that_no_longer_matches_tasks_json_is_not_used(world: World) ->
         cs.Service(cs.Store(world.home)).list_jobs()
 
 
+def test_a_refused_save_leaves_no_trace_in_the_index_or_in_later_saves(home: Path) -> None:
+    store = open_store(home)
+    backend = cs.Service(store)
+    first, second = (backend.create_job({"name": name})["id"] for name in ("First", "Second"))
+    backend.create_task({"name": "kept", "prompt": "p", "job_id": first})
+    (home / "state.json").write_text("{bad")
+    with pytest.raises(cs.StorageError, match=r"state\.json cannot be read"):
+        backend.create_task({"name": "refused", "prompt": "p", "job_id": second})
+    (home / "state.json").rename(home / "state.json.broken")  # as the error advises
+    store.set_engine_state(paused=False)  # a state write from the same process
+    backend.create_task({"name": "later", "prompt": "p", "job_id": first})
+    assert [task["name"] for task in read(home / "tasks.json")["tasks"]] == ["kept", "later"]
+    jobs, _ = listed_fresh(home)
+    assert {job["name"]: job["progress"]["total"] for job in jobs} == {"First": 2, "Second": 0}
+
+
+def test_a_failed_write_drops_the_unsaved_change_from_the_cache(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(home)
+    backend = cs.Service(store)
+    job = backend.create_job({"name": "J"})["id"]
+
+    def disk_full(path: Path, data: bytes, mode: int = 0o600) -> None:
+        raise cs.StorageError(f"cannot write {path}: No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(cs, "atomic_write", disk_full)
+        with pytest.raises(cs.StorageError, match="No space left"):
+            backend.create_task({"name": "lost", "prompt": "p", "job_id": job})
+    assert store.task_list() == []
+    store.set_engine_state(paused=False)
+    assert listed_fresh(home)[0][0]["progress"]["total"] == 0
+
+
+@pytest.mark.parametrize("jobs", [{"x": ["not", "an", "id"]}, {"x": 7}, ["a", "list"], "text"])
+def test_a_malformed_index_is_not_trusted(world: World, jobs: Any) -> None:
+    document = read(world.home / "state.json")
+    document["task_index"]["jobs"] = jobs
+    (world.home / "state.json").write_text(json.dumps(document))
+    listed, read_tasks = listed_fresh(world.home)
+    assert read_tasks
+    assert {job["name"]: job["progress"]["total"] for job in listed} == {"Doomed": 3, "Kept": 1}
+
+
 def job_status(store: cs.Store, job_id: str) -> str:
     return cs.Store(store.home).job(job_id).status.value
 
