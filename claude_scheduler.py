@@ -942,8 +942,7 @@ CRON_LAST_DAY = "L"
 CRON_LAST_WORKDAY = "LW"
 
 
-@dataclass(frozen=True)
-class CronField:
+class CronField(typing.NamedTuple):
     """Bounds and names of one cron field; `implicit_high` ends `*` and `a/s` ranges."""
 
     name: str
@@ -962,8 +961,7 @@ MONTH_FIELD = CronField("month", 1, 12, 12, MONTH_ABBREVIATIONS, 1)
 DAY_OF_WEEK_FIELD = CronField("day-of-week", 0, 7, 6, WEEKDAY_ABBREVIATIONS, 0, DAYS_PER_WEEK)
 
 
-@dataclass(frozen=True)
-class CronSpec:
+class CronSpec(typing.NamedTuple):
     """A parsed cron expression; build it with `parse_cron`.
 
     Weekdays count from 0 = Sunday. `last_weekdays_in_month` holds the weekdays of `5L`
@@ -3090,8 +3088,7 @@ def _kill_signal() -> int:
     return signal.SIGTERM if sys.platform == "win32" else signal.SIGKILL
 
 
-@dataclass(frozen=True)
-class _Limits:
+class _Limits(typing.NamedTuple):
     """How long a run may take and how it is ended; `monotonic` times all of it."""
 
     timeout: float
@@ -7115,8 +7112,7 @@ T = TypeVar("T")
 N = TypeVar("N", int, float)
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(typing.NamedTuple):
     """What a pane lists: all tasks, the unassigned ones, one job's, or (Runs) one task's."""
 
     kind: str
@@ -7405,8 +7401,7 @@ def _form_env(text: str) -> dict[str, str]:
 # Treeviews: every list in the window is a TreeTable built from column specs.
 
 
-@dataclass(frozen=True)
-class GuiColumn:
+class GuiColumn(typing.NamedTuple):
     """One Treeview column; the first spec is the tree column "#0", which has the status dot.
     Its width is what `sample` (a typical widest cell) and its title need in the window's font."""
 
@@ -7853,8 +7848,7 @@ class Looks:
 ENGINE_TICKET = 0  # a Posted with this ticket carries an engine event
 
 
-@dataclass(frozen=True)
-class Posted:
+class Posted(typing.NamedTuple):
     """What other threads hand the Tk thread: the answer to a submitted call (its ticket,
     its result or its exception), or an engine event (ENGINE_TICKET). Plain data only."""
 
