@@ -2200,9 +2200,10 @@ class Store:
         with self._lock:
             task_id = self._run_index.get(run_id)
             if task_id is None or run_id not in self._runs_file(task_id).records:
+                self._run_index.pop(run_id, None)  # gone from where it was, if deleted elsewhere
                 self.all_runs()
                 task_id = self._run_index.get(run_id)
-            if task_id is None:
+            if task_id is None or run_id not in self._runs_file(task_id).records:
                 raise NotFound(f"no run with id {run_id}")
             return self._runs_file(task_id).records[run_id]
 
@@ -6403,16 +6404,27 @@ def _cmd_tasks_run(ctx: CliContext) -> int:
 def _follow_to_end(ctx: CliContext, run_id: str) -> int:
     """Follow a run handed to the engine; Ctrl-C asks the engine to stop it."""
     cursor = LogCursor(run_id)
-    with _signals_interrupt():
+    with _signals_interrupt(), _deleted_meanwhile():
         try:
             follow_log(ctx, cursor, follow=True, quiet=ctx.args.json)
         except KeyboardInterrupt:
             ctx.err("Stopping…")
             ctx.backend.stop_run(run_id)
             follow_log(ctx, cursor, follow=True, quiet=ctx.args.json)
-    run = ctx.backend.get_run(run_id)
+        run = ctx.backend.get_run(run_id)
     ctx.show(run, lambda: _run_summary(run))
     return 0 if run["status"] == RunStatus.SUCCESS else 1
+
+
+RUN_DELETED = "the run was deleted while it ran (with its task or job); its session was stopped"
+
+
+@contextlib.contextmanager
+def _deleted_meanwhile() -> Iterator[None]:
+    try:
+        yield
+    except NotFound:
+        raise SchedulerError(RUN_DELETED) from None
 
 
 def _run_in_foreground(
@@ -6450,14 +6462,19 @@ def _perform_streaming(ctx: CliContext, executor: Executor, run: Run) -> JSONDic
     worker = threading.Thread(target=lambda: result.append(executor.perform(run, stop)), daemon=True)
     worker.start()
     cursor = LogCursor(run.id)
-    while worker.is_alive():
-        try:
-            follow_log(ctx, cursor, follow=True, stop=stop, quiet=ctx.args.json)
-            worker.join(FOLLOW_POLL_SECONDS)
-        except KeyboardInterrupt:
-            ctx.err("Stopping…")
-            stop.set()
-    follow_log(ctx, cursor, follow=False, quiet=ctx.args.json)
+    try:
+        while worker.is_alive():
+            try:
+                follow_log(ctx, cursor, follow=True, stop=stop, quiet=ctx.args.json)
+                worker.join(FOLLOW_POLL_SECONDS)
+            except KeyboardInterrupt:
+                ctx.err("Stopping…")
+                stop.set()
+        follow_log(ctx, cursor, follow=False, quiet=ctx.args.json)
+    except NotFound:  # another process deleted its task or job: the worker ends the session
+        stop.set()
+        worker.join()
+        raise SchedulerError(RUN_DELETED) from None
     finished = result[0].to_dict() if result else ctx.backend.get_run(run.id)
     if not ctx.args.json:
         ctx.emit(_run_summary(finished))

@@ -185,6 +185,40 @@ def test_ctrl_c_stops_a_foreground_run_and_records_it_cancelled(
     wait_for(lambda: pid_gone(run["pid"]), "claude to end")
 
 
+@pytest.mark.parametrize("deleted", ["task", "job"])
+def test_a_forced_delete_during_a_foreground_run_ends_it_cleanly(
+    home: Path, cli: Cli, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]], deleted: str
+) -> None:
+    job, (task,) = create_job(cli_json, ["[hang]"])
+    proc = processes(home, "tasks", "run", task["id"])
+    run = running_run(home, task["id"])
+
+    refused = cli(f"{deleted}s", "delete", (job if deleted == "job" else task)["id"])
+    assert (refused.code, "active run" in refused.err) == (1, True)
+    assert cli(f"{deleted}s", "delete", (job if deleted == "job" else task)["id"], "--force").code == 0
+    _, err = proc.communicate(timeout=WAIT_SECONDS)
+
+    assert proc.returncode == 1
+    assert err.strip().splitlines()[-1] == f"error: {cs.RUN_DELETED}"
+    assert "Traceback" not in err
+    wait_for(lambda: pid_gone(run["pid"]), "claude to end")
+    assert not (home / cs.RUNS_DIR / f"{task['id']}.json").exists()
+
+
+def test_a_forced_delete_during_an_engine_run_stops_it_quietly(
+    home: Path, cli: Cli, cli_json: CliJson, engine: cs.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    task = create_task(cli_json, "[hang]")
+    run = cli_json("tasks", "run", task["id"], "--detach")
+    engine.tick()
+    running = wait_status(home, run["id"], "running")
+
+    assert cli("tasks", "delete", task["id"], "--force").code == 0
+    wait_for(lambda: pid_gone(running["pid"]), "claude to end")
+    wait_for(lambda: not engine.active_run_ids, "the engine to let the run go")
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
+
+
 def test_tasks_run_detach_hands_the_run_to_the_engine(
     home: Path, cli: Cli, cli_json: CliJson, record: Recorder
 ) -> None:
