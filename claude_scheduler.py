@@ -338,12 +338,24 @@ def read_str(value: JSON, field: str, *, max_len: int = TEXT_MAX, required: bool
         return ""
     if not isinstance(value, str):
         raise Invalid("must be a string", field)
+    if not value.isascii() and not _is_unicode(value):
+        raise Invalid("must be text: it holds bytes that are not UTF-8", field)
     text: str = value.strip() if max_len <= NAME_MAX else value
     if required and not text.strip():
         raise Invalid("is required and must not be empty", field)
     if len(text) > max_len:
         raise Invalid(f"must be at most {max_len} characters (got {len(text)})", field)
     return text
+
+
+def _is_unicode(text: str) -> bool:
+    """False for text with lone surrogates: bytes that were not UTF-8, smuggled through
+    argv, stdin or a JSON escape. They cannot be written to a file."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_opt_str(value: JSON, field: str, max_len: int = TEXT_MAX) -> str | None:
@@ -6105,7 +6117,11 @@ class CliContext:
             return True
         if not sys.stdin.isatty():
             raise Conflict(f"{question} Not asking without a terminal: add --force to confirm")
-        answer = input(f"{question} [y/N] ").strip().lower()
+        try:
+            answer = input(f"{question} [y/N] ").strip().lower()
+        except EOFError:  # Ctrl-D: no answer is a no
+            print(file=sys.stderr)
+            return False
         return answer in ("y", "yes")
 
 
@@ -6629,6 +6645,8 @@ def _read_prompt(args: argparse.Namespace) -> str | None:
             return Path(args.prompt_file).read_text(encoding="utf-8")
         except OSError as error:
             raise Invalid(f"cannot read {args.prompt_file}: {error.strerror}", "--prompt-file") from None
+        except UnicodeDecodeError:
+            raise Invalid(f"{args.prompt_file} is not UTF-8 text", "--prompt-file") from None
     if args.prompt == "-":
         return sys.stdin.read()
     return str(args.prompt) if args.prompt is not None else None

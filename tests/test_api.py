@@ -1252,6 +1252,9 @@ BAD_IDS = [
 BAD_QUERY_VALUES = ["", "abc", "-1", "1e3", "9" * 40, "0", "true", "none", "%FF", "%00", "%E2%98%83"]
 BAD_BODIES: list[bytes] = [
     b"not json",
+    b'{"name": "\\ud800", "prompt": "p"}',
+    b'{"name": "n", "prompt": "\\udcff"}',
+    b'{"name": "n", "prompt": "p", "unknown": ["\\ud800"]}',
     b"[]",
     b"[1, 2]",
     b"null",

@@ -517,6 +517,20 @@ def test_jobs_delete_keeps_everything_unless_the_answer_is_yes(
     assert len(cli_json("jobs", "get", full_job["id"])["tasks"]) == 2
 
 
+def test_ctrl_d_at_the_question_keeps_everything(
+    cli: Cli, full_job: dict[str, Any], monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
+    def end_of_input(question: str = "") -> str:
+        raise EOFError
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    monkeypatch.setattr(builtins, "input", end_of_input)
+    before = sorted(p.name for p in home.rglob("*"))
+    result = cli("jobs", "delete", full_job["id"])
+    assert (result.code, result.out) == (1, "Nothing deleted.\n")
+    assert sorted(p.name for p in home.rglob("*")) == before
+
+
 @pytest.mark.parametrize("reply", ["Y", "yes", " y "])
 def test_jobs_delete_accepts_any_yes(
     cli: Cli, cli_json: CliJson, full_job: dict[str, Any], answer: Callable[[str], list[str]], reply: str
@@ -701,6 +715,24 @@ def test_tasks_create_with_every_other_option(cli_json: CliJson) -> None:
         "next_run_at": None,
         "job_id": None,
     }
+
+
+def test_input_that_is_not_utf8_is_refused_with_a_clear_error(
+    cli: Cli, cli_json: CliJson, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binary = tmp_path / "prompt.bin"
+    binary.write_bytes(b"\xff\xfe\x00binary")
+    result = cli("tasks", "create", "--name", "t", "--prompt-file", str(binary))
+    assert (result.code, result.err) == (1, f"error: --prompt-file: {binary} is not UTF-8 text\n")
+    not_utf8 = b"bad \xff name".decode("utf-8", "surrogateescape")  # as argv and stdin hand it over
+    result = cli("tasks", "create", "--name", not_utf8, "--prompt", "p")
+    assert (result.code, result.err) == (1, "error: name: must be text: it holds bytes that are not UTF-8\n")
+    assert cli("jobs", "create", "--name", "j", "--working-dir", f"/tmp/{not_utf8}").code == 1
+    monkeypatch.setattr(sys, "stdin", io.StringIO(not_utf8))
+    result = cli("tasks", "create", "--name", "t", "--prompt", "-")
+    assert (result.code, "prompt: must be text" in result.err) == (1, True)
+    assert cli_json("tasks", "list") == {"tasks": []}
+    assert cli_json("jobs", "list") == {"jobs": []}
 
 
 def test_tasks_create_in_a_job_by_prefix(cli_json: CliJson) -> None:
