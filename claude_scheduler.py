@@ -4261,6 +4261,8 @@ class Service:
         with self.store.locked():
             current = self.store.task(task_id)
             merged = {**current.to_dict(derived=False), **data, "updated_at": fmt_time(now)}
+            if isinstance(data.get("retry"), dict):  # a partial retry policy keeps the fields not given
+                merged["retry"] = {**current.retry.to_dict(), **data["retry"]}
             task = Task.from_dict(merged)
             self._check_future(data, task, now)
             timing_changed = (task.schedule, task.enabled) != (current.schedule, current.enabled)
@@ -6097,6 +6099,12 @@ class CliContext:
     def resolve(self, kind: str, text: str) -> str:
         return self.backend.resolve(kind, text)
 
+    def one_step(self) -> contextlib.AbstractContextManager[None]:
+        """Make a read and the write built on it one step, so that concurrent commands
+        lose no change: under the store's lock in direct mode. (Over --api each request is
+        applied whole, but a merge made here reads the task a moment before it writes.)"""
+        return self.backend.store.locked() if isinstance(self.backend, Service) else contextlib.nullcontext()
+
     def warn_about_paths(self, fields: JSONDict) -> None:
         """Say so on stderr when a folder or watched path just given does not exist here
         (it is kept: it may appear later). Not over --api: the server may be elsewhere."""
@@ -6222,7 +6230,7 @@ def _cmd_tasks_get(ctx: CliContext) -> int:
 
 
 def _cmd_tasks_create(ctx: CliContext) -> int:
-    fields = _task_fields(ctx, creating=True)
+    fields = _task_fields(ctx, creating=True, prompt=_read_prompt(ctx.args))
     task = ctx.backend.create_task(fields)
     ctx.warn_about_paths(fields)
     return ctx.show(task, lambda: _task_saved_text("Created", task))
@@ -6230,10 +6238,12 @@ def _cmd_tasks_create(ctx: CliContext) -> int:
 
 def _cmd_tasks_update(ctx: CliContext) -> int:
     task_id = ctx.resolve("task", ctx.args.id)
-    fields = _task_fields(ctx, creating=False)
-    if not fields:
-        raise BadRequest("nothing to change: give at least one option (see --help)")
-    task = ctx.backend.update_task(task_id, fields)
+    prompt = _read_prompt(ctx.args)  # before the lock: standard input may take its time
+    with ctx.one_step():  # the fields may be merged into the task's current ones (--env)
+        fields = _task_fields(ctx, creating=False, prompt=prompt)
+        if not fields:
+            raise BadRequest("nothing to change: give at least one option (see --help)")
+        task = ctx.backend.update_task(task_id, fields)
     ctx.warn_about_paths(fields)
     return ctx.show(task, lambda: _task_saved_text("Updated", task))
 
@@ -6666,12 +6676,13 @@ TASK_OPTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _task_fields(ctx: CliContext, *, creating: bool) -> JSONDict:
+def _task_fields(ctx: CliContext, *, creating: bool, prompt: str | None) -> JSONDict:
+    """The task fields the options give; on update, merged with the task's current env
+    and schedule where only part of one is given."""
     args = ctx.args
     fields: JSONDict = {
         key: getattr(args, opt) for opt, key in TASK_OPTIONS if getattr(args, opt) is not None
     }
-    prompt = _read_prompt(args)
     if prompt is not None:
         fields["prompt"] = prompt
     if fields.get("working_directory"):
@@ -6697,7 +6708,7 @@ def _task_fields(ctx: CliContext, *, creating: bool) -> JSONDict:
         if v is not None
     }
     if retry:
-        fields["retry"] = {**(current["retry"] if current else {}), **retry}
+        fields["retry"] = retry  # the service keeps the fields not given
     return fields
 
 

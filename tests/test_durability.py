@@ -24,6 +24,7 @@ DELETE_ROUNDS = 12
 WORKERS = 4
 TASKS_PER_WORKER = 12
 CHILD_TIMEOUT = 120
+LINE_UP_SECONDS = 1.5  # time for processes started together to reach the store's lock
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and fork-style processes")
 
@@ -243,3 +244,29 @@ def test_the_lock_serialises_read_modify_write_across_processes(home: Path) -> N
     _, err = proc.communicate(timeout=CHILD_TIMEOUT)
     assert proc.returncode == 0, err
     assert [job.name for job in store.job_list()] == ["waited"]
+
+
+def test_concurrent_partial_updates_of_one_task_all_land(home: Path) -> None:
+    """`tasks update --env` merges one variable and `--retries`/`--retry-delay` one field
+    of the retry policy: from several processes at once, every change is kept."""
+    task_id = cs.Service(cs.Store(home)).create_task({"name": "t", "prompt": "p"})["id"]
+    changes = [["--env", f"V{n}={n}"] for n in range(6)] + [["--retries", "3"], ["--retry-delay", "10"]]
+    with cs.Store(home).locked():  # they all start, then meet at the lock when it is let go
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "claude_scheduler", "cli", "tasks", "update", task_id, *change],
+                env=child_env(home),
+                cwd=os.fspath(Path(cs.__file__).parent),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for change in changes
+        ]
+        time.sleep(LINE_UP_SECONDS)
+    for proc in procs:
+        _, err = proc.communicate(timeout=CHILD_TIMEOUT)
+        assert proc.returncode == 0, err
+    task = cs.Service(cs.Store(home)).get_task(task_id)
+    assert task["env"] == {f"V{n}": str(n) for n in range(6)}
+    assert (task["retry"]["max_attempts"], task["retry"]["delay_seconds"]) == (3, 10)
