@@ -892,6 +892,12 @@ class Run:
         return self.status in ACTIVE_STATUSES
 
     @property
+    def tells_how_the_task_does(self) -> bool:
+        """False for runs that never started: skipped, missed, or cancelled while queued."""
+        never_started = self.status is RunStatus.CANCELLED and self.started_at is None
+        return self.status not in NON_EXECUTIONS and not never_started
+
+    @property
     def duration_seconds(self) -> float | None:
         if not self.started_at:
             return None
@@ -2384,7 +2390,7 @@ class Store:
         return doomed
 
     def _note_latest(self, task_id: str, runs: RecordFile[Run]) -> None:
-        executed = [run for run in runs.records.values() if run.status not in NON_EXECUTIONS]
+        executed = [run for run in runs.records.values() if run.tells_how_the_task_does]
         latest = max(executed, key=lambda run: run.created_at, default=None)
         state = self.state.data.get("tasks", {}).get(task_id, {})
         derived: JSONDict = {

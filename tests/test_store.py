@@ -789,6 +789,23 @@ def test_jobs_list_and_get_show_progress_from_the_latest_runs(home: Path, cli: C
     assert "2/5 (40%)" in table.splitlines()[1]
 
 
+def test_a_run_cancelled_before_it_started_leaves_the_progress_as_it_was(home: Path) -> None:
+    store = open_store(home)
+    backend = cs.Service(store)
+    job = backend.create_job({"name": "J"})["id"]
+    task = backend.create_task({"name": "t", "prompt": "p", "job_id": job})["id"]
+    add_run(store, task, "success")
+    queued = add_run(store, task, "queued", log=False)
+    assert backend.get_job(job)["progress"]["running"] == 1
+    backend.stop_run(queued)
+    assert store.run(queued).status is cs.RunStatus.CANCELLED
+    assert backend.get_task(task)["last_run_status"] == "success"
+    assert (backend.get_job(job)["progress"]["text"], backend.get_job(job)["status"]) == ("1/1", "completed")
+    started = add_run(store, task, "running", log=False)
+    finish(store, started, "cancelled")  # a run stopped once it had started does count
+    assert backend.get_task(task)["last_run_status"] == "cancelled"
+
+
 def listed_fresh(home: Path) -> tuple[list[dict[str, Any]], bool]:
     """Jobs with progress as a new process lists them, and whether it had to read tasks.json."""
     store = cs.Store(home)
