@@ -2300,6 +2300,9 @@ class Store:
         with self._lock:
             self.tasks.check()
             if task.job_id and task.job_id not in {job.id for job in self.job_list()}:
+                stored = self.tasks.records.get(task.id)
+                if stored is not None and stored.job_id == task.job_id:  # lost by a hand edit
+                    raise Invalid(f"the task's job {task.job_id} is gone: give it another or none", "job_id")
                 raise Invalid(f"no job with id {task.job_id}", "job_id")
             self.state.check()  # before the change: a refused save must leave the cache as the file is
             self.tasks.put(task)

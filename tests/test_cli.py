@@ -855,6 +855,22 @@ def test_a_folder_that_does_not_exist_is_kept_with_a_warning(cli: Cli, tmp_path:
     assert (listed["working_directory"], listed["schedule"]["path"]) == (str(present), str(missing))
 
 
+def test_a_task_whose_job_was_removed_by_hand_says_how_to_fix_it(
+    cli: Cli, cli_json: CliJson, home: Path
+) -> None:
+    job = make_job(cli_json)
+    task = make_task(cli_json, "t", "--job", job["id"])
+    document = json.loads((home / "jobs.json").read_text())
+    (home / "jobs.json").write_text(json.dumps({**document, "jobs": []}))
+    result = cli("tasks", "update", task["id"], "--name", "renamed")
+    assert (result.code, result.err) == (
+        1,
+        f"error: job_id: the task's job {job['id']} is gone: give it another or none\n",
+    )
+    moved = cli_json("tasks", "update", task["id"], "--name", "renamed", "--job", "none")
+    assert (moved["name"], moved["job_id"]) == ("renamed", None)
+
+
 def test_tasks_update_moves_a_task_between_jobs_and_out(cli_json: CliJson) -> None:
     first, second = make_job(cli_json, "first"), make_job(cli_json, "second")
     task = make_task(cli_json, "t", "--job", first["id"])
