@@ -6736,6 +6736,9 @@ def _common_parent() -> argparse.ArgumentParser:
         "--api", metavar="URL", default=argparse.SUPPRESS, help=f"use a running server (or ${API_ENV})"
     )
     parent.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help="data home")
+    parent.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output (repeatable)"
+    )
     return parent
 
 

@@ -161,6 +161,15 @@ def test_the_parser_built_for_an_argv_answers_it_as_the_whole_parser_does(
     assert answers[0] == answers[1]
 
 
+@pytest.mark.parametrize(
+    "argv", [["-v", "cli", "jobs", "list"], ["cli", "-v", "jobs", "list"], ["cli", "jobs", "list", "-vv"]]
+)
+def test_verbose_is_taken_at_any_level(home: Path, argv: list[str]) -> None:
+    args = cs.build_parser(argv).parse_args(argv)
+    assert args.verbose == argv.count("-v") + 2 * argv.count("-vv")
+    assert cs.main(argv) == 0
+
+
 def test_importing_the_module_does_nothing(tmp_path: Path) -> None:
     home = tmp_path / "data"
     env = {**child_env(home), "HOME": str(tmp_path / "user")}
