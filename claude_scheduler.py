@@ -1606,11 +1606,12 @@ def human_duration(seconds: float) -> str:
     return " ".join(words) or "0 seconds"
 
 
-def fmt_local(moment: datetime | None, *, seconds: bool = False) -> str:
-    """A timestamp in the machine's local time, for people."""
+def fmt_local(moment: datetime | None, *, seconds: bool = False, zone: bool = False) -> str:
+    """A timestamp in the machine's local time, for people; with `zone`, its abbreviation."""
     if moment is None:
         return "-"
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    shown = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return moment.astimezone().strftime(shown + (" %Z" if zone else ""))
 
 
 def describe_schedule(schedule: Schedule) -> str:
@@ -6074,7 +6075,7 @@ def format_fields(record: JSONDict, skip: tuple[str, ...] = ()) -> str:
             continue
         shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
         if key.endswith("_at") or key == "scheduled_for":
-            shown = fmt_local(parse_time(value, key), seconds=True) if value else None
+            shown = fmt_local(parse_time(value, key), seconds=True, zone=True) if value else None
         shown = "-" if shown is None or shown == "" else shown
         lines.append(f"{key.ljust(width)}  {shown}")
     return "\n".join(lines)
@@ -6258,7 +6259,9 @@ def _cmd_tasks_update(ctx: CliContext) -> int:
 
 
 def _task_saved_text(verb: str, task: JSONDict) -> str:
-    upcoming = _when(task["next_run_at"]) if task["enabled"] else "disabled"
+    upcoming = "disabled"
+    if task["enabled"]:
+        upcoming = fmt_local(read_time(task["next_run_at"], "next_run_at"), zone=True)
     return f"{verb} task {_short(task['id'])}: {task['name']}\n{task['schedule_text']}; next run: {upcoming}"
 
 

@@ -623,6 +623,7 @@ def test_tasks_create_with_every_schedule_option(
     human = cli("tasks", "create", "--name", "again", "--prompt", "p", *options).out.splitlines()
     assert human[0].startswith("Created task ") and human[0].endswith(": again")
     assert human[1].startswith(created["schedule_text"] + "; next run: ")
+    assert human[1].endswith(" UTC" if timed else "next run: -")  # local time, named (TZ=UTC here)
 
 
 def test_schedule_texts_read_like_the_schedule(cli_json: CliJson) -> None:
