@@ -6056,15 +6056,29 @@ CELL_MAX = 48
 def format_table(rows: list[JSONDict], columns: tuple[tuple[str, Row], ...]) -> str:
     cells = [[_cell(render(row)) for _, render in columns] for row in rows]
     headers = [title for title, _ in columns]
-    widths = [max(len(text) for text in column) for column in zip(headers, *cells, strict=False)]
+    widths = [max(map(_text_width, column)) for column in zip(headers, *cells, strict=False)]
     lines = [headers, *cells]
     return "\n".join(
-        "  ".join(t.ljust(w) for t, w in zip(line, widths, strict=True)).rstrip() for line in lines
+        "  ".join(t + " " * (w - _text_width(t)) for t, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
     )
 
 
 def _cell(text: str) -> str:
     return _clip(" ".join(text.split()), CELL_MAX)
+
+
+def _text_width(text: str) -> int:
+    """The columns a terminal gives `text`: wide East Asian characters take two, combining
+    marks none."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(
+        0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        for char in text
+    )
 
 
 def format_fields(record: JSONDict, skip: tuple[str, ...] = ()) -> str:

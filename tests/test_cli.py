@@ -8,6 +8,7 @@ import itertools
 import json
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -743,6 +744,18 @@ def test_input_that_is_not_utf8_is_refused_with_a_clear_error(
     assert (result.code, "prompt: must be text" in result.err) == (1, True)
     assert cli_json("tasks", "list") == {"tasks": []}
     assert cli_json("jobs", "list") == {"jobs": []}
+
+
+def test_tables_line_up_wide_characters(cli: Cli, cli_json: CliJson) -> None:
+    for name in ("夜間レビュー", "Nightly", "Café crème"):
+        make_job(cli_json, name)
+    lines = cli("jobs", "list").out.splitlines()
+
+    def columns(text: str) -> int:  # as a terminal shows it
+        return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+    starts = {columns(line[: line.index("pending")]) for line in lines[1:]}
+    assert len(starts) == 1 and columns(lines[0][: lines[0].index("STATUS")]) in starts
 
 
 def test_tasks_create_in_a_job_by_prefix(cli_json: CliJson) -> None:
