@@ -6490,7 +6490,7 @@ def _run_in_foreground(
     executor = Executor(store)
     finished: list[JSONDict] = []
     with _signals_interrupt():
-        for task_id in task_ids:
+        for n, task_id in enumerate(task_ids):
             task = store.task(task_id)
             if not ctx.args.json:
                 ctx.emit(f"Running task {_short(task.id)}: {task.name}")
@@ -6502,10 +6502,17 @@ def _run_in_foreground(
             if task.retry.max_attempts and status in (RunStatus.FAILED, RunStatus.TIMEOUT):
                 ctx.err("Not retried: retries are made by the engine (run it with --detach).")
             if status == RunStatus.CANCELLED or (status != RunStatus.SUCCESS and stop_on_failure):
+                _say_not_run(ctx, task_ids[n + 1 :])
                 break
     if ctx.args.json:
         ctx.emit(json.dumps(finished[0] if len(task_ids) == 1 else {"runs": finished}, indent=2))
     return 0 if all(run["status"] == RunStatus.SUCCESS for run in finished) else 1
+
+
+def _say_not_run(ctx: CliContext, task_ids: list[str]) -> None:
+    if task_ids and not ctx.args.json:
+        names = ", ".join(ctx.backend.get_task(task_id)["name"] for task_id in task_ids)
+        ctx.err(f"Stopped there; not run: {names}.")
 
 
 def _perform_streaming(ctx: CliContext, executor: Executor, run: Run) -> JSONDict:
@@ -6564,6 +6571,12 @@ def _cmd_runs_log(ctx: CliContext) -> int:
         follow_log(ctx, cursor, follow=ctx.args.follow)
     except KeyboardInterrupt:
         return 130
+    if not cursor.offset and not ctx.args.json:  # say why there is nothing, rather than nothing
+        run = ctx.backend.get_run(cursor.run_id)
+        text = f"No log: the run was {run['status']}"
+        if run["status"] in ACTIVE_STATUSES:
+            text = f"No log yet: the run is {run['status']}"
+        ctx.err(text + (f" ({run['error']})" if run["error"] else "") + ".")
     return 0
 
 

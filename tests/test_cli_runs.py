@@ -279,6 +279,17 @@ def test_runs_log_is_readable_and_raw_gives_the_lines_as_logged(
     ]
 
 
+def test_runs_log_of_a_run_without_a_log_says_why(home: Path, cli: Cli, cli_json: CliJson) -> None:
+    task = create_task(cli_json)
+    queued = cli_json("tasks", "run", task["id"], "--detach")
+    result = cli("runs", "log", queued["id"])
+    assert (result.code, result.out, result.err) == (0, "", "No log yet: the run is queued.\n")
+    cli("runs", "stop", queued["id"])
+    result = cli("runs", "log", queued["id"])
+    assert result.err == "No log: the run was cancelled (stopped before it started).\n"
+    assert cli("runs", "log", queued["id"], "--json").err == ""
+
+
 def test_runs_log_follow_follows_a_live_run_to_its_end(home: Path, cli: Cli, cli_json: CliJson) -> None:
     engine = cs.Engine(cs.Store(home), kill_grace=GRACE)
     assert engine.start()  # its own thread, on the real clock
@@ -389,6 +400,7 @@ def test_jobs_run_in_the_foreground_runs_tasks_in_order_and_stops_at_a_failure(
     started = [line for line in result.out.splitlines() if line.startswith("Running task")]
     assert started == [f"Running task {task['id'][:8]}: {task['name']}" for task in tasks[:2]]
     assert record.prompts() == ["first", "second [exit=1]"]
+    assert result.err.splitlines()[-1] == "Stopped there; not run: third."
     assert only_run(home, tasks[0]["id"])["trigger"] == "job"
     listed = job_listed(cli_json, job["id"])
     assert (listed["status"], listed["progress"]["text"]) == ("failed", "1/3")
