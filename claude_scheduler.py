@@ -6622,6 +6622,11 @@ def _cmd_settings_set(ctx: CliContext) -> int:
     elif text.strip().lower() in ("", "none", "default"):
         value = None
     settings = ctx.backend.update_settings({name: value})
+    if name == "claude_path" and value and not ctx.backend.remote:
+        try:
+            _explicit_claude("the claude_path setting", str(value), Path.home(), os.environ)
+        except ClaudeNotFound as error:
+            ctx.err(f"warning: {error}")
     return ctx.show(settings, lambda: format_fields(settings))
 
 

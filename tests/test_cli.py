@@ -1135,8 +1135,10 @@ def test_settings_can_be_shown_and_changed_with_their_rules(cli: Callable[..., A
     assert refused.code == 1
     assert refused.err == "error: retention_runs: must be between 1 and 100000 (got 0)\n"
 
-    path = cli("settings", "set", "claude_path", "/opt/claude", "--json").json()["claude_path"]
-    assert path == "/opt/claude"
+    missing = cli("settings", "set", "claude_path", "/opt/claude", "--json")
+    assert missing.json()["claude_path"] == "/opt/claude"  # kept: it may be installed later
+    assert missing.err.startswith("warning: the claude_path setting is set to '/opt/claude'")
+    assert cli("settings", "set", "claude_path", cs.__file__).err == ""  # an executable file
     assert cli("settings", "set", "claude_path", "none", "--json").json()["claude_path"] is None
     assert cli("settings", "set", "colour", "blue").code == 2
 
