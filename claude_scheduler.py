@@ -5585,7 +5585,8 @@ class ApiHandler(_HandlerBase):
         return parse_json_body(body)
 
     def _send(self, status: HTTPStatus, payload: JSON, headers: Mapping[str, str]) -> None:
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        body = text.encode("utf-8", "backslashreplace")  # a lone surrogate echoed back: its JSON escape
         try:
             self.send_response(status)
             self.send_header("Content-Type", JSON_TYPE)
@@ -6510,9 +6511,11 @@ def _run_in_foreground(
 
 
 def _say_not_run(ctx: CliContext, task_ids: list[str]) -> None:
-    if task_ids and not ctx.args.json:
-        names = ", ".join(ctx.backend.get_task(task_id)["name"] for task_id in task_ids)
-        ctx.err(f"Stopped there; not run: {names}.")
+    if not ctx.args.json:
+        names = {task["id"]: task["name"] for task in ctx.backend.list_tasks()}
+        left = [names[task_id] for task_id in task_ids if task_id in names]  # not those deleted meanwhile
+        if left:
+            ctx.err(f"Stopped there; not run: {', '.join(left)}.")
 
 
 def _perform_streaming(ctx: CliContext, executor: Executor, run: Run) -> JSONDict:
@@ -6533,7 +6536,10 @@ def _perform_streaming(ctx: CliContext, executor: Executor, run: Run) -> JSONDic
     except NotFound:  # another process deleted its task or job: the worker ends the session
         stop.set()
         worker.join()
-        raise SchedulerError(RUN_DELETED) from None
+        ctx.err(f"error: {RUN_DELETED}")
+        now = executor.store.clock()
+        gone = dataclasses.replace(run, status=RunStatus.CANCELLED, finished_at=now, error=RUN_DELETED)
+        return gone.to_dict()  # like a cancelled run: a job run stops there
     finished = result[0].to_dict() if result else ctx.backend.get_run(run.id)
     if not ctx.args.json:
         ctx.emit(_run_summary(finished))
@@ -6702,7 +6708,10 @@ def _read_prompt(args: argparse.Namespace) -> str | None:
         except UnicodeDecodeError:
             raise Invalid(f"{args.prompt_file} is not UTF-8 text", "--prompt-file") from None
     if args.prompt == "-":
-        return sys.stdin.read()
+        try:
+            return sys.stdin.read()
+        except UnicodeDecodeError:
+            raise Invalid("standard input is not UTF-8 text", "--prompt") from None
     return str(args.prompt) if args.prompt is not None else None
 
 
@@ -6771,8 +6780,9 @@ def _common_parent() -> argparse.ArgumentParser:
         "--api", metavar="URL", default=argparse.SUPPRESS, help=f"use a running server (or ${API_ENV})"
     )
     parent.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help="data home")
+    # argparse counts each subcommand's -v afresh, so they get their own dest and main adds it
     parent.add_argument(
-        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output (repeatable)"
+        "-v", "--verbose", dest="verbose_below", action="count", default=argparse.SUPPRESS, help="more logs"
     )
     return parent
 
@@ -10561,7 +10571,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else 2
     global _log_level
-    chattiness = args.verbose + (args.mode == "serve")  # serve logs its work by default
+    verbose = args.verbose + getattr(args, "verbose_below", 0)
+    chattiness = verbose + (args.mode == "serve")  # serve logs its work by default
     _log_level = LOG_LEVELS[min(chattiness, len(LOG_LEVELS) - 1)]  # applied by logger() on first use
     modes: dict[str | None, Callable[[argparse.Namespace], int]] = {
         "cli": _run_cli,

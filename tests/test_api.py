@@ -451,6 +451,15 @@ def test_update_task_is_partial_and_moves_between_jobs(api: Api, method: str) ->
     assert api.fails(method, f"/api/tasks/{task['id']}", status=400)["code"] == "bad_request"
 
 
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+def test_update_task_keeps_the_retry_fields_not_given(api: Api, method: str) -> None:
+    task = make_task(api, retry={"max_attempts": 2, "delay_seconds": 30, "backoff": 3.0})
+    changed = api.ok(method, f"/api/tasks/{task['id']}", {"retry": {"max_attempts": 5}})
+    assert changed["retry"] == {"max_attempts": 5, "delay_seconds": 30, "backoff": 3.0}
+    bad = api.fails(method, f"/api/tasks/{task['id']}", {"retry": {"delay_seconds": -1}}, status=422)
+    assert bad["field"] == "retry.delay_seconds"
+
+
 def test_delete_task_removes_its_runs_and_logs(api: Api, store: cs.Store) -> None:
     task = make_task(api)
     runs = [add_run(store, task["id"], minutes=n) for n in range(2)]
@@ -1255,6 +1264,8 @@ BAD_BODIES: list[bytes] = [
     b'{"name": "\\ud800", "prompt": "p"}',
     b'{"name": "n", "prompt": "\\udcff"}',
     b'{"name": "n", "prompt": "p", "unknown": ["\\ud800"]}',
+    b'{"\\ud800": 1, "name": "n", "prompt": "p"}',
+    b'{"name": "n", "prompt": "p", "retry": {"\\udc80": 1}}',
     b"[]",
     b"[1, 2]",
     b"null",

@@ -6,6 +6,7 @@ import builtins
 import io
 import itertools
 import json
+import logging
 import subprocess
 import sys
 import unicodedata
@@ -163,12 +164,21 @@ def test_the_parser_built_for_an_argv_answers_it_as_the_whole_parser_does(
 
 
 @pytest.mark.parametrize(
-    "argv", [["-v", "cli", "jobs", "list"], ["cli", "-v", "jobs", "list"], ["cli", "jobs", "list", "-vv"]]
+    ("argv", "level"),
+    [
+        (["-v", "cli", "jobs", "list"], logging.INFO),
+        (["cli", "-v", "jobs", "list"], logging.INFO),
+        (["cli", "jobs", "list", "-vv"], logging.DEBUG),
+        (["-v", "cli", "jobs", "list", "-v"], logging.DEBUG),
+        (["cli", "jobs", "list"], logging.WARNING),
+    ],
 )
-def test_verbose_is_taken_at_any_level(home: Path, argv: list[str]) -> None:
-    args = cs.build_parser(argv).parse_args(argv)
-    assert args.verbose == argv.count("-v") + 2 * argv.count("-vv")
+def test_verbose_is_taken_at_any_level_and_adds_up(
+    home: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], level: int
+) -> None:
+    monkeypatch.setattr(cs, "_log_level", None)
     assert cs.main(argv) == 0
+    assert cs._log_level == level
 
 
 def test_importing_the_module_does_nothing(tmp_path: Path) -> None:
@@ -739,9 +749,13 @@ def test_input_that_is_not_utf8_is_refused_with_a_clear_error(
     result = cli("tasks", "create", "--name", not_utf8, "--prompt", "p")
     assert (result.code, result.err) == (1, "error: name: must be text: it holds bytes that are not UTF-8\n")
     assert cli("jobs", "create", "--name", "j", "--working-dir", f"/tmp/{not_utf8}").code == 1
-    monkeypatch.setattr(sys, "stdin", io.StringIO(not_utf8))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(not_utf8))  # as read under the C locale
     result = cli("tasks", "create", "--name", "t", "--prompt", "-")
     assert (result.code, "prompt: must be text" in result.err) == (1, True)
+    strict = io.TextIOWrapper(io.BytesIO(b"a \xff b"), encoding="utf-8", errors="strict")  # a UTF-8 locale
+    monkeypatch.setattr(sys, "stdin", strict)
+    result = cli("tasks", "create", "--name", "t", "--prompt", "-")
+    assert (result.code, result.err) == (1, "error: --prompt: standard input is not UTF-8 text\n")
     assert cli_json("tasks", "list") == {"tasks": []}
     assert cli_json("jobs", "list") == {"jobs": []}
 

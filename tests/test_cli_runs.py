@@ -205,6 +205,20 @@ def test_a_forced_delete_during_a_foreground_run_ends_it_cleanly(
     assert not (home / cs.RUNS_DIR / f"{task['id']}.json").exists()
 
 
+def test_a_forced_delete_of_one_task_stops_a_foreground_job_run_there(
+    home: Path, cli: Cli, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]]
+) -> None:
+    job, tasks = create_job(cli_json, ["[hang]", "second", "third"])
+    proc = processes(home, "jobs", "run", job["id"])
+    run = running_run(home, tasks[0]["id"])
+    assert cli("tasks", "delete", tasks[0]["id"], "--force").code == 0
+    _, err = proc.communicate(timeout=WAIT_SECONDS)
+    assert proc.returncode == 1
+    assert err.splitlines()[-2:] == [f"error: {cs.RUN_DELETED}", "Stopped there; not run: second, third."]
+    wait_for(lambda: pid_gone(run["pid"]), "claude to end")
+    assert [t["name"] for t in cli_json("jobs", "tasks", job["id"])["tasks"]] == ["second", "third"]
+
+
 def test_a_forced_delete_during_an_engine_run_stops_it_quietly(
     home: Path, cli: Cli, cli_json: CliJson, engine: cs.Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
