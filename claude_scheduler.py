@@ -561,6 +561,9 @@ _SCHEDULE_READERS: dict[ScheduleType, Callable[[JSONDict, str], Schedule]] = {
 
 @dataclass
 class RetryPolicy:
+    """How the engine retries a failed or timed-out run: up to `max_attempts` more times,
+    the first after `delay_seconds`, each next wait `backoff` times longer."""
+
     max_attempts: int = 0
     delay_seconds: int = 60
     backoff: float = 2.0
@@ -597,6 +600,8 @@ def _stamp(data: JSONDict, name: str) -> datetime:
 
 @dataclass
 class Job:
+    """A group of tasks with an order, a default working folder and a stored status."""
+
     id: str
     name: str
     description: str = ""
@@ -650,6 +655,8 @@ class Job:
 
 @dataclass
 class Task:
+    """A prompt with its Claude settings and a schedule; `job_id` None: in no job."""
+
     id: str
     name: str
     prompt: str
@@ -808,6 +815,8 @@ RUN_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
 
 @dataclass
 class Run:
+    """One `claude -p` session of a task: its status, timing, cost and outcome."""
+
     id: str
     task_id: str
     status: RunStatus = RunStatus.QUEUED
@@ -2109,6 +2118,8 @@ def match_id(kind: str, text: str, ids: Iterable[str]) -> str:
 
 @dataclass
 class DeleteCounts:
+    """What a delete removed (or, in a preview, would remove)."""
+
     jobs: int = 0
     tasks: int = 0
     runs: int = 0
