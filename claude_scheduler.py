@@ -4958,7 +4958,7 @@ def _api_get_task(service: Service, call: ApiCall) -> ApiReply:
 @api_route(
     ("PUT", "PATCH"),
     API_TASK_PATH,
-    "Change a task (only the fields given)",
+    "Change a task (only the fields given; a partial retry object keeps the retry fields not given)",
     schema="Task",
     body="TaskInput",
     body_required=True,
