@@ -4276,14 +4276,20 @@ class Service:
         self.wake()
         return self.get_task(task.id)
 
-    def update_task(self, task_id: str, data: JSON) -> JSONDict:
-        data = self._input(data, Task)
+    def update_task(self, task_id: str, data: JSON, *, env_patch: bool = False) -> JSONDict:
+        """Change the fields given. A partial `retry` keeps the retry fields not given.
+        `env` replaces the whole map; with `env_patch`, it names only the variables to
+        set, and null removes one (so concurrent changes of single variables all land)."""
+        data = self._input(data, Task, env_patch=env_patch)
         now = self.clock()
         with self.store.locked():
             current = self.store.task(task_id)
             merged = {**current.to_dict(derived=False), **data, "updated_at": fmt_time(now)}
-            if isinstance(data.get("retry"), dict):  # a partial retry policy keeps the fields not given
+            if isinstance(data.get("retry"), dict):
                 merged["retry"] = {**current.retry.to_dict(), **data["retry"]}
+            if env_patch and isinstance(data.get("env"), dict):
+                env = {**current.env, **data["env"]}
+                merged["env"] = {name: value for name, value in env.items() if value is not None}
             task = Task.from_dict(merged)
             self._check_future(data, task, now)
             timing_changed = (task.schedule, task.enabled) != (current.schedule, current.enabled)
@@ -4345,9 +4351,12 @@ class Service:
         return {"next_run_at": fmt_time(upcoming)}
 
     @staticmethod
-    def _input(data: JSON, kind: type[Job] | type[Task]) -> JSONDict:
-        """User input: unknown fields (nested ones too) are errors, read-only ones ignored."""
+    def _input(data: JSON, kind: type[Job] | type[Task], *, env_patch: bool = False) -> JSONDict:
+        """User input: unknown fields (nested ones too) are errors, read-only ones ignored.
+        With `env_patch`, env values may be null (see `update_task`)."""
         data = require_object(data)
+        if env_patch and isinstance(data.get("env"), dict):
+            read_env({name: value for name, value in data["env"].items() if value is not None}, "env")
         split_known(data, kind.EDITABLE, strict=True, ignored=kind.READ_ONLY)
         if kind is Task:
             if data.get("schedule") is not None:
@@ -4956,15 +4965,27 @@ def _api_get_task(service: Service, call: ApiCall) -> ApiReply:
 
 
 @api_route(
-    ("PUT", "PATCH"),
+    "PUT",
     API_TASK_PATH,
-    "Change a task (only the fields given; a partial retry object keeps the retry fields not given)",
+    "Change a task: the fields given (a partial retry keeps the retry fields not given; env is replaced)",
     schema="Task",
     body="TaskInput",
     body_required=True,
 )
 def _api_update_task(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.update_task(call.ids["task_id"], call.body)
+
+
+@api_route(
+    "PATCH",
+    API_TASK_PATH,
+    "Change a task: as PUT, but env names only the variables to set, and null removes one",
+    schema="Task",
+    body="TaskPatch",
+    body_required=True,
+)
+def _api_patch_task(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.update_task(call.ids["task_id"], call.body, env_patch=True)
 
 
 @api_route(
@@ -5215,6 +5236,13 @@ def _task_field_schemas() -> JSONDict:
     }
 
 
+ENV_PATCH_SCHEMA: JSONDict = {
+    "type": "object",
+    "additionalProperties": {"type": ["string", "null"]},
+    "description": "the variables to set; null removes one; the others stay",
+}
+
+
 def _task_schemas() -> JSONDict:
     fields = _task_field_schemas()
     derived = {
@@ -5235,6 +5263,7 @@ def _task_schemas() -> JSONDict:
         "Retry": _schema_object(retry, closed=True),
         "Task": _schema_object({**stamps, **fields, **derived}, required=[*stamps, *fields, *derived]),
         "TaskInput": _schema_object(fields, closed=True),
+        "TaskPatch": _schema_object({**fields, "env": ENV_PATCH_SCHEMA}, closed=True),
         "TaskCreate": {"allOf": [_schema_ref("TaskInput"), {"required": ["name", "prompt"]}]},
         "TaskList": _schema_object({"tasks": _schema_array(_schema_ref("Task"))}, required=["tasks"]),
         "NextTimes": _schema_object(
@@ -5833,8 +5862,8 @@ class ApiClient:
     def create_task(self, data: JSON) -> JSONDict:
         return self._object("POST", "/api/tasks", body=data)
 
-    def update_task(self, task_id: str, data: JSON) -> JSONDict:
-        return self._object("PATCH", _api_path("tasks", task_id), body=data)
+    def update_task(self, task_id: str, data: JSON, *, env_patch: bool = False) -> JSONDict:
+        return self._object("PATCH" if env_patch else "PUT", _api_path("tasks", task_id), body=data)
 
     def set_enabled(self, task_id: str, enabled: bool) -> JSONDict:
         return self._object("POST", _api_path("tasks", task_id, "enable" if enabled else "disable"))
@@ -6138,7 +6167,8 @@ class CliContext:
     def one_step(self) -> contextlib.AbstractContextManager[None]:
         """Make a read and the write built on it one step, so that concurrent commands
         lose no change: under the store's lock in direct mode. (Over --api each request is
-        applied whole, but a merge made here reads the task a moment before it writes.)"""
+        applied whole; only a schedule option that changes part of the current schedule,
+        such as --debounce alone, reads it a moment before.)"""
         return self.backend.store.locked() if isinstance(self.backend, Service) else contextlib.nullcontext()
 
     def warn_about_paths(self, fields: JSONDict) -> None:
@@ -6275,11 +6305,11 @@ def _cmd_tasks_create(ctx: CliContext) -> int:
 def _cmd_tasks_update(ctx: CliContext) -> int:
     task_id = ctx.resolve("task", ctx.args.id)
     prompt = _read_prompt(ctx.args)  # before the lock: standard input may take its time
-    with ctx.one_step():  # the fields may be merged into the task's current ones (--env)
+    with ctx.one_step():  # the schedule options may be merged into the task's current schedule
         fields = _task_fields(ctx, creating=False, prompt=prompt)
         if not fields:
             raise BadRequest("nothing to change: give at least one option (see --help)")
-        task = ctx.backend.update_task(task_id, fields)
+        task = ctx.backend.update_task(task_id, fields, env_patch=True)
     ctx.warn_about_paths(fields)
     return ctx.show(task, lambda: _task_saved_text("Updated", task))
 
@@ -6741,8 +6771,9 @@ TASK_OPTIONS: tuple[tuple[str, str], ...] = (
 
 
 def _task_fields(ctx: CliContext, *, creating: bool, prompt: str | None) -> JSONDict:
-    """The task fields the options give; on update, merged with the task's current env
-    and schedule where only part of one is given."""
+    """The task fields the options give. On update, `env` holds only the variables to set
+    or (None) drop, and schedule options that change part of the current schedule are
+    merged into it."""
     args = ctx.args
     fields: JSONDict = {
         key: getattr(args, opt) for opt, key in TASK_OPTIONS if getattr(args, opt) is not None
@@ -6762,10 +6793,10 @@ def _task_fields(ctx: CliContext, *, creating: bool, prompt: str | None) -> JSON
     for option, key in (("allowed_tools", "allowed_tools"), ("disallowed_tools", "disallowed_tools")):
         if getattr(args, option) is not None:
             fields[key] = [tool for item in getattr(args, option) for tool in item.split(",") if tool]
-    unset = getattr(args, "unset_env", None) or []
-    if args.env is not None or unset:
-        env = {**(current["env"] if current else {}), **dict(_env_pair(item) for item in args.env or [])}
-        fields["env"] = {name: value for name, value in env.items() if name not in unset}
+    env: dict[str, str | None] = dict(_env_pair(item) for item in args.env or [])
+    env.update(dict.fromkeys(getattr(args, "unset_env", None) or []))  # None: drop it (update_task)
+    if env:
+        fields["env"] = env
     retry = {
         k: v
         for k, v in (("max_attempts", args.retries), ("delay_seconds", args.retry_delay))

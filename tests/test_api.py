@@ -460,6 +460,15 @@ def test_update_task_keeps_the_retry_fields_not_given(api: Api, method: str) -> 
     assert bad["field"] == "retry.delay_seconds"
 
 
+def test_patch_sets_and_drops_single_environment_variables_and_put_replaces_them(api: Api) -> None:
+    task = make_task(api, env={"A": "1", "B": "2"})
+    path = f"/api/tasks/{task['id']}"
+    assert api.ok("PATCH", path, {"env": {"B": "20", "C": "3"}})["env"] == {"A": "1", "B": "20", "C": "3"}
+    assert api.ok("PATCH", path, {"env": {"A": None, "NOT_SET": None}})["env"] == {"B": "20", "C": "3"}
+    assert api.fails("PATCH", path, {"env": {"D": 4}}, status=422)["field"] == "env.D"
+    assert api.ok("PUT", path, {"env": {"Z": "26"}})["env"] == {"Z": "26"}
+
+
 def test_delete_task_removes_its_runs_and_logs(api: Api, store: cs.Store) -> None:
     task = make_task(api)
     runs = [add_run(store, task["id"], minutes=n) for n in range(2)]

@@ -199,6 +199,9 @@ def test_writes_through_the_server_land_in_the_data_home(
         *api, "tasks", "update", task["id"][:8], "--retries", "2", "--model", "opus", "--job", "none"
     )
     assert (updated["retry"]["max_attempts"], updated["model"], updated["job_id"]) == (2, "opus", None)
+    cli_json(*api, "tasks", "update", task["id"][:8], "--env", "A=1", "--env", "B=2")
+    env = cli_json(*api, "tasks", "update", task["id"][:8], "--env", "C=3", "--unset-env", "A")["env"]
+    assert env == store.task(task["id"]).env == {"B": "2", "C": "3"}
     assert cli_json(*api, "tasks", "disable", task["id"][:8])["enabled"] is False
     assert store.task(task["id"]).enabled is False
     assert cli_json(*api, "tasks", "enable", task["id"][:8])["enabled"] is True
