@@ -256,7 +256,8 @@ class Trigger(enum.StrEnum):
 
 
 ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
-# Runs that never started say nothing about how the task is doing.
+# Runs that never started say nothing about how the task is doing (nor does a run
+# cancelled while queued: see Run.tells_how_the_task_does).
 NON_EXECUTIONS = frozenset({RunStatus.SKIPPED, RunStatus.MISSED})
 FINISHED_STATUSES = frozenset(RunStatus) - ACTIVE_STATUSES
 
@@ -4280,7 +4281,7 @@ class Service:
         """Change the fields given. A partial `retry` keeps the retry fields not given.
         `env` replaces the whole map; with `env_patch`, it names only the variables to
         set, and null removes one (so concurrent changes of single variables all land)."""
-        data = self._input(data, Task, env_patch=env_patch)
+        data = self._input(data, Task)
         now = self.clock()
         with self.store.locked():
             current = self.store.task(task_id)
@@ -4351,12 +4352,9 @@ class Service:
         return {"next_run_at": fmt_time(upcoming)}
 
     @staticmethod
-    def _input(data: JSON, kind: type[Job] | type[Task], *, env_patch: bool = False) -> JSONDict:
-        """User input: unknown fields (nested ones too) are errors, read-only ones ignored.
-        With `env_patch`, env values may be null (see `update_task`)."""
+    def _input(data: JSON, kind: type[Job] | type[Task]) -> JSONDict:
+        """User input: unknown fields (nested ones too) are errors, read-only ones ignored."""
         data = require_object(data)
-        if env_patch and isinstance(data.get("env"), dict):
-            read_env({name: value for name, value in data["env"].items() if value is not None}, "env")
         split_known(data, kind.EDITABLE, strict=True, ignored=kind.READ_ONLY)
         if kind is Task:
             if data.get("schedule") is not None:
@@ -6498,27 +6496,22 @@ def _cmd_tasks_run(ctx: CliContext) -> int:
 def _follow_to_end(ctx: CliContext, run_id: str) -> int:
     """Follow a run handed to the engine; Ctrl-C asks the engine to stop it."""
     cursor = LogCursor(run_id)
-    with _signals_interrupt(), _deleted_meanwhile():
+    with _signals_interrupt():
         try:
-            follow_log(ctx, cursor, follow=True, quiet=ctx.args.json)
-        except KeyboardInterrupt:
-            ctx.err("Stopping…")
-            ctx.backend.stop_run(run_id)
-            follow_log(ctx, cursor, follow=True, quiet=ctx.args.json)
-        run = ctx.backend.get_run(run_id)
+            try:
+                follow_log(ctx, cursor, follow=True, quiet=ctx.args.json)
+            except KeyboardInterrupt:
+                ctx.err("Stopping…")
+                ctx.backend.stop_run(run_id)
+                follow_log(ctx, cursor, follow=True, quiet=ctx.args.json)
+            run = ctx.backend.get_run(run_id)
+        except NotFound:  # deleted with its task or job; the engine ends the session
+            raise SchedulerError(RUN_DELETED) from None
     ctx.show(run, lambda: _run_summary(run))
     return 0 if run["status"] == RunStatus.SUCCESS else 1
 
 
 RUN_DELETED = "the run was deleted while it ran (with its task or job); its session was stopped"
-
-
-@contextlib.contextmanager
-def _deleted_meanwhile() -> Iterator[None]:
-    try:
-        yield
-    except NotFound:
-        raise SchedulerError(RUN_DELETED) from None
 
 
 def _run_in_foreground(
