@@ -243,6 +243,27 @@ class RunStatus(enum.StrEnum):
     INTERRUPTED = "interrupted"
 
 
+class FailureKind(enum.StrEnum):
+    """Why a run failed, told apart so people (and retries, and the engine's hold) can act."""
+
+    USAGE_LIMIT = "usage_limit"  # the account's plan limit (session, weekly...): wait for the reset
+    RATE_LIMIT = "rate_limit"  # the API answered 429 after claude's own retries
+    AUTH = "auth"
+    OVERLOADED = "overloaded"
+    SERVER_ERROR = "server_error"
+    CONNECTION = "connection"
+    BILLING = "billing"
+    INVALID_REQUEST = "invalid_request"
+    BUDGET = "budget"
+    MAX_TURNS = "max_turns"
+    MISSING_SESSION = "missing_session"
+    PERMISSION_DENIED = "permission_denied"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    NOT_STARTED = "not_started"
+    ERROR = "error"
+
+
 class Trigger(enum.StrEnum):
     MANUAL = "manual"
     SCHEDULE = "schedule"
@@ -811,6 +832,12 @@ RUN_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "stop_requested": ((bool,), "true or false"),
     "missed_count": _WHOLE,
     "job_run_id": _TEXT,
+    "failure_kind": _TEXT,
+    "cache_read_tokens": _WHOLE,
+    "cache_creation_tokens": _WHOLE,
+    "model_usage": ((dict,), "an object"),
+    "permission_denials": ((list,), "a list"),
+    "session_duration_ms": _WHOLE,
 }
 
 
@@ -841,9 +868,23 @@ class Run:
     stop_requested: bool = False
     missed_count: int | None = None
     job_run_id: str | None = None
+    # How claude's session went, beyond the status: see StreamParser.
+    failure_kind: str | None = None
+    limit_resets_at: datetime | None = None
+    cache_read_tokens: int | None = None  # part of input_tokens, which counts all input
+    cache_creation_tokens: int | None = None  # part of input_tokens too
+    model_usage: JSONDict | None = None
+    permission_denials: list[JSONDict] | None = None
+    session_duration_ms: int | None = None  # claude's own count; the wall time is duration_seconds
     extra: JSONDict = field(default_factory=dict)
 
-    TIMES: ClassVar[tuple[str, ...]] = ("created_at", "scheduled_for", "started_at", "finished_at")
+    TIMES: ClassVar[tuple[str, ...]] = (
+        "created_at",
+        "scheduled_for",
+        "started_at",
+        "finished_at",
+        "limit_resets_at",
+    )
     PLAIN: ClassVar[tuple[str, ...]] = (
         "exit_code",
         "attempt",
@@ -860,6 +901,12 @@ class Run:
         "stop_requested",
         "missed_count",
         "job_run_id",
+        "failure_kind",
+        "cache_read_tokens",
+        "cache_creation_tokens",
+        "model_usage",
+        "permission_denials",
+        "session_duration_ms",
     )
 
     @classmethod
@@ -2637,13 +2684,50 @@ TOOL_SUMMARY_KEYS = {
     "Task": "description",
 }
 
-# The two shapes of Claude's usage-limit message: a machine form ending in `|<epoch>`
-# and the human form naming the reset time ("5-hour limit reached ∙ resets 8pm").
+# Claude's usage-limit notice (claude-cli.md): "You've hit your session limit · resets
+# 10:38am (UTC)"; the `· resets` part may be missing. The epoch in the stream's
+# rate_limit_event is the reliable reset time; the sentence is for people.
 USAGE_LIMIT_MAX_CHARS = 300  # the notice is one short sentence
-USAGE_LIMIT_EPOCH = re.compile(r"limit reached\|(\d{9,11})\b", re.IGNORECASE)
-USAGE_LIMIT_TEXT = re.compile(
-    r"(?:limit reached|hit your limit)\b[^\n]*?\breset(?:s)?\s+(?:at\s+)?(?P<when>[^\n|]+)",
-    re.IGNORECASE,
+USAGE_LIMIT_SENTENCE = re.compile(
+    r"^You(?:'|’)ve hit your (?P<what>[^·\n]+?)(?:\s*·\s*resets (?P<when>[^\n]+))?$"
+)
+HTTP_SERVER_ERROR = 500  # API statuses from here up are the server's fault
+SYNTHETIC_MODEL = "<synthetic>"  # the model of the assistant line claude makes up for an API error
+MISSING_SESSION_TEXT = "No conversation found with session ID"
+# The `error` of a synthetic assistant line, and the API status of a result, to a kind.
+API_ERROR_KINDS = {
+    "authentication_failed": FailureKind.AUTH,
+    "rate_limit": FailureKind.RATE_LIMIT,
+    "overloaded": FailureKind.OVERLOADED,
+    "server_error": FailureKind.SERVER_ERROR,
+    "billing_error": FailureKind.BILLING,
+    "invalid_request": FailureKind.INVALID_REQUEST,
+}
+API_STATUS_KINDS = {
+    401: FailureKind.AUTH,
+    403: FailureKind.AUTH,
+    429: FailureKind.RATE_LIMIT,
+    529: FailureKind.OVERLOADED,
+}
+RESULT_SUBTYPE_KINDS = {
+    "error_max_turns": FailureKind.MAX_TURNS,
+    "error_max_budget_usd": FailureKind.BUDGET,
+}
+# Failures a retry cannot mend soon: the engine's hold waits out limits instead.
+NOT_RETRIED_KINDS = frozenset(
+    {FailureKind.USAGE_LIMIT, FailureKind.RATE_LIMIT, FailureKind.AUTH, FailureKind.BILLING}
+)
+MODEL_USAGE_KEYS = (  # modelUsage's key, ours
+    ("inputTokens", "input_tokens"),
+    ("cacheReadInputTokens", "cache_read_tokens"),
+    ("cacheCreationInputTokens", "cache_creation_tokens"),
+    ("outputTokens", "output_tokens"),
+)
+USAGE_KEYS = (  # the result's `usage` key, modelUsage's: for a stream without modelUsage
+    ("input_tokens", "inputTokens"),
+    ("cache_read_input_tokens", "cacheReadInputTokens"),
+    ("cache_creation_input_tokens", "cacheCreationInputTokens"),
+    ("output_tokens", "outputTokens"),
 )
 
 
@@ -2853,22 +2937,24 @@ def _result_failed(result: dict[str, JSON]) -> bool:
     return result.get("is_error") is True or subtype.startswith("error")
 
 
-def _usage_limit_reset(text: str) -> str | None:
-    """When `text` is Claude's usage-limit message: the reset time, else None.
-
-    The epoch form gives an ISO 8601 UTC time; the text form gives its words ("8pm").
-    """
-    if len(text) > USAGE_LIMIT_MAX_CHARS:
-        return None  # a long text that mentions limits is Claude's work, not the notice
-    epoch = USAGE_LIMIT_EPOCH.search(text)
-    if epoch:
-        return datetime.fromtimestamp(int(epoch.group(1)), UTC).isoformat()
-    words = USAGE_LIMIT_TEXT.search(text)
-    return words.group("when").strip().rstrip(".").strip() if words else None
+def _is_usage_limit_sentence(text: str) -> bool:
+    """Whether `text` is claude's usage-limit notice ("You've hit your session limit · …")."""
+    return len(text) <= USAGE_LIMIT_MAX_CHARS and USAGE_LIMIT_SENTENCE.match(text.strip()) is not None
 
 
-def _usage_limit_message(reset: str) -> str:
-    return f"Claude usage limit reached; resets at {reset}"
+def _epoch_time(value: JSON) -> datetime | None:
+    """A UTC time from epoch seconds; None for anything else or out of range."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _token_counts(usage: dict[str, JSON]) -> dict[str, int]:
+    """One modelUsage entry as our token counts (missing counts read as 0)."""
+    return {ours: _get_int(usage, theirs) or 0 for theirs, ours in MODEL_USAGE_KEYS}
 
 
 class StreamParser:
@@ -2887,11 +2973,21 @@ class StreamParser:
         self.is_error = False
         self.subtype: str | None = None
         self.cost_usd: float | None = None
-        self.input_tokens: int | None = None
+        self.input_tokens: int | None = None  # all input: uncached, cache read and cache creation
+        self.cache_read_tokens: int | None = None
+        self.cache_creation_tokens: int | None = None
         self.output_tokens: int | None = None
+        self.model_usage: JSONDict | None = None
         self.num_turns: int | None = None
+        self.duration_ms: int | None = None
         self.result: str | None = None
-        self.usage_limit_reset: str | None = None
+        self.errors: list[str] = []
+        self.api_error_status: int | None = None
+        self.api_error: str | None = None  # the `error` of claude's synthetic assistant line
+        self.api_error_text: str | None = None  # and its text, claude's sentence for people
+        self.permission_denials: list[JSONDict] = []
+        self.usage_limited = False
+        self.limit_resets_at: datetime | None = None
 
     def feed(self, line: str) -> None:
         obj = _parse_object(line)
@@ -2902,36 +2998,97 @@ class StreamParser:
         if handler is not None:
             handler(self, obj)
 
-    def _note_text(self, text: str) -> None:
-        self.usage_limit_reset = _usage_limit_reset(text) or self.usage_limit_reset
-
     def _on_system(self, obj: dict[str, JSON]) -> None:
         if obj.get("subtype") == "init":
             self.model = _get_str(obj, "model") or self.model
 
+    def _on_rate_limit(self, obj: dict[str, JSON]) -> None:
+        info = _get_dict(obj, "rate_limit_info")
+        if info.get("status") == "rejected":
+            self.usage_limited = True
+            self.limit_resets_at = _epoch_time(info.get("resetsAt")) or self.limit_resets_at
+
     def _on_assistant(self, obj: dict[str, JSON]) -> None:
         message = _get_dict(obj, "message")
+        texts = _texts(message.get("content"))
+        if _get_str(message, "model") == SYNTHETIC_MODEL:
+            self.api_error = _get_str(obj, "error") or self.api_error
+            self.api_error_text = next((text for text in texts if text.strip()), self.api_error_text)
+            self.usage_limited |= any(_is_usage_limit_sentence(text) for text in texts)
+            return
         self.model = self.model or _get_str(message, "model")
-        for text in _texts(message.get("content")):
-            self.last_text = text
-            self._note_text(text)
+        if texts:
+            self.last_text = texts[-1]
 
     def _on_result(self, obj: dict[str, JSON]) -> None:
         self.has_result = True
         self.subtype = _get_str(obj, "subtype")
         self.is_error = _result_failed(obj)
         self.cost_usd = _cost(obj)
-        usage = _get_dict(obj, "usage")
-        self.input_tokens = _get_int(usage, "input_tokens")
-        self.output_tokens = _get_int(usage, "output_tokens")
+        self._read_tokens(obj)
         self.num_turns = _get_int(obj, "num_turns")
+        self.duration_ms = _get_int(obj, "duration_ms")
+        self.api_error_status = _get_int(obj, "api_error_status")
+        errors = obj.get("errors")
+        if isinstance(errors, list):
+            self.errors = [_clip(error, ERROR_MAX_CHARS) for error in errors if isinstance(error, str)]
+        denials = obj.get("permission_denials")
+        if isinstance(denials, list):
+            self.permission_denials = [denial for denial in denials if isinstance(denial, dict)]
         text = _get_str(obj, "result")
         self.result = text[:RESULT_MAX_CHARS] if text is not None else None
-        if text is not None:
-            self._note_text(text)
+        if self.is_error and text is not None and _is_usage_limit_sentence(text):
+            self.usage_limited = True
+
+    def _read_tokens(self, obj: dict[str, JSON]) -> None:
+        """Tokens from `modelUsage` (every model, subagents too), else from `usage`."""
+        models = {
+            name: usage for name, usage in _get_dict(obj, "modelUsage").items() if isinstance(usage, dict)
+        }
+        counts = [_token_counts(usage) for usage in models.values()]
+        if models:
+            self.model_usage = {
+                name: {**count, "cost_usd": _get_float(usage, "costUSD")}
+                for (name, usage), count in zip(models.items(), counts, strict=True)
+            }
+        else:
+            usage = _get_dict(obj, "usage")
+            if _get_int(usage, "input_tokens") is None:
+                return
+            counts = [_token_counts({theirs: usage.get(key) for key, theirs in USAGE_KEYS})]
+        total = {key: sum(count[key] for count in counts) for _, key in MODEL_USAGE_KEYS}
+        self.cache_read_tokens = total["cache_read_tokens"]
+        self.cache_creation_tokens = total["cache_creation_tokens"]
+        self.input_tokens = total["input_tokens"] + self.cache_read_tokens + self.cache_creation_tokens
+        self.output_tokens = total["output_tokens"]
+
+    def failure_kind(self) -> FailureKind:
+        """What kind of failure the stream tells of (for a run that failed by itself)."""
+        if self.usage_limited:
+            return FailureKind.USAGE_LIMIT
+        if any(error.startswith(MISSING_SESSION_TEXT) for error in self.errors):
+            return FailureKind.MISSING_SESSION
+        kind = RESULT_SUBTYPE_KINDS.get(self.subtype or "")
+        kind = kind or API_STATUS_KINDS.get(self.api_error_status or 0)
+        kind = kind or API_ERROR_KINDS.get(self.api_error or "")
+        if kind is None and self.api_error_status and self.api_error_status >= HTTP_SERVER_ERROR:
+            kind = FailureKind.SERVER_ERROR
+        if kind is None and self.api_error and self.api_error_status is None:
+            kind = FailureKind.CONNECTION
+        return kind or FailureKind.ERROR
+
+    def failure_reason(self) -> str | None:
+        """Claude's own one-line reason, once: `errors[]`, else its API error sentence."""
+        if self.errors:
+            return _clip("; ".join(self.errors), ERROR_MAX_CHARS)
+        for text in (self.api_error_text, self.result if self.is_error else None):
+            if text and text.strip():
+                return _first_line(text)
+        return None
 
     _HANDLERS: ClassVar[dict[str, Callable[[StreamParser, dict[str, JSON]], None]]] = {
         "system": _on_system,
+        "rate_limit_event": _on_rate_limit,
         "assistant": _on_assistant,
         "result": _on_result,
     }
@@ -2954,7 +3111,13 @@ class RunOutcome:
     num_turns: int | None = None
     result: str | None = None
     error: str | None = None
-    usage_limit_reset: str | None = None
+    failure_kind: str | None = None
+    limit_resets_at: datetime | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    model_usage: JSONDict | None = None
+    permission_denials: list[JSONDict] | None = None
+    session_duration_ms: int | None = None
 
 
 class _RunLog:
@@ -2994,15 +3157,14 @@ class _RunLog:
 class _Capture:
     """Where the pipe readers put what they read.
 
-    The stdout reader alone touches `parser`, the stderr reader alone `last_stderr` and
-    `stderr_usage_reset`; read them after both threads end.
+    The stdout reader alone touches `parser`, the stderr reader alone `last_stderr`;
+    read them after both threads end.
     """
 
     def __init__(self, log: _RunLog) -> None:
         self.log = log
         self.parser = StreamParser()
         self.last_stderr: str | None = None
-        self.stderr_usage_reset: str | None = None
 
     def on_stdout(self, line: str) -> None:
         self.log.write(line)
@@ -3012,7 +3174,6 @@ class _Capture:
         self.log.write(LOG_STDERR_PREFIX + line)
         if line.strip():
             self.last_stderr = line.strip()
-            self.stderr_usage_reset = _usage_limit_reset(line) or self.stderr_usage_reset
 
 
 def _read_lines(pipe: IO[bytes], sink: Callable[[str], None]) -> None:
@@ -3218,16 +3379,14 @@ def _first_line(text: str) -> str:
 
 
 def _failure_line(exit_code: int | None, capture: _Capture) -> str:
-    """The one-line reason a run that ended by itself failed."""
+    """The one-line reason a run that ended by itself failed, in claude's words where it gave some."""
     parser = capture.parser
-    reset = parser.usage_limit_reset or capture.stderr_usage_reset
-    if reset:
-        return _usage_limit_message(reset)
     stderr = f": {capture.last_stderr}" if capture.last_stderr else ""
     if not parser.has_result:
         return _clip(f"claude {_describe_exit(exit_code)} and printed no result{stderr}", ERROR_MAX_CHARS)
-    if parser.is_error and parser.result and parser.result.strip():
-        return _first_line(parser.result)
+    reason = parser.failure_reason()
+    if reason:
+        return reason
     if parser.is_error:
         return f"claude reported {parser.subtype or 'an error'} ({_describe_exit(exit_code)})"
     return _clip(f"claude {_describe_exit(exit_code)}{stderr}", ERROR_MAX_CHARS)
@@ -3238,18 +3397,23 @@ def _argv_value(argv: list[str], option: str) -> str | None:
     return argv[index + 1] if 0 <= index < len(argv) - 1 else None
 
 
+STOP_KINDS = {STATUS_TIMEOUT: FailureKind.TIMEOUT, STATUS_CANCELLED: FailureKind.CANCELLED}
+
+
 def _outcome(
     argv: list[str], stopped: str | None, exit_code: int | None, capture: _Capture, limits: _Limits
 ) -> RunOutcome:
     parser = capture.parser
     succeeded = exit_code == 0 and parser.has_result and not parser.is_error
     status = stopped or (STATUS_SUCCESS if succeeded else STATUS_FAILED)
+    kind: FailureKind | None = None
     if status == STATUS_FAILED:
         error: str | None = _failure_line(exit_code, capture)
+        kind = parser.failure_kind()
     else:
         error = _stop_error(status, limits) if stopped else None
+        kind = STOP_KINDS.get(status)
     final_text = parser.result if parser.has_result else parser.last_text
-    reset = parser.usage_limit_reset or capture.stderr_usage_reset
     return RunOutcome(
         status=status,
         exit_code=exit_code,
@@ -3261,7 +3425,13 @@ def _outcome(
         num_turns=parser.num_turns,
         result=final_text[:RESULT_MAX_CHARS] if final_text is not None else None,
         error=error or capture.log.error,
-        usage_limit_reset=reset if status == STATUS_FAILED else None,
+        failure_kind=kind.value if kind else None,
+        limit_resets_at=parser.limit_resets_at if kind is FailureKind.USAGE_LIMIT else None,
+        cache_read_tokens=parser.cache_read_tokens,
+        cache_creation_tokens=parser.cache_creation_tokens,
+        model_usage=parser.model_usage,
+        permission_denials=parser.permission_denials or None,
+        session_duration_ms=parser.duration_ms,
     )
 
 
@@ -3302,7 +3472,7 @@ def execute(
         log = _RunLog(log_path)
     except OSError as exc:
         message = f"could not open the run log {log_path}: {exc.strerror or exc}"
-        return RunOutcome(status=STATUS_FAILED, error=message)
+        return RunOutcome(status=STATUS_FAILED, error=message, failure_kind=FailureKind.NOT_STARTED.value)
     try:
         return _run(argv, prompt, cwd, env, log, limits, on_started)
     finally:
@@ -3324,7 +3494,12 @@ def _run(
     except OSError as exc:
         message = _launch_error(argv, cwd, exc)
         log.scheduler(message)
-        return RunOutcome(status=STATUS_FAILED, error=message, model=_argv_value(argv, "--model"))
+        return RunOutcome(
+            status=STATUS_FAILED,
+            error=message,
+            model=_argv_value(argv, "--model"),
+            failure_kind=FailureKind.NOT_STARTED.value,
+        )
     capture = _Capture(log)
     assert proc.stdin and proc.stdout and proc.stderr  # all three are PIPE
     writer = _start_thread(_write_prompt, proc.stdin, prompt.encode("utf-8", errors="replace"))
@@ -3391,17 +3566,12 @@ def _tool_result(block: dict[str, JSON]) -> Segment:
     return tag, _clip(shown + more, RENDER_MAX_CHARS)
 
 
-def _text_segment(text: str) -> Segment:
-    reset = _usage_limit_reset(text)
-    return ("error", _usage_limit_message(reset)) if reset else ("assistant", text)
-
-
 def _assistant_block(block: dict[str, JSON]) -> list[Segment]:
     kind = block.get("type")
     text = _get_str(block, "text")
     thinking = _get_str(block, "thinking")
     if kind == "text" and text:
-        return [_text_segment(text)]
+        return [("assistant", text)]
     if kind == "thinking" and thinking:
         return [("thinking", thinking)]
     if kind == "tool_use":
@@ -3410,7 +3580,10 @@ def _assistant_block(block: dict[str, JSON]) -> list[Segment]:
 
 
 def _render_assistant(obj: dict[str, JSON]) -> list[Segment]:
-    content = _get_dict(obj, "message").get("content")
+    message = _get_dict(obj, "message")
+    content = message.get("content")
+    if _get_str(message, "model") == SYNTHETIC_MODEL:
+        return []  # claude's made-up message for an API error: the result line says it once
     return [segment for block in _blocks(content) for segment in _assistant_block(block)]
 
 
@@ -3457,10 +3630,10 @@ def _render_result(obj: dict[str, JSON]) -> list[Segment]:
     if turns is not None:
         head += f" {'after' if failed else 'in'} {_plural(turns, 'turn')}"
     segments: list[Segment] = [("summary", " · ".join([head, *_result_facts(obj)]))]
-    text = _get_str(obj, "result")
+    errors = [error for error in obj.get("errors") or [] if isinstance(error, str)]
+    text = "; ".join(errors) or _get_str(obj, "result")
     if failed and text and text.strip():
-        reset = _usage_limit_reset(text)
-        segments.append(("error", _usage_limit_message(reset) if reset else _one_line(text)))
+        segments.append(("error", _one_line(text)))
     return segments
 
 
@@ -3607,7 +3780,9 @@ class Executor:
             task = self.store.task(run.task_id)
             argv, cwd, env = self._prepare(task)
         except SchedulerError as error:
-            outcome = RunOutcome(status=STATUS_FAILED, error=str(error))
+            outcome = RunOutcome(
+                status=STATUS_FAILED, error=str(error), failure_kind=FailureKind.NOT_STARTED.value
+            )
         else:
             outcome = execute(
                 argv,
@@ -3672,7 +3847,6 @@ class Executor:
             except NotFound:
                 return Run(run_id, run_id, status=RunStatus(outcome.status))
             fields = dataclasses.asdict(outcome)
-            fields.pop("usage_limit_reset", None)
             fields["status"] = RunStatus(outcome.status)
             fields["session_id"] = outcome.session_id or run.session_id
             fields["model"] = outcome.model or run.model
@@ -4008,8 +4182,8 @@ class Engine:
             task = self.store.task(run.task_id)
         except NotFound:
             return
-        retryable = run.status in (RunStatus.FAILED, RunStatus.TIMEOUT) and "usage limit" not in (
-            run.error or ""
+        retryable = (
+            run.status in (RunStatus.FAILED, RunStatus.TIMEOUT) and run.failure_kind not in NOT_RETRIED_KINDS
         )
         if retryable and run.attempt <= task.retry.max_attempts and not self._stopping.is_set():
             delay = task.retry.delay_before(run.attempt + 1)
@@ -5364,8 +5538,25 @@ def _run_schemas() -> JSONDict:
         "trigger": _schema_enum(Trigger),
         "created_at": TIME_SCHEMA,
         **{name: _schema_nullable(TIME_SCHEMA) for name in Run.TIMES if name != "created_at"},
-        **dict.fromkeys(("exit_code", "input_tokens", "output_tokens", "num_turns", "pid"), nullable_int),
+        **dict.fromkeys(("exit_code", "output_tokens", "num_turns", "pid"), nullable_int),
+        "input_tokens": _schema_nullable(
+            {"type": "integer", "description": "all input: uncached, cache read and cache creation"}
+        ),
+        **dict.fromkeys(("cache_read_tokens", "cache_creation_tokens", "session_duration_ms"), nullable_int),
         **dict.fromkeys(("session_id", "model", "result", "error", "owner"), nullable_text),
+        "failure_kind": _schema_nullable(
+            {**_schema_enum(FailureKind), "description": "why the run failed; null when it did not"}
+        ),
+        "model_usage": _schema_nullable(
+            {"type": "object", "description": "tokens and cost per model (input_tokens there: uncached)"}
+        ),
+        "permission_denials": _schema_nullable(
+            {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "tool calls the permission mode refused",
+            }
+        ),
         "attempt": _schema_count(1),
         "cost_usd": _schema_nullable({"type": "number"}),
         "stop_requested": {"type": "boolean"},

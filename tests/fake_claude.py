@@ -28,9 +28,10 @@ that are not numbers or text, `0`, `false`, `no`, `off` or empty switch them off
                                                       object, a stream_event and an unknown type
     [legacy]           FAKE_CLAUDE_LEGACY             `cost_usd`, and string `message.content`
     [no_result]        FAKE_CLAUDE_NO_RESULT          no result line (a crash)
-    [usage_limit=F]    FAKE_CLAUDE_USAGE_LIMIT        usage-limit failure; F `epoch` or an epoch
-                                                      gives `...limit reached|<epoch>`, else the
-                                                      text form `5-hour limit reached ∙ resets 8pm`
+    [usage_limit=F]    FAKE_CLAUDE_USAGE_LIMIT        the subscription usage limit of 2.1.x: a
+                                                      rate_limit_event (resetsAt: F if an epoch,
+                                                      else USAGE_LIMIT_EPOCH; none for F `text`),
+                                                      the synthetic message and a 429 result
     [cost=USD]         FAKE_CLAUDE_COST               total cost (default 0.0123)
     [result=TEXT]      FAKE_CLAUDE_RESULT             final text (default `Done.`); given, it is
                                                       in the result line even on is_error
@@ -67,7 +68,7 @@ SESSION_TURNS = 3
 DEFAULT_COST = 0.0123
 DEFAULT_RESULT = "Done."
 USAGE_LIMIT_EPOCH = 1767225600
-USAGE_LIMIT_TEXT = "5-hour limit reached ∙ resets 8pm"
+USAGE_LIMIT_TEXT = "You've hit your session limit · resets 12am (UTC)"
 STDERR_LINE = "fake claude diagnostic output to fill the stderr pipe ................\n"
 FLAG = "1"
 FALSE_WORDS = ("", "0", "false", "no", "off")  # switch a knob off, e.g. FAKE_CLAUDE_HANG=0
@@ -372,17 +373,26 @@ def emit_work(session: Session) -> None:
     session.assistant("msg_3", [{"type": "text", "text": final_text(session)}])
 
 
-def usage_limit_text(value: str) -> str:
-    if value == "epoch":
-        return f"Claude AI usage limit reached|{USAGE_LIMIT_EPOCH}"
-    if value.isdigit() and len(value) >= 9:
-        return f"Claude AI usage limit reached|{value}"
-    return USAGE_LIMIT_TEXT
+def emit_usage_limit(session: Session) -> None:
+    """What 2.1.x prints when the subscription's limit is hit (oauth-usage-limit.jsonl)."""
+    value = session.knobs["usage_limit"]
+    if value != "text":
+        resets_at = int(value) if value.isdigit() and len(value) >= 9 else USAGE_LIMIT_EPOCH
+        info = {"status": "rejected", "resetsAt": resets_at, "rateLimitType": "five_hour"}
+        session.emit({"type": "rate_limit_event", "rate_limit_info": info, "session_id": session.session_id})
+    message = {
+        "model": "<synthetic>",
+        "role": "assistant",
+        "content": [{"type": "text", "text": USAGE_LIMIT_TEXT}],
+    }
+    session.emit(
+        {"type": "assistant", "message": message, "session_id": session.session_id, "error": "rate_limit"}
+    )
 
 
 def final_text(session: Session) -> str:
     if "usage_limit" in session.knobs:
-        return usage_limit_text(session.knobs["usage_limit"])
+        return USAGE_LIMIT_TEXT
     return session.knobs.get("result", DEFAULT_RESULT)
 
 
@@ -412,6 +422,8 @@ def result_line(session: Session) -> dict[str, object]:
         },
         "permission_denials": [],
     }
+    if "usage_limit" in knobs:
+        line.update(num_turns=1, api_error_status=429, total_cost_usd=0)
     if subtype == "success" or "result" in knobs:
         line["result"] = final_text(session)
     return line
@@ -437,7 +449,9 @@ def run_session(args: Args, prompt: str) -> int:
         emit_init(session, args)
     if "hang" in knobs:
         hang_forever()
-    if output == "stream-json":
+    if output == "stream-json" and "usage_limit" in knobs:
+        emit_usage_limit(session)
+    elif output == "stream-json":
         emit_work(session)
     result = None if "no_result" in knobs else result_line(session)
     if result is not None and output == "stream-json":

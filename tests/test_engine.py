@@ -311,10 +311,10 @@ def test_a_run_past_its_timeout_is_ended_as_timeout(
 
 @pytest.mark.parametrize(
     ("marker", "reset"),
-    [("[usage_limit]", "8pm"), ("[usage_limit=epoch]", "2026-01-01T00:00:00+00:00")],
+    [("[usage_limit]", "2026-01-01T00:00:00.000+00:00"), ("[usage_limit=text]", None)],
 )
 def test_a_usage_limit_is_its_own_failure_naming_the_reset_and_is_not_retried(
-    home: Path, service: cs.Service, engine: cs.Engine, marker: str, reset: str
+    home: Path, service: cs.Service, engine: cs.Engine, marker: str, reset: str | None
 ) -> None:
     task = new_task(service, marker, retry={"max_attempts": 3, "delay_seconds": 0})
 
@@ -322,7 +322,8 @@ def test_a_usage_limit_is_its_own_failure_naming_the_reset_and_is_not_retried(
     drive(engine)
 
     assert run["status"] == "failed"
-    assert run["error"] == f"Claude usage limit reached; resets at {reset}"
+    assert run["error"] == fake.USAGE_LIMIT_TEXT
+    assert (run["failure_kind"], run["limit_resets_at"]) == ("usage_limit", reset)
     assert len(history(home, task["id"])) == 1  # retrying now would hit the same limit
 
 

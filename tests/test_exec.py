@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -233,7 +234,8 @@ def test_success_parses_cost_tokens_turns_session_and_result(tmp_path: Path) -> 
     outcome = run(tmp_path)
     init = json.loads(log_lines(tmp_path)[0])
     assert outcome.status == ex.STATUS_SUCCESS
-    assert (outcome.exit_code, outcome.error, outcome.usage_limit_reset) == (0, None, None)
+    assert (outcome.exit_code, outcome.error, outcome.limit_resets_at) == (0, None, None)
+    assert outcome.failure_kind is None
     assert (outcome.cost_usd, outcome.input_tokens, outcome.output_tokens) == (0.0123, 62, 17)
     assert (outcome.num_turns, outcome.result, outcome.model) == (3, "Done.", SONNET_ID)
     assert outcome.session_id == init["session_id"] == str(uuid.UUID(outcome.session_id or ""))
@@ -305,13 +307,67 @@ def test_result_keeps_the_first_2000_characters(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("marker", "reset"),
-    [("[usage_limit]", "8pm"), ("[usage_limit=epoch]", "2026-01-01T00:00:00+00:00")],
+    [
+        ("[usage_limit]", datetime(2026, 1, 1, tzinfo=UTC)),
+        ("[usage_limit=1796207914]", datetime(2026, 12, 2, 10, 38, 34, tzinfo=UTC)),
+        ("[usage_limit=text]", None),
+    ],
 )
-def test_usage_limit_fails_naming_the_reset_time(tmp_path: Path, marker: str, reset: str) -> None:
+def test_usage_limit_is_told_apart_with_claudes_sentence_and_the_reset_of_its_event(
+    tmp_path: Path, marker: str, reset: datetime | None
+) -> None:
     outcome = run(tmp_path, marker)
     assert (outcome.status, outcome.exit_code) == (ex.STATUS_FAILED, 1)
-    assert outcome.error == f"Claude usage limit reached; resets at {reset}"
-    assert outcome.usage_limit_reset == reset
+    assert outcome.error == fake.USAGE_LIMIT_TEXT
+    assert (outcome.failure_kind, outcome.limit_resets_at) == ("usage_limit", reset)
+
+
+REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "real-claude"
+
+
+def parse_recording(name: str) -> ex.StreamParser:
+    parser = ex.StreamParser()
+    for line in (REAL / name).read_text(encoding="utf-8").splitlines():
+        parser.feed(line)
+    return parser
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="shared/real-claude is not beside the project")
+@pytest.mark.parametrize(
+    ("name", "kind", "reason"),
+    [
+        ("oauth-usage-limit.jsonl", "usage_limit", "You've hit your session limit · resets 10:38am (UTC)"),
+        ("oauth-usage-limit-weekly.jsonl", "usage_limit", None),
+        ("429unified.jsonl", "rate_limit", "API Error: Request rejected (429) · Rate limited"),
+        ("401.jsonl", "auth", None),
+        ("529.jsonl", "overloaded", None),
+        ("tool-maxturns1.jsonl", "max_turns", "Reached maximum number of turns (1)"),
+        ("max-budget.jsonl", "budget", None),
+        ("resume-missing.log", "missing_session", None),
+    ],
+)
+def test_the_real_clis_failures_are_told_apart_in_its_own_words(
+    name: str, kind: str, reason: str | None
+) -> None:
+    parser = parse_recording(name)
+    assert parser.is_error
+    assert parser.failure_kind() == kind
+    if reason is not None:
+        assert parser.failure_reason() == reason
+    assert parser.failure_reason()
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="shared/real-claude is not beside the project")
+def test_tokens_of_a_real_session_count_the_cached_input_and_denials_are_kept() -> None:
+    parser = parse_recording("toolwrite-denied.jsonl")
+    assert not parser.is_error
+    assert (parser.input_tokens, parser.cache_read_tokens, parser.cache_creation_tokens) == (2768, 100, 200)
+    assert parser.output_tokens == 112
+    assert parser.model_usage is not None and parser.model_usage["claude-sonnet-5"]["input_tokens"] == 2468
+    assert [denial["tool_name"] for denial in parser.permission_denials] == ["Bash"]
+    assert parser.duration_ms == 139
+    limited = parse_recording("oauth-usage-limit.jsonl")
+    assert limited.limit_resets_at == datetime.fromtimestamp(1796207914, UTC)
 
 
 def test_launch_failure_is_a_failed_outcome(tmp_path: Path) -> None:
@@ -542,18 +598,17 @@ def test_parser_ignores_garbage() -> None:
         parser.feed(line)
     assert parser.has_result
     assert (parser.session_id, parser.model, parser.cost_usd, parser.num_turns) == (None,) * 4
-    assert (parser.result, parser.last_text, parser.usage_limit_reset) == (None,) * 3
+    assert (parser.result, parser.last_text, parser.limit_resets_at) == (None,) * 3
+    assert not parser.usage_limited
 
 
-def test_parser_takes_session_from_any_line_and_reads_the_text_form_of_limits() -> None:
+def test_parser_takes_session_from_any_line_and_ignores_old_limit_texts() -> None:
     parser = ex.StreamParser()
     parser.feed('{"type": "mystery", "session_id": "s-1"}')
-    parser.feed(
-        '{"type": "assistant", "message": {"content": "Claude usage limit reached. '
-        'Your limit will reset at 3pm (America/New_York)."}}'
-    )
+    parser.feed('{"type": "assistant", "message": {"content": "Claude AI usage limit reached|1767225600"}}')
+    parser.feed('{"type": "rate_limit_event", "rate_limit_info": {"status": "allowed", "resetsAt": 1}}')
     assert parser.session_id == "s-1"
-    assert parser.usage_limit_reset == "3pm (America/New_York)"
+    assert (parser.usage_limited, parser.limit_resets_at) == (False, None)
 
 
 # ---- render_log_line ----
@@ -614,15 +669,19 @@ RENDERED = [
         [("summary", "✗ error_max_turns after 1 turn")],
     ),
     (
-        line({**RESULT_OK, "is_error": True, "result": "5-hour limit reached ∙ resets 8pm"}),
+        line({**RESULT_OK, "is_error": True, "result": "You've hit your session limit · resets 8pm (UTC)"}),
         [
             ("summary", "✗ Failed after 3 turns · $0.0123 · 62 in / 17 out tokens · 4.2s"),
-            ("error", "Claude usage limit reached; resets at 8pm"),
+            ("error", "You've hit your session limit · resets 8pm (UTC)"),
         ],
     ),
     (
-        assistant({"type": "text", "text": "Claude AI usage limit reached|1767225600"}),
-        [("error", "Claude usage limit reached; resets at 2026-01-01T00:00:00+00:00")],
+        line({"type": "assistant", "message": {"model": "<synthetic>", "content": "API Error: 401"}}),
+        [],
+    ),
+    (
+        line({"type": "result", "is_error": True, "errors": ["Reached maximum number of turns (1)"]}),
+        [("summary", "✗ Failed"), ("error", "Reached maximum number of turns (1)")],
     ),
     (
         line({"type": "result", "is_error": True, "result": "API Error: 500\ntrace"}),

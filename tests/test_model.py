@@ -174,6 +174,13 @@ def test_run_round_trips_through_its_dict() -> None:
         "stop_requested": False,
         "missed_count": None,
         "job_run_id": None,
+        "failure_kind": None,
+        "limit_resets_at": None,
+        "cache_read_tokens": 1000,
+        "cache_creation_tokens": 100,
+        "model_usage": {"claude-sonnet-5": {"input_tokens": 100, "output_tokens": 340, "cost_usd": 0.0125}},
+        "permission_denials": [{"tool_name": "Bash", "tool_use_id": "t1", "tool_input": {"command": "ls"}}],
+        "session_duration_ms": 88000,
         "duration_seconds": 90.5,
     }
     run = cs.Run.from_dict(data)
