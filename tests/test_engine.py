@@ -1076,6 +1076,7 @@ def test_a_job_is_in_progress_while_it_runs_and_stopping_it_stops_its_current_ru
     engine.tick()
     (run,) = history(home, first["id"])
     running = wait_status(home, run["id"], "running")
+    wait_for(record.prompts, "the first session to read its prompt")  # a loaded machine starts it late
     listed = listed_job(home, job["id"])
     assert (listed["status"], listed["progress"]["running"]) == ("in_progress", 1)
 
