@@ -233,6 +233,7 @@ def test_serve_runs_a_job_handed_to_it_and_jobs_stop_stops_it(
     run = wait_for(
         lambda: cs.Service(cs.Store(home)).list_runs(task_id=first["id"], status="running"), "the first run"
     )[0]
+    wait_for(record.prompts, "the first session to read its prompt")  # a loaded machine starts it late
     listed = cli_json("jobs", "get", job["id"])
     assert (listed["status"], listed["progress"]["running"]) == ("in_progress", 1)
 
