@@ -12,7 +12,7 @@ and stderr, in an environment built from scratch: a throwaway `HOME`
 conversations), `ANTHROPIC_BASE_URL` at the relay, a dummy API key (or, with
 `CCS_CLAUDE_AUTH=oauth`, a dummy subscription token) and the variables that turn off
 the CLI's other traffic. SIGTERM/SIGINT are passed on to the CLI; the exit code is the
-CLI's.
+CLI's. With `$CCS_CLAUDE_ARGV_LOG` set, each call appends its argv there as a JSON line.
 
 It fails closed: when the namespace, `lo` or the relay cannot be set up it prints why
 on stderr and exits with SANDBOX_FAILED without ever starting the CLI.
@@ -21,6 +21,7 @@ on stderr and exits with SANDBOX_FAILED without ever starting the CLI.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -35,6 +36,7 @@ SOCKET_ENV = "CCS_STANDIN_SOCKET"
 CLAUDE_ENV = "CCS_REAL_CLAUDE"
 HOME_ENV = "CCS_CLAUDE_HOME"
 AUTH_ENV = "CCS_CLAUDE_AUTH"
+ARGV_LOG_ENV = "CCS_CLAUDE_ARGV_LOG"
 DUMMY_SECRET = "sk-ant-standin-not-a-real-key"
 QUIET = {
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
@@ -204,8 +206,16 @@ def run_claude(argv: list[str], env: dict[str, str]) -> int:
     return code if code >= 0 else 128 - code
 
 
+def log_argv(argv: list[str]) -> None:
+    path = os.environ.get(ARGV_LOG_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(json.dumps(argv) + "\n")
+
+
 def main() -> int:
     if OUTER_NS_ENV not in os.environ:
+        log_argv(sys.argv[1:])
         reexec_unshared()
     claude = os.environ.get(CLAUDE_ENV, "")
     socket_path = os.environ.get(SOCKET_ENV, "")
