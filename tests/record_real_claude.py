@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Record what a real Claude Code CLI prints in each case the scheduler relies on.
 
-    python3 tests/record_real_claude.py OUT_DIR [--claude PATH] [--only NAME ...]
+    python3 tests/record_real_claude.py OUT_DIR [--claude PATH] [--only NAME ...] [--compare DIR]
 
 Each case runs the CLI (`--claude`, else `$CCS_REAL_CLAUDE`, else the copy .ci/run
 installs) through `real_claude.py`, so in a loopback-only network namespace against the
 stand-in API of `standin_api.py`, exactly as the contract tests do, and writes its stdout
 (one JSON object a line) to OUT_DIR/<name>; `.log` cases also keep stderr, as
 `[stderr] ` lines first. Paths, the port and the temporary folders are rewritten to
-/home/user/... like the transcripts in shared/real-claude/, so a `diff -r` against them
-shows what a new CLI changed. Cases run in parallel; the ones that let the CLI retry
+/home/user/... like the transcripts in shared/real-claude/. With `--compare DIR` (the
+transcripts of the version the scheduler was built against) it then names, per
+transcript, the line kinds and keys that came, went or changed type. Cases run in
+parallel; the ones that let the CLI retry
 (401, 529) take about three minutes, as the CLI retries that long. Not run by CI.
 Needs root (for `unshare --net`), Linux and the standard library only.
 """
@@ -17,6 +19,7 @@ Needs root (for `unshare --net`), Linux and the standard library only.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -144,11 +147,58 @@ def record(name: str, case: Case, claude: Path, out_dir: Path) -> str:
     return f"{name}: {ended} in {time.monotonic() - started:.1f}s, {requests} API requests"
 
 
+def _shape(value: object, path: str = "") -> dict[str, str]:
+    """Each key path of a JSON value with its type (list items merged), e.g.
+    {"message.content[].type": "str"}."""
+    if isinstance(value, dict):
+        found: dict[str, str] = {}
+        for key, item in value.items():
+            found.update(_shape(item, f"{path}.{key}" if path else key))
+        return found
+    if isinstance(value, list):
+        found = {}
+        for item in value:
+            found.update(_shape(item, f"{path}[]"))
+        return found
+    return {path: type(value).__name__}
+
+
+def _kinds(path: Path) -> dict[str, dict[str, str]]:
+    """The shape of each kind of line (type/subtype) of a transcript; stderr as text."""
+    kinds: dict[str, dict[str, str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("[stderr] ") or not line.startswith("{"):
+            kinds.setdefault("stderr", {})
+            continue
+        obj = json.loads(line)
+        kind = "/".join(str(obj.get(key)) for key in ("type", "subtype") if key in obj)
+        kinds.setdefault(kind, {}).update(_shape(obj))
+    return kinds
+
+
+def compare(new: Path, old: Path) -> list[str]:
+    """What changed from the transcript `old` to `new`, in lines for people."""
+    was, now = _kinds(old), _kinds(new)
+    changes = [f"  line kind {kind} is new" for kind in now if kind not in was]
+    changes += [f"  line kind {kind} is gone" for kind in was if kind not in now]
+    for kind in [kind for kind in now if kind in was]:
+        before, after = was[kind], now[kind]
+        changes += [f"  {kind}: new key {key}" for key in sorted(after.keys() - before.keys())]
+        changes += [f"  {kind}: key {key} is gone" for key in sorted(before.keys() - after.keys())]
+        changes += [
+            f"  {kind}: {key} was {before[key]}, is {after[key]}"
+            for key in sorted(after.keys() & before.keys())
+            if before[key] != after[key] and "NoneType" not in (before[key], after[key])
+        ]
+    return changes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path, help="folder the transcripts are written to")
     parser.add_argument("--claude", type=Path, help="the CLI to record (default: the one .ci/run installs)")
     parser.add_argument("--only", nargs="+", choices=sorted(CASES), metavar="NAME", help="only these cases")
+    parser.add_argument("--compare", type=Path, metavar="DIR", help="transcripts to compare with")
     options = parser.parse_args(argv)
     claude = (options.claude or real_claude.installed_claude()).resolve()
     problem = real_claude.sandbox_problem(claude)
@@ -171,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         thread.join()
     for name in names:
         print(summary[name])
+        reference = options.compare / name if options.compare else None
+        if reference and reference.exists() and (options.out_dir / name).exists():
+            print("\n".join(compare(options.out_dir / name, reference) or ["  same line kinds and keys"]))
     return 1 if any("FAILED" in line for line in summary.values()) else 0
 
 
