@@ -21,6 +21,7 @@ on stderr and exits with SANDBOX_FAILED without ever starting the CLI.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -182,12 +183,14 @@ def claude_environment(port: int) -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:
-    """In the CLI's process: get SIGKILL when this wrapper dies (Linux prctl)."""
-    import ctypes
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None  # before any fork
 
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+def _die_with_parent() -> None:
+    """In the CLI's process, before it starts: get SIGKILL when this wrapper dies."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def run_claude(argv: list[str], env: dict[str, str]) -> int:

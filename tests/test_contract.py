@@ -583,23 +583,39 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
-def test_wrapper_passes_sigterm_to_the_cli(sandbox: Sandbox) -> None:
+@pytest.fixture
+def waiting_cli(sandbox: Sandbox) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The wrapper, started by hand, and the pid of its CLI, which waits for an answer."""
     sandbox.api.play(then=api.hang())
     proc = subprocess.Popen(
         [str(WRAPPER), "-p", "--output-format", "stream-json", "--verbose"],
         stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=sandbox.project,
     )
-    assert proc.stdin and proc.stdout
+    assert proc.stdin
     proc.stdin.write(b"Say hello.")
     proc.stdin.close()
     sandbox.api.wait_requests(1, timeout=WAIT_SECONDS)
     (cli_pid,) = children(proc.pid)
+    yield proc, cli_pid
+    stop_process(proc, signal.SIGKILL)
+
+
+def test_the_wrapper_passes_sigterm_to_the_cli(waiting_cli: tuple[subprocess.Popen[bytes], int]) -> None:
+    proc, cli_pid = waiting_cli
 
     proc.send_signal(signal.SIGTERM)
 
-    assert proc.wait(WAIT_SECONDS) in (-signal.SIGTERM, 143)
+    assert proc.wait(WAIT_SECONDS) in (-signal.SIGTERM, 128 + signal.SIGTERM)
     wait_for(lambda: pid_gone(cli_pid), "the CLI to end")
-    proc.stdout.close()
+
+
+def test_the_cli_never_outlives_a_killed_wrapper(waiting_cli: tuple[subprocess.Popen[bytes], int]) -> None:
+    proc, cli_pid = waiting_cli
+
+    proc.kill()
+
+    assert proc.wait(WAIT_SECONDS) == -signal.SIGKILL
+    wait_for(lambda: pid_gone(cli_pid), "the CLI to end")
