@@ -52,6 +52,8 @@ CLAUDE = real_claude.installed_claude()  # read before any fixture moves HOME
 MODEL = "claude-sonnet-5"  # what the pinned CLI resolves `sonnet` to
 UNCACHED, CACHE_CREATION, CACHE_READ = 1234, 100, 50  # the stand-in's usage per answer
 COST_ONE_ANSWER = 0.004932  # what the CLI computes for one such answer
+SESSION_SECONDS = 120.0  # a deadline for a whole real session (the CLI starts in ~1s, slower under load)
+TASK_TIMEOUT = "2m"  # no contract task may hang a test for the default 30 minutes
 Cli = Callable[..., Result]
 CliJson = Callable[..., Any]
 
@@ -109,6 +111,8 @@ def sandbox(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 def create_task(cli_json: CliJson, sandbox: Sandbox, prompt: str, *options: str) -> dict[str, Any]:
     words = ["--name", prompt[:40], "--prompt", prompt, "--working-dir", str(sandbox.project)]
+    if "--timeout" not in options:
+        words += ["--timeout", TASK_TIMEOUT]
     return dict(cli_json("tasks", "create", *words, *options))
 
 
@@ -488,14 +492,14 @@ def test_a_usage_limit_is_recorded_once_with_its_reset_and_the_engine_holds_unti
         limited = create_task(cli_json, sandbox, "Say hello.", "--retries", "2", "--retry-delay", "1")
         waiting = create_task(cli_json, sandbox, "Say hello later.")
         cli_json("tasks", "run", limited["id"], "--detach")
-        drive(engine)
+        drive(engine, SESSION_SECONDS)
         (run,) = runs_of(home, limited["id"])
         hold = cli_json("engine", "status")["hold"]
         queued = cli_json("tasks", "run", waiting["id"], "--detach")
-        drive(engine)
+        drive(engine, SESSION_SECONDS)
         held = run_of(home, queued["id"])["status"]
         clock.set(datetime.fromtimestamp(resets_at + 1, UTC))
-        drive(engine)
+        drive(engine, SESSION_SECONDS)
     finally:
         engine.stop()
 
@@ -548,9 +552,8 @@ def test_serve_runs_a_scheduled_task_through_the_real_cli(
 
     served()
 
-    run = wait_status(
-        home, wait_for(lambda: runs_of(home, task["id"]), "the startup run")[0]["id"], "success"
-    )
+    started = wait_for(lambda: runs_of(home, task["id"]), "the startup run", SESSION_SECONDS)[0]
+    run = wait_status(home, started["id"], "success", timeout=SESSION_SECONDS)
     assert run["trigger"] == "startup"
     assert (run["model"], run["num_turns"], run["result"]) == (MODEL, 1, api.ANSWER)
     assert run["session_id"] == the_result(home, run["id"])["session_id"]
@@ -565,8 +568,8 @@ def test_a_stop_ends_the_real_cli_that_serve_runs(
     task = create_task(cli_json, sandbox, "Say hello.")
     served()
     queued = cli_json("tasks", "run", task["id"], "--detach")
-    sandbox.api.wait_requests(1, timeout=WAIT_SECONDS)  # the CLI waits for its answer
-    running = wait_status(home, queued["id"], "running")
+    sandbox.api.wait_requests(1, timeout=SESSION_SECONDS)  # the CLI waits for its answer
+    running = wait_status(home, queued["id"], "running", timeout=SESSION_SECONDS)
     (cli_pid,) = children(running["pid"])
 
     stopped = cli("runs", "stop", running["id"])
@@ -597,7 +600,7 @@ def waiting_cli(sandbox: Sandbox) -> Iterator[tuple[subprocess.Popen[bytes], int
     assert proc.stdin
     proc.stdin.write(b"Say hello.")
     proc.stdin.close()
-    sandbox.api.wait_requests(1, timeout=WAIT_SECONDS)
+    sandbox.api.wait_requests(1, timeout=SESSION_SECONDS)
     (cli_pid,) = children(proc.pid)
     yield proc, cli_pid
     stop_process(proc, signal.SIGKILL)
