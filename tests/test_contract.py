@@ -87,7 +87,7 @@ class Sandbox:
 def sandbox(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
     reason = problem()
     if reason:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):  # as test_gui.py
             pytest.fail(f"the contract tests must run in CI: {reason}")
         pytest.skip(reason)
     socket_dir = Path(tempfile.mkdtemp(prefix="ccs-api-"))  # short: a socket path has ~100 bytes
