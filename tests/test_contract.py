@@ -352,6 +352,35 @@ def test_dont_ask_mode_refuses_a_tool_and_the_run_lists_the_denial(
     assert line_of(stream(home, run["id"]), "system", "init")["permissionMode"] == "dontAsk"
 
 
+@pytest.mark.parametrize("mode", ["default", "acceptEdits", "plan", "auto", "dontAsk"])
+def test_each_permission_mode_reaches_the_cli(
+    home: Path, sandbox: Sandbox, cli: Cli, cli_json: CliJson, mode: str
+) -> None:
+    task = create_task(cli_json, sandbox, "Say hello.", "--permission-mode", mode)
+
+    shown = foreground(cli, task)
+
+    assert shown.code == 0, shown.out + shown.err
+    run = only_run(home, task["id"])
+    assert line_of(stream(home, run["id"]), "system", "init")["permissionMode"] == mode
+    (argv,) = sandbox.argvs()
+    assert argv[argv.index("--permission-mode") + 1] == mode
+
+
+def test_bypass_permissions_as_root_fails_with_the_clis_reason(
+    home: Path, sandbox: Sandbox, cli: Cli, cli_json: CliJson
+) -> None:
+    task = create_task(cli_json, sandbox, "Say hello.", "--permission-mode", "bypassPermissions")
+
+    shown = foreground(cli, task)
+
+    run = cli_json("runs", "get", only_run(home, task["id"])["id"])
+    assert (shown.code, run["status"]) == (1, "failed")
+    assert "cannot be used with root/sudo privileges" in run["error"]
+    assert stream(home, run["id"]) == []  # nothing on stdout
+    assert sandbox.api.messages_requests() == []
+
+
 ####
 # Sessions that fail
 ####
