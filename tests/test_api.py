@@ -160,7 +160,7 @@ def test_health_needs_no_token_and_names_version_and_engine(api: Api) -> None:
     assert answer.json == {
         "status": "ok",
         "version": cs.__version__,
-        "engine": {"running": False, "paused": False, "owner": None, "here": False},
+        "engine": {"running": False, "paused": False, "hold": None, "owner": None, "here": False},
     }
 
 
@@ -1238,6 +1238,7 @@ def test_openapi_schemas_match_real_answers(api: Api, store: cs.Store, existing:
     assert set(api.ok("GET", "/api/jobs")["jobs"][0]) == keys("Job")
     assert set(api.ok("GET", f"/api/runs/{existing.run_id}/log")) == keys("LogChunk")
     assert set(api.ok("GET", "/api/engine")) == keys("EngineStatus")
+    assert set(api.ok("POST", "/api/engine/resume")) == keys("EngineChange")
     assert set(api.ok("GET", "/api/jobs")["jobs"][0]["progress"]) == keys("Progress")
     assert set(cs.Task.EDITABLE) == keys("TaskInput")
     assert set(cs.Job.EDITABLE) == keys("JobInput")
