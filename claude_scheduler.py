@@ -4107,6 +4107,9 @@ class Engine:
         if time.monotonic() - self._last_reap > ENGINE_WAKE_MAX:
             self._reap_orphans()
         upcoming = [task.next_run_at for task in self.store.task_list() if task.enabled and task.next_run_at]
+        held_until = hold_until(active_hold(self.store.engine_state(), self.clock()))
+        if held_until is not None:
+            upcoming.append(held_until)  # lifted on time, not up to ENGINE_WAKE_MAX late
         soonest = min(upcoming, default=None)
         delay = (soonest - self.clock()).total_seconds() if soonest else ENGINE_WAKE_MAX
         return max(0.0, min(delay, ENGINE_WAKE_MAX))

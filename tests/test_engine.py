@@ -889,6 +889,7 @@ def hit_the_limit(service: cs.Service, engine: cs.Engine, **fields: Any) -> dict
 def test_a_usage_limit_holds_new_runs_until_its_reset_and_queued_runs_wait_in_order(
     home: Path, clock: FakeClock, service: cs.Service, engine: cs.Engine, record: Recorder
 ) -> None:
+    home.joinpath(cs.SETTINGS_FILE).write_text(json.dumps({"max_concurrent_runs": 1}), encoding="utf-8")
     limited = hit_the_limit(service, engine, retry={"max_attempts": 2, "delay_seconds": 0})
     first = service.request_run(new_task(service, "first")["id"])
     second = service.request_run(new_task(service, "second")["id"])
@@ -905,6 +906,8 @@ def test_a_usage_limit_holds_new_runs_until_its_reset_and_queued_runs_wait_in_or
     assert len(history(home, limited["task_id"])) == 1  # not retried
     assert [run_of(home, run["id"])["status"] for run in (first, second)] == ["queued", "queued"]
     assert len(record.entries()) == 1
+    clock.set(at(HELD_UNTIL - 10))
+    assert engine.tick() == pytest.approx(10.0)  # it wakes when the hold ends
 
     clock.set(at(HELD_UNTIL))
     drive(engine)
