@@ -679,6 +679,32 @@ def test_engine_pause_and_resume(api: Api, store: cs.Store) -> None:
     assert api.fails("GET", "/api/engine/pause", status=405)["code"] == "method_not_allowed"
 
 
+def test_engine_shows_a_usage_limit_hold_and_resume_lifts_it(api: Api) -> None:
+    reset = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    task = make_task(api, prompt=f"[usage_limit={int(reset.timestamp())}]")
+    assert cs.main(["cli", "tasks", "run", task["id"]]) == 1  # a foreground run that hits the limit
+    (run,) = api.ok("GET", f"/api/runs?task_id={task['id']}")["runs"]
+
+    hold = api.ok("GET", "/api/engine")["hold"]
+
+    schema = api.ok("GET", "/api/openapi.json")["components"]["schemas"]["EngineStatus"]
+    assert set(hold) == set(schema["properties"]["hold"]["anyOf"][0]["properties"])
+    assert (hold["until"], hold["until_local"], hold["timezone"]) == (
+        cs.fmt_time(reset + timedelta(seconds=60)),
+        (reset + timedelta(seconds=60)).isoformat(),
+        "UTC",
+    )
+    assert (hold["kind"], hold["run_id"], hold["task_id"]) == ("usage_limit", run["id"], task["id"])
+    assert hold["reason"] == "You've hit your session limit · resets 12am (UTC)"
+    assert api.request("GET", "/api/health", token=None).json["engine"]["hold"] == hold
+
+    resumed = api.ok("POST", "/api/engine/resume")
+
+    assert (resumed["lifted"], resumed["hold"], resumed["paused"]) == (["hold"], None, False)
+    assert api.ok("GET", "/api/engine")["hold"] is None
+    assert api.ok("POST", "/api/engine/resume")["lifted"] == []
+
+
 def test_engine_status_names_an_engine_running_in_this_process(api: Api, store: cs.Store) -> None:
     engine = cs.Engine(store)
     assert engine.start(thread=False)
