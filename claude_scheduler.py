@@ -5822,7 +5822,10 @@ def _run_schemas() -> JSONDict:
         "attempt": _schema_count(1),
         "cost_usd": _schema_nullable({"type": "number"}),
         "stop_requested": {"type": "boolean"},
-        "missed_count": nullable_int,
+        "missed_count": {
+            **nullable_int,
+            "description": "how many fire times a missed or deferred run (held back by a hold) stands for",
+        },
         "job_run_id": _schema_nullable(UUID_SCHEMA),
         "duration_seconds": _schema_nullable({"type": "number"}),
     }

@@ -943,6 +943,7 @@ def test_a_task_due_during_the_hold_is_deferred_then_runs_once_after_it_even_acr
         "2030-01-07 12:01; one run follows when it lifts (catch_up: once)"
     )
     assert [run["status"] for run in history(home, skip["id"])] == ["deferred"]
+    assert service.get_task(once["id"])["last_run_status"] is None  # a deferred fire never ran
 
     clock.set(at(HELD_UNTIL + 1))
     drive(restarted)
@@ -959,6 +960,13 @@ def test_a_task_due_during_the_hold_is_deferred_then_runs_once_after_it_even_acr
     (skipped,) = history(home, skip["id"])
     assert skipped["error"].endswith("; not run after it (catch_up: skip)")
     assert service.get_task(once["id"])["last_run_status"] == "success"
+
+
+def test_a_usage_limit_without_a_reset_time_holds_for_an_hour(service: cs.Service, engine: cs.Engine) -> None:
+    run = run_task(service, engine, new_task(service, "[usage_limit=text]"))
+
+    hold = service.engine_status()["hold"]
+    assert (hold["until"], hold["since"], hold["run_id"]) == (stamp(3600), stamp(0), run["id"])
 
 
 def test_a_task_with_its_own_account_runs_through_the_hold_and_sets_none(
