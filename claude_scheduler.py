@@ -4297,6 +4297,8 @@ class Engine:
         if run is None:
             why = "the task is disabled" if not task.enabled else "catch_up: skip"
             after = f"not run after it ({why})"
+        elif run.status is RunStatus.SKIPPED:  # overlap: its previous run still goes on
+            after = f"not run after it ({run.error})"
         else:
             after = f"caught up by run {run.id[:ID_PREFIX_LEN]} when it lifted"
         record = dataclasses.replace(record, error=f"{text}; {after}")
