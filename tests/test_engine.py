@@ -969,6 +969,25 @@ def test_a_usage_limit_without_a_reset_time_holds_for_an_hour(service: cs.Servic
     assert (hold["until"], hold["since"], hold["run_id"]) == (stamp(3600), stamp(0), run["id"])
 
 
+def test_a_job_waits_between_its_steps_while_held_and_goes_on_after(
+    home: Path, clock: FakeClock, service: cs.Service, engine: cs.Engine, record: Recorder
+) -> None:
+    epoch = int(at(RESET).timestamp())
+    job, (limited, after) = job_with_tasks(service, [f"[usage_limit={epoch}]", "after"])
+    service.run_job(job["id"], continue_on_failure=True)
+    drive(engine)
+
+    (waiting,) = history(home, after["id"])
+    assert (waiting["status"], waiting["trigger"]) == ("queued", "job")
+    assert listed_job(home, job["id"])["status"] == "in_progress"
+
+    clock.set(at(HELD_UNTIL))
+    drive(engine)
+
+    assert run_of(home, waiting["id"])["status"] == "success"
+    assert record.prompts() == [limited["prompt"], "after"]
+
+
 def test_a_task_with_its_own_account_runs_through_the_hold_and_sets_none(
     home: Path, clock: FakeClock, service: cs.Service, engine: cs.Engine
 ) -> None:
