@@ -240,6 +240,7 @@ class RunStatus(enum.StrEnum):
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
     MISSED = "missed"
+    DEFERRED = "deferred"  # fires held back by a usage-limit hold (see Engine._defer)
     INTERRUPTED = "interrupted"
 
 
@@ -279,7 +280,7 @@ class Trigger(enum.StrEnum):
 ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 # Runs that never started say nothing about how the task is doing (nor does a run
 # cancelled while queued: see Run.tells_how_the_task_does).
-NON_EXECUTIONS = frozenset({RunStatus.SKIPPED, RunStatus.MISSED})
+NON_EXECUTIONS = frozenset({RunStatus.SKIPPED, RunStatus.MISSED, RunStatus.DEFERRED})
 FINISHED_STATUSES = frozenset(RunStatus) - ACTIVE_STATUSES
 
 
@@ -950,7 +951,7 @@ class Run:
 
     @property
     def tells_how_the_task_does(self) -> bool:
-        """False for runs that never started: skipped, missed, or cancelled while queued."""
+        """False for runs that never started: skipped, missed, deferred, or cancelled while queued."""
         never_started = self.status is RunStatus.CANCELLED and self.started_at is None
         return self.status not in NON_EXECUTIONS and not never_started
 
@@ -1669,6 +1670,16 @@ def fmt_local(moment: datetime | None, *, seconds: bool = False, zone: bool = Fa
         return "-"
     shown = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
     return moment.astimezone().strftime(shown + (" %Z" if zone else ""))
+
+
+def fmt_local_until(moment: datetime, now: datetime) -> str:
+    """A coming moment for people, in the machine's zone named: `10:38 (Europe/Amsterdam)`,
+    with the date when it is not today."""
+    zone_name = local_zone_name()
+    zone = get_zone(zone_name)
+    local = moment.astimezone(zone)
+    shown = "%H:%M" if local.date() == now.astimezone(zone).date() else "%Y-%m-%d %H:%M"
+    return f"{local.strftime(shown)} ({zone_name})"
 
 
 def describe_schedule(schedule: Schedule) -> str:
@@ -3681,6 +3692,17 @@ RECORD_ATTEMPTS = 60
 RECORD_RETRY_SECONDS = 5.0
 STOP_POLL_SECONDS = 0.2
 WATCH_POLL_SECONDS = 2.0
+HOLD_MARGIN_SECONDS = 60.0  # after claude's reset time: its clock and ours may differ a little
+# How long to hold when claude gave no reset time, by the kind of limit.
+HOLD_DEFAULT_SECONDS: dict[str, float] = {FailureKind.USAGE_LIMIT: 3600.0, FailureKind.RATE_LIMIT: 300.0}
+HOLD_KIND_LABELS: dict[str, str] = {
+    FailureKind.USAGE_LIMIT: "usage limit",
+    FailureKind.RATE_LIMIT: "rate limit",
+}
+# A task whose env sets one of these signs in with its own account: the hold is not for it.
+OWN_ACCOUNT_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+# Fires the hold records as deferred; runs asked for (manual, job steps, retries) wait queued.
+HELD_TRIGGERS = frozenset({Trigger.SCHEDULE, Trigger.CATCH_UP, Trigger.STARTUP, Trigger.FILE_WATCH})
 WATCH_ENTRIES_MAX = 50_000
 WATCH_IGNORED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".mypy_cache"})
 WATCH_IGNORED_FILE = re.compile(r"(^\.#|^#.*#$|~$|\.sw[a-p]$|\.tmp$|\.part$|^\.DS_Store$)")
@@ -3743,6 +3765,109 @@ def _scan_entry(
     elif not WATCH_IGNORED_FILE.search(entry.name):
         stat = entry.stat(follow_symlinks=False)
         found[entry.path] = (stat.st_mtime_ns, stat.st_size)
+
+
+# The usage-limit hold: state.json's engine.hold, set by whoever records a run that hit
+# the account's limit, lifted by the engine when its time comes (or by `engine resume`).
+
+
+def has_own_account(task: Task) -> bool:
+    """Whether the task signs in with its own key or token (in its env), so the limits
+    of the scheduler's account do not concern it."""
+    return env_has_own_account(task.env)
+
+
+def env_has_own_account(env: Mapping[str, JSON]) -> bool:
+    return any(env.get(name) for name in OWN_ACCOUNT_ENV)
+
+
+def hold_kind_label(hold: JSONDict) -> str:
+    """ "usage limit" or "rate limit", what people call the hold's cause."""
+    return HOLD_KIND_LABELS.get(str(hold.get("kind")), "limit")
+
+
+def _object_or_empty(value: JSON) -> JSONDict:
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _stored_time(value: JSON) -> datetime | None:
+    """A timestamp of state.json, or None when missing or unreadable (a hand edit)."""
+    if not isinstance(value, str):
+        return None
+    with contextlib.suppress(Invalid):
+        return parse_time(value, "time")
+    return None
+
+
+def hold_until(hold: JSON) -> datetime | None:
+    """When a stored hold ends; None for no hold, or one whose time cannot be read."""
+    return _stored_time(hold.get("until")) if isinstance(hold, dict) else None
+
+
+def active_hold(engine_state: JSONDict, now: datetime) -> JSONDict | None:
+    """The hold in force at `now`, if any. One whose time has come, or that `engine
+    resume` lifted, is no longer in force even before the engine has cleared it."""
+    hold = engine_state.get("hold")
+    until = hold_until(hold)
+    if not isinstance(hold, dict) or until is None or hold.get("lifted_by"):
+        return None
+    return hold if until > now else None
+
+
+def deferred_text(count: int, first: datetime, last: datetime, hold: JSONDict) -> str:
+    """How a deferred record tells the fires it stands for."""
+    span = fmt_local(first) + (f" to {fmt_local(last)}" if count > 1 else "")
+    fires = "1 fire" if count == 1 else f"{count} fires"
+    return f"{fires} ({span}) held back by the {hold_kind_label(hold).replace(' ', '-')} hold"
+
+
+def limit_hold(run: Run, now: datetime) -> JSONDict | None:
+    """The hold a run asks for: until its limit's reset (plus a margin) when it hit a
+    usage or rate limit, else None."""
+    if run.failure_kind not in HOLD_DEFAULT_SECONDS:
+        return None
+    if run.limit_resets_at is not None:
+        until = max(run.limit_resets_at, now) + timedelta(seconds=HOLD_MARGIN_SECONDS)
+    else:
+        until = now + timedelta(seconds=HOLD_DEFAULT_SECONDS[run.failure_kind])
+    return {
+        "until": fmt_time(until),
+        "kind": run.failure_kind,
+        "reason": run.error,
+        "run_id": run.id,
+        "task_id": run.task_id,
+        "since": fmt_time(now),
+    }
+
+
+def merge_hold(current: JSON, new: JSONDict) -> JSONDict:
+    """A new limit extends a hold, never shortens it; the deferred fires are kept."""
+    if not isinstance(current, dict):
+        return new
+    current_until, new_until = hold_until(current), hold_until(new)
+    if current_until is not None and new_until is not None and current_until >= new_until:
+        return current
+    kept = {name: current[name] for name in ("since", "deferred") if name in current}
+    return {**new, **kept}
+
+
+def note_limit_hold(store: Store, run: Run) -> None:
+    """Hold new runs when `run` hit the account's usage or rate limit, unless its task
+    has an account of its own. Call with the store locked."""
+    hold = limit_hold(run, store.clock())
+    with contextlib.suppress(NotFound):
+        if hold is None or has_own_account(store.task(run.task_id)):
+            return
+        current = store.engine_state().get("hold")
+        merged = merge_hold(current, hold)
+        if merged is not current:
+            store.set_engine_state(hold=merged)
+            logger().warning(
+                "holding new runs until %s: %s (run %s)",
+                fmt_local(hold_until(merged), zone=True),
+                merged.get("reason") or hold_kind_label(merged),
+                run.id[:ID_PREFIX_LEN],
+            )
 
 
 class Executor:
@@ -3853,6 +3978,7 @@ class Executor:
             fields["error"] = outcome.error or None
             run = dataclasses.replace(run, **fields, finished_at=self.store.clock())
             self.store.save_run(run)
+            note_limit_hold(self.store, run)
             return run
 
 
@@ -3969,6 +4095,7 @@ class Engine:
     def tick(self) -> float:
         """Fire what is due, dispatch what may start; return seconds until the next due time."""
         now = self.clock()
+        self._lift_hold_when_due(now)
         paused = bool(self.store.engine_state().get("paused"))
         tasks = [task for task in self.store.task_list() if task.enabled]
         for task in tasks:
@@ -3980,6 +4107,9 @@ class Engine:
         if time.monotonic() - self._last_reap > ENGINE_WAKE_MAX:
             self._reap_orphans()
         upcoming = [task.next_run_at for task in self.store.task_list() if task.enabled and task.next_run_at]
+        held_until = hold_until(active_hold(self.store.engine_state(), self.clock()))
+        if held_until is not None:
+            upcoming.append(held_until)  # lifted on time, not up to ENGINE_WAKE_MAX late
         soonest = min(upcoming, default=None)
         delay = (soonest - self.clock()).total_seconds() if soonest else ENGINE_WAKE_MAX
         return max(0.0, min(delay, ENGINE_WAKE_MAX))
@@ -4057,8 +4187,12 @@ class Engine:
     def fire(
         self, task: Task, trigger: Trigger, scheduled_for: datetime | None, *, paused: bool = False
     ) -> Run:
-        """Start (queue) a run of `task` as its overlap policy allows; otherwise record why not."""
+        """Start (queue) a run of `task` as its overlap policy allows; otherwise record why
+        not (a fire held back by a usage-limit hold is recorded as deferred)."""
         with self.store.locked():
+            hold = active_hold(self.store.engine_state(), self.clock())
+            if hold and not paused and trigger in HELD_TRIGGERS and not has_own_account(task):
+                return self._defer(task, trigger, scheduled_for, hold)
             active = [run for run in self.store.runs_of(task.id) if run.is_active]
             reason = None
             if paused:
@@ -4084,6 +4218,92 @@ class Engine:
         self._emit(run)
         self.wake()
         return run
+
+    # The usage-limit hold -----------------------------------------------------------
+
+    def _defer(self, task: Task, trigger: Trigger, scheduled_for: datetime | None, hold: JSONDict) -> Run:
+        """Record a fire held back by `hold`: one deferred run per task and hold, whose
+        count and span grow with each fire. Call with the store locked."""
+        now = self.clock()
+        moment = scheduled_for or now
+        deferred = _object_or_empty(hold.get("deferred"))
+        entry = _object_or_empty(deferred.get(task.id))
+        record = self._deferred_record(task.id, entry.get("run_id"))
+        if record is None:
+            record = Run(
+                new_id(),
+                task.id,
+                status=RunStatus.DEFERRED,
+                trigger=trigger,
+                created_at=now,
+                scheduled_for=moment,
+                missed_count=0,
+            )
+        count = (record.missed_count or 0) + 1
+        text = deferred_text(count, record.scheduled_for or moment, moment, hold)
+        after = {
+            CatchUp.ONCE: "one run follows when it lifts (catch_up: once)",
+            CatchUp.SKIP: "not run after it (catch_up: skip)",
+        }[task.catch_up]
+        until = fmt_local(hold_until(hold))
+        record = dataclasses.replace(
+            record, missed_count=count, finished_at=now, error=f"{text} until {until}; {after}"
+        )
+        self.store.save_run(record)
+        deferred[task.id] = {"run_id": record.id, "last": fmt_time(moment)}
+        self.store.set_engine_state(hold={**hold, "deferred": deferred})
+        self._emit(record)
+        return record
+
+    def _deferred_record(self, task_id: str, run_id: JSON) -> Run | None:
+        if not isinstance(run_id, str):
+            return None
+        with contextlib.suppress(NotFound):
+            run = self.store.run(run_id)
+            if run.task_id == task_id and run.status is RunStatus.DEFERRED:
+                return run
+        return None
+
+    def _lift_hold_when_due(self, now: datetime) -> None:
+        """Once a hold's time has come (or `engine resume` brought it forward): clear it,
+        and give each task whose fires it held back its catch-up policy's one run."""
+        with self.store.locked():
+            hold = self.store.engine_state().get("hold")
+            if not isinstance(hold, dict) or active_hold({"hold": hold}, now) is hold:
+                return
+            logger().warning(
+                "the %s hold is lifted (%s); runs start again",
+                hold_kind_label(hold),
+                f"by {hold['lifted_by']}" if hold.get("lifted_by") else "its time has come",
+            )
+            for task_id, entry in _object_or_empty(hold.get("deferred")).items():
+                self._catch_up_deferred(task_id, _object_or_empty(entry), hold)
+            self.store.set_engine_state(hold=None)
+
+    def _catch_up_deferred(self, task_id: str, entry: JSONDict, hold: JSONDict) -> None:
+        try:
+            task = self.store.task(task_id)
+        except NotFound:
+            return
+        record = self._deferred_record(task_id, entry.get("run_id"))
+        last = _stored_time(entry.get("last"))
+        run = None
+        if task.enabled and task.catch_up is CatchUp.ONCE:
+            run = self.fire(task, Trigger.CATCH_UP, last)
+        if record is None:
+            return
+        first = record.scheduled_for or last or self.clock()
+        text = deferred_text(record.missed_count or 1, first, last or first, hold)
+        if run is None:
+            why = "the task is disabled" if not task.enabled else "catch_up: skip"
+            after = f"not run after it ({why})"
+        elif run.status is RunStatus.SKIPPED:  # overlap: its previous run still goes on
+            after = f"not run after it ({run.error})"
+        else:
+            after = f"caught up by run {run.id[:ID_PREFIX_LEN]} when it lifted"
+        record = dataclasses.replace(record, error=f"{text}; {after}")
+        self.store.save_run(record)
+        self._emit(record)
 
     def _fire_startup_tasks(self) -> None:
         for task in self.store.task_list():
@@ -4128,8 +4348,14 @@ class Engine:
     # Dispatch --------------------------------------------------------------------
 
     def _due_queue(self, now: datetime) -> list[JSONDict]:
+        """The queue's entries that may start now: due, and not held back by a hold."""
+        held: set[str] = set()
+        if active_hold(self.store.engine_state(), now):
+            held = {task.id for task in self.store.task_list() if not has_own_account(task)}
         due = []
         for entry in self.store.queue():
+            if entry.get("task_id") in held:
+                continue  # waits, in its place, for the hold to lift
             not_before = entry.get("not_before")
             if not not_before or parse_time(not_before, "not_before") <= now:
                 due.append(entry)
@@ -4680,14 +4906,45 @@ class Service:
         return {
             "running": alive,
             "paused": bool(info.get("paused")),
+            "hold": self._hold_view(info),
             "owner": owner if alive else None,
             "here": alive and owner.get("pid") == os.getpid(),
         }
 
+    def _hold_view(self, info: JSONDict) -> JSONDict | None:
+        """The hold in force, as the API shows it (its end also in the machine's zone)."""
+        hold = active_hold(info, self.store.clock())
+        until = hold_until(hold)
+        if hold is None or until is None:
+            return None
+        zone = local_zone_name()
+        deferred = _object_or_empty(hold.get("deferred")).values()
+        return {
+            "until": fmt_time(until),
+            "until_local": until.astimezone(get_zone(zone)).isoformat(timespec="seconds"),
+            "timezone": zone,
+            "kind": hold.get("kind"),
+            "reason": hold.get("reason"),
+            "run_id": hold.get("run_id"),
+            "task_id": hold.get("task_id"),
+            "since": hold.get("since"),
+            "deferred_run_ids": [entry.get("run_id") for entry in deferred if isinstance(entry, dict)],
+        }
+
     def set_paused(self, paused: bool) -> JSONDict:
-        self.store.set_engine_state(paused=paused)
+        """Pause, or resume: which lifts the pause and a usage-limit hold alike, and says
+        in `lifted` which of them it lifted."""
+        with self.store.locked():
+            info = self.store.engine_state()
+            lifted = [] if paused or not info.get("paused") else ["pause"]
+            changes: JSONDict = {"paused": paused}
+            hold = None if paused else active_hold(info, self.store.clock())
+            if hold is not None:
+                lifted.append("hold")
+                changes["hold"] = {**hold, "lifted_by": "engine resume"}  # the engine clears it
+            self.store.set_engine_state(**changes)
         self.wake()
-        return self.engine_status()
+        return {**self.engine_status(), "lifted": lifted}
 
     # Settings ----------------------------------------------------------------
 
@@ -5295,17 +5552,24 @@ def _api_stop_run(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.stop_run(call.ids["run_id"])
 
 
-@api_route("GET", "/api/engine", "Who runs the engine, and whether it is paused", schema="EngineStatus")
+@api_route(
+    "GET", "/api/engine", "Who runs the engine, whether it is paused or holds runs", schema="EngineStatus"
+)
 def _api_engine_status(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.engine_status()
 
 
-@api_route("POST", "/api/engine/pause", "Start no new runs (running ones go on)", schema="EngineStatus")
+@api_route("POST", "/api/engine/pause", "Start no new runs (running ones go on)", schema="EngineChange")
 def _api_pause(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.set_paused(True)
 
 
-@api_route("POST", "/api/engine/resume", "Start runs again", schema="EngineStatus")
+@api_route(
+    "POST",
+    "/api/engine/resume",
+    "Start runs again: lifts the pause and a usage-limit hold",
+    schema="EngineChange",
+)
 def _api_resume(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.set_paused(False)
 
@@ -5560,7 +5824,10 @@ def _run_schemas() -> JSONDict:
         "attempt": _schema_count(1),
         "cost_usd": _schema_nullable({"type": "number"}),
         "stop_requested": {"type": "boolean"},
-        "missed_count": nullable_int,
+        "missed_count": {
+            **nullable_int,
+            "description": "how many fire times a missed or deferred run (held back by a hold) stands for",
+        },
         "job_run_id": _schema_nullable(UUID_SCHEMA),
         "duration_seconds": _schema_nullable({"type": "number"}),
     }
@@ -5582,14 +5849,37 @@ def _run_schemas() -> JSONDict:
 
 
 def _server_schemas() -> JSONDict:
+    time = {"type": "string", "format": "date-time"}
+    hold = {
+        "until": {**time, "description": "when new runs start again (UTC): the limit's reset plus a margin"},
+        "until_local": {**time, "description": "the same moment in the engine machine's zone"},
+        "timezone": {"type": "string", "description": "that zone's IANA name"},
+        "kind": {"enum": list(HOLD_KIND_LABELS)},
+        "reason": _schema_nullable({"type": "string", "description": "claude's own sentence"}),
+        "run_id": _schema_nullable(UUID_SCHEMA),
+        "task_id": _schema_nullable(UUID_SCHEMA),
+        "since": _schema_nullable(time),
+        "deferred_run_ids": _schema_array(
+            {"type": "string", "description": "each task's record of the fires held back (status deferred)"}
+        ),
+    }
     engine = {
         "running": {"type": "boolean"},
         "paused": {"type": "boolean"},
+        "hold": _schema_nullable(
+            {
+                **_schema_object(hold, required=list(hold)),
+                "description": "a usage- or rate-limit hold: runs of tasks without their own account "
+                "(ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN in env) wait until `until`",
+            }
+        ),
         "owner": _schema_nullable(
             {"type": "object", "description": "pid, host, start time and API of the engine"}
         ),
         "here": {"type": "boolean", "description": "whether this server's process runs the engine"},
     }
+    lifted = {"type": "array", "items": {"enum": ["pause", "hold"]}, "description": "what resume lifted"}
+    engine_change = {**engine, "lifted": lifted}
     error = {
         "code": {"type": "string"},
         "message": {"type": "string"},
@@ -5606,6 +5896,7 @@ def _server_schemas() -> JSONDict:
         "Settings": _schema_object(settings, required=list(settings)),
         "SettingsInput": _schema_object(settings, closed=True),
         "EngineStatus": _schema_object(engine, required=list(engine)),
+        "EngineChange": _schema_object(engine_change, required=list(engine_change)),
         "Health": _schema_object(
             {"status": {"const": "ok"}, "version": {"type": "string"}, "engine": _schema_ref("EngineStatus")},
             required=["status", "version", "engine"],
@@ -6664,23 +6955,53 @@ def _run_summary(run: JSONDict) -> str:
     return " ".join(parts)
 
 
-def _engine_note(ctx: CliContext) -> str:
+def _engine_note(ctx: CliContext, task_ids: Iterable[str] = ()) -> str:
     status = ctx.backend.engine_status()
     if not status["running"]:
         return "No scheduler engine is running: it will start when the window or `serve` runs."
-    return "Paused: it will start when the engine is resumed." if status["paused"] else ""
+    if status["paused"]:
+        return "Paused: it will start when the engine is resumed."
+    if _is_held(ctx, status, task_ids):
+        return f"{_hold_line(status['hold'])}\nIt waits for that (or for `engine resume`)."
+    return ""
+
+
+def _is_held(ctx: CliContext, status: JSONDict, task_ids: Iterable[str]) -> bool:
+    """Whether the engine's hold concerns any of the tasks (those without their own account)."""
+    if not status.get("hold"):
+        return False
+    return any(not env_has_own_account(ctx.backend.get_task(task_id)["env"]) for task_id in task_ids)
+
+
+def _hold_line(hold: JSONDict) -> str:
+    until = fmt_local_until(parse_time(hold["until"], "hold.until"), utcnow())
+    reason = f": {hold['reason']}" if hold.get("reason") else ""
+    return f"Holding new runs until {until} — {hold_kind_label(hold)}{reason}"
+
+
+def _warn_if_held(ctx: CliContext, task_ids: list[str]) -> None:
+    """Before running here what the engine would hold: say so, then run (it was asked for)."""
+    status = ctx.backend.engine_status()
+    if _is_held(ctx, status, task_ids):
+        hold = status["hold"]
+        until = fmt_local_until(parse_time(hold["until"], "hold.until"), utcnow())
+        ctx.err(
+            f"Note: a {hold_kind_label(hold).replace(' ', '-')} hold is on until {until}"
+            f"{' (' + hold['reason'] + ')' if hold.get('reason') else ''}; this run may hit the same limit."
+        )
 
 
 def _cmd_tasks_run(ctx: CliContext) -> int:
     task_id = ctx.resolve("task", ctx.args.id)
     if ctx.args.detach or ctx.backend.remote:
         run = ctx.backend.request_run(task_id, Trigger.CLI)
-        note = _engine_note(ctx)
+        note = _engine_note(ctx, [task_id])
         if ctx.args.detach:
             return ctx.show(run, lambda: f"Queued run {run['id']}" + (f"\n{note}" if note else ""))
         if note and not ctx.args.json:  # otherwise the wait below would be silent
             ctx.emit(note)
         return _follow_to_end(ctx, run["id"])
+    _warn_if_held(ctx, [task_id])
     return _run_in_foreground(ctx, [task_id], stop_on_failure=True, trigger=Trigger.CLI)
 
 
@@ -6776,13 +7097,14 @@ def _cmd_jobs_run(ctx: CliContext) -> int:
     status = ctx.backend.engine_status()
     if ctx.args.detach or status["running"] or not isinstance(ctx.backend, Service):
         result = ctx.backend.run_job(job_id, continue_on_failure=ctx.args.continue_on_failure)
-        note = _engine_note(ctx) or f"Follow it with: runs list --job {_short(job_id)}"
+        note = _engine_note(ctx, result["task_ids"]) or f"Follow it with: runs list --job {_short(job_id)}"
         text = (
             f"Handed to the engine: job run {_short(result['job_run_id'])}, "
             f"{_plural(len(result['task_ids']), 'task')} one after another."
         )
         return ctx.show(result, lambda: f"{text}\n{note}")
     tasks = ctx.backend.job_run_plan(job_id)
+    _warn_if_held(ctx, tasks)
     return _run_in_foreground(
         ctx, tasks, stop_on_failure=not ctx.args.continue_on_failure, trigger=Trigger.JOB
     )
@@ -6830,12 +7152,34 @@ def _engine_text(status: JSONDict) -> str:
         text = f"Engine: running in process {owner['pid']} since {_when(owner['started_at'])}"
         if owner.get("api"):
             text += f"\nAPI: {owner['api']}"
+    if status.get("hold"):
+        text += (
+            f"\n{_hold_line(status['hold'])}\nTasks with their own ANTHROPIC_API_KEY or "
+            "CLAUDE_CODE_OAUTH_TOKEN in env still run; `engine resume` lifts the hold now."
+        )
     return text + ("\nPaused: no new runs start until `engine resume`." if status["paused"] else "")
 
 
 def _cmd_engine_pause(ctx: CliContext) -> int:
     status = ctx.backend.set_paused(ctx.args.paused)
-    return ctx.show(status, lambda: _engine_text(status))
+    return ctx.show(status, lambda: _lifted_text(status) + _engine_text(status))
+
+
+LIFTED_TEXTS = {
+    ("pause",): "Lifted the pause.",
+    (
+        "hold",
+    ): "Lifted the usage-limit hold: runs start again (the tasks it held back as their catch_up says).",
+    ("pause", "hold"): "Lifted the pause and the usage-limit hold.",
+    (): "Nothing to lift: the engine was neither paused nor holding runs.",
+}
+
+
+def _lifted_text(status: JSONDict) -> str:
+    """What `engine resume` lifted (nothing for `engine pause`), as the first line."""
+    if "lifted" not in status or status["paused"]:
+        return ""
+    return LIFTED_TEXTS[tuple(status["lifted"])] + "\n"
 
 
 def _cmd_settings_show(ctx: CliContext) -> int:
@@ -7223,12 +7567,13 @@ CLI_HELP = {
     "next": "show a task's next fire times",
     "preview": "show a schedule's next fire times",
     "run": "run now, showing the session here; with --detach, or (jobs) when an engine runs, "
-    "hand it to the engine",
+    "hand it to the engine. During a usage-limit hold a run here warns and goes ahead (you asked "
+    "for it); one handed to the engine waits for the hold to lift",
     "stop": "stop what is running",
     "log": "show a run's log (--follow to keep watching)",
-    "status": "who runs the engine, and whether it is paused",
+    "status": "who runs the engine, whether it is paused or holds runs for a usage limit",
     "pause": "stop starting new runs (running ones go on)",
-    "resume": "start runs again",
+    "resume": "start runs again: lifts a pause and a usage-limit hold",
 }
 
 
@@ -7356,6 +7701,7 @@ GUI_STATUS_COLOURS = {
     "cancelled": "#8c6e63",
     "skipped": "#8c959f",
     "missed": "#bc4c00",
+    "deferred": "#bc4c00",
     "pending": "#8c959f",
     "in_progress": "#0969da",
     "completed": "#1a7f37",
@@ -9529,6 +9875,9 @@ def _engine_status_text(engine: JSONDict) -> tuple[str, str]:
         text, level = "Engine: not running (nothing fires)", "warning"
     if engine.get("paused"):
         return f"{text} · paused: no new runs start", "warning"
+    hold = engine.get("hold")
+    if hold:
+        return f"{text} · Holding until {_gui_time(hold['until'])} — {hold_kind_label(hold)}", "warning"
     return text, level
 
 
@@ -9630,6 +9979,7 @@ GUI_MENUS: dict[str, tuple[tuple[str, str, str] | None, ...]] = {
     ),
     "Help": (("Keyboard shortcuts", "", "show_shortcuts"), ("About", "", "show_about")),
 }
+GUI_RESUME_LABEL = "Resume runs now (lift the pause or usage-limit hold)"
 GUI_KEYS = (
     ("<Control-n>", "new_task"),
     ("<Control-N>", "new_job"),  # Ctrl+Shift+N
@@ -9720,6 +10070,7 @@ class App:
         self.api_error: str | None = None
         self.looks = Looks(self.root)
         self.paused = tk.BooleanVar(master=self.root, value=False)
+        self.run_menu: tk.Menu | None = None
         self._build()
         self._restore_layout()
         self.worker = Worker(self.inbox)
@@ -9778,6 +10129,8 @@ class App:
             if title == "Run":
                 menu.add_separator()
                 menu.add_checkbutton(label="Pause all runs", variable=self.paused, command=self.toggle_pause)
+                menu.add_command(label=GUI_RESUME_LABEL, command=self.resume_runs, state="disabled")
+                self.run_menu = menu
             bar.add_cascade(label=title, menu=menu)
         self.root.configure(menu=bar)
 
@@ -10297,6 +10650,9 @@ class App:
         self.status_bar.show("counts", _counts_text(len(self.jobs), self.tasks.values()))
         self.status_bar.show("error", self.storage_error or "", "error")
         self.paused.set(bool(self.engine_info.get("paused")))
+        if self.run_menu is not None:
+            held = self.engine_info.get("paused") or self.engine_info.get("hold")
+            self.run_menu.entryconfigure(GUI_RESUME_LABEL, state="normal" if held else "disabled")
 
     def _api_text(self) -> tuple[str, str]:
         if self.api:
@@ -10606,6 +10962,10 @@ class App:
 
     def toggle_pause(self) -> None:
         self.act(functools.partial(self.service.set_paused, self.paused.get()))
+
+    def resume_runs(self) -> None:
+        """Lift the pause and the usage-limit hold, like `engine resume`."""
+        self.act(functools.partial(self.service.set_paused, False))
 
     def show_shortcuts(self) -> None:
         width = max(len(keys) for keys, _ in GUI_SHORTCUTS)

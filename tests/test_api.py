@@ -160,7 +160,7 @@ def test_health_needs_no_token_and_names_version_and_engine(api: Api) -> None:
     assert answer.json == {
         "status": "ok",
         "version": cs.__version__,
-        "engine": {"running": False, "paused": False, "owner": None, "here": False},
+        "engine": {"running": False, "paused": False, "hold": None, "owner": None, "here": False},
     }
 
 
@@ -677,6 +677,32 @@ def test_engine_pause_and_resume(api: Api, store: cs.Store) -> None:
     assert api.request("GET", "/api/health", token=None).json["engine"]["paused"] is True
     assert api.ok("POST", "/api/engine/resume")["paused"] is False
     assert api.fails("GET", "/api/engine/pause", status=405)["code"] == "method_not_allowed"
+
+
+def test_engine_shows_a_usage_limit_hold_and_resume_lifts_it(api: Api) -> None:
+    reset = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    task = make_task(api, prompt=f"[usage_limit={int(reset.timestamp())}]")
+    assert cs.main(["cli", "tasks", "run", task["id"]]) == 1  # a foreground run that hits the limit
+    (run,) = api.ok("GET", f"/api/runs?task_id={task['id']}")["runs"]
+
+    hold = api.ok("GET", "/api/engine")["hold"]
+
+    schema = api.ok("GET", "/api/openapi.json")["components"]["schemas"]["EngineStatus"]
+    assert set(hold) == set(schema["properties"]["hold"]["anyOf"][0]["properties"])
+    assert (hold["until"], hold["until_local"], hold["timezone"]) == (
+        cs.fmt_time(reset + timedelta(seconds=60)),
+        (reset + timedelta(seconds=60)).isoformat(),
+        "UTC",
+    )
+    assert (hold["kind"], hold["run_id"], hold["task_id"]) == ("usage_limit", run["id"], task["id"])
+    assert hold["reason"] == "You've hit your session limit · resets 12am (UTC)"
+    assert api.request("GET", "/api/health", token=None).json["engine"]["hold"] == hold
+
+    resumed = api.ok("POST", "/api/engine/resume")
+
+    assert (resumed["lifted"], resumed["hold"], resumed["paused"]) == (["hold"], None, False)
+    assert api.ok("GET", "/api/engine")["hold"] is None
+    assert api.ok("POST", "/api/engine/resume")["lifted"] == []
 
 
 def test_engine_status_names_an_engine_running_in_this_process(api: Api, store: cs.Store) -> None:
@@ -1238,6 +1264,7 @@ def test_openapi_schemas_match_real_answers(api: Api, store: cs.Store, existing:
     assert set(api.ok("GET", "/api/jobs")["jobs"][0]) == keys("Job")
     assert set(api.ok("GET", f"/api/runs/{existing.run_id}/log")) == keys("LogChunk")
     assert set(api.ok("GET", "/api/engine")) == keys("EngineStatus")
+    assert set(api.ok("POST", "/api/engine/resume")) == keys("EngineChange")
     assert set(api.ok("GET", "/api/jobs")["jobs"][0]["progress"]) == keys("Progress")
     assert set(cs.Task.EDITABLE) == keys("TaskInput")
     assert set(cs.Job.EDITABLE) == keys("JobInput")

@@ -12,8 +12,10 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import Result, child_env
@@ -555,6 +557,71 @@ def test_engine_pause_holds_new_runs_until_resume(
 
     assert resumed["paused"] is False
     assert run_of(home, run["id"])["status"] == "success"
+
+
+def limited_task(cli_json: CliJson, reset: datetime, *options: str) -> dict[str, Any]:
+    """A task whose session hits the subscription's usage limit, resetting at `reset`."""
+    return create_task(cli_json, f"[usage_limit={int(reset.timestamp())}]", *options)
+
+
+def test_a_usage_limit_holds_the_engine_until_its_reset_and_resume_lifts_it(
+    home: Path, cli: Cli, cli_json: CliJson, engine: cs.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "Europe/Amsterdam")
+    reset = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    limited = limited_task(cli_json, reset, "--retries", "2", "--retry-delay", "0")
+    cli("tasks", "run", limited["id"], "--detach")
+    drive(engine)
+
+    (run,) = cs.Service(cs.Store(home)).list_runs(task_id=limited["id"])  # not retried
+    assert (run["status"], run["failure_kind"]) == ("failed", "usage_limit")
+    hold = cli_json("engine", "status")["hold"]
+    assert (hold["until"], hold["kind"], hold["run_id"]) == (
+        cs.fmt_time(reset + timedelta(seconds=60)),
+        "usage_limit",
+        run["id"],
+    )
+    local = (reset + timedelta(seconds=60)).astimezone(ZoneInfo("Europe/Amsterdam"))
+    assert (hold["until_local"], hold["timezone"]) == (local.isoformat(), "Europe/Amsterdam")
+    when = local.strftime("%H:%M" if local.date() == datetime.now(local.tzinfo).date() else "%Y-%m-%d %H:%M")
+    assert f"\nHolding new runs until {when} (Europe/Amsterdam) — usage limit: {fake.USAGE_LIMIT_TEXT}\n" in (
+        cli("engine", "status").out
+    )
+
+    waiting = create_task(cli_json, "waiting")
+    queued = cli("tasks", "run", waiting["id"], "--detach")
+    own = create_task(cli_json, "own account", "--env", "ANTHROPIC_API_KEY=sk-its-own")
+    cli("tasks", "run", own["id"], "--detach")
+    drive(engine)
+
+    assert f"Holding new runs until {when}" in queued.out
+    assert only_run(home, waiting["id"])["status"] == "queued"
+    assert only_run(home, own["id"])["status"] == "success"
+
+    resumed = cli("engine", "resume")
+    drive(engine)
+
+    assert resumed.out.startswith("Lifted the usage-limit hold: runs start again")
+    assert "Holding" not in resumed.out
+    assert only_run(home, waiting["id"])["status"] == "success"
+    assert cli_json("engine", "status")["hold"] is None
+    assert cli("engine", "resume").out.startswith("Nothing to lift: the engine was neither paused nor")
+
+
+def test_a_foreground_run_sets_the_hold_and_one_during_it_warns_then_runs(
+    home: Path, cli: Cli, cli_json: CliJson, record: Recorder
+) -> None:
+    reset = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    first = cli("tasks", "run", limited_task(cli_json, reset)["id"])
+    assert first.code == 1
+    assert cli_json("engine", "status")["hold"]["until"] == cs.fmt_time(reset + timedelta(seconds=60))
+
+    second = cli("tasks", "run", create_task(cli_json, "asked for")["id"])
+
+    assert second.code == 0
+    assert "Note: a usage-limit hold is on until " in second.err
+    assert second.err.splitlines()[0].endswith("; this run may hit the same limit.")
+    assert record.prompts()[-1] == "asked for"
 
 
 def test_jobs_list_json_shows_a_jobs_progress(cli: Cli, cli_json: CliJson) -> None:

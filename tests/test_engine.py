@@ -872,6 +872,165 @@ def test_pause_stops_dispatching_but_not_the_running_runs(
     assert run_of(home, waiting["id"])["status"] == "success"
 
 
+####
+# The usage-limit hold
+####
+
+RESET = 3 * 3600  # claude's resetsAt in these tests: T0 + 3 h
+HELD_UNTIL = RESET + 60  # the reset plus the engine's margin
+
+
+def hit_the_limit(service: cs.Service, engine: cs.Engine, **fields: Any) -> dict[str, Any]:
+    """Run a task whose session hits the subscription's usage limit, resetting at RESET."""
+    epoch = int(at(RESET).timestamp())
+    return run_task(service, engine, new_task(service, f"[usage_limit={epoch}]", name="limited", **fields))
+
+
+def test_a_usage_limit_holds_new_runs_until_its_reset_and_queued_runs_wait_in_order(
+    home: Path, clock: FakeClock, service: cs.Service, engine: cs.Engine, record: Recorder
+) -> None:
+    home.joinpath(cs.SETTINGS_FILE).write_text(json.dumps({"max_concurrent_runs": 1}), encoding="utf-8")
+    limited = hit_the_limit(service, engine, retry={"max_attempts": 2, "delay_seconds": 0})
+    first = service.request_run(new_task(service, "first")["id"])
+    second = service.request_run(new_task(service, "second")["id"])
+    clock.set(at(RESET))
+    drive(engine)
+
+    hold = cs.Service(cs.Store(home, clock=clock)).engine_status()["hold"]
+    assert (hold["until"], hold["kind"], hold["reason"]) == (
+        stamp(HELD_UNTIL),
+        "usage_limit",
+        fake.USAGE_LIMIT_TEXT,
+    )
+    assert (hold["run_id"], hold["task_id"]) == (limited["id"], limited["task_id"])
+    assert len(history(home, limited["task_id"])) == 1  # not retried
+    assert [run_of(home, run["id"])["status"] for run in (first, second)] == ["queued", "queued"]
+    assert len(record.entries()) == 1
+    clock.set(at(HELD_UNTIL - 10))
+    assert engine.tick() == pytest.approx(10.0)  # it wakes when the hold ends
+
+    clock.set(at(HELD_UNTIL))
+    drive(engine)
+
+    assert cs.Service(cs.Store(home, clock=clock)).engine_status()["hold"] is None
+    assert record.prompts()[1:] == ["first", "second"]
+    assert [run_of(home, run["id"])["status"] for run in (first, second)] == ["success", "success"]
+
+
+def test_a_task_due_during_the_hold_is_deferred_then_runs_once_after_it_even_across_a_restart(
+    home: Path, clock: FakeClock, store: cs.Store, service: cs.Service, engines: StartEngine
+) -> None:
+    once = new_task(service, "hourly", schedule=HOURLY)
+    skip = new_task(service, "hourly, no catch-up", schedule=HOURLY, catch_up="skip")
+    first = engines(store)
+    hit_the_limit(service, first)
+    for hour in (1, 2):
+        clock.set(at(hour * 3600))
+        drive(first)
+    first.stop()
+
+    restarted = engines(cs.Store(home, clock=clock))
+    clock.set(at(3 * 3600))
+    drive(restarted)
+    (deferred,) = history(home, once["id"])
+    assert (deferred["status"], deferred["missed_count"], deferred["scheduled_for"]) == (
+        "deferred",
+        3,
+        stamp(3600),
+    )
+    assert deferred["error"] == (
+        "3 fires (2030-01-07 10:00 to 2030-01-07 12:00) held back by the usage-limit hold until "
+        "2030-01-07 12:01; one run follows when it lifts (catch_up: once)"
+    )
+    assert [run["status"] for run in history(home, skip["id"])] == ["deferred"]
+    assert service.get_task(once["id"])["last_run_status"] is None  # a deferred fire never ran
+
+    clock.set(at(HELD_UNTIL + 1))
+    drive(restarted)
+    clock.set(at(HELD_UNTIL + 120))
+    drive(restarted)
+
+    deferred, caught_up = history(home, once["id"])
+    assert (caught_up["trigger"], caught_up["scheduled_for"], caught_up["status"]) == (
+        "catch_up",
+        stamp(3 * 3600),
+        "success",
+    )
+    assert deferred["error"].endswith(f"; caught up by run {caught_up['id'][:8]} when it lifted")
+    (skipped,) = history(home, skip["id"])
+    assert skipped["error"].endswith("; not run after it (catch_up: skip)")
+    assert service.get_task(once["id"])["last_run_status"] == "success"
+
+
+def test_a_usage_limit_without_a_reset_time_holds_for_an_hour(service: cs.Service, engine: cs.Engine) -> None:
+    run = run_task(service, engine, new_task(service, "[usage_limit=text]"))
+
+    hold = service.engine_status()["hold"]
+    assert (hold["until"], hold["since"], hold["run_id"]) == (stamp(3600), stamp(0), run["id"])
+
+
+def test_a_job_waits_between_its_steps_while_held_and_goes_on_after(
+    home: Path, clock: FakeClock, service: cs.Service, engine: cs.Engine, record: Recorder
+) -> None:
+    epoch = int(at(RESET).timestamp())
+    job, (limited, after) = job_with_tasks(service, [f"[usage_limit={epoch}]", "after"])
+    service.run_job(job["id"], continue_on_failure=True)
+    drive(engine)
+
+    (waiting,) = history(home, after["id"])
+    assert (waiting["status"], waiting["trigger"]) == ("queued", "job")
+    assert listed_job(home, job["id"])["status"] == "in_progress"
+
+    clock.set(at(HELD_UNTIL))
+    drive(engine)
+
+    assert run_of(home, waiting["id"])["status"] == "success"
+    assert record.prompts() == [limited["prompt"], "after"]
+
+
+def test_a_task_with_its_own_account_runs_through_the_hold_and_sets_none(
+    home: Path, clock: FakeClock, service: cs.Service, engine: cs.Engine
+) -> None:
+    own = {"ANTHROPIC_API_KEY": "sk-its-own"}
+    hit_the_limit(service, engine, env={"CLAUDE_CODE_OAUTH_TOKEN": "its-own"})
+    assert service.engine_status()["hold"] is None  # its own account's limit holds nobody else
+
+    hit_the_limit(service, engine)
+    timed = new_task(service, "own, timed", schedule=HOURLY, env=own)
+    asked = run_task(service, engine, new_task(service, "own, asked", env=own))
+    clock.set(at(3600))
+    drive(engine)
+
+    assert service.engine_status()["hold"]["until"] == stamp(HELD_UNTIL)
+    assert asked["status"] == "success"
+    assert [(run["trigger"], run["status"]) for run in history(home, timed["id"])] == [
+        ("schedule", "success")
+    ]
+
+
+def test_a_later_limit_only_extends_the_hold_and_resume_lifts_it_at_once(
+    home: Path, clock: FakeClock, service: cs.Service, engine: cs.Engine, cli: Callable[..., Any]
+) -> None:
+    timed = new_task(service, "hourly", schedule=HOURLY)
+    hit_the_limit(service, engine)
+    for reset, until in ((2 * 3600, HELD_UNTIL), (4 * 3600, 4 * 3600 + 60)):  # sooner, then later
+        epoch = int(at(reset).timestamp())
+        assert cli("tasks", "run", new_task(service, f"[usage_limit={epoch}]")["id"]).code == 1
+        assert service.engine_status()["hold"]["until"] == stamp(until)
+    clock.set(at(3600))
+    drive(engine)
+
+    lifted = cs.Service(cs.Store(home, clock=clock)).set_paused(False)
+    drive(engine)
+
+    assert (lifted["lifted"], lifted["hold"], lifted["paused"]) == (["hold"], None, False)
+    assert [(run["trigger"], run["status"]) for run in history(home, timed["id"])] == [
+        ("schedule", "deferred"),
+        ("catch_up", "success"),
+    ]
+    assert cs.Store(home).engine_state()["hold"] is None
+
+
 def test_tasks_created_and_edited_through_another_store_are_picked_up(
     home: Path, clock: FakeClock, engine: cs.Engine, record: Recorder
 ) -> None:

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -754,6 +755,29 @@ def test_pausing_shows_in_the_status_bar(gui: Gui, service: cs.Service) -> None:
     service.set_paused(False)
     gui.wait(lambda: "paused" not in str(label.cget("text")), "the resume made elsewhere")
     assert not gui.app.paused.get()
+
+
+def test_a_usage_limit_hold_shows_in_the_status_bar_and_the_run_menu_lifts_it(
+    gui: Gui, service: cs.Service
+) -> None:
+    reset = cs.utcnow().replace(microsecond=0) + timedelta(seconds=120)
+    task = make_task(service, "limited", prompt=f"[usage_limit={int(reset.timestamp())}]")
+    service.request_run(task["id"])
+    label = gui.app.status_bar.labels["engine"]
+    until = (reset + timedelta(seconds=60)).astimezone()
+    gui.wait(lambda: "Holding" in str(label.cget("text")), "the hold in the status bar")
+
+    assert (
+        str(label.cget("text"))
+        == f"Engine: running in this window · Holding until {until:%H:%M} — usage limit"
+    )
+    run_menu = gui.app.run_menu
+    assert run_menu is not None
+    assert run_menu.entrycget(cs.GUI_RESUME_LABEL, "state") == "normal"
+    gui.choose_menu("Run", cs.GUI_RESUME_LABEL)
+    gui.wait(lambda: "Holding" not in str(label.cget("text")), "the hold to be lifted")
+    assert service.engine_status()["hold"] is None
+    assert run_menu.entrycget(cs.GUI_RESUME_LABEL, "state") == "disabled"
 
 
 def test_an_unreadable_store_file_is_shown_once_and_cleared(gui: Gui, home: Path) -> None:

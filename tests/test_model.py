@@ -66,6 +66,7 @@ def service(home: Path) -> cs.Service:
                 "cancelled",
                 "skipped",
                 "missed",
+                "deferred",
                 "interrupted",
             },
         ),
