@@ -2604,7 +2604,22 @@ STATUS_TIMEOUT = "timeout"
 STATUS_CANCELLED = "cancelled"
 
 CLAUDE_EXECUTABLE = "claude"
-CLAUDE_LOCAL_INSTALL = (".claude", "local", "claude")  # under the user's home
+# Under the user's home: the native installer's place (often missing from the PATH of
+# services and desktop launchers), and the older local install.
+CLAUDE_NATIVE_INSTALL = (".local", "bin", "claude.exe" if sys.platform == "win32" else "claude")
+CLAUDE_LOCAL_INSTALL = (".claude", "local", "claude")
+# Where resolve_claude found claude -> how people are told.
+CLAUDE_SOURCES = {
+    "setting": "set by the claude_path setting",
+    "env": f"set by ${CLAUDE_ENV}",
+    "path": "found on PATH",
+    "native": "found in ~/.local/bin, the native installer's place",
+    "local": "found in ~/.claude/local, the old local install",
+}
+CLAUDE_TESTED_VERSION = "2.1.197"  # the CLI whose output the contract tests recorded
+CLAUDE_VERSION_TIMEOUT_SECONDS = 5.0
+CLAUDE_VERSION_PATTERN = r"(\d+)\.(\d+)\.(\d+)"
+CLAUDE_PATH_SHOWN = 300  # how much of $PATH the not-found message repeats
 CLAUDE_BASE_ARGS = ("-p", "--output-format", "stream-json", "--verbose")
 
 LOG_STDERR_PREFIX = "[stderr] "
@@ -2650,13 +2665,23 @@ USAGE_LIMIT_TEXT = re.compile(
 # Executor errors.
 
 
-class ClaudeNotFound(SchedulerError):
+class FixableError(SchedulerError):
+    """An error whose message says what is wrong, then how to fix it; `problem` and `fix`
+    keep the two apart for the setup check."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}; {fix}")
+        self.problem = problem
+        self.fix = fix
+
+
+class ClaudeNotFound(FixableError):
     """No usable `claude` executable; the message says how to provide one."""
 
     code = "claude_not_found"
 
 
-class WorkdirMissing(SchedulerError):
+class WorkdirMissing(FixableError):
     """A run's working directory does not exist or is not a directory."""
 
     code = "workdir_missing"
@@ -2689,37 +2714,151 @@ def _explicit_claude(source: str, raw: str, home: Path, environ: Mapping[str, st
     if _is_executable_file(expanded):
         return expanded
     raise ClaudeNotFound(
-        f"{source} is set to {raw!r}, which is not an executable file; "
-        f"fix it or clear it to let the scheduler search PATH"
+        f"{source} is set to {raw!r}, which is not an executable file",
+        "fix it or clear it to let the scheduler search for claude",
+    )
+
+
+class ClaudeLocation(typing.NamedTuple):
+    """The claude that runs, and where it was found (a key of CLAUDE_SOURCES)."""
+
+    path: str
+    source: str
+
+    @property
+    def source_text(self) -> str:
+        return CLAUDE_SOURCES[self.source]
+
+
+def locate_claude(configured: str | None, environ: Mapping[str, str], home: Path) -> ClaudeLocation:
+    """The `claude` executable to run, and where it was found.
+
+    Order: the `claude_path` setting (`configured`), `$CLAUDE_SCHEDULER_CLAUDE`, `claude`
+    on `environ["PATH"]`, `home/.local/bin/claude` (the native installer's place; Windows:
+    `claude.exe`), `home/.claude/local/claude`. A setting or variable that is set but does
+    not name an executable file raises rather than falling through, so a typo never
+    silently runs another claude. Raises ClaudeNotFound naming every place searched and
+    how to fix it.
+    """
+    explicit = (
+        ("setting", "the claude_path setting", configured),
+        ("env", f"${CLAUDE_ENV}", environ.get(CLAUDE_ENV)),
+    )
+    for source, label, raw in explicit:
+        if raw and raw.strip():
+            return ClaudeLocation(_explicit_claude(label, raw, home, environ), source)
+    search_path = environ.get("PATH", os.defpath)
+    found = shutil.which(CLAUDE_EXECUTABLE, path=search_path)
+    if found:
+        return ClaudeLocation(found, "path")
+    for source, parts in (("native", CLAUDE_NATIVE_INSTALL), ("local", CLAUDE_LOCAL_INSTALL)):
+        candidate = str(home.joinpath(*parts))
+        if _is_executable_file(candidate):
+            return ClaudeLocation(candidate, source)
+    native, local = (home.joinpath(*parts) for parts in (CLAUDE_NATIVE_INSTALL, CLAUDE_LOCAL_INSTALL))
+    folders = ", ".join(folder for folder in search_path.split(os.pathsep) if folder)
+    raise ClaudeNotFound(
+        f"Claude Code CLI not found: the claude_path setting and ${CLAUDE_ENV} are not set, and "
+        f"there is no claude on PATH ({_clip(folders, CLAUDE_PATH_SHOWN) or 'empty'}), "
+        f"at {native} or at {local}",
+        f"install Claude Code (its native installer puts it in ~/.local/bin; or npm install -g "
+        f"@anthropic-ai/claude-code), or set claude_path in settings (`cli settings set claude_path "
+        f"/full/path/to/claude`, or File → Settings in the window) or ${CLAUDE_ENV} to the full "
+        f"path of the claude executable",
     )
 
 
 def resolve_claude(configured: str | None, environ: Mapping[str, str], home: Path) -> str:
-    """Path of the `claude` executable to run.
+    """Path of the `claude` executable to run: see locate_claude."""
+    return locate_claude(configured, environ, home).path
 
-    Order: the `claude_path` setting (`configured`), `$CLAUDE_SCHEDULER_CLAUDE`, `claude`
-    on `environ["PATH"]`, `home/.claude/local/claude`. A setting or variable that is set
-    but does not name an executable file raises rather than falling through, so a typo
-    never silently runs another claude. Raises ClaudeNotFound with a fix in its message.
+
+class ClaudeVersion(typing.NamedTuple):
+    """What `claude --version` said: its first line, and the version number in it. When no
+    number could be read, `number` is None and `error` says why."""
+
+    text: str
+    number: tuple[int, int, int] | None
+    error: str | None = None
+
+
+def claude_version(path: str) -> ClaudeVersion:
+    """Run `path --version` (in this process's environment) and read its answer.
+
+    Blocks for up to CLAUDE_VERSION_TIMEOUT_SECONDS: never call it on the Tk thread. The
+    answer is cached per path, modification time and size, so asking again is cheap
+    until claude is updated; a call that timed out is not cached. Never raises.
     """
-    explicit = (
-        ("the claude_path setting", configured),
-        (f"${CLAUDE_ENV}", environ.get(CLAUDE_ENV)),
-    )
-    for source, raw in explicit:
-        if raw and raw.strip():
-            return _explicit_claude(source, raw, home, environ)
-    found = shutil.which(CLAUDE_EXECUTABLE, path=environ.get("PATH", os.defpath))
-    if found:
-        return found
-    local = home.joinpath(*CLAUDE_LOCAL_INSTALL)
-    if _is_executable_file(str(local)):
-        return str(local)
-    raise ClaudeNotFound(
-        f"Claude Code CLI not found on PATH or at {local}. Install Claude Code "
-        f"(npm install -g @anthropic-ai/claude-code), or set claude_path in settings "
-        f"or ${CLAUDE_ENV} to the full path of the claude executable"
-    )
+    try:
+        stat = os.stat(path)
+    except OSError as error:
+        return ClaudeVersion("", None, f"cannot read {path}: {error.strerror or error}")
+    try:
+        return _claude_version_of(path, stat.st_mtime_ns, stat.st_size)
+    except TimeoutError as error:
+        return ClaudeVersion("", None, str(error))
+
+
+@functools.lru_cache(maxsize=16)
+def _claude_version_of(path: str, mtime_ns: int, size: int) -> ClaudeVersion:
+    """claude_version's answer for one version of the file; raises TimeoutError (not cached)."""
+    import subprocess
+
+    try:
+        proc = subprocess.Popen(
+            [path, "--version"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=sys.platform != "win32",
+        )
+    except OSError as error:
+        return ClaudeVersion("", None, f"could not start {path}: {error.strerror or error}")
+    try:
+        out, err = proc.communicate(timeout=CLAUDE_VERSION_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, _kill_signal())
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=CLAUDE_VERSION_TIMEOUT_SECONDS)
+        seconds = _format_seconds(CLAUDE_VERSION_TIMEOUT_SECONDS)
+        raise TimeoutError(f"`{path} --version` gave no answer within {seconds}") from None
+    return _read_claude_version(path, proc.returncode, out, err)
+
+
+def _read_claude_version(path: str, exit_code: int, out: bytes, err: bytes) -> ClaudeVersion:
+    text = _first_line(out.decode("utf-8", errors="replace"))
+    if exit_code != 0:
+        said = _first_line(err.decode("utf-8", errors="replace")) or text
+        reason = f"`{path} --version` failed ({_describe_exit(exit_code)})"
+        return ClaudeVersion(text, None, f"{reason}: {_clip(said, ERROR_MAX_CHARS)}" if said else reason)
+    match = re.search(CLAUDE_VERSION_PATTERN, text)
+    if match is None:
+        shown = _clip(text, ERROR_MAX_CHARS) if text else "nothing"
+        return ClaudeVersion(text, None, f"`{path} --version` printed no version number: {shown!r}")
+    major, minor, patch = (int(part) for part in match.groups())
+    return ClaudeVersion(text, (major, minor, patch))
+
+
+def describe_claude(configured: str | None, environ: Mapping[str, str], home: Path) -> JSONDict:
+    """Which claude runs, where it was found and its version, as shown in the settings:
+    `path`, `source` (a CLAUDE_SOURCES key), `version` (None when unknown) and `error`
+    (why claude was not found or its version not read; else None). Runs `claude --version`:
+    see claude_version."""
+    try:
+        location = locate_claude(configured, environ, home)
+    except ClaudeNotFound as error:
+        return {"path": None, "source": None, "version": None, "error": error.message}
+    version = claude_version(location.path)
+    number = ".".join(map(str, version.number)) if version.number else None
+    return {"path": location.path, "source": location.source, "version": number, "error": version.error}
+
+
+def claude_text(info: JSONDict) -> str:
+    """describe_claude's answer in a line for people."""
+    if info["path"] is None:
+        return f"not found: {info['error']}"
+    where = f"{info['path']} ({CLAUDE_SOURCES[info['source']]})"
+    return f"{where}, version {info['version']}" if info["version"] else f"{where}; {info['error']}"
 
 
 def _option_value(value: str, field: str) -> str:
@@ -2787,7 +2926,7 @@ def _existing_dir(path: Path, source: str) -> Path:
     else:
         return path
     raise WorkdirMissing(
-        f"working directory {path} (set by {source}) {problem}; create it or change the working directory"
+        f"working directory {path} (set by {source}) {problem}", "create it or change the working directory"
     )
 
 
