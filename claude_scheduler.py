@@ -4668,6 +4668,306 @@ class Service:
         self.wake()
         return self.get_settings()
 
+    def check_setup(self) -> list[JSONDict]:
+        """The setup check of this data home (see check_setup): slow, never on the Tk thread."""
+        return [check.to_dict() for check in check_setup(self.store.home, self.store)]
+
+
+# Checking the setup: `cli doctor`, Help → Check setup and GET /api/doctor share these.
+
+CHECK_OK = "ok"
+CHECK_WARNING = "warning"
+CHECK_PROBLEM = "problem"
+CREDENTIAL_VARIABLES = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
+CLAUDE_CONFIG_ENV = "CLAUDE_CONFIG_DIR"  # moves Claude Code's ~/.claude (and its .claude.json)
+CLAUDE_CONFIG_DIR = ".claude"
+CLAUDE_CREDENTIALS_FILE = ".credentials.json"
+CLAUDE_GLOBAL_CONFIG = ".claude.json"
+HEALTH_TIMEOUT_SECONDS = 2.0
+# The `process` an engine owner records -> how the setup check names it.
+ENGINE_PROCESSES = {"serve": "`serve`", "window": "a window"}
+
+
+class Check(typing.NamedTuple):
+    """One line of the setup check: what was checked, its level (CHECK_OK, CHECK_WARNING,
+    CHECK_PROBLEM), what was found, and for a warning or a problem the fix in a sentence."""
+
+    check: str
+    level: str
+    message: str
+    fix: str | None = None
+
+    def to_dict(self) -> JSONDict:
+        return self._asdict()
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def check_setup(
+    home: Path,
+    store: Store | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    user_home: Path | None = None,
+    is_root: bool | None = None,
+    platform: str = sys.platform,
+) -> list[Check]:
+    """Every check of the setup, in the order people read them.
+
+    Without `store`, a Store is opened on `home` only if the home is there and usable, so
+    checking never creates a data home. Never raises for what it finds. Blocks for the
+    `claude --version` call and the API probe (seconds at worst): not on the Tk thread.
+    """
+    environ = os.environ if environ is None else environ
+    user_home = user_home or Path.home()
+    is_root = _is_root() if is_root is None else is_root
+    home_check = _check_home(home)
+    store_checks: list[Check] = []
+    if store is None and home_check.level == CHECK_OK:
+        try:
+            store = Store(home)
+        except StorageError as error:
+            store_checks.append(Check("data home", CHECK_PROBLEM, error.message, _STORE_FIX))
+    configured = store.setting("claude_path") if store else None
+    checks = [
+        *_check_claude(configured, environ, user_home),
+        _check_credentials(environ, user_home, platform),
+    ]
+    checks += [home_check, *store_checks]
+    if store is not None:
+        status = Service(store).engine_status()
+        checks += [_check_engine(status), _check_api(status)]
+        checks += _check_tasks(store, environ, user_home, is_root)
+    return checks
+
+
+_STORE_FIX = "Repair or restore that file: the scheduler leaves a file it cannot read exactly as it is."
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _check_home(home: Path) -> Check:
+    name = "data home"
+    elsewhere = "or choose another data home with --home or $" + HOME_ENV
+    if not home.exists():
+        fix = (
+            "It is made when the window, `serve` or another command first uses it; if your "
+            f"jobs are elsewhere, pass --home or set ${HOME_ENV}."
+        )
+        return Check(name, CHECK_WARNING, f"{home} does not exist yet", fix)
+    if not home.is_dir():
+        return Check(name, CHECK_PROBLEM, f"{home} is not a folder", f"Move that file away, {elsewhere}.")
+    denied = [
+        word
+        for word, mode in (("readable", os.R_OK | os.X_OK), ("writable", os.W_OK))
+        if not os.access(home, mode)
+    ]
+    if denied:
+        fix = (
+            "Give the user who runs the scheduler read and write access to it (is its file "
+            f"system read-only?), {elsewhere}."
+        )
+        return Check(name, CHECK_PROBLEM, f"{home} is not {' or '.join(denied)}", fix)
+    return Check(name, CHECK_OK, f"{home} is readable and writable")
+
+
+def _check_claude(configured: str | None, environ: Mapping[str, str], user_home: Path) -> list[Check]:
+    """Where claude is, and its version; the version only if claude was found."""
+    try:
+        location = locate_claude(configured, environ, user_home)
+    except ClaudeNotFound as error:
+        return [Check("claude", CHECK_PROBLEM, error.problem, _sentence(error.fix))]
+    found = Check("claude", CHECK_OK, f"{location.path} ({location.source_text})")
+    return [found, _check_claude_version(claude_version(location.path))]
+
+
+def _check_claude_version(version: ClaudeVersion) -> Check:
+    name = "claude version"
+    if version.number is None:
+        fix = "Check that this is Claude Code's CLI and that it runs for this user; else reinstall it."
+        return Check(name, CHECK_PROBLEM, version.error or "unknown", fix)
+    shown = ".".join(map(str, version.number))
+    tested = tuple(int(part) for part in CLAUDE_TESTED_VERSION.split("."))
+    if version.number < tested:
+        message = f"{shown}, older than {CLAUDE_TESTED_VERSION}, the version the scheduler is tested with"
+        fix = "Update Claude Code: `claude update`, or npm install -g @anthropic-ai/claude-code@latest."
+        return Check(name, CHECK_WARNING, message, fix)
+    newer = f", newer than {CLAUDE_TESTED_VERSION}," if version.number > tested else ","
+    return Check(name, CHECK_OK, f"{shown}{newer} the version the scheduler is tested with")
+
+
+def _check_credentials(environ: Mapping[str, str], user_home: Path, platform: str) -> Check:
+    """Whether claude has something to log in with. Only names where it looked: a secret
+    is never read beyond knowing that it is there."""
+    name = "credentials"
+    named = [variable for variable in CREDENTIAL_VARIABLES if environ.get(variable, "").strip()]
+    if named:
+        return Check(name, CHECK_OK, f"{' and '.join(named)} set in the environment")
+    moved = environ.get(CLAUDE_CONFIG_ENV, "").strip()
+    config_dir = Path(moved) if moved else user_home / CLAUDE_CONFIG_DIR
+    credentials = config_dir / CLAUDE_CREDENTIALS_FILE
+    global_config = (config_dir if moved else user_home) / CLAUDE_GLOBAL_CONFIG
+    if _non_empty_file(credentials):
+        return Check(name, CHECK_OK, f"Claude Code's login file {credentials} is there")
+    if _names_an_account(global_config):
+        return Check(name, CHECK_OK, f"Claude Code is logged in ({global_config} names an account)")
+    fix = (
+        "If runs fail to log in, run `claude` once as the scheduler's user and log in, or set "
+        f"{' or '.join(CREDENTIAL_VARIABLES)} in the scheduler's environment (or in the task's env)."
+    )
+    if platform == "darwin":
+        message = "can't tell: on macOS Claude Code keeps its login in the keychain, which is not readable"
+        return Check(name, CHECK_WARNING, message, fix)
+    missing = " nor ".join(CREDENTIAL_VARIABLES)
+    message = (
+        f"none found: neither {missing} is set, and there is no login in {credentials} or "
+        f"{global_config} (claude may still be logged in some other way)"
+    )
+    return Check(name, CHECK_WARNING, message, fix)
+
+
+def _non_empty_file(path: Path) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _names_an_account(path: Path) -> bool:
+    """Whether Claude Code's global config holds an `oauthAccount` (a claude.ai login)."""
+    try:
+        config = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and bool(config.get("oauthAccount"))
+
+
+def _check_engine(status: JSONDict) -> Check:
+    name = "engine"
+    resume = "Resume it: `cli engine resume`, or untick Run → Pause all runs in the window."
+    if not status["running"]:
+        fix = "Open the window, or run `claude-code-scheduler serve` (as a service, to keep it running)."
+        paused = ", and paused" if status["paused"] else ""
+        return Check(name, CHECK_WARNING, f"not running{paused}: scheduled tasks do not fire", fix)
+    owner = status["owner"]
+    process = ENGINE_PROCESSES.get(owner.get("process"), "a process")
+    where = f"running in {process} (pid {owner.get('pid')} on {owner.get('host')})"
+    if status["paused"]:
+        return Check(name, CHECK_WARNING, f"{where}, paused: no new runs start", resume)
+    return Check(name, CHECK_OK, where)
+
+
+def _check_api(status: JSONDict) -> Check:
+    """GET /api/health at the address the engine's process recorded, else the default one."""
+    name = "api"
+    recorded = (status.get("owner") or {}).get("api")
+    address = recorded or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+    reason = _probe_health(address)
+    if reason is None:
+        return Check(name, CHECK_OK, f"answers at {address}")
+    if recorded:
+        fix = (
+            "Restart the engine's process (the window or `serve`); its log may say why it stopped answering."
+        )
+        return Check(name, CHECK_PROBLEM, f"the engine's API at {address} does not answer: {reason}", fix)
+    if status["running"]:
+        fix = "Start the window without --no-api, or use `serve`, to use the API and `cli --api`."
+        return Check(name, CHECK_WARNING, "the engine's process serves no API", fix)
+    fix = (
+        "Open the window or run `claude-code-scheduler serve`: both serve the API (port "
+        f"{DEFAULT_PORT} unless --port says otherwise)."
+    )
+    return Check(name, CHECK_WARNING, f"nothing answers at {address}: {reason}", fix)
+
+
+def _probe_health(address: str, timeout: float = HEALTH_TIMEOUT_SECONDS) -> str | None:
+    """None when the scheduler's API answers GET /api/health at `address`; else why not."""
+    import http.client
+
+    try:
+        parts = urllib.parse.urlsplit(address)
+        connection = http.client.HTTPConnection(
+            parts.hostname or DEFAULT_HOST, parts.port or DEFAULT_PORT, timeout=timeout
+        )
+    except ValueError as error:
+        return f"not an address ({error})"
+    try:
+        connection.request("GET", "/api/health", headers={"Accept": "application/json"})
+        response = connection.getresponse()
+        status, raw = response.status, response.read()
+    except (OSError, http.client.HTTPException) as error:
+        return getattr(error, "strerror", None) or str(error) or type(error).__name__
+    finally:
+        connection.close()
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        answer = None
+    if status != HTTPStatus.OK or not isinstance(answer, dict) or answer.get("status") != "ok":
+        return f"it answered HTTP {status}, not as claude-code-scheduler's API"
+    return None
+
+
+def _check_tasks(store: Store, environ: Mapping[str, str], user_home: Path, is_root: bool) -> list[Check]:
+    """A line for each task that claude (or the scheduler) will refuse to run; one line
+    when there is none."""
+    try:
+        jobs = {job.id: job for job in store.job_list()}
+        tasks = store.task_list()
+    except StorageError as error:
+        return [Check("tasks", CHECK_PROBLEM, error.message, _STORE_FIX)]
+    checks = [
+        check
+        for task in tasks
+        for check in _task_checks(task, jobs.get(task.job_id or ""), environ, user_home, is_root)
+    ]
+    if checks:
+        return checks
+    return [
+        Check(
+            "tasks",
+            CHECK_OK,
+            f"{_plural(len(tasks), 'task')}, none that will be refused" if tasks else "no tasks yet",
+        )
+    ]
+
+
+def _task_checks(
+    task: Task, job: Job | None, environ: Mapping[str, str], user_home: Path, is_root: bool
+) -> list[Check]:
+    """What stops a task from running: a problem, or a warning while it is disabled."""
+    name = f"task “{task.name}”"
+    level = CHECK_PROBLEM if task.enabled else CHECK_WARNING
+    found: list[Check] = []
+    try:
+        resolve_workdir(task.working_directory, job.working_directory if job else None, user_home, environ)
+    except WorkdirMissing as error:
+        found.append(
+            Check(
+                name,
+                level,
+                error.problem,
+                "Create that folder, or change the working folder of the task (or of its job).",
+            )
+        )
+    try:
+        _option_value(task.model, "model")
+    except Invalid:
+        fix = "Set its model to an alias (sonnet, opus, haiku) or a full model id."
+        found.append(Check(name, level, f"model {task.model!r} cannot be passed to claude", fix))
+    if is_root and task.permission_mode is PermissionMode.BYPASS:
+        message = f"permission mode {PermissionMode.BYPASS.value}, which claude refuses to run as root"
+        fix = (
+            "Choose another permission mode (acceptEdits, or default with allowed tools), or "
+            "run the scheduler as a user other than root."
+        )
+        found.append(Check(name, level, message, fix))
+    return found
+
 
 ####
 # HTTP API ####
@@ -5292,6 +5592,16 @@ def _api_update_settings(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.update_settings(call.body)
 
 
+@api_route(
+    "GET",
+    "/api/doctor",
+    "Check the setup: claude, credentials, data home, engine, API and tasks",
+    schema="SetupCheckList",
+)
+def _api_doctor(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, {"checks": service.check_setup()}
+
+
 # The OpenAPI document, built from the route table and the model's enums and limits.
 
 
@@ -5534,7 +5844,7 @@ def _server_schemas() -> JSONDict:
         "running": {"type": "boolean"},
         "paused": {"type": "boolean"},
         "owner": _schema_nullable(
-            {"type": "object", "description": "pid, host, start time and API of the engine"}
+            {"type": "object", "description": "pid, host, start time, API and process (serve or window)"}
         ),
         "here": {"type": "boolean", "description": "whether this server's process runs the engine"},
     }
@@ -5542,6 +5852,12 @@ def _server_schemas() -> JSONDict:
         "code": {"type": "string"},
         "message": {"type": "string"},
         "field": _schema_nullable({"type": "string"}),
+    }
+    check = {
+        "check": {"type": "string", "description": "what was checked, e.g. claude, engine, a task's name"},
+        "level": {"enum": [CHECK_OK, CHECK_WARNING, CHECK_PROBLEM]},
+        "message": {"type": "string"},
+        "fix": _schema_nullable({"type": "string", "description": "for a warning or a problem: the fix"}),
     }
     settings = {
         "claude_path": _schema_nullable({"type": "string", "maxLength": PATH_MAX}),
@@ -5559,6 +5875,10 @@ def _server_schemas() -> JSONDict:
             required=["status", "version", "engine"],
         ),
         "Error": _schema_object({"error": _schema_object(error, required=list(error))}, required=["error"]),
+        "SetupCheck": _schema_object(check, required=list(check)),
+        "SetupCheckList": _schema_object(
+            {"checks": _schema_array(_schema_ref("SetupCheck"))}, required=["checks"]
+        ),
         "OpenApiDocument": {"type": "object", "description": "an OpenAPI 3.1 document"},
     }
 
@@ -6074,6 +6394,9 @@ class ApiClient:
     def update_settings(self, data: JSON) -> JSONDict:
         return self._object("PATCH", "/api/settings", body=data)
 
+    def check_setup(self) -> list[JSONDict]:
+        return self._items("/api/doctor", "checks")
+
     # HTTP --------------------------------------------------------------------
 
     def _exists(self, path: str) -> bool:
@@ -6229,6 +6552,10 @@ RUN_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("ERROR", lambda run: (run["error"] or "")[:60]),
 )
 CELL_MAX = 48
+DOCTOR_WIDTH = 100  # the table's width when the terminal's is unknown
+DOCTOR_LEVEL_WIDTH = len(CHECK_WARNING)
+DOCTOR_CHECK_MAX = 26  # a longer check (a task's name) is clipped
+DOCTOR_TEXT_MIN = 30  # the message column, however narrow the terminal
 
 
 def format_table(rows: list[JSONDict], columns: tuple[tuple[str, Row], ...]) -> str:
@@ -6786,9 +7113,68 @@ def _cmd_engine_pause(ctx: CliContext) -> int:
     return ctx.show(status, lambda: _engine_text(status))
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the setup, print a line per check; exit 1 when any found a problem. Over --api,
+    the server's checks. Runs without a CliContext: opening a store would create the home."""
+    home = data_home(args)
+    url = getattr(args, "api", None) or os.environ.get(API_ENV)
+    checks = _remote_checks(url, home) if url else [check.to_dict() for check in check_setup(home)]
+    width = shutil.get_terminal_size((DOCTOR_WIDTH, 24)).columns
+    print(
+        json.dumps(checks, indent=2, ensure_ascii=False) if args.json else doctor_text(checks, width),
+        flush=True,
+    )
+    return 1 if any(check["level"] == CHECK_PROBLEM for check in checks) else 0
+
+
+def _remote_checks(url: str, home: Path) -> list[JSONDict]:
+    try:
+        return ApiClient.for_home(url, home).check_setup()
+    except ApiUnreachable as error:
+        fix = f"Start the server, or correct --api or ${API_ENV}."
+        return [Check("api", CHECK_PROBLEM, error.message, fix).to_dict()]
+
+
+def doctor_text(checks: list[JSONDict], width: int = DOCTOR_WIDTH) -> str:
+    """The checks as a table for a terminal `width` columns wide: level, check, message,
+    and under a warning or a problem its fix; long texts wrap within their column."""
+    import textwrap
+
+    names = [_clip(check["check"], DOCTOR_CHECK_MAX) for check in checks]
+    name_width = max(map(_text_width, [*names, "CHECK"]))
+    indent = " " * (DOCTOR_LEVEL_WIDTH + name_width + 4)
+    text_width = max(width - 1 - len(indent), DOCTOR_TEXT_MIN)
+    wrap = functools.partial(textwrap.wrap, width=text_width, break_long_words=False, break_on_hyphens=False)
+    lines = [f"{'LEVEL'.ljust(DOCTOR_LEVEL_WIDTH)}  {'CHECK'.ljust(name_width)}  RESULT"]
+    for check, name in zip(checks, names, strict=True):
+        body = wrap(check["message"]) or [""]
+        if check["fix"]:
+            body += wrap(f"fix: {check['fix']}")
+        pad = " " * (name_width - _text_width(name))
+        lines.append(f"{check['level'].ljust(DOCTOR_LEVEL_WIDTH)}  {name}{pad}  {body[0]}")
+        lines += [indent + line for line in body[1:]]
+    return "\n".join([*lines, "", _doctor_summary(checks)])
+
+
+def _doctor_summary(checks: list[JSONDict]) -> str:
+    levels = [check["level"] for check in checks]
+    problems, warnings = levels.count(CHECK_PROBLEM), levels.count(CHECK_WARNING)
+    if not problems and not warnings:
+        return "Everything checks out."
+    return f"{_plural(problems, 'problem')}, {_plural(warnings, 'warning')}."
+
+
 def _cmd_settings_show(ctx: CliContext) -> int:
     settings = ctx.backend.get_settings()
-    return ctx.show(settings, lambda: format_fields(settings))
+    return ctx.show(settings, lambda: _settings_text(ctx, settings))
+
+
+def _settings_text(ctx: CliContext, settings: JSONDict) -> str:
+    """The settings, and (unless over --api: the server finds its own) the claude in use."""
+    if ctx.backend.remote:
+        return format_fields(settings)
+    info = describe_claude(settings["claude_path"], os.environ, Path.home())
+    return format_fields({**settings, "claude in use": claude_text(info)})
 
 
 def _cmd_settings_set(ctx: CliContext) -> int:
@@ -6806,7 +7192,7 @@ def _cmd_settings_set(ctx: CliContext) -> int:
             _explicit_claude("the claude_path setting", str(value), Path.home(), os.environ)
         except ClaudeNotFound as error:
             ctx.err(f"warning: {error}")
-    return ctx.show(settings, lambda: format_fields(settings))
+    return ctx.show(settings, lambda: _settings_text(ctx, settings))
 
 
 WEEKLY_RE = re.compile(r"^([a-z0-9,\-]+)@(\d{1,2}):(\d{2})$", re.IGNORECASE)
@@ -7156,6 +7542,7 @@ CLI_GROUPS = {
     "schedule": "try out schedules",
     "engine": "the scheduler engine",
     "settings": "claude path, concurrent runs, history kept",
+    "doctor": "check the setup: claude, credentials, data home, engine, API, tasks",
 }
 CLI_HELP = {
     "show": "show the settings",
@@ -7207,6 +7594,9 @@ def _add_cli(
         if named is None or verb in named:
             add_options(verb_parser)
         verb_parser.set_defaults(func=func)
+    doctor = groups.add_parser("doctor", help=CLI_GROUPS["doctor"], parents=[parent])
+    doctor.description = f"{CLI_GROUPS['doctor'].capitalize()}. Exit code 1 when a check finds a problem."
+    doctor.set_defaults(run_alone=_cmd_doctor)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -9752,9 +10142,9 @@ class App:
         """Become the data home's engine (worker thread: recovery reads every run)."""
         if not engine.start():
             return False
-        if self.api:
-            owner = self.service.engine_status()["owner"]
-            self.store.set_engine_state(owner={**owner, "api": self.api.address})
+        owner = self.service.engine_status()["owner"]
+        api = {"api": self.api.address} if self.api else {}
+        self.store.set_engine_state(owner={**owner, **api, "process": "window"})
         return True
 
     # Layout (remembered in the settings) ---------------------------------------------
@@ -10662,6 +11052,8 @@ def _run_cli(args: argparse.Namespace) -> int:
     args.json = getattr(args, "json", False)
     args.force = getattr(args, "force", False)
     try:
+        if getattr(args, "run_alone", None):  # a command that opens what it needs itself
+            return int(args.run_alone(args))
         return int(args.func(CliContext(_cli_backend(args), args)))
     except SchedulerError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -10708,7 +11100,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 def _start_engine(engine: Engine, service: Service, api_address: str) -> None:
     if engine.start():
         owner = service.engine_status()["owner"] or {}
-        service.store.set_engine_state(owner={**owner, "api": api_address})
+        service.store.set_engine_state(owner={**owner, "api": api_address, "process": "serve"})
         logger().info("engine started for %s; API on %s", service.store.home, api_address)
     else:
         owner = service.engine_status().get("owner") or {}
