@@ -9730,7 +9730,7 @@ class JobDialog:
 # The Settings dialog's rows: setting -> (label, hint). The numbers' hints get their range
 # from SETTING_RULES, which their spin boxes keep to as well.
 SETTINGS_ROWS = {
-    "claude_path": ("Claude CLI", "Empty: search PATH, then ~/.claude/local/claude."),
+    "claude_path": ("Claude CLI", f"Empty: search ${CLAUDE_ENV}, PATH, ~/.local/bin, then ~/.claude/local."),
     "max_concurrent_runs": ("Runs at once", "How many runs may go at the same time ({lo}–{hi:,})."),
     "retention_runs": ("Runs kept", "Finished runs kept per task, with their logs ({lo}–{hi:,})."),
 }
@@ -9846,10 +9846,121 @@ class SettingsDialog:
         note, hint = self.notes[name]
         note.configure(text=hint, style="Note.TLabel")
 
+    def show_claude(self, info: JSONDict | None) -> None:
+        """Under the claude field: which claude runs now (None: still asking it its version)."""
+        note, hint = self.notes["claude_path"]
+        hint = hint.split("\n")[0] + "\nIn use: " + (claude_text(info) if info else "looking…")
+        self.notes["claude_path"] = note, hint
+        if str(note.cget("style")) != "Error.TLabel":
+            note.configure(text=hint)
+
     def close(self) -> None:
         self.top.grab_release()
         self.top.destroy()
         self.app.settings_dialog_closed(self)
+
+
+# Help → Check setup: level -> (symbol, colour), so a level never shows by colour alone.
+GUI_CHECK_LOOKS = {
+    CHECK_OK: ("✓", "#1a7f37"),
+    CHECK_WARNING: ("!", GUI_PALETTE["warning"]),
+    CHECK_PROBLEM: ("✗", GUI_PALETTE["error"]),
+}
+GUI_SETUP_SIZE = (84, 22)  # characters, lines
+GUI_SETUP_INDENT = 22  # pixels: a check's message and fix under its first line
+
+
+class SetupDialog:
+    """Help → Check setup…: every setup check with its level as a symbol, a word and a
+    colour, and its fix. The app runs the checks off the Tk thread and hands them to
+    `show`; Copy puts them on the clipboard as the table `cli doctor` prints."""
+
+    def __init__(self, app: App) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.app = app
+        self.checks: list[JSONDict] = []
+        self.is_busy = False
+        self.top = tk.Toplevel(app.root)
+        self.top.title("Check setup")
+        self.top.transient(app.root)
+        self.top.protocol("WM_DELETE_WINDOW", self.close)
+        self.top.bind("<Escape>", lambda event: self.close())
+        body = ttk.Frame(self.top, padding=16)
+        body.pack(fill="both", expand=True)
+        body.columnconfigure(0, weight=1)
+        body.rowconfigure(0, weight=1)
+        self.text = _text_box(body, app.looks, width=GUI_SETUP_SIZE[0], height=GUI_SETUP_SIZE[1])
+        self.text.grid(row=0, column=0, sticky="nsew")
+        self._style_text()
+        self.summary = _autowrap(ttk.Label(body, justify="left"))
+        self.summary.grid(row=1, column=0, sticky="ew", pady=(8, 0))
+        self._build_buttons(body)
+        self.show_checking()
+        _place_dialog(self.top, app.root)
+
+    def _style_text(self) -> None:
+        fonts = self.app.looks.fonts
+        for level, (_, colour) in GUI_CHECK_LOOKS.items():
+            self.text.tag_configure(level, foreground=colour, font=fonts["bold"])
+        self.text.tag_configure("check", font=fonts["bold"])
+        self.text.tag_configure("message", lmargin2=GUI_SETUP_INDENT, spacing1=6)
+        self.text.tag_configure(
+            "fix", foreground=GUI_PALETTE["muted"], lmargin1=GUI_SETUP_INDENT, lmargin2=GUI_SETUP_INDENT
+        )
+
+    def _build_buttons(self, body: ttk.Frame) -> None:
+        from tkinter import ttk
+
+        buttons = ttk.Frame(body)
+        buttons.grid(row=2, column=0, sticky="e", pady=(10, 0))
+        self.again_button = ttk.Button(buttons, text="Check again", command=self.app.check_setup)
+        self.again_button.pack(side="left", padx=(0, 6))
+        self.copy_button = ttk.Button(buttons, text="Copy", command=self.copy)
+        self.copy_button.pack(side="left", padx=(0, 6))
+        self.close_button = ttk.Button(buttons, text="Close", command=self.close, default="active")
+        self.close_button.pack(side="left")
+
+    def show_checking(self) -> None:
+        self.is_busy = True
+        self.summary.configure(text="Checking… (claude is asked its version, the API its health)")
+        for button in (self.again_button, self.copy_button):
+            button.state(["disabled"])
+
+    def show(self, checks: list[JSONDict]) -> None:
+        self.checks = checks
+        self.text.configure(state="normal")
+        self.text.delete("1.0", "end")
+        for check in checks:
+            symbol, _ = GUI_CHECK_LOOKS[check["level"]]
+            self.text.insert("end", f"{symbol} {check['level']}  ", (check["level"], "message"))
+            self.text.insert("end", check["check"], ("check", "message"))
+            self.text.insert("end", f": {check['message']}\n", "message")
+            if check["fix"]:
+                self.text.insert("end", f"Fix: {check['fix']}\n", "fix")
+        self.text.configure(state="disabled")
+        self._done(_doctor_summary(checks))
+
+    def show_error(self, message: str) -> None:
+        self._done(f"The check failed: {message}")
+
+    def _done(self, summary: str) -> None:
+        self.is_busy = False
+        self.summary.configure(text=summary)
+        self.again_button.state(["!disabled"])
+        self.copy_button.state(["!disabled" if self.checks else "disabled"])
+
+    def text_to_copy(self) -> str:
+        return doctor_text(self.checks)
+
+    def copy(self) -> None:
+        self.app.root.clipboard_clear()
+        self.app.root.clipboard_append(self.text_to_copy())
+
+    def close(self) -> None:
+        self.top.destroy()
+        self.app.setup_dialog_closed(self)
 
 
 # Texts of the status bar and the confirmations (pure).
@@ -9966,7 +10077,11 @@ GUI_MENUS: dict[str, tuple[tuple[str, str, str] | None, ...]] = {
         ("Run job", "", "run_job"),
         ("Stop job", "", "stop_job"),
     ),
-    "Help": (("Keyboard shortcuts", "", "show_shortcuts"), ("About", "", "show_about")),
+    "Help": (
+        ("Check setup…", "", "check_setup"),
+        ("Keyboard shortcuts", "", "show_shortcuts"),
+        ("About", "", "show_about"),
+    ),
 }
 GUI_KEYS = (
     ("<Control-n>", "new_task"),
@@ -10043,6 +10158,7 @@ class App:
         self.follow_newest = True  # a newer run at the top of the list takes the Logs pane
         self.job_dialog: JobDialog | None = None
         self.settings_dialog: SettingsDialog | None = None
+        self.setup_dialog: SetupDialog | None = None
         self.storage_error: str | None = None
         self.loaded = False
         self._closed = False
@@ -10225,16 +10341,34 @@ class App:
     ) -> None:
         """Run `call` on the worker thread; `done` (or `failed`, else the error handler)
         then runs on the Tk thread."""
+        if not self._closed:
+            self.worker.submit(self._expect(done, failed), call)
+
+    def submit_apart(
+        self,
+        call: Callable[[], T],
+        done: Callable[[T], None] | None = None,
+        *,
+        failed: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """Like `submit`, on a thread of its own: for a slow call (a subprocess, the network)
+        that must not hold up the worker's reads. Its answer comes through the inbox too."""
         if self._closed:
             return
+        ticket = self._expect(done, failed)
+        answer = functools.partial(Worker._answer, ticket, call)
+        threading.Thread(target=lambda: self.inbox.put(answer()), name="gui-slow-call", daemon=True).start()
+
+    def _expect(self, done: Callable[[T], None] | None, failed: Callable[[Exception], None] | None) -> int:
+        """A new ticket, whose answer goes to `done` (or `failed`, else the error handler)."""
 
         def finish(result: object) -> None:
             if done is not None:
-                done(cast(T, result))  # the answer to `call`, which returns a T
+                done(cast(T, result))  # the answer to the call, which returns a T
 
         self._last_ticket += 1
         self._waiting[self._last_ticket] = (finish, failed or self.report)
-        self.worker.submit(self._last_ticket, call)
+        return self._last_ticket
 
     def act(self, call: Callable[[], T], done: Callable[[T], None] | None = None) -> None:
         """A change to the store: run it on the worker, then read everything again."""
@@ -10875,7 +11009,14 @@ class App:
 
     def _show_settings(self, settings: JSONDict) -> None:
         if self.settings_dialog is None:  # asked twice before the first answer came
-            self.settings_dialog = SettingsDialog(self, settings)
+            self.settings_dialog = dialog = SettingsDialog(self, settings)
+            dialog.show_claude(None)
+            ask = functools.partial(describe_claude, settings["claude_path"], os.environ, Path.home())
+            self.submit_apart(ask, lambda info: self._show_claude(dialog, info))
+
+    def _show_claude(self, dialog: SettingsDialog, info: JSONDict) -> None:
+        if self.settings_dialog is dialog:
+            dialog.show_claude(info)
 
     def settings_dialog_closed(self, dialog: SettingsDialog) -> None:
         if self.settings_dialog is dialog:
@@ -10950,6 +11091,35 @@ class App:
         self.inform(
             "Keyboard shortcuts", "\n".join(f"{keys.ljust(width)}   {what}" for keys, what in GUI_SHORTCUTS)
         )
+
+    def check_setup(self) -> None:
+        """Help → Check setup…: the checks run on a thread of their own (claude's version and
+        the API's health take a moment); the dialog shows them when they come."""
+        dialog = self.setup_dialog
+        if dialog is None:
+            dialog = self.setup_dialog = SetupDialog(self)
+        elif dialog.is_busy:
+            dialog.top.lift()
+            return
+        dialog.show_checking()
+        self.submit_apart(
+            self.service.check_setup,
+            lambda checks: self._show_checks(dialog, checks),
+            failed=lambda error: self._checks_failed(dialog, error),
+        )
+
+    def _show_checks(self, dialog: SetupDialog, checks: list[JSONDict]) -> None:
+        if self.setup_dialog is dialog:
+            dialog.show(checks)
+
+    def _checks_failed(self, dialog: SetupDialog, error: Exception) -> None:
+        if self.setup_dialog is dialog:
+            dialog.show_error(str(error))
+        self.report(error)
+
+    def setup_dialog_closed(self, dialog: SetupDialog) -> None:
+        if self.setup_dialog is dialog:
+            self.setup_dialog = None
 
     def show_about(self) -> None:
         api = self.api.address if self.api else "off"
