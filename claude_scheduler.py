@@ -4737,8 +4737,7 @@ def check_setup(
     ]
     checks += [home_check, *store_checks]
     if store is not None:
-        status = Service(store).engine_status()
-        checks += [_check_engine(status), _check_api(status)]
+        checks += _check_engine_and_api(store)
         checks += _check_tasks(store, environ, user_home, is_root)
     return checks
 
@@ -4844,6 +4843,14 @@ def _names_an_account(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(config, dict) and bool(config.get("oauthAccount"))
+
+
+def _check_engine_and_api(store: Store) -> list[Check]:
+    try:
+        status = Service(store).engine_status()
+    except StorageError as error:
+        return [Check("engine", CHECK_PROBLEM, error.message, _STORE_FIX)]
+    return [_check_engine(status), _check_api(status)]
 
 
 def _check_engine(status: JSONDict) -> Check:
