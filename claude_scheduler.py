@@ -2830,11 +2830,12 @@ def _read_claude_version(path: str, exit_code: int, out: bytes, err: bytes) -> C
     if exit_code != 0:
         said = _first_line(err.decode("utf-8", errors="replace")) or text
         reason = f"`{path} --version` failed ({_describe_exit(exit_code)})"
-        return ClaudeVersion(text, None, f"{reason}: {_clip(said, ERROR_MAX_CHARS)}" if said else reason)
+        return ClaudeVersion(text, None, f"{reason}: {said}" if said else reason)
     match = re.search(CLAUDE_VERSION_PATTERN, text)
     if match is None:
-        shown = _clip(text, ERROR_MAX_CHARS) if text else "nothing"
-        return ClaudeVersion(text, None, f"`{path} --version` printed no version number: {shown!r}")
+        return ClaudeVersion(
+            text, None, f"`{path} --version` printed no version number: {text or 'nothing'!r}"
+        )
     major, minor, patch = (int(part) for part in match.groups())
     return ClaudeVersion(text, (major, minor, patch))
 
@@ -4684,6 +4685,7 @@ CLAUDE_CONFIG_DIR = ".claude"
 CLAUDE_CREDENTIALS_FILE = ".credentials.json"
 CLAUDE_GLOBAL_CONFIG = ".claude.json"
 HEALTH_TIMEOUT_SECONDS = 2.0
+STORE_FILE_FIX = "Repair or restore that file: the scheduler leaves a file it cannot read exactly as it is."
 # The `process` an engine owner records -> how the setup check names it.
 ENGINE_PROCESSES = {"serve": "`serve`", "window": "a window"}
 
@@ -4729,7 +4731,7 @@ def check_setup(
         try:
             store = Store(home)
         except StorageError as error:
-            store_checks.append(Check("data home", CHECK_PROBLEM, error.message, _STORE_FIX))
+            store_checks.append(Check("data home", CHECK_PROBLEM, error.message, STORE_FILE_FIX))
     configured = store.setting("claude_path") if store else None
     checks = [
         *_check_claude(configured, environ, user_home),
@@ -4740,9 +4742,6 @@ def check_setup(
         checks += _check_engine_and_api(store)
         checks += _check_tasks(store, environ, user_home, is_root)
     return checks
-
-
-_STORE_FIX = "Repair or restore that file: the scheduler leaves a file it cannot read exactly as it is."
 
 
 def _is_root() -> bool:
@@ -4849,7 +4848,7 @@ def _check_engine_and_api(store: Store) -> list[Check]:
     try:
         status = Service(store).engine_status()
     except StorageError as error:
-        return [Check("engine", CHECK_PROBLEM, error.message, _STORE_FIX)]
+        return [Check("engine", CHECK_PROBLEM, error.message, STORE_FILE_FIX)]
     return [_check_engine(status), _check_api(status)]
 
 
@@ -4926,7 +4925,7 @@ def _check_tasks(store: Store, environ: Mapping[str, str], user_home: Path, is_r
         jobs = {job.id: job for job in store.job_list()}
         tasks = store.task_list()
     except StorageError as error:
-        return [Check("tasks", CHECK_PROBLEM, error.message, _STORE_FIX)]
+        return [Check("tasks", CHECK_PROBLEM, error.message, STORE_FILE_FIX)]
     checks = [
         check
         for task in tasks
@@ -4934,13 +4933,8 @@ def _check_tasks(store: Store, environ: Mapping[str, str], user_home: Path, is_r
     ]
     if checks:
         return checks
-    return [
-        Check(
-            "tasks",
-            CHECK_OK,
-            f"{_plural(len(tasks), 'task')}, none that will be refused" if tasks else "no tasks yet",
-        )
-    ]
+    message = f"{_plural(len(tasks), 'task')}, none that will be refused" if tasks else "no tasks yet"
+    return [Check("tasks", CHECK_OK, message)]
 
 
 def _task_checks(
@@ -4953,14 +4947,8 @@ def _task_checks(
     try:
         resolve_workdir(task.working_directory, job.working_directory if job else None, user_home, environ)
     except WorkdirMissing as error:
-        found.append(
-            Check(
-                name,
-                level,
-                error.problem,
-                "Create that folder, or change the working folder of the task (or of its job).",
-            )
-        )
+        fix = "Create that folder, or change the working folder of the task (or of its job)."
+        found.append(Check(name, level, error.problem, fix))
     try:
         _option_value(task.model, "model")
     except Invalid:
@@ -7602,7 +7590,10 @@ def _add_cli(
             add_options(verb_parser)
         verb_parser.set_defaults(func=func)
     doctor = groups.add_parser("doctor", help=CLI_GROUPS["doctor"], parents=[parent])
-    doctor.description = f"{CLI_GROUPS['doctor'].capitalize()}. Exit code 1 when a check finds a problem."
+    doctor.description = (
+        f"{_sentence(CLI_GROUPS['doctor'])} With --api, the server's checks. Exit code 1 when a "
+        "check finds a problem."
+    )
     doctor.set_defaults(run_alone=_cmd_doctor)
 
 

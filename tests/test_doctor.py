@@ -274,7 +274,7 @@ def test_an_unreadable_store_file_is_named(cli: Callable[..., Result], home: Pat
     check = named(checks, "tasks")
     assert check["level"] == "problem"
     assert str(home / cs.TASKS_FILE) in check["message"]
-    assert check["fix"] == cs._STORE_FIX
+    assert check["fix"] == cs.STORE_FILE_FIX
     assert code == 1
 
 
