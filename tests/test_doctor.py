@@ -6,6 +6,7 @@ claude (`--version` says 2.0.0) unless a test puts a small script of its own in 
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import FAKE_CLAUDE, Result, child_env
-from run_helpers import SCRIPT, WAIT_SECONDS, stop_process, wait_for
+from run_helpers import SCRIPT, WAIT_SECONDS, pid_gone, stop_process, wait_for
 
 import claude_scheduler as cs
 
@@ -135,6 +136,26 @@ def test_a_claude_whose_version_cannot_be_read_is_a_problem(
         == "Check that this is Claude Code's CLI and that it runs for this user; else reinstall it."
     )
     assert code == 1
+
+
+def test_a_claude_that_never_answers_is_stopped_and_asked_again_next_time(
+    cli: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pids = tmp_path / "pids"
+    claude = script(tmp_path / "claude", f'echo $$ >> "{pids}"; exec sleep 600')
+    monkeypatch.setenv(cs.CLAUDE_ENV, str(claude))
+    seconds = f"{cs.CLAUDE_VERSION_TIMEOUT_SECONDS:g}s"
+    for attempt in (1, 2):  # a timeout is not cached: the next check asks again
+        code, checks = doctor(cli)
+        check = named(checks, "claude version")
+        assert (check["level"], check["message"]) == (
+            "problem",
+            f"`{claude} --version` gave no answer within {seconds}",
+        )
+        assert code == 1
+        started = [int(pid) for pid in pids.read_text().split()]
+        assert len(started) == attempt
+        assert wait_for(functools.partial(pid_gone, started[-1]), "the silent claude to be ended")
 
 
 def test_the_version_is_asked_once_per_version_of_the_file(
