@@ -610,8 +610,10 @@ def open_setup_check(gui: Gui) -> cs.SetupDialog:
 
 
 def test_check_setup_lists_every_check_with_symbol_colour_and_fix(
-    home: Path, display: str, tmp_path: Path
+    home: Path, display: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for variable in (*cs.CREDENTIAL_VARIABLES, cs.CLAUDE_CONFIG_ENV):
+        monkeypatch.delenv(variable, raising=False)  # so that the credentials check warns
     folder = tmp_path / "gone"
     cs.Service(cs.Store(home)).create_task(
         {"name": "Nightly", "prompt": "p", "working_directory": str(folder)}
