@@ -2662,7 +2662,22 @@ STATUS_TIMEOUT = "timeout"
 STATUS_CANCELLED = "cancelled"
 
 CLAUDE_EXECUTABLE = "claude"
-CLAUDE_LOCAL_INSTALL = (".claude", "local", "claude")  # under the user's home
+# Under the user's home: the native installer's place (often missing from the PATH of
+# services and desktop launchers), and the older local install.
+CLAUDE_NATIVE_INSTALL = (".local", "bin", "claude.exe" if sys.platform == "win32" else "claude")
+CLAUDE_LOCAL_INSTALL = (".claude", "local", "claude")
+# Where resolve_claude found claude -> how people are told.
+CLAUDE_SOURCES = {
+    "setting": "set by the claude_path setting",
+    "env": f"set by ${CLAUDE_ENV}",
+    "path": "found on PATH",
+    "native": "found in ~/.local/bin, the native installer's place",
+    "local": "found in ~/.claude/local, the old local install",
+}
+CLAUDE_TESTED_VERSION = "2.1.197"  # the CLI whose output the contract tests recorded
+CLAUDE_VERSION_TIMEOUT_SECONDS = 5.0
+CLAUDE_VERSION_PATTERN = r"(\d+)\.(\d+)\.(\d+)"
+CLAUDE_PATH_SHOWN = 300  # how much of $PATH the not-found message repeats
 CLAUDE_BASE_ARGS = ("-p", "--output-format", "stream-json", "--verbose")
 
 LOG_STDERR_PREFIX = "[stderr] "
@@ -2745,13 +2760,23 @@ USAGE_KEYS = (  # the result's `usage` key, modelUsage's: for a stream without m
 # Executor errors.
 
 
-class ClaudeNotFound(SchedulerError):
+class FixableError(SchedulerError):
+    """An error whose message says what is wrong, then how to fix it; `problem` and `fix`
+    keep the two apart for the setup check."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}; {fix}")
+        self.problem = problem
+        self.fix = fix
+
+
+class ClaudeNotFound(FixableError):
     """No usable `claude` executable; the message says how to provide one."""
 
     code = "claude_not_found"
 
 
-class WorkdirMissing(SchedulerError):
+class WorkdirMissing(FixableError):
     """A run's working directory does not exist or is not a directory."""
 
     code = "workdir_missing"
@@ -2784,37 +2809,152 @@ def _explicit_claude(source: str, raw: str, home: Path, environ: Mapping[str, st
     if _is_executable_file(expanded):
         return expanded
     raise ClaudeNotFound(
-        f"{source} is set to {raw!r}, which is not an executable file; "
-        f"fix it or clear it to let the scheduler search PATH"
+        f"{source} is set to {raw!r}, which is not an executable file",
+        "fix it or clear it to let the scheduler search for claude",
+    )
+
+
+class ClaudeLocation(typing.NamedTuple):
+    """The claude that runs, and where it was found (a key of CLAUDE_SOURCES)."""
+
+    path: str
+    source: str
+
+    @property
+    def source_text(self) -> str:
+        return CLAUDE_SOURCES[self.source]
+
+
+def locate_claude(configured: str | None, environ: Mapping[str, str], home: Path) -> ClaudeLocation:
+    """The `claude` executable to run, and where it was found.
+
+    Order: the `claude_path` setting (`configured`), `$CLAUDE_SCHEDULER_CLAUDE`, `claude`
+    on `environ["PATH"]`, `home/.local/bin/claude` (the native installer's place; Windows:
+    `claude.exe`), `home/.claude/local/claude`. A setting or variable that is set but does
+    not name an executable file raises rather than falling through, so a typo never
+    silently runs another claude. Raises ClaudeNotFound naming every place searched and
+    how to fix it.
+    """
+    explicit = (
+        ("setting", "the claude_path setting", configured),
+        ("env", f"${CLAUDE_ENV}", environ.get(CLAUDE_ENV)),
+    )
+    for source, label, raw in explicit:
+        if raw and raw.strip():
+            return ClaudeLocation(_explicit_claude(label, raw, home, environ), source)
+    search_path = environ.get("PATH", os.defpath)
+    found = shutil.which(CLAUDE_EXECUTABLE, path=search_path)
+    if found:
+        return ClaudeLocation(found, "path")
+    for source, parts in (("native", CLAUDE_NATIVE_INSTALL), ("local", CLAUDE_LOCAL_INSTALL)):
+        candidate = str(home.joinpath(*parts))
+        if _is_executable_file(candidate):
+            return ClaudeLocation(candidate, source)
+    native, local = (home.joinpath(*parts) for parts in (CLAUDE_NATIVE_INSTALL, CLAUDE_LOCAL_INSTALL))
+    folders = ", ".join(folder for folder in search_path.split(os.pathsep) if folder)
+    raise ClaudeNotFound(
+        f"Claude Code CLI not found: the claude_path setting and ${CLAUDE_ENV} are not set, and "
+        f"there is no claude on PATH ({_clip(folders, CLAUDE_PATH_SHOWN) or 'empty'}), "
+        f"at {native} or at {local}",
+        f"install Claude Code (its native installer puts it in ~/.local/bin; or npm install -g "
+        f"@anthropic-ai/claude-code), or set claude_path in settings (`cli settings set claude_path "
+        f"/full/path/to/claude`, or File → Settings in the window) or ${CLAUDE_ENV} to the full "
+        f"path of the claude executable",
     )
 
 
 def resolve_claude(configured: str | None, environ: Mapping[str, str], home: Path) -> str:
-    """Path of the `claude` executable to run.
+    """Path of the `claude` executable to run: see locate_claude."""
+    return locate_claude(configured, environ, home).path
 
-    Order: the `claude_path` setting (`configured`), `$CLAUDE_SCHEDULER_CLAUDE`, `claude`
-    on `environ["PATH"]`, `home/.claude/local/claude`. A setting or variable that is set
-    but does not name an executable file raises rather than falling through, so a typo
-    never silently runs another claude. Raises ClaudeNotFound with a fix in its message.
+
+class ClaudeVersion(typing.NamedTuple):
+    """What `claude --version` said: its first line, and the version number in it. When no
+    number could be read, `number` is None and `error` says why."""
+
+    text: str
+    number: tuple[int, int, int] | None
+    error: str | None = None
+
+
+def claude_version(path: str) -> ClaudeVersion:
+    """Run `path --version` (in this process's environment) and read its answer.
+
+    Blocks for up to CLAUDE_VERSION_TIMEOUT_SECONDS: never call it on the Tk thread. The
+    answer is cached per path, modification time and size, so asking again is cheap
+    until claude is updated; a call that timed out is not cached. Never raises.
     """
-    explicit = (
-        ("the claude_path setting", configured),
-        (f"${CLAUDE_ENV}", environ.get(CLAUDE_ENV)),
-    )
-    for source, raw in explicit:
-        if raw and raw.strip():
-            return _explicit_claude(source, raw, home, environ)
-    found = shutil.which(CLAUDE_EXECUTABLE, path=environ.get("PATH", os.defpath))
-    if found:
-        return found
-    local = home.joinpath(*CLAUDE_LOCAL_INSTALL)
-    if _is_executable_file(str(local)):
-        return str(local)
-    raise ClaudeNotFound(
-        f"Claude Code CLI not found on PATH or at {local}. Install Claude Code "
-        f"(npm install -g @anthropic-ai/claude-code), or set claude_path in settings "
-        f"or ${CLAUDE_ENV} to the full path of the claude executable"
-    )
+    try:
+        stat = os.stat(path)
+    except OSError as error:
+        return ClaudeVersion("", None, f"cannot read {path}: {error.strerror or error}")
+    try:
+        return _claude_version_of(path, stat.st_mtime_ns, stat.st_size)
+    except TimeoutError as error:
+        return ClaudeVersion("", None, str(error))
+
+
+@functools.lru_cache(maxsize=16)
+def _claude_version_of(path: str, mtime_ns: int, size: int) -> ClaudeVersion:
+    """claude_version's answer for one version of the file; raises TimeoutError (not cached)."""
+    import subprocess
+
+    try:
+        proc = subprocess.Popen(
+            [path, "--version"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=sys.platform != "win32",
+        )
+    except OSError as error:
+        return ClaudeVersion("", None, f"could not start {path}: {error.strerror or error}")
+    try:
+        out, err = proc.communicate(timeout=CLAUDE_VERSION_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, _kill_signal())
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=CLAUDE_VERSION_TIMEOUT_SECONDS)
+        seconds = _format_seconds(CLAUDE_VERSION_TIMEOUT_SECONDS)
+        raise TimeoutError(f"`{path} --version` gave no answer within {seconds}") from None
+    return _read_claude_version(path, proc.returncode, out, err)
+
+
+def _read_claude_version(path: str, exit_code: int, out: bytes, err: bytes) -> ClaudeVersion:
+    text = _first_line(out.decode("utf-8", errors="replace"))
+    if exit_code != 0:
+        said = _first_line(err.decode("utf-8", errors="replace")) or text
+        reason = f"`{path} --version` failed ({_describe_exit(exit_code)})"
+        return ClaudeVersion(text, None, f"{reason}: {said}" if said else reason)
+    match = re.search(CLAUDE_VERSION_PATTERN, text)
+    if match is None:
+        return ClaudeVersion(
+            text, None, f"`{path} --version` printed no version number: {text or 'nothing'!r}"
+        )
+    major, minor, patch = (int(part) for part in match.groups())
+    return ClaudeVersion(text, (major, minor, patch))
+
+
+def describe_claude(configured: str | None, environ: Mapping[str, str], home: Path) -> JSONDict:
+    """Which claude runs, where it was found and its version, as shown in the settings:
+    `path`, `source` (a CLAUDE_SOURCES key), `version` (None when unknown) and `error`
+    (why claude was not found or its version not read; else None). Runs `claude --version`:
+    see claude_version."""
+    try:
+        location = locate_claude(configured, environ, home)
+    except ClaudeNotFound as error:
+        return {"path": None, "source": None, "version": None, "error": error.message}
+    version = claude_version(location.path)
+    number = ".".join(map(str, version.number)) if version.number else None
+    return {"path": location.path, "source": location.source, "version": number, "error": version.error}
+
+
+def claude_text(info: JSONDict) -> str:
+    """describe_claude's answer in a line for people."""
+    if info["path"] is None:
+        return f"not found: {info['error']}"
+    where = f"{info['path']} ({CLAUDE_SOURCES[info['source']]})"
+    return f"{where}, version {info['version']}" if info["version"] else f"{where}; {info['error']}"
 
 
 def _option_value(value: str, field: str) -> str:
@@ -2882,7 +3022,7 @@ def _existing_dir(path: Path, source: str) -> Path:
     else:
         return path
     raise WorkdirMissing(
-        f"working directory {path} (set by {source}) {problem}; create it or change the working directory"
+        f"working directory {path} (set by {source}) {problem}", "create it or change the working directory"
     )
 
 
@@ -4960,6 +5100,300 @@ class Service:
         self.wake()
         return self.get_settings()
 
+    def check_setup(self) -> list[JSONDict]:
+        """The setup check of this data home (see check_setup): slow, never on the Tk thread."""
+        return [check.to_dict() for check in check_setup(self.store.home, self.store)]
+
+
+# Checking the setup: `cli doctor`, Help → Check setup and GET /api/doctor share these.
+
+CHECK_OK = "ok"
+CHECK_WARNING = "warning"
+CHECK_PROBLEM = "problem"
+CREDENTIAL_VARIABLES = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
+CLAUDE_CONFIG_ENV = "CLAUDE_CONFIG_DIR"  # moves Claude Code's ~/.claude (and its .claude.json)
+CLAUDE_CONFIG_DIR = ".claude"
+CLAUDE_CREDENTIALS_FILE = ".credentials.json"
+CLAUDE_GLOBAL_CONFIG = ".claude.json"
+HEALTH_TIMEOUT_SECONDS = 2.0
+STORE_FILE_FIX = "Repair or restore that file: the scheduler leaves a file it cannot read exactly as it is."
+# The `process` an engine owner records -> how the setup check names it.
+ENGINE_PROCESSES = {"serve": "`serve`", "window": "a window"}
+
+
+class Check(typing.NamedTuple):
+    """One line of the setup check: what was checked, its level (CHECK_OK, CHECK_WARNING,
+    CHECK_PROBLEM), what was found, and for a warning or a problem the fix in a sentence."""
+
+    check: str
+    level: str
+    message: str
+    fix: str | None = None
+
+    def to_dict(self) -> JSONDict:
+        return self._asdict()
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def check_setup(
+    home: Path,
+    store: Store | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    user_home: Path | None = None,
+    is_root: bool | None = None,
+    platform: str = sys.platform,
+) -> list[Check]:
+    """Every check of the setup, in the order people read them.
+
+    Without `store`, a Store is opened on `home` only if the home is there and usable, so
+    checking never creates a data home. Never raises for what it finds. Blocks for the
+    `claude --version` call and the API probe (seconds at worst): not on the Tk thread.
+    """
+    environ = os.environ if environ is None else environ
+    user_home = user_home or Path.home()
+    is_root = _is_root() if is_root is None else is_root
+    home_check = _check_home(home)
+    store_checks: list[Check] = []
+    if store is None and home_check.level == CHECK_OK:
+        try:
+            store = Store(home)
+        except StorageError as error:
+            store_checks.append(Check("data home", CHECK_PROBLEM, error.message, STORE_FILE_FIX))
+    configured = store.setting("claude_path") if store else None
+    checks = [
+        *_check_claude(configured, environ, user_home),
+        _check_credentials(environ, user_home, platform),
+    ]
+    checks += [home_check, *store_checks]
+    if store is not None:
+        checks += _check_engine_and_api(store)
+        checks += _check_tasks(store, environ, user_home, is_root)
+    return checks
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _check_home(home: Path) -> Check:
+    name = "data home"
+    elsewhere = "or choose another data home with --home or $" + HOME_ENV
+    if not home.exists():
+        fix = (
+            "It is made when the window, `serve` or another command first uses it; if your "
+            f"jobs are elsewhere, pass --home or set ${HOME_ENV}."
+        )
+        return Check(name, CHECK_WARNING, f"{home} does not exist yet", fix)
+    if not home.is_dir():
+        return Check(name, CHECK_PROBLEM, f"{home} is not a folder", f"Move that file away, {elsewhere}.")
+    denied = [
+        word
+        for word, mode in (("readable", os.R_OK | os.X_OK), ("writable", os.W_OK))
+        if not os.access(home, mode)
+    ]
+    if denied:
+        fix = (
+            "Give the user who runs the scheduler read and write access to it (is its file "
+            f"system read-only?), {elsewhere}."
+        )
+        return Check(name, CHECK_PROBLEM, f"{home} is not {' or '.join(denied)}", fix)
+    return Check(name, CHECK_OK, f"{home} is readable and writable")
+
+
+def _check_claude(configured: str | None, environ: Mapping[str, str], user_home: Path) -> list[Check]:
+    """Where claude is, and its version; the version only if claude was found."""
+    try:
+        location = locate_claude(configured, environ, user_home)
+    except ClaudeNotFound as error:
+        return [Check("claude", CHECK_PROBLEM, error.problem, _sentence(error.fix))]
+    found = Check("claude", CHECK_OK, f"{location.path} ({location.source_text})")
+    return [found, _check_claude_version(claude_version(location.path))]
+
+
+def _check_claude_version(version: ClaudeVersion) -> Check:
+    name = "claude version"
+    if version.number is None:
+        fix = "Check that this is Claude Code's CLI and that it runs for this user; else reinstall it."
+        return Check(name, CHECK_PROBLEM, version.error or "unknown", fix)
+    shown = ".".join(map(str, version.number))
+    tested = tuple(int(part) for part in CLAUDE_TESTED_VERSION.split("."))
+    if version.number < tested:
+        message = f"{shown}, older than {CLAUDE_TESTED_VERSION}, the version the scheduler is tested with"
+        fix = "Update Claude Code: `claude update`, or npm install -g @anthropic-ai/claude-code@latest."
+        return Check(name, CHECK_WARNING, message, fix)
+    newer = f", newer than {CLAUDE_TESTED_VERSION}," if version.number > tested else ","
+    return Check(name, CHECK_OK, f"{shown}{newer} the version the scheduler is tested with")
+
+
+def _check_credentials(environ: Mapping[str, str], user_home: Path, platform: str) -> Check:
+    """Whether claude has something to log in with. Only names where it looked: a secret
+    is never read beyond knowing that it is there."""
+    name = "credentials"
+    named = [variable for variable in CREDENTIAL_VARIABLES if environ.get(variable, "").strip()]
+    if named:
+        return Check(name, CHECK_OK, f"{' and '.join(named)} set in the environment")
+    moved = environ.get(CLAUDE_CONFIG_ENV, "").strip()
+    config_dir = Path(moved) if moved else user_home / CLAUDE_CONFIG_DIR
+    credentials = config_dir / CLAUDE_CREDENTIALS_FILE
+    global_config = (config_dir if moved else user_home) / CLAUDE_GLOBAL_CONFIG
+    if _non_empty_file(credentials):
+        return Check(name, CHECK_OK, f"Claude Code's login file {credentials} is there")
+    if _names_an_account(global_config):
+        return Check(name, CHECK_OK, f"Claude Code is logged in ({global_config} names an account)")
+    fix = (
+        "If runs fail to log in, run `claude` once as the scheduler's user and log in, or set "
+        f"{' or '.join(CREDENTIAL_VARIABLES)} in the scheduler's environment (or in the task's env)."
+    )
+    if platform == "darwin":
+        message = "can't tell: on macOS Claude Code keeps its login in the keychain, which is not readable"
+        return Check(name, CHECK_WARNING, message, fix)
+    missing = " nor ".join(CREDENTIAL_VARIABLES)
+    message = (
+        f"none found: neither {missing} is set, and there is no login in {credentials} or "
+        f"{global_config} (claude may still be logged in some other way)"
+    )
+    return Check(name, CHECK_WARNING, message, fix)
+
+
+def _non_empty_file(path: Path) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _names_an_account(path: Path) -> bool:
+    """Whether Claude Code's global config holds an `oauthAccount` (a claude.ai login)."""
+    try:
+        config = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and bool(config.get("oauthAccount"))
+
+
+def _check_engine_and_api(store: Store) -> list[Check]:
+    try:
+        status = Service(store).engine_status()
+    except StorageError as error:
+        return [Check("engine", CHECK_PROBLEM, error.message, STORE_FILE_FIX)]
+    return [_check_engine(status), _check_api(status)]
+
+
+def _check_engine(status: JSONDict) -> Check:
+    name = "engine"
+    resume = "Resume it: `cli engine resume`, or untick Run → Pause all runs in the window."
+    if not status["running"]:
+        fix = "Open the window, or run `claude-code-scheduler serve` (as a service, to keep it running)."
+        paused = ", and paused" if status["paused"] else ""
+        return Check(name, CHECK_WARNING, f"not running{paused}: scheduled tasks do not fire", fix)
+    owner = status["owner"]
+    process = ENGINE_PROCESSES.get(owner.get("process"), "a process")
+    where = f"running in {process} (pid {owner.get('pid')} on {owner.get('host')})"
+    if status["paused"]:
+        return Check(name, CHECK_WARNING, f"{where}, paused: no new runs start", resume)
+    return Check(name, CHECK_OK, where)
+
+
+def _check_api(status: JSONDict) -> Check:
+    """GET /api/health at the address the engine's process recorded, else the default one."""
+    name = "api"
+    recorded = (status.get("owner") or {}).get("api")
+    address = recorded or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+    reason = _probe_health(address)
+    if reason is None:
+        return Check(name, CHECK_OK, f"answers at {address}")
+    if recorded:
+        fix = (
+            "Restart the engine's process (the window or `serve`); its log may say why it stopped answering."
+        )
+        return Check(name, CHECK_PROBLEM, f"the engine's API at {address} does not answer: {reason}", fix)
+    if status["running"]:
+        fix = "Start the window without --no-api, or use `serve`, to use the API and `cli --api`."
+        return Check(name, CHECK_WARNING, "the engine's process serves no API", fix)
+    fix = (
+        "Open the window or run `claude-code-scheduler serve`: both serve the API (port "
+        f"{DEFAULT_PORT} unless --port says otherwise)."
+    )
+    return Check(name, CHECK_WARNING, f"nothing answers at {address}: {reason}", fix)
+
+
+def _probe_health(address: str, timeout: float = HEALTH_TIMEOUT_SECONDS) -> str | None:
+    """None when the scheduler's API answers GET /api/health at `address`; else why not."""
+    import http.client
+
+    try:
+        parts = urllib.parse.urlsplit(address)
+        connection = http.client.HTTPConnection(
+            parts.hostname or DEFAULT_HOST, parts.port or DEFAULT_PORT, timeout=timeout
+        )
+    except ValueError as error:
+        return f"not an address ({error})"
+    try:
+        connection.request("GET", "/api/health", headers={"Accept": "application/json"})
+        response = connection.getresponse()
+        status, raw = response.status, response.read()
+    except (OSError, http.client.HTTPException) as error:
+        return getattr(error, "strerror", None) or str(error) or type(error).__name__
+    finally:
+        connection.close()
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        answer = None
+    if status != HTTPStatus.OK or not isinstance(answer, dict) or answer.get("status") != "ok":
+        return f"it answered HTTP {status}, not as claude-code-scheduler's API"
+    return None
+
+
+def _check_tasks(store: Store, environ: Mapping[str, str], user_home: Path, is_root: bool) -> list[Check]:
+    """A line for each task that claude (or the scheduler) will refuse to run; one line
+    when there is none."""
+    try:
+        jobs = {job.id: job for job in store.job_list()}
+        tasks = store.task_list()
+    except StorageError as error:
+        return [Check("tasks", CHECK_PROBLEM, error.message, STORE_FILE_FIX)]
+    checks = [
+        check
+        for task in tasks
+        for check in _task_checks(task, jobs.get(task.job_id or ""), environ, user_home, is_root)
+    ]
+    if checks:
+        return checks
+    message = f"{_plural(len(tasks), 'task')}, none that will be refused" if tasks else "no tasks yet"
+    return [Check("tasks", CHECK_OK, message)]
+
+
+def _task_checks(
+    task: Task, job: Job | None, environ: Mapping[str, str], user_home: Path, is_root: bool
+) -> list[Check]:
+    """What stops a task from running: a problem, or a warning while it is disabled."""
+    name = f"task “{task.name}”"
+    level = CHECK_PROBLEM if task.enabled else CHECK_WARNING
+    found: list[Check] = []
+    try:
+        resolve_workdir(task.working_directory, job.working_directory if job else None, user_home, environ)
+    except WorkdirMissing as error:
+        fix = "Create that folder, or change the working folder of the task (or of its job)."
+        found.append(Check(name, level, error.problem, fix))
+    try:
+        _option_value(task.model, "model")
+    except Invalid:
+        fix = "Set its model to an alias (sonnet, opus, haiku) or a full model id."
+        found.append(Check(name, level, f"model {task.model!r} cannot be passed to claude", fix))
+    if is_root and task.permission_mode is PermissionMode.BYPASS:
+        message = f"permission mode {PermissionMode.BYPASS.value}, which claude refuses to run as root"
+        fix = (
+            "Choose another permission mode (acceptEdits, or default with allowed tools), or "
+            "run the scheduler as a user other than root."
+        )
+        found.append(Check(name, level, message, fix))
+    return found
+
 
 ####
 # HTTP API ####
@@ -5591,6 +6025,16 @@ def _api_update_settings(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.update_settings(call.body)
 
 
+@api_route(
+    "GET",
+    "/api/doctor",
+    "Check the setup: claude, credentials, data home, engine, API and tasks",
+    schema="SetupCheckList",
+)
+def _api_doctor(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, {"checks": service.check_setup()}
+
+
 # The OpenAPI document, built from the route table and the model's enums and limits.
 
 
@@ -5874,7 +6318,7 @@ def _server_schemas() -> JSONDict:
             }
         ),
         "owner": _schema_nullable(
-            {"type": "object", "description": "pid, host, start time and API of the engine"}
+            {"type": "object", "description": "pid, host, start time, API and process (serve or window)"}
         ),
         "here": {"type": "boolean", "description": "whether this server's process runs the engine"},
     }
@@ -5884,6 +6328,12 @@ def _server_schemas() -> JSONDict:
         "code": {"type": "string"},
         "message": {"type": "string"},
         "field": _schema_nullable({"type": "string"}),
+    }
+    check = {
+        "check": {"type": "string", "description": "what was checked, e.g. claude, engine, a task's name"},
+        "level": {"enum": [CHECK_OK, CHECK_WARNING, CHECK_PROBLEM]},
+        "message": {"type": "string"},
+        "fix": _schema_nullable({"type": "string", "description": "for a warning or a problem: the fix"}),
     }
     settings = {
         "claude_path": _schema_nullable({"type": "string", "maxLength": PATH_MAX}),
@@ -5902,6 +6352,10 @@ def _server_schemas() -> JSONDict:
             required=["status", "version", "engine"],
         ),
         "Error": _schema_object({"error": _schema_object(error, required=list(error))}, required=["error"]),
+        "SetupCheck": _schema_object(check, required=list(check)),
+        "SetupCheckList": _schema_object(
+            {"checks": _schema_array(_schema_ref("SetupCheck"))}, required=["checks"]
+        ),
         "OpenApiDocument": {"type": "object", "description": "an OpenAPI 3.1 document"},
     }
 
@@ -6417,6 +6871,9 @@ class ApiClient:
     def update_settings(self, data: JSON) -> JSONDict:
         return self._object("PATCH", "/api/settings", body=data)
 
+    def check_setup(self) -> list[JSONDict]:
+        return self._items("/api/doctor", "checks")
+
     # HTTP --------------------------------------------------------------------
 
     def _exists(self, path: str) -> bool:
@@ -6572,6 +7029,10 @@ RUN_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("ERROR", lambda run: (run["error"] or "")[:60]),
 )
 CELL_MAX = 48
+DOCTOR_WIDTH = 100  # the table's width when the terminal's is unknown
+DOCTOR_LEVEL_WIDTH = len(CHECK_WARNING)
+DOCTOR_CHECK_MAX = 26  # a longer check (a task's name) is clipped
+DOCTOR_TEXT_MIN = 30  # the message column, however narrow the terminal
 
 
 def format_table(rows: list[JSONDict], columns: tuple[tuple[str, Row], ...]) -> str:
@@ -7182,9 +7643,68 @@ def _lifted_text(status: JSONDict) -> str:
     return LIFTED_TEXTS[tuple(status["lifted"])] + "\n"
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the setup, print a line per check; exit 1 when any found a problem. Over --api,
+    the server's checks. Runs without a CliContext: opening a store would create the home."""
+    home = data_home(args)
+    url = getattr(args, "api", None) or os.environ.get(API_ENV)
+    checks = _remote_checks(url, home) if url else [check.to_dict() for check in check_setup(home)]
+    width = shutil.get_terminal_size((DOCTOR_WIDTH, 24)).columns
+    print(
+        json.dumps(checks, indent=2, ensure_ascii=False) if args.json else doctor_text(checks, width),
+        flush=True,
+    )
+    return 1 if any(check["level"] == CHECK_PROBLEM for check in checks) else 0
+
+
+def _remote_checks(url: str, home: Path) -> list[JSONDict]:
+    try:
+        return ApiClient.for_home(url, home).check_setup()
+    except ApiUnreachable as error:
+        fix = f"Start the server, or correct --api or ${API_ENV}."
+        return [Check("api", CHECK_PROBLEM, error.message, fix).to_dict()]
+
+
+def doctor_text(checks: list[JSONDict], width: int = DOCTOR_WIDTH) -> str:
+    """The checks as a table for a terminal `width` columns wide: level, check, message,
+    and under a warning or a problem its fix; long texts wrap within their column."""
+    import textwrap
+
+    names = [_clip(check["check"], DOCTOR_CHECK_MAX) for check in checks]
+    name_width = max(map(_text_width, [*names, "CHECK"]))
+    indent = " " * (DOCTOR_LEVEL_WIDTH + name_width + 4)
+    text_width = max(width - 1 - len(indent), DOCTOR_TEXT_MIN)
+    wrap = functools.partial(textwrap.wrap, width=text_width, break_long_words=False, break_on_hyphens=False)
+    lines = [f"{'LEVEL'.ljust(DOCTOR_LEVEL_WIDTH)}  {'CHECK'.ljust(name_width)}  RESULT"]
+    for check, name in zip(checks, names, strict=True):
+        body = wrap(check["message"]) or [""]
+        if check["fix"]:
+            body += wrap(f"fix: {check['fix']}")
+        pad = " " * (name_width - _text_width(name))
+        lines.append(f"{check['level'].ljust(DOCTOR_LEVEL_WIDTH)}  {name}{pad}  {body[0]}")
+        lines += [indent + line for line in body[1:]]
+    return "\n".join([*lines, "", _doctor_summary(checks)])
+
+
+def _doctor_summary(checks: list[JSONDict]) -> str:
+    levels = [check["level"] for check in checks]
+    problems, warnings = levels.count(CHECK_PROBLEM), levels.count(CHECK_WARNING)
+    if not problems and not warnings:
+        return "Everything checks out."
+    return f"{_plural(problems, 'problem')}, {_plural(warnings, 'warning')}."
+
+
 def _cmd_settings_show(ctx: CliContext) -> int:
     settings = ctx.backend.get_settings()
-    return ctx.show(settings, lambda: format_fields(settings))
+    return ctx.show(settings, lambda: _settings_text(ctx, settings))
+
+
+def _settings_text(ctx: CliContext, settings: JSONDict) -> str:
+    """The settings, and (unless over --api: the server finds its own) the claude in use."""
+    if ctx.backend.remote:
+        return format_fields(settings)
+    info = describe_claude(settings["claude_path"], os.environ, Path.home())
+    return format_fields({**settings, "claude in use": claude_text(info)})
 
 
 def _cmd_settings_set(ctx: CliContext) -> int:
@@ -7202,7 +7722,7 @@ def _cmd_settings_set(ctx: CliContext) -> int:
             _explicit_claude("the claude_path setting", str(value), Path.home(), os.environ)
         except ClaudeNotFound as error:
             ctx.err(f"warning: {error}")
-    return ctx.show(settings, lambda: format_fields(settings))
+    return ctx.show(settings, lambda: _settings_text(ctx, settings))
 
 
 WEEKLY_RE = re.compile(r"^([a-z0-9,\-]+)@(\d{1,2}):(\d{2})$", re.IGNORECASE)
@@ -7552,6 +8072,7 @@ CLI_GROUPS = {
     "schedule": "try out schedules",
     "engine": "the scheduler engine",
     "settings": "claude path, concurrent runs, history kept",
+    "doctor": "check the setup: claude, credentials, data home, engine, API, tasks",
 }
 CLI_HELP = {
     "show": "show the settings",
@@ -7604,6 +8125,12 @@ def _add_cli(
         if named is None or verb in named:
             add_options(verb_parser)
         verb_parser.set_defaults(func=func)
+    doctor = groups.add_parser("doctor", help=CLI_GROUPS["doctor"], parents=[parent])
+    doctor.description = (
+        f"{_sentence(CLI_GROUPS['doctor'])} With --api, the server's checks. Exit code 1 when a "
+        "check finds a problem."
+    )
+    doctor.set_defaults(run_alone=_cmd_doctor)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -9738,7 +10265,7 @@ class JobDialog:
 # The Settings dialog's rows: setting -> (label, hint). The numbers' hints get their range
 # from SETTING_RULES, which their spin boxes keep to as well.
 SETTINGS_ROWS = {
-    "claude_path": ("Claude CLI", "Empty: search PATH, then ~/.claude/local/claude."),
+    "claude_path": ("Claude CLI", f"Empty: search ${CLAUDE_ENV}, PATH, ~/.local/bin, then ~/.claude/local."),
     "max_concurrent_runs": ("Runs at once", "How many runs may go at the same time ({lo}–{hi:,})."),
     "retention_runs": ("Runs kept", "Finished runs kept per task, with their logs ({lo}–{hi:,})."),
 }
@@ -9854,10 +10381,121 @@ class SettingsDialog:
         note, hint = self.notes[name]
         note.configure(text=hint, style="Note.TLabel")
 
+    def show_claude(self, info: JSONDict | None) -> None:
+        """Under the claude field: which claude runs now (None: still asking it its version)."""
+        note, hint = self.notes["claude_path"]
+        hint = hint.split("\n")[0] + "\nIn use: " + (claude_text(info) if info else "looking…")
+        self.notes["claude_path"] = note, hint
+        if str(note.cget("style")) != "Error.TLabel":
+            note.configure(text=hint)
+
     def close(self) -> None:
         self.top.grab_release()
         self.top.destroy()
         self.app.settings_dialog_closed(self)
+
+
+# Help → Check setup: level -> (symbol, colour), so a level never shows by colour alone.
+GUI_CHECK_LOOKS = {
+    CHECK_OK: ("✓", "#1a7f37"),
+    CHECK_WARNING: ("!", GUI_PALETTE["warning"]),
+    CHECK_PROBLEM: ("✗", GUI_PALETTE["error"]),
+}
+GUI_SETUP_SIZE = (84, 22)  # characters, lines
+GUI_SETUP_INDENT = 22  # pixels: a check's message and fix under its first line
+
+
+class SetupDialog:
+    """Help → Check setup…: every setup check with its level as a symbol, a word and a
+    colour, and its fix. The app runs the checks off the Tk thread and hands them to
+    `show`; Copy puts them on the clipboard as the table `cli doctor` prints."""
+
+    def __init__(self, app: App) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.app = app
+        self.checks: list[JSONDict] = []
+        self.is_busy = False
+        self.top = tk.Toplevel(app.root)
+        self.top.title("Check setup")
+        self.top.transient(app.root)
+        self.top.protocol("WM_DELETE_WINDOW", self.close)
+        self.top.bind("<Escape>", lambda event: self.close())
+        body = ttk.Frame(self.top, padding=16)
+        body.pack(fill="both", expand=True)
+        body.columnconfigure(0, weight=1)
+        body.rowconfigure(0, weight=1)
+        self.text = _text_box(body, app.looks, width=GUI_SETUP_SIZE[0], height=GUI_SETUP_SIZE[1])
+        self.text.grid(row=0, column=0, sticky="nsew")
+        self._style_text()
+        self.summary = _autowrap(ttk.Label(body, justify="left"))
+        self.summary.grid(row=1, column=0, sticky="ew", pady=(8, 0))
+        self._build_buttons(body)
+        self.show_checking()
+        _place_dialog(self.top, app.root)
+
+    def _style_text(self) -> None:
+        fonts = self.app.looks.fonts
+        for level, (_, colour) in GUI_CHECK_LOOKS.items():
+            self.text.tag_configure(level, foreground=colour, font=fonts["bold"])
+        self.text.tag_configure("check", font=fonts["bold"])
+        self.text.tag_configure("message", lmargin2=GUI_SETUP_INDENT, spacing1=6)
+        self.text.tag_configure(
+            "fix", foreground=GUI_PALETTE["muted"], lmargin1=GUI_SETUP_INDENT, lmargin2=GUI_SETUP_INDENT
+        )
+
+    def _build_buttons(self, body: ttk.Frame) -> None:
+        from tkinter import ttk
+
+        buttons = ttk.Frame(body)
+        buttons.grid(row=2, column=0, sticky="e", pady=(10, 0))
+        self.again_button = ttk.Button(buttons, text="Check again", command=self.app.check_setup)
+        self.again_button.pack(side="left", padx=(0, 6))
+        self.copy_button = ttk.Button(buttons, text="Copy", command=self.copy)
+        self.copy_button.pack(side="left", padx=(0, 6))
+        self.close_button = ttk.Button(buttons, text="Close", command=self.close, default="active")
+        self.close_button.pack(side="left")
+
+    def show_checking(self) -> None:
+        self.is_busy = True
+        self.summary.configure(text="Checking… (claude is asked its version, the API its health)")
+        for button in (self.again_button, self.copy_button):
+            button.state(["disabled"])
+
+    def show(self, checks: list[JSONDict]) -> None:
+        self.checks = checks
+        self.text.configure(state="normal")
+        self.text.delete("1.0", "end")
+        for check in checks:
+            symbol, _ = GUI_CHECK_LOOKS[check["level"]]
+            self.text.insert("end", f"{symbol} {check['level']}  ", (check["level"], "message"))
+            self.text.insert("end", check["check"], ("check", "message"))
+            self.text.insert("end", f": {check['message']}\n", "message")
+            if check["fix"]:
+                self.text.insert("end", f"Fix: {check['fix']}\n", "fix")
+        self.text.configure(state="disabled")
+        self._done(_doctor_summary(checks))
+
+    def show_error(self, message: str) -> None:
+        self._done(f"The check failed: {message}")
+
+    def _done(self, summary: str) -> None:
+        self.is_busy = False
+        self.summary.configure(text=summary)
+        self.again_button.state(["!disabled"])
+        self.copy_button.state(["!disabled" if self.checks else "disabled"])
+
+    def text_to_copy(self) -> str:
+        return doctor_text(self.checks)
+
+    def copy(self) -> None:
+        self.app.root.clipboard_clear()
+        self.app.root.clipboard_append(self.text_to_copy())
+
+    def close(self) -> None:
+        self.top.destroy()
+        self.app.setup_dialog_closed(self)
 
 
 # Texts of the status bar and the confirmations (pure).
@@ -9977,7 +10615,11 @@ GUI_MENUS: dict[str, tuple[tuple[str, str, str] | None, ...]] = {
         ("Run job", "", "run_job"),
         ("Stop job", "", "stop_job"),
     ),
-    "Help": (("Keyboard shortcuts", "", "show_shortcuts"), ("About", "", "show_about")),
+    "Help": (
+        ("Check setup…", "", "check_setup"),
+        ("Keyboard shortcuts", "", "show_shortcuts"),
+        ("About", "", "show_about"),
+    ),
 }
 GUI_RESUME_LABEL = "Resume runs now (lift the pause or usage-limit hold)"
 GUI_KEYS = (
@@ -10055,6 +10697,7 @@ class App:
         self.follow_newest = True  # a newer run at the top of the list takes the Logs pane
         self.job_dialog: JobDialog | None = None
         self.settings_dialog: SettingsDialog | None = None
+        self.setup_dialog: SetupDialog | None = None
         self.storage_error: str | None = None
         self.loaded = False
         self._closed = False
@@ -10157,9 +10800,9 @@ class App:
         """Become the data home's engine (worker thread: recovery reads every run)."""
         if not engine.start():
             return False
-        if self.api:
-            owner = self.service.engine_status()["owner"]
-            self.store.set_engine_state(owner={**owner, "api": self.api.address})
+        owner = self.service.engine_status()["owner"]
+        api = {"api": self.api.address} if self.api else {}
+        self.store.set_engine_state(owner={**owner, **api, "process": "window"})
         return True
 
     # Layout (remembered in the settings) ---------------------------------------------
@@ -10240,16 +10883,34 @@ class App:
     ) -> None:
         """Run `call` on the worker thread; `done` (or `failed`, else the error handler)
         then runs on the Tk thread."""
+        if not self._closed:
+            self.worker.submit(self._expect(done, failed), call)
+
+    def submit_apart(
+        self,
+        call: Callable[[], T],
+        done: Callable[[T], None] | None = None,
+        *,
+        failed: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """Like `submit`, on a thread of its own: for a slow call (a subprocess, the network)
+        that must not hold up the worker's reads. Its answer comes through the inbox too."""
         if self._closed:
             return
+        ticket = self._expect(done, failed)
+        answer = functools.partial(Worker._answer, ticket, call)
+        threading.Thread(target=lambda: self.inbox.put(answer()), name="gui-slow-call", daemon=True).start()
+
+    def _expect(self, done: Callable[[T], None] | None, failed: Callable[[Exception], None] | None) -> int:
+        """A new ticket, whose answer goes to `done` (or `failed`, else the error handler)."""
 
         def finish(result: object) -> None:
             if done is not None:
-                done(cast(T, result))  # the answer to `call`, which returns a T
+                done(cast(T, result))  # the answer to the call, which returns a T
 
         self._last_ticket += 1
         self._waiting[self._last_ticket] = (finish, failed or self.report)
-        self.worker.submit(self._last_ticket, call)
+        return self._last_ticket
 
     def act(self, call: Callable[[], T], done: Callable[[T], None] | None = None) -> None:
         """A change to the store: run it on the worker, then read everything again."""
@@ -10893,7 +11554,14 @@ class App:
 
     def _show_settings(self, settings: JSONDict) -> None:
         if self.settings_dialog is None:  # asked twice before the first answer came
-            self.settings_dialog = SettingsDialog(self, settings)
+            self.settings_dialog = dialog = SettingsDialog(self, settings)
+            dialog.show_claude(None)
+            ask = functools.partial(describe_claude, settings["claude_path"], os.environ, Path.home())
+            self.submit_apart(ask, lambda info: self._show_claude(dialog, info))
+
+    def _show_claude(self, dialog: SettingsDialog, info: JSONDict) -> None:
+        if self.settings_dialog is dialog:
+            dialog.show_claude(info)
 
     def settings_dialog_closed(self, dialog: SettingsDialog) -> None:
         if self.settings_dialog is dialog:
@@ -10972,6 +11640,35 @@ class App:
         self.inform(
             "Keyboard shortcuts", "\n".join(f"{keys.ljust(width)}   {what}" for keys, what in GUI_SHORTCUTS)
         )
+
+    def check_setup(self) -> None:
+        """Help → Check setup…: the checks run on a thread of their own (claude's version and
+        the API's health take a moment); the dialog shows them when they come."""
+        dialog = self.setup_dialog
+        if dialog is None:
+            dialog = self.setup_dialog = SetupDialog(self)
+        elif dialog.is_busy:
+            dialog.top.lift()
+            return
+        dialog.show_checking()
+        self.submit_apart(
+            self.service.check_setup,
+            lambda checks: self._show_checks(dialog, checks),
+            failed=lambda error: self._checks_failed(dialog, error),
+        )
+
+    def _show_checks(self, dialog: SetupDialog, checks: list[JSONDict]) -> None:
+        if self.setup_dialog is dialog:
+            dialog.show(checks)
+
+    def _checks_failed(self, dialog: SetupDialog, error: Exception) -> None:
+        if self.setup_dialog is dialog:
+            dialog.show_error(str(error))
+        self.report(error)
+
+    def setup_dialog_closed(self, dialog: SetupDialog) -> None:
+        if self.setup_dialog is dialog:
+            self.setup_dialog = None
 
     def show_about(self) -> None:
         api = self.api.address if self.api else "off"
@@ -11074,6 +11771,8 @@ def _run_cli(args: argparse.Namespace) -> int:
     args.json = getattr(args, "json", False)
     args.force = getattr(args, "force", False)
     try:
+        if getattr(args, "run_alone", None):  # a command that opens what it needs itself
+            return int(args.run_alone(args))
         return int(args.func(CliContext(_cli_backend(args), args)))
     except SchedulerError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -11120,7 +11819,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 def _start_engine(engine: Engine, service: Service, api_address: str) -> None:
     if engine.start():
         owner = service.engine_status()["owner"] or {}
-        service.store.set_engine_state(owner={**owner, "api": api_address})
+        service.store.set_engine_state(owner={**owner, "api": api_address, "process": "serve"})
         logger().info("engine started for %s; API on %s", service.store.home, api_address)
     else:
         owner = service.engine_status().get("owner") or {}

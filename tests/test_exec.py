@@ -522,12 +522,30 @@ def test_claude_setting_expands_home(tmp_path: Path) -> None:
     assert ex.resolve_claude("~/tools/claude", {"PATH": ""}, tmp_path) == str(configured)
 
 
-def test_claude_missing_says_how_to_fix_it(tmp_path: Path) -> None:
+def test_claude_from_the_native_installer_when_path_lacks_it(tmp_path: Path) -> None:
+    native = make_executable(tmp_path / ".local" / "bin" / "claude")
+    make_executable(tmp_path / ".claude" / "local" / "claude")
+    environ = {"PATH": str(tmp_path / "empty")}
+    assert ex.resolve_claude(None, environ, tmp_path) == str(native)  # before the old local install
+    assert ex.locate_claude(None, environ, tmp_path) == (str(native), "native")
+    on_path = make_executable(tmp_path / "bin" / "claude")
+    assert ex.locate_claude(None, {"PATH": str(tmp_path / "bin")}, tmp_path) == (str(on_path), "path")
+
+
+def test_claude_missing_names_every_place_searched_and_the_fix(tmp_path: Path) -> None:
+    environ = {"PATH": os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")])}
     with pytest.raises(ex.ClaudeNotFound) as caught:
-        ex.resolve_claude(None, {"PATH": str(tmp_path)}, tmp_path)
-    message = str(caught.value)
-    assert "Install Claude Code" in message
-    assert "claude_path" in message and "CLAUDE_SCHEDULER_CLAUDE" in message
+        ex.resolve_claude(None, environ, tmp_path)
+    error = caught.value
+    assert error.problem == (
+        "Claude Code CLI not found: the claude_path setting and $CLAUDE_SCHEDULER_CLAUDE are not "
+        f"set, and there is no claude on PATH ({tmp_path / 'a'}, {tmp_path / 'b'}), at "
+        f"{tmp_path / '.local' / 'bin' / 'claude'} or at {tmp_path / '.claude' / 'local' / 'claude'}"
+    )
+    assert error.fix.startswith("install Claude Code (its native installer puts it in ~/.local/bin;")
+    assert "`cli settings set claude_path /full/path/to/claude`" in error.fix
+    assert "$CLAUDE_SCHEDULER_CLAUDE to the full path" in error.fix
+    assert str(error) == f"{error.problem}; {error.fix}"
 
 
 def test_a_wrong_claude_setting_is_not_skipped(tmp_path: Path) -> None:

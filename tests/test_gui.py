@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from conftest import FAKE_CLAUDE, ROOT
 
 import claude_scheduler as cs
 
@@ -585,6 +585,118 @@ def test_a_bad_setting_is_shown_by_its_field_and_nothing_is_saved(home: Path, di
         assert gui.app.settings_dialog is None
         assert not settings_file.exists()
         assert gui.app.service.get_settings()["claude_path"] is None
+
+
+def test_the_settings_dialog_shows_the_claude_in_use(home: Path, display: str) -> None:
+    with open_gui(home) as gui:
+        dialog = open_settings(gui)
+        note = dialog.notes["claude_path"][0]
+        gui.wait(lambda: "looking" not in str(note.cget("text")), "the claude in use")
+        assert str(note.cget("text")).splitlines() == [
+            "Empty: search $CLAUDE_SCHEDULER_CLAUDE, PATH, ~/.local/bin, then ~/.claude/local.",
+            f"In use: {FAKE_CLAUDE} (set by $CLAUDE_SCHEDULER_CLAUDE), version 2.0.0",
+        ]
+        gui.press(dialog.top, "<Escape>")
+
+
+# Check setup -------------------------------------------------------------------------------------
+
+
+def open_setup_check(gui: Gui) -> cs.SetupDialog:
+    gui.choose_menu("Help", "Check setup…")
+    dialog = gui.app.setup_dialog
+    assert dialog is not None
+    gui.wait(lambda: not dialog.is_busy, "the checks")
+    return dialog
+
+
+def test_check_setup_lists_every_check_with_symbol_colour_and_fix(
+    home: Path, display: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in (*cs.CREDENTIAL_VARIABLES, cs.CLAUDE_CONFIG_ENV):
+        monkeypatch.delenv(variable, raising=False)  # so that the credentials check warns
+    folder = tmp_path / "gone"
+    cs.Service(cs.Store(home)).create_task(
+        {"name": "Nightly", "prompt": "p", "working_directory": str(folder)}
+    )
+    with open_gui(home, engine=True) as gui:
+        assert cs.Store(home).engine_state()["owner"]["process"] == "window"
+        dialog = open_setup_check(gui)
+        checks = dialog.checks
+        assert [check["check"] for check in checks] == [
+            "claude",
+            "claude version",
+            "credentials",
+            "data home",
+            "engine",
+            "api",
+            "task “Nightly”",
+        ]
+        engine = checks[4]
+        assert engine["message"] == f"running in a window (pid {os.getpid()} on {cs.host_name()})"
+        text = str(dialog.text.get("1.0", "end-1c"))
+        lines = text.splitlines()
+        assert lines[0] == f"✓ ok  claude: {FAKE_CLAUDE} (set by $CLAUDE_SCHEDULER_CLAUDE)"
+        tested = "the version the scheduler is tested with"
+        assert lines[1] == f"! warning  claude version: 2.0.0, older than 2.1.197, {tested}"
+        assert lines[2].startswith("Fix: Update Claude Code")
+        problem = f"✗ problem  task “Nightly”: working directory {folder} (set by the task) does not exist"
+        assert problem in lines
+        # the level shows as a symbol and a word, and in its colour
+        start = dialog.text.search("✗ problem", "1.0")
+        assert "problem" in dialog.text.tag_names(start)
+        assert str(dialog.text.tag_cget("problem", "foreground")) == cs.GUI_CHECK_LOOKS["problem"][1]
+        assert str(dialog.text.tag_cget("warning", "foreground")) == cs.GUI_CHECK_LOOKS["warning"][1]
+        assert str(dialog.summary.cget("text")) == "1 problem, 3 warnings."
+        assert str(dialog.text.cget("state")) == "disabled"
+
+        dialog.copy_button.invoke()
+        copied = gui.app.root.clipboard_get()
+        assert copied == cs.doctor_text(checks)
+        assert copied.splitlines()[0].split() == ["LEVEL", "CHECK", "RESULT"]
+
+        folder.mkdir()
+        dialog.again_button.invoke()
+        assert dialog.is_busy and str(dialog.summary.cget("text")).startswith("Checking…")
+        assert dialog.again_button.instate(["disabled"])
+        gui.wait(lambda: not dialog.is_busy, "the checks again")
+        assert dialog.checks[-1] == {
+            "check": "tasks",
+            "level": "ok",
+            "message": "1 task, none that will be refused",
+            "fix": None,
+        }
+        assert str(dialog.summary.cget("text")) == "0 problems, 3 warnings."
+        gui.press(dialog.top, "<Escape>")
+        assert gui.app.setup_dialog is None and not dialog.top.winfo_exists()
+
+
+def test_checking_runs_off_the_tk_thread(
+    home: Path, display: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claude --version that takes its time does not stop the window."""
+    gate = tmp_path / "gate"
+    slow = tmp_path / "slow-claude"
+    slow.write_text(
+        f'#!/bin/sh\nwhile [ ! -e "{gate}" ]; do sleep 0.02; done\necho "2.1.197 (Claude Code)"\n'
+    )
+    slow.chmod(0o755)
+    monkeypatch.setenv(cs.CLAUDE_ENV, str(slow))
+    with open_gui(home) as gui:
+        root = gui.app.root
+        help_menu = root.nametowidget(root.nametowidget(root.cget("menu")).entrycget("Help", "menu"))
+        help_menu.invoke("Check setup…")  # no settle: that would wait for the checks
+        dialog = gui.app.setup_dialog
+        assert dialog is not None and dialog.is_busy
+        answered: list[object] = []
+        gui.app.submit(gui.app.service.get_settings, answered.append)
+        gui.wait(lambda: answered, "the worker's answer while the check waits for claude")
+        assert dialog.is_busy
+        help_menu.invoke("Check setup…")  # asked again meanwhile: the same dialog, one check
+        assert gui.app.setup_dialog is dialog and dialog.is_busy
+        gate.touch()
+        gui.wait(lambda: not dialog.is_busy, "the checks")
+        assert dialog.checks[1]["message"] == "2.1.197, the version the scheduler is tested with"
 
 
 # Runs and logs -------------------------------------------------------------------------------
