@@ -114,6 +114,7 @@ MIN_INTERVAL_SECONDS = 60
 MAX_INTERVAL_SECONDS = 366 * 86400
 TIMEOUT_MAX = 7 * 86400
 MAX_TURNS_MAX = 10_000
+MAX_BUDGET_USD = 100_000.0
 RETRY_MAX = 100
 RETRY_DELAY_MAX = 86400
 DEBOUNCE_MAX = 3600
@@ -202,8 +203,21 @@ class JobStatus(enum.StrEnum):
 class PermissionMode(enum.StrEnum):
     DEFAULT = "default"
     ACCEPT_EDITS = "acceptEdits"
+    AUTO = "auto"
     BYPASS = "bypassPermissions"
+    DONT_ASK = "dontAsk"
     PLAN = "plan"
+
+
+# What each mode lets a session do, in a few words (CLI help, the window, the API doc).
+PERMISSION_MODE_HELP: dict[PermissionMode, str] = {
+    PermissionMode.DEFAULT: "reads only; any other tool not pre-approved needs a person, so it is denied",
+    PermissionMode.ACCEPT_EDITS: "also edits files and runs simple file commands (mkdir, mv, cp...)",
+    PermissionMode.AUTO: "a classifier approves or blocks each action",
+    PermissionMode.BYPASS: "everything, unchecked (refused when running as root)",
+    PermissionMode.DONT_ASK: "denies whatever is not pre-approved: the one for unattended runs",
+    PermissionMode.PLAN: "reads and plans, changes nothing",
+}
 
 
 class SessionMode(enum.StrEnum):
@@ -402,14 +416,101 @@ def read_enum(value: JSON, field: str, kind: type[E]) -> E:
         raise Invalid(f"must be one of {choices} (got {value!r})", field) from None
 
 
-def read_str_list(value: JSON, field: str) -> list[str]:
+def read_str_list(value: JSON, field: str, *, max_len: int = NAME_MAX) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise Invalid("must be a list of strings", field)
     if len(value) > LIST_MAX:
         raise Invalid(f"must have at most {LIST_MAX} items", field)
-    return [read_str(item, f"{field}[{n}]", max_len=NAME_MAX, required=True) for n, item in enumerate(value)]
+    return [read_str(item, f"{field}[{n}]", max_len=max_len, required=True) for n, item in enumerate(value)]
+
+
+def read_budget(value: JSON, field: str) -> float | None:
+    """A spending cap in US dollars: None, or a number above 0."""
+    if value is None:
+        return None
+    amount = read_float(value, field, -math.inf, MAX_BUDGET_USD)
+    if amount <= 0:
+        raise Invalid(f"must be more than 0 (got {value:g})", field)
+    return amount
+
+
+def read_argv_text(value: JSON, field: str, max_len: int = TEXT_MAX) -> str | None:
+    """Optional text that goes into claude's argv, where a NUL byte cannot go."""
+    text = read_opt_str(value, field, max_len)
+    if text and "\0" in text:
+        raise Invalid("must not contain NUL bytes", field)
+    return text
+
+
+def read_argv_list(value: JSON, field: str, max_len: int = NAME_MAX) -> list[str]:
+    items = read_str_list(value, field, max_len=max_len)
+    for n, item in enumerate(items):
+        if "\0" in item:
+            raise Invalid("must not contain NUL bytes", f"{field}[{n}]")
+    return items
+
+
+def split_tool_rules(text: str, field: str) -> list[str]:
+    """Comma-separated tool rules as people type them, in every door that takes text;
+    commas inside parentheses stay (`Bash(git log, git diff)` is one rule). Raises
+    Invalid naming `field` for unbalanced parentheses."""
+    rules, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            raise Invalid(f"{text!r} has a ')' without its '('", field)
+        if char == "," and depth == 0:
+            rules.append(current)
+            current = ""
+        else:
+            current += char
+    if depth:
+        raise Invalid(f"{text!r} has a '(' that is not closed", field)
+    return [rule.strip() for rule in [*rules, current] if rule.strip()]
+
+
+# The claude options that `extra_args` may not hold: the scheduler's own (output,
+# sessions), and those with a task field of their own, named with the CLI's option.
+_FIELD_OF_OPTION: dict[str, tuple[str, str]] = {
+    "--model": ("model", "--model"),
+    "--permission-mode": ("permission_mode", "--permission-mode"),
+    "--dangerously-skip-permissions": ("permission_mode bypassPermissions", "--permission-mode"),
+    "--allowedTools": ("allowed_tools", "--allowed-tools"),
+    "--allowed-tools": ("allowed_tools", "--allowed-tools"),
+    "--disallowedTools": ("disallowed_tools", "--disallowed-tools"),
+    "--disallowed-tools": ("disallowed_tools", "--disallowed-tools"),
+    "--max-turns": ("max_turns", "--max-turns"),
+    "--max-budget-usd": ("max_budget_usd", "--max-budget-usd"),
+    "--fallback-model": ("fallback_model", "--fallback-model"),
+    "--add-dir": ("add_dirs", "--add-dir"),
+    "--mcp-config": ("mcp_config", "--mcp-config"),
+    "--strict-mcp-config": ("strict_mcp_config", "--strict-mcp-config"),
+    "--system-prompt": ("system_prompt", "--system-prompt"),
+    "--append-system-prompt": ("append_system_prompt", "--append-system-prompt"),
+}
+_SET_EACH_RUN = "is set by the scheduler for every run"
+_SESSIONS = "is set by the scheduler: sessions follow session_mode (--session-mode)"
+OWNED_CLAUDE_OPTIONS: dict[str, str] = {
+    **dict.fromkeys(("-p", "--print", "--output-format", "--input-format", "--verbose"), _SET_EACH_RUN),
+    **dict.fromkeys(("-r", "--resume", "-c", "--continue", "--session-id", "--fork-session"), _SESSIONS),
+    **{
+        name: f"has its own setting: use {key} ({option})" for name, (key, option) in _FIELD_OF_OPTION.items()
+    },
+    "--": "would end claude's options (the prompt goes on standard input)",
+}
+
+
+def read_extra_args(value: JSON, field: str) -> list[str]:
+    """More claude arguments, passed as given; refuses the options in OWNED_CLAUDE_OPTIONS
+    (short ones also when joined to a value or to other flags, as `-rID` or `-pc`)."""
+    args = read_argv_list(value, field, max_len=TEXT_MAX)
+    for n, arg in enumerate(args):
+        name = arg.partition("=")[0] if arg.startswith("--") else arg[:2]
+        if name in OWNED_CLAUDE_OPTIONS:
+            raise Invalid(f"{name} {OWNED_CLAUDE_OPTIONS[name]}", f"{field}[{n}]")
+    return args
 
 
 def read_env(value: JSON, field: str) -> dict[str, str]:
@@ -669,6 +770,13 @@ class Task:
     disallowed_tools: list[str] = field(default_factory=list)
     max_turns: int | None = None
     append_system_prompt: str | None = None
+    system_prompt: str | None = None  # replaces Claude's own; append_system_prompt still adds
+    max_budget_usd: float | None = None
+    fallback_model: str | None = None
+    add_dirs: list[str] = field(default_factory=list)
+    mcp_config: str | None = None
+    strict_mcp_config: bool = False
+    extra_args: list[str] = field(default_factory=list)
     session_mode: SessionMode = SessionMode.NEW
     timeout_seconds: int = DEFAULT_TIMEOUT
     schedule: Schedule = field(default_factory=Schedule)
@@ -697,6 +805,13 @@ class Task:
         "disallowed_tools",
         "max_turns",
         "append_system_prompt",
+        "system_prompt",
+        "max_budget_usd",
+        "fallback_model",
+        "add_dirs",
+        "mcp_config",
+        "strict_mcp_config",
+        "extra_args",
         "session_mode",
         "timeout_seconds",
         "schedule",
@@ -719,7 +834,7 @@ class Task:
         """Build and validate a task; `strict` (user input) also rejects unknown fields."""
         data = require_object(data)
         get = data.get
-        return cls(
+        task = cls(
             id=read_id(get("id"), "id", required=True) or "",
             job_id=read_id(get("job_id"), "job_id"),
             name=read_str(get("name"), "name", max_len=NAME_MAX, required=True),
@@ -731,6 +846,13 @@ class Task:
             disallowed_tools=read_str_list(get("disallowed_tools"), "disallowed_tools"),
             max_turns=read_opt_int(get("max_turns"), "max_turns", 1, MAX_TURNS_MAX),
             append_system_prompt=read_opt_str(get("append_system_prompt"), "append_system_prompt"),
+            system_prompt=read_argv_text(get("system_prompt"), "system_prompt"),
+            max_budget_usd=read_budget(get("max_budget_usd"), "max_budget_usd"),
+            fallback_model=read_argv_text(get("fallback_model"), "fallback_model", NAME_MAX),
+            add_dirs=read_argv_list(get("add_dirs"), "add_dirs", PATH_MAX),
+            mcp_config=read_argv_text(get("mcp_config"), "mcp_config", PATH_MAX),
+            strict_mcp_config=read_bool(get("strict_mcp_config", False), "strict_mcp_config"),
+            extra_args=read_extra_args(get("extra_args"), "extra_args"),
             session_mode=read_enum(get("session_mode", "new"), "session_mode", SessionMode),
             timeout_seconds=read_int(
                 get("timeout_seconds", DEFAULT_TIMEOUT), "timeout_seconds", 1, TIMEOUT_MAX
@@ -745,6 +867,10 @@ class Task:
             updated_at=_stamp(data, "updated_at"),
             extra=split_known(data, cls.EDITABLE + cls.READ_ONLY, strict=False),
         )
+        if task.fallback_model and task.fallback_model == task.model:
+            # claude refuses this pair before the session starts
+            raise Invalid(f"must differ from the model ({task.model})", "fallback_model")
+        return task
 
     def to_dict(self, *, derived: bool = True) -> JSONDict:
         out: JSONDict = {
@@ -760,6 +886,13 @@ class Task:
             "disallowed_tools": list(self.disallowed_tools),
             "max_turns": self.max_turns,
             "append_system_prompt": self.append_system_prompt,
+            "system_prompt": self.system_prompt,
+            "max_budget_usd": self.max_budget_usd,
+            "fallback_model": self.fallback_model,
+            "add_dirs": list(self.add_dirs),
+            "mcp_config": self.mcp_config,
+            "strict_mcp_config": self.strict_mcp_config,
+            "extra_args": list(self.extra_args),
             "session_mode": self.session_mode.value,
             "timeout_seconds": self.timeout_seconds,
             "schedule": self.schedule.to_dict(),
@@ -2662,6 +2795,12 @@ class WorkdirMissing(SchedulerError):
     code = "workdir_missing"
 
 
+class OptionPathMissing(SchedulerError):
+    """A folder (`add_dirs`) or file (`mcp_config`) a task gives claude is not there."""
+
+    code = "option_path_missing"
+
+
 # Resolving the command.
 
 
@@ -2726,6 +2865,8 @@ def _option_value(value: str, field: str) -> str:
     """A value for one argv slot; one that looks like an option would be misparsed."""
     if not value or value.startswith("-"):
         raise Invalid(f"{value!r} is not a usable value (empty or starts with '-')", field)
+    if "\0" in value:
+        raise Invalid("must not contain NUL bytes", field)
     return value
 
 
@@ -2739,28 +2880,48 @@ def build_command(
     max_turns: int | None,
     append_system_prompt: str | None,
     resume_session: str | None,
+    system_prompt: str | None = None,
+    max_budget_usd: float | None = None,
+    fallback_model: str | None = None,
+    add_dirs: Sequence[str] = (),
+    mcp_config: str | None = None,
+    strict_mcp_config: bool = False,
+    extra_args: Sequence[str] = (),
 ) -> list[str]:
     """The argv for one headless session. The prompt is not in it: it goes on stdin.
 
-    Raises Invalid (naming the field) for a model, permission mode, tool name or session
-    id that is empty or starts with '-', since claude would read it as an option.
+    Raises Invalid (naming the field) for a model, permission mode, tool name, folder,
+    file or session id that is empty or starts with '-', since claude would read it as
+    an option. `extra_args` (validated by the task) come last, so that none of them can
+    take one of the scheduler's options as its value.
     """
     argv = [claude, *CLAUDE_BASE_ARGS]
     argv += ["--model", _option_value(model, "model")]
     argv += ["--permission-mode", _option_value(permission_mode, "permission_mode")]
-    for option, tools, name in (
+    for option, values, name in (
         ("--allowedTools", allowed_tools, "allowed_tools"),
         ("--disallowedTools", disallowed_tools, "disallowed_tools"),
+        ("--add-dir", add_dirs, "add_dirs"),
     ):
-        if tools:
-            argv += [option, *(_option_value(tool, name) for tool in tools)]
+        if values:
+            argv += [option, *(_option_value(value, name) for value in values)]
     if max_turns is not None:
         argv += ["--max-turns", str(max_turns)]
+    if max_budget_usd is not None:
+        argv += ["--max-budget-usd", f"{max_budget_usd:.10g}"]
+    if fallback_model:
+        argv += ["--fallback-model", _option_value(fallback_model, "fallback_model")]
+    if mcp_config:
+        argv += ["--mcp-config", _option_value(mcp_config, "mcp_config")]
+    if strict_mcp_config:
+        argv.append("--strict-mcp-config")
+    if system_prompt:
+        argv += ["--system-prompt", system_prompt]
     if append_system_prompt:
         argv += ["--append-system-prompt", append_system_prompt]
     if resume_session:
         argv += ["--resume", _option_value(resume_session, "session_id")]
-    return argv
+    return argv + list(extra_args)
 
 
 def resolve_workdir(
@@ -2789,6 +2950,21 @@ def _existing_dir(path: Path, source: str) -> Path:
     raise WorkdirMissing(
         f"working directory {path} (set by {source}) {problem}; create it or change the working directory"
     )
+
+
+def resolve_option_path(raw: str, field: str, cwd: Path, home: Path, environ: Mapping[str, str]) -> str:
+    """A folder of `add_dirs` or the `mcp_config` file, expanded like the working directory
+    (relative: from the run's folder). Raises OptionPathMissing naming the field when it is
+    not there, or not a folder (add_dirs) or a file (mcp_config): claude would not say."""
+    path = cwd / _expand_path(raw.strip(), home, environ)
+    wanted_dir = field == "add_dirs"
+    if not path.exists():
+        problem = "does not exist"
+    elif path.is_dir() != wanted_dir:
+        problem = "is not a folder" if wanted_dir else "is a folder, not a file"
+    else:
+        return str(path)
+    raise OptionPathMissing(f"{path} ({field}) {problem}; create it or change the task's {field}")
 
 
 # Reading stream-json.
@@ -3632,6 +3808,7 @@ class Executor:
             task.working_directory, job.working_directory if job else None, self.user_home, self.environ
         )
         resume = task.last_session_id if task.session_mode is SessionMode.RESUME else None
+        located = functools.partial(resolve_option_path, cwd=cwd, home=self.user_home, environ=self.environ)
         argv = build_command(
             claude,
             model=task.model,
@@ -3641,6 +3818,13 @@ class Executor:
             max_turns=task.max_turns,
             append_system_prompt=task.append_system_prompt,
             resume_session=resume,
+            system_prompt=task.system_prompt,
+            max_budget_usd=task.max_budget_usd,
+            fallback_model=task.fallback_model,
+            add_dirs=[located(raw, "add_dirs") for raw in task.add_dirs],
+            mcp_config=located(task.mcp_config, "mcp_config") if task.mcp_config else None,
+            strict_mcp_config=task.strict_mcp_config,
+            extra_args=task.extra_args,
         )
         return argv, cwd, {**self.environ, **task.env}
 
@@ -6178,6 +6362,8 @@ class CliContext:
         given = (
             ("working folder", fields.get("working_directory"), "runs fail until it does"),
             ("watched path", schedule.get("path"), "nothing fires until it does"),
+            *(("extra folder", raw, "runs fail until it does") for raw in fields.get("add_dirs") or []),
+            ("MCP config file", fields.get("mcp_config"), "runs fail until it does"),
         )
         for label, raw, outcome in given:
             if raw and not Path(_expand_path(raw.strip(), Path.home(), os.environ)).exists():
@@ -6756,6 +6942,8 @@ TASK_OPTIONS: tuple[tuple[str, str], ...] = (
     ("working_dir", "working_directory"),
     ("max_turns", "max_turns"),
     ("append_system_prompt", "append_system_prompt"),
+    ("system_prompt", "system_prompt"),
+    ("strict_mcp_config", "strict_mcp_config"),
     ("session_mode", "session_mode"),
     ("overlap", "overlap"),
     ("catch_up", "catch_up"),
@@ -6783,9 +6971,10 @@ def _task_fields(ctx: CliContext, *, creating: bool, prompt: str | None) -> JSON
         fields["schedule"] = schedule
     if args.timeout is not None:
         fields["timeout_seconds"] = parse_duration(args.timeout, "--timeout")
-    for option, key in (("allowed_tools", "allowed_tools"), ("disallowed_tools", "disallowed_tools")):
-        if getattr(args, option) is not None:
-            fields[key] = [tool for item in getattr(args, option) for tool in item.split(",") if tool]
+    for option, key in (("--allowed-tools", "allowed_tools"), ("--disallowed-tools", "disallowed_tools")):
+        if getattr(args, key) is not None:
+            fields[key] = [rule for item in getattr(args, key) for rule in split_tool_rules(item, option)]
+    fields.update(_claude_option_fields(args))
     env: dict[str, str | None] = dict(_env_pair(item) for item in args.env or [])
     env.update(dict.fromkeys(getattr(args, "unset_env", None) or []))  # None: drop it (update_task)
     if env:
@@ -6798,6 +6987,44 @@ def _task_fields(ctx: CliContext, *, creating: bool, prompt: str | None) -> JSON
     if retry:
         fields["retry"] = retry  # the service keeps the fields not given
     return fields
+
+
+def _claude_option_fields(args: argparse.Namespace) -> JSONDict:
+    """The fields of the claude options given; 'none' or '' clears a single value and
+    `--add-dir ''` or `--extra-args ''` the list."""
+    fields: JSONDict = {}
+    if args.max_budget_usd is not None:
+        fields["max_budget_usd"] = None if _is_none(args.max_budget_usd) else _cli_budget(args.max_budget_usd)
+    if args.fallback_model is not None:
+        fields["fallback_model"] = None if _is_none(args.fallback_model) else args.fallback_model
+    if args.mcp_config is not None:
+        fields["mcp_config"] = None if _is_none(args.mcp_config) else _cli_path(args.mcp_config.strip())
+    if args.add_dirs is not None:
+        fields["add_dirs"] = [_cli_path(item.strip()) for item in args.add_dirs if item.strip()]
+    if args.extra_args is not None:
+        fields["extra_args"] = _cli_words(args.extra_args, "--extra-args")
+    return fields
+
+
+def _is_none(text: str) -> bool:
+    return text.strip().lower() in ("", "none")
+
+
+def _cli_budget(text: str) -> float:
+    try:
+        return float(text.strip().removeprefix("$"))
+    except ValueError:
+        raise Invalid(f"{text!r} is not an amount of US dollars like 2.50", "--max-budget-usd") from None
+
+
+def _cli_words(text: str, option: str) -> list[str]:
+    """Arguments written as in a shell (quotes group, backslashes escape)."""
+    import shlex
+
+    try:
+        return shlex.split(text)
+    except ValueError as error:
+        raise Invalid(f"{text!r} cannot be split into arguments: {error}", option) from None
 
 
 def _env_pair(item: str) -> tuple[str, str]:
@@ -6853,17 +7080,24 @@ def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
         "--job", metavar="ID", help="job id (prefix)" + ("; 'none' to unassign" if not creating else "")
     )
     parser.add_argument("--model", help=f"sonnet, opus, haiku or a full model id (default {DEFAULT_MODEL})")
-    parser.add_argument("--permission-mode", choices=[mode.value for mode in PermissionMode])
+    parser.add_argument(
+        "--permission-mode",
+        choices=[mode.value for mode in PermissionMode],
+        metavar="MODE",
+        help="; ".join(f"{mode.value}: {text}" for mode, text in PERMISSION_MODE_HELP.items()),
+    )
     parser.add_argument("--working-dir", metavar="DIR", help="folder the session runs in")
     parser.add_argument("--timeout", metavar="DURATION", help="stop the run after this long (default 30m)")
     parser.add_argument("--retries", type=int, metavar="N", help="retry a failed run up to N times")
     parser.add_argument("--retry-delay", type=int, metavar="SECONDS", help="first retry delay (doubles)")
     parser.add_argument("--max-turns", type=int, metavar="N")
-    parser.add_argument(
-        "--allowed-tools", action="append", metavar="TOOLS", help="comma-separated; repeatable"
+    tools = "comma-separated rules, e.g. 'Bash(git log, git diff),Read'" + (
+        "; repeatable" if creating else "; repeatable, replaces the list ('' clears it)"
     )
-    parser.add_argument("--disallowed-tools", action="append", metavar="TOOLS")
-    parser.add_argument("--append-system-prompt", metavar="TEXT")
+    parser.add_argument("--allowed-tools", action="append", metavar="TOOLS", help=tools)
+    parser.add_argument("--disallowed-tools", action="append", metavar="TOOLS", help=tools)
+    parser.add_argument("--append-system-prompt", metavar="TEXT", help="added to Claude's system prompt")
+    _claude_options(parser, creating=creating)
     parser.add_argument("--session-mode", choices=[mode.value for mode in SessionMode])
     parser.add_argument("--overlap", choices=[mode.value for mode in Overlap], help="if still running")
     parser.add_argument("--catch-up", choices=[mode.value for mode in CatchUp], help="after downtime")
@@ -6875,6 +7109,23 @@ def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
     state.add_argument("--disabled", dest="enabled", action="store_false", default=None)
     state.add_argument("--enabled", dest="enabled", action="store_true", default=None)
     _schedule_options(parser, events=True)
+
+
+def _claude_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
+    clear, emptied = ("", "") if creating else ("; 'none' clears it", "; '' clears it")
+    more = "; repeatable" if creating else "; repeatable, replaces the list ('' clears it)"
+    add = parser.add_argument
+    add("--system-prompt", metavar="TEXT", help=f"replaces Claude's system prompt{emptied}")
+    add("--max-budget-usd", metavar="USD", help=f"end a run once it has cost this much{clear}")
+    add("--fallback-model", metavar="MODEL", help=f"used while the model is overloaded{clear}")
+    add("--add-dir", dest="add_dirs", action="append", metavar="DIR", help=f"one more folder to use{more}")
+    add("--mcp-config", metavar="FILE", help=f"a JSON file of MCP servers to load{clear}")
+    add("--strict-mcp-config", action=argparse.BooleanOptionalAction, help="only the servers of --mcp-config")
+    add(
+        "--extra-args",
+        metavar="ARGS",
+        help=f"more claude options, quoted as in a shell: --extra-args='--effort high'{emptied}",
+    )
 
 
 CliSpec = tuple[str, str, Callable[[CliContext], int], Callable[[argparse.ArgumentParser], None]]
