@@ -5401,12 +5401,51 @@ def _task_field_schemas() -> JSONDict:
         "name": _schema_text(NAME_MAX),
         "prompt": _schema_text(PROMPT_MAX),
         "model": {**_schema_text(NAME_MAX), "description": "sonnet, opus, haiku or a full model id"},
-        "permission_mode": _schema_enum(PermissionMode),
+        "permission_mode": {
+            **_schema_enum(PermissionMode),
+            "description": "; ".join(f"{mode.value}: {text}" for mode, text in PERMISSION_MODE_HELP.items()),
+        },
         "working_directory": _schema_nullable(_schema_text(PATH_MAX)),
-        "allowed_tools": _schema_array(_schema_text(NAME_MAX)),
+        "allowed_tools": {
+            **_schema_array(_schema_text(NAME_MAX)),
+            "description": "tool rules such as Bash(git log:*)",
+        },
         "disallowed_tools": _schema_array(_schema_text(NAME_MAX)),
         "max_turns": _schema_nullable(_schema_count(1, MAX_TURNS_MAX)),
-        "append_system_prompt": _schema_nullable(_schema_text()),
+        "append_system_prompt": _schema_nullable(
+            {**_schema_text(), "description": "added to Claude's system prompt"}
+        ),
+        "system_prompt": _schema_nullable(
+            {**_schema_text(), "description": "replaces Claude's system prompt"}
+        ),
+        "max_budget_usd": _schema_nullable(
+            {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": MAX_BUDGET_USD,
+                "description": "a run ends once it has cost this much (US dollars)",
+            }
+        ),
+        "fallback_model": _schema_nullable(
+            {
+                **_schema_text(NAME_MAX),
+                "description": "used while the model is overloaded; not the model itself",
+            }
+        ),
+        "add_dirs": {
+            **_schema_array(_schema_text(PATH_MAX)),
+            "description": "more folders claude may use; ~ and $VAR are expanded, relative ones start at the "
+            "working directory; a missing one fails the run",
+        },
+        "mcp_config": _schema_nullable(
+            {**_schema_text(PATH_MAX), "description": "a JSON file of MCP servers, found like add_dirs"}
+        ),
+        "strict_mcp_config": {"type": "boolean", "description": "only the MCP servers of mcp_config"},
+        "extra_args": {
+            **_schema_array({"type": "string", "minLength": 1, "maxLength": TEXT_MAX}),
+            "description": "more claude arguments, passed last as given; options the scheduler sets "
+            "(-p, --output-format, --resume...) or that have a field of their own are refused",
+        },
         "session_mode": _schema_enum(SessionMode),
         "timeout_seconds": _schema_count(1, TIMEOUT_MAX),
         "schedule": _schema_ref("Schedule"),
