@@ -211,7 +211,7 @@ class PermissionMode(enum.StrEnum):
 
 # What each mode lets a session do, in a few words (CLI help, the window, the API doc).
 PERMISSION_MODE_HELP: dict[PermissionMode, str] = {
-    PermissionMode.DEFAULT: "reads only; any other tool not pre-approved needs a person, so it is denied",
+    PermissionMode.DEFAULT: "reads only: any other tool not pre-approved is denied, as nobody can be asked",
     PermissionMode.ACCEPT_EDITS: "also edits files and runs simple file commands (mkdir, mv, cp...)",
     PermissionMode.AUTO: "a classifier approves or blocks each action",
     PermissionMode.BYPASS: "everything, unchecked (refused when running as root)",
@@ -469,6 +469,17 @@ def split_tool_rules(text: str, field: str) -> list[str]:
     if depth:
         raise Invalid(f"{text!r} has a '(' that is not closed", field)
     return [rule.strip() for rule in [*rules, current] if rule.strip()]
+
+
+def split_words(text: str, field: str) -> list[str]:
+    """Arguments typed as in a shell (quotes group, backslashes escape), in every door
+    that takes them as text. Raises Invalid naming `field` for an unclosed quote."""
+    import shlex
+
+    try:
+        return shlex.split(text)
+    except ValueError as error:
+        raise Invalid(f"{text!r} cannot be split into arguments: {error}", field) from None
 
 
 # The claude options that `extra_args` may not hold: the scheduler's own (output,
@@ -7041,7 +7052,7 @@ def _claude_option_fields(args: argparse.Namespace) -> JSONDict:
     if args.add_dirs is not None:
         fields["add_dirs"] = [_cli_path(item.strip()) for item in args.add_dirs if item.strip()]
     if args.extra_args is not None:
-        fields["extra_args"] = _cli_words(args.extra_args, "--extra-args")
+        fields["extra_args"] = split_words(args.extra_args, "--extra-args")
     return fields
 
 
@@ -7054,16 +7065,6 @@ def _cli_budget(text: str) -> float:
         return float(text.strip().removeprefix("$"))
     except ValueError:
         raise Invalid(f"{text!r} is not an amount of US dollars like 2.50", "--max-budget-usd") from None
-
-
-def _cli_words(text: str, option: str) -> list[str]:
-    """Arguments written as in a shell (quotes group, backslashes escape)."""
-    import shlex
-
-    try:
-        return shlex.split(text)
-    except ValueError as error:
-        raise Invalid(f"{text!r} cannot be split into arguments: {error}", option) from None
 
 
 def _env_pair(item: str) -> tuple[str, str]:
@@ -7646,6 +7647,13 @@ def task_to_form(task: JSONDict) -> FormValues:
         "allowed_tools": ", ".join(task.get("allowed_tools") or []),
         "disallowed_tools": ", ".join(task.get("disallowed_tools") or []),
         "append_system_prompt": task.get("append_system_prompt") or "",
+        "system_prompt": task.get("system_prompt") or "",
+        "max_budget_usd": _form_budget(task.get("max_budget_usd")),
+        "fallback_model": task.get("fallback_model") or "",
+        "add_dirs": "\n".join(task.get("add_dirs") or []),
+        "mcp_config": task.get("mcp_config") or "",
+        "strict_mcp_config": bool(task.get("strict_mcp_config")),
+        "extra_args": _shell_words(task.get("extra_args") or []),
         "retry.max_attempts": str(retry.get("max_attempts", 0)),
         "retry.delay_seconds": str(retry.get("delay_seconds", 60)),
         "retry.backoff": f"{retry.get('backoff', 2.0):g}",
@@ -7736,9 +7744,16 @@ def form_to_task(form: Mapping[str, str | bool], original: JSONDict | None = Non
         "timeout_seconds": _form_number(text["timeout_seconds"], "timeout_seconds", int),
         "max_turns": _form_number(text["max_turns"], "max_turns", int),
         "session_mode": text["session_mode"],
-        "allowed_tools": _split_tools(text["allowed_tools"]),
-        "disallowed_tools": _split_tools(text["disallowed_tools"]),
+        "allowed_tools": split_tool_rules(text["allowed_tools"], "allowed_tools"),
+        "disallowed_tools": split_tool_rules(text["disallowed_tools"], "disallowed_tools"),
         "append_system_prompt": str(form["append_system_prompt"]).strip() or None,
+        "system_prompt": str(form["system_prompt"]).strip() or None,
+        "max_budget_usd": _form_number(text["max_budget_usd"].removeprefix("$"), "max_budget_usd", float),
+        "fallback_model": text["fallback_model"] or None,
+        "add_dirs": [line.strip() for line in str(form["add_dirs"]).splitlines() if line.strip()],
+        "mcp_config": text["mcp_config"] or None,
+        "strict_mcp_config": bool(form["strict_mcp_config"]),
+        "extra_args": split_words(text["extra_args"], "extra_args"),
         "retry": {
             "max_attempts": _form_number(text["retry.max_attempts"], "retry.max_attempts", int, 0),
             "delay_seconds": _form_number(text["retry.delay_seconds"], "retry.delay_seconds", int, 0),
@@ -7800,17 +7815,14 @@ def _form_number(text: str, field: str, kind: type[N], default: N | None = None)
         raise Invalid("must be a whole number" if kind is int else "must be a number", field) from None
 
 
-def _split_tools(text: str) -> list[str]:
-    """Comma-separated tool rules; commas inside parentheses (`Bash(git log, diff)`) stay."""
-    tools, depth, current = [], 0, ""
-    for char in text:
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if char == "," and depth <= 0:
-            tools.append(current)
-            current = ""
-        else:
-            current += char
-    return [tool.strip() for tool in [*tools, current] if tool.strip()]
+def _form_budget(value: JSON) -> str:
+    return f"{value:.10g}" if isinstance(value, int | float) else ""
+
+
+def _shell_words(words: list[str]) -> str:
+    import shlex
+
+    return shlex.join(words)
 
 
 def _form_env(text: str) -> dict[str, str]:
@@ -8568,6 +8580,63 @@ def _autowrap(label: ttk.Label) -> ttk.Label:
     return label
 
 
+class ScrollArea:
+    """A frame (`inner`) that scrolls up and down when its place is too short for it. The
+    wheel scrolls it over any of its widgets but text boxes (which scroll themselves), and
+    a widget that takes the focus (Tab, or an error shown by it) is scrolled into view.
+    Call `adopt` once its widgets are built."""
+
+    def __init__(self, parent: ttk.Frame, padding: tuple[int, int, int, int]) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        parent.rowconfigure(0, weight=1)
+        parent.columnconfigure(0, weight=1)
+        self.canvas = tk.Canvas(parent, highlightthickness=0, borderwidth=0, background=GUI_PALETTE["window"])
+        self.bar = ttk.Scrollbar(parent, orient="vertical", command=self.canvas.yview)
+        self.canvas.configure(yscrollcommand=self.bar.set)
+        self.canvas.grid(row=0, column=0, sticky="nsew")
+        self.bar.grid(row=0, column=1, sticky="ns")
+        self.inner = ttk.Frame(self.canvas, padding=padding)
+        self._window = self.canvas.create_window(0, 0, window=self.inner, anchor="nw")
+        self.inner.bind("<Configure>", lambda event: self._fit())
+        self.canvas.bind("<Configure>", lambda event: self._fit())
+        self._wheel_tag, self._focus_tag = f"ScrollWheel{id(self)}", f"ScrollFocus{id(self)}"
+        parent.bind_class(self._wheel_tag, "<Button-4>", lambda event: self._scroll(-1))
+        parent.bind_class(self._wheel_tag, "<Button-5>", lambda event: self._scroll(1))
+        parent.bind_class(self._wheel_tag, "<MouseWheel>", lambda event: self._scroll(-event.delta))
+        parent.bind_class(self._focus_tag, "<FocusIn>", lambda event: self.show(event.widget), add=True)
+
+    def adopt(self, widget: tk.Misc | None = None) -> None:
+        import tkinter as tk
+
+        for child in (widget or self.inner).winfo_children():
+            tags = (self._focus_tag,) if isinstance(child, tk.Text) else (self._wheel_tag, self._focus_tag)
+            child.bindtags((*tags, *child.bindtags()))
+            self.adopt(child)
+
+    def _fit(self) -> None:
+        width = self.canvas.winfo_width()
+        self.canvas.itemconfigure(self._window, width=width)
+        self.canvas.configure(scrollregion=(0, 0, width, self.inner.winfo_reqheight()))
+
+    def _scroll(self, direction: int) -> str:
+        if self.inner.winfo_reqheight() > self.canvas.winfo_height():
+            self.canvas.yview_scroll(1 if direction > 0 else -1, "units")
+        return "break"  # a chooser under the pointer keeps its value
+
+    def show(self, widget: tk.Misc) -> None:
+        """Scroll so that all of `widget` is in view (its top, if it is taller than the view)."""
+        height = max(self.inner.winfo_reqheight(), 1)
+        top = widget.winfo_rooty() - self.inner.winfo_rooty()
+        bottom = top + widget.winfo_height()
+        first, last = (fraction * height for fraction in self.canvas.yview())
+        if top < first or bottom - top > last - first:
+            self.canvas.yview_moveto(top / height)
+        elif bottom > last:
+            self.canvas.yview_moveto((bottom - (last - first)) / height)
+
+
 def _enable(buttons: Mapping[str, ttk.Button], **states: bool) -> None:
     for key, is_enabled in states.items():
         buttons[key].state(["!disabled"] if is_enabled else ["disabled"])
@@ -8915,6 +8984,10 @@ NO_JOB_LABEL = "(No job)"
 TIMED_KINDS = ("once", "interval", *CRON_PRESET_KINDS, "cron")
 
 
+def _permission_hint(mode: str) -> str:
+    return next((text for known, text in PERMISSION_MODE_HELP.items() if known.value == mode), "")
+
+
 class EditorPane:
     """The task editor: every field of one task (or of a new one), the schedule chooser
     with a live preview of the next fire times, inline validation messages, Save and
@@ -8951,7 +9024,9 @@ class EditorPane:
         self.notebook = ttk.Notebook(self.frame)
         self._build_general(self._tab("Task"))
         self._build_schedule(self._tab("Schedule"))
-        self._build_advanced(self._tab("Advanced"))
+        self.advanced = self._scrolled_tab("Advanced")
+        self._build_advanced(self.advanced.inner)
+        self.advanced.adopt()
         self._build_footer()
         self.clear()
 
@@ -8966,6 +9041,15 @@ class EditorPane:
         self._tabs.append(tab)
         return tab
 
+    def _scrolled_tab(self, title: str) -> ScrollArea:
+        """A tab whose rows scroll when the pane is too short for them all."""
+        tab = self._tab(title)
+        tab.configure(padding=0)
+        tab.columnconfigure(1, weight=0)
+        area = ScrollArea(tab, padding=(10, 10, 10, 4))
+        area.inner.columnconfigure(1, weight=1)
+        return area
+
     def _build_general(self, tab: ttk.Frame) -> None:
         row = self._entry(tab, 0, "name", "Name")
         row = self._choice(tab, row, "job_id", "Job", {"": NO_JOB_LABEL})
@@ -8975,6 +9059,8 @@ class EditorPane:
         row = self._choice(
             tab, row, "permission_mode", "Permissions", {mode.value: mode.value for mode in PermissionMode}
         )
+        mode = self._strings["permission_mode"]
+        mode.trace_add("write", lambda *_: self._hint("permission_mode", _permission_hint(mode.get())))
         row = self._path(tab, row, "working_directory", "Folder")
         self._note(tab, row - 1, "working_directory", "Empty: the job's folder, else your home folder.")
         self._check(tab, row, "enabled", "Enabled")
@@ -9019,18 +9105,32 @@ class EditorPane:
     def _build_advanced(self, tab: ttk.Frame) -> None:
         row = self._entry(tab, 0, "timeout_seconds", "Timeout", hint="seconds")
         row = self._entry(tab, row, "max_turns", "Max turns", hint="empty: no limit")
+        row = self._entry(tab, row, "max_budget_usd", "Max cost", hint="US dollars; empty: no limit")
         row = self._choice(tab, row, "session_mode", "Session", SESSION_LABELS)
-        row = self._entry(
-            tab, row, "allowed_tools", "Allowed tools", hint="comma-separated, e.g. Read, Bash(git:*)"
-        )
+        rules = "comma-separated: Read, Bash(git log, git diff)"
+        row = self._entry(tab, row, "allowed_tools", "Allowed tools", hint=rules)
         row = self._entry(tab, row, "disallowed_tools", "Denied tools")
-        row = self._text(tab, row, "append_system_prompt", "System prompt", height=3)
-        self._note(tab, row - 1, "append_system_prompt", "appended to Claude's system prompt")
+        row = self._build_claude_options(tab, row)
         row = self._entry(tab, row, "retry.max_attempts", "Retries", hint="after a failure or timeout")
         row = self._entry(tab, row, "retry.delay_seconds", "Retry after", hint="seconds")
         row = self._entry(tab, row, "retry.backoff", "Backoff", hint="the delay grows by this factor")
         row = self._text(tab, row, "env", "Environment", height=3)
         self._note(tab, row - 1, "env", "NAME=value, one per line")
+
+    def _build_claude_options(self, tab: ttk.Frame, row: int) -> int:
+        models = dict.fromkeys(("", *GUI_MODELS), "")
+        row = self._choice(tab, row, "fallback_model", "Fallback", models, editable=True)
+        self._note(tab, row - 1, "fallback_model", "used while the model is overloaded")
+        row = self._text(tab, row, "append_system_prompt", "System prompt", height=3)
+        self._note(tab, row - 1, "append_system_prompt", "appended to Claude's system prompt")
+        row = self._text(tab, row, "system_prompt", "Base prompt", height=2)
+        self._note(tab, row - 1, "system_prompt", "replaces Claude's own system prompt")
+        row = self._text(tab, row, "add_dirs", "More folders", height=2)
+        self._note(tab, row - 1, "add_dirs", "one per line; Claude may use them too")
+        row = self._path(tab, row, "mcp_config", "MCP servers", is_file=True)
+        self._note(tab, row - 1, "mcp_config", "a JSON file of MCP servers")
+        row = self._check(tab, row, "strict_mcp_config", "Only these servers")
+        return self._entry(tab, row, "extra_args", "More options", hint="claude options: --effort high")
 
     def _build_footer(self) -> None:
         from tkinter import ttk
@@ -9110,8 +9210,8 @@ class EditorPane:
             tab.rowconfigure(row - 2, weight=1)
         return row
 
-    def _path(self, tab: ttk.Frame, row: int, key: str, text: str) -> int:
-        return self._place(tab, row, key, text, _path_field(tab, self._string_var(key)))
+    def _path(self, tab: ttk.Frame, row: int, key: str, text: str, *, is_file: bool = False) -> int:
+        return self._place(tab, row, key, text, _path_field(tab, self._string_var(key), is_file=is_file))
 
     def _check(self, tab: ttk.Frame, row: int, key: str, text: str) -> int:
         from tkinter import ttk
@@ -9262,12 +9362,24 @@ class EditorPane:
             self.message.configure(text=f"Not saved: {error}")
             if key:
                 self.notebook.select(self._tab_of[key])  # type: ignore[no-untyped-call]  # typeshed: untyped
+                self._rows[key][-1].update_idletasks()
+                if self._tabs[self._tab_of[key]] is self.advanced.canvas.master:
+                    self.advanced.show(self._rows[key][0])
 
     def clear_errors(self) -> None:
         self.message.configure(text="")
         for key in self._notes:
             self._reset_note(key)
         self._live_error = None
+
+    def _hint(self, key: str, hint: str) -> None:
+        """Change the grey line under a field (an error shown there stays until it is fixed)."""
+        note, _ = self._notes[key]
+        self._notes[key] = (note, hint)
+        if str(note.cget("style")) != "Error.TLabel":
+            self._reset_note(key)
+            if hint:
+                note.grid()
 
     def _reset_note(self, key: str) -> None:
         note, hint = self._notes[key]
