@@ -430,9 +430,9 @@ def read_budget(value: JSON, field: str) -> float | None:
     """A spending cap in US dollars: None, or a number above 0."""
     if value is None:
         return None
-    amount = read_float(value, field, -math.inf, MAX_BUDGET_USD)
-    if amount <= 0:
-        raise Invalid(f"must be more than 0 (got {value:g})", field)
+    amount = read_float(value, field, -math.inf, math.inf)
+    if not 0 < amount <= MAX_BUDGET_USD:
+        raise Invalid(f"must be more than 0 and at most {MAX_BUDGET_USD:g} (got {value:g})", field)
     return amount
 
 
@@ -8593,7 +8593,8 @@ class ScrollArea:
         parent.rowconfigure(0, weight=1)
         parent.columnconfigure(0, weight=1)
         self.canvas = tk.Canvas(parent, highlightthickness=0, borderwidth=0, background=GUI_PALETTE["window"])
-        self.bar = ttk.Scrollbar(parent, orient="vertical", command=self.canvas.yview)
+        self.bar = ttk.Scrollbar(parent, orient="vertical", command=self._on_bar)
+        self._wanted: tk.Misc | None = None  # kept in view while the layout settles
         self.canvas.configure(yscrollcommand=self.bar.set)
         self.canvas.grid(row=0, column=0, sticky="nsew")
         self.bar.grid(row=0, column=1, sticky="ns")
@@ -8619,14 +8620,30 @@ class ScrollArea:
         width = self.canvas.winfo_width()
         self.canvas.itemconfigure(self._window, width=width)
         self.canvas.configure(scrollregion=(0, 0, width, self.inner.winfo_reqheight()))
+        if self._wanted is not None:
+            self._reveal(self._wanted)
+
+    def let_go(self) -> None:
+        """Stop keeping the widget last shown in view."""
+        self._wanted = None
+
+    def _on_bar(self, *args: str) -> None:
+        self._wanted = None
+        self.canvas.yview(*args)
 
     def _scroll(self, direction: int) -> str:
+        self._wanted = None
         if self.inner.winfo_reqheight() > self.canvas.winfo_height():
             self.canvas.yview_scroll(1 if direction > 0 else -1, "units")
         return "break"  # a chooser under the pointer keeps its value
 
     def show(self, widget: tk.Misc) -> None:
-        """Scroll so that all of `widget` is in view (its top, if it is taller than the view)."""
+        """Scroll so that all of `widget` is in view (its top, if it is taller than the view),
+        and keep it there while the layout changes, until the person scrolls."""
+        self._wanted = widget
+        self._reveal(widget)
+
+    def _reveal(self, widget: tk.Misc) -> None:
         height = max(self.inner.winfo_reqheight(), 1)
         top = widget.winfo_rooty() - self.inner.winfo_rooty()
         bottom = top + widget.winfo_height()
@@ -9364,9 +9381,10 @@ class EditorPane:
                 self.notebook.select(self._tab_of[key])  # type: ignore[no-untyped-call]  # typeshed: untyped
                 self._rows[key][-1].update_idletasks()
                 if self._tabs[self._tab_of[key]] is self.advanced.canvas.master:
-                    self.advanced.show(self._rows[key][0])
+                    self.advanced.show(self._rows[key][-2])
 
     def clear_errors(self) -> None:
+        self.advanced.let_go()
         self.message.configure(text="")
         for key in self._notes:
             self._reset_note(key)
