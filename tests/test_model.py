@@ -237,7 +237,8 @@ TASK_ERRORS: list[tuple[dict[str, Any], str, str]] = [
     (
         {"permission_mode": "yolo"},
         "permission_mode",
-        "permission_mode: must be one of default, acceptEdits, auto, bypassPermissions, dontAsk, plan (got 'yolo')",
+        "permission_mode: must be one of default, acceptEdits, auto, bypassPermissions, dontAsk, plan "
+        "(got 'yolo')",
     ),
     ({"session_mode": "fork"}, "session_mode", "session_mode: must be one of new, resume (got 'fork')"),
     ({"overlap": "kill"}, "overlap", "overlap: must be one of skip, queue, parallel (got 'kill')"),
