@@ -8998,7 +8998,18 @@ OVERLAP_LABELS = {"skip": "Skip the new run", "queue": "Queue one more", "parall
 CATCH_UP_LABELS = {"once": "Catch up once", "skip": "Skip (recorded)"}
 SESSION_LABELS = {"new": "New each run", "resume": "Resume the last"}
 NO_JOB_LABEL = "(No job)"
+EDITOR_PATH_HINTS = {  # the editor says under these which of their paths are not there
+    "add_dirs": "one per line; Claude may use them too",
+    "mcp_config": "a JSON file of MCP servers",
+}
 TIMED_KINDS = ("once", "interval", *CRON_PRESET_KINDS, "cron")
+
+
+def _exists_here(raw: str) -> bool:
+    """Whether a path typed in the editor is there; a relative one (found from the run's
+    folder) is not checked."""
+    path = _expand_path(raw.strip(), Path.home(), os.environ)
+    return not os.path.isabs(path) or os.path.exists(path)
 
 
 def _permission_hint(mode: str) -> str:
@@ -9143,9 +9154,9 @@ class EditorPane:
         row = self._text(tab, row, "system_prompt", "Base prompt", height=2)
         self._note(tab, row - 1, "system_prompt", "replaces Claude's own system prompt")
         row = self._text(tab, row, "add_dirs", "More folders", height=2)
-        self._note(tab, row - 1, "add_dirs", "one per line; Claude may use them too")
+        self._note(tab, row - 1, "add_dirs", EDITOR_PATH_HINTS["add_dirs"])
         row = self._path(tab, row, "mcp_config", "MCP servers", is_file=True)
-        self._note(tab, row - 1, "mcp_config", "a JSON file of MCP servers")
+        self._note(tab, row - 1, "mcp_config", EDITOR_PATH_HINTS["mcp_config"])
         row = self._check(tab, row, "strict_mcp_config", "Only these servers")
         return self._entry(tab, row, "extra_args", "More options", hint="claude options: --effort high")
 
@@ -9320,6 +9331,8 @@ class EditorPane:
         self.notebook.grid(row=2, column=0, sticky="nsew")
         self.footer.grid(row=3, column=0, sticky="ew")
         self.clear_errors()
+        for key in EDITOR_PATH_HINTS:
+            self._hint_missing_paths(key)
         self._show_kind_rows()
         self._update_preview()
         self._show_state()
@@ -9390,6 +9403,14 @@ class EditorPane:
             self._reset_note(key)
         self._live_error = None
 
+    def _hint_missing_paths(self, key: str) -> None:
+        """Warn under the extra folders or the MCP file when one is not there (yet): it is
+        kept, as it may appear later, but a run fails while it is missing."""
+        raw = self._texts[key].get("1.0", "end-1c") if key in self._texts else self._strings[key].get()
+        missing = [path for path in raw.splitlines() if path.strip() and not _exists_here(path)]
+        warning = f"{', '.join(missing)}: not there; runs fail until it is" if missing else ""
+        self._hint(key, warning or EDITOR_PATH_HINTS[key])
+
     def _hint(self, key: str, hint: str) -> None:
         """Change the grey line under a field (an error shown there stays until it is fixed)."""
         note, _ = self._notes[key]
@@ -9443,6 +9464,8 @@ class EditorPane:
     def _on_change(self, key: str) -> None:
         if self._loading or not self.is_open:
             return
+        if key in EDITOR_PATH_HINTS:
+            self._hint_missing_paths(key)
         if key in self._notes and str(self._notes[key][0].cget("style")) == "Error.TLabel":
             self._reset_note(key)  # the person is fixing it
         self._show_state()

@@ -515,3 +515,32 @@ def test_an_option_error_shows_by_its_field_scrolled_into_view(home: Path) -> No
         assert top >= 0 and top + entry.winfo_height() <= canvas.winfo_height(), "the field is out of view"
         assert canvas.yview()[0] > 0
         assert service.get_task(task["id"])["extra_args"] == []
+
+
+@pytest.mark.usefixtures("xvfb_display")
+def test_the_editor_says_which_extra_folder_or_mcp_file_is_not_there(
+    home: Path, tmp_path: Path, folders: dict[str, Path]
+) -> None:
+    service = cs.Service(cs.Store(home))
+    gone = tmp_path / "gone"
+    task = service.create_task(
+        {
+            "name": "Paths",
+            "prompt": "p",
+            "add_dirs": [str(folders["shared"]), str(gone)],
+            "mcp_config": "~/x.json",
+        }
+    )
+    with open_gui(home) as gui:
+        gui.app.refresh_now()
+        gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+        gui.select_task(task["id"])
+        editor = gui.app.editor
+        dirs, mcp = editor._notes["add_dirs"][0], editor._notes["mcp_config"][0]
+        assert str(dirs.cget("text")) == f"{gone}: not there; runs fail until it is"
+        assert str(mcp.cget("text")) == "~/x.json: not there; runs fail until it is"
+        gui.type_into(editor._texts["add_dirs"], f"{folders['shared']}\nrelative/folder")
+        gui.wait(lambda: str(dirs.cget("text")) == cs.EDITOR_PATH_HINTS["add_dirs"], "the hint back")
+        editor._strings["mcp_config"].set(str(folders["mcp"]))
+        gui.app.root.update()
+        assert str(mcp.cget("text")) == cs.EDITOR_PATH_HINTS["mcp_config"]
