@@ -544,3 +544,35 @@ def test_the_editor_says_which_extra_folder_or_mcp_file_is_not_there(
         editor._strings["mcp_config"].set(str(folders["mcp"]))
         gui.app.root.update()
         assert str(mcp.cget("text")) == cs.EDITOR_PATH_HINTS["mcp_config"]
+
+
+@pytest.mark.usefixtures("xvfb_display")
+def test_the_advanced_tab_scrolls_by_wheel_and_to_the_focused_field(home: Path) -> None:
+    task = cs.Service(cs.Store(home)).create_task(
+        {"name": "Scroll", "prompt": "p", "fallback_model": "haiku"}
+    )
+    with open_gui(home) as gui:
+        gui.app.root.geometry("1100x620")
+        gui.app.refresh_now()
+        gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+        gui.select_task(task["id"])
+        editor = gui.app.editor
+        editor.notebook.select(2)
+        gui.settle()
+        canvas = editor.advanced.canvas
+        assert canvas.yview()[0] == 0.0
+        fallback = editor._combos["fallback_model"]
+        fallback.event_generate("<Button-5>")
+        gui.wait(lambda: canvas.yview()[0] > 0, "the wheel to scroll the tab")
+        assert fallback.get() == "haiku", "the wheel changed a chooser's value"
+        canvas.yview_moveto(0)
+        gui.settle()
+        entry = editor._entries["extra_args"]
+        entry.focus_force()
+        gui.settle()
+
+        def in_view() -> bool:
+            top = entry.winfo_rooty() - canvas.winfo_rooty()
+            return top >= 0 and top + entry.winfo_height() <= canvas.winfo_height()
+
+        gui.wait(in_view, "the focused field to scroll into view")
