@@ -436,20 +436,27 @@ def read_budget(value: JSON, field: str) -> float | None:
     return amount
 
 
-def read_argv_text(value: JSON, field: str, max_len: int = TEXT_MAX) -> str | None:
-    """Optional text that goes into claude's argv, where a NUL byte cannot go."""
+def read_argv_text(value: JSON, field: str, max_len: int = TEXT_MAX, *, plain: bool = False) -> str | None:
+    """Optional text that goes into claude's argv, where a NUL byte cannot go; `plain`
+    also refuses a leading '-' (a name or path that claude would read as an option)."""
     text = read_opt_str(value, field, max_len)
-    if text and "\0" in text:
-        raise Invalid("must not contain NUL bytes", field)
+    if text:
+        _check_argv_value(text, field, plain=plain)
     return text
 
 
-def read_argv_list(value: JSON, field: str, max_len: int = NAME_MAX) -> list[str]:
+def read_argv_list(value: JSON, field: str, max_len: int = NAME_MAX, *, plain: bool = False) -> list[str]:
     items = read_str_list(value, field, max_len=max_len)
     for n, item in enumerate(items):
-        if "\0" in item:
-            raise Invalid("must not contain NUL bytes", f"{field}[{n}]")
+        _check_argv_value(item, f"{field}[{n}]", plain=plain)
     return items
+
+
+def _check_argv_value(text: str, field: str, *, plain: bool) -> None:
+    if "\0" in text:
+        raise Invalid("must not contain NUL bytes", field)
+    if plain and text.startswith("-"):
+        raise Invalid(f"must not start with '-' (got {text!r}): claude would read it as an option", field)
 
 
 def split_tool_rules(text: str, field: str) -> list[str]:
@@ -859,9 +866,9 @@ class Task:
             append_system_prompt=read_opt_str(get("append_system_prompt"), "append_system_prompt"),
             system_prompt=read_argv_text(get("system_prompt"), "system_prompt"),
             max_budget_usd=read_budget(get("max_budget_usd"), "max_budget_usd"),
-            fallback_model=read_argv_text(get("fallback_model"), "fallback_model", NAME_MAX),
-            add_dirs=read_argv_list(get("add_dirs"), "add_dirs", PATH_MAX),
-            mcp_config=read_argv_text(get("mcp_config"), "mcp_config", PATH_MAX),
+            fallback_model=read_argv_text(get("fallback_model"), "fallback_model", NAME_MAX, plain=True),
+            add_dirs=read_argv_list(get("add_dirs"), "add_dirs", PATH_MAX, plain=True),
+            mcp_config=read_argv_text(get("mcp_config"), "mcp_config", PATH_MAX, plain=True),
             strict_mcp_config=read_bool(get("strict_mcp_config", False), "strict_mcp_config"),
             extra_args=read_extra_args(get("extra_args"), "extra_args"),
             session_mode=read_enum(get("session_mode", "new"), "session_mode", SessionMode),

@@ -284,6 +284,16 @@ def test_api_sets_replaces_and_clears_the_options(api: Api) -> None:
         ({"max_budget_usd": 10**9}, "max_budget_usd", "must be more than 0 and at most 100000 (got 1e+09)"),
         ({"fallback_model": "sonnet"}, "fallback_model", "must differ from the model (sonnet)"),
         ({"add_dirs": "/srv"}, "add_dirs", "must be a list of strings"),
+        (
+            {"fallback_model": "-x"},
+            "fallback_model",
+            "must not start with '-' (got '-x'): claude would read it as an option",
+        ),
+        (
+            {"add_dirs": ["/srv", "--help"]},
+            "add_dirs[1]",
+            "must not start with '-' (got '--help'): claude would read it as an option",
+        ),
         ({"add_dirs": ["/srv", ""]}, "add_dirs[1]", "is required and must not be empty"),
         ({"mcp_config": 3}, "mcp_config", "must be a string"),
         ({"strict_mcp_config": "yes"}, "strict_mcp_config", "must be true or false"),
