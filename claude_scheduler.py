@@ -852,7 +852,7 @@ class Task:
         """Build and validate a task; `strict` (user input) also rejects unknown fields."""
         data = require_object(data)
         get = data.get
-        task = cls(
+        return cls(
             id=read_id(get("id"), "id", required=True) or "",
             job_id=read_id(get("job_id"), "job_id"),
             name=read_str(get("name"), "name", max_len=NAME_MAX, required=True),
@@ -885,10 +885,6 @@ class Task:
             updated_at=_stamp(data, "updated_at"),
             extra=split_known(data, cls.EDITABLE + cls.READ_ONLY, strict=False),
         )
-        if task.fallback_model and task.fallback_model == task.model:
-            # claude refuses this pair before the session starts
-            raise Invalid(f"must differ from the model ({task.model})", "fallback_model")
-        return task
 
     def to_dict(self, *, derived: bool = True) -> JSONDict:
         out: JSONDict = {
