@@ -114,6 +114,7 @@ MIN_INTERVAL_SECONDS = 60
 MAX_INTERVAL_SECONDS = 366 * 86400
 TIMEOUT_MAX = 7 * 86400
 MAX_TURNS_MAX = 10_000
+MAX_BUDGET_USD = 100_000.0
 RETRY_MAX = 100
 RETRY_DELAY_MAX = 86400
 DEBOUNCE_MAX = 3600
@@ -202,8 +203,21 @@ class JobStatus(enum.StrEnum):
 class PermissionMode(enum.StrEnum):
     DEFAULT = "default"
     ACCEPT_EDITS = "acceptEdits"
+    AUTO = "auto"
     BYPASS = "bypassPermissions"
+    DONT_ASK = "dontAsk"
     PLAN = "plan"
+
+
+# What each mode lets a session do, in a few words (CLI help, the window, the API doc).
+PERMISSION_MODE_HELP: dict[PermissionMode, str] = {
+    PermissionMode.DEFAULT: "reads only: any other tool not pre-approved is denied, as nobody can be asked",
+    PermissionMode.ACCEPT_EDITS: "also edits files and runs simple file commands (mkdir, mv, cp...)",
+    PermissionMode.AUTO: "a classifier approves or blocks each action",
+    PermissionMode.BYPASS: "everything, unchecked (refused when running as root)",
+    PermissionMode.DONT_ASK: "denies whatever is not pre-approved: the one for unattended runs",
+    PermissionMode.PLAN: "reads and plans, changes nothing",
+}
 
 
 class SessionMode(enum.StrEnum):
@@ -424,14 +438,119 @@ def read_enum(value: JSON, field: str, kind: type[E]) -> E:
         raise Invalid(f"must be one of {choices} (got {value!r})", field) from None
 
 
-def read_str_list(value: JSON, field: str) -> list[str]:
+def read_str_list(value: JSON, field: str, *, max_len: int = NAME_MAX) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise Invalid("must be a list of strings", field)
     if len(value) > LIST_MAX:
         raise Invalid(f"must have at most {LIST_MAX} items", field)
-    return [read_str(item, f"{field}[{n}]", max_len=NAME_MAX, required=True) for n, item in enumerate(value)]
+    return [read_str(item, f"{field}[{n}]", max_len=max_len, required=True) for n, item in enumerate(value)]
+
+
+def read_budget(value: JSON, field: str) -> float | None:
+    """A spending cap in US dollars: None, or a number above 0."""
+    if value is None:
+        return None
+    amount = read_float(value, field, -math.inf, math.inf)
+    if not 0 < amount <= MAX_BUDGET_USD:
+        raise Invalid(f"must be more than 0 and at most {MAX_BUDGET_USD:g} (got {value:g})", field)
+    return amount
+
+
+def read_argv_text(value: JSON, field: str, max_len: int = TEXT_MAX, *, plain: bool = False) -> str | None:
+    """Optional text that goes into claude's argv, where a NUL byte cannot go; `plain`
+    also refuses a leading '-' (a name or path that claude would read as an option)."""
+    text = read_opt_str(value, field, max_len)
+    if text:
+        _check_argv_value(text, field, plain=plain)
+    return text
+
+
+def read_argv_list(value: JSON, field: str, max_len: int = NAME_MAX, *, plain: bool = False) -> list[str]:
+    items = read_str_list(value, field, max_len=max_len)
+    for n, item in enumerate(items):
+        _check_argv_value(item, f"{field}[{n}]", plain=plain)
+    return items
+
+
+def _check_argv_value(text: str, field: str, *, plain: bool) -> None:
+    if "\0" in text:
+        raise Invalid("must not contain NUL bytes", field)
+    if plain and text.startswith("-"):
+        raise Invalid(f"must not start with '-' (got {text!r}): claude would read it as an option", field)
+
+
+def split_tool_rules(text: str, field: str) -> list[str]:
+    """Comma-separated tool rules as people type them, in every door that takes text;
+    commas inside parentheses stay (`Bash(git log, git diff)` is one rule). Raises
+    Invalid naming `field` for unbalanced parentheses."""
+    rules, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            raise Invalid(f"{text!r} has a ')' without its '('", field)
+        if char == "," and depth == 0:
+            rules.append(current)
+            current = ""
+        else:
+            current += char
+    if depth:
+        raise Invalid(f"{text!r} has a '(' that is not closed", field)
+    return [rule.strip() for rule in [*rules, current] if rule.strip()]
+
+
+def split_words(text: str, field: str) -> list[str]:
+    """Arguments typed as in a shell (quotes group, backslashes escape), in every door
+    that takes them as text. Raises Invalid naming `field` for an unclosed quote."""
+    import shlex
+
+    try:
+        return shlex.split(text)
+    except ValueError as error:
+        raise Invalid(f"{text!r} cannot be split into arguments: {error}", field) from None
+
+
+# The claude options that `extra_args` may not hold: the scheduler's own (output,
+# sessions), and those with a task field of their own, named with the CLI's option.
+_FIELD_OF_OPTION: dict[str, tuple[str, str]] = {
+    "--model": ("model", "--model"),
+    "--permission-mode": ("permission_mode", "--permission-mode"),
+    "--dangerously-skip-permissions": ("permission_mode bypassPermissions", "--permission-mode"),
+    "--allowedTools": ("allowed_tools", "--allowed-tools"),
+    "--allowed-tools": ("allowed_tools", "--allowed-tools"),
+    "--disallowedTools": ("disallowed_tools", "--disallowed-tools"),
+    "--disallowed-tools": ("disallowed_tools", "--disallowed-tools"),
+    "--max-turns": ("max_turns", "--max-turns"),
+    "--max-budget-usd": ("max_budget_usd", "--max-budget-usd"),
+    "--fallback-model": ("fallback_model", "--fallback-model"),
+    "--add-dir": ("add_dirs", "--add-dir"),
+    "--mcp-config": ("mcp_config", "--mcp-config"),
+    "--strict-mcp-config": ("strict_mcp_config", "--strict-mcp-config"),
+    "--system-prompt": ("system_prompt", "--system-prompt"),
+    "--append-system-prompt": ("append_system_prompt", "--append-system-prompt"),
+}
+_SET_EACH_RUN = "is set by the scheduler for every run"
+_SESSIONS = "is set by the scheduler: sessions follow session_mode (--session-mode)"
+OWNED_CLAUDE_OPTIONS: dict[str, str] = {
+    **dict.fromkeys(("-p", "--print", "--output-format", "--input-format", "--verbose"), _SET_EACH_RUN),
+    **dict.fromkeys(("-r", "--resume", "-c", "--continue", "--session-id", "--fork-session"), _SESSIONS),
+    **{
+        name: f"has its own setting: use {key} ({option})" for name, (key, option) in _FIELD_OF_OPTION.items()
+    },
+    "--": "would end claude's options (the prompt goes on standard input)",
+}
+
+
+def read_extra_args(value: JSON, field: str) -> list[str]:
+    """More claude arguments, passed as given; refuses the options in OWNED_CLAUDE_OPTIONS
+    (short ones also when joined to a value or to other flags, as `-rID` or `-pc`)."""
+    args = read_argv_list(value, field, max_len=TEXT_MAX)
+    for n, arg in enumerate(args):
+        name = arg.partition("=")[0] if arg.startswith("--") else arg[:2]
+        if name in OWNED_CLAUDE_OPTIONS:
+            raise Invalid(f"{name} {OWNED_CLAUDE_OPTIONS[name]}", f"{field}[{n}]")
+    return args
 
 
 def read_env(value: JSON, field: str) -> dict[str, str]:
@@ -691,6 +810,13 @@ class Task:
     disallowed_tools: list[str] = field(default_factory=list)
     max_turns: int | None = None
     append_system_prompt: str | None = None
+    system_prompt: str | None = None  # replaces Claude's own; append_system_prompt still adds
+    max_budget_usd: float | None = None
+    fallback_model: str | None = None
+    add_dirs: list[str] = field(default_factory=list)
+    mcp_config: str | None = None
+    strict_mcp_config: bool = False
+    extra_args: list[str] = field(default_factory=list)
     session_mode: SessionMode = SessionMode.NEW
     timeout_seconds: int = DEFAULT_TIMEOUT
     schedule: Schedule = field(default_factory=Schedule)
@@ -719,6 +845,13 @@ class Task:
         "disallowed_tools",
         "max_turns",
         "append_system_prompt",
+        "system_prompt",
+        "max_budget_usd",
+        "fallback_model",
+        "add_dirs",
+        "mcp_config",
+        "strict_mcp_config",
+        "extra_args",
         "session_mode",
         "timeout_seconds",
         "schedule",
@@ -753,6 +886,13 @@ class Task:
             disallowed_tools=read_str_list(get("disallowed_tools"), "disallowed_tools"),
             max_turns=read_opt_int(get("max_turns"), "max_turns", 1, MAX_TURNS_MAX),
             append_system_prompt=read_opt_str(get("append_system_prompt"), "append_system_prompt"),
+            system_prompt=read_argv_text(get("system_prompt"), "system_prompt"),
+            max_budget_usd=read_budget(get("max_budget_usd"), "max_budget_usd"),
+            fallback_model=read_argv_text(get("fallback_model"), "fallback_model", NAME_MAX, plain=True),
+            add_dirs=read_argv_list(get("add_dirs"), "add_dirs", PATH_MAX, plain=True),
+            mcp_config=read_argv_text(get("mcp_config"), "mcp_config", PATH_MAX, plain=True),
+            strict_mcp_config=read_bool(get("strict_mcp_config", False), "strict_mcp_config"),
+            extra_args=read_extra_args(get("extra_args"), "extra_args"),
             session_mode=read_enum(get("session_mode", "new"), "session_mode", SessionMode),
             timeout_seconds=read_int(
                 get("timeout_seconds", DEFAULT_TIMEOUT), "timeout_seconds", 1, TIMEOUT_MAX
@@ -782,6 +922,13 @@ class Task:
             "disallowed_tools": list(self.disallowed_tools),
             "max_turns": self.max_turns,
             "append_system_prompt": self.append_system_prompt,
+            "system_prompt": self.system_prompt,
+            "max_budget_usd": self.max_budget_usd,
+            "fallback_model": self.fallback_model,
+            "add_dirs": list(self.add_dirs),
+            "mcp_config": self.mcp_config,
+            "strict_mcp_config": self.strict_mcp_config,
+            "extra_args": list(self.extra_args),
             "session_mode": self.session_mode.value,
             "timeout_seconds": self.timeout_seconds,
             "schedule": self.schedule.to_dict(),
@@ -2782,6 +2929,12 @@ class WorkdirMissing(FixableError):
     code = "workdir_missing"
 
 
+class OptionPathMissing(SchedulerError):
+    """A folder (`add_dirs`) or file (`mcp_config`) a task gives claude is not there."""
+
+    code = "option_path_missing"
+
+
 # Resolving the command.
 
 
@@ -2961,6 +3114,8 @@ def _option_value(value: str, field: str) -> str:
     """A value for one argv slot; one that looks like an option would be misparsed."""
     if not value or value.startswith("-"):
         raise Invalid(f"{value!r} is not a usable value (empty or starts with '-')", field)
+    if "\0" in value:
+        raise Invalid("must not contain NUL bytes", field)
     return value
 
 
@@ -2974,28 +3129,48 @@ def build_command(
     max_turns: int | None,
     append_system_prompt: str | None,
     resume_session: str | None,
+    system_prompt: str | None = None,
+    max_budget_usd: float | None = None,
+    fallback_model: str | None = None,
+    add_dirs: Sequence[str] = (),
+    mcp_config: str | None = None,
+    strict_mcp_config: bool = False,
+    extra_args: Sequence[str] = (),
 ) -> list[str]:
     """The argv for one headless session. The prompt is not in it: it goes on stdin.
 
-    Raises Invalid (naming the field) for a model, permission mode, tool name or session
-    id that is empty or starts with '-', since claude would read it as an option.
+    Raises Invalid (naming the field) for a model, permission mode, tool name, folder,
+    file or session id that is empty or starts with '-', since claude would read it as
+    an option. `extra_args` (validated by the task) come last, so that none of them can
+    take one of the scheduler's options as its value.
     """
     argv = [claude, *CLAUDE_BASE_ARGS]
     argv += ["--model", _option_value(model, "model")]
     argv += ["--permission-mode", _option_value(permission_mode, "permission_mode")]
-    for option, tools, name in (
+    for option, values, name in (
         ("--allowedTools", allowed_tools, "allowed_tools"),
         ("--disallowedTools", disallowed_tools, "disallowed_tools"),
+        ("--add-dir", add_dirs, "add_dirs"),
     ):
-        if tools:
-            argv += [option, *(_option_value(tool, name) for tool in tools)]
+        if values:
+            argv += [option, *(_option_value(value, name) for value in values)]
     if max_turns is not None:
         argv += ["--max-turns", str(max_turns)]
+    if max_budget_usd is not None:
+        argv += ["--max-budget-usd", f"{max_budget_usd:.10g}"]
+    if fallback_model:
+        argv += ["--fallback-model", _option_value(fallback_model, "fallback_model")]
+    if mcp_config:
+        argv += ["--mcp-config", _option_value(mcp_config, "mcp_config")]
+    if strict_mcp_config:
+        argv.append("--strict-mcp-config")
+    if system_prompt:
+        argv += ["--system-prompt", system_prompt]
     if append_system_prompt:
         argv += ["--append-system-prompt", append_system_prompt]
     if resume_session:
         argv += ["--resume", _option_value(resume_session, "session_id")]
-    return argv
+    return argv + list(extra_args)
 
 
 def resolve_workdir(
@@ -3024,6 +3199,21 @@ def _existing_dir(path: Path, source: str) -> Path:
     raise WorkdirMissing(
         f"working directory {path} (set by {source}) {problem}", "create it or change the working directory"
     )
+
+
+def resolve_option_path(raw: str, field: str, cwd: Path, home: Path, environ: Mapping[str, str]) -> str:
+    """A folder of `add_dirs` or the `mcp_config` file, expanded like the working directory
+    (relative: from the run's folder). Raises OptionPathMissing naming the field when it is
+    not there, or not a folder (add_dirs) or a file (mcp_config): claude would not say."""
+    path = cwd / _expand_path(raw.strip(), home, environ)
+    wanted_dir = field == "add_dirs"
+    if not path.exists():
+        problem = "does not exist"
+    elif path.is_dir() != wanted_dir:
+        problem = "is not a folder" if wanted_dir else "is a folder, not a file"
+    else:
+        return str(path)
+    raise OptionPathMissing(f"{path} ({field}) {problem}; create it or change the task's {field}")
 
 
 # Reading stream-json.
@@ -4072,6 +4262,7 @@ class Executor:
             task.working_directory, job.working_directory if job else None, self.user_home, self.environ
         )
         resume = task.last_session_id if task.session_mode is SessionMode.RESUME else None
+        located = functools.partial(resolve_option_path, cwd=cwd, home=self.user_home, environ=self.environ)
         argv = build_command(
             claude,
             model=task.model,
@@ -4081,6 +4272,13 @@ class Executor:
             max_turns=task.max_turns,
             append_system_prompt=task.append_system_prompt,
             resume_session=resume,
+            system_prompt=task.system_prompt,
+            max_budget_usd=task.max_budget_usd,
+            fallback_model=task.fallback_model,
+            add_dirs=[located(raw, "add_dirs") for raw in task.add_dirs],
+            mcp_config=located(task.mcp_config, "mcp_config") if task.mcp_config else None,
+            strict_mcp_config=task.strict_mcp_config,
+            extra_args=task.extra_args,
         )
         return argv, cwd, {**self.environ, **task.env}
 
@@ -6099,12 +6297,51 @@ def _task_field_schemas() -> JSONDict:
         "name": _schema_text(NAME_MAX),
         "prompt": _schema_text(PROMPT_MAX),
         "model": {**_schema_text(NAME_MAX), "description": "sonnet, opus, haiku or a full model id"},
-        "permission_mode": _schema_enum(PermissionMode),
+        "permission_mode": {
+            **_schema_enum(PermissionMode),
+            "description": "; ".join(f"{mode.value}: {text}" for mode, text in PERMISSION_MODE_HELP.items()),
+        },
         "working_directory": _schema_nullable(_schema_text(PATH_MAX)),
-        "allowed_tools": _schema_array(_schema_text(NAME_MAX)),
+        "allowed_tools": {
+            **_schema_array(_schema_text(NAME_MAX)),
+            "description": "tool rules such as Bash(git log:*)",
+        },
         "disallowed_tools": _schema_array(_schema_text(NAME_MAX)),
         "max_turns": _schema_nullable(_schema_count(1, MAX_TURNS_MAX)),
-        "append_system_prompt": _schema_nullable(_schema_text()),
+        "append_system_prompt": _schema_nullable(
+            {**_schema_text(), "description": "added to Claude's system prompt"}
+        ),
+        "system_prompt": _schema_nullable(
+            {**_schema_text(), "description": "replaces Claude's system prompt"}
+        ),
+        "max_budget_usd": _schema_nullable(
+            {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": MAX_BUDGET_USD,
+                "description": "a run ends once it has cost this much (US dollars)",
+            }
+        ),
+        "fallback_model": _schema_nullable(
+            {
+                **_schema_text(NAME_MAX),
+                "description": "used while the model is overloaded; not the model itself",
+            }
+        ),
+        "add_dirs": {
+            **_schema_array(_schema_text(PATH_MAX)),
+            "description": "more folders claude may use; ~ and $VAR are expanded, relative ones start at the "
+            "working directory; a missing one fails the run",
+        },
+        "mcp_config": _schema_nullable(
+            {**_schema_text(PATH_MAX), "description": "a JSON file of MCP servers, found like add_dirs"}
+        ),
+        "strict_mcp_config": {"type": "boolean", "description": "only the MCP servers of mcp_config"},
+        "extra_args": {
+            **_schema_array({"type": "string", "minLength": 1, "maxLength": TEXT_MAX}),
+            "description": "more claude arguments, passed last as given; options the scheduler sets "
+            "(-p, --output-format, --resume...) or that have a field of their own are refused",
+        },
         "session_mode": _schema_enum(SessionMode),
         "timeout_seconds": _schema_count(1, TIMEOUT_MAX),
         "schedule": _schema_ref("Schedule"),
@@ -7121,6 +7358,8 @@ class CliContext:
         given = (
             ("working folder", fields.get("working_directory"), "runs fail until it does"),
             ("watched path", schedule.get("path"), "nothing fires until it does"),
+            *(("extra folder", raw, "runs fail until it does") for raw in fields.get("add_dirs") or []),
+            ("MCP config file", fields.get("mcp_config"), "runs fail until it does"),
         )
         for label, raw, outcome in given:
             if raw and not Path(_expand_path(raw.strip(), Path.home(), os.environ)).exists():
@@ -7811,6 +8050,8 @@ TASK_OPTIONS: tuple[tuple[str, str], ...] = (
     ("working_dir", "working_directory"),
     ("max_turns", "max_turns"),
     ("append_system_prompt", "append_system_prompt"),
+    ("system_prompt", "system_prompt"),
+    ("strict_mcp_config", "strict_mcp_config"),
     ("session_mode", "session_mode"),
     ("overlap", "overlap"),
     ("catch_up", "catch_up"),
@@ -7838,9 +8079,10 @@ def _task_fields(ctx: CliContext, *, creating: bool, prompt: str | None) -> JSON
         fields["schedule"] = schedule
     if args.timeout is not None:
         fields["timeout_seconds"] = parse_duration(args.timeout, "--timeout")
-    for option, key in (("allowed_tools", "allowed_tools"), ("disallowed_tools", "disallowed_tools")):
-        if getattr(args, option) is not None:
-            fields[key] = [tool for item in getattr(args, option) for tool in item.split(",") if tool]
+    for option, key in (("--allowed-tools", "allowed_tools"), ("--disallowed-tools", "disallowed_tools")):
+        if getattr(args, key) is not None:
+            fields[key] = [rule for item in getattr(args, key) for rule in split_tool_rules(item, option)]
+    fields.update(_claude_option_fields(args))
     env: dict[str, str | None] = dict(_env_pair(item) for item in args.env or [])
     env.update(dict.fromkeys(getattr(args, "unset_env", None) or []))  # None: drop it (update_task)
     if env:
@@ -7853,6 +8095,34 @@ def _task_fields(ctx: CliContext, *, creating: bool, prompt: str | None) -> JSON
     if retry:
         fields["retry"] = retry  # the service keeps the fields not given
     return fields
+
+
+def _claude_option_fields(args: argparse.Namespace) -> JSONDict:
+    """The fields of the claude options given; 'none' or '' clears a single value and
+    `--add-dir ''` or `--extra-args ''` the list."""
+    fields: JSONDict = {}
+    if args.max_budget_usd is not None:
+        fields["max_budget_usd"] = None if _is_none(args.max_budget_usd) else _cli_budget(args.max_budget_usd)
+    if args.fallback_model is not None:
+        fields["fallback_model"] = None if _is_none(args.fallback_model) else args.fallback_model
+    if args.mcp_config is not None:
+        fields["mcp_config"] = None if _is_none(args.mcp_config) else _cli_path(args.mcp_config.strip())
+    if args.add_dirs is not None:
+        fields["add_dirs"] = [_cli_path(item.strip()) for item in args.add_dirs if item.strip()]
+    if args.extra_args is not None:
+        fields["extra_args"] = split_words(args.extra_args, "--extra-args")
+    return fields
+
+
+def _is_none(text: str) -> bool:
+    return text.strip().lower() in ("", "none")
+
+
+def _cli_budget(text: str) -> float:
+    try:
+        return float(text.strip().removeprefix("$"))
+    except ValueError:
+        raise Invalid(f"{text!r} is not an amount of US dollars like 2.50", "--max-budget-usd") from None
 
 
 def _env_pair(item: str) -> tuple[str, str]:
@@ -7908,17 +8178,24 @@ def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
         "--job", metavar="ID", help="job id (prefix)" + ("; 'none' to unassign" if not creating else "")
     )
     parser.add_argument("--model", help=f"sonnet, opus, haiku or a full model id (default {DEFAULT_MODEL})")
-    parser.add_argument("--permission-mode", choices=[mode.value for mode in PermissionMode])
+    parser.add_argument(
+        "--permission-mode",
+        choices=[mode.value for mode in PermissionMode],
+        metavar="MODE",
+        help="; ".join(f"{mode.value}: {text}" for mode, text in PERMISSION_MODE_HELP.items()),
+    )
     parser.add_argument("--working-dir", metavar="DIR", help="folder the session runs in")
     parser.add_argument("--timeout", metavar="DURATION", help="stop the run after this long (default 30m)")
     parser.add_argument("--retries", type=int, metavar="N", help="retry a failed run up to N times")
     parser.add_argument("--retry-delay", type=int, metavar="SECONDS", help="first retry delay (doubles)")
     parser.add_argument("--max-turns", type=int, metavar="N")
-    parser.add_argument(
-        "--allowed-tools", action="append", metavar="TOOLS", help="comma-separated; repeatable"
+    tools = "comma-separated rules, e.g. 'Bash(git log, git diff),Read'" + (
+        "; repeatable" if creating else "; repeatable, replaces the list ('' clears it)"
     )
-    parser.add_argument("--disallowed-tools", action="append", metavar="TOOLS")
-    parser.add_argument("--append-system-prompt", metavar="TEXT")
+    parser.add_argument("--allowed-tools", action="append", metavar="TOOLS", help=tools)
+    parser.add_argument("--disallowed-tools", action="append", metavar="TOOLS", help=tools)
+    parser.add_argument("--append-system-prompt", metavar="TEXT", help="added to Claude's system prompt")
+    _claude_options(parser, creating=creating)
     parser.add_argument("--session-mode", choices=[mode.value for mode in SessionMode])
     parser.add_argument("--overlap", choices=[mode.value for mode in Overlap], help="if still running")
     parser.add_argument("--catch-up", choices=[mode.value for mode in CatchUp], help="after downtime")
@@ -7930,6 +8207,23 @@ def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
     state.add_argument("--disabled", dest="enabled", action="store_false", default=None)
     state.add_argument("--enabled", dest="enabled", action="store_true", default=None)
     _schedule_options(parser, events=True)
+
+
+def _claude_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
+    clear, emptied = ("", "") if creating else ("; 'none' clears it", "; '' clears it")
+    more = "; repeatable" if creating else "; repeatable, replaces the list ('' clears it)"
+    add = parser.add_argument
+    add("--system-prompt", metavar="TEXT", help=f"replaces Claude's system prompt{emptied}")
+    add("--max-budget-usd", metavar="USD", help=f"end a run once it has cost this much{clear}")
+    add("--fallback-model", metavar="MODEL", help=f"used while the model is overloaded{clear}")
+    add("--add-dir", dest="add_dirs", action="append", metavar="DIR", help=f"one more folder to use{more}")
+    add("--mcp-config", metavar="FILE", help=f"a JSON file of MCP servers to load{clear}")
+    add("--strict-mcp-config", action=argparse.BooleanOptionalAction, help="only the servers of --mcp-config")
+    add(
+        "--extra-args",
+        metavar="ARGS",
+        help=f"more claude options, quoted as in a shell: --extra-args='--effort high'{emptied}",
+    )
 
 
 CliSpec = tuple[str, str, Callable[[CliContext], int], Callable[[argparse.ArgumentParser], None]]
@@ -8420,6 +8714,13 @@ def task_to_form(task: JSONDict) -> FormValues:
         "allowed_tools": ", ".join(task.get("allowed_tools") or []),
         "disallowed_tools": ", ".join(task.get("disallowed_tools") or []),
         "append_system_prompt": task.get("append_system_prompt") or "",
+        "system_prompt": task.get("system_prompt") or "",
+        "max_budget_usd": _form_budget(task.get("max_budget_usd")),
+        "fallback_model": task.get("fallback_model") or "",
+        "add_dirs": "\n".join(task.get("add_dirs") or []),
+        "mcp_config": task.get("mcp_config") or "",
+        "strict_mcp_config": bool(task.get("strict_mcp_config")),
+        "extra_args": _shell_words(task.get("extra_args") or []),
         "retry.max_attempts": str(retry.get("max_attempts", 0)),
         "retry.delay_seconds": str(retry.get("delay_seconds", 60)),
         "retry.backoff": f"{retry.get('backoff', 2.0):g}",
@@ -8510,9 +8811,16 @@ def form_to_task(form: Mapping[str, str | bool], original: JSONDict | None = Non
         "timeout_seconds": _form_number(text["timeout_seconds"], "timeout_seconds", int),
         "max_turns": _form_number(text["max_turns"], "max_turns", int),
         "session_mode": text["session_mode"],
-        "allowed_tools": _split_tools(text["allowed_tools"]),
-        "disallowed_tools": _split_tools(text["disallowed_tools"]),
+        "allowed_tools": split_tool_rules(text["allowed_tools"], "allowed_tools"),
+        "disallowed_tools": split_tool_rules(text["disallowed_tools"], "disallowed_tools"),
         "append_system_prompt": str(form["append_system_prompt"]).strip() or None,
+        "system_prompt": str(form["system_prompt"]).strip() or None,
+        "max_budget_usd": _form_number(text["max_budget_usd"].removeprefix("$"), "max_budget_usd", float),
+        "fallback_model": text["fallback_model"] or None,
+        "add_dirs": [line.strip() for line in str(form["add_dirs"]).splitlines() if line.strip()],
+        "mcp_config": text["mcp_config"] or None,
+        "strict_mcp_config": bool(form["strict_mcp_config"]),
+        "extra_args": split_words(text["extra_args"], "extra_args"),
         "retry": {
             "max_attempts": _form_number(text["retry.max_attempts"], "retry.max_attempts", int, 0),
             "delay_seconds": _form_number(text["retry.delay_seconds"], "retry.delay_seconds", int, 0),
@@ -8574,17 +8882,14 @@ def _form_number(text: str, field: str, kind: type[N], default: N | None = None)
         raise Invalid("must be a whole number" if kind is int else "must be a number", field) from None
 
 
-def _split_tools(text: str) -> list[str]:
-    """Comma-separated tool rules; commas inside parentheses (`Bash(git log, diff)`) stay."""
-    tools, depth, current = [], 0, ""
-    for char in text:
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if char == "," and depth <= 0:
-            tools.append(current)
-            current = ""
-        else:
-            current += char
-    return [tool.strip() for tool in [*tools, current] if tool.strip()]
+def _form_budget(value: JSON) -> str:
+    return f"{value:.10g}" if isinstance(value, int | float) else ""
+
+
+def _shell_words(words: list[str]) -> str:
+    import shlex
+
+    return shlex.join(words)
 
 
 def _form_env(text: str) -> dict[str, str]:
@@ -9342,6 +9647,80 @@ def _autowrap(label: ttk.Label) -> ttk.Label:
     return label
 
 
+class ScrollArea:
+    """A frame (`inner`) that scrolls up and down when its place is too short for it. The
+    wheel scrolls it over any of its widgets but text boxes (which scroll themselves), and
+    a widget that takes the focus (Tab, or an error shown by it) is scrolled into view.
+    Call `adopt` once its widgets are built."""
+
+    def __init__(self, parent: ttk.Frame, padding: tuple[int, int, int, int]) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        parent.rowconfigure(0, weight=1)
+        parent.columnconfigure(0, weight=1)
+        self.canvas = tk.Canvas(parent, highlightthickness=0, borderwidth=0, background=GUI_PALETTE["window"])
+        self.bar = ttk.Scrollbar(parent, orient="vertical", command=self._on_bar)
+        self._wanted: tk.Misc | None = None  # kept in view while the layout settles
+        self.canvas.configure(yscrollcommand=self.bar.set)
+        self.canvas.grid(row=0, column=0, sticky="nsew")
+        self.bar.grid(row=0, column=1, sticky="ns")
+        self.inner = ttk.Frame(self.canvas, padding=padding)
+        self._window = self.canvas.create_window(0, 0, window=self.inner, anchor="nw")
+        self.inner.bind("<Configure>", lambda event: self._fit())
+        self.canvas.bind("<Configure>", lambda event: self._fit())
+        self._wheel_tag, self._focus_tag = f"ScrollWheel{id(self)}", f"ScrollFocus{id(self)}"
+        parent.bind_class(self._wheel_tag, "<Button-4>", lambda event: self._scroll(-1))
+        parent.bind_class(self._wheel_tag, "<Button-5>", lambda event: self._scroll(1))
+        parent.bind_class(self._wheel_tag, "<MouseWheel>", lambda event: self._scroll(-event.delta))
+        parent.bind_class(self._focus_tag, "<FocusIn>", lambda event: self.show(event.widget), add=True)
+
+    def adopt(self, widget: tk.Misc | None = None) -> None:
+        import tkinter as tk
+
+        for child in (widget or self.inner).winfo_children():
+            tags = (self._focus_tag,) if isinstance(child, tk.Text) else (self._wheel_tag, self._focus_tag)
+            child.bindtags((*tags, *child.bindtags()))
+            self.adopt(child)
+
+    def _fit(self) -> None:
+        width = self.canvas.winfo_width()
+        self.canvas.itemconfigure(self._window, width=width)
+        self.canvas.configure(scrollregion=(0, 0, width, self.inner.winfo_reqheight()))
+        if self._wanted is not None:
+            self._reveal(self._wanted)
+
+    def let_go(self) -> None:
+        """Stop keeping the widget last shown in view."""
+        self._wanted = None
+
+    def _on_bar(self, *args: str) -> None:
+        self._wanted = None
+        self.canvas.yview(*args)
+
+    def _scroll(self, direction: int) -> str:
+        self._wanted = None
+        if self.inner.winfo_reqheight() > self.canvas.winfo_height():
+            self.canvas.yview_scroll(1 if direction > 0 else -1, "units")
+        return "break"  # a chooser under the pointer keeps its value
+
+    def show(self, widget: tk.Misc) -> None:
+        """Scroll so that all of `widget` is in view (its top, if it is taller than the view),
+        and keep it there while the layout changes, until the person scrolls."""
+        self._wanted = widget
+        self._reveal(widget)
+
+    def _reveal(self, widget: tk.Misc) -> None:
+        height = max(self.inner.winfo_reqheight(), 1)
+        top = widget.winfo_rooty() - self.inner.winfo_rooty()
+        bottom = top + widget.winfo_height()
+        first, last = (fraction * height for fraction in self.canvas.yview())
+        if top < first or bottom - top > last - first:
+            self.canvas.yview_moveto(top / height)
+        elif bottom > last:
+            self.canvas.yview_moveto((bottom - (last - first)) / height)
+
+
 def _enable(buttons: Mapping[str, ttk.Button], **states: bool) -> None:
     for key, is_enabled in states.items():
         buttons[key].state(["!disabled"] if is_enabled else ["disabled"])
@@ -9686,7 +10065,22 @@ OVERLAP_LABELS = {"skip": "Skip the new run", "queue": "Queue one more", "parall
 CATCH_UP_LABELS = {"once": "Catch up once", "skip": "Skip (recorded)"}
 SESSION_LABELS = {"new": "New each run", "resume": "Resume the last"}
 NO_JOB_LABEL = "(No job)"
+EDITOR_PATH_HINTS = {  # the editor says under these which of their paths are not there
+    "add_dirs": "one per line; Claude may use them too",
+    "mcp_config": "a JSON file of MCP servers",
+}
 TIMED_KINDS = ("once", "interval", *CRON_PRESET_KINDS, "cron")
+
+
+def _exists_here(raw: str) -> bool:
+    """Whether a path typed in the editor is there; a relative one (found from the run's
+    folder) is not checked."""
+    path = _expand_path(raw.strip(), Path.home(), os.environ)
+    return not os.path.isabs(path) or os.path.exists(path)
+
+
+def _permission_hint(mode: str) -> str:
+    return next((text for known, text in PERMISSION_MODE_HELP.items() if known.value == mode), "")
 
 
 class EditorPane:
@@ -9725,7 +10119,9 @@ class EditorPane:
         self.notebook = ttk.Notebook(self.frame)
         self._build_general(self._tab("Task"))
         self._build_schedule(self._tab("Schedule"))
-        self._build_advanced(self._tab("Advanced"))
+        self.advanced = self._scrolled_tab("Advanced")
+        self._build_advanced(self.advanced.inner)
+        self.advanced.adopt()
         self._build_footer()
         self.clear()
 
@@ -9740,6 +10136,15 @@ class EditorPane:
         self._tabs.append(tab)
         return tab
 
+    def _scrolled_tab(self, title: str) -> ScrollArea:
+        """A tab whose rows scroll when the pane is too short for them all."""
+        tab = self._tab(title)
+        tab.configure(padding=0)
+        tab.columnconfigure(1, weight=0)
+        area = ScrollArea(tab, padding=(10, 10, 10, 4))
+        area.inner.columnconfigure(1, weight=1)
+        return area
+
     def _build_general(self, tab: ttk.Frame) -> None:
         row = self._entry(tab, 0, "name", "Name")
         row = self._choice(tab, row, "job_id", "Job", {"": NO_JOB_LABEL})
@@ -9749,6 +10154,8 @@ class EditorPane:
         row = self._choice(
             tab, row, "permission_mode", "Permissions", {mode.value: mode.value for mode in PermissionMode}
         )
+        mode = self._strings["permission_mode"]
+        mode.trace_add("write", lambda *_: self._hint("permission_mode", _permission_hint(mode.get())))
         row = self._path(tab, row, "working_directory", "Folder")
         self._note(tab, row - 1, "working_directory", "Empty: the job's folder, else your home folder.")
         self._check(tab, row, "enabled", "Enabled")
@@ -9793,18 +10200,32 @@ class EditorPane:
     def _build_advanced(self, tab: ttk.Frame) -> None:
         row = self._entry(tab, 0, "timeout_seconds", "Timeout", hint="seconds")
         row = self._entry(tab, row, "max_turns", "Max turns", hint="empty: no limit")
+        row = self._entry(tab, row, "max_budget_usd", "Max cost", hint="US dollars; empty: no limit")
         row = self._choice(tab, row, "session_mode", "Session", SESSION_LABELS)
-        row = self._entry(
-            tab, row, "allowed_tools", "Allowed tools", hint="comma-separated, e.g. Read, Bash(git:*)"
-        )
+        rules = "comma-separated: Read, Bash(git log, git diff)"
+        row = self._entry(tab, row, "allowed_tools", "Allowed tools", hint=rules)
         row = self._entry(tab, row, "disallowed_tools", "Denied tools")
-        row = self._text(tab, row, "append_system_prompt", "System prompt", height=3)
-        self._note(tab, row - 1, "append_system_prompt", "appended to Claude's system prompt")
+        row = self._build_claude_options(tab, row)
         row = self._entry(tab, row, "retry.max_attempts", "Retries", hint="after a failure or timeout")
         row = self._entry(tab, row, "retry.delay_seconds", "Retry after", hint="seconds")
         row = self._entry(tab, row, "retry.backoff", "Backoff", hint="the delay grows by this factor")
         row = self._text(tab, row, "env", "Environment", height=3)
         self._note(tab, row - 1, "env", "NAME=value, one per line")
+
+    def _build_claude_options(self, tab: ttk.Frame, row: int) -> int:
+        models = dict.fromkeys(("", *GUI_MODELS), "")
+        row = self._choice(tab, row, "fallback_model", "Fallback", models, editable=True)
+        self._note(tab, row - 1, "fallback_model", "used while the model is overloaded")
+        row = self._text(tab, row, "append_system_prompt", "System prompt", height=3)
+        self._note(tab, row - 1, "append_system_prompt", "appended to Claude's system prompt")
+        row = self._text(tab, row, "system_prompt", "Base prompt", height=2)
+        self._note(tab, row - 1, "system_prompt", "replaces Claude's own system prompt")
+        row = self._text(tab, row, "add_dirs", "More folders", height=2)
+        self._note(tab, row - 1, "add_dirs", EDITOR_PATH_HINTS["add_dirs"])
+        row = self._path(tab, row, "mcp_config", "MCP servers", is_file=True)
+        self._note(tab, row - 1, "mcp_config", EDITOR_PATH_HINTS["mcp_config"])
+        row = self._check(tab, row, "strict_mcp_config", "Only these servers")
+        return self._entry(tab, row, "extra_args", "More options", hint="claude options: --effort high")
 
     def _build_footer(self) -> None:
         from tkinter import ttk
@@ -9884,8 +10305,8 @@ class EditorPane:
             tab.rowconfigure(row - 2, weight=1)
         return row
 
-    def _path(self, tab: ttk.Frame, row: int, key: str, text: str) -> int:
-        return self._place(tab, row, key, text, _path_field(tab, self._string_var(key)))
+    def _path(self, tab: ttk.Frame, row: int, key: str, text: str, *, is_file: bool = False) -> int:
+        return self._place(tab, row, key, text, _path_field(tab, self._string_var(key), is_file=is_file))
 
     def _check(self, tab: ttk.Frame, row: int, key: str, text: str) -> int:
         from tkinter import ttk
@@ -9977,6 +10398,8 @@ class EditorPane:
         self.notebook.grid(row=2, column=0, sticky="nsew")
         self.footer.grid(row=3, column=0, sticky="ew")
         self.clear_errors()
+        for key in EDITOR_PATH_HINTS:
+            self._hint_missing_paths(key)
         self._show_kind_rows()
         self._update_preview()
         self._show_state()
@@ -10036,12 +10459,33 @@ class EditorPane:
             self.message.configure(text=f"Not saved: {error}")
             if key:
                 self.notebook.select(self._tab_of[key])  # type: ignore[no-untyped-call]  # typeshed: untyped
+                self._rows[key][-1].update_idletasks()
+                if self._tabs[self._tab_of[key]] is self.advanced.canvas.master:
+                    self.advanced.show(self._rows[key][-2])
 
     def clear_errors(self) -> None:
+        self.advanced.let_go()
         self.message.configure(text="")
         for key in self._notes:
             self._reset_note(key)
         self._live_error = None
+
+    def _hint_missing_paths(self, key: str) -> None:
+        """Warn under the extra folders or the MCP file when one is not there (yet): it is
+        kept, as it may appear later, but a run fails while it is missing."""
+        raw = self._texts[key].get("1.0", "end-1c") if key in self._texts else self._strings[key].get()
+        missing = [path for path in raw.splitlines() if path.strip() and not _exists_here(path)]
+        warning = f"{', '.join(missing)}: not there; runs fail until it is" if missing else ""
+        self._hint(key, warning or EDITOR_PATH_HINTS[key])
+
+    def _hint(self, key: str, hint: str) -> None:
+        """Change the grey line under a field (an error shown there stays until it is fixed)."""
+        note, _ = self._notes[key]
+        self._notes[key] = (note, hint)
+        if str(note.cget("style")) != "Error.TLabel":
+            self._reset_note(key)
+            if hint:
+                note.grid()
 
     def _reset_note(self, key: str) -> None:
         note, hint = self._notes[key]
@@ -10087,6 +10531,8 @@ class EditorPane:
     def _on_change(self, key: str) -> None:
         if self._loading or not self.is_open:
             return
+        if key in EDITOR_PATH_HINTS:
+            self._hint_missing_paths(key)
         if key in self._notes and str(self._notes[key][0].cget("style")) == "Error.TLabel":
             self._reset_note(key)  # the person is fixing it
         self._show_state()

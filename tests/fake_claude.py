@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 VERSION = "2.0.0 (Claude Code)"
 NO_INPUT = "Error: Input must be provided either through stdin or as a prompt argument when using --print"
 STREAM_NEEDS_VERBOSE = "Error: When using --print, --output-format=stream-json requires --verbose"
-PERMISSION_MODES = ("acceptEdits", "bypassPermissions", "default", "plan")
+PERMISSION_MODES = ("acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan")
 OUTPUT_FORMATS = ("text", "json", "stream-json")
 MODEL_IDS = {
     "sonnet": "claude-sonnet-4-5-20250929",
@@ -87,6 +87,11 @@ OPTIONS: dict[str, int | None] = {
     "--permission-mode": 1,
     "--max-turns": 1,
     "--append-system-prompt": 1,
+    "--system-prompt": 1,
+    "--max-budget-usd": 1,
+    "--fallback-model": 1,
+    "--strict-mcp-config": 0,
+    "--effort": 1,
     "-r": 1,
     "--resume": 1,
     "--session-id": 1,
@@ -94,6 +99,8 @@ OPTIONS: dict[str, int | None] = {
     "--allowed-tools": None,
     "--disallowedTools": None,
     "--disallowed-tools": None,
+    "--add-dir": None,
+    "--mcp-config": None,
 }
 ALIASES = {
     "-p": "--print",

@@ -50,7 +50,7 @@ def service(home: Path) -> cs.Service:
     ("kind", "values"),
     [
         (cs.JobStatus, {"pending", "in_progress", "completed", "failed"}),
-        (cs.PermissionMode, {"default", "acceptEdits", "bypassPermissions", "plan"}),
+        (cs.PermissionMode, {"default", "acceptEdits", "auto", "bypassPermissions", "dontAsk", "plan"}),
         (cs.SessionMode, {"new", "resume"}),
         (cs.Overlap, {"skip", "queue", "parallel"}),
         (cs.CatchUp, {"skip", "once"}),
@@ -114,6 +114,13 @@ FULL_TASK = task_data(
     disallowed_tools=["Bash"],
     max_turns=12,
     append_system_prompt="Be brief.",
+    system_prompt="You review code.",
+    max_budget_usd=2.5,
+    fallback_model="sonnet",
+    add_dirs=["~/shared", "/srv/data"],
+    mcp_config="/srv/app/mcp.json",
+    strict_mcp_config=True,
+    extra_args=["--effort", "high"],
     session_mode="resume",
     timeout_seconds=600,
     enabled=False,
@@ -238,7 +245,8 @@ TASK_ERRORS: list[tuple[dict[str, Any], str, str]] = [
     (
         {"permission_mode": "yolo"},
         "permission_mode",
-        "permission_mode: must be one of default, acceptEdits, bypassPermissions, plan (got 'yolo')",
+        "permission_mode: must be one of default, acceptEdits, auto, bypassPermissions, dontAsk, plan "
+        "(got 'yolo')",
     ),
     ({"session_mode": "fork"}, "session_mode", "session_mode: must be one of new, resume (got 'fork')"),
     ({"overlap": "kill"}, "overlap", "overlap: must be one of skip, queue, parallel (got 'kill')"),
@@ -370,7 +378,7 @@ def test_unknown_fields_on_user_input_are_rejected_naming_the_field(home: Path) 
     with pytest.raises(cs.Invalid) as caught:
         backend.create_task({"name": "n", "prompt": "p", "colour": "red"})
     assert caught.value.field == "colour"
-    assert str(caught.value).startswith("colour: unknown field (known fields: allowed_tools,")
+    assert str(caught.value).startswith("colour: unknown field (known fields: add_dirs, allowed_tools,")
     with pytest.raises(cs.Invalid) as caught:
         backend.create_job({"name": "n", "owner": "me"})
     assert str(caught.value).startswith("owner: unknown field")
