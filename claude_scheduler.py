@@ -641,7 +641,7 @@ class Job:
         "working_directory",
         "task_order",
     )
-    READ_ONLY: ClassVar[tuple[str, ...]] = ("id", "created_at", "updated_at", "progress", "tasks")
+    READ_ONLY: ClassVar[tuple[str, ...]] = ("id", "created_at", "updated_at", "progress", "tasks", "totals")
 
     @classmethod
     def from_dict(cls, data: JSON) -> Job:
@@ -733,7 +733,14 @@ class Task:
         "last_run_status",
         "last_session_id",
     )
-    READ_ONLY: ClassVar[tuple[str, ...]] = ("id", "created_at", "updated_at", "schedule_text", *DERIVED)
+    READ_ONLY: ClassVar[tuple[str, ...]] = (
+        "id",
+        "created_at",
+        "updated_at",
+        "schedule_text",
+        "totals",
+        *DERIVED,
+    )
 
     @classmethod
     def from_dict(cls, data: JSON, *, strict: bool = False) -> Task:
@@ -1720,6 +1727,74 @@ def derive_job_status(statuses: Iterable[RunStatus | None]) -> JobStatus:
     if buckets == {"success"}:
         return JobStatus.COMPLETED
     return JobStatus.PENDING
+
+
+# Usage totals: what runs cost and used, summed over calendar windows in the user's zone.
+
+# Window name -> how many days before today it starts: today, then today and the 6 or 29 days before.
+USAGE_WINDOWS = {"today": 0, "7d": 6, "30d": 29}
+USAGE_TOKENS = ("input_tokens", "cache_read_tokens", "cache_creation_tokens", "output_tokens")
+COST_DIGITS = 9  # sums of float costs, rounded so that 0.1 + 0.2 reads 0.3
+
+
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The first instant of `day` in `zone` (UTC): its midnight, or the end of a DST gap
+    that swallows midnight, or the first of two midnights."""
+    instants = [
+        datetime(day.year, day.month, day.day, fold=fold, tzinfo=zone).astimezone(UTC) for fold in (0, 1)
+    ]
+    return min(moment for moment in instants if moment.astimezone(zone).date() == day)
+
+
+def usage_totals(runs: Iterable[Run], now: datetime, zone: ZoneInfo) -> JSONDict:
+    """Runs, cost and tokens of each window of USAGE_WINDOWS, from `since` (its first
+    instant) on. A run counts by when it finished, else when it started; a run that never
+    started (queued, skipped, missed) counts nowhere, and one without figures counts as a
+    run and adds nothing. `input_tokens` is all input; the cache counts are parts of it."""
+    today = now.astimezone(zone).date()
+    widest_first = sorted(USAGE_WINDOWS, key=USAGE_WINDOWS.__getitem__, reverse=True)
+    starts = [local_midnight(today - timedelta(days=USAGE_WINDOWS[name]), zone) for name in widest_first]
+    # The windows nest, so each run is added once, to the band between its window's start
+    # and the next narrower window's; a window sums its band and the narrower ones. A band
+    # holds runs, cost, then the tokens in USAGE_TOKENS' order.
+    bands = [[0.0] * (2 + len(USAGE_TOKENS)) for _ in starts]
+    for run in runs:
+        if run.started_at is None:
+            continue
+        index = bisect_right(starts, run.finished_at or run.started_at) - 1
+        if index >= 0:  # in the loop, not a function: the window sums up 20,000 runs
+            band = bands[index]
+            band[0] += 1
+            band[1] += run.cost_usd or 0.0
+            band[2] += run.input_tokens or 0
+            band[3] += run.cache_read_tokens or 0
+            band[4] += run.cache_creation_tokens or 0
+            band[5] += run.output_tokens or 0
+    totals: JSONDict = {}
+    for index, name in enumerate(widest_first):
+        sums = [math.fsum(column) for column in zip(*bands[index:], strict=True)]
+        totals[name] = {
+            "since": fmt_time(starts[index]),
+            "runs": int(sums[0]),
+            "cost_usd": round(sums[1], COST_DIGITS),
+            **{token: int(count) for token, count in zip(USAGE_TOKENS, sums[2:], strict=True)},
+        }
+    return {name: totals[name] for name in USAGE_WINDOWS}
+
+
+def sum_usage_totals(parts: Iterable[JSONDict]) -> JSONDict:
+    """The sum of several usage_totals made at one time in one zone (at least one)."""
+    parts = list(parts)
+    summed: JSONDict = {}
+    for name in USAGE_WINDOWS:
+        windows = [part[name] for part in parts]
+        summed[name] = {
+            "since": windows[0]["since"],
+            "runs": sum(window["runs"] for window in windows),
+            "cost_usd": round(math.fsum(window["cost_usd"] for window in windows), COST_DIGITS),
+            **{token: sum(window[token] for window in windows) for token in USAGE_TOKENS},
+        }
+    return summed
 
 
 ####
@@ -4340,6 +4415,7 @@ class Service:
             tasks = self.store.tasks_of(record.id)
             job = self._job_dict(record, tasks)
             job["tasks"] = [task.to_dict() for task in tasks]
+            job["totals"] = self._totals(run for task in tasks for run in self.store.runs_of(task.id))
             return job
 
     def job_tasks(self, job_id: str) -> list[JSONDict]:
@@ -4439,7 +4515,10 @@ class Service:
             return [task.to_dict() for task in tasks]
 
     def get_task(self, task_id: str) -> JSONDict:
-        return self.store.task(task_id).to_dict()
+        """The task with the totals of its runs."""
+        with self.store.locked():
+            task = self.store.task(task_id)
+            return {**task.to_dict(), "totals": self._totals(self.store.runs_of(task.id))}
 
     def create_task(self, data: JSON) -> JSONDict:
         data = self._input(data, Task)
@@ -4669,6 +4748,40 @@ class Service:
 
     def resolve(self, kind: str, text: str) -> str:
         return self.store.resolve(kind, text)
+
+    # Usage -------------------------------------------------------------------
+
+    def _totals(self, runs: Iterable[Run], zone: ZoneInfo | None = None) -> JSONDict:
+        return usage_totals(runs, self.clock(), zone or get_zone(None))
+
+    def task_totals(self, task_id: str) -> JSONDict:
+        """What a task's runs cost and used today, in 7 and in 30 days (see usage_totals)."""
+        with self.store.locked():
+            return self._totals(self.store.runs_of(self.store.task(task_id).id))
+
+    def job_totals(self, job_id: str | None) -> JSONDict:
+        """The same for all runs of a job's tasks (None: of the tasks in no job)."""
+        with self.store.locked():
+            tasks = self.store.tasks_of(self.store.job(job_id).id if job_id else None)
+            return self._totals(run for task in tasks for run in self.store.runs_of(task.id))
+
+    def usage(self) -> JSONDict:
+        """Every job's totals (by name), the unassigned tasks' and the sum of all, with the
+        zone whose midnights start the windows."""
+        with self.store.locked():
+            runs_by_job: dict[str | None, list[Run]] = {}
+            for task in self.store.task_list():
+                runs_by_job.setdefault(task.job_id, []).extend(self.store.runs_of(task.id))
+            jobs = sorted(self.store.job_list(), key=lambda job: (job.name.casefold(), job.created_at))
+        zone_name = local_zone_name()
+        zone = get_zone(zone_name)
+        rows: list[JSONDict] = [
+            {"id": job.id, "name": job.name, "totals": self._totals(runs_by_job.get(job.id, []), zone)}
+            for job in jobs
+        ]
+        unassigned = self._totals(runs_by_job.get(None, []), zone)
+        total = sum_usage_totals([unassigned, *(row["totals"] for row in rows)])
+        return {"zone": zone_name, "jobs": rows, "unassigned": unassigned, "total": total}
 
     # Engine ------------------------------------------------------------------
 
@@ -5327,6 +5440,11 @@ def _api_update_settings(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.update_settings(call.body)
 
 
+@api_route("GET", "/api/usage", "What each job's runs cost and used: today, 7 and 30 days", schema="Usage")
+def _api_usage(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.usage()
+
+
 # The OpenAPI document, built from the route table and the model's enums and limits.
 
 
@@ -5425,6 +5543,10 @@ def _task_schemas() -> JSONDict:
         "schedule_text": {"type": "string", "description": "the schedule in words"},
     }
     stamps = {"id": UUID_SCHEMA, "created_at": TIME_SCHEMA, "updated_at": TIME_SCHEMA}
+    totals = {
+        "allOf": [_schema_ref("Totals")],
+        "description": "in the answers about one task (not in lists): what its runs cost and used",
+    }
     retry = {
         "max_attempts": _schema_count(0, RETRY_MAX),
         "delay_seconds": _schema_count(0, RETRY_DELAY_MAX),
@@ -5433,7 +5555,10 @@ def _task_schemas() -> JSONDict:
     return {
         "Schedule": _schedule_schema(),
         "Retry": _schema_object(retry, closed=True),
-        "Task": _schema_object({**stamps, **fields, **derived}, required=[*stamps, *fields, *derived]),
+        "Task": _schema_object(
+            {**stamps, **fields, **derived, "totals": totals},
+            required=[*stamps, *fields, *derived],
+        ),
         "TaskInput": _schema_object(fields, closed=True),
         "TaskPatch": _schema_object({**fields, "env": ENV_PATCH_SCHEMA}, closed=True),
         "TaskCreate": {"allOf": [_schema_ref("TaskInput"), {"required": ["name", "prompt"]}]},
@@ -5482,7 +5607,10 @@ def _job_schemas() -> JSONDict:
         "JobDetail": {
             "allOf": [
                 _schema_ref("Job"),
-                _schema_object({"tasks": _schema_array(_schema_ref("Task"))}, required=["tasks"]),
+                _schema_object(
+                    {"tasks": _schema_array(_schema_ref("Task")), "totals": _schema_ref("Totals")},
+                    required=["tasks", "totals"],
+                ),
             ]
         },
         "JobInput": _schema_object(fields, closed=True),
@@ -5581,6 +5709,35 @@ def _run_schemas() -> JSONDict:
     }
 
 
+def _usage_schemas() -> JSONDict:
+    window = {
+        "since": {**TIME_SCHEMA, "description": "the window's first instant: a midnight in the user's zone"},
+        "runs": {**_schema_count(), "description": "runs that started (with or without figures)"},
+        "cost_usd": {"type": "number", "minimum": 0, "description": "the sum of the runs' total_cost_usd"},
+        "input_tokens": {**_schema_count(), "description": "all input: uncached, cache read and creation"},
+        "cache_read_tokens": {**_schema_count(), "description": "part of input_tokens"},
+        "cache_creation_tokens": {**_schema_count(), "description": "part of input_tokens"},
+        "output_tokens": _schema_count(),
+    }
+    windows = {name: _schema_ref("UsageWindow") for name in USAGE_WINDOWS}
+    job = {"id": UUID_SCHEMA, "name": {"type": "string"}, "totals": _schema_ref("Totals")}
+    usage = {
+        "zone": {"type": "string", "description": "the IANA zone whose midnights start the windows"},
+        "jobs": _schema_array(_schema_object(job, required=list(job))),
+        "unassigned": _schema_ref("Totals"),
+        "total": _schema_ref("Totals"),
+    }
+    return {
+        "UsageWindow": _schema_object(window, required=list(window)),
+        "Totals": {
+            **_schema_object(windows, required=list(windows)),
+            "description": "runs by when they finished (else started): today since local midnight, "
+            "7d and 30d also the 6 and 29 days before",
+        },
+        "Usage": _schema_object(usage, required=list(usage)),
+    }
+
+
 def _server_schemas() -> JSONDict:
     engine = {
         "running": {"type": "boolean"},
@@ -5658,7 +5815,7 @@ def openapi_document() -> JSONDict:
         operation_id = name if uses[route.func] == 1 else f"{name}_{route.method.lower()}"
         paths.setdefault(route.template, {})[route.method.lower()] = _operation(route, operation_id)
     error_response = {"description": "an error", "content": {JSON_TYPE: {"schema": _schema_ref("Error")}}}
-    schemas = _job_schemas() | _task_schemas() | _run_schemas() | _server_schemas()
+    schemas = _job_schemas() | _task_schemas() | _run_schemas() | _usage_schemas() | _server_schemas()
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -6112,6 +6269,9 @@ class ApiClient:
         items = self._items(f"/api/{collection}", collection, query)
         return match_id(kind, text, (str(item.get("id")) for item in items))
 
+    def usage(self) -> JSONDict:
+        return self._object("GET", "/api/usage")
+
     # Engine ------------------------------------------------------------------
 
     def engine_status(self) -> JSONDict:
@@ -6280,7 +6440,38 @@ RUN_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("COST", lambda run: _money(run["cost_usd"])),
     ("ERROR", lambda run: (run["error"] or "")[:60]),
 )
+# A job's or task's totals: one row per window of USAGE_WINDOWS.
+USAGE_LABELS = {"today": "today", "7d": "7 days", "30d": "30 days"}
+TOTALS_COLUMNS: tuple[tuple[str, Row], ...] = (
+    ("USAGE", lambda row: USAGE_LABELS[row["window"]]),
+    ("COST", lambda row: _money(row["cost_usd"])),
+    ("TOKENS IN", lambda row: _tokens_in(row)),
+    ("OUT", lambda row: f"{row['output_tokens']:,}"),
+    ("RUNS", lambda row: str(row["runs"])),
+)
+# `jobs usage`: one row per job, then the unassigned tasks and the sum.
+USAGE_COLUMNS: tuple[tuple[str, Row], ...] = (
+    ("JOB", lambda row: row["name"]),
+    ("ID", lambda row: _short(row["id"])),
+    *(
+        (USAGE_LABELS[name].upper(), lambda row, name=name: _money(row["totals"][name]["cost_usd"]))
+        for name in USAGE_WINDOWS
+    ),
+    ("RUNS (30 DAYS)", lambda row: str(row["totals"]["30d"]["runs"])),
+    ("TOKENS IN (30 DAYS)", lambda row: _tokens_in(row["totals"]["30d"])),
+    ("OUT (30 DAYS)", lambda row: f"{row['totals']['30d']['output_tokens']:,}"),
+)
 CELL_MAX = 48
+
+
+def _tokens_in(window: JSONDict) -> str:
+    """All input tokens, with the part that went through the prompt cache (read or written)."""
+    cached = window["cache_read_tokens"] + window["cache_creation_tokens"]
+    return f"{window['input_tokens']:,} ({cached:,} cached)"
+
+
+def _totals_text(totals: JSONDict) -> str:
+    return format_table([{"window": name, **totals[name]} for name in USAGE_WINDOWS], TOTALS_COLUMNS)
 
 
 def format_table(rows: list[JSONDict], columns: tuple[tuple[str, Row], ...]) -> str:
@@ -6401,9 +6592,31 @@ def _cmd_jobs_get(ctx: CliContext) -> int:
 def _job_text(job: JSONDict) -> str:
     progress = job["progress"]
     counts = ", ".join(f"{progress[key]} {key.replace('_', ' ')}" for key in PROGRESS_KEYS)
-    head = format_fields(job, skip=("tasks", "progress", "task_order"))
+    head = format_fields(job, skip=("tasks", "progress", "task_order", "totals"))
     tasks = format_table(job["tasks"], TASK_COLUMNS) if job["tasks"] else "No tasks yet."
-    return f"{head}\nprogress           {progress['text']} done ({progress['percent']}%): {counts}\n\n{tasks}"
+    totals = _totals_text(job["totals"])
+    return (
+        f"{head}\nprogress           {progress['text']} done ({progress['percent']}%): {counts}\n\n"
+        f"{totals}\n\n{tasks}"
+    )
+
+
+def _cmd_jobs_usage(ctx: CliContext) -> int:
+    usage = ctx.backend.usage()
+    return ctx.show(usage, lambda: _usage_text(usage))
+
+
+def _usage_text(usage: JSONDict) -> str:
+    rows = [
+        *usage["jobs"],
+        {"name": "(Unassigned)", "id": None, "totals": usage["unassigned"]},
+        {"name": "All", "id": None, "totals": usage["total"]},
+    ]
+    note = (
+        f"Runs by when they finished; days start at midnight ({usage['zone']}), "
+        "and 7 and 30 days include today."
+    )
+    return f"{format_table(rows, USAGE_COLUMNS)}\n\n{note}"
 
 
 def _cmd_jobs_create(ctx: CliContext) -> int:
@@ -6481,7 +6694,9 @@ def _cmd_tasks_list(ctx: CliContext) -> int:
 
 def _cmd_tasks_get(ctx: CliContext) -> int:
     task = ctx.backend.get_task(ctx.resolve("task", ctx.args.id))
-    return ctx.show(task, lambda: format_fields(task))
+    return ctx.show(
+        task, lambda: f"{format_fields(task, skip=('totals',))}\n\n{_totals_text(task['totals'])}"
+    )
 
 
 def _cmd_tasks_create(ctx: CliContext) -> int:
@@ -7178,6 +7393,7 @@ CLI_COMMANDS: list[CliSpec] = [
     ("jobs", "update", _cmd_jobs_update, _jobs_update_options),
     ("jobs", "delete", _cmd_jobs_delete, _with_force),
     ("jobs", "tasks", _cmd_jobs_tasks, _with_id),
+    ("jobs", "usage", _cmd_jobs_usage, _no_options),
     ("tasks", "list", _cmd_tasks_list, _tasks_list_options),
     ("tasks", "get", _cmd_tasks_get, _with_id),
     ("tasks", "create", _cmd_tasks_create, lambda parser: _task_options(parser, creating=True)),
@@ -7218,6 +7434,7 @@ CLI_HELP = {
     "update": "change one",
     "delete": "delete one (and what belongs to it)",
     "tasks": "list a job's tasks",
+    "usage": "what each job's runs cost and used: today, in 7 and in 30 days",
     "enable": "let a task fire on its schedule",
     "disable": "stop a task from firing",
     "next": "show a task's next fire times",
