@@ -7729,6 +7729,32 @@ def _compact_duration(seconds: int) -> str:
     return "".join(parts) or "0s"
 
 
+COUNT_UNITS = ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "k"))
+
+
+def _compact_count(count: int) -> str:
+    """A count in at most four figures: 950, 40k, 1.2M."""
+    for size, suffix in COUNT_UNITS:
+        scaled = round(count / size, 1)
+        if count >= COUNT_UNITS[-1][0] and scaled >= 1:
+            return f"{scaled:g}{suffix}"
+    return str(count)
+
+
+def _totals_line(totals: JSONDict) -> str:
+    """Cost today, in 7 and in 30 days, and the 30 days' runs and tokens, on one line."""
+    costs = " · ".join(
+        f"{USAGE_LABELS[name].capitalize()} {_money(totals[name]['cost_usd'])}" for name in USAGE_WINDOWS
+    )
+    month = totals["30d"]
+    cached = month["cache_read_tokens"] + month["cache_creation_tokens"]
+    tokens = (
+        f"{_compact_count(month['input_tokens'])} in ({_compact_count(cached)} cached)"
+        f" / {_compact_count(month['output_tokens'])} out"
+    )
+    return f"{costs}, {_plural(month['runs'], 'run')}, {tokens}"
+
+
 def _job_label(job: JSONDict, duplicated: set[str]) -> str:
     name = str(job["name"])
     return f"{name} ({job['id'][:ID_PREFIX_LEN]})" if name in duplicated else name
@@ -8498,6 +8524,19 @@ class StoreReader:
             return runs[:GUI_RUNS_SHOWN]
         return self.service.list_runs(limit=GUI_RUNS_SHOWN)
 
+    def totals(self, scope: Scope) -> JSONDict | None:
+        """What the runs of a task, a job, the unassigned tasks or all cost and used; None
+        when the task or job is gone."""
+        try:
+            if scope.kind == SCOPE_TASK:
+                return self.service.task_totals(str(scope.ident))
+            if scope.kind in (SCOPE_JOB, SCOPE_UNASSIGNED):
+                return self.service.job_totals(scope.ident)
+        except NotFound:
+            return None
+        total: JSONDict = self.service.usage()["total"]
+        return total
+
     def _changed(self) -> bool:
         signature = _home_signature(self.service.store.home)
         now = time.monotonic()
@@ -8847,6 +8886,8 @@ class RunsPane:
     """The runs of the selected task (or job, or all), newest first; run actions."""
 
     def __init__(self, app: App, parent: tk.Misc, looks: Looks) -> None:
+        from tkinter import ttk
+
         self.app = app
         self.frame, self.subtitle = _pane_frame(parent, "Runs", looks)
         self.buttons = _toolbar(
@@ -8861,6 +8902,12 @@ class RunsPane:
         self.table.frame.grid(row=2, column=0, sticky="nsew")
         self.table.on_select(self._on_select)
         self.table.tree.bind("<Delete>", lambda event: app.delete_run())
+        self.totals = _autowrap(ttk.Label(self.frame, style="Muted.TLabel", justify="left"))
+        self.totals.grid(row=3, column=0, sticky="ew", pady=(6, 0))
+
+    def show_totals(self, totals: JSONDict | None) -> None:
+        """What the listed runs cost and used (see usage_totals); None: nothing to say."""
+        self.totals.configure(text=_totals_line(totals) if totals else "")
 
     def show(self, runs: list[JSONDict], title: str, selected: str | None, *, with_task: bool) -> None:
         """List runs; `with_task` adds the Task column (when they are not all one task's)."""
@@ -10341,6 +10388,11 @@ class App:
     def _load_runs(self) -> None:
         scope = self.runs_scope
         self.submit(lambda: self.reader.runs(scope), lambda runs: self._apply_runs(scope, runs))
+        self.submit(lambda: self.reader.totals(scope), lambda totals: self._apply_totals(scope, totals))
+
+    def _apply_totals(self, scope: Scope, totals: JSONDict | None) -> None:
+        if scope == self.runs_scope:  # else the person chose something else meanwhile
+            self.runs_pane.show_totals(totals)
 
     def _apply_runs(self, scope: Scope, runs: list[JSONDict]) -> None:
         if scope != self.runs_scope:
