@@ -4751,8 +4751,8 @@ class Service:
 
     # Usage -------------------------------------------------------------------
 
-    def _totals(self, runs: Iterable[Run], zone: ZoneInfo | None = None) -> JSONDict:
-        return usage_totals(runs, self.clock(), zone or get_zone(None))
+    def _totals(self, runs: Iterable[Run]) -> JSONDict:
+        return usage_totals(runs, self.clock(), get_zone(None))
 
     def task_totals(self, task_id: str) -> JSONDict:
         """What a task's runs cost and used today, in 7 and in 30 days (see usage_totals)."""
@@ -4773,15 +4773,19 @@ class Service:
             for task in self.store.task_list():
                 runs_by_job.setdefault(task.job_id, []).extend(self.store.runs_of(task.id))
             jobs = sorted(self.store.job_list(), key=lambda job: (job.name.casefold(), job.created_at))
-        zone_name = local_zone_name()
+        now, zone_name = self.clock(), local_zone_name()  # one `now` for all, so the windows agree
         zone = get_zone(zone_name)
-        rows: list[JSONDict] = [
-            {"id": job.id, "name": job.name, "totals": self._totals(runs_by_job.get(job.id, []), zone)}
-            for job in jobs
-        ]
-        unassigned = self._totals(runs_by_job.get(None, []), zone)
-        total = sum_usage_totals([unassigned, *(row["totals"] for row in rows)])
-        return {"zone": zone_name, "jobs": rows, "unassigned": unassigned, "total": total}
+        totals = {job_id: usage_totals(runs, now, zone) for job_id, runs in runs_by_job.items()}
+
+        def of(job_id: str | None) -> JSONDict:
+            return totals.get(job_id) or usage_totals([], now, zone)
+
+        return {
+            "zone": zone_name,
+            "jobs": [{"id": job.id, "name": job.name, "totals": of(job.id)} for job in jobs],
+            "unassigned": of(None),
+            "total": sum_usage_totals([usage_totals([], now, zone), *totals.values()]),
+        }
 
     # Engine ------------------------------------------------------------------
 
@@ -5713,7 +5717,7 @@ def _usage_schemas() -> JSONDict:
     window = {
         "since": {**TIME_SCHEMA, "description": "the window's first instant: a midnight in the user's zone"},
         "runs": {**_schema_count(), "description": "runs that started (with or without figures)"},
-        "cost_usd": {"type": "number", "minimum": 0, "description": "the sum of the runs' total_cost_usd"},
+        "cost_usd": {"type": "number", "description": "the sum of the runs' total_cost_usd"},
         "input_tokens": {**_schema_count(), "description": "all input: uncached, cache read and creation"},
         "cache_read_tokens": {**_schema_count(), "description": "part of input_tokens"},
         "cache_creation_tokens": {**_schema_count(), "description": "part of input_tokens"},
@@ -7733,11 +7737,12 @@ COUNT_UNITS = ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "k"))
 
 
 def _compact_count(count: int) -> str:
-    """A count in at most four figures: 950, 40k, 1.2M."""
-    for size, suffix in COUNT_UNITS:
-        scaled = round(count / size, 1)
-        if count >= COUNT_UNITS[-1][0] and scaled >= 1:
-            return f"{scaled:g}{suffix}"
+    """A count in a few figures: 950, 40k, 41.2k, 1.2M."""
+    if count >= COUNT_UNITS[-1][0]:
+        for size, suffix in COUNT_UNITS:
+            scaled = round(count / size, 1)
+            if scaled >= 1:
+                return f"{scaled:g}{suffix}"
     return str(count)
 
 
