@@ -56,7 +56,7 @@ def figures(window: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in window.items() if key != "since"}
 
 
-def window(runs: int, cost: float, tokens: tuple[int, int, int, int] = (0, 0, 0, 0)) -> dict[str, Any]:
+def window(runs: int, cost: float, tokens: tuple[int, ...] = (0, 0, 0, 0)) -> dict[str, Any]:
     names = ("input_tokens", "cache_read_tokens", "cache_creation_tokens", "output_tokens")
     return {"runs": runs, "cost_usd": cost, **dict(zip(names, tokens, strict=True))}
 
@@ -309,6 +309,27 @@ def test_jobs_usage_with_nothing_yet(cli_json: Callable[..., Any], clock: FakeCl
     usage = cli_json("jobs", "usage")
     assert usage["jobs"] == []
     assert [figures(usage["total"][name]) for name in ("today", "7d", "30d")] == [EMPTY] * 3
+
+
+def test_a_run_of_the_fake_claude_adds_its_recorded_figures(
+    cli: Callable[..., Any], cli_json: Callable[..., Any], clock: FakeClock, record: Any
+) -> None:
+    task = cli_json("tasks", "create", "--name", "Hello", "--prompt", "Say hello.")
+    assert cli("tasks", "run", task["id"][:8]).code == 0
+    (run,) = cli_json("runs", "list", "--task", task["id"])["runs"]
+    assert run["cost_usd"] and run["input_tokens"] and run["output_tokens"]
+    recorded = window(
+        1,
+        run["cost_usd"],
+        tuple(
+            run[name] or 0
+            for name in ("input_tokens", "cache_read_tokens", "cache_creation_tokens", "output_tokens")
+        ),
+    )
+    totals = cli_json("tasks", "get", task["id"])["totals"]
+    assert [figures(totals[name]) for name in ("today", "7d", "30d")] == [recorded] * 3
+    clock.advance(30 * 86400)
+    assert figures(cli_json("tasks", "get", task["id"])["totals"]["30d"]) == EMPTY
 
 
 # Through the API -----------------------------------------------------------------------------
