@@ -761,7 +761,7 @@ class Job:
         "working_directory",
         "task_order",
     )
-    READ_ONLY: ClassVar[tuple[str, ...]] = ("id", "created_at", "updated_at", "progress", "tasks")
+    READ_ONLY: ClassVar[tuple[str, ...]] = ("id", "created_at", "updated_at", "progress", "tasks", "totals")
 
     @classmethod
     def from_dict(cls, data: JSON) -> Job:
@@ -867,7 +867,14 @@ class Task:
         "last_run_status",
         "last_session_id",
     )
-    READ_ONLY: ClassVar[tuple[str, ...]] = ("id", "created_at", "updated_at", "schedule_text", *DERIVED)
+    READ_ONLY: ClassVar[tuple[str, ...]] = (
+        "id",
+        "created_at",
+        "updated_at",
+        "schedule_text",
+        "totals",
+        *DERIVED,
+    )
 
     @classmethod
     def from_dict(cls, data: JSON, *, strict: bool = False) -> Task:
@@ -1878,6 +1885,74 @@ def derive_job_status(statuses: Iterable[RunStatus | None]) -> JobStatus:
     if buckets == {"success"}:
         return JobStatus.COMPLETED
     return JobStatus.PENDING
+
+
+# Usage totals: what runs cost and used, summed over calendar windows in the user's zone.
+
+# Window name -> how many days before today it starts: today, then today and the 6 or 29 days before.
+USAGE_WINDOWS = {"today": 0, "7d": 6, "30d": 29}
+USAGE_TOKENS = ("input_tokens", "cache_read_tokens", "cache_creation_tokens", "output_tokens")
+COST_DIGITS = 9  # sums of float costs, rounded so that 0.1 + 0.2 reads 0.3
+
+
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The first instant of `day` in `zone` (UTC): its midnight, or the end of a DST gap
+    that swallows midnight, or the first of two midnights."""
+    instants = [
+        datetime(day.year, day.month, day.day, fold=fold, tzinfo=zone).astimezone(UTC) for fold in (0, 1)
+    ]
+    return min(moment for moment in instants if moment.astimezone(zone).date() == day)
+
+
+def usage_totals(runs: Iterable[Run], now: datetime, zone: ZoneInfo) -> JSONDict:
+    """Runs, cost and tokens of each window of USAGE_WINDOWS, from `since` (its first
+    instant) on. A run counts by when it finished, else when it started; a run that never
+    started (queued, skipped, missed) counts nowhere, and one without figures counts as a
+    run and adds nothing. `input_tokens` is all input; the cache counts are parts of it."""
+    today = now.astimezone(zone).date()
+    widest_first = sorted(USAGE_WINDOWS, key=USAGE_WINDOWS.__getitem__, reverse=True)
+    starts = [local_midnight(today - timedelta(days=USAGE_WINDOWS[name]), zone) for name in widest_first]
+    # The windows nest, so each run is added once, to the band between its window's start
+    # and the next narrower window's; a window sums its band and the narrower ones. A band
+    # holds runs, cost, then the tokens in USAGE_TOKENS' order.
+    bands = [[0.0] * (2 + len(USAGE_TOKENS)) for _ in starts]
+    for run in runs:
+        if run.started_at is None:
+            continue
+        index = bisect_right(starts, run.finished_at or run.started_at) - 1
+        if index >= 0:  # in the loop, not a function: the window sums up 20,000 runs
+            band = bands[index]
+            band[0] += 1
+            band[1] += run.cost_usd or 0.0
+            band[2] += run.input_tokens or 0
+            band[3] += run.cache_read_tokens or 0
+            band[4] += run.cache_creation_tokens or 0
+            band[5] += run.output_tokens or 0
+    totals: JSONDict = {}
+    for index, name in enumerate(widest_first):
+        sums = [math.fsum(column) for column in zip(*bands[index:], strict=True)]
+        totals[name] = {
+            "since": fmt_time(starts[index]),
+            "runs": int(sums[0]),
+            "cost_usd": round(sums[1], COST_DIGITS),
+            **{token: int(count) for token, count in zip(USAGE_TOKENS, sums[2:], strict=True)},
+        }
+    return {name: totals[name] for name in USAGE_WINDOWS}
+
+
+def sum_usage_totals(parts: Iterable[JSONDict]) -> JSONDict:
+    """The sum of several usage_totals made at one time in one zone (at least one)."""
+    parts = list(parts)
+    summed: JSONDict = {}
+    for name in USAGE_WINDOWS:
+        windows = [part[name] for part in parts]
+        summed[name] = {
+            "since": windows[0]["since"],
+            "runs": sum(window["runs"] for window in windows),
+            "cost_usd": round(math.fsum(window["cost_usd"] for window in windows), COST_DIGITS),
+            **{token: sum(window[token] for window in windows) for token in USAGE_TOKENS},
+        }
+    return summed
 
 
 ####
@@ -4904,6 +4979,7 @@ class Service:
             tasks = self.store.tasks_of(record.id)
             job = self._job_dict(record, tasks)
             job["tasks"] = [task.to_dict() for task in tasks]
+            job["totals"] = self._totals(run for task in tasks for run in self.store.runs_of(task.id))
             return job
 
     def job_tasks(self, job_id: str) -> list[JSONDict]:
@@ -5003,7 +5079,10 @@ class Service:
             return [task.to_dict() for task in tasks]
 
     def get_task(self, task_id: str) -> JSONDict:
-        return self.store.task(task_id).to_dict()
+        """The task with the totals of its runs."""
+        with self.store.locked():
+            task = self.store.task(task_id)
+            return {**task.to_dict(), "totals": self._totals(self.store.runs_of(task.id))}
 
     def create_task(self, data: JSON) -> JSONDict:
         data = self._input(data, Task)
@@ -5233,6 +5312,44 @@ class Service:
 
     def resolve(self, kind: str, text: str) -> str:
         return self.store.resolve(kind, text)
+
+    # Usage -------------------------------------------------------------------
+
+    def _totals(self, runs: Iterable[Run]) -> JSONDict:
+        return usage_totals(runs, self.clock(), get_zone(None))
+
+    def task_totals(self, task_id: str) -> JSONDict:
+        """What a task's runs cost and used today, in 7 and in 30 days (see usage_totals)."""
+        with self.store.locked():
+            return self._totals(self.store.runs_of(self.store.task(task_id).id))
+
+    def job_totals(self, job_id: str | None) -> JSONDict:
+        """The same for all runs of a job's tasks (None: of the tasks in no job)."""
+        with self.store.locked():
+            tasks = self.store.tasks_of(self.store.job(job_id).id if job_id else None)
+            return self._totals(run for task in tasks for run in self.store.runs_of(task.id))
+
+    def usage(self) -> JSONDict:
+        """Every job's totals (by name), the unassigned tasks' and the sum of all, with the
+        zone whose midnights start the windows."""
+        with self.store.locked():
+            runs_by_job: dict[str | None, list[Run]] = {}
+            for task in self.store.task_list():
+                runs_by_job.setdefault(task.job_id, []).extend(self.store.runs_of(task.id))
+            jobs = sorted(self.store.job_list(), key=lambda job: (job.name.casefold(), job.created_at))
+        now, zone_name = self.clock(), local_zone_name()  # one `now` for all, so the windows agree
+        zone = get_zone(zone_name)
+        totals = {job_id: usage_totals(runs, now, zone) for job_id, runs in runs_by_job.items()}
+
+        def of(job_id: str | None) -> JSONDict:
+            return totals.get(job_id) or usage_totals([], now, zone)
+
+        return {
+            "zone": zone_name,
+            "jobs": [{"id": job.id, "name": job.name, "totals": of(job.id)} for job in jobs],
+            "unassigned": of(None),
+            "total": sum_usage_totals([usage_totals([], now, zone), *totals.values()]),
+        }
 
     # Engine ------------------------------------------------------------------
 
@@ -6233,6 +6350,11 @@ def _api_doctor(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, {"checks": service.check_setup()}
 
 
+@api_route("GET", "/api/usage", "What each job's runs cost and used: today, 7 and 30 days", schema="Usage")
+def _api_usage(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.usage()
+
+
 # The OpenAPI document, built from the route table and the model's enums and limits.
 
 
@@ -6370,6 +6492,10 @@ def _task_schemas() -> JSONDict:
         "schedule_text": {"type": "string", "description": "the schedule in words"},
     }
     stamps = {"id": UUID_SCHEMA, "created_at": TIME_SCHEMA, "updated_at": TIME_SCHEMA}
+    totals = {
+        "allOf": [_schema_ref("Totals")],
+        "description": "in the answers about one task (not in lists): what its runs cost and used",
+    }
     retry = {
         "max_attempts": _schema_count(0, RETRY_MAX),
         "delay_seconds": _schema_count(0, RETRY_DELAY_MAX),
@@ -6378,7 +6504,10 @@ def _task_schemas() -> JSONDict:
     return {
         "Schedule": _schedule_schema(),
         "Retry": _schema_object(retry, closed=True),
-        "Task": _schema_object({**stamps, **fields, **derived}, required=[*stamps, *fields, *derived]),
+        "Task": _schema_object(
+            {**stamps, **fields, **derived, "totals": totals},
+            required=[*stamps, *fields, *derived],
+        ),
         "TaskInput": _schema_object(fields, closed=True),
         "TaskPatch": _schema_object({**fields, "env": ENV_PATCH_SCHEMA}, closed=True),
         "TaskCreate": {"allOf": [_schema_ref("TaskInput"), {"required": ["name", "prompt"]}]},
@@ -6427,7 +6556,10 @@ def _job_schemas() -> JSONDict:
         "JobDetail": {
             "allOf": [
                 _schema_ref("Job"),
-                _schema_object({"tasks": _schema_array(_schema_ref("Task"))}, required=["tasks"]),
+                _schema_object(
+                    {"tasks": _schema_array(_schema_ref("Task")), "totals": _schema_ref("Totals")},
+                    required=["tasks", "totals"],
+                ),
             ]
         },
         "JobInput": _schema_object(fields, closed=True),
@@ -6526,6 +6658,35 @@ def _run_schemas() -> JSONDict:
             {"trigger": {"enum": list(CLIENT_TRIGGERS), "default": Trigger.API.value}}, closed=True
         ),
         "LogChunk": _schema_object(log_chunk, required=list(log_chunk)),
+    }
+
+
+def _usage_schemas() -> JSONDict:
+    window = {
+        "since": {**TIME_SCHEMA, "description": "the window's first instant: a midnight in the user's zone"},
+        "runs": {**_schema_count(), "description": "runs that started (with or without figures)"},
+        "cost_usd": {"type": "number", "description": "the sum of the runs' total_cost_usd"},
+        "input_tokens": {**_schema_count(), "description": "all input: uncached, cache read and creation"},
+        "cache_read_tokens": {**_schema_count(), "description": "part of input_tokens"},
+        "cache_creation_tokens": {**_schema_count(), "description": "part of input_tokens"},
+        "output_tokens": _schema_count(),
+    }
+    windows = {name: _schema_ref("UsageWindow") for name in USAGE_WINDOWS}
+    job = {"id": UUID_SCHEMA, "name": {"type": "string"}, "totals": _schema_ref("Totals")}
+    usage = {
+        "zone": {"type": "string", "description": "the IANA zone whose midnights start the windows"},
+        "jobs": _schema_array(_schema_object(job, required=list(job))),
+        "unassigned": _schema_ref("Totals"),
+        "total": _schema_ref("Totals"),
+    }
+    return {
+        "UsageWindow": _schema_object(window, required=list(window)),
+        "Totals": {
+            **_schema_object(windows, required=list(windows)),
+            "description": "runs by when they finished (else started): today since local midnight, "
+            "7d and 30d also the 6 and 29 days before",
+        },
+        "Usage": _schema_object(usage, required=list(usage)),
     }
 
 
@@ -6640,7 +6801,7 @@ def openapi_document() -> JSONDict:
         operation_id = name if uses[route.func] == 1 else f"{name}_{route.method.lower()}"
         paths.setdefault(route.template, {})[route.method.lower()] = _operation(route, operation_id)
     error_response = {"description": "an error", "content": {JSON_TYPE: {"schema": _schema_ref("Error")}}}
-    schemas = _job_schemas() | _task_schemas() | _run_schemas() | _server_schemas()
+    schemas = _job_schemas() | _task_schemas() | _run_schemas() | _usage_schemas() | _server_schemas()
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -7094,6 +7255,9 @@ class ApiClient:
         items = self._items(f"/api/{collection}", collection, query)
         return match_id(kind, text, (str(item.get("id")) for item in items))
 
+    def usage(self) -> JSONDict:
+        return self._object("GET", "/api/usage")
+
     # Engine ------------------------------------------------------------------
 
     def engine_status(self) -> JSONDict:
@@ -7265,11 +7429,42 @@ RUN_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("COST", lambda run: _money(run["cost_usd"])),
     ("ERROR", lambda run: (run["error"] or "")[:60]),
 )
+# A job's or task's totals: one row per window of USAGE_WINDOWS.
+USAGE_LABELS = {"today": "today", "7d": "7 days", "30d": "30 days"}
+TOTALS_COLUMNS: tuple[tuple[str, Row], ...] = (
+    ("USAGE", lambda row: USAGE_LABELS[row["window"]]),
+    ("COST", lambda row: _money(row["cost_usd"])),
+    ("TOKENS IN", lambda row: _tokens_in(row)),
+    ("OUT", lambda row: f"{row['output_tokens']:,}"),
+    ("RUNS", lambda row: str(row["runs"])),
+)
+# `jobs usage`: one row per job, then the unassigned tasks and the sum.
+USAGE_COLUMNS: tuple[tuple[str, Row], ...] = (
+    ("JOB", lambda row: row["name"]),
+    ("ID", lambda row: _short(row["id"])),
+    *(
+        (USAGE_LABELS[name].upper(), lambda row, name=name: _money(row["totals"][name]["cost_usd"]))
+        for name in USAGE_WINDOWS
+    ),
+    ("RUNS (30 DAYS)", lambda row: str(row["totals"]["30d"]["runs"])),
+    ("TOKENS IN (30 DAYS)", lambda row: _tokens_in(row["totals"]["30d"])),
+    ("OUT (30 DAYS)", lambda row: f"{row['totals']['30d']['output_tokens']:,}"),
+)
 CELL_MAX = 48
 DOCTOR_WIDTH = 100  # the table's width when the terminal's is unknown
 DOCTOR_LEVEL_WIDTH = len(CHECK_WARNING)
 DOCTOR_CHECK_MAX = 26  # a longer check (a task's name) is clipped
 DOCTOR_TEXT_MIN = 30  # the message column, however narrow the terminal
+
+
+def _tokens_in(window: JSONDict) -> str:
+    """All input tokens, with the part that went through the prompt cache (read or written)."""
+    cached = window["cache_read_tokens"] + window["cache_creation_tokens"]
+    return f"{window['input_tokens']:,} ({cached:,} cached)"
+
+
+def _totals_text(totals: JSONDict) -> str:
+    return format_table([{"window": name, **totals[name]} for name in USAGE_WINDOWS], TOTALS_COLUMNS)
 
 
 def format_table(rows: list[JSONDict], columns: tuple[tuple[str, Row], ...]) -> str:
@@ -7392,9 +7587,31 @@ def _cmd_jobs_get(ctx: CliContext) -> int:
 def _job_text(job: JSONDict) -> str:
     progress = job["progress"]
     counts = ", ".join(f"{progress[key]} {key.replace('_', ' ')}" for key in PROGRESS_KEYS)
-    head = format_fields(job, skip=("tasks", "progress", "task_order"))
+    head = format_fields(job, skip=("tasks", "progress", "task_order", "totals"))
     tasks = format_table(job["tasks"], TASK_COLUMNS) if job["tasks"] else "No tasks yet."
-    return f"{head}\nprogress           {progress['text']} done ({progress['percent']}%): {counts}\n\n{tasks}"
+    totals = _totals_text(job["totals"])
+    return (
+        f"{head}\nprogress           {progress['text']} done ({progress['percent']}%): {counts}\n\n"
+        f"{totals}\n\n{tasks}"
+    )
+
+
+def _cmd_jobs_usage(ctx: CliContext) -> int:
+    usage = ctx.backend.usage()
+    return ctx.show(usage, lambda: _usage_text(usage))
+
+
+def _usage_text(usage: JSONDict) -> str:
+    rows = [
+        *usage["jobs"],
+        {"name": "(Unassigned)", "id": None, "totals": usage["unassigned"]},
+        {"name": "All", "id": None, "totals": usage["total"]},
+    ]
+    note = (
+        f"Runs by when they finished; days start at midnight ({usage['zone']}), "
+        "and 7 and 30 days include today."
+    )
+    return f"{format_table(rows, USAGE_COLUMNS)}\n\n{note}"
 
 
 def _cmd_jobs_create(ctx: CliContext) -> int:
@@ -7472,7 +7689,9 @@ def _cmd_tasks_list(ctx: CliContext) -> int:
 
 def _cmd_tasks_get(ctx: CliContext) -> int:
     task = ctx.backend.get_task(ctx.resolve("task", ctx.args.id))
-    return ctx.show(task, lambda: format_fields(task))
+    return ctx.show(
+        task, lambda: f"{format_fields(task, skip=('totals',))}\n\n{_totals_text(task['totals'])}"
+    )
 
 
 def _cmd_tasks_create(ctx: CliContext) -> int:
@@ -8336,6 +8555,7 @@ CLI_COMMANDS: list[CliSpec] = [
     ("jobs", "update", _cmd_jobs_update, _jobs_update_options),
     ("jobs", "delete", _cmd_jobs_delete, _with_force),
     ("jobs", "tasks", _cmd_jobs_tasks, _with_id),
+    ("jobs", "usage", _cmd_jobs_usage, _no_options),
     ("tasks", "list", _cmd_tasks_list, _tasks_list_options),
     ("tasks", "get", _cmd_tasks_get, _with_id),
     ("tasks", "create", _cmd_tasks_create, lambda parser: _task_options(parser, creating=True)),
@@ -8377,6 +8597,7 @@ CLI_HELP = {
     "update": "change one",
     "delete": "delete one (and what belongs to it)",
     "tasks": "list a job's tasks",
+    "usage": "what each job's runs cost and used: today, in 7 and in 30 days",
     "enable": "let a task fire on its schedule",
     "disable": "stop a task from firing",
     "next": "show a task's next fire times",
@@ -8677,6 +8898,33 @@ def _compact_duration(seconds: int) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts) or "0s"
+
+
+COUNT_UNITS = ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "k"))
+
+
+def _compact_count(count: int) -> str:
+    """A count in a few figures: 950, 40k, 41.2k, 1.2M."""
+    if count >= COUNT_UNITS[-1][0]:
+        for size, suffix in COUNT_UNITS:
+            scaled = round(count / size, 1)
+            if scaled >= 1:
+                return f"{scaled:g}{suffix}"
+    return str(count)
+
+
+def _totals_line(totals: JSONDict) -> str:
+    """Cost today, in 7 and in 30 days, and the 30 days' runs and tokens, on one line."""
+    costs = " · ".join(
+        f"{USAGE_LABELS[name].capitalize()} {_money(totals[name]['cost_usd'])}" for name in USAGE_WINDOWS
+    )
+    month = totals["30d"]
+    cached = month["cache_read_tokens"] + month["cache_creation_tokens"]
+    tokens = (
+        f"{_compact_count(month['input_tokens'])} in ({_compact_count(cached)} cached)"
+        f" / {_compact_count(month['output_tokens'])} out"
+    )
+    return f"{costs}, {_plural(month['runs'], 'run')}, {tokens}"
 
 
 def _job_label(job: JSONDict, duplicated: set[str]) -> str:
@@ -9459,6 +9707,19 @@ class StoreReader:
             return runs[:GUI_RUNS_SHOWN]
         return self.service.list_runs(limit=GUI_RUNS_SHOWN)
 
+    def totals(self, scope: Scope) -> JSONDict | None:
+        """What the runs of a task, a job, the unassigned tasks or all cost and used; None
+        when the task or job is gone."""
+        try:
+            if scope.kind == SCOPE_TASK:
+                return self.service.task_totals(str(scope.ident))
+            if scope.kind in (SCOPE_JOB, SCOPE_UNASSIGNED):
+                return self.service.job_totals(scope.ident)
+        except NotFound:
+            return None
+        total: JSONDict = self.service.usage()["total"]
+        return total
+
     def _changed(self) -> bool:
         signature = _home_signature(self.service.store.home)
         now = time.monotonic()
@@ -9882,6 +10143,8 @@ class RunsPane:
     """The runs of the selected task (or job, or all), newest first; run actions."""
 
     def __init__(self, app: App, parent: tk.Misc, looks: Looks) -> None:
+        from tkinter import ttk
+
         self.app = app
         self.frame, self.subtitle = _pane_frame(parent, "Runs", looks)
         self.buttons = _toolbar(
@@ -9896,6 +10159,12 @@ class RunsPane:
         self.table.frame.grid(row=2, column=0, sticky="nsew")
         self.table.on_select(self._on_select)
         self.table.tree.bind("<Delete>", lambda event: app.delete_run())
+        self.totals = _autowrap(ttk.Label(self.frame, style="Muted.TLabel", justify="left"))
+        self.totals.grid(row=3, column=0, sticky="ew", pady=(6, 0))
+
+    def show_totals(self, totals: JSONDict | None) -> None:
+        """What the listed runs cost and used (see usage_totals); None: nothing to say."""
+        self.totals.configure(text=_totals_line(totals) if totals else "")
 
     def show(self, runs: list[JSONDict], title: str, selected: str | None, *, with_task: bool) -> None:
         """List runs; `with_task` adds the Task column (when they are not all one task's)."""
@@ -11584,6 +11853,11 @@ class App:
     def _load_runs(self) -> None:
         scope = self.runs_scope
         self.submit(lambda: self.reader.runs(scope), lambda runs: self._apply_runs(scope, runs))
+        self.submit(lambda: self.reader.totals(scope), lambda totals: self._apply_totals(scope, totals))
+
+    def _apply_totals(self, scope: Scope, totals: JSONDict | None) -> None:
+        if scope == self.runs_scope:  # else the person chose something else meanwhile
+            self.runs_pane.show_totals(totals)
 
     def _apply_runs(self, scope: Scope, runs: list[JSONDict]) -> None:
         if scope != self.runs_scope:

@@ -427,7 +427,9 @@ def test_jobs_create_list_and_get(cli: Cli, cli_json: CliJson) -> None:
     )
     assert job["progress"]["text"] == "0/0"
     assert result.out == f"Created job {job['id'][:8]}: Implement CLI\n"
-    assert cli_json("jobs", "get", job["id"][:8]) == {**job, "tasks": []}
+    detail = cli_json("jobs", "get", job["id"][:8])
+    assert detail.pop("totals")["30d"]["runs"] == 0
+    assert detail == {**job, "tasks": []}
     header, row = cli("jobs", "list").out.splitlines()
     assert header.split() == ["ID", "NAME", "STATUS", "PROGRESS", "RUNNING", "FAILED", "UPDATED"]
     assert row.split()[:7] == [job["id"][:8], "Implement", "CLI", "pending", "0/0", "(0%)", "0"]
@@ -828,8 +830,9 @@ def test_tasks_get_shows_every_field(cli: Cli, cli_json: CliJson) -> None:
     task = make_task(cli_json, "t", "--cron", "0 9 * * *")
     got = cli_json("tasks", "get", task["id"])
     assert got == task
-    lines = cli("tasks", "get", task["id"][:6]).out.splitlines()
-    fields = {line.split()[0]: line.split(None, 1)[1] for line in lines}
+    fields_text, totals_text = cli("tasks", "get", task["id"][:6]).out.split("\n\n")
+    fields = {line.split()[0]: line.split(None, 1)[1] for line in fields_text.splitlines()}
+    assert totals_text.splitlines()[0].split() == ["USAGE", "COST", "TOKENS", "IN", "OUT", "RUNS"]
     assert fields["id"] == task["id"]
     assert fields["name"] == "t" and fields["prompt"] == "prompt of t"
     assert fields["schedule"] == json.dumps(task["schedule"])

@@ -95,6 +95,7 @@ READS = [
     ("jobs", "list"),
     ("jobs", "get", "{job}"),
     ("jobs", "tasks", "{job}"),
+    ("jobs", "usage"),
     ("tasks", "list"),
     ("tasks", "list", "--unassigned"),
     ("tasks", "list", "--job", "{job}"),

@@ -7,6 +7,7 @@ A session fixture uses $DISPLAY, or starts Xvfb on a free display number. Withou
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -17,12 +18,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import FAKE_CLAUDE, ROOT
+from run_helpers import FakeClock
 
 import claude_scheduler as cs
 
@@ -738,6 +740,47 @@ def test_a_run_started_by_another_process_shows(gui: Gui, home: Path) -> None:
     finally:
         child.wait(timeout=WAIT_SECONDS)
     assert gui.app.runs[0]["trigger"] == "cli"
+
+
+def test_the_runs_pane_says_what_the_selection_cost(
+    service: cs.Service, home: Path, display: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)  # 10:00 in Amsterdam
+    monkeypatch.setattr(cs, "Store", functools.partial(cs.Store, clock=FakeClock(now)))
+    monkeypatch.setenv("TZ", "Europe/Amsterdam")
+    job = service.create_job({"name": "Paid"})
+    first, second = make_task(service, "First", job["id"]), make_task(service, "Second", job["id"])
+    loose = make_task(service, "Loose")
+
+    def paid(task: cs.JSONDict, hours_ago: float, cost: float, tokens: tuple[int, int, int, int]) -> None:
+        finished = now - timedelta(hours=hours_ago)
+        run = cs.Run(cs.new_id(), task["id"], status=cs.RunStatus.SUCCESS, created_at=finished)
+        run.started_at, run.finished_at, run.cost_usd = finished - timedelta(minutes=3), finished, cost
+        run.input_tokens, run.cache_read_tokens, run.cache_creation_tokens, run.output_tokens = tokens
+        service.store.save_run(run)
+
+    paid(first, 1, 0.12, (1_200_000, 1_000_000, 100_000, 40_000))
+    paid(second, 11, 1.28, (950, 0, 0, 50))  # 23:00 yesterday in Amsterdam
+    paid(first, 24 * 20, 3.7, (0, 0, 0, 0))
+    paid(loose, 2, 2.0, (0, 0, 0, 0))
+    with open_gui(home) as gui:
+        line = gui.app.runs_pane.totals
+        assert line.winfo_ismapped()
+        assert line.cget("text") == (
+            "Today $2.1200 · 7 days $3.4000 · 30 days $7.1000, 4 runs, 1.2M in (1.1M cached) / 40k out"
+        )
+        gui.select_in_jobs(job["id"])
+        assert line.cget("text") == (
+            "Today $0.1200 · 7 days $1.4000 · 30 days $5.1000, 3 runs, 1.2M in (1.1M cached) / 40k out"
+        )
+        gui.select_task(second["id"])
+        assert (
+            line.cget("text")
+            == "Today $0.0000 · 7 days $1.2800 · 30 days $1.2800, 1 run, 950 in (0 cached) / 50 out"
+        )
+        paid(second, 0.5, 0.5, (9_050, 9_000, 0, 500))  # a run finishes, recorded by another process
+        gui.wait(lambda: line.cget("text").startswith("Today $0.5000 · 7 days $1.7800"), "the new run's cost")
+        assert line.cget("text").endswith(", 2 runs, 10k in (9k cached) / 550 out")
 
 
 # Other processes, errors, layout -------------------------------------------------------------
