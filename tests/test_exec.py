@@ -274,7 +274,7 @@ def test_is_error_fails_even_with_exit_code_zero(tmp_path: Path) -> None:
 def test_max_turns_reached_fails(tmp_path: Path) -> None:
     outcome = run(tmp_path, argv=command(max_turns=1))
     assert (outcome.status, outcome.num_turns) == (ex.STATUS_FAILED, 1)
-    assert outcome.error == "claude reported error_max_turns (exited with code 1)"
+    assert (outcome.error, outcome.failure_kind) == ("Reached maximum number of turns (1)", "max_turns")
 
 
 def test_nonzero_exit_code_is_the_real_one(tmp_path: Path) -> None:
