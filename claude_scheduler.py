@@ -30,7 +30,7 @@ import urllib.parse
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from http import HTTPStatus
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
@@ -2691,6 +2691,16 @@ USAGE_LIMIT_MAX_CHARS = 300  # the notice is one short sentence
 USAGE_LIMIT_SENTENCE = re.compile(
     r"^You(?:'|’)ve hit your (?P<what>[^·\n]+?)(?:\s*·\s*resets (?P<when>[^\n]+))?$"
 )
+# The reset in the sentence, as claude words it: "10:38am (UTC)", "Dec 5, 6:58pm (UTC)",
+# the zone an IANA name or UTC. Read only when no rate_limit_event gave the epoch.
+USAGE_LIMIT_RESET = re.compile(
+    r"^(?:(?P<month>[A-Za-z]{3})[a-z]*\.? (?P<day>\d{1,2}),? )?"
+    r"(?P<hour>1[0-2]|0?[1-9])(?::(?P<minute>[0-5]\d))?"
+    r"\s*(?P<half>am|pm) \((?P<zone>[^()]+)\)$",
+    re.IGNORECASE,
+)
+HALF_DAY_HOURS = 12
+MONTH_ABBREVIATIONS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 HTTP_SERVER_ERROR = 500  # API statuses from here up are the server's fault
 SYNTHETIC_MODEL = "<synthetic>"  # the model of the assistant line claude makes up for an API error
 MISSING_SESSION_TEXT = "No conversation found with session ID"
@@ -2940,6 +2950,44 @@ def _result_failed(result: dict[str, JSON]) -> bool:
 def _is_usage_limit_sentence(text: str) -> bool:
     """Whether `text` is claude's usage-limit notice ("You've hit your session limit · …")."""
     return len(text) <= USAGE_LIMIT_MAX_CHARS and USAGE_LIMIT_SENTENCE.match(text.strip()) is not None
+
+
+def usage_limit_reset(text: str, ended_at: datetime) -> datetime | None:
+    """When the limit named in claude's sentence ("You've hit your session limit · resets
+    10:38am (UTC)") lifts: the next such time after `ended_at`, in UTC. None when the
+    sentence names no reset or one this cannot read. Pure."""
+    sentence = USAGE_LIMIT_SENTENCE.match(text.strip()) if len(text) <= USAGE_LIMIT_MAX_CHARS else None
+    when = sentence.group("when") if sentence else None
+    found = USAGE_LIMIT_RESET.match(when.strip()) if when else None
+    zone_name = found.group("zone").strip() if found else ""
+    zone = UTC if zone_name.upper() == "UTC" else _zone_or_none(zone_name)
+    if found is None or zone is None:
+        return None
+    hour, minute = int(found.group("hour")), int(found.group("minute") or 0)
+    hour = hour % HALF_DAY_HOURS + (HALF_DAY_HOURS if found.group("half").lower() == "pm" else 0)
+    try:
+        return _next_wall_time(found.group("month"), found.group("day"), hour, minute, zone, ended_at)
+    except ValueError:  # "Feb 30"
+        return None
+
+
+def _next_wall_time(
+    month: str | None, day: str | None, hour: int, minute: int, zone: tzinfo, after: datetime
+) -> datetime | None:
+    """The first wall time hour:minute (on month/day when given) in `zone` after `after`."""
+    local = after.astimezone(zone)
+    if month is None or day is None:
+        candidate = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if candidate <= local:
+            candidate = datetime.combine(candidate.date() + timedelta(days=1), candidate.timetz())
+        return candidate.astimezone(UTC)
+    if month.lower() not in MONTH_ABBREVIATIONS:
+        return None
+    number = MONTH_ABBREVIATIONS.index(month.lower()) + 1
+    candidate = datetime(local.year, number, int(day), hour, minute, tzinfo=zone)
+    if candidate <= local:
+        candidate = candidate.replace(year=local.year + 1)
+    return candidate.astimezone(UTC)
 
 
 def _epoch_time(value: JSON) -> datetime | None:
@@ -3851,7 +3899,10 @@ class Executor:
             fields["session_id"] = outcome.session_id or run.session_id
             fields["model"] = outcome.model or run.model
             fields["error"] = outcome.error or None
-            run = dataclasses.replace(run, **fields, finished_at=self.store.clock())
+            finished_at = self.store.clock()
+            if outcome.failure_kind == FailureKind.USAGE_LIMIT and outcome.limit_resets_at is None:
+                fields["limit_resets_at"] = usage_limit_reset(outcome.error or "", finished_at)
+            run = dataclasses.replace(run, **fields, finished_at=finished_at)
             self.store.save_run(run)
             return run
 

@@ -717,3 +717,48 @@ def test_render_a_whole_real_log(tmp_path: Path) -> None:
     run(tmp_path, "[malformed][stderr=100]")
     tags = {tag for raw in log_lines(tmp_path) for tag, _ in ex.render_log_line(raw)}
     assert tags == {"system", "assistant", "tool", "tool_result", "summary", "raw", "error"}
+
+
+# ---- the usage limit's reset from claude's sentence ----
+
+ENDED = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "reset"),
+    [
+        ("You've hit your session limit · resets 10:38am (UTC)", datetime(2026, 12, 2, 10, 38, tzinfo=UTC)),
+        ("You've hit your session limit · resets 9am (UTC)", datetime(2026, 12, 3, 9, 0, tzinfo=UTC)),
+        ("You've hit your session limit · resets 12am (UTC)", datetime(2026, 12, 3, 0, 0, tzinfo=UTC)),
+        ("You've hit your session limit · resets 12:15pm (UTC)", datetime(2026, 12, 2, 12, 15, tzinfo=UTC)),
+        (
+            "You've hit your weekly limit · resets Dec 5, 6:58pm (UTC)",
+            datetime(2026, 12, 5, 18, 58, tzinfo=UTC),
+        ),
+        (
+            "You've hit your weekly limit · resets Dec 1, 6:58pm (UTC)",
+            datetime(2027, 12, 1, 18, 58, tzinfo=UTC),
+        ),
+        ("You've hit your Opus limit · resets Jan 2, 1am (UTC)", datetime(2027, 1, 2, 1, 0, tzinfo=UTC)),
+        (  # 5pm in New York is 22:00 UTC in December
+            "You've hit your usage limit · resets 5pm (America/New_York)",
+            datetime(2026, 12, 2, 22, 0, tzinfo=UTC),
+        ),
+        (  # 2am in Tokyo (UTC+9) is 17:00 UTC the day before: after 09:30 UTC, that is today
+            "You’ve hit your session limit · resets 2am (Asia/Tokyo)",
+            datetime(2026, 12, 2, 17, 0, tzinfo=UTC),
+        ),
+        ("You've hit your org's monthly spend limit", None),
+        ("You've hit your session limit · resets 10:38am", None),
+        ("You've hit your session limit · resets 10:38am (Mars/Olympus)", None),
+        ("You've hit your session limit · resets 13pm (UTC)", None),
+        ("You've hit your session limit · resets Feb 30, 1am (UTC)", None),
+        ("You've hit your session limit · resets soon", None),
+        ("The build broke · resets 10:38am (UTC)", None),
+        ("", None),
+    ],
+)
+def test_the_reset_is_read_from_claudes_sentence_as_the_next_such_time(
+    text: str, reset: datetime | None
+) -> None:
+    assert ex.usage_limit_reset(text, ENDED) == reset
