@@ -2668,7 +2668,9 @@ GROUP_POLL_SECONDS = 0.05
 ZOMBIE_STATES = (b"Z", b"X")  # /proc/<pid>/stat states of processes that are gone
 PROMPT_WRITER_JOIN_SECONDS = 1.0
 
-# Where each tool keeps the argument worth showing in a one-line summary of the call.
+# Where each tool keeps the argument worth showing in a one-line summary of the call:
+# the tools of claude 2.1.x's init line (Glob, Grep and LS are gone; mcp__ tools show
+# their input as JSON).
 TOOL_SUMMARY_KEYS = {
     "Bash": "command",
     "Read": "file_path",
@@ -2676,12 +2678,22 @@ TOOL_SUMMARY_KEYS = {
     "Edit": "file_path",
     "MultiEdit": "file_path",
     "NotebookEdit": "notebook_path",
-    "Glob": "pattern",
-    "Grep": "pattern",
-    "LS": "path",
     "WebFetch": "url",
     "WebSearch": "query",
     "Task": "description",
+    "TaskCreate": "subject",
+    "TaskGet": "taskId",
+    "TaskUpdate": "taskId",
+    "TaskOutput": "task_id",
+    "TaskStop": "task_id",
+    "CronCreate": "cron",
+    "CronDelete": "id",
+    "Skill": "skill",
+    "SendMessage": "to",
+    "ScheduleWakeup": "reason",
+    "EnterWorktree": "name",
+    "Workflow": "name",
+    "ReportFindings": "summary",
 }
 
 # Claude's usage-limit notice (claude-cli.md): "You've hit your session limit · resets
@@ -3039,8 +3051,11 @@ class StreamParser:
 
     def feed(self, line: str) -> None:
         obj = _parse_object(line)
-        if obj is None:
-            return
+        if obj is not None:
+            self.feed_object(obj)
+
+    def feed_object(self, obj: dict[str, JSON]) -> None:
+        """Take one parsed line of the stream."""
         self.session_id = _get_str(obj, "session_id") or self.session_id
         handler = self._HANDLERS.get(_get_str(obj, "type") or "")
         if handler is not None:
@@ -3166,6 +3181,8 @@ class RunOutcome:
     model_usage: JSONDict | None = None
     permission_denials: list[JSONDict] | None = None
     session_duration_ms: int | None = None
+    # The error is claude's own words, already in the log's result line (not a Run field).
+    error_in_log: bool = False
 
 
 class _RunLog:
@@ -3455,9 +3472,11 @@ def _outcome(
     succeeded = exit_code == 0 and parser.has_result and not parser.is_error
     status = stopped or (STATUS_SUCCESS if succeeded else STATUS_FAILED)
     kind: FailureKind | None = None
+    said = False
     if status == STATUS_FAILED:
         error: str | None = _failure_line(exit_code, capture)
         kind = parser.failure_kind()
+        said = parser.has_result and parser.is_error and error == parser.failure_reason()
     else:
         error = _stop_error(status, limits) if stopped else None
         kind = STOP_KINDS.get(status)
@@ -3480,6 +3499,7 @@ def _outcome(
         model_usage=parser.model_usage,
         permission_denials=parser.permission_denials or None,
         session_duration_ms=parser.duration_ms,
+        error_in_log=said,
     )
 
 
@@ -3640,9 +3660,38 @@ def _render_user(obj: dict[str, JSON]) -> list[Segment]:
     return [_tool_result(block) for block in _blocks(content) if block.get("type") == "tool_result"]
 
 
+# The `error` of an api_retry line, as people say it; others read "API error".
+API_RETRY_WORDS = {
+    "overloaded": "API overloaded",
+    "rate_limit": "API rate limited",
+    "authentication_failed": "API key refused",
+    "server_error": "API server error",
+    "billing_error": "API billing error",
+    "invalid_request": "API refused the request",
+}
+MS_PER_SECOND = 1000
+
+
+def _render_api_retry(obj: dict[str, JSON]) -> list[Segment]:
+    """claude retrying a failed API call: `API overloaded (529), retry 3 of 10 in 4 s`."""
+    words = API_RETRY_WORDS.get(_get_str(obj, "error") or "", "API error")
+    status = _get_int(obj, "error_status")
+    attempt, most = _get_int(obj, "attempt"), _get_int(obj, "max_retries")
+    delay = _get_float(obj, "retry_delay_ms")
+    text = words + (f" ({status})" if status else "")
+    if attempt is not None:
+        text += f", retry {attempt}" + (f" of {most}" if most else "")
+    if delay is not None:
+        seconds = delay / MS_PER_SECOND
+        text += f" in {seconds:.1f} s" if seconds < 1 else f" in {round(seconds)} s"
+    return [("retry", text)]
+
+
 def _render_system(obj: dict[str, JSON]) -> list[Segment]:
+    if obj.get("subtype") == "api_retry":
+        return _render_api_retry(obj)
     if obj.get("subtype") != "init":
-        return []
+        return []  # other system lines (compact_boundary, notification...) stay in the log only
     session = (_get_str(obj, "session_id") or "")[:RENDER_SESSION_CHARS]
     parts = [
         f"Session {session}" if session else "Session",
@@ -3656,31 +3705,113 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _result_facts(obj: dict[str, JSON]) -> list[str]:
-    usage = _get_dict(obj, "usage")
+def format_count(count: int) -> str:
+    return f"{count:,}"
+
+
+def format_tokens(input_tokens: JSON, cached: JSON, output_tokens: JSON) -> str | None:
+    """`45,004 in (45,000 cached) / 56 out`: all input, its cached part, output; None
+    when the counts are not known."""
+    if not isinstance(input_tokens, int) or not isinstance(output_tokens, int):
+        return None
+    part = f" ({format_count(cached)} cached)" if isinstance(cached, int) and cached else ""
+    return f"{format_count(input_tokens)} in{part} / {format_count(output_tokens)} out"
+
+
+def run_tokens(run: Mapping[str, JSON]) -> str | None:
+    """A run's (or a result's parsed) tokens for people; the cached part is cache reads
+    and cache writes."""
+    cached = [run.get(key) for key in ("cache_read_tokens", "cache_creation_tokens")]
+    counts = [count for count in cached if isinstance(count, int)]
+    return format_tokens(run.get("input_tokens"), sum(counts) if counts else None, run.get("output_tokens"))
+
+
+# The two durations a run has, labelled wherever they appear.
+DURATION_LABEL_CLAUDE = "claude"  # claude's own duration_ms
+DURATION_LABEL_WALL = "wall time"  # the scheduler's, start to finish
+
+
+def format_durations(run: Mapping[str, JSON]) -> str | None:
+    """`wall time 4.5s · claude 4.2s`: both a run's durations, each named."""
+    wall, claude = run.get("duration_seconds"), run.get("session_duration_ms")
+    parts = [
+        f"{DURATION_LABEL_WALL} {wall:.1f}s" if isinstance(wall, int | float) else None,
+        f"{DURATION_LABEL_CLAUDE} {claude / MS_PER_SECOND:.1f}s" if isinstance(claude, int) else None,
+    ]
+    shown = [part for part in parts if part]
+    return " · ".join(shown) if shown else None
+
+
+def describe_denials(denials: JSON) -> str | None:
+    """`1 permission denial (Bash)`: how many tool calls were refused, and which tools."""
+    if not isinstance(denials, list) or not denials:
+        return None
+    tools = [_get_str(denial, "tool_name") or "a tool" for denial in denials if isinstance(denial, dict)]
+    names = ", ".join(dict.fromkeys(tools))
+    return f"{_plural(len(denials), 'permission denial')} ({names})"
+
+
+def describe_denial(denial: JSON) -> str:
+    """One refused tool call: `Bash: touch made-by-claude.txt` (the argument worth showing)."""
+    name = _get_str(denial, "tool_name") or "a tool"
+    tool_input = denial.get("tool_input") if isinstance(denial, dict) else None
+    key = TOOL_SUMMARY_KEYS.get(name)
+    argument = _get_str(tool_input, key) if key else None
+    if argument is None and tool_input not in (None, {}):
+        argument = _compact_json(tool_input)
+    return _one_line(f"{name}: {argument}" if argument else name)
+
+
+def describe_kind(kind: JSON) -> str | None:
+    """A failure kind in words (`usage limit`); None for none or the catch-all `error`."""
+    if not isinstance(kind, str) or kind in ("", FailureKind.ERROR):
+        return None
+    return kind.replace("_", " ")
+
+
+def _result_parsed(obj: dict[str, JSON]) -> StreamParser:
+    parser = StreamParser()
+    parser.feed_object(obj)
+    return parser
+
+
+def _result_facts(obj: dict[str, JSON], parser: StreamParser) -> list[str]:
     cost = _cost(obj)
-    tokens_in, tokens_out = _get_int(usage, "input_tokens"), _get_int(usage, "output_tokens")
+    tokens = run_tokens(vars(parser)) if parser.input_tokens or parser.output_tokens else None
     duration = _get_float(obj, "duration_ms")
     facts = [
         f"${cost:.4f}" if cost is not None else None,
-        f"{tokens_in} in / {tokens_out} out tokens" if None not in (tokens_in, tokens_out) else None,
-        _format_seconds(round(duration / 1000, 1)) if duration is not None else None,
+        f"{tokens} tokens" if tokens else None,
+        f"{DURATION_LABEL_CLAUDE} {_format_seconds(round(duration / MS_PER_SECOND, 1))}"
+        if duration is not None
+        else None,
     ]
     return [fact for fact in facts if fact]
 
 
-def _render_result(obj: dict[str, JSON]) -> list[Segment]:
+def _result_head(obj: dict[str, JSON], parser: StreamParser) -> str:
     turns = _get_int(obj, "num_turns")
-    subtype = _get_str(obj, "subtype")
-    failed = _result_failed(obj)
-    named = subtype if subtype and subtype != "success" else None
-    head = ("✗ " + (named or "Failed")) if failed else "✓ Done"
+    if parser.is_error:
+        kind = describe_kind(parser.failure_kind())
+        subtype = parser.subtype if parser.subtype and parser.subtype != "success" else None
+        label = kind or subtype
+        head = "✗ Failed" + (f" ({label})" if label else "")
+    else:
+        denials = describe_denials(parser.permission_denials)
+        head = f"⚠ Done with {denials}" if denials else "✓ Done"
     if turns is not None:
-        head += f" {'after' if failed else 'in'} {_plural(turns, 'turn')}"
-    segments: list[Segment] = [("summary", " · ".join([head, *_result_facts(obj)]))]
+        head += f" {'after' if parser.is_error else 'in'} {_plural(turns, 'turn')}"
+    return head
+
+
+def _render_result(obj: dict[str, JSON]) -> list[Segment]:
+    parser = _result_parsed(obj)
+    segments: list[Segment] = [
+        ("summary", " · ".join([_result_head(obj, parser), *_result_facts(obj, parser)]))
+    ]
     errors = [error for error in obj.get("errors") or [] if isinstance(error, str)]
     text = "; ".join(errors) or _get_str(obj, "result")
-    if failed and text and text.strip():
+    if parser.is_error and text and text.strip():
         segments.append(("error", _one_line(text)))
     return segments
 
@@ -3703,8 +3834,9 @@ LOG_PREFIX_TAGS = (  # prefix, tag, what a person reads in its place
 def render_log_line(line: str) -> list[Segment]:
     """One raw log line as (tag, text) segments for people; [] for lines to hide.
 
-    Tags: assistant, thinking, tool, tool_result, error, summary, system, scheduler,
-    raw (a line that is not a JSON object, shown as it is). Pure; never raises.
+    Tags: assistant, thinking, tool, tool_result, error, summary, system, retry (claude
+    retrying the API), scheduler, raw (a line that is not a JSON object, shown as it
+    is). Pure; never raises.
     """
     text = line.rstrip("\r\n")
     if not text.strip():
@@ -3844,7 +3976,7 @@ class Executor:
                 kill_grace_seconds=self.kill_grace,
                 poll_seconds=STOP_POLL_SECONDS,
             )
-        if outcome.status == STATUS_FAILED and outcome.error:
+        if outcome.status == STATUS_FAILED and outcome.error and not outcome.error_in_log:
             _append_log(log_path, f"{LOG_FAILURE_PREFIX}{outcome.error}")
         return self._record(run.id, outcome)
 
@@ -3895,6 +4027,7 @@ class Executor:
             except NotFound:
                 return Run(run_id, run_id, status=RunStatus(outcome.status))
             fields = dataclasses.asdict(outcome)
+            del fields["error_in_log"]
             fields["status"] = RunStatus(outcome.status)
             fields["session_id"] = outcome.session_id or run.session_id
             fields["model"] = outcome.model or run.model
@@ -6321,14 +6454,28 @@ TASK_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("NEXT RUN", lambda task: _when(task["next_run_at"]) if task["enabled"] else "disabled"),
     ("LAST", lambda task: task["last_run_status"] or "never"),
 )
+
+
+DENIALS_MARK = "⚠"  # beside a run's status: tool calls were refused
+
+
+def run_status_text(run: Mapping[str, JSON]) -> str:
+    """`failed (auth)`, `success ⚠1`: the status, the kind of failure, a mark for denials."""
+    kind = describe_kind(run.get("failure_kind"))
+    denials = run.get("permission_denials")
+    marked = f" {DENIALS_MARK}{len(denials)}" if isinstance(denials, list) and denials else ""
+    return f"{run['status']}" + (f" ({kind})" if kind else "") + marked
+
+
 RUN_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("ID", lambda run: _short(run["id"])),
     ("TASK", lambda run: _short(run["task_id"])),
-    ("STATUS", lambda run: run["status"]),
+    ("STATUS", run_status_text),
     ("TRIGGER", lambda run: run["trigger"]),
     ("STARTED", lambda run: _when(run["started_at"] or run["created_at"])),
-    ("DURATION", lambda run: _seconds(run["duration_seconds"])),
+    ("WALL TIME", lambda run: _seconds(run["duration_seconds"])),
     ("COST", lambda run: _money(run["cost_usd"])),
+    ("TOKENS", lambda run: run_tokens(run) or "-"),
     ("ERROR", lambda run: (run["error"] or "")[:60]),
 )
 CELL_MAX = 48
@@ -6612,7 +6759,21 @@ def _cmd_runs_list(ctx: CliContext) -> int:
 
 def _cmd_runs_get(ctx: CliContext) -> int:
     run = ctx.backend.get_run(ctx.resolve("run", ctx.args.id))
-    return ctx.show(run, lambda: format_fields(run))
+    return ctx.show(run, lambda: format_fields({**run, **_run_readable(run)}))
+
+
+def _run_readable(run: JSONDict) -> JSONDict:
+    """A run's facts in words, below its fields: status and kind, tokens, both
+    durations (named), and each refused tool call."""
+    denials = run.get("permission_denials") or []
+    readable: JSONDict = {
+        "outcome": run_status_text(run),
+        "tokens": run_tokens(run),
+        "durations": format_durations(run),
+        "denied": describe_denials(denials),
+    }
+    readable.update({f"denied {n}": describe_denial(denial) for n, denial in enumerate(denials, 1)})
+    return {key: value for key, value in readable.items() if value}
 
 
 def _cmd_runs_delete(ctx: CliContext) -> int:
@@ -6704,15 +6865,18 @@ def _signals_interrupt() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _run_summary(run: JSONDict) -> str:
-    parts = [f"Run {_short(run['id'])} {run['status']}"]
-    if run["duration_seconds"] is not None:
-        parts.append(f"in {run['duration_seconds']:.1f}s")
-    if run["cost_usd"] is not None:
-        parts.append(f"cost {_money(run['cost_usd'])}")
-    if run["error"]:
-        parts.append(f"- {run['error']}")
-    return " ".join(parts)
+def _run_summary(run: JSONDict, *, error: bool = True) -> str:
+    """`Run 1a2b3c4d failed (auth) · wall time 4.5s · claude 4.2s · $0.0123 · …`; the
+    error too unless the person just read it in the log (`error=False`)."""
+    tokens = run_tokens(run)
+    facts = [
+        format_durations(run),
+        f"cost {_money(run['cost_usd'])}" if run["cost_usd"] is not None else None,
+        f"{tokens} tokens" if tokens else None,
+        describe_denials(run.get("permission_denials")),
+    ]
+    text = " · ".join([f"Run {_short(run['id'])} {run_status_text(run)}", *filter(None, facts)])
+    return text + (f" - {run['error']}" if error and run["error"] else "")
 
 
 def _engine_note(ctx: CliContext) -> str:
@@ -6749,7 +6913,7 @@ def _follow_to_end(ctx: CliContext, run_id: str) -> int:
             run = ctx.backend.get_run(run_id)
         except NotFound:  # deleted with its task or job; the engine ends the session
             raise SchedulerError(RUN_DELETED) from None
-    ctx.show(run, lambda: _run_summary(run))
+    ctx.show(run, lambda: _run_summary(run, error=False))  # the log above said why
     return 0 if run["status"] == RunStatus.SUCCESS else 1
 
 
@@ -6818,7 +6982,7 @@ def _perform_streaming(ctx: CliContext, executor: Executor, run: Run) -> JSONDic
         return gone.to_dict()  # like a cancelled run: a job run stops there
     finished = result[0].to_dict() if result else ctx.backend.get_run(run.id)
     if not ctx.args.json:
-        ctx.emit(_run_summary(finished))
+        ctx.emit(_run_summary(finished, error=False))  # the log above said why
     return finished
 
 
@@ -7435,7 +7599,7 @@ GUI_PALETTE = {
     "error_bg": "#ffebe9",
     "warning": "#9a6700",
 }
-# Log tags (render_log_line's, plus summary_failed) -> Text tag options; "font" names a font role.
+# Log tags (render_log_line's, plus summary_failed/_warning) -> Text tag options; "font" names a font role.
 GUI_LOG_STYLES: dict[str, dict[str, str | int]] = {
     "assistant": {"spacing1": 6},
     "thinking": {"foreground": "#6e7781", "font": "italic", "spacing1": 4},
@@ -7444,11 +7608,14 @@ GUI_LOG_STYLES: dict[str, dict[str, str | int]] = {
     "error": {"foreground": GUI_PALETTE["error"], "background": GUI_PALETTE["error_bg"], "spacing1": 4},
     "summary": {"foreground": "#1a7f37", "font": "bold", "spacing1": 12},
     "summary_failed": {"foreground": "#cf222e", "font": "bold", "spacing1": 12},
+    "summary_warning": {"foreground": GUI_PALETTE["warning"], "font": "bold", "spacing1": 12},
+    "retry": {"foreground": GUI_PALETTE["warning"], "font": "small"},
     "system": {"foreground": "#6e7781", "font": "small"},
     "scheduler": {"foreground": "#8250df", "font": "small", "spacing1": 4},
     "raw": {"font": "mono_small"},
 }
 GUI_FAILED_MARK = "✗"
+GUI_WARNING_MARK = "⚠"  # done, but with permission denials
 
 SCOPE_ALL = "all"
 SCOPE_UNASSIGNED = "unassigned"
@@ -7530,6 +7697,12 @@ def _gui_duration(seconds: JSON) -> str:
     if seconds < SECONDS_PER_HOUR:
         return f"{minutes}m {rest:02d}s"
     return f"{minutes // MINUTES_PER_HOUR}h {minutes % MINUTES_PER_HOUR:02d}m"
+
+
+def _summary_tag(text: str) -> str:
+    """The log's summary tag by how the session ended: failed, done with denials, done."""
+    marks = {GUI_FAILED_MARK: "summary_failed", GUI_WARNING_MARK: "summary_warning"}
+    return next((tag for mark, tag in marks.items() if text.startswith(mark)), "summary")
 
 
 def _run_duration(run: JSONDict) -> str:
@@ -8821,10 +8994,7 @@ class LogsPane:
         if self.raw.get():
             return [("raw", line)]
         segments = render_log_line(line)
-        return [
-            ("summary_failed" if tag == "summary" and text.startswith(GUI_FAILED_MARK) else tag, text)
-            for tag, text in segments
-        ]
+        return [(_summary_tag(text) if tag == "summary" else tag, text) for tag, text in segments]
 
     def _edit(self, change: Callable[[], object]) -> None:
         self.text.configure(state="normal")

@@ -70,7 +70,6 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 CLI_VERSION = "2.1.197"
 VERSION = f"{CLI_VERSION} (Claude Code)"
@@ -447,22 +446,24 @@ def session_for(args: Args, knobs: dict[str, str]) -> Session:
     )
 
 
-def sessions_folder() -> Path:
+def sessions_folder() -> str:
     """Where the real CLI keeps a working folder's sessions: under HOME, per folder."""
-    return Path.home() / ".claude" / "projects" / re.sub(r"[^A-Za-z0-9]", "-", os.getcwd())
+    slug = re.sub(r"[^A-Za-z0-9]", "-", os.getcwd())
+    return os.path.join(os.path.expanduser("~"), ".claude", "projects", slug)
 
 
 def session_missing(session: Session) -> bool:
     if "sessions" not in session.knobs or session.resumed is None:
         return False
-    return not (sessions_folder() / f"{session.resumed}.jsonl").exists()
+    return not os.path.exists(os.path.join(sessions_folder(), f"{session.resumed}.jsonl"))
 
 
 def keep_session(session: Session) -> None:
     if "sessions" in session.knobs:
         folder = sessions_folder()
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{session.session_id}.jsonl").write_text("{}\n", encoding="utf-8")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"{session.session_id}.jsonl"), "w", encoding="utf-8") as file:
+            file.write("{}\n")
 
 
 def start_side_effects(session: Session) -> None:
@@ -503,7 +504,7 @@ def emit_init(session: Session, args: Args) -> None:
         "analytics_disabled": True,
         "product_feedback_disabled": True,
         "uuid": str(uuid.uuid4()),
-        "memory_paths": {"auto": str(sessions_folder() / "memory")},
+        "memory_paths": {"auto": os.path.join(sessions_folder(), "memory")},
         "fast_mode_state": "off",
     }
     session.emit(line)
@@ -659,7 +660,7 @@ def result_line(session: Session) -> dict[str, object]:
         "stop_reason": "end_turn" if subtype == "success" else None,
         "session_id": session.session_id,
         "cost_usd" if "legacy" in knobs else "total_cost_usd": cost,
-        "usage": {**zero_usage(), "input_tokens": 62, "output_tokens": 17},
+        "usage": zero_usage() if failed_api else {**zero_usage(), "input_tokens": 62, "output_tokens": 17},
         "modelUsage": {} if failed_api or session_missing(session) else model_usage(session, cost),
         "permission_denials": denials(session),
         "uuid": str(uuid.uuid4()),

@@ -648,6 +648,20 @@ INIT = {
     "model": "claude-x",
     "cwd": "/wd",
 }
+MODEL_USAGE = {
+    "claude-sonnet-5": {"inputTokens": 2, "outputTokens": 50, "cacheReadInputTokens": 45000},
+    "claude-haiku-4-5": {"inputTokens": 2, "outputTokens": 6, "cacheCreationInputTokens": 100},
+}
+DENIAL = {"tool_name": "Bash", "tool_use_id": "toolu_1", "tool_input": {"command": "rm -rf build"}}
+API_RETRY = {
+    "type": "system",
+    "subtype": "api_retry",
+    "attempt": 3,
+    "max_retries": 10,
+    "retry_delay_ms": 2385.8,
+    "error_status": 529,
+    "error": "overloaded",
+}
 RENDERED = [
     (line(INIT), [("system", "Session 01234567 · claude-x · /wd")]),
     (line({"type": "system", "subtype": "compact_boundary"}), []),
@@ -663,18 +677,66 @@ RENDERED = [
     (tool_result([{"type": "text", "text": "one"}]), [("tool_result", "one")]),
     (tool_result(""), [("tool_result", "(no output)")]),
     (tool_result("No such file", is_error=True), [("error", "No such file")]),
-    (line(RESULT_OK), [("summary", "✓ Done in 3 turns · $0.0123 · 62 in / 17 out tokens · 4.2s")]),
+    (line(RESULT_OK), [("summary", "✓ Done in 3 turns · $0.0123 · 62 in / 17 out tokens · claude 4.2s")]),
     (
         line({"type": "result", "subtype": "error_max_turns", "is_error": True, "num_turns": 1}),
-        [("summary", "✗ error_max_turns after 1 turn")],
+        [("summary", "✗ Failed (max turns) after 1 turn")],
+    ),
+    (
+        line({"type": "result", "subtype": "error_during_execution", "is_error": True}),
+        [("summary", "✗ Failed (error_during_execution)")],
     ),
     (
         line({**RESULT_OK, "is_error": True, "result": "You've hit your session limit · resets 8pm (UTC)"}),
         [
-            ("summary", "✗ Failed after 3 turns · $0.0123 · 62 in / 17 out tokens · 4.2s"),
+            (
+                "summary",
+                "✗ Failed (usage limit) after 3 turns · $0.0123 · 62 in / 17 out tokens · claude 4.2s",
+            ),
             ("error", "You've hit your session limit · resets 8pm (UTC)"),
         ],
     ),
+    (
+        line(
+            {
+                **RESULT_OK,
+                "modelUsage": MODEL_USAGE,
+                "permission_denials": [DENIAL, {**DENIAL, "tool_name": "Write"}],
+            }
+        ),
+        [
+            (
+                "summary",
+                "⚠ Done with 2 permission denials (Bash, Write) in 3 turns · $0.0123"
+                " · 45,104 in (45,100 cached) / 56 out tokens · claude 4.2s",
+            )
+        ],
+    ),
+    (
+        line(
+            {**RESULT_OK, "is_error": True, "api_error_status": 401, "usage": {}, "result": "Invalid API key"}
+        ),
+        [("summary", "✗ Failed (auth) after 3 turns · $0.0123 · claude 4.2s"), ("error", "Invalid API key")],
+    ),
+    (
+        line(API_RETRY),
+        [("retry", "API overloaded (529), retry 3 of 10 in 2 s")],
+    ),
+    (
+        line({**API_RETRY, "error": "authentication_failed", "error_status": 401, "retry_delay_ms": 542.9}),
+        [("retry", "API key refused (401), retry 3 of 10 in 0.5 s")],
+    ),
+    (
+        line({"type": "system", "subtype": "api_retry", "error": "mystery", "error_status": None}),
+        [("retry", "API error")],
+    ),
+    (line({"type": "system", "subtype": "compact_boundary", "session_id": "s"}), []),
+    (
+        tool_use("TaskCreate", {"subject": "Write tests", "description": "..."}),
+        [("tool", "→ TaskCreate: Write tests")],
+    ),
+    (tool_use("Skill", {"skill": "code-review"}), [("tool", "→ Skill: code-review")]),
+    (tool_use("CronCreate", {"cron": "0 9 * * *", "prompt": "x"}), [("tool", "→ CronCreate: 0 9 * * *")]),
     (
         line({"type": "assistant", "message": {"model": "<synthetic>", "content": "API Error: 401"}}),
         [],
