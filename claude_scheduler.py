@@ -2460,7 +2460,9 @@ class Store:
             "last_run_status": latest.status.value if latest else None,
             "last_run_at": fmt_time(latest.started_at or latest.created_at) if latest else None,
         }
-        if latest and latest.session_id:
+        if latest and latest.failure_kind == FailureKind.MISSING_SESSION:
+            derived["last_session_id"] = None  # claude has lost it: the next run starts a new one
+        elif latest and latest.session_id:
             derived["last_session_id"] = latest.session_id
         if all(state.get(key) == value for key, value in derived.items()):
             return
@@ -2656,6 +2658,8 @@ CLAUDE_BASE_ARGS = ("-p", "--output-format", "stream-json", "--verbose")
 
 LOG_STDERR_PREFIX = "[stderr] "
 LOG_SCHEDULER_PREFIX = "[scheduler] "
+SESSION_LOST_NOTE = "claude no longer has this session: the task's next run starts a new one"
+SESSION_RESTART_NOTE = "starting a new session: claude no longer had the last one ({})"
 LOG_FAILURE_PREFIX = "[scheduler] run failed: "  # why, in the log: its last words may read like success
 RESULT_MAX_CHARS = 2000
 ERROR_MAX_CHARS = 300
@@ -3711,8 +3715,10 @@ def format_count(count: int) -> str:
 
 def format_tokens(input_tokens: JSON, cached: JSON, output_tokens: JSON) -> str | None:
     """`45,004 in (45,000 cached) / 56 out`: all input, its cached part, output; None
-    when the counts are not known."""
+    when the counts are not known or none were used (an API error)."""
     if not isinstance(input_tokens, int) or not isinstance(output_tokens, int):
+        return None
+    if not input_tokens and not output_tokens:
         return None
     part = f" ({format_count(cached)} cached)" if isinstance(cached, int) and cached else ""
     return f"{format_count(input_tokens)} in{part} / {format_count(output_tokens)} out"
@@ -3777,7 +3783,7 @@ def _result_parsed(obj: dict[str, JSON]) -> StreamParser:
 
 def _result_facts(obj: dict[str, JSON], parser: StreamParser) -> list[str]:
     cost = _cost(obj)
-    tokens = run_tokens(vars(parser)) if parser.input_tokens or parser.output_tokens else None
+    tokens = run_tokens(vars(parser))
     duration = _get_float(obj, "duration_ms")
     facts = [
         f"${cost:.4f}" if cost is not None else None,
@@ -3964,6 +3970,7 @@ class Executor:
                 status=STATUS_FAILED, error=str(error), failure_kind=FailureKind.NOT_STARTED.value
             )
         else:
+            self._note_new_session(task, run, log_path)
             outcome = execute(
                 argv,
                 prompt=task.prompt,
@@ -3978,7 +3985,25 @@ class Executor:
             )
         if outcome.status == STATUS_FAILED and outcome.error and not outcome.error_in_log:
             _append_log(log_path, f"{LOG_FAILURE_PREFIX}{outcome.error}")
+        if outcome.failure_kind == FailureKind.MISSING_SESSION:
+            _append_log(log_path, LOG_SCHEDULER_PREFIX + SESSION_LOST_NOTE)
         return self._record(run.id, outcome)
+
+    def _note_new_session(self, task: Task, run: Run, log_path: Path) -> None:
+        """Say why a resuming task starts a new session: its last one was lost."""
+        if task.session_mode is not SessionMode.RESUME or task.last_session_id:
+            return
+        try:
+            runs = self.store.runs_of(task.id)
+        except SchedulerError:
+            return  # only a note: never a reason to fail the run
+        earlier = [old for old in runs if old.id != run.id and old.tells_how_the_task_does]
+        latest = max(earlier, key=lambda old: old.created_at, default=None)
+        if latest is not None and latest.failure_kind == FailureKind.MISSING_SESSION:
+            lost = (latest.session_id or "")[:ID_PREFIX_LEN]
+            with contextlib.suppress(OSError):
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+            _append_log(log_path, LOG_SCHEDULER_PREFIX + SESSION_RESTART_NOTE.format(lost))
 
     def _prepare(self, task: Task) -> tuple[list[str], Path, dict[str, str]]:
         job = self.store.job(task.job_id) if task.job_id else None
