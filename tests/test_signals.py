@@ -58,7 +58,7 @@ def test_tokens_show_all_input_with_its_cached_part_and_both_durations_are_named
     assert listed[0].split() == [
         *("ID", "TASK", "STATUS", "TRIGGER", "STARTED", "WALL", "TIME", "COST", "TOKENS", "ERROR")
     ]
-    assert listed[1].split()[-9:] == [wall, "$0.0123", *"45,062 in (45,000 cached) / 17 out".split()]
+    assert " ".join(listed[1].split()[-9:]) == f"{wall} $0.0123 45,062 in (45,000 cached) / 17 out"
     shown = dict(line.split(None, 1) for line in cli("runs", "get", run["id"]).out.splitlines())
     assert shown["tokens"] == "45,062 in (45,000 cached) / 17 out"
     assert shown["durations"] == f"wall time {wall} · claude 4.2s"
