@@ -698,6 +698,7 @@ class Task:
     catch_up: CatchUp = CatchUp.ONCE
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     env: dict[str, str] = field(default_factory=dict)
+    fail_on_permission_denials: bool = False  # a run whose tool calls were refused counts as failed
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
     extra: JSONDict = field(default_factory=dict)
@@ -726,6 +727,7 @@ class Task:
         "catch_up",
         "retry",
         "env",
+        "fail_on_permission_denials",
     )
     DERIVED: ClassVar[tuple[str, ...]] = (
         "next_run_at",
@@ -762,6 +764,9 @@ class Task:
             catch_up=read_enum(get("catch_up", "once"), "catch_up", CatchUp),
             retry=RetryPolicy.from_dict(get("retry"), strict=strict),
             env=read_env(get("env"), "env"),
+            fail_on_permission_denials=read_bool(
+                get("fail_on_permission_denials", False), "fail_on_permission_denials"
+            ),
             created_at=_stamp(data, "created_at"),
             updated_at=_stamp(data, "updated_at"),
             extra=split_known(data, cls.EDITABLE + cls.READ_ONLY, strict=False),
@@ -789,6 +794,7 @@ class Task:
             "catch_up": self.catch_up.value,
             "retry": self.retry.to_dict(),
             "env": dict(self.env),
+            "fail_on_permission_denials": self.fail_on_permission_denials,
             "created_at": fmt_time(self.created_at),
             "updated_at": fmt_time(self.updated_at),
         }
@@ -2741,7 +2747,13 @@ RESULT_SUBTYPE_KINDS = {
 }
 # Failures a retry cannot mend soon: the engine's hold waits out limits instead.
 NOT_RETRIED_KINDS = frozenset(
-    {FailureKind.USAGE_LIMIT, FailureKind.RATE_LIMIT, FailureKind.AUTH, FailureKind.BILLING}
+    {
+        FailureKind.USAGE_LIMIT,
+        FailureKind.RATE_LIMIT,
+        FailureKind.AUTH,
+        FailureKind.BILLING,
+        FailureKind.PERMISSION_DENIED,  # the same prompt under the same permissions is refused again
+    }
 )
 MODEL_USAGE_KEYS = (  # modelUsage's key, ours
     ("inputTokens", "input_tokens"),
@@ -3983,6 +3995,8 @@ class Executor:
                 kill_grace_seconds=self.kill_grace,
                 poll_seconds=STOP_POLL_SECONDS,
             )
+            if task.fail_on_permission_denials:
+                outcome = _failed_on_denials(outcome)
         if outcome.status == STATUS_FAILED and outcome.error and not outcome.error_in_log:
             _append_log(log_path, f"{LOG_FAILURE_PREFIX}{outcome.error}")
         if outcome.failure_kind == FailureKind.MISSING_SESSION:
@@ -4063,6 +4077,22 @@ class Executor:
             run = dataclasses.replace(run, **fields, finished_at=finished_at)
             self.store.save_run(run)
             return run
+
+
+def _failed_on_denials(outcome: RunOutcome) -> RunOutcome:
+    """A session that went well but was refused tool calls, as a failure naming them
+    (for tasks with fail_on_permission_denials)."""
+    denials = outcome.permission_denials or []
+    if outcome.status != STATUS_SUCCESS or not denials:
+        return outcome
+    calls = "; ".join(describe_denial(denial) for denial in denials)
+    error = f"claude was refused {_plural(len(denials), 'tool call')}: {calls}"
+    return dataclasses.replace(
+        outcome,
+        status=STATUS_FAILED,
+        failure_kind=FailureKind.PERMISSION_DENIED.value,
+        error=_clip(error, ERROR_MAX_CHARS),
+    )
 
 
 def _append_log(path: Path, line: str) -> None:
@@ -5614,6 +5644,10 @@ def _task_field_schemas() -> JSONDict:
         "catch_up": _schema_enum(CatchUp),
         "retry": _schema_ref("Retry"),
         "env": {"type": "object", "additionalProperties": {"type": "string"}},
+        "fail_on_permission_denials": {
+            "type": "boolean",
+            "description": "a run in which claude was refused a tool call fails (permission_denied)",
+        },
     }
 
 
@@ -7191,6 +7225,7 @@ TASK_OPTIONS: tuple[tuple[str, str], ...] = (
     ("overlap", "overlap"),
     ("catch_up", "catch_up"),
     ("enabled", "enabled"),
+    ("fail_on_denials", "fail_on_permission_denials"),
 )
 
 
@@ -7296,6 +7331,11 @@ def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
     parser.add_argument("--disallowed-tools", action="append", metavar="TOOLS")
     parser.add_argument("--append-system-prompt", metavar="TEXT")
     parser.add_argument("--session-mode", choices=[mode.value for mode in SessionMode])
+    parser.add_argument(
+        "--fail-on-denials",
+        action=argparse.BooleanOptionalAction,
+        help="count a run in which claude was refused a tool call as failed (default: no)",
+    )
     parser.add_argument("--overlap", choices=[mode.value for mode in Overlap], help="if still running")
     parser.add_argument("--catch-up", choices=[mode.value for mode in CatchUp], help="after downtime")
     env_help = "extra environment" if creating else "set one variable (the others stay)"
@@ -7796,6 +7836,7 @@ def task_to_form(task: JSONDict) -> FormValues:
         "allowed_tools": ", ".join(task.get("allowed_tools") or []),
         "disallowed_tools": ", ".join(task.get("disallowed_tools") or []),
         "append_system_prompt": task.get("append_system_prompt") or "",
+        "fail_on_permission_denials": bool(task.get("fail_on_permission_denials", False)),
         "retry.max_attempts": str(retry.get("max_attempts", 0)),
         "retry.delay_seconds": str(retry.get("delay_seconds", 60)),
         "retry.backoff": f"{retry.get('backoff', 2.0):g}",
@@ -7889,6 +7930,7 @@ def form_to_task(form: Mapping[str, str | bool], original: JSONDict | None = Non
         "allowed_tools": _split_tools(text["allowed_tools"]),
         "disallowed_tools": _split_tools(text["disallowed_tools"]),
         "append_system_prompt": str(form["append_system_prompt"]).strip() or None,
+        "fail_on_permission_denials": bool(form["fail_on_permission_denials"]),
         "retry": {
             "max_attempts": _form_number(text["retry.max_attempts"], "retry.max_attempts", int, 0),
             "delay_seconds": _form_number(text["retry.delay_seconds"], "retry.delay_seconds", int, 0),
@@ -9173,6 +9215,7 @@ class EditorPane:
         row = self._entry(tab, row, "disallowed_tools", "Denied tools")
         row = self._text(tab, row, "append_system_prompt", "System prompt", height=3)
         self._note(tab, row - 1, "append_system_prompt", "appended to Claude's system prompt")
+        row = self._check(tab, row, "fail_on_permission_denials", "Fail when a tool call is refused")
         row = self._entry(tab, row, "retry.max_attempts", "Retries", hint="after a failure or timeout")
         row = self._entry(tab, row, "retry.delay_seconds", "Retry after", hint="seconds")
         row = self._entry(tab, row, "retry.backoff", "Backoff", hint="the delay grows by this factor")

@@ -124,3 +124,72 @@ def test_a_resume_of_a_lost_session_drops_it_and_the_next_run_starts_anew_saying
     assert "--resume" not in argvs[2]
     assert third["session_id"] != first["session_id"]
     assert task_of(home, task["id"])["last_session_id"] == third["session_id"]
+
+
+# Permission denials ------------------------------------------------------------------------
+
+DENIED_CALL = "Bash: touch made-by-claude.txt && echo touched"
+
+
+def test_a_run_with_denials_is_marked_wherever_it_is_shown(home: Path, cli: Cli, cli_json: CliJson) -> None:
+    task = create_task(cli_json, "Touch a file. [denied=Bash]")
+
+    ran = cli("tasks", "run", task["id"])
+
+    (run,) = runs_of(home, task["id"])
+    assert ran.code == 0 and run["status"] == "success"
+    assert run["failure_kind"] is None
+    assert [denial["tool_name"] for denial in run["permission_denials"]] == ["Bash"]
+    summary = [line for line in ran.out.splitlines() if line.startswith(("✓", "⚠"))]
+    assert summary == [
+        "⚠ Done with 1 permission denial (Bash) in 3 turns · $0.0123 · 62 in / 17 out tokens · claude 4.2s"
+    ]
+    assert ran.out.splitlines()[-1].endswith(" · 1 permission denial (Bash)")
+    assert cli("runs", "list").out.splitlines()[1].split()[2:4] == ["success", "⚠1"]
+    shown = cli("runs", "get", run["id"]).out.splitlines()
+    assert "denied                 1 permission denial (Bash)" in shown
+    assert f"denied 1               {DENIED_CALL}" in shown
+
+
+def test_a_task_that_fails_on_denials_fails_naming_the_refused_calls(
+    home: Path, cli: Cli, cli_json: CliJson
+) -> None:
+    task = create_task(cli_json, "Touch a file. [denied=Bash]", "--fail-on-denials", "--retries", "2")
+    assert task["fail_on_permission_denials"] is True
+
+    ran = cli("tasks", "run", task["id"])
+
+    (run,) = runs_of(home, task["id"])
+    error = f"claude was refused 1 tool call: {DENIED_CALL}"
+    assert ran.code == 1
+    assert (run["status"], run["failure_kind"], run["error"]) == ("failed", "permission_denied", error)
+    assert f"✗ Run failed: {error}" in ran.out.splitlines()
+    assert cli("runs", "list").out.splitlines()[1].split()[2:5] == ["failed", "(permission", "denied)"]
+    edited = cli_json("tasks", "update", task["id"], "--no-fail-on-denials")
+    assert edited["fail_on_permission_denials"] is False
+    assert cli("tasks", "run", task["id"]).code == 0
+
+
+def test_fail_on_permission_denials_through_the_api_is_in_its_document_and_checked(home: Path) -> None:
+    from test_api import Api
+
+    store = cs.Store(home)
+    server = cs.ApiServer(cs.Service(store), "127.0.0.1", 0)
+    server.start()
+    api = Api(server, cs.api_token(store.home, create=False))
+    try:
+        schemas = api.ok("GET", "/api/openapi.json")["components"]["schemas"]
+        assert schemas["TaskInput"]["properties"]["fail_on_permission_denials"]["type"] == "boolean"
+        task = api.ok(
+            "POST", "/api/tasks", {"name": "T", "prompt": "P", "fail_on_permission_denials": True}, 201
+        )
+        assert task["fail_on_permission_denials"] is True
+        error = api.fails(
+            "PATCH", f"/api/tasks/{task['id']}", {"fail_on_permission_denials": "yes"}, status=422
+        )
+        assert error["field"] == "fail_on_permission_denials"
+        patched = api.ok("PATCH", f"/api/tasks/{task['id']}", {"fail_on_permission_denials": False})
+        assert patched["fail_on_permission_denials"] is False
+    finally:
+        api.close()
+        server.stop()
