@@ -8069,7 +8069,7 @@ TASK_LIST_COLUMNS = (
     ),
 )
 RUN_LIST_COLUMNS = (
-    GuiColumn("#0", "Status", "cancelled", lambda run: str(run["status"])),
+    GuiColumn("#0", "Status", "failed (auth) ⚠1", run_status_text),
     GuiColumn(
         "task",
         "Task",
@@ -8086,8 +8086,11 @@ RUN_LIST_COLUMNS = (
         lambda run: _gui_time(run.get("started_at") or run["created_at"]),
         keep=6,
     ),
-    GuiColumn("duration", "Time", "5m 05s", _run_duration, anchor="e", keep=4),
+    GuiColumn("duration", "Wall time", "5m 05s", _run_duration, anchor="e", keep=4),
     GuiColumn("cost", "Cost", "$0.0123", lambda run: _money(run.get("cost_usd")), anchor="e", keep=5),
+    GuiColumn(
+        "tokens", "Tokens", "45,004 in (45,000 cached) / 56 out", lambda run: run_tokens(run) or "—", keep=2
+    ),
 )
 GUI_COLUMN_MIN = 30
 GUI_TREE_BORDER = 2  # of a Treeview's width, what its border takes
@@ -8935,6 +8938,8 @@ class RunsPane:
         self.table.frame.grid(row=2, column=0, sticky="nsew")
         self.table.on_select(self._on_select)
         self.table.tree.bind("<Delete>", lambda event: app.delete_run())
+        self.table.tree.bind("<Double-1>", self._on_double_click)
+        self.table.tree.bind("<Return>", lambda event: app.open_run_details())
 
     def show(self, runs: list[JSONDict], title: str, selected: str | None, *, with_task: bool) -> None:
         """List runs; `with_task` adds the Task column (when they are not all one task's)."""
@@ -8962,6 +8967,10 @@ class RunsPane:
     def _on_select(self, iid: str | None) -> None:
         if iid is not None:
             self.app.select_run(iid)
+
+    def _on_double_click(self, event: tk.Event[tk.Misc]) -> None:
+        if self.table.tree.identify_row(event.y):  # not a heading, nor the space below the rows
+            self.app.open_run_details()
 
 
 class LogsPane:
@@ -9590,6 +9599,119 @@ def _place_dialog(top: tk.Toplevel, root: tk.Tk) -> None:
     top.geometry(f"+{x}+{y}")
 
 
+RUN_DETAIL_REASON_CHARS = 120  # the reason beside the status; the whole error is a click away
+
+
+def _detail_time(value: JSON) -> str:
+    """A stored time in this computer's zone, the zone named."""
+    return fmt_local(parse_time(value, "time"), seconds=True, zone=True) if value else "—"
+
+
+def _model_tokens(usage: JSON) -> str:
+    counts = usage if isinstance(usage, dict) else {}
+    cached = sum(_get_int(counts, key) or 0 for key in ("cache_read_tokens", "cache_creation_tokens"))
+    total = (_get_int(counts, "input_tokens") or 0) + cached
+    tokens = format_tokens(total, cached, _get_int(counts, "output_tokens") or 0) or "no tokens"
+    cost = _get_float(counts, "cost_usd")
+    return tokens + (f" · {_money(cost)}" if cost is not None else "")
+
+
+def run_detail_rows(run: JSONDict) -> list[tuple[str, str]]:
+    """What the run details window shows, as (label, text) rows: when, how long (both
+    durations named), tokens (per model when several), cost, how it ended, denials."""
+    status = run_status_text(run)
+    if run.get("error"):
+        status += ": " + _clip(_first_line(str(run["error"])), RUN_DETAIL_REASON_CHARS)
+    rows: list[tuple[str, str]] = [
+        ("Task", str(run.get("task_name") or _short(run.get("task_id")))),
+        ("Status", status),
+        ("Trigger", str(run.get("trigger", "")).replace("_", " ")),
+        ("Attempt", str(run.get("attempt") or 1)),
+        ("Scheduled", _detail_time(run.get("scheduled_for"))),
+        ("Started", _detail_time(run.get("started_at"))),
+        ("Finished", _detail_time(run.get("finished_at"))),
+        ("Durations", format_durations(run) or "—"),
+        ("Tokens", run_tokens(run) or "—"),
+    ]
+    models = run.get("model_usage") or {}
+    if isinstance(models, dict) and len(models) > 1:
+        rows += [(f"  {name}", _model_tokens(usage)) for name, usage in models.items()]
+    rows += [("Cost", _money(run.get("cost_usd"))), ("Model", str(run.get("model") or "—"))]
+    rows += _optional_detail_rows(run)
+    return rows
+
+
+def _optional_detail_rows(run: JSONDict) -> list[tuple[str, str]]:
+    """The rows only some runs have: denials, a limit's reset, missed fires, a session."""
+    rows: list[tuple[str, str]] = []
+    denials = run.get("permission_denials") or []
+    if denials:
+        rows.append(("Denied", str(describe_denials(denials))))
+        rows += [("", describe_denial(denial)) for denial in denials]
+    if run.get("limit_resets_at"):
+        rows.append(("Limit resets", _detail_time(run["limit_resets_at"])))
+    if run.get("missed_count"):
+        rows.append(("Missed", _plural(int(run["missed_count"]), "fire")))
+    if run.get("session_id"):
+        rows.append(("Session", str(run["session_id"])))
+    return rows
+
+
+class RunDetailsDialog:
+    """One run's details in a window of its own (double-click or Enter on a run): the
+    rows of run_detail_rows, and the whole error behind a button."""
+
+    def __init__(self, app: App, run: JSONDict) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.app = app
+        self.run_id = str(run["id"])
+        self.top = tk.Toplevel(app.root)
+        self.top.title(f"Run {_short(run['id'])}")
+        self.top.transient(app.root)
+        self.top.protocol("WM_DELETE_WINDOW", self.close)
+        self.top.bind("<Escape>", lambda event: self.close())
+        body = ttk.Frame(self.top, padding=16)
+        body.pack(fill="both", expand=True)
+        body.columnconfigure(1, weight=1)
+        self.values: dict[str, str] = {}
+        row = 0
+        for row, (label, text) in enumerate(run_detail_rows(run)):
+            ttk.Label(body, text=label, style="Muted.TLabel").grid(
+                row=row, column=0, sticky="nw", padx=(0, 12)
+            )
+            ttk.Label(body, text=text, wraplength=GUI_TIP_WRAP, justify="left").grid(
+                row=row, column=1, sticky="w"
+            )
+            self.values[label or f"{row}"] = text
+        self._build_error(body, row + 1, str(run.get("error") or ""))
+        self.close_button = ttk.Button(body, text="Close", command=self.close, default="active")
+        self.close_button.grid(row=row + 3, column=1, sticky="e", pady=(12, 0))
+        _place_dialog(self.top, app.root)
+        self.close_button.focus_set()
+
+    def _build_error(self, body: ttk.Frame, row: int, error: str) -> None:
+        """A button that shows the whole error in a read-only box (for failed runs)."""
+        from tkinter import ttk
+
+        self.error_box = _text_box(body, self.app.looks, height=4, width=GUI_DIALOG_CHARS)
+        self.error_box.insert("1.0", error)
+        self.error_box.configure(state="disabled")
+        self._error_row = row + 1
+        self.error_button = ttk.Button(body, text="Show the whole error", command=self.show_error)
+        if error:
+            self.error_button.grid(row=row, column=1, sticky="w", pady=(8, 0))
+
+    def show_error(self) -> None:
+        self.error_box.grid(row=self._error_row, column=0, columnspan=2, sticky="nsew", pady=(6, 0))
+        self.error_button.grid_remove()
+
+    def close(self) -> None:
+        self.top.destroy()
+        self.app.run_details_closed(self)
+
+
 class JobDialog:
     """New job / Edit job, in a small window of its own. Save hands the fields to the app,
     which closes the dialog once the store took them, or shows here why it did not."""
@@ -9994,6 +10116,7 @@ class App:
         self.follow_newest = True  # a newer run at the top of the list takes the Logs pane
         self.job_dialog: JobDialog | None = None
         self.settings_dialog: SettingsDialog | None = None
+        self.run_details: RunDetailsDialog | None = None
         self.storage_error: str | None = None
         self.loaded = False
         self._closed = False
@@ -10861,6 +10984,19 @@ class App:
     def stop_run(self) -> None:
         if self.run_id:
             self.act(functools.partial(self.service.stop_run, self.run_id))
+
+    def open_run_details(self) -> None:
+        """Double-click or Enter on a run: its details in a window (one at a time)."""
+        run = self._run(self.run_id)
+        if run is None:
+            return
+        if self.run_details is not None:
+            self.run_details.close()
+        self.run_details = RunDetailsDialog(self, run)
+
+    def run_details_closed(self, dialog: RunDetailsDialog) -> None:
+        if self.run_details is dialog:
+            self.run_details = None
 
     def rerun(self) -> None:
         run = self._run(self.run_id)
