@@ -5785,7 +5785,10 @@ def _run_schemas() -> JSONDict:
         "input_tokens": _schema_nullable(
             {"type": "integer", "description": "all input: uncached, cache read and cache creation"}
         ),
-        **dict.fromkeys(("cache_read_tokens", "cache_creation_tokens", "session_duration_ms"), nullable_int),
+        **dict.fromkeys(("cache_read_tokens", "cache_creation_tokens"), nullable_int),
+        "session_duration_ms": _schema_nullable(
+            {"type": "integer", "description": "claude's own count of the session's duration"}
+        ),
         **dict.fromkeys(("session_id", "model", "result", "error", "owner"), nullable_text),
         "failure_kind": _schema_nullable(
             {**_schema_enum(FailureKind), "description": "why the run failed; null when it did not"}
@@ -5805,7 +5808,9 @@ def _run_schemas() -> JSONDict:
         "stop_requested": {"type": "boolean"},
         "missed_count": nullable_int,
         "job_run_id": _schema_nullable(UUID_SCHEMA),
-        "duration_seconds": _schema_nullable({"type": "number"}),
+        "duration_seconds": _schema_nullable(
+            {"type": "number", "description": "wall time: from started_at to finished_at"}
+        ),
     }
     log_chunk = {
         "run_id": UUID_SCHEMA,

@@ -161,3 +161,25 @@ def test_the_editor_sets_fail_on_permission_denials(gui: Gui, service: cs.Servic
     editor._flags["fail_on_permission_denials"].set(True)
     editor.save_button.invoke()
     gui.wait(lambda: service.get_task(task["id"])["fail_on_permission_denials"], "the save")
+
+
+def test_claudes_api_retries_show_in_the_log_one_line_each(gui: Gui, service: cs.Service) -> None:  # noqa: F811
+    task = make_task(service, "Retried", prompt="Hello [api_retry=2][denied=Write]")
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(task["id"])
+    gui.app.tasks_pane.buttons["run"].invoke()
+    gui.wait(lambda: "Done with" in gui.log_text(), "the summary")
+
+    lines = gui.log_text().splitlines()
+    retries = [line for line in lines if line.startswith("API ")]
+    assert retries == [
+        "API overloaded (529), retry 1 of 10 in 0.5 s",
+        "API overloaded (529), retry 2 of 10 in 1 s",
+    ]
+    text = gui.app.logs_pane.text
+    tagged = text.get(*text.tag_ranges("retry")[:2])  # the two lines are one range of the tag
+    assert tagged.splitlines() == retries
+    summary = next(line for line in lines if "Done with" in line)
+    assert summary.startswith("⚠ Done with 1 permission denial (Write) in 3 turns")
+    assert text.tag_ranges("summary_warning")
