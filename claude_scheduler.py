@@ -9677,24 +9677,35 @@ class RunDetailsDialog:
         self.top.transient(app.root)
         self.top.protocol("WM_DELETE_WINDOW", self.close)
         self.top.bind("<Escape>", lambda event: self.close())
-        body = ttk.Frame(self.top, padding=16)
-        body.pack(fill="both", expand=True)
-        body.columnconfigure(1, weight=1)
+        self.body = ttk.Frame(self.top, padding=16)
+        self.body.pack(fill="both", expand=True)
+        self.body.columnconfigure(1, weight=1)
+        self.shown: JSONDict = {}
         self.values: dict[str, str] = {}
-        row = 0
-        for row, (label, text) in enumerate(run_detail_rows(run)):
-            ttk.Label(body, text=label, style="Muted.TLabel").grid(
-                row=row, column=0, sticky="nw", padx=(0, 12)
-            )
-            ttk.Label(body, text=text, wraplength=GUI_TIP_WRAP, justify="left").grid(
-                row=row, column=1, sticky="w"
-            )
-            self.values[label or f"{row}"] = text
-        self._build_error(body, row + 1, str(run.get("error") or ""))
-        self.close_button = ttk.Button(body, text="Close", command=self.close, default="active")
-        self.close_button.grid(row=row + 3, column=1, sticky="e", pady=(12, 0))
+        self.show(run)
         _place_dialog(self.top, app.root)
         self.close_button.focus_set()
+
+    def show(self, run: JSONDict) -> None:
+        """(Re)draw the rows for the run as it now is: a running run's window follows it."""
+        from tkinter import ttk
+
+        if run == self.shown:
+            return
+        self.shown = run
+        for child in self.body.winfo_children():
+            child.destroy()
+        self.values = {}
+        row = 0
+        for row, (label, text) in enumerate(run_detail_rows(run)):
+            muted = ttk.Label(self.body, text=label, style="Muted.TLabel")
+            muted.grid(row=row, column=0, sticky="nw", padx=(0, 12))
+            value = ttk.Label(self.body, text=text, wraplength=GUI_TIP_WRAP, justify="left")
+            value.grid(row=row, column=1, sticky="w")
+            self.values[label or f"{row}"] = text
+        self._build_error(self.body, row + 1, str(run.get("error") or ""))
+        self.close_button = ttk.Button(self.body, text="Close", command=self.close, default="active")
+        self.close_button.grid(row=row + 3, column=1, sticky="e", pady=(12, 0))
 
     def _build_error(self, body: ttk.Frame, row: int, error: str) -> None:
         """A button that shows the whole error in a read-only box (for failed runs)."""
@@ -10562,6 +10573,9 @@ class App:
         run = self._run(self.run_id)
         if run:
             self.logs_pane.set_title(self._run_title(run))
+        details = self._run(self.run_details.run_id) if self.run_details else None
+        if self.run_details and details:
+            self.run_details.show(details)
 
     def _run(self, run_id: str | None) -> JSONDict | None:
         return next((run for run in self.runs if run["id"] == run_id), None)

@@ -183,3 +183,19 @@ def test_claudes_api_retries_show_in_the_log_one_line_each(gui: Gui, service: cs
     summary = next(line for line in lines if "Done with" in line)
     assert summary.startswith("⚠ Done with 1 permission denial (Write) in 3 turns")
     assert text.tag_ranges("summary_warning")
+
+
+def test_the_details_of_a_running_run_follow_it_to_its_end(gui: Gui, service: cs.Service) -> None:  # noqa: F811
+    task = make_task(service, "Slow", prompt="Talk slowly [delay=0.3]")
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(task["id"])
+    gui.app.tasks_pane.buttons["run"].invoke()
+    gui.wait(lambda: gui.app.runs and gui.app.runs[0]["status"] == "running", "the run to start")
+    details = open_details(gui, gui.app.runs[0]["id"], "enter")
+    assert details.values["Status"] == "running"
+
+    gui.wait(lambda: details.values["Status"] == "success", "the details to follow the run")
+    assert details.values["Tokens"] == "62 in / 17 out"
+    assert details.values["Durations"].startswith("wall time ")
+    assert details.values["Durations"].endswith(" · claude 4.2s")
