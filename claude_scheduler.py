@@ -3849,6 +3849,10 @@ LOG_PREFIX_TAGS = (  # prefix, tag, what a person reads in its place
 )
 
 
+# What claude prints on stderr and again in its result's `errors` (resume-missing.log).
+STDERR_SAID_IN_RESULT = (LOG_STDERR_PREFIX + MISSING_SESSION_TEXT,)
+
+
 def render_log_line(line: str) -> list[Segment]:
     """One raw log line as (tag, text) segments for people; [] for lines to hide.
 
@@ -3859,6 +3863,8 @@ def render_log_line(line: str) -> list[Segment]:
     text = line.rstrip("\r\n")
     if not text.strip():
         return []
+    if text.startswith(STDERR_SAID_IN_RESULT):
+        return []  # the result line right after says it: once is enough
     for prefix, tag, label in LOG_PREFIX_TAGS:
         if text.startswith(prefix):
             return [(tag, label + text[len(prefix) :])]

@@ -752,6 +752,7 @@ RENDERED = [
     (line({"type": "stream_event", "event": {}}), []),
     (line({"type": "brand_new"}), []),
     ("[stderr] boom\n", [("error", "boom")]),
+    ("[stderr] No conversation found with session ID: 9a5b0e80", []),  # the result says it
     ("[scheduler] timed out after 30s", [("scheduler", "timed out after 30s")]),
     ("not json", [("raw", "not json")]),
     ("[1,2]", [("raw", "[1,2]")]),

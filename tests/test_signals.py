@@ -111,6 +111,7 @@ def test_a_resume_of_a_lost_session_drops_it_and_the_next_run_starts_anew_saying
     assert lost["error"] == f"No conversation found with session ID: {first['session_id']}"
     assert task_of(home, task["id"])["last_session_id"] is None
     assert "the task's next run starts a new one" in failed.out
+    assert failed.out.count("No conversation found") == 1  # claude's stderr and result say it: shown once
 
     again = cli("tasks", "run", task["id"])
 
