@@ -30,7 +30,7 @@ import urllib.parse
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from http import HTTPStatus
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
@@ -825,6 +825,7 @@ class Task:
     catch_up: CatchUp = CatchUp.ONCE
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     env: dict[str, str] = field(default_factory=dict)
+    fail_on_permission_denials: bool = False  # a run whose tool calls were refused counts as failed
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
     extra: JSONDict = field(default_factory=dict)
@@ -860,6 +861,7 @@ class Task:
         "catch_up",
         "retry",
         "env",
+        "fail_on_permission_denials",
     )
     DERIVED: ClassVar[tuple[str, ...]] = (
         "next_run_at",
@@ -910,6 +912,9 @@ class Task:
             catch_up=read_enum(get("catch_up", "once"), "catch_up", CatchUp),
             retry=RetryPolicy.from_dict(get("retry"), strict=strict),
             env=read_env(get("env"), "env"),
+            fail_on_permission_denials=read_bool(
+                get("fail_on_permission_denials", False), "fail_on_permission_denials"
+            ),
             created_at=_stamp(data, "created_at"),
             updated_at=_stamp(data, "updated_at"),
             extra=split_known(data, cls.EDITABLE + cls.READ_ONLY, strict=False),
@@ -944,6 +949,7 @@ class Task:
             "catch_up": self.catch_up.value,
             "retry": self.retry.to_dict(),
             "env": dict(self.env),
+            "fail_on_permission_denials": self.fail_on_permission_denials,
             "created_at": fmt_time(self.created_at),
             "updated_at": fmt_time(self.updated_at),
         }
@@ -2693,7 +2699,9 @@ class Store:
             "last_run_status": latest.status.value if latest else None,
             "last_run_at": fmt_time(latest.started_at or latest.created_at) if latest else None,
         }
-        if latest and latest.session_id:
+        if latest and latest.failure_kind == FailureKind.MISSING_SESSION:
+            derived["last_session_id"] = None  # claude has lost it: the next run starts a new one
+        elif latest and latest.session_id:
             derived["last_session_id"] = latest.session_id
         if all(state.get(key) == value for key, value in derived.items()):
             return
@@ -2904,6 +2912,8 @@ CLAUDE_BASE_ARGS = ("-p", "--output-format", "stream-json", "--verbose")
 
 LOG_STDERR_PREFIX = "[stderr] "
 LOG_SCHEDULER_PREFIX = "[scheduler] "
+SESSION_LOST_NOTE = "claude no longer has this session: the task's next run starts a new one"
+SESSION_RESTART_NOTE = "starting a new session: claude no longer had the last one ({})"
 LOG_FAILURE_PREFIX = "[scheduler] run failed: "  # why, in the log: its last words may read like success
 RESULT_MAX_CHARS = 2000
 ERROR_MAX_CHARS = 300
@@ -2916,7 +2926,9 @@ GROUP_POLL_SECONDS = 0.05
 ZOMBIE_STATES = (b"Z", b"X")  # /proc/<pid>/stat states of processes that are gone
 PROMPT_WRITER_JOIN_SECONDS = 1.0
 
-# Where each tool keeps the argument worth showing in a one-line summary of the call.
+# Where each tool keeps the argument worth showing in a one-line summary of the call:
+# the tools of claude 2.1.x's init line (Glob, Grep and LS are gone; mcp__ tools show
+# their input as JSON).
 TOOL_SUMMARY_KEYS = {
     "Bash": "command",
     "Read": "file_path",
@@ -2924,12 +2936,22 @@ TOOL_SUMMARY_KEYS = {
     "Edit": "file_path",
     "MultiEdit": "file_path",
     "NotebookEdit": "notebook_path",
-    "Glob": "pattern",
-    "Grep": "pattern",
-    "LS": "path",
     "WebFetch": "url",
     "WebSearch": "query",
     "Task": "description",
+    "TaskCreate": "subject",
+    "TaskGet": "taskId",
+    "TaskUpdate": "taskId",
+    "TaskOutput": "task_id",
+    "TaskStop": "task_id",
+    "CronCreate": "cron",
+    "CronDelete": "id",
+    "Skill": "skill",
+    "SendMessage": "to",
+    "ScheduleWakeup": "reason",
+    "EnterWorktree": "name",
+    "Workflow": "name",
+    "ReportFindings": "summary",
 }
 
 # Claude's usage-limit notice (claude-cli.md): "You've hit your session limit · resets
@@ -2939,6 +2961,16 @@ USAGE_LIMIT_MAX_CHARS = 300  # the notice is one short sentence
 USAGE_LIMIT_SENTENCE = re.compile(
     r"^You(?:'|’)ve hit your (?P<what>[^·\n]+?)(?:\s*·\s*resets (?P<when>[^\n]+))?$"
 )
+# The reset in the sentence, as claude words it: "10:38am (UTC)", "Dec 5, 6:58pm (UTC)",
+# the zone an IANA name or UTC. Read only when no rate_limit_event gave the epoch.
+USAGE_LIMIT_RESET = re.compile(
+    r"^(?:(?P<month>[A-Za-z]{3})[a-z]*\.? (?P<day>\d{1,2}),? )?"
+    r"(?P<hour>1[0-2]|0?[1-9])(?::(?P<minute>[0-5]\d))?"
+    r"\s*(?P<half>am|pm) \((?P<zone>[^()]+)\)$",
+    re.IGNORECASE,
+)
+HALF_DAY_HOURS = 12
+MONTH_ABBREVIATIONS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 HTTP_SERVER_ERROR = 500  # API statuses from here up are the server's fault
 SYNTHETIC_MODEL = "<synthetic>"  # the model of the assistant line claude makes up for an API error
 MISSING_SESSION_TEXT = "No conversation found with session ID"
@@ -2963,7 +2995,13 @@ RESULT_SUBTYPE_KINDS = {
 }
 # Failures a retry cannot mend soon: the engine's hold waits out limits instead.
 NOT_RETRIED_KINDS = frozenset(
-    {FailureKind.USAGE_LIMIT, FailureKind.RATE_LIMIT, FailureKind.AUTH, FailureKind.BILLING}
+    {
+        FailureKind.USAGE_LIMIT,
+        FailureKind.RATE_LIMIT,
+        FailureKind.AUTH,
+        FailureKind.BILLING,
+        FailureKind.PERMISSION_DENIED,  # the same prompt under the same permissions is refused again
+    }
 )
 MODEL_USAGE_KEYS = (  # modelUsage's key, ours
     ("inputTokens", "input_tokens"),
@@ -3358,6 +3396,44 @@ def _is_usage_limit_sentence(text: str) -> bool:
     return len(text) <= USAGE_LIMIT_MAX_CHARS and USAGE_LIMIT_SENTENCE.match(text.strip()) is not None
 
 
+def usage_limit_reset(text: str, ended_at: datetime) -> datetime | None:
+    """When the limit named in claude's sentence ("You've hit your session limit · resets
+    10:38am (UTC)") lifts: the next such time after `ended_at`, in UTC. None when the
+    sentence names no reset or one this cannot read. Pure."""
+    sentence = USAGE_LIMIT_SENTENCE.match(text.strip()) if len(text) <= USAGE_LIMIT_MAX_CHARS else None
+    when = sentence.group("when") if sentence else None
+    found = USAGE_LIMIT_RESET.match(when.strip()) if when else None
+    zone_name = found.group("zone").strip() if found else ""
+    zone = UTC if zone_name.upper() == "UTC" else _zone_or_none(zone_name)
+    if found is None or zone is None:
+        return None
+    hour, minute = int(found.group("hour")), int(found.group("minute") or 0)
+    hour = hour % HALF_DAY_HOURS + (HALF_DAY_HOURS if found.group("half").lower() == "pm" else 0)
+    try:
+        return _next_wall_time(found.group("month"), found.group("day"), hour, minute, zone, ended_at)
+    except ValueError:  # "Feb 30"
+        return None
+
+
+def _next_wall_time(
+    month: str | None, day: str | None, hour: int, minute: int, zone: tzinfo, after: datetime
+) -> datetime | None:
+    """The first wall time hour:minute (on month/day when given) in `zone` after `after`."""
+    local = after.astimezone(zone)
+    if month is None or day is None:
+        candidate = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if candidate <= local:
+            candidate = datetime.combine(candidate.date() + timedelta(days=1), candidate.timetz())
+        return candidate.astimezone(UTC)
+    if month.lower() not in MONTH_ABBREVIATIONS:
+        return None
+    number = MONTH_ABBREVIATIONS.index(month.lower()) + 1
+    candidate = datetime(local.year, number, int(day), hour, minute, tzinfo=zone)
+    if candidate <= local:
+        candidate = candidate.replace(year=local.year + 1)
+    return candidate.astimezone(UTC)
+
+
 def _epoch_time(value: JSON) -> datetime | None:
     """A UTC time from epoch seconds; None for anything else or out of range."""
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
@@ -3407,8 +3483,11 @@ class StreamParser:
 
     def feed(self, line: str) -> None:
         obj = _parse_object(line)
-        if obj is None:
-            return
+        if obj is not None:
+            self.feed_object(obj)
+
+    def feed_object(self, obj: dict[str, JSON]) -> None:
+        """Take one parsed line of the stream."""
         self.session_id = _get_str(obj, "session_id") or self.session_id
         handler = self._HANDLERS.get(_get_str(obj, "type") or "")
         if handler is not None:
@@ -3534,6 +3613,8 @@ class RunOutcome:
     model_usage: JSONDict | None = None
     permission_denials: list[JSONDict] | None = None
     session_duration_ms: int | None = None
+    # The error is claude's own words, already in the log's result line (not a Run field).
+    error_in_log: bool = False
 
 
 class _RunLog:
@@ -3823,9 +3904,11 @@ def _outcome(
     succeeded = exit_code == 0 and parser.has_result and not parser.is_error
     status = stopped or (STATUS_SUCCESS if succeeded else STATUS_FAILED)
     kind: FailureKind | None = None
+    said = False
     if status == STATUS_FAILED:
         error: str | None = _failure_line(exit_code, capture)
         kind = parser.failure_kind()
+        said = parser.has_result and parser.is_error and error == parser.failure_reason()
     else:
         error = _stop_error(status, limits) if stopped else None
         kind = STOP_KINDS.get(status)
@@ -3848,6 +3931,7 @@ def _outcome(
         model_usage=parser.model_usage,
         permission_denials=parser.permission_denials or None,
         session_duration_ms=parser.duration_ms,
+        error_in_log=said,
     )
 
 
@@ -4008,9 +4092,38 @@ def _render_user(obj: dict[str, JSON]) -> list[Segment]:
     return [_tool_result(block) for block in _blocks(content) if block.get("type") == "tool_result"]
 
 
+# The `error` of an api_retry line, as people say it; others read "API error".
+API_RETRY_WORDS = {
+    "overloaded": "API overloaded",
+    "rate_limit": "API rate limited",
+    "authentication_failed": "API key refused",
+    "server_error": "API server error",
+    "billing_error": "API billing error",
+    "invalid_request": "API refused the request",
+}
+MS_PER_SECOND = 1000
+
+
+def _render_api_retry(obj: dict[str, JSON]) -> list[Segment]:
+    """claude retrying a failed API call: `API overloaded (529), retry 3 of 10 in 4 s`."""
+    words = API_RETRY_WORDS.get(_get_str(obj, "error") or "", "API error")
+    status = _get_int(obj, "error_status")
+    attempt, most = _get_int(obj, "attempt"), _get_int(obj, "max_retries")
+    delay = _get_float(obj, "retry_delay_ms")
+    text = words + (f" ({status})" if status else "")
+    if attempt is not None:
+        text += f", retry {attempt}" + (f" of {most}" if most else "")
+    if delay is not None:
+        seconds = delay / MS_PER_SECOND
+        text += f" in {seconds:.1f} s" if seconds < 1 else f" in {round(seconds)} s"
+    return [("retry", text)]
+
+
 def _render_system(obj: dict[str, JSON]) -> list[Segment]:
+    if obj.get("subtype") == "api_retry":
+        return _render_api_retry(obj)
     if obj.get("subtype") != "init":
-        return []
+        return []  # other system lines (compact_boundary, notification...) stay in the log only
     session = (_get_str(obj, "session_id") or "")[:RENDER_SESSION_CHARS]
     parts = [
         f"Session {session}" if session else "Session",
@@ -4024,31 +4137,115 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _result_facts(obj: dict[str, JSON]) -> list[str]:
-    usage = _get_dict(obj, "usage")
+def format_count(count: int) -> str:
+    return f"{count:,}"
+
+
+def format_tokens(input_tokens: JSON, cached: JSON, output_tokens: JSON) -> str | None:
+    """`45,004 in (45,000 cached) / 56 out`: all input, its cached part, output; None
+    when the counts are not known or none were used (an API error)."""
+    if not isinstance(input_tokens, int) or not isinstance(output_tokens, int):
+        return None
+    if not input_tokens and not output_tokens:
+        return None
+    part = f" ({format_count(cached)} cached)" if isinstance(cached, int) and cached else ""
+    return f"{format_count(input_tokens)} in{part} / {format_count(output_tokens)} out"
+
+
+def run_tokens(run: Mapping[str, JSON]) -> str | None:
+    """A run's (or a result's parsed) tokens for people; the cached part is cache reads
+    and cache writes."""
+    cached = [run.get(key) for key in ("cache_read_tokens", "cache_creation_tokens")]
+    counts = [count for count in cached if isinstance(count, int)]
+    return format_tokens(run.get("input_tokens"), sum(counts) if counts else None, run.get("output_tokens"))
+
+
+# The two durations a run has, labelled wherever they appear.
+DURATION_LABEL_CLAUDE = "claude"  # claude's own duration_ms
+DURATION_LABEL_WALL = "wall time"  # the scheduler's, start to finish
+
+
+def format_durations(run: Mapping[str, JSON]) -> str | None:
+    """`wall time 4.5s · claude 4.2s`: both a run's durations, each named."""
+    wall, claude = run.get("duration_seconds"), run.get("session_duration_ms")
+    parts = [
+        f"{DURATION_LABEL_WALL} {wall:.1f}s" if isinstance(wall, int | float) else None,
+        f"{DURATION_LABEL_CLAUDE} {claude / MS_PER_SECOND:.1f}s" if isinstance(claude, int) else None,
+    ]
+    shown = [part for part in parts if part]
+    return " · ".join(shown) if shown else None
+
+
+def describe_denials(denials: JSON) -> str | None:
+    """`1 permission denial (Bash)`: how many tool calls were refused, and which tools."""
+    if not isinstance(denials, list) or not denials:
+        return None
+    tools = [_get_str(denial, "tool_name") or "a tool" for denial in denials if isinstance(denial, dict)]
+    names = ", ".join(dict.fromkeys(tools))
+    return f"{_plural(len(denials), 'permission denial')} ({names})"
+
+
+def describe_denial(denial: JSON) -> str:
+    """One refused tool call: `Bash: touch made-by-claude.txt` (the argument worth showing)."""
+    name = _get_str(denial, "tool_name") or "a tool"
+    tool_input = denial.get("tool_input") if isinstance(denial, dict) else None
+    key = TOOL_SUMMARY_KEYS.get(name)
+    argument = _get_str(tool_input, key) if key else None
+    if argument is None and tool_input not in (None, {}):
+        argument = _compact_json(tool_input)
+    return _one_line(f"{name}: {argument}" if argument else name)
+
+
+def describe_kind(kind: JSON) -> str | None:
+    """A failure kind in words (`usage limit`); None for none or the catch-all `error`."""
+    if not isinstance(kind, str) or kind in ("", FailureKind.ERROR):
+        return None
+    return kind.replace("_", " ")
+
+
+def _result_parsed(obj: dict[str, JSON]) -> StreamParser:
+    parser = StreamParser()
+    parser.feed_object(obj)
+    return parser
+
+
+def _result_facts(obj: dict[str, JSON], parser: StreamParser) -> list[str]:
     cost = _cost(obj)
-    tokens_in, tokens_out = _get_int(usage, "input_tokens"), _get_int(usage, "output_tokens")
+    tokens = run_tokens(vars(parser))
     duration = _get_float(obj, "duration_ms")
     facts = [
         f"${cost:.4f}" if cost is not None else None,
-        f"{tokens_in} in / {tokens_out} out tokens" if None not in (tokens_in, tokens_out) else None,
-        _format_seconds(round(duration / 1000, 1)) if duration is not None else None,
+        f"{tokens} tokens" if tokens else None,
+        f"{DURATION_LABEL_CLAUDE} {_format_seconds(round(duration / MS_PER_SECOND, 1))}"
+        if duration is not None
+        else None,
     ]
     return [fact for fact in facts if fact]
 
 
-def _render_result(obj: dict[str, JSON]) -> list[Segment]:
+def _result_head(obj: dict[str, JSON], parser: StreamParser) -> str:
     turns = _get_int(obj, "num_turns")
-    subtype = _get_str(obj, "subtype")
-    failed = _result_failed(obj)
-    named = subtype if subtype and subtype != "success" else None
-    head = ("✗ " + (named or "Failed")) if failed else "✓ Done"
+    if parser.is_error:
+        kind = describe_kind(parser.failure_kind())
+        subtype = parser.subtype if parser.subtype and parser.subtype != "success" else None
+        label = kind or subtype
+        head = "✗ Failed" + (f" ({label})" if label else "")
+    else:
+        denials = describe_denials(parser.permission_denials)
+        head = f"⚠ Done with {denials}" if denials else "✓ Done"
     if turns is not None:
-        head += f" {'after' if failed else 'in'} {_plural(turns, 'turn')}"
-    segments: list[Segment] = [("summary", " · ".join([head, *_result_facts(obj)]))]
+        head += f" {'after' if parser.is_error else 'in'} {_plural(turns, 'turn')}"
+    return head
+
+
+def _render_result(obj: dict[str, JSON]) -> list[Segment]:
+    parser = _result_parsed(obj)
+    segments: list[Segment] = [
+        ("summary", " · ".join([_result_head(obj, parser), *_result_facts(obj, parser)]))
+    ]
     errors = [error for error in obj.get("errors") or [] if isinstance(error, str)]
     text = "; ".join(errors) or _get_str(obj, "result")
-    if failed and text and text.strip():
+    if parser.is_error and text and text.strip():
         segments.append(("error", _one_line(text)))
     return segments
 
@@ -4068,15 +4265,22 @@ LOG_PREFIX_TAGS = (  # prefix, tag, what a person reads in its place
 )
 
 
+# What claude prints on stderr and again in its result's `errors` (resume-missing.log).
+STDERR_SAID_IN_RESULT = (LOG_STDERR_PREFIX + MISSING_SESSION_TEXT,)
+
+
 def render_log_line(line: str) -> list[Segment]:
     """One raw log line as (tag, text) segments for people; [] for lines to hide.
 
-    Tags: assistant, thinking, tool, tool_result, error, summary, system, scheduler,
-    raw (a line that is not a JSON object, shown as it is). Pure; never raises.
+    Tags: assistant, thinking, tool, tool_result, error, summary, system, retry (claude
+    retrying the API), scheduler, raw (a line that is not a JSON object, shown as it
+    is). Pure; never raises.
     """
     text = line.rstrip("\r\n")
     if not text.strip():
         return []
+    if text.startswith(STDERR_SAID_IN_RESULT):
+        return []  # the result line right after says it: once is enough
     for prefix, tag, label in LOG_PREFIX_TAGS:
         if text.startswith(prefix):
             return [(tag, label + text[len(prefix) :])]
@@ -4314,6 +4518,7 @@ class Executor:
                 status=STATUS_FAILED, error=str(error), failure_kind=FailureKind.NOT_STARTED.value
             )
         else:
+            self._note_new_session(task, run, log_path)
             outcome = execute(
                 argv,
                 prompt=task.prompt,
@@ -4326,9 +4531,29 @@ class Executor:
                 kill_grace_seconds=self.kill_grace,
                 poll_seconds=STOP_POLL_SECONDS,
             )
-        if outcome.status == STATUS_FAILED and outcome.error:
+            if task.fail_on_permission_denials:
+                outcome = _failed_on_denials(outcome)
+        if outcome.status == STATUS_FAILED and outcome.error and not outcome.error_in_log:
             _append_log(log_path, f"{LOG_FAILURE_PREFIX}{outcome.error}")
+        if outcome.failure_kind == FailureKind.MISSING_SESSION:
+            _append_log(log_path, LOG_SCHEDULER_PREFIX + SESSION_LOST_NOTE)
         return self._record(run.id, outcome)
+
+    def _note_new_session(self, task: Task, run: Run, log_path: Path) -> None:
+        """Say why a resuming task starts a new session: its last one was lost."""
+        if task.session_mode is not SessionMode.RESUME or task.last_session_id:
+            return
+        try:
+            runs = self.store.runs_of(task.id)
+        except SchedulerError:
+            return  # only a note: never a reason to fail the run
+        earlier = [old for old in runs if old.id != run.id and old.tells_how_the_task_does]
+        latest = max(earlier, key=lambda old: old.created_at, default=None)
+        if latest is not None and latest.failure_kind == FailureKind.MISSING_SESSION:
+            lost = (latest.session_id or "")[:ID_PREFIX_LEN]
+            with contextlib.suppress(OSError):
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+            _append_log(log_path, LOG_SCHEDULER_PREFIX + SESSION_RESTART_NOTE.format(lost))
 
     def _prepare(self, task: Task) -> tuple[list[str], Path, dict[str, str]]:
         job = self.store.job(task.job_id) if task.job_id else None
@@ -4385,14 +4610,34 @@ class Executor:
             except NotFound:
                 return Run(run_id, run_id, status=RunStatus(outcome.status))
             fields = dataclasses.asdict(outcome)
+            del fields["error_in_log"]
             fields["status"] = RunStatus(outcome.status)
             fields["session_id"] = outcome.session_id or run.session_id
             fields["model"] = outcome.model or run.model
             fields["error"] = outcome.error or None
-            run = dataclasses.replace(run, **fields, finished_at=self.store.clock())
+            finished_at = self.store.clock()
+            if outcome.failure_kind == FailureKind.USAGE_LIMIT and outcome.limit_resets_at is None:
+                fields["limit_resets_at"] = usage_limit_reset(outcome.error or "", finished_at)
+            run = dataclasses.replace(run, **fields, finished_at=finished_at)
             self.store.save_run(run)
             note_limit_hold(self.store, run)
             return run
+
+
+def _failed_on_denials(outcome: RunOutcome) -> RunOutcome:
+    """A session that went well but was refused tool calls, as a failure naming them
+    (for tasks with fail_on_permission_denials)."""
+    denials = outcome.permission_denials or []
+    if outcome.status != STATUS_SUCCESS or not denials:
+        return outcome
+    calls = "; ".join(describe_denial(denial) for denial in denials)
+    error = f"claude was refused {_plural(len(denials), 'tool call')}: {calls}"
+    return dataclasses.replace(
+        outcome,
+        status=STATUS_FAILED,
+        failure_kind=FailureKind.PERMISSION_DENIED.value,
+        error=_clip(error, ERROR_MAX_CHARS),
+    )
 
 
 def _append_log(path: Path, line: str) -> None:
@@ -6472,6 +6717,10 @@ def _task_field_schemas() -> JSONDict:
         "catch_up": _schema_enum(CatchUp),
         "retry": _schema_ref("Retry"),
         "env": {"type": "object", "additionalProperties": {"type": "string"}},
+        "fail_on_permission_denials": {
+            "type": "boolean",
+            "description": "a run in which claude was refused a tool call fails (permission_denied)",
+        },
     }
 
 
@@ -6619,7 +6868,10 @@ def _run_schemas() -> JSONDict:
         "input_tokens": _schema_nullable(
             {"type": "integer", "description": "all input: uncached, cache read and cache creation"}
         ),
-        **dict.fromkeys(("cache_read_tokens", "cache_creation_tokens", "session_duration_ms"), nullable_int),
+        **dict.fromkeys(("cache_read_tokens", "cache_creation_tokens"), nullable_int),
+        "session_duration_ms": _schema_nullable(
+            {"type": "integer", "description": "claude's own count of the session's duration"}
+        ),
         **dict.fromkeys(("session_id", "model", "result", "error", "owner"), nullable_text),
         "failure_kind": _schema_nullable(
             {**_schema_enum(FailureKind), "description": "why the run failed; null when it did not"}
@@ -6642,7 +6894,9 @@ def _run_schemas() -> JSONDict:
             "description": "how many fire times a missed or deferred run (held back by a hold) stands for",
         },
         "job_run_id": _schema_nullable(UUID_SCHEMA),
-        "duration_seconds": _schema_nullable({"type": "number"}),
+        "duration_seconds": _schema_nullable(
+            {"type": "number", "description": "wall time: from started_at to finished_at"}
+        ),
     }
     log_chunk = {
         "run_id": UUID_SCHEMA,
@@ -7419,14 +7673,28 @@ TASK_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("NEXT RUN", lambda task: _when(task["next_run_at"]) if task["enabled"] else "disabled"),
     ("LAST", lambda task: task["last_run_status"] or "never"),
 )
+
+
+DENIALS_MARK = "⚠"  # beside a run's status: tool calls were refused
+
+
+def run_status_text(run: Mapping[str, JSON]) -> str:
+    """`failed (auth)`, `success ⚠1`: the status, the kind of failure, a mark for denials."""
+    kind = describe_kind(run.get("failure_kind"))
+    denials = run.get("permission_denials")
+    marked = f" {DENIALS_MARK}{len(denials)}" if isinstance(denials, list) and denials else ""
+    return f"{run['status']}" + (f" ({kind})" if kind else "") + marked
+
+
 RUN_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("ID", lambda run: _short(run["id"])),
     ("TASK", lambda run: _short(run["task_id"])),
-    ("STATUS", lambda run: run["status"]),
+    ("STATUS", run_status_text),
     ("TRIGGER", lambda run: run["trigger"]),
     ("STARTED", lambda run: _when(run["started_at"] or run["created_at"])),
-    ("DURATION", lambda run: _seconds(run["duration_seconds"])),
+    ("WALL TIME", lambda run: _seconds(run["duration_seconds"])),
     ("COST", lambda run: _money(run["cost_usd"])),
+    ("TOKENS", lambda run: run_tokens(run) or "-"),
     ("ERROR", lambda run: (run["error"] or "")[:60]),
 )
 # A job's or task's totals: one row per window of USAGE_WINDOWS.
@@ -7771,7 +8039,21 @@ def _cmd_runs_list(ctx: CliContext) -> int:
 
 def _cmd_runs_get(ctx: CliContext) -> int:
     run = ctx.backend.get_run(ctx.resolve("run", ctx.args.id))
-    return ctx.show(run, lambda: format_fields(run))
+    return ctx.show(run, lambda: format_fields({**run, **_run_readable(run)}))
+
+
+def _run_readable(run: JSONDict) -> JSONDict:
+    """A run's facts in words, below its fields: status and kind, tokens, both
+    durations (named), and each refused tool call."""
+    denials = run.get("permission_denials") or []
+    readable: JSONDict = {
+        "outcome": run_status_text(run),
+        "tokens": run_tokens(run),
+        "durations": format_durations(run),
+        "denied": describe_denials(denials),
+    }
+    readable.update({f"denied {n}": describe_denial(denial) for n, denial in enumerate(denials, 1)})
+    return {key: value for key, value in readable.items() if value}
 
 
 def _cmd_runs_delete(ctx: CliContext) -> int:
@@ -7863,15 +8145,18 @@ def _signals_interrupt() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _run_summary(run: JSONDict) -> str:
-    parts = [f"Run {_short(run['id'])} {run['status']}"]
-    if run["duration_seconds"] is not None:
-        parts.append(f"in {run['duration_seconds']:.1f}s")
-    if run["cost_usd"] is not None:
-        parts.append(f"cost {_money(run['cost_usd'])}")
-    if run["error"]:
-        parts.append(f"- {run['error']}")
-    return " ".join(parts)
+def _run_summary(run: JSONDict, *, error: bool = True) -> str:
+    """`Run 1a2b3c4d failed (auth) · wall time 4.5s · claude 4.2s · $0.0123 · …`; the
+    error too unless the person just read it in the log (`error=False`)."""
+    tokens = run_tokens(run)
+    facts = [
+        format_durations(run),
+        f"cost {_money(run['cost_usd'])}" if run["cost_usd"] is not None else None,
+        f"{tokens} tokens" if tokens else None,
+        describe_denials(run.get("permission_denials")),
+    ]
+    text = " · ".join([f"Run {_short(run['id'])} {run_status_text(run)}", *filter(None, facts)])
+    return text + (f" - {run['error']}" if error and run["error"] else "")
 
 
 def _engine_note(ctx: CliContext, task_ids: Iterable[str] = ()) -> str:
@@ -7938,7 +8223,7 @@ def _follow_to_end(ctx: CliContext, run_id: str) -> int:
             run = ctx.backend.get_run(run_id)
         except NotFound:  # deleted with its task or job; the engine ends the session
             raise SchedulerError(RUN_DELETED) from None
-    ctx.show(run, lambda: _run_summary(run))
+    ctx.show(run, lambda: _run_summary(run, error=False))  # the log above said why
     return 0 if run["status"] == RunStatus.SUCCESS else 1
 
 
@@ -8007,7 +8292,7 @@ def _perform_streaming(ctx: CliContext, executor: Executor, run: Run) -> JSONDic
         return gone.to_dict()  # like a cancelled run: a job run stops there
     finished = result[0].to_dict() if result else ctx.backend.get_run(run.id)
     if not ctx.args.json:
-        ctx.emit(_run_summary(finished))
+        ctx.emit(_run_summary(finished, error=False))  # the log above said why
     return finished
 
 
@@ -8275,6 +8560,7 @@ TASK_OPTIONS: tuple[tuple[str, str], ...] = (
     ("overlap", "overlap"),
     ("catch_up", "catch_up"),
     ("enabled", "enabled"),
+    ("fail_on_denials", "fail_on_permission_denials"),
 )
 
 
@@ -8416,6 +8702,11 @@ def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
     parser.add_argument("--append-system-prompt", metavar="TEXT", help="added to Claude's system prompt")
     _claude_options(parser, creating=creating)
     parser.add_argument("--session-mode", choices=[mode.value for mode in SessionMode])
+    parser.add_argument(
+        "--fail-on-denials",
+        action=argparse.BooleanOptionalAction,
+        help="count a run in which claude was refused a tool call as failed (default: no)",
+    )
     parser.add_argument("--overlap", choices=[mode.value for mode in Overlap], help="if still running")
     parser.add_argument("--catch-up", choices=[mode.value for mode in CatchUp], help="after downtime")
     env_help = "extra environment" if creating else "set one variable (the others stay)"
@@ -8772,7 +9063,7 @@ GUI_PALETTE = {
     "error_bg": "#ffebe9",
     "warning": "#9a6700",
 }
-# Log tags (render_log_line's, plus summary_failed) -> Text tag options; "font" names a font role.
+# Log tags (render_log_line's, plus summary_failed/_warning) -> Text tag options; "font" names a font role.
 GUI_LOG_STYLES: dict[str, dict[str, str | int]] = {
     "assistant": {"spacing1": 6},
     "thinking": {"foreground": "#6e7781", "font": "italic", "spacing1": 4},
@@ -8781,11 +9072,14 @@ GUI_LOG_STYLES: dict[str, dict[str, str | int]] = {
     "error": {"foreground": GUI_PALETTE["error"], "background": GUI_PALETTE["error_bg"], "spacing1": 4},
     "summary": {"foreground": "#1a7f37", "font": "bold", "spacing1": 12},
     "summary_failed": {"foreground": "#cf222e", "font": "bold", "spacing1": 12},
+    "summary_warning": {"foreground": GUI_PALETTE["warning"], "font": "bold", "spacing1": 12},
+    "retry": {"foreground": GUI_PALETTE["warning"], "font": "small"},
     "system": {"foreground": "#6e7781", "font": "small"},
     "scheduler": {"foreground": "#8250df", "font": "small", "spacing1": 4},
     "raw": {"font": "mono_small"},
 }
 GUI_FAILED_MARK = "✗"
+GUI_WARNING_MARK = "⚠"  # done, but with permission denials
 
 SCOPE_ALL = "all"
 SCOPE_UNASSIGNED = "unassigned"
@@ -8867,6 +9161,12 @@ def _gui_duration(seconds: JSON) -> str:
     if seconds < SECONDS_PER_HOUR:
         return f"{minutes}m {rest:02d}s"
     return f"{minutes // MINUTES_PER_HOUR}h {minutes % MINUTES_PER_HOUR:02d}m"
+
+
+def _summary_tag(text: str) -> str:
+    """The log's summary tag by how the session ended: failed, done with denials, done."""
+    marks = {GUI_FAILED_MARK: "summary_failed", GUI_WARNING_MARK: "summary_warning"}
+    return next((tag for mark, tag in marks.items() if text.startswith(mark)), "summary")
 
 
 def _run_duration(run: JSONDict) -> str:
@@ -8969,6 +9269,7 @@ def task_to_form(task: JSONDict) -> FormValues:
         "mcp_config": task.get("mcp_config") or "",
         "strict_mcp_config": bool(task.get("strict_mcp_config")),
         "extra_args": _shell_words(task.get("extra_args") or []),
+        "fail_on_permission_denials": bool(task.get("fail_on_permission_denials", False)),
         "retry.max_attempts": str(retry.get("max_attempts", 0)),
         "retry.delay_seconds": str(retry.get("delay_seconds", 60)),
         "retry.backoff": f"{retry.get('backoff', 2.0):g}",
@@ -9069,6 +9370,7 @@ def form_to_task(form: Mapping[str, str | bool], original: JSONDict | None = Non
         "mcp_config": text["mcp_config"] or None,
         "strict_mcp_config": bool(form["strict_mcp_config"]),
         "extra_args": split_words(text["extra_args"], "extra_args"),
+        "fail_on_permission_denials": bool(form["fail_on_permission_denials"]),
         "retry": {
             "max_attempts": _form_number(text["retry.max_attempts"], "retry.max_attempts", int, 0),
             "delay_seconds": _form_number(text["retry.delay_seconds"], "retry.delay_seconds", int, 0),
@@ -9204,7 +9506,7 @@ TASK_LIST_COLUMNS = (
     ),
 )
 RUN_LIST_COLUMNS = (
-    GuiColumn("#0", "Status", "cancelled", lambda run: str(run["status"])),
+    GuiColumn("#0", "Status", "failed (auth) ⚠1", run_status_text),
     GuiColumn(
         "task",
         "Task",
@@ -9221,8 +9523,11 @@ RUN_LIST_COLUMNS = (
         lambda run: _gui_time(run.get("started_at") or run["created_at"]),
         keep=6,
     ),
-    GuiColumn("duration", "Time", "5m 05s", _run_duration, anchor="e", keep=4),
+    GuiColumn("duration", "Wall time", "5m 05s", _run_duration, anchor="e", keep=4),
     GuiColumn("cost", "Cost", "$0.0123", lambda run: _money(run.get("cost_usd")), anchor="e", keep=5),
+    GuiColumn(
+        "tokens", "Tokens", "45,004 in (45,000 cached) / 56 out", lambda run: run_tokens(run) or "—", keep=2
+    ),
 )
 GUI_COLUMN_MIN = 30
 GUI_TREE_BORDER = 2  # of a Treeview's width, what its border takes
@@ -10159,6 +10464,8 @@ class RunsPane:
         self.table.frame.grid(row=2, column=0, sticky="nsew")
         self.table.on_select(self._on_select)
         self.table.tree.bind("<Delete>", lambda event: app.delete_run())
+        self.table.tree.bind("<Double-1>", self._on_double_click)
+        self.table.tree.bind("<Return>", lambda event: app.open_run_details())
         self.totals = _autowrap(ttk.Label(self.frame, style="Muted.TLabel", justify="left"))
         self.totals.grid(row=3, column=0, sticky="ew", pady=(6, 0))
 
@@ -10192,6 +10499,10 @@ class RunsPane:
     def _on_select(self, iid: str | None) -> None:
         if iid is not None:
             self.app.select_run(iid)
+
+    def _on_double_click(self, event: tk.Event[tk.Misc]) -> None:
+        if self.table.tree.identify_row(event.y):  # not a heading, nor the space below the rows
+            self.app.open_run_details()
 
 
 class LogsPane:
@@ -10291,10 +10602,7 @@ class LogsPane:
         if self.raw.get():
             return [("raw", line)]
         segments = render_log_line(line)
-        return [
-            ("summary_failed" if tag == "summary" and text.startswith(GUI_FAILED_MARK) else tag, text)
-            for tag, text in segments
-        ]
+        return [(_summary_tag(text) if tag == "summary" else tag, text) for tag, text in segments]
 
     def _edit(self, change: Callable[[], object]) -> None:
         self.text.configure(state="normal")
@@ -10475,6 +10783,7 @@ class EditorPane:
         row = self._entry(tab, row, "allowed_tools", "Allowed tools", hint=rules)
         row = self._entry(tab, row, "disallowed_tools", "Denied tools")
         row = self._build_claude_options(tab, row)
+        row = self._check(tab, row, "fail_on_permission_denials", "Fail when a tool call is refused")
         row = self._entry(tab, row, "retry.max_attempts", "Retries", hint="after a failure or timeout")
         row = self._entry(tab, row, "retry.delay_seconds", "Retry after", hint="seconds")
         row = self._entry(tab, row, "retry.backoff", "Backoff", hint="the delay grows by this factor")
@@ -10887,6 +11196,130 @@ def _place_dialog(top: tk.Toplevel, root: tk.Tk) -> None:
     x = root.winfo_rootx() + max((root.winfo_width() - top.winfo_reqwidth()) // 2, 0)
     y = root.winfo_rooty() + max((root.winfo_height() - top.winfo_reqheight()) // 3, 0)
     top.geometry(f"+{x}+{y}")
+
+
+RUN_DETAIL_REASON_CHARS = 120  # the reason beside the status; the whole error is a click away
+
+
+def _detail_time(value: JSON) -> str:
+    """A stored time in this computer's zone, the zone named."""
+    return fmt_local(parse_time(value, "time"), seconds=True, zone=True) if value else "—"
+
+
+def _model_tokens(usage: JSON) -> str:
+    counts = usage if isinstance(usage, dict) else {}
+    cached = sum(_get_int(counts, key) or 0 for key in ("cache_read_tokens", "cache_creation_tokens"))
+    total = (_get_int(counts, "input_tokens") or 0) + cached
+    tokens = format_tokens(total, cached, _get_int(counts, "output_tokens") or 0) or "no tokens"
+    cost = _get_float(counts, "cost_usd")
+    return tokens + (f" · {_money(cost)}" if cost is not None else "")
+
+
+def run_detail_rows(run: JSONDict) -> list[tuple[str, str]]:
+    """What the run details window shows, as (label, text) rows: when, how long (both
+    durations named), tokens (per model when several), cost, how it ended, denials."""
+    status = run_status_text(run)
+    if run.get("error"):
+        status += ": " + _clip(_first_line(str(run["error"])), RUN_DETAIL_REASON_CHARS)
+    rows: list[tuple[str, str]] = [
+        ("Task", str(run.get("task_name") or _short(run.get("task_id")))),
+        ("Status", status),
+        ("Trigger", str(run.get("trigger", "")).replace("_", " ")),
+        ("Attempt", str(run.get("attempt") or 1)),
+        ("Scheduled", _detail_time(run.get("scheduled_for"))),
+        ("Started", _detail_time(run.get("started_at"))),
+        ("Finished", _detail_time(run.get("finished_at"))),
+        ("Durations", format_durations(run) or "—"),
+        ("Tokens", run_tokens(run) or "—"),
+    ]
+    models = run.get("model_usage") or {}
+    if isinstance(models, dict) and len(models) > 1:
+        rows += [(f"  {name}", _model_tokens(usage)) for name, usage in models.items()]
+    rows += [("Cost", _money(run.get("cost_usd"))), ("Model", str(run.get("model") or "—"))]
+    rows += _optional_detail_rows(run)
+    return rows
+
+
+def _optional_detail_rows(run: JSONDict) -> list[tuple[str, str]]:
+    """The rows only some runs have: denials, a limit's reset, missed fires, a session."""
+    rows: list[tuple[str, str]] = []
+    denials = run.get("permission_denials") or []
+    if denials:
+        rows.append(("Denied", str(describe_denials(denials))))
+        rows += [("", describe_denial(denial)) for denial in denials]
+    if run.get("limit_resets_at"):
+        rows.append(("Limit resets", _detail_time(run["limit_resets_at"])))
+    if run.get("missed_count"):
+        rows.append(("Missed", _plural(int(run["missed_count"]), "fire")))
+    if run.get("session_id"):
+        rows.append(("Session", str(run["session_id"])))
+    return rows
+
+
+class RunDetailsDialog:
+    """One run's details in a window of its own (double-click or Enter on a run): the
+    rows of run_detail_rows, and the whole error behind a button."""
+
+    def __init__(self, app: App, run: JSONDict) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.app = app
+        self.run_id = str(run["id"])
+        self.top = tk.Toplevel(app.root)
+        self.top.title(f"Run {_short(run['id'])}")
+        self.top.transient(app.root)
+        self.top.protocol("WM_DELETE_WINDOW", self.close)
+        self.top.bind("<Escape>", lambda event: self.close())
+        self.body = ttk.Frame(self.top, padding=16)
+        self.body.pack(fill="both", expand=True)
+        self.body.columnconfigure(1, weight=1)
+        self.shown: JSONDict = {}
+        self.values: dict[str, str] = {}
+        self.show(run)
+        _place_dialog(self.top, app.root)
+        self.close_button.focus_set()
+
+    def show(self, run: JSONDict) -> None:
+        """(Re)draw the rows for the run as it now is: a running run's window follows it."""
+        from tkinter import ttk
+
+        if run == self.shown:
+            return
+        self.shown = run
+        for child in self.body.winfo_children():
+            child.destroy()
+        self.values = {}
+        row = 0
+        for row, (label, text) in enumerate(run_detail_rows(run)):
+            muted = ttk.Label(self.body, text=label, style="Muted.TLabel")
+            muted.grid(row=row, column=0, sticky="nw", padx=(0, 12))
+            value = ttk.Label(self.body, text=text, wraplength=GUI_TIP_WRAP, justify="left")
+            value.grid(row=row, column=1, sticky="w")
+            self.values[label or f"{row}"] = text
+        self._build_error(self.body, row + 1, str(run.get("error") or ""))
+        self.close_button = ttk.Button(self.body, text="Close", command=self.close, default="active")
+        self.close_button.grid(row=row + 3, column=1, sticky="e", pady=(12, 0))
+
+    def _build_error(self, body: ttk.Frame, row: int, error: str) -> None:
+        """A button that shows the whole error in a read-only box (for failed runs)."""
+        from tkinter import ttk
+
+        self.error_box = _text_box(body, self.app.looks, height=4, width=GUI_DIALOG_CHARS)
+        self.error_box.insert("1.0", error)
+        self.error_box.configure(state="disabled")
+        self._error_row = row + 1
+        self.error_button = ttk.Button(body, text="Show the whole error", command=self.show_error)
+        if error:
+            self.error_button.grid(row=row, column=1, sticky="w", pady=(8, 0))
+
+    def show_error(self) -> None:
+        self.error_box.grid(row=self._error_row, column=0, columnspan=2, sticky="nsew", pady=(6, 0))
+        self.error_button.grid_remove()
+
+    def close(self) -> None:
+        self.top.destroy()
+        self.app.run_details_closed(self)
 
 
 class JobDialog:
@@ -11413,6 +11846,7 @@ class App:
         self.job_dialog: JobDialog | None = None
         self.settings_dialog: SettingsDialog | None = None
         self.setup_dialog: SetupDialog | None = None
+        self.run_details: RunDetailsDialog | None = None
         self.storage_error: str | None = None
         self.loaded = False
         self._closed = False
@@ -11879,6 +12313,9 @@ class App:
         run = self._run(self.run_id)
         if run:
             self.logs_pane.set_title(self._run_title(run))
+        details = self._run(self.run_details.run_id) if self.run_details else None
+        if self.run_details and details:
+            self.run_details.show(details)
 
     def _run(self, run_id: str | None) -> JSONDict | None:
         return next((run for run in self.runs if run["id"] == run_id), None)
@@ -12316,6 +12753,19 @@ class App:
     def stop_run(self) -> None:
         if self.run_id:
             self.act(functools.partial(self.service.stop_run, self.run_id))
+
+    def open_run_details(self) -> None:
+        """Double-click or Enter on a run: its details in a window (one at a time)."""
+        run = self._run(self.run_id)
+        if run is None:
+            return
+        if self.run_details is not None:
+            self.run_details.close()
+        self.run_details = RunDetailsDialog(self, run)
+
+    def run_details_closed(self, dialog: RunDetailsDialog) -> None:
+        if self.run_details is dialog:
+            self.run_details = None
 
     def rerun(self) -> None:
         run = self._run(self.run_id)

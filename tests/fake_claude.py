@@ -35,8 +35,27 @@ that are not numbers or text, `0`, `false`, `no`, `off` or empty switch them off
     [cost=USD]         FAKE_CLAUDE_COST               total cost (default 0.0123)
     [result=TEXT]      FAKE_CLAUDE_RESULT             final text (default `Done.`); given, it is
                                                       in the result line even on is_error
+    [api_retry=N]      FAKE_CLAUDE_API_RETRY          N `system/api_retry` lines (529 overloaded,
+                                                      a short pause each) before the answer
+    [api_error=S]      FAKE_CLAUDE_API_ERROR          the API fails with status S (flag: 401):
+                                                      the synthetic message and an is_error
+                                                      `success` result with api_error_status S
+                                                      (401 auth, 429, 500, 529; 0: no connection)
+    [denied=TOOL]      FAKE_CLAUDE_DENIED             the tool call is refused by the permission
+                                                      mode: an is_error tool_result and the call
+                                                      in `permission_denials` (still a success)
+    [max_budget]       FAKE_CLAUDE_MAX_BUDGET         `error_max_budget_usd` after the first turn,
+                                                      with `errors`; also `--max-budget-usd`
+    [cache=N]          FAKE_CLAUDE_CACHE              N cache-read input tokens in modelUsage
+    [subagent]         FAKE_CLAUDE_SUBAGENT           a second model (haiku) in modelUsage
+    [sessions]         FAKE_CLAUDE_SESSIONS           keep sessions under $HOME/.claude/projects
+                                                      like the real CLI; `--resume` of one not
+                                                      there fails `No conversation found ...`
 
 `--max-turns N` below the session's 3 turns ends it with `error_max_turns`, exit 1.
+The lines carry the keys of the real CLI 2.1.197's (see ../shared/real-claude; a test
+compares them). The usage-limit texts of older versions (`...limit reached|<epoch>`)
+are gone from 2.1.x, and from here.
 """
 
 from __future__ import annotations
@@ -52,7 +71,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-VERSION = "2.0.0 (Claude Code)"
+CLI_VERSION = "2.1.197"
+VERSION = f"{CLI_VERSION} (Claude Code)"
 NO_INPUT = "Error: Input must be provided either through stdin or as a prompt argument when using --print"
 STREAM_NEEDS_VERBOSE = "Error: When using --print, --output-format=stream-json requires --verbose"
 PERMISSION_MODES = ("acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan")
@@ -63,7 +83,32 @@ MODEL_IDS = {
     "haiku": "claude-haiku-4-5-20251001",
 }
 DEFAULT_MODEL = "sonnet"
-TOOLS = ("Bash", "Read", "Edit", "Write", "Glob", "Grep")
+TOOLS = (  # what 2.1.197's init line lists
+    "Task",
+    "Bash",
+    "CronCreate",
+    "CronDelete",
+    "CronList",
+    "Edit",
+    "EnterWorktree",
+    "ExitWorktree",
+    "NotebookEdit",
+    "Read",
+    "ReportFindings",
+    "ScheduleWakeup",
+    "SendMessage",
+    "Skill",
+    "TaskCreate",
+    "TaskGet",
+    "TaskList",
+    "TaskOutput",
+    "TaskStop",
+    "TaskUpdate",
+    "WebFetch",
+    "WebSearch",
+    "Workflow",
+    "Write",
+)
 SESSION_TURNS = 3
 DEFAULT_COST = 0.0123
 DEFAULT_RESULT = "Done."
@@ -72,7 +117,26 @@ USAGE_LIMIT_TEXT = "You've hit your session limit · resets 12am (UTC)"
 STDERR_LINE = "fake claude diagnostic output to fill the stderr pipe ................\n"
 FLAG = "1"
 FALSE_WORDS = ("", "0", "false", "no", "off")  # switch a knob off, e.g. FAKE_CLAUDE_HANG=0
-VALUE_KNOBS = ("exit", "delay", "lines", "stderr", "cost", "result")  # where "0" is a value
+VALUE_KNOBS = ("exit", "delay", "lines", "stderr", "cost", "result", "api_error", "cache")  # "0" is a value
+SUBAGENT_MODEL = "claude-haiku-4-5-20251001"
+API_RETRY_PAUSE_SECONDS = 0.05  # the fake's pause per retry (the line says claude's own delay)
+API_RETRY_MAX = 10
+API_ERRORS = {  # status: the synthetic line's `error` and the sentence claude prints
+    401: ("authentication_failed", "Invalid API key · Fix external API key"),
+    429: ("rate_limit", "API Error: Request rejected (429) · Rate limited"),
+    500: ("server_error", "API Error: 500 Internal server error"),
+    529: (
+        "server_error",
+        "API Error: 529 Overloaded. This is a server-side issue, usually temporary — try again in a moment.",
+    ),
+    0: ("unknown", "API Error: Unable to connect to API (ECONNREFUSED)"),
+}
+DEFAULT_API_ERROR = 401
+MISSING_SESSION = "No conversation found with session ID: {}"
+MAX_BUDGET_ERROR = "Reached maximum budget (${})"
+DEFAULT_MAX_BUDGET = "0.001"
+MAX_TURNS_ERROR = "Reached maximum number of turns ({})"
+DENIED_TEXT = "{} was blocked by the permission mode of this session."
 
 # Arity of each option: 0 = flag, 1 = one value, None = variadic (values up to the next option).
 OPTIONS: dict[str, int | None] = {
@@ -124,6 +188,13 @@ KNOB_ENV = {
     "usage_limit": "FAKE_CLAUDE_USAGE_LIMIT",
     "cost": "FAKE_CLAUDE_COST",
     "result": "FAKE_CLAUDE_RESULT",
+    "api_retry": "FAKE_CLAUDE_API_RETRY",
+    "api_error": "FAKE_CLAUDE_API_ERROR",
+    "denied": "FAKE_CLAUDE_DENIED",
+    "max_budget": "FAKE_CLAUDE_MAX_BUDGET",
+    "cache": "FAKE_CLAUDE_CACHE",
+    "subagent": "FAKE_CLAUDE_SUBAGENT",
+    "sessions": "FAKE_CLAUDE_SESSIONS",
 }
 MARKER = re.compile(r"\[([a-z_]+)(?:=([^\]\n]*))?\]")
 MALFORMED_LINES = (
@@ -256,10 +327,19 @@ class Session:
     permission_mode: str
     max_turns: int | None
     knobs: dict[str, str]
+    resumed: str | None = None
+    max_budget: str | None = None
 
     @property
     def delay(self) -> float:
         return float(self.knobs.get("delay", "0"))
+
+    @property
+    def api_error(self) -> int | None:
+        value = self.knobs.get("api_error")
+        if value is None:
+            return None
+        return DEFAULT_API_ERROR if value == FLAG else int(value)
 
     def emit_raw(self, text: str) -> None:
         sys.stdout.write(text + "\n")
@@ -270,6 +350,10 @@ class Session:
     def emit(self, obj: dict[str, object]) -> None:
         self.emit_raw(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
 
+    def tagged(self, obj: dict[str, object]) -> dict[str, object]:
+        """A line with the session id and the uuid every real line carries."""
+        return {**obj, "session_id": self.session_id, "uuid": str(uuid.uuid4())}
+
     def content(self, blocks: list[dict[str, object]]) -> object:
         texts = [block["text"] for block in blocks if block.get("type") == "text"]
         if "legacy" in self.knobs and len(texts) == len(blocks):
@@ -279,19 +363,71 @@ class Session:
     def assistant(self, message_id: str, blocks: list[dict[str, object]]) -> None:
         message = {
             "id": message_id,
+            "type": "message",
             "role": "assistant",
             "model": self.model,
             "content": self.content(blocks),
-            "usage": {"input_tokens": 12, "output_tokens": 5},
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": 12,
+                "output_tokens": 5,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+            },
+            "context_management": None,
         }
-        self.emit(
-            {
-                "type": "assistant",
-                "message": message,
-                "parent_tool_use_id": None,
-                "session_id": self.session_id,
-            }
-        )
+        line = {"type": "assistant", "message": message, "parent_tool_use_id": None}
+        self.emit({**self.tagged(line), "request_id": request_id()})
+
+    def synthetic(self, text: str, error: str) -> None:
+        """The assistant line claude makes up for an API error (401.jsonl)."""
+        message = {
+            "id": str(uuid.uuid4()),
+            "container": None,
+            "model": "<synthetic>",
+            "role": "assistant",
+            "stop_details": None,
+            "stop_reason": "stop_sequence",
+            "stop_sequence": "",
+            "type": "message",
+            "usage": {
+                **zero_usage(),
+                "service_tier": None,
+                "inference_geo": None,
+                "iterations": None,
+                "speed": None,
+            },
+            "content": [{"type": "text", "text": text}],
+            "context_management": None,
+        }
+        line = {"type": "assistant", "message": message, "parent_tool_use_id": None}
+        self.emit({**self.tagged(line), "error": error, "request_id": request_id()})
+
+    def user(self, tool_result: dict[str, object], tool_use_result: object) -> None:
+        message = {"role": "user", "content": [tool_result]}
+        line = self.tagged({"type": "user", "message": message, "parent_tool_use_id": None})
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        self.emit({**line, "timestamp": stamp, "tool_use_result": tool_use_result})
+
+
+def request_id() -> str:
+    return f"req_fake_{uuid.uuid4().hex[:12]}"
+
+
+def zero_usage() -> dict[str, object]:
+    return {
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
+        "service_tier": "standard",
+        "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0},
+        "inference_geo": "",
+        "iterations": [],
+        "speed": "standard",
+    }
 
 
 def session_for(args: Args, knobs: dict[str, str]) -> Session:
@@ -304,13 +440,36 @@ def session_for(args: Args, knobs: dict[str, str]) -> Session:
         session_id = str(uuid.uuid4())
     model = args.value("--model") or DEFAULT_MODEL
     turns = args.value("--max-turns")
+    budget = args.value("--max-budget-usd") or (DEFAULT_MAX_BUDGET if "max_budget" in knobs else None)
     return Session(
         session_id=session_id,
         model=MODEL_IDS.get(model, model),
         permission_mode=args.value("--permission-mode") or "default",
         max_turns=int(turns) if turns else None,
         knobs=knobs,
+        resumed=resume,
+        max_budget=budget,
     )
+
+
+def sessions_folder() -> str:
+    """Where the real CLI keeps a working folder's sessions: under HOME, per folder."""
+    slug = re.sub(r"[^A-Za-z0-9]", "-", os.getcwd())
+    return os.path.join(os.path.expanduser("~"), ".claude", "projects", slug)
+
+
+def session_missing(session: Session) -> bool:
+    if "sessions" not in session.knobs or session.resumed is None:
+        return False
+    return not os.path.exists(os.path.join(sessions_folder(), f"{session.resumed}.jsonl"))
+
+
+def keep_session(session: Session) -> None:
+    if "sessions" in session.knobs:
+        folder = sessions_folder()
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"{session.session_id}.jsonl"), "w", encoding="utf-8") as file:
+            file.write("{}\n")
 
 
 def start_side_effects(session: Session) -> None:
@@ -332,19 +491,66 @@ def start_side_effects(session: Session) -> None:
 
 def emit_init(session: Session, args: Args) -> None:
     disallowed = set(args.options.get("--disallowedTools", []))
-    session.emit(
-        {
+    line = {
+        "type": "system",
+        "subtype": "init",
+        "cwd": os.getcwd(),
+        "session_id": session.session_id,
+        "tools": [tool for tool in TOOLS if tool not in disallowed],
+        "mcp_servers": [],
+        "model": session.model,
+        "permissionMode": session.permission_mode,
+        "slash_commands": ["compact", "context", "init", "review"],
+        "apiKeySource": "ANTHROPIC_API_KEY",
+        "claude_code_version": CLI_VERSION,
+        "output_style": "default",
+        "agents": ["general-purpose", "Explore", "Plan"],
+        "skills": [],
+        "plugins": [],
+        "analytics_disabled": True,
+        "product_feedback_disabled": True,
+        "uuid": str(uuid.uuid4()),
+        "memory_paths": {"auto": os.path.join(sessions_folder(), "memory")},
+        "fast_mode_state": "off",
+    }
+    session.emit(line)
+
+
+def emit_api_retries(session: Session) -> None:
+    """claude's own retries of a failing API call, one line each (529.jsonl)."""
+    status = session.api_error if session.api_error is not None else 529
+    error = "overloaded" if status == 529 else API_ERRORS.get(status, API_ERRORS[0])[0]
+    for attempt in range(1, int(session.knobs.get("api_retry", "0")) + 1):
+        line = {
             "type": "system",
-            "subtype": "init",
-            "session_id": session.session_id,
-            "cwd": os.getcwd(),
-            "model": session.model,
-            "tools": [tool for tool in TOOLS if tool not in disallowed],
-            "permissionMode": session.permission_mode,
-            "mcp_servers": [],
-            "uuid": str(uuid.uuid4()),
+            "subtype": "api_retry",
+            "attempt": attempt,
+            "max_retries": API_RETRY_MAX,
+            "retry_delay_ms": 500.0 * 2 ** (attempt - 1),
+            "error_status": status or None,
+            "error": error,
         }
-    )
+        session.emit(session.tagged(line))
+        time.sleep(API_RETRY_PAUSE_SECONDS)
+
+
+def tool_call(tool_id: str, name: str, tool_input: dict[str, object]) -> dict[str, object]:
+    return {"type": "tool_use", "id": tool_id, "name": name, "input": tool_input}
+
+
+def denied_input(tool: str) -> dict[str, object]:
+    if tool == "Bash":
+        return {"command": "touch made-by-claude.txt && echo touched", "description": "Run a marker command"}
+    return {"file_path": "made-by-claude.txt", "content": "made by claude"}
+
+
+def emit_denied(session: Session) -> None:
+    """A call the permission mode refuses: an error tool_result, the session goes on."""
+    tool = session.knobs["denied"]
+    session.assistant("msg_denied", [tool_call("toolu_denied", tool, denied_input(tool))])
+    text = DENIED_TEXT.format(tool)
+    result = {"type": "tool_result", "content": text, "is_error": True, "tool_use_id": "toolu_denied"}
+    session.user(result, f"Error: {text}")
 
 
 def emit_work(session: Session) -> None:
@@ -352,28 +558,19 @@ def emit_work(session: Session) -> None:
     session.assistant("msg_1", [{"type": "text", "text": "Looking at the repo."}])
     for line in MALFORMED_LINES if "malformed" in session.knobs else ():
         session.emit_raw(line)
-    if session.max_turns is not None and session.max_turns < SESSION_TURNS:
-        return
-    tool_use: dict[str, object] = {
-        "type": "tool_use",
-        "id": "toolu_1",
-        "name": "Bash",
-        "input": {"command": "ls"},
-    }
-    session.assistant("msg_2", [tool_use])
+    session.assistant("msg_2", [tool_call("toolu_1", "Bash", {"command": "ls"})])
     tool_result = {
-        "type": "tool_result",
         "tool_use_id": "toolu_1",
+        "type": "tool_result",
         "content": "README.md\nsrc",
         "is_error": False,
     }
-    session.emit(
-        {
-            "type": "user",
-            "message": {"role": "user", "content": [tool_result]},
-            "session_id": session.session_id,
-        }
-    )
+    output = {"stdout": "README.md\nsrc", "stderr": "", "interrupted": False, "isImage": False}
+    session.user(tool_result, {**output, "noOutputExpected": False})
+    if session.max_turns is not None and session.max_turns < SESSION_TURNS:
+        return  # the tool ran; claude may not ask the model again (tool-maxturns1.jsonl)
+    if "denied" in session.knobs:
+        emit_denied(session)
     for number in range(int(session.knobs.get("lines", "0"))):
         text = f"Progress line {number}: " + "x" * 80
         session.assistant(f"msg_extra_{number}", [{"type": "text", "text": text}])
@@ -385,55 +582,122 @@ def emit_usage_limit(session: Session) -> None:
     value = session.knobs["usage_limit"]
     if value != "text":
         resets_at = int(value) if value.isdigit() and len(value) >= 9 else USAGE_LIMIT_EPOCH
-        info = {"status": "rejected", "resetsAt": resets_at, "rateLimitType": "five_hour"}
-        session.emit({"type": "rate_limit_event", "rate_limit_info": info, "session_id": session.session_id})
-    message = {
-        "model": "<synthetic>",
-        "role": "assistant",
-        "content": [{"type": "text", "text": USAGE_LIMIT_TEXT}],
-    }
-    session.emit(
-        {"type": "assistant", "message": message, "session_id": session.session_id, "error": "rate_limit"}
-    )
+        info = {
+            "status": "rejected",
+            "resetsAt": resets_at,
+            "rateLimitType": "five_hour",
+            "isUsingOverage": False,
+        }
+        session.emit(session.tagged({"type": "rate_limit_event", "rate_limit_info": info}))
+    session.synthetic(USAGE_LIMIT_TEXT, "rate_limit")
+
+
+def emit_api_error(session: Session) -> None:
+    error, text = API_ERRORS.get(session.api_error or 0, API_ERRORS[0])
+    session.synthetic(text, error)
+
+
+def emit_budget_turn(session: Session) -> None:
+    session.assistant("msg_1", [tool_call("toolu_1", "Bash", {"command": "ls", "description": "List"})])
 
 
 def final_text(session: Session) -> str:
     if "usage_limit" in session.knobs:
         return USAGE_LIMIT_TEXT
+    if session.api_error is not None:
+        return API_ERRORS.get(session.api_error, API_ERRORS[0])[1]
     return session.knobs.get("result", DEFAULT_RESULT)
+
+
+def model_usage(session: Session, cost: float) -> dict[str, object]:
+    """Tokens and cost per model, as the result's `modelUsage` gives them."""
+    entry = {
+        "inputTokens": 62,
+        "outputTokens": 17,
+        "cacheReadInputTokens": int(session.knobs.get("cache", "0")),
+        "cacheCreationInputTokens": 0,
+        "webSearchRequests": 0,
+        "costUSD": cost,
+        "contextWindow": 200000,
+        "maxOutputTokens": 64000,
+    }
+    if "subagent" not in session.knobs:
+        return {session.model: entry}
+    sub = {**entry, "inputTokens": 20, "outputTokens": 8, "cacheReadInputTokens": 0, "costUSD": 0.001}
+    return {session.model: {**entry, "costUSD": round(cost - 0.001, 6)}, SUBAGENT_MODEL: sub}
+
+
+def result_subtype(session: Session) -> str:
+    knobs = session.knobs
+    if session_missing(session):
+        return "error_during_execution"
+    if session.max_turns is not None and session.max_turns < SESSION_TURNS:
+        return "error_max_turns"
+    if session.max_budget is not None:
+        return "error_max_budget_usd"
+    if "is_error" in knobs:
+        return "error_during_execution" if knobs["is_error"] == FLAG else knobs["is_error"]
+    return "success"
+
+
+def result_errors(session: Session, subtype: str) -> list[str]:
+    if session_missing(session):
+        return [MISSING_SESSION.format(session.resumed)]
+    if subtype == "error_max_turns" and session.max_turns is not None:
+        return [MAX_TURNS_ERROR.format(session.max_turns)]
+    if subtype == "error_max_budget_usd":
+        return [MAX_BUDGET_ERROR.format(session.max_budget)]
+    return []
 
 
 def result_line(session: Session) -> dict[str, object]:
     knobs = session.knobs
-    cost_key = "cost_usd" if "legacy" in knobs else "total_cost_usd"
-    max_turns_hit = session.max_turns is not None and session.max_turns < SESSION_TURNS
-    subtype = "success"
-    if max_turns_hit:
-        subtype = "error_max_turns"
-    elif "is_error" in knobs:
-        subtype = "error_during_execution" if knobs["is_error"] == FLAG else knobs["is_error"]
+    subtype = result_subtype(session)
+    failed_api = "usage_limit" in knobs or session.api_error is not None
+    cost = 0.0 if failed_api or session_missing(session) else float(knobs.get("cost", DEFAULT_COST))
+    turns = {"error_max_turns": session.max_turns, "error_max_budget_usd": 1}.get(subtype, SESSION_TURNS)
     line: dict[str, object] = {
         "type": "result",
         "subtype": subtype,
-        "is_error": subtype != "success" or "usage_limit" in knobs,
+        "is_error": subtype != "success" or failed_api,
         "duration_ms": 4200,
         "duration_api_ms": 3900,
-        "num_turns": session.max_turns if max_turns_hit else SESSION_TURNS,
+        "num_turns": 0 if session_missing(session) else 1 if failed_api else turns,
+        "stop_reason": "end_turn" if subtype == "success" else None,
         "session_id": session.session_id,
-        cost_key: float(knobs.get("cost", DEFAULT_COST)),
-        "usage": {
-            "input_tokens": 62,
-            "output_tokens": 17,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-        },
-        "permission_denials": [],
+        "cost_usd" if "legacy" in knobs else "total_cost_usd": cost,
+        "usage": zero_usage() if failed_api else {**zero_usage(), "input_tokens": 62, "output_tokens": 17},
+        "modelUsage": {} if failed_api or session_missing(session) else model_usage(session, cost),
+        "permission_denials": denials(session),
+        "uuid": str(uuid.uuid4()),
     }
+    if "legacy" in knobs:
+        del line["modelUsage"]
+    if subtype == "success":
+        line.update(api_error_status=None, result=final_text(session), terminal_reason="completed")
+        line.update(fast_mode_state="off")
+        if not failed_api:
+            line.update(ttft_ms=91, ttft_stream_ms=90, time_to_request_ms=76)
+    else:
+        line["errors"] = result_errors(session, subtype)
+        if not session_missing(session):
+            line["fast_mode_state"] = "off"
+        if subtype == "error_max_turns":
+            line["terminal_reason"] = "max_turns"
     if "usage_limit" in knobs:
-        line.update(num_turns=1, api_error_status=429, total_cost_usd=0)
-    if subtype == "success" or "result" in knobs:
+        line["api_error_status"] = 429
+    elif session.api_error is not None:
+        line["api_error_status"] = session.api_error or None
+    if "result" in knobs:
         line["result"] = final_text(session)
     return line
+
+
+def denials(session: Session) -> list[dict[str, object]]:
+    tool = session.knobs.get("denied")
+    if tool is None:
+        return []
+    return [{"tool_name": tool, "tool_use_id": "toolu_denied", "tool_input": denied_input(tool)}]
 
 
 def exit_code(session: Session, result: dict[str, object] | None) -> int:
@@ -447,19 +711,33 @@ def hang_forever() -> None:
         time.sleep(3600)
 
 
+def emit_session(session: Session) -> None:
+    """The lines between init and result, shaped by the knobs."""
+    emit_api_retries(session)
+    if "usage_limit" in session.knobs:
+        emit_usage_limit(session)
+    elif session.api_error is not None:
+        emit_api_error(session)
+    elif session.max_budget is not None:
+        emit_budget_turn(session)
+    else:
+        emit_work(session)
+
+
 def run_session(args: Args, prompt: str) -> int:
     knobs = read_knobs(prompt)
     session = session_for(args, knobs)
     start_side_effects(session)
     output = args.value("--output-format") or "text"
-    if output == "stream-json":
+    missing = session_missing(session)
+    if missing:  # the real CLI says so on stderr and prints no init line
+        print(MISSING_SESSION.format(session.resumed), file=sys.stderr)
+    elif output == "stream-json":
         emit_init(session, args)
     if "hang" in knobs:
         hang_forever()
-    if output == "stream-json" and "usage_limit" in knobs:
-        emit_usage_limit(session)
-    elif output == "stream-json":
-        emit_work(session)
+    if output == "stream-json" and not missing:
+        emit_session(session)
     result = None if "no_result" in knobs else result_line(session)
     if result is not None and output == "stream-json":
         session.emit(result)
@@ -467,6 +745,8 @@ def run_session(args: Args, prompt: str) -> int:
         session.emit({**result, "result": final_text(session)})
     elif result is not None:
         session.emit_raw(final_text(session))
+    if not missing:
+        keep_session(session)
     return exit_code(session, result)
 
 

@@ -1005,7 +1005,8 @@ def test_runs_list_newest_first_with_filters(cli: Cli, cli_json: CliJson, histor
     assert listed("--job", history["job"], "--status", "success") == [runs[0]]
     assert listed("-n", "2") == [runs[3], runs[2]]
     lines = cli("runs", "list").out.splitlines()
-    assert lines[0].split() == ["ID", "TASK", "STATUS", "TRIGGER", "STARTED", "DURATION", "COST", "ERROR"]
+    headers = ["ID", "TASK", "STATUS", "TRIGGER", "STARTED", "WALL", "TIME", "COST", "TOKENS", "ERROR"]
+    assert lines[0].split() == headers
     assert lines[1].split() == [
         runs[3][:8],
         history["loose"][:8],
@@ -1014,6 +1015,7 @@ def test_runs_list_newest_first_with_filters(cli: Cli, cli_json: CliJson, histor
         *shown("2026-03-01T12:03:00+00:00").split(),
         "42.0s",
         "$0.2500",
+        "-",
     ]
     assert cli("runs", "list", "--status", "timeout").out == "No runs.\n"
 

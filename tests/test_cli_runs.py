@@ -131,9 +131,13 @@ def test_tasks_run_streams_a_readable_session_and_a_summary(
         "  → Bash: ls",
         "    README.md ⏎ src",
         "Done.",
-        "✓ Done in 3 turns · $0.0123 · 62 in / 17 out tokens · 4.2s",
+        "✓ Done in 3 turns · $0.0123 · 62 in / 17 out tokens · claude 4.2s",
     ]
-    assert re.fullmatch(rf"Run {run['id'][:8]} success in \d+\.\ds cost \$0\.0123", lines[-1])
+    assert re.fullmatch(
+        rf"Run {run['id'][:8]} success · wall time \d+\.\ds · claude 4\.2s · cost \$0\.0123"
+        r" · 62 in / 17 out tokens",
+        lines[-1],
+    )
     assert (run["status"], run["trigger"]) == ("success", "cli")
 
 
@@ -145,7 +149,10 @@ def test_tasks_run_exits_1_when_the_run_fails(home: Path, cli: Cli, cli_json: Cl
     assert result.code == 1
     run = only_run(home, task["id"])
     assert run["status"] == "failed"
-    assert result.out.splitlines()[-1].endswith(" - claude exited with code 3")
+    lines = result.out.splitlines()
+    assert lines[-2] == "✗ Run failed: claude exited with code 3"
+    assert lines[-1].startswith(f"Run {run['id'][:8]} failed · wall time ")
+    assert result.out.count("claude exited with code 3") == 1  # said once
 
 
 def test_tasks_run_raw_prints_the_stream_json_lines(home: Path, cli: Cli, cli_json: CliJson) -> None:
@@ -291,7 +298,7 @@ def test_runs_log_is_readable_and_raw_gives_the_lines_as_logged(
         "  → Bash: ls",  # stream_event partials and unknown types are hidden
         "    README.md ⏎ src",
         "Done.",
-        "✓ Done in 3 turns · $0.0123 · 62 in / 17 out tokens · 4.2s",
+        "✓ Done in 3 turns · $0.0123 · 62 in / 17 out tokens · claude 4.2s",
     ]
 
 
@@ -321,7 +328,7 @@ def test_runs_log_follow_follows_a_live_run_to_its_end(home: Path, cli: Cli, cli
     assert run_of(home, run["id"])["status"] == "success"
     lines = followed.out.splitlines()
     assert lines[1:3] == ["Looking at the repo.", "  → Bash: ls"]
-    assert lines[-1] == "✓ Done in 3 turns · $0.0123 · 62 in / 17 out tokens · 4.2s"
+    assert lines[-1] == "✓ Done in 3 turns · $0.0123 · 62 in / 17 out tokens · claude 4.2s"
 
 
 def test_runs_stop_from_another_process_cancels_the_engines_run(

@@ -311,7 +311,10 @@ def test_a_run_past_its_timeout_is_ended_as_timeout(
 
 @pytest.mark.parametrize(
     ("marker", "reset"),
-    [("[usage_limit]", "2026-01-01T00:00:00.000+00:00"), ("[usage_limit=text]", None)],
+    [
+        ("[usage_limit]", "2026-01-01T00:00:00.000+00:00"),  # the rate_limit_event's epoch
+        ("[usage_limit=text]", "2030-01-08T00:00:00.000+00:00"),  # "resets 12am (UTC)" after T0
+    ],
 )
 def test_a_usage_limit_is_its_own_failure_naming_the_reset_and_is_not_retried(
     home: Path, service: cs.Service, engine: cs.Engine, marker: str, reset: str | None

@@ -274,7 +274,7 @@ def test_is_error_fails_even_with_exit_code_zero(tmp_path: Path) -> None:
 def test_max_turns_reached_fails(tmp_path: Path) -> None:
     outcome = run(tmp_path, argv=command(max_turns=1))
     assert (outcome.status, outcome.num_turns) == (ex.STATUS_FAILED, 1)
-    assert outcome.error == "claude reported error_max_turns (exited with code 1)"
+    assert (outcome.error, outcome.failure_kind) == ("Reached maximum number of turns (1)", "max_turns")
 
 
 def test_nonzero_exit_code_is_the_real_one(tmp_path: Path) -> None:
@@ -666,6 +666,20 @@ INIT = {
     "model": "claude-x",
     "cwd": "/wd",
 }
+MODEL_USAGE = {
+    "claude-sonnet-5": {"inputTokens": 2, "outputTokens": 50, "cacheReadInputTokens": 45000},
+    "claude-haiku-4-5": {"inputTokens": 2, "outputTokens": 6, "cacheCreationInputTokens": 100},
+}
+DENIAL = {"tool_name": "Bash", "tool_use_id": "toolu_1", "tool_input": {"command": "rm -rf build"}}
+API_RETRY = {
+    "type": "system",
+    "subtype": "api_retry",
+    "attempt": 3,
+    "max_retries": 10,
+    "retry_delay_ms": 2385.8,
+    "error_status": 529,
+    "error": "overloaded",
+}
 RENDERED = [
     (line(INIT), [("system", "Session 01234567 · claude-x · /wd")]),
     (line({"type": "system", "subtype": "compact_boundary"}), []),
@@ -681,18 +695,66 @@ RENDERED = [
     (tool_result([{"type": "text", "text": "one"}]), [("tool_result", "one")]),
     (tool_result(""), [("tool_result", "(no output)")]),
     (tool_result("No such file", is_error=True), [("error", "No such file")]),
-    (line(RESULT_OK), [("summary", "✓ Done in 3 turns · $0.0123 · 62 in / 17 out tokens · 4.2s")]),
+    (line(RESULT_OK), [("summary", "✓ Done in 3 turns · $0.0123 · 62 in / 17 out tokens · claude 4.2s")]),
     (
         line({"type": "result", "subtype": "error_max_turns", "is_error": True, "num_turns": 1}),
-        [("summary", "✗ error_max_turns after 1 turn")],
+        [("summary", "✗ Failed (max turns) after 1 turn")],
+    ),
+    (
+        line({"type": "result", "subtype": "error_during_execution", "is_error": True}),
+        [("summary", "✗ Failed (error_during_execution)")],
     ),
     (
         line({**RESULT_OK, "is_error": True, "result": "You've hit your session limit · resets 8pm (UTC)"}),
         [
-            ("summary", "✗ Failed after 3 turns · $0.0123 · 62 in / 17 out tokens · 4.2s"),
+            (
+                "summary",
+                "✗ Failed (usage limit) after 3 turns · $0.0123 · 62 in / 17 out tokens · claude 4.2s",
+            ),
             ("error", "You've hit your session limit · resets 8pm (UTC)"),
         ],
     ),
+    (
+        line(
+            {
+                **RESULT_OK,
+                "modelUsage": MODEL_USAGE,
+                "permission_denials": [DENIAL, {**DENIAL, "tool_name": "Write"}],
+            }
+        ),
+        [
+            (
+                "summary",
+                "⚠ Done with 2 permission denials (Bash, Write) in 3 turns · $0.0123"
+                " · 45,104 in (45,100 cached) / 56 out tokens · claude 4.2s",
+            )
+        ],
+    ),
+    (
+        line(
+            {**RESULT_OK, "is_error": True, "api_error_status": 401, "usage": {}, "result": "Invalid API key"}
+        ),
+        [("summary", "✗ Failed (auth) after 3 turns · $0.0123 · claude 4.2s"), ("error", "Invalid API key")],
+    ),
+    (
+        line(API_RETRY),
+        [("retry", "API overloaded (529), retry 3 of 10 in 2 s")],
+    ),
+    (
+        line({**API_RETRY, "error": "authentication_failed", "error_status": 401, "retry_delay_ms": 542.9}),
+        [("retry", "API key refused (401), retry 3 of 10 in 0.5 s")],
+    ),
+    (
+        line({"type": "system", "subtype": "api_retry", "error": "mystery", "error_status": None}),
+        [("retry", "API error")],
+    ),
+    (line({"type": "system", "subtype": "compact_boundary", "session_id": "s"}), []),
+    (
+        tool_use("TaskCreate", {"subject": "Write tests", "description": "..."}),
+        [("tool", "→ TaskCreate: Write tests")],
+    ),
+    (tool_use("Skill", {"skill": "code-review"}), [("tool", "→ Skill: code-review")]),
+    (tool_use("CronCreate", {"cron": "0 9 * * *", "prompt": "x"}), [("tool", "→ CronCreate: 0 9 * * *")]),
     (
         line({"type": "assistant", "message": {"model": "<synthetic>", "content": "API Error: 401"}}),
         [],
@@ -708,6 +770,7 @@ RENDERED = [
     (line({"type": "stream_event", "event": {}}), []),
     (line({"type": "brand_new"}), []),
     ("[stderr] boom\n", [("error", "boom")]),
+    ("[stderr] No conversation found with session ID: 9a5b0e80", []),  # the result says it
     ("[scheduler] timed out after 30s", [("scheduler", "timed out after 30s")]),
     ("not json", [("raw", "not json")]),
     ("[1,2]", [("raw", "[1,2]")]),
@@ -735,3 +798,48 @@ def test_render_a_whole_real_log(tmp_path: Path) -> None:
     run(tmp_path, "[malformed][stderr=100]")
     tags = {tag for raw in log_lines(tmp_path) for tag, _ in ex.render_log_line(raw)}
     assert tags == {"system", "assistant", "tool", "tool_result", "summary", "raw", "error"}
+
+
+# ---- the usage limit's reset from claude's sentence ----
+
+ENDED = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "reset"),
+    [
+        ("You've hit your session limit · resets 10:38am (UTC)", datetime(2026, 12, 2, 10, 38, tzinfo=UTC)),
+        ("You've hit your session limit · resets 9am (UTC)", datetime(2026, 12, 3, 9, 0, tzinfo=UTC)),
+        ("You've hit your session limit · resets 12am (UTC)", datetime(2026, 12, 3, 0, 0, tzinfo=UTC)),
+        ("You've hit your session limit · resets 12:15pm (UTC)", datetime(2026, 12, 2, 12, 15, tzinfo=UTC)),
+        (
+            "You've hit your weekly limit · resets Dec 5, 6:58pm (UTC)",
+            datetime(2026, 12, 5, 18, 58, tzinfo=UTC),
+        ),
+        (
+            "You've hit your weekly limit · resets Dec 1, 6:58pm (UTC)",
+            datetime(2027, 12, 1, 18, 58, tzinfo=UTC),
+        ),
+        ("You've hit your Opus limit · resets Jan 2, 1am (UTC)", datetime(2027, 1, 2, 1, 0, tzinfo=UTC)),
+        (  # 5pm in New York is 22:00 UTC in December
+            "You've hit your usage limit · resets 5pm (America/New_York)",
+            datetime(2026, 12, 2, 22, 0, tzinfo=UTC),
+        ),
+        (  # 2am in Tokyo (UTC+9) is 17:00 UTC the day before: after 09:30 UTC, that is today
+            "You’ve hit your session limit · resets 2am (Asia/Tokyo)",
+            datetime(2026, 12, 2, 17, 0, tzinfo=UTC),
+        ),
+        ("You've hit your org's monthly spend limit", None),
+        ("You've hit your session limit · resets 10:38am", None),
+        ("You've hit your session limit · resets 10:38am (Mars/Olympus)", None),
+        ("You've hit your session limit · resets 13pm (UTC)", None),
+        ("You've hit your session limit · resets Feb 30, 1am (UTC)", None),
+        ("You've hit your session limit · resets soon", None),
+        ("The build broke · resets 10:38am (UTC)", None),
+        ("", None),
+    ],
+)
+def test_the_reset_is_read_from_claudes_sentence_as_the_next_such_time(
+    text: str, reset: datetime | None
+) -> None:
+    assert ex.usage_limit_reset(text, ENDED) == reset
