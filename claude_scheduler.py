@@ -8039,7 +8039,16 @@ def _cmd_runs_list(ctx: CliContext) -> int:
 
 def _cmd_runs_get(ctx: CliContext) -> int:
     run = ctx.backend.get_run(ctx.resolve("run", ctx.args.id))
-    return ctx.show(run, lambda: format_fields({**run, **_run_readable(run)}))
+    return ctx.show(run, lambda: format_fields({**_without_echo(run), **_run_readable(run)}))
+
+
+def _without_echo(run: JSONDict) -> JSONDict:
+    """The run for people: a failed session's `result` that only repeats its error (claude's
+    API error sentence is both) is left out, so the reason is read once (`--json` keeps it)."""
+    result, error = run.get("result"), run.get("error")
+    if result and error and result.strip().startswith(error.rstrip(ELLIPSIS).strip()):
+        return {**run, "result": None}
+    return run
 
 
 def _run_readable(run: JSONDict) -> JSONDict:

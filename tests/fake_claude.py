@@ -30,8 +30,9 @@ that are not numbers or text, `0`, `false`, `no`, `off` or empty switch them off
     [no_result]        FAKE_CLAUDE_NO_RESULT          no result line (a crash)
     [usage_limit=F]    FAKE_CLAUDE_USAGE_LIMIT        the subscription usage limit of 2.1.x: a
                                                       rate_limit_event (resetsAt: F if an epoch,
-                                                      else USAGE_LIMIT_EPOCH; none for F `text`),
-                                                      the synthetic message and a 429 result
+                                                      else USAGE_LIMIT_EPOCH; none for F `text`
+                                                      or `none`), the synthetic message and a 429
+                                                      result; `none`'s sentence names no reset
     [cost=USD]         FAKE_CLAUDE_COST               total cost (default 0.0123)
     [result=TEXT]      FAKE_CLAUDE_RESULT             final text (default `Done.`); given, it is
                                                       in the result line even on is_error
@@ -114,6 +115,7 @@ DEFAULT_COST = 0.0123
 DEFAULT_RESULT = "Done."
 USAGE_LIMIT_EPOCH = 1767225600
 USAGE_LIMIT_TEXT = "You've hit your session limit · resets 12am (UTC)"
+USAGE_LIMIT_NO_RESET = "You've hit your session limit"  # the `· resets` part may be missing
 STDERR_LINE = "fake claude diagnostic output to fill the stderr pipe ................\n"
 FLAG = "1"
 FALSE_WORDS = ("", "0", "false", "no", "off")  # switch a knob off, e.g. FAKE_CLAUDE_HANG=0
@@ -580,7 +582,7 @@ def emit_work(session: Session) -> None:
 def emit_usage_limit(session: Session) -> None:
     """What 2.1.x prints when the subscription's limit is hit (oauth-usage-limit.jsonl)."""
     value = session.knobs["usage_limit"]
-    if value != "text":
+    if value not in ("text", "none"):
         resets_at = int(value) if value.isdigit() and len(value) >= 9 else USAGE_LIMIT_EPOCH
         info = {
             "status": "rejected",
@@ -589,7 +591,11 @@ def emit_usage_limit(session: Session) -> None:
             "isUsingOverage": False,
         }
         session.emit(session.tagged({"type": "rate_limit_event", "rate_limit_info": info}))
-    session.synthetic(USAGE_LIMIT_TEXT, "rate_limit")
+    session.synthetic(usage_limit_text(session), "rate_limit")
+
+
+def usage_limit_text(session: Session) -> str:
+    return USAGE_LIMIT_NO_RESET if session.knobs["usage_limit"] == "none" else USAGE_LIMIT_TEXT
 
 
 def emit_api_error(session: Session) -> None:
@@ -603,7 +609,7 @@ def emit_budget_turn(session: Session) -> None:
 
 def final_text(session: Session) -> str:
     if "usage_limit" in session.knobs:
-        return USAGE_LIMIT_TEXT
+        return usage_limit_text(session)
     if session.api_error is not None:
         return API_ERRORS.get(session.api_error, API_ERRORS[0])[1]
     return session.knobs.get("result", DEFAULT_RESULT)
@@ -627,13 +633,19 @@ def model_usage(session: Session, cost: float) -> dict[str, object]:
     return {session.model: {**entry, "costUSD": round(cost - 0.001, 6)}, SUBAGENT_MODEL: sub}
 
 
+def budget_spent(session: Session) -> bool:
+    """Whether the session's cost goes past --max-budget-usd (the real CLI stops there)."""
+    cost = float(session.knobs.get("cost", DEFAULT_COST))
+    return session.max_budget is not None and cost > float(session.max_budget)
+
+
 def result_subtype(session: Session) -> str:
     knobs = session.knobs
     if session_missing(session):
         return "error_during_execution"
     if session.max_turns is not None and session.max_turns < SESSION_TURNS:
         return "error_max_turns"
-    if session.max_budget is not None:
+    if budget_spent(session):
         return "error_max_budget_usd"
     if "is_error" in knobs:
         return "error_during_execution" if knobs["is_error"] == FLAG else knobs["is_error"]
@@ -718,7 +730,7 @@ def emit_session(session: Session) -> None:
         emit_usage_limit(session)
     elif session.api_error is not None:
         emit_api_error(session)
-    elif session.max_budget is not None:
+    elif budget_spent(session):
         emit_budget_turn(session)
     else:
         emit_work(session)

@@ -230,7 +230,11 @@ def test_a_foreground_run_shows_and_stores_what_the_real_cli_said(
     assert out[0] == f"Running task {task['id'][:8]}: Say hello."
     assert out[1] == f"Session {init['session_id'][:8]} · {MODEL} · {sandbox.project}"
     assert api.ANSWER in out
-    assert re.fullmatch(rf"Run {run['id'][:8]} success in \d+\.\ds cost \$0\.0049", out[-1])
+    cached = CACHE_READ + CACHE_CREATION
+    tokens = f"{UNCACHED + cached:,} in ({cached:,} cached)"
+    seconds = r"\d+(?:\.\d+)?s"
+    closing = rf"Run {run['id'][:8]} success · wall time {seconds} · claude {seconds} · cost \$0\.0049"
+    assert re.fullmatch(rf"{closing} · {re.escape(tokens)} / \d+ out tokens", out[-1]), out[-1]
     stored = cli_json("runs", "get", run["id"])
     assert stored["status"] == "success" and stored["error"] is None
     assert stored["session_id"] == result["session_id"] == init["session_id"]
@@ -392,7 +396,9 @@ def failed_run(
     shown = foreground(cli, task)
     run = cli_json("runs", "get", only_run(home, task["id"])["id"])
     assert (shown.code, run["status"]) == (1, "failed"), shown.out + shown.err
-    assert shown.out.splitlines()[-1].endswith(f" - {run['error']}")
+    kind = run["failure_kind"].replace("_", " ")
+    assert shown.out.splitlines()[-1].startswith(f"Run {run['id'][:8]} failed ({kind}) · wall time ")
+    assert shown.out.count(run["error"]) == 1, shown.out  # claude's reason, said once
     return shown, run
 
 
@@ -444,7 +450,8 @@ def test_api_retries_are_shown_while_the_foreground_run_waits(
     shown_retries = [line for line in shown.out.splitlines() if "retry" in line]
     assert len(shown_retries) == 2
     for line, retry in zip(shown_retries, retries, strict=True):
-        seconds = f"{retry['retry_delay_ms'] / 1000:.1f}"
+        delay = retry["retry_delay_ms"] / 1000
+        seconds = f"{delay:.1f}" if delay < 1 else str(round(delay))
         said = f"API overloaded (529), retry {retry['attempt']} of {retry['max_retries']} in {seconds} s"
         assert line.strip().endswith(said)
     assert len(sandbox.api.messages_requests()) == 3

@@ -1,7 +1,7 @@
 """`cli doctor` and GET /api/doctor: the setup check, through `main` and real HTTP.
 
 Each test has a temp data home and user home (conftest's `home`); claude is the fake
-claude (`--version` says 2.0.0) unless a test puts a small script of its own in its place.
+claude (`--version` says what the pinned CLI says) unless a test puts a small script of its own in its place.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAKE_CLAUDE, Result, child_env
+from conftest import Result, child_env
 from run_helpers import SCRIPT, WAIT_SECONDS, pid_gone, stop_process, wait_for
 
 import claude_scheduler as cs
@@ -50,6 +50,14 @@ def script(path: Path, body: str) -> Path:
 
 
 @pytest.fixture
+def old_claude(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A claude older than the one the contract tests cover, set by $CLAUDE_SCHEDULER_CLAUDE."""
+    old = script(tmp_path / "old-bin" / "claude", 'echo "2.0.0 (Claude Code)"')
+    monkeypatch.setenv(cs.CLAUDE_ENV, str(old))
+    return old
+
+
+@pytest.fixture
 def user_home(home: Path) -> Path:
     return Path(os.environ["HOME"])
 
@@ -67,12 +75,12 @@ def bare_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 # claude ---------------------------------------------------------------------------------------
 
 
-def test_an_older_claude_is_a_warning_with_its_fix(cli: Callable[..., Result]) -> None:
+def test_an_older_claude_is_a_warning_with_its_fix(cli: Callable[..., Result], old_claude: Path) -> None:
     code, checks = doctor(cli)
     assert named(checks, "claude") == {
         "check": "claude",
         "level": "ok",
-        "message": f"{FAKE_CLAUDE} (set by $CLAUDE_SCHEDULER_CLAUDE)",
+        "message": f"{old_claude} (set by $CLAUDE_SCHEDULER_CLAUDE)",
         "fix": None,
     }
     assert named(checks, "claude version") == {
@@ -494,7 +502,9 @@ def get(server: cs.ApiServer, path: str, token: str | None) -> tuple[int, Any]:
         connection.close()
 
 
-def test_the_api_gives_the_same_checks(server: cs.ApiServer, home: Path, cli: Callable[..., Result]) -> None:
+def test_the_api_gives_the_same_checks(
+    server: cs.ApiServer, home: Path, cli: Callable[..., Result], old_claude: Path
+) -> None:
     token = cs.api_token(home, create=False)
     assert get(server, "/api/doctor", None)[0] == 401
     status, body = get(server, "/api/doctor", token)

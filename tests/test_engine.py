@@ -966,8 +966,9 @@ def test_a_task_due_during_the_hold_is_deferred_then_runs_once_after_it_even_acr
 
 
 def test_a_usage_limit_without_a_reset_time_holds_for_an_hour(service: cs.Service, engine: cs.Engine) -> None:
-    run = run_task(service, engine, new_task(service, "[usage_limit=text]"))
+    run = run_task(service, engine, new_task(service, "[usage_limit=none]"))
 
+    assert run["limit_resets_at"] is None  # neither an event nor the sentence said when
     hold = service.engine_status()["hold"]
     assert (hold["until"], hold["since"], hold["run_id"]) == (stamp(3600), stamp(0), run["id"])
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAKE_CLAUDE, ROOT
+from conftest import ROOT
 from run_helpers import FakeClock
 
 import claude_scheduler as cs
@@ -589,14 +589,27 @@ def test_a_bad_setting_is_shown_by_its_field_and_nothing_is_saved(home: Path, di
         assert gui.app.service.get_settings()["claude_path"] is None
 
 
-def test_the_settings_dialog_shows_the_claude_in_use(home: Path, display: str) -> None:
+def old_claude(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A claude older than the one the contract tests cover, set by $CLAUDE_SCHEDULER_CLAUDE."""
+    old = tmp_path / "old-bin" / "claude"
+    old.parent.mkdir()
+    old.write_text('#!/bin/sh\necho "2.0.0 (Claude Code)"\n')
+    old.chmod(0o755)
+    monkeypatch.setenv(cs.CLAUDE_ENV, str(old))
+    return old
+
+
+def test_the_settings_dialog_shows_the_claude_in_use(
+    home: Path, display: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = old_claude(tmp_path, monkeypatch)
     with open_gui(home) as gui:
         dialog = open_settings(gui)
         note = dialog.notes["claude_path"][0]
         gui.wait(lambda: "looking" not in str(note.cget("text")), "the claude in use")
         assert str(note.cget("text")).splitlines() == [
             "Empty: search $CLAUDE_SCHEDULER_CLAUDE, PATH, ~/.local/bin, then ~/.claude/local.",
-            f"In use: {FAKE_CLAUDE} (set by $CLAUDE_SCHEDULER_CLAUDE), version 2.0.0",
+            f"In use: {old} (set by $CLAUDE_SCHEDULER_CLAUDE), version 2.0.0",
         ]
         gui.press(dialog.top, "<Escape>")
 
@@ -617,6 +630,7 @@ def test_check_setup_lists_every_check_with_symbol_colour_and_fix(
 ) -> None:
     for variable in (*cs.CREDENTIAL_VARIABLES, cs.CLAUDE_CONFIG_ENV):
         monkeypatch.delenv(variable, raising=False)  # so that the credentials check warns
+    old = old_claude(tmp_path, monkeypatch)
     folder = tmp_path / "gone"
     cs.Service(cs.Store(home)).create_task(
         {"name": "Nightly", "prompt": "p", "working_directory": str(folder)}
@@ -638,7 +652,7 @@ def test_check_setup_lists_every_check_with_symbol_colour_and_fix(
         assert engine["message"] == f"running in a window (pid {os.getpid()} on {cs.host_name()})"
         text = str(dialog.text.get("1.0", "end-1c"))
         lines = text.splitlines()
-        assert lines[0] == f"✓ ok  claude: {FAKE_CLAUDE} (set by $CLAUDE_SCHEDULER_CLAUDE)"
+        assert lines[0] == f"✓ ok  claude: {old} (set by $CLAUDE_SCHEDULER_CLAUDE)"
         tested = "the version the scheduler is tested with"
         assert lines[1] == f"! warning  claude version: 2.0.0, older than 2.1.197, {tested}"
         assert lines[2].startswith("Fix: Update Claude Code")

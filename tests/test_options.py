@@ -193,10 +193,11 @@ def test_cli_warns_when_an_extra_folder_or_the_mcp_file_is_missing(
 def test_tasks_get_shows_the_options(cli: Cli, cli_json: CliJson) -> None:
     task = create(cli_json, "--max-budget-usd", "3", "--extra-args", "--effort high", "--strict-mcp-config")
     lines = cli("tasks", "get", task["id"]).out.splitlines()
-    assert "max_budget_usd        3.0" in lines
-    assert 'extra_args            ["--effort", "high"]' in lines
-    assert "strict_mcp_config     True" in lines
-    assert "fallback_model        -" in lines
+    fields = dict(line.split(None, 1) for line in lines if len(line.split(None, 1)) == 2)  # key, value
+    assert fields["max_budget_usd"] == "3.0"
+    assert fields["extra_args"] == '["--effort", "high"]'
+    assert fields["strict_mcp_config"] == "True"
+    assert fields["fallback_model"] == "-"
 
 
 # Extra arguments: the scheduler's own options are refused, naming what to use ###########
