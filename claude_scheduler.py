@@ -103,6 +103,23 @@ LOCK_FILE = ".lock"
 ENGINE_LOCK_FILE = "engine.lock"
 RUNS_DIR = "runs"
 LOGS_DIR = "logs"
+HOME_MARKER = ".claude-scheduler-home"  # marks a folder as a data home (see Store.__init__)
+HOME_NAMES = frozenset(
+    {
+        JOBS_FILE,
+        TASKS_FILE,
+        STATE_FILE,
+        SETTINGS_FILE,
+        TOKEN_FILE,
+        LOCK_FILE,
+        ENGINE_LOCK_FILE,
+        RUNS_DIR,
+        LOGS_DIR,
+    }
+)
+HOME_IGNORED = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # made by file browsers
+# A temp file of atomic_write: ".<name>.<pid>.<thread>.tmp", name being a store file's.
+TEMP_NAME_RE = re.compile(r"\.(?P<name>[^/]+)\.(?P<pid>\d+)\.\d+\.tmp")
 
 NAME_MAX = 200
 TEXT_MAX = 100_000
@@ -123,6 +140,11 @@ DEFAULT_DEBOUNCE = 5.0
 DEFAULT_TIMEOUT = 1800
 DEFAULT_MODEL = "sonnet"
 GRACE_MAX_SECONDS = 12 * 3600
+ENV_NAME_MAX = 200
+# Times outside these bounds are refused where they enter: near year 1 or 9999 the date
+# arithmetic of schedules and local-time display overflows.
+TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+TIME_MAX = datetime(9000, 1, 1, tzinfo=UTC)
 
 DEFAULT_SETTINGS: JSONDict = {
     "claude_path": None,
@@ -280,14 +302,21 @@ def fmt_time(moment: datetime | None) -> str | None:
 
 
 def parse_time(text: str, field: str, tz: ZoneInfo | None = None) -> datetime:
-    """Parse ISO 8601; a time without an offset is read in `tz` (default: local time)."""
+    """Parse ISO 8601; a time without an offset is read in `tz` (default: local time).
+    Raises Invalid for a time before TIME_MIN or from TIME_MAX on."""
+    moment: datetime | None
     try:
         moment = datetime.fromisoformat(text.strip())
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=tz) if tz else moment.astimezone()
+        moment = moment.astimezone(UTC)
     except ValueError:
         raise Invalid(f"{text!r} is not an ISO 8601 date and time", field) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz) if tz else moment.astimezone()
-    return moment.astimezone(UTC)
+    except (OverflowError, OSError):  # an offset or local time past year 1 or 9999
+        moment = None
+    if moment is None or not TIME_MIN <= moment < TIME_MAX:
+        raise Invalid(f"{text!r} is out of range (years {TIME_MIN.year} to {TIME_MAX.year - 1})", field)
+    return moment
 
 
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -341,6 +370,8 @@ def read_str(value: JSON, field: str, *, max_len: int = TEXT_MAX, required: bool
         raise Invalid("must be a string", field)
     if not value.isascii() and not _is_unicode(value):
         raise Invalid("must be text: it holds bytes that are not UTF-8", field)
+    if "\0" in value:  # a process start refuses it in argv and env, and no text needs it
+        raise Invalid("must not contain a NUL character", field)
     text: str = value.strip() if max_len <= NAME_MAX else value
     if required and not text.strip():
         raise Invalid("is required and must not be empty", field)
@@ -423,6 +454,8 @@ def read_env(value: JSON, field: str) -> dict[str, str]:
     for name, text in value.items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise Invalid(f"{name!r} is not a valid environment variable name", field)
+        if len(name) > ENV_NAME_MAX:
+            raise Invalid(f"{name[:20]!r}... is longer than {ENV_NAME_MAX} characters", field)
         env[name] = read_str(text, f"{field}.{name}", max_len=PATH_MAX * 8)
     return env
 
@@ -1682,7 +1715,11 @@ def derive_job_status(statuses: Iterable[RunStatus | None]) -> JobStatus:
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace `path` with `data` so that a crash at any instant leaves the old or the new
-    file, never a torn one: temp file in the same folder, fsync, rename, fsync the folder."""
+    file, never a torn one: temp file in the same folder, fsync, rename, fsync the folder.
+    A symlink is written through (its target is replaced), so a store file kept elsewhere
+    (a synced folder) stays where the user put it."""
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -1696,6 +1733,12 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
             tmp.unlink()
         raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
     _fsync_dir(path.parent)
+
+
+def open_private_append(path: Path) -> IO[str]:
+    """Open a text file for appending, created readable by its owner only (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return os.fdopen(fd, "a", encoding="utf-8", errors="replace")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -1759,13 +1802,6 @@ def owner_alive(owner: str | None) -> bool:
     return now is not None and (not started or not now or now == started)
 
 
-def _writer_alive(tmp: Path) -> bool:
-    """Whether the process that named a temp file (".name.PID.THREAD.tmp") still runs:
-    some files (the API token) are written outside the store lock."""
-    parts = tmp.name.split(".")
-    return len(parts) >= 4 and parts[-3].isdigit() and process_alive(int(parts[-3]))
-
-
 class InterProcessLock:
     """An exclusive lock on a file, held across processes (flock / msvcrt) and threads.
 
@@ -1802,7 +1838,7 @@ class InterProcessLock:
         with self._thread_lock:
             if self._fd is not None:
                 return True
-            with contextlib.suppress(BlockingIOError, PermissionError, OSError):
+            with contextlib.suppress(OSError, StorageError):
                 self._fd = self._lock_file(blocking=False)
             return self._fd is not None
 
@@ -1814,13 +1850,27 @@ class InterProcessLock:
                 self._fd = None
 
     def _lock_file(self, *, blocking: bool) -> int:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self._open()
         try:
             _lock_fd(fd, blocking=blocking)
         except BaseException:
             os.close(fd)
             raise
         return fd
+
+    def _open(self) -> int:
+        """The lock file's descriptor. In a home this user may only read (read-only media,
+        another user's folder) an existing lock file is opened read-only, which flock
+        accepts, so reading still works; else StorageError says what is wrong."""
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                return os.open(self.path, os.O_RDONLY)
+            raise StorageError(
+                f"cannot open the lock file {self.path}: {error.strerror or error}; "
+                "the data home must be a folder you can write to (see --home)"
+            ) from error
 
 
 if sys.platform == "win32":
@@ -1882,7 +1932,7 @@ class CachedFile:
             raw = self.path.read_bytes()
             self.load(json.loads(raw))
             self.keep_text(raw)
-        except (ValueError, SchedulerError, UnicodeDecodeError, OSError) as error:
+        except (ValueError, SchedulerError, UnicodeDecodeError, OSError, RecursionError) as error:
             self.load(None)
             reason = getattr(error, "args", [error])[0] if not isinstance(error, SchedulerError) else error
             self._error = StorageError(
@@ -1974,15 +2024,19 @@ class RecordFile(CachedFile, Generic[R]):
         self.key = key
         self._parse: Callable[[JSON], R] = parse
         self._header = header or {}
+        self._kept: JSONDict = {}  # top-level keys this version does not know, kept on rewrite
         self.records: dict[str, R] = {}
         self._encoded: dict[str, str] = {}
 
     def load(self, document: JSON) -> None:
-        self.records, self._encoded = {}, {}
+        self.records, self._encoded, self._kept = {}, {}, {}
         if document is None:
             return
         _check_version(document)
         items = document if isinstance(document, list) else require_object(document).get(self.key, [])
+        if isinstance(document, dict):
+            skip = {"version", "rev", self.key, *self._header}
+            self._kept = {name: value for name, value in document.items() if name not in skip}
         if not isinstance(items, list):
             raise Invalid(f'"{self.key}" must be a list')
         for n, item in enumerate(items):
@@ -2008,7 +2062,8 @@ class RecordFile(CachedFile, Generic[R]):
         self._encoded = texts
 
     def encode(self) -> str:
-        parts = [f"{json.dumps(key)}: {json.dumps(value)}, " for key, value in self._header.items()]
+        header = {**self._header, **self._kept}
+        parts = [f"{json.dumps(key)}: {json.dumps(value)}, " for key, value in header.items()]
         texts = []
         for record_id, record in self.records.items():
             text = self._encoded.get(record_id)
@@ -2080,16 +2135,130 @@ class DocFile(CachedFile):
         return cached[1]
 
 
+JOB_RUN_STATUSES = ("running", "completed", "failed", "stopped")
+
+
 def validate_state(data: JSONDict) -> JSONDict:
-    tasks = require_object(data.get("tasks", {}), "tasks")
-    for task_id, entry in tasks.items():
-        entry = require_object(entry, f"tasks.{task_id}")
-        for name in ("next_run_at", "last_run_at"):
-            read_time(entry.get(name), f"tasks.{task_id}.{name}")
-        if entry.get("last_run_status") is not None:
-            read_enum(entry["last_run_status"], f"tasks.{task_id}.last_run_status", RunStatus)
-    require_object(data.get("engine", {}), "engine")
-    return {**data, "tasks": tasks}
+    """state.json holds only what is derived from the records, so a bad part is not
+    refused but dropped, with a warning naming it: what it held is derived again (a task's
+    latest run from its run file, a queued run back into the queue by the engine's
+    recovery, the next fire time from the schedule). Unknown keys are kept."""
+    repaired = dict(data)
+    for key, (default, check) in STATE_PARTS.items():
+        if key not in data:
+            continue
+        value = data[key]
+        if not isinstance(value, type(default)):
+            _state_repaired(key, f"must be {STATE_SHAPES[type(default)]}")
+            value = type(default)()
+        repaired[key] = check(value, key)
+    repaired.setdefault("tasks", {})
+    return repaired
+
+
+def _state_repaired(field: str, problem: str) -> None:
+    logger().warning("state.json: %s %s; it was dropped and will be derived again", field, problem)
+
+
+def _valid_entries(entries: list[tuple[str, JSON]], check: Callable[[JSON, str], None]) -> list[int]:
+    """The positions of the (field name, entry) pairs whose entry passes `check`; each
+    other one is logged."""
+    good = []
+    for n, (name, entry) in enumerate(entries):
+        try:
+            check(entry, name)
+        except Invalid as error:
+            _state_repaired(error.field or name, error.message)
+            continue
+        good.append(n)
+    return good
+
+
+def _check_task_state(entry: JSON, field: str) -> None:
+    entry = require_object(entry, field)
+    for name in ("next_run_at", "last_run_at"):
+        read_time(entry.get(name), f"{field}.{name}")
+    if entry.get("last_run_status") is not None:
+        read_enum(entry["last_run_status"], f"{field}.last_run_status", RunStatus)
+    if entry.get("last_session_id") is not None:
+        read_str(entry["last_session_id"], f"{field}.last_session_id", max_len=NAME_MAX)
+
+
+def _check_queue_entry(entry: JSON, field: str) -> None:
+    entry = require_object(entry, field)
+    read_id(entry.get("run_id"), f"{field}.run_id", required=True)
+    read_id(entry.get("task_id"), f"{field}.task_id", required=True)
+    read_time(entry.get("not_before"), f"{field}.not_before")
+
+
+def _check_job_run(entry: JSON, field: str) -> None:
+    """A job run's progress; the step fields are needed once it has a current run."""
+    entry = require_object(entry, field)
+    read_id(entry.get("job_id"), f"{field}.job_id")
+    if entry.get("status") not in JOB_RUN_STATUSES:
+        raise Invalid(f"must be one of {', '.join(JOB_RUN_STATUSES)}", f"{field}.status")
+    read_bool(entry.get("continue_on_failure", False), f"{field}.continue_on_failure")
+    if read_id(entry.get("current_run_id"), f"{field}.current_run_id") is None:
+        return
+    task_ids = entry.get("task_ids")
+    if not isinstance(task_ids, list):
+        raise Invalid("must be a list of task ids", f"{field}.task_ids")
+    for n, task_id in enumerate(task_ids):
+        read_id(task_id, f"{field}.task_ids[{n}]", required=True)
+    read_int(entry.get("position"), f"{field}.position", 0, len(task_ids))
+
+
+def _state_tasks(tasks: JSONDict, field: str) -> JSONDict:
+    return _valid_map(tasks, field, _check_task_state)
+
+
+def _state_queue(queue: list[JSON], field: str) -> list[JSON]:
+    good = _valid_entries([(f"{field}[{n}]", entry) for n, entry in enumerate(queue)], _check_queue_entry)
+    return [queue[n] for n in good]
+
+
+def _state_job_runs(job_runs: JSONDict, field: str) -> JSONDict:
+    return _valid_map(job_runs, field, _check_job_run)
+
+
+def _valid_map(entries: JSONDict, field: str, check: Callable[[JSON, str], None]) -> JSONDict:
+    items = list(entries.items())
+    good = _valid_entries([(f"{field}.{name}", entry) for name, entry in items], check)
+    return dict(items[n] for n in good)
+
+
+def _state_engine(engine: JSONDict, field: str) -> JSONDict:
+    kept = dict(engine)
+    if not isinstance(kept.get("paused", False), bool):
+        _state_repaired(f"{field}.paused", "must be true or false")
+        kept.pop("paused")
+    if not isinstance(kept.get("owner") or {}, dict):
+        _state_repaired(f"{field}.owner", "must be an object")
+        kept.pop("owner")
+    return kept
+
+
+def _state_deleting(pending: JSONDict, field: str) -> JSONDict:
+    """A delete cut short: only ids are kept, as the sweep turns them into file names."""
+    kept: JSONDict = {}
+    for kind in ("tasks", "jobs"):
+        ids = pending.get(kind, [])
+        ids = ids if isinstance(ids, list) else [ids]
+        kept[kind] = [item for item in ids if isinstance(item, str) and is_uuid(item)]
+        if len(kept[kind]) != len(ids):
+            _state_repaired(f"{field}.{kind}", "must be a list of ids")
+    return kept
+
+
+STATE_SHAPES: dict[type, str] = {dict: "an object", list: "a list"}
+# state.json's parts: the empty value of the right type, and the check of each part.
+STATE_PARTS: dict[str, tuple[JSON, Callable[[Any, str], JSON]]] = {
+    "tasks": ({}, _state_tasks),
+    "queue": ([], _state_queue),
+    "job_runs": ({}, _state_job_runs),
+    "engine": ({}, _state_engine),
+    "deleting": ({}, _state_deleting),
+}
 
 
 def validate_settings(data: JSONDict) -> JSONDict:
@@ -2099,6 +2268,52 @@ def validate_settings(data: JSONDict) -> JSONDict:
     if data.get("claude_path") is not None:
         read_str(data["claude_path"], "claude_path", max_len=PATH_MAX)
     return data
+
+
+def _check_home(home: Path) -> None:
+    """Refuse a folder that is clearly not a data home: it exists, is not marked as one,
+    and holds entries none of which the scheduler makes (a user's project, their home
+    folder). Raises StorageError saying how to proceed; an empty or new folder is fine."""
+    try:
+        if (home / HOME_MARKER).exists() or not home.is_dir():
+            return
+        names = set(os.listdir(home)) - HOME_IGNORED
+    except OSError:
+        return  # the mkdir that follows reports what is wrong
+    if names and not names & HOME_NAMES:
+        example = sorted(names)[0]
+        raise StorageError(
+            f"{home} is not a claude-scheduler data home: it holds other files (such as {example!r}) "
+            "and none of the scheduler's. Choose a new or empty folder (--home or "
+            f"{HOME_ENV}), or to use this folder anyway create an empty file {HOME_MARKER} in it"
+        )
+
+
+def _mark_home(home: Path) -> None:
+    """Mark the folder as a data home, once; a home this user cannot write stays unmarked."""
+    marker = home / HOME_MARKER
+    if not marker.exists():
+        with contextlib.suppress(OSError):
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, b"This folder is a claude-scheduler data home.\n")
+            os.close(fd)
+
+
+def _is_own_temp(path: Path, names: Callable[[str], bool]) -> bool:
+    """Whether `path` is a temp file atomic_write made for a file named as `names` accepts,
+    and its writer is gone. Anything else is not ours to delete."""
+    match = TEMP_NAME_RE.fullmatch(path.name)
+    if match is None or not names(match["name"]) or path.is_symlink():
+        return False
+    return not process_alive(int(match["pid"]))
+
+
+def _is_store_name(name: str) -> bool:
+    return name in HOME_NAMES
+
+
+def _is_run_file_name(name: str) -> bool:
+    return name.endswith(".json") and is_uuid(name.removesuffix(".json"))
 
 
 def match_id(kind: str, text: str, ids: Iterable[str]) -> str:
@@ -2142,11 +2357,13 @@ class Store:
     def __init__(self, home: Path, *, clock: Clock = utcnow) -> None:
         self.home = home
         self.clock = clock
+        _check_home(home)
         try:
             for folder in (home, home / RUNS_DIR, home / LOGS_DIR):
                 folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as error:
             raise StorageError(f"cannot create the data home {home}: {error.strerror}") from error
+        _mark_home(home)
         self._lock = InterProcessLock(home / LOCK_FILE)
         self.jobs: RecordFile[Job] = RecordFile(home / JOBS_FILE, "jobs", Job.from_dict)
         self.tasks: RecordFile[Task] = RecordFile(home / TASKS_FILE, "tasks", Task.from_dict)
@@ -2566,29 +2783,45 @@ class Store:
         history. Unreadable files are left alone (and no log is swept then)."""
         counts = DeleteCounts()
         with self._lock:
-            for folder in (self.home, self.home / RUNS_DIR):
-                for tmp in folder.glob(".*.tmp"):
-                    if not _writer_alive(tmp):
+            for folder, names in ((self.home, _is_store_name), (self.home / RUNS_DIR, _is_run_file_name)):
+                for tmp in self._own_entries(folder, ".*.tmp"):
+                    if _is_own_temp(tmp, names):
                         self._unlink(tmp)
             self.state.refresh()
             pending = self.state.data.get("deleting") if not self.state.error else None
             if isinstance(pending, dict):
                 with contextlib.suppress(StorageError):
-                    counts = self._finish_delete(
-                        list(pending.get("tasks", [])), list(pending.get("jobs", []))
-                    )
+                    counts = self._finish_delete(pending["tasks"], pending["jobs"])
             if logs:
                 counts.logs += self._sweep_logs()
         return counts
 
+    def _own_entries(self, folder: Path, pattern: str) -> list[Path]:
+        """The entries of one of the home's folders; none when the folder is a symlink (it
+        leads out of the home, perhaps into a shared folder) or cannot be listed."""
+        if folder != self.home and folder.is_symlink():
+            return []
+        try:
+            return list(folder.glob(pattern))
+        except OSError:
+            return []
+
     def _sweep_logs(self) -> int:
+        """Delete logs named by a run id that no run file on disk lists; only regular files
+        named "<uuid>.log", the names the store gives logs."""
         referenced: set[str] = set()
-        for path in (self.home / RUNS_DIR).glob("*.json"):
+        for path in self._own_entries(self.home / RUNS_DIR, "*.json"):
+            if not _is_run_file_name(path.name):
+                continue
             try:
                 referenced.update(self._runs_file(path.stem).records)
             except StorageError:
                 return 0
-        stray = [path for path in (self.home / LOGS_DIR).glob("*.log") if path.stem not in referenced]
+        stray = [
+            path
+            for path in self._own_entries(self.home / LOGS_DIR, "*.log")
+            if is_uuid(path.stem) and path.stem not in referenced and not path.is_symlink()
+        ]
         return sum(self._unlink(path) for path in stray)
 
 
@@ -2966,7 +3199,7 @@ class _RunLog:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8", errors="replace")
+        self._file = open_private_append(path)
         self._lock = threading.Lock()
         self.error: str | None = None
 
@@ -3683,7 +3916,7 @@ class Executor:
 
 
 def _append_log(path: Path, line: str) -> None:
-    with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as handle:
+    with contextlib.suppress(OSError), open_private_append(path) as handle:
         handle.write(line.rstrip("\n") + "\n")
 
 
