@@ -2372,6 +2372,7 @@ class Store:
         self._runs: dict[str, RecordFile[Run]] = {}
         self._run_index: dict[str, str] = {}
         self._merged_sig: tuple[object, object] | None = None
+        self._warned: set[str] = set()
         self.sweep()
 
     @contextlib.contextmanager
@@ -2452,15 +2453,46 @@ class Store:
                 self.all_runs()
                 task_id = self._run_index.get(run_id)
             if task_id is None or run_id not in self._runs_file(task_id).records:
+                damaged = [runs.error for runs in self._runs.values() if runs.error]
+                if damaged:  # the run may be in it
+                    raise damaged[0]
                 raise NotFound(f"no run with id {run_id}")
             return self._runs_file(task_id).records[run_id]
 
     def all_runs(self) -> list[Run]:
+        """The runs of every task. A run file that cannot be read is skipped (logged once,
+        and listed by `unreadable_files`): one damaged file hides no other task's runs."""
         with self._lock:
             runs: list[Run] = []
             for task in self.task_list():
-                runs.extend(self._runs_file(task.id).records.values())
+                try:
+                    runs.extend(self._runs_file(task.id).records.values())
+                except StorageError as error:
+                    self._warn_once(error)
             return runs
+
+    def unreadable_files(self) -> dict[str, str]:
+        """The store files that cannot be read now: each one's path within the home, and
+        why it is refused (naming the file); empty when all are fine. Reads every task's
+        run file."""
+        with self._lock:
+            for document in (self.jobs, self.state, self.settings_file):
+                with contextlib.suppress(StorageError):
+                    document.refresh()
+            with contextlib.suppress(StorageError):
+                self.all_runs()
+            files: list[CachedFile] = [self.jobs, self.tasks, self.state, self.settings_file]
+            files += self._runs.values()
+            return {
+                document.path.relative_to(self.home).as_posix(): str(document.error)
+                for document in files
+                if document.error
+            }
+
+    def _warn_once(self, error: StorageError) -> None:
+        if str(error) not in self._warned:
+            self._warned.add(str(error))
+            logger().warning("%s", error)
 
     def log_path(self, run_id: str) -> Path:
         return self.home / LOGS_DIR / f"{run_id}.log"
@@ -2623,6 +2655,16 @@ class Store:
         return doomed
 
     def _note_latest(self, task_id: str, runs: RecordFile[Run]) -> None:
+        """Bring the task's derived latest-run fields and its job's status up to date. While
+        state.json or jobs.json cannot be read (a hand edit) they are left for the next run
+        to bring up to date: the run file, saved already, is the record."""
+        self.state.refresh()
+        self.jobs.refresh()
+        if self.state.error or self.jobs.error:
+            logger().warning(
+                "run of task %s recorded; %s", task_id[:ID_PREFIX_LEN], self.state.error or self.jobs.error
+            )
+            return
         executed = [run for run in runs.records.values() if run.tells_how_the_task_does]
         latest = max(executed, key=lambda run: run.created_at, default=None)
         state = self.state.data.get("tasks", {}).get(task_id, {})
@@ -2654,10 +2696,31 @@ class Store:
     def enqueue(self, run: Run, not_before: datetime | None = None) -> None:
         """Record a queued run and put it at the back of the engine's queue."""
         with self._lock:
-            self.save_run(run)
-            entry = {"run_id": run.id, "task_id": run.task_id, "not_before": fmt_time(not_before)}
-            self.state.data.setdefault("queue", []).append(entry)
-            self._save_merged(self.state)
+            # Every file this step reads or writes is checked first, and a failure past the
+            # run's save takes the new run back out: a run left queued outside the queue
+            # would be started by the next engine's recovery, after the request failed.
+            self.state.check()
+            self.jobs.check()
+            is_new = run.id not in self._runs_file(run.task_id).records
+            try:
+                self.save_run(run)
+                entry = {"run_id": run.id, "task_id": run.task_id, "not_before": fmt_time(not_before)}
+                self.state.data.setdefault("queue", []).append(entry)
+                self._save_merged(self.state)
+            except SchedulerError:
+                if is_new:
+                    self._take_back(run)
+                raise
+
+    def _take_back(self, run: Run) -> None:
+        """Remove a run that a failed request had already recorded (best effort: logged)."""
+        try:
+            runs = self._runs_file(run.task_id)
+            if run.id in runs.records:
+                runs.remove(run.id)
+                runs.save()
+        except SchedulerError as error:
+            logger().warning("run %s of a failed request stays recorded: %s", run.id[:ID_PREFIX_LEN], error)
 
     def queue(self) -> list[JSONDict]:
         with self._lock:
@@ -3554,8 +3617,10 @@ def _run(
     deadline = limits.monotonic() + limits.timeout
     try:
         proc = _launch(argv, cwd, env)
-    except OSError as exc:
-        message = _launch_error(argv, cwd, exc)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env, refused by the OS
+        message = (
+            _launch_error(argv, cwd, exc) if isinstance(exc, OSError) else f"could not start claude: {exc}"
+        )
         log.scheduler(message)
         return RunOutcome(status=STATUS_FAILED, error=message, model=_argv_value(argv, "--model"))
     capture = _Capture(log)
@@ -3791,7 +3856,21 @@ def scan_tree(root: Path, recursive: bool, ignore: Path | None = None) -> dict[s
             for entry in entries:
                 with contextlib.suppress(OSError):
                     _scan_entry(entry, recursive, pending, found)
+    if len(found) >= WATCH_ENTRIES_MAX:
+        _warn_watch_limit(str(root))
     return found
+
+
+@functools.cache
+def _warn_watch_limit(root: str) -> None:
+    """Say once per watched path that it is watched only in part."""
+    logger().warning(
+        "file watch on %s: more than %d files; only the first %d are watched, changes to the "
+        "others do not fire the task (watch a narrower folder)",
+        root,
+        WATCH_ENTRIES_MAX,
+        WATCH_ENTRIES_MAX,
+    )
 
 
 def _scan_entry(
@@ -5064,7 +5143,9 @@ API_RUN_PATH = "/api/runs/{run_id}"
     "GET", "/api/health", "Liveness, version and engine state (no token needed)", schema="Health", public=True
 )
 def _api_health(service: Service, call: ApiCall) -> ApiReply:
-    return HTTPStatus.OK, {"status": "ok", "version": __version__, "engine": service.engine_status()}
+    unreadable = sorted(service.store.unreadable_files())
+    body = {"status": "ok", "version": __version__, "engine": service.engine_status()}
+    return HTTPStatus.OK, {**body, "unreadable_files": unreadable}
 
 
 @api_route("GET", "/api/openapi.json", "This OpenAPI document", schema="OpenApiDocument")
@@ -5649,8 +5730,17 @@ def _server_schemas() -> JSONDict:
         "SettingsInput": _schema_object(settings, closed=True),
         "EngineStatus": _schema_object(engine, required=list(engine)),
         "Health": _schema_object(
-            {"status": {"const": "ok"}, "version": {"type": "string"}, "engine": _schema_ref("EngineStatus")},
-            required=["status", "version", "engine"],
+            {
+                "status": {"const": "ok"},
+                "version": {"type": "string"},
+                "engine": _schema_ref("EngineStatus"),
+                "unreadable_files": {
+                    **_schema_array({"type": "string"}),
+                    "description": "store files that cannot be read (paths within the data home); "
+                    "they are left untouched and the rest of the store works on",
+                },
+            },
+            required=["status", "version", "engine", "unreadable_files"],
         ),
         "Error": _schema_object({"error": _schema_object(error, required=list(error))}, required=["error"]),
         "OpenApiDocument": {"type": "object", "description": "an OpenAPI 3.1 document"},
@@ -5830,8 +5920,8 @@ class ApiHandler(_HandlerBase):
             raise MisdirectedRequest(
                 "the Host header must name this server (a loopback address or its --host)"
             )
-        origin = self.headers.get("Origin")
-        if origin is not None and not self.server.is_own_origin(origin):
+        origins = self.headers.get_all("Origin") or []  # each one: a browser may send a second
+        if not all(self.server.is_own_origin(origin) for origin in origins):
             raise Forbidden("requests from other web origins are refused")
 
     def _check_token(self) -> None:
@@ -6323,6 +6413,22 @@ RUN_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("ERROR", lambda run: (run["error"] or "")[:60]),
 )
 CELL_MAX = 48
+# Characters a terminal acts on rather than shows: C0 controls but tab and newline, DEL,
+# C1 controls, and the bidirectional overrides that reorder what is shown.
+CONTROL_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` with each control character shown as an escape (ESC as \\x1b): what a session
+    printed, or a name someone chose, cannot retitle, clear or write to the clipboard of
+    the terminal it is shown on. For every human-readable output; --json and --raw stay
+    exact."""
+    return CONTROL_CHARS.sub(_control_escape, text)
+
+
+def _control_escape(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def format_table(rows: list[JSONDict], columns: tuple[tuple[str, Row], ...]) -> str:
@@ -6337,7 +6443,7 @@ def format_table(rows: list[JSONDict], columns: tuple[tuple[str, Row], ...]) -> 
 
 
 def _cell(text: str) -> str:
-    return _clip(" ".join(text.split()), CELL_MAX)
+    return _clip(" ".join(escape_controls(text).split()), CELL_MAX)
 
 
 def _text_width(text: str) -> int:
@@ -6375,21 +6481,25 @@ class CliContext:
     args: argparse.Namespace
     out: Any = None
 
-    def emit(self, text: str) -> None:
-        """Print a line. When the reader went away (`| head`), the rest goes nowhere
-        and the command carries on: a foreground run is still supervised and recorded."""
+    def emit(self, text: str, *, exact: bool = False) -> None:
+        """Print a line, its control characters escaped unless `exact` (JSON, --raw).
+        When the reader went away (`| head`), the rest goes nowhere and the command
+        carries on: a foreground run is still supervised and recorded."""
         try:
-            print(text, file=self.out or sys.stdout, flush=True)
+            print(text if exact else escape_controls(text), file=self.out or sys.stdout, flush=True)
         except BrokenPipeError:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             os.close(devnull)
 
     def err(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        print(escape_controls(text), file=sys.stderr, flush=True)
 
     def show(self, payload: JSON, human: Callable[[], str]) -> int:
-        self.emit(json.dumps(payload, indent=2, ensure_ascii=False) if self.args.json else human())
+        if self.args.json:
+            self.emit(json.dumps(payload, indent=2, ensure_ascii=False), exact=True)
+        else:
+            self.emit(human())
         return 0
 
     def resolve(self, kind: str, text: str) -> str:
@@ -6666,12 +6776,12 @@ def follow_log(
 def _show_chunk(ctx: CliContext, chunk: JSONDict) -> None:
     if ctx.args.json:
         if chunk["data"]:
-            ctx.emit(json.dumps(chunk, ensure_ascii=False))
+            ctx.emit(json.dumps(chunk, ensure_ascii=False), exact=True)
         return
     for line in chunk["data"].splitlines():
         shown = line if ctx.args.raw else render_for_terminal(line)
         if shown is not None:
-            ctx.emit(shown)
+            ctx.emit(shown, exact=ctx.args.raw)
 
 
 @contextlib.contextmanager
@@ -6773,7 +6883,7 @@ def _run_in_foreground(
                 _say_not_run(ctx, task_ids[n + 1 :])
                 break
     if ctx.args.json:
-        ctx.emit(json.dumps(finished[0] if len(task_ids) == 1 else {"runs": finished}, indent=2))
+        ctx.emit(json.dumps(finished[0] if len(task_ids) == 1 else {"runs": finished}, indent=2), exact=True)
     return 0 if all(run["status"] == RunStatus.SUCCESS for run in finished) else 1
 
 
@@ -6934,11 +7044,17 @@ def _preset_cron(args: argparse.Namespace) -> str | None:
     return None
 
 
+SCHEDULE_TEXT_OPTIONS = ("cron", "daily", "weekly", "monthly", "every", "at", "watch")
+
+
 def _schedule_from_args(args: argparse.Namespace, current: JSONDict | None = None) -> JSONDict | None:
     """The schedule the options describe. On an update (`current` is the task's schedule)
     a new cron time keeps the zone, and --timezone or --debounce alone change just that;
     options that would be ignored are usage errors."""
     current = current or {}
+    for option in SCHEDULE_TEXT_OPTIONS:  # empty is not "not given": it would pick another schedule
+        if getattr(args, option, None) == "":
+            raise Invalid("must not be empty", f"--{option}")
     cron = args.cron or _preset_cron(args)
     debounce = getattr(args, "debounce", None)
     if args.timezone and not cron:
@@ -7049,6 +7165,16 @@ def _common_parent() -> argparse.ArgumentParser:
     )
     parent.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help="data home")
     # argparse counts each subcommand's -v afresh, so they get their own dest and main adds it
+    parent.add_argument(
+        "-v", "--verbose", dest="verbose_below", action="count", default=argparse.SUPPRESS, help="more logs"
+    )
+    return parent
+
+
+def _mode_parent() -> argparse.ArgumentParser:
+    """--home and -v after `gui` or `serve` too, as after a `cli` verb."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help="data home")
     parent.add_argument(
         "-v", "--verbose", dest="verbose_below", action="count", default=argparse.SUPPRESS, help="more logs"
     )
@@ -7317,10 +7443,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--home", metavar="DIR", help=f"data home (default ${HOME_ENV} or {DEFAULT_HOME})")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
     modes = parser.add_subparsers(dest="mode", metavar="MODE")
-    gui = modes.add_parser("gui", help="open the window (the default)")
+    gui = modes.add_parser("gui", help="open the window (the default)", parents=[_mode_parent()])
     gui.add_argument("--port", type=int, default=DEFAULT_PORT, help="API port (0: any free port)")
     gui.add_argument("--no-api", action="store_true", help="do not serve the REST API")
-    serve = modes.add_parser("serve", help="run the engine and the REST API without a window")
+    serve = modes.add_parser(
+        "serve", help="run the engine and the REST API without a window", parents=[_mode_parent()]
+    )
     serve.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default loopback only)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free port)")
     _add_cli(modes, None if argv is None else set(argv))
@@ -10758,7 +10886,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     try:
         return int(args.func(CliContext(_cli_backend(args), args)))
     except SchedulerError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {escape_controls(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
