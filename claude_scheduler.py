@@ -2517,8 +2517,15 @@ class Store:
             return dict(self.state.data.get("engine", {}))
 
     def resolve(self, kind: str, text: str) -> str:
-        """A full id from a unique prefix; NotFound or Invalid (ambiguous, with candidates)."""
-        return match_id(kind, text, self._ids(kind))
+        """A full id from a unique prefix; NotFound or Invalid (ambiguous, with candidates).
+        A run not found while a run file cannot be read: that file's StorageError."""
+        try:
+            return match_id(kind, text, self._ids(kind))
+        except NotFound:
+            damaged = [runs.error for runs in self._runs.values() if runs.error] if kind == "run" else []
+            if damaged:  # the run may be in it
+                raise damaged[0] from None
+            raise
 
     def _ids(self, kind: str) -> Iterable[str]:
         if kind == "job":
