@@ -4441,8 +4441,10 @@ def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None
         model=task.model,
         job_run_id=job_run_id,
     )
-    store.save_job_run(job_run_id, {**entry, "position": position, "current_run_id": run.id})
+    # The run first: enqueue checks every file it needs and leaves nothing when it fails,
+    # so a job run never points at a step that was not queued (and stays "running").
     store.enqueue(run)
+    store.save_job_run(job_run_id, {**entry, "position": position, "current_run_id": run.id})
     return run
 
 

@@ -483,3 +483,21 @@ def test_a_file_watch_past_its_limit_says_so(
         assert len(cs.scan_tree(tmp_path, recursive=True)) == 5  # one folder is read whole
         cs.scan_tree(tmp_path, recursive=True)
     assert caplog.text.count(f"file watch on {tmp_path}: more than 3 files") == 1
+
+
+def test_a_job_run_refused_part_way_can_be_started_again(
+    cli: Callable[..., Any], service: cs.Service, home: Path
+) -> None:
+    job = service.create_job({"name": "J"})["id"]
+    first = make_task(service, job_id=job)
+    add_run(service.store, first)
+    run_file = home / "runs" / f"{first}.json"
+    original = run_file.read_bytes()
+    run_file.write_text("{")
+    refused = cli("jobs", "run", job, "--detach")
+    assert refused.code == 1
+    assert f"{run_file} cannot be read" in refused.err
+    run_file.write_bytes(original)
+    started = cli("jobs", "run", job, "--detach", "--json")
+    assert started.code == 0, started.err
+    assert [entry["status"] for entry in state_of(home)["job_runs"].values()] == ["running"]
