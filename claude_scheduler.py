@@ -6717,7 +6717,17 @@ def _cmd_runs_list(ctx: CliContext) -> int:
     task_id = ctx.resolve("task", args.task) if args.task else None
     job_id = ctx.resolve("job", args.job) if args.job else None
     runs = ctx.backend.list_runs(task_id=task_id, job_id=job_id, status=args.status, limit=args.count)
+    _warn_unreadable_runs(ctx)
     return ctx.show({"runs": runs}, lambda: format_table(runs, RUN_COLUMNS) if runs else "No runs.")
+
+
+def _warn_unreadable_runs(ctx: CliContext) -> None:
+    """Name on stderr each run file whose runs a listing had to leave out (direct mode;
+    over --api, GET /api/health lists them)."""
+    if isinstance(ctx.backend, Service):
+        for path, reason in ctx.backend.store.unreadable_files().items():
+            if path.startswith(f"{RUNS_DIR}/"):
+                ctx.err(f"warning: its runs are not listed: {reason}")
 
 
 def _cmd_runs_get(ctx: CliContext) -> int:

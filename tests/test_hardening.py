@@ -313,6 +313,10 @@ def test_one_damaged_run_file_hides_no_other_tasks_runs(
     assert (got.code, got.json()["id"]) == (0, run), got.err
     listed = cli("runs", "list", "--json")
     assert [item["id"] for item in listed.json()["runs"]] == [run]
+    assert listed.err.startswith(
+        f"warning: its runs are not listed: {home / 'runs' / broken}.json cannot be read ("
+    )
+    assert listed.err.count("\n") == 1
     health = api.request("GET", "/api/health", token=None).json
     assert health["unreadable_files"] == [f"runs/{broken}.json"]
     engine = cs.Engine(cs.Store(home))
