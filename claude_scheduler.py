@@ -2643,9 +2643,20 @@ class Store:
             self._run_index[run.id] = run.task_id
             trimmed = self._trim(runs) if run.status in FINISHED_STATUSES else []
             runs.save()
+            self._follow_saved_run(run.task_id, runs, trimmed)
+
+    def _follow_saved_run(self, task_id: str, runs: RecordFile[Run], trimmed: list[Run]) -> None:
+        """The run file, saved, is the record: what follows from it (the trimmed runs' logs,
+        the task's derived fields, its job's status) is brought up to date where it can be.
+        A failure (state.json or jobs.json mid-way through a hand edit, a full disk) is
+        logged, and left for the task's next run to bring up to date; it never makes the
+        run's save fail, which would leave a claimed run `running` with nothing running it."""
+        try:
             for old in trimmed:
                 self._unlink(self.log_path(old.id))
-            self._note_latest(run.task_id, runs)
+            self._note_latest(task_id, runs)
+        except StorageError as error:
+            logger().warning("run of task %s recorded, but: %s", task_id[:ID_PREFIX_LEN], error)
 
     def _trim(self, runs: RecordFile[Run]) -> list[Run]:
         """Drop finished runs past the newest `retention_runs`: executed runs and the
@@ -2662,16 +2673,6 @@ class Store:
         return doomed
 
     def _note_latest(self, task_id: str, runs: RecordFile[Run]) -> None:
-        """Bring the task's derived latest-run fields and its job's status up to date. While
-        state.json or jobs.json cannot be read (a hand edit) they are left for the next run
-        to bring up to date: the run file, saved already, is the record."""
-        self.state.refresh()
-        self.jobs.refresh()
-        if self.state.error or self.jobs.error:
-            logger().warning(
-                "run of task %s recorded; %s", task_id[:ID_PREFIX_LEN], self.state.error or self.jobs.error
-            )
-            return
         executed = [run for run in runs.records.values() if run.tells_how_the_task_does]
         latest = max(executed, key=lambda run: run.created_at, default=None)
         state = self.state.data.get("tasks", {}).get(task_id, {})

@@ -4,6 +4,7 @@ whole or not at all, and human-readable output is safe for a terminal."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import logging
@@ -242,14 +243,22 @@ def test_a_run_request_refused_while_jobs_json_is_unreadable_leaves_no_run(
     assert state_of(home).get("queue", []) == []
 
 
-def test_a_run_is_recorded_while_jobs_json_is_being_edited(service: cs.Service, home: Path) -> None:
+@pytest.mark.parametrize("name", ["jobs.json", "state.json"])
+def test_a_run_is_recorded_while_a_derived_file_is_being_edited(
+    service: cs.Service, home: Path, name: str
+) -> None:
     job = service.create_job({"name": "J"})["id"]
     task = make_task(service, job_id=job)
     run = add_run(service.store, task, "queued")
-    (home / "jobs.json").write_text("{")
+    original = (home / name).read_bytes()
+    (home / name).write_text("{")
     claimed = cs.Executor(service.store).claim(service.store.run(run))
-    assert cs.Store(home).run(run).status is cs.RunStatus.RUNNING
     assert claimed.status is cs.RunStatus.RUNNING
+    finished = dataclasses.replace(claimed, status=cs.RunStatus.SUCCESS, finished_at=cs.utcnow())
+    service.store.save_run(finished)
+    (home / name).write_bytes(original)
+    assert cs.Store(home).run(run).status is cs.RunStatus.SUCCESS
+    assert (home / name).read_bytes() == original
 
 
 # 6. state.json holds derived data: a bad part is repaired, logged -----------------------
