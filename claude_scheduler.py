@@ -5099,6 +5099,8 @@ def _parse_job_filter(text: str, name: str) -> str:
 
 
 def _parse_text(text: str, name: str) -> str:
+    if "\0" in text:  # as in a body's strings (read_str)
+        raise BadRequest("must not contain a NUL character", name)
     return text
 
 
@@ -6543,7 +6545,7 @@ class CliContext:
         if not sys.stdin.isatty():
             raise Conflict(f"{question} Not asking without a terminal: add --force to confirm")
         try:
-            answer = input(f"{question} [y/N] ").strip().lower()
+            answer = input(escape_controls(f"{question} [y/N] ")).strip().lower()
         except EOFError:  # Ctrl-D: no answer is a no
             print(file=sys.stderr)
             return False

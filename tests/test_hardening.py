@@ -514,3 +514,10 @@ def test_a_job_run_refused_part_way_can_be_started_again(
     started = cli("jobs", "run", job, "--detach", "--json")
     assert started.code == 0, started.err
     assert [entry["status"] for entry in state_of(home)["job_runs"].values()] == ["running"]
+
+
+@pytest.mark.parametrize("query", ["status=x%00", "cron=0%00+9+*+*+*", "timezone=UTC%00&cron=0+9+*+*+*"])
+def test_a_nul_in_a_query_text_is_refused(api: Api, query: str) -> None:
+    path = "/api/runs" if query.startswith("status") else "/api/schedule/preview"
+    error = api.fails("GET", f"{path}?{query}", status=400)
+    assert error["message"] == "must not contain a NUL character"
