@@ -2471,16 +2471,18 @@ class Store:
                     self._warn_once(error)
             return runs
 
-    def unreadable_files(self) -> dict[str, str]:
+    def unreadable_files(self, *, read_runs: bool = True) -> dict[str, str]:
         """The store files that cannot be read now: each one's path within the home, and
         why it is refused (naming the file); empty when all are fine. Reads every task's
-        run file."""
+        run file, or with `read_runs` False (cheap enough for every health check) names
+        the run files as this store last read them."""
         with self._lock:
-            for document in (self.jobs, self.state, self.settings_file):
+            for document in (self.jobs, self.tasks, self.state, self.settings_file):
                 with contextlib.suppress(StorageError):
                     document.refresh()
-            with contextlib.suppress(StorageError):
-                self.all_runs()
+            if read_runs:
+                with contextlib.suppress(StorageError):
+                    self.all_runs()
             files: list[CachedFile] = [self.jobs, self.tasks, self.state, self.settings_file]
             files += self._runs.values()
             return {
@@ -5155,7 +5157,7 @@ API_RUN_PATH = "/api/runs/{run_id}"
     "GET", "/api/health", "Liveness, version and engine state (no token needed)", schema="Health", public=True
 )
 def _api_health(service: Service, call: ApiCall) -> ApiReply:
-    unreadable = sorted(service.store.unreadable_files())
+    unreadable = sorted(service.store.unreadable_files(read_runs=False))
     body = {"status": "ok", "version": __version__, "engine": service.engine_status()}
     return HTTPStatus.OK, {**body, "unreadable_files": unreadable}
 
@@ -5748,8 +5750,9 @@ def _server_schemas() -> JSONDict:
                 "engine": _schema_ref("EngineStatus"),
                 "unreadable_files": {
                     **_schema_array({"type": "string"}),
-                    "description": "store files that cannot be read (paths within the data home); "
-                    "they are left untouched and the rest of the store works on",
+                    "description": "store files that cannot be read (paths within the data home; "
+                    "run files as last read); they are left untouched and the rest of the store "
+                    "works on",
                 },
             },
             required=["status", "version", "engine", "unreadable_files"],

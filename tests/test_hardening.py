@@ -326,6 +326,7 @@ def test_one_damaged_run_file_hides_no_other_tasks_runs(
         f"warning: its runs are not listed: {home / 'runs' / broken}.json cannot be read ("
     )
     assert listed.err.count("\n") == 1
+    assert [item["id"] for item in api.ok("GET", "/api/runs")["runs"]] == [run]
     health = api.request("GET", "/api/health", token=None).json
     assert health["unreadable_files"] == [f"runs/{broken}.json"]
     engine = cs.Engine(cs.Store(home))
