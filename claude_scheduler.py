@@ -2105,13 +2105,15 @@ class DocFile(CachedFile):
         self._encoded: dict[str, tuple[JSONDict, str]] = {}
         self._encoded_whole: dict[str, tuple[JSON, str]] = {}
         self.data: JSONDict = {}
+        self.repaired = False  # `validate` dropped a bad part: the file is due a rewrite
 
     def load(self, document: JSON) -> None:
-        self.data, self._encoded = {}, {}
+        self.data, self._encoded, self.repaired = {}, {}, False
         if document is not None:
             _check_version(document)
-            body = require_object(document)
-            self.data = self._validate({k: v for k, v in body.items() if k not in ("version", "rev")})
+            body = {k: v for k, v in require_object(document).items() if k not in ("version", "rev")}
+            self.data = self._validate(body)
+            self.repaired = self.data != body
 
     def encode(self) -> str:
         parts = []
@@ -2152,7 +2154,6 @@ def validate_state(data: JSONDict) -> JSONDict:
             _state_repaired(key, f"must be {STATE_SHAPES[type(default)]}")
             value = type(default)()
         repaired[key] = check(value, key)
-    repaired.setdefault("tasks", {})
     return repaired
 
 
@@ -2861,6 +2862,10 @@ class Store:
                     if _is_own_temp(tmp, names):
                         self._unlink(tmp)
             self.state.refresh()
+            if self.state.repaired and not self.state.error:
+                with contextlib.suppress(StorageError):  # a home that cannot be written: next time
+                    self._save_merged(self.state)
+                    self.state.repaired = False
             pending = self.state.data.get("deleting") if not self.state.error else None
             if isinstance(pending, dict):
                 with contextlib.suppress(StorageError):

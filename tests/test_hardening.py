@@ -277,6 +277,7 @@ def test_a_bad_queue_entry_is_dropped_and_the_rest_dispatched(
     with caplog.at_level(logging.WARNING, logger="claude_scheduler"):
         store = cs.Store(home)
         assert [entry["run_id"] for entry in store.queue()] == [good]
+    assert [entry["run_id"] for entry in state_of(home)["queue"]] == [good]
     assert "state.json: queue[0].run_id is required; it was dropped" in caplog.text
     assert "queue[2].not_before" in caplog.text
 
@@ -298,6 +299,7 @@ def test_paused_must_be_true_or_false(cli: Callable[..., Any], home: Path) -> No
     write_state(home, engine={"paused": "false"})
     status = cli("engine", "status", "--json").json()
     assert status["paused"] is False
+    assert "paused" not in state_of(home)["engine"], "the repair is written back"
 
 
 def test_deeply_nested_json_names_the_file(cli: Callable[..., Any], home: Path) -> None:
