@@ -6808,10 +6808,15 @@ def _show_chunk(ctx: CliContext, chunk: JSONDict) -> None:
         if chunk["data"]:
             ctx.emit(json.dumps(chunk, ensure_ascii=False), exact=True)
         return
-    for line in chunk["data"].splitlines():
-        shown = line if ctx.args.raw else render_for_terminal(line)
+    data = chunk["data"]
+    if ctx.args.raw:  # as written, a carriage return or form feed in a line included
+        if data:
+            ctx.emit(data.removesuffix("\n"), exact=True)
+        return
+    for line in data.removesuffix("\n").split("\n") if data else []:  # not splitlines: U+2028 is JSON text
+        shown = render_for_terminal(line)
         if shown is not None:
-            ctx.emit(shown, exact=ctx.args.raw)
+            ctx.emit(shown)
 
 
 @contextlib.contextmanager

@@ -423,7 +423,7 @@ def test_session_output_with_escapes_is_escaped_and_raw_is_exact(
     text = json.dumps(
         {"type": "assistant", "message": {"content": [{"type": "text", "text": f"hi{CLIPBOARD}"}]}}
     )
-    log = f"{text}\n[stderr] \x1b[2J\x1b[Hcleared\n"
+    log = f"{text}\n[stderr] \x1b[2J\x1b[Hcleared\rover\x0cfed\u2028\n"
     service.store.log_path(run).write_text(log)
     shown = cli("runs", "log", run)
     assert shown.code == 0
