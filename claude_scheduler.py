@@ -2374,6 +2374,7 @@ class Store:
         self._run_index: dict[str, str] = {}
         self._merged_sig: tuple[object, object] | None = None
         self._warned: set[str] = set()
+        self._damaged_runs: frozenset[str] = frozenset()  # tasks whose run file cannot be read
         self.sweep()
 
     @contextlib.contextmanager
@@ -2472,25 +2473,25 @@ class Store:
                     self._warn_once(error)
             return runs
 
-    def unreadable_files(self, *, read_runs: bool = True) -> dict[str, str]:
-        """The store files that cannot be read now: each one's path within the home, and
-        why it is refused (naming the file); empty when all are fine. Reads every task's
-        run file, or with `read_runs` False (cheap enough for every health check) names
-        the run files as this store last read them."""
-        with self._lock:
-            for document in (self.jobs, self.tasks, self.state, self.settings_file):
-                with contextlib.suppress(StorageError):
-                    document.refresh()
-            if read_runs:
+    def unreadable_files(self, *, read: bool = True) -> dict[str, str]:
+        """The store files that cannot be read: each one's path within the home, and why
+        it is refused (naming the file); empty when all are fine. Reads every file, every
+        task's run file included; with `read` False, cheap enough for each health check,
+        says how the files were when this store last read them (and takes no lock)."""
+        if read:
+            with self._lock:
+                for document in (self.jobs, self.tasks, self.state, self.settings_file):
+                    with contextlib.suppress(StorageError):
+                        document.refresh()
                 with contextlib.suppress(StorageError):
                     self.all_runs()
-            files: list[CachedFile] = [self.jobs, self.tasks, self.state, self.settings_file]
-            files += self._runs.values()
-            return {
-                document.path.relative_to(self.home).as_posix(): str(document.error)
-                for document in files
-                if document.error
-            }
+        files: list[CachedFile] = [self.jobs, self.tasks, self.state, self.settings_file]
+        files += [self._runs[task_id] for task_id in self._damaged_runs if task_id in self._runs]
+        return {
+            document.path.relative_to(self.home).as_posix(): str(document.error)
+            for document in files
+            if document.error
+        }
 
     def _warn_once(self, error: StorageError) -> None:
         if str(error) not in self._warned:
@@ -2544,6 +2545,10 @@ class Store:
             runs = self._runs[task_id] = RecordFile(path, "runs", Run.from_dict, {"task_id": task_id})
         if runs.refresh():
             self._run_index.update(dict.fromkeys(runs.records, task_id))
+            # Replaced, never changed in place: `unreadable_files` reads it without the lock.
+            damaged = task_id in self._damaged_runs
+            if damaged != bool(runs.error):
+                self._damaged_runs = self._damaged_runs ^ {task_id}
         runs.check()
         return runs
 
@@ -5162,7 +5167,7 @@ API_RUN_PATH = "/api/runs/{run_id}"
     "GET", "/api/health", "Liveness, version and engine state (no token needed)", schema="Health", public=True
 )
 def _api_health(service: Service, call: ApiCall) -> ApiReply:
-    unreadable = sorted(service.store.unreadable_files(read_runs=False))
+    unreadable = sorted(service.store.unreadable_files(read=False))
     body = {"status": "ok", "version": __version__, "engine": service.engine_status()}
     return HTTPStatus.OK, {**body, "unreadable_files": unreadable}
 

@@ -331,6 +331,10 @@ def test_one_damaged_run_file_hides_no_other_tasks_runs(
     assert [item["id"] for item in api.ok("GET", "/api/runs")["runs"]] == [run]
     health = api.request("GET", "/api/health", token=None).json
     assert health["unreadable_files"] == [f"runs/{broken}.json"]
+    (home / "runs" / f"{broken}.json").unlink()
+    assert [item["id"] for item in api.ok("GET", "/api/runs")["runs"]] == [run]
+    assert api.request("GET", "/api/health", token=None).json["unreadable_files"] == []
+    (home / "runs" / f"{broken}.json").write_text("{")
     engine = cs.Engine(cs.Store(home))
     try:
         assert engine.start(thread=False)
