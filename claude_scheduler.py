@@ -1756,7 +1756,7 @@ def process_alive(pid: int | None) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: a pid from a file, past any real one
         return False
     except (PermissionError, OSError):
         return True
@@ -2233,10 +2233,16 @@ def _state_engine(engine: JSONDict, field: str) -> JSONDict:
     if not isinstance(kept.get("paused", False), bool):
         _state_repaired(f"{field}.paused", "must be true or false")
         kept.pop("paused")
-    if not isinstance(kept.get("owner") or {}, dict):
-        _state_repaired(f"{field}.owner", "must be an object")
+    owner = kept.get("owner") or {}
+    if not isinstance(owner, dict) or not all(
+        isinstance(owner.get(name), kind | None) for name, kind in ENGINE_OWNER_FIELDS.items()
+    ):
+        _state_repaired(f"{field}.owner", "must be an object of id, host, pid and api")
         kept.pop("owner")
     return kept
+
+
+ENGINE_OWNER_FIELDS: dict[str, type] = {"id": str, "host": str, "pid": int, "api": str, "started_at": str}
 
 
 def _state_deleting(pending: JSONDict, field: str) -> JSONDict:

@@ -528,3 +528,30 @@ def test_a_nul_in_a_query_text_is_refused(api: Api, query: str) -> None:
     path = "/api/runs" if query.startswith("status") else "/api/schedule/preview"
     error = api.fails("GET", f"{path}?{query}", status=400)
     assert error["message"] == "must not contain a NUL character"
+
+
+def test_an_engine_owner_of_the_wrong_shape_is_repaired(cli: Callable[..., Any], home: Path) -> None:
+    assert cli("engine", "pause").code == 0
+    write_state(home, engine={"paused": True, "owner": {"id": 5, "pid": "x"}})
+    status = cli("engine", "status", "--json")
+    assert status.code == 0, status.err
+    assert (status.json()["paused"], status.json()["running"]) == (True, False)
+
+
+def test_a_run_with_a_pid_past_any_real_one_is_recovered(service: cs.Service, home: Path) -> None:
+    task = make_task(service)
+    run = add_run(
+        service.store,
+        task,
+        "running",
+        started_at=cs.utcnow(),
+        pid=10**30,
+        owner=f"{cs.host_name()}:{dead_pid()}:",
+    )
+    engine = cs.Engine(cs.Store(home))
+    try:
+        assert engine.start(thread=False)
+    finally:
+        engine.stop()
+    recovered = cs.Store(home).run(run)
+    assert recovered.status is cs.RunStatus.INTERRUPTED
