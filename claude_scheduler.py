@@ -117,6 +117,9 @@ HOME_NAMES = frozenset(
         LOGS_DIR,
     }
 )
+# Names specific enough to show that a folder not yet marked is a data home made before
+# the marker was: not the generic `runs`, `logs` or `settings.json`.
+HOME_EVIDENCE = frozenset({JOBS_FILE, TASKS_FILE, STATE_FILE, TOKEN_FILE, LOCK_FILE, ENGINE_LOCK_FILE})
 HOME_IGNORED = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # made by file browsers
 # A temp file of atomic_write: ".<name>.<pid>.<thread>.tmp", name being a store file's.
 TEMP_NAME_RE = re.compile(r"\.(?P<name>[^/]+)\.(?P<pid>\d+)\.\d+\.tmp")
@@ -2279,19 +2282,20 @@ def validate_settings(data: JSONDict) -> JSONDict:
 
 def _check_home(home: Path) -> None:
     """Refuse a folder that is clearly not a data home: it exists, is not marked as one,
-    and holds entries none of which the scheduler makes (a user's project, their home
-    folder). Raises StorageError saying how to proceed; an empty or new folder is fine."""
+    holds entries the scheduler does not make, and none of the files that only it makes
+    (a user's project, their home folder). Raises StorageError saying how to proceed; a
+    new or empty folder is fine, and so is a home made before the marker existed."""
     try:
         if (home / HOME_MARKER).exists() or not home.is_dir():
             return
         names = set(os.listdir(home)) - HOME_IGNORED
     except OSError:
         return  # the mkdir that follows reports what is wrong
-    if names and not names & HOME_NAMES:
-        example = sorted(names)[0]
+    foreign = sorted(names - HOME_NAMES)
+    if foreign and not names & HOME_EVIDENCE:
         raise StorageError(
-            f"{home} is not a claude-scheduler data home: it holds other files (such as {example!r}) "
-            "and none of the scheduler's. Choose a new or empty folder (--home or "
+            f"{home} is not a claude-scheduler data home: it holds other files (such as "
+            f"{foreign[0]!r}) and none of the scheduler's. Choose a new or empty folder (--home or "
             f"{HOME_ENV}), or to use this folder anyway create an empty file {HOME_MARKER} in it"
         )
 

@@ -122,17 +122,32 @@ def test_the_log_sweep_does_not_follow_a_symlinked_logs_folder(tmp_path: Path, h
 # A folder that is clearly something else is refused -------------------------------------
 
 
-def test_a_folder_of_other_files_is_refused_as_a_data_home(cli: Callable[..., Any], home: Path) -> None:
+@pytest.mark.parametrize("generic", [[], ["logs"], ["runs", "settings.json"]])
+def test_a_folder_of_other_files_is_refused_as_a_data_home(
+    cli: Callable[..., Any], home: Path, generic: list[str]
+) -> None:
     home.mkdir()
     (home / "notes.txt").write_text("mine\n")
+    for name in generic:  # names a project may have too
+        if name.endswith(".json"):
+            (home / name).write_text("{}")
+        else:
+            (home / name).mkdir()
     result = cli("jobs", "list")
     assert result.code == 1
     assert result.err.startswith(f"error: {home} is not a claude-scheduler data home")
-    assert cs.HOME_MARKER in result.err
-    assert sorted(os.listdir(home)) == ["notes.txt"], "nothing may be created in it"
+    assert "such as 'notes.txt'" in result.err and cs.HOME_MARKER in result.err
+    assert sorted(os.listdir(home)) == sorted(["notes.txt", *generic]), "nothing may be created in it"
     (home / cs.HOME_MARKER).touch()  # the way out the message gives
     assert cli("jobs", "list").code == 0
     assert (home / "notes.txt").read_text() == "mine\n"
+
+
+def test_a_home_with_only_the_stores_folders_is_used(cli: Callable[..., Any], home: Path) -> None:
+    (home / "runs").mkdir(parents=True)
+    (home / "logs").mkdir()
+    assert cli("jobs", "list").code == 0
+    assert (home / cs.HOME_MARKER).is_file()
 
 
 def test_an_empty_folder_and_a_home_from_before_the_marker_are_used(
