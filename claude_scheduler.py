@@ -103,6 +103,26 @@ LOCK_FILE = ".lock"
 ENGINE_LOCK_FILE = "engine.lock"
 RUNS_DIR = "runs"
 LOGS_DIR = "logs"
+HOME_MARKER = ".claude-scheduler-home"  # marks a folder as a data home (see Store.__init__)
+HOME_NAMES = frozenset(
+    {
+        JOBS_FILE,
+        TASKS_FILE,
+        STATE_FILE,
+        SETTINGS_FILE,
+        TOKEN_FILE,
+        LOCK_FILE,
+        ENGINE_LOCK_FILE,
+        RUNS_DIR,
+        LOGS_DIR,
+    }
+)
+# Names specific enough to show that a folder not yet marked is a data home made before
+# the marker was: not the generic `runs`, `logs` or `settings.json`.
+HOME_EVIDENCE = frozenset({JOBS_FILE, TASKS_FILE, STATE_FILE, TOKEN_FILE, LOCK_FILE, ENGINE_LOCK_FILE})
+HOME_IGNORED = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # made by file browsers
+# A temp file of atomic_write: ".<name>.<pid>.<thread>.tmp", name being a store file's.
+TEMP_NAME_RE = re.compile(r"\.(?P<name>[^/]+)\.(?P<pid>\d+)\.\d+\.tmp")
 
 NAME_MAX = 200
 TEXT_MAX = 100_000
@@ -124,6 +144,11 @@ DEFAULT_DEBOUNCE = 5.0
 DEFAULT_TIMEOUT = 1800
 DEFAULT_MODEL = "sonnet"
 GRACE_MAX_SECONDS = 12 * 3600
+ENV_NAME_MAX = 200
+# Times outside these bounds are refused where they enter: near year 1 or 9999 the date
+# arithmetic of schedules and local-time display overflows.
+TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+TIME_MAX = datetime(9000, 1, 1, tzinfo=UTC)
 
 DEFAULT_SETTINGS: JSONDict = {
     "claude_path": None,
@@ -316,14 +341,21 @@ def fmt_time(moment: datetime | None) -> str | None:
 
 
 def parse_time(text: str, field: str, tz: ZoneInfo | None = None) -> datetime:
-    """Parse ISO 8601; a time without an offset is read in `tz` (default: local time)."""
+    """Parse ISO 8601; a time without an offset is read in `tz` (default: local time).
+    Raises Invalid for a time before TIME_MIN or from TIME_MAX on."""
+    moment: datetime | None
     try:
         moment = datetime.fromisoformat(text.strip())
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=tz) if tz else moment.astimezone()
+        moment = moment.astimezone(UTC)
     except ValueError:
         raise Invalid(f"{text!r} is not an ISO 8601 date and time", field) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz) if tz else moment.astimezone()
-    return moment.astimezone(UTC)
+    except (OverflowError, OSError):  # an offset or local time past year 1 or 9999
+        moment = None
+    if moment is None or not TIME_MIN <= moment < TIME_MAX:
+        raise Invalid(f"{text!r} is out of range (years {TIME_MIN.year} to {TIME_MAX.year - 1})", field)
+    return moment
 
 
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -377,6 +409,8 @@ def read_str(value: JSON, field: str, *, max_len: int = TEXT_MAX, required: bool
         raise Invalid("must be a string", field)
     if not value.isascii() and not _is_unicode(value):
         raise Invalid("must be text: it holds bytes that are not UTF-8", field)
+    if "\0" in value:  # a process start refuses it in argv and env, and no text needs it
+        raise Invalid("must not contain a NUL character", field)
     text: str = value.strip() if max_len <= NAME_MAX else value
     if required and not text.strip():
         raise Invalid("is required and must not be empty", field)
@@ -564,6 +598,8 @@ def read_env(value: JSON, field: str) -> dict[str, str]:
     for name, text in value.items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise Invalid(f"{name!r} is not a valid environment variable name", field)
+        if len(name) > ENV_NAME_MAX:
+            raise Invalid(f"{name[:20]!r}... is longer than {ENV_NAME_MAX} characters", field)
         env[name] = read_str(text, f"{field}.{name}", max_len=PATH_MAX * 8)
     return env
 
@@ -1968,7 +2004,11 @@ def sum_usage_totals(parts: Iterable[JSONDict]) -> JSONDict:
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace `path` with `data` so that a crash at any instant leaves the old or the new
-    file, never a torn one: temp file in the same folder, fsync, rename, fsync the folder."""
+    file, never a torn one: temp file in the same folder, fsync, rename, fsync the folder.
+    A symlink is written through (its target is replaced), so a store file kept elsewhere
+    (a synced folder) stays where the user put it."""
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -1982,6 +2022,12 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
             tmp.unlink()
         raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
     _fsync_dir(path.parent)
+
+
+def open_private_append(path: Path) -> IO[str]:
+    """Open a text file for appending, created readable by its owner only (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return os.fdopen(fd, "a", encoding="utf-8", errors="replace")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -1999,7 +2045,7 @@ def process_alive(pid: int | None) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: a pid from a file, past any real one
         return False
     except (PermissionError, OSError):
         return True
@@ -2045,13 +2091,6 @@ def owner_alive(owner: str | None) -> bool:
     return now is not None and (not started or not now or now == started)
 
 
-def _writer_alive(tmp: Path) -> bool:
-    """Whether the process that named a temp file (".name.PID.THREAD.tmp") still runs:
-    some files (the API token) are written outside the store lock."""
-    parts = tmp.name.split(".")
-    return len(parts) >= 4 and parts[-3].isdigit() and process_alive(int(parts[-3]))
-
-
 class InterProcessLock:
     """An exclusive lock on a file, held across processes (flock / msvcrt) and threads.
 
@@ -2088,7 +2127,7 @@ class InterProcessLock:
         with self._thread_lock:
             if self._fd is not None:
                 return True
-            with contextlib.suppress(BlockingIOError, PermissionError, OSError):
+            with contextlib.suppress(OSError, StorageError):
                 self._fd = self._lock_file(blocking=False)
             return self._fd is not None
 
@@ -2100,13 +2139,27 @@ class InterProcessLock:
                 self._fd = None
 
     def _lock_file(self, *, blocking: bool) -> int:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self._open()
         try:
             _lock_fd(fd, blocking=blocking)
         except BaseException:
             os.close(fd)
             raise
         return fd
+
+    def _open(self) -> int:
+        """The lock file's descriptor. In a home this user may only read (read-only media,
+        another user's folder) an existing lock file is opened read-only, which flock
+        accepts, so reading still works; else StorageError says what is wrong."""
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                return os.open(self.path, os.O_RDONLY)
+            raise StorageError(
+                f"cannot open the lock file {self.path}: {error.strerror or error}; "
+                "the data home must be a folder you can write to (see --home)"
+            ) from error
 
 
 if sys.platform == "win32":
@@ -2168,7 +2221,7 @@ class CachedFile:
             raw = self.path.read_bytes()
             self.load(json.loads(raw))
             self.keep_text(raw)
-        except (ValueError, SchedulerError, UnicodeDecodeError, OSError) as error:
+        except (ValueError, SchedulerError, UnicodeDecodeError, OSError, RecursionError) as error:
             self.load(None)
             reason = getattr(error, "args", [error])[0] if not isinstance(error, SchedulerError) else error
             self._error = StorageError(
@@ -2260,15 +2313,19 @@ class RecordFile(CachedFile, Generic[R]):
         self.key = key
         self._parse: Callable[[JSON], R] = parse
         self._header = header or {}
+        self._kept: JSONDict = {}  # top-level keys this version does not know, kept on rewrite
         self.records: dict[str, R] = {}
         self._encoded: dict[str, str] = {}
 
     def load(self, document: JSON) -> None:
-        self.records, self._encoded = {}, {}
+        self.records, self._encoded, self._kept = {}, {}, {}
         if document is None:
             return
         _check_version(document)
         items = document if isinstance(document, list) else require_object(document).get(self.key, [])
+        if isinstance(document, dict):
+            skip = {"version", "rev", self.key, *self._header}
+            self._kept = {name: value for name, value in document.items() if name not in skip}
         if not isinstance(items, list):
             raise Invalid(f'"{self.key}" must be a list')
         for n, item in enumerate(items):
@@ -2294,7 +2351,8 @@ class RecordFile(CachedFile, Generic[R]):
         self._encoded = texts
 
     def encode(self) -> str:
-        parts = [f"{json.dumps(key)}: {json.dumps(value)}, " for key, value in self._header.items()]
+        header = {**self._header, **self._kept}
+        parts = [f"{json.dumps(key)}: {json.dumps(value)}, " for key, value in header.items()]
         texts = []
         for record_id, record in self.records.items():
             text = self._encoded.get(record_id)
@@ -2336,13 +2394,15 @@ class DocFile(CachedFile):
         self._encoded: dict[str, tuple[JSONDict, str]] = {}
         self._encoded_whole: dict[str, tuple[JSON, str]] = {}
         self.data: JSONDict = {}
+        self.repaired = False  # `validate` dropped a bad part: the file is due a rewrite
 
     def load(self, document: JSON) -> None:
-        self.data, self._encoded = {}, {}
+        self.data, self._encoded, self.repaired = {}, {}, False
         if document is not None:
             _check_version(document)
-            body = require_object(document)
-            self.data = self._validate({k: v for k, v in body.items() if k not in ("version", "rev")})
+            body = {k: v for k, v in require_object(document).items() if k not in ("version", "rev")}
+            self.data = self._validate(body)
+            self.repaired = self.data != body
 
     def encode(self) -> str:
         parts = []
@@ -2366,16 +2426,135 @@ class DocFile(CachedFile):
         return cached[1]
 
 
+JOB_RUN_STATUSES = ("running", "completed", "failed", "stopped")
+
+
 def validate_state(data: JSONDict) -> JSONDict:
-    tasks = require_object(data.get("tasks", {}), "tasks")
-    for task_id, entry in tasks.items():
-        entry = require_object(entry, f"tasks.{task_id}")
-        for name in ("next_run_at", "last_run_at"):
-            read_time(entry.get(name), f"tasks.{task_id}.{name}")
-        if entry.get("last_run_status") is not None:
-            read_enum(entry["last_run_status"], f"tasks.{task_id}.last_run_status", RunStatus)
-    require_object(data.get("engine", {}), "engine")
-    return {**data, "tasks": tasks}
+    """state.json holds only what is derived from the records, so a bad part is not
+    refused but dropped, with a warning naming it: what it held is derived again (a task's
+    latest run from its run file, a queued run back into the queue by the engine's
+    recovery, the next fire time from the schedule). Unknown keys are kept."""
+    repaired = dict(data)
+    for key, (default, check) in STATE_PARTS.items():
+        if key not in data:
+            continue
+        value = data[key]
+        if not isinstance(value, type(default)):
+            _state_repaired(key, f"must be {STATE_SHAPES[type(default)]}")
+            value = type(default)()
+        repaired[key] = check(value, key)
+    return repaired
+
+
+def _state_repaired(field: str, problem: str) -> None:
+    logger().warning("state.json: %s %s; it was dropped and will be derived again", field, problem)
+
+
+def _valid_entries(entries: list[tuple[str, JSON]], check: Callable[[JSON, str], None]) -> list[int]:
+    """The positions of the (field name, entry) pairs whose entry passes `check`; each
+    other one is logged."""
+    good = []
+    for n, (name, entry) in enumerate(entries):
+        try:
+            check(entry, name)
+        except Invalid as error:
+            _state_repaired(error.field or name, error.message)
+            continue
+        good.append(n)
+    return good
+
+
+def _check_task_state(entry: JSON, field: str) -> None:
+    entry = require_object(entry, field)
+    for name in ("next_run_at", "last_run_at"):
+        read_time(entry.get(name), f"{field}.{name}")
+    if entry.get("last_run_status") is not None:
+        read_enum(entry["last_run_status"], f"{field}.last_run_status", RunStatus)
+    if entry.get("last_session_id") is not None:
+        read_str(entry["last_session_id"], f"{field}.last_session_id", max_len=NAME_MAX)
+
+
+def _check_queue_entry(entry: JSON, field: str) -> None:
+    entry = require_object(entry, field)
+    read_id(entry.get("run_id"), f"{field}.run_id", required=True)
+    read_id(entry.get("task_id"), f"{field}.task_id", required=True)
+    read_time(entry.get("not_before"), f"{field}.not_before")
+
+
+def _check_job_run(entry: JSON, field: str) -> None:
+    """A job run's progress; the step fields are needed once it has a current run."""
+    entry = require_object(entry, field)
+    read_id(entry.get("job_id"), f"{field}.job_id")
+    if entry.get("status") not in JOB_RUN_STATUSES:
+        raise Invalid(f"must be one of {', '.join(JOB_RUN_STATUSES)}", f"{field}.status")
+    read_bool(entry.get("continue_on_failure", False), f"{field}.continue_on_failure")
+    if read_id(entry.get("current_run_id"), f"{field}.current_run_id") is None:
+        return
+    task_ids = entry.get("task_ids")
+    if not isinstance(task_ids, list):
+        raise Invalid("must be a list of task ids", f"{field}.task_ids")
+    for n, task_id in enumerate(task_ids):
+        read_id(task_id, f"{field}.task_ids[{n}]", required=True)
+    read_int(entry.get("position"), f"{field}.position", 0, len(task_ids))
+
+
+def _state_tasks(tasks: JSONDict, field: str) -> JSONDict:
+    return _valid_map(tasks, field, _check_task_state)
+
+
+def _state_queue(queue: list[JSON], field: str) -> list[JSON]:
+    good = _valid_entries([(f"{field}[{n}]", entry) for n, entry in enumerate(queue)], _check_queue_entry)
+    return [queue[n] for n in good]
+
+
+def _state_job_runs(job_runs: JSONDict, field: str) -> JSONDict:
+    return _valid_map(job_runs, field, _check_job_run)
+
+
+def _valid_map(entries: JSONDict, field: str, check: Callable[[JSON, str], None]) -> JSONDict:
+    items = list(entries.items())
+    good = _valid_entries([(f"{field}.{name}", entry) for name, entry in items], check)
+    return dict(items[n] for n in good)
+
+
+def _state_engine(engine: JSONDict, field: str) -> JSONDict:
+    kept = dict(engine)
+    if not isinstance(kept.get("paused", False), bool):
+        _state_repaired(f"{field}.paused", "must be true or false")
+        kept.pop("paused")
+    owner = kept.get("owner") or {}
+    if not isinstance(owner, dict) or not all(
+        isinstance(owner.get(name), kind | None) for name, kind in ENGINE_OWNER_FIELDS.items()
+    ):
+        _state_repaired(f"{field}.owner", "must be an object of id, host, pid and api")
+        kept.pop("owner")
+    return kept
+
+
+ENGINE_OWNER_FIELDS: dict[str, type] = {"id": str, "host": str, "pid": int, "api": str, "started_at": str}
+
+
+def _state_deleting(pending: JSONDict, field: str) -> JSONDict:
+    """A delete cut short: only ids are kept, as the sweep turns them into file names."""
+    kept: JSONDict = {}
+    for kind in ("tasks", "jobs"):
+        ids = pending.get(kind, [])
+        ids = ids if isinstance(ids, list) else [ids]
+        kept[kind] = [item for item in ids if isinstance(item, str) and is_uuid(item)]
+        if len(kept[kind]) != len(ids):
+            _state_repaired(f"{field}.{kind}", "must be a list of ids")
+    return kept
+
+
+STATE_SHAPES: dict[type, str] = {dict: "an object", list: "a list"}
+# state.json's parts: the empty value of the right type, and the check of each part.
+STATE_PARTS: dict[str, tuple[JSON, Callable[[Any, str], JSON]]] = {
+    "tasks": ({}, _state_tasks),
+    "queue": ([], _state_queue),
+    "job_runs": ({}, _state_job_runs),
+    "engine": ({}, _state_engine),
+    "deleting": ({}, _state_deleting),
+}
 
 
 def validate_settings(data: JSONDict) -> JSONDict:
@@ -2385,6 +2564,53 @@ def validate_settings(data: JSONDict) -> JSONDict:
     if data.get("claude_path") is not None:
         read_str(data["claude_path"], "claude_path", max_len=PATH_MAX)
     return data
+
+
+def _check_home(home: Path) -> None:
+    """Refuse a folder that is clearly not a data home: it exists, is not marked as one,
+    holds entries the scheduler does not make, and none of the files that only it makes
+    (a user's project, their home folder). Raises StorageError saying how to proceed; a
+    new or empty folder is fine, and so is a home made before the marker existed."""
+    try:
+        if (home / HOME_MARKER).exists() or not home.is_dir():
+            return
+        names = set(os.listdir(home)) - HOME_IGNORED
+    except OSError:
+        return  # the mkdir that follows reports what is wrong
+    foreign = sorted(names - HOME_NAMES)
+    if foreign and not names & HOME_EVIDENCE:
+        raise StorageError(
+            f"{home} is not a claude-scheduler data home: it holds other files (such as "
+            f"{foreign[0]!r}) and none of the scheduler's. Choose a new or empty folder (--home or "
+            f"{HOME_ENV}), or to use this folder anyway create an empty file {HOME_MARKER} in it"
+        )
+
+
+def _mark_home(home: Path) -> None:
+    """Mark the folder as a data home, once; a home this user cannot write stays unmarked."""
+    marker = home / HOME_MARKER
+    if not marker.exists():
+        with contextlib.suppress(OSError):
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, b"This folder is a claude-scheduler data home.\n")
+            os.close(fd)
+
+
+def _is_own_temp(path: Path, names: Callable[[str], bool]) -> bool:
+    """Whether `path` is a temp file atomic_write made for a file named as `names` accepts,
+    and its writer is gone. Anything else is not ours to delete."""
+    match = TEMP_NAME_RE.fullmatch(path.name)
+    if match is None or not names(match["name"]) or path.is_symlink():
+        return False
+    return not process_alive(int(match["pid"]))
+
+
+def _is_store_name(name: str) -> bool:
+    return name in HOME_NAMES
+
+
+def _is_run_file_name(name: str) -> bool:
+    return name.endswith(".json") and is_uuid(name.removesuffix(".json"))
 
 
 def match_id(kind: str, text: str, ids: Iterable[str]) -> str:
@@ -2428,11 +2654,13 @@ class Store:
     def __init__(self, home: Path, *, clock: Clock = utcnow) -> None:
         self.home = home
         self.clock = clock
+        _check_home(home)
         try:
             for folder in (home, home / RUNS_DIR, home / LOGS_DIR):
                 folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as error:
             raise StorageError(f"cannot create the data home {home}: {error.strerror}") from error
+        _mark_home(home)
         self._lock = InterProcessLock(home / LOCK_FILE)
         self.jobs: RecordFile[Job] = RecordFile(home / JOBS_FILE, "jobs", Job.from_dict)
         self.tasks: RecordFile[Task] = RecordFile(home / TASKS_FILE, "tasks", Task.from_dict)
@@ -2441,6 +2669,8 @@ class Store:
         self._runs: dict[str, RecordFile[Run]] = {}
         self._run_index: dict[str, str] = {}
         self._merged_sig: tuple[object, object] | None = None
+        self._warned: set[str] = set()
+        self._damaged_runs: frozenset[str] = frozenset()  # tasks whose run file cannot be read
         self.sweep()
 
     @contextlib.contextmanager
@@ -2521,15 +2751,48 @@ class Store:
                 self.all_runs()
                 task_id = self._run_index.get(run_id)
             if task_id is None or run_id not in self._runs_file(task_id).records:
+                damaged = [runs.error for runs in self._runs.values() if runs.error]
+                if damaged:  # the run may be in it
+                    raise damaged[0]
                 raise NotFound(f"no run with id {run_id}")
             return self._runs_file(task_id).records[run_id]
 
     def all_runs(self) -> list[Run]:
+        """The runs of every task. A run file that cannot be read is skipped (logged once,
+        and listed by `unreadable_files`): one damaged file hides no other task's runs."""
         with self._lock:
             runs: list[Run] = []
             for task in self.task_list():
-                runs.extend(self._runs_file(task.id).records.values())
+                try:
+                    runs.extend(self._runs_file(task.id).records.values())
+                except StorageError as error:
+                    self._warn_once(error)
             return runs
+
+    def unreadable_files(self, *, read: bool = True) -> dict[str, str]:
+        """The store files that cannot be read: each one's path within the home, and why
+        it is refused (naming the file); empty when all are fine. Reads every file, every
+        task's run file included; with `read` False, cheap enough for each health check,
+        says how the files were when this store last read them (and takes no lock)."""
+        if read:
+            with self._lock:
+                for document in (self.jobs, self.tasks, self.state, self.settings_file):
+                    with contextlib.suppress(StorageError):
+                        document.refresh()
+                with contextlib.suppress(StorageError):
+                    self.all_runs()
+        files: list[CachedFile] = [self.jobs, self.tasks, self.state, self.settings_file]
+        files += [self._runs[task_id] for task_id in self._damaged_runs if task_id in self._runs]
+        return {
+            document.path.relative_to(self.home).as_posix(): str(document.error)
+            for document in files
+            if document.error
+        }
+
+    def _warn_once(self, error: StorageError) -> None:
+        if str(error) not in self._warned:
+            self._warned.add(str(error))
+            logger().warning("%s", error)
 
     def log_path(self, run_id: str) -> Path:
         return self.home / LOGS_DIR / f"{run_id}.log"
@@ -2554,8 +2817,15 @@ class Store:
             return dict(self.state.data.get("engine", {}))
 
     def resolve(self, kind: str, text: str) -> str:
-        """A full id from a unique prefix; NotFound or Invalid (ambiguous, with candidates)."""
-        return match_id(kind, text, self._ids(kind))
+        """A full id from a unique prefix; NotFound or Invalid (ambiguous, with candidates).
+        A run not found while a run file cannot be read: that file's StorageError."""
+        try:
+            return match_id(kind, text, self._ids(kind))
+        except NotFound:
+            damaged = [runs.error for runs in self._runs.values() if runs.error] if kind == "run" else []
+            if damaged:  # the run may be in it
+                raise damaged[0] from None
+            raise
 
     def _ids(self, kind: str) -> Iterable[str]:
         if kind == "job":
@@ -2571,6 +2841,10 @@ class Store:
             runs = self._runs[task_id] = RecordFile(path, "runs", Run.from_dict, {"task_id": task_id})
         if runs.refresh():
             self._run_index.update(dict.fromkeys(runs.records, task_id))
+            # Replaced, never changed in place: `unreadable_files` reads it without the lock.
+            damaged = task_id in self._damaged_runs
+            if damaged != bool(runs.error):
+                self._damaged_runs = self._damaged_runs ^ {task_id}
         runs.check()
         return runs
 
@@ -2673,9 +2947,20 @@ class Store:
             self._run_index[run.id] = run.task_id
             trimmed = self._trim(runs) if run.status in FINISHED_STATUSES else []
             runs.save()
+            self._follow_saved_run(run.task_id, runs, trimmed)
+
+    def _follow_saved_run(self, task_id: str, runs: RecordFile[Run], trimmed: list[Run]) -> None:
+        """The run file, saved, is the record: what follows from it (the trimmed runs' logs,
+        the task's derived fields, its job's status) is brought up to date where it can be.
+        A failure (state.json or jobs.json mid-way through a hand edit, a full disk) is
+        logged, and left for the task's next run to bring up to date; it never makes the
+        run's save fail, which would leave a claimed run `running` with nothing running it."""
+        try:
             for old in trimmed:
                 self._unlink(self.log_path(old.id))
-            self._note_latest(run.task_id, runs)
+            self._note_latest(task_id, runs)
+        except StorageError as error:
+            logger().warning("run of task %s recorded, but: %s", task_id[:ID_PREFIX_LEN], error)
 
     def _trim(self, runs: RecordFile[Run]) -> list[Run]:
         """Drop finished runs past the newest `retention_runs`: executed runs and the
@@ -2725,10 +3010,31 @@ class Store:
     def enqueue(self, run: Run, not_before: datetime | None = None) -> None:
         """Record a queued run and put it at the back of the engine's queue."""
         with self._lock:
-            self.save_run(run)
-            entry = {"run_id": run.id, "task_id": run.task_id, "not_before": fmt_time(not_before)}
-            self.state.data.setdefault("queue", []).append(entry)
-            self._save_merged(self.state)
+            # Every file this step reads or writes is checked first, and a failure past the
+            # run's save takes the new run back out: a run left queued outside the queue
+            # would be started by the next engine's recovery, after the request failed.
+            self.state.check()
+            self.jobs.check()
+            is_new = run.id not in self._runs_file(run.task_id).records
+            try:
+                self.save_run(run)
+                entry = {"run_id": run.id, "task_id": run.task_id, "not_before": fmt_time(not_before)}
+                self.state.data.setdefault("queue", []).append(entry)
+                self._save_merged(self.state)
+            except SchedulerError:
+                if is_new:
+                    self._take_back(run)
+                raise
+
+    def _take_back(self, run: Run) -> None:
+        """Remove a run that a failed request had already recorded (best effort: logged)."""
+        try:
+            runs = self._runs_file(run.task_id)
+            if run.id in runs.records:
+                runs.remove(run.id)
+                runs.save()
+        except SchedulerError as error:
+            logger().warning("run %s of a failed request stays recorded: %s", run.id[:ID_PREFIX_LEN], error)
 
     def queue(self) -> list[JSONDict]:
         with self._lock:
@@ -2854,29 +3160,49 @@ class Store:
         history. Unreadable files are left alone (and no log is swept then)."""
         counts = DeleteCounts()
         with self._lock:
-            for folder in (self.home, self.home / RUNS_DIR):
-                for tmp in folder.glob(".*.tmp"):
-                    if not _writer_alive(tmp):
+            for folder, names in ((self.home, _is_store_name), (self.home / RUNS_DIR, _is_run_file_name)):
+                for tmp in self._own_entries(folder, ".*.tmp"):
+                    if _is_own_temp(tmp, names):
                         self._unlink(tmp)
             self.state.refresh()
+            if self.state.repaired and not self.state.error:
+                with contextlib.suppress(StorageError):  # a home that cannot be written: next time
+                    self._save_merged(self.state)
+                    self.state.repaired = False
             pending = self.state.data.get("deleting") if not self.state.error else None
             if isinstance(pending, dict):
                 with contextlib.suppress(StorageError):
-                    counts = self._finish_delete(
-                        list(pending.get("tasks", [])), list(pending.get("jobs", []))
-                    )
+                    counts = self._finish_delete(pending["tasks"], pending["jobs"])
             if logs:
                 counts.logs += self._sweep_logs()
         return counts
 
+    def _own_entries(self, folder: Path, pattern: str) -> list[Path]:
+        """The entries of one of the home's folders; none when the folder is a symlink (it
+        leads out of the home, perhaps into a shared folder) or cannot be listed."""
+        if folder != self.home and folder.is_symlink():
+            return []
+        try:
+            return list(folder.glob(pattern))
+        except OSError:
+            return []
+
     def _sweep_logs(self) -> int:
+        """Delete logs named by a run id that no run file on disk lists; only regular files
+        named "<uuid>.log", the names the store gives logs."""
         referenced: set[str] = set()
-        for path in (self.home / RUNS_DIR).glob("*.json"):
+        for path in self._own_entries(self.home / RUNS_DIR, "*.json"):
+            if not _is_run_file_name(path.name):
+                continue
             try:
                 referenced.update(self._runs_file(path.stem).records)
             except StorageError:
                 return 0
-        stray = [path for path in (self.home / LOGS_DIR).glob("*.log") if path.stem not in referenced]
+        stray = [
+            path
+            for path in self._own_entries(self.home / LOGS_DIR, "*.log")
+            if is_uuid(path.stem) and path.stem not in referenced and not path.is_symlink()
+        ]
         return sum(self._unlink(path) for path in stray)
 
 
@@ -3626,7 +3952,7 @@ class _RunLog:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8", errors="replace")
+        self._file = open_private_append(path)
         self._lock = threading.Lock()
         self.error: str | None = None
 
@@ -3991,8 +4317,10 @@ def _run(
     deadline = limits.monotonic() + limits.timeout
     try:
         proc = _launch(argv, cwd, env)
-    except OSError as exc:
-        message = _launch_error(argv, cwd, exc)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env, refused by the OS
+        message = (
+            _launch_error(argv, cwd, exc) if isinstance(exc, OSError) else f"could not start claude: {exc}"
+        )
         log.scheduler(message)
         return RunOutcome(
             status=STATUS_FAILED,
@@ -4362,7 +4690,21 @@ def scan_tree(root: Path, recursive: bool, ignore: Path | None = None) -> dict[s
             for entry in entries:
                 with contextlib.suppress(OSError):
                     _scan_entry(entry, recursive, pending, found)
+    if len(found) >= WATCH_ENTRIES_MAX:
+        _warn_watch_limit(str(root))
     return found
+
+
+@functools.cache
+def _warn_watch_limit(root: str) -> None:
+    """Say once per watched path that it is watched only in part."""
+    logger().warning(
+        "file watch on %s: more than %d files; only the first %d are watched, changes to the "
+        "others do not fire the task (watch a narrower folder)",
+        root,
+        WATCH_ENTRIES_MAX,
+        WATCH_ENTRIES_MAX,
+    )
 
 
 def _scan_entry(
@@ -4641,7 +4983,7 @@ def _failed_on_denials(outcome: RunOutcome) -> RunOutcome:
 
 
 def _append_log(path: Path, line: str) -> None:
-    with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as handle:
+    with contextlib.suppress(OSError), open_private_append(path) as handle:
         handle.write(line.rstrip("\n") + "\n")
 
 
@@ -5180,8 +5522,10 @@ def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None
         model=task.model,
         job_run_id=job_run_id,
     )
-    store.save_job_run(job_run_id, {**entry, "position": position, "current_run_id": run.id})
+    # The run first: enqueue checks every file it needs and leaves nothing when it fails,
+    # so a job run never points at a step that was not queued (and stays "running").
     store.enqueue(run)
+    store.save_job_run(job_run_id, {**entry, "position": position, "current_run_id": run.id})
     return run
 
 
@@ -5716,7 +6060,7 @@ def check_setup(
     environ = os.environ if environ is None else environ
     user_home = user_home or Path.home()
     is_root = _is_root() if is_root is None else is_root
-    home_check = _check_home(home)
+    home_check = _check_data_home(home)
     store_checks: list[Check] = []
     if store is None and home_check.level == CHECK_OK:
         try:
@@ -5739,7 +6083,7 @@ def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def _check_home(home: Path) -> Check:
+def _check_data_home(home: Path) -> Check:
     name = "data home"
     elsewhere = "or choose another data home with --home or $" + HOME_ENV
     if not home.exists():
@@ -6202,6 +6546,8 @@ def _parse_job_filter(text: str, name: str) -> str:
 
 
 def _parse_text(text: str, name: str) -> str:
+    if "\0" in text:  # as in a body's strings (read_str)
+        raise BadRequest("must not contain a NUL character", name)
     return text
 
 
@@ -6256,7 +6602,9 @@ API_RUN_PATH = "/api/runs/{run_id}"
     "GET", "/api/health", "Liveness, version and engine state (no token needed)", schema="Health", public=True
 )
 def _api_health(service: Service, call: ApiCall) -> ApiReply:
-    return HTTPStatus.OK, {"status": "ok", "version": __version__, "engine": service.engine_status()}
+    unreadable = sorted(service.store.unreadable_files(read=False))
+    body = {"status": "ok", "version": __version__, "engine": service.engine_status()}
+    return HTTPStatus.OK, {**body, "unreadable_files": unreadable}
 
 
 @api_route("GET", "/api/openapi.json", "This OpenAPI document", schema="OpenApiDocument")
@@ -7000,8 +7348,18 @@ def _server_schemas() -> JSONDict:
         "EngineStatus": _schema_object(engine, required=list(engine)),
         "EngineChange": _schema_object(engine_change, required=list(engine_change)),
         "Health": _schema_object(
-            {"status": {"const": "ok"}, "version": {"type": "string"}, "engine": _schema_ref("EngineStatus")},
-            required=["status", "version", "engine"],
+            {
+                "status": {"const": "ok"},
+                "version": {"type": "string"},
+                "engine": _schema_ref("EngineStatus"),
+                "unreadable_files": {
+                    **_schema_array({"type": "string"}),
+                    "description": "store files that cannot be read (paths within the data home; "
+                    "run files as last read); they are left untouched and the rest of the store "
+                    "works on",
+                },
+            },
+            required=["status", "version", "engine", "unreadable_files"],
         ),
         "Error": _schema_object({"error": _schema_object(error, required=list(error))}, required=["error"]),
         "SetupCheck": _schema_object(check, required=list(check)),
@@ -7185,8 +7543,8 @@ class ApiHandler(_HandlerBase):
             raise MisdirectedRequest(
                 "the Host header must name this server (a loopback address or its --host)"
             )
-        origin = self.headers.get("Origin")
-        if origin is not None and not self.server.is_own_origin(origin):
+        origins = self.headers.get_all("Origin") or []  # each one: a browser may send a second
+        if not all(self.server.is_own_origin(origin) for origin in origins):
             raise Forbidden("requests from other web origins are refused")
 
     def _check_token(self) -> None:
@@ -7735,6 +8093,24 @@ def _totals_text(totals: JSONDict) -> str:
     return format_table([{"window": name, **totals[name]} for name in USAGE_WINDOWS], TOTALS_COLUMNS)
 
 
+# Characters a terminal acts on rather than shows: C0 controls but tab and newline, DEL,
+# C1 controls, and the bidirectional overrides that reorder what is shown.
+CONTROL_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` with each control character shown as an escape (ESC as \\x1b): what a session
+    printed, or a name someone chose, cannot retitle, clear or write to the clipboard of
+    the terminal it is shown on. For every human-readable output; --json and --raw stay
+    exact."""
+    return CONTROL_CHARS.sub(_control_escape, text)
+
+
+def _control_escape(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def format_table(rows: list[JSONDict], columns: tuple[tuple[str, Row], ...]) -> str:
     cells = [[_cell(render(row)) for _, render in columns] for row in rows]
     headers = [title for title, _ in columns]
@@ -7747,7 +8123,7 @@ def format_table(rows: list[JSONDict], columns: tuple[tuple[str, Row], ...]) -> 
 
 
 def _cell(text: str) -> str:
-    return _clip(" ".join(text.split()), CELL_MAX)
+    return _clip(" ".join(escape_controls(text).split()), CELL_MAX)
 
 
 def _text_width(text: str) -> int:
@@ -7785,21 +8161,25 @@ class CliContext:
     args: argparse.Namespace
     out: Any = None
 
-    def emit(self, text: str) -> None:
-        """Print a line. When the reader went away (`| head`), the rest goes nowhere
-        and the command carries on: a foreground run is still supervised and recorded."""
+    def emit(self, text: str, *, exact: bool = False) -> None:
+        """Print a line, its control characters escaped unless `exact` (JSON, --raw).
+        When the reader went away (`| head`), the rest goes nowhere and the command
+        carries on: a foreground run is still supervised and recorded."""
         try:
-            print(text, file=self.out or sys.stdout, flush=True)
+            print(text if exact else escape_controls(text), file=self.out or sys.stdout, flush=True)
         except BrokenPipeError:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             os.close(devnull)
 
     def err(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        print(escape_controls(text), file=sys.stderr, flush=True)
 
     def show(self, payload: JSON, human: Callable[[], str]) -> int:
-        self.emit(json.dumps(payload, indent=2, ensure_ascii=False) if self.args.json else human())
+        if self.args.json:
+            self.emit(json.dumps(payload, indent=2, ensure_ascii=False), exact=True)
+        else:
+            self.emit(human())
         return 0
 
     def resolve(self, kind: str, text: str) -> str:
@@ -7835,7 +8215,7 @@ class CliContext:
         if not sys.stdin.isatty():
             raise Conflict(f"{question} Not asking without a terminal: add --force to confirm")
         try:
-            answer = input(f"{question} [y/N] ").strip().lower()
+            answer = input(escape_controls(f"{question} [y/N] ")).strip().lower()
         except EOFError:  # Ctrl-D: no answer is a no
             print(file=sys.stderr)
             return False
@@ -8034,7 +8414,17 @@ def _cmd_runs_list(ctx: CliContext) -> int:
     task_id = ctx.resolve("task", args.task) if args.task else None
     job_id = ctx.resolve("job", args.job) if args.job else None
     runs = ctx.backend.list_runs(task_id=task_id, job_id=job_id, status=args.status, limit=args.count)
+    _warn_unreadable_runs(ctx)
     return ctx.show({"runs": runs}, lambda: format_table(runs, RUN_COLUMNS) if runs else "No runs.")
+
+
+def _warn_unreadable_runs(ctx: CliContext) -> None:
+    """Name on stderr each run file whose runs a listing had to leave out (direct mode;
+    over --api, GET /api/health lists them)."""
+    if isinstance(ctx.backend, Service):
+        for path, reason in ctx.backend.store.unreadable_files().items():
+            if path.startswith(f"{RUNS_DIR}/"):
+                ctx.err(f"warning: its runs are not listed: {reason}")
 
 
 def _cmd_runs_get(ctx: CliContext) -> int:
@@ -8125,10 +8515,15 @@ def follow_log(
 def _show_chunk(ctx: CliContext, chunk: JSONDict) -> None:
     if ctx.args.json:
         if chunk["data"]:
-            ctx.emit(json.dumps(chunk, ensure_ascii=False))
+            ctx.emit(json.dumps(chunk, ensure_ascii=False), exact=True)
         return
-    for line in chunk["data"].splitlines():
-        shown = line if ctx.args.raw else render_for_terminal(line)
+    data = chunk["data"]
+    if ctx.args.raw:  # as written, a carriage return or form feed in a line included
+        if data:
+            ctx.emit(data.removesuffix("\n"), exact=True)
+        return
+    for line in data.removesuffix("\n").split("\n") if data else []:  # not splitlines: U+2028 is JSON text
+        shown = render_for_terminal(line)
         if shown is not None:
             ctx.emit(shown)
 
@@ -8265,7 +8660,7 @@ def _run_in_foreground(
                 _say_not_run(ctx, task_ids[n + 1 :])
                 break
     if ctx.args.json:
-        ctx.emit(json.dumps(finished[0] if len(task_ids) == 1 else {"runs": finished}, indent=2))
+        ctx.emit(json.dumps(finished[0] if len(task_ids) == 1 else {"runs": finished}, indent=2), exact=True)
     return 0 if all(run["status"] == RunStatus.SUCCESS for run in finished) else 1
 
 
@@ -8508,11 +8903,17 @@ def _preset_cron(args: argparse.Namespace) -> str | None:
     return None
 
 
+SCHEDULE_TEXT_OPTIONS = ("cron", "daily", "weekly", "monthly", "every", "at", "watch")
+
+
 def _schedule_from_args(args: argparse.Namespace, current: JSONDict | None = None) -> JSONDict | None:
     """The schedule the options describe. On an update (`current` is the task's schedule)
     a new cron time keeps the zone, and --timezone or --debounce alone change just that;
     options that would be ignored are usage errors."""
     current = current or {}
+    for option in SCHEDULE_TEXT_OPTIONS:  # empty is not "not given": it would pick another schedule
+        if getattr(args, option, None) == "":
+            raise Invalid("must not be empty", f"--{option}")
     cron = args.cron or _preset_cron(args)
     debounce = getattr(args, "debounce", None)
     if args.timezone and not cron:
@@ -8655,6 +9056,16 @@ def _common_parent() -> argparse.ArgumentParser:
     )
     parent.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help="data home")
     # argparse counts each subcommand's -v afresh, so they get their own dest and main adds it
+    parent.add_argument(
+        "-v", "--verbose", dest="verbose_below", action="count", default=argparse.SUPPRESS, help="more logs"
+    )
+    return parent
+
+
+def _mode_parent() -> argparse.ArgumentParser:
+    """--home and -v after `gui` or `serve` too, as after a `cli` verb."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help="data home")
     parent.add_argument(
         "-v", "--verbose", dest="verbose_below", action="count", default=argparse.SUPPRESS, help="more logs"
     )
@@ -8962,10 +9373,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--home", metavar="DIR", help=f"data home (default ${HOME_ENV} or {DEFAULT_HOME})")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
     modes = parser.add_subparsers(dest="mode", metavar="MODE")
-    gui = modes.add_parser("gui", help="open the window (the default)")
+    gui = modes.add_parser("gui", help="open the window (the default)", parents=[_mode_parent()])
     gui.add_argument("--port", type=int, default=DEFAULT_PORT, help="API port (0: any free port)")
     gui.add_argument("--no-api", action="store_true", help="do not serve the REST API")
-    serve = modes.add_parser("serve", help="run the engine and the REST API without a window")
+    serve = modes.add_parser(
+        "serve", help="run the engine and the REST API without a window", parents=[_mode_parent()]
+    )
     serve.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default loopback only)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free port)")
     _add_cli(modes, None if argv is None else set(argv))
@@ -12954,7 +13367,7 @@ def _run_cli(args: argparse.Namespace) -> int:
             return int(args.run_alone(args))
         return int(args.func(CliContext(_cli_backend(args), args)))
     except SchedulerError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {escape_controls(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -161,6 +161,7 @@ def test_health_needs_no_token_and_names_version_and_engine(api: Api) -> None:
         "status": "ok",
         "version": cs.__version__,
         "engine": {"running": False, "paused": False, "hold": None, "owner": None, "here": False},
+        "unreadable_files": [],
     }
 
 
