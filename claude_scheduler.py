@@ -4307,6 +4307,9 @@ def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None
 
 LOG_CHUNK_MAX = 1 << 20
 RUN_LIST_MAX = 10_000
+BUNDLE_FORMAT = "claude-code-scheduler-bundle"
+BUNDLE_VERSION = 1
+BUNDLE_KEYS = ("format", "version", "exported_at", "app_version", "jobs", "tasks", "runs", "logs")
 
 
 class Service:
@@ -4670,6 +4673,76 @@ class Service:
     def resolve(self, kind: str, text: str) -> str:
         return self.store.resolve(kind, text)
 
+    # Import, export and copies ---------------------------------------------------
+
+    def export_bundle(
+        self, job_ids: Sequence[str] = (), *, runs: bool = False, logs: bool = False
+    ) -> JSONDict:
+        """A versioned bundle (see BUNDLE_FORMAT) of the jobs named, or of every job and the
+        tasks in no job, with their tasks; `runs` adds their finished runs, `logs` those
+        runs' logs too. Records are exported whole (`to_dict`), so every field travels."""
+        with self.store.locked():
+            jobs = [self.store.job(job_id) for job_id in dict.fromkeys(job_ids)] or self.store.job_list()
+            tasks = [task for job in jobs for task in self.store.tasks_of(job.id)]
+            if not job_ids:
+                tasks += self.store.tasks_of(None)
+            bundle: JSONDict = {
+                "format": BUNDLE_FORMAT,
+                "version": BUNDLE_VERSION,
+                "exported_at": fmt_time(self.clock()),
+                "app_version": __version__,
+                "jobs": [job.to_dict() for job in jobs],
+                "tasks": [task.to_dict(derived=False) for task in tasks],
+            }
+            if runs or logs:
+                finished = [run for task in tasks for run in self.store.runs_of(task.id) if not run.is_active]
+                bundle["runs"] = [run.to_dict() for run in finished]
+                if logs:
+                    bundle["logs"] = self._log_texts(finished)
+        return bundle
+
+    def _log_texts(self, runs: list[Run]) -> dict[str, str]:
+        texts = {}
+        for run in runs:
+            with contextlib.suppress(FileNotFoundError):
+                texts[run.id] = self.store.log_path(run.id).read_bytes().decode("utf-8", errors="replace")
+        return texts
+
+    def import_bundle(self, bundle: JSON, *, dry_run: bool = False, into_job: str | None = None) -> JSONDict:
+        """Bring a bundle in with new ids: every record is checked first and one bad record
+        refuses the whole bundle (Invalid naming it), so nothing changes. Names that clash
+        with existing ones get a number, reported under `renamed`. With `into_job`, the
+        bundle's tasks join that job and its jobs are not created."""
+        return self._import(bundle, dry_run=dry_run, into_job=into_job)
+
+    def duplicate_job(self, job_id: str) -> JSONDict:
+        """A copy of a job with copies of its tasks (disabled, so nothing fires twice)."""
+        report = self._import(self.export_bundle([job_id]), copies=True)
+        return self.get_job(report["jobs"][0]["id"])
+
+    def duplicate_task(self, task_id: str) -> JSONDict:
+        """A copy of a task in the same job (disabled, so nothing fires twice)."""
+        task = self.store.task(task_id)
+        bundle = {
+            "format": BUNDLE_FORMAT,
+            "version": BUNDLE_VERSION,
+            "jobs": [],
+            "tasks": [task.to_dict(derived=False)],
+        }
+        report = self._import(bundle, into_job=task.job_id, copies=True)
+        return self.get_task(report["tasks"][0]["id"])
+
+    def _import(
+        self, bundle: JSON, *, dry_run: bool = False, into_job: str | None = None, copies: bool = False
+    ) -> JSONDict:
+        with self.store.locked():
+            plan = ImportPlan.read(self.store, bundle, into_job=into_job, now=self.clock(), copies=copies)
+            if not dry_run:
+                plan.apply(self.store)
+        if not dry_run:
+            self.wake()
+        return plan.report(dry_run=dry_run)
+
     # Engine ------------------------------------------------------------------
 
     def engine_status(self) -> JSONDict:
@@ -4702,6 +4775,239 @@ class Service:
         self.store.update_settings(data)
         self.wake()
         return self.get_settings()
+
+
+# Bundles: import and export. A bundle is one JSON object: `format`, `version`,
+# `exported_at`, `app_version`, `jobs` and `tasks` as stored (ids refer to each other
+# inside the bundle), and optionally `runs` (finished ones) and `logs` (run id -> text).
+
+
+@contextlib.contextmanager
+def _bundle_record(key: str, index: int, data: JSON) -> Iterator[None]:
+    """Name the record (and its name, when it has one) in an Invalid raised for it."""
+    try:
+        yield
+    except Invalid as error:
+        name = data.get("name") if isinstance(data, dict) else None
+        label = f" ({key.rstrip('s')} {name!r})" if isinstance(name, str) else ""
+        field = f"{key}[{index}].{error.field}" if error.field else f"{key}[{index}]"
+        raise Invalid(f"{error.message}{label}; nothing was imported", field) from None
+
+
+def _bundle_list(bundle: JSONDict, key: str) -> list[JSON]:
+    items = bundle.get(key, [])
+    if not isinstance(items, list):
+        raise Invalid("must be a list; nothing was imported", key)
+    return items
+
+
+def _bundle_ids(items: list[JSON], key: str) -> list[str]:
+    """Each record's id in the bundle; a missing, malformed or repeated one is Invalid."""
+    ids: list[str] = []
+    for index, data in enumerate(items):
+        with _bundle_record(key, index, data):
+            record_id = read_id(require_object(data).get("id"), "id", required=True) or ""
+            if record_id in ids:
+                raise Invalid(f"repeats the id of {key}[{ids.index(record_id)}]", "id")
+            ids.append(record_id)
+    return ids
+
+
+def _bundle_fields(data: JSONDict, kind: type[Job] | type[Task]) -> JSONDict:
+    """A record's own fields, without the ones the store sets (ids, stamps, derived ones).
+    Fields this version does not know are kept, as the store keeps them: a bundle from a
+    newer version loses nothing."""
+    return {key: value for key, value in data.items() if key not in kind.READ_ONLY}
+
+
+def _free_name(name: str, taken: set[str]) -> str:
+    """`name`, or `name (2)`, `name (3)`... whichever is not taken (kept within NAME_MAX)."""
+    number = 2
+    candidate = name
+    while candidate in taken:
+        suffix = f" ({number})"
+        candidate = name[: NAME_MAX - len(suffix)] + suffix
+        number += 1
+    return candidate
+
+
+@dataclass
+class ImportPlan:
+    """What importing a bundle would store, every record already validated and given new
+    ids and free names. `read` raises Invalid naming the first bad record; `apply` writes."""
+
+    jobs: list[Job] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+    logs: dict[str, str] = field(default_factory=dict)  # new run id -> log text
+    sources: dict[str, str] = field(default_factory=dict)  # new id -> id in the bundle
+    renamed: list[JSONDict] = field(default_factory=list)
+    into_job: Job | None = None
+    now: datetime = field(default_factory=utcnow)
+
+    @classmethod
+    def read(
+        cls, store: Store, bundle: JSON, *, into_job: str | None, now: datetime, copies: bool = False
+    ) -> ImportPlan:
+        bundle = require_object(bundle, "bundle")
+        cls._check_header(bundle)
+        plan = cls(into_job=store.job(into_job) if into_job else None, now=now)
+        job_map = plan._read_jobs(store, _bundle_list(bundle, "jobs"))
+        task_map = plan._read_tasks(store, _bundle_list(bundle, "tasks"), job_map, disable=copies)
+        plan._order_jobs(store, _bundle_list(bundle, "jobs"), task_map)
+        run_map = plan._read_runs(_bundle_list(bundle, "runs"), task_map)
+        plan._read_logs(bundle.get("logs", {}), run_map)
+        return plan
+
+    @staticmethod
+    def _check_header(bundle: JSONDict) -> None:
+        split_known(bundle, BUNDLE_KEYS, strict=True)
+        if bundle.get("format") != BUNDLE_FORMAT:
+            raise Invalid(f'is not a claude-code-scheduler bundle (expected "{BUNDLE_FORMAT}")', "format")
+        version = bundle.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise Invalid("must be a whole number from 1", "version")
+        if version > BUNDLE_VERSION:
+            raise Invalid(
+                f"{version} is newer than this program reads ({BUNDLE_VERSION}): update it", "version"
+            )
+
+    def _stamps(self) -> JSONDict:
+        return {"id": new_id(), "created_at": fmt_time(self.now), "updated_at": fmt_time(self.now)}
+
+    def _rename(self, kind: str, name: str, taken: set[str], clashing: set[str]) -> str:
+        if name not in clashing:
+            return name
+        free = _free_name(name, taken)
+        taken.add(free)
+        self.renamed.append({"kind": kind, "from": name, "to": free})
+        return free
+
+    def _read_jobs(self, store: Store, items: list[JSON]) -> dict[str, str]:
+        """Old id -> new id of each job (none are made when importing into a job)."""
+        old_ids = _bundle_ids(items, "jobs")
+        existing = {job.name for job in store.job_list()}
+        taken = existing | {str(item.get("name")) for item in items}
+        job_map: dict[str, str] = {}
+        for index, (old_id, data) in enumerate(zip(old_ids, items, strict=True)):
+            with _bundle_record("jobs", index, data):
+                job = Job.from_dict({**_bundle_fields(data, Job), **self._stamps(), "task_order": []})
+            if self.into_job is None:
+                job.name = self._rename("job", job.name, taken, existing)
+                self.jobs.append(job)
+                self.sources[job.id] = old_id
+                job_map[old_id] = job.id
+        return job_map
+
+    def _read_tasks(
+        self, store: Store, items: list[JSON], job_map: dict[str, str], *, disable: bool
+    ) -> dict[str, str]:
+        old_ids = _bundle_ids(items, "tasks")
+        names_by_job: dict[str | None, set[str]] = {}
+        for task in store.task_list():
+            names_by_job.setdefault(task.job_id, set()).add(task.name)
+        in_bundle = {str(item.get("name")) for item in items}
+        taken_by_job: dict[str | None, set[str]] = {}
+        task_map: dict[str, str] = {}
+        for index, (old_id, data) in enumerate(zip(old_ids, items, strict=True)):
+            with _bundle_record("tasks", index, data):
+                fields = _bundle_fields(data, Task)
+                fields["job_id"] = self._task_job(fields.get("job_id"), job_map)
+                task = Task.from_dict({**fields, **self._stamps()}, strict=True)
+            if disable:
+                task.enabled = False
+            existing = names_by_job.get(task.job_id, set())
+            taken = taken_by_job.setdefault(task.job_id, existing | in_bundle)
+            task.name = self._rename("task", task.name, taken, existing)
+            self.tasks.append(task)
+            self.sources[task.id] = old_id
+            task_map[old_id] = task.id
+        return task_map
+
+    def _task_job(self, old_job_id: JSON, job_map: dict[str, str]) -> str | None:
+        if self.into_job is not None:
+            return self.into_job.id
+        if old_job_id is None:
+            return None
+        if old_job_id not in job_map:
+            raise Invalid(f"names job {old_job_id}, which is not in the bundle", "job_id")
+        return job_map[str(old_job_id)]
+
+    def _order_jobs(self, store: Store, items: list[JSON], task_map: dict[str, str]) -> None:
+        """Each new job's task order, in new ids; importing into a job puts the new tasks
+        after the ones it has, in the order it shows them."""
+        if self.into_job is not None:
+            order = [task.id for task in store.tasks_of(self.into_job.id)] + [task.id for task in self.tasks]
+            self.into_job = dataclasses.replace(self.into_job, task_order=order, updated_at=self.now)
+            return
+        for index, (job, data) in enumerate(zip(self.jobs, items, strict=True)):
+            mine = {task.id for task in self.tasks if task.job_id == job.id}
+            for position, old_id in enumerate(data.get("task_order") or []):
+                if task_map.get(old_id) not in mine:
+                    with _bundle_record("jobs", index, data):
+                        raise Invalid(
+                            f"lists task {old_id}, which is not one of its tasks in the bundle",
+                            f"task_order[{position}]",
+                        )
+                job.task_order.append(task_map[old_id])
+
+    def _read_runs(self, items: list[JSON], task_map: dict[str, str]) -> dict[str, str]:
+        run_map: dict[str, str] = {}
+        for index, data in enumerate(items):
+            with _bundle_record("runs", index, data):
+                run = Run.from_dict(data)
+                if run.id in run_map:
+                    raise Invalid("repeats the id of an earlier run", "id")
+                if run.task_id not in task_map:
+                    raise Invalid(f"names task {run.task_id}, which is not in the bundle", "task_id")
+                if run.is_active:
+                    raise Invalid(f"is {run.status.value}: only finished runs can be imported", "status")
+            new = dataclasses.replace(
+                run, id=new_id(), task_id=task_map[run.task_id], job_run_id=None, pid=None, owner=None
+            )
+            run_map[run.id] = new.id
+            self.sources[new.id] = run.id
+            self.runs.append(new)
+        return run_map
+
+    def _read_logs(self, logs: JSON, run_map: dict[str, str]) -> None:
+        logs = require_object(logs, "logs")
+        for old_id, text in logs.items():
+            if old_id not in run_map:
+                raise Invalid(
+                    "is the log of a run that is not in the bundle; nothing was imported", f"logs.{old_id}"
+                )
+            if not isinstance(text, str):
+                raise Invalid("must be a string; nothing was imported", f"logs.{old_id}")
+            self.logs[run_map[old_id]] = text
+
+    def apply(self, store: Store) -> None:
+        """Store the plan's records (the caller holds the store's lock)."""
+        for job in self.jobs:
+            store.save_job(job)
+        for task in self.tasks:
+            store.save_task(task, Service._schedule_state(task, self.now))
+        if self.into_job is not None:
+            store.save_job(self.into_job)
+        for run in sorted(self.runs, key=lambda run: run.created_at):
+            if run.id in self.logs:
+                atomic_write(store.log_path(run.id), self.logs[run.id].encode())
+            store.save_run(run)
+
+    def report(self, *, dry_run: bool) -> JSONDict:
+        def entry(record: Job | Task) -> JSONDict:
+            out = {"id": record.id, "source_id": self.sources[record.id], "name": record.name}
+            return {**out, "job_id": record.job_id} if isinstance(record, Task) else out
+
+        return {
+            "dry_run": dry_run,
+            "into_job": self.into_job.id if self.into_job else None,
+            "jobs": [entry(job) for job in self.jobs],
+            "tasks": [entry(task) for task in self.tasks],
+            "runs": len(self.runs),
+            "logs": len(self.logs),
+            "renamed": self.renamed,
+        }
 
 
 ####
@@ -5327,6 +5633,75 @@ def _api_update_settings(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.update_settings(call.body)
 
 
+def _parse_uuid_list(text: str, name: str) -> list[str]:
+    return [_parse_uuid(part.strip(), name) for part in text.split(",") if part.strip()]
+
+
+QUERY_UUIDS = QueryKind(
+    _parse_uuid_list, {"type": "string", "description": "comma-separated UUIDs", "example": "UUID,UUID"}
+)
+
+
+@api_route(
+    "GET",
+    "/api/export",
+    "A bundle of jobs and their tasks (optionally runs and logs)",
+    schema="Bundle",
+    query=(
+        QueryParam("job_ids", QUERY_UUIDS, "the jobs to export (default: every job and the tasks in none)"),
+        QueryParam("runs", QUERY_BOOL, "also the tasks' finished runs"),
+        QueryParam("logs", QUERY_BOOL, "also the runs and their logs"),
+    ),
+)
+def _api_export(service: Service, call: ApiCall) -> ApiReply:
+    logs = call.query.get("logs", False)
+    bundle = service.export_bundle(
+        call.query.get("job_ids", []), runs=call.query.get("runs", False) or logs, logs=logs
+    )
+    return HTTPStatus.OK, bundle
+
+
+@api_route(
+    "POST",
+    "/api/import",
+    "Import a bundle with new ids; one bad record refuses it whole",
+    schema="ImportReport",
+    body="Bundle",
+    body_required=True,
+    query=(
+        QueryParam("dry_run", QUERY_BOOL, "check and report, change nothing"),
+        QueryParam("into_job", QUERY_UUID, "put the tasks into this job; create no jobs"),
+    ),
+)
+def _api_import(service: Service, call: ApiCall) -> ApiReply:
+    report = service.import_bundle(
+        call.body, dry_run=call.query.get("dry_run", False), into_job=call.query.get("into_job")
+    )
+    return HTTPStatus.OK, report
+
+
+@api_route(
+    "POST",
+    API_JOB_PATH + "/duplicate",
+    "Copy a job with its tasks (copies start disabled)",
+    schema="JobDetail",
+    status=HTTPStatus.CREATED,
+)
+def _api_duplicate_job(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.CREATED, service.duplicate_job(call.ids["job_id"])
+
+
+@api_route(
+    "POST",
+    API_TASK_PATH + "/duplicate",
+    "Copy a task into the same job (the copy starts disabled)",
+    schema="Task",
+    status=HTTPStatus.CREATED,
+)
+def _api_duplicate_task(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.CREATED, service.duplicate_task(call.ids["task_id"])
+
+
 # The OpenAPI document, built from the route table and the model's enums and limits.
 
 
@@ -5615,6 +5990,53 @@ def _server_schemas() -> JSONDict:
     }
 
 
+def _bundle_schemas() -> JSONDict:
+    entry = {"id": UUID_SCHEMA, "source_id": UUID_SCHEMA, "name": {"type": "string"}}
+    renamed = {"kind": {"enum": ["job", "task"]}, "from": {"type": "string"}, "to": {"type": "string"}}
+    task_entry = {**entry, "job_id": _schema_nullable(UUID_SCHEMA)}
+    report = {
+        "dry_run": {"type": "boolean"},
+        "into_job": _schema_nullable(UUID_SCHEMA),
+        "jobs": _schema_array(_schema_object(entry, required=list(entry))),
+        "tasks": _schema_array(_schema_object(task_entry, required=list(task_entry))),
+        "runs": _schema_count(),
+        "logs": _schema_count(),
+        "renamed": _schema_array(_schema_object(renamed, required=list(renamed))),
+    }
+    bundle = {
+        "format": {"const": BUNDLE_FORMAT},
+        "version": _schema_count(1, BUNDLE_VERSION),
+        "exported_at": TIME_SCHEMA,
+        "app_version": {"type": "string"},
+        "jobs": _schema_array(_schema_ref("Job")),
+        "tasks": _schema_array(
+            _schema_object(
+                {
+                    "id": UUID_SCHEMA,
+                    "created_at": TIME_SCHEMA,
+                    "updated_at": TIME_SCHEMA,
+                    **_task_field_schemas(),
+                },
+                required=["id", "name", "prompt"],
+            )
+        ),
+        "runs": _schema_array(_schema_ref("Run")),
+        "logs": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "run id -> log",
+        },
+    }
+    return {
+        "Bundle": {
+            **_schema_object(bundle, required=["format", "version", "jobs", "tasks"], closed=True),
+            "description": "Records as stored; ids refer to each other inside the bundle and are "
+            "replaced on import. Derived task fields are left out.",
+        },
+        "ImportReport": _schema_object(report, required=list(report)),
+    }
+
+
 def _operation(route: ApiRoute, operation_id: str) -> JSONDict:
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": UUID_SCHEMA} for name in route.id_names
@@ -5658,7 +6080,7 @@ def openapi_document() -> JSONDict:
         operation_id = name if uses[route.func] == 1 else f"{name}_{route.method.lower()}"
         paths.setdefault(route.template, {})[route.method.lower()] = _operation(route, operation_id)
     error_response = {"description": "an error", "content": {JSON_TYPE: {"schema": _schema_ref("Error")}}}
-    schemas = _job_schemas() | _task_schemas() | _run_schemas() | _server_schemas()
+    schemas = _job_schemas() | _task_schemas() | _run_schemas() | _server_schemas() | _bundle_schemas()
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -6126,6 +6548,23 @@ class ApiClient:
     def update_settings(self, data: JSON) -> JSONDict:
         return self._object("PATCH", "/api/settings", body=data)
 
+    # Import, export and copies ---------------------------------------------------
+
+    def export_bundle(
+        self, job_ids: Sequence[str] = (), *, runs: bool = False, logs: bool = False
+    ) -> JSONDict:
+        query = {"job_ids": ",".join(job_ids) or None, "runs": runs, "logs": logs}
+        return self._object("GET", "/api/export", query)
+
+    def import_bundle(self, bundle: JSON, *, dry_run: bool = False, into_job: str | None = None) -> JSONDict:
+        return self._object("POST", "/api/import", {"dry_run": dry_run, "into_job": into_job}, body=bundle)
+
+    def duplicate_job(self, job_id: str) -> JSONDict:
+        return self._object("POST", _api_path("jobs", job_id, "duplicate"))
+
+    def duplicate_task(self, task_id: str) -> JSONDict:
+        return self._object("POST", _api_path("tasks", task_id, "duplicate"))
+
     # HTTP --------------------------------------------------------------------
 
     def _exists(self, path: str) -> bool:
@@ -6577,6 +7016,74 @@ def _cmd_schedule_preview(ctx: CliContext) -> int:
         )
     result = ctx.backend.preview(schedule, after=ctx.args.after, count=ctx.args.count)
     return ctx.show(result, lambda: _times_text(result))
+
+
+def _cmd_export(ctx: CliContext) -> int:
+    job_ids = [ctx.resolve("job", text) for text in ctx.args.job or []]
+    logs = ctx.args.logs
+    bundle = ctx.backend.export_bundle(job_ids, runs=ctx.args.runs or logs, logs=logs)
+    text = json.dumps(bundle, indent=2, ensure_ascii=False)
+    if ctx.args.output in (None, "-"):
+        ctx.emit(text)
+        return 0
+    path = Path(ctx.args.output).expanduser()
+    atomic_write(path, (text + "\n").encode())  # 0600: tasks' env may hold secrets
+    counts = {key: len(bundle.get(key) or ()) for key in ("jobs", "tasks", "runs", "logs")}
+    summary = {"output": str(path), **counts}
+    return ctx.show(summary, lambda: f"Exported {_bundle_counts(counts)} to {path}")
+
+
+def _bundle_counts(counts: Mapping[str, JSON]) -> str:
+    words = [_plural(int(counts[key]), key.rstrip("s")) for key in ("jobs", "tasks") if key in counts]
+    words += [_plural(int(counts[key]), key.rstrip("s")) for key in ("runs", "logs") if counts.get(key)]
+    return _join_words(words)
+
+
+def _read_bundle_file(name: str) -> JSON:
+    """The JSON in a file (`-`: standard input); Invalid naming the file when it is not."""
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise Invalid(f"cannot read {name}: {reason}") from None
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise Invalid(f"{name} is not a JSON bundle: {error}") from None
+
+
+def _cmd_import(ctx: CliContext) -> int:
+    bundle = _read_bundle_file(ctx.args.file)
+    into_job = ctx.resolve("job", ctx.args.into_job) if ctx.args.into_job else None
+    report = ctx.backend.import_bundle(bundle, dry_run=ctx.args.dry_run, into_job=into_job)
+    return ctx.show(report, lambda: _import_text(report))
+
+
+def _import_text(report: JSONDict) -> str:
+    counts = {**report, "jobs": len(report["jobs"]), "tasks": len(report["tasks"])}
+    verb = "Would import" if report["dry_run"] else "Imported"
+    into = f" into job {_short(report['into_job'])}" if report["into_job"] else ""
+    lines = [f"{verb} {_bundle_counts(counts)}{into}"]
+    lines += [f"  job  {_short(job['id'])}  {job['name']}" for job in report["jobs"]]
+    lines += [f"  task {_short(task['id'])}  {task['name']}" for task in report["tasks"]]
+    lines += [
+        f"  renamed {item['kind']} {item['from']!r} to {item['to']!r}: the name was taken"
+        for item in report["renamed"]
+    ]
+    if report["dry_run"]:
+        lines.append("Nothing was changed (--dry-run).")
+    return "\n".join(lines)
+
+
+def _cmd_jobs_duplicate(ctx: CliContext) -> int:
+    job = ctx.backend.duplicate_job(ctx.resolve("job", ctx.args.id))
+    tasks = _plural(len(job["tasks"]), "task")
+    return ctx.show(job, lambda: f"Copied as job {_short(job['id'])}: {job['name']} ({tasks}, disabled)")
+
+
+def _cmd_tasks_duplicate(ctx: CliContext) -> int:
+    task = ctx.backend.duplicate_task(ctx.resolve("task", ctx.args.id))
+    return ctx.show(task, lambda: _task_saved_text("Copied as", task))
 
 
 FOLLOW_POLL_SECONDS = 0.2
@@ -7164,6 +7671,21 @@ def _settings_set_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("value", help="its new value ('none' clears claude_path)")
 
 
+def _export_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--job", action="append", metavar="ID", help="export this job (repeatable; default: all)"
+    )
+    parser.add_argument("--runs", action="store_true", help="also the tasks' finished runs")
+    parser.add_argument("--logs", action="store_true", help="also the runs and their logs")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: standard output)")
+
+
+def _import_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="a bundle made by export ('-': standard input)")
+    parser.add_argument("--dry-run", action="store_true", help="check and report, change nothing")
+    parser.add_argument("--into-job", metavar="ID", help="put the tasks into this job; create no jobs")
+
+
 def _pause_options(paused: bool) -> Callable[[argparse.ArgumentParser], None]:
     def add(parser: argparse.ArgumentParser) -> None:
         parser.set_defaults(paused=paused)
@@ -7200,6 +7722,10 @@ CLI_COMMANDS: list[CliSpec] = [
     ("settings", "show", _cmd_settings_show, _no_options),
     ("settings", "set", _cmd_settings_set, _settings_set_options),
     ("schedule", "preview", _cmd_schedule_preview, _preview_options),
+    ("jobs", "duplicate", _cmd_jobs_duplicate, _with_id),
+    ("tasks", "duplicate", _cmd_tasks_duplicate, _with_id),
+    ("export", "", _cmd_export, _export_options),
+    ("import", "", _cmd_import, _import_options),
 ]
 CLI_GROUPS = {
     "jobs": "groups of related tasks",
@@ -7208,6 +7734,8 @@ CLI_GROUPS = {
     "schedule": "try out schedules",
     "engine": "the scheduler engine",
     "settings": "claude path, concurrent runs, history kept",
+    "export": "write jobs and tasks (optionally runs and logs) to a JSON bundle",
+    "import": "bring in a bundle made by export, with new ids",
 }
 CLI_HELP = {
     "show": "show the settings",
@@ -7229,6 +7757,7 @@ CLI_HELP = {
     "status": "who runs the engine, and whether it is paused",
     "pause": "stop starting new runs (running ones go on)",
     "resume": "start runs again",
+    "duplicate": "copy one (the copy starts disabled)",
 }
 
 
@@ -7249,6 +7778,11 @@ def _add_cli(
     groups = cli.add_subparsers(dest="group", metavar="GROUP", required=True)
     verbs_of: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for group, verb, func, add_options in CLI_COMMANDS:
+        if not verb:  # a verb of its own, such as `cli export`
+            _add_cli_verb(
+                groups, group, func, add_options if named is None or group in named else _no_options, parent
+            )
+            continue
         if group not in verbs_of:
             group_parser = groups.add_parser(group, help=CLI_GROUPS[group], parents=[parent])
             verbs_of[group] = group_parser.add_subparsers(dest="verb", metavar="VERB", required=True)
@@ -7259,6 +7793,19 @@ def _add_cli(
         if named is None or verb in named:
             add_options(verb_parser)
         verb_parser.set_defaults(func=func)
+
+
+def _add_cli_verb(
+    groups: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    func: Callable[[CliContext], int],
+    add_options: Callable[[argparse.ArgumentParser], None],
+    parent: argparse.ArgumentParser,
+) -> None:
+    helptext = CLI_GROUPS[name]
+    verb_parser = groups.add_parser(name, help=helptext, description=helptext, parents=[parent])
+    add_options(verb_parser)
+    verb_parser.set_defaults(func=func)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
