@@ -7027,10 +7027,15 @@ def _cmd_export(ctx: CliContext) -> int:
         ctx.emit(text)
         return 0
     path = Path(ctx.args.output).expanduser()
-    atomic_write(path, (text + "\n").encode())  # 0600: tasks' env may hold secrets
-    counts = {key: len(bundle.get(key) or ()) for key in ("jobs", "tasks", "runs", "logs")}
+    counts = _write_bundle_file(path, bundle)
     summary = {"output": str(path), **counts}
     return ctx.show(summary, lambda: f"Exported {_bundle_counts(counts)} to {path}")
+
+
+def _write_bundle_file(path: Path, bundle: JSONDict) -> JSONDict:
+    """Write a bundle (mode 0600: tasks' env may hold secrets); how many of each it holds."""
+    atomic_write(path, (json.dumps(bundle, indent=2, ensure_ascii=False) + "\n").encode())
+    return {key: len(bundle.get(key) or ()) for key in ("jobs", "tasks", "runs", "logs")}
 
 
 def _bundle_counts(counts: Mapping[str, JSON]) -> str:
@@ -7844,6 +7849,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 GUI_SETTINGS_KEY = "gui"
 GUI_TITLE = "Claude Code Scheduler"
 GUI_CLASS_NAME = "ClaudeScheduler"
+GUI_BUNDLE_TYPES = (("Scheduler bundles", "*.json"), ("All files", "*"))
 GUI_DEFAULT_SIZE = (1800, 1000)
 GUI_SCREEN_MARGIN = 40  # a new window fits the screen with this much to spare
 GUI_MIN_SIZE = (1100, 620)
@@ -10156,6 +10162,10 @@ GUI_MENUS: dict[str, tuple[tuple[str, str, str] | None, ...]] = {
         ("New job", "Ctrl+Shift+N", "new_job"),
         ("Save task", "Ctrl+S", "save_task"),
         None,
+        ("Export all…", "", "export_all"),
+        ("Export job…", "", "export_job"),
+        ("Import…", "", "import_bundle"),
+        None,
         ("Open data folder", "", "open_data_folder"),
         ("Settings…", "", "open_settings"),
         None,
@@ -10163,6 +10173,8 @@ GUI_MENUS: dict[str, tuple[tuple[str, str, str] | None, ...]] = {
     ),
     "Edit": (
         ("Edit job…", "", "edit_job"),
+        ("Duplicate task", "", "duplicate_task"),
+        ("Duplicate job", "", "duplicate_job"),
         ("Delete", "Del", "delete_focused"),
         None,
         ("Find tasks", "Ctrl+F", "focus_filter"),
@@ -11072,6 +11084,96 @@ class App:
     def stop_job(self) -> None:
         if self.scope.kind == SCOPE_JOB and self.scope.ident:
             self.act(functools.partial(self.service.stop_job, self.scope.ident))
+
+    # Import, export and copies --------------------------------------------------------------
+
+    def ask_save_path(self, title: str, initial: str) -> str:
+        """A file to write, or "" when cancelled."""
+        from tkinter import filedialog
+
+        path = filedialog.asksaveasfilename(
+            parent=self.root,
+            title=title,
+            initialfile=initial,
+            defaultextension=".json",
+            filetypes=GUI_BUNDLE_TYPES,
+        )
+        return str(path or "")
+
+    def ask_open_path(self, title: str) -> str:
+        """A file to read, or "" when cancelled."""
+        from tkinter import filedialog
+
+        return str(
+            filedialog.askopenfilename(parent=self.root, title=title, filetypes=GUI_BUNDLE_TYPES) or ""
+        )
+
+    def export_all(self) -> None:
+        """File → Export all…: every job and task to a bundle file."""
+        self._export([], "claude-scheduler-export.json")
+
+    def export_job(self) -> None:
+        """File → Export job…: the selected job and its tasks."""
+        job = self.jobs.get(str(self.scope.ident)) if self.scope.kind == SCOPE_JOB else None
+        if job is None:
+            self.report(Conflict("choose a job in the Jobs list first"))
+            return
+        self._export([job["id"]], f"{re.sub(r'[^A-Za-z0-9._-]+', '-', job['name']).strip('-') or 'job'}.json")
+
+    def _export(self, job_ids: list[str], initial: str) -> None:
+        path = self.ask_save_path("Export", initial)
+        if not path:
+            return
+
+        def write() -> JSONDict:  # on the worker: reading the store and writing the file take time
+            return _write_bundle_file(Path(path), self.service.export_bundle(job_ids))
+
+        self.submit(
+            write, lambda counts: self.inform("Export", f"Exported {_bundle_counts(counts)} to {path}")
+        )
+
+    def import_bundle(self) -> None:
+        """File → Import…: check the chosen bundle, say what it brings, import on a yes."""
+        path = self.ask_open_path("Import")
+        if not path:
+            return
+
+        def check() -> tuple[JSON, JSONDict]:
+            bundle = _read_bundle_file(path)
+            return bundle, self.service.import_bundle(bundle, dry_run=True)
+
+        self.submit(check, lambda checked: self._confirm_import(path, *checked))
+
+    def _confirm_import(self, path: str, bundle: JSON, preview: JSONDict) -> None:
+        question = _import_text(preview).replace("Nothing was changed (--dry-run).", "Import?")
+        if self.confirm("Import", f"{path}\n\n{question}"):
+            self.act(functools.partial(self.service.import_bundle, bundle), self._imported)
+
+    def _imported(self, report: JSONDict) -> None:
+        if len(report["jobs"]) == 1:
+            self._choose_after_refresh = Scope(SCOPE_JOB, report["jobs"][0]["id"])
+
+    def duplicate_task(self) -> None:
+        """Edit → Duplicate task: a disabled copy beside it, opened in the editor."""
+        if not self.task_id:
+            self.report(Conflict("choose a task in the Tasks list first"))
+            return
+        self.act(functools.partial(self.service.duplicate_task, self.task_id), self._task_copied)
+
+    def _task_copied(self, task: JSONDict) -> None:
+        self.tasks[task["id"]] = task
+        self._show_tasks()
+        self.select_task(task["id"])
+
+    def duplicate_job(self) -> None:
+        """Edit → Duplicate job: a copy of the selected job with disabled copies of its tasks."""
+        if self.scope.kind != SCOPE_JOB or not self.scope.ident:
+            self.report(Conflict("choose a job in the Jobs list first"))
+            return
+        self.act(functools.partial(self.service.duplicate_job, self.scope.ident), self._job_copied)
+
+    def _job_copied(self, job: JSONDict) -> None:
+        self._choose_after_refresh = Scope(SCOPE_JOB, job["id"])
 
     # Settings ----------------------------------------------------------------------------------
 

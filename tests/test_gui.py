@@ -814,3 +814,80 @@ def test_without_a_display_it_says_to_use_serve_or_cli(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "serve" in result.stderr and "cli" in result.stderr
+
+
+# Import, export and copies -------------------------------------------------------------------
+
+
+def test_file_menu_exports_and_imports_a_bundle(gui: Gui, service: cs.Service, tmp_path: Path) -> None:
+    job = service.create_job({"name": "Shared"})
+    make_task(service, "One", job["id"], env={"K": "v"})
+    make_task(service, "Loose")
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    told: list[str] = []
+    gui.app.inform = lambda title, message: told.append(message)  # type: ignore[method-assign]  # a message box would wait
+    path = tmp_path / "all.json"
+    gui.app.ask_save_path = lambda title, initial: str(path)  # type: ignore[method-assign]  # the file dialog's answer
+    gui.choose_menu("File", "Export all…")
+    gui.wait(lambda: told, "the export to be reported")
+    assert told.pop() == f"Exported 1 job and 2 tasks to {path}"
+    bundle = json.loads(path.read_text())
+    assert [task["name"] for task in bundle["tasks"]] == ["One", "Loose"]
+
+    gui.select_in_jobs(job["id"])
+    one = tmp_path / "one.json"
+    gui.app.ask_save_path = lambda title, initial: str(one) if initial == "Shared.json" else ""  # type: ignore[method-assign]  # see above
+    gui.choose_menu("File", "Export job…")
+    gui.wait(lambda: told, "the job's export to be reported")
+    assert [task["name"] for task in json.loads(one.read_text())["tasks"]] == ["One"]
+
+    gui.app.ask_open_path = lambda title: str(one)  # type: ignore[method-assign]  # see above
+    gui.answers.append(False)
+    gui.choose_menu("File", "Import…")
+    gui.wait(lambda: gui.questions, "the import question")
+    question = gui.questions.pop()
+    assert "Would import 1 job and 1 task" in question and "renamed job 'Shared' to 'Shared (2)'" in question
+    assert len(service.list_jobs()) == 1
+    gui.answers.append(True)
+    gui.choose_menu("File", "Import…")
+    gui.wait(lambda: len(gui.app.jobs) == 2, "the imported job")
+    (copy,) = [item for item in service.list_jobs() if item["id"] != job["id"]]
+    assert copy["name"] == "Shared (2)"
+    gui.wait(lambda: gui.app.scope == cs.Scope(cs.SCOPE_JOB, copy["id"]), "the imported job to be chosen")
+    assert gui.task_rows() == ["One"]
+
+
+def test_a_bad_bundle_is_refused_with_its_record_named(gui: Gui, service: cs.Service, tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    bundle = {
+        "format": cs.BUNDLE_FORMAT,
+        "version": 1,
+        "jobs": [],
+        "tasks": [{"id": cs.new_id(), "name": "X"}],
+    }
+    path.write_text(json.dumps(bundle))
+    gui.app.ask_open_path = lambda title: str(path)  # type: ignore[method-assign]  # the file dialog's answer
+    gui.choose_menu("File", "Import…")
+    gui.wait(lambda: gui.alerts, "the refusal")
+    assert gui.alerts.pop() == "tasks[0].prompt: is required (task 'X'); nothing was imported"
+    assert gui.questions == [] and service.list_tasks() == []
+
+
+def test_edit_menu_duplicates_a_task_and_a_job(gui: Gui, service: cs.Service) -> None:
+    job = service.create_job({"name": "Original"})
+    task = make_task(service, "Step", job["id"])
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+    gui.select_in_jobs(job["id"])
+    gui.select_task(task["id"])
+    gui.choose_menu("Edit", "Duplicate task")
+    gui.wait(lambda: gui.task_rows() == ["Step", "Step (2)"], "the copy in the list")
+    copy = gui.app.tasks[str(gui.app.task_id)]
+    assert copy["name"] == "Step (2)" and copy["enabled"] is False and copy["job_id"] == job["id"]
+    gui.choose_menu("Edit", "Duplicate job")
+    gui.wait(lambda: len(gui.app.jobs) == 2, "the job's copy")
+    (other,) = [item for item in gui.app.jobs.values() if item["id"] != job["id"]]
+    assert other["name"] == "Original (2)"
+    gui.wait(lambda: gui.app.scope == cs.Scope(cs.SCOPE_JOB, other["id"]), "the copy to be chosen")
+    assert gui.task_rows() == ["Step", "Step (2)"]
