@@ -67,6 +67,7 @@ Clock = Callable[[], datetime]
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 LOG_LEVELS = (30, 20, 10)  # logging's WARNING, INFO and DEBUG, for -v counts 0, 1 and 2
 _log_level: int | None = None  # set by `main`; None when the module is used as a library
+_log_file: str | None = None  # set by `main` from `serve --log-file`
 
 
 @functools.cache
@@ -76,7 +77,8 @@ def logger() -> logging.Logger:
     import logging
 
     if _log_level is not None:
-        logging.basicConfig(level=_log_level, format=LOG_FORMAT)  # a no-op if already set up
+        # A no-op if already set up; `serve --log-file` (the Windows login task) logs to a file.
+        logging.basicConfig(level=_log_level, format=LOG_FORMAT, filename=_log_file)
     return logging.getLogger("claude_scheduler")
 
 
@@ -5011,6 +5013,563 @@ class ImportPlan:
 
 
 ####
+# Desktop integration: the launcher, the icon, the engine at login ####
+####
+
+APP_ID = "claude-code-scheduler"
+APP_NAME = "Claude Code Scheduler"
+APP_COMMENT = "Run unattended Claude Code sessions on a schedule"
+DESKTOP_MANIFEST = "desktop-install.json"  # in the data home: what `desktop install` wrote
+LINUX_ICON_SIZES = (16, 24, 32, 48, 64, 128, 256)
+MAC_ICON_TYPES = ((b"ic07", 128), (b"ic08", 256), (b"ic09", 512), (b"ic11", 32), (b"ic12", 64))
+WINDOWS_ICON_SIZES = (16, 24, 32, 48, 64, 256)
+WINDOW_ICON_SIZES = (16, 32, 64)
+# The icon, in units of its side: a rounded square in Claude's terracotta with a white
+# clock face whose hands show three o'clock.
+ICON_BACKGROUND = (0xD9, 0x77, 0x57)
+ICON_FOREGROUND = (0xFF, 0xFF, 0xFF)
+ICON_MARGIN, ICON_CORNER = 0.06, 0.2
+ICON_RING_RADIUS, ICON_STROKE = 0.29, 0.06
+ICON_HANDS = (((0.5, 0.5), (0.5, 0.29)), ((0.5, 0.5), (0.66, 0.5)))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DESKTOP_EXEC_SPECIAL = set(" \t\n\"'\\><~|&;$*?#()`")
+
+
+def _box_distance(x: float, y: float) -> float:
+    half = 0.5 - ICON_MARGIN - ICON_CORNER
+    qx, qy = abs(x - 0.5) - half, abs(y - 0.5) - half
+    return math.hypot(max(qx, 0.0), max(qy, 0.0)) + min(max(qx, qy), 0.0) - ICON_CORNER
+
+
+def _segment_distance(x: float, y: float, a: tuple[float, float], b: tuple[float, float]) -> float:
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    t = max(0.0, min(1.0, ((x - a[0]) * dx + (y - a[1]) * dy) / (dx * dx + dy * dy)))
+    return math.hypot(x - a[0] - t * dx, y - a[1] - t * dy) - ICON_STROKE / 2
+
+
+def _face_distance(x: float, y: float) -> float:
+    ring = abs(math.hypot(x - 0.5, y - 0.5) - ICON_RING_RADIUS) - ICON_STROKE / 2
+    return min(ring, *(_segment_distance(x, y, a, b) for a, b in ICON_HANDS))
+
+
+def _coverage(distance: float, size: int) -> float:
+    """How much of a pixel a shape covers, from its signed distance (anti-aliasing)."""
+    return max(0.0, min(1.0, 0.5 - distance * size))
+
+
+def icon_pixels(size: int) -> bytes:
+    """The icon as RGBA rows, `size` pixels square, drawn from signed distances."""
+    out = bytearray()
+    for row in range(size):
+        y = (row + 0.5) / size
+        for column in range(size):
+            x = (column + 0.5) / size
+            alpha = _coverage(_box_distance(x, y), size)
+            white = _coverage(_face_distance(x, y), size) if alpha else 0.0
+            colour = (
+                round(b + (f - b) * white) for b, f in zip(ICON_BACKGROUND, ICON_FOREGROUND, strict=True)
+            )
+            out += bytes((*colour, round(alpha * 255)))
+    return bytes(out)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import zlib
+
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+@functools.cache
+def icon_png(size: int) -> bytes:
+    """The icon as a PNG file of `size` x `size` pixels (standard library only)."""
+    import zlib
+
+    pixels, stride = icon_pixels(size), size * 4
+    rows = b"".join(b"\x00" + pixels[n * stride : (n + 1) * stride] for n in range(size))
+    header = size.to_bytes(4, "big") * 2 + bytes((8, 6, 0, 0, 0))  # 8-bit RGBA
+    return (
+        PNG_SIGNATURE
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows, 9))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def icon_ico(sizes: Iterable[int] = WINDOWS_ICON_SIZES) -> bytes:
+    """A Windows .ico holding the icon as PNG images (Windows Vista and later read them)."""
+    images = [(size, icon_png(size)) for size in sizes]
+    offset = 6 + 16 * len(images)
+    head = (0).to_bytes(2, "little") + (1).to_bytes(2, "little") + len(images).to_bytes(2, "little")
+    entries = b""
+    for size, png in images:
+        side = bytes((size % 256, size % 256, 0, 0))  # 0 means 256
+        entries += side + (1).to_bytes(2, "little") + (32).to_bytes(2, "little")
+        entries += len(png).to_bytes(4, "little") + offset.to_bytes(4, "little")
+        offset += len(png)
+    return head + entries + b"".join(png for _, png in images)
+
+
+def icon_icns() -> bytes:
+    """A macOS .icns holding the icon as PNG images."""
+    body = b"".join(
+        kind + (len(png) + 8).to_bytes(4, "big") + png
+        for kind, png in ((k, icon_png(s)) for k, s in MAC_ICON_TYPES)
+    )
+    return b"icns" + (len(body) + 8).to_bytes(4, "big") + body
+
+
+# Launchers and login services: each platform's files as data (tested as text on any
+# platform), written and undone by one Installer that records what it wrote.
+
+SERVICE_ENV = "CLAUDE_SCHEDULER_SERVICE"  # set by the login service: `serve` says so to the window
+SERVICE_MANIFEST = "service-install.json"
+SERVICE_LABEL = f"io.github.{APP_ID}"
+SERVICE_UNIT = f"{APP_ID}.service"
+SERVICE_RESTART_SECONDS = 10
+TOOL_TIMEOUT_SECONDS = 60
+SYSTEMD_SPECIAL = {"\\": "\\\\", '"': '\\"', "%": "%%", "$": "$$"}
+
+
+class InstallFile(typing.NamedTuple):
+    path: Path
+    data: bytes
+    mode: int = 0o644
+
+
+@dataclass
+class InstallPlan:
+    """What installing one thing writes on one platform, and the tool calls around it."""
+
+    platform: str
+    files: list[InstallFile]
+    command: list[str]  # what the launcher or service runs
+    after_install: list[list[str]] = field(default_factory=list)
+    before_uninstall: list[list[str]] = field(default_factory=list)
+    after_uninstall: list[list[str]] = field(default_factory=list)
+    made_by_tools: list[Path] = field(default_factory=list)  # files the after_install calls make
+    notes: list[str] = field(default_factory=list)
+
+
+def platform_key(name: str = sys.platform) -> str:
+    """linux, darwin or win32 (other Unixes are treated as Linux: freedesktop and systemd)."""
+    return name if name in ("darwin", "win32") else "linux"
+
+
+def app_command(mode: str, home: Path | None, *, platform: str, python: str | None = None) -> list[str]:
+    """The command that runs this module with this Python in `mode` (gui or serve); on
+    Windows pythonw, which opens no console window."""
+    python = python or sys.executable
+    if platform == "win32":
+        windowless = Path(python).with_name("pythonw.exe")
+        python = str(windowless) if windowless.name != Path(python).name else python
+    argv = [python, str(Path(__file__).resolve())]
+    return argv + (["--home", str(home)] if home else []) + [mode]
+
+
+def desktop_exec(argv: Sequence[str]) -> str:
+    """argv as a freedesktop Exec value: arguments quoted where needed, `%` doubled."""
+
+    def quote(arg: str) -> str:
+        if arg and not set(arg) & DESKTOP_EXEC_SPECIAL:
+            return arg.replace("%", "%%")
+        escaped = "".join("\\" + ch if ch in '"`$\\' else ch for ch in arg)
+        return '"' + escaped.replace("%", "%%") + '"'
+
+    return " ".join(quote(arg) for arg in argv)
+
+
+def systemd_exec(argv: Sequence[str]) -> str:
+    """argv as a systemd ExecStart value: each argument double-quoted, specifiers escaped."""
+    return " ".join('"' + "".join(SYSTEMD_SPECIAL.get(ch, ch) for ch in arg) + '"' for arg in argv)
+
+
+def _xdg(env: Mapping[str, str], name: str, user_home: Path, default: str) -> Path:
+    value = env.get(name, "")
+    return Path(value) if value and Path(value).is_absolute() else user_home / default
+
+
+def desktop_entry(argv: Sequence[str]) -> str:
+    lines = [
+        "[Desktop Entry]",
+        "Type=Application",
+        "Version=1.4",
+        f"Name={APP_NAME}",
+        "GenericName=Task Scheduler",
+        f"Comment={APP_COMMENT}",
+        f"Exec={desktop_exec(argv)}",
+        f"TryExec={argv[0]}",
+        f"Icon={APP_ID}",
+        "Terminal=false",
+        "Categories=Development;",
+        "Keywords=claude;schedule;cron;automation;",
+        "StartupNotify=true",
+        f"StartupWMClass={GUI_CLASS_NAME}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def linux_launcher(env: Mapping[str, str], user_home: Path, argv: list[str]) -> InstallPlan:
+    data = _xdg(env, "XDG_DATA_HOME", user_home, ".local/share")
+    entry = InstallFile(data / "applications" / f"{APP_ID}.desktop", desktop_entry(argv).encode())
+    icons = [
+        InstallFile(data / "icons" / "hicolor" / f"{size}x{size}" / "apps" / f"{APP_ID}.png", icon_png(size))
+        for size in LINUX_ICON_SIZES
+    ]
+    return InstallPlan("linux", [entry, *icons], argv)
+
+
+def mac_launcher(env: Mapping[str, str], user_home: Path, argv: list[str]) -> InstallPlan:
+    import plistlib
+    import shlex
+
+    contents = user_home / "Applications" / f"{APP_NAME}.app" / "Contents"
+    info = {
+        "CFBundleName": APP_NAME,
+        "CFBundleDisplayName": APP_NAME,
+        "CFBundleIdentifier": SERVICE_LABEL,
+        "CFBundleExecutable": APP_ID,
+        "CFBundleIconFile": f"{APP_ID}.icns",
+        "CFBundlePackageType": "APPL",
+        "CFBundleShortVersionString": __version__,
+        "NSHighResolutionCapable": True,
+    }
+    script = f'#!/bin/sh\nexec {shlex.join(argv)} "$@"\n'
+    files = [
+        InstallFile(contents / "Info.plist", plistlib.dumps(info)),
+        InstallFile(contents / "MacOS" / APP_ID, script.encode(), 0o755),
+        InstallFile(contents / "Resources" / f"{APP_ID}.icns", icon_icns()),
+    ]
+    return InstallPlan("darwin", files, argv)
+
+
+def _powershell_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def windows_launcher(env: Mapping[str, str], user_home: Path, argv: list[str]) -> InstallPlan:
+    import subprocess
+
+    local = _xdg(env, "LOCALAPPDATA", user_home, "AppData/Local") / APP_ID
+    roaming = _xdg(env, "APPDATA", user_home, "AppData/Roaming")
+    shortcut = roaming / "Microsoft" / "Windows" / "Start Menu" / "Programs" / f"{APP_NAME}.lnk"
+    icon = InstallFile(local / f"{APP_ID}.ico", icon_ico())
+    script = "; ".join(
+        [
+            f"$s = (New-Object -ComObject WScript.Shell).CreateShortcut({_powershell_text(str(shortcut))})",
+            f"$s.TargetPath = {_powershell_text(argv[0])}",
+            f"$s.Arguments = {_powershell_text(subprocess.list2cmdline(argv[1:]))}",
+            f"$s.IconLocation = {_powershell_text(str(icon.path))}",
+            f"$s.Description = {_powershell_text(APP_COMMENT)}",
+            "$s.Save()",
+        ]
+    )
+    make = ["powershell", "-NoProfile", "-NonInteractive", "-Command", script]
+    return InstallPlan("win32", [icon], argv, after_install=[make], made_by_tools=[shortcut])
+
+
+LAUNCHERS: dict[str, Callable[[Mapping[str, str], Path, list[str]], InstallPlan]] = {
+    "linux": linux_launcher,
+    "darwin": mac_launcher,
+    "win32": windows_launcher,
+}
+
+
+def systemd_unit(argv: Sequence[str], log_hint: str) -> str:
+    return "\n".join(
+        [
+            "[Unit]",
+            f"Description={APP_NAME}: the engine and REST API ({log_hint})",
+            "",
+            "[Service]",
+            "Type=simple",
+            f"ExecStart={systemd_exec(argv)}",
+            f"Environment={SERVICE_ENV}=systemd",
+            "Environment=PYTHONUNBUFFERED=1",
+            "Restart=on-failure",
+            f"RestartSec={SERVICE_RESTART_SECONDS}",
+            "",
+            "[Install]",
+            "WantedBy=default.target",
+            "",
+        ]
+    )
+
+
+def linux_service(env: Mapping[str, str], user_home: Path, argv: list[str]) -> InstallPlan:
+    unit = _xdg(env, "XDG_CONFIG_HOME", user_home, ".config") / "systemd" / "user" / SERVICE_UNIT
+    text = systemd_unit(argv, f"logs: journalctl --user -u {APP_ID}")
+    ctl = ["systemctl", "--user"]
+    return InstallPlan(
+        "linux",
+        [InstallFile(unit, text.encode())],
+        argv,
+        after_install=[[*ctl, "daemon-reload"], [*ctl, "enable", "--now", SERVICE_UNIT]],
+        before_uninstall=[[*ctl, "disable", "--now", SERVICE_UNIT]],
+        after_uninstall=[[*ctl, "daemon-reload"]],
+        notes=[f"logs: journalctl --user -u {APP_ID}"],
+    )
+
+
+def mac_service(env: Mapping[str, str], user_home: Path, argv: list[str]) -> InstallPlan:
+    import plistlib
+
+    logs = user_home / "Library" / "Logs" / APP_ID
+    agent = user_home / "Library" / "LaunchAgents" / f"{SERVICE_LABEL}.plist"
+    definition = {
+        "Label": SERVICE_LABEL,
+        "ProgramArguments": list(argv),
+        "EnvironmentVariables": {SERVICE_ENV: "launchd", "PYTHONUNBUFFERED": "1"},
+        "RunAtLoad": True,
+        "KeepAlive": {"SuccessfulExit": False},  # restart after a failure, not after a stop
+        "ThrottleInterval": SERVICE_RESTART_SECONDS,
+        "ProcessType": "Background",
+        "StandardOutPath": str(logs / "serve.log"),
+        "StandardErrorPath": str(logs / "serve.log"),
+    }
+    domain = f"gui/{os.getuid() if hasattr(os, 'getuid') else 0}"
+    return InstallPlan(
+        "darwin",
+        [InstallFile(agent, plistlib.dumps(definition))],
+        argv,
+        after_install=[["launchctl", "bootstrap", domain, str(agent)]],
+        before_uninstall=[["launchctl", "bootout", f"{domain}/{SERVICE_LABEL}"]],
+        notes=[f"logs: {logs / 'serve.log'}"],
+    )
+
+
+def windows_task_xml(argv: Sequence[str], log_file: Path) -> str:
+    """A Task Scheduler task that runs `serve` at logon, restarting it after a failure."""
+    import subprocess
+    from xml.sax.saxutils import escape
+
+    arguments = subprocess.list2cmdline([*argv[1:], "--log-file", str(log_file)])
+    return "\n".join(
+        [
+            '<?xml version="1.0" encoding="UTF-16"?>',
+            '<Task version="1.2" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">',
+            "  <RegistrationInfo>",
+            f"    <Description>{escape(APP_NAME)}: the engine and REST API</Description>",
+            "  </RegistrationInfo>",
+            "  <Triggers><LogonTrigger><Enabled>true</Enabled></LogonTrigger></Triggers>",
+            "  <Principals><Principal><LogonType>InteractiveToken</LogonType>"
+            "<RunLevel>LeastPrivilege</RunLevel></Principal></Principals>",
+            "  <Settings>",
+            "    <MultipleInstancesPolicy>IgnoreNew</MultipleInstancesPolicy>",
+            "    <DisallowStartIfOnBatteries>false</DisallowStartIfOnBatteries>",
+            "    <StopIfGoingOnBatteries>false</StopIfGoingOnBatteries>",
+            "    <ExecutionTimeLimit>PT0S</ExecutionTimeLimit>",
+            "    <Hidden>true</Hidden>",
+            "    <RestartOnFailure><Interval>PT1M</Interval><Count>999</Count></RestartOnFailure>",
+            "  </Settings>",
+            '  <Actions Context="Author">',
+            f"    <Exec><Command>{escape(argv[0])}</Command>",
+            f"      <Arguments>{escape(arguments)}</Arguments></Exec>",
+            "  </Actions>",
+            "</Task>",
+            "",
+        ]
+    )
+
+
+def windows_service(env: Mapping[str, str], user_home: Path, argv: list[str]) -> InstallPlan:
+    local = _xdg(env, "LOCALAPPDATA", user_home, "AppData/Local") / APP_ID
+    log_file = local / "logs" / "serve.log"
+    definition = local / f"{APP_ID}-task.xml"
+    # Task Scheduler reads its XML as UTF-16, as its declaration says.
+    xml = InstallFile(definition, windows_task_xml(argv, log_file).encode("utf-16"))
+    task = ["schtasks", "/Create", "/F", "/TN", APP_NAME, "/XML", str(definition)]
+    return InstallPlan(
+        "win32",
+        [xml],
+        argv,
+        after_install=[task, ["schtasks", "/Run", "/TN", APP_NAME]],
+        before_uninstall=[
+            ["schtasks", "/End", "/TN", APP_NAME],
+            ["schtasks", "/Delete", "/F", "/TN", APP_NAME],
+        ],
+        notes=[f"logs: {log_file}"],
+    )
+
+
+SERVICES: dict[str, Callable[[Mapping[str, str], Path, list[str]], InstallPlan]] = {
+    "linux": linux_service,
+    "darwin": mac_service,
+    "win32": windows_service,
+}
+
+
+class ToolResult(typing.NamedTuple):
+    code: int | None  # None: the tool is not there or did not finish
+    output: str
+
+
+def run_tool(argv: list[str]) -> ToolResult:
+    """Run a platform tool (systemctl, launchctl, schtasks...) and capture what it says;
+    a missing tool or one that hangs is an answer too, never an exception."""
+    import subprocess
+
+    if shutil.which(argv[0]) is None:
+        return ToolResult(None, f"{argv[0]} is not available here")
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT_SECONDS, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return ToolResult(None, f"{argv[0]} did not finish: {error}")
+    return ToolResult(done.returncode, (done.stdout + done.stderr).strip())
+
+
+def _make_parents(folder: Path) -> list[str]:
+    """Create `folder` and its missing parents; the ones made, outermost first."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    try:
+        for path in reversed(missing):
+            path.mkdir(mode=0o755, exist_ok=True)
+    except OSError as error:
+        raise StorageError(f"cannot create {error.filename}: {error.strerror}") from error
+    return [str(path) for path in reversed(missing)]
+
+
+class Installer:
+    """Writes an InstallPlan's files, runs its tools, and records in the data home what it
+    wrote (`manifest`), so that uninstall removes exactly that: the files, and the folders
+    it had to make (when they are left empty). A failing tool is reported, not raised."""
+
+    def __init__(self, manifest: Path, tool: Callable[[list[str]], ToolResult] = run_tool) -> None:
+        self.manifest = manifest
+        self.tool = tool
+
+    def recorded(self) -> JSONDict | None:
+        try:
+            record = json.loads(self.manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def install(self, plan: InstallPlan) -> JSONDict:
+        before = self.recorded() or {}
+        dirs: list[str] = list(before.get("dirs") or [])
+        for item in plan.files:
+            dirs += _make_parents(item.path.parent)
+            atomic_write(item.path, item.data, item.mode)
+            os.chmod(item.path, item.mode)  # atomic_write's mode is for new files only
+        written = [str(item.path) for item in plan.files] + [str(path) for path in plan.made_by_tools]
+        record = {"platform": plan.platform, "files": written, "dirs": dirs, "command": plan.command}
+        # Recorded before the tools run, so that whatever they manage, uninstall can undo it.
+        atomic_write(self.manifest, json.dumps(record, indent=2).encode())
+        problems = self._run(plan.after_install)
+        return {**record, "notes": plan.notes, "problems": problems}
+
+    def uninstall(self, plan: InstallPlan) -> JSONDict:
+        record = self.recorded()
+        if record is None:  # installed by hand, or the record was lost: the known paths
+            known = [str(item.path) for item in plan.files] + [str(path) for path in plan.made_by_tools]
+            record = {"files": [path for path in known if Path(path).exists()], "dirs": []}
+        problems = self._run(plan.before_uninstall) if record["files"] else []
+        removed = [path for path in record["files"] if Store._unlink(Path(path))]
+        for folder in sorted(record.get("dirs") or [], key=len, reverse=True):
+            with contextlib.suppress(OSError):  # not empty: something else lives there now
+                Path(folder).rmdir()
+        if record["files"]:
+            problems += self._run(plan.after_uninstall)
+        with contextlib.suppress(FileNotFoundError):
+            self.manifest.unlink()
+        return {"platform": plan.platform, "removed": removed, "problems": problems}
+
+    def _run(self, calls: list[list[str]]) -> list[str]:
+        problems = []
+        for argv in calls:
+            result = self.tool(argv)
+            if result.code != 0:
+                problems.append(f"{' '.join(argv[:4])}: {result.output or f'exit code {result.code}'}")
+        return problems
+
+
+def _service_state_systemd(tool: Callable[[list[str]], ToolResult]) -> JSONDict:
+    keys = ("ActiveState", "SubState", "Result", "ExecMainStatus", "ExecMainExitTimestamp", "MainPID")
+    result = tool(["systemctl", "--user", "show", SERVICE_UNIT, *(f"--property={key}" for key in keys)])
+    if result.code != 0:
+        return {"running": None, "state": f"unknown ({result.output})", "last_exit": None}
+    values = dict(line.partition("=")[::2] for line in result.output.splitlines())
+    exited = values.get("ExecMainExitTimestamp")
+    last_exit = f"status {values.get('ExecMainStatus')} at {exited}" if exited else None
+    return {
+        "running": values.get("ActiveState") == "active",
+        "state": f"{values.get('ActiveState')} ({values.get('SubState')}, result {values.get('Result')})",
+        "last_exit": last_exit,
+    }
+
+
+def _service_state_launchd(tool: Callable[[list[str]], ToolResult]) -> JSONDict:
+    domain = f"gui/{os.getuid() if hasattr(os, 'getuid') else 0}"
+    result = tool(["launchctl", "print", f"{domain}/{SERVICE_LABEL}"])
+    if result.code != 0:
+        return {"running": None, "state": f"unknown ({result.output})", "last_exit": None}
+    values = {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition("=") for line in result.output.splitlines())
+    }
+    return {
+        "running": values.get("state") == "running",
+        "state": values.get("state", "unknown"),
+        "last_exit": values.get("last exit code"),
+    }
+
+
+def _service_state_schtasks(tool: Callable[[list[str]], ToolResult]) -> JSONDict:
+    result = tool(["schtasks", "/Query", "/TN", APP_NAME, "/V", "/FO", "LIST"])
+    if result.code != 0:
+        return {"running": None, "state": f"unknown ({result.output})", "last_exit": None}
+    values = {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition(":") for line in result.output.splitlines())
+    }
+    return {
+        "running": values.get("Status") == "Running",
+        "state": values.get("Status", "unknown"),
+        "last_exit": f"{values.get('Last Result')} at {values.get('Last Run Time')}",
+    }
+
+
+SERVICE_STATES: dict[str, Callable[[Callable[[list[str]], ToolResult]], JSONDict]] = {
+    "linux": _service_state_systemd,
+    "darwin": _service_state_launchd,
+    "win32": _service_state_schtasks,
+}
+
+
+def install_target(
+    kind: str, home: Path, home_given: bool, platform: str | None = None
+) -> tuple[InstallPlan, Installer]:
+    """The plan for `desktop` (the launcher) or `service` (the engine at login) on this
+    platform, for this Python, module and data home, and the Installer that keeps its record."""
+    platform = platform or platform_key()
+    mode, plans, manifest = {
+        "desktop": ("gui", LAUNCHERS, DESKTOP_MANIFEST),
+        "service": ("serve", SERVICES, SERVICE_MANIFEST),
+    }[kind]
+    argv = app_command(mode, home if home_given or kind == "service" else None, platform=platform)
+    plan = plans[platform](os.environ, Path.home(), argv)
+    return plan, Installer(home / manifest)
+
+
+def service_status(plan: InstallPlan, installer: Installer, engine: JSONDict) -> JSONDict:
+    installed = installer.recorded() is not None or all(item.path.exists() for item in plan.files)
+    state: JSONDict = {"running": False, "state": "not installed", "last_exit": None}
+    if installed:
+        state = SERVICE_STATES[plan.platform](installer.tool)
+    return {
+        "platform": plan.platform,
+        "installed": installed,
+        "definition": str(plan.files[0].path),
+        **state,
+        "engine": engine,
+        "notes": plan.notes,
+    }
+
+
+####
 # HTTP API ####
 ####
 
@@ -7091,6 +7650,85 @@ def _cmd_tasks_duplicate(ctx: CliContext) -> int:
     return ctx.show(task, lambda: _task_saved_text("Copied as", task))
 
 
+def _local_install(ctx: CliContext, kind: str) -> tuple[InstallPlan, Installer]:
+    """The plan and installer for this computer; not over --api (the files are local)."""
+    if ctx.backend.remote:
+        raise BadRequest(f"{kind} install and uninstall work on this computer: leave out --api")
+    given = bool(getattr(ctx.args, "home", None) or os.environ.get(HOME_ENV))
+    return install_target(kind, data_home(ctx.args).resolve(), given)
+
+
+def _installed_text(what: str, report: JSONDict) -> str:
+    import shlex
+
+    lines = [f"Installed {what} ({report['platform']}):", *(f"  {path}" for path in report["files"])]
+    lines.append(f"It runs: {shlex.join(report['command'])}")
+    return "\n".join(lines + report["notes"])
+
+
+def _finish_install(
+    ctx: CliContext, report: JSONDict, human: Callable[[], str], *, fatal: bool = True
+) -> int:
+    """Show the report; a platform tool that failed is a warning, and after an install
+    (where it means the thing does not run) exit code 1."""
+    ctx.show(report, human)
+    for problem in report["problems"]:
+        ctx.err(f"warning: {problem}")
+    return 1 if report["problems"] and fatal else 0
+
+
+def _cmd_desktop_install(ctx: CliContext) -> int:
+    plan, installer = _local_install(ctx, "desktop")
+    report = installer.install(plan)
+    return _finish_install(ctx, report, lambda: _installed_text("the launcher", report))
+
+
+def _uninstalled_text(report: JSONDict) -> str:
+    if not report["removed"]:
+        return "Nothing to remove: it is not installed."
+    return "\n".join(["Removed:", *(f"  {path}" for path in report["removed"])])
+
+
+def _cmd_desktop_uninstall(ctx: CliContext) -> int:
+    plan, installer = _local_install(ctx, "desktop")
+    report = installer.uninstall(plan)
+    return _finish_install(ctx, report, lambda: _uninstalled_text(report), fatal=False)
+
+
+def _cmd_service_install(ctx: CliContext) -> int:
+    plan, installer = _local_install(ctx, "service")
+    if ctx.args.no_start:
+        plan.after_install = []
+        plan.notes.append("Not started (--no-start): it starts at the next login.")
+    report = installer.install(plan)
+    return _finish_install(ctx, report, lambda: _installed_text("the engine's login service", report))
+
+
+def _cmd_service_uninstall(ctx: CliContext) -> int:
+    plan, installer = _local_install(ctx, "service")
+    report = installer.uninstall(plan)
+    return _finish_install(ctx, report, lambda: _uninstalled_text(report), fatal=False)
+
+
+def _cmd_service_status(ctx: CliContext) -> int:
+    plan, installer = _local_install(ctx, "service")
+    status = service_status(plan, installer, ctx.backend.engine_status())
+    return ctx.show(status, lambda: _service_status_text(status))
+
+
+def _service_status_text(status: JSONDict) -> str:
+    engine = status["engine"]
+    owner = engine.get("owner") or {}
+    by = " (the login service)" if owner.get("service") else " (not the login service)"
+    lines = [
+        f"service    {'installed: ' + status['definition'] if status['installed'] else 'not installed'}",
+        f"state      {status['state']}",
+        f"last exit  {status['last_exit'] or '-'}",
+        f"engine     {'running, pid ' + str(owner.get('pid')) + by if engine['running'] else 'not running'}",
+    ]
+    return "\n".join(lines + status["notes"])
+
+
 FOLLOW_POLL_SECONDS = 0.2
 RENDER_PREFIX = {"tool": "  ", "tool_result": "    ", "thinking": "  (thinking) "}
 
@@ -7685,6 +8323,12 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: standard output)")
 
 
+def _service_install_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-start", action="store_true", help="write the definition; start it at next login"
+    )
+
+
 def _import_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="a bundle made by export ('-': standard input)")
     parser.add_argument("--dry-run", action="store_true", help="check and report, change nothing")
@@ -7731,6 +8375,11 @@ CLI_COMMANDS: list[CliSpec] = [
     ("tasks", "duplicate", _cmd_tasks_duplicate, _with_id),
     ("export", "", _cmd_export, _export_options),
     ("import", "", _cmd_import, _import_options),
+    ("desktop", "install", _cmd_desktop_install, _no_options),
+    ("desktop", "uninstall", _cmd_desktop_uninstall, _no_options),
+    ("service", "install", _cmd_service_install, _service_install_options),
+    ("service", "uninstall", _cmd_service_uninstall, _no_options),
+    ("service", "status", _cmd_service_status, _no_options),
 ]
 CLI_GROUPS = {
     "jobs": "groups of related tasks",
@@ -7741,6 +8390,8 @@ CLI_GROUPS = {
     "settings": "claude path, concurrent runs, history kept",
     "export": "write jobs and tasks (optionally runs and logs) to a JSON bundle",
     "import": "bring in a bundle made by export, with new ids",
+    "desktop": "the launcher in the desktop's application menu",
+    "service": "the engine (serve) started at login, in the background",
 }
 CLI_HELP = {
     "show": "show the settings",
@@ -7763,6 +8414,9 @@ CLI_HELP = {
     "pause": "stop starting new runs (running ones go on)",
     "resume": "start runs again",
     "duplicate": "copy one (the copy starts disabled)",
+    "install": "install it for this user",
+    "uninstall": "remove exactly what install wrote",
+    "service status": "installed? running? its last exit, and which process runs the engine",
 }
 
 
@@ -7793,7 +8447,7 @@ def _add_cli(
             verbs_of[group] = group_parser.add_subparsers(dest="verb", metavar="VERB", required=True)
         if named is not None and group not in named:
             continue
-        helptext = CLI_HELP.get(verb, verb)
+        helptext = CLI_HELP.get(f"{group} {verb}", CLI_HELP.get(verb, verb))
         verb_parser = verbs_of[group].add_parser(verb, help=helptext, description=helptext, parents=[parent])
         if named is None or verb in named:
             add_options(verb_parser)
@@ -7833,6 +8487,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     serve = modes.add_parser("serve", help="run the engine and the REST API without a window")
     serve.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default loopback only)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free port)")
+    serve.add_argument("--log-file", metavar="FILE", help="log there instead of to standard error")
     _add_cli(modes, None if argv is None else set(argv))
     return parser
 
@@ -10076,6 +10731,11 @@ def _engine_status_text(engine: JSONDict) -> tuple[str, str]:
         return "Engine: …", ""
     if engine.get("here"):
         text, level = "Engine: running in this window", ""
+    elif engine.get("running") and (engine.get("owner") or {}).get("service"):
+        text, level = (
+            f"Engine: in the login service (pid {engine['owner'].get('pid')}); this window views",
+            "",
+        )
     elif engine.get("running"):
         text, level = f"Engine: in another process (pid {(engine.get('owner') or {}).get('pid')})", ""
     else:
@@ -10297,6 +10957,7 @@ class App:
         from tkinter import ttk
 
         self.root.title(GUI_TITLE)
+        self._set_icon()
         self.root.minsize(*GUI_MIN_SIZE)
         outer = ttk.Frame(self.root)
         outer.pack(fill="both", expand=True)
@@ -10321,6 +10982,21 @@ class App:
             self.root.bind(sequence, self._key_handler(getattr(self, name)))
         self._update_actions()
         self._show_status()
+
+    def _set_icon(self) -> None:
+        """The window's own icon (see icon_png) in the title bar and the task switcher."""
+        import base64
+        import tkinter as tk
+
+        self.icons: list[tk.PhotoImage] = []
+        try:
+            self.icons = [
+                tk.PhotoImage(master=self.root, data=base64.b64encode(icon_png(size)).decode())
+                for size in WINDOW_ICON_SIZES
+            ]
+            self.root.iconphoto(True, *self.icons)
+        except tk.TclError as error:  # a Tk older than 8.6 reads no PNG: the window works without
+            logger().info("the window's icon is not set: %s", error)
 
     def _build_menu(self) -> None:
         import tkinter as tk
@@ -11409,7 +12085,8 @@ def _run_serve(args: argparse.Namespace) -> int:
 def _start_engine(engine: Engine, service: Service, api_address: str) -> None:
     if engine.start():
         owner = service.engine_status()["owner"] or {}
-        service.store.set_engine_state(owner={**owner, "api": api_address})
+        owner |= {"api": api_address, "service": os.environ.get(SERVICE_ENV) or None}
+        service.store.set_engine_state(owner=owner)
         logger().info("engine started for %s; API on %s", service.store.home, api_address)
     else:
         owner = service.engine_status().get("owner") or {}
@@ -11445,7 +12122,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else 2
-    global _log_level
+    global _log_level, _log_file
+    _log_file = getattr(args, "log_file", None)
+    if _log_file:
+        Path(_log_file).expanduser().parent.mkdir(parents=True, exist_ok=True)
     verbose = args.verbose + getattr(args, "verbose_below", 0)
     chattiness = verbose + (args.mode == "serve")  # serve logs its work by default
     _log_level = LOG_LEVELS[min(chattiness, len(LOG_LEVELS) - 1)]  # applied by logger() on first use

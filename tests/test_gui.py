@@ -891,3 +891,57 @@ def test_edit_menu_duplicates_a_task_and_a_job(gui: Gui, service: cs.Service) ->
     assert other["name"] == "Original (2)"
     gui.wait(lambda: gui.app.scope == cs.Scope(cs.SCOPE_JOB, other["id"]), "the copy to be chosen")
     assert gui.task_rows() == ["Step", "Step (2)"]
+
+
+# The launcher and the window's icon ------------------------------------------------------------
+
+
+def test_the_window_has_its_own_icon(gui: Gui) -> None:
+    icons = gui.app.icons
+    assert [(icon.width(), icon.height()) for icon in icons] == [
+        (size, size) for size in cs.WINDOW_ICON_SIZES
+    ]
+    big = icons[-1]
+    assert big.transparency_get(0, 0) is True
+    assert big.get(32, 32) == (255, 255, 255)
+    assert big.get(8, 32) == cs.ICON_BACKGROUND
+
+
+def catches_sigterm(pid: int) -> bool:
+    """Whether a process has its SIGTERM handler in place (Linux: /proc's SigCgt mask)."""
+    import signal
+
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+
+
+def test_the_desktop_launcher_opens_the_window(
+    home: Path, display: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+    import signal
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    assert cs.main(["cli", "desktop", "install"]) == 0
+    entry = (tmp_path / "share" / "applications" / "claude-code-scheduler.desktop").read_text()
+    command = next(line for line in entry.splitlines() if line.startswith("Exec="))
+    argv = shlex.split(command.removeprefix("Exec=").replace("%%", "%"))
+    assert argv[-1] == "gui" and "Terminal=false" in entry.splitlines()
+    env = {**os.environ, "DISPLAY": display}
+    env.pop(cs.HOME_ENV)  # the launcher names the data home itself
+    window = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    service = cs.Service(cs.Store(home))
+    try:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while (service.engine_status().get("owner") or {}).get("pid") != window.pid or not catches_sigterm(
+            window.pid
+        ):
+            assert window.poll() is None, window.stderr.read() if window.stderr else ""
+            assert time.monotonic() < deadline, "the launcher's window did not take the engine"
+            time.sleep(POLL_SECONDS)
+    finally:
+        window.send_signal(signal.SIGTERM)  # the window quits on SIGTERM as on its close button
+        window.wait(WAIT_SECONDS)
+    assert window.returncode == 0
+    assert cs.main(["cli", "desktop", "uninstall"]) == 0
