@@ -90,6 +90,9 @@ HOME_ENV = "CLAUDE_SCHEDULER_HOME"
 API_ENV = "CLAUDE_SCHEDULER_API"
 CLAUDE_ENV = "CLAUDE_SCHEDULER_CLAUDE"
 DEFAULT_HOME = "~/.claude-scheduler"
+APP_ID = "claude-code-scheduler"
+APP_NAME = "Claude Code Scheduler"
+APP_COMMENT = "Run unattended Claude Code sessions on a schedule"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5679
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -4304,6 +4307,559 @@ def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None
 
 
 ####
+# Notifications ####
+####
+
+# What to be told about, through which channels. The engine's process owns a Notifier:
+# the engine hands it each run event (only a queue put: delivery never blocks or slows
+# the engine), and a thread of its own works out which events the run means, then
+# delivers each on a thread of its own, with retries and backoff, keeping a history.
+
+NOTIFY_FILE = "notifications.json"  # mode 0600: webhook secrets
+NOTIFY_HISTORY_FILE = "notify-history.json"
+NOTIFY_HISTORY_MAX = 200
+NOTIFY_EVENTS: dict[str, tuple[bool, str]] = {  # name -> (on by default, what it means)
+    "failed": (True, "a run failed (after its last retry)"),
+    "timed_out": (True, "a run hit its timeout (after its last retry)"),
+    "recovered": (True, "a task succeeded after failing"),
+    "changed": (False, "a run's result differs from the task's last successful result"),
+    "limit_hold_began": (True, "the usage limit put runs on hold"),
+    "limit_hold_ended": (False, "the usage-limit hold ended"),
+}
+WEBHOOK_PRESETS = ("json", "slack", "discord", "ntfy")
+WEBHOOK_TIMEOUT_DEFAULT, WEBHOOK_TIMEOUT_MAX = 10.0, 120.0
+WEBHOOK_RETRIES_DEFAULT, WEBHOOK_RETRIES_MAX = 3, 10
+WEBHOOK_BACKOFF_DEFAULT, WEBHOOK_BACKOFF_MAX = 2.0, 600.0
+WEBHOOK_SCHEMES = ("http", "https")
+SIGNATURE_HEADER = "X-Scheduler-Signature"
+NOTIFY_PARALLEL = 8  # deliveries under way at once; more wait their turn on their own thread
+NOTIFY_TEXT_MAX = 1000  # of a run's result or error in a message
+HTTP_RETRYABLE = (408, 425, 429)
+JSON_CONTENT = "application/json"
+DEFAULT_NOTIFY: JSONDict = {
+    "events": {name: on for name, (on, _) in NOTIFY_EVENTS.items()},
+    "desktop": {"enabled": False, "command": None},
+    "webhooks": [],
+    "tasks": {},
+}
+# The desktop notifier per platform: argv with {title} and {body}, tried in order.
+WINDOWS_TOAST = (
+    "$m = [Windows.UI.Notifications.ToastNotificationManager, Windows.UI.Notifications, "
+    "ContentType=WindowsRuntime]; "
+    "$x = $m::GetTemplateContent([Windows.UI.Notifications.ToastTemplateType]::ToastText02); "
+    "$t = $x.GetElementsByTagName('text'); "
+    "$t.Item(0).InnerText = {title_ps}; $t.Item(1).InnerText = {body_ps}; "
+    "$m::CreateToastNotifier({app_ps}).Show([Windows.UI.Notifications.ToastNotification]::new($x))"
+)
+FREEDESKTOP_NOTIFY = (
+    "org.freedesktop.Notifications",
+    "/org/freedesktop/Notifications",
+    "org.freedesktop.Notifications.Notify",
+)
+DESKTOP_NOTIFIERS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "linux": (
+        ("notify-send", "--app-name", APP_NAME, "{title}", "{body}"),
+        ("gdbus", "call", "--session", "--dest", FREEDESKTOP_NOTIFY[0],
+         "--object-path", FREEDESKTOP_NOTIFY[1], "--method", FREEDESKTOP_NOTIFY[2],
+         APP_NAME, "0", "", "{title}", "{body}", "[]", "{}", "-1"),
+    ),
+    "darwin": (("osascript", "-e", "display notification {body_as} with title {title_as}"),),
+    "win32": (("powershell", "-NoProfile", "-NonInteractive", "-Command", WINDOWS_TOAST),),
+}  # fmt: skip
+
+
+def _read_events(value: JSON, field: str) -> dict[str, bool]:
+    data = require_object(value, field)
+    split_known(data, NOTIFY_EVENTS, strict=True, prefix=field)
+    return {name: read_bool(on, f"{field}.{name}") for name, on in data.items()}
+
+
+def _read_webhook(value: JSON, field: str) -> JSONDict:
+    known = (
+        "name",
+        "url",
+        "preset",
+        "secret",
+        "timeout_seconds",
+        "retries",
+        "backoff_seconds",
+        "events",
+        "enabled",
+    )
+    data = require_object(value, field)
+    split_known(data, known, strict=True, prefix=field)
+    url = read_str(data.get("url"), f"{field}.url", max_len=PATH_MAX, required=True)
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in WEBHOOK_SCHEMES or not parts.hostname:
+        raise Invalid("must be an http:// or https:// address", f"{field}.url")
+    preset = read_str(data.get("preset") or "json", f"{field}.preset")
+    if preset not in WEBHOOK_PRESETS:
+        raise Invalid(f"must be one of {', '.join(WEBHOOK_PRESETS)}", f"{field}.preset")
+    events = data.get("events")
+    if events is not None:
+        for n, name in enumerate(read_str_list(events, f"{field}.events")):
+            if name not in NOTIFY_EVENTS:
+                raise Invalid(f"unknown event (events: {', '.join(NOTIFY_EVENTS)})", f"{field}.events[{n}]")
+    return {
+        "name": read_str(data.get("name"), f"{field}.name", max_len=NAME_MAX, required=True),
+        "url": url,
+        "preset": preset,
+        "secret": read_opt_str(data.get("secret"), f"{field}.secret", NAME_MAX),
+        "timeout_seconds": read_float(
+            data.get("timeout_seconds", WEBHOOK_TIMEOUT_DEFAULT),
+            f"{field}.timeout_seconds",
+            0.1,
+            WEBHOOK_TIMEOUT_MAX,
+        ),
+        "retries": read_int(
+            data.get("retries", WEBHOOK_RETRIES_DEFAULT), f"{field}.retries", 0, WEBHOOK_RETRIES_MAX
+        ),
+        "backoff_seconds": read_float(
+            data.get("backoff_seconds", WEBHOOK_BACKOFF_DEFAULT),
+            f"{field}.backoff_seconds",
+            0,
+            WEBHOOK_BACKOFF_MAX,
+        ),
+        "events": events,
+        "enabled": read_bool(data.get("enabled", True), f"{field}.enabled"),
+    }
+
+
+def read_notify_config(value: JSON) -> JSONDict:
+    """Validate notification settings (Invalid naming the field); fill in the defaults."""
+    data = require_object(value, "notifications")
+    split_known(data, DEFAULT_NOTIFY, strict=True)
+    desktop = require_object(data.get("desktop") or {}, "desktop")
+    split_known(desktop, ("enabled", "command"), strict=True, prefix="desktop")
+    command = desktop.get("command")
+    hooks = data.get("webhooks") or []
+    if not isinstance(hooks, list):
+        raise Invalid("must be a list", "webhooks")
+    webhooks = [_read_webhook(hook, f"webhooks[{n}]") for n, hook in enumerate(hooks)]
+    names = [hook["name"] for hook in webhooks]
+    for n, name in enumerate(names):
+        if name in names[:n]:
+            raise Invalid(f"{name!r} names another webhook too", f"webhooks[{n}].name")
+    tasks = require_object(data.get("tasks") or {}, "tasks")
+    return {
+        "events": {**DEFAULT_NOTIFY["events"], **_read_events(data.get("events") or {}, "events")},
+        "desktop": {
+            "enabled": read_bool(desktop.get("enabled", False), "desktop.enabled"),
+            "command": read_str_list(command, "desktop.command") or None if command is not None else None,
+        },
+        "webhooks": webhooks,
+        "tasks": {
+            read_id(task_id, f"tasks.{task_id}", required=True) or "": {
+                "events": _read_events(
+                    require_object(entry, f"tasks.{task_id}").get("events") or {}, f"tasks.{task_id}.events"
+                )
+            }
+            for task_id, entry in tasks.items()
+        },
+    }
+
+
+def public_notify_config(config: JSONDict) -> JSONDict:
+    """The settings as shown: each webhook's secret only as whether it has one."""
+    hooks = [
+        {**{k: v for k, v in hook.items() if k != "secret"}, "has_secret": bool(hook["secret"])}
+        for hook in config["webhooks"]
+    ]
+    return {**config, "webhooks": hooks}
+
+
+def sign_body(secret: str, body: bytes) -> str:
+    """The signature header's value: `sha256=` and the hex HMAC-SHA256 of the body."""
+    import hashlib
+    import hmac
+
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class Notice:
+    """One thing to tell: an event, in words, with the task and run it is about."""
+
+    event: str
+    title: str
+    body: str
+    task: JSONDict | None = None
+    run: JSONDict | None = None
+    at: datetime = field(default_factory=utcnow)
+
+    def payload(self) -> JSONDict:
+        return {
+            "event": self.event,
+            "title": self.title,
+            "message": self.body,
+            "task": self.task,
+            "run": self.run,
+            "sent_at": fmt_time(self.at),
+            "app": APP_ID,
+        }
+
+
+def _preset_json(notice: Notice) -> tuple[bytes, dict[str, str]]:
+    return json.dumps(notice.payload(), ensure_ascii=False).encode(), {"Content-Type": JSON_CONTENT}
+
+
+def _preset_slack(notice: Notice) -> tuple[bytes, dict[str, str]]:
+    return json.dumps({"text": f"*{notice.title}*\n{notice.body}"}).encode(), {"Content-Type": JSON_CONTENT}
+
+
+def _preset_discord(notice: Notice) -> tuple[bytes, dict[str, str]]:
+    return json.dumps({"content": f"**{notice.title}**\n{notice.body}"[:2000]}).encode(), {
+        "Content-Type": JSON_CONTENT
+    }
+
+
+def _preset_ntfy(notice: Notice) -> tuple[bytes, dict[str, str]]:
+    # ntfy publishes a plain-text body to the topic URL, with its title and priority as headers.
+    urgent = notice.event in ("failed", "timed_out", "limit_hold_began")
+    headers = {
+        "Content-Type": "text/plain; charset=utf-8",
+        "Title": notice.title.encode("ascii", "replace").decode(),
+        "Priority": "high" if urgent else "default",
+        "Tags": "warning" if urgent else "white_check_mark",
+    }
+    return notice.body.encode(), headers
+
+
+WEBHOOK_FORMATS: dict[str, Callable[[Notice], tuple[bytes, dict[str, str]]]] = {
+    "json": _preset_json,
+    "slack": _preset_slack,
+    "discord": _preset_discord,
+    "ntfy": _preset_ntfy,
+}
+
+
+def post_webhook(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
+    """POST and return the HTTP status; OSError (and http.client's errors) when it fails."""
+    import http.client
+
+    parts = urllib.parse.urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = kind(parts.hostname or "", parts.port, timeout=timeout)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        connection.request("POST", target, body=body, headers=dict(headers))
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def _run_text(run: JSONDict) -> str:
+    text = run.get("error") if run.get("status") != RunStatus.SUCCESS else run.get("result")
+    return _clip(str(text or "").strip(), NOTIFY_TEXT_MAX)
+
+
+NOTIFY_TEST_BODY = "A sample from Claude Code Scheduler: this channel works."
+NOTICE_TITLES = {
+    "failed": "{name} failed",
+    "timed_out": "{name} timed out",
+    "recovered": "{name} succeeded again",
+    "changed": "{name}: the result changed",
+    "limit_hold_began": "Usage limit: runs on hold",
+    "limit_hold_ended": "Usage limit: runs go on",
+    "test": "Test notification",
+}
+
+
+def platform_key(name: str = sys.platform) -> str:
+    """linux, darwin or win32 (other Unixes are treated as Linux: freedesktop and systemd)."""
+    return name if name in ("darwin", "win32") else "linux"
+
+
+def load_notify_config(home: Path) -> JSONDict:
+    """The notification settings of a data home (defaults when it has none)."""
+    path = home / NOTIFY_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return read_notify_config({})
+    except (OSError, ValueError) as error:
+        raise StorageError(f"cannot read {path}: {error}") from None
+    try:
+        return read_notify_config(data)
+    except Invalid as error:
+        raise StorageError(f"{path} is not valid: {error}; fix or delete it") from None
+
+
+def _applescript_text(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _fill_command(template: Sequence[str], notice: Notice) -> list[str]:
+    values = {
+        "title": notice.title,
+        "body": notice.body,
+        "title_as": _applescript_text(notice.title),
+        "body_as": _applescript_text(notice.body),
+        "title_ps": "'" + notice.title.replace("'", "''") + "'",
+        "body_ps": "'" + notice.body.replace("'", "''") + "'",
+        "app_ps": "'" + APP_NAME + "'",
+    }
+    return [re.sub(r"\{(\w+)\}", lambda m: values.get(m[1], m[0]), part) for part in template]
+
+
+class Notifier:
+    """Delivers the notices of one data home. `on_event` is the Engine's callback: it only
+    queues (thread-safe, never blocks). A thread of its own turns events into notices
+    (reading the store), and each delivery runs on a thread of its own (at most
+    NOTIFY_PARALLEL at once), so a slow or unreachable hook delays nothing else.
+    `sleep` and `post` are injected for tests."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        post: Callable[[str, bytes, Mapping[str, str], float], int] = post_webhook,
+        platform: str | None = None,
+    ) -> None:
+        import queue
+
+        self.store = store
+        self.sleep = sleep
+        self.post = post
+        self.platform = platform or platform_key()
+        self.inbox: queue.SimpleQueue[JSONDict | None] = queue.SimpleQueue()
+        self._slots = threading.BoundedSemaphore(NOTIFY_PARALLEL)
+        self._busy = 0
+        self._idle = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = _start_thread(self._loop)
+
+    def stop(self) -> None:
+        self.inbox.put(None)
+
+    def on_event(self, event: JSONDict) -> None:
+        self._begin()
+        self.inbox.put(event)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Whether every event and delivery so far is done within `timeout` (tests)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    def _begin(self) -> None:
+        with self._idle:
+            self._busy += 1
+
+    def _end(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+
+    def _loop(self) -> None:
+        while (event := self.inbox.get()) is not None:
+            try:
+                for notice in self.notices_for(event):
+                    self.send(notice)
+            except Exception:  # one bad event must not end notifications; the log has it
+                logger().exception("notifications: event %s not handled", event.get("event"))
+            finally:
+                self._end()
+
+    # What an event means -------------------------------------------------------
+
+    def notices_for(self, event: JSONDict) -> list[Notice]:
+        if event.get("event") == "limit_hold":
+            kind = "limit_hold_began" if event.get("began") else "limit_hold_ended"
+            until = event.get("resets_at")
+            body = (
+                f"Runs wait until {until}."
+                if event.get("began") and until
+                else "Runs wait or go on as usual."
+            )
+            return [Notice(kind, NOTICE_TITLES[kind], body, at=self.store.clock())]
+        run = event.get("run")
+        if event.get("event") != "run" or not isinstance(run, dict):
+            return []
+        return self._run_notices(Run.from_dict(run))
+
+    def _run_notices(self, run: Run) -> list[Notice]:
+        if run.status not in (RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED):
+            return []
+        try:
+            task = self.store.task(run.task_id)
+        except NotFound:
+            return []
+        kinds = self._kinds(task, run)
+        facts = {"id": task.id, "name": task.name, "job_id": task.job_id}
+        shown = {key: run.to_dict().get(key) for key in NOTICE_RUN_FIELDS}
+        body = f"{_run_text(shown) or run.status.value} (run {run.id[:ID_PREFIX_LEN]})"
+        return [
+            Notice(kind, NOTICE_TITLES[kind].format(name=task.name), body, facts, shown, self.store.clock())
+            for kind in kinds
+        ]
+
+    def _kinds(self, task: Task, run: Run) -> list[str]:
+        failing = (RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED)
+        if run.status in failing:
+            retried = run.status is not RunStatus.INTERRUPTED and run.failure_kind not in NOT_RETRIED_KINDS
+            if retried and run.attempt <= task.retry.max_attempts:
+                return []  # the retry tells; the last attempt's failure is the one said
+            return ["timed_out" if run.status is RunStatus.TIMEOUT else "failed"]
+        earlier = sorted(
+            (other for other in self.store.runs_of(task.id)
+             if other.id != run.id and other.created_at <= run.created_at
+             and other.tells_how_the_task_does and not other.is_active),
+            key=lambda other: other.created_at,
+        )  # fmt: skip
+        kinds = []
+        if earlier and earlier[-1].status in failing and run.attempt == 1:
+            kinds.append("recovered")
+        last_success = next((other for other in reversed(earlier) if other.status is RunStatus.SUCCESS), None)
+        if last_success is not None and (last_success.result or "") != (run.result or ""):
+            kinds.append("changed")
+        return kinds
+
+    # Delivery ------------------------------------------------------------------
+
+    def send(self, notice: Notice, *, wait: bool = False) -> list[JSONDict]:
+        """Deliver a notice through each channel that wants it, each on its own thread;
+        with `wait`, return the delivery records once all are done (`notify test`)."""
+        config = load_notify_config(self.store.home)
+        records: list[JSONDict] = []
+        threads = []
+        for deliver in self._channels(config, notice):
+            self._begin()
+            threads.append(_start_thread(self._deliver, deliver, notice, records))
+        if wait:
+            for thread in threads:
+                thread.join()
+        return records
+
+    def _channels(self, config: JSONDict, notice: Notice) -> list[Callable[[Notice], JSONDict]]:
+        wanted = dict(config["events"])
+        if notice.task:
+            wanted |= (config["tasks"].get(notice.task["id"]) or {}).get("events", {})
+        if notice.event != "test" and not wanted.get(notice.event):
+            return []
+        channels: list[Callable[[Notice], JSONDict]] = []
+        if config["desktop"]["enabled"]:
+            channels.append(functools.partial(self._to_desktop, config["desktop"]["command"]))
+        for hook in config["webhooks"]:
+            if hook["enabled"] and (
+                notice.event == "test" or hook["events"] is None or notice.event in hook["events"]
+            ):
+                channels.append(functools.partial(self._to_webhook, hook))
+        return channels
+
+    def _deliver(
+        self, deliver: Callable[[Notice], JSONDict], notice: Notice, records: list[JSONDict]
+    ) -> None:
+        try:
+            with self._slots:
+                record = deliver(notice)
+            records.append(record)
+            self._record(record)
+        except Exception:  # a delivery thread must end cleanly; the log has the cause
+            logger().exception("notifications: delivery failed unexpectedly")
+        finally:
+            self._end()
+
+    def _record_of(self, notice: Notice, channel: str) -> JSONDict:
+        return {
+            "id": new_id(),
+            "at": fmt_time(self.store.clock()),
+            "event": notice.event,
+            "channel": channel,
+            "task_id": (notice.task or {}).get("id"),
+            "run_id": (notice.run or {}).get("id"),
+            "status": "failed",
+            "attempts": 0,
+            "http_status": None,
+            "error": None,
+        }
+
+    def _to_webhook(self, hook: JSONDict, notice: Notice) -> JSONDict:
+        import http.client
+
+        record = self._record_of(notice, f"webhook:{hook['name']}")
+        body, headers = WEBHOOK_FORMATS[hook["preset"]](notice)
+        headers |= {
+            "User-Agent": f"{APP_ID}/{__version__}",
+            "X-Scheduler-Event": notice.event,
+            "X-Scheduler-Delivery": record["id"],
+        }
+        if hook["secret"]:
+            headers[SIGNATURE_HEADER] = sign_body(hook["secret"], body)
+        for attempt in range(1, hook["retries"] + 2):
+            record["attempts"] = attempt
+            try:
+                status = self.post(hook["url"], body, headers, hook["timeout_seconds"])
+            except (OSError, ValueError, http.client.HTTPException) as error:
+                record["error"] = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            else:
+                record["http_status"] = status
+                if HTTPStatus.OK <= status < HTTPStatus.MULTIPLE_CHOICES:
+                    return {**record, "status": "delivered", "error": None}
+                record["error"] = f"HTTP {status}"
+                if status < HTTPStatus.INTERNAL_SERVER_ERROR and status not in HTTP_RETRYABLE:
+                    return record  # the hook refuses it: asking again would not help
+            if attempt <= hook["retries"]:
+                self.sleep(hook["backoff_seconds"] * 2 ** (attempt - 1))
+        return record
+
+    def _to_desktop(self, command: list[str] | None, notice: Notice) -> JSONDict:
+        import subprocess
+
+        record = self._record_of(notice, "desktop")
+        templates = [command] if command else [list(argv) for argv in DESKTOP_NOTIFIERS[self.platform]]
+        available = [argv for argv in templates if shutil.which(argv[0])]
+        if not available:
+            tools = ", ".join(argv[0] for argv in templates)
+            return {**record, "error": f"no desktop notifier here ({tools} not found)"}
+        record["attempts"] = 1
+        try:
+            done = subprocess.run(
+                _fill_command(available[0], notice),
+                capture_output=True,
+                text=True,
+                timeout=TOOL_TIMEOUT_SECONDS,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return {**record, "error": f"{available[0][0]}: {error}"}
+        if done.returncode != 0:
+            return {
+                **record,
+                "error": f"{available[0][0]} exited {done.returncode}: {_one_line(done.stderr)}",
+            }
+        return {**record, "status": "delivered"}
+
+    # History -------------------------------------------------------------------
+
+    def _record(self, record: JSONDict) -> None:
+        with self.store.locked():
+            history = notify_history(self.store.home)
+            history.insert(0, record)
+            atomic_write(
+                self.store.home / NOTIFY_HISTORY_FILE, json.dumps(history[:NOTIFY_HISTORY_MAX]).encode()
+            )
+
+
+NOTICE_RUN_FIELDS = ("id", "status", "trigger", "attempt", "started_at", "finished_at", "duration_seconds",
+                     "cost_usd", "result", "error", "failure_kind")  # fmt: skip
+
+
+def notify_history(home: Path) -> list[JSONDict]:
+    """The deliveries, newest first (the last NOTIFY_HISTORY_MAX)."""
+    try:
+        history = json.loads((home / NOTIFY_HISTORY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [item for item in history if isinstance(item, dict)] if isinstance(history, list) else []
+
+
+####
 # Service operations (shared by the CLI, the API and the window) ####
 ####
 
@@ -4745,6 +5301,63 @@ class Service:
             self.wake()
         return plan.report(dry_run=dry_run)
 
+    # Notifications -------------------------------------------------------------
+
+    def notify_settings(self) -> JSONDict:
+        """What to be told about and through which channels (webhook secrets left out)."""
+        return public_notify_config(load_notify_config(self.store.home))
+
+    def update_notify_settings(self, data: JSON) -> JSONDict:
+        """Change the settings given: `events` and `desktop` field by field, `tasks` task by
+        task (null drops a task's overrides), `webhooks` as a whole list in which a hook
+        given without `secret` keeps the secret of the hook of that name."""
+        data = require_object(data)
+        split_known(data, DEFAULT_NOTIFY, strict=True)
+        with self.store.locked():
+            current = load_notify_config(self.store.home)
+            merged = {
+                **current,
+                "events": {**current["events"], **require_object(data.get("events") or {}, "events")},
+                "desktop": {**current["desktop"], **require_object(data.get("desktop") or {}, "desktop")},
+                "tasks": self._task_overrides(current["tasks"], data.get("tasks") or {}),
+            }
+            if "webhooks" in data:
+                merged["webhooks"] = self._keep_secrets(current["webhooks"], data["webhooks"])
+            config = read_notify_config(merged)
+            atomic_write(self.store.home / NOTIFY_FILE, json.dumps(config, indent=2).encode())
+        return public_notify_config(config)
+
+    def _task_overrides(self, current: JSONDict, changes: JSON) -> JSONDict:
+        tasks = dict(current)
+        for task_id, entry in require_object(changes, "tasks").items():
+            if entry is None:
+                tasks.pop(task_id, None)
+            else:
+                tasks[self.store.task(task_id).id] = entry
+        return tasks
+
+    @staticmethod
+    def _keep_secrets(current: list[JSONDict], hooks: JSON) -> JSON:
+        if not isinstance(hooks, list):
+            return hooks  # read_notify_config names the mistake
+        secrets = {hook["name"]: hook["secret"] for hook in current}
+        return [
+            {**hook, "secret": secrets.get(hook.get("name"))}
+            if isinstance(hook, dict) and "secret" not in hook
+            else hook
+            for hook in hooks
+        ]
+
+    def notify_history(self, limit: int | None = None) -> list[JSONDict]:
+        """The latest deliveries, newest first: channel, event, status, attempts, error."""
+        limit = read_int(limit, "limit", 1, NOTIFY_HISTORY_MAX) if limit is not None else None
+        return notify_history(self.store.home)[:limit]
+
+    def notify_test(self) -> list[JSONDict]:
+        """Send a sample through each enabled channel and wait for the outcomes."""
+        notice = Notice("test", NOTICE_TITLES["test"], NOTIFY_TEST_BODY, at=self.clock())
+        return Notifier(self.store).send(notice, wait=True)
+
     # Engine ------------------------------------------------------------------
 
     def engine_status(self) -> JSONDict:
@@ -5016,9 +5629,6 @@ class ImportPlan:
 # Desktop integration: the launcher, the icon, the engine at login ####
 ####
 
-APP_ID = "claude-code-scheduler"
-APP_NAME = "Claude Code Scheduler"
-APP_COMMENT = "Run unattended Claude Code sessions on a schedule"
 DESKTOP_MANIFEST = "desktop-install.json"  # in the data home: what `desktop install` wrote
 LINUX_ICON_SIZES = (16, 24, 32, 48, 64, 128, 256)
 MAC_ICON_TYPES = ((b"ic07", 128), (b"ic08", 256), (b"ic09", 512), (b"ic11", 32), (b"ic12", 64))
@@ -5148,11 +5758,6 @@ class InstallPlan:
     after_uninstall: list[list[str]] = field(default_factory=list)
     made_by_tools: list[Path] = field(default_factory=list)  # files the after_install calls make
     notes: list[str] = field(default_factory=list)
-
-
-def platform_key(name: str = sys.platform) -> str:
-    """linux, darwin or win32 (other Unixes are treated as Linux: freedesktop and systemd)."""
-    return name if name in ("darwin", "win32") else "linux"
 
 
 def app_command(mode: str, home: Path | None, *, platform: str, python: str | None = None) -> list[str]:
@@ -6261,6 +6866,41 @@ def _api_duplicate_task(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.CREATED, service.duplicate_task(call.ids["task_id"])
 
 
+@api_route(
+    "GET", "/api/notifications", "What to be told about, and through which channels", schema="NotifySettings"
+)
+def _api_notify_settings(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.notify_settings()
+
+
+@api_route(
+    ("PUT", "PATCH"),
+    "/api/notifications",
+    "Change notification settings (events and desktop field by field, webhooks as a list)",
+    schema="NotifySettings",
+    body="NotifyInput",
+    body_required=True,
+)
+def _api_update_notify_settings(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.update_notify_settings(call.body)
+
+
+@api_route(
+    "GET",
+    "/api/notifications/history",
+    "The latest deliveries, newest first",
+    schema="Deliveries",
+    query=(QueryParam("limit", QUERY_INT, f"how many (1-{NOTIFY_HISTORY_MAX})"),),
+)
+def _api_notify_history(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, {"deliveries": service.notify_history(call.query.get("limit"))}
+
+
+@api_route("POST", "/api/notifications/test", "Send a sample through each channel", schema="Deliveries")
+def _api_notify_test(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, {"deliveries": service.notify_test()}
+
+
 # The OpenAPI document, built from the route table and the model's enums and limits.
 
 
@@ -6596,6 +7236,64 @@ def _bundle_schemas() -> JSONDict:
     }
 
 
+def _notify_schemas() -> JSONDict:
+    events = {name: {"type": "boolean", "description": what} for name, (_, what) in NOTIFY_EVENTS.items()}
+    hook = {
+        "name": _schema_text(NAME_MAX),
+        "url": {"type": "string", "format": "uri"},
+        "preset": {"enum": list(WEBHOOK_PRESETS), "default": "json"},
+        "timeout_seconds": {"type": "number", "minimum": 0.1, "maximum": WEBHOOK_TIMEOUT_MAX},
+        "retries": _schema_count(0, WEBHOOK_RETRIES_MAX),
+        "backoff_seconds": {"type": "number", "minimum": 0, "maximum": WEBHOOK_BACKOFF_MAX},
+        "events": _schema_nullable(_schema_array({"enum": list(NOTIFY_EVENTS)})),
+        "enabled": {"type": "boolean"},
+    }
+    desktop = {"enabled": {"type": "boolean"}, "command": _schema_nullable(_schema_array({"type": "string"}))}
+    tasks = {
+        "type": "object",
+        "additionalProperties": _schema_object({"events": _schema_object(events, closed=True)}),
+    }
+    delivery = {
+        "id": UUID_SCHEMA,
+        "at": TIME_SCHEMA,
+        "event": {"type": "string"},
+        "channel": {"type": "string", "description": "desktop, or webhook:NAME"},
+        "task_id": _schema_nullable(UUID_SCHEMA),
+        "run_id": _schema_nullable(UUID_SCHEMA),
+        "status": {"enum": ["delivered", "failed"]},
+        "attempts": _schema_count(),
+        "http_status": _schema_nullable({"type": "integer"}),
+        "error": _schema_nullable({"type": "string"}),
+    }
+    shown_hook = {**hook, "has_secret": {"type": "boolean"}}
+    settings = {
+        "events": _schema_object(events, required=list(events), closed=True),
+        "desktop": _schema_object(desktop, required=list(desktop), closed=True),
+        "webhooks": _schema_array(_schema_object(shown_hook, required=list(shown_hook))),
+        "tasks": tasks,
+    }
+    given_hook = {
+        **hook,
+        "secret": _schema_nullable({**_schema_text(NAME_MAX), "description": "HMAC-SHA256 key"}),
+    }
+    return {
+        "NotifySettings": _schema_object(settings, required=list(settings)),
+        "NotifyInput": _schema_object(
+            {
+                "events": _schema_object(events, closed=True),
+                "desktop": _schema_object(desktop, closed=True),
+                "webhooks": _schema_array(_schema_object(given_hook, required=["name", "url"], closed=True)),
+                "tasks": {"type": "object", "additionalProperties": _schema_nullable({"type": "object"})},
+            },
+            closed=True,
+        ),
+        "Deliveries": _schema_object(
+            {"deliveries": _schema_array(_schema_object(delivery, required=list(delivery)))},
+            required=["deliveries"],
+        ),
+    }
+
+
 def _operation(route: ApiRoute, operation_id: str) -> JSONDict:
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": UUID_SCHEMA} for name in route.id_names
@@ -6639,7 +7337,14 @@ def openapi_document() -> JSONDict:
         operation_id = name if uses[route.func] == 1 else f"{name}_{route.method.lower()}"
         paths.setdefault(route.template, {})[route.method.lower()] = _operation(route, operation_id)
     error_response = {"description": "an error", "content": {JSON_TYPE: {"schema": _schema_ref("Error")}}}
-    schemas = _job_schemas() | _task_schemas() | _run_schemas() | _server_schemas() | _bundle_schemas()
+    schemas = (
+        _job_schemas()
+        | _task_schemas()
+        | _run_schemas()
+        | _server_schemas()
+        | _bundle_schemas()
+        | _notify_schemas()
+    )
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -7123,6 +7828,21 @@ class ApiClient:
 
     def duplicate_task(self, task_id: str) -> JSONDict:
         return self._object("POST", _api_path("tasks", task_id, "duplicate"))
+
+    # Notifications -------------------------------------------------------------
+
+    def notify_settings(self) -> JSONDict:
+        return self._object("GET", "/api/notifications")
+
+    def update_notify_settings(self, data: JSON) -> JSONDict:
+        return self._object("PATCH", "/api/notifications", body=data)
+
+    def notify_history(self, limit: int | None = None) -> list[JSONDict]:
+        return self._items("/api/notifications/history", "deliveries", {"limit": limit})
+
+    def notify_test(self) -> list[JSONDict]:
+        deliveries = self._object("POST", "/api/notifications/test").get("deliveries")
+        return deliveries if isinstance(deliveries, list) else []
 
     # HTTP --------------------------------------------------------------------
 
@@ -7648,6 +8368,142 @@ def _cmd_jobs_duplicate(ctx: CliContext) -> int:
 def _cmd_tasks_duplicate(ctx: CliContext) -> int:
     task = ctx.backend.duplicate_task(ctx.resolve("task", ctx.args.id))
     return ctx.show(task, lambda: _task_saved_text("Copied as", task))
+
+
+def _notify_text(config: JSONDict) -> str:
+    lines = [
+        "events     " + ", ".join(f"{name} {'on' if on else 'off'}" for name, on in config["events"].items())
+    ]
+    desktop = config["desktop"]
+    command = _shell_words(desktop["command"]) if desktop["command"] else "the platform's notifier"
+    lines.append(f"desktop    {'on' if desktop['enabled'] else 'off'} ({command})")
+    for hook in config["webhooks"]:
+        events = ",".join(hook["events"]) if hook["events"] is not None else "all events on"
+        signed = "signed" if hook["has_secret"] else "unsigned"
+        state = "" if hook["enabled"] else ", disabled"
+        lines.append(
+            f"webhook    {hook['name']}: {hook['preset']} to {hook['url']} ({events}, {signed}, "
+            f"timeout {hook['timeout_seconds']:g}s, {hook['retries']} retries{state})"
+        )
+    if not config["webhooks"]:
+        lines.append("webhooks   none (add one: cli notify hook-add NAME URL)")
+    for task_id, entry in config["tasks"].items():
+        changes = ", ".join(f"{name} {'on' if on else 'off'}" for name, on in entry["events"].items())
+        lines.append(f"task       {_short(task_id)}: {changes}")
+    return "\n".join(lines)
+
+
+def _shell_words(argv: Sequence[str]) -> str:
+    import shlex
+
+    return shlex.join(argv)
+
+
+def _cmd_notify_show(ctx: CliContext) -> int:
+    config = ctx.backend.notify_settings()
+    return ctx.show(config, lambda: _notify_text(config))
+
+
+def _event_switches(items: list[str], *, overrides: bool) -> JSONDict:
+    """`failed=on changed=off` as {"failed": True, "changed": False}; with `overrides`,
+    `name=default` drops a task's own choice (None)."""
+    words = {"on": True, "off": False, **({"default": None} if overrides else {})}
+    switches: JSONDict = {}
+    for item in items:
+        name, _, word = item.partition("=")
+        if name not in NOTIFY_EVENTS:
+            raise BadRequest(f"unknown event {name!r} (events: {', '.join(NOTIFY_EVENTS)})")
+        if word not in words:
+            raise BadRequest(f"{item!r}: say {name}={'|'.join(words)}")
+        switches[name] = words[word]
+    return switches
+
+
+def _cmd_notify_events(ctx: CliContext) -> int:
+    switches = _event_switches(ctx.args.switches, overrides=bool(ctx.args.task))
+    with ctx.one_step():
+        if ctx.args.task:
+            task_id = ctx.resolve("task", ctx.args.task)
+            current = ctx.backend.notify_settings()["tasks"].get(task_id, {}).get("events", {})
+            events = {name: on for name, on in {**current, **switches}.items() if on is not None}
+            config = ctx.backend.update_notify_settings(
+                {"tasks": {task_id: {"events": events} if events else None}}
+            )
+        else:
+            config = ctx.backend.update_notify_settings({"events": switches})
+    return ctx.show(config, lambda: _notify_text(config))
+
+
+def _cmd_notify_desktop(ctx: CliContext) -> int:
+    import shlex
+
+    desktop: JSONDict = {"enabled": ctx.args.state == "on"}
+    if ctx.args.command is not None:
+        desktop["command"] = shlex.split(ctx.args.command) or None
+    config = ctx.backend.update_notify_settings({"desktop": desktop})
+    return ctx.show(config, lambda: _notify_text(config))
+
+
+def _cmd_notify_hook_add(ctx: CliContext) -> int:
+    args = ctx.args
+    hook: JSONDict = {"name": args.name, "url": args.url, "preset": args.preset, "enabled": not args.disabled}
+    optional = {"timeout_seconds": args.timeout, "retries": args.retries, "backoff_seconds": args.backoff}
+    hook |= {key: value for key, value in optional.items() if value is not None}
+    if args.events is not None:
+        hook["events"] = [name.strip() for name in args.events.split(",") if name.strip()]
+    secret = os.environ.get(args.secret_env) if args.secret_env else args.secret
+    if args.secret_env and secret is None:
+        raise BadRequest(f"${args.secret_env} is not set", "--secret-env")
+    if secret is not None:
+        hook["secret"] = secret or None
+    with ctx.one_step():
+        hooks = [
+            dict(item) for item in ctx.backend.notify_settings()["webhooks"] if item["name"] != args.name
+        ]
+        for item in hooks:
+            item.pop("has_secret", None)  # without `secret`, each keeps its own
+        config = ctx.backend.update_notify_settings({"webhooks": [*hooks, hook]})
+    return ctx.show(config, lambda: _notify_text(config))
+
+
+def _cmd_notify_hook_remove(ctx: CliContext) -> int:
+    with ctx.one_step():
+        hooks = ctx.backend.notify_settings()["webhooks"]
+        if not any(hook["name"] == ctx.args.name for hook in hooks):
+            raise NotFound(f"no webhook named {ctx.args.name!r}")
+        kept = [
+            {k: v for k, v in hook.items() if k != "has_secret"}
+            for hook in hooks
+            if hook["name"] != ctx.args.name
+        ]
+        config = ctx.backend.update_notify_settings({"webhooks": kept})
+    return ctx.show(config, lambda: _notify_text(config))
+
+
+DELIVERY_COLUMNS: tuple[tuple[str, Row], ...] = (
+    ("WHEN", lambda item: _when(item["at"])),
+    ("EVENT", lambda item: str(item["event"])),
+    ("CHANNEL", lambda item: str(item["channel"])),
+    ("STATUS", lambda item: str(item["status"])),
+    ("TRIES", lambda item: str(item["attempts"])),
+    ("ERROR", lambda item: _one_line(str(item["error"] or ""), ECHO_MAX)),
+)
+
+
+def _cmd_notify_history(ctx: CliContext) -> int:
+    deliveries = ctx.backend.notify_history(ctx.args.limit)
+    return ctx.show(
+        {"deliveries": deliveries},
+        lambda: format_table(deliveries, DELIVERY_COLUMNS) if deliveries else "Nothing sent yet.",
+    )
+
+
+def _cmd_notify_test(ctx: CliContext) -> int:
+    deliveries = ctx.backend.notify_test()
+    if not deliveries:
+        raise Conflict("no channel is on: cli notify desktop on, or cli notify hook-add NAME URL")
+    ctx.show({"deliveries": deliveries}, lambda: format_table(deliveries, DELIVERY_COLUMNS))
+    return 0 if all(item["status"] == "delivered" for item in deliveries) else 1
 
 
 def _local_install(ctx: CliContext, kind: str) -> tuple[InstallPlan, Installer]:
@@ -8323,6 +9179,48 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: standard output)")
 
 
+def _notify_events_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "switches", nargs="+", metavar="EVENT=on|off", help=f"events: {', '.join(NOTIFY_EVENTS)}"
+    )
+    parser.add_argument(
+        "--task", metavar="ID", help="for this task only (EVENT=default drops its own choice)"
+    )
+
+
+def _notify_desktop_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("state", choices=("on", "off"))
+    parser.add_argument("--command", help="notifier command, with {title} and {body} ('' for the platform's)")
+
+
+def _notify_hook_add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="its name (an existing hook of that name is replaced)")
+    parser.add_argument("url", help="http:// or https:// address to POST to")
+    parser.add_argument(
+        "--preset", choices=WEBHOOK_PRESETS, default="json", help="body format (default json)"
+    )
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument("--secret", help="sign each body with HMAC-SHA256 of this key ('' for none)")
+    secret.add_argument("--secret-env", metavar="VAR", help="the key from this environment variable")
+    parser.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help=f"default {WEBHOOK_TIMEOUT_DEFAULT:g}"
+    )
+    parser.add_argument("--retries", type=int, metavar="N", help=f"default {WEBHOOK_RETRIES_DEFAULT}")
+    parser.add_argument(
+        "--backoff", type=float, metavar="SECONDS", help="first retry delay, doubling (default 2)"
+    )
+    parser.add_argument("--events", metavar="A,B", help="only these events (default: all that are on)")
+    parser.add_argument("--disabled", action="store_true", help="keep it, send nothing")
+
+
+def _notify_name_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="the webhook's name")
+
+
+def _notify_history_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
+
+
 def _service_install_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-start", action="store_true", help="write the definition; start it at next login"
@@ -8380,6 +9278,13 @@ CLI_COMMANDS: list[CliSpec] = [
     ("service", "install", _cmd_service_install, _service_install_options),
     ("service", "uninstall", _cmd_service_uninstall, _no_options),
     ("service", "status", _cmd_service_status, _no_options),
+    ("notify", "show", _cmd_notify_show, _no_options),
+    ("notify", "events", _cmd_notify_events, _notify_events_options),
+    ("notify", "desktop", _cmd_notify_desktop, _notify_desktop_options),
+    ("notify", "hook-add", _cmd_notify_hook_add, _notify_hook_add_options),
+    ("notify", "hook-remove", _cmd_notify_hook_remove, _notify_name_options),
+    ("notify", "history", _cmd_notify_history, _notify_history_options),
+    ("notify", "test", _cmd_notify_test, _no_options),
 ]
 CLI_GROUPS = {
     "jobs": "groups of related tasks",
@@ -8392,6 +9297,7 @@ CLI_GROUPS = {
     "import": "bring in a bundle made by export, with new ids",
     "desktop": "the launcher in the desktop's application menu",
     "service": "the engine (serve) started at login, in the background",
+    "notify": "notifications: events, desktop, webhooks, history",
 }
 CLI_HELP = {
     "show": "show the settings",
@@ -8417,6 +9323,13 @@ CLI_HELP = {
     "install": "install it for this user",
     "uninstall": "remove exactly what install wrote",
     "service status": "installed? running? its last exit, and which process runs the engine",
+    "notify show": "what you are told about, and how",
+    "notify events": "turn events on or off (for all tasks, or --task ID)",
+    "notify desktop": "desktop notifications on or off",
+    "hook-add": "add (or replace) a webhook",
+    "hook-remove": "remove a webhook",
+    "history": "the latest deliveries and how they went",
+    "test": "send a sample through each channel",
 }
 
 
@@ -8504,6 +9417,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 GUI_SETTINGS_KEY = "gui"
 GUI_TITLE = "Claude Code Scheduler"
 GUI_CLASS_NAME = "ClaudeScheduler"
+GUI_DELIVERY_COLUMNS = ("when", "event", "channel", "status", "tries", "error")
+GUI_DELIVERY_ROWS = 12
 GUI_BUNDLE_TYPES = (("Scheduler bundles", "*.json"), ("All files", "*"))
 GUI_DEFAULT_SIZE = (1800, 1000)
 GUI_SCREEN_MARGIN = 40  # a new window fits the screen with this much to spare
@@ -10722,6 +11637,78 @@ class SettingsDialog:
         self.app.settings_dialog_closed(self)
 
 
+class NotificationsDialog:
+    """File → Notifications…: which events to be told about, desktop notifications on or
+    off, the webhooks (added with `cli notify hook-add`), a test, and the latest
+    deliveries with how they went. Talks to the store only through the app."""
+
+    def __init__(self, app: App, config: JSONDict, history: list[JSONDict]) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.app = app
+        self.top = tk.Toplevel(app.root)
+        self.top.title("Notifications")
+        self.top.transient(app.root)
+        self.top.protocol("WM_DELETE_WINDOW", self.close)
+        self.top.bind("<Escape>", lambda event: self.close())
+        body = ttk.Frame(self.top, padding=16)
+        body.pack(fill="both", expand=True)
+        body.columnconfigure(0, weight=1)
+        body.rowconfigure(4, weight=1)
+        events = ttk.LabelFrame(body, text="Tell me when", padding=8)
+        events.grid(row=0, column=0, sticky="ew")
+        self.events = {
+            name: tk.BooleanVar(master=self.top, value=config["events"][name]) for name in NOTIFY_EVENTS
+        }
+        for row, (name, (_, meaning)) in enumerate(NOTIFY_EVENTS.items()):
+            ttk.Checkbutton(events, text=meaning, variable=self.events[name]).grid(
+                row=row, column=0, sticky="w"
+            )
+        self.desktop = tk.BooleanVar(master=self.top, value=config["desktop"]["enabled"])
+        ttk.Checkbutton(body, text="Desktop notifications", variable=self.desktop).grid(
+            row=1, column=0, sticky="w", pady=(8, 0)
+        )
+        self.hooks = ttk.Label(body, style="Note.TLabel", justify="left")
+        self.hooks.grid(row=2, column=0, sticky="w", pady=(4, 8))
+        self.show_hooks(config["webhooks"])
+        ttk.Label(body, text="Latest deliveries").grid(row=3, column=0, sticky="w")
+        self.history = ttk.Treeview(
+            body, columns=GUI_DELIVERY_COLUMNS, show="headings", height=GUI_DELIVERY_ROWS
+        )
+        for name in GUI_DELIVERY_COLUMNS:
+            self.history.heading(name, text=name.capitalize())
+        self.history.grid(row=4, column=0, sticky="nsew")
+        self.show_history(history)
+        buttons = ttk.Frame(body)
+        buttons.grid(row=5, column=0, sticky="e", pady=(10, 0))
+        self.test_button = ttk.Button(buttons, text="Send test", command=lambda: app.test_notifications(self))
+        self.test_button.pack(side="left", padx=(0, 6))
+        ttk.Button(buttons, text="Close", command=self.close).pack(side="left", padx=(0, 6))
+        self.save_button = ttk.Button(buttons, text="Save", command=lambda: app.save_notifications(self))
+        self.save_button.pack(side="left")
+        _place_dialog(self.top, app.root)
+
+    def show_hooks(self, hooks: list[JSONDict]) -> None:
+        lines = [f"Webhook {hook['name']}: {hook['preset']} to {hook['url']}" for hook in hooks]
+        lines.append("Add or change webhooks with: claude-code-scheduler cli notify hook-add NAME URL")
+        self.hooks.configure(text="\n".join(lines))
+
+    def show_history(self, history: list[JSONDict]) -> None:
+        self.history.delete(*self.history.get_children())
+        for item in history:
+            values = (_gui_time(item["at"]), item["event"], item["channel"], item["status"], item["attempts"])
+            self.history.insert("", "end", iid=item["id"], values=(*values, item["error"] or ""))
+
+    def collect(self) -> JSONDict:
+        events = {name: var.get() for name, var in self.events.items()}
+        return {"events": events, "desktop": {"enabled": self.desktop.get()}}
+
+    def close(self) -> None:
+        self.top.destroy()
+        self.app.notifications_dialog_closed(self)
+
+
 # Texts of the status bar and the confirmations (pure).
 
 
@@ -10828,6 +11815,7 @@ GUI_MENUS: dict[str, tuple[tuple[str, str, str] | None, ...]] = {
         None,
         ("Open data folder", "", "open_data_folder"),
         ("Settings…", "", "open_settings"),
+        ("Notifications…", "", "open_notifications"),
         None,
         ("Quit", "Ctrl+Q", "request_close"),
     ),
@@ -10910,7 +11898,10 @@ class App:
         self.root = root or tk.Tk(className=GUI_CLASS_NAME)
         self.root.report_callback_exception = self._on_tk_error
         self.inbox: queue.SimpleQueue[Posted] = queue.SimpleQueue()
+        self.notifier = Notifier(store)
         self.engine = Engine(store, on_event=self._post_engine_event) if start_engine else None
+        if self.engine:
+            self.notifier.start()
         self.service = Service(store, wake=self.engine.wake if self.engine else _no_wake)
         self.reader = StoreReader(self.service)
         self.jobs: dict[str, JSONDict] = {}
@@ -10924,6 +11915,7 @@ class App:
         self.follow_newest = True  # a newer run at the top of the list takes the Logs pane
         self.job_dialog: JobDialog | None = None
         self.settings_dialog: SettingsDialog | None = None
+        self.notifications_dialog: NotificationsDialog | None = None
         self.storage_error: str | None = None
         self.loaded = False
         self._closed = False
@@ -11188,8 +12180,9 @@ class App:
             self._show_runs()  # the time column of running runs moves on
 
     def _post_engine_event(self, event: JSONDict) -> None:
-        """Called on engine threads: only queues the event for the Tk thread."""
+        """Called on engine threads: only queues the event for the Tk thread (and the notifier)."""
         self.inbox.put(Posted(ENGINE_TICKET, event))
+        self.notifier.on_event(event)
 
     def _on_engine_event(self, event: JSONDict) -> None:
         self.later(GUI_SOON_MS, self.refresh_now, "soon")
@@ -11888,6 +12881,52 @@ class App:
         else:
             self.report(error)
 
+    # Notifications -------------------------------------------------------------------------------
+
+    def open_notifications(self) -> None:
+        """File → Notifications…: read the settings and history (worker), then show them."""
+        if self.notifications_dialog:
+            self.notifications_dialog.top.lift()
+            return
+
+        def read() -> tuple[JSONDict, list[JSONDict]]:
+            return self.service.notify_settings(), self.service.notify_history(GUI_DELIVERY_ROWS)
+
+        self.submit(read, lambda answer: self._show_notifications(*answer))
+
+    def _show_notifications(self, config: JSONDict, history: list[JSONDict]) -> None:
+        if self.notifications_dialog is None:
+            self.notifications_dialog = NotificationsDialog(self, config, history)
+
+    def notifications_dialog_closed(self, dialog: NotificationsDialog) -> None:
+        if self.notifications_dialog is dialog:
+            self.notifications_dialog = None
+
+    def save_notifications(self, dialog: NotificationsDialog) -> None:
+        self.submit(
+            functools.partial(self.service.update_notify_settings, dialog.collect()),
+            lambda config: dialog.close(),
+        )
+
+    def test_notifications(self, dialog: NotificationsDialog) -> None:
+        """Send test: through each channel, then the history shows how it went."""
+
+        shown = dialog.collect()  # on the Tk thread: the worker must not touch Tk variables
+
+        def send() -> list[JSONDict]:
+            self.service.update_notify_settings(shown)  # test what is shown
+            self.service.notify_test()
+            return self.service.notify_history(GUI_DELIVERY_ROWS)
+
+        dialog.test_button.state(["disabled"])
+
+        def done(history: list[JSONDict]) -> None:
+            if self.notifications_dialog is dialog:
+                dialog.test_button.state(["!disabled"])
+                dialog.show_history(history)
+
+        self.submit(send, done)
+
     # Run and log actions -----------------------------------------------------------------------
 
     def _follow(self, result: JSONDict) -> None:
@@ -11992,6 +13031,7 @@ class App:
             self.api.stop()
         if self.engine:
             self.engine.stop()
+        self.notifier.stop()
         self.root.destroy()
 
 
@@ -12062,9 +13102,12 @@ def _run_serve(args: argparse.Namespace) -> int:
         logger().warning("serving on %s: anyone who can reach it and has the token can run Claude", args.host)
     api: ApiServer | None = None
     engine: Engine | None = None
+    notifier: Notifier | None = None
     try:
         store = Store(data_home(args))
-        engine = Engine(store)
+        notifier = Notifier(store)
+        notifier.start()
+        engine = Engine(store, on_event=notifier.on_event)
         service = Service(store, wake=engine.wake)
         api = ApiServer(service, args.host, args.port)
         api.start()
@@ -12079,6 +13122,8 @@ def _run_serve(args: argparse.Namespace) -> int:
             api.stop()
         if engine:
             engine.stop()
+        if notifier:
+            notifier.stop()
     return 0
 
 

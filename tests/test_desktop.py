@@ -393,3 +393,11 @@ def test_serve_logs_to_its_log_file_and_says_it_is_the_service(tmp_path: Path, h
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and err == b""
     assert "engine started for" in log.read_text()
+
+
+def test_the_window_says_when_the_login_service_runs_the_engine() -> None:
+    by_service = {"running": True, "here": False, "owner": {"pid": 77, "service": "systemd"}}
+    text = "Engine: in the login service (pid 77); this window views"
+    assert cs._engine_status_text(by_service) == (text, "")
+    by_hand = {"running": True, "here": False, "owner": {"pid": 78, "service": None}}
+    assert cs._engine_status_text(by_hand) == ("Engine: in another process (pid 78)", "")

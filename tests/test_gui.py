@@ -945,3 +945,29 @@ def test_the_desktop_launcher_opens_the_window(
         window.wait(WAIT_SECONDS)
     assert window.returncode == 0
     assert cs.main(["cli", "desktop", "uninstall"]) == 0
+
+
+def test_the_notifications_dialog_changes_events_tests_and_shows_history(
+    gui: Gui, service: cs.Service, tmp_path: Path
+) -> None:
+    said = tmp_path / "said.txt"
+    fake = tmp_path / "notify.py"
+    fake.write_text(f"import sys\nopen({str(said)!r}, 'w').write(sys.argv[1])\n")
+    service.update_notify_settings(
+        {"desktop": {"enabled": True, "command": [sys.executable, str(fake), "{title}"]}}
+    )
+    gui.choose_menu("File", "Notifications…")
+    gui.wait(lambda: gui.app.notifications_dialog, "the notifications dialog")
+    dialog = gui.app.notifications_dialog
+    assert dialog is not None
+    assert dialog.events["changed"].get() is False and dialog.desktop.get() is True
+    assert dialog.history.get_children() == ()
+    dialog.events["changed"].set(True)
+    dialog.test_button.invoke()
+    gui.wait(lambda: dialog.history.get_children(), "the test in the history")
+    (row,) = dialog.history.get_children()
+    assert dialog.history.item(row, "values")[1:5] == ("test", "desktop", "delivered", "1")
+    assert said.read_text() == "Test notification"
+    dialog.save_button.invoke()
+    gui.wait(lambda: gui.app.notifications_dialog is None, "the dialog to close")
+    assert service.notify_settings()["events"]["changed"] is True
