@@ -281,7 +281,9 @@ def test_the_api_exports_imports_and_copies(
 def test_client_bundle_methods_mirror_the_service() -> None:
     import inspect
 
-    for name in ("export_bundle", "import_bundle", "duplicate_job", "duplicate_task"):
+    names = ("export_bundle", "import_bundle", "duplicate_job", "duplicate_task")
+    notify = ("notify_settings", "update_notify_settings", "notify_history", "notify_test")
+    for name in names + notify:
         service = inspect.signature(getattr(cs.Service, name))
         client = inspect.signature(getattr(cs.ApiClient, name))
         assert list(service.parameters) == list(client.parameters), name
