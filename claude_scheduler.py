@@ -4351,6 +4351,7 @@ WINDOWS_TOAST = (
     "$t.Item(0).InnerText = {title_ps}; $t.Item(1).InnerText = {body_ps}; "
     "$m::CreateToastNotifier({app_ps}).Show([Windows.UI.Notifications.ToastNotification]::new($x))"
 )
+DESKTOP_EXPIRE_MS = "10000"  # gdbus would read -1 (the server's default) as an option
 FREEDESKTOP_NOTIFY = (
     "org.freedesktop.Notifications",
     "/org/freedesktop/Notifications",
@@ -4361,7 +4362,7 @@ DESKTOP_NOTIFIERS: dict[str, tuple[tuple[str, ...], ...]] = {
         ("notify-send", "--app-name", APP_NAME, "{title}", "{body}"),
         ("gdbus", "call", "--session", "--dest", FREEDESKTOP_NOTIFY[0],
          "--object-path", FREEDESKTOP_NOTIFY[1], "--method", FREEDESKTOP_NOTIFY[2],
-         APP_NAME, "0", "", "{title}", "{body}", "[]", "{}", "-1"),
+         json.dumps(APP_NAME), "0", '""', "{title_gv}", "{body_gv}", "[]", "{}", DESKTOP_EXPIRE_MS),
     ),
     "darwin": (("osascript", "-e", "display notification {body_as} with title {title_as}"),),
     "win32": (("powershell", "-NoProfile", "-NonInteractive", "-Command", WINDOWS_TOAST),),
@@ -4595,6 +4596,9 @@ def _fill_command(template: Sequence[str], notice: Notice) -> list[str]:
     values = {
         "title": notice.title,
         "body": notice.body,
+        # GVariant text for gdbus: quoted, so a text that starts with "-" is no option.
+        "title_gv": json.dumps(notice.title, ensure_ascii=False),
+        "body_gv": json.dumps(notice.body, ensure_ascii=False),
         "title_as": _applescript_text(notice.title),
         "body_as": _applescript_text(notice.body),
         "title_ps": "'" + notice.title.replace("'", "''") + "'",
@@ -9418,6 +9422,7 @@ GUI_SETTINGS_KEY = "gui"
 GUI_TITLE = "Claude Code Scheduler"
 GUI_CLASS_NAME = "ClaudeScheduler"
 GUI_DELIVERY_COLUMNS = ("when", "event", "channel", "status", "tries", "error")
+GUI_DELIVERY_WIDTHS = (90, 120, 160, 80, 50, 360)
 GUI_DELIVERY_ROWS = 12
 GUI_BUNDLE_TYPES = (("Scheduler bundles", "*.json"), ("All files", "*"))
 GUI_DEFAULT_SIZE = (1800, 1000)
@@ -11676,8 +11681,9 @@ class NotificationsDialog:
         self.history = ttk.Treeview(
             body, columns=GUI_DELIVERY_COLUMNS, show="headings", height=GUI_DELIVERY_ROWS
         )
-        for name in GUI_DELIVERY_COLUMNS:
-            self.history.heading(name, text=name.capitalize())
+        for name, width in zip(GUI_DELIVERY_COLUMNS, GUI_DELIVERY_WIDTHS, strict=True):
+            self.history.heading(name, text=name.capitalize(), anchor="w")
+            self.history.column(name, width=width, stretch=name == "error", anchor="w")
         self.history.grid(row=4, column=0, sticky="nsew")
         self.show_history(history)
         buttons = ttk.Frame(body)

@@ -457,3 +457,24 @@ def test_serve_tells_a_failed_run_to_the_webhook(
         "failed",
     )
     assert valid_signature(item)
+
+
+def test_without_notify_send_gdbus_is_called_with_quoted_texts(
+    store: cs.Store, service: cs.Service, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    said = tmp_path / "gdbus.json"
+    fake = bin_dir / "gdbus"
+    fake.write_text(
+        f"#!{sys.executable}\nimport json, sys\nopen({str(said)!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    service.update_notify_settings({"desktop": {"enabled": True}})
+    (record,) = cs.Notifier(store, platform="linux").send(cs.Notice("test", "Title", "-Body"), wait=True)
+    assert record["status"] == "delivered", record
+    argv = json.loads(said.read_text())
+    assert argv[:2] == ["call", "--session"]
+    arguments = argv[argv.index("--method") + 2 :]
+    assert arguments == [f'"{cs.APP_NAME}"', "0", '""', '"Title"', '"-Body"', "[]", "{}", "10000"]
