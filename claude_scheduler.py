@@ -67,6 +67,7 @@ Clock = Callable[[], datetime]
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 LOG_LEVELS = (30, 20, 10)  # logging's WARNING, INFO and DEBUG, for -v counts 0, 1 and 2
 _log_level: int | None = None  # set by `main`; None when the module is used as a library
+_log_file: str | None = None  # set by `main` from `serve --log-file`
 
 
 @functools.cache
@@ -76,7 +77,8 @@ def logger() -> logging.Logger:
     import logging
 
     if _log_level is not None:
-        logging.basicConfig(level=_log_level, format=LOG_FORMAT)  # a no-op if already set up
+        # A no-op if already set up; `serve --log-file` (the Windows login task) logs to a file.
+        logging.basicConfig(level=_log_level, format=LOG_FORMAT, filename=_log_file)
     return logging.getLogger("claude_scheduler")
 
 
@@ -88,6 +90,9 @@ HOME_ENV = "CLAUDE_SCHEDULER_HOME"
 API_ENV = "CLAUDE_SCHEDULER_API"
 CLAUDE_ENV = "CLAUDE_SCHEDULER_CLAUDE"
 DEFAULT_HOME = "~/.claude-scheduler"
+APP_ID = "claude-code-scheduler"
+APP_NAME = "Claude Code Scheduler"
+APP_COMMENT = "Run unattended Claude Code sessions on a schedule"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5679
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -5530,11 +5535,571 @@ def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None
 
 
 ####
+# Notifications ####
+####
+
+# What to be told about, through which channels. The engine's process owns a Notifier:
+# the engine hands it each run event (only a queue put: delivery never blocks or slows
+# the engine), and a thread of its own works out which events the run means, then
+# delivers each on a thread of its own, with retries and backoff, keeping a history.
+
+NOTIFY_FILE = "notifications.json"  # mode 0600: webhook secrets
+NOTIFY_HISTORY_FILE = "notify-history.json"
+NOTIFY_HISTORY_MAX = 200
+NOTIFY_EVENTS: dict[str, tuple[bool, str]] = {  # name -> (on by default, what it means)
+    "failed": (True, "a run failed (after its last retry)"),
+    "timed_out": (True, "a run hit its timeout (after its last retry)"),
+    "recovered": (True, "a task succeeded after failing"),
+    "changed": (False, "a run's result differs from the task's last successful result"),
+    "limit_hold_began": (True, "the usage limit put runs on hold"),
+    "limit_hold_ended": (False, "the usage-limit hold ended"),
+}
+WEBHOOK_PRESETS = ("json", "slack", "discord", "ntfy")
+WEBHOOK_TIMEOUT_DEFAULT, WEBHOOK_TIMEOUT_MAX = 10.0, 120.0
+WEBHOOK_RETRIES_DEFAULT, WEBHOOK_RETRIES_MAX = 3, 10
+WEBHOOK_BACKOFF_DEFAULT, WEBHOOK_BACKOFF_MAX = 2.0, 600.0
+WEBHOOK_SCHEMES = ("http", "https")
+SIGNATURE_HEADER = "X-Scheduler-Signature"
+NOTIFY_PARALLEL = 8  # deliveries under way at once; more wait their turn on their own thread
+NOTIFY_TEXT_MAX = 1000  # of a run's result or error in a message
+HTTP_RETRYABLE = (408, 425, 429)
+JSON_CONTENT = "application/json"
+DEFAULT_NOTIFY: JSONDict = {
+    "events": {name: on for name, (on, _) in NOTIFY_EVENTS.items()},
+    "desktop": {"enabled": False, "command": None},
+    "webhooks": [],
+    "tasks": {},
+}
+# The desktop notifier per platform: argv with {title} and {body}, tried in order.
+WINDOWS_TOAST = (
+    "$m = [Windows.UI.Notifications.ToastNotificationManager, Windows.UI.Notifications, "
+    "ContentType=WindowsRuntime]; "
+    "$x = $m::GetTemplateContent([Windows.UI.Notifications.ToastTemplateType]::ToastText02); "
+    "$t = $x.GetElementsByTagName('text'); "
+    "$t.Item(0).InnerText = {title_ps}; $t.Item(1).InnerText = {body_ps}; "
+    "$m::CreateToastNotifier({app_ps}).Show([Windows.UI.Notifications.ToastNotification]::new($x))"
+)
+DESKTOP_EXPIRE_MS = "10000"  # gdbus would read -1 (the server's default) as an option
+FREEDESKTOP_NOTIFY = (
+    "org.freedesktop.Notifications",
+    "/org/freedesktop/Notifications",
+    "org.freedesktop.Notifications.Notify",
+)
+DESKTOP_NOTIFIERS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "linux": (
+        ("notify-send", "--app-name", APP_NAME, "{title}", "{body}"),
+        ("gdbus", "call", "--session", "--dest", FREEDESKTOP_NOTIFY[0],
+         "--object-path", FREEDESKTOP_NOTIFY[1], "--method", FREEDESKTOP_NOTIFY[2],
+         json.dumps(APP_NAME), "0", '""', "{title_gv}", "{body_gv}", "[]", "{}", DESKTOP_EXPIRE_MS),
+    ),
+    "darwin": (("osascript", "-e", "display notification {body_as} with title {title_as}"),),
+    "win32": (("powershell", "-NoProfile", "-NonInteractive", "-Command", WINDOWS_TOAST),),
+}  # fmt: skip
+
+
+def _read_events(value: JSON, field: str) -> dict[str, bool]:
+    data = require_object(value, field)
+    split_known(data, NOTIFY_EVENTS, strict=True, prefix=field)
+    return {name: read_bool(on, f"{field}.{name}") for name, on in data.items()}
+
+
+def _read_webhook(value: JSON, field: str) -> JSONDict:
+    known = (
+        "name",
+        "url",
+        "preset",
+        "secret",
+        "timeout_seconds",
+        "retries",
+        "backoff_seconds",
+        "events",
+        "enabled",
+    )
+    data = require_object(value, field)
+    split_known(data, known, strict=True, prefix=field)
+    url = read_str(data.get("url"), f"{field}.url", max_len=PATH_MAX, required=True)
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in WEBHOOK_SCHEMES or not parts.hostname:
+        raise Invalid("must be an http:// or https:// address", f"{field}.url")
+    preset = read_str(data.get("preset") or "json", f"{field}.preset")
+    if preset not in WEBHOOK_PRESETS:
+        raise Invalid(f"must be one of {', '.join(WEBHOOK_PRESETS)}", f"{field}.preset")
+    events = data.get("events")
+    if events is not None:
+        for n, name in enumerate(read_str_list(events, f"{field}.events")):
+            if name not in NOTIFY_EVENTS:
+                raise Invalid(f"unknown event (events: {', '.join(NOTIFY_EVENTS)})", f"{field}.events[{n}]")
+    return {
+        "name": read_str(data.get("name"), f"{field}.name", max_len=NAME_MAX, required=True),
+        "url": url,
+        "preset": preset,
+        "secret": read_opt_str(data.get("secret"), f"{field}.secret", NAME_MAX),
+        "timeout_seconds": read_float(
+            data.get("timeout_seconds", WEBHOOK_TIMEOUT_DEFAULT),
+            f"{field}.timeout_seconds",
+            0.1,
+            WEBHOOK_TIMEOUT_MAX,
+        ),
+        "retries": read_int(
+            data.get("retries", WEBHOOK_RETRIES_DEFAULT), f"{field}.retries", 0, WEBHOOK_RETRIES_MAX
+        ),
+        "backoff_seconds": read_float(
+            data.get("backoff_seconds", WEBHOOK_BACKOFF_DEFAULT),
+            f"{field}.backoff_seconds",
+            0,
+            WEBHOOK_BACKOFF_MAX,
+        ),
+        "events": events,
+        "enabled": read_bool(data.get("enabled", True), f"{field}.enabled"),
+    }
+
+
+def read_notify_config(value: JSON) -> JSONDict:
+    """Validate notification settings (Invalid naming the field); fill in the defaults."""
+    data = require_object(value, "notifications")
+    split_known(data, DEFAULT_NOTIFY, strict=True)
+    desktop = require_object(data.get("desktop") or {}, "desktop")
+    split_known(desktop, ("enabled", "command"), strict=True, prefix="desktop")
+    command = desktop.get("command")
+    hooks = data.get("webhooks") or []
+    if not isinstance(hooks, list):
+        raise Invalid("must be a list", "webhooks")
+    webhooks = [_read_webhook(hook, f"webhooks[{n}]") for n, hook in enumerate(hooks)]
+    names = [hook["name"] for hook in webhooks]
+    for n, name in enumerate(names):
+        if name in names[:n]:
+            raise Invalid(f"{name!r} names another webhook too", f"webhooks[{n}].name")
+    tasks = require_object(data.get("tasks") or {}, "tasks")
+    return {
+        "events": {**DEFAULT_NOTIFY["events"], **_read_events(data.get("events") or {}, "events")},
+        "desktop": {
+            "enabled": read_bool(desktop.get("enabled", False), "desktop.enabled"),
+            "command": read_str_list(command, "desktop.command") or None if command is not None else None,
+        },
+        "webhooks": webhooks,
+        "tasks": {
+            read_id(task_id, f"tasks.{task_id}", required=True) or "": {
+                "events": _read_events(
+                    require_object(entry, f"tasks.{task_id}").get("events") or {}, f"tasks.{task_id}.events"
+                )
+            }
+            for task_id, entry in tasks.items()
+        },
+    }
+
+
+def public_notify_config(config: JSONDict) -> JSONDict:
+    """The settings as shown: each webhook's secret only as whether it has one."""
+    hooks = [
+        {**{k: v for k, v in hook.items() if k != "secret"}, "has_secret": bool(hook["secret"])}
+        for hook in config["webhooks"]
+    ]
+    return {**config, "webhooks": hooks}
+
+
+def sign_body(secret: str, body: bytes) -> str:
+    """The signature header's value: `sha256=` and the hex HMAC-SHA256 of the body."""
+    import hashlib
+    import hmac
+
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class Notice:
+    """One thing to tell: an event, in words, with the task and run it is about."""
+
+    event: str
+    title: str
+    body: str
+    task: JSONDict | None = None
+    run: JSONDict | None = None
+    at: datetime = field(default_factory=utcnow)
+
+    def payload(self) -> JSONDict:
+        return {
+            "event": self.event,
+            "title": self.title,
+            "message": self.body,
+            "task": self.task,
+            "run": self.run,
+            "sent_at": fmt_time(self.at),
+            "app": APP_ID,
+        }
+
+
+def _preset_json(notice: Notice) -> tuple[bytes, dict[str, str]]:
+    return json.dumps(notice.payload(), ensure_ascii=False).encode(), {"Content-Type": JSON_CONTENT}
+
+
+def _preset_slack(notice: Notice) -> tuple[bytes, dict[str, str]]:
+    return json.dumps({"text": f"*{notice.title}*\n{notice.body}"}).encode(), {"Content-Type": JSON_CONTENT}
+
+
+def _preset_discord(notice: Notice) -> tuple[bytes, dict[str, str]]:
+    return json.dumps({"content": f"**{notice.title}**\n{notice.body}"[:2000]}).encode(), {
+        "Content-Type": JSON_CONTENT
+    }
+
+
+def _preset_ntfy(notice: Notice) -> tuple[bytes, dict[str, str]]:
+    # ntfy publishes a plain-text body to the topic URL, with its title and priority as headers.
+    urgent = notice.event in ("failed", "timed_out", "limit_hold_began")
+    headers = {
+        "Content-Type": "text/plain; charset=utf-8",
+        "Title": notice.title.encode("ascii", "replace").decode(),
+        "Priority": "high" if urgent else "default",
+        "Tags": "warning" if urgent else "white_check_mark",
+    }
+    return notice.body.encode(), headers
+
+
+WEBHOOK_FORMATS: dict[str, Callable[[Notice], tuple[bytes, dict[str, str]]]] = {
+    "json": _preset_json,
+    "slack": _preset_slack,
+    "discord": _preset_discord,
+    "ntfy": _preset_ntfy,
+}
+
+
+def post_webhook(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
+    """POST and return the HTTP status; OSError (and http.client's errors) when it fails."""
+    import http.client
+
+    parts = urllib.parse.urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = kind(parts.hostname or "", parts.port, timeout=timeout)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        connection.request("POST", target, body=body, headers=dict(headers))
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def _run_text(run: JSONDict) -> str:
+    text = run.get("error") if run.get("status") != RunStatus.SUCCESS else run.get("result")
+    return _clip(str(text or "").strip(), NOTIFY_TEXT_MAX)
+
+
+NOTIFY_TEST_BODY = "A sample from Claude Code Scheduler: this channel works."
+NOTICE_TITLES = {
+    "failed": "{name} failed",
+    "timed_out": "{name} timed out",
+    "recovered": "{name} succeeded again",
+    "changed": "{name}: the result changed",
+    "limit_hold_began": "Usage limit: runs on hold",
+    "limit_hold_ended": "Usage limit: runs go on",
+    "test": "Test notification",
+}
+
+
+def platform_key(name: str = sys.platform) -> str:
+    """linux, darwin or win32 (other Unixes are treated as Linux: freedesktop and systemd)."""
+    return name if name in ("darwin", "win32") else "linux"
+
+
+def load_notify_config(home: Path) -> JSONDict:
+    """The notification settings of a data home (defaults when it has none)."""
+    path = home / NOTIFY_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return read_notify_config({})
+    except (OSError, ValueError) as error:
+        raise StorageError(f"cannot read {path}: {error}") from None
+    try:
+        return read_notify_config(data)
+    except Invalid as error:
+        raise StorageError(f"{path} is not valid: {error}; fix or delete it") from None
+
+
+def _applescript_text(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _fill_command(template: Sequence[str], notice: Notice) -> list[str]:
+    values = {
+        "title": notice.title,
+        "body": notice.body,
+        # GVariant text for gdbus: quoted, so a text that starts with "-" is no option.
+        "title_gv": json.dumps(notice.title, ensure_ascii=False),
+        "body_gv": json.dumps(notice.body, ensure_ascii=False),
+        "title_as": _applescript_text(notice.title),
+        "body_as": _applescript_text(notice.body),
+        "title_ps": "'" + notice.title.replace("'", "''") + "'",
+        "body_ps": "'" + notice.body.replace("'", "''") + "'",
+        "app_ps": "'" + APP_NAME + "'",
+    }
+    return [re.sub(r"\{(\w+)\}", lambda m: values.get(m[1], m[0]), part) for part in template]
+
+
+class Notifier:
+    """Delivers the notices of one data home. `on_event` is the Engine's callback: it only
+    queues (thread-safe, never blocks). A thread of its own turns events into notices
+    (reading the store), and each delivery runs on a thread of its own (at most
+    NOTIFY_PARALLEL at once), so a slow or unreachable hook delays nothing else.
+    `sleep` and `post` are injected for tests."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        post: Callable[[str, bytes, Mapping[str, str], float], int] = post_webhook,
+        platform: str | None = None,
+    ) -> None:
+        import queue
+
+        self.store = store
+        self.sleep = sleep
+        self.post = post
+        self.platform = platform or platform_key()
+        self.inbox: queue.SimpleQueue[JSONDict | None] = queue.SimpleQueue()
+        self._slots = threading.BoundedSemaphore(NOTIFY_PARALLEL)
+        self._busy = 0
+        self._idle = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = _start_thread(self._loop)
+
+    def stop(self) -> None:
+        self.inbox.put(None)
+
+    def on_event(self, event: JSONDict) -> None:
+        self._begin()
+        self.inbox.put(event)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Whether every event and delivery so far is done within `timeout` (tests)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    def _begin(self) -> None:
+        with self._idle:
+            self._busy += 1
+
+    def _end(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+
+    def _loop(self) -> None:
+        while (event := self.inbox.get()) is not None:
+            try:
+                for notice in self.notices_for(event):
+                    self.send(notice)
+            except Exception:  # one bad event must not end notifications; the log has it
+                logger().exception("notifications: event %s not handled", event.get("event"))
+            finally:
+                self._end()
+
+    # What an event means -------------------------------------------------------
+
+    def notices_for(self, event: JSONDict) -> list[Notice]:
+        if event.get("event") == "limit_hold":
+            kind = "limit_hold_began" if event.get("began") else "limit_hold_ended"
+            until = event.get("resets_at")
+            body = (
+                f"Runs wait until {until}."
+                if event.get("began") and until
+                else "Runs wait or go on as usual."
+            )
+            return [Notice(kind, NOTICE_TITLES[kind], body, at=self.store.clock())]
+        run = event.get("run")
+        if event.get("event") != "run" or not isinstance(run, dict):
+            return []
+        return self._run_notices(Run.from_dict(run))
+
+    def _run_notices(self, run: Run) -> list[Notice]:
+        if run.status not in (RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED):
+            return []
+        try:
+            task = self.store.task(run.task_id)
+        except NotFound:
+            return []
+        kinds = self._kinds(task, run)
+        facts = {"id": task.id, "name": task.name, "job_id": task.job_id}
+        shown = {key: run.to_dict().get(key) for key in NOTICE_RUN_FIELDS}
+        body = f"{_run_text(shown) or run.status.value} (run {run.id[:ID_PREFIX_LEN]})"
+        return [
+            Notice(kind, NOTICE_TITLES[kind].format(name=task.name), body, facts, shown, self.store.clock())
+            for kind in kinds
+        ]
+
+    def _kinds(self, task: Task, run: Run) -> list[str]:
+        failing = (RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED)
+        if run.status in failing:
+            retried = run.status is not RunStatus.INTERRUPTED and run.failure_kind not in NOT_RETRIED_KINDS
+            if retried and run.attempt <= task.retry.max_attempts:
+                return []  # the retry tells; the last attempt's failure is the one said
+            return ["timed_out" if run.status is RunStatus.TIMEOUT else "failed"]
+        earlier = sorted(
+            (other for other in self.store.runs_of(task.id)
+             if other.id != run.id and other.created_at <= run.created_at
+             and other.tells_how_the_task_does and not other.is_active),
+            key=lambda other: other.created_at,
+        )  # fmt: skip
+        kinds = []
+        if earlier and earlier[-1].status in failing and run.attempt == 1:
+            kinds.append("recovered")
+        last_success = next((other for other in reversed(earlier) if other.status is RunStatus.SUCCESS), None)
+        if last_success is not None and (last_success.result or "") != (run.result or ""):
+            kinds.append("changed")
+        return kinds
+
+    # Delivery ------------------------------------------------------------------
+
+    def send(self, notice: Notice, *, wait: bool = False) -> list[JSONDict]:
+        """Deliver a notice through each channel that wants it, each on its own thread;
+        with `wait`, return the delivery records once all are done (`notify test`)."""
+        config = load_notify_config(self.store.home)
+        records: list[JSONDict] = []
+        threads = []
+        for deliver in self._channels(config, notice):
+            self._begin()
+            threads.append(_start_thread(self._deliver, deliver, notice, records))
+        if wait:
+            for thread in threads:
+                thread.join()
+        return records
+
+    def _channels(self, config: JSONDict, notice: Notice) -> list[Callable[[Notice], JSONDict]]:
+        wanted = dict(config["events"])
+        if notice.task:
+            wanted |= (config["tasks"].get(notice.task["id"]) or {}).get("events", {})
+        if notice.event != "test" and not wanted.get(notice.event):
+            return []
+        channels: list[Callable[[Notice], JSONDict]] = []
+        if config["desktop"]["enabled"]:
+            channels.append(functools.partial(self._to_desktop, config["desktop"]["command"]))
+        for hook in config["webhooks"]:
+            if hook["enabled"] and (
+                notice.event == "test" or hook["events"] is None or notice.event in hook["events"]
+            ):
+                channels.append(functools.partial(self._to_webhook, hook))
+        return channels
+
+    def _deliver(
+        self, deliver: Callable[[Notice], JSONDict], notice: Notice, records: list[JSONDict]
+    ) -> None:
+        try:
+            with self._slots:
+                record = deliver(notice)
+            records.append(record)
+            self._record(record)
+        except Exception:  # a delivery thread must end cleanly; the log has the cause
+            logger().exception("notifications: delivery failed unexpectedly")
+        finally:
+            self._end()
+
+    def _record_of(self, notice: Notice, channel: str) -> JSONDict:
+        return {
+            "id": new_id(),
+            "at": fmt_time(self.store.clock()),
+            "event": notice.event,
+            "channel": channel,
+            "task_id": (notice.task or {}).get("id"),
+            "run_id": (notice.run or {}).get("id"),
+            "status": "failed",
+            "attempts": 0,
+            "http_status": None,
+            "error": None,
+        }
+
+    def _to_webhook(self, hook: JSONDict, notice: Notice) -> JSONDict:
+        import http.client
+
+        record = self._record_of(notice, f"webhook:{hook['name']}")
+        body, headers = WEBHOOK_FORMATS[hook["preset"]](notice)
+        headers |= {
+            "User-Agent": f"{APP_ID}/{__version__}",
+            "X-Scheduler-Event": notice.event,
+            "X-Scheduler-Delivery": record["id"],
+        }
+        if hook["secret"]:
+            headers[SIGNATURE_HEADER] = sign_body(hook["secret"], body)
+        for attempt in range(1, hook["retries"] + 2):
+            record["attempts"] = attempt
+            try:
+                status = self.post(hook["url"], body, headers, hook["timeout_seconds"])
+            except (OSError, ValueError, http.client.HTTPException) as error:
+                record["error"] = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            else:
+                record["http_status"] = status
+                if HTTPStatus.OK <= status < HTTPStatus.MULTIPLE_CHOICES:
+                    return {**record, "status": "delivered", "error": None}
+                record["error"] = f"HTTP {status}"
+                if status < HTTPStatus.INTERNAL_SERVER_ERROR and status not in HTTP_RETRYABLE:
+                    return record  # the hook refuses it: asking again would not help
+            if attempt <= hook["retries"]:
+                self.sleep(hook["backoff_seconds"] * 2 ** (attempt - 1))
+        return record
+
+    def _to_desktop(self, command: list[str] | None, notice: Notice) -> JSONDict:
+        import subprocess
+
+        record = self._record_of(notice, "desktop")
+        templates = [command] if command else [list(argv) for argv in DESKTOP_NOTIFIERS[self.platform]]
+        available = [argv for argv in templates if shutil.which(argv[0])]
+        if not available:
+            tools = ", ".join(argv[0] for argv in templates)
+            return {**record, "error": f"no desktop notifier here ({tools} not found)"}
+        record["attempts"] = 1
+        try:
+            done = subprocess.run(
+                _fill_command(available[0], notice),
+                capture_output=True,
+                text=True,
+                timeout=TOOL_TIMEOUT_SECONDS,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return {**record, "error": f"{available[0][0]}: {error}"}
+        if done.returncode != 0:
+            return {
+                **record,
+                "error": f"{available[0][0]} exited {done.returncode}: {_one_line(done.stderr)}",
+            }
+        return {**record, "status": "delivered"}
+
+    # History -------------------------------------------------------------------
+
+    def _record(self, record: JSONDict) -> None:
+        with self.store.locked():
+            history = notify_history(self.store.home)
+            history.insert(0, record)
+            atomic_write(
+                self.store.home / NOTIFY_HISTORY_FILE, json.dumps(history[:NOTIFY_HISTORY_MAX]).encode()
+            )
+
+
+NOTICE_RUN_FIELDS = ("id", "status", "trigger", "attempt", "started_at", "finished_at", "duration_seconds",
+                     "cost_usd", "result", "error", "failure_kind")  # fmt: skip
+
+
+def notify_history(home: Path) -> list[JSONDict]:
+    """The deliveries, newest first (the last NOTIFY_HISTORY_MAX)."""
+    try:
+        history = json.loads((home / NOTIFY_HISTORY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [item for item in history if isinstance(item, dict)] if isinstance(history, list) else []
+
+
+####
 # Service operations (shared by the CLI, the API and the window) ####
 ####
 
 LOG_CHUNK_MAX = 1 << 20
 RUN_LIST_MAX = 10_000
+BUNDLE_FORMAT = "claude-code-scheduler-bundle"
+BUNDLE_VERSION = 1
+BUNDLE_KEYS = ("format", "version", "exported_at", "app_version", "jobs", "tasks", "runs", "logs")
 
 
 class Service:
@@ -5940,6 +6505,133 @@ class Service:
             "total": sum_usage_totals([usage_totals([], now, zone), *totals.values()]),
         }
 
+    # Import, export and copies ---------------------------------------------------
+
+    def export_bundle(
+        self, job_ids: Sequence[str] = (), *, runs: bool = False, logs: bool = False
+    ) -> JSONDict:
+        """A versioned bundle (see BUNDLE_FORMAT) of the jobs named, or of every job and the
+        tasks in no job, with their tasks; `runs` adds their finished runs, `logs` those
+        runs' logs too. Records are exported whole (`to_dict`), so every field travels."""
+        with self.store.locked():
+            jobs = [self.store.job(job_id) for job_id in dict.fromkeys(job_ids)] or self.store.job_list()
+            tasks = [task for job in jobs for task in self.store.tasks_of(job.id)]
+            if not job_ids:
+                tasks += self.store.tasks_of(None)
+            bundle: JSONDict = {
+                "format": BUNDLE_FORMAT,
+                "version": BUNDLE_VERSION,
+                "exported_at": fmt_time(self.clock()),
+                "app_version": __version__,
+                "jobs": [job.to_dict() for job in jobs],
+                "tasks": [task.to_dict(derived=False) for task in tasks],
+            }
+            if runs or logs:
+                finished = [run for task in tasks for run in self.store.runs_of(task.id) if not run.is_active]
+                bundle["runs"] = [run.to_dict() for run in finished]
+                if logs:
+                    bundle["logs"] = self._log_texts(finished)
+        return bundle
+
+    def _log_texts(self, runs: list[Run]) -> dict[str, str]:
+        texts = {}
+        for run in runs:
+            with contextlib.suppress(FileNotFoundError):
+                texts[run.id] = self.store.log_path(run.id).read_bytes().decode("utf-8", errors="replace")
+        return texts
+
+    def import_bundle(self, bundle: JSON, *, dry_run: bool = False, into_job: str | None = None) -> JSONDict:
+        """Bring a bundle in with new ids: every record is checked first and one bad record
+        refuses the whole bundle (Invalid naming it), so nothing changes. Names that clash
+        with existing ones get a number, reported under `renamed`. With `into_job`, the
+        bundle's tasks join that job and its jobs are not created."""
+        return self._import(bundle, dry_run=dry_run, into_job=into_job)
+
+    def duplicate_job(self, job_id: str) -> JSONDict:
+        """A copy of a job with copies of its tasks (disabled, so nothing fires twice)."""
+        report = self._import(self.export_bundle([job_id]), copies=True)
+        return self.get_job(report["jobs"][0]["id"])
+
+    def duplicate_task(self, task_id: str) -> JSONDict:
+        """A copy of a task in the same job (disabled, so nothing fires twice)."""
+        task = self.store.task(task_id)
+        bundle = {
+            "format": BUNDLE_FORMAT,
+            "version": BUNDLE_VERSION,
+            "jobs": [],
+            "tasks": [task.to_dict(derived=False)],
+        }
+        report = self._import(bundle, into_job=task.job_id, copies=True)
+        return self.get_task(report["tasks"][0]["id"])
+
+    def _import(
+        self, bundle: JSON, *, dry_run: bool = False, into_job: str | None = None, copies: bool = False
+    ) -> JSONDict:
+        with self.store.locked():
+            plan = ImportPlan.read(self.store, bundle, into_job=into_job, now=self.clock(), copies=copies)
+            if not dry_run:
+                plan.apply(self.store)
+        if not dry_run:
+            self.wake()
+        return plan.report(dry_run=dry_run)
+
+    # Notifications -------------------------------------------------------------
+
+    def notify_settings(self) -> JSONDict:
+        """What to be told about and through which channels (webhook secrets left out)."""
+        return public_notify_config(load_notify_config(self.store.home))
+
+    def update_notify_settings(self, data: JSON) -> JSONDict:
+        """Change the settings given: `events` and `desktop` field by field, `tasks` task by
+        task (null drops a task's overrides), `webhooks` as a whole list in which a hook
+        given without `secret` keeps the secret of the hook of that name."""
+        data = require_object(data)
+        split_known(data, DEFAULT_NOTIFY, strict=True)
+        with self.store.locked():
+            current = load_notify_config(self.store.home)
+            merged = {
+                **current,
+                "events": {**current["events"], **require_object(data.get("events") or {}, "events")},
+                "desktop": {**current["desktop"], **require_object(data.get("desktop") or {}, "desktop")},
+                "tasks": self._task_overrides(current["tasks"], data.get("tasks") or {}),
+            }
+            if "webhooks" in data:
+                merged["webhooks"] = self._keep_secrets(current["webhooks"], data["webhooks"])
+            config = read_notify_config(merged)
+            atomic_write(self.store.home / NOTIFY_FILE, json.dumps(config, indent=2).encode())
+        return public_notify_config(config)
+
+    def _task_overrides(self, current: JSONDict, changes: JSON) -> JSONDict:
+        tasks = dict(current)
+        for task_id, entry in require_object(changes, "tasks").items():
+            if entry is None:
+                tasks.pop(task_id, None)
+            else:
+                tasks[self.store.task(task_id).id] = entry
+        return tasks
+
+    @staticmethod
+    def _keep_secrets(current: list[JSONDict], hooks: JSON) -> JSON:
+        if not isinstance(hooks, list):
+            return hooks  # read_notify_config names the mistake
+        secrets = {hook["name"]: hook["secret"] for hook in current}
+        return [
+            {**hook, "secret": secrets.get(hook.get("name"))}
+            if isinstance(hook, dict) and "secret" not in hook
+            else hook
+            for hook in hooks
+        ]
+
+    def notify_history(self, limit: int | None = None) -> list[JSONDict]:
+        """The latest deliveries, newest first: channel, event, status, attempts, error."""
+        limit = read_int(limit, "limit", 1, NOTIFY_HISTORY_MAX) if limit is not None else None
+        return notify_history(self.store.home)[:limit]
+
+    def notify_test(self) -> list[JSONDict]:
+        """Send a sample through each enabled channel and wait for the outcomes."""
+        notice = Notice("test", NOTICE_TITLES["test"], NOTIFY_TEST_BODY, at=self.clock())
+        return Notifier(self.store).send(notice, wait=True)
+
     # Engine ------------------------------------------------------------------
 
     def engine_status(self) -> JSONDict:
@@ -6297,6 +6989,788 @@ def _task_checks(
         )
         found.append(Check(name, level, message, fix))
     return found
+
+
+# Bundles: import and export. A bundle is one JSON object: `format`, `version`,
+# `exported_at`, `app_version`, `jobs` and `tasks` as stored (ids refer to each other
+# inside the bundle), and optionally `runs` (finished ones) and `logs` (run id -> text).
+
+
+@contextlib.contextmanager
+def _bundle_record(key: str, index: int, data: JSON) -> Iterator[None]:
+    """Name the record (and its name, when it has one) in an Invalid raised for it."""
+    try:
+        yield
+    except Invalid as error:
+        name = data.get("name") if isinstance(data, dict) else None
+        label = f" ({key.rstrip('s')} {name!r})" if isinstance(name, str) else ""
+        field = f"{key}[{index}].{error.field}" if error.field else f"{key}[{index}]"
+        raise Invalid(f"{error.message}{label}; nothing was imported", field) from None
+
+
+def _bundle_list(bundle: JSONDict, key: str) -> list[JSON]:
+    items = bundle.get(key, [])
+    if not isinstance(items, list):
+        raise Invalid("must be a list; nothing was imported", key)
+    return items
+
+
+def _bundle_ids(items: list[JSON], key: str) -> list[str]:
+    """Each record's id in the bundle; a missing, malformed or repeated one is Invalid."""
+    ids: list[str] = []
+    for index, data in enumerate(items):
+        with _bundle_record(key, index, data):
+            record_id = read_id(require_object(data).get("id"), "id", required=True) or ""
+            if record_id in ids:
+                raise Invalid(f"repeats the id of {key}[{ids.index(record_id)}]", "id")
+            ids.append(record_id)
+    return ids
+
+
+def _bundle_fields(data: JSONDict, kind: type[Job] | type[Task]) -> JSONDict:
+    """A record's own fields, without the ones the store sets (ids, stamps, derived ones).
+    Fields this version does not know are kept, as the store keeps them: a bundle from a
+    newer version loses nothing."""
+    return {key: value for key, value in data.items() if key not in kind.READ_ONLY}
+
+
+def _free_name(name: str, taken: set[str]) -> str:
+    """`name`, or `name (2)`, `name (3)`... whichever is not taken (kept within NAME_MAX)."""
+    number = 2
+    candidate = name
+    while candidate in taken:
+        suffix = f" ({number})"
+        candidate = name[: NAME_MAX - len(suffix)] + suffix
+        number += 1
+    return candidate
+
+
+@dataclass
+class ImportPlan:
+    """What importing a bundle would store, every record already validated and given new
+    ids and free names. `read` raises Invalid naming the first bad record; `apply` writes."""
+
+    jobs: list[Job] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+    logs: dict[str, str] = field(default_factory=dict)  # new run id -> log text
+    sources: dict[str, str] = field(default_factory=dict)  # new id -> id in the bundle
+    renamed: list[JSONDict] = field(default_factory=list)
+    into_job: Job | None = None
+    now: datetime = field(default_factory=utcnow)
+
+    @classmethod
+    def read(
+        cls, store: Store, bundle: JSON, *, into_job: str | None, now: datetime, copies: bool = False
+    ) -> ImportPlan:
+        bundle = require_object(bundle, "bundle")
+        cls._check_header(bundle)
+        plan = cls(into_job=store.job(into_job) if into_job else None, now=now)
+        job_map = plan._read_jobs(store, _bundle_list(bundle, "jobs"))
+        task_map = plan._read_tasks(store, _bundle_list(bundle, "tasks"), job_map, disable=copies)
+        plan._order_jobs(store, _bundle_list(bundle, "jobs"), task_map)
+        run_map = plan._read_runs(_bundle_list(bundle, "runs"), task_map)
+        plan._read_logs(bundle.get("logs", {}), run_map)
+        return plan
+
+    @staticmethod
+    def _check_header(bundle: JSONDict) -> None:
+        split_known(bundle, BUNDLE_KEYS, strict=True)
+        if bundle.get("format") != BUNDLE_FORMAT:
+            raise Invalid(f'is not a claude-code-scheduler bundle (expected "{BUNDLE_FORMAT}")', "format")
+        version = bundle.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise Invalid("must be a whole number from 1", "version")
+        if version > BUNDLE_VERSION:
+            raise Invalid(
+                f"{version} is newer than this program reads ({BUNDLE_VERSION}): update it", "version"
+            )
+
+    def _stamps(self) -> JSONDict:
+        return {"id": new_id(), "created_at": fmt_time(self.now), "updated_at": fmt_time(self.now)}
+
+    def _rename(self, kind: str, name: str, taken: set[str], clashing: set[str]) -> str:
+        if name not in clashing:
+            return name
+        free = _free_name(name, taken)
+        taken.add(free)
+        self.renamed.append({"kind": kind, "from": name, "to": free})
+        return free
+
+    def _read_jobs(self, store: Store, items: list[JSON]) -> dict[str, str]:
+        """Old id -> new id of each job (none are made when importing into a job)."""
+        old_ids = _bundle_ids(items, "jobs")
+        existing = {job.name for job in store.job_list()}
+        taken = existing | {str(item.get("name")) for item in items}
+        job_map: dict[str, str] = {}
+        for index, (old_id, data) in enumerate(zip(old_ids, items, strict=True)):
+            with _bundle_record("jobs", index, data):
+                job = Job.from_dict({**_bundle_fields(data, Job), **self._stamps(), "task_order": []})
+            if self.into_job is None:
+                job.name = self._rename("job", job.name, taken, existing)
+                self.jobs.append(job)
+                self.sources[job.id] = old_id
+                job_map[old_id] = job.id
+        return job_map
+
+    def _read_tasks(
+        self, store: Store, items: list[JSON], job_map: dict[str, str], *, disable: bool
+    ) -> dict[str, str]:
+        old_ids = _bundle_ids(items, "tasks")
+        names_by_job: dict[str | None, set[str]] = {}
+        for task in store.task_list():
+            names_by_job.setdefault(task.job_id, set()).add(task.name)
+        in_bundle = {str(item.get("name")) for item in items}
+        taken_by_job: dict[str | None, set[str]] = {}
+        task_map: dict[str, str] = {}
+        for index, (old_id, data) in enumerate(zip(old_ids, items, strict=True)):
+            with _bundle_record("tasks", index, data):
+                fields = _bundle_fields(data, Task)
+                fields["job_id"] = self._task_job(fields.get("job_id"), job_map)
+                task = Task.from_dict({**fields, **self._stamps()}, strict=True)
+            if disable:
+                task.enabled = False
+            existing = names_by_job.get(task.job_id, set())
+            taken = taken_by_job.setdefault(task.job_id, existing | in_bundle)
+            task.name = self._rename("task", task.name, taken, existing)
+            self.tasks.append(task)
+            self.sources[task.id] = old_id
+            task_map[old_id] = task.id
+        return task_map
+
+    def _task_job(self, old_job_id: JSON, job_map: dict[str, str]) -> str | None:
+        if self.into_job is not None:
+            return self.into_job.id
+        if old_job_id is None:
+            return None
+        if old_job_id not in job_map:
+            raise Invalid(f"names job {old_job_id}, which is not in the bundle", "job_id")
+        return job_map[str(old_job_id)]
+
+    def _order_jobs(self, store: Store, items: list[JSON], task_map: dict[str, str]) -> None:
+        """Each new job's task order, in new ids; importing into a job puts the new tasks
+        after the ones it has, in the order it shows them."""
+        if self.into_job is not None:
+            order = [task.id for task in store.tasks_of(self.into_job.id)] + [task.id for task in self.tasks]
+            self.into_job = dataclasses.replace(self.into_job, task_order=order, updated_at=self.now)
+            return
+        for index, (job, data) in enumerate(zip(self.jobs, items, strict=True)):
+            mine = {task.id for task in self.tasks if task.job_id == job.id}
+            for position, old_id in enumerate(data.get("task_order") or []):
+                if task_map.get(old_id) not in mine:
+                    with _bundle_record("jobs", index, data):
+                        raise Invalid(
+                            f"lists task {old_id}, which is not one of its tasks in the bundle",
+                            f"task_order[{position}]",
+                        )
+                job.task_order.append(task_map[old_id])
+
+    def _read_runs(self, items: list[JSON], task_map: dict[str, str]) -> dict[str, str]:
+        run_map: dict[str, str] = {}
+        for index, data in enumerate(items):
+            with _bundle_record("runs", index, data):
+                run = Run.from_dict(data)
+                if run.id in run_map:
+                    raise Invalid("repeats the id of an earlier run", "id")
+                if run.task_id not in task_map:
+                    raise Invalid(f"names task {run.task_id}, which is not in the bundle", "task_id")
+                if run.is_active:
+                    raise Invalid(f"is {run.status.value}: only finished runs can be imported", "status")
+            new = dataclasses.replace(
+                run, id=new_id(), task_id=task_map[run.task_id], job_run_id=None, pid=None, owner=None
+            )
+            run_map[run.id] = new.id
+            self.sources[new.id] = run.id
+            self.runs.append(new)
+        return run_map
+
+    def _read_logs(self, logs: JSON, run_map: dict[str, str]) -> None:
+        logs = require_object(logs, "logs")
+        for old_id, text in logs.items():
+            if old_id not in run_map:
+                raise Invalid(
+                    "is the log of a run that is not in the bundle; nothing was imported", f"logs.{old_id}"
+                )
+            if not isinstance(text, str):
+                raise Invalid("must be a string; nothing was imported", f"logs.{old_id}")
+            self.logs[run_map[old_id]] = text
+
+    def apply(self, store: Store) -> None:
+        """Store the plan's records (the caller holds the store's lock)."""
+        for job in self.jobs:
+            store.save_job(job)
+        for task in self.tasks:
+            store.save_task(task, Service._schedule_state(task, self.now))
+        if self.into_job is not None:
+            store.save_job(self.into_job)
+        for run in sorted(self.runs, key=lambda run: run.created_at):
+            if run.id in self.logs:
+                atomic_write(store.log_path(run.id), self.logs[run.id].encode())
+            store.save_run(run)
+
+    def report(self, *, dry_run: bool) -> JSONDict:
+        def entry(record: Job | Task) -> JSONDict:
+            out = {"id": record.id, "source_id": self.sources[record.id], "name": record.name}
+            return {**out, "job_id": record.job_id} if isinstance(record, Task) else out
+
+        return {
+            "dry_run": dry_run,
+            "into_job": self.into_job.id if self.into_job else None,
+            "jobs": [entry(job) for job in self.jobs],
+            "tasks": [entry(task) for task in self.tasks],
+            "runs": len(self.runs),
+            "logs": len(self.logs),
+            "renamed": self.renamed,
+        }
+
+
+####
+# Desktop integration: the launcher, the icon, the engine at login ####
+####
+
+DESKTOP_MANIFEST = "desktop-install.json"  # in the data home: what `desktop install` wrote
+LINUX_ICON_SIZES = (16, 24, 32, 48, 64, 128, 256)
+MAC_ICON_TYPES = ((b"ic07", 128), (b"ic08", 256), (b"ic09", 512), (b"ic11", 32), (b"ic12", 64))
+WINDOWS_ICON_SIZES = (16, 24, 32, 48, 64, 256)
+WINDOW_ICON_SIZES = (16, 32, 64)
+# The icon, in units of its side: a rounded square in Claude's terracotta with a white
+# clock face whose hands show three o'clock.
+ICON_BACKGROUND = (0xD9, 0x77, 0x57)
+ICON_FOREGROUND = (0xFF, 0xFF, 0xFF)
+ICON_MARGIN, ICON_CORNER = 0.06, 0.2
+ICON_RING_RADIUS, ICON_STROKE = 0.29, 0.06
+ICON_HANDS = (((0.5, 0.5), (0.5, 0.29)), ((0.5, 0.5), (0.66, 0.5)))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DESKTOP_EXEC_SPECIAL = set(" \t\n\"'\\><~|&;$*?#()`")
+
+
+def _box_distance(x: float, y: float) -> float:
+    half = 0.5 - ICON_MARGIN - ICON_CORNER
+    qx, qy = abs(x - 0.5) - half, abs(y - 0.5) - half
+    return math.hypot(max(qx, 0.0), max(qy, 0.0)) + min(max(qx, qy), 0.0) - ICON_CORNER
+
+
+def _segment_distance(x: float, y: float, a: tuple[float, float], b: tuple[float, float]) -> float:
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    t = max(0.0, min(1.0, ((x - a[0]) * dx + (y - a[1]) * dy) / (dx * dx + dy * dy)))
+    return math.hypot(x - a[0] - t * dx, y - a[1] - t * dy) - ICON_STROKE / 2
+
+
+def _face_distance(x: float, y: float) -> float:
+    ring = abs(math.hypot(x - 0.5, y - 0.5) - ICON_RING_RADIUS) - ICON_STROKE / 2
+    return min(ring, *(_segment_distance(x, y, a, b) for a, b in ICON_HANDS))
+
+
+def _coverage(distance: float, size: int) -> float:
+    """How much of a pixel a shape covers, from its signed distance (anti-aliasing)."""
+    return max(0.0, min(1.0, 0.5 - distance * size))
+
+
+def icon_pixels(size: int) -> bytes:
+    """The icon as RGBA rows, `size` pixels square, drawn from signed distances."""
+    out = bytearray()
+    for row in range(size):
+        y = (row + 0.5) / size
+        for column in range(size):
+            x = (column + 0.5) / size
+            alpha = _coverage(_box_distance(x, y), size)
+            white = _coverage(_face_distance(x, y), size) if alpha else 0.0
+            colour = (
+                round(b + (f - b) * white) for b, f in zip(ICON_BACKGROUND, ICON_FOREGROUND, strict=True)
+            )
+            out += bytes((*colour, round(alpha * 255)))
+    return bytes(out)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import zlib
+
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+@functools.cache
+def icon_png(size: int) -> bytes:
+    """The icon as a PNG file of `size` x `size` pixels (standard library only)."""
+    import zlib
+
+    pixels, stride = icon_pixels(size), size * 4
+    rows = b"".join(b"\x00" + pixels[n * stride : (n + 1) * stride] for n in range(size))
+    header = size.to_bytes(4, "big") * 2 + bytes((8, 6, 0, 0, 0))  # 8-bit RGBA
+    return (
+        PNG_SIGNATURE
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows, 9))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def icon_ico(sizes: Iterable[int] = WINDOWS_ICON_SIZES) -> bytes:
+    """A Windows .ico holding the icon as PNG images (Windows Vista and later read them)."""
+    images = [(size, icon_png(size)) for size in sizes]
+    offset = 6 + 16 * len(images)
+    head = (0).to_bytes(2, "little") + (1).to_bytes(2, "little") + len(images).to_bytes(2, "little")
+    entries = b""
+    for size, png in images:
+        side = bytes((size % 256, size % 256, 0, 0))  # 0 means 256
+        entries += side + (1).to_bytes(2, "little") + (32).to_bytes(2, "little")
+        entries += len(png).to_bytes(4, "little") + offset.to_bytes(4, "little")
+        offset += len(png)
+    return head + entries + b"".join(png for _, png in images)
+
+
+def icon_icns() -> bytes:
+    """A macOS .icns holding the icon as PNG images."""
+    body = b"".join(
+        kind + (len(png) + 8).to_bytes(4, "big") + png
+        for kind, png in ((k, icon_png(s)) for k, s in MAC_ICON_TYPES)
+    )
+    return b"icns" + (len(body) + 8).to_bytes(4, "big") + body
+
+
+# Launchers and login services: each platform's files as data (tested as text on any
+# platform), written and undone by one Installer that records what it wrote.
+
+SERVICE_ENV = "CLAUDE_SCHEDULER_SERVICE"  # set by the login service: `serve` says so to the window
+SERVICE_MANIFEST = "service-install.json"
+SERVICE_LABEL = f"io.github.{APP_ID}"
+SERVICE_UNIT = f"{APP_ID}.service"
+SERVICE_RESTART_SECONDS = 10
+TOOL_TIMEOUT_SECONDS = 60
+SYSTEMD_SPECIAL = {"\\": "\\\\", '"': '\\"', "%": "%%", "$": "$$"}
+
+
+class InstallFile(typing.NamedTuple):
+    path: Path
+    data: bytes
+    mode: int = 0o644
+
+
+@dataclass
+class InstallPlan:
+    """What installing one thing writes on one platform, and the tool calls around it."""
+
+    platform: str
+    files: list[InstallFile]
+    command: list[str]  # what the launcher or service runs
+    after_install: list[list[str]] = field(default_factory=list)
+    before_uninstall: list[list[str]] = field(default_factory=list)
+    after_uninstall: list[list[str]] = field(default_factory=list)
+    made_by_tools: list[Path] = field(default_factory=list)  # files the after_install calls make
+    notes: list[str] = field(default_factory=list)
+
+
+def app_command(mode: str, home: Path | None, *, platform: str, python: str | None = None) -> list[str]:
+    """The command that runs this module with this Python in `mode` (gui or serve); on
+    Windows pythonw, which opens no console window."""
+    python = python or sys.executable
+    if platform == "win32":
+        windowless = Path(python).with_name("pythonw.exe")
+        python = str(windowless) if windowless.name != Path(python).name else python
+    argv = [python, str(Path(__file__).resolve())]
+    return argv + (["--home", str(home)] if home else []) + [mode]
+
+
+def desktop_exec(argv: Sequence[str]) -> str:
+    """argv as a freedesktop Exec value: arguments quoted where needed, `%` doubled."""
+
+    def quote(arg: str) -> str:
+        if arg and not set(arg) & DESKTOP_EXEC_SPECIAL:
+            return arg.replace("%", "%%")
+        escaped = "".join("\\" + ch if ch in '"`$\\' else ch for ch in arg)
+        return '"' + escaped.replace("%", "%%") + '"'
+
+    return " ".join(quote(arg) for arg in argv)
+
+
+def systemd_exec(argv: Sequence[str]) -> str:
+    """argv as a systemd ExecStart value: each argument double-quoted, specifiers escaped."""
+    return " ".join('"' + "".join(SYSTEMD_SPECIAL.get(ch, ch) for ch in arg) + '"' for arg in argv)
+
+
+def _xdg(env: Mapping[str, str], name: str, user_home: Path, default: str) -> Path:
+    value = env.get(name, "")
+    return Path(value) if value and Path(value).is_absolute() else user_home / default
+
+
+def desktop_entry(argv: Sequence[str]) -> str:
+    lines = [
+        "[Desktop Entry]",
+        "Type=Application",
+        "Version=1.4",
+        f"Name={APP_NAME}",
+        "GenericName=Task Scheduler",
+        f"Comment={APP_COMMENT}",
+        f"Exec={desktop_exec(argv)}",
+        f"TryExec={argv[0]}",
+        f"Icon={APP_ID}",
+        "Terminal=false",
+        "Categories=Development;",
+        "Keywords=claude;schedule;cron;automation;",
+        "StartupNotify=true",
+        f"StartupWMClass={GUI_CLASS_NAME}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def linux_launcher(env: Mapping[str, str], user_home: Path, argv: list[str]) -> InstallPlan:
+    data = _xdg(env, "XDG_DATA_HOME", user_home, ".local/share")
+    entry = InstallFile(data / "applications" / f"{APP_ID}.desktop", desktop_entry(argv).encode())
+    icons = [
+        InstallFile(data / "icons" / "hicolor" / f"{size}x{size}" / "apps" / f"{APP_ID}.png", icon_png(size))
+        for size in LINUX_ICON_SIZES
+    ]
+    return InstallPlan("linux", [entry, *icons], argv)
+
+
+def mac_launcher(env: Mapping[str, str], user_home: Path, argv: list[str]) -> InstallPlan:
+    import plistlib
+    import shlex
+
+    contents = user_home / "Applications" / f"{APP_NAME}.app" / "Contents"
+    info = {
+        "CFBundleName": APP_NAME,
+        "CFBundleDisplayName": APP_NAME,
+        "CFBundleIdentifier": SERVICE_LABEL,
+        "CFBundleExecutable": APP_ID,
+        "CFBundleIconFile": f"{APP_ID}.icns",
+        "CFBundlePackageType": "APPL",
+        "CFBundleShortVersionString": __version__,
+        "NSHighResolutionCapable": True,
+    }
+    script = f'#!/bin/sh\nexec {shlex.join(argv)} "$@"\n'
+    files = [
+        InstallFile(contents / "Info.plist", plistlib.dumps(info)),
+        InstallFile(contents / "MacOS" / APP_ID, script.encode(), 0o755),
+        InstallFile(contents / "Resources" / f"{APP_ID}.icns", icon_icns()),
+    ]
+    return InstallPlan("darwin", files, argv)
+
+
+def _powershell_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def windows_launcher(env: Mapping[str, str], user_home: Path, argv: list[str]) -> InstallPlan:
+    import subprocess
+
+    local = _xdg(env, "LOCALAPPDATA", user_home, "AppData/Local") / APP_ID
+    roaming = _xdg(env, "APPDATA", user_home, "AppData/Roaming")
+    shortcut = roaming / "Microsoft" / "Windows" / "Start Menu" / "Programs" / f"{APP_NAME}.lnk"
+    icon = InstallFile(local / f"{APP_ID}.ico", icon_ico())
+    script = "; ".join(
+        [
+            f"$s = (New-Object -ComObject WScript.Shell).CreateShortcut({_powershell_text(str(shortcut))})",
+            f"$s.TargetPath = {_powershell_text(argv[0])}",
+            f"$s.Arguments = {_powershell_text(subprocess.list2cmdline(argv[1:]))}",
+            f"$s.IconLocation = {_powershell_text(str(icon.path))}",
+            f"$s.Description = {_powershell_text(APP_COMMENT)}",
+            "$s.Save()",
+        ]
+    )
+    make = ["powershell", "-NoProfile", "-NonInteractive", "-Command", script]
+    return InstallPlan("win32", [icon], argv, after_install=[make], made_by_tools=[shortcut])
+
+
+LAUNCHERS: dict[str, Callable[[Mapping[str, str], Path, list[str]], InstallPlan]] = {
+    "linux": linux_launcher,
+    "darwin": mac_launcher,
+    "win32": windows_launcher,
+}
+
+
+def systemd_unit(argv: Sequence[str], log_hint: str) -> str:
+    return "\n".join(
+        [
+            "[Unit]",
+            f"Description={APP_NAME}: the engine and REST API ({log_hint})",
+            "",
+            "[Service]",
+            "Type=simple",
+            f"ExecStart={systemd_exec(argv)}",
+            f"Environment={SERVICE_ENV}=systemd",
+            "Environment=PYTHONUNBUFFERED=1",
+            "Restart=on-failure",
+            f"RestartSec={SERVICE_RESTART_SECONDS}",
+            "",
+            "[Install]",
+            "WantedBy=default.target",
+            "",
+        ]
+    )
+
+
+def linux_service(env: Mapping[str, str], user_home: Path, argv: list[str]) -> InstallPlan:
+    unit = _xdg(env, "XDG_CONFIG_HOME", user_home, ".config") / "systemd" / "user" / SERVICE_UNIT
+    text = systemd_unit(argv, f"logs: journalctl --user -u {APP_ID}")
+    ctl = ["systemctl", "--user"]
+    return InstallPlan(
+        "linux",
+        [InstallFile(unit, text.encode())],
+        argv,
+        after_install=[[*ctl, "daemon-reload"], [*ctl, "enable", "--now", SERVICE_UNIT]],
+        before_uninstall=[[*ctl, "disable", "--now", SERVICE_UNIT]],
+        after_uninstall=[[*ctl, "daemon-reload"]],
+        notes=[f"logs: journalctl --user -u {APP_ID}"],
+    )
+
+
+def mac_service(env: Mapping[str, str], user_home: Path, argv: list[str]) -> InstallPlan:
+    import plistlib
+
+    logs = user_home / "Library" / "Logs" / APP_ID
+    agent = user_home / "Library" / "LaunchAgents" / f"{SERVICE_LABEL}.plist"
+    definition = {
+        "Label": SERVICE_LABEL,
+        "ProgramArguments": list(argv),
+        "EnvironmentVariables": {SERVICE_ENV: "launchd", "PYTHONUNBUFFERED": "1"},
+        "RunAtLoad": True,
+        "KeepAlive": {"SuccessfulExit": False},  # restart after a failure, not after a stop
+        "ThrottleInterval": SERVICE_RESTART_SECONDS,
+        "ProcessType": "Background",
+        "StandardOutPath": str(logs / "serve.log"),
+        "StandardErrorPath": str(logs / "serve.log"),
+    }
+    domain = f"gui/{os.getuid() if hasattr(os, 'getuid') else 0}"
+    return InstallPlan(
+        "darwin",
+        [InstallFile(agent, plistlib.dumps(definition))],
+        argv,
+        after_install=[["launchctl", "bootstrap", domain, str(agent)]],
+        before_uninstall=[["launchctl", "bootout", f"{domain}/{SERVICE_LABEL}"]],
+        notes=[f"logs: {logs / 'serve.log'}"],
+    )
+
+
+def windows_task_xml(argv: Sequence[str], log_file: Path) -> str:
+    """A Task Scheduler task that runs `serve` at logon, restarting it after a failure."""
+    import subprocess
+    from xml.sax.saxutils import escape
+
+    arguments = subprocess.list2cmdline([*argv[1:], "--log-file", str(log_file)])
+    return "\n".join(
+        [
+            '<?xml version="1.0" encoding="UTF-16"?>',
+            '<Task version="1.2" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">',
+            "  <RegistrationInfo>",
+            f"    <Description>{escape(APP_NAME)}: the engine and REST API</Description>",
+            "  </RegistrationInfo>",
+            "  <Triggers><LogonTrigger><Enabled>true</Enabled></LogonTrigger></Triggers>",
+            "  <Principals><Principal><LogonType>InteractiveToken</LogonType>"
+            "<RunLevel>LeastPrivilege</RunLevel></Principal></Principals>",
+            "  <Settings>",
+            "    <MultipleInstancesPolicy>IgnoreNew</MultipleInstancesPolicy>",
+            "    <DisallowStartIfOnBatteries>false</DisallowStartIfOnBatteries>",
+            "    <StopIfGoingOnBatteries>false</StopIfGoingOnBatteries>",
+            "    <ExecutionTimeLimit>PT0S</ExecutionTimeLimit>",
+            "    <Hidden>true</Hidden>",
+            "    <RestartOnFailure><Interval>PT1M</Interval><Count>999</Count></RestartOnFailure>",
+            "  </Settings>",
+            '  <Actions Context="Author">',
+            f"    <Exec><Command>{escape(argv[0])}</Command>",
+            f"      <Arguments>{escape(arguments)}</Arguments></Exec>",
+            "  </Actions>",
+            "</Task>",
+            "",
+        ]
+    )
+
+
+def windows_service(env: Mapping[str, str], user_home: Path, argv: list[str]) -> InstallPlan:
+    local = _xdg(env, "LOCALAPPDATA", user_home, "AppData/Local") / APP_ID
+    log_file = local / "logs" / "serve.log"
+    definition = local / f"{APP_ID}-task.xml"
+    # Task Scheduler reads its XML as UTF-16, as its declaration says.
+    xml = InstallFile(definition, windows_task_xml(argv, log_file).encode("utf-16"))
+    task = ["schtasks", "/Create", "/F", "/TN", APP_NAME, "/XML", str(definition)]
+    return InstallPlan(
+        "win32",
+        [xml],
+        argv,
+        after_install=[task, ["schtasks", "/Run", "/TN", APP_NAME]],
+        before_uninstall=[
+            ["schtasks", "/End", "/TN", APP_NAME],
+            ["schtasks", "/Delete", "/F", "/TN", APP_NAME],
+        ],
+        notes=[f"logs: {log_file}"],
+    )
+
+
+SERVICES: dict[str, Callable[[Mapping[str, str], Path, list[str]], InstallPlan]] = {
+    "linux": linux_service,
+    "darwin": mac_service,
+    "win32": windows_service,
+}
+
+
+class ToolResult(typing.NamedTuple):
+    code: int | None  # None: the tool is not there or did not finish
+    output: str
+
+
+def run_tool(argv: list[str]) -> ToolResult:
+    """Run a platform tool (systemctl, launchctl, schtasks...) and capture what it says;
+    a missing tool or one that hangs is an answer too, never an exception."""
+    import subprocess
+
+    if shutil.which(argv[0]) is None:
+        return ToolResult(None, f"{argv[0]} is not available here")
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT_SECONDS, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return ToolResult(None, f"{argv[0]} did not finish: {error}")
+    return ToolResult(done.returncode, (done.stdout + done.stderr).strip())
+
+
+def _make_parents(folder: Path) -> list[str]:
+    """Create `folder` and its missing parents; the ones made, outermost first."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    try:
+        for path in reversed(missing):
+            path.mkdir(mode=0o755, exist_ok=True)
+    except OSError as error:
+        raise StorageError(f"cannot create {error.filename}: {error.strerror}") from error
+    return [str(path) for path in reversed(missing)]
+
+
+class Installer:
+    """Writes an InstallPlan's files, runs its tools, and records in the data home what it
+    wrote (`manifest`), so that uninstall removes exactly that: the files, and the folders
+    it had to make (when they are left empty). A failing tool is reported, not raised."""
+
+    def __init__(self, manifest: Path, tool: Callable[[list[str]], ToolResult] = run_tool) -> None:
+        self.manifest = manifest
+        self.tool = tool
+
+    def recorded(self) -> JSONDict | None:
+        try:
+            record = json.loads(self.manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def install(self, plan: InstallPlan) -> JSONDict:
+        before = self.recorded() or {}
+        dirs: list[str] = list(before.get("dirs") or [])
+        for item in plan.files:
+            dirs += _make_parents(item.path.parent)
+            atomic_write(item.path, item.data, item.mode)
+            os.chmod(item.path, item.mode)  # atomic_write's mode is for new files only
+        written = [str(item.path) for item in plan.files] + [str(path) for path in plan.made_by_tools]
+        record = {"platform": plan.platform, "files": written, "dirs": dirs, "command": plan.command}
+        # Recorded before the tools run, so that whatever they manage, uninstall can undo it.
+        atomic_write(self.manifest, json.dumps(record, indent=2).encode())
+        problems = self._run(plan.after_install)
+        return {**record, "notes": plan.notes, "problems": problems}
+
+    def uninstall(self, plan: InstallPlan) -> JSONDict:
+        record = self.recorded()
+        if record is None:  # installed by hand, or the record was lost: the known paths
+            known = [str(item.path) for item in plan.files] + [str(path) for path in plan.made_by_tools]
+            record = {"files": [path for path in known if Path(path).exists()], "dirs": []}
+        problems = self._run(plan.before_uninstall) if record["files"] else []
+        removed = [path for path in record["files"] if Store._unlink(Path(path))]
+        for folder in sorted(record.get("dirs") or [], key=len, reverse=True):
+            with contextlib.suppress(OSError):  # not empty: something else lives there now
+                Path(folder).rmdir()
+        if record["files"]:
+            problems += self._run(plan.after_uninstall)
+        with contextlib.suppress(FileNotFoundError):
+            self.manifest.unlink()
+        return {"platform": plan.platform, "removed": removed, "problems": problems}
+
+    def _run(self, calls: list[list[str]]) -> list[str]:
+        problems = []
+        for argv in calls:
+            result = self.tool(argv)
+            if result.code != 0:
+                problems.append(f"{' '.join(argv[:4])}: {result.output or f'exit code {result.code}'}")
+        return problems
+
+
+def _service_state_systemd(tool: Callable[[list[str]], ToolResult]) -> JSONDict:
+    keys = ("ActiveState", "SubState", "Result", "ExecMainStatus", "ExecMainExitTimestamp", "MainPID")
+    result = tool(["systemctl", "--user", "show", SERVICE_UNIT, *(f"--property={key}" for key in keys)])
+    if result.code != 0:
+        return {"running": None, "state": f"unknown ({result.output})", "last_exit": None}
+    values = dict(line.partition("=")[::2] for line in result.output.splitlines())
+    exited = values.get("ExecMainExitTimestamp")
+    last_exit = f"status {values.get('ExecMainStatus')} at {exited}" if exited else None
+    return {
+        "running": values.get("ActiveState") == "active",
+        "state": f"{values.get('ActiveState')} ({values.get('SubState')}, result {values.get('Result')})",
+        "last_exit": last_exit,
+    }
+
+
+def _service_state_launchd(tool: Callable[[list[str]], ToolResult]) -> JSONDict:
+    domain = f"gui/{os.getuid() if hasattr(os, 'getuid') else 0}"
+    result = tool(["launchctl", "print", f"{domain}/{SERVICE_LABEL}"])
+    if result.code != 0:
+        return {"running": None, "state": f"unknown ({result.output})", "last_exit": None}
+    values = {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition("=") for line in result.output.splitlines())
+    }
+    return {
+        "running": values.get("state") == "running",
+        "state": values.get("state", "unknown"),
+        "last_exit": values.get("last exit code"),
+    }
+
+
+def _service_state_schtasks(tool: Callable[[list[str]], ToolResult]) -> JSONDict:
+    result = tool(["schtasks", "/Query", "/TN", APP_NAME, "/V", "/FO", "LIST"])
+    if result.code != 0:
+        return {"running": None, "state": f"unknown ({result.output})", "last_exit": None}
+    values = {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition(":") for line in result.output.splitlines())
+    }
+    return {
+        "running": values.get("Status") == "Running",
+        "state": values.get("Status", "unknown"),
+        "last_exit": f"{values.get('Last Result')} at {values.get('Last Run Time')}",
+    }
+
+
+SERVICE_STATES: dict[str, Callable[[Callable[[list[str]], ToolResult]], JSONDict]] = {
+    "linux": _service_state_systemd,
+    "darwin": _service_state_launchd,
+    "win32": _service_state_schtasks,
+}
+
+
+def install_target(
+    kind: str, home: Path, home_given: bool, platform: str | None = None
+) -> tuple[InstallPlan, Installer]:
+    """The plan for `desktop` (the launcher) or `service` (the engine at login) on this
+    platform, for this Python, module and data home, and the Installer that keeps its record."""
+    platform = platform or platform_key()
+    mode, plans, manifest = {
+        "desktop": ("gui", LAUNCHERS, DESKTOP_MANIFEST),
+        "service": ("serve", SERVICES, SERVICE_MANIFEST),
+    }[kind]
+    argv = app_command(mode, home if home_given or kind == "service" else None, platform=platform)
+    plan = plans[platform](os.environ, Path.home(), argv)
+    return plan, Installer(home / manifest)
+
+
+def service_status(plan: InstallPlan, installer: Installer, engine: JSONDict) -> JSONDict:
+    installed = installer.recorded() is not None or all(item.path.exists() for item in plan.files)
+    state: JSONDict = {"running": False, "state": "not installed", "last_exit": None}
+    if installed:
+        state = SERVICE_STATES[plan.platform](installer.tool)
+    return {
+        "platform": plan.platform,
+        "installed": installed,
+        "definition": str(plan.files[0].path),
+        **state,
+        "engine": engine,
+        "notes": plan.notes,
+    }
 
 
 ####
@@ -6948,6 +8422,110 @@ def _api_usage(service: Service, call: ApiCall) -> ApiReply:
     return HTTPStatus.OK, service.usage()
 
 
+def _parse_uuid_list(text: str, name: str) -> list[str]:
+    return [_parse_uuid(part.strip(), name) for part in text.split(",") if part.strip()]
+
+
+QUERY_UUIDS = QueryKind(
+    _parse_uuid_list, {"type": "string", "description": "comma-separated UUIDs", "example": "UUID,UUID"}
+)
+
+
+@api_route(
+    "GET",
+    "/api/export",
+    "A bundle of jobs and their tasks (optionally runs and logs)",
+    schema="Bundle",
+    query=(
+        QueryParam("job_ids", QUERY_UUIDS, "the jobs to export (default: every job and the tasks in none)"),
+        QueryParam("runs", QUERY_BOOL, "also the tasks' finished runs"),
+        QueryParam("logs", QUERY_BOOL, "also the runs and their logs"),
+    ),
+)
+def _api_export(service: Service, call: ApiCall) -> ApiReply:
+    logs = call.query.get("logs", False)
+    bundle = service.export_bundle(
+        call.query.get("job_ids", []), runs=call.query.get("runs", False) or logs, logs=logs
+    )
+    return HTTPStatus.OK, bundle
+
+
+@api_route(
+    "POST",
+    "/api/import",
+    "Import a bundle with new ids; one bad record refuses it whole",
+    schema="ImportReport",
+    body="Bundle",
+    body_required=True,
+    query=(
+        QueryParam("dry_run", QUERY_BOOL, "check and report, change nothing"),
+        QueryParam("into_job", QUERY_UUID, "put the tasks into this job; create no jobs"),
+    ),
+)
+def _api_import(service: Service, call: ApiCall) -> ApiReply:
+    report = service.import_bundle(
+        call.body, dry_run=call.query.get("dry_run", False), into_job=call.query.get("into_job")
+    )
+    return HTTPStatus.OK, report
+
+
+@api_route(
+    "POST",
+    API_JOB_PATH + "/duplicate",
+    "Copy a job with its tasks (copies start disabled)",
+    schema="JobDetail",
+    status=HTTPStatus.CREATED,
+)
+def _api_duplicate_job(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.CREATED, service.duplicate_job(call.ids["job_id"])
+
+
+@api_route(
+    "POST",
+    API_TASK_PATH + "/duplicate",
+    "Copy a task into the same job (the copy starts disabled)",
+    schema="Task",
+    status=HTTPStatus.CREATED,
+)
+def _api_duplicate_task(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.CREATED, service.duplicate_task(call.ids["task_id"])
+
+
+@api_route(
+    "GET", "/api/notifications", "What to be told about, and through which channels", schema="NotifySettings"
+)
+def _api_notify_settings(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.notify_settings()
+
+
+@api_route(
+    ("PUT", "PATCH"),
+    "/api/notifications",
+    "Change notification settings (events and desktop field by field, webhooks as a list)",
+    schema="NotifySettings",
+    body="NotifyInput",
+    body_required=True,
+)
+def _api_update_notify_settings(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, service.update_notify_settings(call.body)
+
+
+@api_route(
+    "GET",
+    "/api/notifications/history",
+    "The latest deliveries, newest first",
+    schema="Deliveries",
+    query=(QueryParam("limit", QUERY_INT, f"how many (1-{NOTIFY_HISTORY_MAX})"),),
+)
+def _api_notify_history(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, {"deliveries": service.notify_history(call.query.get("limit"))}
+
+
+@api_route("POST", "/api/notifications/test", "Send a sample through each channel", schema="Deliveries")
+def _api_notify_test(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, {"deliveries": service.notify_test()}
+
+
 # The OpenAPI document, built from the route table and the model's enums and limits.
 
 
@@ -7370,6 +8948,111 @@ def _server_schemas() -> JSONDict:
     }
 
 
+def _bundle_schemas() -> JSONDict:
+    entry = {"id": UUID_SCHEMA, "source_id": UUID_SCHEMA, "name": {"type": "string"}}
+    renamed = {"kind": {"enum": ["job", "task"]}, "from": {"type": "string"}, "to": {"type": "string"}}
+    task_entry = {**entry, "job_id": _schema_nullable(UUID_SCHEMA)}
+    report = {
+        "dry_run": {"type": "boolean"},
+        "into_job": _schema_nullable(UUID_SCHEMA),
+        "jobs": _schema_array(_schema_object(entry, required=list(entry))),
+        "tasks": _schema_array(_schema_object(task_entry, required=list(task_entry))),
+        "runs": _schema_count(),
+        "logs": _schema_count(),
+        "renamed": _schema_array(_schema_object(renamed, required=list(renamed))),
+    }
+    bundle = {
+        "format": {"const": BUNDLE_FORMAT},
+        "version": _schema_count(1, BUNDLE_VERSION),
+        "exported_at": TIME_SCHEMA,
+        "app_version": {"type": "string"},
+        "jobs": _schema_array(_schema_ref("Job")),
+        "tasks": _schema_array(
+            _schema_object(
+                {
+                    "id": UUID_SCHEMA,
+                    "created_at": TIME_SCHEMA,
+                    "updated_at": TIME_SCHEMA,
+                    **_task_field_schemas(),
+                },
+                required=["id", "name", "prompt"],
+            )
+        ),
+        "runs": _schema_array(_schema_ref("Run")),
+        "logs": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "run id -> log",
+        },
+    }
+    return {
+        "Bundle": {
+            **_schema_object(bundle, required=["format", "version", "jobs", "tasks"], closed=True),
+            "description": "Records as stored; ids refer to each other inside the bundle and are "
+            "replaced on import. Derived task fields are left out.",
+        },
+        "ImportReport": _schema_object(report, required=list(report)),
+    }
+
+
+def _notify_schemas() -> JSONDict:
+    events = {name: {"type": "boolean", "description": what} for name, (_, what) in NOTIFY_EVENTS.items()}
+    hook = {
+        "name": _schema_text(NAME_MAX),
+        "url": {"type": "string", "format": "uri"},
+        "preset": {"enum": list(WEBHOOK_PRESETS), "default": "json"},
+        "timeout_seconds": {"type": "number", "minimum": 0.1, "maximum": WEBHOOK_TIMEOUT_MAX},
+        "retries": _schema_count(0, WEBHOOK_RETRIES_MAX),
+        "backoff_seconds": {"type": "number", "minimum": 0, "maximum": WEBHOOK_BACKOFF_MAX},
+        "events": _schema_nullable(_schema_array({"enum": list(NOTIFY_EVENTS)})),
+        "enabled": {"type": "boolean"},
+    }
+    desktop = {"enabled": {"type": "boolean"}, "command": _schema_nullable(_schema_array({"type": "string"}))}
+    tasks = {
+        "type": "object",
+        "additionalProperties": _schema_object({"events": _schema_object(events, closed=True)}),
+    }
+    delivery = {
+        "id": UUID_SCHEMA,
+        "at": TIME_SCHEMA,
+        "event": {"type": "string"},
+        "channel": {"type": "string", "description": "desktop, or webhook:NAME"},
+        "task_id": _schema_nullable(UUID_SCHEMA),
+        "run_id": _schema_nullable(UUID_SCHEMA),
+        "status": {"enum": ["delivered", "failed"]},
+        "attempts": _schema_count(),
+        "http_status": _schema_nullable({"type": "integer"}),
+        "error": _schema_nullable({"type": "string"}),
+    }
+    shown_hook = {**hook, "has_secret": {"type": "boolean"}}
+    settings = {
+        "events": _schema_object(events, required=list(events), closed=True),
+        "desktop": _schema_object(desktop, required=list(desktop), closed=True),
+        "webhooks": _schema_array(_schema_object(shown_hook, required=list(shown_hook))),
+        "tasks": tasks,
+    }
+    given_hook = {
+        **hook,
+        "secret": _schema_nullable({**_schema_text(NAME_MAX), "description": "HMAC-SHA256 key"}),
+    }
+    return {
+        "NotifySettings": _schema_object(settings, required=list(settings)),
+        "NotifyInput": _schema_object(
+            {
+                "events": _schema_object(events, closed=True),
+                "desktop": _schema_object(desktop, closed=True),
+                "webhooks": _schema_array(_schema_object(given_hook, required=["name", "url"], closed=True)),
+                "tasks": {"type": "object", "additionalProperties": _schema_nullable({"type": "object"})},
+            },
+            closed=True,
+        ),
+        "Deliveries": _schema_object(
+            {"deliveries": _schema_array(_schema_object(delivery, required=list(delivery)))},
+            required=["deliveries"],
+        ),
+    }
+
+
 def _operation(route: ApiRoute, operation_id: str) -> JSONDict:
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": UUID_SCHEMA} for name in route.id_names
@@ -7413,7 +9096,15 @@ def openapi_document() -> JSONDict:
         operation_id = name if uses[route.func] == 1 else f"{name}_{route.method.lower()}"
         paths.setdefault(route.template, {})[route.method.lower()] = _operation(route, operation_id)
     error_response = {"description": "an error", "content": {JSON_TYPE: {"schema": _schema_ref("Error")}}}
-    schemas = _job_schemas() | _task_schemas() | _run_schemas() | _usage_schemas() | _server_schemas()
+    schemas = (
+        _job_schemas()
+        | _task_schemas()
+        | _run_schemas()
+        | _usage_schemas()
+        | _server_schemas()
+        | _bundle_schemas()
+        | _notify_schemas()
+    )
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -7886,6 +9577,38 @@ class ApiClient:
 
     def check_setup(self) -> list[JSONDict]:
         return self._items("/api/doctor", "checks")
+
+    # Import, export and copies ---------------------------------------------------
+
+    def export_bundle(
+        self, job_ids: Sequence[str] = (), *, runs: bool = False, logs: bool = False
+    ) -> JSONDict:
+        query = {"job_ids": ",".join(job_ids) or None, "runs": runs, "logs": logs}
+        return self._object("GET", "/api/export", query)
+
+    def import_bundle(self, bundle: JSON, *, dry_run: bool = False, into_job: str | None = None) -> JSONDict:
+        return self._object("POST", "/api/import", {"dry_run": dry_run, "into_job": into_job}, body=bundle)
+
+    def duplicate_job(self, job_id: str) -> JSONDict:
+        return self._object("POST", _api_path("jobs", job_id, "duplicate"))
+
+    def duplicate_task(self, task_id: str) -> JSONDict:
+        return self._object("POST", _api_path("tasks", task_id, "duplicate"))
+
+    # Notifications -------------------------------------------------------------
+
+    def notify_settings(self) -> JSONDict:
+        return self._object("GET", "/api/notifications")
+
+    def update_notify_settings(self, data: JSON) -> JSONDict:
+        return self._object("PATCH", "/api/notifications", body=data)
+
+    def notify_history(self, limit: int | None = None) -> list[JSONDict]:
+        return self._items("/api/notifications/history", "deliveries", {"limit": limit})
+
+    def notify_test(self) -> list[JSONDict]:
+        deliveries = self._object("POST", "/api/notifications/test").get("deliveries")
+        return deliveries if isinstance(deliveries, list) else []
 
     # HTTP --------------------------------------------------------------------
 
@@ -8468,6 +10191,294 @@ def _cmd_schedule_preview(ctx: CliContext) -> int:
         )
     result = ctx.backend.preview(schedule, after=ctx.args.after, count=ctx.args.count)
     return ctx.show(result, lambda: _times_text(result))
+
+
+def _cmd_export(ctx: CliContext) -> int:
+    job_ids = [ctx.resolve("job", text) for text in ctx.args.job or []]
+    logs = ctx.args.logs
+    bundle = ctx.backend.export_bundle(job_ids, runs=ctx.args.runs or logs, logs=logs)
+    text = json.dumps(bundle, indent=2, ensure_ascii=False)
+    if ctx.args.output in (None, "-"):
+        ctx.emit(text)
+        return 0
+    path = Path(ctx.args.output).expanduser()
+    counts = _write_bundle_file(path, bundle)
+    summary = {"output": str(path), **counts}
+    return ctx.show(summary, lambda: f"Exported {_bundle_counts(counts)} to {path}")
+
+
+def _write_bundle_file(path: Path, bundle: JSONDict) -> JSONDict:
+    """Write a bundle (mode 0600: tasks' env may hold secrets); how many of each it holds."""
+    atomic_write(path, (json.dumps(bundle, indent=2, ensure_ascii=False) + "\n").encode())
+    return {key: len(bundle.get(key) or ()) for key in ("jobs", "tasks", "runs", "logs")}
+
+
+def _bundle_counts(counts: Mapping[str, JSON]) -> str:
+    words = [_plural(int(counts[key]), key.rstrip("s")) for key in ("jobs", "tasks") if key in counts]
+    words += [_plural(int(counts[key]), key.rstrip("s")) for key in ("runs", "logs") if counts.get(key)]
+    return _join_words(words)
+
+
+def _read_bundle_file(name: str) -> JSON:
+    """The JSON in a file (`-`: standard input); Invalid naming the file when it is not."""
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise Invalid(f"cannot read {name}: {reason}") from None
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise Invalid(f"{name} is not a JSON bundle: {error}") from None
+
+
+def _cmd_import(ctx: CliContext) -> int:
+    bundle = _read_bundle_file(ctx.args.file)
+    into_job = ctx.resolve("job", ctx.args.into_job) if ctx.args.into_job else None
+    report = ctx.backend.import_bundle(bundle, dry_run=ctx.args.dry_run, into_job=into_job)
+    return ctx.show(report, lambda: _import_text(report))
+
+
+def _import_text(report: JSONDict) -> str:
+    counts = {**report, "jobs": len(report["jobs"]), "tasks": len(report["tasks"])}
+    verb = "Would import" if report["dry_run"] else "Imported"
+    into = f" into job {_short(report['into_job'])}" if report["into_job"] else ""
+    lines = [f"{verb} {_bundle_counts(counts)}{into}"]
+    lines += [f"  job  {_short(job['id'])}  {job['name']}" for job in report["jobs"]]
+    lines += [f"  task {_short(task['id'])}  {task['name']}" for task in report["tasks"]]
+    lines += [
+        f"  renamed {item['kind']} {item['from']!r} to {item['to']!r}: the name was taken"
+        for item in report["renamed"]
+    ]
+    if report["dry_run"]:
+        lines.append("Nothing was changed (--dry-run).")
+    return "\n".join(lines)
+
+
+def _cmd_jobs_duplicate(ctx: CliContext) -> int:
+    job = ctx.backend.duplicate_job(ctx.resolve("job", ctx.args.id))
+    tasks = _plural(len(job["tasks"]), "task")
+    return ctx.show(job, lambda: f"Copied as job {_short(job['id'])}: {job['name']} ({tasks}, disabled)")
+
+
+def _cmd_tasks_duplicate(ctx: CliContext) -> int:
+    task = ctx.backend.duplicate_task(ctx.resolve("task", ctx.args.id))
+    return ctx.show(task, lambda: _task_saved_text("Copied as", task))
+
+
+def _notify_text(config: JSONDict) -> str:
+    lines = [
+        "events     " + ", ".join(f"{name} {'on' if on else 'off'}" for name, on in config["events"].items())
+    ]
+    desktop = config["desktop"]
+    command = _shell_words(desktop["command"]) if desktop["command"] else "the platform's notifier"
+    lines.append(f"desktop    {'on' if desktop['enabled'] else 'off'} ({command})")
+    for hook in config["webhooks"]:
+        events = ",".join(hook["events"]) if hook["events"] is not None else "all events on"
+        signed = "signed" if hook["has_secret"] else "unsigned"
+        state = "" if hook["enabled"] else ", disabled"
+        lines.append(
+            f"webhook    {hook['name']}: {hook['preset']} to {hook['url']} ({events}, {signed}, "
+            f"timeout {hook['timeout_seconds']:g}s, {hook['retries']} retries{state})"
+        )
+    if not config["webhooks"]:
+        lines.append("webhooks   none (add one: cli notify hook-add NAME URL)")
+    for task_id, entry in config["tasks"].items():
+        changes = ", ".join(f"{name} {'on' if on else 'off'}" for name, on in entry["events"].items())
+        lines.append(f"task       {_short(task_id)}: {changes}")
+    return "\n".join(lines)
+
+
+def _shell_words(argv: Sequence[str]) -> str:
+    import shlex
+
+    return shlex.join(argv)
+
+
+def _cmd_notify_show(ctx: CliContext) -> int:
+    config = ctx.backend.notify_settings()
+    return ctx.show(config, lambda: _notify_text(config))
+
+
+def _event_switches(items: list[str], *, overrides: bool) -> JSONDict:
+    """`failed=on changed=off` as {"failed": True, "changed": False}; with `overrides`,
+    `name=default` drops a task's own choice (None)."""
+    words = {"on": True, "off": False, **({"default": None} if overrides else {})}
+    switches: JSONDict = {}
+    for item in items:
+        name, _, word = item.partition("=")
+        if name not in NOTIFY_EVENTS:
+            raise BadRequest(f"unknown event {name!r} (events: {', '.join(NOTIFY_EVENTS)})")
+        if word not in words:
+            raise BadRequest(f"{item!r}: say {name}={'|'.join(words)}")
+        switches[name] = words[word]
+    return switches
+
+
+def _cmd_notify_events(ctx: CliContext) -> int:
+    switches = _event_switches(ctx.args.switches, overrides=bool(ctx.args.task))
+    with ctx.one_step():
+        if ctx.args.task:
+            task_id = ctx.resolve("task", ctx.args.task)
+            current = ctx.backend.notify_settings()["tasks"].get(task_id, {}).get("events", {})
+            events = {name: on for name, on in {**current, **switches}.items() if on is not None}
+            config = ctx.backend.update_notify_settings(
+                {"tasks": {task_id: {"events": events} if events else None}}
+            )
+        else:
+            config = ctx.backend.update_notify_settings({"events": switches})
+    return ctx.show(config, lambda: _notify_text(config))
+
+
+def _cmd_notify_desktop(ctx: CliContext) -> int:
+    import shlex
+
+    desktop: JSONDict = {"enabled": ctx.args.state == "on"}
+    if ctx.args.command is not None:
+        desktop["command"] = shlex.split(ctx.args.command) or None
+    config = ctx.backend.update_notify_settings({"desktop": desktop})
+    return ctx.show(config, lambda: _notify_text(config))
+
+
+def _cmd_notify_hook_add(ctx: CliContext) -> int:
+    args = ctx.args
+    hook: JSONDict = {"name": args.name, "url": args.url, "preset": args.preset, "enabled": not args.disabled}
+    optional = {"timeout_seconds": args.timeout, "retries": args.retries, "backoff_seconds": args.backoff}
+    hook |= {key: value for key, value in optional.items() if value is not None}
+    if args.events is not None:
+        hook["events"] = [name.strip() for name in args.events.split(",") if name.strip()]
+    secret = os.environ.get(args.secret_env) if args.secret_env else args.secret
+    if args.secret_env and secret is None:
+        raise BadRequest(f"${args.secret_env} is not set", "--secret-env")
+    if secret is not None:
+        hook["secret"] = secret or None
+    with ctx.one_step():
+        hooks = [
+            dict(item) for item in ctx.backend.notify_settings()["webhooks"] if item["name"] != args.name
+        ]
+        for item in hooks:
+            item.pop("has_secret", None)  # without `secret`, each keeps its own
+        config = ctx.backend.update_notify_settings({"webhooks": [*hooks, hook]})
+    return ctx.show(config, lambda: _notify_text(config))
+
+
+def _cmd_notify_hook_remove(ctx: CliContext) -> int:
+    with ctx.one_step():
+        hooks = ctx.backend.notify_settings()["webhooks"]
+        if not any(hook["name"] == ctx.args.name for hook in hooks):
+            raise NotFound(f"no webhook named {ctx.args.name!r}")
+        kept = [
+            {k: v for k, v in hook.items() if k != "has_secret"}
+            for hook in hooks
+            if hook["name"] != ctx.args.name
+        ]
+        config = ctx.backend.update_notify_settings({"webhooks": kept})
+    return ctx.show(config, lambda: _notify_text(config))
+
+
+DELIVERY_COLUMNS: tuple[tuple[str, Row], ...] = (
+    ("WHEN", lambda item: _when(item["at"])),
+    ("EVENT", lambda item: str(item["event"])),
+    ("CHANNEL", lambda item: str(item["channel"])),
+    ("STATUS", lambda item: str(item["status"])),
+    ("TRIES", lambda item: str(item["attempts"])),
+    ("ERROR", lambda item: _one_line(str(item["error"] or ""), ECHO_MAX)),
+)
+
+
+def _cmd_notify_history(ctx: CliContext) -> int:
+    deliveries = ctx.backend.notify_history(ctx.args.limit)
+    return ctx.show(
+        {"deliveries": deliveries},
+        lambda: format_table(deliveries, DELIVERY_COLUMNS) if deliveries else "Nothing sent yet.",
+    )
+
+
+def _cmd_notify_test(ctx: CliContext) -> int:
+    deliveries = ctx.backend.notify_test()
+    if not deliveries:
+        raise Conflict("no channel is on: cli notify desktop on, or cli notify hook-add NAME URL")
+    ctx.show({"deliveries": deliveries}, lambda: format_table(deliveries, DELIVERY_COLUMNS))
+    return 0 if all(item["status"] == "delivered" for item in deliveries) else 1
+
+
+def _local_install(ctx: CliContext, kind: str) -> tuple[InstallPlan, Installer]:
+    """The plan and installer for this computer; not over --api (the files are local)."""
+    if ctx.backend.remote:
+        raise BadRequest(f"{kind} install and uninstall work on this computer: leave out --api")
+    given = bool(getattr(ctx.args, "home", None) or os.environ.get(HOME_ENV))
+    return install_target(kind, data_home(ctx.args).resolve(), given)
+
+
+def _installed_text(what: str, report: JSONDict) -> str:
+    import shlex
+
+    lines = [f"Installed {what} ({report['platform']}):", *(f"  {path}" for path in report["files"])]
+    lines.append(f"It runs: {shlex.join(report['command'])}")
+    return "\n".join(lines + report["notes"])
+
+
+def _finish_install(
+    ctx: CliContext, report: JSONDict, human: Callable[[], str], *, fatal: bool = True
+) -> int:
+    """Show the report; a platform tool that failed is a warning, and after an install
+    (where it means the thing does not run) exit code 1."""
+    ctx.show(report, human)
+    for problem in report["problems"]:
+        ctx.err(f"warning: {problem}")
+    return 1 if report["problems"] and fatal else 0
+
+
+def _cmd_desktop_install(ctx: CliContext) -> int:
+    plan, installer = _local_install(ctx, "desktop")
+    report = installer.install(plan)
+    return _finish_install(ctx, report, lambda: _installed_text("the launcher", report))
+
+
+def _uninstalled_text(report: JSONDict) -> str:
+    if not report["removed"]:
+        return "Nothing to remove: it is not installed."
+    return "\n".join(["Removed:", *(f"  {path}" for path in report["removed"])])
+
+
+def _cmd_desktop_uninstall(ctx: CliContext) -> int:
+    plan, installer = _local_install(ctx, "desktop")
+    report = installer.uninstall(plan)
+    return _finish_install(ctx, report, lambda: _uninstalled_text(report), fatal=False)
+
+
+def _cmd_service_install(ctx: CliContext) -> int:
+    plan, installer = _local_install(ctx, "service")
+    if ctx.args.no_start:
+        plan.after_install = []
+        plan.notes.append("Not started (--no-start): it starts at the next login.")
+    report = installer.install(plan)
+    return _finish_install(ctx, report, lambda: _installed_text("the engine's login service", report))
+
+
+def _cmd_service_uninstall(ctx: CliContext) -> int:
+    plan, installer = _local_install(ctx, "service")
+    report = installer.uninstall(plan)
+    return _finish_install(ctx, report, lambda: _uninstalled_text(report), fatal=False)
+
+
+def _cmd_service_status(ctx: CliContext) -> int:
+    plan, installer = _local_install(ctx, "service")
+    status = service_status(plan, installer, ctx.backend.engine_status())
+    return ctx.show(status, lambda: _service_status_text(status))
+
+
+def _service_status_text(status: JSONDict) -> str:
+    engine = status["engine"]
+    owner = engine.get("owner") or {}
+    by = " (the login service)" if owner.get("service") else " (not the login service)"
+    lines = [
+        f"service    {'installed: ' + status['definition'] if status['installed'] else 'not installed'}",
+        f"state      {status['state']}",
+        f"last exit  {status['last_exit'] or '-'}",
+        f"engine     {'running, pid ' + str(owner.get('pid')) + by if engine['running'] else 'not running'}",
+    ]
+    return "\n".join(lines + status["notes"])
 
 
 FOLLOW_POLL_SECONDS = 0.2
@@ -9252,6 +11263,69 @@ def _settings_set_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("value", help="its new value ('none' clears claude_path)")
 
 
+def _export_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--job", action="append", metavar="ID", help="export this job (repeatable; default: all)"
+    )
+    parser.add_argument("--runs", action="store_true", help="also the tasks' finished runs")
+    parser.add_argument("--logs", action="store_true", help="also the runs and their logs")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: standard output)")
+
+
+def _notify_events_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "switches", nargs="+", metavar="EVENT=on|off", help=f"events: {', '.join(NOTIFY_EVENTS)}"
+    )
+    parser.add_argument(
+        "--task", metavar="ID", help="for this task only (EVENT=default drops its own choice)"
+    )
+
+
+def _notify_desktop_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("state", choices=("on", "off"))
+    parser.add_argument("--command", help="notifier command, with {title} and {body} ('' for the platform's)")
+
+
+def _notify_hook_add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="its name (an existing hook of that name is replaced)")
+    parser.add_argument("url", help="http:// or https:// address to POST to")
+    parser.add_argument(
+        "--preset", choices=WEBHOOK_PRESETS, default="json", help="body format (default json)"
+    )
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument("--secret", help="sign each body with HMAC-SHA256 of this key ('' for none)")
+    secret.add_argument("--secret-env", metavar="VAR", help="the key from this environment variable")
+    parser.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help=f"default {WEBHOOK_TIMEOUT_DEFAULT:g}"
+    )
+    parser.add_argument("--retries", type=int, metavar="N", help=f"default {WEBHOOK_RETRIES_DEFAULT}")
+    parser.add_argument(
+        "--backoff", type=float, metavar="SECONDS", help="first retry delay, doubling (default 2)"
+    )
+    parser.add_argument("--events", metavar="A,B", help="only these events (default: all that are on)")
+    parser.add_argument("--disabled", action="store_true", help="keep it, send nothing")
+
+
+def _notify_name_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="the webhook's name")
+
+
+def _notify_history_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
+
+
+def _service_install_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-start", action="store_true", help="write the definition; start it at next login"
+    )
+
+
+def _import_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="a bundle made by export ('-': standard input)")
+    parser.add_argument("--dry-run", action="store_true", help="check and report, change nothing")
+    parser.add_argument("--into-job", metavar="ID", help="put the tasks into this job; create no jobs")
+
+
 def _pause_options(paused: bool) -> Callable[[argparse.ArgumentParser], None]:
     def add(parser: argparse.ArgumentParser) -> None:
         parser.set_defaults(paused=paused)
@@ -9289,6 +11363,22 @@ CLI_COMMANDS: list[CliSpec] = [
     ("settings", "show", _cmd_settings_show, _no_options),
     ("settings", "set", _cmd_settings_set, _settings_set_options),
     ("schedule", "preview", _cmd_schedule_preview, _preview_options),
+    ("jobs", "duplicate", _cmd_jobs_duplicate, _with_id),
+    ("tasks", "duplicate", _cmd_tasks_duplicate, _with_id),
+    ("export", "", _cmd_export, _export_options),
+    ("import", "", _cmd_import, _import_options),
+    ("desktop", "install", _cmd_desktop_install, _no_options),
+    ("desktop", "uninstall", _cmd_desktop_uninstall, _no_options),
+    ("service", "install", _cmd_service_install, _service_install_options),
+    ("service", "uninstall", _cmd_service_uninstall, _no_options),
+    ("service", "status", _cmd_service_status, _no_options),
+    ("notify", "show", _cmd_notify_show, _no_options),
+    ("notify", "events", _cmd_notify_events, _notify_events_options),
+    ("notify", "desktop", _cmd_notify_desktop, _notify_desktop_options),
+    ("notify", "hook-add", _cmd_notify_hook_add, _notify_hook_add_options),
+    ("notify", "hook-remove", _cmd_notify_hook_remove, _notify_name_options),
+    ("notify", "history", _cmd_notify_history, _notify_history_options),
+    ("notify", "test", _cmd_notify_test, _no_options),
 ]
 CLI_GROUPS = {
     "jobs": "groups of related tasks",
@@ -9298,6 +11388,11 @@ CLI_GROUPS = {
     "engine": "the scheduler engine",
     "settings": "claude path, concurrent runs, history kept",
     "doctor": "check the setup: claude, credentials, data home, engine, API, tasks",
+    "export": "write jobs and tasks (optionally runs and logs) to a JSON bundle",
+    "import": "bring in a bundle made by export, with new ids",
+    "desktop": "the launcher in the desktop's application menu",
+    "service": "the engine (serve) started at login, in the background",
+    "notify": "notifications: events, desktop, webhooks, history",
 }
 CLI_HELP = {
     "show": "show the settings",
@@ -9321,6 +11416,17 @@ CLI_HELP = {
     "status": "who runs the engine, whether it is paused or holds runs for a usage limit",
     "pause": "stop starting new runs (running ones go on)",
     "resume": "start runs again: lifts a pause and a usage-limit hold",
+    "duplicate": "copy one (the copy starts disabled)",
+    "install": "install it for this user",
+    "uninstall": "remove exactly what install wrote",
+    "service status": "installed? running? its last exit, and which process runs the engine",
+    "notify show": "what you are told about, and how",
+    "notify events": "turn events on or off (for all tasks, or --task ID)",
+    "notify desktop": "desktop notifications on or off",
+    "hook-add": "add (or replace) a webhook",
+    "hook-remove": "remove a webhook",
+    "history": "the latest deliveries and how they went",
+    "test": "send a sample through each channel",
 }
 
 
@@ -9341,12 +11447,17 @@ def _add_cli(
     groups = cli.add_subparsers(dest="group", metavar="GROUP", required=True)
     verbs_of: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for group, verb, func, add_options in CLI_COMMANDS:
+        if not verb:  # a verb of its own, such as `cli export`
+            _add_cli_verb(
+                groups, group, func, add_options if named is None or group in named else _no_options, parent
+            )
+            continue
         if group not in verbs_of:
             group_parser = groups.add_parser(group, help=CLI_GROUPS[group], parents=[parent])
             verbs_of[group] = group_parser.add_subparsers(dest="verb", metavar="VERB", required=True)
         if named is not None and group not in named:
             continue
-        helptext = CLI_HELP.get(verb, verb)
+        helptext = CLI_HELP.get(f"{group} {verb}", CLI_HELP.get(verb, verb))
         verb_parser = verbs_of[group].add_parser(verb, help=helptext, description=helptext, parents=[parent])
         if named is None or verb in named:
             add_options(verb_parser)
@@ -9357,6 +11468,19 @@ def _add_cli(
         "check finds a problem."
     )
     doctor.set_defaults(run_alone=_cmd_doctor)
+
+
+def _add_cli_verb(
+    groups: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    func: Callable[[CliContext], int],
+    add_options: Callable[[argparse.ArgumentParser], None],
+    parent: argparse.ArgumentParser,
+) -> None:
+    helptext = CLI_GROUPS[name]
+    verb_parser = groups.add_parser(name, help=helptext, description=helptext, parents=[parent])
+    add_options(verb_parser)
+    verb_parser.set_defaults(func=func)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -9381,6 +11505,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default loopback only)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free port)")
+    serve.add_argument("--log-file", metavar="FILE", help="log there instead of to standard error")
     _add_cli(modes, None if argv is None else set(argv))
     return parser
 
@@ -9397,6 +11522,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 GUI_SETTINGS_KEY = "gui"
 GUI_TITLE = "Claude Code Scheduler"
 GUI_CLASS_NAME = "ClaudeScheduler"
+GUI_DELIVERY_COLUMNS = ("when", "event", "channel", "status", "tries", "error")
+GUI_DELIVERY_WIDTHS = (90, 120, 160, 80, 50, 360)
+GUI_DELIVERY_ROWS = 12
+GUI_BUNDLE_TYPES = (("Scheduler bundles", "*.json"), ("All files", "*"))
 GUI_DEFAULT_SIZE = (1800, 1000)
 GUI_SCREEN_MARGIN = 40  # a new window fits the screen with this much to spare
 GUI_MIN_SIZE = (1100, 620)
@@ -9856,12 +11985,6 @@ def _form_number(text: str, field: str, kind: type[N], default: N | None = None)
 
 def _form_budget(value: JSON) -> str:
     return f"{value:.10g}" if isinstance(value, int | float) else ""
-
-
-def _shell_words(words: list[str]) -> str:
-    import shlex
-
-    return shlex.join(words)
 
 
 def _form_env(text: str) -> dict[str, str]:
@@ -12068,6 +14191,79 @@ class SetupDialog:
         self.app.setup_dialog_closed(self)
 
 
+class NotificationsDialog:
+    """File → Notifications…: which events to be told about, desktop notifications on or
+    off, the webhooks (added with `cli notify hook-add`), a test, and the latest
+    deliveries with how they went. Talks to the store only through the app."""
+
+    def __init__(self, app: App, config: JSONDict, history: list[JSONDict]) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.app = app
+        self.top = tk.Toplevel(app.root)
+        self.top.title("Notifications")
+        self.top.transient(app.root)
+        self.top.protocol("WM_DELETE_WINDOW", self.close)
+        self.top.bind("<Escape>", lambda event: self.close())
+        body = ttk.Frame(self.top, padding=16)
+        body.pack(fill="both", expand=True)
+        body.columnconfigure(0, weight=1)
+        body.rowconfigure(4, weight=1)
+        events = ttk.LabelFrame(body, text="Tell me when", padding=8)
+        events.grid(row=0, column=0, sticky="ew")
+        self.events = {
+            name: tk.BooleanVar(master=self.top, value=config["events"][name]) for name in NOTIFY_EVENTS
+        }
+        for row, (name, (_, meaning)) in enumerate(NOTIFY_EVENTS.items()):
+            ttk.Checkbutton(events, text=meaning, variable=self.events[name]).grid(
+                row=row, column=0, sticky="w"
+            )
+        self.desktop = tk.BooleanVar(master=self.top, value=config["desktop"]["enabled"])
+        ttk.Checkbutton(body, text="Desktop notifications", variable=self.desktop).grid(
+            row=1, column=0, sticky="w", pady=(8, 0)
+        )
+        self.hooks = ttk.Label(body, style="Note.TLabel", justify="left")
+        self.hooks.grid(row=2, column=0, sticky="w", pady=(4, 8))
+        self.show_hooks(config["webhooks"])
+        ttk.Label(body, text="Latest deliveries").grid(row=3, column=0, sticky="w")
+        self.history = ttk.Treeview(
+            body, columns=GUI_DELIVERY_COLUMNS, show="headings", height=GUI_DELIVERY_ROWS
+        )
+        for name, width in zip(GUI_DELIVERY_COLUMNS, GUI_DELIVERY_WIDTHS, strict=True):
+            self.history.heading(name, text=name.capitalize(), anchor="w")
+            self.history.column(name, width=width, stretch=name == "error", anchor="w")
+        self.history.grid(row=4, column=0, sticky="nsew")
+        self.show_history(history)
+        buttons = ttk.Frame(body)
+        buttons.grid(row=5, column=0, sticky="e", pady=(10, 0))
+        self.test_button = ttk.Button(buttons, text="Send test", command=lambda: app.test_notifications(self))
+        self.test_button.pack(side="left", padx=(0, 6))
+        ttk.Button(buttons, text="Close", command=self.close).pack(side="left", padx=(0, 6))
+        self.save_button = ttk.Button(buttons, text="Save", command=lambda: app.save_notifications(self))
+        self.save_button.pack(side="left")
+        _place_dialog(self.top, app.root)
+
+    def show_hooks(self, hooks: list[JSONDict]) -> None:
+        lines = [f"Webhook {hook['name']}: {hook['preset']} to {hook['url']}" for hook in hooks]
+        lines.append("Add or change webhooks with: claude-code-scheduler cli notify hook-add NAME URL")
+        self.hooks.configure(text="\n".join(lines))
+
+    def show_history(self, history: list[JSONDict]) -> None:
+        self.history.delete(*self.history.get_children())
+        for item in history:
+            values = (_gui_time(item["at"]), item["event"], item["channel"], item["status"], item["attempts"])
+            self.history.insert("", "end", iid=item["id"], values=(*values, item["error"] or ""))
+
+    def collect(self) -> JSONDict:
+        events = {name: var.get() for name, var in self.events.items()}
+        return {"events": events, "desktop": {"enabled": self.desktop.get()}}
+
+    def close(self) -> None:
+        self.top.destroy()
+        self.app.notifications_dialog_closed(self)
+
+
 # Texts of the status bar and the confirmations (pure).
 
 
@@ -12077,6 +14273,11 @@ def _engine_status_text(engine: JSONDict) -> tuple[str, str]:
         return "Engine: …", ""
     if engine.get("here"):
         text, level = "Engine: running in this window", ""
+    elif engine.get("running") and (engine.get("owner") or {}).get("service"):
+        text, level = (
+            f"Engine: in the login service (pid {engine['owner'].get('pid')}); this window views",
+            "",
+        )
     elif engine.get("running"):
         text, level = f"Engine: in another process (pid {(engine.get('owner') or {}).get('pid')})", ""
     else:
@@ -12166,13 +14367,20 @@ GUI_MENUS: dict[str, tuple[tuple[str, str, str] | None, ...]] = {
         ("New job", "Ctrl+Shift+N", "new_job"),
         ("Save task", "Ctrl+S", "save_task"),
         None,
+        ("Export all…", "", "export_all"),
+        ("Export job…", "", "export_job"),
+        ("Import…", "", "import_bundle"),
+        None,
         ("Open data folder", "", "open_data_folder"),
         ("Settings…", "", "open_settings"),
+        ("Notifications…", "", "open_notifications"),
         None,
         ("Quit", "Ctrl+Q", "request_close"),
     ),
     "Edit": (
         ("Edit job…", "", "edit_job"),
+        ("Duplicate task", "", "duplicate_task"),
+        ("Duplicate job", "", "duplicate_job"),
         ("Delete", "Del", "delete_focused"),
         None,
         ("Find tasks", "Ctrl+F", "focus_filter"),
@@ -12253,7 +14461,10 @@ class App:
         self.root = root or tk.Tk(className=GUI_CLASS_NAME)
         self.root.report_callback_exception = self._on_tk_error
         self.inbox: queue.SimpleQueue[Posted] = queue.SimpleQueue()
+        self.notifier = Notifier(store)
         self.engine = Engine(store, on_event=self._post_engine_event) if start_engine else None
+        if self.engine:
+            self.notifier.start()
         self.service = Service(store, wake=self.engine.wake if self.engine else _no_wake)
         self.reader = StoreReader(self.service)
         self.jobs: dict[str, JSONDict] = {}
@@ -12269,6 +14480,7 @@ class App:
         self.settings_dialog: SettingsDialog | None = None
         self.setup_dialog: SetupDialog | None = None
         self.run_details: RunDetailsDialog | None = None
+        self.notifications_dialog: NotificationsDialog | None = None
         self.storage_error: str | None = None
         self.loaded = False
         self._closed = False
@@ -12303,6 +14515,7 @@ class App:
         from tkinter import ttk
 
         self.root.title(GUI_TITLE)
+        self._set_icon()
         self.root.minsize(*GUI_MIN_SIZE)
         outer = ttk.Frame(self.root)
         outer.pack(fill="both", expand=True)
@@ -12327,6 +14540,21 @@ class App:
             self.root.bind(sequence, self._key_handler(getattr(self, name)))
         self._update_actions()
         self._show_status()
+
+    def _set_icon(self) -> None:
+        """The window's own icon (see icon_png) in the title bar and the task switcher."""
+        import base64
+        import tkinter as tk
+
+        self.icons: list[tk.PhotoImage] = []
+        try:
+            self.icons = [
+                tk.PhotoImage(master=self.root, data=base64.b64encode(icon_png(size)).decode())
+                for size in WINDOW_ICON_SIZES
+            ]
+            self.root.iconphoto(True, *self.icons)
+        except tk.TclError as error:  # a Tk older than 8.6 reads no PNG: the window works without
+            logger().info("the window's icon is not set: %s", error)
 
     def _build_menu(self) -> None:
         import tkinter as tk
@@ -12538,8 +14766,9 @@ class App:
             self._show_runs()  # the time column of running runs moves on
 
     def _post_engine_event(self, event: JSONDict) -> None:
-        """Called on engine threads: only queues the event for the Tk thread."""
+        """Called on engine threads: only queues the event for the Tk thread (and the notifier)."""
         self.inbox.put(Posted(ENGINE_TICKET, event))
+        self.notifier.on_event(event)
 
     def _on_engine_event(self, event: JSONDict) -> None:
         self.later(GUI_SOON_MS, self.refresh_now, "soon")
@@ -13122,6 +15351,96 @@ class App:
         if self.scope.kind == SCOPE_JOB and self.scope.ident:
             self.act(functools.partial(self.service.stop_job, self.scope.ident))
 
+    # Import, export and copies --------------------------------------------------------------
+
+    def ask_save_path(self, title: str, initial: str) -> str:
+        """A file to write, or "" when cancelled."""
+        from tkinter import filedialog
+
+        path = filedialog.asksaveasfilename(
+            parent=self.root,
+            title=title,
+            initialfile=initial,
+            defaultextension=".json",
+            filetypes=GUI_BUNDLE_TYPES,
+        )
+        return str(path or "")
+
+    def ask_open_path(self, title: str) -> str:
+        """A file to read, or "" when cancelled."""
+        from tkinter import filedialog
+
+        return str(
+            filedialog.askopenfilename(parent=self.root, title=title, filetypes=GUI_BUNDLE_TYPES) or ""
+        )
+
+    def export_all(self) -> None:
+        """File → Export all…: every job and task to a bundle file."""
+        self._export([], "claude-scheduler-export.json")
+
+    def export_job(self) -> None:
+        """File → Export job…: the selected job and its tasks."""
+        job = self.jobs.get(str(self.scope.ident)) if self.scope.kind == SCOPE_JOB else None
+        if job is None:
+            self.report(Conflict("choose a job in the Jobs list first"))
+            return
+        self._export([job["id"]], f"{re.sub(r'[^A-Za-z0-9._-]+', '-', job['name']).strip('-') or 'job'}.json")
+
+    def _export(self, job_ids: list[str], initial: str) -> None:
+        path = self.ask_save_path("Export", initial)
+        if not path:
+            return
+
+        def write() -> JSONDict:  # on the worker: reading the store and writing the file take time
+            return _write_bundle_file(Path(path), self.service.export_bundle(job_ids))
+
+        self.submit(
+            write, lambda counts: self.inform("Export", f"Exported {_bundle_counts(counts)} to {path}")
+        )
+
+    def import_bundle(self) -> None:
+        """File → Import…: check the chosen bundle, say what it brings, import on a yes."""
+        path = self.ask_open_path("Import")
+        if not path:
+            return
+
+        def check() -> tuple[JSON, JSONDict]:
+            bundle = _read_bundle_file(path)
+            return bundle, self.service.import_bundle(bundle, dry_run=True)
+
+        self.submit(check, lambda checked: self._confirm_import(path, *checked))
+
+    def _confirm_import(self, path: str, bundle: JSON, preview: JSONDict) -> None:
+        question = _import_text(preview).replace("Nothing was changed (--dry-run).", "Import?")
+        if self.confirm("Import", f"{path}\n\n{question}"):
+            self.act(functools.partial(self.service.import_bundle, bundle), self._imported)
+
+    def _imported(self, report: JSONDict) -> None:
+        if len(report["jobs"]) == 1:
+            self._choose_after_refresh = Scope(SCOPE_JOB, report["jobs"][0]["id"])
+
+    def duplicate_task(self) -> None:
+        """Edit → Duplicate task: a disabled copy beside it, opened in the editor."""
+        if not self.task_id:
+            self.report(Conflict("choose a task in the Tasks list first"))
+            return
+        self.act(functools.partial(self.service.duplicate_task, self.task_id), self._task_copied)
+
+    def _task_copied(self, task: JSONDict) -> None:
+        self.tasks[task["id"]] = task
+        self._show_tasks()
+        self.select_task(task["id"])
+
+    def duplicate_job(self) -> None:
+        """Edit → Duplicate job: a copy of the selected job with disabled copies of its tasks."""
+        if self.scope.kind != SCOPE_JOB or not self.scope.ident:
+            self.report(Conflict("choose a job in the Jobs list first"))
+            return
+        self.act(functools.partial(self.service.duplicate_job, self.scope.ident), self._job_copied)
+
+    def _job_copied(self, job: JSONDict) -> None:
+        self._choose_after_refresh = Scope(SCOPE_JOB, job["id"])
+
     # Settings ----------------------------------------------------------------------------------
 
     def open_settings(self) -> None:
@@ -13165,6 +15484,52 @@ class App:
             dialog.show_invalid(error)
         else:
             self.report(error)
+
+    # Notifications -------------------------------------------------------------------------------
+
+    def open_notifications(self) -> None:
+        """File → Notifications…: read the settings and history (worker), then show them."""
+        if self.notifications_dialog:
+            self.notifications_dialog.top.lift()
+            return
+
+        def read() -> tuple[JSONDict, list[JSONDict]]:
+            return self.service.notify_settings(), self.service.notify_history(GUI_DELIVERY_ROWS)
+
+        self.submit(read, lambda answer: self._show_notifications(*answer))
+
+    def _show_notifications(self, config: JSONDict, history: list[JSONDict]) -> None:
+        if self.notifications_dialog is None:
+            self.notifications_dialog = NotificationsDialog(self, config, history)
+
+    def notifications_dialog_closed(self, dialog: NotificationsDialog) -> None:
+        if self.notifications_dialog is dialog:
+            self.notifications_dialog = None
+
+    def save_notifications(self, dialog: NotificationsDialog) -> None:
+        self.submit(
+            functools.partial(self.service.update_notify_settings, dialog.collect()),
+            lambda config: dialog.close(),
+        )
+
+    def test_notifications(self, dialog: NotificationsDialog) -> None:
+        """Send test: through each channel, then the history shows how it went."""
+
+        shown = dialog.collect()  # on the Tk thread: the worker must not touch Tk variables
+
+        def send() -> list[JSONDict]:
+            self.service.update_notify_settings(shown)  # test what is shown
+            self.service.notify_test()
+            return self.service.notify_history(GUI_DELIVERY_ROWS)
+
+        dialog.test_button.state(["disabled"])
+
+        def done(history: list[JSONDict]) -> None:
+            if self.notifications_dialog is dialog:
+                dialog.test_button.state(["!disabled"])
+                dialog.show_history(history)
+
+        self.submit(send, done)
 
     # Run and log actions -----------------------------------------------------------------------
 
@@ -13316,6 +15681,7 @@ class App:
             self.api.stop()
         if self.engine:
             self.engine.stop()
+        self.notifier.stop()
         self.root.destroy()
 
 
@@ -13388,9 +15754,12 @@ def _run_serve(args: argparse.Namespace) -> int:
         logger().warning("serving on %s: anyone who can reach it and has the token can run Claude", args.host)
     api: ApiServer | None = None
     engine: Engine | None = None
+    notifier: Notifier | None = None
     try:
         store = Store(data_home(args))
-        engine = Engine(store)
+        notifier = Notifier(store)
+        notifier.start()
+        engine = Engine(store, on_event=notifier.on_event)
         service = Service(store, wake=engine.wake)
         api = ApiServer(service, args.host, args.port)
         api.start()
@@ -13405,13 +15774,16 @@ def _run_serve(args: argparse.Namespace) -> int:
             api.stop()
         if engine:
             engine.stop()
+        if notifier:
+            notifier.stop()
     return 0
 
 
 def _start_engine(engine: Engine, service: Service, api_address: str) -> None:
     if engine.start():
         owner = service.engine_status()["owner"] or {}
-        service.store.set_engine_state(owner={**owner, "api": api_address, "process": "serve"})
+        owner |= {"api": api_address, "process": "serve", "service": os.environ.get(SERVICE_ENV) or None}
+        service.store.set_engine_state(owner=owner)
         logger().info("engine started for %s; API on %s", service.store.home, api_address)
     else:
         owner = service.engine_status().get("owner") or {}
@@ -13447,7 +15819,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else 2
-    global _log_level
+    global _log_level, _log_file
+    _log_file = getattr(args, "log_file", None)
+    if _log_file:
+        Path(_log_file).expanduser().parent.mkdir(parents=True, exist_ok=True)
     verbose = args.verbose + getattr(args, "verbose_below", 0)
     chattiness = verbose + (args.mode == "serve")  # serve logs its work by default
     _log_level = LOG_LEVELS[min(chattiness, len(LOG_LEVELS) - 1)]  # applied by logger() on first use

@@ -21,6 +21,7 @@ import cProfile
 import dataclasses
 import functools
 import http.client
+import http.server
 import io
 import json
 import math
@@ -31,6 +32,7 @@ import queue
 import random
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -81,6 +83,7 @@ TOP_FUNCTIONS = 12
 
 
 SETTLE_SECONDS = 2.0  # after the engine starts, before its idle CPU is measured
+SLOW_HOOK_SECONDS = 10.0  # --slow-hooks: how long the slow webhook takes to answer
 FIRE_LEAD_SECONDS = 2.0  # the first fire of the lateness test is this far after its tasks exist
 FIRE_CREATE_SECONDS = 0.06  # lead time allowed per fire task for creating it
 FIRE_WAIT_SECONDS = 60.0  # extra time the fired runs get to finish
@@ -481,8 +484,9 @@ def start_xvfb() -> tuple[subprocess.Popen[bytes], str] | None:
 class Bench:
     """Builds S in `tmp`, measures every row, and owns every process it starts."""
 
-    def __init__(self, plan: Plan, tmp: Path, *, profile: bool) -> None:
+    def __init__(self, plan: Plan, tmp: Path, *, profile: bool, slow_hooks: bool = False) -> None:
         self.plan = plan
+        self.slow_hooks = slow_hooks
         self.tmp = tmp
         self.profile = profile
         self.home = tmp / "home"
@@ -815,6 +819,8 @@ class Bench:
     def bench_engine(self) -> None:
         names = ("engine: fire lateness p95", "engine: idle CPU", "engine: peak RSS (VmHWM)")
         argv = [sys.executable, str(SCRIPT), "--home", str(self.home), "serve", "--port", "0"]
+        if self.slow_hooks:
+            self.add_slow_hooks()
         start = time.perf_counter()
         child = self.spawn(argv)
         if not child.wait_output("engine started", CHILD_TIMEOUT):
@@ -846,6 +852,38 @@ class Bench:
         if code not in (0, None):
             print(f"  note: serve exited with {code}: {child.last_words()}", flush=True)
 
+    def add_slow_hooks(self) -> None:
+        """--slow-hooks: every fire fails and is told to a hook that answers after 10 s and
+        to one that is unreachable (3 retries), so lateness shows whether delivery holds
+        the engine up."""
+
+        class Slow(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(SLOW_HOOK_SECONDS)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            closed = sock.getsockname()[1]
+        hooks = [
+            {
+                "name": "slow",
+                "url": f"http://127.0.0.1:{server.server_port}/",
+                "timeout_seconds": 30,
+                "retries": 0,
+            },
+            {"name": "unreachable", "url": f"http://127.0.0.1:{closed}/", "retries": 3, "backoff_seconds": 1},
+        ]
+        self.service.update_notify_settings({"webhooks": hooks})
+
     def idle_cpu_row(self, name: str, pid: int) -> Row:
         before, start = cpu_seconds(pid), time.monotonic()
         time.sleep(self.plan.idle_seconds)
@@ -864,7 +902,7 @@ class Bench:
             fields = {
                 "job_id": job_id,
                 "name": f"Fire {n:02d}",
-                "prompt": "Say done.",
+                "prompt": "[exit=1] Say done." if self.slow_hooks else "Say done.",
                 "schedule": {"type": "once", "at": at},
             }
             task_ids.append(str(service.create_task(fields)["id"]))
@@ -1182,6 +1220,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 10 s idle window, fewer repetitions")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--profile", action="store_true", help="cProfile in-process rows that miss budget")
+    parser.add_argument(
+        "--slow-hooks",
+        action="store_true",
+        help="engine rows with every fire told to a slow and a dead webhook",
+    )
     parser.add_argument("--child", nargs=2, metavar=("ROLE", "HOME"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -1206,7 +1249,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ccs-bench-") as tmp:
-        bench = Bench(plan, Path(tmp), profile=args.profile)
+        bench = Bench(plan, Path(tmp), profile=args.profile, slow_hooks=args.slow_hooks)
         try:
             bench.run()
         finally:

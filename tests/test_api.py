@@ -1415,6 +1415,12 @@ SUCCESS_INPUT: dict[tuple[str, str], tuple[str, Any]] = {
     ("POST", "/api/tasks/{task_id}/run"): ("", {"trigger": "manual"}),
     ("PUT", "/api/settings"): ("", {"max_concurrent_runs": 3}),
     ("PATCH", "/api/settings"): ("", {"retention_runs": 50}),
+    ("PUT", "/api/notifications"): ("", {"events": {"changed": True}}),
+    ("PATCH", "/api/notifications"): ("", {"desktop": {"enabled": False}}),
+    ("POST", "/api/import"): (
+        "?dry_run=true",
+        {"format": cs.BUNDLE_FORMAT, "version": 1, "jobs": [], "tasks": []},
+    ),
 }
 
 

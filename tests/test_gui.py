@@ -1007,3 +1007,160 @@ def test_without_a_display_it_says_to_use_serve_or_cli(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "serve" in result.stderr and "cli" in result.stderr
+
+
+# Import, export and copies -------------------------------------------------------------------
+
+
+def test_file_menu_exports_and_imports_a_bundle(gui: Gui, service: cs.Service, tmp_path: Path) -> None:
+    job = service.create_job({"name": "Shared"})
+    make_task(service, "One", job["id"], env={"K": "v"})
+    make_task(service, "Loose")
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    told: list[str] = []
+    gui.app.inform = lambda title, message: told.append(message)  # type: ignore[method-assign]  # a message box would wait
+    path = tmp_path / "all.json"
+    gui.app.ask_save_path = lambda title, initial: str(path)  # type: ignore[method-assign]  # the file dialog's answer
+    gui.choose_menu("File", "Export all…")
+    gui.wait(lambda: told, "the export to be reported")
+    assert told.pop() == f"Exported 1 job and 2 tasks to {path}"
+    bundle = json.loads(path.read_text())
+    assert [task["name"] for task in bundle["tasks"]] == ["One", "Loose"]
+
+    gui.select_in_jobs(job["id"])
+    one = tmp_path / "one.json"
+    gui.app.ask_save_path = lambda title, initial: str(one) if initial == "Shared.json" else ""  # type: ignore[method-assign]  # see above
+    gui.choose_menu("File", "Export job…")
+    gui.wait(lambda: told, "the job's export to be reported")
+    assert [task["name"] for task in json.loads(one.read_text())["tasks"]] == ["One"]
+
+    gui.app.ask_open_path = lambda title: str(one)  # type: ignore[method-assign]  # see above
+    gui.answers.append(False)
+    gui.choose_menu("File", "Import…")
+    gui.wait(lambda: gui.questions, "the import question")
+    question = gui.questions.pop()
+    assert "Would import 1 job and 1 task" in question and "renamed job 'Shared' to 'Shared (2)'" in question
+    assert len(service.list_jobs()) == 1
+    gui.answers.append(True)
+    gui.choose_menu("File", "Import…")
+    gui.wait(lambda: len(gui.app.jobs) == 2, "the imported job")
+    (copy,) = [item for item in service.list_jobs() if item["id"] != job["id"]]
+    assert copy["name"] == "Shared (2)"
+    gui.wait(lambda: gui.app.scope == cs.Scope(cs.SCOPE_JOB, copy["id"]), "the imported job to be chosen")
+    assert gui.task_rows() == ["One"]
+
+
+def test_a_bad_bundle_is_refused_with_its_record_named(gui: Gui, service: cs.Service, tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    bundle = {
+        "format": cs.BUNDLE_FORMAT,
+        "version": 1,
+        "jobs": [],
+        "tasks": [{"id": cs.new_id(), "name": "X"}],
+    }
+    path.write_text(json.dumps(bundle))
+    gui.app.ask_open_path = lambda title: str(path)  # type: ignore[method-assign]  # the file dialog's answer
+    gui.choose_menu("File", "Import…")
+    gui.wait(lambda: gui.alerts, "the refusal")
+    assert gui.alerts.pop() == "tasks[0].prompt: is required (task 'X'); nothing was imported"
+    assert gui.questions == [] and service.list_tasks() == []
+
+
+def test_edit_menu_duplicates_a_task_and_a_job(gui: Gui, service: cs.Service) -> None:
+    job = service.create_job({"name": "Original"})
+    task = make_task(service, "Step", job["id"])
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
+    gui.select_in_jobs(job["id"])
+    gui.select_task(task["id"])
+    gui.choose_menu("Edit", "Duplicate task")
+    gui.wait(lambda: gui.task_rows() == ["Step", "Step (2)"], "the copy in the list")
+    copy = gui.app.tasks[str(gui.app.task_id)]
+    assert copy["name"] == "Step (2)" and copy["enabled"] is False and copy["job_id"] == job["id"]
+    gui.choose_menu("Edit", "Duplicate job")
+    gui.wait(lambda: len(gui.app.jobs) == 2, "the job's copy")
+    (other,) = [item for item in gui.app.jobs.values() if item["id"] != job["id"]]
+    assert other["name"] == "Original (2)"
+    gui.wait(lambda: gui.app.scope == cs.Scope(cs.SCOPE_JOB, other["id"]), "the copy to be chosen")
+    assert gui.task_rows() == ["Step", "Step (2)"]
+
+
+# The launcher and the window's icon ------------------------------------------------------------
+
+
+def test_the_window_has_its_own_icon(gui: Gui) -> None:
+    icons = gui.app.icons
+    assert [(icon.width(), icon.height()) for icon in icons] == [
+        (size, size) for size in cs.WINDOW_ICON_SIZES
+    ]
+    big = icons[-1]
+    assert big.transparency_get(0, 0) is True
+    assert big.get(32, 32) == (255, 255, 255)
+    assert big.get(8, 32) == cs.ICON_BACKGROUND
+
+
+def catches_sigterm(pid: int) -> bool:
+    """Whether a process has its SIGTERM handler in place (Linux: /proc's SigCgt mask)."""
+    import signal
+
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+
+
+def test_the_desktop_launcher_opens_the_window(
+    home: Path, display: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+    import signal
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    assert cs.main(["cli", "desktop", "install"]) == 0
+    entry = (tmp_path / "share" / "applications" / "claude-code-scheduler.desktop").read_text()
+    command = next(line for line in entry.splitlines() if line.startswith("Exec="))
+    argv = shlex.split(command.removeprefix("Exec=").replace("%%", "%"))
+    assert argv[-1] == "gui" and "Terminal=false" in entry.splitlines()
+    env = {**os.environ, "DISPLAY": display}
+    env.pop(cs.HOME_ENV)  # the launcher names the data home itself
+    window = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    service = cs.Service(cs.Store(home))
+    try:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while (service.engine_status().get("owner") or {}).get("pid") != window.pid or not catches_sigterm(
+            window.pid
+        ):
+            assert window.poll() is None, window.stderr.read() if window.stderr else ""
+            assert time.monotonic() < deadline, "the launcher's window did not take the engine"
+            time.sleep(POLL_SECONDS)
+    finally:
+        window.send_signal(signal.SIGTERM)  # the window quits on SIGTERM as on its close button
+        window.wait(WAIT_SECONDS)
+    assert window.returncode == 0
+    assert cs.main(["cli", "desktop", "uninstall"]) == 0
+
+
+def test_the_notifications_dialog_changes_events_tests_and_shows_history(
+    gui: Gui, service: cs.Service, tmp_path: Path
+) -> None:
+    said = tmp_path / "said.txt"
+    fake = tmp_path / "notify.py"
+    fake.write_text(f"import sys\nopen({str(said)!r}, 'w').write(sys.argv[1])\n")
+    service.update_notify_settings(
+        {"desktop": {"enabled": True, "command": [sys.executable, str(fake), "{title}"]}}
+    )
+    gui.choose_menu("File", "Notifications…")
+    gui.wait(lambda: gui.app.notifications_dialog, "the notifications dialog")
+    dialog = gui.app.notifications_dialog
+    assert dialog is not None
+    assert dialog.events["changed"].get() is False and dialog.desktop.get() is True
+    assert dialog.history.get_children() == ()
+    dialog.events["changed"].set(True)
+    dialog.test_button.invoke()
+    gui.wait(lambda: dialog.history.get_children(), "the test in the history")
+    (row,) = dialog.history.get_children()
+    assert dialog.history.item(row, "values")[1:5] == ("test", "desktop", "delivered", "1")
+    assert said.read_text() == "Test notification"
+    dialog.save_button.invoke()
+    gui.wait(lambda: gui.app.notifications_dialog is None, "the dialog to close")
+    assert service.notify_settings()["events"]["changed"] is True
