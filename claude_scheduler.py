@@ -103,6 +103,10 @@ TASKS_FILE = "tasks.json"
 STATE_FILE = "state.json"
 TASK_INDEX = "task_index"  # state.json's copy of each task's job, see Store.statuses_by_job
 SETTINGS_FILE = "settings.json"
+NOTIFY_FILE = "notifications.json"  # mode 0600: webhook secrets
+NOTIFY_HISTORY_FILE = "notify-history.json"
+DESKTOP_MANIFEST = "desktop-install.json"  # what `desktop install` wrote
+SERVICE_MANIFEST = "service-install.json"  # what `service install` wrote
 TOKEN_FILE = "api-token"
 LOCK_FILE = ".lock"
 ENGINE_LOCK_FILE = "engine.lock"
@@ -115,6 +119,10 @@ HOME_NAMES = frozenset(
         TASKS_FILE,
         STATE_FILE,
         SETTINGS_FILE,
+        NOTIFY_FILE,
+        NOTIFY_HISTORY_FILE,
+        DESKTOP_MANIFEST,
+        SERVICE_MANIFEST,
         TOKEN_FILE,
         LOCK_FILE,
         ENGINE_LOCK_FILE,
@@ -5543,8 +5551,6 @@ def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None
 # the engine), and a thread of its own works out which events the run means, then
 # delivers each on a thread of its own, with retries and backoff, keeping a history.
 
-NOTIFY_FILE = "notifications.json"  # mode 0600: webhook secrets
-NOTIFY_HISTORY_FILE = "notify-history.json"
 NOTIFY_HISTORY_MAX = 200
 NOTIFY_EVENTS: dict[str, tuple[bool, str]] = {  # name -> (on by default, what it means)
     "failed": (True, "a run failed (after its last retry)"),
@@ -7228,7 +7234,6 @@ class ImportPlan:
 # Desktop integration: the launcher, the icon, the engine at login ####
 ####
 
-DESKTOP_MANIFEST = "desktop-install.json"  # in the data home: what `desktop install` wrote
 LINUX_ICON_SIZES = (16, 24, 32, 48, 64, 128, 256)
 MAC_ICON_TYPES = ((b"ic07", 128), (b"ic08", 256), (b"ic09", 512), (b"ic11", 32), (b"ic12", 64))
 WINDOWS_ICON_SIZES = (16, 24, 32, 48, 64, 256)
@@ -7331,7 +7336,6 @@ def icon_icns() -> bytes:
 # platform), written and undone by one Installer that records what it wrote.
 
 SERVICE_ENV = "CLAUDE_SCHEDULER_SERVICE"  # set by the login service: `serve` says so to the window
-SERVICE_MANIFEST = "service-install.json"
 SERVICE_LABEL = f"io.github.{APP_ID}"
 SERVICE_UNIT = f"{APP_ID}.service"
 SERVICE_RESTART_SECONDS = 10
