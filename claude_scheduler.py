@@ -5292,6 +5292,7 @@ class Engine:
             for task_id, entry in _object_or_empty(hold.get("deferred")).items():
                 self._catch_up_deferred(task_id, _object_or_empty(entry), hold)
             self.store.set_engine_state(hold=None)
+        self.on_event({"event": "limit_hold", "began": False, "resets_at": None})
 
     def _catch_up_deferred(self, task_id: str, entry: JSONDict, hold: JSONDict) -> None:
         try:
@@ -5408,12 +5409,23 @@ class Engine:
         try:
             finished = self.executor.perform(run, stop)
             self._emit(finished)
+            self._emit_hold_began(finished)
             self._after_run(finished)
         except Exception:  # a worker must always let go of its slot; the log has the cause
             logger().exception("engine: run %s failed unexpectedly", run.id)
         finally:
             self._workers.pop(run.id, None)
             self.wake()
+
+    def _emit_hold_began(self, run: Run) -> None:
+        """Tell listeners (notifications) when `run` put new runs on hold."""
+        if run.failure_kind not in (FailureKind.USAGE_LIMIT, FailureKind.RATE_LIMIT):
+            return
+        hold = active_hold(self.store.engine_state(), self.clock())
+        if hold is not None and hold.get("run_id") == run.id:
+            self.on_event(
+                {"event": "limit_hold", "began": True, "resets_at": fmt_local(hold_until(hold), zone=True)}
+            )
 
     def _after_run(self, run: Run) -> None:
         """Retries with backoff, then the next step of a job run."""

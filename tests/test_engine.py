@@ -920,6 +920,24 @@ def test_a_usage_limit_holds_new_runs_until_its_reset_and_queued_runs_wait_in_or
     assert [run_of(home, run["id"])["status"] for run in (first, second)] == ["success", "success"]
 
 
+def test_listeners_are_told_when_a_hold_begins_and_when_it_ends(
+    clock: FakeClock, store: cs.Store, service: cs.Service, engines: StartEngine
+) -> None:
+    events: list[dict[str, Any]] = []
+    engine = engines(store, on_event=events.append)
+    hit_the_limit(service, engine)
+    holds = [event for event in events if event["event"] == "limit_hold"]
+    assert holds == [
+        {"event": "limit_hold", "began": True, "resets_at": cs.fmt_local(at(HELD_UNTIL), zone=True)}
+    ]
+
+    clock.set(at(HELD_UNTIL))
+    drive(engine)
+
+    holds = [event for event in events if event["event"] == "limit_hold"]
+    assert holds[1:] == [{"event": "limit_hold", "began": False, "resets_at": None}]
+
+
 def test_a_task_due_during_the_hold_is_deferred_then_runs_once_after_it_even_across_a_restart(
     home: Path, clock: FakeClock, store: cs.Store, service: cs.Service, engines: StartEngine
 ) -> None:
