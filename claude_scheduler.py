@@ -522,8 +522,6 @@ def read_argv_list(value: JSON, field: str, max_len: int = NAME_MAX, *, plain: b
 
 
 def _check_argv_value(text: str, field: str, *, plain: bool) -> None:
-    if "\0" in text:
-        raise Invalid("must not contain NUL bytes", field)
     if plain and text.startswith("-"):
         raise Invalid(f"must not start with '-' (got {text!r}): claude would read it as an option", field)
 
@@ -3567,7 +3565,7 @@ def _option_value(value: str, field: str) -> str:
     if not value or value.startswith("-"):
         raise Invalid(f"{value!r} is not a usable value (empty or starts with '-')", field)
     if "\0" in value:
-        raise Invalid("must not contain NUL bytes", field)
+        raise Invalid("must not contain a NUL character", field)
     return value
 
 

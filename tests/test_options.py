@@ -293,8 +293,8 @@ def test_api_sets_replaces_and_clears_the_options(api: Api) -> None:
         ({"add_dirs": ["/srv", ""]}, "add_dirs[1]", "is required and must not be empty"),
         ({"mcp_config": 3}, "mcp_config", "must be a string"),
         ({"strict_mcp_config": "yes"}, "strict_mcp_config", "must be true or false"),
-        ({"system_prompt": "a\u0000b"}, "system_prompt", "must not contain NUL bytes"),
-        ({"extra_args": ["--effort", "hi\u0000gh"]}, "extra_args[1]", "must not contain NUL bytes"),
+        ({"system_prompt": "a\u0000b"}, "system_prompt", "must not contain a NUL character"),
+        ({"extra_args": ["--effort", "hi\u0000gh"]}, "extra_args[1]", "must not contain a NUL character"),
         ({"extra_args": "--effort high"}, "extra_args", "must be a list of strings"),
     ],
 )
