@@ -527,6 +527,8 @@ def test_a_usage_limit_is_recorded_once_with_its_reset_and_the_engine_holds_unti
     try:
         limited = create_task(cli_json, sandbox, "Say hello.", "--retries", "2", "--retry-delay", "1")
         waiting = create_task(cli_json, sandbox, "Say hello later.")
+        # due 3 times in the hold:
+        due = create_task(cli_json, sandbox, "Say hello on time.", "--every", "20m")
         cli_json("tasks", "run", limited["id"], "--detach")
         drive(engine, SESSION_SECONDS)
         (run,) = runs_of(home, limited["id"])
@@ -534,6 +536,10 @@ def test_a_usage_limit_is_recorded_once_with_its_reset_and_the_engine_holds_unti
         queued = cli_json("tasks", "run", waiting["id"], "--detach")
         drive(engine, SESSION_SECONDS)
         held = run_of(home, queued["id"])["status"]
+        for minutes in (20, 40, 60):  # the engine looks at least every 30 s; these are enough
+            clock.set(datetime.fromtimestamp(resets_at - 3600 + minutes * 60 + 1, UTC))
+            drive(engine, SESSION_SECONDS)
+        deferred = runs_of(home, due["id"])
         clock.set(datetime.fromtimestamp(resets_at + cs.HOLD_MARGIN_SECONDS + 1, UTC))
         drive(engine, SESSION_SECONDS)
     finally:
@@ -550,10 +556,19 @@ def test_a_usage_limit_is_recorded_once_with_its_reset_and_the_engine_holds_unti
     assert held == "queued"
     assert run_of(home, queued["id"])["status"] == "success"
     assert len(runs_of(home, limited["id"])) == 1  # never retried
-    assert [prompt_sent(request, "Say hello later.") for request in sandbox.api.messages_requests()] == [
-        False,
-        True,
-    ]
+    assert [(held_back["status"], held_back["missed_count"]) for held_back in deferred] == [("deferred", 3)]
+    after = [later for later in runs_of(home, due["id"]) if later["id"] != deferred[0]["id"]]
+    assert [(later["status"], later["trigger"]) for later in after] == [
+        ("success", "catch_up")
+    ]  # once, not twice
+    requests = sandbox.api.messages_requests()
+    assert prompt_sent(requests[0], "Say hello.") and len(requests) == 3
+    assert sorted(
+        prompt
+        for prompt in ("Say hello later.", "Say hello on time.")
+        for request in requests[1:]
+        if prompt_sent(request, prompt)
+    ) == ["Say hello later.", "Say hello on time."]
 
 
 ####
