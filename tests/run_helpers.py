@@ -164,6 +164,12 @@ class Recorder:
             kill_fake(pid)
 
 
+def default_ctrl_c() -> None:
+    """A child's `preexec_fn`: Ctrl-C (SIGINT) as a terminal gives it, even when the suite
+    was started with SIGINT ignored (a background job), which a child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli_process(home: Path, *words: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run `claude_scheduler.py cli ...` as another process, to completion."""
     return subprocess.run(

@@ -24,6 +24,7 @@ from run_helpers import (
     WAIT_SECONDS,
     Recorder,
     cli_process,
+    default_ctrl_c,
     drive,
     pid_gone,
     run_of,
@@ -66,6 +67,7 @@ def processes() -> Iterator[Callable[..., subprocess.Popen[str]]]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=default_ctrl_c,
         )
         started.append(proc)
         return proc
