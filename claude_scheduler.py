@@ -1978,6 +1978,28 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     _fsync_dir(path.parent)
 
 
+def create_once(path: Path, data: bytes, mode: int = 0o600) -> bool:
+    """Create `path` holding `data` unless it exists; False when it does (another process
+    was first: the two never both win). Whole or absent, as `atomic_write`: the data is
+    written to a temp file, then hard-linked into place. Raises StorageError."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        atomic_write(tmp, data, mode)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            if path.stat().st_size:
+                return False
+            os.replace(tmp, path)  # an empty one is nobody's token: this one wins
+    except OSError as error:
+        raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    _fsync_dir(path.parent)
+    return True
+
+
 def _fsync_dir(folder: Path) -> None:
     if sys.platform == "win32":
         return
@@ -5757,7 +5779,8 @@ def api_token(home: Path, *, create: bool = True) -> str:
     import secrets
 
     token = secrets.token_urlsafe(32)
-    atomic_write(path, token.encode("ascii") + b"\n", mode=0o600)
+    if not create_once(path, token.encode("ascii") + b"\n"):
+        return api_token(home, create=False)  # another process made it first: theirs holds
     return token
 
 

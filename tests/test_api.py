@@ -9,6 +9,8 @@ import logging
 import os
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -1461,3 +1463,34 @@ def test_settings_are_read_and_changed_with_their_rules(api: Api) -> None:
     unknown = api.request("PUT", "/api/settings", {"theme": "dark"})
     assert unknown.status == 422 and unknown.json["error"]["field"] == "theme"
     assert api.request("GET", "/api/settings").json["max_concurrent_runs"] == 5
+
+
+TOKEN_RACERS = 6
+
+
+def test_processes_starting_together_on_a_fresh_home_all_use_one_token(home: Path, tmp_path: Path) -> None:
+    """Each reads no token, makes one and writes it: only the first may win, and the
+    others must answer with the token in the file, not their own."""
+    go = tmp_path / "go"
+    code = (
+        "import os, sys, time, pathlib, claude_scheduler as cs\n"
+        "while not os.path.exists(sys.argv[1]): time.sleep(0.001)\n"
+        "print(cs.api_token(pathlib.Path(sys.argv[2])))\n"
+    )
+    for attempt in range(3):
+        data = home / f"attempt-{attempt}"
+        data.mkdir(parents=True)
+        racers = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(go), str(data)],
+                env={**os.environ, "PYTHONPATH": str(Path(cs.__file__).parent)},
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(TOKEN_RACERS)
+        ]
+        go.touch()
+        tokens = {racer.communicate(timeout=60)[0].strip() for racer in racers}
+        go.unlink()
+        assert tokens == {(data / cs.TOKEN_FILE).read_text().strip()}
+        assert sorted(path.name for path in data.iterdir()) == [cs.TOKEN_FILE]
