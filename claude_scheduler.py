@@ -4456,8 +4456,9 @@ class Engine:
 
     # Life cycle ----------------------------------------------------------------
 
-    def start(self, *, thread: bool = True) -> bool:
-        """Become the data home's engine; False if another process already is."""
+    def start(self, *, thread: bool = True, about: JSONDict | None = None) -> bool:
+        """Become the data home's engine; False if another process already is. `about`
+        joins the owner record in the same write (the API address, the process kind)."""
         if not self._lock_file.try_acquire():
             return False
         self.owns = True
@@ -4466,6 +4467,7 @@ class Engine:
             "host": host_name(),
             "id": process_owner(),
             "started_at": fmt_time(self.clock()),
+            **(about or {}),
         }
         self.store.set_engine_state(owner=owner)
         self.store.sweep(logs=True)
@@ -11536,12 +11538,8 @@ class App:
 
     def _start_engine(self, engine: Engine) -> bool:
         """Become the data home's engine (worker thread: recovery reads every run)."""
-        if not engine.start():
-            return False
-        owner = self.service.engine_status()["owner"]
         api = {"api": self.api.address} if self.api else {}
-        self.store.set_engine_state(owner={**owner, **api, "process": "window"})
-        return True
+        return engine.start(about={**api, "process": "window"})
 
     # Layout (remembered in the settings) ---------------------------------------------
 
@@ -12546,7 +12544,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         api = ApiServer(service, args.host, args.port)
         api.start()
         _start_engine(engine, service, api.address)
-        _wait_for_stop_signal()
+        address = api.address
+        _wait_for_stop_signal(lambda: _take_engine_when_free(engine, address))
     except SchedulerError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
@@ -12560,9 +12559,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _start_engine(engine: Engine, service: Service, api_address: str) -> None:
-    if engine.start():
-        owner = service.engine_status()["owner"] or {}
-        service.store.set_engine_state(owner={**owner, "api": api_address, "process": "serve"})
+    if engine.start(about=_serve_about(api_address)):
         logger().info("engine started for %s; API on %s", service.store.home, api_address)
     else:
         owner = service.engine_status().get("owner") or {}
@@ -12573,12 +12570,29 @@ def _start_engine(engine: Engine, service: Service, api_address: str) -> None:
         )
 
 
-def _wait_for_stop_signal() -> None:
+def _serve_about(api_address: str) -> JSONDict:
+    """What the engine's owner record says of a `serve` process."""
+    return {"api": api_address, "process": "serve"}
+
+
+def _take_engine_when_free(engine: Engine, api_address: str) -> None:
+    """A viewer `serve` takes over the engine once the process that held it has gone,
+    so queued and scheduled runs never wait for a restart."""
+    if engine.owns:
+        return
+    try:
+        if engine.start(about=_serve_about(api_address)):
+            logger().warning("the engine's holder has gone; this process now runs the engine")
+    except SchedulerError as error:  # tried again at the next poll
+        logger().error("cannot take over the engine: %s", error)
+
+
+def _wait_for_stop_signal(on_poll: Callable[[], None] = lambda: None) -> None:
     done = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while not done.wait(CHANGE_POLL_SECONDS):
-            pass
+            on_poll()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
