@@ -24,6 +24,9 @@ that are not numbers or text, `0`, `false`, `no`, `off` or empty switch them off
     [ignore_term]      FAKE_CLAUDE_IGNORE_TERM        ignore SIGTERM (grandchild inherits it)
     [grandchild=PATH]  FAKE_CLAUDE_GRANDCHILD         start a grandchild that sleeps forever
                                                       holding stdout/stderr; its pid goes to PATH
+    [daemon=PATH]      FAKE_CLAUDE_DAEMON             start a daemon in a session of its own (out
+                                                      of claude's process group, no pipes held)
+                                                      that sleeps forever; its pid goes to PATH
     [malformed]        FAKE_CLAUDE_MALFORMED          add `not json`, `[1,2]`, `"str"`, a torn
                                                       object, a stream_event and an unknown type
     [legacy]           FAKE_CLAUDE_LEGACY             `cost_usd`, and string `message.content`
@@ -118,6 +121,7 @@ KNOB_ENV = {
     "hang": "FAKE_CLAUDE_HANG",
     "ignore_term": "FAKE_CLAUDE_IGNORE_TERM",
     "grandchild": "FAKE_CLAUDE_GRANDCHILD",
+    "daemon": "FAKE_CLAUDE_DAEMON",
     "malformed": "FAKE_CLAUDE_MALFORMED",
     "legacy": "FAKE_CLAUDE_LEGACY",
     "no_result": "FAKE_CLAUDE_NO_RESULT",
@@ -313,6 +317,13 @@ def session_for(args: Args, knobs: dict[str, str]) -> Session:
     )
 
 
+def write_pid(path: str, pid: int) -> None:
+    """Whole or absent: a test waiting for the file reads a complete pid."""
+    with open(path + ".tmp", "w", encoding="utf-8") as file:
+        file.write(str(pid))
+    os.replace(path + ".tmp", path)
+
+
 def start_side_effects(session: Session) -> None:
     """SIGTERM handling, the grandchild and the stderr flood: all before any stdout."""
     knobs = session.knobs
@@ -320,10 +331,16 @@ def start_side_effects(session: Session) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if "grandchild" in knobs:
         child = subprocess.Popen([sys.executable, "-c", GRANDCHILD_CODE], stdin=subprocess.DEVNULL)
-        temp = knobs["grandchild"] + ".tmp"
-        with open(temp, "w", encoding="utf-8") as file:
-            file.write(str(child.pid))
-        os.replace(temp, knobs["grandchild"])
+        write_pid(knobs["grandchild"], child.pid)
+    if "daemon" in knobs:
+        daemon = subprocess.Popen(
+            [sys.executable, "-c", GRANDCHILD_CODE],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        write_pid(knobs["daemon"], daemon.pid)
     flood = int(knobs.get("stderr", "0"))
     if flood:
         sys.stderr.write(STDERR_LINE * (flood // len(STDERR_LINE) + 1))
