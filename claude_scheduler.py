@@ -87,6 +87,7 @@ def logger() -> logging.Logger:
 HOME_ENV = "CLAUDE_SCHEDULER_HOME"
 API_ENV = "CLAUDE_SCHEDULER_API"
 CLAUDE_ENV = "CLAUDE_SCHEDULER_CLAUDE"
+RUN_ID_ENV = "CLAUDE_SCHEDULER_RUN_ID"  # set on each session: finds its processes (Linux)
 DEFAULT_HOME = "~/.claude-scheduler"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5679
@@ -3711,11 +3712,54 @@ def _group_has_live_member(pgid: int) -> bool:
 def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
     if proc.poll() is None:
         return True
-    if sys.platform == "win32":
+    return _group_lives(proc.pid)
+
+
+def _group_lives(pgid: int | None) -> bool:
+    """Whether group `pgid` has a member that is not a zombie (where that can be told)."""
+    if pgid is None or sys.platform == "win32":
         return False
     if sys.platform == "linux":
-        return _group_has_live_member(proc.pid)
-    return _group_exists(proc.pid)
+        return _group_has_live_member(pgid)
+    return _group_exists(pgid)
+
+
+def _is_live_pid(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            stat = stat_file.read()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return bool(fields) and fields[0] not in ZOMBIE_STATES
+
+
+def marked_pids(run_id: str | None) -> list[int]:
+    """Live processes whose environment says they belong to run `run_id` (RUN_ID_ENV):
+    a session's processes, also those its tools moved out of its process group (a
+    daemon that double-forks). Linux only (/proc); elsewhere, none."""
+    if not run_id or sys.platform != "linux":
+        return []
+    wanted = f"{RUN_ID_ENV}={run_id}".encode()
+    found = []
+    with contextlib.suppress(OSError), os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/environ", "rb") as environ_file:
+                    environ = environ_file.read()
+            except OSError:
+                continue  # gone meanwhile, or someone else's
+            if wanted in environ.split(b"\0") and _is_live_pid(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+def _signal_pids(pids: Iterable[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, sig)
 
 
 def _kill_signal() -> int:
@@ -3723,25 +3767,38 @@ def _kill_signal() -> int:
 
 
 class _Limits(typing.NamedTuple):
-    """How long a run may take and how it is ended; `monotonic` times all of it."""
+    """How long a run may take and how it is ended; `monotonic` times all of it.
+    `marker` is the session's RUN_ID_ENV value, which finds its processes outside
+    its process group."""
 
     timeout: float
     grace: float
     poll_seconds: float
     should_stop: Callable[[], bool]
     monotonic: Callable[[], float]
+    marker: str | None = None
+
+
+def _session_alive(proc: subprocess.Popen[bytes], marker: str | None) -> bool:
+    return _group_alive(proc) or bool(marked_pids(marker))
+
+
+def _signal_session(proc: subprocess.Popen[bytes], marker: str | None, sig: int) -> None:
+    _signal_group(proc, sig)
+    _signal_pids(marked_pids(marker), sig)
 
 
 def _terminate_group(proc: subprocess.Popen[bytes], limits: _Limits) -> bool:
-    """SIGTERM the group, SIGKILL what is left after the grace period; reaps claude.
+    """SIGTERM the group and the session's marked processes, SIGKILL what is left after
+    the grace period; reaps claude.
 
     Returns True when SIGKILL was needed.
     """
-    _signal_group(proc, signal.SIGTERM)
+    _signal_session(proc, limits.marker, signal.SIGTERM)
     deadline = limits.monotonic() + limits.grace
-    while _group_alive(proc):
+    while _session_alive(proc, limits.marker):
         if limits.monotonic() >= deadline:
-            _signal_group(proc, _kill_signal())
+            _signal_session(proc, limits.marker, _kill_signal())
             proc.wait()
             return True
         time.sleep(GROUP_POLL_SECONDS)
@@ -3788,6 +3845,14 @@ def _drain(
     _terminate_group(proc, limits)
     if not _join_all(readers, limits.grace):
         log.scheduler("a detached process still holds claude's output; stopped reading it")
+
+
+def _end_leftovers(proc: subprocess.Popen[bytes], log: _RunLog, limits: _Limits) -> None:
+    """After claude ended by itself: end what it started and left running (its process
+    group, and processes carrying the session's marker), so nothing outlives the run."""
+    if _session_alive(proc, limits.marker):
+        log.scheduler("processes started by claude were still running; terminating them")
+        _terminate_group(proc, limits)
 
 
 def _format_seconds(seconds: float) -> str:
@@ -3905,7 +3970,9 @@ def execute(
     A launch or log-file failure is a `failed` outcome, not an exception. An exception
     from `should_stop` or `on_started` propagates once the process group is ended.
     """
-    limits = _Limits(timeout_seconds, kill_grace_seconds, poll_seconds, should_stop, monotonic)
+    limits = _Limits(
+        timeout_seconds, kill_grace_seconds, poll_seconds, should_stop, monotonic, env.get(RUN_ID_ENV)
+    )
     try:
         log = _RunLog(log_path)
     except OSError as exc:
@@ -3953,6 +4020,7 @@ def _run(
         raise
     killed = _terminate_group(proc, limits) if stopped else False
     _drain(proc, readers, log, limits)
+    _end_leftovers(proc, log, limits)
     writer.join(PROMPT_WRITER_JOIN_SECONDS)
     if stopped:
         how = f"killed after a {_format_seconds(limits.grace)} grace" if killed else "terminated"
@@ -4136,25 +4204,59 @@ WATCH_IGNORED_FILE = re.compile(r"(^\.#|^#.*#$|~$|\.sw[a-p]$|\.tmp$|\.part$|^\.D
 EngineEvent = Callable[[JSONDict], None]
 
 
-def kill_stray_session(pid: int | None, grace: float = KILL_GRACE_SECONDS) -> bool:
-    """End a Claude process group left behind by a dead owner. Only a process that still
-    looks like our `claude -p` session is touched (its pid could have been reused)."""
-    if not pid or not process_alive(pid) or sys.platform == "win32":
+class StraySession(typing.NamedTuple):
+    """What is left of a session whose owner died: its process group (None when its
+    claude is gone or is no longer ours) and the run id its processes carry."""
+
+    pgid: int | None
+    run_id: str
+
+
+def stray_session(run: Run) -> StraySession | None:
+    """The processes of `run`'s session that still run, if any. Only a pid that still
+    looks like our `claude -p` session counts (its pid could have been reused)."""
+    if sys.platform == "win32":
+        return None
+    pgid = run.pid if run.pid and _is_claude_session(run.pid) else None
+    if pgid is None and not marked_pids(run.id):
+        return None
+    return StraySession(pgid, run.id)
+
+
+def _is_claude_session(pid: int) -> bool:
+    if not process_alive(pid):
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    if b"stream-json" not in cmdline or b"-p" not in cmdline:
-        return False
-    with contextlib.suppress(OSError):
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while process_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if process_alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-    return True
+    return _is_live_pid(pid) and b"stream-json" in cmdline and b"-p" in cmdline
+
+
+def _stray_alive(session: StraySession) -> bool:
+    return _group_lives(session.pgid) or bool(marked_pids(session.run_id))
+
+
+def _signal_stray(session: StraySession, sig: int) -> None:
+    if session.pgid is not None:
+        with contextlib.suppress(OSError):
+            os.killpg(session.pgid, sig)
+    _signal_pids(marked_pids(session.run_id), sig)
+
+
+def end_stray_sessions(sessions: Iterable[StraySession], grace: float = KILL_GRACE_SECONDS) -> None:
+    """End sessions left behind by dead owners, all at once: SIGTERM, then SIGKILL what
+    is left after `grace`. Zombies count as ended. Call it without the store lock:
+    it waits up to `grace`."""
+    left = list(sessions)
+    for session in left:
+        _signal_stray(session, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while left and time.monotonic() < deadline:
+        time.sleep(GROUP_POLL_SECONDS)
+        left = [session for session in left if _stray_alive(session)]
+    for session in left:
+        _signal_stray(session, signal.SIGKILL)
 
 
 @dataclass
@@ -4330,7 +4432,7 @@ class Executor:
         log_path = self.store.log_path(run.id)
         try:
             task = self.store.task(run.task_id)
-            argv, cwd, env = self._prepare(task)
+            argv, cwd, env = self._prepare(task, run.id)
         except SchedulerError as error:
             outcome = RunOutcome(
                 status=STATUS_FAILED, error=str(error), failure_kind=FailureKind.NOT_STARTED.value
@@ -4352,7 +4454,7 @@ class Executor:
             _append_log(log_path, f"{LOG_FAILURE_PREFIX}{outcome.error}")
         return self._record(run.id, outcome)
 
-    def _prepare(self, task: Task) -> tuple[list[str], Path, dict[str, str]]:
+    def _prepare(self, task: Task, run_id: str) -> tuple[list[str], Path, dict[str, str]]:
         job = self.store.job(task.job_id) if task.job_id else None
         claude = resolve_claude(self.store.settings().get("claude_path"), self.environ, self.user_home)
         cwd = resolve_workdir(
@@ -4377,7 +4479,7 @@ class Executor:
             strict_mcp_config=task.strict_mcp_config,
             extra_args=task.extra_args,
         )
-        return argv, cwd, {**self.environ, **task.env}
+        return argv, cwd, {**self.environ, **task.env, RUN_ID_ENV: run_id}
 
     def _stop_requested(self, run_id: str) -> bool:
         try:
@@ -4877,38 +4979,56 @@ class Engine:
     def recover(self) -> int:
         """Mark runs whose owner process is gone as interrupted, ending their Claude
         processes that are still alive; put unowned queued runs back in the queue."""
-        count = 0
+        orphans = []
         queued = {entry.get("run_id") for entry in self.store.queue()}
         for run in self.store.all_runs():
             if not run.is_active:
                 continue
             if run.owner and not owner_alive(run.owner):
-                count += self._interrupt(run)
+                orphans.append(run)
             elif run.status is RunStatus.QUEUED and not run.owner and run.id not in queued:
                 self.store.enqueue(run)
-        return count
+        return self._interrupt(orphans)
 
     def _reap_orphans(self) -> None:
         """Catch runs whose process died after the engine started (a foreground CLI run
         that was killed): run files re-read only when they changed."""
         self._last_reap = time.monotonic()
-        for run in self.store.all_runs():
-            if run.status is RunStatus.RUNNING and run.owner and not owner_alive(run.owner):
-                self._interrupt(run)
+        self._interrupt(
+            [
+                run
+                for run in self.store.all_runs()
+                if run.status is RunStatus.RUNNING and run.owner and not owner_alive(run.owner)
+            ]
+        )
 
-    def _interrupt(self, run: Run) -> int:
-        ended = interrupt_run(self.store, run, self.executor.kill_grace)
-        if ended is None:
-            return 0
-        self._emit(ended)
-        return 1
+    def _interrupt(self, orphans: list[Run]) -> int:
+        """End the orphans' sessions together (not one grace period after another), then
+        record each as interrupted; the number recorded."""
+        ended = [run for run in interrupt_runs(self.store, orphans, self.executor.kill_grace) if run]
+        for run in ended:
+            self._emit(run)
+        return len(ended)
 
 
 def interrupt_run(store: Store, run: Run, grace: float = KILL_GRACE_SECONDS) -> Run | None:
     """Record as interrupted a run whose owning process died, ending its Claude process
-    if that still runs; None if the run had already ended. Any process may call it."""
-    killed = kill_stray_session(run.pid, grace)
-    note = "; its Claude process was still running and has been ended" if killed else ""
+    if that still runs; None if the run had already ended. Any process may call it;
+    not with the store lock held (it waits up to `grace` for the session to end)."""
+    return interrupt_runs(store, [run], grace)[0]
+
+
+def interrupt_runs(store: Store, runs: list[Run], grace: float = KILL_GRACE_SECONDS) -> list[Run | None]:
+    """`interrupt_run` for many runs, their sessions ended together (not one grace period
+    after another), then each recorded."""
+    sessions = {run.id: stray_session(run) for run in runs}
+    end_stray_sessions([session for session in sessions.values() if session], grace)
+    return [record_interrupted(store, run, was_running=sessions[run.id] is not None) for run in runs]
+
+
+def record_interrupted(store: Store, run: Run, *, was_running: bool) -> Run | None:
+    """The recording half of `interrupt_run`: None if the run had already ended."""
+    note = "; its Claude process was still running and has been ended" if was_running else ""
     with store.locked():
         current = store.run(run.id)
         if not current.is_active:
@@ -5074,19 +5194,22 @@ class Service:
         """Cascade-delete a job; with active runs, Conflict unless `force` (then stop them)."""
         with self.store.locked():
             tasks = self.store.tasks_of(self.store.job(job_id).id)
-            self._stop_or_refuse([task.id for task in tasks], force, "job")
+            orphans = self._stop_or_refuse([task.id for task in tasks], force, "job")
             counts = self.store.delete_job(job_id)
+        end_stray_sessions(session for session in map(stray_session, orphans) if session)
         self.wake()
         return {"deleted": counts.to_dict()}
 
-    def _stop_or_refuse(self, task_ids: list[str], force: bool, what: str) -> None:
+    def _stop_or_refuse(self, task_ids: list[str], force: bool, what: str) -> list[Run]:
+        """Ask the active runs of the tasks to stop (Conflict without `force`); the runs
+        whose owner died, whose sessions the caller ends once it lets go of the lock."""
         active = [run for task_id in task_ids for run in self.store.runs_of(task_id) if run.is_active]
         if active and not force:
             raise Conflict(
                 f"the {what} has {_plural(len(active), 'active run')}; stop them first or use force"
             )
-        for run in active:
-            self.stop_run(run.id)
+        stopped = [self._stop_locked(run.id) for run in active]
+        return [orphan for _, orphan in stopped if orphan]
 
     @staticmethod
     def _job_dict(job: Job, tasks: list[Task]) -> JSONDict:
@@ -5151,8 +5274,9 @@ class Service:
 
     def delete_task(self, task_id: str, *, force: bool = False) -> JSONDict:
         with self.store.locked():
-            self._stop_or_refuse([self.store.task(task_id).id], force, "task")
+            orphans = self._stop_or_refuse([self.store.task(task_id).id], force, "task")
             counts = self.store.delete_task(task_id)
+        end_stray_sessions(session for session in map(stray_session, orphans) if session)
         self.wake()
         return {"deleted": counts.to_dict()}
 
@@ -5283,32 +5407,47 @@ class Service:
             for job_run_id, entry in self.store.job_runs().items():
                 if entry.get("job_id") == job_id and entry.get("status") == "running":
                     self.store.save_job_run(job_run_id, {**entry, "status": "stopped"})
-            for task_id in task_ids:
-                for run in self.store.runs_of(task_id):
-                    if run.is_active:
-                        stopped.append(self.stop_run(run.id))
-        return {"job_id": job_id, "stopped_runs": stopped}
+            active = [run.id for task_id in task_ids for run in self.store.runs_of(task_id) if run.is_active]
+            stopped = [self._stop_locked(run_id) for run_id in active]
+        orphans = self._end_orphans([orphan for _, orphan in stopped if orphan])
+        self.wake()
+        return {"job_id": job_id, "stopped_runs": [orphans.get(run.id, run).to_dict() for run, _ in stopped]}
 
     def stop_run(self, run_id: str) -> JSONDict:
         """Ask for a run to stop. A queued run is cancelled at once; a running one is
-        stopped by its owning process within a second. Finished runs are left as they are."""
+        stopped by its owning process within a second, or here when that process died.
+        Finished runs are left as they are."""
         with self.store.locked():
-            run = self.store.run(run_id)
-            if run.status is RunStatus.QUEUED:
-                run = dataclasses.replace(
-                    run,
-                    status=RunStatus.CANCELLED,
-                    finished_at=self.clock(),
-                    error="stopped before it started",
-                )
-                self.store.save_run(run)
-            elif run.status is RunStatus.RUNNING and run.owner and not owner_alive(run.owner):
-                run = interrupt_run(self.store, run) or run  # nobody is left to act on a request
-            elif run.status is RunStatus.RUNNING and not run.stop_requested:
-                run = dataclasses.replace(run, stop_requested=True)
-                self.store.save_run(run)
+            run, orphan = self._stop_locked(run_id)
+        run = self._end_orphans([orphan] if orphan else []).get(run.id, run)
         self.wake()
         return run.to_dict()
+
+    def _end_orphans(self, orphans: list[Run]) -> dict[str, Run]:
+        """Interrupt runs whose owner died (without the lock: their sessions get a grace
+        period); each as recorded, by id."""
+        ended = interrupt_runs(self.store, orphans)
+        return {run.id: run for run in ended if run}
+
+    def _stop_locked(self, run_id: str) -> tuple[Run, Run | None]:
+        """`stop_run`'s part under the store lock; the run, and itself again when its
+        owner died (to be interrupted once the lock is let go)."""
+        run = self.store.run(run_id)
+        orphan = None
+        if run.status is RunStatus.QUEUED:
+            run = dataclasses.replace(
+                run,
+                status=RunStatus.CANCELLED,
+                finished_at=self.clock(),
+                error="stopped before it started",
+            )
+            self.store.save_run(run)
+        elif run.status is RunStatus.RUNNING and run.owner and not owner_alive(run.owner):
+            orphan = run  # nobody is left to act on a request
+        elif run.status is RunStatus.RUNNING and not run.stop_requested:
+            run = dataclasses.replace(run, stop_requested=True)
+            self.store.save_run(run)
+        return run, orphan
 
     def read_log(self, run_id: str, offset: int = 0, limit: int = LOG_CHUNK_MAX) -> JSONDict:
         """Log bytes from `offset`, whole lines only while the run is active, and the

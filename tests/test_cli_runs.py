@@ -6,12 +6,14 @@ They go through `main(["cli", ...])` like a user (the `cli` fixture), or through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -681,3 +683,182 @@ def test_output_cut_short_by_the_reader_is_no_traceback(home: Path, cli: Cli, cl
     )
     assert listing.stdout.startswith("Session ")
     assert listing.stderr == ""
+
+
+####
+# Every process a session started ends with it
+####
+
+
+def daemon_pid(record: Recorder) -> tuple[Path, Callable[[], int]]:
+    """A pid file for the fake claude's `[daemon=PATH]`, and a wait for the pid in it."""
+    path = record.grandchild_file("daemon.pid")
+    return path, lambda: int(wait_for(lambda: path.exists() and path.read_text(), "the daemon to start"))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sessions are tracked beyond their group on Linux")
+def test_a_daemon_claude_left_running_ends_with_its_run(
+    home: Path, cli: Cli, cli_json: CliJson, record: Recorder
+) -> None:
+    path, daemon = daemon_pid(record)
+    task = create_task(cli_json, f"Say hello. [daemon={path}]")
+
+    result = cli("tasks", "run", task["id"])
+
+    assert result.code == 0
+    assert pid_gone(daemon())
+    run = only_run(home, task["id"])
+    assert run["status"] == "success"
+    assert (
+        "[scheduler] processes started by claude were still running; terminating them"
+        in log_text(home, run["id"]).splitlines()
+    )
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sessions are tracked beyond their group on Linux")
+def test_a_daemon_out_of_claudes_process_group_ends_at_a_timeout(
+    home: Path, cli: Cli, cli_json: CliJson, record: Recorder
+) -> None:
+    path, daemon = daemon_pid(record)
+    task = create_task(cli_json, f"[hang][daemon={path}]", "--timeout", "1s")
+
+    result = cli("tasks", "run", task["id"])
+
+    assert result.code == 1
+    assert only_run(home, task["id"])["status"] == "timeout"
+    assert pid_gone(daemon())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sessions are tracked beyond their group on Linux")
+def test_stopping_an_orphaned_run_ends_its_daemon_too(
+    home: Path, cli: Cli, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]], record: Recorder
+) -> None:
+    path, daemon = daemon_pid(record)
+    task = create_task(cli_json, f"[hang][daemon={path}]")
+    proc = processes(home, "tasks", "run", task["id"])
+    run = running_run(home, task["id"])
+    daemon_id = daemon()
+    proc.kill()
+    proc.wait(WAIT_SECONDS)
+
+    assert cli("runs", "stop", run["id"]).code == 0
+
+    assert run_of(home, run["id"])["status"] == "interrupted"
+    assert pid_gone(run["pid"]) and pid_gone(daemon_id)
+
+
+def test_stopping_an_orphaned_run_that_ignores_sigterm_leaves_the_store_free_meanwhile(
+    home: Path,
+    cli_json: CliJson,
+    processes: Callable[..., subprocess.Popen[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    task = create_task(cli_json, "[hang][ignore_term]")
+    proc = processes(home, "tasks", "run", task["id"])
+    run = running_run(home, task["id"])
+    proc.kill()
+    proc.wait(WAIT_SECONDS)
+    waiting = threading.Event()
+    end_sessions = cs.end_stray_sessions
+
+    def end_after_a_long_grace(sessions: Iterable[cs.StraySession], grace: float = 0) -> None:
+        waiting.set()
+        end_sessions(sessions, 3600.0)  # claude ignores the SIGTERM: this waits until it is killed
+
+    monkeypatch.setattr(cs, "end_stray_sessions", end_after_a_long_grace)
+    stopper = threading.Thread(target=cs.Service(cs.Store(home)).stop_run, args=(run["id"],), daemon=True)
+    stopper.start()
+    assert waiting.wait(WAIT_SECONDS)
+
+    created = cli_process(home, "jobs", "create", "--name", "meanwhile", env=child_env(home))
+
+    assert created.returncode == 0, created.stderr
+    assert stopper.is_alive(), "the stop ended before its grace period"
+    assert run_of(home, run["id"])["status"] == "running"
+    os.kill(run["pid"], signal.SIGKILL)  # what the grace period would end in
+    stopper.join(WAIT_SECONDS)
+    assert not stopper.is_alive()
+    run_after = run_of(home, run["id"])
+    assert run_after["status"] == "interrupted"
+    assert run_after["error"].endswith("its Claude process was still running and has been ended")
+
+
+def orphaned_runs(
+    home: Path, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]], prompt: str, count: int
+) -> list[dict[str, Any]]:
+    """`count` foreground runs whose CLI process was SIGKILLed while claude ran."""
+    started = []
+    for n in range(count):
+        task = create_task(cli_json, f"{prompt} {n}")
+        started.append((processes(home, "tasks", "run", task["id"]), task))
+    runs = []
+    for proc, task in started:
+        runs.append(running_run(home, task["id"]))
+        proc.kill()
+        proc.wait(WAIT_SECONDS)
+    return runs
+
+
+def recover_in_a_thread(home: Path, grace: float) -> cs.Engine:
+    engine = cs.Engine(cs.Store(home), kill_grace=grace)
+    starter = threading.Thread(target=engine.start, kwargs={"thread": False}, daemon=True)
+    starter.start()
+    starter.join(WAIT_SECONDS)
+    assert not starter.is_alive(), "recovery waits on sessions that have ended"
+    return engine
+
+
+def test_recovery_counts_a_session_ended_as_a_zombie_as_ended(
+    home: Path, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]]
+) -> None:
+    """Nobody may reap the orphans' claude (init in a container): a zombie holds nothing,
+    so recovery does not wait out the grace period for it. This test is the orphans'
+    reaper and does not reap them until the end."""
+    with not_reaping_orphans():
+        runs = orphaned_runs(home, cli_json, processes, "[hang]", 3)
+
+        engine = recover_in_a_thread(home, grace=3600.0)
+        engine.stop()
+
+        for run in runs:
+            assert run_of(home, run["id"])["status"] == "interrupted"
+            assert pid_gone(run["pid"])
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(run["pid"], 0)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@contextlib.contextmanager
+def not_reaping_orphans() -> Iterator[None]:
+    """Make this process the reaper of orphaned descendants (Linux), which it leaves as
+    zombies; skip where that is not possible."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        pytest.skip("no libc")
+    if sys.platform != "linux" or libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        pytest.skip("cannot become a subreaper")
+    try:
+        yield
+    finally:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def test_recovery_ends_many_orphans_together_not_one_grace_period_after_another(
+    home: Path, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]]
+) -> None:
+    grace = 3.0
+    runs = orphaned_runs(home, cli_json, processes, "[hang][ignore_term]", 3)
+
+    engine = recover_in_a_thread(home, grace)
+    engine.stop()
+
+    ended = [run_of(home, run["id"]) for run in runs]
+    assert [run["status"] for run in ended] == ["interrupted"] * 3
+    assert all(pid_gone(run["pid"]) for run in runs)
+    finished = sorted(cs.parse_time(run["finished_at"], "finished_at") for run in ended)
+    assert (finished[-1] - finished[0]).total_seconds() < grace  # one after another: 2 x grace apart
