@@ -2938,6 +2938,10 @@ ELLIPSIS = "…"
 GROUP_POLL_SECONDS = 0.05
 ZOMBIE_STATES = (b"Z", b"X")  # /proc/<pid>/stat states of processes that are gone
 PROMPT_WRITER_JOIN_SECONDS = 1.0
+# A session's output is read (and logged) in pieces this big: a longer line may have a
+# stderr line logged inside it, a price for never holding all of it in memory.
+OUTPUT_PIECE_BYTES = 1 << 20
+OUTPUT_LINE_MEMORY_MAX = 1 << 22  # of a longer line only this much is kept in memory
 
 # Where each tool keeps the argument worth showing in a one-line summary of the call.
 TOOL_SUMMARY_KEYS = {
@@ -3573,11 +3577,16 @@ class _RunLog:
         self.error: str | None = None
 
     def write(self, line: str) -> None:
+        self.write_piece(line, ended=True)
+
+    def write_piece(self, text: str, *, ended: bool) -> None:
+        """Append part of a line (`ended`: its last part). Once closed, drops it: a
+        detached process may write after the run has ended."""
         with self._lock:
-            if self.error is not None:
+            if self.error is not None or self._file.closed:
                 return
             try:
-                self._file.write(line + "\n")
+                self._file.write(text + "\n" if ended else text)
                 self._file.flush()
             except OSError as exc:
                 self.error = f"the run log could not be written: {exc}"
@@ -3606,19 +3615,50 @@ class _Capture:
         self.last_stderr: str | None = None
 
     def on_stdout(self, line: str) -> None:
-        self.log.write(line)
         self.parser.feed(line)
 
     def on_stderr(self, line: str) -> None:
-        self.log.write(LOG_STDERR_PREFIX + line)
         if line.strip():
             self.last_stderr = line.strip()
 
 
-def _read_lines(pipe: IO[bytes], sink: Callable[[str], None]) -> None:
-    with pipe:
-        for raw in pipe:
-            sink(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+class _LineReader:
+    """Reads one pipe to its end: every byte goes to the run log as it comes (the log
+    keeps whole lines however long), each line to `on_line` clipped to
+    OUTPUT_LINE_MEMORY_MAX characters (in memory). `prefix` starts each logged line."""
+
+    def __init__(self, log: _RunLog, on_line: Callable[[str], None], prefix: str = "") -> None:
+        import codecs
+
+        self.log = log
+        self.on_line = on_line
+        self.prefix = prefix
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._head: list[str] = []
+        self._kept = 0
+        self._at_start = True
+
+    def read(self, pipe: IO[bytes]) -> None:
+        """Never raises for the pipe: a closed or broken one ends the reading."""
+        with contextlib.suppress(OSError, ValueError), pipe:
+            while piece := pipe.readline(OUTPUT_PIECE_BYTES):
+                self._take(piece)
+            if not self._at_start:
+                self._take(b"\n")  # a last line without a newline
+
+    def _take(self, piece: bytes) -> None:
+        ended = piece.endswith(b"\n")
+        text = self._decoder.decode(piece, final=ended)
+        if ended:
+            text = text.rstrip("\r\n")
+        self.log.write_piece((self.prefix if self._at_start else "") + text, ended=ended)
+        self._at_start = ended
+        if self._kept < OUTPUT_LINE_MEMORY_MAX:
+            self._head.append(text[: OUTPUT_LINE_MEMORY_MAX - self._kept])
+            self._kept += len(self._head[-1])
+        if ended:
+            line, self._head, self._kept = "".join(self._head), [], 0
+            self.on_line(line)
 
 
 def _write_prompt(pipe: IO[bytes], data: bytes) -> None:
@@ -4009,8 +4049,8 @@ def _run(
     assert proc.stdin and proc.stdout and proc.stderr  # all three are PIPE
     writer = _start_thread(_write_prompt, proc.stdin, prompt.encode("utf-8", errors="replace"))
     readers = [
-        _start_thread(_read_lines, proc.stdout, capture.on_stdout),
-        _start_thread(_read_lines, proc.stderr, capture.on_stderr),
+        _start_thread(_LineReader(log, capture.on_stdout).read, proc.stdout),
+        _start_thread(_LineReader(log, capture.on_stderr, LOG_STDERR_PREFIX).read, proc.stderr),
     ]
     try:
         on_started(proc.pid)

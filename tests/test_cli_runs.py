@@ -862,3 +862,59 @@ def test_recovery_ends_many_orphans_together_not_one_grace_period_after_another(
     assert all(pid_gone(run["pid"]) for run in runs)
     finished = sorted(cs.parse_time(run["finished_at"], "finished_at") for run in ended)
     assert (finished[-1] - finished[0]).total_seconds() < grace  # one after another: 2 x grace apart
+
+
+####
+# Output: read to the end, in bounded memory
+####
+
+
+def test_a_detached_process_writing_after_its_run_ended_is_read_without_an_error(
+    home: Path, cli_json: CliJson, engine: cs.Engine, record: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    errors: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    path = record.grandchild_file("writer.pid")
+    task = create_task(cli_json, f"Say hello. [writer={path}]")
+    queued = cli_json("tasks", "run", task["id"], "--detach")
+    engine.tick()
+
+    run = wait_status(home, queued["id"], "success")
+
+    count_file = Path(f"{path}.count")
+    ended_at = int(count_file.read_text())
+    # Past what a pipe buffers: the writer goes on only while someone reads.
+    wait_for(lambda: int(count_file.read_text()) > ended_at + 256, "the writer to go on writing")
+    assert errors == []
+    assert (
+        "[scheduler] a detached process still holds claude's output; stopped reading it"
+        in log_text(home, run["id"]).splitlines()
+    )
+
+
+LONG_LINE_BYTES = 96 << 20
+
+
+def test_a_huge_output_line_is_logged_whole_but_not_held_whole_in_memory(
+    home: Path, cli_json: CliJson, tmp_path: Path
+) -> None:
+    task = create_task(cli_json, f"Say hello. [long_line={LONG_LINE_BYTES}]")
+    measure = (
+        "import resource, subprocess, sys\n"
+        "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    argv = [sys.executable, "-c", measure, sys.executable, str(SCRIPT), "cli", "tasks", "run", task["id"]]
+
+    measured = subprocess.run(
+        argv, env=child_env(home), capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert measured.returncode == 0, measured.stderr
+    peak_bytes = int(measured.stdout) * 1024  # Linux counts kilobytes
+    assert peak_bytes < LONG_LINE_BYTES  # holding it whole takes several times that
+    run = only_run(home, task["id"])
+    assert run["status"] == "success"
+    with open(home / cs.LOGS_DIR / f"{run['id']}.log", "rb") as log:
+        longest = max(len(line) for line in log)
+    assert longest > LONG_LINE_BYTES
