@@ -4594,6 +4594,7 @@ class Engine:
         self._stopping = threading.Event()
         self._last_reap = 0.0
         self._last_watch = 0.0
+        self._last_tick: datetime | None = None
         self.owns = False
 
     # Life cycle ----------------------------------------------------------------
@@ -4677,9 +4678,13 @@ class Engine:
         self._lift_hold_when_due(now)
         paused = bool(self.store.engine_state().get("paused"))
         tasks = [task for task in self.store.task_list() if task.enabled]
+        # After the wall clock stepped back (or at start, when it may have while no engine
+        # ran), fire times computed from the later clock are moved to the next one from now.
+        went_back = self._last_tick is None or now < self._last_tick
+        self._last_tick = now
         for task in tasks:
             if task.schedule.is_timed:
-                self._check_due(task, now, paused)
+                self._check_due(task, now, paused, went_back)
         self._poll_watches(tasks, now, paused)
         if not paused:
             self._dispatch(now)
@@ -4693,7 +4698,7 @@ class Engine:
         delay = (soonest - self.clock()).total_seconds() if soonest else ENGINE_WAKE_MAX
         return max(0.0, min(delay, ENGINE_WAKE_MAX))
 
-    def _check_due(self, task: Task, now: datetime, paused: bool) -> None:
+    def _check_due(self, task: Task, now: datetime, paused: bool, went_back: bool = False) -> None:
         due = task.next_run_at
         if due is None:
             upcoming = next_fire_after(task.schedule, now, task.created_at)
@@ -4701,6 +4706,8 @@ class Engine:
                 self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
             return
         if due > now:
+            if went_back:
+                self._follow_clock_back(task, due, now)
             return
         with self.store.locked():
             current = next((t for t in self.store.task_list() if t.id == task.id), None)
@@ -4710,6 +4717,24 @@ class Engine:
             upcoming = next_fire_after(task.schedule, now, task.created_at)
             self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
             self._fire_times(current, times, capped, now, upcoming, paused)
+
+    def _follow_clock_back(self, task: Task, due: datetime, now: datetime) -> None:
+        """A fire time later than the schedule's next one from `now` was computed by a
+        clock that has since been set back: without this, the task would wait for the
+        clock to catch up (an hour for an hour)."""
+        upcoming = next_fire_after(task.schedule, now, task.created_at)
+        if upcoming is None or upcoming >= due:
+            return
+        with self.store.locked():
+            current = next((t for t in self.store.task_list() if t.id == task.id), None)
+            if current is not None and current.next_run_at == due:
+                logger().warning(
+                    "the clock went back: task %s next fires at %s, not %s",
+                    task.id[:ID_PREFIX_LEN],
+                    fmt_local(upcoming),
+                    fmt_local(due),
+                )
+                self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
 
     @staticmethod
     def _times_between(
