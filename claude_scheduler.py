@@ -4966,10 +4966,17 @@ class Engine:
         return due
 
     def _dispatch(self, now: datetime) -> None:
+        due = self._due_queue(now)
+        if not due:
+            return
         cap = int(self.store.setting("max_concurrent_runs"))
+        if len(self._workers) >= cap:
+            return
+        # Foreground runs (`cli tasks run`) count against the cap too.
+        elsewhere = len([run for run in running_runs(self.store) if run.id not in self._workers])
         tasks = {task.id: task for task in self.store.task_list()}
-        for entry in self._due_queue(now):
-            if len(self._workers) >= cap:
+        for entry in due:
+            if len(self._workers) + elsewhere >= cap:
                 return
             task = tasks.get(entry.get("task_id", ""))
             if task and task.overlap is not Overlap.PARALLEL and self._is_running(task.id):
@@ -5074,6 +5081,16 @@ class Engine:
         for run in ended:
             self._emit(run)
         return len(ended)
+
+
+def running_runs(store: Store) -> list[Run]:
+    """The runs that run now, in any process: those whose owner is alive."""
+    return [
+        run
+        for task in store.task_list()
+        for run in store.runs_of(task.id)
+        if run.status is RunStatus.RUNNING and (not run.owner or owner_alive(run.owner))
+    ]
 
 
 def interrupt_run(store: Store, run: Run, grace: float = KILL_GRACE_SECONDS) -> Run | None:
@@ -8019,6 +8036,7 @@ def _cmd_schedule_preview(ctx: CliContext) -> int:
 
 
 FOLLOW_POLL_SECONDS = 0.2
+WATCHDOG_PATIENCE_SECONDS = 30.0  # how long a watchdog waits to see its CLI process gone
 RENDER_PREFIX = {"tool": "  ", "tool_result": "    ", "thinking": "  (thinking) "}
 
 
@@ -8189,10 +8207,13 @@ def _run_in_foreground(
             task = store.task(task_id)
             if not ctx.args.json:
                 ctx.emit(f"Running task {_short(task.id)}: {task.name}")
-            run = executor.claim(
-                Run(new_id(), task.id, trigger=trigger, created_at=store.clock(), model=task.model)
+            run = _claim_when_free(
+                ctx,
+                executor,
+                Run(new_id(), task.id, trigger=trigger, created_at=store.clock(), model=task.model),
             )
-            finished.append(_perform_streaming(ctx, executor, run))
+            with _watchdog(store.home, run.id):
+                finished.append(_perform_streaming(ctx, executor, run))
             status = finished[-1]["status"]
             if task.retry.max_attempts and status in (RunStatus.FAILED, RunStatus.TIMEOUT):
                 ctx.err("Not retried: retries are made by the engine (run it with --detach).")
@@ -8202,6 +8223,81 @@ def _run_in_foreground(
     if ctx.args.json:
         ctx.emit(json.dumps(finished[0] if len(task_ids) == 1 else {"runs": finished}, indent=2))
     return 0 if all(run["status"] == RunStatus.SUCCESS for run in finished) else 1
+
+
+def _claim_when_free(ctx: CliContext, executor: Executor, run: Run) -> Run:
+    """Claim a foreground run once fewer than max_concurrent_runs sessions run (the
+    engine's and other foreground ones alike), saying once that it waits; --now skips
+    the wait. Ctrl-C while waiting leaves nothing behind."""
+    store = executor.store
+    said = False
+    while True:
+        with store.locked():
+            busy = len(running_runs(store))
+            cap = int(store.setting("max_concurrent_runs"))
+            if ctx.args.now or busy < cap:
+                return executor.claim(run)
+        if not said:
+            ctx.err(
+                f"Waiting: {_plural(busy, 'session')} already running (max_concurrent_runs is {cap}); "
+                "--now starts it at once."
+            )
+            said = True
+        time.sleep(FOLLOW_POLL_SECONDS)
+
+
+WATCHDOG_CODE = """\
+import importlib.util, sys
+sys.stdin.buffer.read()  # until the CLI process ends or lets go, however it ends
+spec = importlib.util.spec_from_file_location("claude_scheduler_watchdog", sys.argv[1])
+module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+module.end_if_orphaned(sys.argv[2], sys.argv[3])
+"""
+
+
+@contextlib.contextmanager
+def _watchdog(home: Path, run_id: str) -> Iterator[None]:
+    """While a foreground run goes on, a small process waits for this one to end: if it
+    dies (even by SIGKILL) with the run still going, the watchdog ends the session and
+    records it interrupted, so nothing runs past its timeout unwatched (POSIX)."""
+    import subprocess
+
+    watcher = None
+    if sys.platform != "win32":
+        with contextlib.suppress(OSError):
+            watcher = subprocess.Popen(
+                [sys.executable, "-c", WATCHDOG_CODE, str(Path(__file__).resolve()), str(home), run_id],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C of the terminal is not for it
+            )
+    try:
+        yield
+    finally:
+        if watcher is not None and watcher.stdin is not None:
+            with contextlib.suppress(OSError):
+                watcher.stdin.close()  # the run is recorded: it finds nothing to do
+            threading.Thread(target=watcher.wait, daemon=True).start()  # reaped, not waited for here
+
+
+def end_if_orphaned(home: str, run_id: str) -> None:
+    """The watchdog's work once its CLI process let go: if the run is still going and
+    that process is gone (it may take a moment to be seen gone), interrupt the run."""
+    store = Store(Path(home))
+    deadline = time.monotonic() + WATCHDOG_PATIENCE_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            run = store.run(run_id)
+        except SchedulerError:
+            return
+        if not run.is_active:
+            return
+        if run.owner and not owner_alive(run.owner):
+            interrupt_run(store, run)
+            return
+        time.sleep(GROUP_POLL_SECONDS)
 
 
 def _say_not_run(ctx: CliContext, task_ids: list[str]) -> None:
@@ -8756,6 +8852,13 @@ def _tasks_run_options(parser: argparse.ArgumentParser) -> None:
     _with_id(parser)
     parser.add_argument("--detach", action="store_true", help="hand the run to the engine and return")
     parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
+    _with_now(parser)
+
+
+def _with_now(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--now", action="store_true", help="start at once even with max_concurrent_runs sessions running"
+    )
 
 
 def _jobs_run_options(parser: argparse.ArgumentParser) -> None:
@@ -8763,6 +8866,7 @@ def _jobs_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--continue-on-failure", action="store_true", help="run the rest after a failure")
     parser.add_argument("--detach", action="store_true", help="hand the job to the engine and return")
     parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
+    _with_now(parser)
 
 
 def _settings_set_options(parser: argparse.ArgumentParser) -> None:

@@ -28,6 +28,7 @@ from run_helpers import (
     cli_process,
     default_ctrl_c,
     drive,
+    kill_foreground,
     pid_gone,
     run_of,
     stop_process,
@@ -362,8 +363,7 @@ def test_a_foreground_run_whose_cli_was_killed_is_marked_interrupted_by_the_engi
     proc = processes(home, "tasks", "run", task["id"])
     run = running_run(home, task["id"])
 
-    proc.kill()
-    proc.wait(WAIT_SECONDS)
+    kill_foreground(proc)
     assert not pid_gone(run["pid"])  # claude outlived the CLI that started it
     engine.tick()
 
@@ -378,8 +378,7 @@ def test_stopping_a_run_whose_process_died_ends_it_without_an_engine(
     task = create_task(cli_json, "[hang]")
     proc = processes(home, "tasks", "run", task["id"])
     run = running_run(home, task["id"])
-    proc.kill()
-    proc.wait(WAIT_SECONDS)
+    kill_foreground(proc)
 
     result = cli("runs", "stop", run["id"])
 
@@ -738,8 +737,7 @@ def test_stopping_an_orphaned_run_ends_its_daemon_too(
     proc = processes(home, "tasks", "run", task["id"])
     run = running_run(home, task["id"])
     daemon_id = daemon()
-    proc.kill()
-    proc.wait(WAIT_SECONDS)
+    kill_foreground(proc)
 
     assert cli("runs", "stop", run["id"]).code == 0
 
@@ -756,8 +754,7 @@ def test_stopping_an_orphaned_run_that_ignores_sigterm_leaves_the_store_free_mea
     task = create_task(cli_json, "[hang][ignore_term]")
     proc = processes(home, "tasks", "run", task["id"])
     run = running_run(home, task["id"])
-    proc.kill()
-    proc.wait(WAIT_SECONDS)
+    kill_foreground(proc)
     waiting = threading.Event()
     end_sessions = cs.end_stray_sessions
 
@@ -790,12 +787,11 @@ def orphaned_runs(
     started = []
     for n in range(count):
         task = create_task(cli_json, f"{prompt} {n}")
-        started.append((processes(home, "tasks", "run", task["id"]), task))
+        started.append((processes(home, "tasks", "run", task["id"], "--now"), task))
     runs = []
     for proc, task in started:
         runs.append(running_run(home, task["id"]))
-        proc.kill()
-        proc.wait(WAIT_SECONDS)
+        kill_foreground(proc)
     return runs
 
 
@@ -918,3 +914,88 @@ def test_a_huge_output_line_is_logged_whole_but_not_held_whole_in_memory(
     with open(home / cs.LOGS_DIR / f"{run['id']}.log", "rb") as log:
         longest = max(len(line) for line in log)
     assert longest > LONG_LINE_BYTES
+
+
+####
+# Foreground runs: the cap, and a watchdog for a CLI that dies
+####
+
+
+def test_a_foreground_run_whose_cli_is_killed_is_ended_and_recorded_without_any_engine(
+    home: Path, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]]
+) -> None:
+    task = create_task(cli_json, "[hang][ignore_term]", "--timeout", "10m")
+    proc = processes(home, "tasks", "run", task["id"])
+    run = running_run(home, task["id"])
+
+    proc.kill()
+    proc.wait(WAIT_SECONDS)
+
+    interrupted = wait_status(home, run["id"], "interrupted")
+    assert interrupted["error"] == (
+        f"the process that ran it ({run['owner']}) ended unexpectedly; "
+        "its Claude process was still running and has been ended"
+    )
+    wait_for(lambda: pid_gone(run["pid"]), "claude to end")
+
+
+def test_a_foreground_run_waits_for_a_free_slot_under_max_concurrent_runs(
+    home: Path, cli: Cli, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]], record: Recorder
+) -> None:
+    assert cli("settings", "set", "max_concurrent_runs", "1").code == 0
+    first = create_task(cli_json, "[hang] first")
+    second = create_task(cli_json, "second")
+    holder = processes(home, "tasks", "run", first["id"])
+    running = running_run(home, first["id"])
+    waiter = processes(home, "tasks", "run", second["id"])
+    assert waiter.stderr is not None
+    assert waiter.stderr.readline() == (
+        "Waiting: 1 session already running (max_concurrent_runs is 1); --now starts it at once.\n"
+    )
+    assert cs.Service(cs.Store(home)).list_runs(task_id=second["id"]) == []
+
+    assert cli("runs", "stop", running["id"]).code == 0
+    holder.communicate(timeout=WAIT_SECONDS)
+    waiter.communicate(timeout=WAIT_SECONDS)
+
+    assert waiter.returncode == 0
+    assert only_run(home, second["id"])["status"] == "success"
+    assert record.prompts() == ["[hang] first", "second"]
+
+
+def test_a_foreground_run_with_now_starts_at_once_past_the_cap(
+    home: Path, cli: Cli, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]]
+) -> None:
+    assert cli("settings", "set", "max_concurrent_runs", "1").code == 0
+    first = create_task(cli_json, "[hang] first")
+    second = create_task(cli_json, "second")
+    processes(home, "tasks", "run", first["id"])
+    running_run(home, first["id"])
+
+    result = cli("tasks", "run", second["id"], "--now")
+
+    assert (result.code, "Waiting" in result.err) == (0, False)
+    assert only_run(home, second["id"])["status"] == "success"
+
+
+def test_the_engine_counts_a_foreground_run_against_the_cap(
+    home: Path,
+    cli: Cli,
+    cli_json: CliJson,
+    engine: cs.Engine,
+    processes: Callable[..., subprocess.Popen[str]],
+) -> None:
+    assert cli("settings", "set", "max_concurrent_runs", "1").code == 0
+    first = create_task(cli_json, "[hang] first")
+    second = create_task(cli_json, "second")
+    processes(home, "tasks", "run", first["id"])
+    running = running_run(home, first["id"])
+    queued = cli_json("tasks", "run", second["id"], "--detach")
+
+    engine.tick()
+    assert run_of(home, queued["id"])["status"] == "queued"
+
+    assert cli("runs", "stop", running["id"]).code == 0
+    wait_status(home, running["id"], "cancelled")
+    engine.tick()
+    assert wait_status(home, queued["id"], "success")["trigger"] == "cli"
