@@ -1345,6 +1345,78 @@ def test_a_job_is_in_progress_while_it_runs_and_stopping_it_stops_its_current_ru
     assert (listed["status"], listed["progress"]["running"]) == ("failed", 0)
 
 
+def test_a_job_stops_after_a_step_that_timed_out(
+    home: Path, service: cs.Service, engine: cs.Engine, record: Recorder
+) -> None:
+    job, (first, second) = job_with_tasks(service, ["[hang] first", "second"])
+    service.update_task(first["id"], {"timeout_seconds": 1})
+
+    service.run_job(job["id"])
+    drive(engine)
+
+    (run,) = history(home, first["id"])
+    assert run["status"] == "timeout"
+    assert history(home, second["id"]) == []
+    assert record.prompts() == ["[hang] first"]
+    assert listed_job(home, job["id"])["status"] == "failed"
+
+
+def test_a_job_stops_after_a_step_that_was_cancelled(
+    home: Path, service: cs.Service, engine: cs.Engine, record: Recorder
+) -> None:
+    job, (first, second) = job_with_tasks(service, ["[hang] first", "second"])
+    service.run_job(job["id"])
+    engine.tick()
+    (run,) = history(home, first["id"])
+    wait_status(home, run["id"], "running")
+    wait_for(record.prompts, "the first session to read its prompt")
+
+    service.stop_run(run["id"])  # the run alone, not the job
+    wait_status(home, run["id"], "cancelled")
+    drive(engine)
+
+    assert history(home, second["id"]) == []
+    assert record.prompts() == ["[hang] first"]
+    assert listed_job(home, job["id"])["status"] == "failed"
+
+
+def test_a_job_stops_after_a_step_that_was_interrupted(
+    home: Path, clock: FakeClock, store: cs.Store, service: cs.Service, engines: StartEngine, record: Recorder
+) -> None:
+    job, (first, second) = job_with_tasks(service, ["first", "second"])
+    service.run_job(job["id"])
+    (queued,) = history(home, first["id"])
+    dead_owner = f"{cs.host_name()}:999999999:1"  # a process that is gone
+    with store.locked():
+        store.dequeue([queued["id"]])
+        run = store.run(queued["id"])
+        store.save_run(cs.dataclasses.replace(run, status=cs.RunStatus.RUNNING, owner=dead_owner))
+
+    drive(engines(store))
+
+    assert run_of(home, queued["id"])["status"] == "interrupted"
+    assert history(home, second["id"]) == []
+    assert record.prompts() == []
+    assert listed_job(home, job["id"])["status"] == "failed"
+
+
+def test_task_order_refuses_another_jobs_task_and_a_repeated_id(service: cs.Service) -> None:
+    job, (first, second) = job_with_tasks(service, ["a", "b"])
+    other = service.create_job({"name": "Other"})
+    stranger = new_task(service, "c", job_id=other["id"])
+    loose = new_task(service, "d")
+
+    for order, message in [
+        ([first["id"], stranger["id"]], f"task {stranger['id']} is not a task of this job"),
+        ([loose["id"], first["id"]], f"task {loose['id']} is not a task of this job"),
+        ([first["id"], second["id"], first["id"]], "lists a task more than once"),
+    ]:
+        with pytest.raises(cs.Invalid) as refused:
+            service.update_job(job["id"], {"task_order": order})
+        assert (refused.value.field, refused.value.message) == ("task_order", message)
+    assert service.get_job(job["id"])["task_order"] == []
+
+
 def test_a_running_job_cannot_be_started_twice(service: cs.Service) -> None:
     job, _ = job_with_tasks(service, ["[hang] a"])
     service.run_job(job["id"])
