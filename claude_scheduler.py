@@ -4223,6 +4223,7 @@ CHANGE_POLL_SECONDS = 1.0  # how often other processes' changes are looked for
 MISSED_AFTER_SECONDS = 90.0  # a fire later than this counts as missed (engine down, sleep)
 MISSED_SCAN_MAX = 10_000
 KILL_GRACE_SECONDS = 5.0
+KILL_WAIT_SECONDS = 2.0  # how long the end of a SIGKILLed session is waited for
 RECORD_ATTEMPTS = 60
 RECORD_RETRY_SECONDS = 5.0
 STOP_POLL_SECONDS = 0.2
@@ -4291,12 +4292,19 @@ def end_stray_sessions(sessions: Iterable[StraySession], grace: float = KILL_GRA
     left = list(sessions)
     for session in left:
         _signal_stray(session, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while left and time.monotonic() < deadline:
-        time.sleep(GROUP_POLL_SECONDS)
-        left = [session for session in left if _stray_alive(session)]
+    left = _wait_strays(left, grace)
     for session in left:
         _signal_stray(session, signal.SIGKILL)
+    _wait_strays(left, KILL_WAIT_SECONDS)  # SIGKILL takes a moment too
+
+
+def _wait_strays(sessions: list[StraySession], seconds: float) -> list[StraySession]:
+    """Wait up to `seconds` for the sessions to end; those still alive."""
+    deadline = time.monotonic() + seconds
+    while sessions and time.monotonic() < deadline:
+        time.sleep(GROUP_POLL_SECONDS)
+        sessions = [session for session in sessions if _stray_alive(session)]
+    return sessions
 
 
 @dataclass

@@ -403,6 +403,40 @@ def test_ctrl_c_on_a_foreground_job_run_stops_it_and_the_rest_never_start(
     assert record.prompts() == ["[hang] first"]
 
 
+def test_ctrl_c_stops_a_foreground_job_run_even_with_continue_on_failure(
+    home: Path, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]], record: Recorder
+) -> None:
+    job, (first, second) = create_job(cli_json, ["[hang] first", "second"])
+    proc = processes(home, "jobs", "run", job["id"], "--continue-on-failure")
+    run = running_run(home, first["id"])
+
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=WAIT_SECONDS)
+
+    assert proc.returncode == 1
+    assert err.splitlines()[-1] == "Stopped there; not run: second."
+    assert run_of(home, run["id"])["status"] == "cancelled"
+    assert cs.Service(cs.Store(home)).list_runs(task_id=second["id"]) == []
+    assert record.prompts() == ["[hang] first"]
+
+
+@pytest.mark.parametrize("deleted", ["task", "job"])
+def test_a_forced_delete_ends_the_session_of_a_run_whose_owner_died(
+    home: Path, cli: Cli, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]], deleted: str
+) -> None:
+    job, (task,) = create_job(cli_json, ["[hang][ignore_term]"])
+    proc = processes(home, "tasks", "run", task["id"])
+    run = running_run(home, task["id"])
+    kill_foreground(proc)
+    assert not pid_gone(run["pid"])
+
+    result = cli(f"{deleted}s", "delete", (job if deleted == "job" else task)["id"], "--force")
+
+    assert result.code == 0
+    assert pid_gone(run["pid"])  # ended before the command returned, SIGKILL after the grace
+    assert cs.Service(cs.Store(home)).list_runs() == []
+
+
 ####
 # jobs run and jobs stop
 ####
