@@ -825,6 +825,31 @@ def test_chunked_bodies_are_refused(api: Api) -> None:
     assert api.ok("GET", "/api/jobs") == {"jobs": []}
 
 
+@pytest.mark.parametrize("framing", ["chunked", "two lengths"])
+def test_a_request_hidden_in_a_refused_body_is_never_executed(api: Api, framing: str) -> None:
+    """Request smuggling: the body of a request whose framing is refused holds a whole
+    second request. The connection closes after the one answer; the second never runs."""
+    body = b'{"name": "smuggled"}'
+    smuggled = (
+        request_bytes(api, "POST /api/jobs HTTP/1.1") + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
+    head = {
+        "chunked": b"Transfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
+        "two lengths": b"Content-Length: 0\r\nContent-Length: %d\r\n\r\n" % len(smuggled),
+    }[framing]
+    data = request_bytes(api, "POST /api/jobs HTTP/1.1") + head + smuggled
+
+    with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):  # to the server's close: every answer it gives
+            received += chunk
+
+    assert received.startswith(b"HTTP/1.1 400 ")
+    assert received.count(b"HTTP/1.1 ") == 1
+    assert api.ok("GET", "/api/jobs") == {"jobs": []}
+
+
 @pytest.mark.parametrize(
     ("line", "status"),
     [
