@@ -89,6 +89,7 @@ def logger() -> logging.Logger:
 HOME_ENV = "CLAUDE_SCHEDULER_HOME"
 API_ENV = "CLAUDE_SCHEDULER_API"
 CLAUDE_ENV = "CLAUDE_SCHEDULER_CLAUDE"
+RUN_ID_ENV = "CLAUDE_SCHEDULER_RUN_ID"  # set on each session: finds its processes (Linux)
 DEFAULT_HOME = "~/.claude-scheduler"
 APP_ID = "claude-code-scheduler"
 APP_NAME = "Claude Code Scheduler"
@@ -2041,6 +2042,28 @@ def open_private_append(path: Path) -> IO[str]:
     return os.fdopen(fd, "a", encoding="utf-8", errors="replace")
 
 
+def create_once(path: Path, data: bytes, mode: int = 0o600) -> bool:
+    """Create `path` holding `data` unless it exists; False when it does (another process
+    was first: the two never both win). Whole or absent, as `atomic_write`: the data is
+    written to a temp file, then hard-linked into place. Raises StorageError."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        atomic_write(tmp, data, mode)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            if path.stat().st_size:
+                return False
+            os.replace(tmp, path)  # an empty one is nobody's token: this one wins
+    except OSError as error:
+        raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    _fsync_dir(path.parent)
+    return True
+
+
 def _fsync_dir(folder: Path) -> None:
     if sys.platform == "win32":
         return
@@ -3262,6 +3285,10 @@ ELLIPSIS = "…"
 GROUP_POLL_SECONDS = 0.05
 ZOMBIE_STATES = (b"Z", b"X")  # /proc/<pid>/stat states of processes that are gone
 PROMPT_WRITER_JOIN_SECONDS = 1.0
+# A session's output is read (and logged) in pieces this big: a longer line may have a
+# stderr line logged inside it, a price for never holding all of it in memory.
+OUTPUT_PIECE_BYTES = 1 << 20
+OUTPUT_LINE_MEMORY_MAX = 1 << 22  # of a longer line only this much is kept in memory
 
 # Where each tool keeps the argument worth showing in a one-line summary of the call:
 # the tools of claude 2.1.x's init line (Glob, Grep and LS are gone; mcp__ tools show
@@ -3968,11 +3995,16 @@ class _RunLog:
         self.error: str | None = None
 
     def write(self, line: str) -> None:
+        self.write_piece(line, ended=True)
+
+    def write_piece(self, text: str, *, ended: bool) -> None:
+        """Append part of a line (`ended`: its last part). Once closed, drops it: a
+        detached process may write after the run has ended."""
         with self._lock:
-            if self.error is not None:
+            if self.error is not None or self._file.closed:
                 return
             try:
-                self._file.write(line + "\n")
+                self._file.write(text + "\n" if ended else text)
                 self._file.flush()
             except OSError as exc:
                 self.error = f"the run log could not be written: {exc}"
@@ -4001,19 +4033,50 @@ class _Capture:
         self.last_stderr: str | None = None
 
     def on_stdout(self, line: str) -> None:
-        self.log.write(line)
         self.parser.feed(line)
 
     def on_stderr(self, line: str) -> None:
-        self.log.write(LOG_STDERR_PREFIX + line)
         if line.strip():
             self.last_stderr = line.strip()
 
 
-def _read_lines(pipe: IO[bytes], sink: Callable[[str], None]) -> None:
-    with pipe:
-        for raw in pipe:
-            sink(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+class _LineReader:
+    """Reads one pipe to its end: every byte goes to the run log as it comes (the log
+    keeps whole lines however long), each line to `on_line` clipped to
+    OUTPUT_LINE_MEMORY_MAX characters (in memory). `prefix` starts each logged line."""
+
+    def __init__(self, log: _RunLog, on_line: Callable[[str], None], prefix: str = "") -> None:
+        import codecs
+
+        self.log = log
+        self.on_line = on_line
+        self.prefix = prefix
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._head: list[str] = []
+        self._kept = 0
+        self._at_start = True
+
+    def read(self, pipe: IO[bytes]) -> None:
+        """Never raises for the pipe: a closed or broken one ends the reading."""
+        with contextlib.suppress(OSError, ValueError), pipe:
+            while piece := pipe.readline(OUTPUT_PIECE_BYTES):
+                self._take(piece)
+            if not self._at_start:
+                self._take(b"\n")  # a last line without a newline
+
+    def _take(self, piece: bytes) -> None:
+        ended = piece.endswith(b"\n")
+        text = self._decoder.decode(piece, final=ended)
+        if ended:
+            text = text.rstrip("\r\n")
+        self.log.write_piece((self.prefix if self._at_start else "") + text, ended=ended)
+        self._at_start = ended
+        if self._kept < OUTPUT_LINE_MEMORY_MAX:
+            self._head.append(text[: OUTPUT_LINE_MEMORY_MAX - self._kept])
+            self._kept += len(self._head[-1])
+        if ended:
+            line, self._head, self._kept = "".join(self._head), [], 0
+            self.on_line(line)
 
 
 def _write_prompt(pipe: IO[bytes], data: bytes) -> None:
@@ -4107,11 +4170,54 @@ def _group_has_live_member(pgid: int) -> bool:
 def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
     if proc.poll() is None:
         return True
-    if sys.platform == "win32":
+    return _group_lives(proc.pid)
+
+
+def _group_lives(pgid: int | None) -> bool:
+    """Whether group `pgid` has a member that is not a zombie (where that can be told)."""
+    if pgid is None or sys.platform == "win32":
         return False
     if sys.platform == "linux":
-        return _group_has_live_member(proc.pid)
-    return _group_exists(proc.pid)
+        return _group_has_live_member(pgid)
+    return _group_exists(pgid)
+
+
+def _is_live_pid(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            stat = stat_file.read()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return bool(fields) and fields[0] not in ZOMBIE_STATES
+
+
+def marked_pids(run_id: str | None) -> list[int]:
+    """Live processes whose environment says they belong to run `run_id` (RUN_ID_ENV):
+    a session's processes, also those its tools moved out of its process group (a
+    daemon that double-forks). Linux only (/proc); elsewhere, none."""
+    if not run_id or sys.platform != "linux":
+        return []
+    wanted = f"{RUN_ID_ENV}={run_id}".encode()
+    found = []
+    with contextlib.suppress(OSError), os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/environ", "rb") as environ_file:
+                    environ = environ_file.read()
+            except OSError:
+                continue  # gone meanwhile, or someone else's
+            if wanted in environ.split(b"\0") and _is_live_pid(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+def _signal_pids(pids: Iterable[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, sig)
 
 
 def _kill_signal() -> int:
@@ -4119,25 +4225,38 @@ def _kill_signal() -> int:
 
 
 class _Limits(typing.NamedTuple):
-    """How long a run may take and how it is ended; `monotonic` times all of it."""
+    """How long a run may take and how it is ended; `monotonic` times all of it.
+    `marker` is the session's RUN_ID_ENV value, which finds its processes outside
+    its process group."""
 
     timeout: float
     grace: float
     poll_seconds: float
     should_stop: Callable[[], bool]
     monotonic: Callable[[], float]
+    marker: str | None = None
+
+
+def _session_alive(proc: subprocess.Popen[bytes], marker: str | None) -> bool:
+    return _group_alive(proc) or bool(marked_pids(marker))
+
+
+def _signal_session(proc: subprocess.Popen[bytes], marker: str | None, sig: int) -> None:
+    _signal_group(proc, sig)
+    _signal_pids(marked_pids(marker), sig)
 
 
 def _terminate_group(proc: subprocess.Popen[bytes], limits: _Limits) -> bool:
-    """SIGTERM the group, SIGKILL what is left after the grace period; reaps claude.
+    """SIGTERM the group and the session's marked processes, SIGKILL what is left after
+    the grace period; reaps claude.
 
     Returns True when SIGKILL was needed.
     """
-    _signal_group(proc, signal.SIGTERM)
+    _signal_session(proc, limits.marker, signal.SIGTERM)
     deadline = limits.monotonic() + limits.grace
-    while _group_alive(proc):
+    while _session_alive(proc, limits.marker):
         if limits.monotonic() >= deadline:
-            _signal_group(proc, _kill_signal())
+            _signal_session(proc, limits.marker, _kill_signal())
             proc.wait()
             return True
         time.sleep(GROUP_POLL_SECONDS)
@@ -4184,6 +4303,14 @@ def _drain(
     _terminate_group(proc, limits)
     if not _join_all(readers, limits.grace):
         log.scheduler("a detached process still holds claude's output; stopped reading it")
+
+
+def _end_leftovers(proc: subprocess.Popen[bytes], log: _RunLog, limits: _Limits) -> None:
+    """After claude ended by itself: end what it started and left running (its process
+    group, and processes carrying the session's marker), so nothing outlives the run."""
+    if _session_alive(proc, limits.marker):
+        log.scheduler("processes started by claude were still running; terminating them")
+        _terminate_group(proc, limits)
 
 
 def _format_seconds(seconds: float) -> str:
@@ -4304,7 +4431,9 @@ def execute(
     A launch or log-file failure is a `failed` outcome, not an exception. An exception
     from `should_stop` or `on_started` propagates once the process group is ended.
     """
-    limits = _Limits(timeout_seconds, kill_grace_seconds, poll_seconds, should_stop, monotonic)
+    limits = _Limits(
+        timeout_seconds, kill_grace_seconds, poll_seconds, should_stop, monotonic, env.get(RUN_ID_ENV)
+    )
     try:
         log = _RunLog(log_path)
     except OSError as exc:
@@ -4343,8 +4472,8 @@ def _run(
     assert proc.stdin and proc.stdout and proc.stderr  # all three are PIPE
     writer = _start_thread(_write_prompt, proc.stdin, prompt.encode("utf-8", errors="replace"))
     readers = [
-        _start_thread(_read_lines, proc.stdout, capture.on_stdout),
-        _start_thread(_read_lines, proc.stderr, capture.on_stderr),
+        _start_thread(_LineReader(log, capture.on_stdout).read, proc.stdout),
+        _start_thread(_LineReader(log, capture.on_stderr, LOG_STDERR_PREFIX).read, proc.stderr),
     ]
     try:
         on_started(proc.pid)
@@ -4354,6 +4483,7 @@ def _run(
         raise
     killed = _terminate_group(proc, limits) if stopped else False
     _drain(proc, readers, log, limits)
+    _end_leftovers(proc, log, limits)
     writer.join(PROMPT_WRITER_JOIN_SECONDS)
     if stopped:
         how = f"killed after a {_format_seconds(limits.grace)} grace" if killed else "terminated"
@@ -4636,6 +4766,7 @@ CHANGE_POLL_SECONDS = 1.0  # how often other processes' changes are looked for
 MISSED_AFTER_SECONDS = 90.0  # a fire later than this counts as missed (engine down, sleep)
 MISSED_SCAN_MAX = 10_000
 KILL_GRACE_SECONDS = 5.0
+KILL_WAIT_SECONDS = 2.0  # how long the end of a SIGKILLed session is waited for
 RECORD_ATTEMPTS = 60
 RECORD_RETRY_SECONDS = 5.0
 STOP_POLL_SECONDS = 0.2
@@ -4657,25 +4788,66 @@ WATCH_IGNORED_FILE = re.compile(r"(^\.#|^#.*#$|~$|\.sw[a-p]$|\.tmp$|\.part$|^\.D
 EngineEvent = Callable[[JSONDict], None]
 
 
-def kill_stray_session(pid: int | None, grace: float = KILL_GRACE_SECONDS) -> bool:
-    """End a Claude process group left behind by a dead owner. Only a process that still
-    looks like our `claude -p` session is touched (its pid could have been reused)."""
-    if not pid or not process_alive(pid) or sys.platform == "win32":
+class StraySession(typing.NamedTuple):
+    """What is left of a session whose owner died: its process group (None when its
+    claude is gone or is no longer ours) and the run id its processes carry."""
+
+    pgid: int | None
+    run_id: str
+
+
+def stray_session(run: Run) -> StraySession | None:
+    """The processes of `run`'s session that still run, if any. Only a pid that still
+    looks like our `claude -p` session counts (its pid could have been reused)."""
+    if sys.platform == "win32":
+        return None
+    pgid = run.pid if run.pid and _is_claude_session(run.pid) else None
+    if pgid is None and not marked_pids(run.id):
+        return None
+    return StraySession(pgid, run.id)
+
+
+def _is_claude_session(pid: int) -> bool:
+    if not process_alive(pid):
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    if b"stream-json" not in cmdline or b"-p" not in cmdline:
-        return False
-    with contextlib.suppress(OSError):
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while process_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if process_alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-    return True
+    return _is_live_pid(pid) and b"stream-json" in cmdline and b"-p" in cmdline
+
+
+def _stray_alive(session: StraySession) -> bool:
+    return _group_lives(session.pgid) or bool(marked_pids(session.run_id))
+
+
+def _signal_stray(session: StraySession, sig: int) -> None:
+    if session.pgid is not None:
+        with contextlib.suppress(OSError):
+            os.killpg(session.pgid, sig)
+    _signal_pids(marked_pids(session.run_id), sig)
+
+
+def end_stray_sessions(sessions: Iterable[StraySession], grace: float = KILL_GRACE_SECONDS) -> None:
+    """End sessions left behind by dead owners, all at once: SIGTERM, then SIGKILL what
+    is left after `grace`. Zombies count as ended. Call it without the store lock:
+    it waits up to `grace`."""
+    left = list(sessions)
+    for session in left:
+        _signal_stray(session, signal.SIGTERM)
+    left = _wait_strays(left, grace)
+    for session in left:
+        _signal_stray(session, signal.SIGKILL)
+    _wait_strays(left, KILL_WAIT_SECONDS)  # SIGKILL takes a moment too
+
+
+def _wait_strays(sessions: list[StraySession], seconds: float) -> list[StraySession]:
+    """Wait up to `seconds` for the sessions to end; those still alive."""
+    deadline = time.monotonic() + seconds
+    while sessions and time.monotonic() < deadline:
+        time.sleep(GROUP_POLL_SECONDS)
+        sessions = [session for session in sessions if _stray_alive(session)]
+    return sessions
 
 
 @dataclass
@@ -4865,7 +5037,7 @@ class Executor:
         log_path = self.store.log_path(run.id)
         try:
             task = self.store.task(run.task_id)
-            argv, cwd, env = self._prepare(task)
+            argv, cwd, env = self._prepare(task, run.id)
         except SchedulerError as error:
             outcome = RunOutcome(
                 status=STATUS_FAILED, error=str(error), failure_kind=FailureKind.NOT_STARTED.value
@@ -4908,7 +5080,7 @@ class Executor:
                 log_path.parent.mkdir(parents=True, exist_ok=True)
             _append_log(log_path, LOG_SCHEDULER_PREFIX + SESSION_RESTART_NOTE.format(lost))
 
-    def _prepare(self, task: Task) -> tuple[list[str], Path, dict[str, str]]:
+    def _prepare(self, task: Task, run_id: str) -> tuple[list[str], Path, dict[str, str]]:
         job = self.store.job(task.job_id) if task.job_id else None
         claude = resolve_claude(self.store.settings().get("claude_path"), self.environ, self.user_home)
         cwd = resolve_workdir(
@@ -4933,7 +5105,7 @@ class Executor:
             strict_mcp_config=task.strict_mcp_config,
             extra_args=task.extra_args,
         )
-        return argv, cwd, {**self.environ, **task.env}
+        return argv, cwd, {**self.environ, **task.env, RUN_ID_ENV: run_id}
 
     def _stop_requested(self, run_id: str) -> bool:
         try:
@@ -5028,12 +5200,14 @@ class Engine:
         self._stopping = threading.Event()
         self._last_reap = 0.0
         self._last_watch = 0.0
+        self._last_tick: datetime | None = None
         self.owns = False
 
     # Life cycle ----------------------------------------------------------------
 
-    def start(self, *, thread: bool = True) -> bool:
-        """Become the data home's engine; False if another process already is."""
+    def start(self, *, thread: bool = True, about: JSONDict | None = None) -> bool:
+        """Become the data home's engine; False if another process already is. `about`
+        joins the owner record in the same write (the API address, the process kind)."""
         if not self._lock_file.try_acquire():
             return False
         self.owns = True
@@ -5042,6 +5216,7 @@ class Engine:
             "host": host_name(),
             "id": process_owner(),
             "started_at": fmt_time(self.clock()),
+            **(about or {}),
         }
         self.store.set_engine_state(owner=owner)
         self.store.sweep(logs=True)
@@ -5109,9 +5284,13 @@ class Engine:
         self._lift_hold_when_due(now)
         paused = bool(self.store.engine_state().get("paused"))
         tasks = [task for task in self.store.task_list() if task.enabled]
+        # After the wall clock stepped back (or at start, when it may have while no engine
+        # ran), fire times computed from the later clock are moved to the next one from now.
+        went_back = self._last_tick is None or now < self._last_tick
+        self._last_tick = now
         for task in tasks:
             if task.schedule.is_timed:
-                self._check_due(task, now, paused)
+                self._check_due(task, now, paused, went_back)
         self._poll_watches(tasks, now, paused)
         if not paused:
             self._dispatch(now)
@@ -5125,7 +5304,7 @@ class Engine:
         delay = (soonest - self.clock()).total_seconds() if soonest else ENGINE_WAKE_MAX
         return max(0.0, min(delay, ENGINE_WAKE_MAX))
 
-    def _check_due(self, task: Task, now: datetime, paused: bool) -> None:
+    def _check_due(self, task: Task, now: datetime, paused: bool, went_back: bool = False) -> None:
         due = task.next_run_at
         if due is None:
             upcoming = next_fire_after(task.schedule, now, task.created_at)
@@ -5133,6 +5312,8 @@ class Engine:
                 self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
             return
         if due > now:
+            if went_back:
+                self._follow_clock_back(task, due, now)
             return
         with self.store.locked():
             current = next((t for t in self.store.task_list() if t.id == task.id), None)
@@ -5142,6 +5323,24 @@ class Engine:
             upcoming = next_fire_after(task.schedule, now, task.created_at)
             self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
             self._fire_times(current, times, capped, now, upcoming, paused)
+
+    def _follow_clock_back(self, task: Task, due: datetime, now: datetime) -> None:
+        """A fire time later than the schedule's next one from `now` was computed by a
+        clock that has since been set back: without this, the task would wait for the
+        clock to catch up (an hour for an hour)."""
+        upcoming = next_fire_after(task.schedule, now, task.created_at)
+        if upcoming is None or upcoming >= due:
+            return
+        with self.store.locked():
+            current = next((t for t in self.store.task_list() if t.id == task.id), None)
+            if current is not None and current.next_run_at == due:
+                logger().warning(
+                    "the clock went back: task %s next fires at %s, not %s",
+                    task.id[:ID_PREFIX_LEN],
+                    fmt_local(upcoming),
+                    fmt_local(due),
+                )
+                self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
 
     @staticmethod
     def _times_between(
@@ -5374,10 +5573,17 @@ class Engine:
         return due
 
     def _dispatch(self, now: datetime) -> None:
+        due = self._due_queue(now)
+        if not due:
+            return
         cap = int(self.store.setting("max_concurrent_runs"))
+        if len(self._workers) >= cap:
+            return
+        # Foreground runs (`cli tasks run`) count against the cap too.
+        elsewhere = len([run for run in running_runs(self.store) if run.id not in self._workers])
         tasks = {task.id: task for task in self.store.task_list()}
-        for entry in self._due_queue(now):
-            if len(self._workers) >= cap:
+        for entry in due:
+            if len(self._workers) + elsewhere >= cap:
                 return
             task = tasks.get(entry.get("task_id", ""))
             if task and task.overlap is not Overlap.PARALLEL and self._is_running(task.id):
@@ -5463,38 +5669,66 @@ class Engine:
     def recover(self) -> int:
         """Mark runs whose owner process is gone as interrupted, ending their Claude
         processes that are still alive; put unowned queued runs back in the queue."""
-        count = 0
+        orphans = []
         queued = {entry.get("run_id") for entry in self.store.queue()}
         for run in self.store.all_runs():
             if not run.is_active:
                 continue
             if run.owner and not owner_alive(run.owner):
-                count += self._interrupt(run)
+                orphans.append(run)
             elif run.status is RunStatus.QUEUED and not run.owner and run.id not in queued:
                 self.store.enqueue(run)
-        return count
+        return self._interrupt(orphans)
 
     def _reap_orphans(self) -> None:
         """Catch runs whose process died after the engine started (a foreground CLI run
         that was killed): run files re-read only when they changed."""
         self._last_reap = time.monotonic()
-        for run in self.store.all_runs():
-            if run.status is RunStatus.RUNNING and run.owner and not owner_alive(run.owner):
-                self._interrupt(run)
+        self._interrupt(
+            [
+                run
+                for run in self.store.all_runs()
+                if run.status is RunStatus.RUNNING and run.owner and not owner_alive(run.owner)
+            ]
+        )
 
-    def _interrupt(self, run: Run) -> int:
-        ended = interrupt_run(self.store, run, self.executor.kill_grace)
-        if ended is None:
-            return 0
-        self._emit(ended)
-        return 1
+    def _interrupt(self, orphans: list[Run]) -> int:
+        """End the orphans' sessions together (not one grace period after another), then
+        record each as interrupted; the number recorded."""
+        ended = [run for run in interrupt_runs(self.store, orphans, self.executor.kill_grace) if run]
+        for run in ended:
+            self._emit(run)
+        return len(ended)
+
+
+def running_runs(store: Store) -> list[Run]:
+    """The runs that run now, in any process: those whose owner is alive."""
+    return [
+        run
+        for task in store.task_list()
+        for run in store.runs_of(task.id)
+        if run.status is RunStatus.RUNNING and (not run.owner or owner_alive(run.owner))
+    ]
 
 
 def interrupt_run(store: Store, run: Run, grace: float = KILL_GRACE_SECONDS) -> Run | None:
     """Record as interrupted a run whose owning process died, ending its Claude process
-    if that still runs; None if the run had already ended. Any process may call it."""
-    killed = kill_stray_session(run.pid, grace)
-    note = "; its Claude process was still running and has been ended" if killed else ""
+    if that still runs; None if the run had already ended. Any process may call it;
+    not with the store lock held (it waits up to `grace` for the session to end)."""
+    return interrupt_runs(store, [run], grace)[0]
+
+
+def interrupt_runs(store: Store, runs: list[Run], grace: float = KILL_GRACE_SECONDS) -> list[Run | None]:
+    """`interrupt_run` for many runs, their sessions ended together (not one grace period
+    after another), then each recorded."""
+    sessions = {run.id: stray_session(run) for run in runs}
+    end_stray_sessions([session for session in sessions.values() if session], grace)
+    return [record_interrupted(store, run, was_running=sessions[run.id] is not None) for run in runs]
+
+
+def record_interrupted(store: Store, run: Run, *, was_running: bool) -> Run | None:
+    """The recording half of `interrupt_run`: None if the run had already ended."""
+    note = "; its Claude process was still running and has been ended" if was_running else ""
     with store.locked():
         current = store.run(run.id)
         if not current.is_active:
@@ -6220,19 +6454,22 @@ class Service:
         """Cascade-delete a job; with active runs, Conflict unless `force` (then stop them)."""
         with self.store.locked():
             tasks = self.store.tasks_of(self.store.job(job_id).id)
-            self._stop_or_refuse([task.id for task in tasks], force, "job")
+            orphans = self._stop_or_refuse([task.id for task in tasks], force, "job")
             counts = self.store.delete_job(job_id)
+        end_stray_sessions(session for session in map(stray_session, orphans) if session)
         self.wake()
         return {"deleted": counts.to_dict()}
 
-    def _stop_or_refuse(self, task_ids: list[str], force: bool, what: str) -> None:
+    def _stop_or_refuse(self, task_ids: list[str], force: bool, what: str) -> list[Run]:
+        """Ask the active runs of the tasks to stop (Conflict without `force`); the runs
+        whose owner died, whose sessions the caller ends once it lets go of the lock."""
         active = [run for task_id in task_ids for run in self.store.runs_of(task_id) if run.is_active]
         if active and not force:
             raise Conflict(
                 f"the {what} has {_plural(len(active), 'active run')}; stop them first or use force"
             )
-        for run in active:
-            self.stop_run(run.id)
+        stopped = [self._stop_locked(run.id) for run in active]
+        return [orphan for _, orphan in stopped if orphan]
 
     @staticmethod
     def _job_dict(job: Job, tasks: list[Task]) -> JSONDict:
@@ -6297,8 +6534,9 @@ class Service:
 
     def delete_task(self, task_id: str, *, force: bool = False) -> JSONDict:
         with self.store.locked():
-            self._stop_or_refuse([self.store.task(task_id).id], force, "task")
+            orphans = self._stop_or_refuse([self.store.task(task_id).id], force, "task")
             counts = self.store.delete_task(task_id)
+        end_stray_sessions(session for session in map(stray_session, orphans) if session)
         self.wake()
         return {"deleted": counts.to_dict()}
 
@@ -6429,32 +6667,47 @@ class Service:
             for job_run_id, entry in self.store.job_runs().items():
                 if entry.get("job_id") == job_id and entry.get("status") == "running":
                     self.store.save_job_run(job_run_id, {**entry, "status": "stopped"})
-            for task_id in task_ids:
-                for run in self.store.runs_of(task_id):
-                    if run.is_active:
-                        stopped.append(self.stop_run(run.id))
-        return {"job_id": job_id, "stopped_runs": stopped}
+            active = [run.id for task_id in task_ids for run in self.store.runs_of(task_id) if run.is_active]
+            stopped = [self._stop_locked(run_id) for run_id in active]
+        orphans = self._end_orphans([orphan for _, orphan in stopped if orphan])
+        self.wake()
+        return {"job_id": job_id, "stopped_runs": [orphans.get(run.id, run).to_dict() for run, _ in stopped]}
 
     def stop_run(self, run_id: str) -> JSONDict:
         """Ask for a run to stop. A queued run is cancelled at once; a running one is
-        stopped by its owning process within a second. Finished runs are left as they are."""
+        stopped by its owning process within a second, or here when that process died.
+        Finished runs are left as they are."""
         with self.store.locked():
-            run = self.store.run(run_id)
-            if run.status is RunStatus.QUEUED:
-                run = dataclasses.replace(
-                    run,
-                    status=RunStatus.CANCELLED,
-                    finished_at=self.clock(),
-                    error="stopped before it started",
-                )
-                self.store.save_run(run)
-            elif run.status is RunStatus.RUNNING and run.owner and not owner_alive(run.owner):
-                run = interrupt_run(self.store, run) or run  # nobody is left to act on a request
-            elif run.status is RunStatus.RUNNING and not run.stop_requested:
-                run = dataclasses.replace(run, stop_requested=True)
-                self.store.save_run(run)
+            run, orphan = self._stop_locked(run_id)
+        run = self._end_orphans([orphan] if orphan else []).get(run.id, run)
         self.wake()
         return run.to_dict()
+
+    def _end_orphans(self, orphans: list[Run]) -> dict[str, Run]:
+        """Interrupt runs whose owner died (without the lock: their sessions get a grace
+        period); each as recorded, by id."""
+        ended = interrupt_runs(self.store, orphans)
+        return {run.id: run for run in ended if run}
+
+    def _stop_locked(self, run_id: str) -> tuple[Run, Run | None]:
+        """`stop_run`'s part under the store lock; the run, and itself again when its
+        owner died (to be interrupted once the lock is let go)."""
+        run = self.store.run(run_id)
+        orphan = None
+        if run.status is RunStatus.QUEUED:
+            run = dataclasses.replace(
+                run,
+                status=RunStatus.CANCELLED,
+                finished_at=self.clock(),
+                error="stopped before it started",
+            )
+            self.store.save_run(run)
+        elif run.status is RunStatus.RUNNING and run.owner and not owner_alive(run.owner):
+            orphan = run  # nobody is left to act on a request
+        elif run.status is RunStatus.RUNNING and not run.stop_requested:
+            run = dataclasses.replace(run, stop_requested=True)
+            self.store.save_run(run)
+        return run, orphan
 
     def read_log(self, run_id: str, offset: int = 0, limit: int = LOG_CHUNK_MAX) -> JSONDict:
         """Log bytes from `offset`, whole lines only while the run is active, and the
@@ -7834,7 +8087,8 @@ def api_token(home: Path, *, create: bool = True) -> str:
     import secrets
 
     token = secrets.token_urlsafe(32)
-    atomic_write(path, token.encode("ascii") + b"\n", mode=0o600)
+    if not create_once(path, token.encode("ascii") + b"\n"):
+        return api_token(home, create=False)  # another process made it first: theirs holds
     return token
 
 
@@ -10496,6 +10750,7 @@ def _service_status_text(status: JSONDict) -> str:
 
 
 FOLLOW_POLL_SECONDS = 0.2
+WATCHDOG_PATIENCE_SECONDS = 30.0  # how long a watchdog waits to see its CLI process gone
 RENDER_PREFIX = {"tool": "  ", "tool_result": "    ", "thinking": "  (thinking) "}
 
 
@@ -10674,10 +10929,13 @@ def _run_in_foreground(
             task = store.task(task_id)
             if not ctx.args.json:
                 ctx.emit(f"Running task {_short(task.id)}: {task.name}")
-            run = executor.claim(
-                Run(new_id(), task.id, trigger=trigger, created_at=store.clock(), model=task.model)
+            run = _claim_when_free(
+                ctx,
+                executor,
+                Run(new_id(), task.id, trigger=trigger, created_at=store.clock(), model=task.model),
             )
-            finished.append(_perform_streaming(ctx, executor, run))
+            with _watchdog(store.home, run.id):
+                finished.append(_perform_streaming(ctx, executor, run))
             status = finished[-1]["status"]
             if task.retry.max_attempts and status in (RunStatus.FAILED, RunStatus.TIMEOUT):
                 ctx.err("Not retried: retries are made by the engine (run it with --detach).")
@@ -10687,6 +10945,81 @@ def _run_in_foreground(
     if ctx.args.json:
         ctx.emit(json.dumps(finished[0] if len(task_ids) == 1 else {"runs": finished}, indent=2), exact=True)
     return 0 if all(run["status"] == RunStatus.SUCCESS for run in finished) else 1
+
+
+def _claim_when_free(ctx: CliContext, executor: Executor, run: Run) -> Run:
+    """Claim a foreground run once fewer than max_concurrent_runs sessions run (the
+    engine's and other foreground ones alike), saying once that it waits; --now skips
+    the wait. Ctrl-C while waiting leaves nothing behind."""
+    store = executor.store
+    said = False
+    while True:
+        with store.locked():
+            busy = len(running_runs(store))
+            cap = int(store.setting("max_concurrent_runs"))
+            if ctx.args.now or busy < cap:
+                return executor.claim(run)
+        if not said:
+            ctx.err(
+                f"Waiting: {_plural(busy, 'session')} already running (max_concurrent_runs is {cap}); "
+                "--now starts it at once."
+            )
+            said = True
+        time.sleep(FOLLOW_POLL_SECONDS)
+
+
+WATCHDOG_CODE = """\
+import importlib.util, sys
+sys.stdin.buffer.read()  # until the CLI process ends or lets go, however it ends
+spec = importlib.util.spec_from_file_location("claude_scheduler_watchdog", sys.argv[1])
+module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+module.end_if_orphaned(sys.argv[2], sys.argv[3])
+"""
+
+
+@contextlib.contextmanager
+def _watchdog(home: Path, run_id: str) -> Iterator[None]:
+    """While a foreground run goes on, a small process waits for this one to end: if it
+    dies (even by SIGKILL) with the run still going, the watchdog ends the session and
+    records it interrupted, so nothing runs past its timeout unwatched (POSIX)."""
+    import subprocess
+
+    watcher = None
+    if sys.platform != "win32":
+        with contextlib.suppress(OSError):
+            watcher = subprocess.Popen(
+                [sys.executable, "-c", WATCHDOG_CODE, str(Path(__file__).resolve()), str(home), run_id],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C of the terminal is not for it
+            )
+    try:
+        yield
+    finally:
+        if watcher is not None and watcher.stdin is not None:
+            with contextlib.suppress(OSError):
+                watcher.stdin.close()  # the run is recorded: it finds nothing to do
+            threading.Thread(target=watcher.wait, daemon=True).start()  # reaped, not waited for here
+
+
+def end_if_orphaned(home: str, run_id: str) -> None:
+    """The watchdog's work once its CLI process let go: if the run is still going and
+    that process is gone (it may take a moment to be seen gone), interrupt the run."""
+    store = Store(Path(home))
+    deadline = time.monotonic() + WATCHDOG_PATIENCE_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            run = store.run(run_id)
+        except SchedulerError:
+            return
+        if not run.is_active:
+            return
+        if run.owner and not owner_alive(run.owner):
+            interrupt_run(store, run)
+            return
+        time.sleep(GROUP_POLL_SECONDS)
 
 
 def _say_not_run(ctx: CliContext, task_ids: list[str]) -> None:
@@ -11263,6 +11596,13 @@ def _tasks_run_options(parser: argparse.ArgumentParser) -> None:
     _with_id(parser)
     parser.add_argument("--detach", action="store_true", help="hand the run to the engine and return")
     parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
+    _with_now(parser)
+
+
+def _with_now(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--now", action="store_true", help="start at once even with max_concurrent_runs sessions running"
+    )
 
 
 def _jobs_run_options(parser: argparse.ArgumentParser) -> None:
@@ -11270,6 +11610,7 @@ def _jobs_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--continue-on-failure", action="store_true", help="run the rest after a failure")
     parser.add_argument("--detach", action="store_true", help="hand the job to the engine and return")
     parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
+    _with_now(parser)
 
 
 def _settings_set_options(parser: argparse.ArgumentParser) -> None:
@@ -14611,12 +14952,8 @@ class App:
 
     def _start_engine(self, engine: Engine) -> bool:
         """Become the data home's engine (worker thread: recovery reads every run)."""
-        if not engine.start():
-            return False
-        owner = self.service.engine_status()["owner"]
         api = {"api": self.api.address} if self.api else {}
-        self.store.set_engine_state(owner={**owner, **api, "process": "window"})
-        return True
+        return engine.start(about={**api, "process": "window"})
 
     # Layout (remembered in the settings) ---------------------------------------------
 
@@ -15778,7 +16115,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         api = ApiServer(service, args.host, args.port)
         api.start()
         _start_engine(engine, service, api.address)
-        _wait_for_stop_signal()
+        address = api.address
+        _wait_for_stop_signal(lambda: _take_engine_when_free(engine, address))
     except SchedulerError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
@@ -15794,10 +16132,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _start_engine(engine: Engine, service: Service, api_address: str) -> None:
-    if engine.start():
-        owner = service.engine_status()["owner"] or {}
-        owner |= {"api": api_address, "process": "serve", "service": os.environ.get(SERVICE_ENV) or None}
-        service.store.set_engine_state(owner=owner)
+    if engine.start(about=_serve_about(api_address)):
         logger().info("engine started for %s; API on %s", service.store.home, api_address)
     else:
         owner = service.engine_status().get("owner") or {}
@@ -15808,12 +16143,29 @@ def _start_engine(engine: Engine, service: Service, api_address: str) -> None:
         )
 
 
-def _wait_for_stop_signal() -> None:
+def _serve_about(api_address: str) -> JSONDict:
+    """What the engine's owner record says of a `serve` process."""
+    return {"api": api_address, "process": "serve", "service": os.environ.get(SERVICE_ENV) or None}
+
+
+def _take_engine_when_free(engine: Engine, api_address: str) -> None:
+    """A viewer `serve` takes over the engine once the process that held it has gone,
+    so queued and scheduled runs never wait for a restart."""
+    if engine.owns:
+        return
+    try:
+        if engine.start(about=_serve_about(api_address)):
+            logger().warning("the engine's holder has gone; this process now runs the engine")
+    except SchedulerError as error:  # tried again at the next poll
+        logger().error("cannot take over the engine: %s", error)
+
+
+def _wait_for_stop_signal(on_poll: Callable[[], None] = lambda: None) -> None:
     done = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while not done.wait(CHANGE_POLL_SECONDS):
-            pass
+            on_poll()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -24,6 +24,14 @@ that are not numbers or text, `0`, `false`, `no`, `off` or empty switch them off
     [ignore_term]      FAKE_CLAUDE_IGNORE_TERM        ignore SIGTERM (grandchild inherits it)
     [grandchild=PATH]  FAKE_CLAUDE_GRANDCHILD         start a grandchild that sleeps forever
                                                       holding stdout/stderr; its pid goes to PATH
+    [daemon=PATH]      FAKE_CLAUDE_DAEMON             start a daemon in a session of its own (out
+                                                      of claude's process group, no pipes held)
+                                                      that sleeps forever; its pid goes to PATH
+    [writer=PATH]      FAKE_CLAUDE_WRITER             start a process that leaves claude's group
+                                                      and environment, holds stdout and writes a
+                                                      1 KiB line to it forever, counting them in
+                                                      PATH.count; its pid goes to PATH
+    [long_line=BYTES]  FAKE_CLAUDE_LONG_LINE          an assistant text line of about BYTES bytes
     [malformed]        FAKE_CLAUDE_MALFORMED          add `not json`, `[1,2]`, `"str"`, a torn
                                                       object, a stream_event and an unknown type
     [legacy]           FAKE_CLAUDE_LEGACY             `cost_usd`, and string `message.content`
@@ -184,6 +192,9 @@ KNOB_ENV = {
     "hang": "FAKE_CLAUDE_HANG",
     "ignore_term": "FAKE_CLAUDE_IGNORE_TERM",
     "grandchild": "FAKE_CLAUDE_GRANDCHILD",
+    "daemon": "FAKE_CLAUDE_DAEMON",
+    "writer": "FAKE_CLAUDE_WRITER",
+    "long_line": "FAKE_CLAUDE_LONG_LINE",
     "malformed": "FAKE_CLAUDE_MALFORMED",
     "legacy": "FAKE_CLAUDE_LEGACY",
     "no_result": "FAKE_CLAUDE_NO_RESULT",
@@ -208,6 +219,15 @@ MALFORMED_LINES = (
     '{"type":"mystery","subtype":"new_kind","data":[1,2,3]}',
 )
 GRANDCHILD_CODE = "import time\nwhile True:\n    time.sleep(3600)\n"
+WRITER_CODE = (
+    "import os, sys, time  # time.sleep(3600): a fake claude's process\n"
+    "count = 0\n"
+    "while True:\n"
+    "    sys.stdout.write('x' * 1023 + '\\n'); sys.stdout.flush(); count += 1\n"
+    "    with open(sys.argv[1] + '.tmp', 'w') as f: f.write(str(count))\n"
+    "    os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"
+    "    time.sleep(0.001)\n"
+)
 
 
 class UsageError(Exception):
@@ -474,6 +494,13 @@ def keep_session(session: Session) -> None:
             file.write("{}\n")
 
 
+def write_pid(path: str, pid: int) -> None:
+    """Whole or absent: a test waiting for the file reads a complete pid."""
+    with open(path + ".tmp", "w", encoding="utf-8") as file:
+        file.write(str(pid))
+    os.replace(path + ".tmp", path)
+
+
 def start_side_effects(session: Session) -> None:
     """SIGTERM handling, the grandchild and the stderr flood: all before any stdout."""
     knobs = session.knobs
@@ -481,10 +508,25 @@ def start_side_effects(session: Session) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if "grandchild" in knobs:
         child = subprocess.Popen([sys.executable, "-c", GRANDCHILD_CODE], stdin=subprocess.DEVNULL)
-        temp = knobs["grandchild"] + ".tmp"
-        with open(temp, "w", encoding="utf-8") as file:
-            file.write(str(child.pid))
-        os.replace(temp, knobs["grandchild"])
+        write_pid(knobs["grandchild"], child.pid)
+    if "daemon" in knobs:
+        daemon = subprocess.Popen(
+            [sys.executable, "-c", GRANDCHILD_CODE],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        write_pid(knobs["daemon"], daemon.pid)
+    if "writer" in knobs:
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER_CODE, knobs["writer"] + ".count"],
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env={"PATH": os.environ.get("PATH", "")},
+        )
+        write_pid(knobs["writer"], writer.pid)
     flood = int(knobs.get("stderr", "0"))
     if flood:
         sys.stderr.write(STDERR_LINE * (flood // len(STDERR_LINE) + 1))
@@ -573,10 +615,25 @@ def emit_work(session: Session) -> None:
         return  # the tool ran; claude may not ask the model again (tool-maxturns1.jsonl)
     if "denied" in session.knobs:
         emit_denied(session)
+    if "long_line" in session.knobs:
+        emit_long_line(session, int(session.knobs["long_line"]))
     for number in range(int(session.knobs.get("lines", "0"))):
         text = f"Progress line {number}: " + "x" * 80
         session.assistant(f"msg_extra_{number}", [{"type": "text", "text": text}])
     session.assistant("msg_3", [{"type": "text", "text": final_text(session)}])
+
+
+def emit_long_line(session: Session, size: int) -> None:
+    """One assistant text line of `size` bytes or so, written in pieces: this process
+    never holds it whole."""
+    head = '{"type":"assistant","message":{"id":"msg_long","type":"message","role":"assistant",'
+    head += '"content":[{"type":"text","text":"'
+    sys.stdout.write(head)
+    piece = "y" * (1 << 16)
+    for _ in range(size // len(piece)):
+        sys.stdout.write(piece)
+    sys.stdout.write('"}]},"session_id":"' + session.session_id + '"}\n')
+    sys.stdout.flush()
 
 
 def emit_usage_limit(session: Session) -> None:

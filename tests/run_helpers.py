@@ -164,6 +164,35 @@ class Recorder:
             kill_fake(pid)
 
 
+def kill_foreground(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL a foreground `cli tasks run` and its watchdog together (as a machine-wide
+    kill would), leaving its claude an orphan for whoever finds it."""
+    for pid in child_pids(proc.pid):
+        with contextlib.suppress(OSError):
+            if b"claude_scheduler_watchdog" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+    proc.kill()
+    proc.wait(WAIT_SECONDS)
+
+
+def child_pids(parent: int) -> list[int]:
+    """The processes whose parent is `parent` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == parent:
+                    found.append(int(entry.name))
+    return found
+
+
+def default_ctrl_c() -> None:
+    """A child's `preexec_fn`: Ctrl-C (SIGINT) as a terminal gives it, even when the suite
+    was started with SIGINT ignored (a background job), which a child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli_process(home: Path, *words: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run `claude_scheduler.py cli ...` as another process, to completion."""
     return subprocess.run(

@@ -9,6 +9,8 @@ import logging
 import os
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -824,6 +826,31 @@ def test_chunked_bodies_are_refused(api: Api) -> None:
     assert api.ok("GET", "/api/jobs") == {"jobs": []}
 
 
+@pytest.mark.parametrize("framing", ["chunked", "two lengths"])
+def test_a_request_hidden_in_a_refused_body_is_never_executed(api: Api, framing: str) -> None:
+    """Request smuggling: the body of a request whose framing is refused holds a whole
+    second request. The connection closes after the one answer; the second never runs."""
+    body = b'{"name": "smuggled"}'
+    smuggled = (
+        request_bytes(api, "POST /api/jobs HTTP/1.1") + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
+    head = {
+        "chunked": b"Transfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
+        "two lengths": b"Content-Length: 0\r\nContent-Length: %d\r\n\r\n" % len(smuggled),
+    }[framing]
+    data = request_bytes(api, "POST /api/jobs HTTP/1.1") + head + smuggled
+
+    with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):  # to the server's close: every answer it gives
+            received += chunk
+
+    assert received.startswith(b"HTTP/1.1 400 ")
+    assert received.count(b"HTTP/1.1 ") == 1
+    assert api.ok("GET", "/api/jobs") == {"jobs": []}
+
+
 @pytest.mark.parametrize(
     ("line", "status"),
     [
@@ -1468,3 +1495,34 @@ def test_settings_are_read_and_changed_with_their_rules(api: Api) -> None:
     unknown = api.request("PUT", "/api/settings", {"theme": "dark"})
     assert unknown.status == 422 and unknown.json["error"]["field"] == "theme"
     assert api.request("GET", "/api/settings").json["max_concurrent_runs"] == 5
+
+
+TOKEN_RACERS = 6
+
+
+def test_processes_starting_together_on_a_fresh_home_all_use_one_token(home: Path, tmp_path: Path) -> None:
+    """Each reads no token, makes one and writes it: only the first may win, and the
+    others must answer with the token in the file, not their own."""
+    go = tmp_path / "go"
+    code = (
+        "import os, sys, time, pathlib, claude_scheduler as cs\n"
+        "while not os.path.exists(sys.argv[1]): time.sleep(0.001)\n"
+        "print(cs.api_token(pathlib.Path(sys.argv[2])))\n"
+    )
+    for attempt in range(3):
+        data = home / f"attempt-{attempt}"
+        data.mkdir(parents=True)
+        racers = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(go), str(data)],
+                env={**os.environ, "PYTHONPATH": str(Path(cs.__file__).parent)},
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(TOKEN_RACERS)
+        ]
+        go.touch()
+        tokens = {racer.communicate(timeout=60)[0].strip() for racer in racers}
+        go.unlink()
+        assert tokens == {(data / cs.TOKEN_FILE).read_text().strip()}
+        assert sorted(path.name for path in data.iterdir()) == [cs.TOKEN_FILE]

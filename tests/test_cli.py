@@ -481,7 +481,7 @@ def test_jobs_update_every_option(cli: Cli, cli_json: CliJson) -> None:
 def test_jobs_update_without_changes_is_refused(cli: Cli, cli_json: CliJson) -> None:
     job = make_job(cli_json)
     result = cli("jobs", "update", job["id"])
-    assert result.code != 0
+    assert result.code == 2
     assert result.err == "error: nothing to change: give at least one option (see --help)\n"
 
 
@@ -866,7 +866,11 @@ def test_tasks_update_changes_only_what_is_given(cli: Cli, cli_json: CliJson) ->
     result = cli("tasks", "update", task["id"], "--manual")
     assert result.out.splitlines()[0] == f"Updated task {task['id'][:8]}: renamed"
     assert cli_json("tasks", "get", task["id"])["next_run_at"] is None
-    assert cli("tasks", "update", task["id"]).code != 0
+    unchanged = cli("tasks", "update", task["id"])
+    assert (unchanged.code, unchanged.err) == (
+        2,
+        "error: nothing to change: give at least one option (see --help)\n",
+    )
 
 
 def test_tasks_update_sets_and_drops_single_environment_variables(cli_json: CliJson) -> None:
@@ -1104,7 +1108,10 @@ def test_schedule_preview_errors(cli: Cli) -> None:
     result = cli("schedule", "preview", "--every", "15m", "-n", "0")
     assert (result.code, result.err) == (1, "error: count: must be between 1 and 100 (got 0)\n")
     result = cli("schedule", "preview")
-    assert result.code != 0 and result.err.startswith("error: give a timed schedule")
+    assert (result.code, result.err) == (
+        2,
+        "error: give a timed schedule: --cron EXPR, --every 15m, --daily, --weekly, --monthly or --at\n",
+    )
     assert cli("schedule", "preview", "--every", "15m").code == 0
 
 

@@ -6,12 +6,14 @@ They go through `main(["cli", ...])` like a user (the `cli` fixture), or through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,9 @@ from run_helpers import (
     WAIT_SECONDS,
     Recorder,
     cli_process,
+    default_ctrl_c,
     drive,
+    kill_foreground,
     pid_gone,
     run_of,
     stop_process,
@@ -66,6 +70,7 @@ def processes() -> Iterator[Callable[..., subprocess.Popen[str]]]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=default_ctrl_c,
         )
         started.append(proc)
         return proc
@@ -365,8 +370,7 @@ def test_a_foreground_run_whose_cli_was_killed_is_marked_interrupted_by_the_engi
     proc = processes(home, "tasks", "run", task["id"])
     run = running_run(home, task["id"])
 
-    proc.kill()
-    proc.wait(WAIT_SECONDS)
+    kill_foreground(proc)
     assert not pid_gone(run["pid"])  # claude outlived the CLI that started it
     engine.tick()
 
@@ -381,8 +385,7 @@ def test_stopping_a_run_whose_process_died_ends_it_without_an_engine(
     task = create_task(cli_json, "[hang]")
     proc = processes(home, "tasks", "run", task["id"])
     run = running_run(home, task["id"])
-    proc.kill()
-    proc.wait(WAIT_SECONDS)
+    kill_foreground(proc)
 
     result = cli("runs", "stop", run["id"])
 
@@ -405,6 +408,40 @@ def test_ctrl_c_on_a_foreground_job_run_stops_it_and_the_rest_never_start(
     assert run_of(home, run["id"])["status"] == "cancelled"
     assert cs.Service(cs.Store(home)).list_runs(task_id=second["id"]) == []
     assert record.prompts() == ["[hang] first"]
+
+
+def test_ctrl_c_stops_a_foreground_job_run_even_with_continue_on_failure(
+    home: Path, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]], record: Recorder
+) -> None:
+    job, (first, second) = create_job(cli_json, ["[hang] first", "second"])
+    proc = processes(home, "jobs", "run", job["id"], "--continue-on-failure")
+    run = running_run(home, first["id"])
+
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=WAIT_SECONDS)
+
+    assert proc.returncode == 1
+    assert err.splitlines()[-1] == "Stopped there; not run: second."
+    assert run_of(home, run["id"])["status"] == "cancelled"
+    assert cs.Service(cs.Store(home)).list_runs(task_id=second["id"]) == []
+    assert record.prompts() == ["[hang] first"]
+
+
+@pytest.mark.parametrize("deleted", ["task", "job"])
+def test_a_forced_delete_ends_the_session_of_a_run_whose_owner_died(
+    home: Path, cli: Cli, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]], deleted: str
+) -> None:
+    job, (task,) = create_job(cli_json, ["[hang][ignore_term]"])
+    proc = processes(home, "tasks", "run", task["id"])
+    run = running_run(home, task["id"])
+    kill_foreground(proc)
+    assert not pid_gone(run["pid"])
+
+    result = cli(f"{deleted}s", "delete", (job if deleted == "job" else task)["id"], "--force")
+
+    assert result.code == 0
+    assert pid_gone(run["pid"])  # ended before the command returned, SIGKILL after the grace
+    assert cs.Service(cs.Store(home)).list_runs() == []
 
 
 ####
@@ -686,3 +723,320 @@ def test_output_cut_short_by_the_reader_is_no_traceback(home: Path, cli: Cli, cl
     )
     assert listing.stdout.startswith("Session ")
     assert listing.stderr == ""
+
+
+####
+# Every process a session started ends with it
+####
+
+
+def daemon_pid(record: Recorder) -> tuple[Path, Callable[[], int]]:
+    """A pid file for the fake claude's `[daemon=PATH]`, and a wait for the pid in it."""
+    path = record.grandchild_file("daemon.pid")
+    return path, lambda: int(wait_for(lambda: path.exists() and path.read_text(), "the daemon to start"))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sessions are tracked beyond their group on Linux")
+def test_a_daemon_claude_left_running_ends_with_its_run(
+    home: Path, cli: Cli, cli_json: CliJson, record: Recorder
+) -> None:
+    path, daemon = daemon_pid(record)
+    task = create_task(cli_json, f"Say hello. [daemon={path}]")
+
+    result = cli("tasks", "run", task["id"])
+
+    assert result.code == 0
+    assert pid_gone(daemon())
+    run = only_run(home, task["id"])
+    assert run["status"] == "success"
+    assert (
+        "[scheduler] processes started by claude were still running; terminating them"
+        in log_text(home, run["id"]).splitlines()
+    )
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sessions are tracked beyond their group on Linux")
+def test_a_daemon_out_of_claudes_process_group_ends_at_a_timeout(
+    home: Path, cli: Cli, cli_json: CliJson, record: Recorder
+) -> None:
+    path, daemon = daemon_pid(record)
+    task = create_task(cli_json, f"[hang][daemon={path}]", "--timeout", "1s")
+
+    result = cli("tasks", "run", task["id"])
+
+    assert result.code == 1
+    assert only_run(home, task["id"])["status"] == "timeout"
+    assert pid_gone(daemon())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sessions are tracked beyond their group on Linux")
+def test_stopping_an_orphaned_run_ends_its_daemon_too(
+    home: Path, cli: Cli, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]], record: Recorder
+) -> None:
+    path, daemon = daemon_pid(record)
+    task = create_task(cli_json, f"[hang][daemon={path}]")
+    proc = processes(home, "tasks", "run", task["id"])
+    run = running_run(home, task["id"])
+    daemon_id = daemon()
+    kill_foreground(proc)
+
+    assert cli("runs", "stop", run["id"]).code == 0
+
+    assert run_of(home, run["id"])["status"] == "interrupted"
+    assert pid_gone(run["pid"]) and pid_gone(daemon_id)
+
+
+def test_stopping_an_orphaned_run_that_ignores_sigterm_leaves_the_store_free_meanwhile(
+    home: Path,
+    cli_json: CliJson,
+    processes: Callable[..., subprocess.Popen[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    task = create_task(cli_json, "[hang][ignore_term]")
+    proc = processes(home, "tasks", "run", task["id"])
+    run = running_run(home, task["id"])
+    kill_foreground(proc)
+    waiting = threading.Event()
+    end_sessions = cs.end_stray_sessions
+
+    def end_after_a_long_grace(sessions: Iterable[cs.StraySession], grace: float = 0) -> None:
+        waiting.set()
+        end_sessions(sessions, 3600.0)  # claude ignores the SIGTERM: this waits until it is killed
+
+    monkeypatch.setattr(cs, "end_stray_sessions", end_after_a_long_grace)
+    stopper = threading.Thread(target=cs.Service(cs.Store(home)).stop_run, args=(run["id"],), daemon=True)
+    stopper.start()
+    assert waiting.wait(WAIT_SECONDS)
+
+    created = cli_process(home, "jobs", "create", "--name", "meanwhile", env=child_env(home))
+
+    assert created.returncode == 0, created.stderr
+    assert stopper.is_alive(), "the stop ended before its grace period"
+    assert run_of(home, run["id"])["status"] == "running"
+    os.kill(run["pid"], signal.SIGKILL)  # what the grace period would end in
+    stopper.join(WAIT_SECONDS)
+    assert not stopper.is_alive()
+    run_after = run_of(home, run["id"])
+    assert run_after["status"] == "interrupted"
+    assert run_after["error"].endswith("its Claude process was still running and has been ended")
+
+
+def orphaned_runs(
+    home: Path, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]], prompt: str, count: int
+) -> list[dict[str, Any]]:
+    """`count` foreground runs whose CLI process was SIGKILLed while claude ran."""
+    started = []
+    for n in range(count):
+        task = create_task(cli_json, f"{prompt} {n}")
+        started.append((processes(home, "tasks", "run", task["id"], "--now"), task))
+    runs = []
+    for proc, task in started:
+        runs.append(running_run(home, task["id"]))
+        kill_foreground(proc)
+    return runs
+
+
+def recover_in_a_thread(home: Path, grace: float) -> cs.Engine:
+    engine = cs.Engine(cs.Store(home), kill_grace=grace)
+    starter = threading.Thread(target=engine.start, kwargs={"thread": False}, daemon=True)
+    starter.start()
+    starter.join(WAIT_SECONDS)
+    assert not starter.is_alive(), "recovery waits on sessions that have ended"
+    return engine
+
+
+def test_recovery_counts_a_session_ended_as_a_zombie_as_ended(
+    home: Path, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]]
+) -> None:
+    """Nobody may reap the orphans' claude (init in a container): a zombie holds nothing,
+    so recovery does not wait out the grace period for it. This test is the orphans'
+    reaper and does not reap them until the end."""
+    with not_reaping_orphans():
+        runs = orphaned_runs(home, cli_json, processes, "[hang]", 3)
+
+        engine = recover_in_a_thread(home, grace=3600.0)
+        engine.stop()
+
+        for run in runs:
+            assert run_of(home, run["id"])["status"] == "interrupted"
+            assert pid_gone(run["pid"])
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(run["pid"], 0)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@contextlib.contextmanager
+def not_reaping_orphans() -> Iterator[None]:
+    """Make this process the reaper of orphaned descendants (Linux), which it leaves as
+    zombies; skip where that is not possible."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        pytest.skip("no libc")
+    if sys.platform != "linux" or libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        pytest.skip("cannot become a subreaper")
+    try:
+        yield
+    finally:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def test_recovery_ends_many_orphans_together_not_one_grace_period_after_another(
+    home: Path, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]]
+) -> None:
+    grace = 3.0
+    runs = orphaned_runs(home, cli_json, processes, "[hang][ignore_term]", 3)
+
+    engine = recover_in_a_thread(home, grace)
+    engine.stop()
+
+    ended = [run_of(home, run["id"]) for run in runs]
+    assert [run["status"] for run in ended] == ["interrupted"] * 3
+    assert all(pid_gone(run["pid"]) for run in runs)
+    finished = sorted(cs.parse_time(run["finished_at"], "finished_at") for run in ended)
+    assert (finished[-1] - finished[0]).total_seconds() < grace  # one after another: 2 x grace apart
+
+
+####
+# Output: read to the end, in bounded memory
+####
+
+
+def test_a_detached_process_writing_after_its_run_ended_is_read_without_an_error(
+    home: Path, cli_json: CliJson, engine: cs.Engine, record: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    errors: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    path = record.grandchild_file("writer.pid")
+    task = create_task(cli_json, f"Say hello. [writer={path}]")
+    queued = cli_json("tasks", "run", task["id"], "--detach")
+    engine.tick()
+
+    run = wait_status(home, queued["id"], "success")
+
+    count_file = Path(f"{path}.count")
+    ended_at = int(count_file.read_text())
+    # Past what a pipe buffers: the writer goes on only while someone reads.
+    wait_for(lambda: int(count_file.read_text()) > ended_at + 256, "the writer to go on writing")
+    assert errors == []
+    assert (
+        "[scheduler] a detached process still holds claude's output; stopped reading it"
+        in log_text(home, run["id"]).splitlines()
+    )
+
+
+LONG_LINE_BYTES = 96 << 20
+
+
+def test_a_huge_output_line_is_logged_whole_but_not_held_whole_in_memory(
+    home: Path, cli_json: CliJson, tmp_path: Path
+) -> None:
+    task = create_task(cli_json, f"Say hello. [long_line={LONG_LINE_BYTES}]")
+    measure = (
+        "import resource, subprocess, sys\n"
+        "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    argv = [sys.executable, "-c", measure, sys.executable, str(SCRIPT), "cli", "tasks", "run", task["id"]]
+
+    measured = subprocess.run(
+        argv, env=child_env(home), capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert measured.returncode == 0, measured.stderr
+    peak_bytes = int(measured.stdout) * 1024  # Linux counts kilobytes
+    assert peak_bytes < LONG_LINE_BYTES  # holding it whole takes several times that
+    run = only_run(home, task["id"])
+    assert run["status"] == "success"
+    with open(home / cs.LOGS_DIR / f"{run['id']}.log", "rb") as log:
+        longest = max(len(line) for line in log)
+    assert longest > LONG_LINE_BYTES
+
+
+####
+# Foreground runs: the cap, and a watchdog for a CLI that dies
+####
+
+
+def test_a_foreground_run_whose_cli_is_killed_is_ended_and_recorded_without_any_engine(
+    home: Path, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]]
+) -> None:
+    task = create_task(cli_json, "[hang][ignore_term]", "--timeout", "10m")
+    proc = processes(home, "tasks", "run", task["id"])
+    run = running_run(home, task["id"])
+
+    proc.kill()
+    proc.wait(WAIT_SECONDS)
+
+    interrupted = wait_status(home, run["id"], "interrupted")
+    assert interrupted["error"] == (
+        f"the process that ran it ({run['owner']}) ended unexpectedly; "
+        "its Claude process was still running and has been ended"
+    )
+    wait_for(lambda: pid_gone(run["pid"]), "claude to end")
+
+
+def test_a_foreground_run_waits_for_a_free_slot_under_max_concurrent_runs(
+    home: Path, cli: Cli, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]], record: Recorder
+) -> None:
+    assert cli("settings", "set", "max_concurrent_runs", "1").code == 0
+    first = create_task(cli_json, "[hang] first")
+    second = create_task(cli_json, "second")
+    holder = processes(home, "tasks", "run", first["id"])
+    running = running_run(home, first["id"])
+    waiter = processes(home, "tasks", "run", second["id"])
+    assert waiter.stderr is not None
+    assert waiter.stderr.readline() == (
+        "Waiting: 1 session already running (max_concurrent_runs is 1); --now starts it at once.\n"
+    )
+    assert cs.Service(cs.Store(home)).list_runs(task_id=second["id"]) == []
+
+    assert cli("runs", "stop", running["id"]).code == 0
+    holder.communicate(timeout=WAIT_SECONDS)
+    waiter.communicate(timeout=WAIT_SECONDS)
+
+    assert waiter.returncode == 0
+    assert only_run(home, second["id"])["status"] == "success"
+    assert record.prompts() == ["[hang] first", "second"]
+
+
+def test_a_foreground_run_with_now_starts_at_once_past_the_cap(
+    home: Path, cli: Cli, cli_json: CliJson, processes: Callable[..., subprocess.Popen[str]]
+) -> None:
+    assert cli("settings", "set", "max_concurrent_runs", "1").code == 0
+    first = create_task(cli_json, "[hang] first")
+    second = create_task(cli_json, "second")
+    processes(home, "tasks", "run", first["id"])
+    running_run(home, first["id"])
+
+    result = cli("tasks", "run", second["id"], "--now")
+
+    assert (result.code, "Waiting" in result.err) == (0, False)
+    assert only_run(home, second["id"])["status"] == "success"
+
+
+def test_the_engine_counts_a_foreground_run_against_the_cap(
+    home: Path,
+    cli: Cli,
+    cli_json: CliJson,
+    engine: cs.Engine,
+    processes: Callable[..., subprocess.Popen[str]],
+) -> None:
+    assert cli("settings", "set", "max_concurrent_runs", "1").code == 0
+    first = create_task(cli_json, "[hang] first")
+    second = create_task(cli_json, "second")
+    processes(home, "tasks", "run", first["id"])
+    running = running_run(home, first["id"])
+    queued = cli_json("tasks", "run", second["id"], "--detach")
+
+    engine.tick()
+    assert run_of(home, queued["id"])["status"] == "queued"
+
+    assert cli("runs", "stop", running["id"]).code == 0
+    wait_status(home, running["id"], "cancelled")
+    engine.tick()
+    assert wait_status(home, queued["id"], "success")["trigger"] == "cli"

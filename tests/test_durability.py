@@ -24,7 +24,6 @@ DELETE_ROUNDS = 12
 WORKERS = 4
 TASKS_PER_WORKER = 12
 CHILD_TIMEOUT = 120
-LINE_UP_SECONDS = 1.5  # time for processes started together to reach the store's lock
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and fork-style processes")
 
@@ -41,6 +40,23 @@ def start_worker(home: Path, *args: str) -> subprocess.Popen[str]:
     assert proc.stdout is not None
     assert proc.stdout.readline() == "ready\n", proc.stderr.read() if proc.stderr else ""
     return proc
+
+
+def lock_waiters(home: Path) -> int:
+    """How many processes wait for the store's lock (Linux /proc/locks lists blocked
+    flock requests with "->")."""
+    if not os.path.exists("/proc/locks"):
+        pytest.skip("no /proc/locks to see who waits for the lock")
+    inode = f":{(home / cs.LOCK_FILE).stat().st_ino} "
+    with open("/proc/locks", encoding="ascii") as locks:
+        return sum(1 for line in locks if "->" in line and inode in line)
+
+
+def wait_for_lock_waiters(home: Path, count: int) -> None:
+    deadline = time.monotonic() + CHILD_TIMEOUT
+    while lock_waiters(home) < count:
+        assert time.monotonic() < deadline, f"{count} processes never all reached the lock"
+        time.sleep(0.02)
 
 
 def kill_after(proc: subprocess.Popen[str], delay: float) -> list[list[str]]:
@@ -238,8 +254,8 @@ def test_the_lock_serialises_read_modify_write_across_processes(home: Path) -> N
             stderr=subprocess.PIPE,
             text=True,
         )
-        with pytest.raises(subprocess.TimeoutExpired):
-            proc.wait(timeout=1.0)
+        wait_for_lock_waiters(home, 1)  # it got as far as the lock, and waits there
+        assert proc.poll() is None
         assert not (home / "jobs.json").exists(), "the other process wrote while we held the lock"
     _, err = proc.communicate(timeout=CHILD_TIMEOUT)
     assert proc.returncode == 0, err
@@ -263,7 +279,7 @@ def test_concurrent_partial_updates_of_one_task_all_land(home: Path) -> None:
             )
             for change in changes
         ]
-        time.sleep(LINE_UP_SECONDS)
+        wait_for_lock_waiters(home, len(procs))
     for proc in procs:
         _, err = proc.communicate(timeout=CHILD_TIMEOUT)
         assert proc.returncode == 0, err

@@ -463,6 +463,100 @@ def test_a_once_task_fires_once(home: Path, clock: FakeClock, service: cs.Servic
     assert service.get_task(task["id"])["next_run_at"] is None
 
 
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"type": "cron", "expression": "* * * * *", "timezone": "UTC"},
+        {"type": "interval", "every_seconds": 60},
+    ],
+    ids=["every-minute cron", "interval"],
+)
+def test_after_the_clock_steps_back_an_hour_fires_go_on_every_minute(
+    home: Path, clock: FakeClock, service: cs.Service, engine: cs.Engine, schedule: dict[str, Any]
+) -> None:
+    task = new_task(service, schedule=schedule)
+    clock.set(at(3600 + 61))
+    drive(engine)
+    assert service.get_task(task["id"])["next_run_at"] == stamp(3600 + 120)
+
+    clock.set(at(61))  # an hour back (NTP, a hand fix)
+    drive(engine)
+    assert service.get_task(task["id"])["next_run_at"] == stamp(120)
+    clock.set(at(121))
+    drive(engine)
+
+    fired = [run["scheduled_for"] for run in history(home, task["id"]) if run["status"] == "success"]
+    assert fired[-1] == stamp(120)
+    assert service.get_task(task["id"])["next_run_at"] == stamp(180)
+
+
+def test_an_engine_started_after_the_clock_went_back_does_not_wait_for_it_to_catch_up(
+    home: Path, clock: FakeClock, store: cs.Store, service: cs.Service, engines: StartEngine
+) -> None:
+    task = new_task(service, schedule={"type": "cron", "expression": "*/5 * * * *", "timezone": "UTC"})
+    clock.set(at(7200 + 10))
+    first = engines(store)
+    drive(first)
+    first.stop(timeout=WAIT_SECONDS)
+    assert service.get_task(task["id"])["next_run_at"] == stamp(7200 + 300)
+
+    clock.set(at(10))
+    drive(engines(store))
+
+    assert service.get_task(task["id"])["next_run_at"] == stamp(300)
+
+
+def test_a_fire_time_exactly_now_fires_once(
+    home: Path, clock: FakeClock, service: cs.Service, engine: cs.Engine
+) -> None:
+    task = new_task(service, schedule={"type": "cron", "expression": "*/15 * * * *", "timezone": "UTC"})
+
+    clock.set(at(900))
+    drive(engine)
+    drive(engine)
+
+    (run,) = history(home, task["id"])
+    assert (run["scheduled_for"], run["trigger"], run["status"]) == (stamp(900), "schedule", "success")
+    assert service.get_task(task["id"])["next_run_at"] == stamp(1800)
+
+
+def test_an_interval_anchored_in_the_future_first_fires_at_its_anchor(
+    home: Path, clock: FakeClock, service: cs.Service, engine: cs.Engine
+) -> None:
+    schedule = {"type": "interval", "every_seconds": 600, "anchor": stamp(1500)}
+    task = new_task(service, schedule=schedule)
+    assert task["next_run_at"] == stamp(1500)
+
+    clock.set(at(1499))
+    drive(engine)
+    assert history(home, task["id"]) == []
+    clock.set(at(1500))
+    drive(engine)
+
+    (run,) = history(home, task["id"])
+    assert run["scheduled_for"] == stamp(1500)
+    assert service.get_task(task["id"])["next_run_at"] == stamp(2100)
+
+
+@pytest.mark.parametrize("change", [{"name": "Renamed"}, {"enabled": False}, {"prompt": "Other."}])
+def test_editing_a_once_task_whose_time_has_passed_never_fires_it_again(
+    home: Path, clock: FakeClock, service: cs.Service, engine: cs.Engine, change: dict[str, Any]
+) -> None:
+    task = new_task(service, schedule={"type": "once", "at": stamp(120)})
+    clock.set(at(125))
+    drive(engine)
+
+    service.update_task(task["id"], change)
+    if "enabled" in change:
+        service.update_task(task["id"], {"enabled": True})
+    clock.set(at(200))
+    drive(engine)
+
+    (run,) = history(home, task["id"])
+    assert run["scheduled_for"] == stamp(120)
+    assert service.get_task(task["id"])["next_run_at"] is None
+
+
 def test_a_startup_task_fires_each_time_an_engine_starts(
     home: Path, clock: FakeClock, store: cs.Store, service: cs.Service, engines: StartEngine
 ) -> None:
@@ -1271,6 +1365,78 @@ def test_a_job_is_in_progress_while_it_runs_and_stopping_it_stops_its_current_ru
     assert record.prompts() == ["[hang] first"]
     listed = listed_job(home, job["id"])
     assert (listed["status"], listed["progress"]["running"]) == ("failed", 0)
+
+
+def test_a_job_stops_after_a_step_that_timed_out(
+    home: Path, service: cs.Service, engine: cs.Engine, record: Recorder
+) -> None:
+    job, (first, second) = job_with_tasks(service, ["[hang] first", "second"])
+    service.update_task(first["id"], {"timeout_seconds": 1})
+
+    service.run_job(job["id"])
+    drive(engine)
+
+    (run,) = history(home, first["id"])
+    assert run["status"] == "timeout"
+    assert history(home, second["id"]) == []
+    assert record.prompts() == ["[hang] first"]
+    assert listed_job(home, job["id"])["status"] == "failed"
+
+
+def test_a_job_stops_after_a_step_that_was_cancelled(
+    home: Path, service: cs.Service, engine: cs.Engine, record: Recorder
+) -> None:
+    job, (first, second) = job_with_tasks(service, ["[hang] first", "second"])
+    service.run_job(job["id"])
+    engine.tick()
+    (run,) = history(home, first["id"])
+    wait_status(home, run["id"], "running")
+    wait_for(record.prompts, "the first session to read its prompt")
+
+    service.stop_run(run["id"])  # the run alone, not the job
+    wait_status(home, run["id"], "cancelled")
+    drive(engine)
+
+    assert history(home, second["id"]) == []
+    assert record.prompts() == ["[hang] first"]
+    assert listed_job(home, job["id"])["status"] == "failed"
+
+
+def test_a_job_stops_after_a_step_that_was_interrupted(
+    home: Path, clock: FakeClock, store: cs.Store, service: cs.Service, engines: StartEngine, record: Recorder
+) -> None:
+    job, (first, second) = job_with_tasks(service, ["first", "second"])
+    service.run_job(job["id"])
+    (queued,) = history(home, first["id"])
+    dead_owner = f"{cs.host_name()}:999999999:1"  # a process that is gone
+    with store.locked():
+        store.dequeue([queued["id"]])
+        run = store.run(queued["id"])
+        store.save_run(cs.dataclasses.replace(run, status=cs.RunStatus.RUNNING, owner=dead_owner))
+
+    drive(engines(store))
+
+    assert run_of(home, queued["id"])["status"] == "interrupted"
+    assert history(home, second["id"]) == []
+    assert record.prompts() == []
+    assert listed_job(home, job["id"])["status"] == "failed"
+
+
+def test_task_order_refuses_another_jobs_task_and_a_repeated_id(service: cs.Service) -> None:
+    job, (first, second) = job_with_tasks(service, ["a", "b"])
+    other = service.create_job({"name": "Other"})
+    stranger = new_task(service, "c", job_id=other["id"])
+    loose = new_task(service, "d")
+
+    for order, message in [
+        ([first["id"], stranger["id"]], f"task {stranger['id']} is not a task of this job"),
+        ([loose["id"], first["id"]], f"task {loose['id']} is not a task of this job"),
+        ([first["id"], second["id"], first["id"]], "lists a task more than once"),
+    ]:
+        with pytest.raises(cs.Invalid) as refused:
+            service.update_job(job["id"], {"task_order": order})
+        assert (refused.value.field, refused.value.message) == ("task_order", message)
+    assert service.get_job(job["id"])["task_order"] == []
 
 
 def test_a_running_job_cannot_be_started_twice(service: cs.Service) -> None:

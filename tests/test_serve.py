@@ -141,6 +141,24 @@ def test_one_engine_per_data_home_across_processes(
     assert engine_owner(home) == engine_served.pid
 
 
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_viewer_serve_takes_over_the_engine_when_its_holder_goes(
+    home: Path, engine_served: Served, serve: Callable[[], Served], cli_json: Callable[..., Any], how: str
+) -> None:
+    viewer = serve()
+    wait_for(lambda: "as a viewer" in viewer.stderr(), "the second serve to start as a viewer")
+    task = create_task(cli_json, "Say hello.")
+
+    stop_process(engine_served.proc, getattr(signal, how))
+    run = cli_json("tasks", "run", task["id"], "--detach")
+
+    finished = wait_status(home, run["id"], "success")
+    assert finished["owner"].split(":")[1] == str(viewer.pid)
+    assert engine_owner(home) == viewer.pid
+    assert "this process now runs the engine" in viewer.stderr()
+    assert viewer.proc.poll() is None
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_serve_stops_cleanly_on_a_signal_and_records_its_run_cancelled(
     home: Path, engine_served: Served, cli_json: Callable[..., Any], sig: int
