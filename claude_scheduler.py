@@ -8686,10 +8686,15 @@ GUI_TITLE = "Claude Code Scheduler"
 GUI_CLASS_NAME = "ClaudeScheduler"
 GUI_DEFAULT_SIZE = (1800, 1000)
 GUI_SCREEN_MARGIN = 40  # a new window fits the screen with this much to spare
-GUI_MIN_SIZE = (1100, 620)
-GUI_PANE_SHARES = (0.18, 0.22, 0.19, 0.24, 0.17)  # Jobs, Tasks, Task editor, Runs, Logs at first start
-GUI_SASH_COUNT = len(GUI_PANE_SHARES) - 1
-GUI_PANE_MIN_WIDTH = 150
+GUI_MIN_SIZE = (1100, 620)  # or the screen, if it is smaller
+# Jobs | Tasks over Runs | Task editor over Log: where the sashes are at first start, as
+# fractions of the width (two column sashes) and of each stacked column's height.
+GUI_SASH_SHARES: dict[str, tuple[float, ...]] = {"columns": (0.19, 0.54), "middle": (0.45,), "right": (0.6,)}
+# The least room a pane keeps, in the body font's digits across and lines down: its
+# toolbar, tab labels and a few rows stay readable at every size and Tk scaling.
+GUI_PANE_MIN_CHARS = {"jobs": 16, "tasks": 32, "runs": 32, "editor": 40, "log": 40}
+GUI_PANE_MIN_LINES = {"jobs": 10, "tasks": 9, "runs": 9, "editor": 12, "log": 8}
+GUI_SASH_WIDTH = 6
 GUI_TOOL_GAP = 4
 GUI_GROUP_GAP = 8  # more between groups of toolbar buttons
 GUI_ENTRY_CHARS = 20  # ttk.Entry's own default width
@@ -9923,13 +9928,17 @@ class ScrollArea:
         self.canvas = tk.Canvas(parent, highlightthickness=0, borderwidth=0, background=GUI_PALETTE["window"])
         self.bar = ttk.Scrollbar(parent, orient="vertical", command=self._on_bar)
         self._wanted: tk.Misc | None = None  # kept in view while the layout settles
+        self._box: tk.Text | None = None  # grows into the room to spare (see `grow`)
+        self._box_lines = 0
         self.canvas.configure(yscrollcommand=self.bar.set)
         self.canvas.grid(row=0, column=0, sticky="nsew")
         self.bar.grid(row=0, column=1, sticky="ns")
         self.inner = ttk.Frame(self.canvas, padding=padding)
         self._window = self.canvas.create_window(0, 0, window=self.inner, anchor="nw")
+        self.inner.grid_anchor("nw")  # room to spare goes below the rows, not around them
         self.inner.bind("<Configure>", lambda event: self._fit())
         self.canvas.bind("<Configure>", lambda event: self._fit())
+        self.canvas.bind("<Map>", lambda event: self._fit())  # a hidden tab missed the resizes
         self._wheel_tag, self._focus_tag = f"ScrollWheel{id(self)}", f"ScrollFocus{id(self)}"
         parent.bind_class(self._wheel_tag, "<Button-4>", lambda event: self._scroll(-1))
         parent.bind_class(self._wheel_tag, "<Button-5>", lambda event: self._scroll(1))
@@ -9946,10 +9955,24 @@ class ScrollArea:
 
     def _fit(self) -> None:
         width = self.canvas.winfo_width()
+        self._grow_box()
         self.canvas.itemconfigure(self._window, width=width)
         self.canvas.configure(scrollregion=(0, 0, width, self.inner.winfo_reqheight()))
         if self._wanted is not None:
             self._reveal(self._wanted)
+
+    def grow(self, box: tk.Text) -> None:
+        """Let `box` take the room the view has to spare (in lines; never fewer than it has)."""
+        self._box, self._box_lines = box, int(box.cget("height"))
+
+    def _grow_box(self) -> None:
+        if self._box is None:
+            return
+        line = max(int(self._box.winfo_reqheight() / max(int(self._box.cget("height")), 1)), 1)
+        rest = self.inner.winfo_reqheight() - self._box.winfo_reqheight()
+        lines = max(self._box_lines, (self.canvas.winfo_height() - rest) // line)
+        if lines != int(self._box.cget("height")):
+            self._box.configure(height=lines)
 
     def let_go(self) -> None:
         """Stop keeping the widget last shown in view."""
@@ -10386,11 +10409,18 @@ class EditorPane:
             anchor="center",
         )
         self.notebook = ttk.Notebook(self.frame)
-        self._build_general(self._tab("Task"))
-        self._build_schedule(self._tab("Schedule"))
-        self.advanced = self._scrolled_tab("Advanced")
-        self._build_advanced(self.advanced.inner)
-        self.advanced.adopt()
+        self.areas: list[ScrollArea] = []  # each tab's rows scroll when the pane is too short
+        builders = (
+            ("Task", self._build_general),
+            ("Schedule", self._build_schedule),
+            ("Advanced", self._build_advanced),
+        )
+        for title, build in builders:
+            area = self._scrolled_tab(title)
+            self.areas.append(area)
+            build(area.inner)
+            area.adopt()
+        self.advanced = self.areas[-1]
         self._build_footer()
         self.clear()
 
@@ -10571,7 +10601,7 @@ class EditorPane:
         row = self._place(tab, row, key, text, box)
         box.grid_configure(sticky="nsew")
         if grow:
-            tab.rowconfigure(row - 2, weight=1)
+            self.areas[-1].grow(box)
         return row
 
     def _path(self, tab: ttk.Frame, row: int, key: str, text: str, *, is_file: bool = False) -> int:
@@ -10729,11 +10759,11 @@ class EditorPane:
             if key:
                 self.notebook.select(self._tab_of[key])  # type: ignore[no-untyped-call]  # typeshed: untyped
                 self._rows[key][-1].update_idletasks()
-                if self._tabs[self._tab_of[key]] is self.advanced.canvas.master:
-                    self.advanced.show(self._rows[key][-2])
+                self.areas[self._tab_of[key]].show(self._rows[key][-2])
 
     def clear_errors(self) -> None:
-        self.advanced.let_go()
+        for area in self.areas:
+            area.let_go()
         self.message.configure(text="")
         for key in self._notes:
             self._reset_note(key)
@@ -11287,21 +11317,119 @@ def _no_wake() -> None:
     """The Service's wake-up when this window runs no engine."""
 
 
-def _clamp_sashes(positions: list[int], width: int, minimum: int) -> list[int]:
-    """Sash positions moved as little as needed to leave every pane `minimum` wide."""
-    clamped = list(positions)
-    for index in range(len(clamped)):
-        clamped[index] = max(clamped[index], (clamped[index - 1] if index else 0) + minimum)
-    for index in reversed(range(len(clamped))):
-        following = clamped[index + 1] if index + 1 < len(clamped) else width
-        clamped[index] = min(clamped[index], following - minimum)
-    return clamped
+def clamp_geometry(geometry: str, screen: tuple[int, int], minimum: tuple[int, int]) -> str:
+    """A "WxH+X+Y" geometry (or "WxH") moved and shrunk as little as needed to lie on a
+    screen of `screen` pixels, and no smaller than `minimum` (itself no bigger than the
+    screen): a layout saved on a bigger screen opens whole on a smaller one."""
+    width, height, *place = (int(part) for part in re.findall(r"-?\d+", geometry))
+    fit = [
+        max(min(size, limit), low) for size, limit, low in zip((width, height), screen, minimum, strict=True)
+    ]
+    if not place:
+        return f"{fit[0]}x{fit[1]}"
+    corner = [
+        max(min(offset, limit - size), 0) for offset, limit, size in zip(place, screen, fit, strict=True)
+    ]
+    return f"{fit[0]}x{fit[1]}+{corner[0]}+{corner[1]}"
 
 
-def _valid_sashes(value: JSON) -> bool:
-    if not (isinstance(value, list) and len(value) == GUI_SASH_COUNT):
+def _valid_shares(value: JSON, count: int) -> bool:
+    if not (isinstance(value, list) and len(value) == count):
         return False
-    return all(isinstance(x, int) for x in value) and value == sorted(value)
+    return all(isinstance(x, float | int) and 0 < x < 1 for x in value) and value == sorted(value)
+
+
+class PaneLayout:
+    """Where the five panes sit: Jobs | Tasks over Runs | Task editor over Log, three
+    columns and two stacks split by sashes people can drag. Classic Tk panes, because they
+    keep each pane's minimum size (in the body font's units, so it holds at any Tk scaling)
+    while a sash is dragged or the window shrinks. Sashes are remembered as fractions, so a
+    layout saved on one screen suits another."""
+
+    def __init__(self, parent: tk.Misc, looks: Looks) -> None:
+        import tkinter as tk
+
+        self.looks = looks
+        self.columns = tk.PanedWindow(parent, orient="horizontal")
+        self.middle = tk.PanedWindow(self.columns, orient="vertical")
+        self.right = tk.PanedWindow(self.columns, orient="vertical")
+        self.panes = {"columns": self.columns, "middle": self.middle, "right": self.right}
+        self._shares: dict[str, tuple[float, ...]] = dict(GUI_SASH_SHARES)
+        self.colour()
+
+    def colour(self) -> None:
+        for pane in self.panes.values():
+            pane.configure(
+                background=GUI_PALETTE["border"],
+                sashwidth=GUI_SASH_WIDTH,
+                borderwidth=0,
+                opaqueresize=True,
+                sashrelief="flat",
+            )
+
+    def minimum(self, name: str) -> tuple[int, int]:
+        """The least width and height of the pane `name` (a GUI_PANE_MIN_CHARS key), in pixels."""
+        font = self.looks.fonts["body"]
+        digit, line = font.measure("0"), int(font.metrics("linespace"))
+        return GUI_PANE_MIN_CHARS[name] * digit, GUI_PANE_MIN_LINES[name] * line
+
+    def fill(self, frames: Mapping[str, tk.Widget]) -> None:
+        """Put the panes' frames (by GUI_PANE_MIN_CHARS key) in their places."""
+        sizes = {name: self.minimum(name) for name in frames}
+        self.columns.add(frames["jobs"], minsize=sizes["jobs"][0], stretch="never")
+        for stack, top, bottom in ((self.middle, "tasks", "runs"), (self.right, "editor", "log")):
+            width = max(sizes[top][0], sizes[bottom][0])
+            self.columns.add(stack, minsize=width, stretch="always")
+            stack.add(frames[top], minsize=sizes[top][1], stretch="always")
+            stack.add(frames[bottom], minsize=sizes[bottom][1], stretch="always")
+        for name, pane in self.panes.items():
+            pane.bind("<Configure>", functools.partial(self._on_resized, name), add=True)
+
+    def _on_resized(self, name: str, event: tk.Event[tk.PanedWindow]) -> None:
+        self._place(name)
+
+    def least_size(self) -> tuple[int, int]:
+        """The window's content at its smallest: every column and stack at its minimum."""
+        width = sum(max(self.minimum(name)[0] for name in names) for names in GUI_COLUMN_PANES)
+        height = max(sum(self.minimum(name)[1] for name in names) for names in GUI_COLUMN_PANES)
+        return width + GUI_SASH_WIDTH * (len(GUI_COLUMN_PANES) - 1), height + GUI_SASH_WIDTH
+
+    def restore(self, saved: JSON) -> None:
+        """Sashes from a saved layout (fractions); what is missing or damaged: the defaults."""
+        saved = saved if isinstance(saved, dict) else {}
+        for name, default in GUI_SASH_SHARES.items():
+            value = saved.get(name)
+            self._shares[name] = tuple(value) if _valid_shares(value, len(default)) else default
+        for name, pane in self.panes.items():
+            pane.bind("<ButtonRelease-1>", functools.partial(self._on_dragged, name), add=True)
+
+    def _length(self, name: str) -> int:
+        pane = self.panes[name]
+        return pane.winfo_width() if name == "columns" else pane.winfo_height()
+
+    def _place(self, name: str) -> None:
+        """Put a paned window's sashes at their fractions of its length (on every resize:
+        the panes keep their proportions; Tk keeps their minimum sizes)."""
+        length = self._length(name)
+        if length <= 1:
+            return
+        for _ in range(2):  # a sash cannot pass its neighbour: a second pass settles them
+            for index, share in enumerate(self._shares[name]):
+                position = round(share * length)
+                point = (position, 0) if name == "columns" else (0, position)
+                self.panes[name].sash_place(index, *point)
+
+    def _on_dragged(self, name: str, event: tk.Event[tk.PanedWindow]) -> None:
+        self._shares[name] = self._current(name)
+
+    def _current(self, name: str) -> tuple[float, ...]:
+        length, axis = max(self._length(name), 1), 0 if name == "columns" else 1
+        count = len(GUI_SASH_SHARES[name])
+        return tuple(round(self.panes[name].sash_coord(index)[axis] / length, 4) for index in range(count))
+
+    def save(self) -> JSONDict:
+        """Where the sashes are, as fractions (for `restore`)."""
+        return {name: list(self._current(name)) for name in self.panes}
 
 
 # Menus and keys: (label, accelerator, App method); None separates groups.
@@ -11356,7 +11484,7 @@ GUI_SHORTCUTS = (
     ("Ctrl+R", "read everything again"),
     ("Ctrl+Q", "quit"),
 )
-GUI_PANE_WEIGHTS = (0, 1, 1, 1, 2)
+GUI_COLUMN_PANES = (("jobs",), ("tasks", "runs"), ("editor", "log"))  # each column's panes, top down
 GUI_SETTLE_POLL_SECONDS = 0.005
 
 
@@ -11447,25 +11575,21 @@ class App:
         from tkinter import ttk
 
         self.root.title(GUI_TITLE)
-        self.root.minsize(*GUI_MIN_SIZE)
         outer = ttk.Frame(self.root)
         outer.pack(fill="both", expand=True)
-        self.paned = ttk.PanedWindow(outer, orient="horizontal")
-        self.paned.pack(fill="both", expand=True, padx=4, pady=(4, 0))
-        self.jobs_pane = JobsPane(self, self.paned, self.looks)
-        self.tasks_pane = TasksPane(self, self.paned, self.looks)
-        self.editor = EditorPane(self, self.paned, self.looks)
-        self.runs_pane = RunsPane(self, self.paned, self.looks)
-        self.logs_pane = LogsPane(self, self.paned, self.looks)
-        frames = [
-            pane.frame
-            for pane in (self.jobs_pane, self.tasks_pane, self.editor, self.runs_pane, self.logs_pane)
-        ]
-        for frame, weight in zip(frames, GUI_PANE_WEIGHTS, strict=True):
-            self.paned.add(frame, weight=weight)
-        ttk.Separator(outer).pack(fill="x")
+        # Packed first, at the bottom: when the window is short, the panes give way, not it.
         self.status_bar = StatusBar(outer)
-        self.status_bar.frame.pack(fill="x")
+        self.status_bar.frame.pack(side="bottom", fill="x")
+        ttk.Separator(outer).pack(side="bottom", fill="x")
+        self.layout = PaneLayout(outer, self.looks)
+        self.layout.columns.pack(fill="both", expand=True, padx=4, pady=(4, 0))
+        self.jobs_pane = JobsPane(self, self.layout.columns, self.looks)
+        self.tasks_pane = TasksPane(self, self.layout.middle, self.looks)
+        self.runs_pane = RunsPane(self, self.layout.middle, self.looks)
+        self.editor = EditorPane(self, self.layout.right, self.looks)
+        self.logs_pane = LogsPane(self, self.layout.right, self.looks)
+        panes = (self.jobs_pane, self.tasks_pane, self.runs_pane, self.editor, self.logs_pane)
+        self.layout.fill(dict(zip(GUI_PANE_MIN_CHARS, (pane.frame for pane in panes), strict=True)))
         self._build_menu()
         for sequence, name in GUI_KEYS:
             self.root.bind(sequence, self._key_handler(getattr(self, name)))
@@ -11523,18 +11647,39 @@ class App:
     # Layout (remembered in the settings) ---------------------------------------------
 
     def _restore_layout(self) -> None:
+        """The saved size and place (clamped to this screen) and sashes, or the defaults."""
         saved = self._saved_layout()
+        screen = self.usable_screen()
+        least = self.layout.least_size()
+        minimum = tuple(
+            min(max(low, need), size) for low, need, size in zip(GUI_MIN_SIZE, least, screen, strict=True)
+        )
+        self.root.minsize(*minimum)
         geometry = saved.get("geometry")
         if not (isinstance(geometry, str) and GUI_GEOMETRY.fullmatch(geometry)):
-            width = min(GUI_DEFAULT_SIZE[0], self.root.winfo_screenwidth() - GUI_SCREEN_MARGIN)
-            height = min(GUI_DEFAULT_SIZE[1], self.root.winfo_screenheight() - GUI_SCREEN_MARGIN)
-            geometry = f"{width}x{height}"
-        self.root.geometry(geometry)
-        sashes = saved.get("sashes")
-        self._sashes: list[int] | None = sashes if _valid_sashes(sashes) else None
-        self._sashes_placed = False
-        self.paned.bind("<Configure>", self._place_sashes, add=True)
-        self.paned.bind("<ButtonRelease-1>", lambda event: self._keep_panes_open(), add=True)
+            size = (
+                min(want, have - GUI_SCREEN_MARGIN)
+                for want, have in zip(GUI_DEFAULT_SIZE, screen, strict=True)
+            )
+            geometry = "x".join(str(part) for part in size)
+        self.root.geometry(clamp_geometry(geometry, screen, (minimum[0], minimum[1])))
+        self.layout.restore(saved.get("panes"))
+
+    def usable_screen(self) -> tuple[int, int]:
+        """The screen's size less what the window needs around its geometry: on X11 the
+        menu bar sits above the geometry's height, not in it."""
+        return self.root.winfo_screenwidth(), self.root.winfo_screenheight() - self._menu_bar_height()
+
+    def _menu_bar_height(self) -> int:
+        """On X11 the menu bar is a clone of the menu (".#…"), sized once idle tasks ran."""
+        if not self.looks.is_x11:
+            return 0
+        self.root.update_idletasks()
+        call = self.root.tk.call
+        names = self.root.tk.splitlist(call("winfo", "children", "."))
+        return max(
+            (int(call("winfo", "reqheight", name)) for name in names if name.startswith(".#")), default=0
+        )
 
     def _saved_layout(self) -> JSONDict:
         try:
@@ -11544,32 +11689,8 @@ class App:
             return {}
         return saved if isinstance(saved, dict) else {}
 
-    def _place_sashes(self, event: tk.Event[tk.Misc]) -> None:
-        """Put the sashes where they were (or share the width out), once the width is known."""
-        if self._sashes_placed or event.width <= GUI_PANE_MIN_WIDTH * len(GUI_PANE_SHARES):
-            return
-        shares = [sum(GUI_PANE_SHARES[: n + 1]) for n in range(GUI_SASH_COUNT)]
-        wanted = self._sashes or [round(share * event.width) for share in shares]
-        positions = _clamp_sashes(wanted, event.width, GUI_PANE_MIN_WIDTH)
-        for _ in range(2):  # a sash cannot pass its neighbours: a second pass settles them
-            for index, position in enumerate(positions):
-                self.paned.sashpos(index, position)  # type: ignore[no-untyped-call]  # typeshed: untyped
-        self._sashes_placed = True
-
-    def _keep_panes_open(self) -> None:
-        """After a sash is dragged: no pane narrower than GUI_PANE_MIN_WIDTH."""
-        current = [self._sash(index) for index in range(GUI_SASH_COUNT)]
-        wanted = _clamp_sashes(current, self.paned.winfo_width(), GUI_PANE_MIN_WIDTH)
-        for index, (now, position) in enumerate(zip(current, wanted, strict=True)):
-            if now != position:
-                self.paned.sashpos(index, position)  # type: ignore[no-untyped-call]  # typeshed: untyped
-
-    def _sash(self, index: int) -> int:
-        return int(self.paned.sashpos(index))  # type: ignore[no-untyped-call]  # typeshed: untyped
-
     def _save_layout(self) -> None:
-        sashes = [self._sash(index) for index in range(GUI_SASH_COUNT)]
-        layout = {"geometry": self.root.geometry(), "sashes": sashes}
+        layout = {"geometry": self.root.geometry(), "panes": self.layout.save()}
         self.store.update_settings({GUI_SETTINGS_KEY: layout})
 
     # Threads, timers and errors --------------------------------------------------------

@@ -48,13 +48,26 @@ def display() -> Iterator[str]:
     if os.environ.get("DISPLAY"):
         yield os.environ["DISPLAY"]
         return
+    server, number = _start_xvfb(SCREEN)
+    os.environ["DISPLAY"] = f":{number}"
+    _wait_for_display()
+    try:
+        yield os.environ["DISPLAY"]
+    finally:
+        del os.environ["DISPLAY"]
+        server.terminate()
+        server.wait(timeout=XVFB_START_SECONDS)
+
+
+def _start_xvfb(screen: str) -> tuple[subprocess.Popen[bytes], str]:
+    """An Xvfb with one screen of `screen` ("WxHxDEPTH") and the display number it took."""
     xvfb = shutil.which("Xvfb")
     if xvfb is None:
         _unavailable("Xvfb is not installed (apt-get install xvfb)")
-        return
+        raise AssertionError("unreachable")
     read_end, write_end = os.pipe()
     server = subprocess.Popen(
-        [xvfb, "-displayfd", str(write_end), "-screen", "0", SCREEN, "-nolisten", "tcp"],
+        [xvfb, "-displayfd", str(write_end), "-screen", "0", screen, "-nolisten", "tcp"],
         pass_fds=(write_end,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -66,15 +79,7 @@ def display() -> Iterator[str]:
         server.kill()
         server.wait()
         _unavailable("Xvfb did not start")
-        return
-    os.environ["DISPLAY"] = f":{number}"
-    _wait_for_display()
-    try:
-        yield os.environ["DISPLAY"]
-    finally:
-        del os.environ["DISPLAY"]
-        server.terminate()
-        server.wait(timeout=XVFB_START_SECONDS)
+    return server, number
 
 
 def _read_line(fd: int, timeout: float) -> str:
@@ -187,7 +192,7 @@ def service(home: Path) -> cs.Service:
 
 
 @contextlib.contextmanager
-def open_gui(home: Path, *, engine: bool = False) -> Iterator[Gui]:
+def open_gui(home: Path, *, engine: bool = False, root: Any = None) -> Iterator[Gui]:
     """The window on a data home (no API; the engine if asked), closed at the end."""
     try:
         import tkinter
@@ -195,7 +200,7 @@ def open_gui(home: Path, *, engine: bool = False) -> Iterator[Gui]:
         _unavailable(f"this Python has no tkinter ({error})")
         raise
     try:
-        app = cs.App(cs.Store(home), api_port=None, start_engine=engine)
+        app = cs.App(cs.Store(home), root=root, api_port=None, start_engine=engine)
     except tkinter.TclError as error:
         _unavailable(f"no window can open: {error}")
         raise
@@ -310,9 +315,22 @@ def test_form_values_that_cannot_be_read_name_their_field() -> None:
         assert caught.value.field == name
 
 
-def test_sashes_leave_every_pane_open() -> None:
-    assert cs._clamp_sashes([100, 400, 700, 900], 1200, 150) == [150, 400, 700, 900]
-    assert cs._clamp_sashes([300, 310, 320, 1190], 1200, 150) == [300, 450, 600, 1050]
+def test_sashes_leave_every_pane_open(home: Path, display: str) -> None:
+    with open_gui(home) as gui:
+        layout = gui.app.layout
+        gui.wait(lambda: layout.columns.winfo_width() > 1000, "the window's size")
+        layout.columns.sash_place(0, 5, 0)
+        layout.columns.sash_place(1, 10, 0)
+        layout.right.sash_place(0, 0, 10_000)
+        gui.app.root.update()
+        frames = {
+            "jobs": gui.app.jobs_pane.frame,
+            "tasks": gui.app.tasks_pane.frame,
+            "log": gui.app.logs_pane.frame,
+        }
+        for name, frame in frames.items():
+            width, height = layout.minimum(name)
+            assert frame.winfo_width() >= width and frame.winfo_height() >= height, name
 
 
 # Jobs and tasks -------------------------------------------------------------------------
@@ -797,7 +815,7 @@ def test_a_long_name_keeps_every_subtitle_on_one_line(service: cs.Service, home:
         shown = str(subtitle.label.cget("text"))
         assert shown.endswith(f"… · {run.id[:8]} · failed"), shown  # the name gave way
         assert subtitle.font.measure(shown) <= subtitle.label.winfo_width()
-        panes = (gui.app.jobs_pane, gui.app.tasks_pane, gui.app.runs_pane, gui.app.logs_pane)
+        panes = (gui.app.jobs_pane, gui.app.tasks_pane)  # the top row (the stacks' sashes may differ)
         toolbar_tops = {next(iter(pane.buttons.values())).winfo_rooty() for pane in panes}
         assert len(toolbar_tops) == 1, "the toolbars do not line up"
 
@@ -963,14 +981,110 @@ def test_the_layout_is_remembered(home: Path, display: str) -> None:
     with open_gui(home) as gui:
         gui.app.root.geometry("1300x800")
         gui.settle()
-        gui.wait(lambda: gui.app.paned.winfo_width() > 1000, "the new size")
-        gui.app.paned.sashpos(0, 300)
+        columns = gui.app.layout.columns
+        gui.wait(lambda: columns.winfo_width() > 1000, "the new size")
+        columns.sash_place(0, 300, 0)
+        columns.event_generate("<ButtonRelease-1>", x=300, y=10)  # the end of a drag
         gui.app.root.update()
+        width = columns.winfo_width()
     saved = cs.Store(home).settings()[cs.GUI_SETTINGS_KEY]
     assert saved["geometry"].startswith("1300x800")
-    assert saved["sashes"][0] == 300
+    assert saved["panes"]["columns"][0] == round(300 / width, 4)
     with open_gui(home) as gui:
-        gui.wait(lambda: gui.app.paned.sashpos(0) == 300, "the remembered sash")
+        columns = gui.app.layout.columns
+        gui.wait(lambda: abs(columns.sash_coord(0)[0] - 300) <= 1, "the remembered sash")
+
+
+def test_a_saved_geometry_is_clamped_to_the_screen() -> None:
+    assert cs.clamp_geometry("3800x2100+2000+900", (1280, 760), (1100, 620)) == "1280x760+0+0"
+    assert cs.clamp_geometry("1000x700+200+100", (1280, 760), (1100, 620)) == "1100x700+180+60"
+    assert cs.clamp_geometry("1200x700+-50+10", (1920, 1040), (1100, 620)) == "1200x700+0+10"
+    assert cs.clamp_geometry("900x500", (1920, 1040), (1100, 620)) == "1100x620"
+
+
+FIT_SIZES = ("1280x800", "1920x1080", "3840x2160")
+
+
+@pytest.fixture(scope="session")
+def screens(display: str) -> Iterator[Callable[[str], str]]:
+    """An Xvfb per screen size asked for ("WxH"), started on first use; gives its display."""
+    started: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+
+    def screen(size: str) -> str:
+        if size not in started:
+            started[size] = _start_xvfb(f"{size}x24")
+        return f":{started[size][1]}"
+
+    yield screen
+    for server, _ in started.values():
+        server.terminate()
+        server.wait(timeout=XVFB_START_SECONDS)
+
+
+def _box(widget: Any) -> tuple[int, int, int, int]:
+    x, y = widget.winfo_rootx(), widget.winfo_rooty()
+    return x, y, x + widget.winfo_width(), y + widget.winfo_height()
+
+
+def _tab_widths(notebook: Any, y: int) -> dict[int, int]:
+    """How wide each of a notebook's tabs is drawn, found by asking which tab is under x."""
+    widths: dict[int, int] = {}
+    for x in range(notebook.winfo_width()):
+        index = notebook.tk.call(notebook, "index", f"@{x},{y}")
+        if index != "":
+            widths[int(index)] = widths.get(int(index), 0) + 1
+    return widths
+
+
+@pytest.mark.parametrize("scaling", [1.0, 2.0])
+@pytest.mark.parametrize("size", FIT_SIZES)
+def test_the_window_fits_every_screen(
+    home: Path, service: cs.Service, screens: Callable[[str], str], size: str, scaling: float
+) -> None:
+    import tkinter
+
+    job = service.create_job({"name": "A job with a rather long name for a narrow pane"})
+    task = make_task(service, "A task whose name is longer than its column", job["id"])
+    add_run(cs.Store(home), task["id"], cs.RunStatus.FAILED)
+    # A layout saved on a bigger screen, partly off this one.
+    cs.Store(home).update_settings({cs.GUI_SETTINGS_KEY: {"geometry": "5000x3000+3000+2000"}})
+    root = tkinter.Tk(screenName=screens(size), className=cs.GUI_CLASS_NAME)
+    root.tk.call("tk", "scaling", scaling)
+    with open_gui(home, root=root) as gui:
+        gui.select_in_jobs(job["id"])
+        gui.select_task(task["id"])
+        app = gui.app
+        gui.wait(lambda: app.editor.is_open and app.root.winfo_ismapped(), "the task in the editor")
+        for _ in range(5):
+            app.root.update()
+        width, height = app.root.winfo_screenwidth(), app.root.winfo_screenheight()
+        assert f"{width}x{height}" == size
+        panes = {
+            "jobs": app.jobs_pane.frame,
+            "tasks": app.tasks_pane.frame,
+            "runs": app.runs_pane.frame,
+            "editor": app.editor.frame,
+            "log": app.logs_pane.frame,
+            "status bar": app.status_bar.frame,
+            "Save": app.editor.save_button,
+            "Revert": app.editor.revert_button,
+        }
+        for name, widget in panes.items():
+            left, top, right, bottom = _box(widget)
+            assert widget.winfo_ismapped(), f"{name} is not shown"
+            assert 0 <= left < right <= width and 0 <= top < bottom <= height, f"{name} is off screen"
+        for name, frame in list(panes.items())[:5]:
+            least_width, least_height = app.layout.minimum(name)
+            assert frame.winfo_width() >= least_width and frame.winfo_height() >= least_height, name
+        for button in (app.editor.save_button, app.editor.revert_button):
+            assert button.winfo_width() >= button.winfo_reqwidth(), "a clipped button"
+        notebook, font = app.editor.notebook, app.looks.fonts["body"]
+        widths = _tab_widths(notebook, int(font.metrics("linespace")) // 2 + 4)
+        assert sorted(widths) == [0, 1, 2], "a tab is not drawn"
+        for index, drawn in widths.items():
+            label = str(notebook.tab(index, "text"))
+            assert drawn >= font.measure(label), f"the tab label {label!r} is clipped"
+        assert _box(notebook)[2] <= _box(app.editor.frame)[2]
 
 
 def test_without_tkinter_it_says_to_use_serve_or_cli(
