@@ -12,6 +12,7 @@ ImageMagick's `import`. Needs Xvfb and ImageMagick; touches no real data home.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -51,6 +52,11 @@ SEED_TASKS = (  # job, task name, schedule, statuses of its runs (oldest first, 
     ("Docs", "Summarise open pull requests", {"type": "cron", "expression": "0 9 * * *"}, "SSSSFS"),
     (None, "One-off refactor", {"type": "once", "at": "2030-01-01T10:00:00+00:00"}, "S"),
 )
+SEED_LOG = (
+    {"type": "system", "subtype": "init", "model": "claude-sonnet"},
+    {"type": "assistant", "message": {"content": [{"type": "text", "text": "Looking at the repository."}]}},
+    {"type": "result", "subtype": "success", "result": "Done: 3 files changed.", "total_cost_usd": 0.05},
+)
 STATUS_CODES = {"S": cs.RunStatus.SUCCESS, "F": cs.RunStatus.FAILED, "T": cs.RunStatus.TIMEOUT}
 
 
@@ -88,11 +94,7 @@ def seed(home: Path) -> None:
                 error=None if status is cs.RunStatus.SUCCESS else "claude exited with code 1: tests failed",
             )
             store.save_run(run)
-            store.log_path(run.id).write_text(
-                '{"type": "system", "subtype": "init", "model": "claude-sonnet"}\n'
-                '{"type": "assistant", "message": {"content": [{"type": "text", "text": "Looking at the repository."}]}}\n'
-                '{"type": "result", "subtype": "success", "result": "Done: 3 files changed.", "total_cost_usd": 0.05}\n'
-            )
+            store.log_path(run.id).write_text("".join(json.dumps(line) + "\n" for line in SEED_LOG))
 
 
 def child(out: Path, theme: str) -> int:
