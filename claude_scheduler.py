@@ -9284,6 +9284,11 @@ class TreeTable:
         self.tree.tag_configure("scope", font=looks.fonts["bold"])
         self.tree.bind("<Configure>", lambda event: self.fit_columns(event.width))
         self._shown: dict[str, tuple[object, ...]] = {}
+        self._cells: dict[
+            str, tuple[tuple[str, ...], str, tuple[str, ...]]
+        ] = {}  # iid -> cells, status, tags
+        self._room: dict[str, int] = {}  # column -> pixels its text has
+        self._widths: dict[tuple[str, bool], int] = {}  # (text, bold) -> pixels: measuring is slow
         self.hidden: set[str] = set()  # columns the pane does not want now
         self.flat = flat
         self.tip = CellTip(self)
@@ -9314,8 +9319,14 @@ class TreeTable:
         spare = max(width - sum(self.widths[column.key] for column in columns), 0)
         extras = [spare * share // sum(shares) for share in shares]
         extras[shares.index(max(shares))] += spare - sum(extras)  # what rounding left over
+        room = dict(self._room)
         for column, extra in zip(columns, extras, strict=True):
             self.tree.column(column.key, width=self.widths[column.key] + extra)
+            room[column.key] = self.widths[column.key] + extra - GUI_CELL_PADDING
+        if room != self._room:
+            self._room = room
+            for iid in self._cells:
+                self._draw(iid)
 
     def show(self, rows: Sequence[TreeRow], parent: str = "") -> None:
         """Make `parent`'s children exactly `rows`, in order."""
@@ -9323,6 +9334,7 @@ class TreeTable:
         keep = set(wanted)
         stale = [iid for iid in self.tree.get_children(parent) if iid not in keep]
         if stale:
+            self._forget(stale)
             self.tree.delete(*stale)
         for row in rows:
             self._put(parent, row)
@@ -9333,23 +9345,65 @@ class TreeTable:
 
     def _put(self, parent: str, row: TreeRow) -> None:
         cells = tuple(column.cell(row.record) for column in self.columns)
-        look = (cells, row.status, row.tags)
+        self._cells[row.iid] = (cells, row.status, row.tags)
         if not self.tree.exists(row.iid):
-            self.tree.insert(
-                parent,
-                "end",
-                iid=row.iid,
-                text=cells[0],
-                values=cells[1:],
-                image=self.looks.dot(row.status),
-                tags=row.tags,
-                open=row.is_open,
-            )
-        elif self._shown.get(row.iid) != look:
-            self.tree.item(
-                row.iid, text=cells[0], values=cells[1:], image=self.looks.dot(row.status), tags=row.tags
-            )
-        self._shown[row.iid] = look
+            self.tree.insert(parent, "end", iid=row.iid, tags=row.tags, open=row.is_open)
+        self._draw(row.iid)
+
+    def _draw(self, iid: str) -> None:
+        """Show an item's cells, each cut to its column's width with "…" when too long."""
+        cells, status, tags = self._cells[iid]
+        shown = self._fitted(iid, cells, "scope" in tags)
+        look = (shown, status, tags)
+        if self._shown.get(iid) != look:
+            image = self.looks.dot(status)
+            self.tree.item(iid, text=shown[0], values=shown[1:], image=image, tags=tags)
+            self._shown[iid] = look
+
+    def _forget(self, iids: Iterable[str]) -> None:
+        """Drop what is kept about deleted items (and their children)."""
+        for iid in iids:
+            self._forget(self.tree.get_children(iid))
+            self._cells.pop(iid, None)
+            self._shown.pop(iid, None)
+
+    def _fitted(self, iid: str, cells: tuple[str, ...], bold: bool) -> tuple[str, ...]:
+        out = []
+        for column, text in zip(self.columns, cells, strict=True):
+            room = self._room.get(column.key, 0)
+            if column.key == "#0":
+                room -= (
+                    GUI_DOT_SIZE
+                    + GUI_DOT_GAP
+                    + (0 if self.flat else (self._depth(iid) + 1) * GUI_TREE_INDENT)
+                )
+            out.append(self._cut(text, room, bold) if room > 0 else text)
+        return tuple(out)
+
+    def _cut(self, text: str, room: int, bold: bool) -> str:
+        """`text`, or its longest start that fits `room` pixels followed by "…"."""
+        if self._measure(text, bold) <= room:
+            return text
+        low, high = 0, len(text)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self._measure(text[:middle].rstrip() + GUI_ELLIPSIS, bold) <= room:
+                low = middle
+            else:
+                high = middle - 1
+        return text[:low].rstrip() + GUI_ELLIPSIS
+
+    def _measure(self, text: str, bold: bool) -> int:
+        key = (text, bold)
+        if key not in self._widths:
+            self._widths[key] = int(self.looks.fonts["bold" if bold else "body"].measure(text))
+        return self._widths[key]
+
+    def whole_text(self, iid: str, key: str) -> str:
+        """A cell's whole text (what the tip shows when the column cut it)."""
+        cells = self._cells[iid][0] if iid in self._cells else ()
+        index = next((n for n, column in enumerate(self.columns) if column.key == key), len(cells))
+        return cells[index] if index < len(cells) else ""
 
     def selected(self) -> str | None:
         chosen = self.tree.selection()
@@ -9379,15 +9433,9 @@ class TreeTable:
         if not iid or not 0 <= index <= len(shown):  # (beside the last column: "#<one more>")
             return ""
         key = shown[index - 1] if index else "#0"
-        if key == "#0":
-            text, offset = str(self.tree.item(iid, "text")), GUI_DOT_SIZE + GUI_DOT_GAP
-            if not self.flat:
-                offset += (self._depth(iid) + 1) * GUI_TREE_INDENT
-        else:
-            text, offset = str(self.tree.set(iid, key)), 0
-        font = self.looks.fonts["bold" if "scope" in self.tree.item(iid, "tags") else "body"]
-        room = int(self.tree.column(key, "width")) - offset - GUI_CELL_PADDING
-        return text if font.measure(text) > room else ""
+        text = self.whole_text(iid, key)
+        drawn = str(self.tree.item(iid, "text")) if key == "#0" else str(self.tree.set(iid, key))
+        return text if drawn != text else ""
 
     def _depth(self, iid: str) -> int:
         depth, parent = 0, self.tree.parent(iid)

@@ -835,6 +835,14 @@ def test_a_clipped_name_shows_whole_while_the_pointer_rests_on_it(
             table.tree.event_generate("<Motion>", x=x + 40, y=y + height // 2)
             gui.app.root.update()
 
+        shown = str(table.tree.item(cs.TASK_IID_PREFIX + clipped["id"], "text"))
+        assert shown.endswith("…") and long_name.startswith(shown[:-1]), shown
+        assert table.tree.item(cs.TASK_IID_PREFIX + short["id"], "text") == "Tag"
+        tasks = gui.app.tasks_pane.table
+        gui.select_in_jobs(job["id"])
+        cell = str(tasks.tree.item(clipped["id"], "text"))
+        assert cell.endswith("…") and long_name.startswith(cell[:-1]), cell
+        assert tasks.clipped_text(clipped["id"], "#0") == long_name
         hover(clipped)
         gui.wait(lambda: table.tip.window is not None, "the tip")
         assert table.tip.window is not None
