@@ -8848,19 +8848,40 @@ UNASSIGNED = Scope(SCOPE_UNASSIGNED)
 # Cells: stored values as people read them in a list.
 
 
-def _gui_time(value: JSON, now: datetime | None = None) -> str:
+def _gui_time(value: JSON, now: datetime | None = None, zone: str | None = None) -> str:
     """A stored timestamp, short, in local time: "14:05" today, "Tue 09:00" within a week,
-    "12 Mar 09:00" this year, else "2024-03-12"."""
+    "12 Mar 09:00" this year, else "2024-03-12". In `zone` (a task's) instead when that
+    zone's clock differs from the machine's then, named by its abbreviation: "Thu 02:00 CET"."""
     if not value:
         return "—"
-    moment = parse_time(str(value), "time").astimezone()
-    today = (now or utcnow()).astimezone()
+    moment, named = _in_zone(parse_time(str(value), "time"), zone)
+    today = (now or utcnow()).astimezone(moment.tzinfo)
     offset = abs((moment.date() - today.date()).days)
     if offset == 0:
-        return f"{moment:%H:%M}"
-    if offset < DAYS_PER_WEEK:
-        return f"{moment:%a %H:%M}"
-    return f"{moment:%d %b %H:%M}" if moment.year == today.year else f"{moment:%Y-%m-%d}"
+        text = f"{moment:%H:%M}"
+    elif offset < DAYS_PER_WEEK:
+        text = f"{moment:%a %H:%M}"
+    else:
+        text = f"{moment:%d %b %H:%M}" if moment.year == today.year else f"{moment:%Y-%m-%d}"
+    return f"{text} {moment:%Z}" if named else text
+
+
+def _in_zone(moment: datetime, zone: str | None) -> tuple[datetime, bool]:
+    """`moment` on the clock of `zone` (None, unknown: the machine's), and whether that
+    clock shows another time than the machine's (then the zone must be named)."""
+    local = moment.astimezone()
+    there = _zone_or_none(zone) if zone else None
+    if there is None:
+        return local, False
+    moment = moment.astimezone(there)
+    return moment, moment.utcoffset() != local.utcoffset()
+
+
+def task_zone(task: JSONDict) -> str | None:
+    """The zone a task's schedule counts in (None: the machine's)."""
+    schedule = task.get("schedule")
+    zone = schedule.get("timezone") if isinstance(schedule, dict) else None
+    return zone if isinstance(zone, str) and zone else None
 
 
 def _gui_duration(seconds: JSON) -> str:
@@ -8892,7 +8913,7 @@ def _task_status(task: JSONDict) -> str:
 def _next_run_cell(task: JSONDict) -> str:
     if not task.get("enabled", True):
         return "disabled"
-    return _gui_time(task.get("next_run_at")) if task.get("next_run_at") else "—"
+    return _gui_time(task.get("next_run_at"), zone=task_zone(task)) if task.get("next_run_at") else "—"
 
 
 def _compact_duration(seconds: int) -> str:
@@ -10933,9 +10954,13 @@ class EditorPane:
             self.preview_text.configure(text="Fix the schedule to see its next runs.")
             self.preview_times.configure(text="")
             return
-        times = [parse_time(moment, "time").astimezone() for moment in preview["times"]]
-        self.preview_text.configure(text=str(preview["description"]))
-        listed = "\n".join(f"{moment:%a %Y-%m-%d %H:%M}" for moment in times)
+        zone = schedule.get("timezone") or None
+        times = [_in_zone(parse_time(moment, "time"), zone) for moment in preview["times"]]
+        named = any(differs for _, differs in times)
+        where = f" Times in {zone}, not this computer's {local_zone_name()}." if named else ""
+        self.preview_text.configure(text=str(preview["description"]) + where)
+        shown = "%a %Y-%m-%d %H:%M %Z" if named else "%a %Y-%m-%d %H:%M"
+        listed = "\n".join(moment.strftime(shown) for moment, _ in times)
         self.preview_times.configure(text=listed or "No timed runs.")
 
     def _as_scheduled(self, schedule: JSONDict) -> JSONDict:
@@ -11317,7 +11342,7 @@ def _next_due_text(tasks: Iterable[JSONDict]) -> str:
     if not due:
         return "Next: nothing scheduled"
     task = min(due, key=lambda item: parse_time(item["next_run_at"], "next_run_at"))
-    return f"Next: {task['name']} · {_gui_time(task['next_run_at'])}"
+    return f"Next: {task['name']} · {_gui_time(task['next_run_at'], zone=task_zone(task))}"
 
 
 def _counts_text(jobs: int, tasks: Iterable[JSONDict]) -> str:

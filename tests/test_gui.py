@@ -1115,3 +1115,35 @@ def test_without_a_display_it_says_to_use_serve_or_cli(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "serve" in result.stderr and "cli" in result.stderr
+
+
+# Time zones ---------------------------------------------------------------------------------
+
+
+def test_times_show_in_the_tasks_zone_named_when_it_differs(
+    home: Path, service: cs.Service, display: str
+) -> None:
+    """TZ=UTC here: a task at 02:00 Amsterdam time shows 02:00 CET/CEST, not 01:00 or 00:00."""
+    schedule = {"type": "cron", "expression": "0 2 * * *", "timezone": "Europe/Amsterdam"}
+    amsterdam = make_task(service, "Amsterdam", schedule=schedule)
+    utc = make_task(service, "Here", schedule={"type": "cron", "expression": "0 3 * * *", "timezone": "UTC"})
+    plain = make_task(service, "Plain", schedule={"type": "cron", "expression": "0 4 * * *"})
+    with open_gui(home) as gui:
+        cells = gui.app.tasks_pane.table
+        zoned = str(cells.whole_text(amsterdam["id"], "next"))
+        assert zoned.endswith((" CET", " CEST")) and "02:00" in zoned, zoned
+        assert "03:00" in cells.whole_text(utc["id"], "next")
+        assert not cells.whole_text(utc["id"], "next").endswith(("UTC", "CET", "CEST"))
+        assert cells.whole_text(plain["id"], "next").endswith("04:00")
+        status = str(gui.app.status_bar.labels["next"].cget("text"))
+        assert status.startswith("Next: Amsterdam · ") and status.endswith(zoned), status
+        gui.select_task(amsterdam["id"])
+        editor = gui.app.editor
+        gui.wait(lambda: editor.preview_times.cget("text"), "the preview")
+        lines = str(editor.preview_times.cget("text")).splitlines()
+        assert len(lines) == cs.GUI_PREVIEW_COUNT
+        assert all(line.endswith(("02:00 CET", "02:00 CEST")) for line in lines), lines
+        assert "Times in Europe/Amsterdam, not this computer's UTC." in str(editor.preview_text.cget("text"))
+        gui.select_task(plain["id"])
+        gui.wait(lambda: str(editor.preview_times.cget("text")).endswith("04:00"), "the plain preview")
+        assert "Times in" not in str(editor.preview_text.cget("text"))
