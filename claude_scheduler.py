@@ -1876,6 +1876,36 @@ def job_progress(statuses: Iterable[RunStatus | None]) -> JSONDict:
     return {"total": total, **counts, "done": done, "percent": percent, "text": f"{done}/{total}"}
 
 
+def job_run_view(
+    job_run_id: str, entry: JSONDict, steps: list[tuple[str, str, RunStatus | None]]
+) -> JSONDict:
+    """One run of a whole job for people: `steps` are its tasks in order as (id, name, the
+    status of the task's run in this job run, None: not started). Counts done, failed and
+    skipped (not run because the job run ended first), the step running now, the task that
+    failed, and the names of those not run."""
+    status = str(entry.get("status") or "running")
+    finished = status != "running"
+    shown = []
+    for task_id, name, step in steps:
+        state = step.value if step else ("not run" if finished else "waiting")
+        shown.append({"task_id": task_id, "name": name, "status": state})
+    failed = [step for step in shown if step["status"] in ("failed", "timeout", "interrupted", "cancelled")]
+    return {
+        "job_run_id": job_run_id,
+        "job_id": entry.get("job_id"),
+        "status": status,
+        "started_at": entry.get("started_at"),
+        "steps": shown,
+        "done": sum(step["status"] == "success" for step in shown),
+        "failed": len(failed),
+        "skipped": sum(step["status"] == "not run" for step in shown),
+        "current": next((step["name"] for step in shown if step["status"] in ("queued", "running")), None),
+        "position": min(int(entry.get("position") or 0) + 1, len(shown)),
+        "failed_task": failed[0]["name"] if failed else None,
+        "not_run": [step["name"] for step in shown if step["status"] == "not run"],
+    }
+
+
 def derive_job_status(statuses: Iterable[RunStatus | None]) -> JobStatus:
     buckets = {progress_bucket(status) for status in statuses}
     if "running" in buckets:
@@ -5250,6 +5280,28 @@ class Service:
         if not tasks:
             raise Conflict("the job has no enabled tasks to run")
         return tasks
+
+    def job_run_views(self) -> dict[str, JSONDict]:
+        """Each job's latest run as a whole (see job_run_view), by job id."""
+        with self.store.locked():
+            latest: dict[str, tuple[str, JSONDict]] = {}
+            for job_run_id, entry in self.store.job_runs().items():
+                job_id = str(entry.get("job_id"))
+                if job_id not in latest or str(entry.get("started_at")) >= str(
+                    latest[job_id][1].get("started_at")
+                ):
+                    latest[job_id] = (job_run_id, entry)
+            names = {task.id: task.name for task in self.store.task_list()}
+            return {job_id: self._job_run_view(*latest[job_id], names) for job_id in latest}
+
+    def _job_run_view(self, job_run_id: str, entry: JSONDict, names: dict[str, str]) -> JSONDict:
+        steps: list[tuple[str, str, RunStatus | None]] = []
+        for task_id in entry.get("task_ids") or []:
+            runs = self.store.runs_of(task_id) if task_id in names else []
+            mine = [run for run in runs if run.job_run_id == job_run_id]
+            newest = max(mine, key=lambda run: run.created_at, default=None)  # its last retry
+            steps.append((task_id, names.get(task_id, "(deleted task)"), newest.status if newest else None))
+        return job_run_view(job_run_id, entry, steps)
 
     def stop_job(self, job_id: str) -> JSONDict:
         """Stop a job's running job runs and their current runs (and any active run of its tasks)."""
@@ -8757,6 +8809,7 @@ GUI_STATUS_COLOURS = {
     "scope": "#57606a",
 }
 GUI_FAILED_KEYS = ("failed", "timeout", "interrupted")
+GUI_LEVEL_STYLES = {"error": "Error.TLabel", "warning": "Warning.TLabel"}  # a note's level -> style
 GUI_MENU_COLOURS = {  # X11 menu option -> GUI_PALETTE role
     "background": "window",
     "foreground": "text",
@@ -9608,6 +9661,7 @@ class Looks:
         style.configure("Muted.TLabel", foreground=colour["muted"])
         style.configure("Note.TLabel", foreground=colour["muted"], font=self.fonts["small"])
         style.configure("Error.TLabel", foreground=colour["error"], font=self.fonts["small"])
+        style.configure("Warning.TLabel", foreground=colour["warning"], font=self.fonts["small"])
         style.configure("Status.TFrame", background=colour["heading"])
         style.configure("Status.TLabel", background=colour["heading"], foreground=colour["text"])
         style.configure("StatusError.TLabel", background=colour["heading"], foreground=colour["error"])
@@ -9732,6 +9786,7 @@ class Snapshot:
     engine: JSONDict
     jobs: list[JSONDict] | None = None
     tasks: list[JSONDict] | None = None
+    job_runs: dict[str, JSONDict] | None = None  # each job's latest run as a whole (job_run_view)
     error: str | None = None
 
 
@@ -9760,6 +9815,7 @@ class StoreReader:
             if force or self._changed():
                 snap.jobs = self.service.list_jobs()
                 snap.tasks = self.service.list_tasks()
+                snap.job_runs = self.service.job_run_views()
         except SchedulerError as error:
             self._signature = None  # read everything again next time
             return Snapshot(engine={}, error=str(error))
@@ -10081,9 +10137,12 @@ def _enable(buttons: Mapping[str, ttk.Button], **states: bool) -> None:
 
 class JobsPane:
     """The Jobs tree: "All tasks", each job (progress, status dot) with its tasks as
-    children, and "(Unassigned)" with the tasks that have no job. Job actions."""
+    children, and "(Unassigned)" with the tasks that have no job. Job actions, and what
+    the chosen job's latest run as a whole did."""
 
     def __init__(self, app: App, parent: tk.Misc, looks: Looks) -> None:
+        from tkinter import ttk
+
         self.app = app
         self.frame, self.subtitle = _pane_frame(parent, "Jobs", looks)
         self.buttons = _toolbar(
@@ -10102,6 +10161,12 @@ class JobsPane:
         self.table.on_select(self._on_select)
         self.table.tree.bind("<Double-1>", lambda event: self._on_double_click())
         self.table.tree.bind("<Delete>", lambda event: app.delete_from_jobs())
+        # What the chosen job's latest run as a whole did (empty: never run as a whole).
+        self.job_run = _autowrap(ttk.Label(self.frame, style="Muted.TLabel", justify="left"))
+        self.job_run.grid(row=3, column=0, sticky="ew", pady=(4, 0))
+
+    def show_job_run(self, text: str, level: str) -> None:
+        self.job_run.configure(text=text, style=GUI_LEVEL_STYLES.get(level, "Muted.TLabel"))
 
     def show(self, jobs: list[JSONDict], tasks: list[JSONDict]) -> None:
         by_job: dict[str | None, list[JSONDict]] = {}
@@ -10403,7 +10468,9 @@ class StatusBar:
         from tkinter import ttk
 
         self.frame = ttk.Frame(parent, style="Status.TFrame", padding=(10, 4))
-        self.labels = {key: ttk.Label(self.frame, style="Status.TLabel") for key in ("engine", "api", "next")}
+        self.labels = {
+            key: ttk.Label(self.frame, style="Status.TLabel") for key in ("engine", "api", "next", "job")
+        }
         for label in self.labels.values():
             label.pack(side="left", padx=(0, 18))
         self.labels["counts"] = ttk.Label(self.frame, style="Status.TLabel")
@@ -11561,6 +11628,56 @@ GUI_COLUMN_PANES = (("jobs",), ("tasks", "runs"), ("editor", "log"))  # each col
 GUI_SETTLE_POLL_SECONDS = 0.005
 
 
+def job_run_text(job_name: str, view: JSONDict) -> tuple[str, str]:
+    """A job run (job_run_view) in one line, and its level ("", "warning" or "error")."""
+    done, failed, total = view["done"], view["failed"], len(view["steps"])
+    not_run = f"; not run: {', '.join(view['not_run'])}" if view["not_run"] else ""
+    status = view["status"]
+    if status == "running":
+        step = f"{view['current']} ({view['position']} of {total})" if view["current"] else "starting"
+        return f"Running “{job_name}”: {step} · {done} done · {failed} failed", ""
+    if status == "failed":
+        return f"“{job_name}” stopped: “{view['failed_task']}” failed{not_run}", "error"
+    if status == "stopped":
+        return f"“{job_name}” stopped by request after {done} of {total} done{not_run}", "warning"
+    return f"“{job_name}” ran: {done} of {total} done · {failed} failed", "warning" if failed else ""
+
+
+class JobRunFeedback:
+    """Says what runs of whole jobs do: the chosen job's latest one under the Jobs tree;
+    in the status bar, those running and one that stopped at a failure while this window
+    watched it run."""
+
+    def __init__(self, jobs_pane: JobsPane, status_bar: StatusBar) -> None:
+        self.jobs_pane, self.status_bar = jobs_pane, status_bar
+        self.views: dict[str, JSONDict] = {}  # job id -> its latest job run
+        self._watched: set[str] = set()  # job runs seen running here
+
+    def update(self, views: dict[str, JSONDict], jobs: Mapping[str, JSONDict], scope: Scope) -> None:
+        self.views = views
+        self._watched |= {view["job_run_id"] for view in views.values() if view["status"] == "running"}
+        self.show(jobs, scope)
+
+    def show(self, jobs: Mapping[str, JSONDict], scope: Scope) -> None:
+        view = self.views.get(str(scope.ident)) if scope.kind == SCOPE_JOB else None
+        name = str(jobs.get(str(scope.ident), {}).get("name", ""))
+        self.jobs_pane.show_job_run(*(job_run_text(name, view) if view else ("", "")))
+        watched = [
+            (job_id, view)
+            for job_id, view in self.views.items()
+            if job_id in jobs and view["job_run_id"] in self._watched
+        ]
+        running = [item for item in watched if item[1]["status"] == "running"]
+        shown = running or [item for item in watched if item[1]["status"] == "failed"]
+        if not shown:
+            self.status_bar.show("job", "")
+            return
+        job_id, view = shown[0]
+        text, level = job_run_text(str(jobs[job_id]["name"]), view)
+        more = f" (+{len(running) - 1} more)" if len(running) > 1 else ""
+        self.status_bar.show("job", text + more, level)
+
+
 @dataclass
 class LogTail:
     """How far the Logs pane has read the shown run's log."""
@@ -11661,6 +11778,7 @@ class App:
         self.runs_pane = RunsPane(self, self.layout.middle, self.looks)
         self.editor = EditorPane(self, self.layout.right, self.looks)
         self.logs_pane = LogsPane(self, self.layout.right, self.looks)
+        self.job_run_feedback = JobRunFeedback(self.jobs_pane, self.status_bar)
         panes = (self.jobs_pane, self.tasks_pane, self.runs_pane, self.editor, self.logs_pane)
         self.layout.fill(dict(zip(GUI_PANE_MIN_CHARS, (pane.frame for pane in panes), strict=True)))
         self._build_menu()
@@ -11963,6 +12081,7 @@ class App:
             self._drop_vanished()
             self.jobs_pane.show(snap.jobs, snap.tasks)
             self.jobs_pane.select(self.choice)
+            self.job_run_feedback.update(snap.job_runs or {}, self.jobs, self.scope)
             self.editor.set_jobs(snap.jobs)
             self._sync_editor()
             self._show_tasks()
@@ -12163,6 +12282,7 @@ class App:
         self.choice, self.scope = choice, scope
         self._open_task(task_id)
         self.jobs_pane.select(choice)
+        self.job_run_feedback.show(self.jobs, scope)
         self._show_tasks()
         self._load_runs()
         self._update_actions()

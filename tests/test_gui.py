@@ -1147,3 +1147,49 @@ def test_times_show_in_the_tasks_zone_named_when_it_differs(
         gui.select_task(plain["id"])
         gui.wait(lambda: str(editor.preview_times.cget("text")).endswith("04:00"), "the plain preview")
         assert "Times in" not in str(editor.preview_text.cget("text"))
+
+
+# Runs of whole jobs -----------------------------------------------------------------------
+
+
+def test_a_job_run_that_stops_at_a_failure_says_which_task_failed_and_which_did_not_run(
+    record: Any, gui: Gui, service: cs.Service
+) -> None:
+    job = service.create_job({"name": "Nightly"})
+    for name, prompt in (("One", "ok"), ("Two", "[exit=3] break"), ("Three", "never"), ("Four", "never")):
+        service.create_task({"name": name, "prompt": prompt, "job_id": job["id"]})
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    gui.app.run_job()
+    label, bar = gui.app.jobs_pane.job_run, gui.app.status_bar.labels["job"]
+    wanted = "“Nightly” stopped: “Two” failed; not run: Three, Four"
+    gui.wait(lambda: str(label.cget("text")) == wanted, "the failure under the Jobs tree")
+    assert str(label.cget("style")) == "Error.TLabel"
+    assert str(bar.cget("text")) == wanted and str(bar.cget("style")) == "StatusError.TLabel"
+    assert record.prompts() == ["ok", "[exit=3] break"]
+    gui.select_in_jobs(cs.SCOPE_ALL)
+    assert str(label.cget("text")) == "", "another scope shows another job's run"
+    assert str(bar.cget("text")) == wanted, "the status bar keeps saying it"
+
+
+def test_a_running_job_shows_its_progress_and_can_be_stopped(
+    record: Any, gui: Gui, service: cs.Service
+) -> None:
+    job = service.create_job({"name": "Long"})
+    for name, prompt in (("First", "fine"), ("Slow", "[hang] wait"), ("Last", "never")):
+        service.create_task({"name": name, "prompt": prompt, "job_id": job["id"]})
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    gui.app.run_job()
+    label, bar = gui.app.jobs_pane.job_run, gui.app.status_bar.labels["job"]
+    running = "Running “Long”: Slow (2 of 3) · 1 done · 0 failed"
+    gui.wait(lambda: str(label.cget("text")) == running, "the progress under the Jobs tree")
+    gui.wait(lambda: len(record.prompts()) == 2, "the second session to read its prompt")
+    gui.wait(lambda: str(bar.cget("text")) == running, "the progress in the status bar")
+    gui.app.jobs_pane.buttons["stop"].invoke()
+    stopped = "“Long” stopped by request after 1 of 3 done; not run: Last"
+    gui.wait(lambda: str(label.cget("text")) == stopped, "the stop under the Jobs tree")
+    gui.wait(lambda: str(bar.cget("text")) == "", "the status bar to let go of it")
+    assert record.prompts() == ["fine", "[hang] wait"]
