@@ -8992,6 +8992,38 @@ def _compact_count(count: int) -> str:
     return str(count)
 
 
+# The Runs list's filters: label -> what it keeps.
+RUN_STATUS_FILTERS: dict[str, tuple[str, ...]] = {
+    "Any status": (),
+    "Succeeded": ("success",),
+    "Failed": GUI_FAILED_KEYS,
+    "Active": ("queued", "running"),
+    "Not run": ("cancelled", "skipped", "missed", "deferred"),
+}
+RUN_TRIGGER_FILTERS: dict[str, str] = {
+    "Any trigger": "",
+    **{trigger.value.replace("_", " "): trigger.value for trigger in Trigger},
+}
+RUN_AGE_FILTERS: dict[str, int | None] = {
+    "Any time": None,
+    "Today": 0,
+    "7 days": 6,
+    "30 days": 29,
+}  # days before today
+
+
+def run_matches(run: JSONDict, status: str, trigger: str, age: str, now: datetime) -> bool:
+    """Whether a run passes the Runs list's filters (labels of the RUN_*_FILTERS)."""
+    statuses, wanted_trigger = RUN_STATUS_FILTERS.get(status, ()), RUN_TRIGGER_FILTERS.get(trigger, "")
+    if (statuses and run["status"] not in statuses) or (wanted_trigger and run["trigger"] != wanted_trigger):
+        return False
+    days = RUN_AGE_FILTERS.get(age)
+    if days is None:
+        return True
+    when = parse_time(run.get("started_at") or run["created_at"], "started_at").astimezone()
+    return (now.astimezone().date() - when.date()).days <= days
+
+
 def _totals_line(totals: JSONDict) -> str:
     """Cost today, in 7 and in 30 days, and the 30 days' runs and tokens, on one line."""
     costs = " · ".join(
@@ -9276,7 +9308,7 @@ TASK_LIST_COLUMNS = (
         stretch=1,
         keep=6,
     ),
-    GuiColumn("next", "Next run", "30 Sep 09:00", _next_run_cell, keep=5),
+    GuiColumn("next", "Next run", "30 Sep 09:00 CEST", _next_run_cell, keep=5),
     GuiColumn("last", "Last", "cancelled", lambda task: str(task.get("last_run_status") or "never"), keep=4),
     GuiColumn(
         "enabled", "On", "On", lambda task: "✓" if task.get("enabled", True) else "–", "center", keep=3
@@ -10304,6 +10336,7 @@ class RunsPane:
 
         self.app = app
         self.frame, self.subtitle = _pane_frame(parent, "Runs", looks)
+        self.filters: dict[str, ttk.Combobox] = {}
         self.buttons = _toolbar(
             self.frame,
             (
@@ -10311,6 +10344,7 @@ class RunsPane:
                 ("rerun", "↻ Re-run", app.rerun),
                 ("delete", "Delete", app.delete_run),
             ),
+            self._build_filters,
         )
         self.table = TreeTable(self.frame, RUN_LIST_COLUMNS, looks)
         self.table.frame.grid(row=2, column=0, sticky="nsew")
@@ -10318,6 +10352,23 @@ class RunsPane:
         self.table.tree.bind("<Delete>", lambda event: app.delete_run())
         self.totals = _autowrap(ttk.Label(self.frame, style="Muted.TLabel", justify="left"))
         self.totals.grid(row=3, column=0, sticky="ew", pady=(6, 0))
+
+    def _build_filters(self, bar: ttk.Frame) -> None:
+        from tkinter import ttk
+
+        for key, labels in (
+            ("status", RUN_STATUS_FILTERS),
+            ("trigger", RUN_TRIGGER_FILTERS),
+            ("age", RUN_AGE_FILTERS),
+        ):
+            names = list(labels)
+            width = max(len(name) for name in names) + 1
+            combo = self.filters[key] = ttk.Combobox(bar, values=names, state="readonly", width=width)
+            combo.set(names[0])
+            combo.bind("<<ComboboxSelected>>", lambda event: self.app.refilter_runs())
+
+    def filter_values(self) -> tuple[str, str, str]:
+        return self.filters["status"].get(), self.filters["trigger"].get(), self.filters["age"].get()
 
     def show_totals(self, totals: JSONDict | None) -> None:
         """What the listed runs cost and used (see usage_totals); None: nothing to say."""
@@ -10329,6 +10380,8 @@ class RunsPane:
         if hidden != self.table.hidden:
             self.table.hidden = hidden
             self.table.fit_columns()
+        now = utcnow()
+        kept = [run for run in runs if run_matches(run, *self.filter_values(), now)]
         rows = [
             TreeRow(
                 run["id"],
@@ -10336,11 +10389,12 @@ class RunsPane:
                 str(run["status"]),
                 tags=("failed",) if run["status"] in GUI_FAILED_KEYS else (),
             )
-            for run in runs
+            for run in kept
         ]
         self.table.show(rows)
         self.table.select(selected)
-        self.subtitle.set(f"{title} · {_plural(len(runs), 'run')}")
+        shown = "" if len(kept) == len(runs) else f" ({len(kept)} shown)"
+        self.subtitle.set(f"{title} · {_plural(len(runs), 'run')}{shown}")
 
     def set_actions(self, run: JSONDict | None) -> None:
         active = run is not None and run["status"] in ACTIVE_STATUSES
@@ -12192,6 +12246,10 @@ class App:
         run = self._run(self.run_id)
         if run:
             self.logs_pane.set_title(self._run_title(run))
+
+    def refilter_runs(self) -> None:
+        """The Runs list's filters changed: list again what they keep."""
+        self._show_runs()
 
     def _run(self, run_id: str | None) -> JSONDict | None:
         return next((run for run in self.runs if run["id"] == run_id), None)

@@ -1193,3 +1193,53 @@ def test_a_running_job_shows_its_progress_and_can_be_stopped(
     gui.wait(lambda: str(label.cget("text")) == stopped, "the stop under the Jobs tree")
     gui.wait(lambda: str(bar.cget("text")) == "", "the status bar to let go of it")
     assert record.prompts() == ["fine", "[hang] wait"]
+
+
+# The Runs list's filters ------------------------------------------------------------------
+
+
+def test_the_runs_list_filters_by_status_trigger_and_age(
+    home: Path, service: cs.Service, display: str
+) -> None:
+    task = make_task(service, "Filtered")
+    store, now = cs.Store(home), cs.utcnow()
+    made = {}
+    for name, status, trigger, days in (
+        ("ok-now", cs.RunStatus.SUCCESS, cs.Trigger.SCHEDULE, 0),
+        ("bad-now", cs.RunStatus.TIMEOUT, cs.Trigger.MANUAL, 0),
+        ("ok-old", cs.RunStatus.SUCCESS, cs.Trigger.MANUAL, 10),
+        ("bad-week", cs.RunStatus.FAILED, cs.Trigger.SCHEDULE, 3),
+    ):
+        started = now - timedelta(days=days)
+        run = cs.Run(
+            cs.new_id(), task["id"], status=status, trigger=trigger, started_at=started, finished_at=started
+        )
+        store.save_run(run)
+        made[run.id] = name
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        pane = gui.app.runs_pane
+
+        def listed() -> list[str]:
+            return sorted(made[iid] for iid in pane.table.tree.get_children())
+
+        def choose(key: str, label: str) -> None:
+            pane.filters[key].set(label)
+            pane.filters[key].event_generate("<<ComboboxSelected>>")
+            gui.settle()
+
+        assert listed() == ["bad-now", "bad-week", "ok-now", "ok-old"]
+        choose("status", "Failed")
+        assert listed() == ["bad-now", "bad-week"]
+        assert pane.subtitle.text == "Filtered · 4 runs (2 shown)"
+        choose("trigger", "schedule")
+        assert listed() == ["bad-week"]
+        choose("age", "Today")
+        assert listed() == []
+        choose("status", "Any status")
+        choose("trigger", "Any trigger")
+        assert listed() == ["bad-now", "ok-now"]
+        choose("age", "7 days")
+        assert listed() == ["bad-now", "bad-week", "ok-now"]
+        choose("age", "Any time")
+        assert pane.subtitle.text == "Filtered · 4 runs"
