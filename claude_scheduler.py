@@ -8829,6 +8829,8 @@ GUI_PALETTE = {
     "error": "#cf222e",
     "error_bg": "#ffebe9",
     "warning": "#9a6700",
+    "hit": "#fff1a8",  # a search hit in the log
+    "hit_current": "#f5c04a",
 }
 # Log tags (render_log_line's, plus summary_failed) -> Text tag options; "font" names a font role.
 GUI_LOG_STYLES: dict[str, dict[str, str | int]] = {
@@ -10438,6 +10440,7 @@ class LogsPane:
                 tag, {**rest, **({"font": looks.fonts[str(font_role)]} if font_role else {})}
             )
         self.text.tag_configure("placeholder", foreground=GUI_PALETTE["muted"], font=looks.fonts["italic"])
+        self.search = LogSearch(self.frame, self.text)
         self._lines: list[str] = []
         self._tail = ""
         self._placeholder = True
@@ -10460,6 +10463,7 @@ class LogsPane:
             self.text.insert("end", message, "placeholder")
 
         self._edit(replace)
+        self.search.find(keep_place=True)
 
     def append(self, data: str, *, final: bool = False) -> None:
         """Add log text (whole lines; with `final` a last line without its newline too)."""
@@ -10497,6 +10501,7 @@ class LogsPane:
         self._edit(insert)
         if at_end or clear:
             self.text.see("end")
+        self.search.find(keep_place=True)
 
     def _render(self, line: str) -> list[Segment]:
         if self.raw.get():
@@ -10513,6 +10518,101 @@ class LogsPane:
             change()
         finally:
             self.text.configure(state="disabled")
+
+
+class LogSearch:
+    """Find in the log (Ctrl+F in it): a bar under the log with the words to find; every
+    hit highlighted, the current one stronger and in view; Enter or ▼ goes to the next,
+    Shift+Enter or ▲ to the previous, Escape closes the bar. Case does not matter."""
+
+    def __init__(self, frame: ttk.Frame, text: tk.Text) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.text = text
+        self.bar = ttk.Frame(frame)
+        self.bar.columnconfigure(1, weight=1)
+        self.words = tk.StringVar(master=frame)
+        ttk.Label(self.bar, text="Find").grid(row=0, column=0, padx=(0, 6))
+        self.entry = ttk.Entry(self.bar, textvariable=self.words)
+        self.entry.grid(row=0, column=1, sticky="ew")
+        self.count = ttk.Label(self.bar, style="Muted.TLabel")
+        self.count.grid(row=0, column=2, padx=6)
+        for column, (label, step) in enumerate((("▲", -1), ("▼", 1)), start=3):
+            ttk.Button(
+                self.bar, text=label, style="Tool.TButton", command=functools.partial(self.go, step)
+            ).grid(row=0, column=column, padx=(0, GUI_TOOL_GAP))
+        ttk.Button(self.bar, text="✕", style="Tool.TButton", command=self.close).grid(row=0, column=5)
+        self.hits: list[str] = []  # start index of each hit, in order
+        self.current = -1
+        self.words.trace_add("write", lambda *_: self.find())
+        text.tag_configure("search_hit", background=GUI_PALETTE["hit"])
+        text.tag_configure("search_current", background=GUI_PALETTE["hit_current"])
+        text.tag_raise("search_current", "search_hit")
+        text.bind("<Control-f>", lambda event: self.open())
+        self.entry.bind("<Control-f>", lambda event: "break")  # not the Tasks filter
+        self.entry.bind("<Return>", lambda event: self.go(1))
+        self.entry.bind("<Shift-Return>", lambda event: self.go(-1))
+        self.entry.bind("<KP_Enter>", lambda event: self.go(1))
+        self.entry.bind("<Escape>", lambda event: self.close())
+
+    @property
+    def is_open(self) -> bool:
+        return bool(self.bar.winfo_manager())
+
+    def open(self) -> str:
+        self.bar.grid(row=3, column=0, sticky="ew", pady=(6, 0))
+        self.entry.focus_set()
+        self.entry.select_range(0, "end")
+        self.find()
+        return "break"
+
+    def close(self) -> str:
+        self.bar.grid_remove()
+        self._clear()
+        self.count.configure(text="")
+        self.text.focus_set()
+        return "break"
+
+    def _clear(self) -> None:
+        self.text.tag_remove("search_hit", "1.0", "end")
+        self.text.tag_remove("search_current", "1.0", "end")
+        self.hits, self.current = [], -1
+
+    def find(self, *, keep_place: bool = False) -> None:
+        """Highlight every hit (again: the log changed, or the words did)."""
+        if not self.is_open:
+            return
+        place = self.hits[self.current] if keep_place and self.hits else None
+        self._clear()
+        words = self.words.get()
+        if not words:
+            self.count.configure(text="")
+            return
+        length, start = len(words), "1.0"
+        while found := self.text.search(words, start, stopindex="end", nocase=True):
+            end = f"{found}+{length}c"
+            self.text.tag_add("search_hit", found, end)
+            self.hits.append(found)
+            start = end
+        self.current = self.hits.index(place) if place in self.hits else (0 if self.hits else -1)
+        self._show_current()
+
+    def go(self, step: int) -> str:
+        if self.hits:
+            self.current = (self.current + step) % len(self.hits)
+            self._show_current()
+        return "break"
+
+    def _show_current(self) -> None:
+        self.text.tag_remove("search_current", "1.0", "end")
+        if not self.hits:
+            self.count.configure(text="no hits")
+            return
+        found = self.hits[self.current]
+        self.text.tag_add("search_current", found, f"{found}+{len(self.words.get())}c")
+        self.text.see(found)
+        self.count.configure(text=f"{self.current + 1} of {len(self.hits)}")
 
 
 class StatusBar:
@@ -11674,7 +11774,7 @@ GUI_SHORTCUTS = (
     ("Ctrl+S", "save the task in the editor"),
     ("F5", "run the selected task (in the Jobs tree: the job)"),
     ("Delete", "delete what is selected in the focused list"),
-    ("Ctrl+F", "filter the tasks"),
+    ("Ctrl+F", "filter the tasks (in the log: find in the log)"),
     ("Ctrl+R", "read everything again"),
     ("Ctrl+Q", "quit"),
 )

@@ -1243,3 +1243,45 @@ def test_the_runs_list_filters_by_status_trigger_and_age(
         assert listed() == ["bad-now", "bad-week", "ok-now"]
         choose("age", "Any time")
         assert pane.subtitle.text == "Filtered · 4 runs"
+
+
+# Finding in the log -------------------------------------------------------------------------
+
+
+def test_ctrl_f_in_the_log_finds_highlights_and_steps_through_hits(
+    home: Path, service: cs.Service, display: str
+) -> None:
+    task = make_task(service, "Searched")
+    run = add_run(cs.Store(home), task["id"])
+    lines = [
+        {"type": "assistant", "message": {"content": [{"type": "text", "text": f"Alpha beta {n} alpha"}]}}
+        for n in range(3)
+    ]
+    cs.Store(home).log_path(run.id).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        logs = gui.app.logs_pane
+        gui.wait(lambda: "Alpha beta 2" in gui.log_text(), "the log")
+        search = logs.search
+        gui.press(logs.text, "<Control-f>")
+        assert search.is_open and gui.app.root.focus_get() == search.entry
+        assert gui.app.root.focus_get() != gui.app.tasks_pane.filter_entry, "Ctrl+F went to the Tasks filter"
+        gui.type_into(search.entry, "ALPHA")
+        hits = logs.text.tag_ranges("search_hit")
+        assert len(hits) == 2 * 6
+        assert all(
+            str(logs.text.get(hits[n], hits[n + 1])).lower() == "alpha" for n in range(0, len(hits), 2)
+        )
+        assert str(search.count.cget("text")) == "1 of 6"
+        current = logs.text.tag_ranges("search_current")
+        assert [str(index) for index in current] == [str(hits[0]), str(hits[1])]
+        gui.press(search.entry, "<Return>")
+        assert str(search.count.cget("text")) == "2 of 6"
+        assert str(logs.text.tag_ranges("search_current")[0]) == str(hits[2])
+        gui.press(search.entry, "<Shift-Return>")
+        gui.press(search.entry, "<Shift-Return>")
+        assert str(search.count.cget("text")) == "6 of 6"
+        gui.type_into(search.entry, "nowhere")
+        assert str(search.count.cget("text")) == "no hits" and logs.text.tag_ranges("search_hit") == ()
+        gui.press(search.entry, "<Escape>")
+        assert not search.is_open and gui.app.root.focus_get() == logs.text
