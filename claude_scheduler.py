@@ -10618,15 +10618,18 @@ class LogSearch:
 class StatusBar:
     """Engine state, API address, the next due run and counts, along the window's bottom."""
 
-    def __init__(self, parent: tk.Misc) -> None:
+    def __init__(self, parent: tk.Misc, pause_or_resume: Callable[[], None]) -> None:
         from tkinter import ttk
 
         self.frame = ttk.Frame(parent, style="Status.TFrame", padding=(10, 4))
         self.labels = {
             key: ttk.Label(self.frame, style="Status.TLabel") for key in ("engine", "api", "next", "job")
         }
-        for label in self.labels.values():
-            label.pack(side="left", padx=(0, 18))
+        for key, label in self.labels.items():
+            label.pack(side="left", padx=(0, 6 if key == "engine" else 18))
+            if key == "engine":  # pause or resume the engine right by what it says
+                self.engine_button = ttk.Button(self.frame, style="Tool.TButton", command=pause_or_resume)
+                self.engine_button.pack(side="left", padx=(0, 18))
         self.labels["counts"] = ttk.Label(self.frame, style="Status.TLabel")
         self.labels["counts"].pack(side="right", padx=(18, 0))
         self.labels["error"] = ttk.Label(self.frame, style="StatusError.TLabel")
@@ -10635,6 +10638,9 @@ class StatusBar:
     def show(self, key: str, text: str, level: str = "") -> None:
         style = {"error": "StatusError.TLabel", "warning": "StatusWarning.TLabel"}.get(level, "Status.TLabel")
         self.labels[key].configure(text=text, style=style)
+
+    def show_engine_action(self, is_held: bool) -> None:
+        self.engine_button.configure(text=GUI_ENGINE_ACTIONS[is_held])
 
 
 # Field -> editor row, where a field has no row of its own.
@@ -11759,6 +11765,7 @@ GUI_MENUS: dict[str, tuple[tuple[str, str, str] | None, ...]] = {
     ),
 }
 GUI_RESUME_LABEL = "Resume runs now (lift the pause or usage-limit hold)"
+GUI_ENGINE_ACTIONS = {False: "Pause", True: "Resume"}  # the status bar's button, by whether runs are held
 GUI_KEYS = (
     ("<Control-n>", "new_task"),
     ("<Control-N>", "new_job"),  # Ctrl+Shift+N
@@ -11922,7 +11929,7 @@ class App:
         outer = ttk.Frame(self.root)
         outer.pack(fill="both", expand=True)
         # Packed first, at the bottom: when the window is short, the panes give way, not it.
-        self.status_bar = StatusBar(outer)
+        self.status_bar = StatusBar(outer, self.pause_or_resume)
         self.status_bar.frame.pack(side="bottom", fill="x")
         ttk.Separator(outer).pack(side="bottom", fill="x")
         self.layout = PaneLayout(outer, self.looks)
@@ -12503,8 +12510,9 @@ class App:
         self.status_bar.show("counts", _counts_text(len(self.jobs), self.tasks.values()))
         self.status_bar.show("error", self.storage_error or "", "error")
         self.paused.set(bool(self.engine_info.get("paused")))
+        self.status_bar.show_engine_action(self._is_held())
         if self.run_menu is not None:
-            held = self.engine_info.get("paused") or self.engine_info.get("hold")
+            held = self._is_held()
             self.run_menu.entryconfigure(GUI_RESUME_LABEL, state="normal" if held else "disabled")
 
     def _api_text(self) -> tuple[str, str]:
@@ -12819,6 +12827,17 @@ class App:
 
     def open_data_folder(self) -> None:
         _open_in_desktop(self.store.home)
+
+    def _is_held(self) -> bool:
+        return bool(self.engine_info.get("paused") or self.engine_info.get("hold"))
+
+    def pause_or_resume(self) -> None:
+        """The status bar's button: resume a paused or held engine, else pause it."""
+        if self._is_held():
+            self.resume_runs()
+        else:
+            self.paused.set(True)
+            self.toggle_pause()
 
     def toggle_pause(self) -> None:
         self.act(functools.partial(self.service.set_paused, self.paused.get()))

@@ -938,6 +938,19 @@ def test_pausing_shows_in_the_status_bar(gui: Gui, service: cs.Service) -> None:
     assert not gui.app.paused.get()
 
 
+def test_the_status_bar_button_pauses_and_resumes_the_engine(gui: Gui, service: cs.Service) -> None:
+    button, label = gui.app.status_bar.engine_button, gui.app.status_bar.labels["engine"]
+    assert str(button.cget("text")) == "Pause" and button.winfo_ismapped()
+    button.invoke()
+    gui.wait(lambda: service.engine_status()["paused"], "the pause")
+    gui.wait(lambda: str(button.cget("text")) == "Resume", "the button to offer resuming")
+    assert "paused" in str(label.cget("text")) and gui.app.paused.get()
+    button.invoke()
+    gui.wait(lambda: not service.engine_status()["paused"], "the resume")
+    gui.wait(lambda: str(button.cget("text")) == "Pause", "the button to offer pausing")
+    assert "paused" not in str(label.cget("text"))
+
+
 def test_a_usage_limit_hold_shows_in_the_status_bar_and_the_run_menu_lifts_it(
     gui: Gui, service: cs.Service
 ) -> None:
