@@ -9701,6 +9701,8 @@ class Looks:
         style.configure("StatusError.TLabel", background=colour["heading"], foreground=colour["error"])
         style.configure("StatusWarning.TLabel", background=colour["heading"], foreground=colour["warning"])
         style.configure("Placeholder.TLabel", foreground=colour["muted"], justify="center")
+        style.configure("Banner.TFrame", background=colour["error_bg"])
+        style.configure("Banner.TLabel", background=colour["error_bg"], foreground=colour["error"])
 
     def _x11_theme(self, style: ttk.Style) -> None:
         """clam, recoloured: Tk's X11 default theme looks dated (Windows and macOS stay native)."""
@@ -11732,6 +11734,55 @@ class PaneLayout:
         return {name: list(self._current(name)) for name in self.panes}
 
 
+GUI_BANNER_PROBLEMS = 3  # problems the banner lists before "and N more"
+
+
+class SetupBanner:
+    """A band above the panes while the setup check finds problems (claude missing, a file
+    it cannot read...): each with its fix, and buttons to check again or see every check.
+    The app runs the check off the Tk thread and hands the results to `show`."""
+
+    def __init__(
+        self, parent: tk.Misc, looks: Looks, check_again: Callable[[], None], details: Callable[[], None]
+    ) -> None:
+        from tkinter import ttk
+
+        self.frame = ttk.Frame(parent, style="Banner.TFrame", padding=(10, 6))
+        self.frame.columnconfigure(0, weight=1)
+        self.text = _autowrap(ttk.Label(self.frame, style="Banner.TLabel", justify="left"))
+        self.text.grid(row=0, column=0, rowspan=2, sticky="ew")
+        buttons = ttk.Frame(self.frame, style="Banner.TFrame")
+        buttons.grid(row=0, column=1, sticky="ne", padx=(10, 0))
+        for label, command in (("Check again", check_again), ("Details…", details), ("✕", self.hide)):
+            ttk.Button(buttons, text=label, style="Tool.TButton", command=command).pack(
+                side="left", padx=(GUI_TOOL_GAP, 0)
+            )
+        self.problems: list[JSONDict] = []
+
+    @property
+    def is_shown(self) -> bool:
+        return bool(self.frame.winfo_manager())
+
+    def show(self, checks: list[JSONDict], before: tk.Misc) -> None:
+        """Show the problems among `checks` (hidden when there are none)."""
+        self.problems = [check for check in checks if check["level"] == CHECK_PROBLEM]
+        if not self.problems:
+            self.hide()
+            return
+        lines = [
+            f"✗ {check['check']}: {check['message']}. {check.get('fix') or ''}".rstrip()
+            for check in self.problems
+        ]
+        more = len(lines) - GUI_BANNER_PROBLEMS
+        shown = lines[:GUI_BANNER_PROBLEMS] + ([f"and {more} more (Details…)"] if more > 0 else [])
+        self.text.configure(text="\n".join(shown))
+        if not self.is_shown:
+            self.frame.pack(fill="x", padx=4, pady=(4, 0), before=before)
+
+    def hide(self) -> None:
+        self.frame.pack_forget()
+
+
 # Menus and keys: (label, accelerator, App method); None separates groups.
 GUI_MENUS: dict[str, tuple[tuple[str, str, str] | None, ...]] = {
     "File": (
@@ -11919,6 +11970,7 @@ class App:
         self.refresh(force=True)
         self._engine_starting = False
         self._take_engine()
+        self.check_setup_quietly()
 
     # Building --------------------------------------------------------------------
 
@@ -11932,6 +11984,7 @@ class App:
         self.status_bar = StatusBar(outer, self.pause_or_resume)
         self.status_bar.frame.pack(side="bottom", fill="x")
         ttk.Separator(outer).pack(side="bottom", fill="x")
+        self.banner = SetupBanner(outer, self.looks, self.check_setup_quietly, self.check_setup)
         self.layout = PaneLayout(outer, self.looks)
         self.layout.columns.pack(fill="both", expand=True, padx=4, pady=(4, 0))
         self.jobs_pane = JobsPane(self, self.layout.columns, self.looks)
@@ -12776,9 +12829,13 @@ class App:
         dialog.set_busy(True)
         self.submit(
             functools.partial(self.service.update_settings, data),
-            lambda settings: dialog.close(),
+            lambda settings: self._settings_saved(dialog),
             failed=lambda error: self._settings_not_saved(dialog, error),
         )
+
+    def _settings_saved(self, dialog: SettingsDialog) -> None:
+        dialog.close()
+        self.check_setup_quietly()  # a new claude path may fix (or make) a problem
 
     def _settings_not_saved(self, dialog: SettingsDialog, error: Exception) -> None:
         dialog.set_busy(False)
@@ -12871,6 +12928,16 @@ class App:
     def _show_checks(self, dialog: SetupDialog, checks: list[JSONDict]) -> None:
         if self.setup_dialog is dialog:
             dialog.show(checks)
+        self.banner.show(checks, self.layout.columns)
+
+    def check_setup_quietly(self) -> None:
+        """The setup check in the background (at start, after Settings are saved, on the
+        banner's Check again): its problems show in the banner, or the banner goes."""
+        self.submit_apart(
+            self.service.check_setup,
+            lambda checks: self.banner.show(checks, self.layout.columns),
+            failed=lambda error: logger().warning("setup check: %s", error),
+        )
 
     def _checks_failed(self, dialog: SetupDialog, error: Exception) -> None:
         if self.setup_dialog is dialog:

@@ -1298,3 +1298,25 @@ def test_ctrl_f_in_the_log_finds_highlights_and_steps_through_hits(
         assert str(search.count.cget("text")) == "no hits" and logs.text.tag_ranges("search_hit") == ()
         gui.press(search.entry, "<Escape>")
         assert not search.is_open and gui.app.root.focus_get() == logs.text
+
+
+# Setup problems ----------------------------------------------------------------------------
+
+
+def test_a_setup_problem_shows_as_a_banner_with_its_fix_until_it_is_fixed(
+    home: Path, display: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(cs.CLAUDE_ENV, str(home.parent / "no-claude-here"))
+    with open_gui(home) as gui:
+        banner = gui.app.banner
+        gui.wait(lambda: banner.is_shown, "the banner")
+        (claude,) = [check for check in banner.problems if check["check"] == "claude"]
+        text = str(banner.text.cget("text"))
+        assert f"✗ claude: {claude['message']}. {claude['fix']}" in text.splitlines()
+        assert "no-claude-here" in text
+        panes_top = gui.app.layout.columns.winfo_rooty()
+        assert banner.frame.winfo_rooty() < panes_top, "the banner is not above the panes"
+        monkeypatch.setenv(cs.CLAUDE_ENV, str(FAKE_CLAUDE))
+        buttons = banner.frame.winfo_children()[1].winfo_children()
+        next(button for button in buttons if button.cget("text") == "Check again").invoke()
+        gui.wait(lambda: not banner.is_shown, "the banner to go")
