@@ -11963,6 +11963,8 @@ class App:
         self._restore_layout()
         self.worker = Worker(self.inbox)
         self.api, self.api_error = self._start_api(api_host, api_port)
+        self._api_wanted = (api_host, api_port)  # tried again when this window takes the engine over
+        self.api_note = ""  # why the API runs here now, when that is news
         self._show_status()
         self.root.protocol("WM_DELETE_WINDOW", self.request_close)
         self.later(GUI_POLL_MS, self._drain, "drain")
@@ -12319,7 +12321,22 @@ class App:
 
     def _engine_started(self, owns: bool) -> None:
         self._engine_starting = False
+        if owns and self.api is None and self._api_wanted[1] is not None:
+            self._start_api_after_takeover()
         self.refresh(force=True)
+
+    def _start_api_after_takeover(self) -> None:
+        """The API follows the engine: the process that had both has quit, so its port is
+        likely free now; serve the API here and name this address in the engine's record."""
+        self.api, self.api_error = self._start_api(*self._api_wanted)
+        if self.api is not None:
+            self.api_note = " (started here on taking over the engine)"
+            address = self.api.address
+            self.submit(functools.partial(self._note_api_address, address))
+
+    def _note_api_address(self, address: str) -> None:
+        owner = self.service.engine_status()["owner"] or {}
+        self.store.set_engine_state(owner={**owner, "api": address})
 
     def _note_storage_error(self, error: str | None) -> None:
         if error != self.storage_error:
@@ -12570,7 +12587,7 @@ class App:
 
     def _api_text(self) -> tuple[str, str]:
         if self.api:
-            return f"API: {self.api.address}", ""
+            return f"API: {self.api.address}{self.api_note}", ""
         other = (self.engine_info.get("owner") or {}).get("api")
         if other and not self.engine_info.get("here"):
             return f"API: {other} (the engine's process)", ""

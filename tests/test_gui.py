@@ -192,7 +192,9 @@ def service(home: Path) -> cs.Service:
 
 
 @contextlib.contextmanager
-def open_gui(home: Path, *, engine: bool = False, root: Any = None) -> Iterator[Gui]:
+def open_gui(
+    home: Path, *, engine: bool = False, root: Any = None, api_port: int | None = None
+) -> Iterator[Gui]:
     """The window on a data home (no API; the engine if asked), closed at the end."""
     try:
         import tkinter
@@ -200,7 +202,7 @@ def open_gui(home: Path, *, engine: bool = False, root: Any = None) -> Iterator[
         _unavailable(f"this Python has no tkinter ({error})")
         raise
     try:
-        app = cs.App(cs.Store(home), root=root, api_port=None, start_engine=engine)
+        app = cs.App(cs.Store(home), root=root, api_port=api_port, start_engine=engine)
     except tkinter.TclError as error:
         _unavailable(f"no window can open: {error}")
         raise
@@ -996,6 +998,37 @@ def test_a_second_window_takes_the_engine_when_the_first_quits(home: Path, displ
         assert engine is not None and not engine.owns
         first.app.close()
         second.wait(lambda: engine.owns, "the engine to move")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_api_follows_the_engine_to_the_window_that_takes_it_over(home: Path, display: str) -> None:
+    port = _free_port()
+    address = f"http://127.0.0.1:{port}"
+    with (
+        open_gui(home, engine=True, api_port=port) as first,
+        open_gui(home, engine=True, api_port=port) as second,
+    ):
+        api = second.app.status_bar.labels["api"]
+        assert first.app.api is not None and second.app.api is None
+        assert second.app.api_error is not None and "in use" in second.app.api_error
+        first.app.close()
+        engine = second.app.engine
+        assert engine is not None
+        second.wait(lambda: engine.owns, "the engine to move")
+        second.wait(lambda: second.app.api is not None, "the API to follow it")
+        wanted = f"API: {address} (started here on taking over the engine)"
+        second.wait(lambda: str(api.cget("text")) == wanted, "the status bar to say so")
+        assert cs._probe_health(address) is None
+        second.wait(
+            lambda: (cs.Store(home).engine_state().get("owner") or {}).get("api") == address, "the record"
+        )
 
 
 def test_the_layout_is_remembered(home: Path, display: str) -> None:
