@@ -5381,6 +5381,15 @@ class Service:
             tasks = self.store.tasks_of(self.store.job(job_id).id if job_id else None)
             return self._totals(run for task in tasks for run in self.store.runs_of(task.id))
 
+    def recent_statuses(self, count: int) -> dict[str, list[str]]:
+        """Each task's newest `count` finished or active runs' statuses, oldest first."""
+        with self.store.locked():
+            recent = {}
+            for task in self.store.task_list():
+                runs = sorted(self.store.runs_of(task.id), key=lambda run: run.created_at)[-count:]
+                recent[task.id] = [run.status.value for run in runs]
+            return recent
+
     def usage(self) -> JSONDict:
         """Every job's totals (by name), the unassigned tasks' and the sum of all, with the
         zone whose midnights start the windows."""
@@ -8782,6 +8791,10 @@ GUI_MONO_FAMILIES = (
 )
 GUI_DOT_SIZE = 12
 GUI_DOT_GAP = 5  # between a row's dot and its text
+GUI_STRIP_RUNS = 8  # recent runs in a task's strip (the Tasks list)
+GUI_STRIP_CELL = 6  # pixels across one run's cell
+GUI_STRIP_GAP = 2
+GUI_STRIP_WIDTH = GUI_STRIP_RUNS * (GUI_STRIP_CELL + GUI_STRIP_GAP) + GUI_DOT_GAP
 GUI_MODELS = ("sonnet", "opus", "haiku")
 GUI_NO_WINDOW = (
     "cannot open the window: {reason}.\n"
@@ -9293,6 +9306,7 @@ class TreeRow:
     children: list[TreeRow] | None = None
     tags: tuple[str, ...] = ()
     is_open: bool = False
+    strip: tuple[str, ...] = ()  # statuses of recent runs, oldest first: drawn instead of the dot
 
 
 # A time column's sample is _gui_time's widest form, so that no date is ever cut short.
@@ -9358,11 +9372,13 @@ class TreeTable:
         *,
         flat: bool = True,
         height: int = 12,
+        image_width: int = GUI_DOT_SIZE + GUI_DOT_GAP,
     ) -> None:
         from tkinter import ttk
 
         self.columns = columns
         self.looks = looks
+        self.image_width = image_width  # of the dot or run strip before a row's name
         self.frame = ttk.Frame(parent)
         self.tree = ttk.Treeview(
             self.frame,
@@ -9392,9 +9408,8 @@ class TreeTable:
         self.tree.tag_configure("scope", font=looks.fonts["bold"])
         self.tree.bind("<Configure>", lambda event: self.fit_columns(event.width))
         self._shown: dict[str, tuple[object, ...]] = {}
-        self._cells: dict[
-            str, tuple[tuple[str, ...], str, tuple[str, ...]]
-        ] = {}  # iid -> cells, status, tags
+        # iid -> its whole cells, status, tags and run strip
+        self._cells: dict[str, tuple[tuple[str, ...], str, tuple[str, ...], tuple[str, ...]]] = {}
         self._room: dict[str, int] = {}  # column -> pixels its text has
         self._widths: dict[tuple[str, bool], int] = {}  # (text, bold) -> pixels: measuring is slow
         self.hidden: set[str] = set()  # columns the pane does not want now
@@ -9407,7 +9422,7 @@ class TreeTable:
         fonts = self.looks.fonts
         width = max(fonts["body"].measure(column.sample), fonts["bold"].measure(column.title))
         if column.key == "#0":
-            width += GUI_DOT_SIZE + GUI_DOT_GAP + (0 if flat else 2 * GUI_TREE_INDENT)
+            width += self.image_width + (0 if flat else 2 * GUI_TREE_INDENT)
         return int(width) + GUI_CELL_PADDING
 
     def fit_columns(self, width: int | None = None) -> None:
@@ -9453,18 +9468,18 @@ class TreeTable:
 
     def _put(self, parent: str, row: TreeRow) -> None:
         cells = tuple(column.cell(row.record) for column in self.columns)
-        self._cells[row.iid] = (cells, row.status, row.tags)
+        self._cells[row.iid] = (cells, row.status, row.tags, row.strip)
         if not self.tree.exists(row.iid):
             self.tree.insert(parent, "end", iid=row.iid, tags=row.tags, open=row.is_open)
         self._draw(row.iid)
 
     def _draw(self, iid: str) -> None:
         """Show an item's cells, each cut to its column's width with "…" when too long."""
-        cells, status, tags = self._cells[iid]
+        cells, status, tags, strip = self._cells[iid]
         shown = self._fitted(iid, cells, "scope" in tags)
-        look = (shown, status, tags)
+        look = (shown, status, tags, strip)
         if self._shown.get(iid) != look:
-            image = self.looks.dot(status)
+            image = self.looks.strip(strip) if strip else self.looks.dot(status)
             self.tree.item(iid, text=shown[0], values=shown[1:], image=image, tags=tags)
             self._shown[iid] = look
 
@@ -9480,11 +9495,8 @@ class TreeTable:
         for column, text in zip(self.columns, cells, strict=True):
             room = self._room.get(column.key, 0)
             if column.key == "#0":
-                room -= (
-                    GUI_DOT_SIZE
-                    + GUI_DOT_GAP
-                    + (0 if self.flat else (self._depth(iid) + 1) * GUI_TREE_INDENT)
-                )
+                indent = 0 if self.flat else (self._depth(iid) + 1) * GUI_TREE_INDENT
+                room -= self.image_width + indent
             out.append(self._cut(text, room, bold) if room > 0 else text)
         return tuple(out)
 
@@ -9747,6 +9759,25 @@ class Looks:
             self._dots[status] = self._draw_dot(GUI_STATUS_COLOURS.get(status, GUI_STATUS_COLOURS["scope"]))
         return self._dots[status]
 
+    def strip(self, statuses: tuple[str, ...]) -> tk.PhotoImage:
+        """Recent runs as a row of coloured cells, oldest left, newest at the right end (like
+        a CI dashboard), as wide as GUI_STRIP_RUNS cells whatever their number."""
+        key = "strip:" + ",".join(statuses)
+        if key not in self._dots:
+            self._dots[key] = self._draw_strip(statuses[-GUI_STRIP_RUNS:])
+        return self._dots[key]
+
+    def _draw_strip(self, statuses: tuple[str, ...]) -> tk.PhotoImage:
+        import tkinter as tk
+
+        step = GUI_STRIP_CELL + GUI_STRIP_GAP
+        image = tk.PhotoImage(master=self.root, width=GUI_STRIP_WIDTH, height=GUI_DOT_SIZE)
+        first = GUI_STRIP_RUNS - len(statuses)
+        for index, status in enumerate(statuses, start=first):
+            colour = GUI_STATUS_COLOURS.get(status, GUI_STATUS_COLOURS["scope"])
+            image.put(colour, to=(index * step, 1, index * step + GUI_STRIP_CELL, GUI_DOT_SIZE - 1))
+        return image
+
     def _draw_dot(self, colour: str) -> tk.PhotoImage:
         import tkinter as tk
 
@@ -9850,7 +9881,10 @@ class StoreReader:
             snap = Snapshot(engine=self.service.engine_status())
             if force or self._changed():
                 snap.jobs = self.service.list_jobs()
-                snap.tasks = self.service.list_tasks()
+                recent = self.service.recent_statuses(GUI_STRIP_RUNS)
+                snap.tasks = [
+                    {**task, "recent_runs": recent.get(task["id"], [])} for task in self.service.list_tasks()
+                ]
                 snap.job_runs = self.service.job_run_views()
         except SchedulerError as error:
             self._signature = None  # read everything again next time
@@ -10288,7 +10322,7 @@ class TasksPane:
         self.filter_entry.grid(row=0, column=1, sticky="ew", pady=(0, 6))
         self.filter_entry.bind("<Escape>", lambda event: self.filter.set(""))
         self.filter.trace_add("write", lambda *_: self._render())
-        self.table = TreeTable(body, TASK_LIST_COLUMNS, looks)
+        self.table = TreeTable(body, TASK_LIST_COLUMNS, looks, image_width=GUI_STRIP_WIDTH)
         self.table.frame.grid(row=1, column=0, columnspan=2, sticky="nsew")
         self.table.on_select(self._on_select)
         self.table.tree.bind("<Delete>", lambda event: app.delete_task())
@@ -10305,7 +10339,11 @@ class TasksPane:
         shown = [task for task in self._tasks if not needle or needle in _task_haystack(task)]
         rows = [
             TreeRow(
-                task["id"], task, _task_status(task), tags=() if task.get("enabled", True) else ("muted",)
+                task["id"],
+                task,
+                _task_status(task),
+                tags=() if task.get("enabled", True) else ("muted",),
+                strip=tuple(task.get("recent_runs") or ()) if task.get("enabled", True) else (),
             )
             for task in shown
         ]
@@ -10332,6 +10370,94 @@ def _task_haystack(task: JSONDict) -> str:
     return f"{task['name']} {task.get('schedule_text') or ''} {task['id']}".lower()
 
 
+GUI_CHART_DAYS = 30
+GUI_CHART_LINES = 6  # the chart's height, in lines of the small font
+GUI_CHART_PAD = 4
+
+
+def daily_usage(
+    runs: Iterable[JSONDict], now: datetime, days: int = GUI_CHART_DAYS
+) -> list[tuple[float, float]]:
+    """(cost in USD, run time in seconds) of each of the last `days` local days, oldest
+    first, today last: what the chart under the Runs list draws."""
+    today = now.astimezone().date()
+    slots = [[0.0, 0.0] for _ in range(days)]
+    for run in runs:
+        when = run.get("started_at") or run.get("created_at")
+        if not when:
+            continue
+        age = (today - parse_time(str(when), "started_at").astimezone().date()).days
+        if 0 <= age < days:
+            slot = slots[days - 1 - age]
+            slot[0] += float(run.get("cost_usd") or 0)
+            slot[1] += float(run.get("duration_seconds") or 0)
+    return [(cost, seconds) for cost, seconds in slots]
+
+
+class UsageChart:
+    """The listed runs' cost (bars) and run time (a line) per day over the last 30 days,
+    drawn on a Canvas under the Runs list; redrawn when its size changes."""
+
+    def __init__(self, parent: tk.Misc, looks: Looks) -> None:
+        import tkinter as tk
+
+        self.looks = looks
+        font = looks.fonts["small"]
+        height = GUI_CHART_LINES * int(font.metrics("linespace"))
+        self.canvas = tk.Canvas(parent, height=height, highlightthickness=0, borderwidth=0)
+        self.days: list[tuple[float, float]] = []
+        self.canvas.bind("<Configure>", lambda event: self.draw())
+        self.colour()
+
+    def colour(self) -> None:
+        self.canvas.configure(background=GUI_PALETTE["field"])
+        self.draw()
+
+    def show(self, days: list[tuple[float, float]]) -> None:
+        self.days = days
+        self.draw()
+
+    def draw(self) -> None:
+        canvas, font = self.canvas, self.looks.fonts["small"]
+        canvas.delete("all")
+        width, height = canvas.winfo_width(), int(canvas.cget("height"))
+        line = int(font.metrics("linespace"))
+        if not self.days or width <= 1:
+            return
+        top, bottom = line + GUI_CHART_PAD, height - line - GUI_CHART_PAD
+        most_cost = max(cost for cost, _ in self.days)
+        most_time = max(seconds for _, seconds in self.days)
+        costs, times = _money(most_cost), _gui_duration(most_time)
+        title = f"Per day: cost (bars, up to {costs}) · run time (line, up to {times})"
+        canvas.create_text(
+            GUI_CHART_PAD, 2, text=title, anchor="nw", font=font, fill=GUI_PALETTE["muted"], tags="title"
+        )
+        step = (width - 2 * GUI_CHART_PAD) / len(self.days)
+        points: list[float] = []
+        for index, (cost, seconds) in enumerate(self.days):
+            left = GUI_CHART_PAD + index * step
+            if cost > 0:
+                bar_top = bottom - (bottom - top) * cost / most_cost
+                canvas.create_rectangle(
+                    left + 1,
+                    bar_top,
+                    left + step - 1,
+                    bottom,
+                    fill=GUI_PALETTE["accent"],
+                    width=0,
+                    tags="cost",
+                )
+            fraction = seconds / most_time if most_time else 0
+            points += [left + step / 2, bottom - (bottom - top) * fraction]
+        canvas.create_line(*points, fill=GUI_PALETTE["warning"], width=2, tags="duration")
+        canvas.create_line(GUI_CHART_PAD, bottom, width - GUI_CHART_PAD, bottom, fill=GUI_PALETTE["border"])
+        muted = GUI_PALETTE["muted"]
+        canvas.create_text(
+            GUI_CHART_PAD, height, text=f"{len(self.days)} days ago", anchor="sw", font=font, fill=muted
+        )
+        canvas.create_text(width - GUI_CHART_PAD, height, text="today", anchor="se", font=font, fill=muted)
+
+
 class RunsPane:
     """The runs of the selected task (or job, or all), newest first; run actions."""
 
@@ -10354,8 +10480,10 @@ class RunsPane:
         self.table.frame.grid(row=2, column=0, sticky="nsew")
         self.table.on_select(self._on_select)
         self.table.tree.bind("<Delete>", lambda event: app.delete_run())
+        self.chart = UsageChart(self.frame, looks)
+        self.chart.canvas.grid(row=3, column=0, sticky="ew", pady=(6, 0))
         self.totals = _autowrap(ttk.Label(self.frame, style="Muted.TLabel", justify="left"))
-        self.totals.grid(row=3, column=0, sticky="ew", pady=(6, 0))
+        self.totals.grid(row=4, column=0, sticky="ew", pady=(6, 0))
 
     def _build_filters(self, bar: ttk.Frame) -> None:
         from tkinter import ttk
@@ -10397,6 +10525,7 @@ class RunsPane:
         ]
         self.table.show(rows)
         self.table.select(selected)
+        self.chart.show(daily_usage(runs, now))
         shown = "" if len(kept) == len(runs) else f" ({len(kept)} shown)"
         self.subtitle.set(f"{title} · {_plural(len(runs), 'run')}{shown}")
 

@@ -136,7 +136,7 @@ def shoot(out: Path, size: str, scaling: float, theme: str) -> None:
         raise SystemExit("needs Xvfb and ImageMagick's import (apt-get install xvfb imagemagick)")
     with tempfile.TemporaryDirectory(prefix="ccs-shots-") as tmp:
         home, user = Path(tmp) / "data", Path(tmp) / "user"
-        user.mkdir()
+        (user / "src" / "project").mkdir(parents=True)  # the tasks' folder: no setup problem to show
         env = {
             **os.environ,
             cs.HOME_ENV: str(home),

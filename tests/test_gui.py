@@ -1353,3 +1353,82 @@ def test_a_setup_problem_shows_as_a_banner_with_its_fix_until_it_is_fixed(
         buttons = banner.frame.winfo_children()[1].winfo_children()
         next(button for button in buttons if button.cget("text") == "Check again").invoke()
         gui.wait(lambda: not banner.is_shown, "the banner to go")
+
+
+# Pictures: the run strip and the chart -----------------------------------------------------
+
+
+def _strip_colours(image: Any) -> list[str]:
+    """The colour of each cell of a run strip, left to right ("" for an empty cell)."""
+    step = cs.GUI_STRIP_CELL + cs.GUI_STRIP_GAP
+    middle = cs.GUI_DOT_SIZE // 2
+    colours = []
+    for index in range(cs.GUI_STRIP_RUNS):
+        red, green, blue = (int(part) for part in image.get(index * step + 1, middle))
+        transparent = image.transparency_get(index * step + 1, middle)
+        colours.append("" if transparent else f"#{red:02x}{green:02x}{blue:02x}")
+    return colours
+
+
+def test_each_task_shows_its_recent_runs_as_a_strip(home: Path, service: cs.Service, display: str) -> None:
+    task = make_task(service, "Striped")
+    fresh = make_task(service, "Fresh")
+    store = cs.Store(home)
+    statuses = (
+        [cs.RunStatus.SUCCESS] * 3 + [cs.RunStatus.FAILED, cs.RunStatus.TIMEOUT] + [cs.RunStatus.SUCCESS] * 5
+    )
+    start = cs.utcnow() - timedelta(hours=len(statuses))
+    for hours, status in enumerate(statuses):
+        when = start + timedelta(hours=hours)
+        store.save_run(
+            cs.Run(cs.new_id(), task["id"], status=status, created_at=when, started_at=when, finished_at=when)
+        )
+    with open_gui(home) as gui:
+        tree = gui.app.tasks_pane.table.tree
+        recent = statuses[-cs.GUI_STRIP_RUNS :]
+        strip = gui.app.looks.strip(tuple(status.value for status in recent))
+        assert tree.item(task["id"], "image")[0] == str(strip), "the row does not show the strip of its runs"
+        assert _strip_colours(strip) == [cs.GUI_STATUS_COLOURS[status.value] for status in recent]
+        assert tree.item(fresh["id"], "image")[0] == str(gui.app.looks.dot("never")), "no runs: the dot"
+        store.save_run(cs.Run(cs.new_id(), fresh["id"], status=cs.RunStatus.FAILED, started_at=cs.utcnow()))
+        gui.app.refresh_now()
+        one = gui.app.looks.strip(("failed",))
+        gui.wait(lambda: tree.item(fresh["id"], "image")[0] == str(one), "the new run in the strip")
+        assert _strip_colours(one) == [""] * (cs.GUI_STRIP_RUNS - 1) + [cs.GUI_STATUS_COLOURS["failed"]]
+
+
+def test_the_chart_draws_cost_and_run_time_per_day(home: Path, service: cs.Service, display: str) -> None:
+    task = make_task(service, "Charted")
+    store, now = cs.Store(home), cs.utcnow()
+    for days, cost, seconds in ((0, 0.30, 60), (0, 0.10, 60), (2, 0.20, 300), (40, 9.0, 9)):
+        started = now - timedelta(days=days)
+        run = cs.Run(
+            cs.new_id(),
+            task["id"],
+            status=cs.RunStatus.SUCCESS,
+            started_at=started,
+            finished_at=started + timedelta(seconds=seconds),
+            cost_usd=cost,
+        )
+        store.save_run(run)
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        chart = gui.app.runs_pane.chart
+        gui.wait(lambda: len(chart.canvas.find_withtag("cost")) == 2, "two days of bars")
+        assert [round(cost, 2) for cost, _ in chart.days if cost] == [0.2, 0.4]  # two days ago, today
+        assert len(chart.days) == cs.GUI_CHART_DAYS
+        assert chart.days[-1] == (pytest.approx(0.4), pytest.approx(120.0))
+        older, today = sorted(
+            chart.canvas.find_withtag("cost"), key=lambda item: chart.canvas.coords(item)[0]
+        )
+        height = {
+            item: chart.canvas.coords(item)[3] - chart.canvas.coords(item)[1] for item in (older, today)
+        }
+        assert height[older] == pytest.approx(height[today] / 2, abs=1.0), "bars not in proportion to cost"
+        (line,) = chart.canvas.find_withtag("duration")
+        ys = chart.canvas.coords(line)[1::2]
+        assert len(ys) == cs.GUI_CHART_DAYS and min(ys) == ys[-3], "the longest run time is two days ago"
+        title = str(chart.canvas.itemcget(chart.canvas.find_withtag("title")[0], "text"))
+        assert title == "Per day: cost (bars, up to $0.4000) · run time (line, up to 5m 00s)"
+        totals = str(gui.app.runs_pane.totals.cget("text"))
+        assert totals.startswith("Today $0.4000 · 7 days $0.6000 · 30 days $0.6000"), totals
