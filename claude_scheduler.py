@@ -11744,6 +11744,25 @@ def _open_in_desktop(path: Path) -> None:
     threading.Thread(target=proc.wait, name="opener", daemon=True).start()  # reap it
 
 
+def _bind_select_all(root: tk.Tk) -> None:
+    """Ctrl+A selects all the text of any entry, chooser or text box (Tk's default moves to
+    the start of the line, as in Emacs)."""
+
+    def in_entry(event: tk.Event[tk.Misc]) -> str:
+        event.widget.tk.call(event.widget, "selection", "range", 0, "end")
+        event.widget.tk.call(event.widget, "icursor", "end")
+        return "break"
+
+    def in_text(event: tk.Event[tk.Misc]) -> str:
+        event.widget.tk.call(event.widget, "tag", "add", "sel", "1.0", "end-1c")
+        event.widget.tk.call(event.widget, "mark", "set", "insert", "end-1c")
+        return "break"
+
+    for widget_class in ("TEntry", "TCombobox", "TSpinbox", "Entry"):
+        root.bind_class(widget_class, "<Control-a>", in_entry)
+    root.bind_class("Text", "<Control-a>", in_text)
+
+
 def _no_wake() -> None:
     """The Service's wake-up when this window runs no engine."""
 
@@ -11964,6 +11983,7 @@ GUI_SHORTCUTS = (
     ("Ctrl+F", "filter the tasks (in the log: find in the log)"),
     ("Ctrl+R", "read everything again"),
     ("Ctrl+Q", "quit"),
+    ("Ctrl+A", "select all the text of a field or the log"),
 )
 GUI_COLUMN_PANES = (("jobs",), ("tasks", "runs"), ("editor", "log"))  # each column's panes, top down
 GUI_SETTLE_POLL_SECONDS = 0.005
@@ -12129,6 +12149,7 @@ class App:
         self._build_menu()
         for sequence, name in GUI_KEYS:
             self.root.bind(sequence, self._key_handler(getattr(self, name)))
+        _bind_select_all(self.root)
         self._update_actions()
         self._show_status()
 

@@ -1432,3 +1432,26 @@ def test_the_chart_draws_cost_and_run_time_per_day(home: Path, service: cs.Servi
         assert title == "Per day: cost (bars, up to $0.4000) · run time (line, up to 5m 00s)"
         totals = str(gui.app.runs_pane.totals.cget("text"))
         assert totals.startswith("Today $0.4000 · 7 days $0.6000 · 30 days $0.6000"), totals
+
+
+# Keys ------------------------------------------------------------------------------------
+
+
+def test_ctrl_a_selects_all_in_entries_choosers_and_text_boxes(
+    home: Path, service: cs.Service, display: str
+) -> None:
+    task = make_task(service, "Select me", model="opus")
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        editor = gui.app.editor
+        name, model, prompt = editor._entries["name"], editor._combos["model"], editor._texts["prompt"]
+        for entry in (name, model):
+            entry.icursor(2)
+            gui.press(entry, "<Control-a>")
+            assert entry.selection_present() and entry.index("sel.first") == 0
+            assert entry.index("sel.last") == len(entry.get()) and entry.index("insert") == len(entry.get())
+        gui.press(prompt, "<Control-a>")
+        assert prompt.get("sel.first", "sel.last") == "Do Select me"
+        log = gui.app.logs_pane.text
+        gui.press(log, "<Control-a>")
+        assert str(log.get("sel.first", "sel.last")) == gui.log_text()
