@@ -8823,41 +8823,79 @@ GUI_STATUS_COLOURS = {
 }
 GUI_FAILED_KEYS = ("failed", "timeout", "interrupted")
 GUI_LEVEL_STYLES = {"error": "Error.TLabel", "warning": "Warning.TLabel"}  # a note's level -> style
-GUI_MENU_COLOURS = {  # X11 menu option -> GUI_PALETTE role
+GUI_MENU_COLOURS = {  # X11 menu option -> palette role
     "background": "window",
     "foreground": "text",
     "activeBackground": "select",
     "activeForeground": "text",
     "selectColor": "accent",  # the tick of a check item
 }
-GUI_PALETTE = {
-    "window": "#f6f8fa",
-    "field": "#ffffff",
-    "text": "#1f2328",
-    "muted": "#59636e",
-    "border": "#d0d7de",
-    "heading": "#eaeef2",
-    "select": "#cfe3ff",
-    "accent": "#0969da",
-    "error": "#cf222e",
-    "error_bg": "#ffebe9",
-    "warning": "#9a6700",
-    "hit": "#fff1a8",  # a search hit in the log
-    "hit_current": "#f5c04a",
+# Colour roles of each theme (Settings → Theme; "system" follows the platform's choice).
+GUI_THEMES: dict[str, dict[str, str]] = {
+    "light": {
+        "window": "#f6f8fa",
+        "field": "#ffffff",
+        "text": "#1f2328",
+        "muted": "#59636e",
+        "border": "#d0d7de",
+        "heading": "#eaeef2",
+        "select": "#cfe3ff",
+        "accent": "#0969da",
+        "link": "#0550ae",  # tool calls in the log
+        "success": "#1a7f37",
+        "purple": "#8250df",  # the scheduler's own lines in the log
+        "error": "#cf222e",
+        "error_bg": "#ffebe9",
+        "warning": "#8a5c00",
+        "hit": "#fff1a8",  # a search hit in the log
+        "hit_current": "#f5c04a",
+    },
+    "dark": {
+        "window": "#1f2428",
+        "field": "#0d1117",
+        "text": "#e6edf3",
+        "muted": "#9da7b3",
+        "border": "#3d444d",
+        "heading": "#2d333b",
+        "select": "#1f4a7a",
+        "accent": "#4493f8",
+        "link": "#79c0ff",
+        "success": "#56d364",
+        "purple": "#bc8cff",
+        "error": "#ff7b72",
+        "error_bg": "#3c1618",
+        "warning": "#e3b341",
+        "hit": "#5a4a00",
+        "hit_current": "#6e4b00",
+    },
 }
-# Log tags (render_log_line's, plus summary_failed) -> Text tag options; "font" names a font role.
+GUI_PALETTE = GUI_THEMES["light"]  # what a window uses unless its Looks choose another theme
+# Text on its background in each theme: each pair must pass WCAG AA (4.5:1) for text.
+GUI_TEXT_PAIRS = (
+    *((fg, bg) for fg in ("text", "muted", "error", "warning") for bg in ("window", "field", "heading")),
+    *((fg, "field") for fg in ("accent", "link", "success", "purple")),
+    ("text", "select"),
+    ("error", "error_bg"),
+    ("text", "hit"),
+    ("text", "hit_current"),
+)
+# Log tags (render_log_line's, plus summary_failed) -> Text tag options; "font" names a font
+# role; a colour is a role of the theme's palette.
 GUI_LOG_STYLES: dict[str, dict[str, str | int]] = {
     "assistant": {"spacing1": 6},
-    "thinking": {"foreground": "#6e7781", "font": "italic", "spacing1": 4},
-    "tool": {"foreground": "#0550ae", "font": "mono", "spacing1": 6},
-    "tool_result": {"foreground": "#57606a", "font": "mono_small", "lmargin1": 18, "lmargin2": 18},
-    "error": {"foreground": GUI_PALETTE["error"], "background": GUI_PALETTE["error_bg"], "spacing1": 4},
-    "summary": {"foreground": "#1a7f37", "font": "bold", "spacing1": 12},
-    "summary_failed": {"foreground": "#cf222e", "font": "bold", "spacing1": 12},
-    "system": {"foreground": "#6e7781", "font": "small"},
-    "scheduler": {"foreground": "#8250df", "font": "small", "spacing1": 4},
+    "thinking": {"foreground": "muted", "font": "italic", "spacing1": 4},
+    "tool": {"foreground": "link", "font": "mono", "spacing1": 6},
+    "tool_result": {"foreground": "muted", "font": "mono_small", "lmargin1": 18, "lmargin2": 18},
+    "error": {"foreground": "error", "background": "error_bg", "spacing1": 4},
+    "summary": {"foreground": "success", "font": "bold", "spacing1": 12},
+    "summary_failed": {"foreground": "error", "font": "bold", "spacing1": 12},
+    "system": {"foreground": "muted", "font": "small"},
+    "scheduler": {"foreground": "purple", "font": "small", "spacing1": 4},
     "raw": {"font": "mono_small"},
 }
+GUI_COLOUR_OPTIONS = ("foreground", "background")  # tag options whose values are palette roles
+GUI_THEME_CHOICES = {"system": "As the system", "light": "Light", "dark": "Dark"}  # Settings → Theme
+GUI_WINDOWS_THEME_KEY = r"Software\Microsoft\Windows\CurrentVersion\Themes\Personalize"
 GUI_FAILED_MARK = "✗"
 
 SCOPE_ALL = "all"
@@ -9403,8 +9441,8 @@ class TreeTable:
         scroll.grid(row=0, column=1, sticky="ns")
         self.frame.rowconfigure(0, weight=1)
         self.frame.columnconfigure(0, weight=1)
-        self.tree.tag_configure("failed", foreground=GUI_PALETTE["error"])
-        self.tree.tag_configure("muted", foreground=GUI_PALETTE["muted"])
+        self.tree.tag_configure("failed", foreground=looks.palette["error"])
+        self.tree.tag_configure("muted", foreground=looks.palette["muted"])
         self.tree.tag_configure("scope", font=looks.fonts["bold"])
         self.tree.bind("<Configure>", lambda event: self.fit_columns(event.width))
         self._shown: dict[str, tuple[object, ...]] = {}
@@ -9601,10 +9639,10 @@ class CellTip:
             justify="left",
             wraplength=GUI_TIP_WRAP,
             font=self.table.looks.fonts["body"],
-            background=GUI_PALETTE["field"],
-            foreground=GUI_PALETTE["text"],
+            background=self.table.looks.palette["field"],
+            foreground=self.table.looks.palette["text"],
             highlightthickness=1,
-            highlightbackground=GUI_PALETTE["border"],
+            highlightbackground=self.table.looks.palette["border"],
             padx=6,
             pady=3,
         ).pack()
@@ -9622,13 +9660,56 @@ class CellTip:
             self.window = None
 
 
+def contrast_ratio(foreground: str, background: str) -> float:
+    """WCAG 2's contrast ratio of two "#rrggbb" colours: 1 (none) to 21 (black on white);
+    text needs 4.5 for level AA."""
+
+    def luminance(colour: str) -> float:
+        channels = (int(colour[index : index + 2], 16) / 255 for index in (1, 3, 5))
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    light, dark = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def system_theme(platform: str = sys.platform, environ: Mapping[str, str] = os.environ) -> str:
+    """Dark when the platform says its windows are dark, else light: the Windows registry,
+    macOS's AppleInterfaceStyle, $GTK_THEME ending in ":dark" elsewhere."""
+    import subprocess
+
+    try:
+        if platform == "win32":
+            import winreg
+
+            key = winreg.OpenKey(winreg.HKEY_CURRENT_USER, GUI_WINDOWS_THEME_KEY)  # type: ignore[attr-defined,unused-ignore]  # Windows only
+            light = winreg.QueryValueEx(key, "AppsUseLightTheme")[0]  # type: ignore[attr-defined,unused-ignore]  # Windows only
+            return "light" if light else "dark"
+        if platform == "darwin":
+            answer = subprocess.run(
+                ["defaults", "read", "-g", "AppleInterfaceStyle"], capture_output=True, text=True, timeout=2
+            )
+            return "dark" if answer.stdout.strip().lower() == "dark" else "light"
+    except (OSError, subprocess.SubprocessError) as error:
+        logger().debug("the system's theme is unknown: %s", error)
+        return "light"
+    return "dark" if environ.get("GTK_THEME", "").lower().endswith(":dark") else "light"
+
+
+def chosen_theme(choice: JSON) -> str:
+    """The theme a Settings choice ("system", "light", "dark"; else "system") stands for."""
+    return str(choice) if choice in GUI_THEMES else system_theme()
+
+
 class Looks:
     """Theme, fonts and status dots of one window, shared by its panes."""
 
-    def __init__(self, root: tk.Tk) -> None:
+    def __init__(self, root: tk.Tk, theme: str = "light") -> None:
         from tkinter import ttk
 
         self.root = root
+        self.theme = theme if theme in GUI_THEMES else "light"
+        self.palette = GUI_THEMES[self.theme]
         self.is_x11 = root.tk.call("tk", "windowingsystem") == "x11"
         self.fonts = self._make_fonts()
         self._dots: dict[str, tk.PhotoImage] = {}
@@ -9677,7 +9758,7 @@ class Looks:
         return font
 
     def _style(self, style: ttk.Style) -> None:
-        colour = GUI_PALETTE
+        colour = self.palette
         if self.is_x11 and "clam" in style.theme_names():
             self._x11_theme(style)
         linespace = int(self.fonts["body"].metrics("linespace"))
@@ -9718,7 +9799,7 @@ class Looks:
 
     def _x11_theme(self, style: ttk.Style) -> None:
         """clam, recoloured: Tk's X11 default theme looks dated (Windows and macOS stay native)."""
-        colour = GUI_PALETTE
+        colour = self.palette
         style.theme_use("clam")
         style.configure(
             ".",
@@ -9738,7 +9819,22 @@ class Looks:
         )
         style.configure("TSpinbox", fieldbackground=colour["field"], padding=2)
         style.configure("TButton", padding=(9, 3))
+        style.map(
+            "TButton",
+            background=[
+                ("disabled", colour["window"]),
+                ("pressed", colour["select"]),
+                ("active", colour["heading"]),
+            ],
+            foreground=[("disabled", colour["muted"])],
+        )
         style.configure("Tool.TButton", padding=(7, 2), width=0)
+        # clam marks a ticked box with an X, which reads as "off": a white tick mark on the accent.
+        style.map(
+            "TCheckbutton",
+            indicatorbackground=[("selected", colour["accent"]), ("", colour["field"])],
+            indicatorforeground=[("selected", "#ffffff")],
+        )
         style.configure("TNotebook", tabmargins=(0, 2, 0, 0))
         style.configure("TNotebook.Tab", background=colour["heading"], padding=(12, 4))
         style.map("TNotebook.Tab", background=[("selected", colour["window"])])
@@ -10083,12 +10179,13 @@ def _text_box(
         wrap="word",
         undo=True,
         font=looks.fonts["body"],
-        background=GUI_PALETTE["field"],
-        foreground=GUI_PALETTE["text"],
+        background=looks.palette["field"],
+        foreground=looks.palette["text"],
+        insertbackground=looks.palette["text"],
         relief="flat",
         highlightthickness=1,
-        highlightbackground=GUI_PALETTE["border"],
-        highlightcolor=GUI_PALETTE["accent"],
+        highlightbackground=looks.palette["border"],
+        highlightcolor=looks.palette["accent"],
         padx=padding[0],
         pady=padding[1],
     )
@@ -10114,13 +10211,13 @@ class ScrollArea:
     a widget that takes the focus (Tab, or an error shown by it) is scrolled into view.
     Call `adopt` once its widgets are built."""
 
-    def __init__(self, parent: ttk.Frame, padding: tuple[int, int, int, int]) -> None:
+    def __init__(self, parent: ttk.Frame, padding: tuple[int, int, int, int], background: str) -> None:
         import tkinter as tk
         from tkinter import ttk
 
         parent.rowconfigure(0, weight=1)
         parent.columnconfigure(0, weight=1)
-        self.canvas = tk.Canvas(parent, highlightthickness=0, borderwidth=0, background=GUI_PALETTE["window"])
+        self.canvas = tk.Canvas(parent, highlightthickness=0, borderwidth=0, background=background)
         self.bar = ttk.Scrollbar(parent, orient="vertical", command=self._on_bar)
         self._wanted: tk.Misc | None = None  # kept in view while the layout settles
         self._box: tk.Text | None = None  # grows into the room to spare (see `grow`)
@@ -10410,7 +10507,7 @@ class UsageChart:
         self.colour()
 
     def colour(self) -> None:
-        self.canvas.configure(background=GUI_PALETTE["field"])
+        self.canvas.configure(background=self.looks.palette["field"])
         self.draw()
 
     def show(self, days: list[tuple[float, float]]) -> None:
@@ -10430,7 +10527,13 @@ class UsageChart:
         costs, times = _money(most_cost), _gui_duration(most_time)
         title = f"Per day: cost (bars, up to {costs}) · run time (line, up to {times})"
         canvas.create_text(
-            GUI_CHART_PAD, 2, text=title, anchor="nw", font=font, fill=GUI_PALETTE["muted"], tags="title"
+            GUI_CHART_PAD,
+            2,
+            text=title,
+            anchor="nw",
+            font=font,
+            fill=self.looks.palette["muted"],
+            tags="title",
         )
         step = (width - 2 * GUI_CHART_PAD) / len(self.days)
         points: list[float] = []
@@ -10443,15 +10546,16 @@ class UsageChart:
                     bar_top,
                     left + step - 1,
                     bottom,
-                    fill=GUI_PALETTE["accent"],
+                    fill=self.looks.palette["accent"],
                     width=0,
                     tags="cost",
                 )
             fraction = seconds / most_time if most_time else 0
             points += [left + step / 2, bottom - (bottom - top) * fraction]
-        canvas.create_line(*points, fill=GUI_PALETTE["warning"], width=2, tags="duration")
-        canvas.create_line(GUI_CHART_PAD, bottom, width - GUI_CHART_PAD, bottom, fill=GUI_PALETTE["border"])
-        muted = GUI_PALETTE["muted"]
+        palette = self.looks.palette
+        canvas.create_line(*points, fill=palette["warning"], width=2, tags="duration")
+        canvas.create_line(GUI_CHART_PAD, bottom, width - GUI_CHART_PAD, bottom, fill=palette["border"])
+        muted = palette["muted"]
         canvas.create_text(
             GUI_CHART_PAD, height, text=f"{len(self.days)} days ago", anchor="sw", font=font, fill=muted
         )
@@ -10559,19 +10663,23 @@ class LogsPane:
         body.rowconfigure(0, weight=1)
         body.columnconfigure(0, weight=1)
         self.text = _text_box(body, looks, width=40, padding=(10, 8))
-        self.text.configure(state="disabled", highlightcolor=GUI_PALETTE["border"])
+        self.text.configure(state="disabled", highlightcolor=looks.palette["border"])
         scroll = ttk.Scrollbar(body, orient="vertical", command=self.text.yview)
         self.text.configure(yscrollcommand=scroll.set)
         self.text.grid(row=0, column=0, sticky="nsew")
         scroll.grid(row=0, column=1, sticky="ns")
         for tag, options in GUI_LOG_STYLES.items():
             font_role = options.get("font")
-            rest = {key: value for key, value in options.items() if key != "font"}
+            rest = {
+                key: looks.palette[str(value)] if key in GUI_COLOUR_OPTIONS else value
+                for key, value in options.items()
+                if key != "font"
+            }
             self.text.tag_configure(
                 tag, {**rest, **({"font": looks.fonts[str(font_role)]} if font_role else {})}
             )
-        self.text.tag_configure("placeholder", foreground=GUI_PALETTE["muted"], font=looks.fonts["italic"])
-        self.search = LogSearch(self.frame, self.text)
+        self.text.tag_configure("placeholder", foreground=looks.palette["muted"], font=looks.fonts["italic"])
+        self.search = LogSearch(self.frame, self.text, looks)
         self._lines: list[str] = []
         self._tail = ""
         self._placeholder = True
@@ -10656,7 +10764,7 @@ class LogSearch:
     hit highlighted, the current one stronger and in view; Enter or ▼ goes to the next,
     Shift+Enter or ▲ to the previous, Escape closes the bar. Case does not matter."""
 
-    def __init__(self, frame: ttk.Frame, text: tk.Text) -> None:
+    def __init__(self, frame: ttk.Frame, text: tk.Text, looks: Looks) -> None:
         import tkinter as tk
         from tkinter import ttk
 
@@ -10677,8 +10785,8 @@ class LogSearch:
         self.hits: list[str] = []  # start index of each hit, in order
         self.current = -1
         self.words.trace_add("write", lambda *_: self.find())
-        text.tag_configure("search_hit", background=GUI_PALETTE["hit"])
-        text.tag_configure("search_current", background=GUI_PALETTE["hit_current"])
+        text.tag_configure("search_hit", background=looks.palette["hit"])
+        text.tag_configure("search_current", background=looks.palette["hit_current"])
         text.tag_raise("search_current", "search_hit")
         text.bind("<Control-f>", lambda event: self.open())
         self.entry.bind("<Control-f>", lambda event: "break")  # not the Tasks filter
@@ -10867,7 +10975,7 @@ class EditorPane:
         tab = self._tab(title)
         tab.configure(padding=0)
         tab.columnconfigure(1, weight=0)
-        area = ScrollArea(tab, padding=(10, 10, 10, 4))
+        area = ScrollArea(tab, padding=(10, 10, 10, 4), background=self.looks.palette["window"])
         area.inner.columnconfigure(1, weight=1)
         return area
 
@@ -11476,7 +11584,8 @@ class SettingsDialog:
         body.columnconfigure(1, weight=1)
         for row, name in enumerate(SETTINGS_ROWS):
             self._build_row(body, 2 * row, name)
-        self._build_buttons(body, 2 * len(SETTINGS_ROWS))
+        self._build_theme_row(body, 2 * len(SETTINGS_ROWS))
+        self._build_buttons(body, 2 * len(SETTINGS_ROWS) + 2)
         _place_dialog(self.top, app.root)
         self.fields["claude_path"].focus_set()
 
@@ -11501,6 +11610,21 @@ class SettingsDialog:
         note.grid(row=row + 1, column=1, sticky="w")
         self.notes[name] = (note, hint)
         self.values[name].trace_add("write", lambda *_: self._reset_note(name))
+
+    def _build_theme_row(self, body: ttk.Frame, row: int) -> None:
+        """The window's theme: a setting of this window, kept with its layout."""
+        from tkinter import ttk
+
+        ttk.Label(body, text="Theme").grid(row=row, column=0, sticky="w", padx=(0, 10), pady=(6, 0))
+        labels = list(GUI_THEME_CHOICES.values())
+        self.theme = ttk.Combobox(body, values=labels, state="readonly", width=max(map(len, labels)) + 2)
+        self.theme.set(GUI_THEME_CHOICES.get(str(self.app.theme_choice), labels[0]))
+        self.theme.grid(row=row, column=1, sticky="w", pady=(6, 0))
+        hint = "Light, dark, or as the system sets it; it applies when the window opens next."
+        ttk.Label(body, text=hint, style="Note.TLabel").grid(row=row + 1, column=1, sticky="w")
+
+    def theme_choice(self) -> str:
+        return next(key for key, label in GUI_THEME_CHOICES.items() if label == self.theme.get())
 
     def _build_buttons(self, body: ttk.Frame, row: int) -> None:
         from tkinter import ttk
@@ -11572,10 +11696,10 @@ class SettingsDialog:
 
 
 # Help → Check setup: level -> (symbol, colour), so a level never shows by colour alone.
-GUI_CHECK_LOOKS = {
-    CHECK_OK: ("✓", "#1a7f37"),
-    CHECK_WARNING: ("!", GUI_PALETTE["warning"]),
-    CHECK_PROBLEM: ("✗", GUI_PALETTE["error"]),
+GUI_CHECK_LOOKS = {  # the colour is a palette role
+    CHECK_OK: ("✓", "success"),
+    CHECK_WARNING: ("!", "warning"),
+    CHECK_PROBLEM: ("✗", "error"),
 }
 GUI_SETUP_SIZE = (84, 22)  # characters, lines
 GUI_SETUP_INDENT = 22  # pixels: a check's message and fix under its first line
@@ -11613,12 +11737,13 @@ class SetupDialog:
 
     def _style_text(self) -> None:
         fonts = self.app.looks.fonts
-        for level, (_, colour) in GUI_CHECK_LOOKS.items():
-            self.text.tag_configure(level, foreground=colour, font=fonts["bold"])
+        palette = self.app.looks.palette
+        for level, (_, role) in GUI_CHECK_LOOKS.items():
+            self.text.tag_configure(level, foreground=palette[role], font=fonts["bold"])
         self.text.tag_configure("check", font=fonts["bold"])
         self.text.tag_configure("message", lmargin2=GUI_SETUP_INDENT, spacing1=6)
         self.text.tag_configure(
-            "fix", foreground=GUI_PALETTE["muted"], lmargin1=GUI_SETUP_INDENT, lmargin2=GUI_SETUP_INDENT
+            "fix", foreground=palette["muted"], lmargin1=GUI_SETUP_INDENT, lmargin2=GUI_SETUP_INDENT
         )
 
     def _build_buttons(self, body: ttk.Frame) -> None:
@@ -11810,7 +11935,7 @@ class PaneLayout:
     def colour(self) -> None:
         for pane in self.panes.values():
             pane.configure(
-                background=GUI_PALETTE["border"],
+                background=self.looks.palette["border"],
                 sashwidth=GUI_SASH_WIDTH,
                 borderwidth=0,
                 opaqueresize=True,
@@ -12105,7 +12230,8 @@ class App:
         self._log = LogTail()
         self.api: ApiServer | None = None
         self.api_error: str | None = None
-        self.looks = Looks(self.root)
+        self.theme_choice = self._saved_layout().get("theme", "system")
+        self.looks = Looks(self.root, chosen_theme(self.theme_choice))
         self.paused = tk.BooleanVar(master=self.root, value=False)
         self.run_menu: tk.Menu | None = None
         self._build()
@@ -12247,7 +12373,7 @@ class App:
         return saved if isinstance(saved, dict) else {}
 
     def _save_layout(self) -> None:
-        layout = {"geometry": self.root.geometry(), "panes": self.layout.save()}
+        layout = {"geometry": self.root.geometry(), "panes": self.layout.save(), "theme": self.theme_choice}
         self.store.update_settings({GUI_SETTINGS_KEY: layout})
 
     # Threads, timers and errors --------------------------------------------------------
@@ -13001,6 +13127,9 @@ class App:
         )
 
     def _settings_saved(self, dialog: SettingsDialog) -> None:
+        if dialog.theme_choice() != self.theme_choice:
+            self.theme_choice = dialog.theme_choice()
+            self._save_layout()  # the theme is kept with the layout
         dialog.close()
         self.check_setup_quietly()  # a new claude path may fix (or make) a problem
 

@@ -101,11 +101,11 @@ def child(out: Path, theme: str) -> int:
     """In the Xvfb: open the window full screen, select a task, photograph the screen."""
     import tkinter
 
+    store = cs.Store(Path(os.environ[cs.HOME_ENV]))
+    store.update_settings({cs.GUI_SETTINGS_KEY: {"theme": theme}})
     root = tkinter.Tk(className=cs.GUI_CLASS_NAME)
     root.tk.call("tk", "scaling", float(os.environ.get(SCALING_ENV, "1.0")))
-    app = cs.App(cs.Store(Path(os.environ[cs.HOME_ENV])), root=root, api_port=None, start_engine=False)
-    if hasattr(app, "set_theme"):
-        app.set_theme(theme)
+    app = cs.App(store, root=root, api_port=None, start_engine=False)
     width, height = app.usable_screen()
     app.root.geometry(f"{width}x{height}+0+0")
     app.settle()

@@ -1455,3 +1455,66 @@ def test_ctrl_a_selects_all_in_entries_choosers_and_text_boxes(
         log = gui.app.logs_pane.text
         gui.press(log, "<Control-a>")
         assert str(log.get("sel.first", "sel.last")) == gui.log_text()
+
+
+# Themes ------------------------------------------------------------------------------------
+
+
+def test_contrast_ratios_follow_wcag() -> None:
+    assert cs.contrast_ratio("#000000", "#ffffff") == pytest.approx(21.0)
+    assert cs.contrast_ratio("#ffffff", "#ffffff") == pytest.approx(1.0)
+    assert cs.contrast_ratio("#777777", "#ffffff") == pytest.approx(4.48, abs=0.01)  # just short of AA
+
+
+@pytest.mark.parametrize("theme", sorted(cs.GUI_THEMES))
+def test_every_theme_passes_wcag_aa_for_its_text(theme: str) -> None:
+    palette = cs.GUI_THEMES[theme]
+    failing = {
+        (fg, bg): round(cs.contrast_ratio(palette[fg], palette[bg]), 2)
+        for fg, bg in cs.GUI_TEXT_PAIRS
+        if cs.contrast_ratio(palette[fg], palette[bg]) < 4.5
+    }
+    assert failing == {}
+    colours = [
+        options[key]
+        for options in cs.GUI_LOG_STYLES.values()
+        for key in cs.GUI_COLOUR_OPTIONS
+        if key in options
+    ]
+    assert {(role, "field") for role in colours if role != "error_bg"} <= set(cs.GUI_TEXT_PAIRS), (
+        "a log colour unchecked"
+    )
+
+
+def test_the_dark_theme_chosen_in_settings_colours_the_window(home: Path, display: str) -> None:
+    with open_gui(home) as gui:
+        assert gui.app.looks.theme in ("light", "dark")  # "system" here: the test's environment decides
+        gui.choose_menu("File", "Settings…")
+        gui.wait(lambda: gui.app.settings_dialog is not None, "the dialog")
+        dialog = gui.app.settings_dialog
+        assert dialog is not None
+        dialog.theme.set("Dark")
+        dialog.save_button.invoke()
+        gui.wait(lambda: gui.app.settings_dialog is None, "the dialog to close")
+        assert cs.Store(home).settings()[cs.GUI_SETTINGS_KEY]["theme"] == "dark"
+    with open_gui(home) as gui:
+        dark = cs.GUI_THEMES["dark"]
+        assert gui.app.looks.theme == "dark"
+        assert str(gui.app.logs_pane.text.cget("background")) == dark["field"]
+        assert str(gui.app.logs_pane.text.cget("foreground")) == dark["text"]
+        assert str(gui.app.logs_pane.text.tag_cget("error", "foreground")) == dark["error"]
+        assert str(gui.app.runs_pane.chart.canvas.cget("background")) == dark["field"]
+        assert str(gui.app.layout.columns.cget("background")) == dark["border"]
+        from tkinter import ttk
+
+        assert str(ttk.Style(gui.app.root).lookup("TFrame", "background")) == dark["window"]
+        assert cs.Store(home).settings()[cs.GUI_SETTINGS_KEY]["theme"] == "dark", (
+            "the layout forgot the theme"
+        )
+
+
+def test_the_system_theme_is_read_from_the_platform() -> None:
+    assert cs.system_theme("linux", {"GTK_THEME": "Adwaita:dark"}) == "dark"
+    assert cs.system_theme("linux", {"GTK_THEME": "Adwaita"}) == "light"
+    assert cs.system_theme("linux", {}) == "light"
+    assert cs.chosen_theme("dark") == "dark" and cs.chosen_theme("light") == "light"
