@@ -12217,6 +12217,7 @@ class App:
         self.job_dialog: JobDialog | None = None
         self.settings_dialog: SettingsDialog | None = None
         self.setup_dialog: SetupDialog | None = None
+        self.shortcuts: tk.Toplevel | None = None  # Help → Keyboard shortcuts, once opened
         self.storage_error: str | None = None
         self.loaded = False
         self._closed = False
@@ -13200,10 +13201,26 @@ class App:
         self.act(functools.partial(self.service.set_paused, False))
 
     def show_shortcuts(self) -> None:
-        width = max(len(keys) for keys, _ in GUI_SHORTCUTS)
-        self.inform(
-            "Keyboard shortcuts", "\n".join(f"{keys.ljust(width)}   {what}" for keys, what in GUI_SHORTCUTS)
-        )
+        """Help → Keyboard shortcuts: keys and what they do in two aligned columns."""
+        import tkinter as tk
+        from tkinter import ttk
+
+        top = self.shortcuts = tk.Toplevel(self.root)
+        top.title("Keyboard shortcuts")
+        top.transient(self.root)
+        body = ttk.Frame(top, padding=16)
+        body.pack(fill="both", expand=True)
+        for row, (keys, what) in enumerate(GUI_SHORTCUTS):
+            ttk.Label(body, text=keys, font=self.looks.fonts["bold"]).grid(
+                row=row, column=0, sticky="w", padx=(0, 16)
+            )
+            ttk.Label(body, text=what).grid(row=row, column=1, sticky="w", pady=1)
+        close = ttk.Button(body, text="Close", command=top.destroy, default="active")
+        close.grid(row=len(GUI_SHORTCUTS), column=1, sticky="e", pady=(12, 0))
+        for sequence in ("<Escape>", "<Return>"):
+            top.bind(sequence, lambda event: top.destroy())
+        _place_dialog(top, self.root)
+        close.focus_set()
 
     def check_setup(self) -> None:
         """Help → Check setup…: the checks run on a thread of their own (claude's version and

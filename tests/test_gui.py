@@ -1518,3 +1518,48 @@ def test_the_system_theme_is_read_from_the_platform() -> None:
     assert cs.system_theme("linux", {"GTK_THEME": "Adwaita"}) == "light"
     assert cs.system_theme("linux", {}) == "light"
     assert cs.chosen_theme("dark") == "dark" and cs.chosen_theme("light") == "light"
+
+
+def test_the_shortcuts_line_up_in_two_columns(gui: Gui) -> None:
+    gui.choose_menu("Help", "Keyboard shortcuts")
+    top = gui.app.shortcuts
+    assert top is not None
+    gui.app.root.update()
+    labels = [
+        widget for widget in top.winfo_children()[0].winfo_children() if widget.winfo_class() == "TLabel"
+    ]
+    keys, whats = labels[0::2], labels[1::2]
+    assert [str(label.cget("text")) for label in keys] == [keys for keys, _ in cs.GUI_SHORTCUTS]
+    assert len({label.winfo_x() for label in keys}) == 1 and len({label.winfo_x() for label in whats}) == 1
+    assert min(label.winfo_x() for label in whats) > max(
+        label.winfo_x() + label.winfo_width() for label in keys
+    )
+    top.event_generate("<Escape>")
+    gui.app.root.update()
+    assert not top.winfo_exists()
+
+
+def test_tab_goes_through_the_panes_as_the_eye_does(gui: Gui, service: cs.Service) -> None:
+    task = make_task(service, "Tabbed")
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task")
+    gui.select_task(task["id"])
+    app = gui.app
+    panes = {
+        "jobs": app.jobs_pane.frame,
+        "tasks": app.tasks_pane.frame,
+        "runs": app.runs_pane.frame,
+        "editor": app.editor.frame,
+        "log": app.logs_pane.frame,
+    }
+    widget, visited = app.jobs_pane.table.tree, ["jobs"]
+    for _ in range(300):
+        widget = widget.tk_focusNext()
+        if widget is None:
+            break
+        name = next((pane for pane, frame in panes.items() if str(widget).startswith(str(frame) + ".")), None)
+        if name and (not visited or visited[-1] != name):
+            visited.append(name)
+        if name == "log":
+            break
+    assert visited == ["jobs", "tasks", "runs", "editor", "log"]
