@@ -667,8 +667,9 @@ def test_check_setup_lists_every_check_with_symbol_colour_and_fix(
         # the level shows as a symbol and a word, and in its colour
         start = dialog.text.search("✗ problem", "1.0")
         assert "problem" in dialog.text.tag_names(start)
-        assert str(dialog.text.tag_cget("problem", "foreground")) == cs.GUI_CHECK_LOOKS["problem"][1]
-        assert str(dialog.text.tag_cget("warning", "foreground")) == cs.GUI_CHECK_LOOKS["warning"][1]
+        palette = gui.app.looks.palette
+        assert str(dialog.text.tag_cget("problem", "foreground")) == palette[cs.GUI_CHECK_LOOKS["problem"][1]]
+        assert str(dialog.text.tag_cget("warning", "foreground")) == palette[cs.GUI_CHECK_LOOKS["warning"][1]]
         assert str(dialog.summary.cget("text")) == "1 problem, 3 warnings."
         assert str(dialog.text.cget("state")) == "disabled"
 
