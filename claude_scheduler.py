@@ -11915,7 +11915,8 @@ def _valid_shares(value: JSON, count: int) -> bool:
 
 
 class PaneLayout:
-    """Where the five panes sit: Jobs | Tasks over Runs | Task editor over Log, three
+    """Where the window and its five panes sit: the window's size and place (kept on the
+    screen), and Jobs | Tasks over Runs | Task editor over Log, three
     columns and two stacks split by sashes people can drag. Classic Tk panes, because they
     keep each pane's minimum size (in the body font's units, so it holds at any Tk scaling)
     while a sash is dragged or the window shrinks. Sashes are remembered as fractions, so a
@@ -11968,6 +11969,37 @@ class PaneLayout:
         width = sum(max(self.minimum(name)[0] for name in names) for names in GUI_COLUMN_PANES)
         height = max(sum(self.minimum(name)[1] for name in names) for names in GUI_COLUMN_PANES)
         return width + GUI_SASH_WIDTH * (len(GUI_COLUMN_PANES) - 1), height + GUI_SASH_WIDTH
+
+    def place_window(self, root: tk.Tk, geometry: JSON) -> None:
+        """Give the window its saved size and place, or the default size, either clamped to
+        the screen, and a minimum size that leaves every pane its own (or the screen)."""
+        screen = self.usable_screen(root)
+        least = self.least_size()
+        low = [min(max(low, need), size) for low, need, size in zip(GUI_MIN_SIZE, least, screen, strict=True)]
+        root.minsize(*low)
+        if not (isinstance(geometry, str) and GUI_GEOMETRY.fullmatch(geometry)):
+            size = (
+                min(want, have - GUI_SCREEN_MARGIN)
+                for want, have in zip(GUI_DEFAULT_SIZE, screen, strict=True)
+            )
+            geometry = "x".join(str(part) for part in size)
+        root.geometry(clamp_geometry(geometry, screen, (low[0], low[1])))
+
+    def usable_screen(self, root: tk.Tk) -> tuple[int, int]:
+        """The screen's size less what the window needs around its geometry: on X11 the
+        menu bar sits above the geometry's height, not in it."""
+        return root.winfo_screenwidth(), root.winfo_screenheight() - self._menu_bar_height(root)
+
+    def _menu_bar_height(self, root: tk.Tk) -> int:
+        """On X11 the menu bar is a clone of the menu (".#…"), sized once idle tasks ran."""
+        if not self.looks.is_x11:
+            return 0
+        root.update_idletasks()
+        call = root.tk.call
+        names = root.tk.splitlist(call("winfo", "children", "."))
+        return max(
+            (int(call("winfo", "reqheight", name)) for name in names if name.startswith(".#")), default=0
+        )
 
     def restore(self, saved: JSON) -> None:
         """Sashes from a saved layout (fractions); what is missing or damaged: the defaults."""
@@ -12333,37 +12365,8 @@ class App:
     def _restore_layout(self) -> None:
         """The saved size and place (clamped to this screen) and sashes, or the defaults."""
         saved = self._saved_layout()
-        screen = self.usable_screen()
-        least = self.layout.least_size()
-        minimum = tuple(
-            min(max(low, need), size) for low, need, size in zip(GUI_MIN_SIZE, least, screen, strict=True)
-        )
-        self.root.minsize(*minimum)
-        geometry = saved.get("geometry")
-        if not (isinstance(geometry, str) and GUI_GEOMETRY.fullmatch(geometry)):
-            size = (
-                min(want, have - GUI_SCREEN_MARGIN)
-                for want, have in zip(GUI_DEFAULT_SIZE, screen, strict=True)
-            )
-            geometry = "x".join(str(part) for part in size)
-        self.root.geometry(clamp_geometry(geometry, screen, (minimum[0], minimum[1])))
+        self.layout.place_window(self.root, saved.get("geometry"))
         self.layout.restore(saved.get("panes"))
-
-    def usable_screen(self) -> tuple[int, int]:
-        """The screen's size less what the window needs around its geometry: on X11 the
-        menu bar sits above the geometry's height, not in it."""
-        return self.root.winfo_screenwidth(), self.root.winfo_screenheight() - self._menu_bar_height()
-
-    def _menu_bar_height(self) -> int:
-        """On X11 the menu bar is a clone of the menu (".#…"), sized once idle tasks ran."""
-        if not self.looks.is_x11:
-            return 0
-        self.root.update_idletasks()
-        call = self.root.tk.call
-        names = self.root.tk.splitlist(call("winfo", "children", "."))
-        return max(
-            (int(call("winfo", "reqheight", name)) for name in names if name.startswith(".#")), default=0
-        )
 
     def _saved_layout(self) -> JSONDict:
         try:

@@ -106,7 +106,7 @@ def child(out: Path, theme: str) -> int:
     root = tkinter.Tk(className=cs.GUI_CLASS_NAME)
     root.tk.call("tk", "scaling", float(os.environ.get(SCALING_ENV, "1.0")))
     app = cs.App(store, root=root, api_port=None, start_engine=False)
-    width, height = app.usable_screen()
+    width, height = app.layout.usable_screen(app.root)
     app.root.geometry(f"{width}x{height}+0+0")
     app.settle()
     job_iid = next(iter(app.jobs_pane.table.tree.get_children()), None)
