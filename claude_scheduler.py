@@ -9382,8 +9382,8 @@ RUN_LIST_COLUMNS = (
     GuiColumn(
         "started",
         "Started",
-        "30 Sep 09:00",
-        lambda run: _gui_time(run.get("started_at") or run["created_at"]),
+        "30 Sep 09:00 CEST",
+        lambda run: _gui_time(run.get("started_at") or run["created_at"], zone=run.get("task_zone")),
         keep=6,
     ),
     GuiColumn("duration", "Time", "5m 05s", _run_duration, anchor="e", keep=4),
@@ -12686,8 +12686,15 @@ class App:
     def _apply_runs(self, scope: Scope, runs: list[JSONDict]) -> None:
         if scope != self.runs_scope:
             return  # the person chose something else meanwhile
-        names = {task_id: task["name"] for task_id, task in self.tasks.items()}
-        self.runs = [{**run, "task_name": names.get(run["task_id"], "")} for run in runs]
+        tasks = self.tasks
+        self.runs = [
+            {
+                **run,
+                "task_name": tasks.get(run["task_id"], {}).get("name", ""),
+                "task_zone": task_zone(tasks.get(run["task_id"], {})),
+            }
+            for run in runs
+        ]
         newest = self.runs[0]["id"] if self.runs else None
         known = any(run["id"] == self.run_id for run in self.runs)
         if not known or (self.follow_newest and newest != self.run_id):

@@ -1175,6 +1175,7 @@ def test_times_show_in_the_tasks_zone_named_when_it_differs(
     amsterdam = make_task(service, "Amsterdam", schedule=schedule)
     utc = make_task(service, "Here", schedule={"type": "cron", "expression": "0 3 * * *", "timezone": "UTC"})
     plain = make_task(service, "Plain", schedule={"type": "cron", "expression": "0 4 * * *"})
+    zoned_run, plain_run = add_run(service.store, amsterdam["id"]), add_run(service.store, plain["id"])
     with open_gui(home) as gui:
         cells = gui.app.tasks_pane.table
         zoned = str(cells.whole_text(amsterdam["id"], "next"))
@@ -1191,9 +1192,14 @@ def test_times_show_in_the_tasks_zone_named_when_it_differs(
         assert len(lines) == cs.GUI_PREVIEW_COUNT
         assert all(line.endswith(("02:00 CET", "02:00 CEST")) for line in lines), lines
         assert "Times in Europe/Amsterdam, not this computer's UTC." in str(editor.preview_text.cget("text"))
+        runs = gui.app.runs_pane.table
+        gui.wait(lambda: runs.tree.exists(zoned_run.id), "the task's run")
+        assert runs.whole_text(zoned_run.id, "started").endswith((" CET", " CEST"))
         gui.select_task(plain["id"])
         gui.wait(lambda: str(editor.preview_times.cget("text")).endswith("04:00"), "the plain preview")
         assert "Times in" not in str(editor.preview_text.cget("text"))
+        gui.wait(lambda: runs.tree.exists(plain_run.id), "the plain task's run")
+        assert not runs.whole_text(plain_run.id, "started").endswith(("CET", "CEST", "UTC"))
 
 
 # Runs of whole jobs -----------------------------------------------------------------------
