@@ -8869,7 +8869,9 @@ GUI_THEMES: dict[str, dict[str, str]] = {
         "hit_current": "#6e4b00",
     },
 }
-GUI_PALETTE = GUI_THEMES["light"]  # what a window uses unless its Looks choose another theme
+# The light theme's roles. Widgets take their colours from `Looks.palette` (the window's
+# theme); this name stays for code written before themes.
+GUI_PALETTE = GUI_THEMES["light"]
 # Text on its background in each theme: each pair must pass WCAG AA (4.5:1) for text.
 GUI_TEXT_PAIRS = (
     *((fg, bg) for fg in ("text", "muted", "error", "warning") for bg in ("window", "field", "heading")),
