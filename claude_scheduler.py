@@ -1930,6 +1930,36 @@ def job_progress(statuses: Iterable[RunStatus | None]) -> JSONDict:
     return {"total": total, **counts, "done": done, "percent": percent, "text": f"{done}/{total}"}
 
 
+def job_run_view(
+    job_run_id: str, entry: JSONDict, steps: list[tuple[str, str, RunStatus | None]]
+) -> JSONDict:
+    """One run of a whole job for people: `steps` are its tasks in order as (id, name, the
+    status of the task's run in this job run, None: not started). Counts done, failed and
+    skipped (not run because the job run ended first), the step running now, the task that
+    failed, and the names of those not run."""
+    status = str(entry.get("status") or "running")
+    finished = status != "running"
+    shown = []
+    for task_id, name, step in steps:
+        state = step.value if step else ("not run" if finished else "waiting")
+        shown.append({"task_id": task_id, "name": name, "status": state})
+    failed = [step for step in shown if step["status"] in ("failed", "timeout", "interrupted", "cancelled")]
+    return {
+        "job_run_id": job_run_id,
+        "job_id": entry.get("job_id"),
+        "status": status,
+        "started_at": entry.get("started_at"),
+        "steps": shown,
+        "done": sum(step["status"] == "success" for step in shown),
+        "failed": len(failed),
+        "skipped": sum(step["status"] == "not run" for step in shown),
+        "current": next((step["name"] for step in shown if step["status"] in ("queued", "running")), None),
+        "position": min(int(entry.get("position") or 0) + 1, len(shown)),
+        "failed_task": failed[0]["name"] if failed else None,
+        "not_run": [step["name"] for step in shown if step["status"] == "not run"],
+    }
+
+
 def derive_job_status(statuses: Iterable[RunStatus | None]) -> JobStatus:
     buckets = {progress_bucket(status) for status in statuses}
     if "running" in buckets:
@@ -6659,6 +6689,28 @@ class Service:
             raise Conflict("the job has no enabled tasks to run")
         return tasks
 
+    def job_run_views(self) -> dict[str, JSONDict]:
+        """Each job's latest run as a whole (see job_run_view), by job id."""
+        with self.store.locked():
+            latest: dict[str, tuple[str, JSONDict]] = {}
+            for job_run_id, entry in self.store.job_runs().items():
+                job_id = str(entry.get("job_id"))
+                if job_id not in latest or str(entry.get("started_at")) >= str(
+                    latest[job_id][1].get("started_at")
+                ):
+                    latest[job_id] = (job_run_id, entry)
+            names = {task.id: task.name for task in self.store.task_list()}
+            return {job_id: self._job_run_view(*latest[job_id], names) for job_id in latest}
+
+    def _job_run_view(self, job_run_id: str, entry: JSONDict, names: dict[str, str]) -> JSONDict:
+        steps: list[tuple[str, str, RunStatus | None]] = []
+        for task_id in entry.get("task_ids") or []:
+            runs = self.store.runs_of(task_id) if task_id in names else []
+            mine = [run for run in runs if run.job_run_id == job_run_id]
+            newest = max(mine, key=lambda run: run.created_at, default=None)  # its last retry
+            steps.append((task_id, names.get(task_id, "(deleted task)"), newest.status if newest else None))
+        return job_run_view(job_run_id, entry, steps)
+
     def stop_job(self, job_id: str) -> JSONDict:
         """Stop a job's running job runs and their current runs (and any active run of its tasks)."""
         stopped = []
@@ -6751,6 +6803,15 @@ class Service:
         with self.store.locked():
             tasks = self.store.tasks_of(self.store.job(job_id).id if job_id else None)
             return self._totals(run for task in tasks for run in self.store.runs_of(task.id))
+
+    def recent_statuses(self, count: int) -> dict[str, list[str]]:
+        """Each task's newest `count` finished or active runs' statuses, oldest first."""
+        with self.store.locked():
+            recent = {}
+            for task in self.store.task_list():
+                runs = sorted(self.store.runs_of(task.id), key=lambda run: run.created_at)[-count:]
+                recent[task.id] = [run.status.value for run in runs]
+            return recent
 
     def usage(self) -> JSONDict:
         """Every job's totals (by name), the unassigned tasks' and the sum of all, with the
@@ -11883,10 +11944,15 @@ GUI_DELIVERY_ROWS = 12
 GUI_BUNDLE_TYPES = (("Scheduler bundles", "*.json"), ("All files", "*"))
 GUI_DEFAULT_SIZE = (1800, 1000)
 GUI_SCREEN_MARGIN = 40  # a new window fits the screen with this much to spare
-GUI_MIN_SIZE = (1100, 620)
-GUI_PANE_SHARES = (0.18, 0.22, 0.19, 0.24, 0.17)  # Jobs, Tasks, Task editor, Runs, Logs at first start
-GUI_SASH_COUNT = len(GUI_PANE_SHARES) - 1
-GUI_PANE_MIN_WIDTH = 150
+GUI_MIN_SIZE = (1100, 620)  # or the screen, if it is smaller
+# Jobs | Tasks over Runs | Task editor over Log: where the sashes are at first start, as
+# fractions of the width (two column sashes) and of each stacked column's height.
+GUI_SASH_SHARES: dict[str, tuple[float, ...]] = {"columns": (0.19, 0.54), "middle": (0.45,), "right": (0.6,)}
+# The least room a pane keeps, in the body font's digits across and lines down: its
+# toolbar, tab labels and a few rows stay readable at every size and Tk scaling.
+GUI_PANE_MIN_CHARS = {"jobs": 16, "tasks": 32, "runs": 32, "editor": 40, "log": 40}
+GUI_PANE_MIN_LINES = {"jobs": 10, "tasks": 9, "runs": 9, "editor": 12, "log": 8}
+GUI_SASH_WIDTH = 6
 GUI_TOOL_GAP = 4
 GUI_GROUP_GAP = 8  # more between groups of toolbar buttons
 GUI_ENTRY_CHARS = 20  # ttk.Entry's own default width
@@ -11922,6 +11988,10 @@ GUI_MONO_FAMILIES = (
 )
 GUI_DOT_SIZE = 12
 GUI_DOT_GAP = 5  # between a row's dot and its text
+GUI_STRIP_RUNS = 8  # recent runs in a task's strip (the Tasks list)
+GUI_STRIP_CELL = 6  # pixels across one run's cell
+GUI_STRIP_GAP = 2
+GUI_STRIP_WIDTH = GUI_STRIP_RUNS * (GUI_STRIP_CELL + GUI_STRIP_GAP) + GUI_DOT_GAP
 GUI_MODELS = ("sonnet", "opus", "haiku")
 GUI_NO_WINDOW = (
     "cannot open the window: {reason}.\n"
@@ -11949,41 +12019,84 @@ GUI_STATUS_COLOURS = {
     "scope": "#57606a",
 }
 GUI_FAILED_KEYS = ("failed", "timeout", "interrupted")
-GUI_MENU_COLOURS = {  # X11 menu option -> GUI_PALETTE role
+GUI_LEVEL_STYLES = {"error": "Error.TLabel", "warning": "Warning.TLabel"}  # a note's level -> style
+GUI_MENU_COLOURS = {  # X11 menu option -> palette role
     "background": "window",
     "foreground": "text",
     "activeBackground": "select",
     "activeForeground": "text",
     "selectColor": "accent",  # the tick of a check item
 }
-GUI_PALETTE = {
-    "window": "#f6f8fa",
-    "field": "#ffffff",
-    "text": "#1f2328",
-    "muted": "#59636e",
-    "border": "#d0d7de",
-    "heading": "#eaeef2",
-    "select": "#cfe3ff",
-    "accent": "#0969da",
-    "error": "#cf222e",
-    "error_bg": "#ffebe9",
-    "warning": "#9a6700",
+# Colour roles of each theme (Settings → Theme; "system" follows the platform's choice).
+GUI_THEMES: dict[str, dict[str, str]] = {
+    "light": {
+        "window": "#f6f8fa",
+        "field": "#ffffff",
+        "text": "#1f2328",
+        "muted": "#59636e",
+        "border": "#d0d7de",
+        "heading": "#eaeef2",
+        "select": "#cfe3ff",
+        "accent": "#0969da",
+        "link": "#0550ae",  # tool calls in the log
+        "success": "#1a7f37",
+        "purple": "#8250df",  # the scheduler's own lines in the log
+        "error": "#cf222e",
+        "error_bg": "#ffebe9",
+        "warning": "#8a5c00",
+        "hit": "#fff1a8",  # a search hit in the log
+        "hit_current": "#f5c04a",
+    },
+    "dark": {
+        "window": "#1f2428",
+        "field": "#0d1117",
+        "text": "#e6edf3",
+        "muted": "#9da7b3",
+        "border": "#3d444d",
+        "heading": "#2d333b",
+        "select": "#1f4a7a",
+        "accent": "#4493f8",
+        "link": "#79c0ff",
+        "success": "#56d364",
+        "purple": "#bc8cff",
+        "error": "#ff7b72",
+        "error_bg": "#3c1618",
+        "warning": "#e3b341",
+        "hit": "#5a4a00",
+        "hit_current": "#6e4b00",
+    },
 }
-# Log tags (render_log_line's, plus summary_failed/_warning) -> Text tag options; "font" names a font role.
+# The light theme's roles. Widgets take their colours from `Looks.palette` (the window's
+# theme); this name stays for code written before themes.
+GUI_PALETTE = GUI_THEMES["light"]
+# Text on its background in each theme: each pair must pass WCAG AA (4.5:1) for text.
+GUI_TEXT_PAIRS = (
+    *((fg, bg) for fg in ("text", "muted", "error", "warning") for bg in ("window", "field", "heading")),
+    *((fg, "field") for fg in ("accent", "link", "success", "purple")),
+    ("text", "select"),
+    ("error", "error_bg"),
+    ("text", "hit"),
+    ("text", "hit_current"),
+)
+# Log tags (render_log_line's, plus summary_failed) -> Text tag options; "font" names a font
+# role; a colour is a role of the theme's palette.
 GUI_LOG_STYLES: dict[str, dict[str, str | int]] = {
     "assistant": {"spacing1": 6},
-    "thinking": {"foreground": "#6e7781", "font": "italic", "spacing1": 4},
-    "tool": {"foreground": "#0550ae", "font": "mono", "spacing1": 6},
-    "tool_result": {"foreground": "#57606a", "font": "mono_small", "lmargin1": 18, "lmargin2": 18},
-    "error": {"foreground": GUI_PALETTE["error"], "background": GUI_PALETTE["error_bg"], "spacing1": 4},
-    "summary": {"foreground": "#1a7f37", "font": "bold", "spacing1": 12},
-    "summary_failed": {"foreground": "#cf222e", "font": "bold", "spacing1": 12},
-    "summary_warning": {"foreground": GUI_PALETTE["warning"], "font": "bold", "spacing1": 12},
-    "retry": {"foreground": GUI_PALETTE["warning"], "font": "small"},
-    "system": {"foreground": "#6e7781", "font": "small"},
-    "scheduler": {"foreground": "#8250df", "font": "small", "spacing1": 4},
+    "thinking": {"foreground": "muted", "font": "italic", "spacing1": 4},
+    "tool": {"foreground": "link", "font": "mono", "spacing1": 6},
+    "tool_result": {"foreground": "muted", "font": "mono_small", "lmargin1": 18, "lmargin2": 18},
+    "error": {"foreground": "error", "background": "error_bg", "spacing1": 4},
+    "summary": {"foreground": "success", "font": "bold", "spacing1": 12},
+    "summary_failed": {"foreground": "error", "font": "bold", "spacing1": 12},
+    "summary_warning": {"foreground": "warning", "font": "bold", "spacing1": 12},
+    "retry": {"foreground": "warning", "font": "small"},
+    "system": {"foreground": "muted", "font": "small"},
+    "scheduler": {"foreground": "purple", "font": "small", "spacing1": 4},
     "raw": {"font": "mono_small"},
 }
+GUI_COLOUR_OPTIONS = ("foreground", "background")  # tag options whose values are palette roles
+GUI_THEME_CHOICES = {"system": "As the system", "light": "Light", "dark": "Dark"}  # Settings → Theme
+GUI_WINDOWS_THEME_KEY = r"Software\Microsoft\Windows\CurrentVersion\Themes\Personalize"
 GUI_FAILED_MARK = "✗"
 GUI_WARNING_MARK = "⚠"  # done, but with permission denials
 
@@ -12043,19 +12156,40 @@ UNASSIGNED = Scope(SCOPE_UNASSIGNED)
 # Cells: stored values as people read them in a list.
 
 
-def _gui_time(value: JSON, now: datetime | None = None) -> str:
+def _gui_time(value: JSON, now: datetime | None = None, zone: str | None = None) -> str:
     """A stored timestamp, short, in local time: "14:05" today, "Tue 09:00" within a week,
-    "12 Mar 09:00" this year, else "2024-03-12"."""
+    "12 Mar 09:00" this year, else "2024-03-12". In `zone` (a task's) instead when that
+    zone's clock differs from the machine's then, named by its abbreviation: "Thu 02:00 CET"."""
     if not value:
         return "—"
-    moment = parse_time(str(value), "time").astimezone()
-    today = (now or utcnow()).astimezone()
+    moment, named = _in_zone(parse_time(str(value), "time"), zone)
+    today = (now or utcnow()).astimezone(moment.tzinfo)
     offset = abs((moment.date() - today.date()).days)
     if offset == 0:
-        return f"{moment:%H:%M}"
-    if offset < DAYS_PER_WEEK:
-        return f"{moment:%a %H:%M}"
-    return f"{moment:%d %b %H:%M}" if moment.year == today.year else f"{moment:%Y-%m-%d}"
+        text = f"{moment:%H:%M}"
+    elif offset < DAYS_PER_WEEK:
+        text = f"{moment:%a %H:%M}"
+    else:
+        text = f"{moment:%d %b %H:%M}" if moment.year == today.year else f"{moment:%Y-%m-%d}"
+    return f"{text} {moment:%Z}" if named else text
+
+
+def _in_zone(moment: datetime, zone: str | None) -> tuple[datetime, bool]:
+    """`moment` on the clock of `zone` (None, unknown: the machine's), and whether that
+    clock shows another time than the machine's (then the zone must be named)."""
+    local = moment.astimezone()
+    there = _zone_or_none(zone) if zone else None
+    if there is None:
+        return local, False
+    moment = moment.astimezone(there)
+    return moment, moment.utcoffset() != local.utcoffset()
+
+
+def task_zone(task: JSONDict) -> str | None:
+    """The zone a task's schedule counts in (None: the machine's)."""
+    schedule = task.get("schedule")
+    zone = schedule.get("timezone") if isinstance(schedule, dict) else None
+    return zone if isinstance(zone, str) and zone else None
 
 
 def _gui_duration(seconds: JSON) -> str:
@@ -12093,7 +12227,7 @@ def _task_status(task: JSONDict) -> str:
 def _next_run_cell(task: JSONDict) -> str:
     if not task.get("enabled", True):
         return "disabled"
-    return _gui_time(task.get("next_run_at")) if task.get("next_run_at") else "—"
+    return _gui_time(task.get("next_run_at"), zone=task_zone(task)) if task.get("next_run_at") else "—"
 
 
 def _compact_duration(seconds: int) -> str:
@@ -12117,6 +12251,38 @@ def _compact_count(count: int) -> str:
             if scaled >= 1:
                 return f"{scaled:g}{suffix}"
     return str(count)
+
+
+# The Runs list's filters: label -> what it keeps.
+RUN_STATUS_FILTERS: dict[str, tuple[str, ...]] = {
+    "Any status": (),
+    "Succeeded": ("success",),
+    "Failed": GUI_FAILED_KEYS,
+    "Active": ("queued", "running"),
+    "Not run": ("cancelled", "skipped", "missed", "deferred"),
+}
+RUN_TRIGGER_FILTERS: dict[str, str] = {
+    "Any trigger": "",
+    **{trigger.value.replace("_", " "): trigger.value for trigger in Trigger},
+}
+RUN_AGE_FILTERS: dict[str, int | None] = {
+    "Any time": None,
+    "Today": 0,
+    "7 days": 6,
+    "30 days": 29,
+}  # days before today
+
+
+def run_matches(run: JSONDict, status: str, trigger: str, age: str, now: datetime) -> bool:
+    """Whether a run passes the Runs list's filters (labels of the RUN_*_FILTERS)."""
+    statuses, wanted_trigger = RUN_STATUS_FILTERS.get(status, ()), RUN_TRIGGER_FILTERS.get(trigger, "")
+    if (statuses and run["status"] not in statuses) or (wanted_trigger and run["trigger"] != wanted_trigger):
+        return False
+    days = RUN_AGE_FILTERS.get(age)
+    if days is None:
+        return True
+    when = parse_time(run.get("started_at") or run["created_at"], "started_at").astimezone()
+    return (now.astimezone().date() - when.date()).days <= days
 
 
 def _totals_line(totals: JSONDict) -> str:
@@ -12382,6 +12548,7 @@ class TreeRow:
     children: list[TreeRow] | None = None
     tags: tuple[str, ...] = ()
     is_open: bool = False
+    strip: tuple[str, ...] = ()  # statuses of recent runs, oldest first: drawn instead of the dot
 
 
 # A time column's sample is _gui_time's widest form, so that no date is ever cut short.
@@ -12399,7 +12566,7 @@ TASK_LIST_COLUMNS = (
         stretch=1,
         keep=6,
     ),
-    GuiColumn("next", "Next run", "30 Sep 09:00", _next_run_cell, keep=5),
+    GuiColumn("next", "Next run", "30 Sep 09:00 CEST", _next_run_cell, keep=5),
     GuiColumn("last", "Last", "cancelled", lambda task: str(task.get("last_run_status") or "never"), keep=4),
     GuiColumn(
         "enabled", "On", "On", lambda task: "✓" if task.get("enabled", True) else "–", "center", keep=3
@@ -12419,8 +12586,8 @@ RUN_LIST_COLUMNS = (
     GuiColumn(
         "started",
         "Started",
-        "30 Sep 09:00",
-        lambda run: _gui_time(run.get("started_at") or run["created_at"]),
+        "30 Sep 09:00 CEST",
+        lambda run: _gui_time(run.get("started_at") or run["created_at"], zone=run.get("task_zone")),
         keep=6,
     ),
     GuiColumn("duration", "Wall time", "5m 05s", _run_duration, anchor="e", keep=4),
@@ -12450,11 +12617,13 @@ class TreeTable:
         *,
         flat: bool = True,
         height: int = 12,
+        image_width: int = GUI_DOT_SIZE + GUI_DOT_GAP,
     ) -> None:
         from tkinter import ttk
 
         self.columns = columns
         self.looks = looks
+        self.image_width = image_width  # of the dot or run strip before a row's name
         self.frame = ttk.Frame(parent)
         self.tree = ttk.Treeview(
             self.frame,
@@ -12479,11 +12648,15 @@ class TreeTable:
         scroll.grid(row=0, column=1, sticky="ns")
         self.frame.rowconfigure(0, weight=1)
         self.frame.columnconfigure(0, weight=1)
-        self.tree.tag_configure("failed", foreground=GUI_PALETTE["error"])
-        self.tree.tag_configure("muted", foreground=GUI_PALETTE["muted"])
+        self.tree.tag_configure("failed", foreground=looks.palette["error"])
+        self.tree.tag_configure("muted", foreground=looks.palette["muted"])
         self.tree.tag_configure("scope", font=looks.fonts["bold"])
         self.tree.bind("<Configure>", lambda event: self.fit_columns(event.width))
         self._shown: dict[str, tuple[object, ...]] = {}
+        # iid -> its whole cells, status, tags and run strip
+        self._cells: dict[str, tuple[tuple[str, ...], str, tuple[str, ...], tuple[str, ...]]] = {}
+        self._room: dict[str, int] = {}  # column -> pixels its text has
+        self._widths: dict[tuple[str, bool], int] = {}  # (text, bold) -> pixels: measuring is slow
         self.hidden: set[str] = set()  # columns the pane does not want now
         self.flat = flat
         self.tip = CellTip(self)
@@ -12494,7 +12667,7 @@ class TreeTable:
         fonts = self.looks.fonts
         width = max(fonts["body"].measure(column.sample), fonts["bold"].measure(column.title))
         if column.key == "#0":
-            width += GUI_DOT_SIZE + GUI_DOT_GAP + (0 if flat else 2 * GUI_TREE_INDENT)
+            width += self.image_width + (0 if flat else 2 * GUI_TREE_INDENT)
         return int(width) + GUI_CELL_PADDING
 
     def fit_columns(self, width: int | None = None) -> None:
@@ -12514,8 +12687,14 @@ class TreeTable:
         spare = max(width - sum(self.widths[column.key] for column in columns), 0)
         extras = [spare * share // sum(shares) for share in shares]
         extras[shares.index(max(shares))] += spare - sum(extras)  # what rounding left over
+        room = dict(self._room)
         for column, extra in zip(columns, extras, strict=True):
             self.tree.column(column.key, width=self.widths[column.key] + extra)
+            room[column.key] = self.widths[column.key] + extra - GUI_CELL_PADDING
+        if room != self._room:
+            self._room = room
+            for iid in self._cells:
+                self._draw(iid)
 
     def show(self, rows: Sequence[TreeRow], parent: str = "") -> None:
         """Make `parent`'s children exactly `rows`, in order."""
@@ -12523,6 +12702,7 @@ class TreeTable:
         keep = set(wanted)
         stale = [iid for iid in self.tree.get_children(parent) if iid not in keep]
         if stale:
+            self._forget(stale)
             self.tree.delete(*stale)
         for row in rows:
             self._put(parent, row)
@@ -12533,23 +12713,62 @@ class TreeTable:
 
     def _put(self, parent: str, row: TreeRow) -> None:
         cells = tuple(column.cell(row.record) for column in self.columns)
-        look = (cells, row.status, row.tags)
+        self._cells[row.iid] = (cells, row.status, row.tags, row.strip)
         if not self.tree.exists(row.iid):
-            self.tree.insert(
-                parent,
-                "end",
-                iid=row.iid,
-                text=cells[0],
-                values=cells[1:],
-                image=self.looks.dot(row.status),
-                tags=row.tags,
-                open=row.is_open,
-            )
-        elif self._shown.get(row.iid) != look:
-            self.tree.item(
-                row.iid, text=cells[0], values=cells[1:], image=self.looks.dot(row.status), tags=row.tags
-            )
-        self._shown[row.iid] = look
+            self.tree.insert(parent, "end", iid=row.iid, tags=row.tags, open=row.is_open)
+        self._draw(row.iid)
+
+    def _draw(self, iid: str) -> None:
+        """Show an item's cells, each cut to its column's width with "…" when too long."""
+        cells, status, tags, strip = self._cells[iid]
+        shown = self._fitted(iid, cells, "scope" in tags)
+        look = (shown, status, tags, strip)
+        if self._shown.get(iid) != look:
+            image = self.looks.strip(strip) if strip else self.looks.dot(status)
+            self.tree.item(iid, text=shown[0], values=shown[1:], image=image, tags=tags)
+            self._shown[iid] = look
+
+    def _forget(self, iids: Iterable[str]) -> None:
+        """Drop what is kept about deleted items (and their children)."""
+        for iid in iids:
+            self._forget(self.tree.get_children(iid))
+            self._cells.pop(iid, None)
+            self._shown.pop(iid, None)
+
+    def _fitted(self, iid: str, cells: tuple[str, ...], bold: bool) -> tuple[str, ...]:
+        out = []
+        for column, text in zip(self.columns, cells, strict=True):
+            room = self._room.get(column.key, 0)
+            if column.key == "#0":
+                indent = 0 if self.flat else (self._depth(iid) + 1) * GUI_TREE_INDENT
+                room -= self.image_width + indent
+            out.append(self._cut(text, room, bold) if room > 0 else text)
+        return tuple(out)
+
+    def _cut(self, text: str, room: int, bold: bool) -> str:
+        """`text`, or its longest start that fits `room` pixels followed by "…"."""
+        if self._measure(text, bold) <= room:
+            return text
+        low, high = 0, len(text)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self._measure(text[:middle].rstrip() + GUI_ELLIPSIS, bold) <= room:
+                low = middle
+            else:
+                high = middle - 1
+        return text[:low].rstrip() + GUI_ELLIPSIS
+
+    def _measure(self, text: str, bold: bool) -> int:
+        key = (text, bold)
+        if key not in self._widths:
+            self._widths[key] = int(self.looks.fonts["bold" if bold else "body"].measure(text))
+        return self._widths[key]
+
+    def whole_text(self, iid: str, key: str) -> str:
+        """A cell's whole text (what the tip shows when the column cut it)."""
+        cells = self._cells[iid][0] if iid in self._cells else ()
+        index = next((n for n, column in enumerate(self.columns) if column.key == key), len(cells))
+        return cells[index] if index < len(cells) else ""
 
     def selected(self) -> str | None:
         chosen = self.tree.selection()
@@ -12579,15 +12798,9 @@ class TreeTable:
         if not iid or not 0 <= index <= len(shown):  # (beside the last column: "#<one more>")
             return ""
         key = shown[index - 1] if index else "#0"
-        if key == "#0":
-            text, offset = str(self.tree.item(iid, "text")), GUI_DOT_SIZE + GUI_DOT_GAP
-            if not self.flat:
-                offset += (self._depth(iid) + 1) * GUI_TREE_INDENT
-        else:
-            text, offset = str(self.tree.set(iid, key)), 0
-        font = self.looks.fonts["bold" if "scope" in self.tree.item(iid, "tags") else "body"]
-        room = int(self.tree.column(key, "width")) - offset - GUI_CELL_PADDING
-        return text if font.measure(text) > room else ""
+        text = self.whole_text(iid, key)
+        drawn = str(self.tree.item(iid, "text")) if key == "#0" else str(self.tree.set(iid, key))
+        return text if drawn != text else ""
 
     def _depth(self, iid: str) -> int:
         depth, parent = 0, self.tree.parent(iid)
@@ -12633,10 +12846,10 @@ class CellTip:
             justify="left",
             wraplength=GUI_TIP_WRAP,
             font=self.table.looks.fonts["body"],
-            background=GUI_PALETTE["field"],
-            foreground=GUI_PALETTE["text"],
+            background=self.table.looks.palette["field"],
+            foreground=self.table.looks.palette["text"],
             highlightthickness=1,
-            highlightbackground=GUI_PALETTE["border"],
+            highlightbackground=self.table.looks.palette["border"],
             padx=6,
             pady=3,
         ).pack()
@@ -12654,13 +12867,56 @@ class CellTip:
             self.window = None
 
 
+def contrast_ratio(foreground: str, background: str) -> float:
+    """WCAG 2's contrast ratio of two "#rrggbb" colours: 1 (none) to 21 (black on white);
+    text needs 4.5 for level AA."""
+
+    def luminance(colour: str) -> float:
+        channels = (int(colour[index : index + 2], 16) / 255 for index in (1, 3, 5))
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    light, dark = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def system_theme(platform: str = sys.platform, environ: Mapping[str, str] = os.environ) -> str:
+    """Dark when the platform says its windows are dark, else light: the Windows registry,
+    macOS's AppleInterfaceStyle, $GTK_THEME ending in ":dark" elsewhere."""
+    import subprocess
+
+    try:
+        if platform == "win32":
+            import winreg
+
+            key = winreg.OpenKey(winreg.HKEY_CURRENT_USER, GUI_WINDOWS_THEME_KEY)  # type: ignore[attr-defined,unused-ignore]  # Windows only
+            light = winreg.QueryValueEx(key, "AppsUseLightTheme")[0]  # type: ignore[attr-defined,unused-ignore]  # Windows only
+            return "light" if light else "dark"
+        if platform == "darwin":
+            answer = subprocess.run(
+                ["defaults", "read", "-g", "AppleInterfaceStyle"], capture_output=True, text=True, timeout=2
+            )
+            return "dark" if answer.stdout.strip().lower() == "dark" else "light"
+    except (OSError, subprocess.SubprocessError) as error:
+        logger().debug("the system's theme is unknown: %s", error)
+        return "light"
+    return "dark" if environ.get("GTK_THEME", "").lower().endswith(":dark") else "light"
+
+
+def chosen_theme(choice: JSON) -> str:
+    """The theme a Settings choice ("system", "light", "dark"; else "system") stands for."""
+    return str(choice) if choice in GUI_THEMES else system_theme()
+
+
 class Looks:
     """Theme, fonts and status dots of one window, shared by its panes."""
 
-    def __init__(self, root: tk.Tk) -> None:
+    def __init__(self, root: tk.Tk, theme: str = "light") -> None:
         from tkinter import ttk
 
         self.root = root
+        self.theme = theme if theme in GUI_THEMES else "light"
+        self.palette = GUI_THEMES[self.theme]
         self.is_x11 = root.tk.call("tk", "windowingsystem") == "x11"
         self.fonts = self._make_fonts()
         self._dots: dict[str, tk.PhotoImage] = {}
@@ -12709,7 +12965,7 @@ class Looks:
         return font
 
     def _style(self, style: ttk.Style) -> None:
-        colour = GUI_PALETTE
+        colour = self.palette
         if self.is_x11 and "clam" in style.theme_names():
             self._x11_theme(style)
         linespace = int(self.fonts["body"].metrics("linespace"))
@@ -12739,15 +12995,18 @@ class Looks:
         style.configure("Muted.TLabel", foreground=colour["muted"])
         style.configure("Note.TLabel", foreground=colour["muted"], font=self.fonts["small"])
         style.configure("Error.TLabel", foreground=colour["error"], font=self.fonts["small"])
+        style.configure("Warning.TLabel", foreground=colour["warning"], font=self.fonts["small"])
         style.configure("Status.TFrame", background=colour["heading"])
         style.configure("Status.TLabel", background=colour["heading"], foreground=colour["text"])
         style.configure("StatusError.TLabel", background=colour["heading"], foreground=colour["error"])
         style.configure("StatusWarning.TLabel", background=colour["heading"], foreground=colour["warning"])
         style.configure("Placeholder.TLabel", foreground=colour["muted"], justify="center")
+        style.configure("Banner.TFrame", background=colour["error_bg"])
+        style.configure("Banner.TLabel", background=colour["error_bg"], foreground=colour["error"])
 
     def _x11_theme(self, style: ttk.Style) -> None:
         """clam, recoloured: Tk's X11 default theme looks dated (Windows and macOS stay native)."""
-        colour = GUI_PALETTE
+        colour = self.palette
         style.theme_use("clam")
         style.configure(
             ".",
@@ -12767,7 +13026,22 @@ class Looks:
         )
         style.configure("TSpinbox", fieldbackground=colour["field"], padding=2)
         style.configure("TButton", padding=(9, 3))
+        style.map(
+            "TButton",
+            background=[
+                ("disabled", colour["window"]),
+                ("pressed", colour["select"]),
+                ("active", colour["heading"]),
+            ],
+            foreground=[("disabled", colour["muted"])],
+        )
         style.configure("Tool.TButton", padding=(7, 2), width=0)
+        # clam marks a ticked box with an X, which reads as "off": a white tick mark on the accent.
+        style.map(
+            "TCheckbutton",
+            indicatorbackground=[("selected", colour["accent"]), ("", colour["field"])],
+            indicatorforeground=[("selected", "#ffffff")],
+        )
         style.configure("TNotebook", tabmargins=(0, 2, 0, 0))
         style.configure("TNotebook.Tab", background=colour["heading"], padding=(12, 4))
         style.map("TNotebook.Tab", background=[("selected", colour["window"])])
@@ -12787,6 +13061,25 @@ class Looks:
         if status not in self._dots:
             self._dots[status] = self._draw_dot(GUI_STATUS_COLOURS.get(status, GUI_STATUS_COLOURS["scope"]))
         return self._dots[status]
+
+    def strip(self, statuses: tuple[str, ...]) -> tk.PhotoImage:
+        """Recent runs as a row of coloured cells, oldest left, newest at the right end (like
+        a CI dashboard), as wide as GUI_STRIP_RUNS cells whatever their number."""
+        key = "strip:" + ",".join(statuses)
+        if key not in self._dots:
+            self._dots[key] = self._draw_strip(statuses[-GUI_STRIP_RUNS:])
+        return self._dots[key]
+
+    def _draw_strip(self, statuses: tuple[str, ...]) -> tk.PhotoImage:
+        import tkinter as tk
+
+        step = GUI_STRIP_CELL + GUI_STRIP_GAP
+        image = tk.PhotoImage(master=self.root, width=GUI_STRIP_WIDTH, height=GUI_DOT_SIZE)
+        first = GUI_STRIP_RUNS - len(statuses)
+        for index, status in enumerate(statuses, start=first):
+            colour = GUI_STATUS_COLOURS.get(status, GUI_STATUS_COLOURS["scope"])
+            image.put(colour, to=(index * step, 1, index * step + GUI_STRIP_CELL, GUI_DOT_SIZE - 1))
+        return image
 
     def _draw_dot(self, colour: str) -> tk.PhotoImage:
         import tkinter as tk
@@ -12863,6 +13156,7 @@ class Snapshot:
     engine: JSONDict
     jobs: list[JSONDict] | None = None
     tasks: list[JSONDict] | None = None
+    job_runs: dict[str, JSONDict] | None = None  # each job's latest run as a whole (job_run_view)
     error: str | None = None
 
 
@@ -12890,7 +13184,11 @@ class StoreReader:
             snap = Snapshot(engine=self.service.engine_status())
             if force or self._changed():
                 snap.jobs = self.service.list_jobs()
-                snap.tasks = self.service.list_tasks()
+                recent = self.service.recent_statuses(GUI_STRIP_RUNS)
+                snap.tasks = [
+                    {**task, "recent_runs": recent.get(task["id"], [])} for task in self.service.list_tasks()
+                ]
+                snap.job_runs = self.service.job_run_views()
         except SchedulerError as error:
             self._signature = None  # read everything again next time
             return Snapshot(engine={}, error=str(error))
@@ -13088,12 +13386,13 @@ def _text_box(
         wrap="word",
         undo=True,
         font=looks.fonts["body"],
-        background=GUI_PALETTE["field"],
-        foreground=GUI_PALETTE["text"],
+        background=looks.palette["field"],
+        foreground=looks.palette["text"],
+        insertbackground=looks.palette["text"],
         relief="flat",
         highlightthickness=1,
-        highlightbackground=GUI_PALETTE["border"],
-        highlightcolor=GUI_PALETTE["accent"],
+        highlightbackground=looks.palette["border"],
+        highlightcolor=looks.palette["accent"],
         padx=padding[0],
         pady=padding[1],
     )
@@ -13119,22 +13418,26 @@ class ScrollArea:
     a widget that takes the focus (Tab, or an error shown by it) is scrolled into view.
     Call `adopt` once its widgets are built."""
 
-    def __init__(self, parent: ttk.Frame, padding: tuple[int, int, int, int]) -> None:
+    def __init__(self, parent: ttk.Frame, padding: tuple[int, int, int, int], background: str) -> None:
         import tkinter as tk
         from tkinter import ttk
 
         parent.rowconfigure(0, weight=1)
         parent.columnconfigure(0, weight=1)
-        self.canvas = tk.Canvas(parent, highlightthickness=0, borderwidth=0, background=GUI_PALETTE["window"])
+        self.canvas = tk.Canvas(parent, highlightthickness=0, borderwidth=0, background=background)
         self.bar = ttk.Scrollbar(parent, orient="vertical", command=self._on_bar)
         self._wanted: tk.Misc | None = None  # kept in view while the layout settles
+        self._box: tk.Text | None = None  # grows into the room to spare (see `grow`)
+        self._box_lines = 0
         self.canvas.configure(yscrollcommand=self.bar.set)
         self.canvas.grid(row=0, column=0, sticky="nsew")
         self.bar.grid(row=0, column=1, sticky="ns")
         self.inner = ttk.Frame(self.canvas, padding=padding)
         self._window = self.canvas.create_window(0, 0, window=self.inner, anchor="nw")
+        self.inner.grid_anchor("nw")  # room to spare goes below the rows, not around them
         self.inner.bind("<Configure>", lambda event: self._fit())
         self.canvas.bind("<Configure>", lambda event: self._fit())
+        self.canvas.bind("<Map>", lambda event: self._fit())  # a hidden tab missed the resizes
         self._wheel_tag, self._focus_tag = f"ScrollWheel{id(self)}", f"ScrollFocus{id(self)}"
         parent.bind_class(self._wheel_tag, "<Button-4>", lambda event: self._scroll(-1))
         parent.bind_class(self._wheel_tag, "<Button-5>", lambda event: self._scroll(1))
@@ -13151,10 +13454,24 @@ class ScrollArea:
 
     def _fit(self) -> None:
         width = self.canvas.winfo_width()
+        self._grow_box()
         self.canvas.itemconfigure(self._window, width=width)
         self.canvas.configure(scrollregion=(0, 0, width, self.inner.winfo_reqheight()))
         if self._wanted is not None:
             self._reveal(self._wanted)
+
+    def grow(self, box: tk.Text) -> None:
+        """Let `box` take the room the view has to spare (in lines; never fewer than it has)."""
+        self._box, self._box_lines = box, int(box.cget("height"))
+
+    def _grow_box(self) -> None:
+        if self._box is None:
+            return
+        line = max(int(self._box.winfo_reqheight() / max(int(self._box.cget("height")), 1)), 1)
+        rest = self.inner.winfo_reqheight() - self._box.winfo_reqheight()
+        lines = max(self._box_lines, (self.canvas.winfo_height() - rest) // line)
+        if lines != int(self._box.cget("height")):
+            self._box.configure(height=lines)
 
     def let_go(self) -> None:
         """Stop keeping the widget last shown in view."""
@@ -13194,9 +13511,12 @@ def _enable(buttons: Mapping[str, ttk.Button], **states: bool) -> None:
 
 class JobsPane:
     """The Jobs tree: "All tasks", each job (progress, status dot) with its tasks as
-    children, and "(Unassigned)" with the tasks that have no job. Job actions."""
+    children, and "(Unassigned)" with the tasks that have no job. Job actions, and what
+    the chosen job's latest run as a whole did."""
 
     def __init__(self, app: App, parent: tk.Misc, looks: Looks) -> None:
+        from tkinter import ttk
+
         self.app = app
         self.frame, self.subtitle = _pane_frame(parent, "Jobs", looks)
         self.buttons = _toolbar(
@@ -13215,6 +13535,12 @@ class JobsPane:
         self.table.on_select(self._on_select)
         self.table.tree.bind("<Double-1>", lambda event: self._on_double_click())
         self.table.tree.bind("<Delete>", lambda event: app.delete_from_jobs())
+        # What the chosen job's latest run as a whole did (empty: never run as a whole).
+        self.job_run = _autowrap(ttk.Label(self.frame, style="Muted.TLabel", justify="left"))
+        self.job_run.grid(row=3, column=0, sticky="ew", pady=(4, 0))
+
+    def show_job_run(self, text: str, level: str) -> None:
+        self.job_run.configure(text=text, style=GUI_LEVEL_STYLES.get(level, "Muted.TLabel"))
 
     def show(self, jobs: list[JSONDict], tasks: list[JSONDict]) -> None:
         by_job: dict[str | None, list[JSONDict]] = {}
@@ -13300,7 +13626,7 @@ class TasksPane:
         self.filter_entry.grid(row=0, column=1, sticky="ew", pady=(0, 6))
         self.filter_entry.bind("<Escape>", lambda event: self.filter.set(""))
         self.filter.trace_add("write", lambda *_: self._render())
-        self.table = TreeTable(body, TASK_LIST_COLUMNS, looks)
+        self.table = TreeTable(body, TASK_LIST_COLUMNS, looks, image_width=GUI_STRIP_WIDTH)
         self.table.frame.grid(row=1, column=0, columnspan=2, sticky="nsew")
         self.table.on_select(self._on_select)
         self.table.tree.bind("<Delete>", lambda event: app.delete_task())
@@ -13317,7 +13643,11 @@ class TasksPane:
         shown = [task for task in self._tasks if not needle or needle in _task_haystack(task)]
         rows = [
             TreeRow(
-                task["id"], task, _task_status(task), tags=() if task.get("enabled", True) else ("muted",)
+                task["id"],
+                task,
+                _task_status(task),
+                tags=() if task.get("enabled", True) else ("muted",),
+                strip=tuple(task.get("recent_runs") or ()) if task.get("enabled", True) else (),
             )
             for task in shown
         ]
@@ -13344,6 +13674,101 @@ def _task_haystack(task: JSONDict) -> str:
     return f"{task['name']} {task.get('schedule_text') or ''} {task['id']}".lower()
 
 
+GUI_CHART_DAYS = 30
+GUI_CHART_LINES = 6  # the chart's height, in lines of the small font
+GUI_CHART_PAD = 4
+
+
+def daily_usage(
+    runs: Iterable[JSONDict], now: datetime, days: int = GUI_CHART_DAYS
+) -> list[tuple[float, float]]:
+    """(cost in USD, run time in seconds) of each of the last `days` local days, oldest
+    first, today last: what the chart under the Runs list draws."""
+    today = now.astimezone().date()
+    slots = [[0.0, 0.0] for _ in range(days)]
+    for run in runs:
+        when = run.get("started_at") or run.get("created_at")
+        if not when:
+            continue
+        age = (today - parse_time(str(when), "started_at").astimezone().date()).days
+        if 0 <= age < days:
+            slot = slots[days - 1 - age]
+            slot[0] += float(run.get("cost_usd") or 0)
+            slot[1] += float(run.get("duration_seconds") or 0)
+    return [(cost, seconds) for cost, seconds in slots]
+
+
+class UsageChart:
+    """The listed runs' cost (bars) and run time (a line) per day over the last 30 days,
+    drawn on a Canvas under the Runs list; redrawn when its size changes."""
+
+    def __init__(self, parent: tk.Misc, looks: Looks) -> None:
+        import tkinter as tk
+
+        self.looks = looks
+        font = looks.fonts["small"]
+        height = GUI_CHART_LINES * int(font.metrics("linespace"))
+        self.canvas = tk.Canvas(parent, height=height, highlightthickness=0, borderwidth=0)
+        self.days: list[tuple[float, float]] = []
+        self.canvas.bind("<Configure>", lambda event: self.draw())
+        self.colour()
+
+    def colour(self) -> None:
+        self.canvas.configure(background=self.looks.palette["field"])
+        self.draw()
+
+    def show(self, days: list[tuple[float, float]]) -> None:
+        self.days = days
+        self.draw()
+
+    def draw(self) -> None:
+        canvas, font = self.canvas, self.looks.fonts["small"]
+        canvas.delete("all")
+        width, height = canvas.winfo_width(), int(canvas.cget("height"))
+        line = int(font.metrics("linespace"))
+        if not self.days or width <= 1:
+            return
+        top, bottom = line + GUI_CHART_PAD, height - line - GUI_CHART_PAD
+        most_cost = max(cost for cost, _ in self.days)
+        most_time = max(seconds for _, seconds in self.days)
+        costs, times = _money(most_cost), _gui_duration(most_time)
+        title = f"Per day: cost (bars, up to {costs}) · run time (line, up to {times})"
+        canvas.create_text(
+            GUI_CHART_PAD,
+            2,
+            text=title,
+            anchor="nw",
+            font=font,
+            fill=self.looks.palette["muted"],
+            tags="title",
+        )
+        step = (width - 2 * GUI_CHART_PAD) / len(self.days)
+        points: list[float] = []
+        for index, (cost, seconds) in enumerate(self.days):
+            left = GUI_CHART_PAD + index * step
+            if cost > 0:
+                bar_top = bottom - (bottom - top) * cost / most_cost
+                canvas.create_rectangle(
+                    left + 1,
+                    bar_top,
+                    left + step - 1,
+                    bottom,
+                    fill=self.looks.palette["accent"],
+                    width=0,
+                    tags="cost",
+                )
+            fraction = seconds / most_time if most_time else 0
+            points += [left + step / 2, bottom - (bottom - top) * fraction]
+        palette = self.looks.palette
+        canvas.create_line(*points, fill=palette["warning"], width=2, tags="duration")
+        canvas.create_line(GUI_CHART_PAD, bottom, width - GUI_CHART_PAD, bottom, fill=palette["border"])
+        muted = palette["muted"]
+        canvas.create_text(
+            GUI_CHART_PAD, height, text=f"{len(self.days)} days ago", anchor="sw", font=font, fill=muted
+        )
+        canvas.create_text(width - GUI_CHART_PAD, height, text="today", anchor="se", font=font, fill=muted)
+
+
 class RunsPane:
     """The runs of the selected task (or job, or all), newest first; run actions."""
 
@@ -13352,6 +13777,7 @@ class RunsPane:
 
         self.app = app
         self.frame, self.subtitle = _pane_frame(parent, "Runs", looks)
+        self.filters: dict[str, ttk.Combobox] = {}
         self.buttons = _toolbar(
             self.frame,
             (
@@ -13359,6 +13785,7 @@ class RunsPane:
                 ("rerun", "↻ Re-run", app.rerun),
                 ("delete", "Delete", app.delete_run),
             ),
+            self._build_filters,
         )
         self.table = TreeTable(self.frame, RUN_LIST_COLUMNS, looks)
         self.table.frame.grid(row=2, column=0, sticky="nsew")
@@ -13366,8 +13793,27 @@ class RunsPane:
         self.table.tree.bind("<Delete>", lambda event: app.delete_run())
         self.table.tree.bind("<Double-1>", self._on_double_click)
         self.table.tree.bind("<Return>", lambda event: app.open_run_details())
+        self.chart = UsageChart(self.frame, looks)
+        self.chart.canvas.grid(row=3, column=0, sticky="ew", pady=(6, 0))
         self.totals = _autowrap(ttk.Label(self.frame, style="Muted.TLabel", justify="left"))
-        self.totals.grid(row=3, column=0, sticky="ew", pady=(6, 0))
+        self.totals.grid(row=4, column=0, sticky="ew", pady=(6, 0))
+
+    def _build_filters(self, bar: ttk.Frame) -> None:
+        from tkinter import ttk
+
+        for key, labels in (
+            ("status", RUN_STATUS_FILTERS),
+            ("trigger", RUN_TRIGGER_FILTERS),
+            ("age", RUN_AGE_FILTERS),
+        ):
+            names = list(labels)
+            width = max(len(name) for name in names) + 1
+            combo = self.filters[key] = ttk.Combobox(bar, values=names, state="readonly", width=width)
+            combo.set(names[0])
+            combo.bind("<<ComboboxSelected>>", lambda event: self.app.refilter_runs())
+
+    def filter_values(self) -> tuple[str, str, str]:
+        return self.filters["status"].get(), self.filters["trigger"].get(), self.filters["age"].get()
 
     def show_totals(self, totals: JSONDict | None) -> None:
         """What the listed runs cost and used (see usage_totals); None: nothing to say."""
@@ -13379,6 +13825,8 @@ class RunsPane:
         if hidden != self.table.hidden:
             self.table.hidden = hidden
             self.table.fit_columns()
+        now = utcnow()
+        kept = [run for run in runs if run_matches(run, *self.filter_values(), now)]
         rows = [
             TreeRow(
                 run["id"],
@@ -13386,11 +13834,13 @@ class RunsPane:
                 str(run["status"]),
                 tags=("failed",) if run["status"] in GUI_FAILED_KEYS else (),
             )
-            for run in runs
+            for run in kept
         ]
         self.table.show(rows)
         self.table.select(selected)
-        self.subtitle.set(f"{title} · {_plural(len(runs), 'run')}")
+        self.chart.show(daily_usage(runs, now))
+        shown = "" if len(kept) == len(runs) else f" ({len(kept)} shown)"
+        self.subtitle.set(f"{title} · {_plural(len(runs), 'run')}{shown}")
 
     def set_actions(self, run: JSONDict | None) -> None:
         active = run is not None and run["status"] in ACTIVE_STATUSES
@@ -13426,18 +13876,23 @@ class LogsPane:
         body.rowconfigure(0, weight=1)
         body.columnconfigure(0, weight=1)
         self.text = _text_box(body, looks, width=40, padding=(10, 8))
-        self.text.configure(state="disabled", highlightcolor=GUI_PALETTE["border"])
+        self.text.configure(state="disabled", highlightcolor=looks.palette["border"])
         scroll = ttk.Scrollbar(body, orient="vertical", command=self.text.yview)
         self.text.configure(yscrollcommand=scroll.set)
         self.text.grid(row=0, column=0, sticky="nsew")
         scroll.grid(row=0, column=1, sticky="ns")
         for tag, options in GUI_LOG_STYLES.items():
             font_role = options.get("font")
-            rest = {key: value for key, value in options.items() if key != "font"}
+            rest = {
+                key: looks.palette[str(value)] if key in GUI_COLOUR_OPTIONS else value
+                for key, value in options.items()
+                if key != "font"
+            }
             self.text.tag_configure(
                 tag, {**rest, **({"font": looks.fonts[str(font_role)]} if font_role else {})}
             )
-        self.text.tag_configure("placeholder", foreground=GUI_PALETTE["muted"], font=looks.fonts["italic"])
+        self.text.tag_configure("placeholder", foreground=looks.palette["muted"], font=looks.fonts["italic"])
+        self.search = LogSearch(self.frame, self.text, looks)
         self._lines: list[str] = []
         self._tail = ""
         self._placeholder = True
@@ -13460,6 +13915,7 @@ class LogsPane:
             self.text.insert("end", message, "placeholder")
 
         self._edit(replace)
+        self.search.find(keep_place=True)
 
     def append(self, data: str, *, final: bool = False) -> None:
         """Add log text (whole lines; with `final` a last line without its newline too)."""
@@ -13497,6 +13953,7 @@ class LogsPane:
         self._edit(insert)
         if at_end or clear:
             self.text.see("end")
+        self.search.find(keep_place=True)
 
     def _render(self, line: str) -> list[Segment]:
         if self.raw.get():
@@ -13512,16 +13969,116 @@ class LogsPane:
             self.text.configure(state="disabled")
 
 
+class LogSearch:
+    """Find in the log (Ctrl+F in it): a bar under the log with the words to find; every
+    hit highlighted, the current one stronger and in view; Enter or ▼ goes to the next,
+    Shift+Enter or ▲ to the previous, Escape closes the bar. Case does not matter."""
+
+    def __init__(self, frame: ttk.Frame, text: tk.Text, looks: Looks) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.text = text
+        self.bar = ttk.Frame(frame)
+        self.bar.columnconfigure(1, weight=1)
+        self.words = tk.StringVar(master=frame)
+        ttk.Label(self.bar, text="Find").grid(row=0, column=0, padx=(0, 6))
+        self.entry = ttk.Entry(self.bar, textvariable=self.words)
+        self.entry.grid(row=0, column=1, sticky="ew")
+        self.count = ttk.Label(self.bar, style="Muted.TLabel")
+        self.count.grid(row=0, column=2, padx=6)
+        for column, (label, step) in enumerate((("▲", -1), ("▼", 1)), start=3):
+            ttk.Button(
+                self.bar, text=label, style="Tool.TButton", command=functools.partial(self.go, step)
+            ).grid(row=0, column=column, padx=(0, GUI_TOOL_GAP))
+        ttk.Button(self.bar, text="✕", style="Tool.TButton", command=self.close).grid(row=0, column=5)
+        self.hits: list[str] = []  # start index of each hit, in order
+        self.current = -1
+        self.words.trace_add("write", lambda *_: self.find())
+        text.tag_configure("search_hit", background=looks.palette["hit"])
+        text.tag_configure("search_current", background=looks.palette["hit_current"])
+        text.tag_raise("search_current", "search_hit")
+        text.bind("<Control-f>", lambda event: self.open())
+        self.entry.bind("<Control-f>", lambda event: "break")  # not the Tasks filter
+        self.entry.bind("<Return>", lambda event: self.go(1))
+        self.entry.bind("<Shift-Return>", lambda event: self.go(-1))
+        self.entry.bind("<KP_Enter>", lambda event: self.go(1))
+        self.entry.bind("<Escape>", lambda event: self.close())
+
+    @property
+    def is_open(self) -> bool:
+        return bool(self.bar.winfo_manager())
+
+    def open(self) -> str:
+        self.bar.grid(row=3, column=0, sticky="ew", pady=(6, 0))
+        self.entry.focus_set()
+        self.entry.select_range(0, "end")
+        self.find()
+        return "break"
+
+    def close(self) -> str:
+        self.bar.grid_remove()
+        self._clear()
+        self.count.configure(text="")
+        self.text.focus_set()
+        return "break"
+
+    def _clear(self) -> None:
+        self.text.tag_remove("search_hit", "1.0", "end")
+        self.text.tag_remove("search_current", "1.0", "end")
+        self.hits, self.current = [], -1
+
+    def find(self, *, keep_place: bool = False) -> None:
+        """Highlight every hit (again: the log changed, or the words did)."""
+        if not self.is_open:
+            return
+        place = self.hits[self.current] if keep_place and self.hits else None
+        self._clear()
+        words = self.words.get()
+        if not words:
+            self.count.configure(text="")
+            return
+        length, start = len(words), "1.0"
+        while found := self.text.search(words, start, stopindex="end", nocase=True):
+            end = f"{found}+{length}c"
+            self.text.tag_add("search_hit", found, end)
+            self.hits.append(found)
+            start = end
+        self.current = self.hits.index(place) if place in self.hits else (0 if self.hits else -1)
+        self._show_current()
+
+    def go(self, step: int) -> str:
+        if self.hits:
+            self.current = (self.current + step) % len(self.hits)
+            self._show_current()
+        return "break"
+
+    def _show_current(self) -> None:
+        self.text.tag_remove("search_current", "1.0", "end")
+        if not self.hits:
+            self.count.configure(text="no hits")
+            return
+        found = self.hits[self.current]
+        self.text.tag_add("search_current", found, f"{found}+{len(self.words.get())}c")
+        self.text.see(found)
+        self.count.configure(text=f"{self.current + 1} of {len(self.hits)}")
+
+
 class StatusBar:
     """Engine state, API address, the next due run and counts, along the window's bottom."""
 
-    def __init__(self, parent: tk.Misc) -> None:
+    def __init__(self, parent: tk.Misc, pause_or_resume: Callable[[], None]) -> None:
         from tkinter import ttk
 
         self.frame = ttk.Frame(parent, style="Status.TFrame", padding=(10, 4))
-        self.labels = {key: ttk.Label(self.frame, style="Status.TLabel") for key in ("engine", "api", "next")}
-        for label in self.labels.values():
-            label.pack(side="left", padx=(0, 18))
+        self.labels = {
+            key: ttk.Label(self.frame, style="Status.TLabel") for key in ("engine", "api", "next", "job")
+        }
+        for key, label in self.labels.items():
+            label.pack(side="left", padx=(0, 6 if key == "engine" else 18))
+            if key == "engine":  # pause or resume the engine right by what it says
+                self.engine_button = ttk.Button(self.frame, style="Tool.TButton", command=pause_or_resume)
+                self.engine_button.pack(side="left", padx=(0, 18))
         self.labels["counts"] = ttk.Label(self.frame, style="Status.TLabel")
         self.labels["counts"].pack(side="right", padx=(18, 0))
         self.labels["error"] = ttk.Label(self.frame, style="StatusError.TLabel")
@@ -13530,6 +14087,9 @@ class StatusBar:
     def show(self, key: str, text: str, level: str = "") -> None:
         style = {"error": "StatusError.TLabel", "warning": "StatusWarning.TLabel"}.get(level, "Status.TLabel")
         self.labels[key].configure(text=text, style=style)
+
+    def show_engine_action(self, is_held: bool) -> None:
+        self.engine_button.configure(text=GUI_ENGINE_ACTIONS[is_held])
 
 
 # Field -> editor row, where a field has no row of its own.
@@ -13594,11 +14154,18 @@ class EditorPane:
             anchor="center",
         )
         self.notebook = ttk.Notebook(self.frame)
-        self._build_general(self._tab("Task"))
-        self._build_schedule(self._tab("Schedule"))
-        self.advanced = self._scrolled_tab("Advanced")
-        self._build_advanced(self.advanced.inner)
-        self.advanced.adopt()
+        self.areas: list[ScrollArea] = []  # each tab's rows scroll when the pane is too short
+        builders = (
+            ("Task", self._build_general),
+            ("Schedule", self._build_schedule),
+            ("Advanced", self._build_advanced),
+        )
+        for title, build in builders:
+            area = self._scrolled_tab(title)
+            self.areas.append(area)
+            build(area.inner)
+            area.adopt()
+        self.advanced = self.areas[-1]
         self._build_footer()
         self.clear()
 
@@ -13618,7 +14185,7 @@ class EditorPane:
         tab = self._tab(title)
         tab.configure(padding=0)
         tab.columnconfigure(1, weight=0)
-        area = ScrollArea(tab, padding=(10, 10, 10, 4))
+        area = ScrollArea(tab, padding=(10, 10, 10, 4), background=self.looks.palette["window"])
         area.inner.columnconfigure(1, weight=1)
         return area
 
@@ -13780,7 +14347,7 @@ class EditorPane:
         row = self._place(tab, row, key, text, box)
         box.grid_configure(sticky="nsew")
         if grow:
-            tab.rowconfigure(row - 2, weight=1)
+            self.areas[-1].grow(box)
         return row
 
     def _path(self, tab: ttk.Frame, row: int, key: str, text: str, *, is_file: bool = False) -> int:
@@ -13938,11 +14505,11 @@ class EditorPane:
             if key:
                 self.notebook.select(self._tab_of[key])  # type: ignore[no-untyped-call]  # typeshed: untyped
                 self._rows[key][-1].update_idletasks()
-                if self._tabs[self._tab_of[key]] is self.advanced.canvas.master:
-                    self.advanced.show(self._rows[key][-2])
+                self.areas[self._tab_of[key]].show(self._rows[key][-2])
 
     def clear_errors(self) -> None:
-        self.advanced.let_go()
+        for area in self.areas:
+            area.let_go()
         self.message.configure(text="")
         for key in self._notes:
             self._reset_note(key)
@@ -14064,9 +14631,13 @@ class EditorPane:
             self.preview_text.configure(text="Fix the schedule to see its next runs.")
             self.preview_times.configure(text="")
             return
-        times = [parse_time(moment, "time").astimezone() for moment in preview["times"]]
-        self.preview_text.configure(text=str(preview["description"]))
-        listed = "\n".join(f"{moment:%a %Y-%m-%d %H:%M}" for moment in times)
+        zone = schedule.get("timezone") or None
+        times = [_in_zone(parse_time(moment, "time"), zone) for moment in preview["times"]]
+        named = any(differs for _, differs in times)
+        where = f" Times in {zone}, not this computer's {local_zone_name()}." if named else ""
+        self.preview_text.configure(text=str(preview["description"]) + where)
+        shown = "%a %Y-%m-%d %H:%M %Z" if named else "%a %Y-%m-%d %H:%M"
+        listed = "\n".join(moment.strftime(shown) for moment, _ in times)
         self.preview_times.configure(text=listed or "No timed runs.")
 
     def _as_scheduled(self, schedule: JSONDict) -> JSONDict:
@@ -14348,7 +14919,8 @@ class SettingsDialog:
         body.columnconfigure(1, weight=1)
         for row, name in enumerate(SETTINGS_ROWS):
             self._build_row(body, 2 * row, name)
-        self._build_buttons(body, 2 * len(SETTINGS_ROWS))
+        self._build_theme_row(body, 2 * len(SETTINGS_ROWS))
+        self._build_buttons(body, 2 * len(SETTINGS_ROWS) + 2)
         _place_dialog(self.top, app.root)
         self.fields["claude_path"].focus_set()
 
@@ -14373,6 +14945,21 @@ class SettingsDialog:
         note.grid(row=row + 1, column=1, sticky="w")
         self.notes[name] = (note, hint)
         self.values[name].trace_add("write", lambda *_: self._reset_note(name))
+
+    def _build_theme_row(self, body: ttk.Frame, row: int) -> None:
+        """The window's theme: a setting of this window, kept with its layout."""
+        from tkinter import ttk
+
+        ttk.Label(body, text="Theme").grid(row=row, column=0, sticky="w", padx=(0, 10), pady=(6, 0))
+        labels = list(GUI_THEME_CHOICES.values())
+        self.theme = ttk.Combobox(body, values=labels, state="readonly", width=max(map(len, labels)) + 2)
+        self.theme.set(GUI_THEME_CHOICES.get(str(self.app.theme_choice), labels[0]))
+        self.theme.grid(row=row, column=1, sticky="w", pady=(6, 0))
+        hint = "Light, dark, or as the system sets it; it applies when the window opens next."
+        ttk.Label(body, text=hint, style="Note.TLabel").grid(row=row + 1, column=1, sticky="w")
+
+    def theme_choice(self) -> str:
+        return next(key for key, label in GUI_THEME_CHOICES.items() if label == self.theme.get())
 
     def _build_buttons(self, body: ttk.Frame, row: int) -> None:
         from tkinter import ttk
@@ -14444,10 +15031,10 @@ class SettingsDialog:
 
 
 # Help → Check setup: level -> (symbol, colour), so a level never shows by colour alone.
-GUI_CHECK_LOOKS = {
-    CHECK_OK: ("✓", "#1a7f37"),
-    CHECK_WARNING: ("!", GUI_PALETTE["warning"]),
-    CHECK_PROBLEM: ("✗", GUI_PALETTE["error"]),
+GUI_CHECK_LOOKS = {  # the colour is a palette role
+    CHECK_OK: ("✓", "success"),
+    CHECK_WARNING: ("!", "warning"),
+    CHECK_PROBLEM: ("✗", "error"),
 }
 GUI_SETUP_SIZE = (84, 22)  # characters, lines
 GUI_SETUP_INDENT = 22  # pixels: a check's message and fix under its first line
@@ -14485,12 +15072,13 @@ class SetupDialog:
 
     def _style_text(self) -> None:
         fonts = self.app.looks.fonts
-        for level, (_, colour) in GUI_CHECK_LOOKS.items():
-            self.text.tag_configure(level, foreground=colour, font=fonts["bold"])
+        palette = self.app.looks.palette
+        for level, (_, role) in GUI_CHECK_LOOKS.items():
+            self.text.tag_configure(level, foreground=palette[role], font=fonts["bold"])
         self.text.tag_configure("check", font=fonts["bold"])
         self.text.tag_configure("message", lmargin2=GUI_SETUP_INDENT, spacing1=6)
         self.text.tag_configure(
-            "fix", foreground=GUI_PALETTE["muted"], lmargin1=GUI_SETUP_INDENT, lmargin2=GUI_SETUP_INDENT
+            "fix", foreground=palette["muted"], lmargin1=GUI_SETUP_INDENT, lmargin2=GUI_SETUP_INDENT
         )
 
     def _build_buttons(self, body: ttk.Frame) -> None:
@@ -14650,7 +15238,7 @@ def _next_due_text(tasks: Iterable[JSONDict]) -> str:
     if not due:
         return "Next: nothing scheduled"
     task = min(due, key=lambda item: parse_time(item["next_run_at"], "next_run_at"))
-    return f"Next: {task['name']} · {_gui_time(task['next_run_at'])}"
+    return f"Next: {task['name']} · {_gui_time(task['next_run_at'], zone=task_zone(task))}"
 
 
 def _counts_text(jobs: int, tasks: Iterable[JSONDict]) -> str:
@@ -14694,25 +15282,223 @@ def _open_in_desktop(path: Path) -> None:
     threading.Thread(target=proc.wait, name="opener", daemon=True).start()  # reap it
 
 
+def _bind_select_all(root: tk.Tk) -> None:
+    """Ctrl+A selects all the text of any entry, chooser or text box (Tk's default moves to
+    the start of the line, as in Emacs)."""
+
+    def in_entry(event: tk.Event[tk.Misc]) -> str:
+        event.widget.tk.call(event.widget, "selection", "range", 0, "end")
+        event.widget.tk.call(event.widget, "icursor", "end")
+        return "break"
+
+    def in_text(event: tk.Event[tk.Misc]) -> str:
+        event.widget.tk.call(event.widget, "tag", "add", "sel", "1.0", "end-1c")
+        event.widget.tk.call(event.widget, "mark", "set", "insert", "end-1c")
+        return "break"
+
+    for widget_class in ("TEntry", "TCombobox", "TSpinbox", "Entry"):
+        root.bind_class(widget_class, "<Control-a>", in_entry)
+    root.bind_class("Text", "<Control-a>", in_text)
+
+
 def _no_wake() -> None:
     """The Service's wake-up when this window runs no engine."""
 
 
-def _clamp_sashes(positions: list[int], width: int, minimum: int) -> list[int]:
-    """Sash positions moved as little as needed to leave every pane `minimum` wide."""
-    clamped = list(positions)
-    for index in range(len(clamped)):
-        clamped[index] = max(clamped[index], (clamped[index - 1] if index else 0) + minimum)
-    for index in reversed(range(len(clamped))):
-        following = clamped[index + 1] if index + 1 < len(clamped) else width
-        clamped[index] = min(clamped[index], following - minimum)
-    return clamped
+def clamp_geometry(geometry: str, screen: tuple[int, int], minimum: tuple[int, int]) -> str:
+    """A "WxH+X+Y" geometry (or "WxH") moved and shrunk as little as needed to lie on a
+    screen of `screen` pixels, and no smaller than `minimum` (itself no bigger than the
+    screen): a layout saved on a bigger screen opens whole on a smaller one."""
+    width, height, *place = (int(part) for part in re.findall(r"-?\d+", geometry))
+    fit = [
+        max(min(size, limit), low) for size, limit, low in zip((width, height), screen, minimum, strict=True)
+    ]
+    if not place:
+        return f"{fit[0]}x{fit[1]}"
+    corner = [
+        max(min(offset, limit - size), 0) for offset, limit, size in zip(place, screen, fit, strict=True)
+    ]
+    return f"{fit[0]}x{fit[1]}+{corner[0]}+{corner[1]}"
 
 
-def _valid_sashes(value: JSON) -> bool:
-    if not (isinstance(value, list) and len(value) == GUI_SASH_COUNT):
+def _valid_shares(value: JSON, count: int) -> bool:
+    if not (isinstance(value, list) and len(value) == count):
         return False
-    return all(isinstance(x, int) for x in value) and value == sorted(value)
+    return all(isinstance(x, float | int) and 0 < x < 1 for x in value) and value == sorted(value)
+
+
+class PaneLayout:
+    """Where the window and its five panes sit: the window's size and place (kept on the
+    screen), and Jobs | Tasks over Runs | Task editor over Log, three
+    columns and two stacks split by sashes people can drag. Classic Tk panes, because they
+    keep each pane's minimum size (in the body font's units, so it holds at any Tk scaling)
+    while a sash is dragged or the window shrinks. Sashes are remembered as fractions, so a
+    layout saved on one screen suits another."""
+
+    def __init__(self, parent: tk.Misc, looks: Looks) -> None:
+        import tkinter as tk
+
+        self.looks = looks
+        self.columns = tk.PanedWindow(parent, orient="horizontal")
+        self.middle = tk.PanedWindow(self.columns, orient="vertical")
+        self.right = tk.PanedWindow(self.columns, orient="vertical")
+        self.panes = {"columns": self.columns, "middle": self.middle, "right": self.right}
+        self._shares: dict[str, tuple[float, ...]] = dict(GUI_SASH_SHARES)
+        self.colour()
+
+    def colour(self) -> None:
+        for pane in self.panes.values():
+            pane.configure(
+                background=self.looks.palette["border"],
+                sashwidth=GUI_SASH_WIDTH,
+                borderwidth=0,
+                opaqueresize=True,
+                sashrelief="flat",
+            )
+
+    def minimum(self, name: str) -> tuple[int, int]:
+        """The least width and height of the pane `name` (a GUI_PANE_MIN_CHARS key), in pixels."""
+        font = self.looks.fonts["body"]
+        digit, line = font.measure("0"), int(font.metrics("linespace"))
+        return GUI_PANE_MIN_CHARS[name] * digit, GUI_PANE_MIN_LINES[name] * line
+
+    def fill(self, frames: Mapping[str, tk.Widget]) -> None:
+        """Put the panes' frames (by GUI_PANE_MIN_CHARS key) in their places."""
+        sizes = {name: self.minimum(name) for name in frames}
+        self.columns.add(frames["jobs"], minsize=sizes["jobs"][0], stretch="never")
+        for stack, top, bottom in ((self.middle, "tasks", "runs"), (self.right, "editor", "log")):
+            width = max(sizes[top][0], sizes[bottom][0])
+            self.columns.add(stack, minsize=width, stretch="always")
+            stack.add(frames[top], minsize=sizes[top][1], stretch="always")
+            stack.add(frames[bottom], minsize=sizes[bottom][1], stretch="always")
+        for name, pane in self.panes.items():
+            pane.bind("<Configure>", functools.partial(self._on_resized, name), add=True)
+
+    def _on_resized(self, name: str, event: tk.Event[tk.PanedWindow]) -> None:
+        self._place(name)
+
+    def least_size(self) -> tuple[int, int]:
+        """The window's content at its smallest: every column and stack at its minimum."""
+        width = sum(max(self.minimum(name)[0] for name in names) for names in GUI_COLUMN_PANES)
+        height = max(sum(self.minimum(name)[1] for name in names) for names in GUI_COLUMN_PANES)
+        return width + GUI_SASH_WIDTH * (len(GUI_COLUMN_PANES) - 1), height + GUI_SASH_WIDTH
+
+    def place_window(self, root: tk.Tk, geometry: JSON) -> None:
+        """Give the window its saved size and place, or the default size, either clamped to
+        the screen, and a minimum size that leaves every pane its own (or the screen)."""
+        screen = self.usable_screen(root)
+        least = self.least_size()
+        low = [min(max(low, need), size) for low, need, size in zip(GUI_MIN_SIZE, least, screen, strict=True)]
+        root.minsize(*low)
+        if not (isinstance(geometry, str) and GUI_GEOMETRY.fullmatch(geometry)):
+            size = (
+                min(want, have - GUI_SCREEN_MARGIN)
+                for want, have in zip(GUI_DEFAULT_SIZE, screen, strict=True)
+            )
+            geometry = "x".join(str(part) for part in size)
+        root.geometry(clamp_geometry(geometry, screen, (low[0], low[1])))
+
+    def usable_screen(self, root: tk.Tk) -> tuple[int, int]:
+        """The screen's size less what the window needs around its geometry: on X11 the
+        menu bar sits above the geometry's height, not in it."""
+        return root.winfo_screenwidth(), root.winfo_screenheight() - self._menu_bar_height(root)
+
+    def _menu_bar_height(self, root: tk.Tk) -> int:
+        """On X11 the menu bar is a clone of the menu (".#…"), sized once idle tasks ran."""
+        if not self.looks.is_x11:
+            return 0
+        root.update_idletasks()
+        call = root.tk.call
+        names = root.tk.splitlist(call("winfo", "children", "."))
+        return max(
+            (int(call("winfo", "reqheight", name)) for name in names if name.startswith(".#")), default=0
+        )
+
+    def restore(self, saved: JSON) -> None:
+        """Sashes from a saved layout (fractions); what is missing or damaged: the defaults."""
+        saved = saved if isinstance(saved, dict) else {}
+        for name, default in GUI_SASH_SHARES.items():
+            value = saved.get(name)
+            self._shares[name] = tuple(value) if _valid_shares(value, len(default)) else default
+        for name, pane in self.panes.items():
+            pane.bind("<ButtonRelease-1>", functools.partial(self._on_dragged, name), add=True)
+
+    def _length(self, name: str) -> int:
+        pane = self.panes[name]
+        return pane.winfo_width() if name == "columns" else pane.winfo_height()
+
+    def _place(self, name: str) -> None:
+        """Put a paned window's sashes at their fractions of its length (on every resize:
+        the panes keep their proportions; Tk keeps their minimum sizes)."""
+        length = self._length(name)
+        if length <= 1:
+            return
+        for _ in range(2):  # a sash cannot pass its neighbour: a second pass settles them
+            for index, share in enumerate(self._shares[name]):
+                position = round(share * length)
+                point = (position, 0) if name == "columns" else (0, position)
+                self.panes[name].sash_place(index, *point)
+
+    def _on_dragged(self, name: str, event: tk.Event[tk.PanedWindow]) -> None:
+        self._shares[name] = self._current(name)
+
+    def _current(self, name: str) -> tuple[float, ...]:
+        length, axis = max(self._length(name), 1), 0 if name == "columns" else 1
+        count = len(GUI_SASH_SHARES[name])
+        return tuple(round(self.panes[name].sash_coord(index)[axis] / length, 4) for index in range(count))
+
+    def save(self) -> JSONDict:
+        """Where the sashes are, as fractions (for `restore`)."""
+        return {name: list(self._current(name)) for name in self.panes}
+
+
+GUI_BANNER_PROBLEMS = 3  # problems the banner lists before "and N more"
+
+
+class SetupBanner:
+    """A band above the panes while the setup check finds problems (claude missing, a file
+    it cannot read...): each with its fix, and buttons to check again or see every check.
+    The app runs the check off the Tk thread and hands the results to `show`."""
+
+    def __init__(
+        self, parent: tk.Misc, looks: Looks, check_again: Callable[[], None], details: Callable[[], None]
+    ) -> None:
+        from tkinter import ttk
+
+        self.frame = ttk.Frame(parent, style="Banner.TFrame", padding=(10, 6))
+        self.frame.columnconfigure(0, weight=1)
+        self.text = _autowrap(ttk.Label(self.frame, style="Banner.TLabel", justify="left"))
+        self.text.grid(row=0, column=0, rowspan=2, sticky="ew")
+        buttons = ttk.Frame(self.frame, style="Banner.TFrame")
+        buttons.grid(row=0, column=1, sticky="ne", padx=(10, 0))
+        for label, command in (("Check again", check_again), ("Details…", details), ("✕", self.hide)):
+            ttk.Button(buttons, text=label, style="Tool.TButton", command=command).pack(
+                side="left", padx=(GUI_TOOL_GAP, 0)
+            )
+        self.problems: list[JSONDict] = []
+
+    @property
+    def is_shown(self) -> bool:
+        return bool(self.frame.winfo_manager())
+
+    def show(self, checks: list[JSONDict], before: tk.Misc) -> None:
+        """Show the problems among `checks` (hidden when there are none)."""
+        self.problems = [check for check in checks if check["level"] == CHECK_PROBLEM]
+        if not self.problems:
+            self.hide()
+            return
+        lines = [
+            f"✗ {check['check']}: {check['message']}. {check.get('fix') or ''}".rstrip()
+            for check in self.problems
+        ]
+        more = len(lines) - GUI_BANNER_PROBLEMS
+        shown = lines[:GUI_BANNER_PROBLEMS] + ([f"and {more} more (Details…)"] if more > 0 else [])
+        self.text.configure(text="\n".join(shown))
+        if not self.is_shown:
+            self.frame.pack(fill="x", padx=4, pady=(4, 0), before=before)
+
+    def hide(self) -> None:
+        self.frame.pack_forget()
 
 
 # Menus and keys: (label, accelerator, App method); None separates groups.
@@ -14755,6 +15541,7 @@ GUI_MENUS: dict[str, tuple[tuple[str, str, str] | None, ...]] = {
     ),
 }
 GUI_RESUME_LABEL = "Resume runs now (lift the pause or usage-limit hold)"
+GUI_ENGINE_ACTIONS = {False: "Pause", True: "Resume"}  # the status bar's button, by whether runs are held
 GUI_KEYS = (
     ("<Control-n>", "new_task"),
     ("<Control-N>", "new_job"),  # Ctrl+Shift+N
@@ -14770,12 +15557,63 @@ GUI_SHORTCUTS = (
     ("Ctrl+S", "save the task in the editor"),
     ("F5", "run the selected task (in the Jobs tree: the job)"),
     ("Delete", "delete what is selected in the focused list"),
-    ("Ctrl+F", "filter the tasks"),
+    ("Ctrl+F", "filter the tasks (in the log: find in the log)"),
     ("Ctrl+R", "read everything again"),
     ("Ctrl+Q", "quit"),
+    ("Ctrl+A", "select all the text of a field or the log"),
 )
-GUI_PANE_WEIGHTS = (0, 1, 1, 1, 2)
+GUI_COLUMN_PANES = (("jobs",), ("tasks", "runs"), ("editor", "log"))  # each column's panes, top down
 GUI_SETTLE_POLL_SECONDS = 0.005
+
+
+def job_run_text(job_name: str, view: JSONDict) -> tuple[str, str]:
+    """A job run (job_run_view) in one line, and its level ("", "warning" or "error")."""
+    done, failed, total = view["done"], view["failed"], len(view["steps"])
+    not_run = f"; not run: {', '.join(view['not_run'])}" if view["not_run"] else ""
+    status = view["status"]
+    if status == "running":
+        step = f"{view['current']} ({view['position']} of {total})" if view["current"] else "starting"
+        return f"Running “{job_name}”: {step} · {done} done · {failed} failed", ""
+    if status == "failed":
+        return f"“{job_name}” stopped: “{view['failed_task']}” failed{not_run}", "error"
+    if status == "stopped":
+        return f"“{job_name}” stopped by request after {done} of {total} done{not_run}", "warning"
+    return f"“{job_name}” ran: {done} of {total} done · {failed} failed", "warning" if failed else ""
+
+
+class JobRunFeedback:
+    """Says what runs of whole jobs do: the chosen job's latest one under the Jobs tree;
+    in the status bar, those running and one that stopped at a failure while this window
+    watched it run."""
+
+    def __init__(self, jobs_pane: JobsPane, status_bar: StatusBar) -> None:
+        self.jobs_pane, self.status_bar = jobs_pane, status_bar
+        self.views: dict[str, JSONDict] = {}  # job id -> its latest job run
+        self._watched: set[str] = set()  # job runs seen running here
+
+    def update(self, views: dict[str, JSONDict], jobs: Mapping[str, JSONDict], scope: Scope) -> None:
+        self.views = views
+        self._watched |= {view["job_run_id"] for view in views.values() if view["status"] == "running"}
+        self.show(jobs, scope)
+
+    def show(self, jobs: Mapping[str, JSONDict], scope: Scope) -> None:
+        view = self.views.get(str(scope.ident)) if scope.kind == SCOPE_JOB else None
+        name = str(jobs.get(str(scope.ident), {}).get("name", ""))
+        self.jobs_pane.show_job_run(*(job_run_text(name, view) if view else ("", "")))
+        watched = [
+            (job_id, view)
+            for job_id, view in self.views.items()
+            if job_id in jobs and view["job_run_id"] in self._watched
+        ]
+        running = [item for item in watched if item[1]["status"] == "running"]
+        shown = running or [item for item in watched if item[1]["status"] == "failed"]
+        if not shown:
+            self.status_bar.show("job", "")
+            return
+        job_id, view = shown[0]
+        text, level = job_run_text(str(jobs[job_id]["name"]), view)
+        more = f" (+{len(running) - 1} more)" if len(running) > 1 else ""
+        self.status_bar.show("job", text + more, level)
 
 
 @dataclass
@@ -14836,6 +15674,7 @@ class App:
         self.setup_dialog: SetupDialog | None = None
         self.run_details: RunDetailsDialog | None = None
         self.notifications_dialog: NotificationsDialog | None = None
+        self.shortcuts: tk.Toplevel | None = None  # Help → Keyboard shortcuts, once opened
         self.storage_error: str | None = None
         self.loaded = False
         self._closed = False
@@ -14849,13 +15688,16 @@ class App:
         self._log = LogTail()
         self.api: ApiServer | None = None
         self.api_error: str | None = None
-        self.looks = Looks(self.root)
+        self.theme_choice = self._saved_layout().get("theme", "system")
+        self.looks = Looks(self.root, chosen_theme(self.theme_choice))
         self.paused = tk.BooleanVar(master=self.root, value=False)
         self.run_menu: tk.Menu | None = None
         self._build()
         self._restore_layout()
         self.worker = Worker(self.inbox)
         self.api, self.api_error = self._start_api(api_host, api_port)
+        self._api_wanted = (api_host, api_port)  # tried again when this window takes the engine over
+        self.api_note = ""  # why the API runs here now, when that is news
         self._show_status()
         self.root.protocol("WM_DELETE_WINDOW", self.request_close)
         self.later(GUI_POLL_MS, self._drain, "drain")
@@ -14863,6 +15705,7 @@ class App:
         self.refresh(force=True)
         self._engine_starting = False
         self._take_engine()
+        self.check_setup_quietly()
 
     # Building --------------------------------------------------------------------
 
@@ -14871,28 +15714,27 @@ class App:
 
         self.root.title(GUI_TITLE)
         self._set_icon()
-        self.root.minsize(*GUI_MIN_SIZE)
         outer = ttk.Frame(self.root)
         outer.pack(fill="both", expand=True)
-        self.paned = ttk.PanedWindow(outer, orient="horizontal")
-        self.paned.pack(fill="both", expand=True, padx=4, pady=(4, 0))
-        self.jobs_pane = JobsPane(self, self.paned, self.looks)
-        self.tasks_pane = TasksPane(self, self.paned, self.looks)
-        self.editor = EditorPane(self, self.paned, self.looks)
-        self.runs_pane = RunsPane(self, self.paned, self.looks)
-        self.logs_pane = LogsPane(self, self.paned, self.looks)
-        frames = [
-            pane.frame
-            for pane in (self.jobs_pane, self.tasks_pane, self.editor, self.runs_pane, self.logs_pane)
-        ]
-        for frame, weight in zip(frames, GUI_PANE_WEIGHTS, strict=True):
-            self.paned.add(frame, weight=weight)
-        ttk.Separator(outer).pack(fill="x")
-        self.status_bar = StatusBar(outer)
-        self.status_bar.frame.pack(fill="x")
+        # Packed first, at the bottom: when the window is short, the panes give way, not it.
+        self.status_bar = StatusBar(outer, self.pause_or_resume)
+        self.status_bar.frame.pack(side="bottom", fill="x")
+        ttk.Separator(outer).pack(side="bottom", fill="x")
+        self.banner = SetupBanner(outer, self.looks, self.check_setup_quietly, self.check_setup)
+        self.layout = PaneLayout(outer, self.looks)
+        self.layout.columns.pack(fill="both", expand=True, padx=4, pady=(4, 0))
+        self.jobs_pane = JobsPane(self, self.layout.columns, self.looks)
+        self.tasks_pane = TasksPane(self, self.layout.middle, self.looks)
+        self.runs_pane = RunsPane(self, self.layout.middle, self.looks)
+        self.editor = EditorPane(self, self.layout.right, self.looks)
+        self.logs_pane = LogsPane(self, self.layout.right, self.looks)
+        self.job_run_feedback = JobRunFeedback(self.jobs_pane, self.status_bar)
+        panes = (self.jobs_pane, self.tasks_pane, self.runs_pane, self.editor, self.logs_pane)
+        self.layout.fill(dict(zip(GUI_PANE_MIN_CHARS, (pane.frame for pane in panes), strict=True)))
         self._build_menu()
         for sequence, name in GUI_KEYS:
             self.root.bind(sequence, self._key_handler(getattr(self, name)))
+        _bind_select_all(self.root)
         self._update_actions()
         self._show_status()
 
@@ -14958,18 +15800,10 @@ class App:
     # Layout (remembered in the settings) ---------------------------------------------
 
     def _restore_layout(self) -> None:
+        """The saved size and place (clamped to this screen) and sashes, or the defaults."""
         saved = self._saved_layout()
-        geometry = saved.get("geometry")
-        if not (isinstance(geometry, str) and GUI_GEOMETRY.fullmatch(geometry)):
-            width = min(GUI_DEFAULT_SIZE[0], self.root.winfo_screenwidth() - GUI_SCREEN_MARGIN)
-            height = min(GUI_DEFAULT_SIZE[1], self.root.winfo_screenheight() - GUI_SCREEN_MARGIN)
-            geometry = f"{width}x{height}"
-        self.root.geometry(geometry)
-        sashes = saved.get("sashes")
-        self._sashes: list[int] | None = sashes if _valid_sashes(sashes) else None
-        self._sashes_placed = False
-        self.paned.bind("<Configure>", self._place_sashes, add=True)
-        self.paned.bind("<ButtonRelease-1>", lambda event: self._keep_panes_open(), add=True)
+        self.layout.place_window(self.root, saved.get("geometry"))
+        self.layout.restore(saved.get("panes"))
 
     def _saved_layout(self) -> JSONDict:
         try:
@@ -14979,32 +15813,8 @@ class App:
             return {}
         return saved if isinstance(saved, dict) else {}
 
-    def _place_sashes(self, event: tk.Event[tk.Misc]) -> None:
-        """Put the sashes where they were (or share the width out), once the width is known."""
-        if self._sashes_placed or event.width <= GUI_PANE_MIN_WIDTH * len(GUI_PANE_SHARES):
-            return
-        shares = [sum(GUI_PANE_SHARES[: n + 1]) for n in range(GUI_SASH_COUNT)]
-        wanted = self._sashes or [round(share * event.width) for share in shares]
-        positions = _clamp_sashes(wanted, event.width, GUI_PANE_MIN_WIDTH)
-        for _ in range(2):  # a sash cannot pass its neighbours: a second pass settles them
-            for index, position in enumerate(positions):
-                self.paned.sashpos(index, position)  # type: ignore[no-untyped-call]  # typeshed: untyped
-        self._sashes_placed = True
-
-    def _keep_panes_open(self) -> None:
-        """After a sash is dragged: no pane narrower than GUI_PANE_MIN_WIDTH."""
-        current = [self._sash(index) for index in range(GUI_SASH_COUNT)]
-        wanted = _clamp_sashes(current, self.paned.winfo_width(), GUI_PANE_MIN_WIDTH)
-        for index, (now, position) in enumerate(zip(current, wanted, strict=True)):
-            if now != position:
-                self.paned.sashpos(index, position)  # type: ignore[no-untyped-call]  # typeshed: untyped
-
-    def _sash(self, index: int) -> int:
-        return int(self.paned.sashpos(index))  # type: ignore[no-untyped-call]  # typeshed: untyped
-
     def _save_layout(self) -> None:
-        sashes = [self._sash(index) for index in range(GUI_SASH_COUNT)]
-        layout = {"geometry": self.root.geometry(), "sashes": sashes}
+        layout = {"geometry": self.root.geometry(), "panes": self.layout.save(), "theme": self.theme_choice}
         self.store.update_settings({GUI_SETTINGS_KEY: layout})
 
     # Threads, timers and errors --------------------------------------------------------
@@ -15205,6 +16015,7 @@ class App:
             self._drop_vanished()
             self.jobs_pane.show(snap.jobs, snap.tasks)
             self.jobs_pane.select(self.choice)
+            self.job_run_feedback.update(snap.job_runs or {}, self.jobs, self.scope)
             self.editor.set_jobs(snap.jobs)
             self._sync_editor()
             self._show_tasks()
@@ -15228,7 +16039,22 @@ class App:
 
     def _engine_started(self, owns: bool) -> None:
         self._engine_starting = False
+        if owns and self.api is None and self._api_wanted[1] is not None:
+            self._start_api_after_takeover()
         self.refresh(force=True)
+
+    def _start_api_after_takeover(self) -> None:
+        """The API follows the engine: the process that had both has quit, so its port is
+        likely free now; serve the API here and name this address in the engine's record."""
+        self.api, self.api_error = self._start_api(*self._api_wanted)
+        if self.api is not None:
+            self.api_note = " (started here on taking over the engine)"
+            address = self.api.address
+            self.submit(functools.partial(self._note_api_address, address))
+
+    def _note_api_address(self, address: str) -> None:
+        owner = self.service.engine_status()["owner"] or {}
+        self.store.set_engine_state(owner={**owner, "api": address})
 
     def _note_storage_error(self, error: str | None) -> None:
         if error != self.storage_error:
@@ -15298,8 +16124,15 @@ class App:
     def _apply_runs(self, scope: Scope, runs: list[JSONDict]) -> None:
         if scope != self.runs_scope:
             return  # the person chose something else meanwhile
-        names = {task_id: task["name"] for task_id, task in self.tasks.items()}
-        self.runs = [{**run, "task_name": names.get(run["task_id"], "")} for run in runs]
+        tasks = self.tasks
+        self.runs = [
+            {
+                **run,
+                "task_name": tasks.get(run["task_id"], {}).get("name", ""),
+                "task_zone": task_zone(tasks.get(run["task_id"], {})),
+            }
+            for run in runs
+        ]
         newest = self.runs[0]["id"] if self.runs else None
         known = any(run["id"] == self.run_id for run in self.runs)
         if not known or (self.follow_newest and newest != self.run_id):
@@ -15318,6 +16151,10 @@ class App:
         details = self._run(self.run_details.run_id) if self.run_details else None
         if self.run_details and details:
             self.run_details.show(details)
+
+    def refilter_runs(self) -> None:
+        """The Runs list's filters changed: list again what they keep."""
+        self._show_runs()
 
     def _run(self, run_id: str | None) -> JSONDict | None:
         return next((run for run in self.runs if run["id"] == run_id), None)
@@ -15408,6 +16245,7 @@ class App:
         self.choice, self.scope = choice, scope
         self._open_task(task_id)
         self.jobs_pane.select(choice)
+        self.job_run_feedback.show(self.jobs, scope)
         self._show_tasks()
         self._load_runs()
         self._update_actions()
@@ -15470,13 +16308,14 @@ class App:
         self.status_bar.show("counts", _counts_text(len(self.jobs), self.tasks.values()))
         self.status_bar.show("error", self.storage_error or "", "error")
         self.paused.set(bool(self.engine_info.get("paused")))
+        self.status_bar.show_engine_action(self._is_held())
         if self.run_menu is not None:
-            held = self.engine_info.get("paused") or self.engine_info.get("hold")
+            held = self._is_held()
             self.run_menu.entryconfigure(GUI_RESUME_LABEL, state="normal" if held else "disabled")
 
     def _api_text(self) -> tuple[str, str]:
         if self.api:
-            return f"API: {self.api.address}", ""
+            return f"API: {self.api.address}{self.api_note}", ""
         other = (self.engine_info.get("owner") or {}).get("api")
         if other and not self.engine_info.get("here"):
             return f"API: {other} (the engine's process)", ""
@@ -15825,9 +16664,16 @@ class App:
         dialog.set_busy(True)
         self.submit(
             functools.partial(self.service.update_settings, data),
-            lambda settings: dialog.close(),
+            lambda settings: self._settings_saved(dialog),
             failed=lambda error: self._settings_not_saved(dialog, error),
         )
+
+    def _settings_saved(self, dialog: SettingsDialog) -> None:
+        if dialog.theme_choice() != self.theme_choice:
+            self.theme_choice = dialog.theme_choice()
+            self._save_layout()  # the theme is kept with the layout
+        dialog.close()
+        self.check_setup_quietly()  # a new claude path may fix (or make) a problem
 
     def _settings_not_saved(self, dialog: SettingsDialog, error: Exception) -> None:
         dialog.set_busy(False)
@@ -15936,6 +16782,17 @@ class App:
     def open_data_folder(self) -> None:
         _open_in_desktop(self.store.home)
 
+    def _is_held(self) -> bool:
+        return bool(self.engine_info.get("paused") or self.engine_info.get("hold"))
+
+    def pause_or_resume(self) -> None:
+        """The status bar's button: resume a paused or held engine, else pause it."""
+        if self._is_held():
+            self.resume_runs()
+        else:
+            self.paused.set(True)
+            self.toggle_pause()
+
     def toggle_pause(self) -> None:
         self.act(functools.partial(self.service.set_paused, self.paused.get()))
 
@@ -15944,10 +16801,26 @@ class App:
         self.act(functools.partial(self.service.set_paused, False))
 
     def show_shortcuts(self) -> None:
-        width = max(len(keys) for keys, _ in GUI_SHORTCUTS)
-        self.inform(
-            "Keyboard shortcuts", "\n".join(f"{keys.ljust(width)}   {what}" for keys, what in GUI_SHORTCUTS)
-        )
+        """Help → Keyboard shortcuts: keys and what they do in two aligned columns."""
+        import tkinter as tk
+        from tkinter import ttk
+
+        top = self.shortcuts = tk.Toplevel(self.root)
+        top.title("Keyboard shortcuts")
+        top.transient(self.root)
+        body = ttk.Frame(top, padding=16)
+        body.pack(fill="both", expand=True)
+        for row, (keys, what) in enumerate(GUI_SHORTCUTS):
+            ttk.Label(body, text=keys, font=self.looks.fonts["bold"]).grid(
+                row=row, column=0, sticky="w", padx=(0, 16)
+            )
+            ttk.Label(body, text=what).grid(row=row, column=1, sticky="w", pady=1)
+        close = ttk.Button(body, text="Close", command=top.destroy, default="active")
+        close.grid(row=len(GUI_SHORTCUTS), column=1, sticky="e", pady=(12, 0))
+        for sequence in ("<Escape>", "<Return>"):
+            top.bind(sequence, lambda event: top.destroy())
+        _place_dialog(top, self.root)
+        close.focus_set()
 
     def check_setup(self) -> None:
         """Help → Check setup…: the checks run on a thread of their own (claude's version and
@@ -15968,6 +16841,16 @@ class App:
     def _show_checks(self, dialog: SetupDialog, checks: list[JSONDict]) -> None:
         if self.setup_dialog is dialog:
             dialog.show(checks)
+        self.banner.show(checks, self.layout.columns)
+
+    def check_setup_quietly(self) -> None:
+        """The setup check in the background (at start, after Settings are saved, on the
+        banner's Check again): its problems show in the banner, or the banner goes."""
+        self.submit_apart(
+            self.service.check_setup,
+            lambda checks: self.banner.show(checks, self.layout.columns),
+            failed=lambda error: logger().warning("setup check: %s", error),
+        )
 
     def _checks_failed(self, dialog: SetupDialog, error: Exception) -> None:
         if self.setup_dialog is dialog:

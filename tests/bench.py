@@ -1160,6 +1160,11 @@ def time_job_selections(root: Any) -> dict[str, Any]:
 
     trees = [widget for widget in all_widgets(root) if isinstance(widget, ttk.Treeview)]
     listed = {tree: job_items(tree) for tree in trees}
+    deadline = time.monotonic() + CHILD_TIMEOUT
+    while not any(listed.values()) and time.monotonic() < deadline:  # a window shown before its data
+        time.sleep(0.005)
+        root.update()
+        listed = {tree: job_items(tree) for tree in trees}
     jobs_tree = max(trees, key=lambda tree: len(listed[tree]), default=None)
     if jobs_tree is None or not listed[jobs_tree]:
         return {"ms": [], "note": "no Treeview lists the jobs"}

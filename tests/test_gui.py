@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from conftest import FAKE_CLAUDE, ROOT
 from run_helpers import FakeClock
 
 import claude_scheduler as cs
@@ -48,13 +48,26 @@ def display() -> Iterator[str]:
     if os.environ.get("DISPLAY"):
         yield os.environ["DISPLAY"]
         return
+    server, number = _start_xvfb(SCREEN)
+    os.environ["DISPLAY"] = f":{number}"
+    _wait_for_display()
+    try:
+        yield os.environ["DISPLAY"]
+    finally:
+        del os.environ["DISPLAY"]
+        server.terminate()
+        server.wait(timeout=XVFB_START_SECONDS)
+
+
+def _start_xvfb(screen: str) -> tuple[subprocess.Popen[bytes], str]:
+    """An Xvfb with one screen of `screen` ("WxHxDEPTH") and the display number it took."""
     xvfb = shutil.which("Xvfb")
     if xvfb is None:
         _unavailable("Xvfb is not installed (apt-get install xvfb)")
-        return
+        raise AssertionError("unreachable")
     read_end, write_end = os.pipe()
     server = subprocess.Popen(
-        [xvfb, "-displayfd", str(write_end), "-screen", "0", SCREEN, "-nolisten", "tcp"],
+        [xvfb, "-displayfd", str(write_end), "-screen", "0", screen, "-nolisten", "tcp"],
         pass_fds=(write_end,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -66,15 +79,7 @@ def display() -> Iterator[str]:
         server.kill()
         server.wait()
         _unavailable("Xvfb did not start")
-        return
-    os.environ["DISPLAY"] = f":{number}"
-    _wait_for_display()
-    try:
-        yield os.environ["DISPLAY"]
-    finally:
-        del os.environ["DISPLAY"]
-        server.terminate()
-        server.wait(timeout=XVFB_START_SECONDS)
+    return server, number
 
 
 def _read_line(fd: int, timeout: float) -> str:
@@ -187,7 +192,9 @@ def service(home: Path) -> cs.Service:
 
 
 @contextlib.contextmanager
-def open_gui(home: Path, *, engine: bool = False) -> Iterator[Gui]:
+def open_gui(
+    home: Path, *, engine: bool = False, root: Any = None, api_port: int | None = None
+) -> Iterator[Gui]:
     """The window on a data home (no API; the engine if asked), closed at the end."""
     try:
         import tkinter
@@ -195,7 +202,7 @@ def open_gui(home: Path, *, engine: bool = False) -> Iterator[Gui]:
         _unavailable(f"this Python has no tkinter ({error})")
         raise
     try:
-        app = cs.App(cs.Store(home), api_port=None, start_engine=engine)
+        app = cs.App(cs.Store(home), root=root, api_port=api_port, start_engine=engine)
     except tkinter.TclError as error:
         _unavailable(f"no window can open: {error}")
         raise
@@ -310,9 +317,22 @@ def test_form_values_that_cannot_be_read_name_their_field() -> None:
         assert caught.value.field == name
 
 
-def test_sashes_leave_every_pane_open() -> None:
-    assert cs._clamp_sashes([100, 400, 700, 900], 1200, 150) == [150, 400, 700, 900]
-    assert cs._clamp_sashes([300, 310, 320, 1190], 1200, 150) == [300, 450, 600, 1050]
+def test_sashes_leave_every_pane_open(home: Path, display: str) -> None:
+    with open_gui(home) as gui:
+        layout = gui.app.layout
+        gui.wait(lambda: layout.columns.winfo_width() > 1000, "the window's size")
+        layout.columns.sash_place(0, 5, 0)
+        layout.columns.sash_place(1, 10, 0)
+        layout.right.sash_place(0, 0, 10_000)
+        gui.app.root.update()
+        frames = {
+            "jobs": gui.app.jobs_pane.frame,
+            "tasks": gui.app.tasks_pane.frame,
+            "log": gui.app.logs_pane.frame,
+        }
+        for name, frame in frames.items():
+            width, height = layout.minimum(name)
+            assert frame.winfo_width() >= width and frame.winfo_height() >= height, name
 
 
 # Jobs and tasks -------------------------------------------------------------------------
@@ -661,8 +681,9 @@ def test_check_setup_lists_every_check_with_symbol_colour_and_fix(
         # the level shows as a symbol and a word, and in its colour
         start = dialog.text.search("✗ problem", "1.0")
         assert "problem" in dialog.text.tag_names(start)
-        assert str(dialog.text.tag_cget("problem", "foreground")) == cs.GUI_CHECK_LOOKS["problem"][1]
-        assert str(dialog.text.tag_cget("warning", "foreground")) == cs.GUI_CHECK_LOOKS["warning"][1]
+        palette = gui.app.looks.palette
+        assert str(dialog.text.tag_cget("problem", "foreground")) == palette[cs.GUI_CHECK_LOOKS["problem"][1]]
+        assert str(dialog.text.tag_cget("warning", "foreground")) == palette[cs.GUI_CHECK_LOOKS["warning"][1]]
         assert str(dialog.summary.cget("text")) == "1 problem, 3 warnings."
         assert str(dialog.text.cget("state")) == "disabled"
 
@@ -811,7 +832,7 @@ def test_a_long_name_keeps_every_subtitle_on_one_line(service: cs.Service, home:
         shown = str(subtitle.label.cget("text"))
         assert shown.endswith(f"… · {run.id[:8]} · failed"), shown  # the name gave way
         assert subtitle.font.measure(shown) <= subtitle.label.winfo_width()
-        panes = (gui.app.jobs_pane, gui.app.tasks_pane, gui.app.runs_pane, gui.app.logs_pane)
+        panes = (gui.app.jobs_pane, gui.app.tasks_pane)  # the top row (the stacks' sashes may differ)
         toolbar_tops = {next(iter(pane.buttons.values())).winfo_rooty() for pane in panes}
         assert len(toolbar_tops) == 1, "the toolbars do not line up"
 
@@ -831,6 +852,14 @@ def test_a_clipped_name_shows_whole_while_the_pointer_rests_on_it(
             table.tree.event_generate("<Motion>", x=x + 40, y=y + height // 2)
             gui.app.root.update()
 
+        shown = str(table.tree.item(cs.TASK_IID_PREFIX + clipped["id"], "text"))
+        assert shown.endswith("…") and long_name.startswith(shown[:-1]), shown
+        assert table.tree.item(cs.TASK_IID_PREFIX + short["id"], "text") == "Tag"
+        tasks = gui.app.tasks_pane.table
+        gui.select_in_jobs(job["id"])
+        cell = str(tasks.tree.item(clipped["id"], "text"))
+        assert cell.endswith("…") and long_name.startswith(cell[:-1]), cell
+        assert tasks.clipped_text(clipped["id"], "#0") == long_name
         hover(clipped)
         gui.wait(lambda: table.tip.window is not None, "the tip")
         assert table.tip.window is not None
@@ -926,6 +955,19 @@ def test_pausing_shows_in_the_status_bar(gui: Gui, service: cs.Service) -> None:
     assert not gui.app.paused.get()
 
 
+def test_the_status_bar_button_pauses_and_resumes_the_engine(gui: Gui, service: cs.Service) -> None:
+    button, label = gui.app.status_bar.engine_button, gui.app.status_bar.labels["engine"]
+    assert str(button.cget("text")) == "Pause" and button.winfo_ismapped()
+    button.invoke()
+    gui.wait(lambda: service.engine_status()["paused"], "the pause")
+    gui.wait(lambda: str(button.cget("text")) == "Resume", "the button to offer resuming")
+    assert "paused" in str(label.cget("text")) and gui.app.paused.get()
+    button.invoke()
+    gui.wait(lambda: not service.engine_status()["paused"], "the resume")
+    gui.wait(lambda: str(button.cget("text")) == "Pause", "the button to offer pausing")
+    assert "paused" not in str(label.cget("text"))
+
+
 def test_a_usage_limit_hold_shows_in_the_status_bar_and_the_run_menu_lifts_it(
     gui: Gui, service: cs.Service
 ) -> None:
@@ -974,18 +1016,145 @@ def test_a_second_window_takes_the_engine_when_the_first_quits(home: Path, displ
         second.wait(lambda: engine.owns, "the engine to move")
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_api_follows_the_engine_to_the_window_that_takes_it_over(home: Path, display: str) -> None:
+    port = _free_port()
+    address = f"http://127.0.0.1:{port}"
+    with (
+        open_gui(home, engine=True, api_port=port) as first,
+        open_gui(home, engine=True, api_port=port) as second,
+    ):
+        api = second.app.status_bar.labels["api"]
+        assert first.app.api is not None and second.app.api is None
+        assert second.app.api_error is not None and "in use" in second.app.api_error
+        first.app.close()
+        engine = second.app.engine
+        assert engine is not None
+        second.wait(lambda: engine.owns, "the engine to move")
+        second.wait(lambda: second.app.api is not None, "the API to follow it")
+        wanted = f"API: {address} (started here on taking over the engine)"
+        second.wait(lambda: str(api.cget("text")) == wanted, "the status bar to say so")
+        assert cs._probe_health(address) is None
+        second.wait(
+            lambda: (cs.Store(home).engine_state().get("owner") or {}).get("api") == address, "the record"
+        )
+
+
 def test_the_layout_is_remembered(home: Path, display: str) -> None:
     with open_gui(home) as gui:
         gui.app.root.geometry("1300x800")
         gui.settle()
-        gui.wait(lambda: gui.app.paned.winfo_width() > 1000, "the new size")
-        gui.app.paned.sashpos(0, 300)
+        columns = gui.app.layout.columns
+        gui.wait(lambda: columns.winfo_width() > 1000, "the new size")
+        columns.sash_place(0, 300, 0)
+        columns.event_generate("<ButtonRelease-1>", x=300, y=10)  # the end of a drag
         gui.app.root.update()
+        width = columns.winfo_width()
     saved = cs.Store(home).settings()[cs.GUI_SETTINGS_KEY]
     assert saved["geometry"].startswith("1300x800")
-    assert saved["sashes"][0] == 300
+    assert saved["panes"]["columns"][0] == round(300 / width, 4)
     with open_gui(home) as gui:
-        gui.wait(lambda: gui.app.paned.sashpos(0) == 300, "the remembered sash")
+        columns = gui.app.layout.columns
+        gui.wait(lambda: abs(columns.sash_coord(0)[0] - 300) <= 1, "the remembered sash")
+
+
+def test_a_saved_geometry_is_clamped_to_the_screen() -> None:
+    assert cs.clamp_geometry("3800x2100+2000+900", (1280, 760), (1100, 620)) == "1280x760+0+0"
+    assert cs.clamp_geometry("1000x700+200+100", (1280, 760), (1100, 620)) == "1100x700+180+60"
+    assert cs.clamp_geometry("1200x700+-50+10", (1920, 1040), (1100, 620)) == "1200x700+0+10"
+    assert cs.clamp_geometry("900x500", (1920, 1040), (1100, 620)) == "1100x620"
+
+
+FIT_SIZES = ("1280x800", "1920x1080", "3840x2160")
+
+
+@pytest.fixture(scope="session")
+def screens(display: str) -> Iterator[Callable[[str], str]]:
+    """An Xvfb per screen size asked for ("WxH"), started on first use; gives its display."""
+    started: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+
+    def screen(size: str) -> str:
+        if size not in started:
+            started[size] = _start_xvfb(f"{size}x24")
+        return f":{started[size][1]}"
+
+    yield screen
+    for server, _ in started.values():
+        server.terminate()
+        server.wait(timeout=XVFB_START_SECONDS)
+
+
+def _box(widget: Any) -> tuple[int, int, int, int]:
+    x, y = widget.winfo_rootx(), widget.winfo_rooty()
+    return x, y, x + widget.winfo_width(), y + widget.winfo_height()
+
+
+def _tab_widths(notebook: Any, y: int) -> dict[int, int]:
+    """How wide each of a notebook's tabs is drawn, found by asking which tab is under x."""
+    widths: dict[int, int] = {}
+    for x in range(notebook.winfo_width()):
+        index = notebook.tk.call(notebook, "index", f"@{x},{y}")
+        if index != "":
+            widths[int(index)] = widths.get(int(index), 0) + 1
+    return widths
+
+
+@pytest.mark.parametrize("scaling", [1.0, 2.0])
+@pytest.mark.parametrize("size", FIT_SIZES)
+def test_the_window_fits_every_screen(
+    home: Path, service: cs.Service, screens: Callable[[str], str], size: str, scaling: float
+) -> None:
+    import tkinter
+
+    job = service.create_job({"name": "A job with a rather long name for a narrow pane"})
+    task = make_task(service, "A task whose name is longer than its column", job["id"])
+    add_run(cs.Store(home), task["id"], cs.RunStatus.FAILED)
+    # A layout saved on a bigger screen, partly off this one.
+    cs.Store(home).update_settings({cs.GUI_SETTINGS_KEY: {"geometry": "5000x3000+3000+2000"}})
+    root = tkinter.Tk(screenName=screens(size), className=cs.GUI_CLASS_NAME)
+    root.tk.call("tk", "scaling", scaling)
+    with open_gui(home, root=root) as gui:
+        gui.select_in_jobs(job["id"])
+        gui.select_task(task["id"])
+        app = gui.app
+        gui.wait(lambda: app.editor.is_open and app.root.winfo_ismapped(), "the task in the editor")
+        for _ in range(5):
+            app.root.update()
+        width, height = app.root.winfo_screenwidth(), app.root.winfo_screenheight()
+        assert f"{width}x{height}" == size
+        panes = {
+            "jobs": app.jobs_pane.frame,
+            "tasks": app.tasks_pane.frame,
+            "runs": app.runs_pane.frame,
+            "editor": app.editor.frame,
+            "log": app.logs_pane.frame,
+            "status bar": app.status_bar.frame,
+            "Save": app.editor.save_button,
+            "Revert": app.editor.revert_button,
+        }
+        for name, widget in panes.items():
+            left, top, right, bottom = _box(widget)
+            assert widget.winfo_ismapped(), f"{name} is not shown"
+            assert 0 <= left < right <= width and 0 <= top < bottom <= height, f"{name} is off screen"
+        for name, frame in list(panes.items())[:5]:
+            least_width, least_height = app.layout.minimum(name)
+            assert frame.winfo_width() >= least_width and frame.winfo_height() >= least_height, name
+        for button in (app.editor.save_button, app.editor.revert_button):
+            assert button.winfo_width() >= button.winfo_reqwidth(), "a clipped button"
+        notebook, font = app.editor.notebook, app.looks.fonts["body"]
+        widths = _tab_widths(notebook, int(font.metrics("linespace")) // 2 + 4)
+        assert sorted(widths) == [0, 1, 2], "a tab is not drawn"
+        for index, drawn in widths.items():
+            label = str(notebook.tab(index, "text"))
+            assert drawn >= font.measure(label), f"the tab label {label!r} is clipped"
+        assert _box(notebook)[2] <= _box(app.editor.frame)[2]
 
 
 def test_without_tkinter_it_says_to_use_serve_or_cli(
@@ -1165,3 +1334,411 @@ def test_the_notifications_dialog_changes_events_tests_and_shows_history(
     dialog.save_button.invoke()
     gui.wait(lambda: gui.app.notifications_dialog is None, "the dialog to close")
     assert service.notify_settings()["events"]["changed"] is True
+
+
+# Time zones ---------------------------------------------------------------------------------
+
+
+def test_times_show_in_the_tasks_zone_named_when_it_differs(
+    home: Path, service: cs.Service, display: str
+) -> None:
+    """TZ=UTC here: a task at 02:00 Amsterdam time shows 02:00 CET/CEST, not 01:00 or 00:00."""
+    schedule = {"type": "cron", "expression": "0 2 * * *", "timezone": "Europe/Amsterdam"}
+    amsterdam = make_task(service, "Amsterdam", schedule=schedule)
+    utc = make_task(service, "Here", schedule={"type": "cron", "expression": "0 3 * * *", "timezone": "UTC"})
+    plain = make_task(service, "Plain", schedule={"type": "cron", "expression": "0 4 * * *"})
+    zoned_run, plain_run = add_run(service.store, amsterdam["id"]), add_run(service.store, plain["id"])
+    with open_gui(home) as gui:
+        cells = gui.app.tasks_pane.table
+        zoned = str(cells.whole_text(amsterdam["id"], "next"))
+        assert zoned.endswith((" CET", " CEST")) and "02:00" in zoned, zoned
+        assert "03:00" in cells.whole_text(utc["id"], "next")
+        assert not cells.whole_text(utc["id"], "next").endswith(("UTC", "CET", "CEST"))
+        assert cells.whole_text(plain["id"], "next").endswith("04:00")
+        status = str(gui.app.status_bar.labels["next"].cget("text"))
+        assert status.startswith("Next: Amsterdam · ") and status.endswith(zoned), status
+        gui.select_task(amsterdam["id"])
+        editor = gui.app.editor
+        gui.wait(lambda: editor.preview_times.cget("text"), "the preview")
+        lines = str(editor.preview_times.cget("text")).splitlines()
+        assert len(lines) == cs.GUI_PREVIEW_COUNT
+        assert all(line.endswith(("02:00 CET", "02:00 CEST")) for line in lines), lines
+        assert "Times in Europe/Amsterdam, not this computer's UTC." in str(editor.preview_text.cget("text"))
+        runs = gui.app.runs_pane.table
+        gui.wait(lambda: runs.tree.exists(zoned_run.id), "the task's run")
+        assert runs.whole_text(zoned_run.id, "started").endswith((" CET", " CEST"))
+        gui.select_task(plain["id"])
+        gui.wait(lambda: str(editor.preview_times.cget("text")).endswith("04:00"), "the plain preview")
+        assert "Times in" not in str(editor.preview_text.cget("text"))
+        gui.wait(lambda: runs.tree.exists(plain_run.id), "the plain task's run")
+        assert not runs.whole_text(plain_run.id, "started").endswith(("CET", "CEST", "UTC"))
+
+
+# Runs of whole jobs -----------------------------------------------------------------------
+
+
+def test_a_job_run_that_stops_at_a_failure_says_which_task_failed_and_which_did_not_run(
+    record: Any, gui: Gui, service: cs.Service
+) -> None:
+    job = service.create_job({"name": "Nightly"})
+    for name, prompt in (("One", "ok"), ("Two", "[exit=3] break"), ("Three", "never"), ("Four", "never")):
+        service.create_task({"name": name, "prompt": prompt, "job_id": job["id"]})
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    gui.app.run_job()
+    label, bar = gui.app.jobs_pane.job_run, gui.app.status_bar.labels["job"]
+    wanted = "“Nightly” stopped: “Two” failed; not run: Three, Four"
+    gui.wait(lambda: str(label.cget("text")) == wanted, "the failure under the Jobs tree")
+    assert str(label.cget("style")) == "Error.TLabel"
+    assert str(bar.cget("text")) == wanted and str(bar.cget("style")) == "StatusError.TLabel"
+    assert record.prompts() == ["ok", "[exit=3] break"]
+    gui.select_in_jobs(cs.SCOPE_ALL)
+    assert str(label.cget("text")) == "", "another scope shows another job's run"
+    assert str(bar.cget("text")) == wanted, "the status bar keeps saying it"
+
+
+def test_a_running_job_shows_its_progress_and_can_be_stopped(
+    record: Any, gui: Gui, service: cs.Service
+) -> None:
+    job = service.create_job({"name": "Long"})
+    for name, prompt in (("First", "fine"), ("Slow", "[hang] wait"), ("Last", "never")):
+        service.create_task({"name": name, "prompt": prompt, "job_id": job["id"]})
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    gui.app.run_job()
+    label, bar = gui.app.jobs_pane.job_run, gui.app.status_bar.labels["job"]
+    running = "Running “Long”: Slow (2 of 3) · 1 done · 0 failed"
+    gui.wait(lambda: str(label.cget("text")) == running, "the progress under the Jobs tree")
+    gui.wait(lambda: len(record.prompts()) == 2, "the second session to read its prompt")
+    gui.wait(lambda: str(bar.cget("text")) == running, "the progress in the status bar")
+    gui.app.jobs_pane.buttons["stop"].invoke()
+    stopped = "“Long” stopped by request after 1 of 3 done; not run: Last"
+    gui.wait(lambda: str(label.cget("text")) == stopped, "the stop under the Jobs tree")
+    gui.wait(lambda: str(bar.cget("text")) == "", "the status bar to let go of it")
+    assert record.prompts() == ["fine", "[hang] wait"]
+
+
+# The Runs list's filters ------------------------------------------------------------------
+
+
+def test_the_runs_list_filters_by_status_trigger_and_age(
+    home: Path, service: cs.Service, display: str
+) -> None:
+    task = make_task(service, "Filtered")
+    store, now = cs.Store(home), cs.utcnow()
+    made = {}
+    for name, status, trigger, days in (
+        ("ok-now", cs.RunStatus.SUCCESS, cs.Trigger.SCHEDULE, 0),
+        ("bad-now", cs.RunStatus.TIMEOUT, cs.Trigger.MANUAL, 0),
+        ("ok-old", cs.RunStatus.SUCCESS, cs.Trigger.MANUAL, 10),
+        ("bad-week", cs.RunStatus.FAILED, cs.Trigger.SCHEDULE, 3),
+    ):
+        started = now - timedelta(days=days)
+        run = cs.Run(
+            cs.new_id(), task["id"], status=status, trigger=trigger, started_at=started, finished_at=started
+        )
+        store.save_run(run)
+        made[run.id] = name
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        pane = gui.app.runs_pane
+
+        def listed() -> list[str]:
+            return sorted(made[iid] for iid in pane.table.tree.get_children())
+
+        def choose(key: str, label: str) -> None:
+            pane.filters[key].set(label)
+            pane.filters[key].event_generate("<<ComboboxSelected>>")
+            gui.settle()
+
+        assert listed() == ["bad-now", "bad-week", "ok-now", "ok-old"]
+        choose("status", "Failed")
+        assert listed() == ["bad-now", "bad-week"]
+        assert pane.subtitle.text == "Filtered · 4 runs (2 shown)"
+        choose("trigger", "schedule")
+        assert listed() == ["bad-week"]
+        choose("age", "Today")
+        assert listed() == []
+        choose("status", "Any status")
+        choose("trigger", "Any trigger")
+        assert listed() == ["bad-now", "ok-now"]
+        choose("age", "7 days")
+        assert listed() == ["bad-now", "bad-week", "ok-now"]
+        choose("age", "Any time")
+        assert pane.subtitle.text == "Filtered · 4 runs"
+
+
+# Finding in the log -------------------------------------------------------------------------
+
+
+def test_ctrl_f_in_the_log_finds_highlights_and_steps_through_hits(
+    home: Path, service: cs.Service, display: str
+) -> None:
+    task = make_task(service, "Searched")
+    run = add_run(cs.Store(home), task["id"])
+    lines = [
+        {"type": "assistant", "message": {"content": [{"type": "text", "text": f"Alpha beta {n} alpha"}]}}
+        for n in range(3)
+    ]
+    cs.Store(home).log_path(run.id).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        logs = gui.app.logs_pane
+        gui.wait(lambda: "Alpha beta 2" in gui.log_text(), "the log")
+        search = logs.search
+        gui.press(logs.text, "<Control-f>")
+        assert search.is_open and gui.app.root.focus_get() == search.entry
+        assert gui.app.root.focus_get() != gui.app.tasks_pane.filter_entry, "Ctrl+F went to the Tasks filter"
+        gui.type_into(search.entry, "ALPHA")
+        hits = logs.text.tag_ranges("search_hit")
+        assert len(hits) == 2 * 6
+        assert all(
+            str(logs.text.get(hits[n], hits[n + 1])).lower() == "alpha" for n in range(0, len(hits), 2)
+        )
+        assert str(search.count.cget("text")) == "1 of 6"
+        current = logs.text.tag_ranges("search_current")
+        assert [str(index) for index in current] == [str(hits[0]), str(hits[1])]
+        gui.press(search.entry, "<Return>")
+        assert str(search.count.cget("text")) == "2 of 6"
+        assert str(logs.text.tag_ranges("search_current")[0]) == str(hits[2])
+        gui.press(search.entry, "<Shift-Return>")
+        gui.press(search.entry, "<Shift-Return>")
+        assert str(search.count.cget("text")) == "6 of 6"
+        gui.type_into(search.entry, "nowhere")
+        assert str(search.count.cget("text")) == "no hits" and logs.text.tag_ranges("search_hit") == ()
+        gui.press(search.entry, "<Escape>")
+        assert not search.is_open and gui.app.root.focus_get() == logs.text
+
+
+# Setup problems ----------------------------------------------------------------------------
+
+
+def test_a_setup_problem_shows_as_a_banner_with_its_fix_until_it_is_fixed(
+    home: Path, display: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(cs.CLAUDE_ENV, str(home.parent / "no-claude-here"))
+    with open_gui(home) as gui:
+        banner = gui.app.banner
+        gui.wait(lambda: banner.is_shown, "the banner")
+        (claude,) = [check for check in banner.problems if check["check"] == "claude"]
+        text = str(banner.text.cget("text"))
+        assert f"✗ claude: {claude['message']}. {claude['fix']}" in text.splitlines()
+        assert "no-claude-here" in text
+        panes_top = gui.app.layout.columns.winfo_rooty()
+        assert banner.frame.winfo_rooty() < panes_top, "the banner is not above the panes"
+        monkeypatch.setenv(cs.CLAUDE_ENV, str(FAKE_CLAUDE))
+        buttons = banner.frame.winfo_children()[1].winfo_children()
+        next(button for button in buttons if button.cget("text") == "Check again").invoke()
+        gui.wait(lambda: not banner.is_shown, "the banner to go")
+
+
+# Pictures: the run strip and the chart -----------------------------------------------------
+
+
+def _strip_colours(image: Any) -> list[str]:
+    """The colour of each cell of a run strip, left to right ("" for an empty cell)."""
+    step = cs.GUI_STRIP_CELL + cs.GUI_STRIP_GAP
+    middle = cs.GUI_DOT_SIZE // 2
+    colours = []
+    for index in range(cs.GUI_STRIP_RUNS):
+        red, green, blue = (int(part) for part in image.get(index * step + 1, middle))
+        transparent = image.transparency_get(index * step + 1, middle)
+        colours.append("" if transparent else f"#{red:02x}{green:02x}{blue:02x}")
+    return colours
+
+
+def test_each_task_shows_its_recent_runs_as_a_strip(home: Path, service: cs.Service, display: str) -> None:
+    task = make_task(service, "Striped")
+    fresh = make_task(service, "Fresh")
+    store = cs.Store(home)
+    statuses = (
+        [cs.RunStatus.SUCCESS] * 3 + [cs.RunStatus.FAILED, cs.RunStatus.TIMEOUT] + [cs.RunStatus.SUCCESS] * 5
+    )
+    start = cs.utcnow() - timedelta(hours=len(statuses))
+    for hours, status in enumerate(statuses):
+        when = start + timedelta(hours=hours)
+        store.save_run(
+            cs.Run(cs.new_id(), task["id"], status=status, created_at=when, started_at=when, finished_at=when)
+        )
+    with open_gui(home) as gui:
+        tree = gui.app.tasks_pane.table.tree
+        recent = statuses[-cs.GUI_STRIP_RUNS :]
+        strip = gui.app.looks.strip(tuple(status.value for status in recent))
+        assert tree.item(task["id"], "image")[0] == str(strip), "the row does not show the strip of its runs"
+        assert _strip_colours(strip) == [cs.GUI_STATUS_COLOURS[status.value] for status in recent]
+        assert tree.item(fresh["id"], "image")[0] == str(gui.app.looks.dot("never")), "no runs: the dot"
+        store.save_run(cs.Run(cs.new_id(), fresh["id"], status=cs.RunStatus.FAILED, started_at=cs.utcnow()))
+        gui.app.refresh_now()
+        one = gui.app.looks.strip(("failed",))
+        gui.wait(lambda: tree.item(fresh["id"], "image")[0] == str(one), "the new run in the strip")
+        assert _strip_colours(one) == [""] * (cs.GUI_STRIP_RUNS - 1) + [cs.GUI_STATUS_COLOURS["failed"]]
+
+
+def test_the_chart_draws_cost_and_run_time_per_day(home: Path, service: cs.Service, display: str) -> None:
+    task = make_task(service, "Charted")
+    store, now = cs.Store(home), cs.utcnow()
+    for days, cost, seconds in ((0, 0.30, 60), (0, 0.10, 60), (2, 0.20, 300), (40, 9.0, 9)):
+        started = now - timedelta(days=days)
+        run = cs.Run(
+            cs.new_id(),
+            task["id"],
+            status=cs.RunStatus.SUCCESS,
+            started_at=started,
+            finished_at=started + timedelta(seconds=seconds),
+            cost_usd=cost,
+        )
+        store.save_run(run)
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        chart = gui.app.runs_pane.chart
+        gui.wait(lambda: len(chart.canvas.find_withtag("cost")) == 2, "two days of bars")
+        assert [round(cost, 2) for cost, _ in chart.days if cost] == [0.2, 0.4]  # two days ago, today
+        assert len(chart.days) == cs.GUI_CHART_DAYS
+        assert chart.days[-1] == (pytest.approx(0.4), pytest.approx(120.0))
+        older, today = sorted(
+            chart.canvas.find_withtag("cost"), key=lambda item: chart.canvas.coords(item)[0]
+        )
+        height = {
+            item: chart.canvas.coords(item)[3] - chart.canvas.coords(item)[1] for item in (older, today)
+        }
+        assert height[older] == pytest.approx(height[today] / 2, abs=1.0), "bars not in proportion to cost"
+        (line,) = chart.canvas.find_withtag("duration")
+        ys = chart.canvas.coords(line)[1::2]
+        assert len(ys) == cs.GUI_CHART_DAYS and min(ys) == ys[-3], "the longest run time is two days ago"
+        title = str(chart.canvas.itemcget(chart.canvas.find_withtag("title")[0], "text"))
+        assert title == "Per day: cost (bars, up to $0.4000) · run time (line, up to 5m 00s)"
+        totals = str(gui.app.runs_pane.totals.cget("text"))
+        assert totals.startswith("Today $0.4000 · 7 days $0.6000 · 30 days $0.6000"), totals
+
+
+# Keys ------------------------------------------------------------------------------------
+
+
+def test_ctrl_a_selects_all_in_entries_choosers_and_text_boxes(
+    home: Path, service: cs.Service, display: str
+) -> None:
+    task = make_task(service, "Select me", model="opus")
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        editor = gui.app.editor
+        name, model, prompt = editor._entries["name"], editor._combos["model"], editor._texts["prompt"]
+        for entry in (name, model):
+            entry.icursor(2)
+            gui.press(entry, "<Control-a>")
+            assert entry.selection_present() and entry.index("sel.first") == 0
+            assert entry.index("sel.last") == len(entry.get()) and entry.index("insert") == len(entry.get())
+        gui.press(prompt, "<Control-a>")
+        assert prompt.get("sel.first", "sel.last") == "Do Select me"
+        log = gui.app.logs_pane.text
+        gui.press(log, "<Control-a>")
+        assert str(log.get("sel.first", "sel.last")) == gui.log_text()
+
+
+# Themes ------------------------------------------------------------------------------------
+
+
+def test_contrast_ratios_follow_wcag() -> None:
+    assert cs.contrast_ratio("#000000", "#ffffff") == pytest.approx(21.0)
+    assert cs.contrast_ratio("#ffffff", "#ffffff") == pytest.approx(1.0)
+    assert cs.contrast_ratio("#777777", "#ffffff") == pytest.approx(4.48, abs=0.01)  # just short of AA
+
+
+@pytest.mark.parametrize("theme", sorted(cs.GUI_THEMES))
+def test_every_theme_passes_wcag_aa_for_its_text(theme: str) -> None:
+    palette = cs.GUI_THEMES[theme]
+    failing = {
+        (fg, bg): round(cs.contrast_ratio(palette[fg], palette[bg]), 2)
+        for fg, bg in cs.GUI_TEXT_PAIRS
+        if cs.contrast_ratio(palette[fg], palette[bg]) < 4.5
+    }
+    assert failing == {}
+    colours = [
+        options[key]
+        for options in cs.GUI_LOG_STYLES.values()
+        for key in cs.GUI_COLOUR_OPTIONS
+        if key in options
+    ]
+    assert {(role, "field") for role in colours if role != "error_bg"} <= set(cs.GUI_TEXT_PAIRS), (
+        "a log colour unchecked"
+    )
+
+
+def test_the_dark_theme_chosen_in_settings_colours_the_window(home: Path, display: str) -> None:
+    with open_gui(home) as gui:
+        assert gui.app.looks.theme in ("light", "dark")  # "system" here: the test's environment decides
+        gui.choose_menu("File", "Settings…")
+        gui.wait(lambda: gui.app.settings_dialog is not None, "the dialog")
+        dialog = gui.app.settings_dialog
+        assert dialog is not None
+        dialog.theme.set("Dark")
+        dialog.save_button.invoke()
+        gui.wait(lambda: gui.app.settings_dialog is None, "the dialog to close")
+        assert cs.Store(home).settings()[cs.GUI_SETTINGS_KEY]["theme"] == "dark"
+    with open_gui(home) as gui:
+        dark = cs.GUI_THEMES["dark"]
+        assert gui.app.looks.theme == "dark"
+        assert str(gui.app.logs_pane.text.cget("background")) == dark["field"]
+        assert str(gui.app.logs_pane.text.cget("foreground")) == dark["text"]
+        assert str(gui.app.logs_pane.text.tag_cget("error", "foreground")) == dark["error"]
+        assert str(gui.app.runs_pane.chart.canvas.cget("background")) == dark["field"]
+        assert str(gui.app.layout.columns.cget("background")) == dark["border"]
+        from tkinter import ttk
+
+        assert str(ttk.Style(gui.app.root).lookup("TFrame", "background")) == dark["window"]
+        assert cs.Store(home).settings()[cs.GUI_SETTINGS_KEY]["theme"] == "dark", (
+            "the layout forgot the theme"
+        )
+
+
+def test_the_system_theme_is_read_from_the_platform() -> None:
+    assert cs.system_theme("linux", {"GTK_THEME": "Adwaita:dark"}) == "dark"
+    assert cs.system_theme("linux", {"GTK_THEME": "Adwaita"}) == "light"
+    assert cs.system_theme("linux", {}) == "light"
+    assert cs.chosen_theme("dark") == "dark" and cs.chosen_theme("light") == "light"
+
+
+def test_the_shortcuts_line_up_in_two_columns(gui: Gui) -> None:
+    gui.choose_menu("Help", "Keyboard shortcuts")
+    top = gui.app.shortcuts
+    assert top is not None
+    gui.app.root.update()
+    labels = [
+        widget for widget in top.winfo_children()[0].winfo_children() if widget.winfo_class() == "TLabel"
+    ]
+    keys, whats = labels[0::2], labels[1::2]
+    assert [str(label.cget("text")) for label in keys] == [keys for keys, _ in cs.GUI_SHORTCUTS]
+    assert len({label.winfo_x() for label in keys}) == 1 and len({label.winfo_x() for label in whats}) == 1
+    assert min(label.winfo_x() for label in whats) > max(
+        label.winfo_x() + label.winfo_width() for label in keys
+    )
+    top.event_generate("<Escape>")
+    gui.app.root.update()
+    assert not top.winfo_exists()
+
+
+def test_tab_goes_through_the_panes_as_the_eye_does(gui: Gui, service: cs.Service) -> None:
+    task = make_task(service, "Tabbed")
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task")
+    gui.select_task(task["id"])
+    app = gui.app
+    panes = {
+        "jobs": app.jobs_pane.frame,
+        "tasks": app.tasks_pane.frame,
+        "runs": app.runs_pane.frame,
+        "editor": app.editor.frame,
+        "log": app.logs_pane.frame,
+    }
+    widget, visited = app.jobs_pane.table.tree, ["jobs"]
+    for _ in range(300):
+        widget = widget.tk_focusNext()
+        if widget is None:
+            break
+        name = next((pane for pane, frame in panes.items() if str(widget).startswith(str(frame) + ".")), None)
+        if name and (not visited or visited[-1] != name):
+            visited.append(name)
+        if name == "log":
+            break
+    assert visited == ["jobs", "tasks", "runs", "editor", "log"]
