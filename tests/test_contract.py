@@ -527,7 +527,7 @@ def test_a_usage_limit_is_recorded_once_with_its_reset_and_the_engine_holds_unti
     try:
         limited = create_task(cli_json, sandbox, "Say hello.", "--retries", "2", "--retry-delay", "1")
         waiting = create_task(cli_json, sandbox, "Say hello later.")
-        # due 3 times in the hold:
+        # due 4 times in the hold (its first fire is its creation: the engine's clock is behind):
         due = create_task(cli_json, sandbox, "Say hello on time.", "--every", "20m")
         cli_json("tasks", "run", limited["id"], "--detach")
         drive(engine, SESSION_SECONDS)
@@ -536,8 +536,9 @@ def test_a_usage_limit_is_recorded_once_with_its_reset_and_the_engine_holds_unti
         queued = cli_json("tasks", "run", waiting["id"], "--detach")
         drive(engine, SESSION_SECONDS)
         held = run_of(home, queued["id"])["status"]
-        for minutes in (20, 40, 60):  # the engine looks at least every 30 s; these are enough
-            clock.set(datetime.fromtimestamp(resets_at - 3600 + minutes * 60 + 1, UTC))
+        anchor = datetime.fromisoformat(due["created_at"])  # an interval counts from its creation
+        for minutes in (0, 20, 40, 60):  # the engine looks at least every 30 s; these are enough
+            clock.set(anchor + timedelta(minutes=minutes, seconds=1))
             drive(engine, SESSION_SECONDS)
         deferred = runs_of(home, due["id"])
         clock.set(datetime.fromtimestamp(resets_at + cs.HOLD_MARGIN_SECONDS + 1, UTC))
@@ -556,7 +557,7 @@ def test_a_usage_limit_is_recorded_once_with_its_reset_and_the_engine_holds_unti
     assert held == "queued"
     assert run_of(home, queued["id"])["status"] == "success"
     assert len(runs_of(home, limited["id"])) == 1  # never retried
-    assert [(held_back["status"], held_back["missed_count"]) for held_back in deferred] == [("deferred", 3)]
+    assert [(held_back["status"], held_back["missed_count"]) for held_back in deferred] == [("deferred", 4)]
     after = [later for later in runs_of(home, due["id"]) if later["id"] != deferred[0]["id"]]
     assert [(later["status"], later["trigger"]) for later in after] == [
         ("success", "catch_up")
