@@ -515,6 +515,13 @@ def read_argv_text(value: JSON, field: str, max_len: int = TEXT_MAX, *, plain: b
     return text
 
 
+def read_tool_rules(value: JSON, field: str) -> list[str]:
+    """A list of tool rules, each item split at its top-level commas like the CLI's and the
+    window's text (`Bash(git log, git diff),Read` is two rules in every door)."""
+    items = read_str_list(value, field)
+    return [rule for n, item in enumerate(items) for rule in split_tool_rules(item, f"{field}[{n}]")]
+
+
 def read_argv_list(value: JSON, field: str, max_len: int = NAME_MAX, *, plain: bool = False) -> list[str]:
     items = read_str_list(value, field, max_len=max_len)
     for n, item in enumerate(items):
@@ -939,8 +946,8 @@ class Task:
             model=read_str(get("model") or DEFAULT_MODEL, "model", max_len=NAME_MAX, required=True),
             permission_mode=read_enum(get("permission_mode", "default"), "permission_mode", PermissionMode),
             working_directory=read_opt_str(get("working_directory"), "working_directory", PATH_MAX),
-            allowed_tools=read_str_list(get("allowed_tools"), "allowed_tools"),
-            disallowed_tools=read_str_list(get("disallowed_tools"), "disallowed_tools"),
+            allowed_tools=read_tool_rules(get("allowed_tools"), "allowed_tools"),
+            disallowed_tools=read_tool_rules(get("disallowed_tools"), "disallowed_tools"),
             max_turns=read_opt_int(get("max_turns"), "max_turns", 1, MAX_TURNS_MAX),
             append_system_prompt=read_opt_str(get("append_system_prompt"), "append_system_prompt"),
             system_prompt=read_argv_text(get("system_prompt"), "system_prompt"),
@@ -3328,7 +3335,6 @@ TOOL_SUMMARY_KEYS = {
     "Read": "file_path",
     "Write": "file_path",
     "Edit": "file_path",
-    "MultiEdit": "file_path",
     "NotebookEdit": "notebook_path",
     "WebFetch": "url",
     "WebSearch": "query",
@@ -3394,7 +3400,10 @@ NOT_RETRIED_KINDS = frozenset(
         FailureKind.RATE_LIMIT,
         FailureKind.AUTH,
         FailureKind.BILLING,
+        FailureKind.INVALID_REQUEST,
         FailureKind.PERMISSION_DENIED,  # the same prompt under the same permissions is refused again
+        FailureKind.BUDGET,  # a retry would spend the budget again
+        FailureKind.MAX_TURNS,  # the same task with the same limit runs out the same way
     }
 )
 MODEL_USAGE_KEYS = (  # modelUsage's key, ours
@@ -5026,7 +5035,7 @@ def note_limit_hold(store: Store, run: Run) -> None:
         merged = merge_hold(current, hold)
         if merged is not current:
             store.set_engine_state(hold=merged)
-            logger().warning(
+            logger().info(  # the engine says it at warning level; a foreground run, in words
                 "holding new runs until %s: %s (run %s)",
                 fmt_local(hold_until(merged), zone=True),
                 merged.get("reason") or hold_kind_label(merged),
@@ -5657,6 +5666,12 @@ class Engine:
             return
         hold = active_hold(self.store.engine_state(), self.clock())
         if hold is not None and hold.get("run_id") == run.id:
+            logger().warning(
+                "holding new runs until %s: %s (run %s)",
+                fmt_local(hold_until(hold), zone=True),
+                hold.get("reason") or hold_kind_label(hold),
+                run.id[:ID_PREFIX_LEN],
+            )
             self.on_event(
                 {"event": "limit_hold", "began": True, "resets_at": fmt_local(hold_until(hold), zone=True)}
             )
@@ -7221,6 +7236,11 @@ def _check_engine(status: JSONDict) -> Check:
     where = f"running in {process} (pid {owner.get('pid')} on {owner.get('host')})"
     if status["paused"]:
         return Check(name, CHECK_WARNING, f"{where}, paused: no new runs start", resume)
+    hold = status.get("hold")
+    if hold:
+        held = f"{where}, holding new runs until {hold['until_local'][:16].replace('T', ' ')} {hold['timezone']}"
+        fix = "Wait for the reset, or lift the hold now: `cli engine resume` (runs may hit the limit again)."
+        return Check(name, CHECK_WARNING, f"{held} ({hold_kind_label(hold)})", fix)
     return Check(name, CHECK_OK, where)
 
 
@@ -8947,7 +8967,7 @@ def _task_field_schemas() -> JSONDict:
         "fallback_model": _schema_nullable(
             {
                 **_schema_text(NAME_MAX),
-                "description": "used while the model is overloaded; not the model itself",
+                "description": "used while the model is overloaded",
             }
         ),
         "add_dirs": {
@@ -10999,7 +11019,7 @@ def _run_in_foreground(
                 finished.append(_perform_streaming(ctx, executor, run))
             status = finished[-1]["status"]
             if task.retry.max_attempts and status in (RunStatus.FAILED, RunStatus.TIMEOUT):
-                ctx.err("Not retried: retries are made by the engine (run it with --detach).")
+                ctx.err(_not_retried_hint(finished[-1]))
             if status == RunStatus.CANCELLED or (status != RunStatus.SUCCESS and stop_on_failure):
                 _say_not_run(ctx, task_ids[n + 1 :])
                 break
@@ -11083,6 +11103,16 @@ def end_if_orphaned(home: str, run_id: str) -> None:
         time.sleep(GROUP_POLL_SECONDS)
 
 
+def _not_retried_hint(run: JSONDict) -> str:
+    """Why a foreground run that failed is not tried again, for a task that has retries."""
+    kind = run.get("failure_kind")
+    if kind in (FailureKind.USAGE_LIMIT, FailureKind.RATE_LIMIT):
+        return "Not retried: a limit is waited out, not retried (see `cli engine status`)."
+    if kind in NOT_RETRIED_KINDS:
+        return f"Not retried: a {describe_kind(kind)} failure would fail the same way again."
+    return "Not retried: retries are made by the engine (run it with --detach)."
+
+
 def _say_not_run(ctx: CliContext, task_ids: list[str]) -> None:
     if not ctx.args.json:
         names = {task["id"]: task["name"] for task in ctx.backend.list_tasks()}
@@ -11116,7 +11146,21 @@ def _perform_streaming(ctx: CliContext, executor: Executor, run: Run) -> JSONDic
     finished = result[0].to_dict() if result else ctx.backend.get_run(run.id)
     if not ctx.args.json:
         ctx.emit(_run_summary(finished, error=False))  # the log above said why
+        _say_hold_began(ctx, executor.store, finished)
     return finished
+
+
+def _say_hold_began(ctx: CliContext, store: Store, run: JSONDict) -> None:
+    """After a foreground run that put new runs on hold: until when, and how to lift it."""
+    now = store.clock()
+    hold = active_hold(store.engine_state(), now)
+    until = hold_until(hold)
+    if hold is None or until is None or hold.get("run_id") != run["id"]:
+        return
+    ctx.err(
+        f"New runs are on hold until {fmt_local_until(until, now)} ({hold_kind_label(hold)}); "
+        "`cli engine resume` lifts the hold now."
+    )
 
 
 def _cmd_jobs_run(ctx: CliContext) -> int:

@@ -723,19 +723,22 @@ def result_line(session: Session) -> dict[str, object]:
     knobs = session.knobs
     subtype = result_subtype(session)
     failed_api = "usage_limit" in knobs or session.api_error is not None
-    cost = 0.0 if failed_api or session_missing(session) else float(knobs.get("cost", DEFAULT_COST))
+    missing = session_missing(session)  # nothing ran at all (resume-missing.log)
+    cost = 0.0 if failed_api or missing else float(knobs.get("cost", DEFAULT_COST))
     turns = {"error_max_turns": session.max_turns, "error_max_budget_usd": 1}.get(subtype, SESSION_TURNS)
     line: dict[str, object] = {
         "type": "result",
         "subtype": subtype,
         "is_error": subtype != "success" or failed_api,
-        "duration_ms": 4200,
-        "duration_api_ms": 3900,
+        "duration_ms": 0 if missing else 4200,
+        "duration_api_ms": 0 if missing else 3900,
         "num_turns": 0 if session_missing(session) else 1 if failed_api else turns,
         "stop_reason": "end_turn" if subtype == "success" else None,
         "session_id": session.session_id,
         "cost_usd" if "legacy" in knobs else "total_cost_usd": cost,
-        "usage": zero_usage() if failed_api else {**zero_usage(), "input_tokens": 62, "output_tokens": 17},
+        "usage": zero_usage()
+        if failed_api or missing
+        else {**zero_usage(), "input_tokens": 62, "output_tokens": 17},
         "modelUsage": {} if failed_api or session_missing(session) else model_usage(session, cost),
         "permission_denials": denials(session),
         "uuid": str(uuid.uuid4()),

@@ -427,6 +427,27 @@ def test_an_engine_whose_api_does_not_answer_is_a_problem(cli: Callable[..., Res
     assert code == 1
 
 
+def test_a_usage_limit_hold_is_a_warning_naming_when_runs_start_again(
+    cli: Callable[..., Result], home: Path
+) -> None:
+    store = cs.Store(home)
+    owner = {"pid": os.getpid(), "host": cs.host_name(), "id": cs.process_owner(), "process": "serve"}
+    hold = {
+        "until": "2100-01-01T00:01:00.000+00:00",
+        "kind": "usage_limit",
+        "reason": "You've hit your limit",
+    }
+    store.set_engine_state(owner=owner, hold=hold)
+    _, checks = doctor(cli)
+    check = named(checks, "engine")
+    assert (check["level"], check["message"]) == (
+        "warning",
+        f"running in `serve` (pid {os.getpid()} on {cs.host_name()}),"
+        " holding new runs until 2100-01-01 00:01 UTC (usage limit)",
+    )
+    assert check["fix"].startswith("Wait for the reset, or lift the hold now: `cli engine resume`")
+
+
 def test_doctor_over_an_unreachable_api_says_so(cli: Callable[..., Result], home: Path) -> None:
     cs.api_token(cs.Store(home).home)
     result = cli("doctor", "--json", "--api", "http://127.0.0.1:9")

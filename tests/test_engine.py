@@ -310,6 +310,22 @@ def test_a_run_past_its_timeout_is_ended_as_timeout(
 
 
 @pytest.mark.parametrize(
+    ("prompt", "fields", "kind"),
+    [("Work. [max_budget]", {}, "budget"), ("Work.", {"max_turns": 1}, "max_turns")],
+)
+def test_a_spent_budget_or_turn_limit_is_not_retried_it_would_fail_the_same_way(
+    home: Path, service: cs.Service, engine: cs.Engine, prompt: str, fields: dict[str, Any], kind: str
+) -> None:
+    task = new_task(service, prompt, retry={"max_attempts": 3, "delay_seconds": 0}, **fields)
+
+    run = run_task(service, engine, task)
+    drive(engine)
+
+    assert (run["status"], run["failure_kind"]) == ("failed", kind)
+    assert len(history(home, task["id"])) == 1  # a retry would spend the budget again
+
+
+@pytest.mark.parametrize(
     ("marker", "reset"),
     [
         ("[usage_limit]", "2026-01-01T00:00:00.000+00:00"),  # the rate_limit_event's epoch

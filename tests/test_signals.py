@@ -194,3 +194,39 @@ def test_fail_on_permission_denials_through_the_api_is_in_its_document_and_check
     finally:
         api.close()
         server.stop()
+
+
+# After a foreground run -----------------------------------------------------------------
+
+
+def test_a_foreground_limit_says_it_is_waited_out_and_until_when_in_words(
+    home: Path, cli: Cli, cli_json: CliJson
+) -> None:
+    task = create_task(cli_json, "Hello. [usage_limit=4102444800]", "--retries", "2")  # resets in 2100
+
+    ran = cli("tasks", "run", task["id"])
+
+    assert ran.code == 1
+    assert "Not retried: a limit is waited out, not retried (see `cli engine status`).\n" in ran.err
+    assert "New runs are on hold until 2100-01-01 00:01 (UTC) (usage limit); " in ran.err
+    assert "WARNING" not in ran.err  # said in words, not as a log line
+
+
+def test_a_foreground_failure_that_would_repeat_says_so(cli: Cli, cli_json: CliJson) -> None:
+    task = create_task(cli_json, "Hello. [max_budget]", "--retries", "2")
+
+    ran = cli("tasks", "run", task["id"])
+
+    assert ran.code == 1
+    assert ran.err == "Not retried: a budget failure would fail the same way again.\n"
+
+
+def test_tool_rules_are_split_alike_in_every_door(home: Path) -> None:
+    service = cs.Service(cs.Store(home))  # what the API and the window call
+    task = service.create_task(
+        {"name": "t", "prompt": "p", "allowed_tools": ["Bash(git log, git diff),Read", "Edit"]}
+    )
+    assert task["allowed_tools"] == ["Bash(git log, git diff)", "Read", "Edit"]
+    with pytest.raises(cs.Invalid) as refused:
+        service.create_task({"name": "u", "prompt": "p", "disallowed_tools": ["Bash(rm"]})
+    assert refused.value.field == "disallowed_tools[0]"
