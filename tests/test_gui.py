@@ -1713,9 +1713,11 @@ def test_the_shortcuts_line_up_in_two_columns(gui: Gui) -> None:
     assert min(label.winfo_x() for label in whats) > max(
         label.winfo_x() + label.winfo_width() for label in keys
     )
-    top.event_generate("<Escape>")
-    gui.app.root.update()
-    assert not top.winfo_exists()
+    close = next(
+        widget for widget in top.winfo_children()[0].winfo_children() if widget.winfo_class() == "TButton"
+    )
+    gui.press(close, "<Escape>")
+    gui.wait(lambda: not top.winfo_exists(), "Escape to close the dialog")
 
 
 def test_tab_goes_through_the_panes_as_the_eye_does(gui: Gui, service: cs.Service) -> None:
