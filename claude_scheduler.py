@@ -7238,7 +7238,8 @@ def _check_engine(status: JSONDict) -> Check:
         return Check(name, CHECK_WARNING, f"{where}, paused: no new runs start", resume)
     hold = status.get("hold")
     if hold:
-        held = f"{where}, holding new runs until {hold['until_local'][:16].replace('T', ' ')} {hold['timezone']}"
+        until = hold["until_local"][:16].replace("T", " ")
+        held = f"{where}, holding new runs until {until} {hold['timezone']}"
         fix = "Wait for the reset, or lift the hold now: `cli engine resume` (runs may hit the limit again)."
         return Check(name, CHECK_WARNING, f"{held} ({hold_kind_label(hold)})", fix)
     return Check(name, CHECK_OK, where)
