@@ -5347,7 +5347,7 @@ class Engine:
         due = task.next_run_at
         if due is None:
             upcoming = next_fire_after(task.schedule, now, task.created_at)
-            if upcoming:
+            if upcoming and not self._has_fired(task, upcoming):
                 self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
             return
         if due > now:
@@ -5362,6 +5362,13 @@ class Engine:
             upcoming = next_fire_after(task.schedule, now, task.created_at)
             self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
             self._fire_times(current, times, capped, now, upcoming, paused)
+
+    def _has_fired(self, task: Task, moment: datetime) -> bool:
+        """Whether a `once` task has already fired (or missed) its time: after the clock
+        went back before it, it must not come round again."""
+        if task.schedule.type is not ScheduleType.ONCE:
+            return False
+        return any(run.scheduled_for == moment for run in self.store.runs_of(task.id))
 
     def _follow_clock_back(self, task: Task, due: datetime, now: datetime) -> None:
         """A fire time later than the schedule's next one from `now` was computed by a

@@ -506,6 +506,23 @@ def test_after_the_clock_steps_back_an_hour_fires_go_on_every_minute(
     assert service.get_task(task["id"])["next_run_at"] == stamp(180)
 
 
+def test_a_once_task_that_fired_does_not_fire_again_after_the_clock_steps_back(
+    home: Path, clock: FakeClock, service: cs.Service, engine: cs.Engine
+) -> None:
+    task = new_task(service, schedule={"type": "once", "at": stamp(120)})
+    clock.set(at(125))
+    drive(engine)
+
+    clock.set(at(60))
+    drive(engine)
+    clock.set(at(125))
+    drive(engine)
+
+    (run,) = history(home, task["id"])
+    assert (run["scheduled_for"], run["status"]) == (stamp(120), "success")
+    assert service.get_task(task["id"])["next_run_at"] is None
+
+
 def test_an_engine_started_after_the_clock_went_back_does_not_wait_for_it_to_catch_up(
     home: Path, clock: FakeClock, store: cs.Store, service: cs.Service, engines: StartEngine
 ) -> None:
