@@ -822,7 +822,8 @@ def test_the_runs_pane_says_what_the_selection_cost(
 
 
 def test_a_long_name_keeps_every_subtitle_on_one_line(service: cs.Service, home: Path, display: str) -> None:
-    task = make_task(service, "Run the full test suite, then triage every failure and file an issue for it")
+    name = "Run the full test suite, then triage every failure and file an issue for it, naming the test"
+    task = make_task(service, f"{name}, its log and the commit that broke it, and assign it to its owner")
     run = add_run(service.store, task["id"], cs.RunStatus.FAILED)
     with open_gui(home) as gui:
         gui.select_task(task["id"])
