@@ -200,6 +200,16 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class JobRunStatus(enum.StrEnum):
+    """How one run of a whole job stands; once it ends, steps that did not run are `not_run`."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    INTERRUPTED = "interrupted"  # the process that drove it died (see recover_job_runs)
+
+
 class PermissionMode(enum.StrEnum):
     DEFAULT = "default"
     ACCEPT_EDITS = "acceptEdits"
@@ -234,6 +244,14 @@ class Overlap(enum.StrEnum):
 class CatchUp(enum.StrEnum):
     SKIP = "skip"
     ONCE = "once"
+
+
+class StepFailure(enum.StrEnum):
+    """What a job run does after this task's step fails (its retries, if any, come first)."""
+
+    STOP = "stop"
+    CONTINUE = "continue"
+    RETRY = "retry"  # retry per the retry policy (at least once), then stop
 
 
 class ScheduleType(enum.StrEnum):
@@ -825,6 +843,8 @@ class Task:
     catch_up: CatchUp = CatchUp.ONCE
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     env: dict[str, str] = field(default_factory=dict)
+    on_failure: StepFailure = StepFailure.STOP  # as a step of a job run
+    skip_in_job: bool = False  # kept in its job, not run in job runs
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
     extra: JSONDict = field(default_factory=dict)
@@ -860,6 +880,8 @@ class Task:
         "catch_up",
         "retry",
         "env",
+        "on_failure",
+        "skip_in_job",
     )
     DERIVED: ClassVar[tuple[str, ...]] = (
         "next_run_at",
@@ -910,6 +932,8 @@ class Task:
             catch_up=read_enum(get("catch_up", "once"), "catch_up", CatchUp),
             retry=RetryPolicy.from_dict(get("retry"), strict=strict),
             env=read_env(get("env"), "env"),
+            on_failure=read_enum(get("on_failure", "stop"), "on_failure", StepFailure),
+            skip_in_job=read_bool(get("skip_in_job", False), "skip_in_job"),
             created_at=_stamp(data, "created_at"),
             updated_at=_stamp(data, "updated_at"),
             extra=split_known(data, cls.EDITABLE + cls.READ_ONLY, strict=False),
@@ -944,6 +968,8 @@ class Task:
             "catch_up": self.catch_up.value,
             "retry": self.retry.to_dict(),
             "env": dict(self.env),
+            "on_failure": self.on_failure.value,
+            "skip_in_job": self.skip_in_job,
             "created_at": fmt_time(self.created_at),
             "updated_at": fmt_time(self.updated_at),
         }
@@ -4107,6 +4133,9 @@ HOLD_KIND_LABELS: dict[str, str] = {
 # A task whose env sets one of these signs in with its own account: the hold is not for it.
 OWN_ACCOUNT_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 # Fires the hold records as deferred; runs asked for (manual, job steps, retries) wait queued.
+JOB_RUNS_KEPT = 50  # ended runs of a job kept (in state.json) for `jobs runs`
+# A job run's step that has no run: still to come, left out by skip_in_job, or never reached.
+JOB_STEP_PENDING, JOB_STEP_SKIPPED, JOB_STEP_NOT_RUN = "pending", "skipped", "not_run"
 HELD_TRIGGERS = frozenset({Trigger.SCHEDULE, Trigger.CATCH_UP, Trigger.STARTUP, Trigger.FILE_WATCH})
 WATCH_ENTRIES_MAX = 50_000
 WATCH_IGNORED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".mypy_cache"})
@@ -4824,7 +4853,7 @@ class Engine:
         retryable = (
             run.status in (RunStatus.FAILED, RunStatus.TIMEOUT) and run.failure_kind not in NOT_RETRIED_KINDS
         )
-        if retryable and run.attempt <= task.retry.max_attempts and not self._stopping.is_set():
+        if retryable and run.attempt <= step_retries(task, run) and not self._stopping.is_set():
             delay = task.retry.delay_before(run.attempt + 1)
             retry = Run(
                 new_id(),
@@ -4862,6 +4891,7 @@ class Engine:
                 count += self._interrupt(run)
             elif run.status is RunStatus.QUEUED and not run.owner and run.id not in queued:
                 self.store.enqueue(run)
+        recover_job_runs(self.store)
         return count
 
     def _reap_orphans(self) -> None:
@@ -4904,30 +4934,90 @@ def interrupt_run(store: Store, run: Run, grace: float = KILL_GRACE_SECONDS) -> 
 
 
 def advance_job_run(store: Store, run: Run) -> None:
-    """After a run that belongs to a job run: queue the job's next task, or finish."""
+    """After a run that belongs to a job run: queue the job's next step, or finish."""
     with store.locked():
         entry = store.job_runs().get(run.job_run_id or "")
-        if not entry or entry.get("status") != "running" or entry.get("current_run_id") != run.id:
+        if not entry or entry.get("status") != JobRunStatus.RUNNING or entry.get("current_run_id") != run.id:
             return
-        failed = run.status is not RunStatus.SUCCESS
-        if failed and not entry.get("continue_on_failure"):
-            store.save_job_run(run.job_run_id or "", {**entry, "status": "failed"})
+        ending = job_step_verdict(store, entry, run)
+        if ending is not None:
+            finish_job_run(store, run.job_run_id or "", entry, ending)
             return
-        start_job_step(store, run.job_run_id or "", {**entry, "position": entry["position"] + 1})
+        failed = int(entry.get("failed_steps") or 0) + (run.status is not RunStatus.SUCCESS)
+        start_job_step(
+            store, run.job_run_id or "", {**entry, "position": entry["position"] + 1, "failed_steps": failed}
+        )
+
+
+# How a job run ends after a step that did not succeed (and was not retried).
+STEP_ENDINGS = {RunStatus.INTERRUPTED: JobRunStatus.INTERRUPTED, RunStatus.CANCELLED: JobRunStatus.STOPPED}
+
+
+def job_step_verdict(store: Store, entry: JSONDict, run: Run) -> JobRunStatus | None:
+    """None: the job run goes on after `run`; else how it ends. A stopped or lost step
+    ends it whatever the policy; a failed one as its task's `on_failure` (or the job
+    run's `continue_on_failure`) says."""
+    if run.status is RunStatus.SUCCESS:
+        return None
+    if run.status in STEP_ENDINGS:
+        return STEP_ENDINGS[run.status]
+    task = next((task for task in store.task_list() if task.id == run.task_id), None)
+    if entry.get("continue_on_failure") or (task and task.on_failure is StepFailure.CONTINUE):
+        return None
+    return JobRunStatus.FAILED
+
+
+def step_retries(task: Task, run: Run) -> int:
+    """How many retries a failed run gets: its task's retry policy; a job step whose
+    task says on_failure: retry gets at least one."""
+    if run.job_run_id and task.on_failure is StepFailure.RETRY:
+        return max(task.retry.max_attempts, 1)
+    return task.retry.max_attempts
+
+
+def finish_job_run(store: Store, job_run_id: str, entry: JSONDict, status: JobRunStatus) -> None:
+    """Record the end of a job run, and forget the oldest ended runs of its job past
+    JOB_RUNS_KEPT."""
+    with store.locked():
+        store.save_job_run(
+            job_run_id, {**entry, "status": status.value, "finished_at": fmt_time(store.clock())}
+        )
+        ended = [
+            (str(other.get("started_at") or ""), other_id)
+            for other_id, other in store.job_runs().items()
+            if other.get("job_id") == entry.get("job_id") and other.get("status") != JobRunStatus.RUNNING
+        ]
+        for _, other_id in sorted(ended, reverse=True)[JOB_RUNS_KEPT:]:
+            store.save_job_run(other_id, None)
+
+
+def next_job_position(store: Store, entry: JSONDict, position: int) -> int:
+    """The first step from `position` that runs: not skipped, its task not deleted."""
+    task_ids = entry["task_ids"]
+    known = {task.id for task in store.task_list()}
+    skipped = set(entry.get("skipped") or [])
+    while position < len(task_ids) and (task_ids[position] not in known or task_ids[position] in skipped):
+        position += 1
+    return position
 
 
 def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None:
-    """Queue the task at `entry["position"]` (skipping tasks deleted meanwhile)."""
-    task_ids = entry["task_ids"]
-    known = {task.id for task in store.task_list()}
-    position = entry["position"]
-    while position < len(task_ids) and task_ids[position] not in known:
-        position += 1
-    if position >= len(task_ids):
-        store.save_job_run(job_run_id, {**entry, "position": position, "status": "completed"})
+    """Queue the task at `entry["position"]` (passing over skipped and deleted ones)."""
+    position = next_job_position(store, entry, entry["position"])
+    if position >= len(entry["task_ids"]):
+        # Steps that failed but let it go on (on_failure: continue) make it failed all the same.
+        status = JobRunStatus.FAILED if entry.get("failed_steps") else JobRunStatus.COMPLETED
+        finish_job_run(store, job_run_id, {**entry, "position": position}, status)
         return None
-    task = store.task(task_ids[position])
-    run = Run(
+    run = job_step_run(store, job_run_id, entry["task_ids"][position])
+    store.save_job_run(job_run_id, {**entry, "position": position, "current_run_id": run.id})
+    store.enqueue(run)
+    return run
+
+
+def job_step_run(store: Store, job_run_id: str, task_id: str) -> Run:
+    task = store.task(task_id)
+    return Run(
         new_id(),
         task.id,
         trigger=Trigger.JOB,
@@ -4935,9 +5025,72 @@ def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None
         model=task.model,
         job_run_id=job_run_id,
     )
-    store.save_job_run(job_run_id, {**entry, "position": position, "current_run_id": run.id})
-    store.enqueue(run)
-    return run
+
+
+def recover_job_runs(store: Store) -> int:
+    """Job runs left running by a process that died: one driven by a foreground `jobs run`
+    (it has an owner) is interrupted; one the engine drove goes on from its current
+    step's outcome (interrupted if that step was), or is interrupted if the step is gone.
+    Call after the runs themselves are recovered. Returns how many were touched."""
+    count = 0
+    for job_run_id, entry in store.job_runs().items():
+        if entry.get("status") != JobRunStatus.RUNNING:
+            continue
+        owner = entry.get("owner")
+        if owner and owner_alive(owner):
+            continue
+        try:
+            current = store.run(str(entry.get("current_run_id")))
+        except NotFound:
+            current = None
+        if current is not None and current.is_active and not owner:
+            continue  # a queued step: the engine runs it and goes on
+        count += 1
+        if current is None or owner:
+            finish_job_run(store, job_run_id, entry, JobRunStatus.INTERRUPTED)
+        else:
+            advance_job_run(store, current)
+    return count
+
+
+def job_run_record(store: Store, job_run_id: str, entry: JSONDict) -> JSONDict:
+    """A job run as the doors show it: its fields and each step with its run (the
+    latest attempt), `pending` while to come, `skipped`, or `not_run` once it ended."""
+    tasks = {task.id: task for task in store.task_list()}
+    steps = [
+        _job_step(store, job_run_id, entry, task_id, tasks.get(task_id))
+        for task_id in entry.get("task_ids") or []
+    ]
+    return {
+        "id": job_run_id,
+        "job_id": entry.get("job_id"),
+        "trigger": entry.get("trigger") or Trigger.MANUAL.value,
+        "status": entry.get("status"),
+        "started_at": entry.get("started_at"),
+        "finished_at": entry.get("finished_at"),
+        "continue_on_failure": bool(entry.get("continue_on_failure")),
+        "current_run_id": entry.get("current_run_id"),
+        "steps": steps,
+    }
+
+
+def _job_step(store: Store, job_run_id: str, entry: JSONDict, task_id: str, task: Task | None) -> JSONDict:
+    runs = [run for run in store.runs_of(task_id) if run.job_run_id == job_run_id] if task else []
+    last = max(runs, key=lambda run: (run.attempt, run.created_at), default=None)
+    if last is not None:
+        status = last.status.value
+    elif task_id in (entry.get("skipped") or []):
+        status = JOB_STEP_SKIPPED
+    else:
+        status = JOB_STEP_PENDING if entry.get("status") == JobRunStatus.RUNNING else JOB_STEP_NOT_RUN
+    return {
+        "task_id": task_id,
+        "task_name": task.name if task else None,
+        "status": status,
+        "run_id": last.id if last else None,
+        "attempts": len(runs),
+        "result": last.result if last else None,
+    }
 
 
 ####
@@ -5224,41 +5377,92 @@ class Service:
         self.wake()
         return run.to_dict()
 
-    def run_job(self, job_id: str, *, continue_on_failure: bool = False) -> JSONDict:
+    def run_job(
+        self, job_id: str, *, continue_on_failure: bool = False, trigger: Trigger = Trigger.MANUAL
+    ) -> JSONDict:
         """Queue a job's enabled tasks to run one after another in its task order."""
         with self.store.locked():
-            task_ids = self.job_run_plan(job_id)
-            busy = [entry for entry in self.store.job_runs().values() if entry.get("job_id") == job_id]
-            if any(entry.get("status") == "running" for entry in busy):
-                raise Conflict("the job is already running; stop it first")
-            job_run_id = new_id()
-            entry = {
-                "job_id": job_id,
-                "task_ids": task_ids,
-                "position": 0,
-                "continue_on_failure": continue_on_failure,
-                "status": "running",
-                "started_at": fmt_time(self.clock()),
-            }
+            job_run_id, entry = self.open_job_run(
+                job_id, continue_on_failure=continue_on_failure, trigger=trigger
+            )
             first = start_job_step(self.store, job_run_id, entry)
+            entry = self.store.job_runs().get(job_run_id, entry)
         self.wake()
         return {"job_run_id": job_run_id, **entry, "run": first.to_dict() if first else None}
 
+    def open_job_run(
+        self, job_id: str, *, continue_on_failure: bool, trigger: Trigger, owner: str | None = None
+    ) -> tuple[str, JSONDict]:
+        """Record a new running job run of the job (Conflict if one still runs); `owner`:
+        the process that drives it itself (a foreground `jobs run`), else the engine."""
+        with self.store.locked():
+            task_ids = self.job_run_plan(job_id)
+            for other_id, other in self.store.job_runs().items():
+                if other.get("job_id") != job_id or other.get("status") != JobRunStatus.RUNNING:
+                    continue
+                if other.get("owner") and not owner_alive(other["owner"]):  # its `jobs run` died
+                    finish_job_run(self.store, other_id, other, JobRunStatus.INTERRUPTED)
+                else:
+                    raise Conflict("the job is already running; stop it first")
+            skipped = [
+                task.id for task in self.store.tasks_of(job_id) if task.skip_in_job and task.id in task_ids
+            ]
+            entry: JSONDict = {
+                "job_id": job_id,
+                "task_ids": task_ids,
+                "skipped": skipped,
+                "position": 0,
+                "continue_on_failure": continue_on_failure,
+                "status": JobRunStatus.RUNNING.value,
+                "trigger": trigger.value,
+                "started_at": fmt_time(self.clock()),
+                "owner": owner,
+            }
+            job_run_id = new_id()
+            self.store.save_job_run(job_run_id, entry)
+        return job_run_id, entry
+
     def job_run_plan(self, job_id: str) -> list[str]:
-        """The tasks a run of the job goes through: its enabled tasks in task order."""
-        tasks = [task.id for task in self.store.tasks_of(self.store.job(job_id).id) if task.enabled]
+        """The steps of a run of the job: its enabled tasks in task order (those with
+        skip_in_job among them, recorded as skipped)."""
+        tasks = [task for task in self.store.tasks_of(self.store.job(job_id).id) if task.enabled]
         if not tasks:
             raise Conflict("the job has no enabled tasks to run")
-        return tasks
+        if all(task.skip_in_job for task in tasks):
+            raise Conflict("every enabled task of the job is skipped (skip_in_job): nothing to run")
+        return [task.id for task in tasks]
+
+    def list_job_runs(self, job_id: str) -> list[JSONDict]:
+        """The job's runs (as far as JOB_RUNS_KEPT), newest first, each with its steps."""
+        with self.store.locked():
+            job_id = self.store.job(job_id).id
+            entries = [
+                (key, entry) for key, entry in self.store.job_runs().items() if entry.get("job_id") == job_id
+            ]
+            entries.sort(key=lambda item: str(item[1].get("started_at") or ""), reverse=True)
+            return [job_run_record(self.store, key, entry) for key, entry in entries]
+
+    def note_job_step(self, job_run_id: str, position: int, run_id: str) -> None:
+        """Record the step a foreground job run has come to."""
+        with self.store.locked():
+            entry = self.store.job_runs()[job_run_id]
+            self.store.save_job_run(job_run_id, {**entry, "position": position, "current_run_id": run_id})
+
+    def end_job_run(self, job_run_id: str, status: JobRunStatus) -> None:
+        with self.store.locked():
+            entry = self.store.job_runs().get(job_run_id)
+            if entry and entry.get("status") == JobRunStatus.RUNNING:
+                finish_job_run(self.store, job_run_id, entry, status)
 
     def stop_job(self, job_id: str) -> JSONDict:
-        """Stop a job's running job runs and their current runs (and any active run of its tasks)."""
+        """Stop a job's running job runs (the steps not reached are not run) and their
+        current runs (and any active run of its tasks)."""
         stopped = []
         with self.store.locked():
             task_ids = [task.id for task in self.store.tasks_of(self.store.job(job_id).id)]
             for job_run_id, entry in self.store.job_runs().items():
-                if entry.get("job_id") == job_id and entry.get("status") == "running":
-                    self.store.save_job_run(job_run_id, {**entry, "status": "stopped"})
+                if entry.get("job_id") == job_id and entry.get("status") == JobRunStatus.RUNNING:
+                    finish_job_run(self.store, job_run_id, entry, JobRunStatus.STOPPED)
             for task_id in task_ids:
                 for run in self.store.runs_of(task_id):
                     if run.is_active:
@@ -6096,9 +6300,21 @@ def _api_job_tasks(service: Service, call: ApiCall) -> ApiReply:
     body="JobRunOptions",
 )
 def _api_run_job(service: Service, call: ApiCall) -> ApiReply:
-    options = _body_options(call.body, ("continue_on_failure",))
+    options = _body_options(call.body, ("continue_on_failure", "trigger"))
     keep_going = read_bool(options.get("continue_on_failure", False), "continue_on_failure")
-    return HTTPStatus.ACCEPTED, service.run_job(call.ids["job_id"], continue_on_failure=keep_going)
+    trigger = read_enum(options.get("trigger", Trigger.API), "trigger", Trigger)
+    if trigger not in CLIENT_TRIGGERS:
+        raise Invalid(f"must be one of {', '.join(CLIENT_TRIGGERS)} (got {trigger.value!r})", "trigger")
+    return HTTPStatus.ACCEPTED, service.run_job(
+        call.ids["job_id"], continue_on_failure=keep_going, trigger=trigger
+    )
+
+
+@api_route(
+    "GET", API_JOB_PATH + "/runs", "The job's runs, newest first, each with its steps", schema="JobRunList"
+)
+def _api_job_runs(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, {"job_runs": service.list_job_runs(call.ids["job_id"])}
 
 
 @api_route("POST", API_JOB_PATH + "/stop", "Stop the job's runs", schema="JobStop")
@@ -6472,6 +6688,12 @@ def _task_field_schemas() -> JSONDict:
         "catch_up": _schema_enum(CatchUp),
         "retry": _schema_ref("Retry"),
         "env": {"type": "object", "additionalProperties": {"type": "string"}},
+        "on_failure": {
+            **_schema_enum(StepFailure),
+            "description": "in a job run, after this step fails: stop the job run, continue with "
+            "the next step, or retry it (per retry, at least once) and then stop",
+        },
+        "skip_in_job": {"type": "boolean", "description": "kept in its job but not run in job runs"},
     }
 
 
@@ -6584,20 +6806,65 @@ def _job_schemas() -> JSONDict:
             required=["task", "counts", "active_runs"],
         ),
         "JobRunOptions": _schema_object(
-            {"continue_on_failure": {"type": "boolean", "default": False}}, closed=True
+            {
+                "continue_on_failure": {"type": "boolean", "default": False},
+                "trigger": {"enum": list(CLIENT_TRIGGERS), "default": Trigger.API.value},
+            },
+            closed=True,
         ),
         "JobRun": _schema_object(
             {
                 "job_run_id": UUID_SCHEMA,
                 "job_id": UUID_SCHEMA,
                 "task_ids": _schema_array(UUID_SCHEMA),
+                "skipped": {**_schema_array(UUID_SCHEMA), "description": "steps left out (skip_in_job)"},
                 "position": _schema_count(),
                 "continue_on_failure": {"type": "boolean"},
-                "status": {"type": "string"},
+                "status": _schema_enum(JobRunStatus),
+                "trigger": _schema_enum(Trigger),
                 "started_at": TIME_SCHEMA,
+                "finished_at": _schema_nullable(TIME_SCHEMA),
+                "owner": _schema_nullable({"type": "string"}),
+                "current_run_id": _schema_nullable(UUID_SCHEMA),
+                "failed_steps": _schema_count(),
                 "run": _schema_nullable(_schema_ref("Run")),
             },
             required=["job_run_id", "job_id", "task_ids", "status", "run"],
+        ),
+        "JobRunStep": _schema_object(
+            {
+                "task_id": UUID_SCHEMA,
+                "task_name": _schema_nullable({"type": "string"}),
+                "status": {
+                    "enum": [
+                        *(status.value for status in RunStatus),
+                        JOB_STEP_PENDING,
+                        JOB_STEP_SKIPPED,
+                        JOB_STEP_NOT_RUN,
+                    ]
+                },
+                "run_id": _schema_nullable(UUID_SCHEMA),
+                "attempts": _schema_count(),
+                "result": _schema_nullable({"type": "string"}),
+            },
+            required=["task_id", "task_name", "status", "run_id", "attempts", "result"],
+        ),
+        "JobRunRecord": _schema_object(
+            {
+                "id": UUID_SCHEMA,
+                "job_id": UUID_SCHEMA,
+                "trigger": _schema_enum(Trigger),
+                "status": _schema_enum(JobRunStatus),
+                "started_at": TIME_SCHEMA,
+                "finished_at": _schema_nullable(TIME_SCHEMA),
+                "continue_on_failure": {"type": "boolean"},
+                "current_run_id": _schema_nullable(UUID_SCHEMA),
+                "steps": _schema_array(_schema_ref("JobRunStep")),
+            },
+            required=["id", "job_id", "trigger", "status", "started_at", "finished_at", "steps"],
+        ),
+        "JobRunList": _schema_object(
+            {"job_runs": _schema_array(_schema_ref("JobRunRecord"))}, required=["job_runs"]
         ),
         "JobStop": _schema_object(
             {"job_id": UUID_SCHEMA, "stopped_runs": _schema_array(_schema_ref("Run"))},
@@ -7232,9 +7499,14 @@ class ApiClient:
     def request_run(self, task_id: str, trigger: Trigger = Trigger.MANUAL) -> JSONDict:
         return self._object("POST", _api_path("tasks", task_id, "run"), body={"trigger": trigger})
 
-    def run_job(self, job_id: str, *, continue_on_failure: bool = False) -> JSONDict:
-        body = {"continue_on_failure": continue_on_failure}
+    def run_job(
+        self, job_id: str, *, continue_on_failure: bool = False, trigger: Trigger = Trigger.MANUAL
+    ) -> JSONDict:
+        body = {"continue_on_failure": continue_on_failure, "trigger": trigger}
         return self._object("POST", _api_path("jobs", job_id, "run"), body=body)
+
+    def list_job_runs(self, job_id: str) -> list[JSONDict]:
+        return self._items(_api_path("jobs", job_id, "runs"), "job_runs")
 
     def stop_job(self, job_id: str) -> JSONDict:
         return self._object("POST", _api_path("jobs", job_id, "stop"))
@@ -7418,6 +7690,12 @@ TASK_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("SCHEDULE", lambda task: task["schedule_text"]),
     ("NEXT RUN", lambda task: _when(task["next_run_at"]) if task["enabled"] else "disabled"),
     ("LAST", lambda task: task["last_run_status"] or "never"),
+)
+JOB_STEP_COLUMNS: tuple[tuple[str, Row], ...] = (
+    ("STEP", lambda step: step["task_name"] or f"(deleted task {_short(step['task_id'])})"),
+    ("STATUS", lambda step: step["status"]),
+    ("RUN", lambda step: _short(step["run_id"])),
+    ("ATTEMPTS", lambda step: str(step["attempts"])),
 )
 RUN_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("ID", lambda run: _short(run["id"])),
@@ -7946,33 +8224,81 @@ RUN_DELETED = "the run was deleted while it ran (with its task or job); its sess
 
 
 def _run_in_foreground(
-    ctx: CliContext, task_ids: list[str], *, stop_on_failure: bool, trigger: Trigger
+    ctx: CliContext,
+    task_ids: list[str],
+    *,
+    stop_on_failure: bool,
+    trigger: Trigger,
+    job_run: tuple[str, JSONDict] | None = None,
 ) -> int:
     """Run tasks one after another in this process, streaming each session; Ctrl-C
     (or SIGTERM/SIGHUP) stops the current run (recorded as cancelled) and the rest.
+    `job_run` (id, entry): the steps of that job run, recorded in it as they go.
     With --json only the finished runs are printed, as {"runs": [...]}."""
     assert isinstance(ctx.backend, Service), "only direct mode runs sessions in this process"
-    store = ctx.backend.store
-    executor = Executor(store)
+    service = ctx.backend
+    executor = Executor(service.store)
     finished: list[JSONDict] = []
+    ending: JobRunStatus | None = None
     with _signals_interrupt():
         for n, task_id in enumerate(task_ids):
-            task = store.task(task_id)
-            if not ctx.args.json:
-                ctx.emit(f"Running task {_short(task.id)}: {task.name}")
-            run = executor.claim(
-                Run(new_id(), task.id, trigger=trigger, created_at=store.clock(), model=task.model)
-            )
+            run = _foreground_step(ctx, executor, task_id, (n, trigger), job_run)
+            if run is None:
+                continue
             finished.append(_perform_streaming(ctx, executor, run))
-            status = finished[-1]["status"]
-            if task.retry.max_attempts and status in (RunStatus.FAILED, RunStatus.TIMEOUT):
-                ctx.err("Not retried: retries are made by the engine (run it with --detach).")
-            if status == RunStatus.CANCELLED or (status != RunStatus.SUCCESS and stop_on_failure):
-                _say_not_run(ctx, task_ids[n + 1 :])
+            ending = _foreground_verdict(ctx, finished[-1], stop_on_failure, job_run)
+            if ending is not None:
+                skipped = job_run[1]["skipped"] if job_run else []
+                _say_not_run(ctx, [task_id for task_id in task_ids[n + 1 :] if task_id not in skipped])
                 break
+    if job_run is not None:
+        failed = any(run["status"] != RunStatus.SUCCESS for run in finished)
+        service.end_job_run(job_run[0], ending or (JobRunStatus.FAILED if failed else JobRunStatus.COMPLETED))
     if ctx.args.json:
         ctx.emit(json.dumps(finished[0] if len(task_ids) == 1 else {"runs": finished}, indent=2))
     return 0 if all(run["status"] == RunStatus.SUCCESS for run in finished) else 1
+
+
+def _foreground_step(
+    ctx: CliContext,
+    executor: Executor,
+    task_id: str,
+    place: tuple[int, Trigger],
+    job_run: tuple[str, JSONDict] | None,
+) -> Run | None:
+    """Claim the run of one step; None for a step the job run skips (or whose task is gone)."""
+    store = executor.store
+    position, trigger = place
+    if job_run is not None:
+        job_run_id, entry = job_run
+        if next_job_position(store, entry, position) != position:
+            return None
+        run = job_step_run(store, job_run_id, task_id)
+        assert isinstance(ctx.backend, Service)
+        ctx.backend.note_job_step(job_run_id, position, run.id)
+    else:
+        task = store.task(task_id)
+        run = Run(new_id(), task.id, trigger=trigger, created_at=store.clock(), model=task.model)
+    if not ctx.args.json:
+        ctx.emit(f"Running task {_short(task_id)}: {store.task(task_id).name}")
+    return executor.claim(run)
+
+
+def _foreground_verdict(
+    ctx: CliContext, run: JSONDict, stop_on_failure: bool, job_run: tuple[str, JSONDict] | None
+) -> JobRunStatus | None:
+    """None: go on to the next task; else how the tasks (job run) end after `run`."""
+    status = run["status"]
+    if status in (RunStatus.FAILED, RunStatus.TIMEOUT):
+        task = ctx.backend.get_task(run["task_id"])
+        if task["retry"]["max_attempts"] or task["on_failure"] == StepFailure.RETRY:
+            ctx.err("Not retried: retries are made by the engine (run it with --detach).")
+    if job_run is not None:
+        assert isinstance(ctx.backend, Service)
+        return job_step_verdict(ctx.backend.store, job_run[1], Run.from_dict(run))
+    if status == RunStatus.CANCELLED:
+        return JobRunStatus.STOPPED
+    return JobRunStatus.FAILED if status != RunStatus.SUCCESS and stop_on_failure else None
 
 
 def _say_not_run(ctx: CliContext, task_ids: list[str]) -> None:
@@ -8015,18 +8341,62 @@ def _cmd_jobs_run(ctx: CliContext) -> int:
     job_id = ctx.resolve("job", ctx.args.id)
     status = ctx.backend.engine_status()
     if ctx.args.detach or status["running"] or not isinstance(ctx.backend, Service):
-        result = ctx.backend.run_job(job_id, continue_on_failure=ctx.args.continue_on_failure)
+        result = ctx.backend.run_job(
+            job_id, continue_on_failure=ctx.args.continue_on_failure, trigger=Trigger.CLI
+        )
         note = _engine_note(ctx, result["task_ids"]) or f"Follow it with: runs list --job {_short(job_id)}"
         text = (
             f"Handed to the engine: job run {_short(result['job_run_id'])}, "
-            f"{_plural(len(result['task_ids']), 'task')} one after another."
+            f"{_plural(len(result['task_ids']) - len(result['skipped']), 'task')} one after another."
         )
         return ctx.show(result, lambda: f"{text}\n{note}")
-    tasks = ctx.backend.job_run_plan(job_id)
-    _warn_if_held(ctx, tasks)
-    return _run_in_foreground(
-        ctx, tasks, stop_on_failure=not ctx.args.continue_on_failure, trigger=Trigger.JOB
+    job_run_id, entry = ctx.backend.open_job_run(
+        job_id, continue_on_failure=ctx.args.continue_on_failure, trigger=Trigger.CLI, owner=process_owner()
     )
+    _warn_if_held(ctx, [task_id for task_id in entry["task_ids"] if task_id not in entry["skipped"]])
+    return _run_in_foreground(
+        ctx,
+        entry["task_ids"],
+        stop_on_failure=not ctx.args.continue_on_failure,
+        trigger=Trigger.JOB,
+        job_run=(job_run_id, entry),
+    )
+
+
+def _cmd_jobs_runs(ctx: CliContext) -> int:
+    job_id = ctx.resolve("job", ctx.args.id)
+    runs = ctx.backend.list_job_runs(job_id)[: ctx.args.count]
+    return ctx.show(
+        {"job_runs": runs}, lambda: "\n\n".join(map(_job_run_text, runs)) if runs else "No job runs yet."
+    )
+
+
+def _job_run_text(job_run: JSONDict) -> str:
+    ended = f", ended {_when(job_run['finished_at'])}" if job_run["finished_at"] else ""
+    head = (
+        f"Job run {_short(job_run['id'])}: {job_run['status']} ({job_run['trigger']}), "
+        f"started {_when(job_run['started_at'])}{ended}"
+    )
+    return f"{head}\n{format_table(job_run['steps'], JOB_STEP_COLUMNS)}"
+
+
+def _task_of_job(text: str, task_ids: list[str], job_name: str) -> str:
+    try:
+        return match_id("task", text, task_ids)
+    except NotFound:
+        raise NotFound(f"no task of the job {job_name!r} has the id {text!r}") from None
+
+
+def _cmd_jobs_order(ctx: CliContext) -> int:
+    """Set a job's task order: the tasks named come first, in that order; the others follow as they were."""
+    with ctx.one_step():
+        job = ctx.backend.get_job(ctx.resolve("job", ctx.args.id))
+        mine = [task["id"] for task in job["tasks"]]
+        named = [_task_of_job(text, mine, job["name"]) for text in ctx.args.tasks]
+        order = named + [task_id for task_id in mine if task_id not in named]
+        job = ctx.backend.update_job(job["id"], {"task_order": order})
+    names = [task["name"] for task in job["tasks"]]
+    return ctx.show(job, lambda: "Order: " + ", ".join(f"{n}. {name}" for n, name in enumerate(names, 1)))
 
 
 def _cmd_jobs_stop(ctx: CliContext) -> int:
@@ -8275,6 +8645,8 @@ TASK_OPTIONS: tuple[tuple[str, str], ...] = (
     ("overlap", "overlap"),
     ("catch_up", "catch_up"),
     ("enabled", "enabled"),
+    ("on_failure", "on_failure"),
+    ("skip_in_job", "skip_in_job"),
 )
 
 
@@ -8418,6 +8790,16 @@ def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
     parser.add_argument("--session-mode", choices=[mode.value for mode in SessionMode])
     parser.add_argument("--overlap", choices=[mode.value for mode in Overlap], help="if still running")
     parser.add_argument("--catch-up", choices=[mode.value for mode in CatchUp], help="after downtime")
+    parser.add_argument(
+        "--on-failure",
+        choices=[mode.value for mode in StepFailure],
+        help="in a job run, after this step fails: stop (default), continue, or retry it first",
+    )
+    parser.add_argument(
+        "--skip-in-job",
+        action=argparse.BooleanOptionalAction,
+        help="keep it in its job but leave it out of job runs",
+    )
     env_help = "extra environment" if creating else "set one variable (the others stay)"
     parser.add_argument("--env", action="append", metavar="NAME=VALUE", help=f"{env_help}; repeatable")
     if not creating:
@@ -8536,6 +8918,16 @@ def _jobs_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
 
 
+def _jobs_runs_options(parser: argparse.ArgumentParser) -> None:
+    _with_id(parser)
+    _count_option(parser, 10)
+
+
+def _jobs_order_options(parser: argparse.ArgumentParser) -> None:
+    _with_id(parser)
+    parser.add_argument("tasks", nargs="+", metavar="TASK", help="task ids (prefixes) to put first, in order")
+
+
 def _settings_set_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=list(DEFAULT_SETTINGS), help="the setting")
     parser.add_argument("value", help="its new value ('none' clears claude_path)")
@@ -8572,6 +8964,8 @@ CLI_COMMANDS: list[CliSpec] = [
     ("tasks", "run", _cmd_tasks_run, _tasks_run_options),
     ("jobs", "run", _cmd_jobs_run, _jobs_run_options),
     ("jobs", "stop", _cmd_jobs_stop, _with_id),
+    ("jobs", "runs", _cmd_jobs_runs, _jobs_runs_options),
+    ("jobs", "order", _cmd_jobs_order, _jobs_order_options),
     ("engine", "status", _cmd_engine_status, _no_options),
     ("engine", "pause", _cmd_engine_pause, _pause_options(True)),
     ("engine", "resume", _cmd_engine_pause, _pause_options(False)),
@@ -8606,6 +9000,8 @@ CLI_HELP = {
     "hand it to the engine. During a usage-limit hold a run here warns and goes ahead (you asked "
     "for it); one handed to the engine waits for the hold to lift",
     "stop": "stop what is running",
+    "runs": "a job's runs, newest first, with each step's status",
+    "order": "set the order a job runs its tasks in",
     "log": "show a run's log (--follow to keep watching)",
     "status": "who runs the engine, whether it is paused or holds runs for a usage limit",
     "pause": "stop starting new runs (running ones go on)",

@@ -128,6 +128,8 @@ FULL_TASK = task_data(
     catch_up="skip",
     retry={"max_attempts": 3, "delay_seconds": 30, "backoff": 1.5},
     env={"APP_ENV": "test"},
+    on_failure="continue",
+    skip_in_job=True,
 )
 
 SCHEDULES = [

@@ -1,0 +1,301 @@
+"""Jobs as pipelines: job runs as records, per-step policy, skipped steps, the job's order.
+
+Through the CLI (`cli` / `cli_json`), the HTTP API, and an engine ticked by the test
+(thread=False, the real clock); sessions are the fake claude's.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Result, child_env
+from run_helpers import (
+    SCRIPT,
+    WAIT_SECONDS,
+    Recorder,
+    drive,
+    stop_process,
+    wait_for,
+    wait_session,
+    wait_status,
+)
+
+import claude_scheduler as cs
+
+GRACE = 0.5
+Cli = Callable[..., Result]
+CliJson = Callable[..., Any]
+
+pytestmark = pytest.mark.usefixtures("record")
+
+
+@pytest.fixture
+def engine(home: Path) -> Iterator[cs.Engine]:
+    engine = cs.Engine(cs.Store(home), kill_grace=GRACE)
+    assert engine.start(thread=False)
+    yield engine
+    engine.stop(timeout=WAIT_SECONDS)
+
+
+def create_job(
+    cli_json: CliJson, prompts: list[str], *options: list[str]
+) -> tuple[str, list[dict[str, Any]]]:
+    """A job with one task per prompt; `options[n]` are more `tasks create` options for task n."""
+    job = cli_json("jobs", "create", "--name", "Nightly")
+    tasks = []
+    for n, prompt in enumerate(prompts):
+        more = options[n] if n < len(options) else []
+        tasks.append(
+            cli_json(
+                "tasks", "create", "--name", f"step {n + 1}", "--prompt", prompt, "--job", job["id"], *more
+            )
+        )
+    return job["id"], tasks
+
+
+def job_runs(cli_json: CliJson, job_id: str) -> list[dict[str, Any]]:
+    return list(cli_json("jobs", "runs", job_id[:8])["job_runs"])
+
+
+def steps(job_run: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(step["task_name"], step["status"]) for step in job_run["steps"]]
+
+
+def run_detached(cli: Cli, engine: cs.Engine, job_id: str, *options: str) -> None:
+    assert cli("jobs", "run", job_id, "--detach", *options).code == 0
+    drive(engine)
+
+
+# The job run as a record ------------------------------------------------------------
+
+
+def test_a_job_run_is_recorded_with_its_trigger_times_and_each_steps_run(
+    cli: Cli, cli_json: CliJson, engine: cs.Engine, record: Recorder
+) -> None:
+    job_id, tasks = create_job(cli_json, ["one", "two"])
+    assert job_runs(cli_json, job_id) == []
+
+    run_detached(cli, engine, job_id)
+
+    (job_run,) = job_runs(cli_json, job_id)
+    assert (job_run["status"], job_run["trigger"], job_run["job_id"]) == ("completed", "cli", job_id)
+    assert job_run["started_at"] <= job_run["finished_at"]
+    assert steps(job_run) == [("step 1", "success"), ("step 2", "success")]
+    runs = {run["task_id"]: run for run in cli_json("runs", "list", "--job", job_id)["runs"]}
+    assert [step["run_id"] for step in job_run["steps"]] == [runs[task["id"]]["id"] for task in tasks]
+    assert {run["job_run_id"] for run in runs.values()} == {job_run["id"]}
+    assert [step["result"] for step in job_run["steps"]] == ["Done.", "Done."]
+    text = cli("jobs", "runs", job_id).out
+    assert text.startswith(f"Job run {job_run['id'][:8]}: completed (cli), started ")
+    assert "step 2" in text.splitlines()[-1] and "success" in text.splitlines()[-1]
+
+
+def test_jobs_runs_lists_newest_first_and_says_when_there_are_none(
+    cli: Cli, cli_json: CliJson, engine: cs.Engine
+) -> None:
+    job_id, _ = create_job(cli_json, ["one"])
+    assert cli("jobs", "runs", job_id).out.strip() == "No job runs yet."
+
+    run_detached(cli, engine, job_id)
+    run_detached(cli, engine, job_id)
+
+    first, second = job_runs(cli_json, job_id)
+    assert first["started_at"] >= second["started_at"] and first["id"] != second["id"]
+    assert len(cli_json("jobs", "runs", job_id, "-n", "1")["job_runs"]) == 1
+
+
+def test_a_failed_second_step_stops_the_job_run_and_the_rest_is_not_run(
+    cli: Cli, cli_json: CliJson, engine: cs.Engine, record: Recorder
+) -> None:
+    job_id, _ = create_job(cli_json, ["one", "two [exit=1]", "three"])
+
+    run_detached(cli, engine, job_id)
+
+    (job_run,) = job_runs(cli_json, job_id)
+    assert job_run["status"] == "failed"
+    assert steps(job_run) == [("step 1", "success"), ("step 2", "failed"), ("step 3", "not_run")]
+    assert record.prompts() == ["one", "two [exit=1]"]
+
+
+def test_a_step_that_says_continue_lets_the_job_run_go_on_and_it_ends_failed(
+    cli: Cli, cli_json: CliJson, engine: cs.Engine, record: Recorder
+) -> None:
+    job_id, _ = create_job(cli_json, ["one", "two [exit=1]", "three"], [], ["--on-failure", "continue"])
+
+    run_detached(cli, engine, job_id)
+
+    (job_run,) = job_runs(cli_json, job_id)
+    assert steps(job_run) == [("step 1", "success"), ("step 2", "failed"), ("step 3", "success")]
+    assert job_run["status"] == "failed"
+    assert record.prompts() == ["one", "two [exit=1]", "three"]
+
+
+def test_a_step_that_says_retry_is_retried_before_the_job_run_stops(
+    cli: Cli, cli_json: CliJson, engine: cs.Engine, record: Recorder
+) -> None:
+    options = ["--on-failure", "retry", "--retry-delay", "0"]
+    job_id, _ = create_job(cli_json, ["one [exit=1]", "two"], options)
+
+    run_detached(cli, engine, job_id)
+
+    (job_run,) = job_runs(cli_json, job_id)
+    assert (job_run["status"], job_run["steps"][0]["attempts"]) == ("failed", 2)
+    assert steps(job_run) == [("step 1", "failed"), ("step 2", "not_run")]
+    assert record.prompts() == ["one [exit=1]", "one [exit=1]"]
+
+
+def test_a_skipped_step_stays_in_the_job_but_does_not_run(
+    cli: Cli, cli_json: CliJson, engine: cs.Engine, record: Recorder
+) -> None:
+    job_id, tasks = create_job(cli_json, ["one", "two", "three"], [], ["--skip-in-job"])
+    assert cli_json("tasks", "get", tasks[1]["id"])["skip_in_job"] is True
+
+    run_detached(cli, engine, job_id)
+
+    (job_run,) = job_runs(cli_json, job_id)
+    assert steps(job_run) == [("step 1", "success"), ("step 2", "skipped"), ("step 3", "success")]
+    assert job_run["status"] == "completed"
+    assert record.prompts() == ["one", "three"]
+    assert [task["id"] for task in cli_json("jobs", "tasks", job_id)["tasks"]] == [t["id"] for t in tasks]
+
+
+def test_a_job_whose_every_task_is_skipped_is_refused_naming_why(cli: Cli, cli_json: CliJson) -> None:
+    job_id, _ = create_job(cli_json, ["one"], ["--skip-in-job"])
+
+    result = cli("jobs", "run", job_id, "--detach")
+
+    assert result.code == 1
+    assert (
+        result.err.strip() == "error: every enabled task of the job is skipped (skip_in_job): nothing to run"
+    )
+
+
+def test_an_unknown_step_policy_is_refused_naming_the_option(cli_json: CliJson, cli: Cli) -> None:
+    _, (task,) = create_job(cli_json, ["one"])
+
+    result = cli("tasks", "update", task["id"], "--on-failure", "ignore")
+
+    assert result.code == 2 and "--on-failure: invalid choice: 'ignore'" in result.err
+
+
+def test_jobs_order_sets_the_order_the_job_runs_in(
+    cli: Cli, cli_json: CliJson, engine: cs.Engine, record: Recorder
+) -> None:
+    job_id, (a, b, c) = create_job(cli_json, ["a", "b", "c"])
+
+    result = cli("jobs", "order", job_id[:8], c["id"][:8], a["id"][:8])
+
+    assert (result.code, result.out.strip()) == (0, "Order: 1. step 3, 2. step 1, 3. step 2")
+    assert cli_json("jobs", "get", job_id)["task_order"] == [c["id"], a["id"], b["id"]]
+    run_detached(cli, engine, job_id)
+    assert record.prompts() == ["c", "a", "b"]
+    assert steps(job_runs(cli_json, job_id)[0]) == [
+        ("step 3", "success"),
+        ("step 1", "success"),
+        ("step 2", "success"),
+    ]
+
+
+def test_jobs_order_refuses_a_task_of_another_job(cli: Cli, cli_json: CliJson) -> None:
+    job_id, _ = create_job(cli_json, ["a"])
+    other = cli_json("tasks", "create", "--name", "elsewhere", "--prompt", "x")
+
+    result = cli("jobs", "order", job_id, other["id"])
+
+    assert (result.code, result.err.strip()) == (
+        1,
+        f"error: no task of the job 'Nightly' has the id '{other['id']}'",
+    )
+
+
+# Stop and crash -----------------------------------------------------------------------
+
+
+def test_stopping_a_job_run_stops_its_step_and_records_the_rest_as_not_run(
+    home: Path, cli: Cli, cli_json: CliJson, engine: cs.Engine, record: Recorder
+) -> None:
+    job_id, (first, _, _) = create_job(cli_json, ["[hang] one", "two", "three"])
+    cli_json("jobs", "run", job_id, "--detach")
+    engine.tick()
+    (run,) = cli_json("runs", "list", "--task", first["id"])["runs"]
+    wait_session(home, run["id"])
+    assert job_runs(cli_json, job_id)[0]["status"] == "running"
+    assert steps(job_runs(cli_json, job_id)[0])[1:] == [("step 2", "pending"), ("step 3", "pending")]
+
+    assert cli("jobs", "stop", job_id).code == 0
+
+    wait_status(home, run["id"], "cancelled")
+    drive(engine)
+    (job_run,) = job_runs(cli_json, job_id)
+    assert job_run["status"] == "stopped" and job_run["finished_at"]
+    assert steps(job_run) == [("step 1", "cancelled"), ("step 2", "not_run"), ("step 3", "not_run")]
+    assert record.prompts() == ["[hang] one"]
+
+
+def test_a_job_run_whose_process_died_is_recovered_as_interrupted(
+    home: Path, cli_json: CliJson, record: Recorder
+) -> None:
+    job_id, (first, _) = create_job(cli_json, ["[hang] one", "two"])
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "cli", "jobs", "run", job_id],
+        env=child_env(home),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        runs = wait_for(lambda: cli_json("runs", "list", "--task", first["id"])["runs"], "the first step")
+        wait_session(home, runs[0]["id"])
+    finally:
+        stop_process(proc, signal.SIGKILL)
+    assert job_runs(cli_json, job_id)[0]["status"] == "running"
+
+    engine = cs.Engine(cs.Store(home), kill_grace=GRACE)
+    assert engine.start(thread=False)
+    try:
+        (job_run,) = job_runs(cli_json, job_id)
+    finally:
+        engine.stop(timeout=WAIT_SECONDS)
+    assert (job_run["status"], job_run["trigger"]) == ("interrupted", "cli")
+    assert steps(job_run) == [("step 1", "interrupted"), ("step 2", "not_run")]
+    assert record.prompts() == ["[hang] one"]
+
+
+def test_a_foreground_job_run_is_recorded_like_one_the_engine_drives(cli: Cli, cli_json: CliJson) -> None:
+    job_id, _ = create_job(cli_json, ["one", "two [exit=1]", "three"], [], ["--on-failure", "continue"])
+
+    assert cli("jobs", "run", job_id).code == 1
+
+    (job_run,) = job_runs(cli_json, job_id)
+    assert (job_run["status"], job_run["trigger"]) == ("failed", "cli")
+    assert steps(job_run) == [("step 1", "success"), ("step 2", "failed"), ("step 3", "success")]
+
+
+# Through the API --------------------------------------------------------------------
+
+
+def test_the_api_lists_a_jobs_runs_with_their_steps(home: Path, cli_json: CliJson, engine: cs.Engine) -> None:
+    job_id, _ = create_job(cli_json, ["one"])
+    server = cs.ApiServer(cs.Service(cs.Store(home)), "127.0.0.1", 0)
+    server.start()
+    try:
+        client = cs.ApiClient(f"http://127.0.0.1:{server.server_port}", cs.api_token(home))
+        started = client.run_job(job_id)
+        drive(engine)
+        (job_run,) = client.list_job_runs(job_id)
+        with pytest.raises(cs.NotFound):
+            client.list_job_runs("0" * 8 + "-0000-4000-8000-" + "0" * 12)
+    finally:
+        server.stop()
+    assert (job_run["id"], job_run["trigger"], job_run["status"]) == (
+        started["job_run_id"],
+        "manual",
+        "completed",
+    )
+    assert [step["status"] for step in job_run["steps"]] == ["success"]
