@@ -208,6 +208,8 @@ class JobRunStatus(enum.StrEnum):
     FAILED = "failed"
     STOPPED = "stopped"
     INTERRUPTED = "interrupted"  # the process that drove it died (see recover_job_runs)
+    SKIPPED = "skipped"  # a fire that did not start one (its `note` says why)
+    MISSED = "missed"  # fires while no engine ran
 
 
 class PermissionMode(enum.StrEnum):
@@ -768,6 +770,10 @@ class Job:
     status: JobStatus = JobStatus.PENDING
     working_directory: str | None = None
     task_order: list[str] = field(default_factory=list)
+    # When the whole job runs as one job run (its tasks keep their own schedules too).
+    schedule: Schedule = field(default_factory=Schedule)
+    overlap: Overlap = Overlap.SKIP  # skip or queue: a job has one job run at a time
+    catch_up: CatchUp = CatchUp.ONCE
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
     extra: JSONDict = field(default_factory=dict)
@@ -778,8 +784,20 @@ class Job:
         "status",
         "working_directory",
         "task_order",
+        "schedule",
+        "overlap",
+        "catch_up",
     )
-    READ_ONLY: ClassVar[tuple[str, ...]] = ("id", "created_at", "updated_at", "progress", "tasks", "totals")
+    READ_ONLY: ClassVar[tuple[str, ...]] = (
+        "id",
+        "created_at",
+        "updated_at",
+        "progress",
+        "tasks",
+        "totals",
+        "next_run_at",
+        "schedule_text",
+    )
 
     @classmethod
     def from_dict(cls, data: JSON) -> Job:
@@ -794,6 +812,9 @@ class Job:
             status=read_enum(data.get("status", "pending"), "status", JobStatus),
             working_directory=read_opt_str(data.get("working_directory"), "working_directory", PATH_MAX),
             task_order=order,
+            schedule=_job_schedule(data.get("schedule")),
+            overlap=_job_overlap(data.get("overlap", "skip")),
+            catch_up=read_enum(data.get("catch_up", "once"), "catch_up", CatchUp),
             created_at=_stamp(data, "created_at"),
             updated_at=_stamp(data, "updated_at"),
             extra=split_known(data, cls.EDITABLE + cls.READ_ONLY, strict=False),
@@ -808,9 +829,26 @@ class Job:
             "status": self.status.value,
             "working_directory": self.working_directory,
             "task_order": list(self.task_order),
+            "schedule": self.schedule.to_dict(),
+            "overlap": self.overlap.value,
+            "catch_up": self.catch_up.value,
             "created_at": fmt_time(self.created_at),
             "updated_at": fmt_time(self.updated_at),
         }
+
+
+def _job_schedule(value: JSON) -> Schedule:
+    schedule = Schedule.from_dict(value)
+    if schedule.type is ScheduleType.FILE_WATCH:
+        raise Invalid("a job cannot watch files; give the watch to a task", "schedule.type")
+    return schedule
+
+
+def _job_overlap(value: JSON) -> Overlap:
+    overlap = read_enum(value, "overlap", Overlap)
+    if overlap is Overlap.PARALLEL:
+        raise Invalid("a job runs one job run at a time: skip or queue", "overlap")
+    return overlap
 
 
 @dataclass
@@ -2768,6 +2806,20 @@ class Store:
             self.state.check()
             return dict(self.state.data.get("job_runs", {}))
 
+    def job_schedules(self) -> dict[str, JSONDict]:
+        """Each scheduled job's engine state: `next_run_at`, and `queued_for` (a fire
+        waiting for the job's current run to end, overlap: queue)."""
+        with self._lock:
+            self.state.check()
+            return dict(self.state.data.get("job_schedules", {}))
+
+    def update_job_schedule(self, job_id: str, changes: JSONDict) -> None:
+        with self._lock:
+            self.state.check()
+            schedules = self.state.data.setdefault("job_schedules", {})
+            schedules[job_id] = {**schedules.get(job_id, {}), **changes}
+            self._save_merged(self.state)
+
     def save_job_run(self, job_run_id: str, entry: JSONDict | None) -> None:
         """Store (or, with None, forget) the progress of one run of a whole job."""
         with self._lock:
@@ -4544,11 +4596,13 @@ class Engine:
             if task.schedule.is_timed:
                 self._check_due(task, now, paused)
         self._poll_watches(tasks, now, paused)
+        self._check_jobs(now, paused)
         if not paused:
             self._dispatch(now)
         if time.monotonic() - self._last_reap > ENGINE_WAKE_MAX:
             self._reap_orphans()
         upcoming = [task.next_run_at for task in self.store.task_list() if task.enabled and task.next_run_at]
+        upcoming += self._job_due_times()
         held_until = hold_until(active_hold(self.store.engine_state(), self.clock()))
         if held_until is not None:
             upcoming.append(held_until)  # lifted on time, not up to ENGINE_WAKE_MAX late
@@ -4751,6 +4805,112 @@ class Engine:
         for task in self.store.task_list():
             if task.enabled and task.schedule.type is ScheduleType.STARTUP:
                 self.fire(task, Trigger.STARTUP, self.clock())
+        for job in self.store.job_list():
+            if job.schedule.type is ScheduleType.STARTUP:
+                self.fire_job(job, Trigger.STARTUP, self.clock())
+
+    # Job schedules -----------------------------------------------------------------
+    # A job's schedule fires the whole job as one job run, with the rules a task's has:
+    # catch-up after downtime, overlap (skip or queue), the pause; its steps go through
+    # the queue, so the concurrency cap and a usage-limit hold apply to each of them.
+
+    def _job_due_times(self) -> list[datetime]:
+        times = [_stored_time(state.get("next_run_at")) for state in self.store.job_schedules().values()]
+        return [moment for moment in times if moment is not None]
+
+    def _check_jobs(self, now: datetime, paused: bool) -> None:
+        schedules = self.store.job_schedules()
+        for job in self.store.job_list():
+            state = schedules.get(job.id) or {}
+            if job.schedule.is_timed and "next_run_at" not in state:  # state.json lost it: start again
+                upcoming = next_fire_after(job.schedule, now, job.created_at)
+                self.store.update_job_schedule(job.id, {"next_run_at": fmt_time(upcoming)})
+                continue
+            if job.schedule.is_timed:
+                self._check_job_due(job, _stored_time(state.get("next_run_at")), now, paused)
+            if state.get("queued_for") and not paused:
+                self._start_queued_job(job)
+
+    def _check_job_due(self, job: Job, due: datetime | None, now: datetime, paused: bool) -> None:
+        if due is None or due > now:
+            return
+        with self.store.locked():
+            state = self.store.job_schedules().get(job.id) or {}
+            if _stored_time(state.get("next_run_at")) != due:
+                return  # moved by an edit meanwhile
+            times, capped = self._times_between(job.schedule, due, now, job.created_at)
+            upcoming = next_fire_after(job.schedule, now, job.created_at)
+            self.store.update_job_schedule(job.id, {"next_run_at": fmt_time(upcoming)})
+        latest = times[-1]
+        if len(times) == 1 and (now - latest).total_seconds() <= MISSED_AFTER_SECONDS:
+            self.fire_job(job, Trigger.SCHEDULE, latest, paused=paused)
+            return
+        period = (upcoming - latest).total_seconds() if upcoming else 2 * GRACE_MAX_SECONDS
+        missed = times
+        if job.catch_up is CatchUp.ONCE and (now - latest).total_seconds() <= min(
+            period / 2, GRACE_MAX_SECONDS
+        ):
+            missed = times[:-1]
+            self.fire_job(job, Trigger.CATCH_UP, latest, paused=paused)
+        if missed:
+            count = f"{len(missed)}{'+' if capped else ''}"
+            span = fmt_local(missed[0]) + (f" to {fmt_local(missed[-1])}" if len(missed) > 1 else "")
+            note = f"{count} scheduled time(s) missed while the scheduler was not running ({span})"
+            note_job_fire(self.store, job, Trigger.SCHEDULE, JobRunStatus.MISSED, note, missed[0])
+
+    def fire_job(
+        self, job: Job, trigger: Trigger, scheduled_for: datetime | None, *, paused: bool = False
+    ) -> str:
+        """Start a job run of `job` as its overlap policy allows, else record why not
+        (or, overlap: queue, keep the fire until the current job run ends). Returns the
+        id of the job run started or recorded ("" for a fire kept waiting)."""
+        with self.store.locked():
+            running = any(
+                entry.get("job_id") == job.id and entry.get("status") == JobRunStatus.RUNNING
+                for entry in self.store.job_runs().values()
+            )
+            waiting = (self.store.job_schedules().get(job.id) or {}).get("queued_for")
+            note = None
+            if paused:
+                note = "the scheduler was paused"
+            elif running and job.overlap is Overlap.SKIP:
+                note = "the job's last run was still going (overlap: skip)"
+            elif running and waiting:
+                note = "a fire was already waiting (overlap: queue keeps one)"
+            elif running:
+                self.store.update_job_schedule(
+                    job.id, {"queued_for": fmt_time(scheduled_for or self.clock())}
+                )
+                return ""
+            if note is None:
+                try:
+                    job_run_id, entry = open_job_run(
+                        self.store,
+                        job.id,
+                        continue_on_failure=False,
+                        trigger=trigger,
+                        scheduled_for=scheduled_for,
+                    )
+                except Conflict as error:  # no enabled task to run
+                    note = error.message
+                else:
+                    start_job_step(self.store, job_run_id, entry)
+        if note is not None:
+            return note_job_fire(self.store, job, trigger, JobRunStatus.SKIPPED, note, scheduled_for)
+        self.wake()
+        return job_run_id
+
+    def _start_queued_job(self, job: Job) -> None:
+        """A fire kept by overlap: queue starts once the job's current run has ended."""
+        with self.store.locked():
+            if any(
+                entry.get("job_id") == job.id and entry.get("status") == JobRunStatus.RUNNING
+                for entry in self.store.job_runs().values()
+            ):
+                return
+            waited = _stored_time((self.store.job_schedules().get(job.id) or {}).get("queued_for"))
+            self.store.update_job_schedule(job.id, {"queued_for": None})
+        self.fire_job(job, Trigger.SCHEDULE, waited)
 
     # File watching ---------------------------------------------------------------
 
@@ -5015,6 +5175,81 @@ def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None
     return run
 
 
+def open_job_run(
+    store: Store,
+    job_id: str,
+    *,
+    continue_on_failure: bool,
+    trigger: Trigger,
+    owner: str | None = None,
+    scheduled_for: datetime | None = None,
+) -> tuple[str, JSONDict]:
+    """Record a new running job run of the job (Conflict if one still runs); `owner`:
+    the process that drives it itself (a foreground `jobs run`), else the engine."""
+    with store.locked():
+        task_ids = job_run_plan(store, job_id)
+        for other_id, other in store.job_runs().items():
+            if other.get("job_id") != job_id or other.get("status") != JobRunStatus.RUNNING:
+                continue
+            if other.get("owner") and not owner_alive(other["owner"]):  # its `jobs run` died
+                finish_job_run(store, other_id, other, JobRunStatus.INTERRUPTED)
+            else:
+                raise Conflict("the job is already running; stop it first")
+        skipped = [task.id for task in store.tasks_of(job_id) if task.skip_in_job and task.id in task_ids]
+        entry: JSONDict = {
+            "job_id": job_id,
+            "task_ids": task_ids,
+            "skipped": skipped,
+            "position": 0,
+            "continue_on_failure": continue_on_failure,
+            "status": JobRunStatus.RUNNING.value,
+            "trigger": trigger.value,
+            "started_at": fmt_time(store.clock()),
+            "scheduled_for": fmt_time(scheduled_for),
+            "owner": owner,
+        }
+        job_run_id = new_id()
+        store.save_job_run(job_run_id, entry)
+    return job_run_id, entry
+
+
+def job_run_plan(store: Store, job_id: str) -> list[str]:
+    """The steps of a run of the job: its enabled tasks in task order (those with
+    skip_in_job among them, recorded as skipped). Conflict when nothing would run."""
+    tasks = [task for task in store.tasks_of(store.job(job_id).id) if task.enabled]
+    if not tasks:
+        raise Conflict("the job has no enabled tasks to run")
+    if all(task.skip_in_job for task in tasks):
+        raise Conflict("every enabled task of the job is skipped (skip_in_job): nothing to run")
+    return [task.id for task in tasks]
+
+
+def note_job_fire(
+    store: Store, job: Job, trigger: Trigger, status: JobRunStatus, note: str, scheduled_for: datetime | None
+) -> str:
+    """Record a fire of a job's schedule that started no job run (skipped, missed)."""
+    now = fmt_time(store.clock())
+    entry: JSONDict = {
+        "job_id": job.id,
+        "task_ids": [],
+        "status": status.value,
+        "trigger": trigger.value,
+        "started_at": now,
+        "finished_at": now,
+        "scheduled_for": fmt_time(scheduled_for),
+        "note": note,
+    }
+    job_run_id = new_id()
+    store.save_job_run(job_run_id, entry)
+    finish_job_run(store, job_run_id, entry, status)
+    return job_run_id
+
+
+def job_schedule_fields(job: Job, schedules: dict[str, JSONDict]) -> JSONDict:
+    state = schedules.get(job.id) or {}
+    return {"next_run_at": state.get("next_run_at"), "schedule_text": describe_schedule(job.schedule)}
+
+
 def job_step_run(store: Store, job_run_id: str, task_id: str) -> Run:
     task = store.task(task_id)
     return Run(
@@ -5070,6 +5305,8 @@ def job_run_record(store: Store, job_run_id: str, entry: JSONDict) -> JSONDict:
         "finished_at": entry.get("finished_at"),
         "continue_on_failure": bool(entry.get("continue_on_failure")),
         "current_run_id": entry.get("current_run_id"),
+        "scheduled_for": entry.get("scheduled_for"),
+        "note": entry.get("note"),
         "steps": steps,
     }
 
@@ -5121,8 +5358,13 @@ class Service:
     def list_jobs(self) -> list[JSONDict]:
         with self.store.locked():
             statuses = self.store.statuses_by_job()
+            schedules = self.store.job_schedules()
             return [
-                {**job.to_dict(), "progress": job_progress(statuses.get(job.id, []))}
+                {
+                    **job.to_dict(),
+                    **job_schedule_fields(job, schedules),
+                    "progress": job_progress(statuses.get(job.id, [])),
+                }
                 for job in self.store.job_list()
             ]
 
@@ -5147,7 +5389,9 @@ class Service:
             {**data, "id": new_id(), "created_at": fmt_time(now), "updated_at": fmt_time(now)}
         )
         self._check_order(job)
+        self._check_job_future(data, job)
         self.store.save_job(job)
+        self._save_job_schedule(job, None)
         self.wake()
         return self._job_dict(job, [])
 
@@ -5166,9 +5410,16 @@ class Service:
             }
             job = Job.from_dict(merged)
             self._check_order(job)
+            self._check_job_future(data, job)
             self.store.save_job(job)
+            self._save_job_schedule(job, current)
         self.wake()
         return self.get_job(job_id)
+
+    def _check_job_future(self, data: JSONDict, job: Job) -> None:
+        at = job.schedule.at if job.schedule.type is ScheduleType.ONCE else None
+        if "schedule" in data and at and at <= self.clock():
+            raise Invalid(f"{fmt_local(at)} has passed; pick a time ahead", "schedule.at")
 
     def _check_order(self, job: Job) -> None:
         if not job.task_order:
@@ -5217,9 +5468,18 @@ class Service:
         for run in active:
             self.stop_run(run.id)
 
-    @staticmethod
-    def _job_dict(job: Job, tasks: list[Task]) -> JSONDict:
-        return {**job.to_dict(), "progress": job_progress(task.last_run_status for task in tasks)}
+    def _job_dict(self, job: Job, tasks: list[Task]) -> JSONDict:
+        return {
+            **job.to_dict(),
+            **job_schedule_fields(job, self.store.job_schedules()),
+            "progress": job_progress(task.last_run_status for task in tasks),
+        }
+
+    def _save_job_schedule(self, job: Job, current: Job | None) -> None:
+        """After a save: a new or changed job schedule gets its next fire time."""
+        if current is None or current.schedule != job.schedule:
+            upcoming = next_fire_after(job.schedule, self.clock(), job.created_at)
+            self.store.update_job_schedule(job.id, {"next_run_at": fmt_time(upcoming)})
 
     # Tasks -------------------------------------------------------------------
 
@@ -5326,6 +5586,8 @@ class Service:
         """User input: unknown fields (nested ones too) are errors, read-only ones ignored."""
         data = require_object(data)
         split_known(data, kind.EDITABLE, strict=True, ignored=kind.READ_ONLY)
+        if kind is Job and data.get("schedule") is not None:
+            Schedule.from_dict(data["schedule"], strict=True)
         if kind is Task:
             if data.get("schedule") is not None:
                 Schedule.from_dict(data["schedule"], strict=True)
@@ -5393,44 +5655,10 @@ class Service:
     def open_job_run(
         self, job_id: str, *, continue_on_failure: bool, trigger: Trigger, owner: str | None = None
     ) -> tuple[str, JSONDict]:
-        """Record a new running job run of the job (Conflict if one still runs); `owner`:
-        the process that drives it itself (a foreground `jobs run`), else the engine."""
-        with self.store.locked():
-            task_ids = self.job_run_plan(job_id)
-            for other_id, other in self.store.job_runs().items():
-                if other.get("job_id") != job_id or other.get("status") != JobRunStatus.RUNNING:
-                    continue
-                if other.get("owner") and not owner_alive(other["owner"]):  # its `jobs run` died
-                    finish_job_run(self.store, other_id, other, JobRunStatus.INTERRUPTED)
-                else:
-                    raise Conflict("the job is already running; stop it first")
-            skipped = [
-                task.id for task in self.store.tasks_of(job_id) if task.skip_in_job and task.id in task_ids
-            ]
-            entry: JSONDict = {
-                "job_id": job_id,
-                "task_ids": task_ids,
-                "skipped": skipped,
-                "position": 0,
-                "continue_on_failure": continue_on_failure,
-                "status": JobRunStatus.RUNNING.value,
-                "trigger": trigger.value,
-                "started_at": fmt_time(self.clock()),
-                "owner": owner,
-            }
-            job_run_id = new_id()
-            self.store.save_job_run(job_run_id, entry)
-        return job_run_id, entry
-
-    def job_run_plan(self, job_id: str) -> list[str]:
-        """The steps of a run of the job: its enabled tasks in task order (those with
-        skip_in_job among them, recorded as skipped)."""
-        tasks = [task for task in self.store.tasks_of(self.store.job(job_id).id) if task.enabled]
-        if not tasks:
-            raise Conflict("the job has no enabled tasks to run")
-        if all(task.skip_in_job for task in tasks):
-            raise Conflict("every enabled task of the job is skipped (skip_in_job): nothing to run")
-        return [task.id for task in tasks]
+        """Record a new running job run of the job (see `open_job_run`)."""
+        return open_job_run(
+            self.store, job_id, continue_on_failure=continue_on_failure, trigger=trigger, owner=owner
+        )
 
     def list_job_runs(self, job_id: str) -> list[JSONDict]:
         """The job's runs (as far as JOB_RUNS_KEPT), newest first, each with its steps."""
@@ -6762,8 +6990,15 @@ def _job_schemas() -> JSONDict:
         "status": _schema_enum(JobStatus),
         "working_directory": _schema_nullable(_schema_text(PATH_MAX)),
         "task_order": _schema_array(UUID_SCHEMA),
+        "schedule": {**_schema_ref("Schedule"), "description": "when the whole job runs as one job run"},
+        "overlap": {
+            "enum": [Overlap.SKIP.value, Overlap.QUEUE.value],
+            "description": "if its last run still goes",
+        },
+        "catch_up": _schema_enum(CatchUp),
     }
     stamps = {"id": UUID_SCHEMA, "created_at": TIME_SCHEMA, "updated_at": TIME_SCHEMA}
+    derived = {"next_run_at": _schema_nullable(TIME_SCHEMA), "schedule_text": {"type": "string"}}
     progress = {key: _schema_count() for key in ("total", *PROGRESS_KEYS, "done")}
     progress |= {"percent": _schema_count(0, 100), "text": {"type": "string", "description": "done/total"}}
     counts = _schema_object(
@@ -6773,7 +7008,8 @@ def _job_schemas() -> JSONDict:
     return {
         "Progress": _schema_object(progress, required=list(progress)),
         "Job": _schema_object(
-            {**stamps, **fields, "progress": _schema_ref("Progress")}, required=[*stamps, *fields]
+            {**stamps, **fields, **derived, "progress": _schema_ref("Progress")},
+            required=[*stamps, *fields, *derived],
         ),
         "JobDetail": {
             "allOf": [
@@ -6826,6 +7062,7 @@ def _job_schemas() -> JSONDict:
                 "finished_at": _schema_nullable(TIME_SCHEMA),
                 "owner": _schema_nullable({"type": "string"}),
                 "current_run_id": _schema_nullable(UUID_SCHEMA),
+                "scheduled_for": _schema_nullable(TIME_SCHEMA),
                 "failed_steps": _schema_count(),
                 "run": _schema_nullable(_schema_ref("Run")),
             },
@@ -6859,6 +7096,8 @@ def _job_schemas() -> JSONDict:
                 "finished_at": _schema_nullable(TIME_SCHEMA),
                 "continue_on_failure": {"type": "boolean"},
                 "current_run_id": _schema_nullable(UUID_SCHEMA),
+                "scheduled_for": _schema_nullable(TIME_SCHEMA),
+                "note": _schema_nullable({"type": "string", "description": "why a fire started no job run"}),
                 "steps": _schema_array(_schema_ref("JobRunStep")),
             },
             required=["id", "job_id", "trigger", "status", "started_at", "finished_at", "steps"],
@@ -7894,6 +8133,9 @@ def _usage_text(usage: JSONDict) -> str:
 
 def _cmd_jobs_create(ctx: CliContext) -> int:
     fields = _job_fields(ctx.args)
+    schedule = _schedule_from_args(ctx.args)
+    if schedule is not None:
+        fields["schedule"] = schedule
     job = ctx.backend.create_job(fields)
     ctx.warn_about_paths(fields)
     return ctx.show(job, lambda: f"Created job {_short(job['id'])}: {job['name']}")
@@ -7901,9 +8143,14 @@ def _cmd_jobs_create(ctx: CliContext) -> int:
 
 def _cmd_jobs_update(ctx: CliContext) -> int:
     fields = _job_fields(ctx.args)
-    if not fields:
-        raise BadRequest("nothing to change: give at least one option (see --help)")
-    job = ctx.backend.update_job(ctx.resolve("job", ctx.args.id), fields)
+    job_id = ctx.resolve("job", ctx.args.id)
+    with ctx.one_step():
+        schedule = _schedule_from_args(ctx.args, ctx.backend.get_job(job_id)["schedule"])
+        if schedule is not None:
+            fields["schedule"] = schedule
+        if not fields:
+            raise BadRequest("nothing to change: give at least one option (see --help)")
+        job = ctx.backend.update_job(job_id, fields)
     ctx.warn_about_paths(fields)
     return ctx.show(job, lambda: f"Updated job {_short(job['id'])}: {job['name']}")
 
@@ -7922,6 +8169,8 @@ def _job_fields(args: argparse.Namespace) -> JSONDict:
         "description": "description",
         "status": "status",
         "working_dir": "working_directory",
+        "overlap": "overlap",
+        "catch_up": "catch_up",
     }
     fields = {key: getattr(args, opt) for opt, key in options.items() if getattr(args, opt, None) is not None}
     if fields.get("working_directory"):
@@ -8847,6 +9096,16 @@ def _jobs_create_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--description")
     parser.add_argument("--working-dir", metavar="DIR", help="default folder for the job's tasks")
+    _job_schedule_options(parser)
+
+
+def _job_schedule_options(parser: argparse.ArgumentParser) -> None:
+    """A job's own schedule: it runs all its tasks, in order, as one job run."""
+    _schedule_options(parser, events=True)
+    parser.add_argument(
+        "--overlap", choices=[Overlap.SKIP.value, Overlap.QUEUE.value], help="if its last job run still goes"
+    )
+    parser.add_argument("--catch-up", choices=[mode.value for mode in CatchUp], help="after downtime")
 
 
 def _jobs_update_options(parser: argparse.ArgumentParser) -> None:
@@ -8855,6 +9114,7 @@ def _jobs_update_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--description")
     parser.add_argument("--status", choices=[status.value for status in JobStatus])
     parser.add_argument("--working-dir", metavar="DIR")
+    _job_schedule_options(parser)
 
 
 def _tasks_list_options(parser: argparse.ArgumentParser) -> None:

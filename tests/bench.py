@@ -813,7 +813,12 @@ class Bench:
     # Row 6: the engine, as `serve` --------------------------------------------------
 
     def bench_engine(self) -> None:
-        names = ("engine: fire lateness p95", "engine: idle CPU", "engine: peak RSS (VmHWM)")
+        names = (
+            "engine: fire lateness p95",
+            "engine: idle CPU",
+            "engine: peak RSS (VmHWM)",
+            "engine: job-schedule fire lateness p95",
+        )
         argv = [sys.executable, str(SCRIPT), "--home", str(self.home), "serve", "--port", "0"]
         start = time.perf_counter()
         child = self.spawn(argv)
@@ -838,6 +843,7 @@ class Bench:
             time.sleep(SETTLE_SECONDS)
             self.add(self.idle_cpu_row(names[1], child.proc.pid))
             self.add(self.lateness_row(names[0]))
+            self.add(self.job_lateness_row(names[3]))
             rss = peak_rss_mib(child.proc.pid)
             if rss is not None:
                 self.add(Row(names[2], rss, "MiB", "-", "info", "serve process, after the fires"))
@@ -893,6 +899,49 @@ class Bench:
         if len(late) < plan.fires:
             row.verdict = "FAIL"
         return row
+
+    def job_lateness_row(self, name: str) -> Row:
+        """Jobs of one task each, on once-schedules due `fire_spacing` apart; lateness =
+        the first step's started_at - the job run's scheduled_for (same budget as tasks)."""
+        plan, service = self.plan, self.service
+        first = cs.utcnow() + timedelta(seconds=FIRE_LEAD_SECONDS + 2 * FIRE_CREATE_SECONDS * plan.fires)
+        job_ids = []
+        for n in range(plan.fires):
+            at = cs.fmt_time(first + timedelta(seconds=n * plan.fire_spacing))
+            job = service.create_job(
+                {"name": f"Bench job fire {n:02d}", "schedule": {"type": "once", "at": at}}
+            )
+            service.create_task({"job_id": job["id"], "name": "Step", "prompt": "Say done."})
+            job_ids.append(str(job["id"]))
+        if cs.utcnow() >= first:
+            raise RuntimeError(f"creating {plan.fires} jobs took longer than their lead time")
+        deadline = time.monotonic() + FIRE_LEAD_SECONDS + plan.fires * plan.fire_spacing + FIRE_WAIT_SECONDS
+        records: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            records = [record for job_id in job_ids for record in service.list_job_runs(job_id)]
+            if len(records) >= plan.fires and all(record["status"] != "running" for record in records):
+                break
+            time.sleep(0.25)
+        late = [lateness for record in records if (lateness := self.job_run_lateness(record)) is not None]
+        statuses = ", ".join(sorted(str(record["status"]) for record in records))
+        if not late:
+            return missing(
+                name, f"≤ {BUDGET_LATENESS_S:g} s", f"no job run started ({statuses or 'none'})", "FAIL"
+            )
+        note = f"p50 {percentile(late, 0.5):.3f} s, max {max(late):.3f} s; {len(late)}/{plan.fires} fired"
+        row = judged(name, percentile(late, 0.95), "s", BUDGET_LATENESS_S, note)
+        if len(late) < plan.fires:
+            row.verdict = "FAIL"
+        return row
+
+    def job_run_lateness(self, record: dict[str, Any]) -> float | None:
+        steps = record["steps"]
+        if record["trigger"] != cs.Trigger.SCHEDULE or not steps or not steps[0]["run_id"]:
+            return None
+        run = self.service.store.run(steps[0]["run_id"])
+        if run.started_at is None:
+            return None
+        return (run.started_at - cs.parse_time(record["scheduled_for"], "scheduled_for")).total_seconds()
 
     # Everything --------------------------------------------------------------------
 

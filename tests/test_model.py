@@ -154,7 +154,13 @@ def test_task_round_trips_through_its_dict_with_every_schedule_kind(schedule: di
 
 def test_job_round_trips_through_its_dict() -> None:
     data = job_data(
-        description="All of it", status="in_progress", working_directory="~/src", task_order=[TASK_ID]
+        description="All of it",
+        status="in_progress",
+        working_directory="~/src",
+        task_order=[TASK_ID],
+        schedule={"type": "cron", "expression": "0 3 * * 1-5", "timezone": "UTC"},
+        overlap="queue",
+        catch_up="skip",
     )
     assert cs.Job.from_dict(data).to_dict() == data
 

@@ -18,8 +18,11 @@ from conftest import Result, child_env
 from run_helpers import (
     SCRIPT,
     WAIT_SECONDS,
+    FakeClock,
     Recorder,
+    at,
     drive,
+    stamp,
     stop_process,
     wait_for,
     wait_session,
@@ -299,3 +302,185 @@ def test_the_api_lists_a_jobs_runs_with_their_steps(home: Path, cli_json: CliJso
         "completed",
     )
     assert [step["status"] for step in job_run["steps"]] == ["success"]
+
+
+# A job's own schedule ----------------------------------------------------------------
+
+HOURLY = {"type": "interval", "every_seconds": 3600}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def timed(home: Path, clock: FakeClock) -> Iterator[tuple[cs.Service, cs.Engine]]:
+    """A service and an engine (thread=False) on the fake clock."""
+    store = cs.Store(home, clock=clock)
+    engine = cs.Engine(store, kill_grace=GRACE)
+    assert engine.start(thread=False)
+    yield cs.Service(store), engine
+    engine.stop(timeout=WAIT_SECONDS)
+
+
+def scheduled_job(
+    service: cs.Service, prompts: list[str], **job_fields: Any
+) -> tuple[str, list[dict[str, Any]]]:
+    job = service.create_job({"name": "Nightly", "schedule": HOURLY, **job_fields})
+    tasks = [
+        service.create_task({"name": f"step {n + 1}", "prompt": prompt, "job_id": job["id"]})
+        for n, prompt in enumerate(prompts)
+    ]
+    return job["id"], tasks
+
+
+@pytest.mark.parametrize(
+    ("on_failure", "expected", "status"),
+    [
+        ("stop", [("step 1", "success"), ("step 2", "failed"), ("step 3", "not_run")], "failed"),
+        ("continue", [("step 1", "success"), ("step 2", "failed"), ("step 3", "success")], "failed"),
+    ],
+)
+def test_a_scheduled_job_runs_its_steps_as_one_job_run_when_it_fires(
+    cli_json: CliJson,
+    clock: FakeClock,
+    timed: tuple[cs.Service, cs.Engine],
+    on_failure: str,
+    expected: list[tuple[str, str]],
+    status: str,
+) -> None:
+    service, engine = timed
+    job_id, (_, second, _) = scheduled_job(service, ["one", "two [exit=1]", "three"])
+    service.update_task(second["id"], {"on_failure": on_failure})
+    assert service.get_job(job_id)["next_run_at"] == stamp(3600)
+    drive(engine)
+    assert job_runs(cli_json, job_id) == []
+
+    clock.set(at(3600))
+    drive(engine)
+
+    (job_run,) = job_runs(cli_json, job_id)
+    assert (job_run["trigger"], job_run["scheduled_for"], job_run["status"]) == (
+        "schedule",
+        stamp(3600),
+        status,
+    )
+    assert steps(job_run) == expected
+    job = service.get_job(job_id)
+    assert (job["next_run_at"], job["schedule_text"]) == (stamp(7200), "Every 1 hour")
+
+
+def test_a_job_that_fires_while_its_last_run_goes_on_is_skipped_by_default(
+    home: Path, cli_json: CliJson, clock: FakeClock, timed: tuple[cs.Service, cs.Engine], record: Recorder
+) -> None:
+    service, engine = timed
+    job_id, (first,) = scheduled_job(service, ["[hang] one"])
+    clock.set(at(3600))
+    engine.tick()
+    (run,) = service.list_runs(task_id=first["id"])
+    wait_session(home, run["id"])
+
+    clock.set(at(7200))
+    engine.tick()
+
+    latest, running = job_runs(cli_json, job_id)
+    assert (latest["status"], latest["scheduled_for"], latest["steps"]) == ("skipped", stamp(7200), [])
+    assert latest["note"] == "the job's last run was still going (overlap: skip)"
+    assert running["status"] == "running"
+
+
+def test_a_job_with_overlap_queue_runs_the_waiting_fire_after_its_last_run(
+    home: Path, cli_json: CliJson, clock: FakeClock, timed: tuple[cs.Service, cs.Engine], record: Recorder
+) -> None:
+    service, engine = timed
+    job_id, (first,) = scheduled_job(service, ["[hang] one"], overlap="queue")
+    clock.set(at(3600))
+    engine.tick()
+    (run,) = service.list_runs(task_id=first["id"])
+    wait_session(home, run["id"])
+    clock.set(at(7200))
+    engine.tick()
+    assert [job_run["status"] for job_run in job_runs(cli_json, job_id)] == ["running"]
+
+    service.update_task(first["id"], {"prompt": "one"})
+    service.stop_job(job_id)
+    wait_status(home, run["id"], "cancelled")
+    drive(engine)
+
+    latest, stopped = job_runs(cli_json, job_id)
+    assert (stopped["status"], stopped["scheduled_for"]) == ("stopped", stamp(3600))
+    assert (latest["status"], latest["scheduled_for"], latest["trigger"]) == (
+        "completed",
+        stamp(7200),
+        "schedule",
+    )
+    assert record.prompts() == ["[hang] one", "one"]
+
+
+def test_a_job_refuses_overlap_parallel_and_a_file_watch_naming_the_field(
+    timed: tuple[cs.Service, cs.Engine],
+) -> None:
+    service, _ = timed
+    with pytest.raises(cs.Invalid) as refused:
+        service.create_job({"name": "N", "overlap": "parallel"})
+    assert refused.value.field == "overlap"
+    with pytest.raises(cs.Invalid) as refused:
+        service.create_job({"name": "N", "schedule": {"type": "file_watch", "path": "/tmp"}})
+    assert refused.value.field == "schedule.type"
+
+
+def test_missed_job_fires_are_caught_up_once_and_the_rest_recorded(
+    cli_json: CliJson, clock: FakeClock, timed: tuple[cs.Service, cs.Engine]
+) -> None:
+    service, engine = timed
+    job_id, _ = scheduled_job(service, ["one"])
+
+    clock.set(at(3 * 3600 + 300))
+    drive(engine)
+
+    caught_up, missed = job_runs(cli_json, job_id)
+    assert (caught_up["trigger"], caught_up["scheduled_for"], caught_up["status"]) == (
+        "catch_up",
+        stamp(3 * 3600),
+        "completed",
+    )
+    assert (missed["status"], missed["scheduled_for"]) == ("missed", stamp(3600))
+    assert missed["note"].startswith("2 scheduled time(s) missed while the scheduler was not running")
+    assert service.get_job(job_id)["next_run_at"] == stamp(4 * 3600)
+
+
+def test_a_paused_engine_records_a_job_fire_as_skipped(
+    cli_json: CliJson, clock: FakeClock, timed: tuple[cs.Service, cs.Engine], record: Recorder
+) -> None:
+    service, engine = timed
+    job_id, _ = scheduled_job(service, ["one"])
+    service.set_paused(True)
+
+    clock.set(at(3600))
+    drive(engine)
+
+    (job_run,) = job_runs(cli_json, job_id)
+    assert (job_run["status"], job_run["note"]) == ("skipped", "the scheduler was paused")
+    assert record.prompts() == []
+
+
+def test_jobs_create_and_update_take_a_schedule(cli: Cli, cli_json: CliJson) -> None:
+    job = cli_json("jobs", "create", "--name", "Nightly", "--daily", "03:00", "--overlap", "queue")
+    assert (job["schedule"]["type"], job["schedule"]["expression"], job["overlap"]) == (
+        "cron",
+        "0 3 * * *",
+        "queue",
+    )
+    assert job["next_run_at"] is not None and job["schedule_text"] == "At 03:00"
+
+    updated = cli_json("jobs", "update", job["id"], "--every", "2h")
+    assert (updated["schedule"], updated["schedule_text"]) == (
+        {"type": "interval", "every_seconds": 7200, "anchor": None},
+        "Every 2 hours",
+    )
+    refused = cli("jobs", "update", job["id"], "--watch", "/tmp")
+    assert (refused.code, refused.err.strip()) == (
+        1,
+        "error: schedule.type: a job cannot watch files; give the watch to a task",
+    )
