@@ -235,6 +235,7 @@ PERMISSION_MODE_HELP: dict[PermissionMode, str] = {
 class SessionMode(enum.StrEnum):
     NEW = "new"
     RESUME = "resume"
+    PREVIOUS = "previous"  # a job step continues the session of the step before it
 
 
 class Overlap(enum.StrEnum):
@@ -1949,6 +1950,43 @@ def derive_job_status(statuses: Iterable[RunStatus | None]) -> JobStatus:
     if buckets == {"success"}:
         return JobStatus.COMPLETED
     return JobStatus.PENDING
+
+
+# Prompt placeholders: what a job step may read of the step before it and of its job run.
+# `{{previous.result}}` is replaced when the run starts; `\{{` writes a literal `{{`.
+# Only `{{` + dotted name + `}}` is a placeholder: other braces (code, JSON) are text.
+
+PLACEHOLDERS: dict[str, str] = {
+    "previous.result": "the previous step's result text",
+    "previous.session_id": "the previous step's Claude session id",
+    "previous.status": "the previous step's status (success, failed...)",
+    "job_run.id": "the job run's id",
+    "job_run.started_at": "when the job run started (ISO time, UTC)",
+}
+PLACEHOLDER_PATTERN = r"(\\)?\{\{\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\}\}"
+
+
+def check_placeholders(text: str, field: str = "prompt") -> None:
+    """Invalid naming the first placeholder of `text` that is not one of PLACEHOLDERS."""
+    for match in re.finditer(PLACEHOLDER_PATTERN, text):
+        if not match.group(1) and match.group(2) not in PLACEHOLDERS:
+            known = ", ".join(f"{{{{{name}}}}}" for name in PLACEHOLDERS)
+            raise Invalid(
+                f"unknown placeholder {match.group(0)!r} (known: {known}; write \\{{{{ for a literal {{{{)",
+                field,
+            )
+
+
+def fill_placeholders(text: str, values: Mapping[str, str]) -> str:
+    """`text` with each placeholder replaced by its value ('' when it has none) and each
+    escaped `\\{{` made a literal `{{`."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1):
+            return match.group(0)[1:]
+        return values.get(match.group(2), "")
+
+    return re.sub(PLACEHOLDER_PATTERN, replace, text)
 
 
 # Usage totals: what runs cost and used, summed over calendar windows in the user's zone.
@@ -4389,7 +4427,8 @@ class Executor:
         log_path = self.store.log_path(run.id)
         try:
             task = self.store.task(run.task_id)
-            argv, cwd, env = self._prepare(task)
+            previous = previous_step_run(self.store, run)
+            argv, cwd, env = self._prepare(task, previous)
         except SchedulerError as error:
             outcome = RunOutcome(
                 status=STATUS_FAILED, error=str(error), failure_kind=FailureKind.NOT_STARTED.value
@@ -4397,7 +4436,7 @@ class Executor:
         else:
             outcome = execute(
                 argv,
-                prompt=task.prompt,
+                prompt=fill_placeholders(task.prompt, placeholder_values(self.store, run, previous)),
                 cwd=cwd,
                 env=env,
                 log_path=log_path,
@@ -4411,13 +4450,21 @@ class Executor:
             _append_log(log_path, f"{LOG_FAILURE_PREFIX}{outcome.error}")
         return self._record(run.id, outcome)
 
-    def _prepare(self, task: Task) -> tuple[list[str], Path, dict[str, str]]:
+    def _prepare(self, task: Task, previous: Run | None = None) -> tuple[list[str], Path, dict[str, str]]:
         job = self.store.job(task.job_id) if task.job_id else None
         claude = resolve_claude(self.store.settings().get("claude_path"), self.environ, self.user_home)
         cwd = resolve_workdir(
             task.working_directory, job.working_directory if job else None, self.user_home, self.environ
         )
         resume = task.last_session_id if task.session_mode is SessionMode.RESUME else None
+        if task.session_mode is SessionMode.PREVIOUS:
+            resume = previous.session_id if previous else None
+            if not resume:
+                raise Invalid(
+                    "there is no previous step's session to continue (a first step, or one "
+                    "that started no session)",
+                    "session_mode",
+                )
         located = functools.partial(resolve_option_path, cwd=cwd, home=self.user_home, environ=self.environ)
         argv = build_command(
             claude,
@@ -5170,7 +5217,8 @@ def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None
         finish_job_run(store, job_run_id, {**entry, "position": position}, status)
         return None
     run = job_step_run(store, job_run_id, entry["task_ids"][position])
-    store.save_job_run(job_run_id, {**entry, "position": position, "current_run_id": run.id})
+    moved = {"position": position, "current_run_id": run.id, "previous_run_id": entry.get("current_run_id")}
+    store.save_job_run(job_run_id, {**entry, **moved})
     store.enqueue(run)
     return run
 
@@ -5248,6 +5296,33 @@ def note_job_fire(
 def job_schedule_fields(job: Job, schedules: dict[str, JSONDict]) -> JSONDict:
     state = schedules.get(job.id) or {}
     return {"next_run_at": state.get("next_run_at"), "schedule_text": describe_schedule(job.schedule)}
+
+
+def previous_step_run(store: Store, run: Run) -> Run | None:
+    """The run of the step before `run`'s in its job run (None outside a job run, or for
+    the first step)."""
+    entry = store.job_runs().get(run.job_run_id or "")
+    previous_id = entry.get("previous_run_id") if entry else None
+    if not isinstance(previous_id, str):
+        return None
+    try:
+        return store.run(previous_id)
+    except NotFound:
+        return None
+
+
+def placeholder_values(store: Store, run: Run, previous: Run | None) -> dict[str, str]:
+    """What each of PLACEHOLDERS stands for in `run`'s prompt ('' for what is unknown)."""
+    entry = store.job_runs().get(run.job_run_id or "") or {}
+    values = {
+        "job_run.id": run.job_run_id or "",
+        "job_run.started_at": str(entry.get("started_at") or ""),
+    }
+    if previous is not None:
+        values["previous.result"] = previous.result or ""
+        values["previous.session_id"] = previous.session_id or ""
+        values["previous.status"] = previous.status.value
+    return values
 
 
 def job_step_run(store: Store, job_run_id: str, task_id: str) -> Run:
@@ -5586,6 +5661,8 @@ class Service:
         """User input: unknown fields (nested ones too) are errors, read-only ones ignored."""
         data = require_object(data)
         split_known(data, kind.EDITABLE, strict=True, ignored=kind.READ_ONLY)
+        if kind is Task and isinstance(data.get("prompt"), str):
+            check_placeholders(data["prompt"])
         if kind is Job and data.get("schedule") is not None:
             Schedule.from_dict(data["schedule"], strict=True)
         if kind is Task:
@@ -5674,7 +5751,12 @@ class Service:
         """Record the step a foreground job run has come to."""
         with self.store.locked():
             entry = self.store.job_runs()[job_run_id]
-            self.store.save_job_run(job_run_id, {**entry, "position": position, "current_run_id": run_id})
+            moved = {
+                "position": position,
+                "current_run_id": run_id,
+                "previous_run_id": entry.get("current_run_id"),
+            }
+            self.store.save_job_run(job_run_id, {**entry, **moved})
 
     def end_job_run(self, job_run_id: str, status: JobRunStatus) -> None:
         with self.store.locked():
@@ -7063,6 +7145,7 @@ def _job_schemas() -> JSONDict:
                 "owner": _schema_nullable({"type": "string"}),
                 "current_run_id": _schema_nullable(UUID_SCHEMA),
                 "scheduled_for": _schema_nullable(TIME_SCHEMA),
+                "previous_run_id": _schema_nullable(UUID_SCHEMA),
                 "failed_steps": _schema_count(),
                 "run": _schema_nullable(_schema_ref("Run")),
             },
@@ -10988,7 +11071,11 @@ EDITOR_FIELD_ROWS = {
 }
 OVERLAP_LABELS = {"skip": "Skip the new run", "queue": "Queue one more", "parallel": "Run in parallel"}
 CATCH_UP_LABELS = {"once": "Catch up once", "skip": "Skip (recorded)"}
-SESSION_LABELS = {"new": "New each run", "resume": "Resume the last"}
+SESSION_LABELS = {
+    "new": "New each run",
+    "resume": "Resume the last",
+    "previous": "Continue the previous step",
+}
 NO_JOB_LABEL = "(No job)"
 EDITOR_PATH_HINTS = {  # the editor says under these which of their paths are not there
     "add_dirs": "one per line; Claude may use them too",

@@ -51,7 +51,7 @@ def service(home: Path) -> cs.Service:
     [
         (cs.JobStatus, {"pending", "in_progress", "completed", "failed"}),
         (cs.PermissionMode, {"default", "acceptEdits", "auto", "bypassPermissions", "dontAsk", "plan"}),
-        (cs.SessionMode, {"new", "resume"}),
+        (cs.SessionMode, {"new", "resume", "previous"}),
         (cs.Overlap, {"skip", "queue", "parallel"}),
         (cs.CatchUp, {"skip", "once"}),
         (cs.ScheduleType, {"manual", "once", "interval", "cron", "startup", "file_watch"}),
@@ -256,7 +256,11 @@ TASK_ERRORS: list[tuple[dict[str, Any], str, str]] = [
         "permission_mode: must be one of default, acceptEdits, auto, bypassPermissions, dontAsk, plan "
         "(got 'yolo')",
     ),
-    ({"session_mode": "fork"}, "session_mode", "session_mode: must be one of new, resume (got 'fork')"),
+    (
+        {"session_mode": "fork"},
+        "session_mode",
+        "session_mode: must be one of new, resume, previous (got 'fork')",
+    ),
     ({"overlap": "kill"}, "overlap", "overlap: must be one of skip, queue, parallel (got 'kill')"),
     ({"catch_up": "all"}, "catch_up", "catch_up: must be one of skip, once (got 'all')"),
     ({"timeout_seconds": 0}, "timeout_seconds", "timeout_seconds: must be between 1 and 604800 (got 0)"),

@@ -484,3 +484,79 @@ def test_jobs_create_and_update_take_a_schedule(cli: Cli, cli_json: CliJson) -> 
         1,
         "error: schedule.type: a job cannot watch files; give the watch to a task",
     )
+
+
+# Placeholders and the previous step's session ----------------------------------------
+
+
+def test_placeholders_carry_the_previous_steps_result_into_the_next_prompt(
+    cli: Cli, cli_json: CliJson, engine: cs.Engine, record: Recorder
+) -> None:
+    second = (
+        "Fix: {{previous.result}} ({{ previous.status }}); literal \\{{previous.result}}; "
+        "run {{job_run.id}} from {{job_run.started_at}}; code {x} stays"
+    )
+    job_id, _ = create_job(cli_json, ["one [result=Found 3 bugs]", second])
+
+    run_detached(cli, engine, job_id)
+
+    (job_run,) = job_runs(cli_json, job_id)
+    assert record.prompts() == [
+        "one [result=Found 3 bugs]",
+        f"Fix: Found 3 bugs (success); literal {{{{previous.result}}}}; "
+        f"run {job_run['id']} from {job_run['started_at']}; code {{x}} stays",
+    ]
+
+
+def test_a_task_run_alone_reads_its_placeholders_as_empty(
+    cli: Cli, cli_json: CliJson, record: Recorder
+) -> None:
+    task = cli_json("tasks", "create", "--name", "alone", "--prompt", "[{{previous.result}}] then")
+
+    assert cli("tasks", "run", task["id"]).code == 0
+
+    assert record.prompts() == ["[] then"]
+
+
+@pytest.mark.parametrize("prompt", ["{{previous.reslt}}", "a {{ result }} b"])
+def test_an_unknown_placeholder_is_refused_when_the_task_is_saved(
+    cli: Cli, cli_json: CliJson, prompt: str
+) -> None:
+    result = cli("tasks", "create", "--name", "bad", "--prompt", prompt)
+
+    assert result.code == 1
+    assert result.err.startswith("error: prompt: unknown placeholder '{{")
+    assert "known: {{previous.result}}" in result.err and "write \\{{ for a literal {{" in result.err
+    assert cli_json("tasks", "list")["tasks"] == []
+    task = cli_json("tasks", "create", "--name", "ok", "--prompt", "fine")
+    assert cli("tasks", "update", task["id"], "--prompt", prompt).code == 1
+    assert cli_json("tasks", "get", task["id"])["prompt"] == "fine"
+
+
+def test_a_step_can_continue_the_previous_steps_session(
+    cli: Cli, cli_json: CliJson, engine: cs.Engine, record: Recorder
+) -> None:
+    job_id, _ = create_job(cli_json, ["one", "two"], [], ["--session-mode", "previous"])
+
+    run_detached(cli, engine, job_id)
+
+    (job_run,) = job_runs(cli_json, job_id)
+    first = cli_json("runs", "get", job_run["steps"][0]["run_id"])
+    argvs = [entry["argv"] for entry in record.entries()]
+    assert "--resume" not in argvs[0]
+    assert argvs[1][argvs[1].index("--resume") + 1] == first["session_id"]
+    assert job_run["status"] == "completed"
+
+
+def test_a_first_step_that_would_continue_a_previous_session_fails_saying_why(
+    cli: Cli, cli_json: CliJson, engine: cs.Engine, record: Recorder
+) -> None:
+    job_id, _ = create_job(cli_json, ["one", "two"], ["--session-mode", "previous"])
+
+    run_detached(cli, engine, job_id)
+
+    (job_run,) = job_runs(cli_json, job_id)
+    assert steps(job_run) == [("step 1", "failed"), ("step 2", "not_run")]
+    error = cli_json("runs", "get", job_run["steps"][0]["run_id"])["error"]
+    assert error.startswith("session_mode: there is no previous step's session to continue")
+    assert record.entries() == []
