@@ -5293,6 +5293,22 @@ def note_job_fire(
     return job_run_id
 
 
+def latest_job_runs(job_runs: dict[str, JSONDict]) -> dict[str, tuple[str, JSONDict]]:
+    """Each job's latest job run that has steps (not a fire that started none)."""
+    latest: dict[str, tuple[str, JSONDict]] = {}
+    for job_run_id, entry in sorted(job_runs.items(), key=lambda item: str(item[1].get("started_at") or "")):
+        if entry.get("task_ids") and isinstance(entry.get("job_id"), str):
+            latest[entry["job_id"]] = (job_run_id, entry)
+    return latest
+
+
+def job_run_statuses(store: Store, job_run_id: str, entry: JSONDict) -> list[RunStatus | None]:
+    """The status of each step of a job run that is not skipped (None: not run yet, or never)."""
+    steps = job_run_record(store, job_run_id, entry)["steps"]
+    statuses = [step["status"] for step in steps if step["status"] != JOB_STEP_SKIPPED]
+    return [RunStatus(status) if status in RunStatus.__members__.values() else None for status in statuses]
+
+
 def job_schedule_fields(job: Job, schedules: dict[str, JSONDict]) -> JSONDict:
     state = schedules.get(job.id) or {}
     return {"next_run_at": state.get("next_run_at"), "schedule_text": describe_schedule(job.schedule)}
@@ -5434,14 +5450,23 @@ class Service:
         with self.store.locked():
             statuses = self.store.statuses_by_job()
             schedules = self.store.job_schedules()
+            latest = latest_job_runs(self.store.job_runs())
             return [
                 {
                     **job.to_dict(),
                     **job_schedule_fields(job, schedules),
-                    "progress": job_progress(statuses.get(job.id, [])),
+                    "progress": self._progress(job.id, latest, statuses.get(job.id, [])),
                 }
                 for job in self.store.job_list()
             ]
+
+    def _progress(
+        self, job_id: str, latest: dict[str, tuple[str, JSONDict]], statuses: Iterable[RunStatus | None]
+    ) -> JSONDict:
+        """The steps of the job's latest job run, when it has one; else its tasks' latest runs."""
+        if job_id in latest:
+            return job_progress(job_run_statuses(self.store, *latest[job_id]))
+        return job_progress(statuses)
 
     def get_job(self, job_id: str) -> JSONDict:
         with self.store.locked():
@@ -5544,10 +5569,11 @@ class Service:
             self.stop_run(run.id)
 
     def _job_dict(self, job: Job, tasks: list[Task]) -> JSONDict:
+        latest = latest_job_runs(self.store.job_runs())
         return {
             **job.to_dict(),
             **job_schedule_fields(job, self.store.job_schedules()),
-            "progress": job_progress(task.last_run_status for task in tasks),
+            "progress": self._progress(job.id, latest, [task.last_run_status for task in tasks]),
         }
 
     def _save_job_schedule(self, job: Job, current: Job | None) -> None:

@@ -560,3 +560,35 @@ def test_a_first_step_that_would_continue_a_previous_session_fails_saying_why(
     error = cli_json("runs", "get", job_run["steps"][0]["run_id"])["error"]
     assert error.startswith("session_mode: there is no previous step's session to continue")
     assert record.entries() == []
+
+
+# Progress ------------------------------------------------------------------------------
+
+
+def test_job_progress_counts_the_steps_of_its_latest_job_run(
+    home: Path, cli: Cli, cli_json: CliJson, engine: cs.Engine, record: Recorder
+) -> None:
+    job_id, (first, _, third) = create_job(cli_json, ["one", "two", "three"], [], [], ["--skip-in-job"])
+    run_detached(cli, engine, job_id)
+    listed = cli_json("jobs", "get", job_id)["progress"]
+    assert (listed["text"], listed["total"], listed["percent"]) == (
+        "2/2",
+        2,
+        100,
+    )  # the skipped one is not a step
+
+    cli_json("tasks", "update", first["id"], "--prompt", "[hang] one")
+    cli_json("jobs", "run", job_id, "--detach")
+    engine.tick()
+    (run,) = [
+        run for run in cli_json("runs", "list", "--task", first["id"])["runs"] if run["status"] == "running"
+    ]
+    wait_session(home, run["id"])
+
+    (job,) = [job for job in cli_json("jobs", "list")["jobs"] if job["id"] == job_id]
+    progress = job["progress"]
+    assert (progress["text"], progress["running"], progress["never_run"]) == ("0/2", 1, 1)
+    assert cli_json("jobs", "get", job_id)["progress"] == progress
+    cli_json("jobs", "stop", job_id)
+    wait_status(home, run["id"], "cancelled")
+    assert third["skip_in_job"] is True
