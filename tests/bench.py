@@ -83,6 +83,7 @@ TOP_FUNCTIONS = 12
 SETTLE_SECONDS = 2.0  # after the engine starts, before its idle CPU is measured
 FIRE_LEAD_SECONDS = 2.0  # the first fire of the lateness test is this far after its tasks exist
 FIRE_CREATE_SECONDS = 0.06  # lead time allowed per fire task for creating it
+JOB_FIRE_CREATE_SECONDS = 0.3  # per job of the job-schedule lateness row: a job and its task
 FIRE_WAIT_SECONDS = 60.0  # extra time the fired runs get to finish
 SELECT_PICKS = 10  # jobs selected in the window
 SELECT_WAIT_SECONDS = 1.0  # how long a selection may take to change the other panes
@@ -904,7 +905,7 @@ class Bench:
         """Jobs of one task each, on once-schedules due `fire_spacing` apart; lateness =
         the first step's started_at - the job run's scheduled_for (same budget as tasks)."""
         plan, service = self.plan, self.service
-        first = cs.utcnow() + timedelta(seconds=FIRE_LEAD_SECONDS + 2 * FIRE_CREATE_SECONDS * plan.fires)
+        first = cs.utcnow() + timedelta(seconds=FIRE_LEAD_SECONDS + JOB_FIRE_CREATE_SECONDS * plan.fires)
         job_ids = []
         for n in range(plan.fires):
             at = cs.fmt_time(first + timedelta(seconds=n * plan.fire_spacing))
