@@ -249,6 +249,14 @@ class CatchUp(enum.StrEnum):
     ONCE = "once"
 
 
+class AfterWhen(enum.StrEnum):
+    """Which ends of the task named in run_after start this one."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # failed, timed out or interrupted
+    ANY = "any"
+
+
 class StepFailure(enum.StrEnum):
     """What a job run does after this task's step fails (its retries, if any, come first)."""
 
@@ -310,6 +318,7 @@ class Trigger(enum.StrEnum):
     RETRY = "retry"
     API = "api"
     CLI = "cli"
+    TASK = "task"  # another task finished (run_after)
 
 
 ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
@@ -884,6 +893,7 @@ class Task:
     env: dict[str, str] = field(default_factory=dict)
     on_failure: StepFailure = StepFailure.STOP  # as a step of a job run
     skip_in_job: bool = False  # kept in its job, not run in job runs
+    run_after: JSONDict | None = None  # {"task_id", "when"}: run when that task finishes
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
     extra: JSONDict = field(default_factory=dict)
@@ -921,6 +931,7 @@ class Task:
         "env",
         "on_failure",
         "skip_in_job",
+        "run_after",
     )
     DERIVED: ClassVar[tuple[str, ...]] = (
         "next_run_at",
@@ -973,6 +984,7 @@ class Task:
             env=read_env(get("env"), "env"),
             on_failure=read_enum(get("on_failure", "stop"), "on_failure", StepFailure),
             skip_in_job=read_bool(get("skip_in_job", False), "skip_in_job"),
+            run_after=read_run_after(get("run_after")),
             created_at=_stamp(data, "created_at"),
             updated_at=_stamp(data, "updated_at"),
             extra=split_known(data, cls.EDITABLE + cls.READ_ONLY, strict=False),
@@ -1009,6 +1021,7 @@ class Task:
             "env": dict(self.env),
             "on_failure": self.on_failure.value,
             "skip_in_job": self.skip_in_job,
+            "run_after": dict(self.run_after) if self.run_after else None,
             "created_at": fmt_time(self.created_at),
             "updated_at": fmt_time(self.updated_at),
         }
@@ -1032,6 +1045,36 @@ class Task:
         status = state.get("last_run_status")
         self.last_run_status = RunStatus(status) if status else None
         self.last_session_id = state.get("last_session_id")
+
+
+def read_run_after(value: JSON) -> JSONDict | None:
+    """A task trigger: {"task_id": ID, "when": succeeded | failed | any}, or None."""
+    if value is None:
+        return None
+    data = require_object(value, "run_after")
+    split_known(data, ("task_id", "when"), strict=True, prefix="run_after")
+    task_id = read_id(data.get("task_id"), "run_after.task_id", required=True)
+    when = read_enum(data.get("when", AfterWhen.SUCCEEDED.value), "run_after.when", AfterWhen)
+    return {"task_id": task_id, "when": when.value}
+
+
+# The run statuses each `run_after.when` starts on (a stopped run starts nothing).
+AFTER_STATUSES = {
+    AfterWhen.SUCCEEDED: frozenset({RunStatus.SUCCESS}),
+    AfterWhen.FAILED: frozenset({RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED}),
+    AfterWhen.ANY: frozenset({RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED}),
+}
+
+
+def after_chain(task_id: str, run_after: Mapping[str, str | None]) -> list[str]:
+    """The tasks `task_id` waits on, nearest first, following run_after (each task's
+    upstream in `run_after`); it stops at the first task seen twice."""
+    chain: list[str] = []
+    current = run_after.get(task_id)
+    while current and current not in chain:
+        chain.append(current)
+        current = run_after.get(current)
+    return chain
 
 
 _WHOLE = ((int,), "a whole number")
@@ -5080,6 +5123,9 @@ class Engine:
             return
         if run.job_run_id:
             advance_job_run(self.store, run)
+        else:
+            for follower in follower_tasks(self.store, run):
+                self.fire(follower, Trigger.TASK, None)
 
     def _emit(self, run: Run) -> None:
         self.on_event({"event": "run", "run": run.to_dict()})
@@ -5312,6 +5358,18 @@ def job_run_statuses(store: Store, job_run_id: str, entry: JSONDict) -> list[Run
 def job_schedule_fields(job: Job, schedules: dict[str, JSONDict]) -> JSONDict:
     state = schedules.get(job.id) or {}
     return {"next_run_at": state.get("next_run_at"), "schedule_text": describe_schedule(job.schedule)}
+
+
+def follower_tasks(store: Store, run: Run) -> list[Task]:
+    """The enabled tasks whose run_after names `run`'s task and is met by how it ended."""
+    return [
+        task
+        for task in store.task_list()
+        if task.enabled
+        and task.run_after
+        and task.run_after["task_id"] == run.task_id
+        and run.status in AFTER_STATUSES[AfterWhen(task.run_after["when"])]
+    ]
 
 
 def previous_step_run(store: Store, run: Run) -> Run | None:
@@ -5604,6 +5662,7 @@ class Service:
         stamps = {"id": new_id(), "created_at": fmt_time(now), "updated_at": fmt_time(now)}
         task = Task.from_dict({**data, **stamps}, strict=True)
         self._check_future(data, task, now)
+        self._check_run_after(task)
         self.store.save_task(task, self._schedule_state(task, now))
         self.wake()
         return self.get_task(task.id)
@@ -5624,6 +5683,8 @@ class Service:
                 merged["env"] = {name: value for name, value in env.items() if value is not None}
             task = Task.from_dict(merged)
             self._check_future(data, task, now)
+            if "run_after" in data:
+                self._check_run_after(task)
             timing_changed = (task.schedule, task.enabled) != (current.schedule, current.enabled)
             self.store.save_task(task, self._schedule_state(task, now) if timing_changed else None)
             if current.job_id != task.job_id:
@@ -5669,6 +5730,24 @@ class Service:
             "description": describe_schedule(parsed),
             "times": [fmt_time(moment) for moment in times],
         }
+
+    def _check_run_after(self, task: Task) -> None:
+        """The task run_after names must exist, and following run_after must not come
+        back to this task (it would run for ever)."""
+        if not task.run_after:
+            return
+        upstream = str(task.run_after["task_id"])
+        tasks = {other.id: other for other in self.store.task_list()}
+        if upstream == task.id:
+            raise Invalid("a task cannot run after itself", "run_after.task_id")
+        if upstream not in tasks:
+            raise Invalid(f"no task with id {upstream!r}", "run_after.task_id")
+        links = {other.id: (other.run_after or {}).get("task_id") for other in tasks.values()}
+        links[task.id] = upstream
+        chain = after_chain(task.id, links)
+        if task.id in chain:
+            names = [task.name, *(tasks[link].name if link in tasks else link for link in chain)]
+            raise Invalid(f"that makes a cycle: {' → '.join(names)}", "run_after.task_id")
 
     @staticmethod
     def _check_future(data: JSONDict, task: Task, now: datetime) -> None:
@@ -7030,6 +7109,17 @@ def _task_field_schemas() -> JSONDict:
             "the next step, or retry it (per retry, at least once) and then stop",
         },
         "skip_in_job": {"type": "boolean", "description": "kept in its job but not run in job runs"},
+        "run_after": _schema_nullable(
+            {
+                **_schema_object(
+                    {"task_id": UUID_SCHEMA, "when": {**_schema_enum(AfterWhen), "default": "succeeded"}},
+                    required=["task_id"],
+                    closed=True,
+                ),
+                "description": "run this task each time that one finishes so (not its runs in job runs); "
+                "a cycle is refused",
+            }
+        ),
     }
 
 
@@ -8604,6 +8694,8 @@ def _run_in_foreground(
             if run is None:
                 continue
             finished.append(_perform_streaming(ctx, executor, run))
+            if job_run is None:
+                _queue_followers(ctx, finished[-1])
             ending = _foreground_verdict(ctx, finished[-1], stop_on_failure, job_run)
             if ending is not None:
                 skipped = job_run[1]["skipped"] if job_run else []
@@ -8640,6 +8732,15 @@ def _foreground_step(
     if not ctx.args.json:
         ctx.emit(f"Running task {_short(task_id)}: {store.task(task_id).name}")
     return executor.claim(run)
+
+
+def _queue_followers(ctx: CliContext, run: JSONDict) -> None:
+    """Tasks that run after this one: queued for the engine, said on stderr."""
+    assert isinstance(ctx.backend, Service)
+    with contextlib.suppress(NotFound):
+        for task in follower_tasks(ctx.backend.store, ctx.backend.store.run(run["id"])):
+            queued = ctx.backend.request_run(task.id, Trigger.TASK)
+            ctx.err(f"Queued run {_short(queued['id'])} of {task.name} (it runs after this task)")
 
 
 def _foreground_verdict(
@@ -8990,6 +9091,19 @@ def _read_prompt(args: argparse.Namespace) -> str | None:
     return str(args.prompt) if args.prompt is not None else None
 
 
+def _run_after_from_args(ctx: CliContext, current: JSONDict | None) -> JSONDict | None:
+    args = ctx.args
+    if args.after is not None and args.after.strip().lower() == "none":
+        if args.after_when is not None:
+            raise BadRequest("--after-when goes with --after TASK, not --after none")
+        return None
+    previous = (current or {}).get("run_after") or {}
+    if args.after is None and not previous:
+        raise BadRequest("--after-when goes with --after TASK")
+    task_id = ctx.resolve("task", args.after) if args.after is not None else previous["task_id"]
+    return {"task_id": task_id, "when": args.after_when or previous.get("when") or AfterWhen.SUCCEEDED.value}
+
+
 TASK_OPTIONS: tuple[tuple[str, str], ...] = (
     ("name", "name"),
     ("model", "model"),
@@ -9026,6 +9140,8 @@ def _task_fields(ctx: CliContext, *, creating: bool, prompt: str | None) -> JSON
     schedule = _schedule_from_args(args, current["schedule"] if current else None)
     if schedule is not None:
         fields["schedule"] = schedule
+    if args.after is not None or args.after_when is not None:
+        fields["run_after"] = _run_after_from_args(ctx, current)
     if args.timeout is not None:
         fields["timeout_seconds"] = parse_duration(args.timeout, "--timeout")
     for option, key in (("--allowed-tools", "allowed_tools"), ("--disallowed-tools", "disallowed_tools")):
@@ -9157,6 +9273,14 @@ def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
         "--skip-in-job",
         action=argparse.BooleanOptionalAction,
         help="keep it in its job but leave it out of job runs",
+    )
+    parser.add_argument(
+        "--after", metavar="TASK", help="run each time TASK finishes (see --after-when); 'none' stops that"
+    )
+    parser.add_argument(
+        "--after-when",
+        choices=[when.value for when in AfterWhen],
+        help="with --after: which ends (default succeeded)",
     )
     env_help = "extra environment" if creating else "set one variable (the others stay)"
     parser.add_argument("--env", action="append", metavar="NAME=VALUE", help=f"{env_help}; repeatable")

@@ -72,7 +72,7 @@ def service(home: Path) -> cs.Service:
         ),
         (
             cs.Trigger,
-            {"manual", "schedule", "catch_up", "startup", "file_watch", "job", "retry", "api", "cli"},
+            {"manual", "schedule", "catch_up", "startup", "file_watch", "job", "retry", "api", "cli", "task"},
         ),
     ],
 )
@@ -130,6 +130,7 @@ FULL_TASK = task_data(
     env={"APP_ENV": "test"},
     on_failure="continue",
     skip_in_job=True,
+    run_after={"task_id": "22222222-2222-4222-8222-222222222222", "when": "failed"},
 )
 
 SCHEDULES = [

@@ -592,3 +592,84 @@ def test_job_progress_counts_the_steps_of_its_latest_job_run(
     cli_json("jobs", "stop", job_id)
     wait_status(home, run["id"], "cancelled")
     assert third["skip_in_job"] is True
+
+
+# Task-on-task triggers --------------------------------------------------------------
+
+
+def runs_of(cli_json: CliJson, task_id: str) -> list[tuple[str, str]]:
+    return [(run["trigger"], run["status"]) for run in cli_json("runs", "list", "--task", task_id)["runs"]]
+
+
+def test_a_task_runs_once_each_time_the_task_it_follows_succeeds(
+    cli: Cli, cli_json: CliJson, engine: cs.Engine, record: Recorder
+) -> None:
+    first = cli_json("tasks", "create", "--name", "A", "--prompt", "a")
+    second = cli_json("tasks", "create", "--name", "B", "--prompt", "b", "--after", first["id"][:8])
+    assert second["run_after"] == {"task_id": first["id"], "when": "succeeded"}
+
+    for _ in range(2):
+        assert cli("tasks", "run", first["id"], "--detach").code == 0
+        drive(engine)
+
+    assert runs_of(cli_json, second["id"]) == [("task", "success"), ("task", "success")]
+    assert record.prompts() == ["a", "b", "a", "b"]
+    cli_json("tasks", "update", first["id"], "--prompt", "a [exit=1]")
+    cli("tasks", "run", first["id"], "--detach")
+    drive(engine)
+    assert len(runs_of(cli_json, second["id"])) == 2  # a failure is not a success
+
+
+def test_a_task_can_follow_another_ones_failures(
+    cli: Cli, cli_json: CliJson, engine: cs.Engine, record: Recorder
+) -> None:
+    first = cli_json("tasks", "create", "--name", "A", "--prompt", "a [exit=1]")
+    cli_json(
+        "tasks",
+        "create",
+        "--name",
+        "Fix",
+        "--prompt",
+        "fix",
+        "--after",
+        first["id"],
+        "--after-when",
+        "failed",
+    )
+    cli("tasks", "run", first["id"], "--detach")
+    drive(engine)
+
+    assert record.prompts() == ["a [exit=1]", "fix"]
+
+
+def test_a_foreground_run_queues_the_tasks_that_follow_it(
+    cli: Cli, cli_json: CliJson, engine: cs.Engine
+) -> None:
+    first = cli_json("tasks", "create", "--name", "A", "--prompt", "a")
+    second = cli_json(
+        "tasks", "create", "--name", "B", "--prompt", "b", "--after", first["id"], "--after-when", "any"
+    )
+
+    result = cli("tasks", "run", first["id"])
+
+    assert result.code == 0 and "of B (it runs after this task)" in result.err
+    drive(engine)
+    assert runs_of(cli_json, second["id"]) == [("task", "success")]
+
+
+def test_a_cycle_of_task_triggers_is_refused_when_saved(cli: Cli, cli_json: CliJson) -> None:
+    a = cli_json("tasks", "create", "--name", "A", "--prompt", "a")
+    b = cli_json("tasks", "create", "--name", "B", "--prompt", "b", "--after", a["id"])
+    c = cli_json("tasks", "create", "--name", "C", "--prompt", "c", "--after", b["id"])
+
+    result = cli("tasks", "update", a["id"], "--after", c["id"])
+
+    assert (result.code, result.err.strip()) == (
+        1,
+        "error: run_after.task_id: that makes a cycle: A → C → B → A",
+    )
+    assert cli_json("tasks", "get", a["id"])["run_after"] is None
+    itself = cli("tasks", "update", a["id"], "--after", a["id"])
+    assert itself.err.strip() == "error: run_after.task_id: a task cannot run after itself"
+    assert cli_json("tasks", "update", c["id"], "--after", "none")["run_after"] is None
+    assert cli_json("tasks", "update", a["id"], "--after", c["id"])["run_after"]["task_id"] == c["id"]
