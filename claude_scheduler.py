@@ -11782,6 +11782,54 @@ def _place_dialog(top: tk.Toplevel, root: tk.Tk) -> None:
     top.geometry(f"+{x}+{y}")
 
 
+# The job dialog's schedule: one kind and one text, read as that kind wants it.
+JOB_SCHEDULE_LABELS = {
+    "manual": "Only when run by hand",
+    "interval": "Every (such as 2h, 1d)",
+    "cron": "Cron (such as 0 23 * * mon-fri)",
+    "once": "Once at (YYYY-MM-DD HH:MM)",
+    "startup": "When the scheduler starts",
+}
+JOB_OVERLAP_LABELS = {"skip": "Skip the fire", "queue": "Run it after"}
+JOB_CATCH_UP_LABELS = {"once": "Run once", "skip": "Skip"}
+
+
+def job_schedule_to_form(schedule: JSONDict) -> tuple[str, str]:
+    """(kind, text) of the job dialog for a stored schedule."""
+    form = _schedule_to_form(schedule)
+    kind = str(form["schedule.kind"])
+    key = {"interval": "schedule.every_seconds", "cron": "schedule.expression", "once": "schedule.at"}.get(
+        kind
+    )
+    return kind, str(form[key]) if key else ""
+
+
+def job_schedule_from_form(kind: str, text: str, original: JSONDict | None = None) -> JSONDict:
+    """The schedule the job dialog's kind and text stand for; Invalid names the field."""
+    if kind not in JOB_SCHEDULE_LABELS:
+        raise Invalid(f"must be one of {', '.join(JOB_SCHEDULE_LABELS)}", "schedule.type")
+    kept = original or {}
+    form: FormValues = {
+        "schedule.kind": kind,
+        "schedule.every_seconds": text,
+        "schedule.expression": text,
+        "schedule.at": text,
+        "schedule.anchor": _local_minute(kept.get("anchor")) if kept.get("type") == kind else "",
+        "schedule.timezone": str(kept.get("timezone") or "") if kept.get("type") == kind else "",
+    }
+    return form_schedule(form, original)
+
+
+def job_schedule_preview(kind: str, text: str, now: datetime) -> str:
+    """The dialog's line under the schedule: in words and the next time, or what is wrong."""
+    try:
+        schedule = Schedule.from_dict(job_schedule_from_form(kind, text))
+    except SchedulerError as error:
+        return str(error)
+    upcoming = next_fire_after(schedule, now, now)
+    return describe_schedule(schedule) + (f"; next {fmt_local(upcoming)}" if upcoming else "")
+
+
 class JobDialog:
     """New job / Edit job, in a small window of its own. Save hands the fields to the app,
     which closes the dialog once the store took them, or shows here why it did not."""
@@ -11801,6 +11849,14 @@ class JobDialog:
         self.name = tk.StringVar(master=self.top, value=job.get("name", ""))
         self.folder = tk.StringVar(master=self.top, value=job.get("working_directory") or "")
         self.status = tk.StringVar(master=self.top, value=job.get("status", JobStatus.PENDING.value))
+        self.original_schedule: JSONDict = job.get("schedule") or {"type": "manual"}
+        kind, text = job_schedule_to_form(self.original_schedule)
+        self.schedule_kind = tk.StringVar(master=self.top, value=JOB_SCHEDULE_LABELS[kind])
+        self.schedule_text = tk.StringVar(master=self.top, value=text)
+        self.overlap = tk.StringVar(master=self.top, value=JOB_OVERLAP_LABELS[job.get("overlap") or "skip"])
+        self.catch_up = tk.StringVar(
+            master=self.top, value=JOB_CATCH_UP_LABELS[job.get("catch_up") or "once"]
+        )
         body = ttk.Frame(self.top, padding=16)
         body.pack(fill="both", expand=True)
         body.columnconfigure(1, weight=1)
@@ -11833,23 +11889,65 @@ class JobDialog:
             values = [status.value for status in JobStatus]
             status = ttk.Combobox(body, textvariable=self.status, values=values, state="readonly")
             status.grid(row=4, column=1, sticky="w", pady=(8, 0))
+        self._build_schedule(body, label)
+
+    def _build_schedule(self, body: ttk.Frame, label: Callable[[int, str], None]) -> None:
+        """The job's own schedule: it runs all its tasks, in order, as one job run."""
+        from tkinter import ttk
+
+        label(5, "Schedule")
+        row = ttk.Frame(body)
+        row.grid(row=5, column=1, sticky="ew", pady=(8, 0))
+        row.columnconfigure(1, weight=1)
+        self.kind_box = ttk.Combobox(
+            row, textvariable=self.schedule_kind, values=list(JOB_SCHEDULE_LABELS.values()), state="readonly"
+        )
+        self.kind_box.grid(row=0, column=0, sticky="w", padx=(0, 6))
+        self.when_entry = ttk.Entry(row, textvariable=self.schedule_text)
+        self.when_entry.grid(row=0, column=1, sticky="ew")
+        self.preview = ttk.Label(body, style="Note.TLabel")
+        self.preview.grid(row=6, column=1, sticky="w")
+        label(7, "If still running")
+        ttk.Combobox(
+            body, textvariable=self.overlap, values=list(JOB_OVERLAP_LABELS.values()), state="readonly"
+        ).grid(row=7, column=1, sticky="w", pady=(6, 0))
+        label(8, "Missed times")
+        ttk.Combobox(
+            body, textvariable=self.catch_up, values=list(JOB_CATCH_UP_LABELS.values()), state="readonly"
+        ).grid(row=8, column=1, sticky="w", pady=(6, 0))
+        for variable in (self.schedule_kind, self.schedule_text):
+            variable.trace_add("write", lambda *_: self._show_preview())
+        self._show_preview()
+
+    def _schedule_kind(self) -> str:
+        return next(kind for kind, text in JOB_SCHEDULE_LABELS.items() if text == self.schedule_kind.get())
+
+    def _show_preview(self) -> None:
+        self.preview.configure(
+            text=job_schedule_preview(self._schedule_kind(), self.schedule_text.get(), utcnow())
+        )
 
     def _build_buttons(self, body: ttk.Frame) -> None:
         from tkinter import ttk
 
         self.error = _autowrap(ttk.Label(body, style="Error.TLabel", justify="left"))
-        self.error.grid(row=5, column=0, columnspan=2, sticky="ew", pady=(8, 0))
+        self.error.grid(row=9, column=0, columnspan=2, sticky="ew", pady=(8, 0))
         buttons = ttk.Frame(body)
-        buttons.grid(row=6, column=0, columnspan=2, sticky="e", pady=(10, 0))
+        buttons.grid(row=10, column=0, columnspan=2, sticky="e", pady=(10, 0))
         ttk.Button(buttons, text="Cancel", command=self.close).pack(side="left", padx=(0, 6))
         self.save_button = ttk.Button(buttons, text="Save", command=self.save, default="active")
         self.save_button.pack(side="left")
 
     def collect(self) -> JSONDict:
+        """The job's fields; Invalid (shown in the dialog) when the schedule is not one."""
+        kind, text = self._schedule_kind(), self.schedule_text.get().strip()
         data: JSONDict = {
             "name": self.name.get(),
             "description": self.description.get("1.0", "end-1c"),
             "working_directory": self.folder.get().strip() or None,
+            "schedule": job_schedule_from_form(kind, text, self.original_schedule),
+            "overlap": next(key for key, text in JOB_OVERLAP_LABELS.items() if text == self.overlap.get()),
+            "catch_up": next(key for key, text in JOB_CATCH_UP_LABELS.items() if text == self.catch_up.get()),
         }
         if self.job_id:
             data["status"] = self.status.get()
@@ -13096,7 +13194,11 @@ class App:
             self.job_dialog = None
 
     def save_job(self, dialog: JobDialog) -> None:
-        data, job_id = dialog.collect(), dialog.job_id
+        try:
+            data, job_id = dialog.collect(), dialog.job_id
+        except Invalid as error:
+            dialog.show_error(str(error))
+            return
         if job_id:
             call = functools.partial(self.service.update_job, job_id, data)
         else:

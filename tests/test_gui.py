@@ -531,6 +531,47 @@ def test_keyboard_shortcuts(gui: Gui, service: cs.Service) -> None:
     assert gui.app.job_dialog is None
 
 
+def test_the_job_dialog_sets_the_jobs_schedule_with_a_preview(gui: Gui, service: cs.Service) -> None:
+    gui.app.new_job()
+    dialog = gui.app.job_dialog
+    assert dialog is not None
+    assert (dialog.schedule_kind.get(), dialog.preview.cget("text")) == (
+        "Only when run by hand",
+        "Manual only",
+    )
+    dialog.name.set("Nightly")
+    dialog.schedule_kind.set(cs.JOB_SCHEDULE_LABELS["interval"])
+    dialog.schedule_text.set("soon")
+    assert str(dialog.preview.cget("text")).startswith("schedule.every_seconds: ")
+    dialog.save_button.invoke()
+    assert str(dialog.error.cget("text")).startswith("schedule.every_seconds: ")
+    dialog.schedule_text.set("2h")
+    assert str(dialog.preview.cget("text")).startswith("Every 2 hours; next ")
+    dialog.overlap.set(cs.JOB_OVERLAP_LABELS["queue"])
+    dialog.save_button.invoke()
+    gui.wait(lambda: gui.app.job_dialog is None, "the dialog to close")
+
+    (job,) = service.list_jobs()
+    assert (job["schedule"]["type"], job["schedule"]["every_seconds"], job["overlap"]) == (
+        "interval",
+        7200,
+        "queue",
+    )
+    assert job["next_run_at"] is not None
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    gui.app.edit_job()
+    edit = gui.app.job_dialog
+    assert edit is not None
+    assert (edit.schedule_kind.get(), edit.schedule_text.get(), edit.overlap.get()) == (
+        cs.JOB_SCHEDULE_LABELS["interval"],
+        "2h",
+        cs.JOB_OVERLAP_LABELS["queue"],
+    )
+    edit.close()
+
+
 # Settings ------------------------------------------------------------------------------------
 
 
