@@ -11061,16 +11061,7 @@ class RunsPane:
         if hidden != self.table.hidden:
             self.table.hidden = hidden
             self.table.fit_columns()
-        rows = [
-            TreeRow(
-                run["id"],
-                run,
-                str(run["status"]),
-                tags=("failed",) if run["status"] in GUI_FAILED_KEYS else (),
-            )
-            for run in runs
-        ]
-        self.table.show(rows)
+        self.table.show(run_rows(runs) if with_task else [_run_row(run) for run in runs])
         self.table.select(selected)
         self.subtitle.set(f"{title} · {_plural(len(runs), 'run')}")
 
@@ -11079,8 +11070,62 @@ class RunsPane:
         _enable(self.buttons, stop=active, rerun=run is not None, delete=run is not None and not active)
 
     def _on_select(self, iid: str | None) -> None:
-        if iid is not None:
+        if iid is not None and not iid.startswith(JOB_RUN_IID_PREFIX):  # a job run's row has no log
             self.app.select_run(iid)
+
+
+JOB_RUN_IID_PREFIX = "jr:"  # a job run's row in the Runs pane, its steps' runs beneath
+
+
+def _run_row(run: JSONDict) -> TreeRow:
+    return TreeRow(
+        run["id"], run, str(run["status"]), tags=("failed",) if run["status"] in GUI_FAILED_KEYS else ()
+    )
+
+
+def run_rows(runs: list[JSONDict]) -> list[TreeRow]:
+    """The Runs pane's rows for runs listed newest first: the runs of one job run go
+    beneath a row of their own (at the place of its newest step), oldest step first."""
+    rows: list[TreeRow] = []
+    groups: dict[str, TreeRow] = {}
+    steps: dict[str, list[TreeRow]] = {}
+    for run in runs:
+        job_run_id = run.get("job_run_id")
+        if not job_run_id:
+            rows.append(_run_row(run))
+            continue
+        if job_run_id not in groups:
+            steps[job_run_id] = []
+            groups[job_run_id] = TreeRow(
+                JOB_RUN_IID_PREFIX + job_run_id, {}, "", steps[job_run_id], is_open=True
+            )
+            rows.append(groups[job_run_id])
+        steps[job_run_id].insert(0, _run_row(run))
+    for job_run_id, group in groups.items():
+        group.record = _job_run_row_record(job_run_id, [row.record for row in steps[job_run_id]])
+        group.status = str(group.record["status"])
+        group.tags = ("failed",) if group.status in GUI_FAILED_KEYS else ()
+    return rows
+
+
+def _job_run_row_record(job_run_id: str, steps: list[JSONDict]) -> JSONDict:
+    """A job run as a row of the Runs pane, from its steps' runs (oldest first)."""
+    active = [step for step in steps if step["status"] in ACTIVE_STATUSES]
+    last = steps[-1]
+    costs = [step["cost_usd"] for step in steps if step.get("cost_usd") is not None]
+    durations = [step["duration_seconds"] for step in steps if step.get("duration_seconds") is not None]
+    return {
+        "id": job_run_id,
+        "status": active[0]["status"] if active else last["status"],
+        "task_id": "",
+        "task_name": f"Job run {_short(job_run_id)} · {_plural(len(steps), 'step')}",
+        "trigger": "job",
+        "created_at": steps[0]["created_at"],
+        "started_at": steps[0].get("started_at"),
+        "finished_at": None if active else last.get("finished_at"),
+        "duration_seconds": None if active else sum(durations) if durations else None,
+        "cost_usd": sum(costs) if costs else None,
+    }
 
 
 class LogsPane:

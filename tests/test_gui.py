@@ -572,6 +572,31 @@ def test_the_job_dialog_sets_the_jobs_schedule_with_a_preview(gui: Gui, service:
     edit.close()
 
 
+def test_the_runs_pane_shows_a_job_run_with_its_steps_beneath(gui: Gui, service: cs.Service) -> None:
+    job = service.create_job({"name": "Pipeline"})
+    for name in ("First", "Second"):
+        make_task(service, name, job["id"])
+    alone = make_task(service, "Alone", job["id"])
+    service.update_task(alone["id"], {"skip_in_job": True})
+    solo = service.request_run(alone["id"])
+    started = service.run_job(job["id"])
+    gui.wait(lambda: service.list_job_runs(job["id"])[0]["status"] == "completed", "the job run to end")
+    gui.wait(lambda: service.get_run(solo["id"])["status"] == "success", "the run of Alone to end")
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+
+    gui.select_in_jobs(job["id"])
+
+    tree = gui.app.runs_pane.table.tree
+    parent = cs.JOB_RUN_IID_PREFIX + started["job_run_id"]
+    gui.wait(lambda: tree.exists(parent) and len(tree.get_children(parent)) == 2, "the job run's row")
+    steps = [tree.item(iid, "values")[0] for iid in tree.get_children(parent)]
+    assert steps == ["First", "Second"]
+    assert tree.item(parent, "text").strip() == "success"
+    assert tree.item(parent, "values")[0] == f"Job run {started['job_run_id'][:8]} · 2 steps"
+    assert solo["id"] in tree.get_children("")  # a run outside the job run stays a row of its own
+
+
 # Settings ------------------------------------------------------------------------------------
 
 
