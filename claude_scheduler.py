@@ -2901,6 +2901,17 @@ class Store:
             schedules[job_id] = {**schedules.get(job_id, {}), **changes}
             self._save_merged(self.state)
 
+    def forget_job_runs(self, job_id: str) -> None:
+        """Drop a deleted job's job runs and schedule state from state.json."""
+        with self._lock:
+            self.state.check()
+            runs = self.state.data.get("job_runs", {})
+            self.state.data["job_runs"] = {
+                key: entry for key, entry in runs.items() if entry.get("job_id") != job_id
+            }
+            self.state.data.get("job_schedules", {}).pop(job_id, None)
+            self._save_merged(self.state)
+
     def save_job_run(self, job_run_id: str, entry: JSONDict | None) -> None:
         """Store (or, with None, forget) the progress of one run of a whole job."""
         with self._lock:
@@ -5614,6 +5625,7 @@ class Service:
             tasks = self.store.tasks_of(self.store.job(job_id).id)
             self._stop_or_refuse([task.id for task in tasks], force, "job")
             counts = self.store.delete_job(job_id)
+            self.store.forget_job_runs(job_id)
         self.wake()
         return {"deleted": counts.to_dict()}
 

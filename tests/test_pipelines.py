@@ -6,6 +6,7 @@ Through the CLI (`cli` / `cli_json`), the HTTP API, and an engine ticked by the 
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -673,3 +674,19 @@ def test_a_cycle_of_task_triggers_is_refused_when_saved(cli: Cli, cli_json: CliJ
     assert itself.err.strip() == "error: run_after.task_id: a task cannot run after itself"
     assert cli_json("tasks", "update", c["id"], "--after", "none")["run_after"] is None
     assert cli_json("tasks", "update", a["id"], "--after", c["id"])["run_after"]["task_id"] == c["id"]
+
+
+def test_deleting_a_job_forgets_its_job_runs_and_schedule(
+    home: Path, cli: Cli, cli_json: CliJson, engine: cs.Engine
+) -> None:
+    job_id, _ = create_job(cli_json, ["one"])
+    cli_json("jobs", "update", job_id, "--every", "1h")
+    run_detached(cli, engine, job_id)
+    kept, _ = create_job(cli_json, ["two"])
+    run_detached(cli, engine, kept)
+
+    assert cli("jobs", "delete", job_id, "--force").code == 0
+
+    state = json.loads((home / cs.STATE_FILE).read_text(encoding="utf-8"))
+    assert [entry["job_id"] for entry in state["job_runs"].values()] == [kept]
+    assert job_id not in state["job_schedules"]
