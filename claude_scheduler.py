@@ -10984,6 +10984,9 @@ class TasksPane:
                 ("run", "▶ Run now", app.run_task),
                 ("toggle", "Disable", app.toggle_task),
                 ("delete", "Delete", app.delete_task),
+                None,
+                ("up", "▲ Up", lambda: app.move_task(-1)),
+                ("down", "▼ Down", lambda: app.move_task(1)),
             ),
         )
         body = ttk.Frame(self.frame)
@@ -11027,7 +11030,15 @@ class TasksPane:
         self.filter_entry.select_range(0, "end")
 
     def set_actions(self, task: JSONDict | None) -> None:
-        _enable(self.buttons, run=task is not None, toggle=task is not None, delete=task is not None)
+        in_job = task is not None and bool(task.get("job_id"))  # a job's order: the order it runs in
+        _enable(
+            self.buttons,
+            run=task is not None,
+            toggle=task is not None,
+            delete=task is not None,
+            up=in_job,
+            down=in_job,
+        )
         enabled = task is None or bool(task.get("enabled", True))
         self.buttons["toggle"].configure(text="Disable" if enabled else "Enable")
 
@@ -13171,6 +13182,20 @@ class App:
             self.run_task()
         elif self.scope.kind == SCOPE_JOB:
             self.run_job()
+
+    def move_task(self, step: int) -> None:
+        """Move the selected task `step` places in its job's order (the order its job runs in)."""
+        task = self.tasks.get(self.task_id or "")
+        job = self.jobs.get(str((task or {}).get("job_id")))
+        if task is None or job is None:
+            return
+        mine = [other for other in self.tasks.values() if other.get("job_id") == job["id"]]
+        order = [other["id"] for other in _order_tasks(mine, job["task_order"])]
+        here = order.index(task["id"])
+        there = here + step
+        if 0 <= there < len(order):
+            order[here], order[there] = order[there], order[here]
+            self.act(functools.partial(self.service.update_job, job["id"], {"task_order": order}))
 
     def toggle_task(self) -> None:
         task = self.tasks.get(self.task_id or "")

@@ -597,6 +597,31 @@ def test_the_runs_pane_shows_a_job_run_with_its_steps_beneath(gui: Gui, service:
     assert solo["id"] in tree.get_children("")  # a run outside the job run stays a row of its own
 
 
+def test_a_tasks_place_in_its_jobs_order_moves_up_and_down(gui: Gui, service: cs.Service) -> None:
+    job = service.create_job({"name": "Ordered"})
+    a, b, c = (make_task(service, name, job["id"])["id"] for name in ("A", "B", "C"))
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    gui.select_task(b)
+    buttons = gui.app.tasks_pane.buttons
+    tree = gui.app.tasks_pane.table.tree
+
+    buttons["down"].invoke()
+    gui.wait(lambda: service.get_job(job["id"])["task_order"] == [a, c, b], "B to move down")
+    gui.settle()
+    buttons["up"].invoke()
+    gui.wait(lambda: service.get_job(job["id"])["task_order"] == [a, b, c], "B to move up")
+    gui.settle()
+    buttons["up"].invoke()
+    gui.wait(lambda: service.get_job(job["id"])["task_order"] == [b, a, c], "B to come first")
+    gui.settle()
+    assert [tree.item(iid, "text") for iid in tree.get_children()] == ["B", "A", "C"]
+    buttons["up"].invoke()  # already first: nothing changes
+    gui.settle()
+    assert service.get_job(job["id"])["task_order"] == [b, a, c]
+
+
 # Settings ------------------------------------------------------------------------------------
 
 
