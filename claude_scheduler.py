@@ -5858,11 +5858,29 @@ class Service:
         """The job's runs (as far as JOB_RUNS_KEPT), newest first, each with its steps."""
         with self.store.locked():
             job_id = self.store.job(job_id).id
+            for key, entry in self.store.job_runs().items():
+                if entry.get("job_id") == job_id:
+                    self._recover_foreground(key, entry)
             entries = [
                 (key, entry) for key, entry in self.store.job_runs().items() if entry.get("job_id") == job_id
             ]
             entries.sort(key=lambda item: str(item[1].get("started_at") or ""), reverse=True)
             return [job_run_record(self.store, key, entry) for key, entry in entries]
+
+    def _recover_foreground(self, job_run_id: str, entry: JSONDict) -> None:
+        """A running job run whose `jobs run` process is gone: its step (if one was going)
+        and it are interrupted now, as the engine would on its next start."""
+        owner = entry.get("owner")
+        if entry.get("status") != JobRunStatus.RUNNING or not owner or owner_alive(owner):
+            return
+        try:
+            step = self.store.run(str(entry.get("current_run_id")))
+        except NotFound:
+            step = None
+        if step is not None and step.is_active and step.owner and not owner_alive(step.owner):
+            interrupt_run(self.store, step)  # which ends the job run as interrupted
+        elif step is None or not step.is_active:
+            finish_job_run(self.store, job_run_id, entry, JobRunStatus.INTERRUPTED)
 
     def note_job_step(self, job_run_id: str, position: int, run_id: str) -> None:
         """Record the step a foreground job run has come to."""

@@ -258,7 +258,8 @@ def test_a_job_run_whose_process_died_is_recovered_as_interrupted(
         wait_session(home, runs[0]["id"])
     finally:
         stop_process(proc, signal.SIGKILL)
-    assert job_runs(cli_json, job_id)[0]["status"] == "running"
+    state = json.loads((home / cs.STATE_FILE).read_text(encoding="utf-8"))
+    assert [entry["status"] for entry in state["job_runs"].values()] == ["running"]  # as it was left
 
     engine = cs.Engine(cs.Store(home), kill_grace=GRACE)
     assert engine.start(thread=False)
@@ -690,3 +691,26 @@ def test_deleting_a_job_forgets_its_job_runs_and_schedule(
     state = json.loads((home / cs.STATE_FILE).read_text(encoding="utf-8"))
     assert [entry["job_id"] for entry in state["job_runs"].values()] == [kept]
     assert job_id not in state["job_schedules"]
+
+
+def test_a_job_run_whose_process_died_reads_as_interrupted_without_an_engine(
+    home: Path, cli_json: CliJson, record: Recorder
+) -> None:
+    job_id, (first, _) = create_job(cli_json, ["[hang] one", "two"])
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "cli", "jobs", "run", job_id],
+        env=child_env(home),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        runs = wait_for(lambda: cli_json("runs", "list", "--task", first["id"])["runs"], "the first step")
+        wait_session(home, runs[0]["id"])
+    finally:
+        stop_process(proc, signal.SIGKILL)
+
+    (job_run,) = job_runs(cli_json, job_id)
+
+    assert job_run["status"] == "interrupted"
+    assert steps(job_run) == [("step 1", "interrupted"), ("step 2", "not_run")]
