@@ -9878,6 +9878,8 @@ def task_to_form(task: JSONDict) -> FormValues:
         "timeout_seconds": str(task.get("timeout_seconds") or DEFAULT_TIMEOUT),
         "max_turns": str(task.get("max_turns") or ""),
         "session_mode": task.get("session_mode") or SessionMode.NEW.value,
+        "on_failure": task.get("on_failure") or StepFailure.STOP.value,
+        "skip_in_job": bool(task.get("skip_in_job")),
         "allowed_tools": ", ".join(task.get("allowed_tools") or []),
         "disallowed_tools": ", ".join(task.get("disallowed_tools") or []),
         "append_system_prompt": task.get("append_system_prompt") or "",
@@ -9978,6 +9980,8 @@ def form_to_task(form: Mapping[str, str | bool], original: JSONDict | None = Non
         "timeout_seconds": _form_number(text["timeout_seconds"], "timeout_seconds", int),
         "max_turns": _form_number(text["max_turns"], "max_turns", int),
         "session_mode": text["session_mode"],
+        "on_failure": text["on_failure"],
+        "skip_in_job": bool(form["skip_in_job"]),
         "allowed_tools": split_tool_rules(text["allowed_tools"], "allowed_tools"),
         "disallowed_tools": split_tool_rules(text["disallowed_tools"], "disallowed_tools"),
         "append_system_prompt": str(form["append_system_prompt"]).strip() or None,
@@ -11307,6 +11311,11 @@ EDITOR_FIELD_ROWS = {
 }
 OVERLAP_LABELS = {"skip": "Skip the new run", "queue": "Queue one more", "parallel": "Run in parallel"}
 CATCH_UP_LABELS = {"once": "Catch up once", "skip": "Skip (recorded)"}
+STEP_FAILURE_LABELS = {
+    "stop": "Stop after a failure",
+    "continue": "Go on after a failure",
+    "retry": "Retry, then stop",
+}
 SESSION_LABELS = {
     "new": "New each run",
     "resume": "Resume the last",
@@ -11459,6 +11468,9 @@ class EditorPane:
         row = self._entry(tab, row, "retry.backoff", "Backoff", hint="the delay grows by this factor")
         row = self._text(tab, row, "env", "Environment", height=3)
         self._note(tab, row - 1, "env", "NAME=value, one per line")
+        row = self._choice(tab, row, "on_failure", "In a job run", STEP_FAILURE_LABELS)
+        self._note(tab, row - 1, "on_failure", "what the job run does after this step fails")
+        self._check(tab, row, "skip_in_job", "Leave it out of job runs")
 
     def _build_claude_options(self, tab: ttk.Frame, row: int) -> int:
         models = dict.fromkeys(("", *GUI_MODELS), "")

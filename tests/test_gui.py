@@ -258,9 +258,13 @@ def test_a_task_survives_the_editor_unchanged(service: cs.Service) -> None:
         retry={"max_attempts": 2, "delay_seconds": 30, "backoff": 1.5},
         env={"A": "1", "B": "x=y"},
         enabled=False,
+        on_failure="retry",
+        skip_in_job=True,
+        session_mode="previous",
     )
     form = cs.task_to_form(task)
     assert form["schedule.every_seconds"] == "1h30m"
+    assert (form["on_failure"], form["skip_in_job"], form["session_mode"]) == ("retry", True, "previous")
     fields = cs.form_to_task(form, task)
     stored = {key: task[key] for key in fields}
     assert fields == stored
