@@ -4991,6 +4991,7 @@ class Engine:
                         continue_on_failure=False,
                         trigger=trigger,
                         scheduled_for=scheduled_for,
+                        save=False,
                     )
                 except Conflict as error:  # no enabled task to run
                     note = error.message
@@ -5288,9 +5289,11 @@ def open_job_run(
     trigger: Trigger,
     owner: str | None = None,
     scheduled_for: datetime | None = None,
+    save: bool = True,
 ) -> tuple[str, JSONDict]:
     """Record a new running job run of the job (Conflict if one still runs); `owner`:
-    the process that drives it itself (a foreground `jobs run`), else the engine."""
+    the process that drives it itself (a foreground `jobs run`), else the engine.
+    `save` False: the caller saves it (start_job_step, under the same lock), one write less."""
     with store.locked():
         task_ids = job_run_plan(store, job_id)
         for other_id, other in store.job_runs().items():
@@ -5314,7 +5317,8 @@ def open_job_run(
             "owner": owner,
         }
         job_run_id = new_id()
-        store.save_job_run(job_run_id, entry)
+        if save:
+            store.save_job_run(job_run_id, entry)
     return job_run_id, entry
 
 

@@ -906,24 +906,25 @@ class Bench:
         the first step's started_at - the job run's scheduled_for (same budget as tasks)."""
         plan, service = self.plan, self.service
         first = cs.utcnow() + timedelta(seconds=FIRE_LEAD_SECONDS + JOB_FIRE_CREATE_SECONDS * plan.fires)
-        job_ids = []
+        job_ids, task_ids = [], []
         for n in range(plan.fires):
             at = cs.fmt_time(first + timedelta(seconds=n * plan.fire_spacing))
             job = service.create_job(
                 {"name": f"Bench job fire {n:02d}", "schedule": {"type": "once", "at": at}}
             )
-            service.create_task({"job_id": job["id"], "name": "Step", "prompt": "Say done."})
+            task = service.create_task({"job_id": job["id"], "name": "Step", "prompt": "Say done."})
             job_ids.append(str(job["id"]))
+            task_ids.append(str(task["id"]))
         if cs.utcnow() >= first:
             raise RuntimeError(f"creating {plan.fires} jobs took longer than their lead time")
         deadline = time.monotonic() + FIRE_LEAD_SECONDS + plan.fires * plan.fire_spacing + FIRE_WAIT_SECONDS
-        records: list[dict[str, Any]] = []
-        wanted = set(job_ids)
-        while time.monotonic() < deadline:  # state.json only, unlocked: the engine is not held up
-            records = [entry for entry in service.store.job_runs().values() if entry.get("job_id") in wanted]
-            if len(records) >= plan.fires and all(record["status"] != "running" for record in records):
+        while time.monotonic() < deadline:  # the steps' run files, as the task row reads them
+            runs = [run for task_id in task_ids for run in service.store.runs_of(task_id)]
+            if len(runs) >= plan.fires and not any(run.is_active for run in runs):
                 break
             time.sleep(0.25)
+        wanted = set(job_ids)
+        records = [entry for entry in service.store.job_runs().values() if entry.get("job_id") in wanted]
         late = [lateness for record in records if (lateness := self.job_run_lateness(record)) is not None]
         statuses = ", ".join(sorted(str(record["status"]) for record in records))
         if not late:
