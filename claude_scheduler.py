@@ -239,6 +239,18 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class JobRunStatus(enum.StrEnum):
+    """How one run of a whole job stands; once it ends, steps that did not run are `not_run`."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    INTERRUPTED = "interrupted"  # the process that drove it died (see recover_job_runs)
+    SKIPPED = "skipped"  # a fire that did not start one (its `note` says why)
+    MISSED = "missed"  # fires while no engine ran
+
+
 class PermissionMode(enum.StrEnum):
     DEFAULT = "default"
     ACCEPT_EDITS = "acceptEdits"
@@ -262,6 +274,7 @@ PERMISSION_MODE_HELP: dict[PermissionMode, str] = {
 class SessionMode(enum.StrEnum):
     NEW = "new"
     RESUME = "resume"
+    PREVIOUS = "previous"  # a job step continues the session of the step before it
 
 
 class Overlap(enum.StrEnum):
@@ -273,6 +286,22 @@ class Overlap(enum.StrEnum):
 class CatchUp(enum.StrEnum):
     SKIP = "skip"
     ONCE = "once"
+
+
+class AfterWhen(enum.StrEnum):
+    """Which ends of the task named in run_after start this one."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # failed, timed out or interrupted
+    ANY = "any"
+
+
+class StepFailure(enum.StrEnum):
+    """What a job run does after this task's step fails (its retries, if any, come first)."""
+
+    STOP = "stop"
+    CONTINUE = "continue"
+    RETRY = "retry"  # retry per the retry policy (at least once), then stop
 
 
 class ScheduleType(enum.StrEnum):
@@ -328,6 +357,7 @@ class Trigger(enum.StrEnum):
     RETRY = "retry"
     API = "api"
     CLI = "cli"
+    TASK = "task"  # another task finished (run_after)
 
 
 ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
@@ -805,6 +835,10 @@ class Job:
     status: JobStatus = JobStatus.PENDING
     working_directory: str | None = None
     task_order: list[str] = field(default_factory=list)
+    # When the whole job runs as one job run (its tasks keep their own schedules too).
+    schedule: Schedule = field(default_factory=Schedule)
+    overlap: Overlap = Overlap.SKIP  # skip or queue: a job has one job run at a time
+    catch_up: CatchUp = CatchUp.ONCE
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
     extra: JSONDict = field(default_factory=dict)
@@ -815,8 +849,20 @@ class Job:
         "status",
         "working_directory",
         "task_order",
+        "schedule",
+        "overlap",
+        "catch_up",
     )
-    READ_ONLY: ClassVar[tuple[str, ...]] = ("id", "created_at", "updated_at", "progress", "tasks", "totals")
+    READ_ONLY: ClassVar[tuple[str, ...]] = (
+        "id",
+        "created_at",
+        "updated_at",
+        "progress",
+        "tasks",
+        "totals",
+        "next_run_at",
+        "schedule_text",
+    )
 
     @classmethod
     def from_dict(cls, data: JSON) -> Job:
@@ -831,6 +877,9 @@ class Job:
             status=read_enum(data.get("status", "pending"), "status", JobStatus),
             working_directory=read_opt_str(data.get("working_directory"), "working_directory", PATH_MAX),
             task_order=order,
+            schedule=_job_schedule(data.get("schedule")),
+            overlap=_job_overlap(data.get("overlap", "skip")),
+            catch_up=read_enum(data.get("catch_up", "once"), "catch_up", CatchUp),
             created_at=_stamp(data, "created_at"),
             updated_at=_stamp(data, "updated_at"),
             extra=split_known(data, cls.EDITABLE + cls.READ_ONLY, strict=False),
@@ -845,9 +894,26 @@ class Job:
             "status": self.status.value,
             "working_directory": self.working_directory,
             "task_order": list(self.task_order),
+            "schedule": self.schedule.to_dict(),
+            "overlap": self.overlap.value,
+            "catch_up": self.catch_up.value,
             "created_at": fmt_time(self.created_at),
             "updated_at": fmt_time(self.updated_at),
         }
+
+
+def _job_schedule(value: JSON) -> Schedule:
+    schedule = Schedule.from_dict(value)
+    if schedule.type is ScheduleType.FILE_WATCH:
+        raise Invalid("a job cannot watch files; give the watch to a task", "schedule.type")
+    return schedule
+
+
+def _job_overlap(value: JSON) -> Overlap:
+    overlap = read_enum(value, "overlap", Overlap)
+    if overlap is Overlap.PARALLEL:
+        raise Invalid("a job runs one job run at a time: skip or queue", "overlap")
+    return overlap
 
 
 @dataclass
@@ -881,6 +947,9 @@ class Task:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     env: dict[str, str] = field(default_factory=dict)
     fail_on_permission_denials: bool = False  # a run whose tool calls were refused counts as failed
+    on_failure: StepFailure = StepFailure.STOP  # as a step of a job run
+    skip_in_job: bool = False  # kept in its job, not run in job runs
+    run_after: JSONDict | None = None  # {"task_id", "when"}: run when that task finishes
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
     extra: JSONDict = field(default_factory=dict)
@@ -917,6 +986,9 @@ class Task:
         "retry",
         "env",
         "fail_on_permission_denials",
+        "on_failure",
+        "skip_in_job",
+        "run_after",
     )
     DERIVED: ClassVar[tuple[str, ...]] = (
         "next_run_at",
@@ -970,6 +1042,9 @@ class Task:
             fail_on_permission_denials=read_bool(
                 get("fail_on_permission_denials", False), "fail_on_permission_denials"
             ),
+            on_failure=read_enum(get("on_failure", "stop"), "on_failure", StepFailure),
+            skip_in_job=read_bool(get("skip_in_job", False), "skip_in_job"),
+            run_after=read_run_after(get("run_after")),
             created_at=_stamp(data, "created_at"),
             updated_at=_stamp(data, "updated_at"),
             extra=split_known(data, cls.EDITABLE + cls.READ_ONLY, strict=False),
@@ -1005,6 +1080,9 @@ class Task:
             "retry": self.retry.to_dict(),
             "env": dict(self.env),
             "fail_on_permission_denials": self.fail_on_permission_denials,
+            "on_failure": self.on_failure.value,
+            "skip_in_job": self.skip_in_job,
+            "run_after": dict(self.run_after) if self.run_after else None,
             "created_at": fmt_time(self.created_at),
             "updated_at": fmt_time(self.updated_at),
         }
@@ -1028,6 +1106,36 @@ class Task:
         status = state.get("last_run_status")
         self.last_run_status = RunStatus(status) if status else None
         self.last_session_id = state.get("last_session_id")
+
+
+def read_run_after(value: JSON) -> JSONDict | None:
+    """A task trigger: {"task_id": ID, "when": succeeded | failed | any}, or None."""
+    if value is None:
+        return None
+    data = require_object(value, "run_after")
+    split_known(data, ("task_id", "when"), strict=True, prefix="run_after")
+    task_id = read_id(data.get("task_id"), "run_after.task_id", required=True)
+    when = read_enum(data.get("when", AfterWhen.SUCCEEDED.value), "run_after.when", AfterWhen)
+    return {"task_id": task_id, "when": when.value}
+
+
+# The run statuses each `run_after.when` starts on (a stopped run starts nothing).
+AFTER_STATUSES = {
+    AfterWhen.SUCCEEDED: frozenset({RunStatus.SUCCESS}),
+    AfterWhen.FAILED: frozenset({RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED}),
+    AfterWhen.ANY: frozenset({RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED}),
+}
+
+
+def after_chain(task_id: str, run_after: Mapping[str, str | None]) -> list[str]:
+    """The tasks `task_id` waits on, nearest first, following run_after (each task's
+    upstream in `run_after`); it stops at the first task seen twice."""
+    chain: list[str] = []
+    current = run_after.get(task_id)
+    while current and current not in chain:
+        chain.append(current)
+        current = run_after.get(current)
+    return chain
 
 
 _WHOLE = ((int,), "a whole number")
@@ -1976,6 +2084,43 @@ def derive_job_status(statuses: Iterable[RunStatus | None]) -> JobStatus:
     if buckets == {"success"}:
         return JobStatus.COMPLETED
     return JobStatus.PENDING
+
+
+# Prompt placeholders: what a job step may read of the step before it and of its job run.
+# `{{previous.result}}` is replaced when the run starts; `\{{` writes a literal `{{`.
+# Only `{{` + dotted name + `}}` is a placeholder: other braces (code, JSON) are text.
+
+PLACEHOLDERS: dict[str, str] = {
+    "previous.result": "the previous step's result text",
+    "previous.session_id": "the previous step's Claude session id",
+    "previous.status": "the previous step's status (success, failed...)",
+    "job_run.id": "the job run's id",
+    "job_run.started_at": "when the job run started (ISO time, UTC)",
+}
+PLACEHOLDER_PATTERN = r"(\\)?\{\{\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\}\}"
+
+
+def check_placeholders(text: str, field: str = "prompt") -> None:
+    """Invalid naming the first placeholder of `text` that is not one of PLACEHOLDERS."""
+    for match in re.finditer(PLACEHOLDER_PATTERN, text):
+        if not match.group(1) and match.group(2) not in PLACEHOLDERS:
+            known = ", ".join(f"{{{{{name}}}}}" for name in PLACEHOLDERS)
+            raise Invalid(
+                f"unknown placeholder {match.group(0)!r} (known: {known}; write \\{{{{ for a literal {{{{)",
+                field,
+            )
+
+
+def fill_placeholders(text: str, values: Mapping[str, str]) -> str:
+    """`text` with each placeholder replaced by its value ('' when it has none) and each
+    escaped `\\{{` made a literal `{{`."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1):
+            return match.group(0)[1:]
+        return values.get(match.group(2), "")
+
+    return re.sub(PLACEHOLDER_PATTERN, replace, text)
 
 
 # Usage totals: what runs cost and used, summed over calendar windows in the user's zone.
@@ -3126,6 +3271,31 @@ class Store:
         with self._lock:
             self.state.check()
             return dict(self.state.data.get("job_runs", {}))
+
+    def job_schedules(self) -> dict[str, JSONDict]:
+        """Each scheduled job's engine state: `next_run_at`, and `queued_for` (a fire
+        waiting for the job's current run to end, overlap: queue)."""
+        with self._lock:
+            self.state.check()
+            return dict(self.state.data.get("job_schedules", {}))
+
+    def update_job_schedule(self, job_id: str, changes: JSONDict) -> None:
+        with self._lock:
+            self.state.check()
+            schedules = self.state.data.setdefault("job_schedules", {})
+            schedules[job_id] = {**schedules.get(job_id, {}), **changes}
+            self._save_merged(self.state)
+
+    def forget_job_runs(self, job_id: str) -> None:
+        """Drop a deleted job's job runs and schedule state from state.json."""
+        with self._lock:
+            self.state.check()
+            runs = self.state.data.get("job_runs", {})
+            self.state.data["job_runs"] = {
+                key: entry for key, entry in runs.items() if entry.get("job_id") != job_id
+            }
+            self.state.data.get("job_schedules", {}).pop(job_id, None)
+            self._save_merged(self.state)
 
     def save_job_run(self, job_run_id: str, entry: JSONDict | None) -> None:
         """Store (or, with None, forget) the progress of one run of a whole job."""
@@ -4820,6 +4990,9 @@ HOLD_KIND_LABELS: dict[str, str] = {
 # A task whose env sets one of these signs in with its own account: the hold is not for it.
 OWN_ACCOUNT_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 # Fires the hold records as deferred; runs asked for (manual, job steps, retries) wait queued.
+JOB_RUNS_KEPT = 50  # ended runs of a job kept (in state.json) for `jobs runs`
+# A job run's step that has no run: still to come, left out by skip_in_job, or never reached.
+JOB_STEP_PENDING, JOB_STEP_SKIPPED, JOB_STEP_NOT_RUN = "pending", "skipped", "not_run"
 HELD_TRIGGERS = frozenset({Trigger.SCHEDULE, Trigger.CATCH_UP, Trigger.STARTUP, Trigger.FILE_WATCH})
 WATCH_ENTRIES_MAX = 50_000
 WATCH_IGNORED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".mypy_cache"})
@@ -5076,7 +5249,8 @@ class Executor:
         log_path = self.store.log_path(run.id)
         try:
             task = self.store.task(run.task_id)
-            argv, cwd, env = self._prepare(task, run.id)
+            previous = previous_step_run(self.store, run)
+            argv, cwd, env = self._prepare(task, run.id, previous)
         except SchedulerError as error:
             outcome = RunOutcome(
                 status=STATUS_FAILED, error=str(error), failure_kind=FailureKind.NOT_STARTED.value
@@ -5085,7 +5259,7 @@ class Executor:
             self._note_new_session(task, run, log_path)
             outcome = execute(
                 argv,
-                prompt=task.prompt,
+                prompt=fill_placeholders(task.prompt, placeholder_values(self.store, run, previous)),
                 cwd=cwd,
                 env=env,
                 log_path=log_path,
@@ -5119,13 +5293,23 @@ class Executor:
                 log_path.parent.mkdir(parents=True, exist_ok=True)
             _append_log(log_path, LOG_SCHEDULER_PREFIX + SESSION_RESTART_NOTE.format(lost))
 
-    def _prepare(self, task: Task, run_id: str) -> tuple[list[str], Path, dict[str, str]]:
+    def _prepare(
+        self, task: Task, run_id: str, previous: Run | None = None
+    ) -> tuple[list[str], Path, dict[str, str]]:
         job = self.store.job(task.job_id) if task.job_id else None
         claude = resolve_claude(self.store.settings().get("claude_path"), self.environ, self.user_home)
         cwd = resolve_workdir(
             task.working_directory, job.working_directory if job else None, self.user_home, self.environ
         )
         resume = task.last_session_id if task.session_mode is SessionMode.RESUME else None
+        if task.session_mode is SessionMode.PREVIOUS:
+            resume = previous.session_id if previous else None
+            if not resume:
+                raise Invalid(
+                    "there is no previous step's session to continue (a first step, or one "
+                    "that started no session)",
+                    "session_mode",
+                )
         located = functools.partial(resolve_option_path, cwd=cwd, home=self.user_home, environ=self.environ)
         argv = build_command(
             claude,
@@ -5331,11 +5515,13 @@ class Engine:
             if task.schedule.is_timed:
                 self._check_due(task, now, paused, went_back)
         self._poll_watches(tasks, now, paused)
+        self._check_jobs(now, paused)
         if not paused:
             self._dispatch(now)
         if time.monotonic() - self._last_reap > ENGINE_WAKE_MAX:
             self._reap_orphans()
         upcoming = [task.next_run_at for task in self.store.task_list() if task.enabled and task.next_run_at]
+        upcoming += self._job_due_times()
         held_until = hold_until(active_hold(self.store.engine_state(), self.clock()))
         if held_until is not None:
             upcoming.append(held_until)  # lifted on time, not up to ENGINE_WAKE_MAX late
@@ -5566,6 +5752,113 @@ class Engine:
         for task in self.store.task_list():
             if task.enabled and task.schedule.type is ScheduleType.STARTUP:
                 self.fire(task, Trigger.STARTUP, self.clock())
+        for job in self.store.job_list():
+            if job.schedule.type is ScheduleType.STARTUP:
+                self.fire_job(job, Trigger.STARTUP, self.clock())
+
+    # Job schedules -----------------------------------------------------------------
+    # A job's schedule fires the whole job as one job run, with the rules a task's has:
+    # catch-up after downtime, overlap (skip or queue), the pause; its steps go through
+    # the queue, so the concurrency cap and a usage-limit hold apply to each of them.
+
+    def _job_due_times(self) -> list[datetime]:
+        times = [_stored_time(state.get("next_run_at")) for state in self.store.job_schedules().values()]
+        return [moment for moment in times if moment is not None]
+
+    def _check_jobs(self, now: datetime, paused: bool) -> None:
+        schedules = self.store.job_schedules()
+        for job in self.store.job_list():
+            state = schedules.get(job.id) or {}
+            if job.schedule.is_timed and "next_run_at" not in state:  # state.json lost it: start again
+                upcoming = next_fire_after(job.schedule, now, job.created_at)
+                self.store.update_job_schedule(job.id, {"next_run_at": fmt_time(upcoming)})
+                continue
+            if job.schedule.is_timed:
+                self._check_job_due(job, _stored_time(state.get("next_run_at")), now, paused)
+            if state.get("queued_for") and not paused:
+                self._start_queued_job(job)
+
+    def _check_job_due(self, job: Job, due: datetime | None, now: datetime, paused: bool) -> None:
+        if due is None or due > now:
+            return
+        with self.store.locked():
+            state = self.store.job_schedules().get(job.id) or {}
+            if _stored_time(state.get("next_run_at")) != due:
+                return  # moved by an edit meanwhile
+            times, capped = self._times_between(job.schedule, due, now, job.created_at)
+            upcoming = next_fire_after(job.schedule, now, job.created_at)
+            self.store.update_job_schedule(job.id, {"next_run_at": fmt_time(upcoming)})
+        latest = times[-1]
+        if len(times) == 1 and (now - latest).total_seconds() <= MISSED_AFTER_SECONDS:
+            self.fire_job(job, Trigger.SCHEDULE, latest, paused=paused)
+            return
+        period = (upcoming - latest).total_seconds() if upcoming else 2 * GRACE_MAX_SECONDS
+        missed = times
+        if job.catch_up is CatchUp.ONCE and (now - latest).total_seconds() <= min(
+            period / 2, GRACE_MAX_SECONDS
+        ):
+            missed = times[:-1]
+            self.fire_job(job, Trigger.CATCH_UP, latest, paused=paused)
+        if missed:
+            count = f"{len(missed)}{'+' if capped else ''}"
+            span = fmt_local(missed[0]) + (f" to {fmt_local(missed[-1])}" if len(missed) > 1 else "")
+            note = f"{count} scheduled time(s) missed while the scheduler was not running ({span})"
+            note_job_fire(self.store, job, Trigger.SCHEDULE, JobRunStatus.MISSED, note, missed[0])
+
+    def fire_job(
+        self, job: Job, trigger: Trigger, scheduled_for: datetime | None, *, paused: bool = False
+    ) -> str:
+        """Start a job run of `job` as its overlap policy allows, else record why not
+        (or, overlap: queue, keep the fire until the current job run ends). Returns the
+        id of the job run started or recorded ("" for a fire kept waiting)."""
+        with self.store.locked():
+            running = any(
+                entry.get("job_id") == job.id and entry.get("status") == JobRunStatus.RUNNING
+                for entry in self.store.job_runs().values()
+            )
+            waiting = (self.store.job_schedules().get(job.id) or {}).get("queued_for")
+            note = None
+            if paused:
+                note = "the scheduler was paused"
+            elif running and job.overlap is Overlap.SKIP:
+                note = "the job's last run was still going (overlap: skip)"
+            elif running and waiting:
+                note = "a fire was already waiting (overlap: queue keeps one)"
+            elif running:
+                self.store.update_job_schedule(
+                    job.id, {"queued_for": fmt_time(scheduled_for or self.clock())}
+                )
+                return ""
+            if note is None:
+                try:
+                    job_run_id, entry = open_job_run(
+                        self.store,
+                        job.id,
+                        continue_on_failure=False,
+                        trigger=trigger,
+                        scheduled_for=scheduled_for,
+                        save=False,
+                    )
+                except Conflict as error:  # no enabled task to run
+                    note = error.message
+                else:
+                    start_job_step(self.store, job_run_id, entry)
+        if note is not None:
+            return note_job_fire(self.store, job, trigger, JobRunStatus.SKIPPED, note, scheduled_for)
+        self.wake()
+        return job_run_id
+
+    def _start_queued_job(self, job: Job) -> None:
+        """A fire kept by overlap: queue starts once the job's current run has ended."""
+        with self.store.locked():
+            if any(
+                entry.get("job_id") == job.id and entry.get("status") == JobRunStatus.RUNNING
+                for entry in self.store.job_runs().values()
+            ):
+                return
+            waited = _stored_time((self.store.job_schedules().get(job.id) or {}).get("queued_for"))
+            self.store.update_job_schedule(job.id, {"queued_for": None})
+        self.fire_job(job, Trigger.SCHEDULE, waited)
 
     # File watching ---------------------------------------------------------------
 
@@ -5692,7 +5985,7 @@ class Engine:
         retryable = (
             run.status in (RunStatus.FAILED, RunStatus.TIMEOUT) and run.failure_kind not in NOT_RETRIED_KINDS
         )
-        if retryable and run.attempt <= task.retry.max_attempts and not self._stopping.is_set():
+        if retryable and run.attempt <= step_retries(task, run) and not self._stopping.is_set():
             delay = task.retry.delay_before(run.attempt + 1)
             retry = Run(
                 new_id(),
@@ -5712,6 +6005,9 @@ class Engine:
             return
         if run.job_run_id:
             advance_job_run(self.store, run)
+        else:
+            for follower in follower_tasks(self.store, run):
+                self.fire(follower, Trigger.TASK, None)
 
     def _emit(self, run: Run) -> None:
         self.on_event({"event": "run", "run": run.to_dict()})
@@ -5730,7 +6026,9 @@ class Engine:
                 orphans.append(run)
             elif run.status is RunStatus.QUEUED and not run.owner and run.id not in queued:
                 self.store.enqueue(run)
-        return self._interrupt(orphans)
+        count = self._interrupt(orphans)
+        recover_job_runs(self.store)
+        return count
 
     def _reap_orphans(self) -> None:
         """Catch runs whose process died after the engine started (a foreground CLI run
@@ -5800,30 +6098,226 @@ def record_interrupted(store: Store, run: Run, *, was_running: bool) -> Run | No
 
 
 def advance_job_run(store: Store, run: Run) -> None:
-    """After a run that belongs to a job run: queue the job's next task, or finish."""
+    """After a run that belongs to a job run: queue the job's next step, or finish."""
     with store.locked():
         entry = store.job_runs().get(run.job_run_id or "")
-        if not entry or entry.get("status") != "running" or entry.get("current_run_id") != run.id:
+        if not entry or entry.get("status") != JobRunStatus.RUNNING or entry.get("current_run_id") != run.id:
             return
-        failed = run.status is not RunStatus.SUCCESS
-        if failed and not entry.get("continue_on_failure"):
-            store.save_job_run(run.job_run_id or "", {**entry, "status": "failed"})
+        ending = job_step_verdict(store, entry, run)
+        if ending is not None:
+            finish_job_run(store, run.job_run_id or "", entry, ending)
             return
-        start_job_step(store, run.job_run_id or "", {**entry, "position": entry["position"] + 1})
+        failed = int(entry.get("failed_steps") or 0) + (run.status is not RunStatus.SUCCESS)
+        start_job_step(
+            store, run.job_run_id or "", {**entry, "position": entry["position"] + 1, "failed_steps": failed}
+        )
+
+
+# How a job run ends after a step that did not succeed (and was not retried).
+STEP_ENDINGS = {RunStatus.INTERRUPTED: JobRunStatus.INTERRUPTED, RunStatus.CANCELLED: JobRunStatus.STOPPED}
+
+
+def job_step_verdict(store: Store, entry: JSONDict, run: Run) -> JobRunStatus | None:
+    """None: the job run goes on after `run`; else how it ends. A stopped or lost step
+    ends it whatever the policy; a failed one as its task's `on_failure` (or the job
+    run's `continue_on_failure`) says."""
+    if run.status is RunStatus.SUCCESS:
+        return None
+    if run.status in STEP_ENDINGS:
+        return STEP_ENDINGS[run.status]
+    task = next((task for task in store.task_list() if task.id == run.task_id), None)
+    if entry.get("continue_on_failure") or (task and task.on_failure is StepFailure.CONTINUE):
+        return None
+    return JobRunStatus.FAILED
+
+
+def step_retries(task: Task, run: Run) -> int:
+    """How many retries a failed run gets: its task's retry policy; a job step whose
+    task says on_failure: retry gets at least one."""
+    if run.job_run_id and task.on_failure is StepFailure.RETRY:
+        return max(task.retry.max_attempts, 1)
+    return task.retry.max_attempts
+
+
+def finish_job_run(store: Store, job_run_id: str, entry: JSONDict, status: JobRunStatus) -> None:
+    """Record the end of a job run, and forget the oldest ended runs of its job past
+    JOB_RUNS_KEPT."""
+    with store.locked():
+        store.save_job_run(
+            job_run_id, {**entry, "status": status.value, "finished_at": fmt_time(store.clock())}
+        )
+        ended = [
+            (str(other.get("started_at") or ""), other_id)
+            for other_id, other in store.job_runs().items()
+            if other.get("job_id") == entry.get("job_id") and other.get("status") != JobRunStatus.RUNNING
+        ]
+        for _, other_id in sorted(ended, reverse=True)[JOB_RUNS_KEPT:]:
+            store.save_job_run(other_id, None)
+
+
+def next_job_position(store: Store, entry: JSONDict, position: int) -> int:
+    """The first step from `position` that runs: not skipped, its task not deleted."""
+    task_ids = entry["task_ids"]
+    known = {task.id for task in store.task_list()}
+    skipped = set(entry.get("skipped") or [])
+    while position < len(task_ids) and (task_ids[position] not in known or task_ids[position] in skipped):
+        position += 1
+    return position
 
 
 def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None:
-    """Queue the task at `entry["position"]` (skipping tasks deleted meanwhile)."""
-    task_ids = entry["task_ids"]
-    known = {task.id for task in store.task_list()}
-    position = entry["position"]
-    while position < len(task_ids) and task_ids[position] not in known:
-        position += 1
-    if position >= len(task_ids):
-        store.save_job_run(job_run_id, {**entry, "position": position, "status": "completed"})
+    """Queue the task at `entry["position"]` (passing over skipped and deleted ones)."""
+    position = next_job_position(store, entry, entry["position"])
+    if position >= len(entry["task_ids"]):
+        # Steps that failed but let it go on (on_failure: continue) make it failed all the same.
+        status = JobRunStatus.FAILED if entry.get("failed_steps") else JobRunStatus.COMPLETED
+        finish_job_run(store, job_run_id, {**entry, "position": position}, status)
         return None
-    task = store.task(task_ids[position])
-    run = Run(
+    run = job_step_run(store, job_run_id, entry["task_ids"][position])
+    moved = {"position": position, "current_run_id": run.id, "previous_run_id": entry.get("current_run_id")}
+    # The run first: enqueue checks every file it needs and leaves nothing when it fails,
+    # so a job run never points at a step that was not queued (and stays "running").
+    store.enqueue(run)
+    store.save_job_run(job_run_id, {**entry, **moved})
+    return run
+
+
+def open_job_run(
+    store: Store,
+    job_id: str,
+    *,
+    continue_on_failure: bool,
+    trigger: Trigger,
+    owner: str | None = None,
+    scheduled_for: datetime | None = None,
+    save: bool = True,
+) -> tuple[str, JSONDict]:
+    """Record a new running job run of the job (Conflict if one still runs); `owner`:
+    the process that drives it itself (a foreground `jobs run`), else the engine.
+    `save` False: the caller saves it (start_job_step, under the same lock), one write less."""
+    with store.locked():
+        task_ids = job_run_plan(store, job_id)
+        for other_id, other in store.job_runs().items():
+            if other.get("job_id") != job_id or other.get("status") != JobRunStatus.RUNNING:
+                continue
+            if other.get("owner") and not owner_alive(other["owner"]):  # its `jobs run` died
+                finish_job_run(store, other_id, other, JobRunStatus.INTERRUPTED)
+            else:
+                raise Conflict("the job is already running; stop it first")
+        skipped = [task.id for task in store.tasks_of(job_id) if task.skip_in_job and task.id in task_ids]
+        entry: JSONDict = {
+            "job_id": job_id,
+            "task_ids": task_ids,
+            "skipped": skipped,
+            "position": 0,
+            "continue_on_failure": continue_on_failure,
+            "status": JobRunStatus.RUNNING.value,
+            "trigger": trigger.value,
+            "started_at": fmt_time(store.clock()),
+            "scheduled_for": fmt_time(scheduled_for),
+            "owner": owner,
+        }
+        job_run_id = new_id()
+        if save:
+            store.save_job_run(job_run_id, entry)
+    return job_run_id, entry
+
+
+def job_run_plan(store: Store, job_id: str) -> list[str]:
+    """The steps of a run of the job: its enabled tasks in task order (those with
+    skip_in_job among them, recorded as skipped). Conflict when nothing would run."""
+    tasks = [task for task in store.tasks_of(store.job(job_id).id) if task.enabled]
+    if not tasks:
+        raise Conflict("the job has no enabled tasks to run")
+    if all(task.skip_in_job for task in tasks):
+        raise Conflict("every enabled task of the job is skipped (skip_in_job): nothing to run")
+    return [task.id for task in tasks]
+
+
+def note_job_fire(
+    store: Store, job: Job, trigger: Trigger, status: JobRunStatus, note: str, scheduled_for: datetime | None
+) -> str:
+    """Record a fire of a job's schedule that started no job run (skipped, missed)."""
+    now = fmt_time(store.clock())
+    entry: JSONDict = {
+        "job_id": job.id,
+        "task_ids": [],
+        "status": status.value,
+        "trigger": trigger.value,
+        "started_at": now,
+        "finished_at": now,
+        "scheduled_for": fmt_time(scheduled_for),
+        "note": note,
+    }
+    job_run_id = new_id()
+    store.save_job_run(job_run_id, entry)
+    finish_job_run(store, job_run_id, entry, status)
+    return job_run_id
+
+
+def latest_job_runs(job_runs: dict[str, JSONDict]) -> dict[str, tuple[str, JSONDict]]:
+    """Each job's latest job run that has steps (not a fire that started none)."""
+    latest: dict[str, tuple[str, JSONDict]] = {}
+    for job_run_id, entry in sorted(job_runs.items(), key=lambda item: str(item[1].get("started_at") or "")):
+        if entry.get("task_ids") and isinstance(entry.get("job_id"), str):
+            latest[entry["job_id"]] = (job_run_id, entry)
+    return latest
+
+
+def job_run_statuses(store: Store, job_run_id: str, entry: JSONDict) -> list[RunStatus | None]:
+    """The status of each step of a job run that is not skipped (None: not run yet, or never)."""
+    steps = job_run_record(store, job_run_id, entry)["steps"]
+    statuses = [step["status"] for step in steps if step["status"] != JOB_STEP_SKIPPED]
+    return [RunStatus(status) if status in RunStatus.__members__.values() else None for status in statuses]
+
+
+def job_schedule_fields(job: Job, schedules: dict[str, JSONDict]) -> JSONDict:
+    state = schedules.get(job.id) or {}
+    return {"next_run_at": state.get("next_run_at"), "schedule_text": describe_schedule(job.schedule)}
+
+
+def follower_tasks(store: Store, run: Run) -> list[Task]:
+    """The enabled tasks whose run_after names `run`'s task and is met by how it ended."""
+    return [
+        task
+        for task in store.task_list()
+        if task.enabled
+        and task.run_after
+        and task.run_after["task_id"] == run.task_id
+        and run.status in AFTER_STATUSES[AfterWhen(task.run_after["when"])]
+    ]
+
+
+def previous_step_run(store: Store, run: Run) -> Run | None:
+    """The run of the step before `run`'s in its job run (None outside a job run, or for
+    the first step)."""
+    entry = store.job_runs().get(run.job_run_id or "")
+    previous_id = entry.get("previous_run_id") if entry else None
+    if not isinstance(previous_id, str):
+        return None
+    try:
+        return store.run(previous_id)
+    except NotFound:
+        return None
+
+
+def placeholder_values(store: Store, run: Run, previous: Run | None) -> dict[str, str]:
+    """What each of PLACEHOLDERS stands for in `run`'s prompt ('' for what is unknown)."""
+    entry = store.job_runs().get(run.job_run_id or "") or {}
+    values = {
+        "job_run.id": run.job_run_id or "",
+        "job_run.started_at": str(entry.get("started_at") or ""),
+    }
+    if previous is not None:
+        values["previous.result"] = previous.result or ""
+        values["previous.session_id"] = previous.session_id or ""
+        values["previous.status"] = previous.status.value
+    return values
+
+
+def job_step_run(store: Store, job_run_id: str, task_id: str) -> Run:
+    task = store.task(task_id)
+    return Run(
         new_id(),
         task.id,
         trigger=Trigger.JOB,
@@ -5831,11 +6325,74 @@ def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None
         model=task.model,
         job_run_id=job_run_id,
     )
-    # The run first: enqueue checks every file it needs and leaves nothing when it fails,
-    # so a job run never points at a step that was not queued (and stays "running").
-    store.enqueue(run)
-    store.save_job_run(job_run_id, {**entry, "position": position, "current_run_id": run.id})
-    return run
+
+
+def recover_job_runs(store: Store) -> int:
+    """Job runs left running by a process that died: one driven by a foreground `jobs run`
+    (it has an owner) is interrupted; one the engine drove goes on from its current
+    step's outcome (interrupted if that step was), or is interrupted if the step is gone.
+    Call after the runs themselves are recovered. Returns how many were touched."""
+    count = 0
+    for job_run_id, entry in store.job_runs().items():
+        if entry.get("status") != JobRunStatus.RUNNING:
+            continue
+        owner = entry.get("owner")
+        if owner and owner_alive(owner):
+            continue
+        try:
+            current = store.run(str(entry.get("current_run_id")))
+        except NotFound:
+            current = None
+        if current is not None and current.is_active and not owner:
+            continue  # a queued step: the engine runs it and goes on
+        count += 1
+        if current is None or owner:
+            finish_job_run(store, job_run_id, entry, JobRunStatus.INTERRUPTED)
+        else:
+            advance_job_run(store, current)
+    return count
+
+
+def job_run_record(store: Store, job_run_id: str, entry: JSONDict) -> JSONDict:
+    """A job run as the doors show it: its fields and each step with its run (the
+    latest attempt), `pending` while to come, `skipped`, or `not_run` once it ended."""
+    tasks = {task.id: task for task in store.task_list()}
+    steps = [
+        _job_step(store, job_run_id, entry, task_id, tasks.get(task_id))
+        for task_id in entry.get("task_ids") or []
+    ]
+    return {
+        "id": job_run_id,
+        "job_id": entry.get("job_id"),
+        "trigger": entry.get("trigger") or Trigger.MANUAL.value,
+        "status": entry.get("status"),
+        "started_at": entry.get("started_at"),
+        "finished_at": entry.get("finished_at"),
+        "continue_on_failure": bool(entry.get("continue_on_failure")),
+        "current_run_id": entry.get("current_run_id"),
+        "scheduled_for": entry.get("scheduled_for"),
+        "note": entry.get("note"),
+        "steps": steps,
+    }
+
+
+def _job_step(store: Store, job_run_id: str, entry: JSONDict, task_id: str, task: Task | None) -> JSONDict:
+    runs = [run for run in store.runs_of(task_id) if run.job_run_id == job_run_id] if task else []
+    last = max(runs, key=lambda run: (run.attempt, run.created_at), default=None)
+    if last is not None:
+        status = last.status.value
+    elif task_id in (entry.get("skipped") or []):
+        status = JOB_STEP_SKIPPED
+    else:
+        status = JOB_STEP_PENDING if entry.get("status") == JobRunStatus.RUNNING else JOB_STEP_NOT_RUN
+    return {
+        "task_id": task_id,
+        "task_name": task.name if task else None,
+        "status": status,
+        "run_id": last.id if last else None,
+        "attempts": len(runs),
+        "result": last.result if last else None,
+    }
 
 
 ####
@@ -6424,10 +6981,24 @@ class Service:
     def list_jobs(self) -> list[JSONDict]:
         with self.store.locked():
             statuses = self.store.statuses_by_job()
+            schedules = self.store.job_schedules()
+            latest = latest_job_runs(self.store.job_runs())
             return [
-                {**job.to_dict(), "progress": job_progress(statuses.get(job.id, []))}
+                {
+                    **job.to_dict(),
+                    **job_schedule_fields(job, schedules),
+                    "progress": self._progress(job.id, latest, statuses.get(job.id, [])),
+                }
                 for job in self.store.job_list()
             ]
+
+    def _progress(
+        self, job_id: str, latest: dict[str, tuple[str, JSONDict]], statuses: Iterable[RunStatus | None]
+    ) -> JSONDict:
+        """The steps of the job's latest job run, when it has one; else its tasks' latest runs."""
+        if job_id in latest:
+            return job_progress(job_run_statuses(self.store, *latest[job_id]))
+        return job_progress(statuses)
 
     def get_job(self, job_id: str) -> JSONDict:
         with self.store.locked():
@@ -6450,7 +7021,9 @@ class Service:
             {**data, "id": new_id(), "created_at": fmt_time(now), "updated_at": fmt_time(now)}
         )
         self._check_order(job)
+        self._check_job_future(data, job)
         self.store.save_job(job)
+        self._save_job_schedule(job, None)
         self.wake()
         return self._job_dict(job, [])
 
@@ -6469,9 +7042,16 @@ class Service:
             }
             job = Job.from_dict(merged)
             self._check_order(job)
+            self._check_job_future(data, job)
             self.store.save_job(job)
+            self._save_job_schedule(job, current)
         self.wake()
         return self.get_job(job_id)
+
+    def _check_job_future(self, data: JSONDict, job: Job) -> None:
+        at = job.schedule.at if job.schedule.type is ScheduleType.ONCE else None
+        if "schedule" in data and at and at <= self.clock():
+            raise Invalid(f"{fmt_local(at)} has passed; pick a time ahead", "schedule.at")
 
     def _check_order(self, job: Job) -> None:
         if not job.task_order:
@@ -6508,6 +7088,7 @@ class Service:
             tasks = self.store.tasks_of(self.store.job(job_id).id)
             orphans = self._stop_or_refuse([task.id for task in tasks], force, "job")
             counts = self.store.delete_job(job_id)
+            self.store.forget_job_runs(job_id)
         end_stray_sessions(session for session in map(stray_session, orphans) if session)
         self.wake()
         return {"deleted": counts.to_dict()}
@@ -6523,9 +7104,19 @@ class Service:
         stopped = [self._stop_locked(run.id) for run in active]
         return [orphan for _, orphan in stopped if orphan]
 
-    @staticmethod
-    def _job_dict(job: Job, tasks: list[Task]) -> JSONDict:
-        return {**job.to_dict(), "progress": job_progress(task.last_run_status for task in tasks)}
+    def _job_dict(self, job: Job, tasks: list[Task]) -> JSONDict:
+        latest = latest_job_runs(self.store.job_runs())
+        return {
+            **job.to_dict(),
+            **job_schedule_fields(job, self.store.job_schedules()),
+            "progress": self._progress(job.id, latest, [task.last_run_status for task in tasks]),
+        }
+
+    def _save_job_schedule(self, job: Job, current: Job | None) -> None:
+        """After a save: a new or changed job schedule gets its next fire time."""
+        if current is None or current.schedule != job.schedule:
+            upcoming = next_fire_after(job.schedule, self.clock(), job.created_at)
+            self.store.update_job_schedule(job.id, {"next_run_at": fmt_time(upcoming)})
 
     # Tasks -------------------------------------------------------------------
 
@@ -6549,6 +7140,7 @@ class Service:
         stamps = {"id": new_id(), "created_at": fmt_time(now), "updated_at": fmt_time(now)}
         task = Task.from_dict({**data, **stamps}, strict=True)
         self._check_future(data, task, now)
+        self._check_run_after(task)
         self.store.save_task(task, self._schedule_state(task, now))
         self.wake()
         return self.get_task(task.id)
@@ -6569,6 +7161,8 @@ class Service:
                 merged["env"] = {name: value for name, value in env.items() if value is not None}
             task = Task.from_dict(merged)
             self._check_future(data, task, now)
+            if "run_after" in data:
+                self._check_run_after(task)
             timing_changed = (task.schedule, task.enabled) != (current.schedule, current.enabled)
             self.store.save_task(task, self._schedule_state(task, now) if timing_changed else None)
             if current.job_id != task.job_id:
@@ -6616,6 +7210,24 @@ class Service:
             "times": [fmt_time(moment) for moment in times],
         }
 
+    def _check_run_after(self, task: Task) -> None:
+        """The task run_after names must exist, and following run_after must not come
+        back to this task (it would run for ever)."""
+        if not task.run_after:
+            return
+        upstream = str(task.run_after["task_id"])
+        tasks = {other.id: other for other in self.store.task_list()}
+        if upstream == task.id:
+            raise Invalid("a task cannot run after itself", "run_after.task_id")
+        if upstream not in tasks:
+            raise Invalid(f"no task with id {upstream!r}", "run_after.task_id")
+        links = {other.id: (other.run_after or {}).get("task_id") for other in tasks.values()}
+        links[task.id] = upstream
+        chain = after_chain(task.id, links)
+        if task.id in chain:
+            names = [task.name, *(tasks[link].name if link in tasks else link for link in chain)]
+            raise Invalid(f"that makes a cycle: {' → '.join(names)}", "run_after.task_id")
+
     @staticmethod
     def _check_future(data: JSONDict, task: Task, now: datetime) -> None:
         """A once schedule given now must lie ahead: one in the past would never fire."""
@@ -6633,6 +7245,10 @@ class Service:
         """User input: unknown fields (nested ones too) are errors, read-only ones ignored."""
         data = require_object(data)
         split_known(data, kind.EDITABLE, strict=True, ignored=kind.READ_ONLY)
+        if kind is Task and isinstance(data.get("prompt"), str):
+            check_placeholders(data["prompt"])
+        if kind is Job and data.get("schedule") is not None:
+            Schedule.from_dict(data["schedule"], strict=True)
         if kind is Task:
             if data.get("schedule") is not None:
                 Schedule.from_dict(data["schedule"], strict=True)
@@ -6684,32 +7300,71 @@ class Service:
         self.wake()
         return run.to_dict()
 
-    def run_job(self, job_id: str, *, continue_on_failure: bool = False) -> JSONDict:
+    def run_job(
+        self, job_id: str, *, continue_on_failure: bool = False, trigger: Trigger = Trigger.MANUAL
+    ) -> JSONDict:
         """Queue a job's enabled tasks to run one after another in its task order."""
         with self.store.locked():
-            task_ids = self.job_run_plan(job_id)
-            busy = [entry for entry in self.store.job_runs().values() if entry.get("job_id") == job_id]
-            if any(entry.get("status") == "running" for entry in busy):
-                raise Conflict("the job is already running; stop it first")
-            job_run_id = new_id()
-            entry = {
-                "job_id": job_id,
-                "task_ids": task_ids,
-                "position": 0,
-                "continue_on_failure": continue_on_failure,
-                "status": "running",
-                "started_at": fmt_time(self.clock()),
-            }
+            job_run_id, entry = self.open_job_run(
+                job_id, continue_on_failure=continue_on_failure, trigger=trigger
+            )
             first = start_job_step(self.store, job_run_id, entry)
+            entry = self.store.job_runs().get(job_run_id, entry)
         self.wake()
         return {"job_run_id": job_run_id, **entry, "run": first.to_dict() if first else None}
 
-    def job_run_plan(self, job_id: str) -> list[str]:
-        """The tasks a run of the job goes through: its enabled tasks in task order."""
-        tasks = [task.id for task in self.store.tasks_of(self.store.job(job_id).id) if task.enabled]
-        if not tasks:
-            raise Conflict("the job has no enabled tasks to run")
-        return tasks
+    def open_job_run(
+        self, job_id: str, *, continue_on_failure: bool, trigger: Trigger, owner: str | None = None
+    ) -> tuple[str, JSONDict]:
+        """Record a new running job run of the job (see `open_job_run`)."""
+        return open_job_run(
+            self.store, job_id, continue_on_failure=continue_on_failure, trigger=trigger, owner=owner
+        )
+
+    def list_job_runs(self, job_id: str) -> list[JSONDict]:
+        """The job's runs (as far as JOB_RUNS_KEPT), newest first, each with its steps."""
+        with self.store.locked():
+            job_id = self.store.job(job_id).id
+            for key, entry in self.store.job_runs().items():
+                if entry.get("job_id") == job_id:
+                    self._recover_foreground(key, entry)
+            entries = [
+                (key, entry) for key, entry in self.store.job_runs().items() if entry.get("job_id") == job_id
+            ]
+            entries.sort(key=lambda item: str(item[1].get("started_at") or ""), reverse=True)
+            return [job_run_record(self.store, key, entry) for key, entry in entries]
+
+    def _recover_foreground(self, job_run_id: str, entry: JSONDict) -> None:
+        """A running job run whose `jobs run` process is gone: its step (if one was going)
+        and it are interrupted now, as the engine would on its next start."""
+        owner = entry.get("owner")
+        if entry.get("status") != JobRunStatus.RUNNING or not owner or owner_alive(owner):
+            return
+        try:
+            step = self.store.run(str(entry.get("current_run_id")))
+        except NotFound:
+            step = None
+        if step is not None and step.is_active and step.owner and not owner_alive(step.owner):
+            interrupt_run(self.store, step)  # which ends the job run as interrupted
+        elif step is None or not step.is_active:
+            finish_job_run(self.store, job_run_id, entry, JobRunStatus.INTERRUPTED)
+
+    def note_job_step(self, job_run_id: str, position: int, run_id: str) -> None:
+        """Record the step a foreground job run has come to."""
+        with self.store.locked():
+            entry = self.store.job_runs()[job_run_id]
+            moved = {
+                "position": position,
+                "current_run_id": run_id,
+                "previous_run_id": entry.get("current_run_id"),
+            }
+            self.store.save_job_run(job_run_id, {**entry, **moved})
+
+    def end_job_run(self, job_run_id: str, status: JobRunStatus) -> None:
+        with self.store.locked():
+            entry = self.store.job_runs().get(job_run_id)
+            if entry and entry.get("status") == JobRunStatus.RUNNING:
+                finish_job_run(self.store, job_run_id, entry, status)
 
     def job_run_views(self) -> dict[str, JSONDict]:
         """Each job's latest run as a whole (see job_run_view), by job id."""
@@ -6734,13 +7389,13 @@ class Service:
         return job_run_view(job_run_id, entry, steps)
 
     def stop_job(self, job_id: str) -> JSONDict:
-        """Stop a job's running job runs and their current runs (and any active run of its tasks)."""
-        stopped = []
+        """Stop a job's running job runs (the steps not reached are not run) and their
+        current runs (and any active run of its tasks)."""
         with self.store.locked():
             task_ids = [task.id for task in self.store.tasks_of(self.store.job(job_id).id)]
             for job_run_id, entry in self.store.job_runs().items():
-                if entry.get("job_id") == job_id and entry.get("status") == "running":
-                    self.store.save_job_run(job_run_id, {**entry, "status": "stopped"})
+                if entry.get("job_id") == job_id and entry.get("status") == JobRunStatus.RUNNING:
+                    finish_job_run(self.store, job_run_id, entry, JobRunStatus.STOPPED)
             active = [run.id for task_id in task_ids for run in self.store.runs_of(task_id) if run.is_active]
             stopped = [self._stop_locked(run_id) for run_id in active]
         orphans = self._end_orphans([orphan for _, orphan in stopped if orphan])
@@ -8520,9 +9175,21 @@ def _api_job_tasks(service: Service, call: ApiCall) -> ApiReply:
     body="JobRunOptions",
 )
 def _api_run_job(service: Service, call: ApiCall) -> ApiReply:
-    options = _body_options(call.body, ("continue_on_failure",))
+    options = _body_options(call.body, ("continue_on_failure", "trigger"))
     keep_going = read_bool(options.get("continue_on_failure", False), "continue_on_failure")
-    return HTTPStatus.ACCEPTED, service.run_job(call.ids["job_id"], continue_on_failure=keep_going)
+    trigger = read_enum(options.get("trigger", Trigger.API), "trigger", Trigger)
+    if trigger not in CLIENT_TRIGGERS:
+        raise Invalid(f"must be one of {', '.join(CLIENT_TRIGGERS)} (got {trigger.value!r})", "trigger")
+    return HTTPStatus.ACCEPTED, service.run_job(
+        call.ids["job_id"], continue_on_failure=keep_going, trigger=trigger
+    )
+
+
+@api_route(
+    "GET", API_JOB_PATH + "/runs", "The job's runs, newest first, each with its steps", schema="JobRunList"
+)
+def _api_job_runs(service: Service, call: ApiCall) -> ApiReply:
+    return HTTPStatus.OK, {"job_runs": service.list_job_runs(call.ids["job_id"])}
 
 
 @api_route("POST", API_JOB_PATH + "/stop", "Stop the job's runs", schema="JobStop")
@@ -9004,6 +9671,23 @@ def _task_field_schemas() -> JSONDict:
             "type": "boolean",
             "description": "a run in which claude was refused a tool call fails (permission_denied)",
         },
+        "on_failure": {
+            **_schema_enum(StepFailure),
+            "description": "in a job run, after this step fails: stop the job run, continue with "
+            "the next step, or retry it (per retry, at least once) and then stop",
+        },
+        "skip_in_job": {"type": "boolean", "description": "kept in its job but not run in job runs"},
+        "run_after": _schema_nullable(
+            {
+                **_schema_object(
+                    {"task_id": UUID_SCHEMA, "when": {**_schema_enum(AfterWhen), "default": "succeeded"}},
+                    required=["task_id"],
+                    closed=True,
+                ),
+                "description": "run this task each time that one finishes so (not its runs in job runs); "
+                "a cycle is refused",
+            }
+        ),
     }
 
 
@@ -9072,8 +9756,15 @@ def _job_schemas() -> JSONDict:
         "status": _schema_enum(JobStatus),
         "working_directory": _schema_nullable(_schema_text(PATH_MAX)),
         "task_order": _schema_array(UUID_SCHEMA),
+        "schedule": {**_schema_ref("Schedule"), "description": "when the whole job runs as one job run"},
+        "overlap": {
+            "enum": [Overlap.SKIP.value, Overlap.QUEUE.value],
+            "description": "if its last run still goes",
+        },
+        "catch_up": _schema_enum(CatchUp),
     }
     stamps = {"id": UUID_SCHEMA, "created_at": TIME_SCHEMA, "updated_at": TIME_SCHEMA}
+    derived = {"next_run_at": _schema_nullable(TIME_SCHEMA), "schedule_text": {"type": "string"}}
     progress = {key: _schema_count() for key in ("total", *PROGRESS_KEYS, "done")}
     progress |= {"percent": _schema_count(0, 100), "text": {"type": "string", "description": "done/total"}}
     counts = _schema_object(
@@ -9083,7 +9774,8 @@ def _job_schemas() -> JSONDict:
     return {
         "Progress": _schema_object(progress, required=list(progress)),
         "Job": _schema_object(
-            {**stamps, **fields, "progress": _schema_ref("Progress")}, required=[*stamps, *fields]
+            {**stamps, **fields, **derived, "progress": _schema_ref("Progress")},
+            required=[*stamps, *fields, *derived],
         ),
         "JobDetail": {
             "allOf": [
@@ -9116,20 +9808,69 @@ def _job_schemas() -> JSONDict:
             required=["task", "counts", "active_runs"],
         ),
         "JobRunOptions": _schema_object(
-            {"continue_on_failure": {"type": "boolean", "default": False}}, closed=True
+            {
+                "continue_on_failure": {"type": "boolean", "default": False},
+                "trigger": {"enum": list(CLIENT_TRIGGERS), "default": Trigger.API.value},
+            },
+            closed=True,
         ),
         "JobRun": _schema_object(
             {
                 "job_run_id": UUID_SCHEMA,
                 "job_id": UUID_SCHEMA,
                 "task_ids": _schema_array(UUID_SCHEMA),
+                "skipped": {**_schema_array(UUID_SCHEMA), "description": "steps left out (skip_in_job)"},
                 "position": _schema_count(),
                 "continue_on_failure": {"type": "boolean"},
-                "status": {"type": "string"},
+                "status": _schema_enum(JobRunStatus),
+                "trigger": _schema_enum(Trigger),
                 "started_at": TIME_SCHEMA,
+                "finished_at": _schema_nullable(TIME_SCHEMA),
+                "owner": _schema_nullable({"type": "string"}),
+                "current_run_id": _schema_nullable(UUID_SCHEMA),
+                "scheduled_for": _schema_nullable(TIME_SCHEMA),
+                "previous_run_id": _schema_nullable(UUID_SCHEMA),
+                "failed_steps": _schema_count(),
                 "run": _schema_nullable(_schema_ref("Run")),
             },
             required=["job_run_id", "job_id", "task_ids", "status", "run"],
+        ),
+        "JobRunStep": _schema_object(
+            {
+                "task_id": UUID_SCHEMA,
+                "task_name": _schema_nullable({"type": "string"}),
+                "status": {
+                    "enum": [
+                        *(status.value for status in RunStatus),
+                        JOB_STEP_PENDING,
+                        JOB_STEP_SKIPPED,
+                        JOB_STEP_NOT_RUN,
+                    ]
+                },
+                "run_id": _schema_nullable(UUID_SCHEMA),
+                "attempts": _schema_count(),
+                "result": _schema_nullable({"type": "string"}),
+            },
+            required=["task_id", "task_name", "status", "run_id", "attempts", "result"],
+        ),
+        "JobRunRecord": _schema_object(
+            {
+                "id": UUID_SCHEMA,
+                "job_id": UUID_SCHEMA,
+                "trigger": _schema_enum(Trigger),
+                "status": _schema_enum(JobRunStatus),
+                "started_at": TIME_SCHEMA,
+                "finished_at": _schema_nullable(TIME_SCHEMA),
+                "continue_on_failure": {"type": "boolean"},
+                "current_run_id": _schema_nullable(UUID_SCHEMA),
+                "scheduled_for": _schema_nullable(TIME_SCHEMA),
+                "note": _schema_nullable({"type": "string", "description": "why a fire started no job run"}),
+                "steps": _schema_array(_schema_ref("JobRunStep")),
+            },
+            required=["id", "job_id", "trigger", "status", "started_at", "finished_at", "steps"],
+        ),
+        "JobRunList": _schema_object(
+            {"job_runs": _schema_array(_schema_ref("JobRunRecord"))}, required=["job_runs"]
         ),
         "JobStop": _schema_object(
             {"job_id": UUID_SCHEMA, "stopped_runs": _schema_array(_schema_ref("Run"))},
@@ -9892,9 +10633,14 @@ class ApiClient:
     def request_run(self, task_id: str, trigger: Trigger = Trigger.MANUAL) -> JSONDict:
         return self._object("POST", _api_path("tasks", task_id, "run"), body={"trigger": trigger})
 
-    def run_job(self, job_id: str, *, continue_on_failure: bool = False) -> JSONDict:
-        body = {"continue_on_failure": continue_on_failure}
+    def run_job(
+        self, job_id: str, *, continue_on_failure: bool = False, trigger: Trigger = Trigger.MANUAL
+    ) -> JSONDict:
+        body = {"continue_on_failure": continue_on_failure, "trigger": trigger}
         return self._object("POST", _api_path("jobs", job_id, "run"), body=body)
+
+    def list_job_runs(self, job_id: str) -> list[JSONDict]:
+        return self._items(_api_path("jobs", job_id, "runs"), "job_runs")
 
     def stop_job(self, job_id: str) -> JSONDict:
         return self._object("POST", _api_path("jobs", job_id, "stop"))
@@ -10124,6 +10870,12 @@ def run_status_text(run: Mapping[str, JSON]) -> str:
     return f"{run['status']}" + (f" ({kind})" if kind else "") + marked
 
 
+JOB_STEP_COLUMNS: tuple[tuple[str, Row], ...] = (
+    ("STEP", lambda step: step["task_name"] or f"(deleted task {_short(step['task_id'])})"),
+    ("STATUS", lambda step: step["status"]),
+    ("RUN", lambda step: _short(step["run_id"])),
+    ("ATTEMPTS", lambda step: str(step["attempts"])),
+)
 RUN_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("ID", lambda run: _short(run["id"])),
     ("TASK", lambda run: _short(run["task_id"])),
@@ -10344,6 +11096,9 @@ def _usage_text(usage: JSONDict) -> str:
 
 def _cmd_jobs_create(ctx: CliContext) -> int:
     fields = _job_fields(ctx.args)
+    schedule = _schedule_from_args(ctx.args)
+    if schedule is not None:
+        fields["schedule"] = schedule
     job = ctx.backend.create_job(fields)
     ctx.warn_about_paths(fields)
     return ctx.show(job, lambda: f"Created job {_short(job['id'])}: {job['name']}")
@@ -10351,9 +11106,14 @@ def _cmd_jobs_create(ctx: CliContext) -> int:
 
 def _cmd_jobs_update(ctx: CliContext) -> int:
     fields = _job_fields(ctx.args)
-    if not fields:
-        raise BadRequest("nothing to change: give at least one option (see --help)")
-    job = ctx.backend.update_job(ctx.resolve("job", ctx.args.id), fields)
+    job_id = ctx.resolve("job", ctx.args.id)
+    with ctx.one_step():
+        schedule = _schedule_from_args(ctx.args, ctx.backend.get_job(job_id)["schedule"])
+        if schedule is not None:
+            fields["schedule"] = schedule
+        if not fields:
+            raise BadRequest("nothing to change: give at least one option (see --help)")
+        job = ctx.backend.update_job(job_id, fields)
     ctx.warn_about_paths(fields)
     return ctx.show(job, lambda: f"Updated job {_short(job['id'])}: {job['name']}")
 
@@ -10372,6 +11132,8 @@ def _job_fields(args: argparse.Namespace) -> JSONDict:
         "description": "description",
         "status": "status",
         "working_dir": "working_directory",
+        "overlap": "overlap",
+        "catch_up": "catch_up",
     }
     fields = {key: getattr(args, opt) for opt, key in options.items() if getattr(args, opt, None) is not None}
     if fields.get("working_directory"):
@@ -11004,33 +11766,39 @@ RUN_DELETED = "the run was deleted while it ran (with its task or job); its sess
 
 
 def _run_in_foreground(
-    ctx: CliContext, task_ids: list[str], *, stop_on_failure: bool, trigger: Trigger
+    ctx: CliContext,
+    task_ids: list[str],
+    *,
+    stop_on_failure: bool,
+    trigger: Trigger,
+    job_run: tuple[str, JSONDict] | None = None,
 ) -> int:
     """Run tasks one after another in this process, streaming each session; Ctrl-C
     (or SIGTERM/SIGHUP) stops the current run (recorded as cancelled) and the rest.
+    `job_run` (id, entry): the steps of that job run, recorded in it as they go.
     With --json only the finished runs are printed, as {"runs": [...]}."""
     assert isinstance(ctx.backend, Service), "only direct mode runs sessions in this process"
-    store = ctx.backend.store
-    executor = Executor(store)
+    service = ctx.backend
+    executor = Executor(service.store)
     finished: list[JSONDict] = []
+    ending: JobRunStatus | None = None
     with _signals_interrupt():
         for n, task_id in enumerate(task_ids):
-            task = store.task(task_id)
-            if not ctx.args.json:
-                ctx.emit(f"Running task {_short(task.id)}: {task.name}")
-            run = _claim_when_free(
-                ctx,
-                executor,
-                Run(new_id(), task.id, trigger=trigger, created_at=store.clock(), model=task.model),
-            )
-            with _watchdog(store.home, run.id):
+            run = _foreground_step(ctx, executor, task_id, (n, trigger), job_run)
+            if run is None:
+                continue
+            with _watchdog(service.store.home, run.id):
                 finished.append(_perform_streaming(ctx, executor, run))
-            status = finished[-1]["status"]
-            if task.retry.max_attempts and status in (RunStatus.FAILED, RunStatus.TIMEOUT):
-                ctx.err(_not_retried_hint(finished[-1]))
-            if status == RunStatus.CANCELLED or (status != RunStatus.SUCCESS and stop_on_failure):
-                _say_not_run(ctx, task_ids[n + 1 :])
+            if job_run is None:
+                _queue_followers(ctx, finished[-1])
+            ending = _foreground_verdict(ctx, finished[-1], stop_on_failure, job_run)
+            if ending is not None:
+                skipped = job_run[1]["skipped"] if job_run else []
+                _say_not_run(ctx, [task_id for task_id in task_ids[n + 1 :] if task_id not in skipped])
                 break
+    if job_run is not None:
+        failed = any(run["status"] != RunStatus.SUCCESS for run in finished)
+        service.end_job_run(job_run[0], ending or (JobRunStatus.FAILED if failed else JobRunStatus.COMPLETED))
     if ctx.args.json:
         ctx.emit(json.dumps(finished[0] if len(task_ids) == 1 else {"runs": finished}, indent=2), exact=True)
     return 0 if all(run["status"] == RunStatus.SUCCESS for run in finished) else 1
@@ -11121,6 +11889,57 @@ def _not_retried_hint(run: JSONDict) -> str:
     return "Not retried: retries are made by the engine (run it with --detach)."
 
 
+def _foreground_step(
+    ctx: CliContext,
+    executor: Executor,
+    task_id: str,
+    place: tuple[int, Trigger],
+    job_run: tuple[str, JSONDict] | None,
+) -> Run | None:
+    """Claim the run of one step; None for a step the job run skips (or whose task is gone)."""
+    store = executor.store
+    position, trigger = place
+    if job_run is not None:
+        job_run_id, entry = job_run
+        if next_job_position(store, entry, position) != position:
+            return None
+        run = job_step_run(store, job_run_id, task_id)
+        assert isinstance(ctx.backend, Service)
+        ctx.backend.note_job_step(job_run_id, position, run.id)
+    else:
+        task = store.task(task_id)
+        run = Run(new_id(), task.id, trigger=trigger, created_at=store.clock(), model=task.model)
+    if not ctx.args.json:
+        ctx.emit(f"Running task {_short(task_id)}: {store.task(task_id).name}")
+    return _claim_when_free(ctx, executor, run)
+
+
+def _queue_followers(ctx: CliContext, run: JSONDict) -> None:
+    """Tasks that run after this one: queued for the engine, said on stderr."""
+    assert isinstance(ctx.backend, Service)
+    with contextlib.suppress(NotFound):
+        for task in follower_tasks(ctx.backend.store, ctx.backend.store.run(run["id"])):
+            queued = ctx.backend.request_run(task.id, Trigger.TASK)
+            ctx.err(f"Queued run {_short(queued['id'])} of {task.name} (it runs after this task)")
+
+
+def _foreground_verdict(
+    ctx: CliContext, run: JSONDict, stop_on_failure: bool, job_run: tuple[str, JSONDict] | None
+) -> JobRunStatus | None:
+    """None: go on to the next task; else how the tasks (job run) end after `run`."""
+    status = run["status"]
+    if status in (RunStatus.FAILED, RunStatus.TIMEOUT):
+        task = ctx.backend.get_task(run["task_id"])
+        if task["retry"]["max_attempts"] or task["on_failure"] == StepFailure.RETRY:
+            ctx.err(_not_retried_hint(run))
+    if job_run is not None:
+        assert isinstance(ctx.backend, Service)
+        return job_step_verdict(ctx.backend.store, job_run[1], Run.from_dict(run))
+    if status == RunStatus.CANCELLED:
+        return JobRunStatus.STOPPED
+    return JobRunStatus.FAILED if status != RunStatus.SUCCESS and stop_on_failure else None
+
+
 def _say_not_run(ctx: CliContext, task_ids: list[str]) -> None:
     if not ctx.args.json:
         names = {task["id"]: task["name"] for task in ctx.backend.list_tasks()}
@@ -11175,18 +11994,62 @@ def _cmd_jobs_run(ctx: CliContext) -> int:
     job_id = ctx.resolve("job", ctx.args.id)
     status = ctx.backend.engine_status()
     if ctx.args.detach or status["running"] or not isinstance(ctx.backend, Service):
-        result = ctx.backend.run_job(job_id, continue_on_failure=ctx.args.continue_on_failure)
+        result = ctx.backend.run_job(
+            job_id, continue_on_failure=ctx.args.continue_on_failure, trigger=Trigger.CLI
+        )
         note = _engine_note(ctx, result["task_ids"]) or f"Follow it with: runs list --job {_short(job_id)}"
         text = (
             f"Handed to the engine: job run {_short(result['job_run_id'])}, "
-            f"{_plural(len(result['task_ids']), 'task')} one after another."
+            f"{_plural(len(result['task_ids']) - len(result['skipped']), 'task')} one after another."
         )
         return ctx.show(result, lambda: f"{text}\n{note}")
-    tasks = ctx.backend.job_run_plan(job_id)
-    _warn_if_held(ctx, tasks)
-    return _run_in_foreground(
-        ctx, tasks, stop_on_failure=not ctx.args.continue_on_failure, trigger=Trigger.JOB
+    job_run_id, entry = ctx.backend.open_job_run(
+        job_id, continue_on_failure=ctx.args.continue_on_failure, trigger=Trigger.CLI, owner=process_owner()
     )
+    _warn_if_held(ctx, [task_id for task_id in entry["task_ids"] if task_id not in entry["skipped"]])
+    return _run_in_foreground(
+        ctx,
+        entry["task_ids"],
+        stop_on_failure=not ctx.args.continue_on_failure,
+        trigger=Trigger.JOB,
+        job_run=(job_run_id, entry),
+    )
+
+
+def _cmd_jobs_runs(ctx: CliContext) -> int:
+    job_id = ctx.resolve("job", ctx.args.id)
+    runs = ctx.backend.list_job_runs(job_id)[: ctx.args.count]
+    return ctx.show(
+        {"job_runs": runs}, lambda: "\n\n".join(map(_job_run_text, runs)) if runs else "No job runs yet."
+    )
+
+
+def _job_run_text(job_run: JSONDict) -> str:
+    ended = f", ended {_when(job_run['finished_at'])}" if job_run["finished_at"] else ""
+    head = (
+        f"Job run {_short(job_run['id'])}: {job_run['status']} ({job_run['trigger']}), "
+        f"started {_when(job_run['started_at'])}{ended}"
+    )
+    return f"{head}\n{format_table(job_run['steps'], JOB_STEP_COLUMNS)}"
+
+
+def _task_of_job(text: str, task_ids: list[str], job_name: str) -> str:
+    try:
+        return match_id("task", text, task_ids)
+    except NotFound:
+        raise NotFound(f"no task of the job {job_name!r} has the id {text!r}") from None
+
+
+def _cmd_jobs_order(ctx: CliContext) -> int:
+    """Set a job's task order: the tasks named come first, in that order; the others follow as they were."""
+    with ctx.one_step():
+        job = ctx.backend.get_job(ctx.resolve("job", ctx.args.id))
+        mine = [task["id"] for task in job["tasks"]]
+        named = [_task_of_job(text, mine, job["name"]) for text in ctx.args.tasks]
+        order = named + [task_id for task_id in mine if task_id not in named]
+        job = ctx.backend.update_job(job["id"], {"task_order": order})
+    names = [task["name"] for task in job["tasks"]]
+    return ctx.show(job, lambda: "Order: " + ", ".join(f"{n}. {name}" for n, name in enumerate(names, 1)))
 
 
 def _cmd_jobs_stop(ctx: CliContext) -> int:
@@ -11428,6 +12291,19 @@ def _read_prompt(args: argparse.Namespace) -> str | None:
     return str(args.prompt) if args.prompt is not None else None
 
 
+def _run_after_from_args(ctx: CliContext, current: JSONDict | None) -> JSONDict | None:
+    args = ctx.args
+    if args.after is not None and args.after.strip().lower() == "none":
+        if args.after_when is not None:
+            raise BadRequest("--after-when goes with --after TASK, not --after none")
+        return None
+    previous = (current or {}).get("run_after") or {}
+    if args.after is None and not previous:
+        raise BadRequest("--after-when goes with --after TASK")
+    task_id = ctx.resolve("task", args.after) if args.after is not None else previous["task_id"]
+    return {"task_id": task_id, "when": args.after_when or previous.get("when") or AfterWhen.SUCCEEDED.value}
+
+
 TASK_OPTIONS: tuple[tuple[str, str], ...] = (
     ("name", "name"),
     ("model", "model"),
@@ -11442,6 +12318,8 @@ TASK_OPTIONS: tuple[tuple[str, str], ...] = (
     ("catch_up", "catch_up"),
     ("enabled", "enabled"),
     ("fail_on_denials", "fail_on_permission_denials"),
+    ("on_failure", "on_failure"),
+    ("skip_in_job", "skip_in_job"),
 )
 
 
@@ -11463,6 +12341,8 @@ def _task_fields(ctx: CliContext, *, creating: bool, prompt: str | None) -> JSON
     schedule = _schedule_from_args(args, current["schedule"] if current else None)
     if schedule is not None:
         fields["schedule"] = schedule
+    if args.after is not None or args.after_when is not None:
+        fields["run_after"] = _run_after_from_args(ctx, current)
     if args.timeout is not None:
         fields["timeout_seconds"] = parse_duration(args.timeout, "--timeout")
     for option, key in (("--allowed-tools", "allowed_tools"), ("--disallowed-tools", "disallowed_tools")):
@@ -11600,6 +12480,24 @@ def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
     )
     parser.add_argument("--overlap", choices=[mode.value for mode in Overlap], help="if still running")
     parser.add_argument("--catch-up", choices=[mode.value for mode in CatchUp], help="after downtime")
+    parser.add_argument(
+        "--on-failure",
+        choices=[mode.value for mode in StepFailure],
+        help="in a job run, after this step fails: stop (default), continue, or retry it first",
+    )
+    parser.add_argument(
+        "--skip-in-job",
+        action=argparse.BooleanOptionalAction,
+        help="keep it in its job but leave it out of job runs",
+    )
+    parser.add_argument(
+        "--after", metavar="TASK", help="run each time TASK finishes (see --after-when); 'none' stops that"
+    )
+    parser.add_argument(
+        "--after-when",
+        choices=[when.value for when in AfterWhen],
+        help="with --after: which ends (default succeeded)",
+    )
     env_help = "extra environment" if creating else "set one variable (the others stay)"
     parser.add_argument("--env", action="append", metavar="NAME=VALUE", help=f"{env_help}; repeatable")
     if not creating:
@@ -11647,6 +12545,16 @@ def _jobs_create_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--description")
     parser.add_argument("--working-dir", metavar="DIR", help="default folder for the job's tasks")
+    _job_schedule_options(parser)
+
+
+def _job_schedule_options(parser: argparse.ArgumentParser) -> None:
+    """A job's own schedule: it runs all its tasks, in order, as one job run."""
+    _schedule_options(parser, events=True)
+    parser.add_argument(
+        "--overlap", choices=[Overlap.SKIP.value, Overlap.QUEUE.value], help="if its last job run still goes"
+    )
+    parser.add_argument("--catch-up", choices=[mode.value for mode in CatchUp], help="after downtime")
 
 
 def _jobs_update_options(parser: argparse.ArgumentParser) -> None:
@@ -11655,6 +12563,7 @@ def _jobs_update_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--description")
     parser.add_argument("--status", choices=[status.value for status in JobStatus])
     parser.add_argument("--working-dir", metavar="DIR")
+    _job_schedule_options(parser)
 
 
 def _tasks_list_options(parser: argparse.ArgumentParser) -> None:
@@ -11724,6 +12633,16 @@ def _jobs_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detach", action="store_true", help="hand the job to the engine and return")
     parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
     _with_now(parser)
+
+
+def _jobs_runs_options(parser: argparse.ArgumentParser) -> None:
+    _with_id(parser)
+    _count_option(parser, 10)
+
+
+def _jobs_order_options(parser: argparse.ArgumentParser) -> None:
+    _with_id(parser)
+    parser.add_argument("tasks", nargs="+", metavar="TASK", help="task ids (prefixes) to put first, in order")
 
 
 def _settings_set_options(parser: argparse.ArgumentParser) -> None:
@@ -11825,6 +12744,8 @@ CLI_COMMANDS: list[CliSpec] = [
     ("tasks", "run", _cmd_tasks_run, _tasks_run_options),
     ("jobs", "run", _cmd_jobs_run, _jobs_run_options),
     ("jobs", "stop", _cmd_jobs_stop, _with_id),
+    ("jobs", "runs", _cmd_jobs_runs, _jobs_runs_options),
+    ("jobs", "order", _cmd_jobs_order, _jobs_order_options),
     ("engine", "status", _cmd_engine_status, _no_options),
     ("engine", "pause", _cmd_engine_pause, _pause_options(True)),
     ("engine", "resume", _cmd_engine_pause, _pause_options(False)),
@@ -11880,6 +12801,8 @@ CLI_HELP = {
     "hand it to the engine. During a usage-limit hold a run here warns and goes ahead (you asked "
     "for it); one handed to the engine waits for the hold to lift",
     "stop": "stop what is running",
+    "runs": "a job's runs, newest first, with each step's status",
+    "order": "set the order a job runs its tasks in",
     "log": "show a run's log (--follow to keep watching)",
     "status": "who runs the engine, whether it is paused or holds runs for a usage limit",
     "pause": "stop starting new runs (running ones go on)",
@@ -12383,6 +13306,8 @@ def task_to_form(task: JSONDict) -> FormValues:
         "timeout_seconds": str(task.get("timeout_seconds") or DEFAULT_TIMEOUT),
         "max_turns": str(task.get("max_turns") or ""),
         "session_mode": task.get("session_mode") or SessionMode.NEW.value,
+        "on_failure": task.get("on_failure") or StepFailure.STOP.value,
+        "skip_in_job": bool(task.get("skip_in_job")),
         "allowed_tools": ", ".join(task.get("allowed_tools") or []),
         "disallowed_tools": ", ".join(task.get("disallowed_tools") or []),
         "append_system_prompt": task.get("append_system_prompt") or "",
@@ -12484,6 +13409,8 @@ def form_to_task(form: Mapping[str, str | bool], original: JSONDict | None = Non
         "timeout_seconds": _form_number(text["timeout_seconds"], "timeout_seconds", int),
         "max_turns": _form_number(text["max_turns"], "max_turns", int),
         "session_mode": text["session_mode"],
+        "on_failure": text["on_failure"],
+        "skip_in_job": bool(form["skip_in_job"]),
         "allowed_tools": split_tool_rules(text["allowed_tools"], "allowed_tools"),
         "disallowed_tools": split_tool_rules(text["disallowed_tools"], "disallowed_tools"),
         "append_system_prompt": str(form["append_system_prompt"]).strip() or None,
@@ -13666,6 +14593,9 @@ class TasksPane:
                 ("run", "▶ Run now", app.run_task),
                 ("toggle", "Disable", app.toggle_task),
                 ("delete", "Delete", app.delete_task),
+                None,
+                ("up", "▲ Up", lambda: app.move_task(-1)),
+                ("down", "▼ Down", lambda: app.move_task(1)),
             ),
         )
         body = ttk.Frame(self.frame)
@@ -13713,7 +14643,15 @@ class TasksPane:
         self.filter_entry.select_range(0, "end")
 
     def set_actions(self, task: JSONDict | None) -> None:
-        _enable(self.buttons, run=task is not None, toggle=task is not None, delete=task is not None)
+        in_job = task is not None and bool(task.get("job_id"))  # a job's order: the order it runs in
+        _enable(
+            self.buttons,
+            run=task is not None,
+            toggle=task is not None,
+            delete=task is not None,
+            up=in_job,
+            down=in_job,
+        )
         enabled = task is None or bool(task.get("enabled", True))
         self.buttons["toggle"].configure(text="Disable" if enabled else "Enable")
 
@@ -13879,16 +14817,7 @@ class RunsPane:
             self.table.fit_columns()
         now = utcnow()
         kept = [run for run in runs if run_matches(run, *self.filter_values(), now)]
-        rows = [
-            TreeRow(
-                run["id"],
-                run,
-                str(run["status"]),
-                tags=("failed",) if run["status"] in GUI_FAILED_KEYS else (),
-            )
-            for run in kept
-        ]
-        self.table.show(rows)
+        self.table.show(run_rows(kept) if with_task else [_run_row(run) for run in kept])
         self.table.select(selected)
         self.chart.show(daily_usage(runs, now))
         shown = "" if len(kept) == len(runs) else f" ({len(kept)} shown)"
@@ -13899,12 +14828,66 @@ class RunsPane:
         _enable(self.buttons, stop=active, rerun=run is not None, delete=run is not None and not active)
 
     def _on_select(self, iid: str | None) -> None:
-        if iid is not None:
+        if iid is not None and not iid.startswith(JOB_RUN_IID_PREFIX):  # a job run's row has no log
             self.app.select_run(iid)
 
     def _on_double_click(self, event: tk.Event[tk.Misc]) -> None:
         if self.table.tree.identify_row(event.y):  # not a heading, nor the space below the rows
             self.app.open_run_details()
+
+
+JOB_RUN_IID_PREFIX = "jr:"  # a job run's row in the Runs pane, its steps' runs beneath
+
+
+def _run_row(run: JSONDict) -> TreeRow:
+    return TreeRow(
+        run["id"], run, str(run["status"]), tags=("failed",) if run["status"] in GUI_FAILED_KEYS else ()
+    )
+
+
+def run_rows(runs: list[JSONDict]) -> list[TreeRow]:
+    """The Runs pane's rows for runs listed newest first: the runs of one job run go
+    beneath a row of their own (at the place of its newest step), oldest step first."""
+    rows: list[TreeRow] = []
+    groups: dict[str, TreeRow] = {}
+    steps: dict[str, list[TreeRow]] = {}
+    for run in runs:
+        job_run_id = run.get("job_run_id")
+        if not job_run_id:
+            rows.append(_run_row(run))
+            continue
+        if job_run_id not in groups:
+            steps[job_run_id] = []
+            groups[job_run_id] = TreeRow(
+                JOB_RUN_IID_PREFIX + job_run_id, {}, "", steps[job_run_id], is_open=True
+            )
+            rows.append(groups[job_run_id])
+        steps[job_run_id].insert(0, _run_row(run))
+    for job_run_id, group in groups.items():
+        group.record = _job_run_row_record(job_run_id, [row.record for row in steps[job_run_id]])
+        group.status = str(group.record["status"])
+        group.tags = ("failed",) if group.status in GUI_FAILED_KEYS else ()
+    return rows
+
+
+def _job_run_row_record(job_run_id: str, steps: list[JSONDict]) -> JSONDict:
+    """A job run as a row of the Runs pane, from its steps' runs (oldest first)."""
+    active = [step for step in steps if step["status"] in ACTIVE_STATUSES]
+    last = steps[-1]
+    costs = [step["cost_usd"] for step in steps if step.get("cost_usd") is not None]
+    durations = [step["duration_seconds"] for step in steps if step.get("duration_seconds") is not None]
+    return {
+        "id": job_run_id,
+        "status": active[0]["status"] if active else last["status"],
+        "task_id": "",
+        "task_name": f"Job run {_short(job_run_id)} · {_plural(len(steps), 'step')}",
+        "trigger": "job",
+        "created_at": steps[0]["created_at"],
+        "started_at": steps[0].get("started_at"),
+        "finished_at": None if active else last.get("finished_at"),
+        "duration_seconds": None if active else sum(durations) if durations else None,
+        "cost_usd": sum(costs) if costs else None,
+    }
 
 
 class LogsPane:
@@ -14152,7 +15135,16 @@ EDITOR_FIELD_ROWS = {
 }
 OVERLAP_LABELS = {"skip": "Skip the new run", "queue": "Queue one more", "parallel": "Run in parallel"}
 CATCH_UP_LABELS = {"once": "Catch up once", "skip": "Skip (recorded)"}
-SESSION_LABELS = {"new": "New each run", "resume": "Resume the last"}
+STEP_FAILURE_LABELS = {
+    "stop": "Stop after a failure",
+    "continue": "Go on after a failure",
+    "retry": "Retry, then stop",
+}
+SESSION_LABELS = {
+    "new": "New each run",
+    "resume": "Resume the last",
+    "previous": "Continue the previous step",
+}
 NO_JOB_LABEL = "(No job)"
 EDITOR_PATH_HINTS = {  # the editor says under these which of their paths are not there
     "add_dirs": "one per line; Claude may use them too",
@@ -14308,6 +15300,9 @@ class EditorPane:
         row = self._entry(tab, row, "retry.backoff", "Backoff", hint="the delay grows by this factor")
         row = self._text(tab, row, "env", "Environment", height=3)
         self._note(tab, row - 1, "env", "NAME=value, one per line")
+        row = self._choice(tab, row, "on_failure", "In a job run", STEP_FAILURE_LABELS)
+        self._note(tab, row - 1, "on_failure", "what the job run does after this step fails")
+        self._check(tab, row, "skip_in_job", "Leave it out of job runs")
 
     def _build_claude_options(self, tab: ttk.Frame, row: int) -> int:
         models = dict.fromkeys(("", *GUI_MODELS), "")
@@ -14845,6 +15840,54 @@ class RunDetailsDialog:
         self.app.run_details_closed(self)
 
 
+# The job dialog's schedule: one kind and one text, read as that kind wants it.
+JOB_SCHEDULE_LABELS = {
+    "manual": "Only when run by hand",
+    "interval": "Every (such as 2h, 1d)",
+    "cron": "Cron (such as 0 23 * * mon-fri)",
+    "once": "Once at (YYYY-MM-DD HH:MM)",
+    "startup": "When the scheduler starts",
+}
+JOB_OVERLAP_LABELS = {"skip": "Skip the fire", "queue": "Run it after"}
+JOB_CATCH_UP_LABELS = {"once": "Run once", "skip": "Skip"}
+
+
+def job_schedule_to_form(schedule: JSONDict) -> tuple[str, str]:
+    """(kind, text) of the job dialog for a stored schedule."""
+    form = _schedule_to_form(schedule)
+    kind = str(form["schedule.kind"])
+    key = {"interval": "schedule.every_seconds", "cron": "schedule.expression", "once": "schedule.at"}.get(
+        kind
+    )
+    return kind, str(form[key]) if key else ""
+
+
+def job_schedule_from_form(kind: str, text: str, original: JSONDict | None = None) -> JSONDict:
+    """The schedule the job dialog's kind and text stand for; Invalid names the field."""
+    if kind not in JOB_SCHEDULE_LABELS:
+        raise Invalid(f"must be one of {', '.join(JOB_SCHEDULE_LABELS)}", "schedule.type")
+    kept = original or {}
+    form: FormValues = {
+        "schedule.kind": kind,
+        "schedule.every_seconds": text,
+        "schedule.expression": text,
+        "schedule.at": text,
+        "schedule.anchor": _local_minute(kept.get("anchor")) if kept.get("type") == kind else "",
+        "schedule.timezone": str(kept.get("timezone") or "") if kept.get("type") == kind else "",
+    }
+    return form_schedule(form, original)
+
+
+def job_schedule_preview(kind: str, text: str, now: datetime) -> str:
+    """The dialog's line under the schedule: in words and the next time, or what is wrong."""
+    try:
+        schedule = Schedule.from_dict(job_schedule_from_form(kind, text))
+    except SchedulerError as error:
+        return str(error)
+    upcoming = next_fire_after(schedule, now, now)
+    return describe_schedule(schedule) + (f"; next {fmt_local(upcoming)}" if upcoming else "")
+
+
 class JobDialog:
     """New job / Edit job, in a small window of its own. Save hands the fields to the app,
     which closes the dialog once the store took them, or shows here why it did not."""
@@ -14864,6 +15907,14 @@ class JobDialog:
         self.name = tk.StringVar(master=self.top, value=job.get("name", ""))
         self.folder = tk.StringVar(master=self.top, value=job.get("working_directory") or "")
         self.status = tk.StringVar(master=self.top, value=job.get("status", JobStatus.PENDING.value))
+        self.original_schedule: JSONDict = job.get("schedule") or {"type": "manual"}
+        kind, text = job_schedule_to_form(self.original_schedule)
+        self.schedule_kind = tk.StringVar(master=self.top, value=JOB_SCHEDULE_LABELS[kind])
+        self.schedule_text = tk.StringVar(master=self.top, value=text)
+        self.overlap = tk.StringVar(master=self.top, value=JOB_OVERLAP_LABELS[job.get("overlap") or "skip"])
+        self.catch_up = tk.StringVar(
+            master=self.top, value=JOB_CATCH_UP_LABELS[job.get("catch_up") or "once"]
+        )
         body = ttk.Frame(self.top, padding=16)
         body.pack(fill="both", expand=True)
         body.columnconfigure(1, weight=1)
@@ -14896,23 +15947,65 @@ class JobDialog:
             values = [status.value for status in JobStatus]
             status = ttk.Combobox(body, textvariable=self.status, values=values, state="readonly")
             status.grid(row=4, column=1, sticky="w", pady=(8, 0))
+        self._build_schedule(body, label)
+
+    def _build_schedule(self, body: ttk.Frame, label: Callable[[int, str], None]) -> None:
+        """The job's own schedule: it runs all its tasks, in order, as one job run."""
+        from tkinter import ttk
+
+        label(5, "Schedule")
+        row = ttk.Frame(body)
+        row.grid(row=5, column=1, sticky="ew", pady=(8, 0))
+        row.columnconfigure(1, weight=1)
+        self.kind_box = ttk.Combobox(
+            row, textvariable=self.schedule_kind, values=list(JOB_SCHEDULE_LABELS.values()), state="readonly"
+        )
+        self.kind_box.grid(row=0, column=0, sticky="w", padx=(0, 6))
+        self.when_entry = ttk.Entry(row, textvariable=self.schedule_text)
+        self.when_entry.grid(row=0, column=1, sticky="ew")
+        self.preview = ttk.Label(body, style="Note.TLabel")
+        self.preview.grid(row=6, column=1, sticky="w")
+        label(7, "If still running")
+        ttk.Combobox(
+            body, textvariable=self.overlap, values=list(JOB_OVERLAP_LABELS.values()), state="readonly"
+        ).grid(row=7, column=1, sticky="w", pady=(6, 0))
+        label(8, "Missed times")
+        ttk.Combobox(
+            body, textvariable=self.catch_up, values=list(JOB_CATCH_UP_LABELS.values()), state="readonly"
+        ).grid(row=8, column=1, sticky="w", pady=(6, 0))
+        for variable in (self.schedule_kind, self.schedule_text):
+            variable.trace_add("write", lambda *_: self._show_preview())
+        self._show_preview()
+
+    def _schedule_kind(self) -> str:
+        return next(kind for kind, text in JOB_SCHEDULE_LABELS.items() if text == self.schedule_kind.get())
+
+    def _show_preview(self) -> None:
+        self.preview.configure(
+            text=job_schedule_preview(self._schedule_kind(), self.schedule_text.get(), utcnow())
+        )
 
     def _build_buttons(self, body: ttk.Frame) -> None:
         from tkinter import ttk
 
         self.error = _autowrap(ttk.Label(body, style="Error.TLabel", justify="left"))
-        self.error.grid(row=5, column=0, columnspan=2, sticky="ew", pady=(8, 0))
+        self.error.grid(row=9, column=0, columnspan=2, sticky="ew", pady=(8, 0))
         buttons = ttk.Frame(body)
-        buttons.grid(row=6, column=0, columnspan=2, sticky="e", pady=(10, 0))
+        buttons.grid(row=10, column=0, columnspan=2, sticky="e", pady=(10, 0))
         ttk.Button(buttons, text="Cancel", command=self.close).pack(side="left", padx=(0, 6))
         self.save_button = ttk.Button(buttons, text="Save", command=self.save, default="active")
         self.save_button.pack(side="left")
 
     def collect(self) -> JSONDict:
+        """The job's fields; Invalid (shown in the dialog) when the schedule is not one."""
+        kind, text = self._schedule_kind(), self.schedule_text.get().strip()
         data: JSONDict = {
             "name": self.name.get(),
             "description": self.description.get("1.0", "end-1c"),
             "working_directory": self.folder.get().strip() or None,
+            "schedule": job_schedule_from_form(kind, text, self.original_schedule),
+            "overlap": next(key for key, text in JOB_OVERLAP_LABELS.items() if text == self.overlap.get()),
+            "catch_up": next(key for key, text in JOB_CATCH_UP_LABELS.items() if text == self.catch_up.get()),
         }
         if self.job_id:
             data["status"] = self.status.get()
@@ -16454,6 +17547,20 @@ class App:
         elif self.scope.kind == SCOPE_JOB:
             self.run_job()
 
+    def move_task(self, step: int) -> None:
+        """Move the selected task `step` places in its job's order (the order its job runs in)."""
+        task = self.tasks.get(self.task_id or "")
+        job = self.jobs.get(str((task or {}).get("job_id")))
+        if task is None or job is None:
+            return
+        mine = [other for other in self.tasks.values() if other.get("job_id") == job["id"]]
+        order = [other["id"] for other in _order_tasks(mine, job["task_order"])]
+        here = order.index(task["id"])
+        there = here + step
+        if 0 <= there < len(order):
+            order[here], order[there] = order[there], order[here]
+            self.act(functools.partial(self.service.update_job, job["id"], {"task_order": order}))
+
     def toggle_task(self) -> None:
         task = self.tasks.get(self.task_id or "")
         if task:
@@ -16533,7 +17640,11 @@ class App:
             self.job_dialog = None
 
     def save_job(self, dialog: JobDialog) -> None:
-        data, job_id = dialog.collect(), dialog.job_id
+        try:
+            data, job_id = dialog.collect(), dialog.job_id
+        except Invalid as error:
+            dialog.show_error(str(error))
+            return
         if job_id:
             call = functools.partial(self.service.update_job, job_id, data)
         else:

@@ -86,6 +86,7 @@ SETTLE_SECONDS = 2.0  # after the engine starts, before its idle CPU is measured
 SLOW_HOOK_SECONDS = 10.0  # --slow-hooks: how long the slow webhook takes to answer
 FIRE_LEAD_SECONDS = 2.0  # the first fire of the lateness test is this far after its tasks exist
 FIRE_CREATE_SECONDS = 0.06  # lead time allowed per fire task for creating it
+JOB_FIRE_CREATE_SECONDS = 0.3  # per job of the job-schedule lateness row: a job and its task
 FIRE_WAIT_SECONDS = 60.0  # extra time the fired runs get to finish
 SELECT_PICKS = 10  # jobs selected in the window
 SELECT_WAIT_SECONDS = 1.0  # how long a selection may take to change the other panes
@@ -817,7 +818,12 @@ class Bench:
     # Row 6: the engine, as `serve` --------------------------------------------------
 
     def bench_engine(self) -> None:
-        names = ("engine: fire lateness p95", "engine: idle CPU", "engine: peak RSS (VmHWM)")
+        names = (
+            "engine: fire lateness p95",
+            "engine: idle CPU",
+            "engine: peak RSS (VmHWM)",
+            "engine: job-schedule fire lateness p95",
+        )
         argv = [sys.executable, str(SCRIPT), "--home", str(self.home), "serve", "--port", "0"]
         if self.slow_hooks:
             self.add_slow_hooks()
@@ -844,6 +850,7 @@ class Bench:
             time.sleep(SETTLE_SECONDS)
             self.add(self.idle_cpu_row(names[1], child.proc.pid))
             self.add(self.lateness_row(names[0]))
+            self.add(self.job_lateness_row(names[3]))
             rss = peak_rss_mib(child.proc.pid)
             if rss is not None:
                 self.add(Row(names[2], rss, "MiB", "-", "info", "serve process, after the fires"))
@@ -931,6 +938,51 @@ class Bench:
         if len(late) < plan.fires:
             row.verdict = "FAIL"
         return row
+
+    def job_lateness_row(self, name: str) -> Row:
+        """Jobs of one task each, on once-schedules due `fire_spacing` apart; lateness =
+        the first step's started_at - the job run's scheduled_for (same budget as tasks)."""
+        plan, service = self.plan, self.service
+        first = cs.utcnow() + timedelta(seconds=FIRE_LEAD_SECONDS + JOB_FIRE_CREATE_SECONDS * plan.fires)
+        job_ids, task_ids = [], []
+        for n in range(plan.fires):
+            at = cs.fmt_time(first + timedelta(seconds=n * plan.fire_spacing))
+            job = service.create_job(
+                {"name": f"Bench job fire {n:02d}", "schedule": {"type": "once", "at": at}}
+            )
+            task = service.create_task({"job_id": job["id"], "name": "Step", "prompt": "Say done."})
+            job_ids.append(str(job["id"]))
+            task_ids.append(str(task["id"]))
+        if cs.utcnow() >= first:
+            raise RuntimeError(f"creating {plan.fires} jobs took longer than their lead time")
+        deadline = time.monotonic() + FIRE_LEAD_SECONDS + plan.fires * plan.fire_spacing + FIRE_WAIT_SECONDS
+        while time.monotonic() < deadline:  # the steps' run files, as the task row reads them
+            runs = [run for task_id in task_ids for run in service.store.runs_of(task_id)]
+            if len(runs) >= plan.fires and not any(run.is_active for run in runs):
+                break
+            time.sleep(0.25)
+        wanted = set(job_ids)
+        records = [entry for entry in service.store.job_runs().values() if entry.get("job_id") in wanted]
+        late = [lateness for record in records if (lateness := self.job_run_lateness(record)) is not None]
+        statuses = ", ".join(sorted(str(record["status"]) for record in records))
+        if not late:
+            return missing(
+                name, f"≤ {BUDGET_LATENESS_S:g} s", f"no job run started ({statuses or 'none'})", "FAIL"
+            )
+        note = f"p50 {percentile(late, 0.5):.3f} s, max {max(late):.3f} s; {len(late)}/{plan.fires} fired"
+        row = judged(name, percentile(late, 0.95), "s", BUDGET_LATENESS_S, note)
+        if len(late) < plan.fires:
+            row.verdict = "FAIL"
+        return row
+
+    def job_run_lateness(self, record: dict[str, Any]) -> float | None:
+        """For a job run of one step: its run is the job run's current (and first) one."""
+        if record.get("trigger") != cs.Trigger.SCHEDULE or not record.get("current_run_id"):
+            return None
+        run = self.service.store.run(record["current_run_id"])
+        if run.started_at is None:
+            return None
+        return (run.started_at - cs.parse_time(record["scheduled_for"], "scheduled_for")).total_seconds()
 
     # Everything --------------------------------------------------------------------
 

@@ -265,9 +265,13 @@ def test_a_task_survives_the_editor_unchanged(service: cs.Service) -> None:
         retry={"max_attempts": 2, "delay_seconds": 30, "backoff": 1.5},
         env={"A": "1", "B": "x=y"},
         enabled=False,
+        on_failure="retry",
+        skip_in_job=True,
+        session_mode="previous",
     )
     form = cs.task_to_form(task)
     assert form["schedule.every_seconds"] == "1h30m"
+    assert (form["on_failure"], form["skip_in_job"], form["session_mode"]) == ("retry", True, "previous")
     fields = cs.form_to_task(form, task)
     stored = {key: task[key] for key in fields}
     assert fields == stored
@@ -549,6 +553,97 @@ def test_keyboard_shortcuts(gui: Gui, service: cs.Service) -> None:
     gui.app.job_dialog.save_button.invoke()
     gui.wait(lambda: any(j["name"] == "Made by keys" for j in gui.app.jobs.values()), "the new job")
     assert gui.app.job_dialog is None
+
+
+def test_the_job_dialog_sets_the_jobs_schedule_with_a_preview(gui: Gui, service: cs.Service) -> None:
+    gui.app.new_job()
+    dialog = gui.app.job_dialog
+    assert dialog is not None
+    assert (dialog.schedule_kind.get(), dialog.preview.cget("text")) == (
+        "Only when run by hand",
+        "Manual only",
+    )
+    dialog.name.set("Nightly")
+    dialog.schedule_kind.set(cs.JOB_SCHEDULE_LABELS["interval"])
+    dialog.schedule_text.set("soon")
+    assert str(dialog.preview.cget("text")).startswith("schedule.every_seconds: ")
+    dialog.save_button.invoke()
+    assert str(dialog.error.cget("text")).startswith("schedule.every_seconds: ")
+    dialog.schedule_text.set("2h")
+    assert str(dialog.preview.cget("text")).startswith("Every 2 hours; next ")
+    dialog.overlap.set(cs.JOB_OVERLAP_LABELS["queue"])
+    dialog.save_button.invoke()
+    gui.wait(lambda: gui.app.job_dialog is None, "the dialog to close")
+
+    (job,) = service.list_jobs()
+    assert (job["schedule"]["type"], job["schedule"]["every_seconds"], job["overlap"]) == (
+        "interval",
+        7200,
+        "queue",
+    )
+    assert job["next_run_at"] is not None
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    gui.app.edit_job()
+    edit = gui.app.job_dialog
+    assert edit is not None
+    assert (edit.schedule_kind.get(), edit.schedule_text.get(), edit.overlap.get()) == (
+        cs.JOB_SCHEDULE_LABELS["interval"],
+        "2h",
+        cs.JOB_OVERLAP_LABELS["queue"],
+    )
+    edit.close()
+
+
+def test_the_runs_pane_shows_a_job_run_with_its_steps_beneath(gui: Gui, service: cs.Service) -> None:
+    job = service.create_job({"name": "Pipeline"})
+    for name in ("First", "Second"):
+        make_task(service, name, job["id"])
+    alone = make_task(service, "Alone", job["id"])
+    service.update_task(alone["id"], {"skip_in_job": True})
+    solo = service.request_run(alone["id"])
+    started = service.run_job(job["id"])
+    gui.wait(lambda: service.list_job_runs(job["id"])[0]["status"] == "completed", "the job run to end")
+    gui.wait(lambda: service.get_run(solo["id"])["status"] == "success", "the run of Alone to end")
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+
+    gui.select_in_jobs(job["id"])
+
+    tree = gui.app.runs_pane.table.tree
+    parent = cs.JOB_RUN_IID_PREFIX + started["job_run_id"]
+    gui.wait(lambda: tree.exists(parent) and len(tree.get_children(parent)) == 2, "the job run's row")
+    steps = [tree.item(iid, "values")[0] for iid in tree.get_children(parent)]
+    assert steps == ["First", "Second"]
+    assert tree.item(parent, "text").strip() == "success"
+    assert tree.item(parent, "values")[0] == f"Job run {started['job_run_id'][:8]} · 2 steps"
+    assert solo["id"] in tree.get_children("")  # a run outside the job run stays a row of its own
+
+
+def test_a_tasks_place_in_its_jobs_order_moves_up_and_down(gui: Gui, service: cs.Service) -> None:
+    job = service.create_job({"name": "Ordered"})
+    a, b, c = (make_task(service, name, job["id"])["id"] for name in ("A", "B", "C"))
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    gui.select_task(b)
+    buttons = gui.app.tasks_pane.buttons
+    tree = gui.app.tasks_pane.table.tree
+
+    buttons["down"].invoke()
+    gui.wait(lambda: service.get_job(job["id"])["task_order"] == [a, c, b], "B to move down")
+    gui.settle()
+    buttons["up"].invoke()
+    gui.wait(lambda: service.get_job(job["id"])["task_order"] == [a, b, c], "B to move up")
+    gui.settle()
+    buttons["up"].invoke()
+    gui.wait(lambda: service.get_job(job["id"])["task_order"] == [b, a, c], "B to come first")
+    gui.settle()
+    assert [tree.item(iid, "text") for iid in tree.get_children()] == ["B", "A", "C"]
+    buttons["up"].invoke()  # already first: nothing changes
+    gui.settle()
+    assert service.get_job(job["id"])["task_order"] == [b, a, c]
 
 
 # Settings ------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def service(home: Path) -> cs.Service:
     [
         (cs.JobStatus, {"pending", "in_progress", "completed", "failed"}),
         (cs.PermissionMode, {"default", "acceptEdits", "auto", "bypassPermissions", "dontAsk", "plan"}),
-        (cs.SessionMode, {"new", "resume"}),
+        (cs.SessionMode, {"new", "resume", "previous"}),
         (cs.Overlap, {"skip", "queue", "parallel"}),
         (cs.CatchUp, {"skip", "once"}),
         (cs.ScheduleType, {"manual", "once", "interval", "cron", "startup", "file_watch"}),
@@ -72,7 +72,7 @@ def service(home: Path) -> cs.Service:
         ),
         (
             cs.Trigger,
-            {"manual", "schedule", "catch_up", "startup", "file_watch", "job", "retry", "api", "cli"},
+            {"manual", "schedule", "catch_up", "startup", "file_watch", "job", "retry", "api", "cli", "task"},
         ),
     ],
 )
@@ -129,6 +129,9 @@ FULL_TASK = task_data(
     retry={"max_attempts": 3, "delay_seconds": 30, "backoff": 1.5},
     env={"APP_ENV": "test"},
     fail_on_permission_denials=True,
+    on_failure="continue",
+    skip_in_job=True,
+    run_after={"task_id": "22222222-2222-4222-8222-222222222222", "when": "failed"},
 )
 
 SCHEDULES = [
@@ -153,7 +156,13 @@ def test_task_round_trips_through_its_dict_with_every_schedule_kind(schedule: di
 
 def test_job_round_trips_through_its_dict() -> None:
     data = job_data(
-        description="All of it", status="in_progress", working_directory="~/src", task_order=[TASK_ID]
+        description="All of it",
+        status="in_progress",
+        working_directory="~/src",
+        task_order=[TASK_ID],
+        schedule={"type": "cron", "expression": "0 3 * * 1-5", "timezone": "UTC"},
+        overlap="queue",
+        catch_up="skip",
     )
     assert cs.Job.from_dict(data).to_dict() == data
 
@@ -249,7 +258,11 @@ TASK_ERRORS: list[tuple[dict[str, Any], str, str]] = [
         "permission_mode: must be one of default, acceptEdits, auto, bypassPermissions, dontAsk, plan "
         "(got 'yolo')",
     ),
-    ({"session_mode": "fork"}, "session_mode", "session_mode: must be one of new, resume (got 'fork')"),
+    (
+        {"session_mode": "fork"},
+        "session_mode",
+        "session_mode: must be one of new, resume, previous (got 'fork')",
+    ),
     ({"overlap": "kill"}, "overlap", "overlap: must be one of skip, queue, parallel (got 'kill')"),
     ({"catch_up": "all"}, "catch_up", "catch_up: must be one of skip, once (got 'all')"),
     ({"timeout_seconds": 0}, "timeout_seconds", "timeout_seconds: must be between 1 and 604800 (got 0)"),
