@@ -2642,7 +2642,7 @@ class DocFile(CachedFile):
         return cached[1]
 
 
-JOB_RUN_STATUSES = ("running", "completed", "failed", "stopped")
+JOB_RUN_STATUSES = tuple(status.value for status in JobRunStatus)
 
 
 def validate_state(data: JSONDict) -> JSONDict:
@@ -7305,8 +7305,10 @@ class Service:
     ) -> JSONDict:
         """Queue a job's enabled tasks to run one after another in its task order."""
         with self.store.locked():
-            job_run_id, entry = self.open_job_run(
-                job_id, continue_on_failure=continue_on_failure, trigger=trigger
+            # Saved by start_job_step once its first step is queued: a refused start (an
+            # unreadable file) leaves no job run "running" behind.
+            job_run_id, entry = open_job_run(
+                self.store, job_id, continue_on_failure=continue_on_failure, trigger=trigger, save=False
             )
             first = start_job_step(self.store, job_run_id, entry)
             entry = self.store.job_runs().get(job_run_id, entry)
