@@ -10999,6 +10999,72 @@ TASK_OPTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
+# A stored field -> the option that sets it, so that errors name what the user typed.
+FIELD_OPTIONS = {
+    "name": "--name",
+    "description": "--description",
+    "status": "--status",
+    "prompt": "--prompt",
+    "job_id": "--job",
+    "model": "--model",
+    "permission_mode": "--permission-mode",
+    "working_directory": "--working-dir",
+    "timeout_seconds": "--timeout",
+    "max_turns": "--max-turns",
+    "allowed_tools": "--allowed-tools",
+    "disallowed_tools": "--disallowed-tools",
+    "append_system_prompt": "--append-system-prompt",
+    "system_prompt": "--system-prompt",
+    "max_budget_usd": "--max-budget-usd",
+    "fallback_model": "--fallback-model",
+    "add_dirs": "--add-dir",
+    "mcp_config": "--mcp-config",
+    "extra_args": "--extra-args",
+    "session_mode": "--session-mode",
+    "overlap": "--overlap",
+    "catch_up": "--catch-up",
+    "env": "--env",
+    "retry.max_attempts": "--retries",
+    "retry.delay_seconds": "--retry-delay",
+    "schedule.every_seconds": "--every",
+    "schedule.at": "--at",
+    "schedule.expression": "--cron",
+    "schedule.timezone": "--timezone",
+    "schedule.path": "--watch",
+    "schedule.debounce_seconds": "--debounce",
+}
+DURATION_OPTIONS = ("--every", "--timeout")  # their limits are shown as durations
+BETWEEN = re.compile(r"must be between (\d+) and (\d+) \(got (\d+)\)")
+
+
+def cli_error_text(error: SchedulerError) -> str:
+    """An error as the command line says it: the option the user typed, not the field."""
+    if not error.field:
+        return str(error)
+    key = re.sub(r"\[\d+\]$", "", error.field)  # add_dirs[2] -> add_dirs; env.NAME -> env
+    option = FIELD_OPTIONS.get(key) or FIELD_OPTIONS.get(key.partition(".")[0])
+    message = error.message
+    if option in DURATION_OPTIONS:
+        message = BETWEEN.sub(
+            lambda m: (
+                f"must be between {_duration_word(int(m[1]))} and "
+                f"{_duration_word(int(m[2]))} (got {_duration_word(int(m[3]))})"
+            ),
+            message,
+        )
+    return f"{option or error.field}: {message}"
+
+
+def _duration_word(seconds: int) -> str:
+    """90 -> 1m30s: a duration as --every and --timeout take it."""
+    parts = []
+    for unit, size, _ in DURATION_UNITS:
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
 def _task_fields(ctx: CliContext, *, creating: bool, prompt: str | None) -> JSONDict:
     """The task fields the options give. On update, `env` holds only the variables to set
     or (None) drop, and schedule options that change part of the current schedule are
@@ -11070,6 +11136,79 @@ def _env_pair(item: str) -> tuple[str, str]:
     if not sep:
         raise Invalid(f"{item!r} is not NAME=VALUE", "--env")
     return name, value
+
+
+# Words people write for a duration's unit -> the letter --every and --timeout take.
+UNIT_WORDS = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), "s"),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), "m"),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), "h"),
+    **dict.fromkeys(("d", "day", "days"), "d"),
+}
+INVALID_CHOICE = re.compile(r"invalid choice: '(.*)' \(choose from (.*)\)$")
+SUGGEST_CUTOFF = 0.6  # how alike a typo and a name must be for "did you mean"
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse with errors for people: the one line that matters, a hint where one
+    helps (did you mean, one word for a value), and where the help is; not the usage."""
+
+    def __init__(self, *args: Any, argv: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.argv = argv  # what main parses, for hints about unrecognized words
+
+    def error(self, message: str) -> typing.NoReturn:
+        reached = _reached_parser(self, self.argv) if "unrecognized arguments" in message else self
+        hints = _usage_hints(reached, message, self.argv)
+        lines = [f"{reached.prog}: error: {message}", *hints, f"Try '{reached.prog} --help' for more."]
+        self.exit(2, escape_controls("\n".join(lines)) + "\n")
+
+
+def _reached_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The deepest mode, group or verb parser that argv names."""
+    for word in argv:
+        subparsers = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if subparsers is not None and word in subparsers.choices:
+            parser = subparsers.choices[word]
+    return parser
+
+
+def _usage_hints(parser: argparse.ArgumentParser, message: str, argv: Sequence[str]) -> list[str]:
+    choice = INVALID_CHOICE.search(message)
+    if choice:
+        return _did_you_mean(choice[1], re.findall(r"'([^']*)'", choice[2]))
+    subparsers = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if message.startswith("the following arguments are required") and subparsers is not None:
+        return [f"Choose one of: {', '.join(subparsers.choices)}"]
+    if not message.startswith("unrecognized arguments: "):
+        return []
+    hints: list[str] = []
+    options = [name for action in parser._actions for name in action.option_strings]
+    for word in message.removeprefix("unrecognized arguments: ").split():
+        if word.startswith("-"):
+            hints += _did_you_mean(word.partition("=")[0], options)
+        else:
+            hints += _one_word_hint(word, list(argv))
+    return hints
+
+
+def _did_you_mean(word: str, names: Sequence[str]) -> list[str]:
+    import difflib
+
+    close = difflib.get_close_matches(word, names, n=1, cutoff=SUGGEST_CUTOFF)
+    return [f"Did you mean '{close[0]}'?"] if close else []
+
+
+def _one_word_hint(word: str, argv: list[str]) -> list[str]:
+    """`--every 2 hours`: the value was given in two words."""
+    at = argv.index(word) if word in argv else -1
+    if at < 2 or not argv[at - 2].startswith("--"):
+        return []
+    option, first = argv[at - 2], argv[at - 1]
+    unit = UNIT_WORDS.get(word.lower())
+    if unit and first.isdigit():
+        return [f"A value is one word: write {option} {first}{unit}"]
+    return [f"A value is one word: quote it, as in {option} '{first} {word}'"]
 
 
 def _common_parent() -> argparse.ArgumentParser:
@@ -11502,7 +11641,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     reach. argparse picks a subcommand only by its exact name, so the subcommands of
     groups that argv does not name, and the options of verbs it does not name, are left
     out: a CLI call need not build some forty parsers to use one."""
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = CliParser(
+        argv=argv or (),
         prog="claude-code-scheduler",
         description="Schedule unattended Claude Code sessions and keep every run's history.",
         epilog="With no mode the window opens. Try: serve, cli jobs list, cli tasks create --help.",
@@ -15747,7 +15887,7 @@ def _run_cli(args: argparse.Namespace) -> int:
             return int(args.run_alone(args))
         return int(args.func(CliContext(_cli_backend(args), args)))
     except SchedulerError as error:
-        print(f"error: {escape_controls(str(error))}", file=sys.stderr)
+        print(f"error: {escape_controls(cli_error_text(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -15825,9 +15965,22 @@ def _run_gui(args: argparse.Namespace) -> int:
     return run_gui(data_home(args), api_port=port)
 
 
+WINDOW_OPTIONS = ("--port", "--no-api")
+MODES = ("gui", "serve", "cli")
+
+
+def _window_by_default(argv: list[str]) -> list[str]:
+    """With no mode the window opens, so its options work without `gui` too."""
+    if any(word in MODES for word in argv):
+        return argv
+    if any(word.partition("=")[0] in WINDOW_OPTIONS for word in argv):
+        return ["gui", *argv]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse argv, pick the mode, run it; return the exit code."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = _window_by_default(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)

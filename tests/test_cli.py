@@ -309,7 +309,9 @@ def test_home_option_expands_tilde(home: Path, tmp_path: Path, capsys: pytest.Ca
 def test_usage_errors_exit_2(cli: Cli, home: Path, argv: list[str]) -> None:
     result = cli(*argv)
     assert result.code == 2
-    assert "usage:" in result.err and result.out == ""
+    lines = result.err.splitlines()
+    assert ": error: " in lines[0] and result.out == ""
+    assert "usage:" not in result.err and lines[-1].endswith("--help' for more.")
     assert not (home / "tasks.json").exists()
 
 
@@ -749,7 +751,10 @@ def test_input_that_is_not_utf8_is_refused_with_a_clear_error(
     assert (result.code, result.err) == (1, f"error: --prompt-file: {binary} is not UTF-8 text\n")
     not_utf8 = b"bad \xff name".decode("utf-8", "surrogateescape")  # as argv and stdin hand it over
     result = cli("tasks", "create", "--name", not_utf8, "--prompt", "p")
-    assert (result.code, result.err) == (1, "error: name: must be text: it holds bytes that are not UTF-8\n")
+    assert (result.code, result.err) == (
+        1,
+        "error: --name: must be text: it holds bytes that are not UTF-8\n",
+    )
     assert cli("jobs", "create", "--name", "j", "--working-dir", f"/tmp/{not_utf8}").code == 1
     monkeypatch.setattr(sys, "stdin", io.StringIO(not_utf8))  # as read under the C locale
     result = cli("tasks", "create", "--name", "t", "--prompt", "-")
@@ -805,7 +810,7 @@ def test_prompt_problems_are_reported(cli: Cli, tmp_path: Path, monkeypatch: pyt
     )
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     result = cli("tasks", "create", "--name", "f", "--prompt", "-")
-    assert (result.code, result.err) == (1, "error: prompt: is required and must not be empty\n")
+    assert (result.code, result.err) == (1, "error: --prompt: is required and must not be empty\n")
     assert cli("tasks", "list", "--json").json() == {"tasks": []}
 
 
@@ -905,7 +910,7 @@ def test_a_task_whose_job_was_removed_by_hand_says_how_to_fix_it(
     result = cli("tasks", "update", task["id"], "--name", "renamed")
     assert (result.code, result.err) == (
         1,
-        f"error: job_id: the task's job {job['id']} is gone: give it another or none\n",
+        f"error: --job: the task's job {job['id']} is gone: give it another or none\n",
     )
     moved = cli_json("tasks", "update", task["id"], "--name", "renamed", "--job", "none")
     assert (moved["name"], moved["job_id"]) == ("renamed", None)
@@ -1099,7 +1104,7 @@ def test_schedule_preview_errors(cli: Cli) -> None:
     result = cli("schedule", "preview", "--cron", "0 9 * *")
     assert (result.code, result.err) == (
         1,
-        "error: schedule.expression: expected 5 fields (minute hour day-of-month month day-of-week), got 4\n",
+        "error: --cron: expected 5 fields (minute hour day-of-month month day-of-week), got 4\n",
     )
     result = cli("schedule", "preview", "--every", "15m", "-n", "0")
     assert (result.code, result.err) == (1, "error: count: must be between 1 and 100 (got 0)\n")
@@ -1174,7 +1179,7 @@ def test_settings_can_be_shown_and_changed_with_their_rules(cli: Callable[..., A
         (
             ["--at", "2020-01-01T00:00Z"],
             1,
-            "error: schedule.at: 2020-01-01 00:00 has passed; pick a time ahead",
+            "error: --at: 2020-01-01 00:00 has passed; pick a time ahead",
         ),
     ],
 )

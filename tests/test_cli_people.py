@@ -1,0 +1,116 @@
+"""The command line for people (issue 14): errors in the user's words, a data home that is
+never made by a read, help for every option."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Result
+
+import claude_scheduler as cs
+
+Cli = Callable[..., Result]
+CliJson = Callable[..., Any]
+
+
+def main_err(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = cs.main(list(argv))
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["job", "list"],
+            [
+                "claude-code-scheduler cli: error: argument GROUP: invalid choice: 'job' (choose from "
+                "'jobs', 'tasks', 'runs', 'engine', 'settings', 'schedule', 'export', 'import', "
+                "'desktop', 'service', 'notify', 'doctor')",
+                "Did you mean 'jobs'?",
+                "Try 'claude-code-scheduler cli --help' for more.",
+            ],
+        ),
+        (
+            ["tasks", "lsit"],
+            [
+                "claude-code-scheduler cli tasks: error: argument VERB: invalid choice: 'lsit' (choose "
+                "from 'list', 'get', 'create', 'update', 'delete', 'enable', 'disable', 'next', 'run', "
+                "'duplicate')",
+                "Did you mean 'list'?",
+                "Try 'claude-code-scheduler cli tasks --help' for more.",
+            ],
+        ),
+        (
+            ["jobs", "list", "--jsno"],
+            [
+                "claude-code-scheduler cli jobs list: error: unrecognized arguments: --jsno",
+                "Did you mean '--json'?",
+                "Try 'claude-code-scheduler cli jobs list --help' for more.",
+            ],
+        ),
+        (
+            ["tasks", "create", "--name", "t", "--prompt", "p", "--every", "2", "hours"],
+            [
+                "claude-code-scheduler cli tasks create: error: unrecognized arguments: hours",
+                "A value is one word: write --every 2h",
+                "Try 'claude-code-scheduler cli tasks create --help' for more.",
+            ],
+        ),
+        (
+            ["tasks", "create", "--name", "Nightly", "review", "--prompt", "p"],
+            [
+                "claude-code-scheduler cli tasks create: error: unrecognized arguments: review",
+                "A value is one word: quote it, as in --name 'Nightly review'",
+                "Try 'claude-code-scheduler cli tasks create --help' for more.",
+            ],
+        ),
+        (
+            ["runs"],
+            [
+                "claude-code-scheduler cli runs: error: the following arguments are required: VERB",
+                "Choose one of: list, get, delete, log, stop",
+                "Try 'claude-code-scheduler cli runs --help' for more.",
+            ],
+        ),
+    ],
+)
+def test_a_usage_error_is_one_line_with_a_hint_and_where_help_is(
+    cli: Cli, argv: list[str], expected: list[str]
+) -> None:
+    result = cli(*argv)
+    assert (result.code, result.out, result.err.splitlines()) == (2, "", expected)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--every", "10s"], "--every: must be between 1m and 366d (got 10s)"),
+        (["--every", "1h", "--retries", "-1"], "--retries: must be between 0 and 100 (got -1)"),
+        (["--every", "1h", "--retry-delay", "-5"], "--retry-delay: must be between 0 and 86400 (got -5)"),
+        (["--timeout", "0s"], "--timeout: must be between 1s and 7d (got 0s)"),
+        (["--env", "1X=2"], "--env: '1X' is not a valid environment variable name"),
+        (["--cron", "61 * * * *", "--timezone", "Mars/Base"], None),
+    ],
+)
+def test_validation_errors_name_the_option_typed(
+    home: Path, cli: Cli, options: list[str], message: str | None
+) -> None:
+    result = cli("tasks", "create", "--name", "t", "--prompt", "p", *options)
+    assert result.code == 1
+    if message is None:  # one of the two, each named by its option
+        assert result.err.startswith(("error: --cron: ", "error: --timezone: ")), result.err
+    else:
+        assert result.err == f"error: {message}\n"
+
+
+def test_the_window_options_work_without_gui(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = main_err(capsys, "--port", "zero")
+    assert code == 2
+    assert (
+        err.splitlines()[0] == "claude-code-scheduler gui: error: argument --port: invalid int value: 'zero'"
+    )
