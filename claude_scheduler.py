@@ -10815,6 +10815,26 @@ def _lifted_text(status: JSONDict) -> str:
     return LIFTED_TEXTS[tuple(status["lifted"])] + "\n"
 
 
+def home_exists(home: Path) -> bool:
+    """Whether `home` is there to read: a folder with something in it."""
+    try:
+        return home.is_dir() and any(entry.name not in HOME_IGNORED for entry in home.iterdir())
+    except OSError:
+        return True  # let the store say what is wrong
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    """Create the data home (or say it is there already). Always the local one."""
+    home = data_home(args)
+    existed = home_exists(home)
+    Store(home)
+    if args.json:
+        print(json.dumps({"home": str(home), "created": not existed}, indent=2), flush=True)
+    else:
+        print(escape_controls(f"{'Data home already at' if existed else 'Created the data home'} {home}"))
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     """Check the setup, print a line per check; exit 1 when any found a problem. Over --api,
     the server's checks. Runs without a CliContext: opening a store would create the home."""
@@ -11153,9 +11173,13 @@ class CliParser(argparse.ArgumentParser):
     """argparse with errors for people: the one line that matters, a hint where one
     helps (did you mean, one word for a value), and where the help is; not the usage."""
 
-    def __init__(self, *args: Any, argv: Sequence[str] = (), **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.argv = argv  # what main parses, for hints about unrecognized words
+    argv: Sequence[str] = ()  # what it parses, for hints about unrecognized words
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self.argv = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> typing.NoReturn:
         reached = _reached_parser(self, self.argv) if "unrecognized arguments" in message else self
@@ -11533,7 +11557,28 @@ CLI_COMMANDS: list[CliSpec] = [
     ("notify", "history", _cmd_notify_history, _notify_history_options),
     ("notify", "test", _cmd_notify_test, _no_options),
 ]
+# The commands that only read: on a missing data home they say so rather than create it.
+CLI_READS = frozenset(
+    {
+        "jobs list",
+        "jobs get",
+        "jobs tasks",
+        "jobs usage",
+        "tasks list",
+        "tasks get",
+        "tasks next",
+        "runs list",
+        "runs get",
+        "runs log",
+        "engine status",
+        "settings show",
+        "export",
+        "notify show",
+        "notify history",
+    }
+)
 CLI_GROUPS = {
+    "init": "create the data home (any command that saves creates it too)",
     "jobs": "groups of related tasks",
     "tasks": "prompts with their settings and schedules",
     "runs": "the history of executions",
@@ -11615,6 +11660,10 @@ def _add_cli(
         if named is None or verb in named:
             add_options(verb_parser)
         verb_parser.set_defaults(func=func)
+    init = groups.add_parser(
+        "init", help=CLI_GROUPS["init"], description=CLI_GROUPS["init"], parents=[parent]
+    )
+    init.set_defaults(run_alone=_cmd_init)
     doctor = groups.add_parser("doctor", help=CLI_GROUPS["doctor"], parents=[parent])
     doctor.description = (
         f"{_sentence(CLI_GROUPS['doctor'])} With --api, the server's checks. Exit code 1 when a "
@@ -11642,7 +11691,6 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     groups that argv does not name, and the options of verbs it does not name, are left
     out: a CLI call need not build some forty parsers to use one."""
     parser: argparse.ArgumentParser = CliParser(
-        argv=argv or (),
         prog="claude-code-scheduler",
         description="Schedule unattended Claude Code sessions and keep every run's history.",
         epilog="With no mode the window opens. Try: serve, cli jobs list, cli tasks create --help.",
@@ -15895,11 +15943,19 @@ def _run_cli(args: argparse.Namespace) -> int:
 
 
 def _cli_backend(args: argparse.Namespace) -> Service | ApiClient:
-    """A running server's operations (--api URL or $CLAUDE_SCHEDULER_API), else the data home's."""
+    """A running server's operations (--api URL or $CLAUDE_SCHEDULER_API), else the data
+    home's. A command that only reads does not create a missing home: it says so."""
     url = getattr(args, "api", None) or os.environ.get(API_ENV)
     if url:
         return ApiClient.for_home(url, data_home(args))
-    return Service(Store(data_home(args)))
+    home = data_home(args)
+    command = " ".join(filter(None, (args.group, getattr(args, "verb", None))))
+    if command in CLI_READS and not home_exists(home):
+        raise NotFound(
+            f"no data home at {home}: check --home or ${HOME_ENV}, or create it with "
+            "`cli init` (any command that saves, such as `cli jobs create`, creates it too)"
+        )
+    return Service(Store(home))
 
 
 def _run_serve(args: argparse.Namespace) -> int:

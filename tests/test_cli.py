@@ -176,6 +176,7 @@ def test_the_parser_built_for_an_argv_answers_it_as_the_whole_parser_does(
 def test_verbose_is_taken_at_any_level_and_adds_up(
     home: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], level: int
 ) -> None:
+    assert cs.main(["cli", "init"]) == 0
     monkeypatch.setattr(cs, "_log_level", None)
     assert cs.main(argv) == 0
     assert cs._log_level == level
@@ -316,6 +317,7 @@ def test_usage_errors_exit_2(cli: Cli, home: Path, argv: list[str]) -> None:
 
 
 def test_failures_exit_1_with_the_error_on_stderr(cli: Cli) -> None:
+    assert cli("init").code == 0
     for argv, message in [
         (["jobs", "get", "0123"], "error: no job with id '0123'\n"),
         (["tasks", "get", "zz"], "error: no task with id 'zz'\n"),
@@ -351,6 +353,7 @@ def test_failures_exit_1_with_the_error_on_stderr(cli: Cli) -> None:
 
 
 def test_json_errors_still_go_to_stderr(cli: Cli) -> None:
+    assert cli("init").code == 0
     result = cli("jobs", "get", "0123", "--json")
     assert (result.code, result.out, result.err) == (1, "", "error: no job with id '0123'\n")
 
@@ -406,6 +409,7 @@ def test_tables_show_eight_character_ids(cli: Cli, cli_json: CliJson) -> None:
 
 
 def test_jobs_create_list_and_get(cli: Cli, cli_json: CliJson) -> None:
+    assert cli("init").code == 0
     assert cli("jobs", "list").out == "No jobs yet.\n"
     assert cli_json("jobs", "list") == {"jobs": []}
     result = cli(
@@ -818,6 +822,7 @@ def test_prompt_problems_are_reported(cli: Cli, tmp_path: Path, monkeypatch: pyt
 
 
 def test_tasks_list_all_by_job_and_unassigned(cli: Cli, cli_json: CliJson) -> None:
+    assert cli("init").code == 0
     assert cli("tasks", "list").out == "No tasks.\n"
     job = make_job(cli_json)
     in_job = make_task(cli_json, "in job", "--job", job["id"])
@@ -1147,6 +1152,7 @@ def test_home_and_variables_in_paths_are_kept_for_the_run(
 
 
 def test_settings_can_be_shown_and_changed_with_their_rules(cli: Callable[..., Any], home: Path) -> None:
+    assert cli("init").code == 0
     shown = cli("settings", "show", "--json")
     assert shown.code == 0
     assert shown.json() == {"claude_path": None, "max_concurrent_runs": 2, "retention_runs": 100}

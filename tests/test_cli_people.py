@@ -30,7 +30,7 @@ def main_err(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
             [
                 "claude-code-scheduler cli: error: argument GROUP: invalid choice: 'job' (choose from "
                 "'jobs', 'tasks', 'runs', 'engine', 'settings', 'schedule', 'export', 'import', "
-                "'desktop', 'service', 'notify', 'doctor')",
+                "'desktop', 'service', 'notify', 'init', 'doctor')",
                 "Did you mean 'jobs'?",
                 "Try 'claude-code-scheduler cli --help' for more.",
             ],
@@ -114,3 +114,43 @@ def test_the_window_options_work_without_gui(capsys: pytest.CaptureFixture[str])
     assert (
         err.splitlines()[0] == "claude-code-scheduler gui: error: argument --port: invalid int value: 'zero'"
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["jobs", "list"],
+        ["tasks", "list"],
+        ["runs", "list"],
+        ["jobs", "usage"],
+        ["engine", "status"],
+        ["settings", "show"],
+        ["notify", "show"],
+        ["export"],
+    ],
+)
+def test_a_read_command_on_a_missing_home_says_so_and_creates_nothing(
+    home: Path, cli: Cli, argv: list[str]
+) -> None:
+    typo = home.parent / "dtaa"
+    result = cli(*argv, "--home", str(typo))
+    assert (result.code, result.out) == (1, "")
+    assert result.err == (
+        f"error: no data home at {typo}: check --home or ${cs.HOME_ENV}, or create it with `cli init` "
+        "(any command that saves, such as `cli jobs create`, creates it too)\n"
+    )
+    assert not typo.exists() and not home.exists()
+
+
+def test_init_creates_the_home_and_then_reads_work(home: Path, cli: Cli, cli_json: CliJson) -> None:
+    assert (home.exists(), cli("jobs", "list").code) == (False, 1)
+    result = cli("init")
+    assert (result.code, result.out) == (0, f"Created the data home {home}\n")
+    assert (home / cs.HOME_MARKER).is_file()
+    assert cli_json("init") == {"home": str(home), "created": False}
+    assert (cli("jobs", "list").code, cli("jobs", "list").out) == (0, "No jobs yet.\n")
+
+
+def test_a_write_command_still_creates_the_home(home: Path, cli_json: CliJson) -> None:
+    job = cli_json("jobs", "create", "--name", "First")
+    assert [listed["id"] for listed in cli_json("jobs", "list")["jobs"]] == [job["id"]]

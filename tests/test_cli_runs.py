@@ -527,6 +527,7 @@ def test_jobs_run_refuses_a_job_that_is_already_running(cli: Cli, cli_json: CliJ
 def test_engine_status_says_whether_and_where_the_engine_runs(
     cli: Cli, cli_json: CliJson, home: Path
 ) -> None:
+    assert cli("init").code == 0
     assert cli("engine", "status").out.startswith("Engine: not running")
     idle = cli_json("engine", "status")
     assert (idle["running"], idle["paused"], idle["owner"], idle["here"]) == (False, False, None, False)
