@@ -11235,17 +11235,27 @@ def _one_word_hint(word: str, argv: list[str]) -> list[str]:
     return [f"A value is one word: quote it, as in {option} '{first} {word}'"]
 
 
+HOME_HELP = f"data home (default ${HOME_ENV} or {DEFAULT_HOME})"
+
+
 def _common_parent() -> argparse.ArgumentParser:
     """Options every verb takes; SUPPRESS keeps a verb from hiding one given earlier."""
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    parent.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON, with full ids"
+    )
     parent.add_argument(
         "--api", metavar="URL", default=argparse.SUPPRESS, help=f"use a running server (or ${API_ENV})"
     )
-    parent.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help="data home")
+    parent.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help=HOME_HELP)
     # argparse counts each subcommand's -v afresh, so they get their own dest and main adds it
     parent.add_argument(
-        "-v", "--verbose", dest="verbose_below", action="count", default=argparse.SUPPRESS, help="more logs"
+        "-v",
+        "--verbose",
+        dest="verbose_below",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="more log output (repeatable)",
     )
     return parent
 
@@ -11253,9 +11263,14 @@ def _common_parent() -> argparse.ArgumentParser:
 def _mode_parent() -> argparse.ArgumentParser:
     """--home and -v after `gui` or `serve` too, as after a `cli` verb."""
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help="data home")
+    parent.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help=HOME_HELP)
     parent.add_argument(
-        "-v", "--verbose", dest="verbose_below", action="count", default=argparse.SUPPRESS, help="more logs"
+        "-v",
+        "--verbose",
+        dest="verbose_below",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="more log output (repeatable)",
     )
     return parent
 
@@ -11282,26 +11297,55 @@ def _schedule_options(parser: argparse.ArgumentParser, *, events: bool) -> None:
     group.add_argument("--timezone", metavar="TZ", help="IANA zone for cron times (default: this machine's)")
 
 
+def _default(creating: bool, text: str) -> str:
+    """` (default X)` on create; update changes only what is given, so it shows none."""
+    return f" (default {text})" if creating else ""
+
+
 def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
-    parser.add_argument("--name", required=creating)
+    parser.add_argument("--name", required=creating, help="the task's name, shown in lists")
     prompt = parser.add_mutually_exclusive_group(required=creating)
     prompt.add_argument("--prompt", help="the prompt; '-' reads it from standard input")
     prompt.add_argument("--prompt-file", metavar="FILE", help="read the prompt from FILE")
     parser.add_argument(
         "--job", metavar="ID", help="job id (prefix)" + ("; 'none' to unassign" if not creating else "")
     )
-    parser.add_argument("--model", help=f"sonnet, opus, haiku or a full model id (default {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--model",
+        help="sonnet, opus, haiku or a full model id" + _default(creating, DEFAULT_MODEL),
+    )
     parser.add_argument(
         "--permission-mode",
         choices=[mode.value for mode in PermissionMode],
         metavar="MODE",
-        help="; ".join(f"{mode.value}: {text}" for mode, text in PERMISSION_MODE_HELP.items()),
+        help="; ".join(f"{mode.value}: {text}" for mode, text in PERMISSION_MODE_HELP.items())
+        + _default(creating, PermissionMode.DEFAULT.value),
     )
-    parser.add_argument("--working-dir", metavar="DIR", help="folder the session runs in")
-    parser.add_argument("--timeout", metavar="DURATION", help="stop the run after this long (default 30m)")
-    parser.add_argument("--retries", type=int, metavar="N", help="retry a failed run up to N times")
-    parser.add_argument("--retry-delay", type=int, metavar="SECONDS", help="first retry delay (doubles)")
-    parser.add_argument("--max-turns", type=int, metavar="N")
+    parser.add_argument(
+        "--working-dir",
+        metavar="DIR",
+        help="folder the session runs in" + _default(creating, "the job's, else the engine's"),
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        help="stop the run after this long" + _default(creating, _duration_word(DEFAULT_TIMEOUT)),
+    )
+    parser.add_argument(
+        "--retries", type=int, metavar="N", help="retry a failed run up to N times" + _default(creating, "0")
+    )
+    parser.add_argument(
+        "--retry-delay",
+        type=int,
+        metavar="SECONDS",
+        help="first retry delay, doubling each time" + _default(creating, "60"),
+    )
+    parser.add_argument(
+        "--max-turns",
+        type=int,
+        metavar="N",
+        help="end the session after N agentic turns" + _default(creating, "no limit"),
+    )
     tools = "comma-separated rules, e.g. 'Bash(git log, git diff),Read'" + (
         "; repeatable" if creating else "; repeatable, replaces the list ('' clears it)"
     )
@@ -11309,21 +11353,44 @@ def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
     parser.add_argument("--disallowed-tools", action="append", metavar="TOOLS", help=tools)
     parser.add_argument("--append-system-prompt", metavar="TEXT", help="added to Claude's system prompt")
     _claude_options(parser, creating=creating)
-    parser.add_argument("--session-mode", choices=[mode.value for mode in SessionMode])
+    parser.add_argument(
+        "--session-mode",
+        choices=[mode.value for mode in SessionMode],
+        help="new: each run starts a fresh session; resume: each run continues the session of the "
+        "task's last run (claude --resume)" + _default(creating, SessionMode.NEW.value),
+    )
     parser.add_argument(
         "--fail-on-denials",
         action=argparse.BooleanOptionalAction,
         help="count a run in which claude was refused a tool call as failed (default: no)",
     )
-    parser.add_argument("--overlap", choices=[mode.value for mode in Overlap], help="if still running")
-    parser.add_argument("--catch-up", choices=[mode.value for mode in CatchUp], help="after downtime")
+    parser.add_argument(
+        "--overlap",
+        choices=[mode.value for mode in Overlap],
+        help="when a run is due while the last still runs: skip it, queue it, or run in parallel"
+        + _default(creating, Overlap.SKIP.value),
+    )
+    parser.add_argument(
+        "--catch-up",
+        choices=[mode.value for mode in CatchUp],
+        help="after downtime: skip the missed times, or run once for the latest"
+        + _default(creating, CatchUp.ONCE.value),
+    )
     env_help = "extra environment" if creating else "set one variable (the others stay)"
     parser.add_argument("--env", action="append", metavar="NAME=VALUE", help=f"{env_help}; repeatable")
     if not creating:
         parser.add_argument("--unset-env", action="append", metavar="NAME", help="drop one; repeatable")
     state = parser.add_mutually_exclusive_group()
-    state.add_argument("--disabled", dest="enabled", action="store_false", default=None)
-    state.add_argument("--enabled", dest="enabled", action="store_true", default=None)
+    state.add_argument(
+        "--disabled", dest="enabled", action="store_false", default=None, help="do not fire on the schedule"
+    )
+    state.add_argument(
+        "--enabled",
+        dest="enabled",
+        action="store_true",
+        default=None,
+        help="fire on the schedule" + (" (the default)" if creating else ""),
+    )
     _schedule_options(parser, events=True)
 
 
@@ -11361,17 +11428,23 @@ def _no_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _jobs_create_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--description")
-    parser.add_argument("--working-dir", metavar="DIR", help="default folder for the job's tasks")
+    parser.add_argument("--name", required=True, help="the job's name, shown in lists")
+    parser.add_argument("--description", help="what the job is for (default: none)")
+    parser.add_argument(
+        "--working-dir", metavar="DIR", help="default folder for the job's tasks (default: none)"
+    )
 
 
 def _jobs_update_options(parser: argparse.ArgumentParser) -> None:
     _with_id(parser)
-    parser.add_argument("--name")
-    parser.add_argument("--description")
-    parser.add_argument("--status", choices=[status.value for status in JobStatus])
-    parser.add_argument("--working-dir", metavar="DIR")
+    parser.add_argument("--name", help="the job's name")
+    parser.add_argument("--description", help="what the job is for ('' clears it)")
+    parser.add_argument(
+        "--status", choices=[status.value for status in JobStatus], help="where the work stands"
+    )
+    parser.add_argument(
+        "--working-dir", metavar="DIR", help="default folder for the job's tasks ('' clears it)"
+    )
 
 
 def _tasks_list_options(parser: argparse.ArgumentParser) -> None:
@@ -11404,9 +11477,11 @@ def _tasks_next_options(parser: argparse.ArgumentParser) -> None:
 
 def _runs_list_options(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--task", metavar="ID")
-    which.add_argument("--job", metavar="ID")
-    parser.add_argument("--status", choices=[status.value for status in RunStatus])
+    which.add_argument("--task", metavar="ID", help="only this task's runs (default: all)")
+    which.add_argument("--job", metavar="ID", help="only the runs of this job's tasks")
+    parser.add_argument(
+        "--status", choices=[status.value for status in RunStatus], help="only runs with this status"
+    )
     _count_option(parser, 20)
 
 
@@ -11459,7 +11534,7 @@ def _notify_events_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _notify_desktop_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("state", choices=("on", "off"))
+    parser.add_argument("state", choices=("on", "off"), help="on or off")
     parser.add_argument("--command", help="notifier command, with {title} and {body} ('' for the platform's)")
 
 
@@ -11606,9 +11681,12 @@ CLI_HELP = {
     "disable": "stop a task from firing",
     "next": "show a task's next fire times",
     "preview": "show a schedule's next fire times",
-    "run": "run now, showing the session here; with --detach, or (jobs) when an engine runs, "
-    "hand it to the engine. During a usage-limit hold a run here warns and goes ahead (you asked "
-    "for it); one handed to the engine waits for the hold to lift",
+    "tasks run": "run now, showing the session here; with --detach, hand it to the engine. During "
+    "a usage-limit hold a run here warns and goes ahead (you asked for it); one handed to the "
+    "engine waits for the hold to lift",
+    "jobs run": "run the job's tasks in order, showing each session here; with --detach, or when "
+    "an engine runs, hand them to the engine. During a usage-limit hold a run here warns and goes "
+    "ahead (you asked for it); one handed to the engine waits for the hold to lift",
     "stop": "stop what is running",
     "log": "show a run's log (--follow to keep watching)",
     "status": "who runs the engine, whether it is paused or holds runs for a usage limit",
@@ -11696,18 +11774,37 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         epilog="With no mode the window opens. Try: serve, cli jobs list, cli tasks create --help.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--home", metavar="DIR", help=f"data home (default ${HOME_ENV} or {DEFAULT_HOME})")
+    parser.add_argument("--home", metavar="DIR", help=HOME_HELP)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
     modes = parser.add_subparsers(dest="mode", metavar="MODE")
-    gui = modes.add_parser("gui", help="open the window (the default)", parents=[_mode_parent()])
-    gui.add_argument("--port", type=int, default=DEFAULT_PORT, help="API port (0: any free port)")
+    gui = modes.add_parser(
+        "gui",
+        help="open the window (the default)",
+        description="Open the window on the data home. It runs the scheduler engine while open "
+        f"(unless another process does) and serves the REST API on 127.0.0.1:{DEFAULT_PORT}. "
+        "Its options work without `gui` too.",
+        parents=[_mode_parent()],
+    )
+    gui.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"API port (default {DEFAULT_PORT}; 0: any free port)"
+    )
     gui.add_argument("--no-api", action="store_true", help="do not serve the REST API")
     serve = modes.add_parser(
-        "serve", help="run the engine and the REST API without a window", parents=[_mode_parent()]
+        "serve",
+        help="run the engine and the REST API without a window",
+        description="Run the scheduler engine and the REST API without a window, until Ctrl-C or "
+        f"SIGTERM. By default on {DEFAULT_HOST}:{DEFAULT_PORT}, logging to standard error.",
+        parents=[_mode_parent()],
     )
-    serve.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default loopback only)")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free port)")
-    serve.add_argument("--log-file", metavar="FILE", help="log there instead of to standard error")
+    serve.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)"
+    )
+    serve.add_argument(
+        "--log-file", metavar="FILE", help="log there instead of to standard error (default: standard error)"
+    )
     _add_cli(modes, None if argv is None else set(argv))
     return parser
 

@@ -3,7 +3,8 @@ never made by a read, help for every option."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import argparse
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,60 @@ def test_init_creates_the_home_and_then_reads_work(home: Path, cli: Cli, cli_jso
 def test_a_write_command_still_creates_the_home(home: Path, cli_json: CliJson) -> None:
     job = cli_json("jobs", "create", "--name", "First")
     assert [listed["id"] for listed in cli_json("jobs", "list")["jobs"]] == [job["id"]]
+
+
+def every_parser(
+    parser: argparse.ArgumentParser, path: str = ""
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from every_parser(sub, f"{path} {name}".strip())
+
+
+def test_every_option_of_every_verb_has_help_text() -> None:
+    missing = [
+        (path, action.option_strings or action.dest)
+        for path, parser in every_parser(cs.build_parser())
+        for action in parser._actions
+        if not isinstance(action, argparse._SubParsersAction) and not action.help
+    ]
+    assert missing == []
+
+
+def test_update_shows_no_defaults_and_create_does(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = main_err(capsys, "cli", "tasks", "update", "--help")
+    update = capsys.readouterr().out
+    assert code == 0 and "default" not in update.replace("--permission-mode MODE", "").replace(
+        "default: reads only", ""
+    )
+    cs.main(["cli", "tasks", "create", "--help"])
+    create = " ".join(capsys.readouterr().out.split())
+    for shown in ("(default sonnet)", "(default 30m)", "(default 0)", "(default new)", "(default skip)"):
+        assert shown in create
+    assert "resume: each run continues the session of the task's last run" in create
+
+
+@pytest.mark.parametrize("mode", ["gui", "serve"])
+def test_gui_and_serve_describe_themselves_and_their_port(
+    capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    with pytest.raises(SystemExit):
+        cs.build_parser().parse_args([mode, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"127.0.0.1:{cs.DEFAULT_PORT}" in shown and f"(default {cs.DEFAULT_PORT};" in shown
+
+
+def test_tasks_run_help_is_about_tasks(capsys: pytest.CaptureFixture[str]) -> None:
+    cs.main(["cli", "tasks", "run", "--help"])
+    assert "(jobs)" not in capsys.readouterr().out
+
+
+def test_global_options_come_after_the_mode_too(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = cs.build_parser().parse_args(["serve", "-vv", "--home", str(home)])
+    assert (args.verbose_below, args.home) == (2, str(home))
+    other = home.parent / "other"
+    assert cs.main(["cli", "jobs", "create", "--name", "J", "--home", str(other), "-v"]) == 0
+    assert cs.main(["cli", "--home", str(other), "jobs", "list", "--json"]) == 0
+    assert '"name": "J"' in capsys.readouterr().out
