@@ -9751,9 +9751,41 @@ def _seconds(value: JSON) -> str:
     return f"{value:.1f}s" if isinstance(value, int | float) else "-"
 
 
+def short_ids(ids: Iterable[str]) -> dict[str, str]:
+    """Each id's shortest prefix of at least ID_PREFIX_LEN characters that no other of
+    `ids` starts with: one length for an id everywhere it is shown to people."""
+    ordered = sorted(set(ids))
+    shown = {}
+    for at, ident in enumerate(ordered):
+        shared = max((_shared_len(ident, other) for other in ordered[max(at - 1, 0) : at + 2]), default=0)
+        shown[ident] = ident[: max(ID_PREFIX_LEN, shared + 1)]
+    return shown
+
+
+def _shared_len(one: str, other: str) -> int:
+    if one == other:
+        return 0
+    return next(
+        (n for n, (a, b) in enumerate(zip(one, other, strict=False)) if a != b), min(len(one), len(other))
+    )
+
+
+def for_table(
+    rows: list[JSONDict], ref: str | None = None, names: Mapping[str, str] | None = None
+) -> list[JSONDict]:
+    """Rows with what a table shows besides their fields: `short_id`, and `ref_name`, the
+    name of the record `ref` (job_id, task_id) points to, from `names`."""
+    shorts = short_ids(row["id"] for row in rows)
+    names = names or {}
+    return [
+        {**row, "short_id": shorts[row["id"]], "ref_name": names.get(row[ref]) if ref and row[ref] else None}
+        for row in rows
+    ]
+
+
 JOB_COLUMNS: tuple[tuple[str, Row], ...] = (
-    ("ID", lambda job: _short(job["id"])),
     ("NAME", lambda job: job["name"]),
+    ("ID", lambda job: job["short_id"]),
     ("STATUS", lambda job: job["status"]),
     ("PROGRESS", lambda job: f"{job['progress']['text']} ({job['progress']['percent']}%)"),
     ("RUNNING", lambda job: str(job["progress"]["running"])),
@@ -9761,9 +9793,9 @@ JOB_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("UPDATED", lambda job: _when(job["updated_at"])),
 )
 TASK_COLUMNS: tuple[tuple[str, Row], ...] = (
-    ("ID", lambda task: _short(task["id"])),
     ("NAME", lambda task: task["name"]),
-    ("JOB", lambda task: _short(task["job_id"])),
+    ("ID", lambda task: task["short_id"]),
+    ("JOB", lambda task: task["ref_name"] or _short(task["job_id"])),
     ("SCHEDULE", lambda task: task["schedule_text"]),
     ("NEXT RUN", lambda task: _when(task["next_run_at"]) if task["enabled"] else "disabled"),
     ("LAST", lambda task: task["last_run_status"] or "never"),
@@ -9782,8 +9814,8 @@ def run_status_text(run: Mapping[str, JSON]) -> str:
 
 
 RUN_COLUMNS: tuple[tuple[str, Row], ...] = (
-    ("ID", lambda run: _short(run["id"])),
-    ("TASK", lambda run: _short(run["task_id"])),
+    ("TASK", lambda run: run["ref_name"] or _short(run["task_id"])),
+    ("ID", lambda run: run["short_id"]),
     ("STATUS", run_status_text),
     ("TRIGGER", lambda run: run["trigger"]),
     ("STARTED", lambda run: _when(run["started_at"] or run["created_at"])),
@@ -9848,15 +9880,32 @@ def _control_escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+ELASTIC_COLUMNS = ("NAME", "JOB", "TASK")  # names: elided with … to fit the terminal
+ELASTIC_MIN = 10
+
+
 def format_table(rows: list[JSONDict], columns: tuple[tuple[str, Row], ...]) -> str:
     cells = [[_cell(render(row)) for _, render in columns] for row in rows]
     headers = [title for title, _ in columns]
     widths = [max(map(_text_width, column)) for column in zip(headers, *cells, strict=False)]
+    _fit(widths, headers, shutil.get_terminal_size((0, 0)).columns)
+    cells = [[_clip(text, width) for text, width in zip(line, widths, strict=True)] for line in cells]
     lines = [headers, *cells]
     return "\n".join(
         "  ".join(t + " " * (w - _text_width(t)) for t, w in zip(line, widths, strict=True)).rstrip()
         for line in lines
     )
+
+
+def _fit(widths: list[int], headers: list[str], room: int) -> None:
+    """Narrow the name columns, widest first, until the table fits `room` columns of the
+    terminal (0: unknown, as when piped: nothing is elided)."""
+    elastic = [at for at, title in enumerate(headers) if title in ELASTIC_COLUMNS]
+    while room and sum(widths) + 2 * (len(widths) - 1) > room:
+        at = max(elastic, key=lambda n: widths[n], default=None)
+        if at is None or widths[at] <= max(ELASTIC_MIN, len(headers[at])):
+            return
+        widths[at] -= 1
 
 
 def _cell(text: str) -> str:
@@ -9961,7 +10010,9 @@ class CliContext:
 
 def _cmd_jobs_list(ctx: CliContext) -> int:
     jobs = ctx.backend.list_jobs()
-    return ctx.show({"jobs": jobs}, lambda: format_table(jobs, JOB_COLUMNS) if jobs else "No jobs yet.")
+    return ctx.show(
+        {"jobs": jobs}, lambda: format_table(for_table(jobs), JOB_COLUMNS) if jobs else "No jobs yet."
+    )
 
 
 def _cmd_jobs_get(ctx: CliContext) -> int:
@@ -9973,7 +10024,8 @@ def _job_text(job: JSONDict) -> str:
     progress = job["progress"]
     counts = ", ".join(f"{progress[key]} {key.replace('_', ' ')}" for key in PROGRESS_KEYS)
     head = format_fields(job, skip=("tasks", "progress", "task_order", "totals"))
-    tasks = format_table(job["tasks"], TASK_COLUMNS) if job["tasks"] else "No tasks yet."
+    shown = for_table(job["tasks"], "job_id", {job["id"]: job["name"]})
+    tasks = format_table(shown, TASK_COLUMNS) if shown else "No tasks yet."
     totals = _totals_text(job["totals"])
     return (
         f"{head}\nprogress           {progress['text']} done ({progress['percent']}%): {counts}\n\n"
@@ -10062,14 +10114,23 @@ def _deleted_text(counts: JSONDict) -> str:
 
 def _cmd_jobs_tasks(ctx: CliContext) -> int:
     tasks = ctx.backend.job_tasks(ctx.resolve("job", ctx.args.id))
-    return ctx.show({"tasks": tasks}, lambda: format_table(tasks, TASK_COLUMNS) if tasks else "No tasks.")
+    return ctx.show({"tasks": tasks}, lambda: _tasks_text(ctx, tasks))
 
 
 def _cmd_tasks_list(ctx: CliContext) -> int:
     unassigned = ctx.args.unassigned or (ctx.args.job or "").lower() == "none"
     job_id = ctx.resolve("job", ctx.args.job) if ctx.args.job and not unassigned else None
     tasks = ctx.backend.list_tasks(job_id, unassigned=unassigned)
-    return ctx.show({"tasks": tasks}, lambda: format_table(tasks, TASK_COLUMNS) if tasks else "No tasks.")
+    return ctx.show({"tasks": tasks}, lambda: _tasks_text(ctx, tasks))
+
+
+def _tasks_text(ctx: CliContext, tasks: list[JSONDict]) -> str:
+    if not tasks:
+        return "No tasks."
+    names = (
+        {job["id"]: job["name"] for job in ctx.backend.list_jobs()} if any(t["job_id"] for t in tasks) else {}
+    )
+    return format_table(for_table(tasks, "job_id", names), TASK_COLUMNS)
 
 
 def _cmd_tasks_get(ctx: CliContext) -> int:
@@ -10152,7 +10213,14 @@ def _cmd_runs_list(ctx: CliContext) -> int:
     job_id = ctx.resolve("job", args.job) if args.job else None
     runs = ctx.backend.list_runs(task_id=task_id, job_id=job_id, status=args.status, limit=args.count)
     _warn_unreadable_runs(ctx)
-    return ctx.show({"runs": runs}, lambda: format_table(runs, RUN_COLUMNS) if runs else "No runs.")
+    return ctx.show({"runs": runs}, lambda: _runs_text(ctx, runs))
+
+
+def _runs_text(ctx: CliContext, runs: list[JSONDict]) -> str:
+    if not runs:
+        return "No runs."
+    names = {task["id"]: task["name"] for task in ctx.backend.list_tasks()}
+    return format_table(for_table(runs, "task_id", names), RUN_COLUMNS)
 
 
 def _warn_unreadable_runs(ctx: CliContext) -> None:
@@ -10630,7 +10698,7 @@ def _cmd_tasks_run(ctx: CliContext) -> int:
         run = ctx.backend.request_run(task_id, Trigger.CLI)
         note = _engine_note(ctx, [task_id])
         if ctx.args.detach:
-            return ctx.show(run, lambda: f"Queued run {run['id']}" + (f"\n{note}" if note else ""))
+            return ctx.show(run, lambda: f"Queued run {_short(run['id'])}" + (f"\n{note}" if note else ""))
         if note and not ctx.args.json:  # otherwise the wait below would be silent
             ctx.emit(note)
         return _follow_to_end(ctx, run["id"])

@@ -399,9 +399,9 @@ def test_an_ambiguous_prefix_is_an_error_listing_the_candidates(cli: Cli, twins:
 def test_tables_show_eight_character_ids(cli: Cli, cli_json: CliJson) -> None:
     job = make_job(cli_json)
     task = make_task(cli_json, "t", "--job", job["id"])
-    assert cli("jobs", "list").out.splitlines()[1].split()[0] == job["id"][:8]
+    assert cli("jobs", "list").out.splitlines()[1].split()[:2] == ["Job", job["id"][:8]]
     row = cli("tasks", "list").out.splitlines()[1].split()
-    assert (row[0], row[2]) == (task["id"][:8], job["id"][:8])
+    assert row[:3] == ["t", task["id"][:8], "Job"]
     assert job["id"] not in cli("jobs", "list").out
 
 
@@ -437,8 +437,8 @@ def test_jobs_create_list_and_get(cli: Cli, cli_json: CliJson) -> None:
     assert detail.pop("totals")["30d"]["runs"] == 0
     assert detail == {**job, "tasks": []}
     header, row = cli("jobs", "list").out.splitlines()
-    assert header.split() == ["ID", "NAME", "STATUS", "PROGRESS", "RUNNING", "FAILED", "UPDATED"]
-    assert row.split()[:7] == [job["id"][:8], "Implement", "CLI", "pending", "0/0", "(0%)", "0"]
+    assert header.split() == ["NAME", "ID", "STATUS", "PROGRESS", "RUNNING", "FAILED", "UPDATED"]
+    assert row.split()[:7] == ["Implement", "CLI", job["id"][:8], "pending", "0/0", "(0%)", "0"]
 
 
 def test_jobs_get_shows_the_job_with_its_tasks_and_progress(cli: Cli, cli_json: CliJson, home: Path) -> None:
@@ -832,8 +832,9 @@ def test_tasks_list_all_by_job_and_unassigned(cli: Cli, cli_json: CliJson) -> No
     assert [t["id"] for t in cli_json("tasks", "list", "--unassigned")["tasks"]] == [loose["id"]]
     assert all("job_id" in t for t in cli_json("tasks", "list")["tasks"])
     lines = cli("tasks", "list").out.splitlines()
-    assert lines[0].split() == ["ID", "NAME", "JOB", "SCHEDULE", "NEXT", "RUN", "LAST"]
-    assert lines[2].split()[:3] == [loose["id"][:8], "loose", "-"] and lines[2].endswith("never")
+    assert lines[0].split() == ["NAME", "ID", "JOB", "SCHEDULE", "NEXT", "RUN", "LAST"]
+    assert lines[1].split()[:3] == ["in", "job", in_job["id"][:8]] and lines[1].split()[3] == "Job"
+    assert lines[2].split()[:3] == ["loose", loose["id"][:8], "-"] and lines[2].endswith("never")
 
 
 def test_tasks_get_shows_every_field(cli: Cli, cli_json: CliJson) -> None:
@@ -1015,11 +1016,11 @@ def test_runs_list_newest_first_with_filters(cli: Cli, cli_json: CliJson, histor
     assert listed("--job", history["job"], "--status", "success") == [runs[0]]
     assert listed("-n", "2") == [runs[3], runs[2]]
     lines = cli("runs", "list").out.splitlines()
-    headers = ["ID", "TASK", "STATUS", "TRIGGER", "STARTED", "WALL", "TIME", "COST", "TOKENS", "ERROR"]
+    headers = ["TASK", "ID", "STATUS", "TRIGGER", "STARTED", "WALL", "TIME", "COST", "TOKENS", "ERROR"]
     assert lines[0].split() == headers
     assert lines[1].split() == [
+        "loose",
         runs[3][:8],
-        history["loose"][:8],
         "success",
         "manual",
         *shown("2026-03-01T12:03:00+00:00").split(),

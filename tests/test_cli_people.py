@@ -212,3 +212,29 @@ def test_global_options_come_after_the_mode_too(home: Path, capsys: pytest.Captu
     assert cs.main(["cli", "jobs", "create", "--name", "J", "--home", str(other), "-v"]) == 0
     assert cs.main(["cli", "--home", str(other), "jobs", "list", "--json"]) == 0
     assert '"name": "J"' in capsys.readouterr().out
+
+
+def test_tables_put_names_first_and_elide_them_to_the_terminal(
+    cli: Cli, cli_json: CliJson, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = cli_json("jobs", "create", "--name", "Nightly maintenance of the whole monorepo")
+    long = "Review every pull request opened since yesterday and summarise the risky ones"
+    task = cli_json("tasks", "create", "--name", long, "--prompt", "p", "--job", job["id"])
+    wide = cli("tasks", "list").out.splitlines()
+    assert wide[1].startswith(f"{long[:47]}…  {task['id'][:8]}  Nightly maintenance of the whole monorepo  ")
+    monkeypatch.setenv("COLUMNS", "100")
+    narrow = cli("tasks", "list").out.splitlines()
+    assert max(len(line) for line in narrow) <= 100
+    name, ident, job_name = narrow[1].split("  ")[:3]
+    assert name.endswith("…") and long.startswith(name[:-1]) and ident == task["id"][:8]
+    assert job_name.endswith("…") or job_name == job["name"]
+    assert cli_json("tasks", "list")["tasks"][0]["id"] == task["id"]  # full ids in --json
+
+
+def test_ids_are_shown_by_their_shortest_unique_prefix_of_at_least_eight() -> None:
+    twins = ["abcd1234ef-1", "abcd1234eg-2", "99999999-3"]
+    assert cs.short_ids(twins) == {
+        "abcd1234ef-1": "abcd1234ef",
+        "abcd1234eg-2": "abcd1234eg",
+        "99999999-3": "99999999",
+    }

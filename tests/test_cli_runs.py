@@ -252,7 +252,7 @@ def test_tasks_run_detach_hands_the_run_to_the_engine(
     assert result.code == 0
     run = only_run(home, task["id"])
     first, note = result.out.splitlines()
-    assert first == f"Queued run {run['id']}"
+    assert first == f"Queued run {run['id'][:8]}"
     assert note.startswith("No scheduler engine is running")
     assert (run["status"], run["trigger"]) == ("queued", "cli")
     assert record.entries() == []
