@@ -10092,15 +10092,12 @@ def _cmd_jobs_delete(ctx: CliContext) -> int:
     job_id = ctx.resolve("job", ctx.args.id)
     preview = ctx.backend.delete_preview(job_id)
     counts = preview["counts"]
-    question = (
-        f"Delete job {preview['job']['name']!r} with {_plural(counts['tasks'], 'task')}, "
-        f"{_plural(counts['runs'], 'run')} and {_plural(counts['logs'], 'log')}?"
+    what = (
+        f"job {preview['job']['name']!r} with {_plural(counts['tasks'], 'task')}, "
+        f"{_plural(counts['runs'], 'run')} and {_plural(counts['logs'], 'log')}"
     )
-    if preview["active_runs"]:
-        question += f" Its {_plural(preview['active_runs'], 'active run')} will be stopped."
-    if not ctx.confirm(question):
-        ctx.emit("Nothing deleted.")
-        return 1
+    if not _ask_to_delete(ctx, what, preview):
+        return int(not ctx.args.dry_run)
     result = ctx.backend.delete_job(job_id, force=True)
     return ctx.show(result, lambda: _deleted_text(result["deleted"]))
 
@@ -10170,15 +10167,12 @@ def _cmd_tasks_delete(ctx: CliContext) -> int:
     task_id = ctx.resolve("task", ctx.args.id)
     preview = ctx.backend.delete_task_preview(task_id)
     counts = preview["counts"]
-    question = (
-        f"Delete task {preview['task']['name']!r} with {_plural(counts['runs'], 'run')} "
-        f"and {_plural(counts['logs'], 'log')}?"
+    what = (
+        f"task {preview['task']['name']!r} with {_plural(counts['runs'], 'run')} "
+        f"and {_plural(counts['logs'], 'log')}"
     )
-    if preview["active_runs"]:
-        question += f" Its {_plural(preview['active_runs'], 'active run')} will be stopped."
-    if not ctx.confirm(question):
-        ctx.emit("Nothing deleted.")
-        return 1
+    if not _ask_to_delete(ctx, what, preview):
+        return int(not ctx.args.dry_run)
     result = ctx.backend.delete_task(task_id, force=True)
     return ctx.show(result, lambda: _deleted_text(result["deleted"]))
 
@@ -10261,8 +10255,29 @@ def _run_readable(run: JSONDict) -> JSONDict:
 
 
 def _cmd_runs_delete(ctx: CliContext) -> int:
-    result = ctx.backend.delete_run(ctx.resolve("run", ctx.args.id))
+    run = ctx.backend.get_run(ctx.resolve("run", ctx.args.id))
+    if run["status"] in ACTIVE_STATUSES:
+        raise Conflict("the run is still active; stop it first")
+    task = ctx.backend.get_task(run["task_id"])
+    what = f"run {_short(run['id'])} of task {task['name']!r} ({run['status']}) and its log"
+    if not _ask_to_delete(ctx, what, {"run": run, "active_runs": 0}):
+        return int(not ctx.args.dry_run)
+    result = ctx.backend.delete_run(run["id"])
     return ctx.show(result, lambda: _deleted_text(result["deleted"]))
+
+
+def _ask_to_delete(ctx: CliContext, what: str, preview: JSONDict) -> bool:
+    """Whether to go on with a delete: every delete asks the same way (--yes or --force
+    to skip), and --dry-run only says what it would remove."""
+    active = preview["active_runs"]
+    stopped = f" Its {_plural(active, 'active run')} {{}} be stopped." if active else ""
+    if ctx.args.dry_run:
+        ctx.show({"dry_run": True, **preview}, lambda: f"Would delete {what}.{stopped.format('would')}")
+        return False
+    if not ctx.confirm(f"Delete {what}?{stopped.format('will')}"):
+        ctx.emit("Nothing deleted.")
+        return False
+    return True
 
 
 def _cmd_schedule_preview(ctx: CliContext) -> int:
@@ -11488,7 +11503,15 @@ def _with_id(parser: argparse.ArgumentParser) -> None:
 
 def _with_force(parser: argparse.ArgumentParser) -> None:
     _with_id(parser)
-    parser.add_argument("--force", action="store_true", help="do not ask (needed without a terminal)")
+    parser.add_argument(
+        "-y",
+        "--yes",
+        "--force",
+        dest="force",
+        action="store_true",
+        help="do not ask (needed without a terminal)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
 
 
 def _no_options(parser: argparse.ArgumentParser) -> None:
@@ -11671,7 +11694,7 @@ CLI_COMMANDS: list[CliSpec] = [
     ("tasks", "next", _cmd_tasks_next, _tasks_next_options),
     ("runs", "list", _cmd_runs_list, _runs_list_options),
     ("runs", "get", _cmd_runs_get, _with_id),
-    ("runs", "delete", _cmd_runs_delete, _with_id),
+    ("runs", "delete", _cmd_runs_delete, _with_force),
     ("runs", "log", _cmd_runs_log, _runs_log_options),
     ("runs", "stop", _cmd_runs_stop, _with_id),
     ("tasks", "run", _cmd_tasks_run, _tasks_run_options),

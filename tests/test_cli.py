@@ -1042,7 +1042,7 @@ def test_runs_get_and_delete(cli: Cli, cli_json: CliJson, history: dict[str, Any
     )
     fields = dict(line.split(None, 1) for line in cli("runs", "get", run_id).out.splitlines())
     assert (fields["status"], fields["cost_usd"], fields["error"]) == ("failed", "0.25", "-")
-    assert cli("runs", "delete", run_id[:8]).out == "Deleted 1 run, 1 log.\n"
+    assert cli("runs", "delete", run_id[:8], "--yes").out == "Deleted 1 run, 1 log.\n"
     assert cli("runs", "get", run_id).code == 1
     assert not (home / "logs" / f"{run_id}.log").exists()
     assert len(cli_json("runs", "list")["runs"]) == 3

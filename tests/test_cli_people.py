@@ -238,3 +238,33 @@ def test_ids_are_shown_by_their_shortest_unique_prefix_of_at_least_eight() -> No
         "abcd1234eg-2": "abcd1234eg",
         "99999999-3": "99999999",
     }
+
+
+@pytest.mark.parametrize("group", ["jobs", "tasks", "runs"])
+def test_every_delete_asks_the_same_way_and_dry_run_deletes_nothing(
+    home: Path, cli: Cli, cli_json: CliJson, group: str
+) -> None:
+    job = cli_json("jobs", "create", "--name", "J")
+    task = cli_json("tasks", "create", "--name", "T", "--prompt", "p", "--job", job["id"])
+    store = cs.Store(home)
+    run = cs.Run(cs.new_id(), task["id"], status=cs.RunStatus.SUCCESS, created_at=cs.utcnow())
+    run.finished_at = run.created_at
+    store.enqueue(run)
+    target = {"jobs": job, "tasks": task, "runs": {"id": run.id}}[group]
+    what = {
+        "jobs": "job 'J' with 1 task, 1 run and 0 logs",
+        "tasks": "task 'T' with 1 run and 0 logs",
+        "runs": f"run {run.id[:8]} of task 'T' (success) and its log",
+    }[group]
+    dry = cli(group, "delete", target["id"], "--dry-run")
+    assert (dry.code, dry.out) == (0, f"Would delete {what}.\n")
+    assert cli_json(group, "delete", target["id"], "--dry-run")["dry_run"] is True
+    asked = cli(group, "delete", target["id"])
+    assert (asked.code, asked.err) == (
+        1,
+        f"error: Delete {what}? Not asking without a terminal: add --force to confirm\n",
+    )
+    assert cli_json("runs", "get", run.id)["id"] == run.id  # nothing was deleted
+    done = cli(group, "delete", target["id"], "-y")
+    assert done.code == 0 and done.out.startswith("Deleted ")
+    assert cli("runs", "get", run.id).code == 1
