@@ -16157,7 +16157,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         store = Store(data_home(args))
         notifier = Notifier(store)
         notifier.start()
-        engine = Engine(store, on_event=notifier.on_event)
+        engine = Engine(store, on_event=_logging_events(store, notifier.on_event))
         service = Service(store, wake=engine.wake)
         api = ApiServer(service, args.host, args.port)
         api.start()
@@ -16175,6 +16175,36 @@ def _run_serve(args: argparse.Namespace) -> int:
         if notifier:
             notifier.stop()
     return 0
+
+
+def _logging_events(store: Store, then: Callable[[JSONDict], None]) -> Callable[[JSONDict], None]:
+    """`serve`'s listener: each run's start and end logged (task, trigger, status, cost;
+    queued runs with -v), then the event handed on."""
+
+    def on_event(event: JSONDict) -> None:
+        if event.get("event") == "run":
+            _log_run(store, event["run"])
+        then(event)
+
+    return on_event
+
+
+def _log_run(store: Store, run: JSONDict) -> None:
+    try:
+        name = store.task(run["task_id"]).name
+    except SchedulerError:
+        name = _short(run["task_id"])
+    said = f"run {_short(run['id'])} of {escape_controls(name)!r} ({run['trigger']})"
+    if run["status"] == RunStatus.RUNNING:
+        logger().info("%s started", said)
+    elif run["status"] in FINISHED_STATUSES:
+        cost = f" · {_money(run['cost_usd'])}" if run.get("cost_usd") is not None else ""
+        error = f" · {_one_line(run['error'], 200)}" if run.get("error") else ""
+        logger().info(
+            "%s %s · %s%s%s", said, run_status_text(run), _seconds(run["duration_seconds"]), cost, error
+        )
+    else:
+        logger().debug("%s %s", said, run["status"])
 
 
 def _start_engine(engine: Engine, service: Service, api_address: str) -> None:
