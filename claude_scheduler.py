@@ -10918,6 +10918,74 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+PROG = "claude-code-scheduler"
+BASH_COMPLETION = """# {prog} completion for bash (zsh: autoload -U bashcompinit && bashcompinit first)
+declare -A _ccs_words=(
+{words}
+)
+_ccs_complete() {{
+    local key="top" i word
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        word=${{COMP_WORDS[i]}}
+        if [[ -n "${{_ccs_words["$key $word"]+x}}" ]]; then key="$key $word"; fi
+    done
+    COMPREPLY=($(compgen -W "${{_ccs_words[$key]}}" -- "${{COMP_WORDS[COMP_CWORD]}}"))
+}}
+complete -F _ccs_complete {prog}
+"""
+FISH_COMPLETION = """# {prog} completion for fish
+function __ccs_path
+    set -l key
+    for word in (commandline -opc)[2..-1]
+        if contains -- (string join ' ' $key $word) {paths}
+            set key $key $word
+        end
+    end
+    string join ' ' $key
+end
+complete -c {prog} -f
+{lines}
+"""
+
+
+def completion_words() -> dict[str, list[str]]:
+    """Each mode, group and verb (by its path, '' for the top) -> what may follow it:
+    the names below it, then its options."""
+    table: dict[str, list[str]] = {}
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        below: list[str] = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                below += list(action.choices)
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}".strip())
+        table[path] = below + [name for action in parser._actions for name in action.option_strings]
+
+    walk(build_parser(), "")
+    return table
+
+
+def completion_script(shell: str) -> str:
+    table = completion_words()
+    if shell == "fish":
+        lines = "\n".join(
+            f"complete -c {PROG} -n '[ (__ccs_path) = \"{path}\" ]' -a '{' '.join(words)}'"
+            for path, words in table.items()
+        )
+        paths = " ".join(f"'{path}'" for path in table if path)
+        return FISH_COMPLETION.format(prog=PROG, paths=paths, lines=lines)
+    words = "\n".join(f'    ["{f"top {path}".strip()}"]="{" ".join(found)}"' for path, found in table.items())
+    script = BASH_COMPLETION.format(prog=PROG, words=words)
+    return ("autoload -U +X bashcompinit && bashcompinit\n" + script) if shell == "zsh" else script
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    """Print the completion script for a shell (no data home needed)."""
+    print(completion_script(args.shell), end="", flush=True)
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     """Check the setup, print a line per check; exit 1 when any found a problem. Over --api,
     the server's checks. Runs without a CliContext: opening a store would create the home."""
@@ -11745,6 +11813,7 @@ CLI_READS = frozenset(
 )
 CLI_GROUPS = {
     "init": "create the data home (any command that saves creates it too)",
+    "completion": "print a shell completion script: groups, verbs and options complete on Tab",
     "jobs": "groups of related tasks",
     "tasks": "prompts with their settings and schedules",
     "runs": "the history of executions",
@@ -11829,6 +11898,16 @@ def _add_cli(
         if named is None or verb in named:
             add_options(verb_parser)
         verb_parser.set_defaults(func=func)
+    completion = groups.add_parser(
+        "completion",
+        help=CLI_GROUPS["completion"],
+        description=f"{_sentence(CLI_GROUPS['completion'])} For bash: "
+        f'eval "$({PROG} cli completion bash)" in ~/.bashrc; for fish: '
+        f"{PROG} cli completion fish > ~/.config/fish/completions/{PROG}.fish",
+        parents=[parent],
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    completion.set_defaults(run_alone=_cmd_completion)
     init = groups.add_parser(
         "init", help=CLI_GROUPS["init"], description=CLI_GROUPS["init"], parents=[parent]
     )

@@ -4,6 +4,7 @@ never made by a read, help for every option."""
 from __future__ import annotations
 
 import argparse
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ def main_err(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
             [
                 "claude-code-scheduler cli: error: argument GROUP: invalid choice: 'job' (choose from "
                 "'jobs', 'tasks', 'runs', 'engine', 'settings', 'schedule', 'export', 'import', "
-                "'desktop', 'service', 'notify', 'init', 'doctor')",
+                "'desktop', 'service', 'notify', 'completion', 'init', 'doctor')",
                 "Did you mean 'jobs'?",
                 "Try 'claude-code-scheduler cli --help' for more.",
             ],
@@ -268,3 +269,33 @@ def test_every_delete_asks_the_same_way_and_dry_run_deletes_nothing(
     done = cli(group, "delete", target["id"], "-y")
     assert done.code == 0 and done.out.startswith("Deleted ")
     assert cli("runs", "get", run.id).code == 1
+
+
+def completions(script: Path, *words: str) -> list[str]:
+    shown = ", ".join(f'"{word}"' for word in words).replace(",", "")
+    program = (
+        f"source {script}; COMP_WORDS=(claude-code-scheduler {shown}); "
+        f"COMP_CWORD={len(words)}; _ccs_complete; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+    )
+    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+def test_bash_completes_groups_verbs_and_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cs.main(["cli", "completion", "bash"]) == 0
+    script = tmp_path / "ccs.bash"
+    script.write_text(capsys.readouterr().out)
+    assert completions(script, "cli", "jo") == ["jobs"]
+    assert completions(script, "cli", "jobs", "d") == ["delete", "duplicate"]
+    assert completions(script, "cli", "tasks", "create", "--ret") == ["--retries", "--retry-delay"]
+    assert completions(script, "se") == ["serve"]
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_zsh_and_fish_get_a_script_from_the_same_table(
+    shell: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cs.main(["cli", "completion", shell]) == 0
+    script = capsys.readouterr().out
+    assert "claude-code-scheduler" in script
+    assert " ".join(cs.completion_words()["cli runs"]) in script
