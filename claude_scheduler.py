@@ -10980,6 +10980,40 @@ def completion_script(shell: str) -> str:
     return ("autoload -U +X bashcompinit && bashcompinit\n" + script) if shell == "zsh" else script
 
 
+REFERENCE_START = "<!-- cli-reference: made by claude_scheduler.cli_reference(); do not edit -->"
+REFERENCE_END = "<!-- /cli-reference -->"
+
+
+def cli_reference() -> str:
+    """The README's CLI reference, made from the parser: each command of `cli` with its
+    arguments and options (the global ones left out), so it cannot drift."""
+    lines = [REFERENCE_START, ""]
+    parser = build_parser()
+    common = {name for action in _common_parent()._actions for name in action.option_strings}
+    for path, sub in _commands_below(parser, ""):
+        if not path.startswith("cli ") or any(
+            isinstance(a, argparse._SubParsersAction) for a in sub._actions
+        ):
+            continue
+        lines.append(f"- `{path}`: {sub.description or ''}".rstrip(": "))
+        for action in sub._actions:
+            if set(action.option_strings) & (common | {"-h", "--help"}):
+                continue
+            names = ", ".join(action.option_strings) or action.metavar or action.dest
+            lines.append(f"  - `{names}`: {action.help}")
+    return "\n".join([*lines, "", REFERENCE_END])
+
+
+def _commands_below(
+    parser: argparse.ArgumentParser, path: str
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands_below(sub, f"{path} {name}".strip())
+
+
 def _cmd_completion(args: argparse.Namespace) -> int:
     """Print the completion script for a shell (no data home needed)."""
     print(completion_script(args.shell), end="", flush=True)

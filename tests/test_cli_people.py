@@ -299,3 +299,9 @@ def test_zsh_and_fish_get_a_script_from_the_same_table(
     script = capsys.readouterr().out
     assert "claude-code-scheduler" in script
     assert " ".join(cs.completion_words()["cli runs"]) in script
+
+
+def test_the_readmes_cli_reference_is_the_parsers() -> None:
+    readme = (Path(cs.__file__).parent / "README.md").read_text(encoding="utf-8")
+    start, end = readme.index(cs.REFERENCE_START), readme.index(cs.REFERENCE_END)
+    assert readme[start : end + len(cs.REFERENCE_END)] == cs.cli_reference()
