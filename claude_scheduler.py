@@ -10842,9 +10842,41 @@ def _seconds(value: JSON) -> str:
     return f"{value:.1f}s" if isinstance(value, int | float) else "-"
 
 
+def short_ids(ids: Iterable[str]) -> dict[str, str]:
+    """Each id's shortest prefix of at least ID_PREFIX_LEN characters that no other of
+    `ids` starts with: one length for an id everywhere it is shown to people."""
+    ordered = sorted(set(ids))
+    shown = {}
+    for at, ident in enumerate(ordered):
+        shared = max((_shared_len(ident, other) for other in ordered[max(at - 1, 0) : at + 2]), default=0)
+        shown[ident] = ident[: max(ID_PREFIX_LEN, shared + 1)]
+    return shown
+
+
+def _shared_len(one: str, other: str) -> int:
+    if one == other:
+        return 0
+    return next(
+        (n for n, (a, b) in enumerate(zip(one, other, strict=False)) if a != b), min(len(one), len(other))
+    )
+
+
+def for_table(
+    rows: list[JSONDict], ref: str | None = None, names: Mapping[str, str] | None = None
+) -> list[JSONDict]:
+    """Rows with what a table shows besides their fields: `short_id`, and `ref_name`, the
+    name of the record `ref` (job_id, task_id) points to, from `names`."""
+    shorts = short_ids(row["id"] for row in rows)
+    names = names or {}
+    return [
+        {**row, "short_id": shorts[row["id"]], "ref_name": names.get(row[ref]) if ref and row[ref] else None}
+        for row in rows
+    ]
+
+
 JOB_COLUMNS: tuple[tuple[str, Row], ...] = (
-    ("ID", lambda job: _short(job["id"])),
     ("NAME", lambda job: job["name"]),
+    ("ID", lambda job: job["short_id"]),
     ("STATUS", lambda job: job["status"]),
     ("PROGRESS", lambda job: f"{job['progress']['text']} ({job['progress']['percent']}%)"),
     ("RUNNING", lambda job: str(job["progress"]["running"])),
@@ -10852,9 +10884,9 @@ JOB_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("UPDATED", lambda job: _when(job["updated_at"])),
 )
 TASK_COLUMNS: tuple[tuple[str, Row], ...] = (
-    ("ID", lambda task: _short(task["id"])),
     ("NAME", lambda task: task["name"]),
-    ("JOB", lambda task: _short(task["job_id"])),
+    ("ID", lambda task: task["short_id"]),
+    ("JOB", lambda task: task["ref_name"] or _short(task["job_id"])),
     ("SCHEDULE", lambda task: task["schedule_text"]),
     ("NEXT RUN", lambda task: _when(task["next_run_at"]) if task["enabled"] else "disabled"),
     ("LAST", lambda task: task["last_run_status"] or "never"),
@@ -10879,8 +10911,8 @@ JOB_STEP_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("ATTEMPTS", lambda step: str(step["attempts"])),
 )
 RUN_COLUMNS: tuple[tuple[str, Row], ...] = (
-    ("ID", lambda run: _short(run["id"])),
-    ("TASK", lambda run: _short(run["task_id"])),
+    ("TASK", lambda run: run["ref_name"] or _short(run["task_id"])),
+    ("ID", lambda run: run["short_id"]),
     ("STATUS", run_status_text),
     ("TRIGGER", lambda run: run["trigger"]),
     ("STARTED", lambda run: _when(run["started_at"] or run["created_at"])),
@@ -10945,15 +10977,32 @@ def _control_escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+ELASTIC_COLUMNS = ("NAME", "JOB", "TASK")  # names: elided with … to fit the terminal
+ELASTIC_MIN = 10
+
+
 def format_table(rows: list[JSONDict], columns: tuple[tuple[str, Row], ...]) -> str:
     cells = [[_cell(render(row)) for _, render in columns] for row in rows]
     headers = [title for title, _ in columns]
     widths = [max(map(_text_width, column)) for column in zip(headers, *cells, strict=False)]
+    _fit(widths, headers, shutil.get_terminal_size((0, 0)).columns)
+    cells = [[_clip(text, width) for text, width in zip(line, widths, strict=True)] for line in cells]
     lines = [headers, *cells]
     return "\n".join(
         "  ".join(t + " " * (w - _text_width(t)) for t, w in zip(line, widths, strict=True)).rstrip()
         for line in lines
     )
+
+
+def _fit(widths: list[int], headers: list[str], room: int) -> None:
+    """Narrow the name columns, widest first, until the table fits `room` columns of the
+    terminal (0: unknown, as when piped: nothing is elided)."""
+    elastic = [at for at, title in enumerate(headers) if title in ELASTIC_COLUMNS]
+    while room and sum(widths) + 2 * (len(widths) - 1) > room:
+        at = max(elastic, key=lambda n: widths[n], default=None)
+        if at is None or widths[at] <= max(ELASTIC_MIN, len(headers[at])):
+            return
+        widths[at] -= 1
 
 
 def _cell(text: str) -> str:
@@ -11058,7 +11107,9 @@ class CliContext:
 
 def _cmd_jobs_list(ctx: CliContext) -> int:
     jobs = ctx.backend.list_jobs()
-    return ctx.show({"jobs": jobs}, lambda: format_table(jobs, JOB_COLUMNS) if jobs else "No jobs yet.")
+    return ctx.show(
+        {"jobs": jobs}, lambda: format_table(for_table(jobs), JOB_COLUMNS) if jobs else "No jobs yet."
+    )
 
 
 def _cmd_jobs_get(ctx: CliContext) -> int:
@@ -11070,7 +11121,8 @@ def _job_text(job: JSONDict) -> str:
     progress = job["progress"]
     counts = ", ".join(f"{progress[key]} {key.replace('_', ' ')}" for key in PROGRESS_KEYS)
     head = format_fields(job, skip=("tasks", "progress", "task_order", "totals"))
-    tasks = format_table(job["tasks"], TASK_COLUMNS) if job["tasks"] else "No tasks yet."
+    shown = for_table(job["tasks"], "job_id", {job["id"]: job["name"]})
+    tasks = format_table(shown, TASK_COLUMNS) if shown else "No tasks yet."
     totals = _totals_text(job["totals"])
     return (
         f"{head}\nprogress           {progress['text']} done ({progress['percent']}%): {counts}\n\n"
@@ -11147,15 +11199,12 @@ def _cmd_jobs_delete(ctx: CliContext) -> int:
     job_id = ctx.resolve("job", ctx.args.id)
     preview = ctx.backend.delete_preview(job_id)
     counts = preview["counts"]
-    question = (
-        f"Delete job {preview['job']['name']!r} with {_plural(counts['tasks'], 'task')}, "
-        f"{_plural(counts['runs'], 'run')} and {_plural(counts['logs'], 'log')}?"
+    what = (
+        f"job {preview['job']['name']!r} with {_plural(counts['tasks'], 'task')}, "
+        f"{_plural(counts['runs'], 'run')} and {_plural(counts['logs'], 'log')}"
     )
-    if preview["active_runs"]:
-        question += f" Its {_plural(preview['active_runs'], 'active run')} will be stopped."
-    if not ctx.confirm(question):
-        ctx.emit("Nothing deleted.")
-        return 1
+    if not _ask_to_delete(ctx, what, preview):
+        return int(not ctx.args.dry_run)
     result = ctx.backend.delete_job(job_id, force=True)
     return ctx.show(result, lambda: _deleted_text(result["deleted"]))
 
@@ -11169,14 +11218,23 @@ def _deleted_text(counts: JSONDict) -> str:
 
 def _cmd_jobs_tasks(ctx: CliContext) -> int:
     tasks = ctx.backend.job_tasks(ctx.resolve("job", ctx.args.id))
-    return ctx.show({"tasks": tasks}, lambda: format_table(tasks, TASK_COLUMNS) if tasks else "No tasks.")
+    return ctx.show({"tasks": tasks}, lambda: _tasks_text(ctx, tasks))
 
 
 def _cmd_tasks_list(ctx: CliContext) -> int:
     unassigned = ctx.args.unassigned or (ctx.args.job or "").lower() == "none"
     job_id = ctx.resolve("job", ctx.args.job) if ctx.args.job and not unassigned else None
     tasks = ctx.backend.list_tasks(job_id, unassigned=unassigned)
-    return ctx.show({"tasks": tasks}, lambda: format_table(tasks, TASK_COLUMNS) if tasks else "No tasks.")
+    return ctx.show({"tasks": tasks}, lambda: _tasks_text(ctx, tasks))
+
+
+def _tasks_text(ctx: CliContext, tasks: list[JSONDict]) -> str:
+    if not tasks:
+        return "No tasks."
+    names = (
+        {job["id"]: job["name"] for job in ctx.backend.list_jobs()} if any(t["job_id"] for t in tasks) else {}
+    )
+    return format_table(for_table(tasks, "job_id", names), TASK_COLUMNS)
 
 
 def _cmd_tasks_get(ctx: CliContext) -> int:
@@ -11216,15 +11274,12 @@ def _cmd_tasks_delete(ctx: CliContext) -> int:
     task_id = ctx.resolve("task", ctx.args.id)
     preview = ctx.backend.delete_task_preview(task_id)
     counts = preview["counts"]
-    question = (
-        f"Delete task {preview['task']['name']!r} with {_plural(counts['runs'], 'run')} "
-        f"and {_plural(counts['logs'], 'log')}?"
+    what = (
+        f"task {preview['task']['name']!r} with {_plural(counts['runs'], 'run')} "
+        f"and {_plural(counts['logs'], 'log')}"
     )
-    if preview["active_runs"]:
-        question += f" Its {_plural(preview['active_runs'], 'active run')} will be stopped."
-    if not ctx.confirm(question):
-        ctx.emit("Nothing deleted.")
-        return 1
+    if not _ask_to_delete(ctx, what, preview):
+        return int(not ctx.args.dry_run)
     result = ctx.backend.delete_task(task_id, force=True)
     return ctx.show(result, lambda: _deleted_text(result["deleted"]))
 
@@ -11259,7 +11314,14 @@ def _cmd_runs_list(ctx: CliContext) -> int:
     job_id = ctx.resolve("job", args.job) if args.job else None
     runs = ctx.backend.list_runs(task_id=task_id, job_id=job_id, status=args.status, limit=args.count)
     _warn_unreadable_runs(ctx)
-    return ctx.show({"runs": runs}, lambda: format_table(runs, RUN_COLUMNS) if runs else "No runs.")
+    return ctx.show({"runs": runs}, lambda: _runs_text(ctx, runs))
+
+
+def _runs_text(ctx: CliContext, runs: list[JSONDict]) -> str:
+    if not runs:
+        return "No runs."
+    names = {task["id"]: task["name"] for task in ctx.backend.list_tasks()}
+    return format_table(for_table(runs, "task_id", names), RUN_COLUMNS)
 
 
 def _warn_unreadable_runs(ctx: CliContext) -> None:
@@ -11300,8 +11362,29 @@ def _run_readable(run: JSONDict) -> JSONDict:
 
 
 def _cmd_runs_delete(ctx: CliContext) -> int:
-    result = ctx.backend.delete_run(ctx.resolve("run", ctx.args.id))
+    run = ctx.backend.get_run(ctx.resolve("run", ctx.args.id))
+    if run["status"] in ACTIVE_STATUSES:
+        raise Conflict("the run is still active; stop it first")
+    task = ctx.backend.get_task(run["task_id"])
+    what = f"run {_short(run['id'])} of task {task['name']!r} ({run['status']}) and its log"
+    if not _ask_to_delete(ctx, what, {"run": run, "active_runs": 0}):
+        return int(not ctx.args.dry_run)
+    result = ctx.backend.delete_run(run["id"])
     return ctx.show(result, lambda: _deleted_text(result["deleted"]))
+
+
+def _ask_to_delete(ctx: CliContext, what: str, preview: JSONDict) -> bool:
+    """Whether to go on with a delete: every delete asks the same way (--yes or --force
+    to skip), and --dry-run only says what it would remove."""
+    active = preview["active_runs"]
+    stopped = f" Its {_plural(active, 'active run')} {{}} be stopped." if active else ""
+    if ctx.args.dry_run:
+        ctx.show({"dry_run": True, **preview}, lambda: f"Would delete {what}.{stopped.format('would')}")
+        return False
+    if not ctx.confirm(f"Delete {what}?{stopped.format('will')}"):
+        ctx.emit("Nothing deleted.")
+        return False
+    return True
 
 
 def _cmd_schedule_preview(ctx: CliContext) -> int:
@@ -11738,7 +11821,7 @@ def _cmd_tasks_run(ctx: CliContext) -> int:
         run = ctx.backend.request_run(task_id, Trigger.CLI)
         note = _engine_note(ctx, [task_id])
         if ctx.args.detach:
-            return ctx.show(run, lambda: f"Queued run {run['id']}" + (f"\n{note}" if note else ""))
+            return ctx.show(run, lambda: f"Queued run {_short(run['id'])}" + (f"\n{note}" if note else ""))
         if note and not ctx.args.json:  # otherwise the wait below would be silent
             ctx.emit(note)
         return _follow_to_end(ctx, run["id"])
@@ -12126,6 +12209,128 @@ def _lifted_text(status: JSONDict) -> str:
     return LIFTED_TEXTS[tuple(status["lifted"])] + "\n"
 
 
+def home_exists(home: Path) -> bool:
+    """Whether `home` is there to read: a folder with something in it."""
+    try:
+        return home.is_dir() and any(entry.name not in HOME_IGNORED for entry in home.iterdir())
+    except OSError:
+        return True  # let the store say what is wrong
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    """Create the data home (or say it is there already). Always the local one."""
+    home = data_home(args)
+    existed = home_exists(home)
+    Store(home)
+    if args.json:
+        print(json.dumps({"home": str(home), "created": not existed}, indent=2), flush=True)
+    else:
+        print(escape_controls(f"{'Data home already at' if existed else 'Created the data home'} {home}"))
+    return 0
+
+
+PROG = "claude-code-scheduler"
+BASH_COMPLETION = """# {prog} completion for bash (zsh: autoload -U bashcompinit && bashcompinit first)
+declare -A _ccs_words=(
+{words}
+)
+_ccs_complete() {{
+    local key="top" i word
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        word=${{COMP_WORDS[i]}}
+        if [[ -n "${{_ccs_words["$key $word"]+x}}" ]]; then key="$key $word"; fi
+    done
+    COMPREPLY=($(compgen -W "${{_ccs_words[$key]}}" -- "${{COMP_WORDS[COMP_CWORD]}}"))
+}}
+complete -F _ccs_complete {prog}
+"""
+FISH_COMPLETION = """# {prog} completion for fish
+function __ccs_path
+    set -l key
+    for word in (commandline -opc)[2..-1]
+        if contains -- (string join ' ' $key $word) {paths}
+            set key $key $word
+        end
+    end
+    string join ' ' $key
+end
+complete -c {prog} -f
+{lines}
+"""
+
+
+def completion_words() -> dict[str, list[str]]:
+    """Each mode, group and verb (by its path, '' for the top) -> what may follow it:
+    the names below it, then its options."""
+    table: dict[str, list[str]] = {}
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        below: list[str] = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                below += list(action.choices)
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}".strip())
+        table[path] = below + [name for action in parser._actions for name in action.option_strings]
+
+    walk(build_parser(), "")
+    return table
+
+
+def completion_script(shell: str) -> str:
+    table = completion_words()
+    if shell == "fish":
+        lines = "\n".join(
+            f"complete -c {PROG} -n '[ (__ccs_path) = \"{path}\" ]' -a '{' '.join(words)}'"
+            for path, words in table.items()
+        )
+        paths = " ".join(f"'{path}'" for path in table if path)
+        return FISH_COMPLETION.format(prog=PROG, paths=paths, lines=lines)
+    words = "\n".join(f'    ["{f"top {path}".strip()}"]="{" ".join(found)}"' for path, found in table.items())
+    script = BASH_COMPLETION.format(prog=PROG, words=words)
+    return ("autoload -U +X bashcompinit && bashcompinit\n" + script) if shell == "zsh" else script
+
+
+REFERENCE_START = "<!-- cli-reference: made by claude_scheduler.cli_reference(); do not edit -->"
+REFERENCE_END = "<!-- /cli-reference -->"
+
+
+def cli_reference() -> str:
+    """The README's CLI reference, made from the parser: each command of `cli` with its
+    arguments and options (the global ones left out), so it cannot drift."""
+    lines = [REFERENCE_START, ""]
+    parser = build_parser()
+    common = {name for action in _common_parent()._actions for name in action.option_strings}
+    for path, sub in _commands_below(parser, ""):
+        if not path.startswith("cli ") or any(
+            isinstance(a, argparse._SubParsersAction) for a in sub._actions
+        ):
+            continue
+        lines.append(f"- `{path}`: {sub.description or ''}".rstrip(": "))
+        for action in sub._actions:
+            if set(action.option_strings) & (common | {"-h", "--help"}):
+                continue
+            names = ", ".join(action.option_strings) or action.metavar or action.dest
+            lines.append(f"  - `{names}`: {action.help}")
+    return "\n".join([*lines, "", REFERENCE_END])
+
+
+def _commands_below(
+    parser: argparse.ArgumentParser, path: str
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands_below(sub, f"{path} {name}".strip())
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    """Print the completion script for a shell (no data home needed)."""
+    print(completion_script(args.shell), end="", flush=True)
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     """Check the setup, print a line per check; exit 1 when any found a problem. Over --api,
     the server's checks. Runs without a CliContext: opening a store would create the home."""
@@ -12325,6 +12530,79 @@ TASK_OPTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
+# A stored field -> the option that sets it, so that errors name what the user typed.
+FIELD_OPTIONS = {
+    "name": "--name",
+    "description": "--description",
+    "status": "--status",
+    "prompt": "--prompt",
+    "job_id": "--job",
+    "model": "--model",
+    "permission_mode": "--permission-mode",
+    "working_directory": "--working-dir",
+    "timeout_seconds": "--timeout",
+    "max_turns": "--max-turns",
+    "allowed_tools": "--allowed-tools",
+    "disallowed_tools": "--disallowed-tools",
+    "append_system_prompt": "--append-system-prompt",
+    "system_prompt": "--system-prompt",
+    "max_budget_usd": "--max-budget-usd",
+    "fallback_model": "--fallback-model",
+    "add_dirs": "--add-dir",
+    "mcp_config": "--mcp-config",
+    "extra_args": "--extra-args",
+    "strict_mcp_config": "--strict-mcp-config",
+    "fail_on_permission_denials": "--fail-on-denials",
+    "on_failure": "--on-failure",
+    "skip_in_job": "--skip-in-job",
+    "run_after": "--after",
+    "run_after.task_id": "--after",
+    "run_after.when": "--after-when",
+    "session_mode": "--session-mode",
+    "overlap": "--overlap",
+    "catch_up": "--catch-up",
+    "env": "--env",
+    "retry.max_attempts": "--retries",
+    "retry.delay_seconds": "--retry-delay",
+    "schedule.every_seconds": "--every",
+    "schedule.at": "--at",
+    "schedule.expression": "--cron",
+    "schedule.timezone": "--timezone",
+    "schedule.path": "--watch",
+    "schedule.debounce_seconds": "--debounce",
+}
+DURATION_OPTIONS = ("--every", "--timeout")  # their limits are shown as durations
+BETWEEN = re.compile(r"must be between (\d+) and (\d+) \(got (\d+)\)")
+
+
+def cli_error_text(error: SchedulerError) -> str:
+    """An error as the command line says it: the option the user typed, not the field."""
+    if not error.field:
+        return str(error)
+    key = re.sub(r"\[\d+\]$", "", error.field)  # add_dirs[2] -> add_dirs; env.NAME -> env
+    option = FIELD_OPTIONS.get(key) or FIELD_OPTIONS.get(key.partition(".")[0])
+    message = error.message
+    if option in DURATION_OPTIONS:
+        message = BETWEEN.sub(
+            lambda m: (
+                f"must be between {_duration_word(int(m[1]))} and "
+                f"{_duration_word(int(m[2]))} (got {_duration_word(int(m[3]))})"
+            ),
+            message,
+        )
+    return f"{option or error.field}: {message}"
+
+
+def _duration_word(seconds: int) -> str:
+    """90 -> 1m30s: a duration as --every and --timeout take it."""
+    parts = []
+    for unit, size, _ in DURATION_UNITS:
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
 def _task_fields(ctx: CliContext, *, creating: bool, prompt: str | None) -> JSONDict:
     """The task fields the options give. On update, `env` holds only the variables to set
     or (None) drop, and schedule options that change part of the current schedule are
@@ -12400,17 +12678,104 @@ def _env_pair(item: str) -> tuple[str, str]:
     return name, value
 
 
+# Words people write for a duration's unit -> the letter --every and --timeout take.
+UNIT_WORDS = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), "s"),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), "m"),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), "h"),
+    **dict.fromkeys(("d", "day", "days"), "d"),
+}
+INVALID_CHOICE = re.compile(r"invalid choice: '(.*)' \(choose from (.*)\)$")
+SUGGEST_CUTOFF = 0.6  # how alike a typo and a name must be for "did you mean"
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse with errors for people: the one line that matters, a hint where one
+    helps (did you mean, one word for a value), and where the help is; not the usage."""
+
+    argv: Sequence[str] = ()  # what it parses, for hints about unrecognized words
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self.argv = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> typing.NoReturn:
+        reached = _reached_parser(self, self.argv) if "unrecognized arguments" in message else self
+        hints = _usage_hints(reached, message, self.argv)
+        lines = [f"{reached.prog}: error: {message}", *hints, f"Try '{reached.prog} --help' for more."]
+        self.exit(2, escape_controls("\n".join(lines)) + "\n")
+
+
+def _reached_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The deepest mode, group or verb parser that argv names."""
+    for word in argv:
+        subparsers = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if subparsers is not None and word in subparsers.choices:
+            parser = subparsers.choices[word]
+    return parser
+
+
+def _usage_hints(parser: argparse.ArgumentParser, message: str, argv: Sequence[str]) -> list[str]:
+    choice = INVALID_CHOICE.search(message)
+    if choice:
+        return _did_you_mean(choice[1], re.findall(r"'([^']*)'", choice[2]))
+    subparsers = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if message.startswith("the following arguments are required") and subparsers is not None:
+        return [f"Choose one of: {', '.join(subparsers.choices)}"]
+    if not message.startswith("unrecognized arguments: "):
+        return []
+    hints: list[str] = []
+    options = [name for action in parser._actions for name in action.option_strings]
+    for word in message.removeprefix("unrecognized arguments: ").split():
+        if word.startswith("-"):
+            hints += _did_you_mean(word.partition("=")[0], options)
+        else:
+            hints += _one_word_hint(word, list(argv))
+    return hints
+
+
+def _did_you_mean(word: str, names: Sequence[str]) -> list[str]:
+    import difflib
+
+    close = difflib.get_close_matches(word, names, n=1, cutoff=SUGGEST_CUTOFF)
+    return [f"Did you mean '{close[0]}'?"] if close else []
+
+
+def _one_word_hint(word: str, argv: list[str]) -> list[str]:
+    """`--every 2 hours`: the value was given in two words."""
+    at = argv.index(word) if word in argv else -1
+    if at < 2 or not argv[at - 2].startswith("--"):
+        return []
+    option, first = argv[at - 2], argv[at - 1]
+    unit = UNIT_WORDS.get(word.lower())
+    if unit and first.isdigit():
+        return [f"A value is one word: write {option} {first}{unit}"]
+    return [f"A value is one word: quote it, as in {option} '{first} {word}'"]
+
+
+HOME_HELP = f"data home (default ${HOME_ENV} or {DEFAULT_HOME})"
+
+
 def _common_parent() -> argparse.ArgumentParser:
     """Options every verb takes; SUPPRESS keeps a verb from hiding one given earlier."""
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    parent.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON, with full ids"
+    )
     parent.add_argument(
         "--api", metavar="URL", default=argparse.SUPPRESS, help=f"use a running server (or ${API_ENV})"
     )
-    parent.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help="data home")
+    parent.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help=HOME_HELP)
     # argparse counts each subcommand's -v afresh, so they get their own dest and main adds it
     parent.add_argument(
-        "-v", "--verbose", dest="verbose_below", action="count", default=argparse.SUPPRESS, help="more logs"
+        "-v",
+        "--verbose",
+        dest="verbose_below",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="more log output (repeatable)",
     )
     return parent
 
@@ -12418,9 +12783,14 @@ def _common_parent() -> argparse.ArgumentParser:
 def _mode_parent() -> argparse.ArgumentParser:
     """--home and -v after `gui` or `serve` too, as after a `cli` verb."""
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help="data home")
+    parent.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help=HOME_HELP)
     parent.add_argument(
-        "-v", "--verbose", dest="verbose_below", action="count", default=argparse.SUPPRESS, help="more logs"
+        "-v",
+        "--verbose",
+        dest="verbose_below",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="more log output (repeatable)",
     )
     return parent
 
@@ -12447,26 +12817,55 @@ def _schedule_options(parser: argparse.ArgumentParser, *, events: bool) -> None:
     group.add_argument("--timezone", metavar="TZ", help="IANA zone for cron times (default: this machine's)")
 
 
+def _default(creating: bool, text: str) -> str:
+    """` (default X)` on create; update changes only what is given, so it shows none."""
+    return f" (default {text})" if creating else ""
+
+
 def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
-    parser.add_argument("--name", required=creating)
+    parser.add_argument("--name", required=creating, help="the task's name, shown in lists")
     prompt = parser.add_mutually_exclusive_group(required=creating)
     prompt.add_argument("--prompt", help="the prompt; '-' reads it from standard input")
     prompt.add_argument("--prompt-file", metavar="FILE", help="read the prompt from FILE")
     parser.add_argument(
         "--job", metavar="ID", help="job id (prefix)" + ("; 'none' to unassign" if not creating else "")
     )
-    parser.add_argument("--model", help=f"sonnet, opus, haiku or a full model id (default {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--model",
+        help="sonnet, opus, haiku or a full model id" + _default(creating, DEFAULT_MODEL),
+    )
     parser.add_argument(
         "--permission-mode",
         choices=[mode.value for mode in PermissionMode],
         metavar="MODE",
-        help="; ".join(f"{mode.value}: {text}" for mode, text in PERMISSION_MODE_HELP.items()),
+        help="; ".join(f"{mode.value}: {text}" for mode, text in PERMISSION_MODE_HELP.items())
+        + _default(creating, PermissionMode.DEFAULT.value),
     )
-    parser.add_argument("--working-dir", metavar="DIR", help="folder the session runs in")
-    parser.add_argument("--timeout", metavar="DURATION", help="stop the run after this long (default 30m)")
-    parser.add_argument("--retries", type=int, metavar="N", help="retry a failed run up to N times")
-    parser.add_argument("--retry-delay", type=int, metavar="SECONDS", help="first retry delay (doubles)")
-    parser.add_argument("--max-turns", type=int, metavar="N")
+    parser.add_argument(
+        "--working-dir",
+        metavar="DIR",
+        help="folder the session runs in" + _default(creating, "the job's, else the engine's"),
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        help="stop the run after this long" + _default(creating, _duration_word(DEFAULT_TIMEOUT)),
+    )
+    parser.add_argument(
+        "--retries", type=int, metavar="N", help="retry a failed run up to N times" + _default(creating, "0")
+    )
+    parser.add_argument(
+        "--retry-delay",
+        type=int,
+        metavar="SECONDS",
+        help="first retry delay, doubling each time" + _default(creating, "60"),
+    )
+    parser.add_argument(
+        "--max-turns",
+        type=int,
+        metavar="N",
+        help="end the session after N agentic turns" + _default(creating, "no limit"),
+    )
     tools = "comma-separated rules, e.g. 'Bash(git log, git diff),Read'" + (
         "; repeatable" if creating else "; repeatable, replaces the list ('' clears it)"
     )
@@ -12474,14 +12873,29 @@ def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
     parser.add_argument("--disallowed-tools", action="append", metavar="TOOLS", help=tools)
     parser.add_argument("--append-system-prompt", metavar="TEXT", help="added to Claude's system prompt")
     _claude_options(parser, creating=creating)
-    parser.add_argument("--session-mode", choices=[mode.value for mode in SessionMode])
+    parser.add_argument(
+        "--session-mode",
+        choices=[mode.value for mode in SessionMode],
+        help="new: each run starts a fresh session; resume: each run continues the session of the "
+        "task's last run (claude --resume)" + _default(creating, SessionMode.NEW.value),
+    )
     parser.add_argument(
         "--fail-on-denials",
         action=argparse.BooleanOptionalAction,
         help="count a run in which claude was refused a tool call as failed (default: no)",
     )
-    parser.add_argument("--overlap", choices=[mode.value for mode in Overlap], help="if still running")
-    parser.add_argument("--catch-up", choices=[mode.value for mode in CatchUp], help="after downtime")
+    parser.add_argument(
+        "--overlap",
+        choices=[mode.value for mode in Overlap],
+        help="when a run is due while the last still runs: skip it, queue it, or run in parallel"
+        + _default(creating, Overlap.SKIP.value),
+    )
+    parser.add_argument(
+        "--catch-up",
+        choices=[mode.value for mode in CatchUp],
+        help="after downtime: skip the missed times, or run once for the latest"
+        + _default(creating, CatchUp.ONCE.value),
+    )
     parser.add_argument(
         "--on-failure",
         choices=[mode.value for mode in StepFailure],
@@ -12505,8 +12919,16 @@ def _task_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
     if not creating:
         parser.add_argument("--unset-env", action="append", metavar="NAME", help="drop one; repeatable")
     state = parser.add_mutually_exclusive_group()
-    state.add_argument("--disabled", dest="enabled", action="store_false", default=None)
-    state.add_argument("--enabled", dest="enabled", action="store_true", default=None)
+    state.add_argument(
+        "--disabled", dest="enabled", action="store_false", default=None, help="do not fire on the schedule"
+    )
+    state.add_argument(
+        "--enabled",
+        dest="enabled",
+        action="store_true",
+        default=None,
+        help="fire on the schedule" + (" (the default)" if creating else ""),
+    )
     _schedule_options(parser, events=True)
 
 
@@ -12536,7 +12958,15 @@ def _with_id(parser: argparse.ArgumentParser) -> None:
 
 def _with_force(parser: argparse.ArgumentParser) -> None:
     _with_id(parser)
-    parser.add_argument("--force", action="store_true", help="do not ask (needed without a terminal)")
+    parser.add_argument(
+        "-y",
+        "--yes",
+        "--force",
+        dest="force",
+        action="store_true",
+        help="do not ask (needed without a terminal)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
 
 
 def _no_options(parser: argparse.ArgumentParser) -> None:
@@ -12544,9 +12974,11 @@ def _no_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _jobs_create_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--description")
-    parser.add_argument("--working-dir", metavar="DIR", help="default folder for the job's tasks")
+    parser.add_argument("--name", required=True, help="the job's name, shown in lists")
+    parser.add_argument("--description", help="what the job is for (default: none)")
+    parser.add_argument(
+        "--working-dir", metavar="DIR", help="default folder for the job's tasks (default: none)"
+    )
     _job_schedule_options(parser)
 
 
@@ -12561,10 +12993,14 @@ def _job_schedule_options(parser: argparse.ArgumentParser) -> None:
 
 def _jobs_update_options(parser: argparse.ArgumentParser) -> None:
     _with_id(parser)
-    parser.add_argument("--name")
-    parser.add_argument("--description")
-    parser.add_argument("--status", choices=[status.value for status in JobStatus])
-    parser.add_argument("--working-dir", metavar="DIR")
+    parser.add_argument("--name", help="the job's name")
+    parser.add_argument("--description", help="what the job is for ('' clears it)")
+    parser.add_argument(
+        "--status", choices=[status.value for status in JobStatus], help="where the work stands"
+    )
+    parser.add_argument(
+        "--working-dir", metavar="DIR", help="default folder for the job's tasks ('' clears it)"
+    )
     _job_schedule_options(parser)
 
 
@@ -12598,9 +13034,11 @@ def _tasks_next_options(parser: argparse.ArgumentParser) -> None:
 
 def _runs_list_options(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--task", metavar="ID")
-    which.add_argument("--job", metavar="ID")
-    parser.add_argument("--status", choices=[status.value for status in RunStatus])
+    which.add_argument("--task", metavar="ID", help="only this task's runs (default: all)")
+    which.add_argument("--job", metavar="ID", help="only the runs of this job's tasks")
+    parser.add_argument(
+        "--status", choices=[status.value for status in RunStatus], help="only runs with this status"
+    )
     _count_option(parser, 20)
 
 
@@ -12671,7 +13109,7 @@ def _notify_events_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _notify_desktop_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("state", choices=("on", "off"))
+    parser.add_argument("state", choices=("on", "off"), help="on or off")
     parser.add_argument("--command", help="notifier command, with {title} and {body} ('' for the platform's)")
 
 
@@ -12740,7 +13178,7 @@ CLI_COMMANDS: list[CliSpec] = [
     ("tasks", "next", _cmd_tasks_next, _tasks_next_options),
     ("runs", "list", _cmd_runs_list, _runs_list_options),
     ("runs", "get", _cmd_runs_get, _with_id),
-    ("runs", "delete", _cmd_runs_delete, _with_id),
+    ("runs", "delete", _cmd_runs_delete, _with_force),
     ("runs", "log", _cmd_runs_log, _runs_log_options),
     ("runs", "stop", _cmd_runs_stop, _with_id),
     ("tasks", "run", _cmd_tasks_run, _tasks_run_options),
@@ -12771,7 +13209,30 @@ CLI_COMMANDS: list[CliSpec] = [
     ("notify", "history", _cmd_notify_history, _notify_history_options),
     ("notify", "test", _cmd_notify_test, _no_options),
 ]
+# The commands that only read: on a missing data home they say so rather than create it.
+CLI_READS = frozenset(
+    {
+        "jobs list",
+        "jobs get",
+        "jobs tasks",
+        "jobs usage",
+        "jobs runs",
+        "tasks list",
+        "tasks get",
+        "tasks next",
+        "runs list",
+        "runs get",
+        "runs log",
+        "engine status",
+        "settings show",
+        "export",
+        "notify show",
+        "notify history",
+    }
+)
 CLI_GROUPS = {
+    "init": "create the data home (any command that saves creates it too)",
+    "completion": "print a shell completion script: groups, verbs and options complete on Tab",
     "jobs": "groups of related tasks",
     "tasks": "prompts with their settings and schedules",
     "runs": "the history of executions",
@@ -12799,9 +13260,12 @@ CLI_HELP = {
     "disable": "stop a task from firing",
     "next": "show a task's next fire times",
     "preview": "show a schedule's next fire times",
-    "run": "run now, showing the session here; with --detach, or (jobs) when an engine runs, "
-    "hand it to the engine. During a usage-limit hold a run here warns and goes ahead (you asked "
-    "for it); one handed to the engine waits for the hold to lift",
+    "tasks run": "run now, showing the session here; with --detach, hand it to the engine. During "
+    "a usage-limit hold a run here warns and goes ahead (you asked for it); one handed to the "
+    "engine waits for the hold to lift",
+    "jobs run": "run the job's tasks in order, showing each session here; with --detach, or when "
+    "an engine runs, hand them to the engine. During a usage-limit hold a run here warns and goes "
+    "ahead (you asked for it); one handed to the engine waits for the hold to lift",
     "stop": "stop what is running",
     "runs": "a job's runs, newest first, with each step's status",
     "order": "set the order a job runs its tasks in",
@@ -12855,6 +13319,20 @@ def _add_cli(
         if named is None or verb in named:
             add_options(verb_parser)
         verb_parser.set_defaults(func=func)
+    completion = groups.add_parser(
+        "completion",
+        help=CLI_GROUPS["completion"],
+        description=f"{_sentence(CLI_GROUPS['completion'])} For bash: "
+        f'eval "$({PROG} cli completion bash)" in ~/.bashrc; for fish: '
+        f"{PROG} cli completion fish > ~/.config/fish/completions/{PROG}.fish",
+        parents=[parent],
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    completion.set_defaults(run_alone=_cmd_completion)
+    init = groups.add_parser(
+        "init", help=CLI_GROUPS["init"], description=CLI_GROUPS["init"], parents=[parent]
+    )
+    init.set_defaults(run_alone=_cmd_init)
     doctor = groups.add_parser("doctor", help=CLI_GROUPS["doctor"], parents=[parent])
     doctor.description = (
         f"{_sentence(CLI_GROUPS['doctor'])} With --api, the server's checks. Exit code 1 when a "
@@ -12881,24 +13359,43 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     reach. argparse picks a subcommand only by its exact name, so the subcommands of
     groups that argv does not name, and the options of verbs it does not name, are left
     out: a CLI call need not build some forty parsers to use one."""
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = CliParser(
         prog="claude-code-scheduler",
         description="Schedule unattended Claude Code sessions and keep every run's history.",
         epilog="With no mode the window opens. Try: serve, cli jobs list, cli tasks create --help.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--home", metavar="DIR", help=f"data home (default ${HOME_ENV} or {DEFAULT_HOME})")
+    parser.add_argument("--home", metavar="DIR", help=HOME_HELP)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
     modes = parser.add_subparsers(dest="mode", metavar="MODE")
-    gui = modes.add_parser("gui", help="open the window (the default)", parents=[_mode_parent()])
-    gui.add_argument("--port", type=int, default=DEFAULT_PORT, help="API port (0: any free port)")
+    gui = modes.add_parser(
+        "gui",
+        help="open the window (the default)",
+        description="Open the window on the data home. It runs the scheduler engine while open "
+        f"(unless another process does) and serves the REST API on 127.0.0.1:{DEFAULT_PORT}. "
+        "Its options work without `gui` too.",
+        parents=[_mode_parent()],
+    )
+    gui.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"API port (default {DEFAULT_PORT}; 0: any free port)"
+    )
     gui.add_argument("--no-api", action="store_true", help="do not serve the REST API")
     serve = modes.add_parser(
-        "serve", help="run the engine and the REST API without a window", parents=[_mode_parent()]
+        "serve",
+        help="run the engine and the REST API without a window",
+        description="Run the scheduler engine and the REST API without a window, until Ctrl-C or "
+        f"SIGTERM. By default on {DEFAULT_HOST}:{DEFAULT_PORT}, logging to standard error.",
+        parents=[_mode_parent()],
     )
-    serve.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default loopback only)")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free port)")
-    serve.add_argument("--log-file", metavar="FILE", help="log there instead of to standard error")
+    serve.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)"
+    )
+    serve.add_argument(
+        "--log-file", metavar="FILE", help="log there instead of to standard error (default: standard error)"
+    )
     _add_cli(modes, None if argv is None else set(argv))
     return parser
 
@@ -18132,7 +18629,7 @@ def _run_cli(args: argparse.Namespace) -> int:
             return int(args.run_alone(args))
         return int(args.func(CliContext(_cli_backend(args), args)))
     except SchedulerError as error:
-        print(f"error: {escape_controls(str(error))}", file=sys.stderr)
+        print(f"error: {escape_controls(cli_error_text(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -18140,11 +18637,19 @@ def _run_cli(args: argparse.Namespace) -> int:
 
 
 def _cli_backend(args: argparse.Namespace) -> Service | ApiClient:
-    """A running server's operations (--api URL or $CLAUDE_SCHEDULER_API), else the data home's."""
+    """A running server's operations (--api URL or $CLAUDE_SCHEDULER_API), else the data
+    home's. A command that only reads does not create a missing home: it says so."""
     url = getattr(args, "api", None) or os.environ.get(API_ENV)
     if url:
         return ApiClient.for_home(url, data_home(args))
-    return Service(Store(data_home(args)))
+    home = data_home(args)
+    command = " ".join(filter(None, (args.group, getattr(args, "verb", None))))
+    if command in CLI_READS and not home_exists(home):
+        raise NotFound(
+            f"no data home at {home}: check --home or ${HOME_ENV}, or create it with "
+            "`cli init` (any command that saves, such as `cli jobs create`, creates it too)"
+        )
+    return Service(Store(home))
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -18158,7 +18663,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         store = Store(data_home(args))
         notifier = Notifier(store)
         notifier.start()
-        engine = Engine(store, on_event=notifier.on_event)
+        engine = Engine(store, on_event=_logging_events(store, notifier.on_event))
         service = Service(store, wake=engine.wake)
         api = ApiServer(service, args.host, args.port)
         api.start()
@@ -18177,6 +18682,36 @@ def _run_serve(args: argparse.Namespace) -> int:
         if notifier:
             notifier.stop()
     return 0
+
+
+def _logging_events(store: Store, then: Callable[[JSONDict], None]) -> Callable[[JSONDict], None]:
+    """`serve`'s listener: each run's start and end logged (task, trigger, status, cost;
+    queued runs with -v), then the event handed on."""
+
+    def on_event(event: JSONDict) -> None:
+        if event.get("event") == "run":
+            _log_run(store, event["run"])
+        then(event)
+
+    return on_event
+
+
+def _log_run(store: Store, run: JSONDict) -> None:
+    try:
+        name = store.task(run["task_id"]).name
+    except SchedulerError:
+        name = _short(run["task_id"])
+    said = f"run {_short(run['id'])} of {escape_controls(name)!r} ({run['trigger']})"
+    if run["status"] == RunStatus.RUNNING:
+        logger().info("%s started", said)
+    elif run["status"] in FINISHED_STATUSES:
+        cost = f" · {_money(run['cost_usd'])}" if run.get("cost_usd") is not None else ""
+        error = f" · {_one_line(run['error'], 200)}" if run.get("error") else ""
+        logger().info(
+            "%s %s · %s%s%s", said, run_status_text(run), _seconds(run["duration_seconds"]), cost, error
+        )
+    else:
+        logger().debug("%s %s", said, run["status"])
 
 
 def _start_engine(engine: Engine, service: Service, api_address: str) -> None:
@@ -18225,9 +18760,22 @@ def _run_gui(args: argparse.Namespace) -> int:
     return run_gui(data_home(args), api_port=port)
 
 
+WINDOW_OPTIONS = ("--port", "--no-api")
+MODES = ("gui", "serve", "cli")
+
+
+def _window_by_default(argv: list[str]) -> list[str]:
+    """With no mode the window opens, so its options work without `gui` too."""
+    if any(word in MODES for word in argv):
+        return argv
+    if any(word.partition("=")[0] in WINDOW_OPTIONS for word in argv):
+        return ["gui", *argv]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse argv, pick the mode, run it; return the exit code."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = _window_by_default(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)

@@ -176,6 +176,7 @@ def test_the_parser_built_for_an_argv_answers_it_as_the_whole_parser_does(
 def test_verbose_is_taken_at_any_level_and_adds_up(
     home: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], level: int
 ) -> None:
+    assert cs.main(["cli", "init"]) == 0
     monkeypatch.setattr(cs, "_log_level", None)
     assert cs.main(argv) == 0
     assert cs._log_level == level
@@ -309,11 +310,14 @@ def test_home_option_expands_tilde(home: Path, tmp_path: Path, capsys: pytest.Ca
 def test_usage_errors_exit_2(cli: Cli, home: Path, argv: list[str]) -> None:
     result = cli(*argv)
     assert result.code == 2
-    assert "usage:" in result.err and result.out == ""
+    lines = result.err.splitlines()
+    assert ": error: " in lines[0] and result.out == ""
+    assert "usage:" not in result.err and lines[-1].endswith("--help' for more.")
     assert not (home / "tasks.json").exists()
 
 
 def test_failures_exit_1_with_the_error_on_stderr(cli: Cli) -> None:
+    assert cli("init").code == 0
     for argv, message in [
         (["jobs", "get", "0123"], "error: no job with id '0123'\n"),
         (["tasks", "get", "zz"], "error: no task with id 'zz'\n"),
@@ -349,6 +353,7 @@ def test_failures_exit_1_with_the_error_on_stderr(cli: Cli) -> None:
 
 
 def test_json_errors_still_go_to_stderr(cli: Cli) -> None:
+    assert cli("init").code == 0
     result = cli("jobs", "get", "0123", "--json")
     assert (result.code, result.out, result.err) == (1, "", "error: no job with id '0123'\n")
 
@@ -394,9 +399,9 @@ def test_an_ambiguous_prefix_is_an_error_listing_the_candidates(cli: Cli, twins:
 def test_tables_show_eight_character_ids(cli: Cli, cli_json: CliJson) -> None:
     job = make_job(cli_json)
     task = make_task(cli_json, "t", "--job", job["id"])
-    assert cli("jobs", "list").out.splitlines()[1].split()[0] == job["id"][:8]
+    assert cli("jobs", "list").out.splitlines()[1].split()[:2] == ["Job", job["id"][:8]]
     row = cli("tasks", "list").out.splitlines()[1].split()
-    assert (row[0], row[2]) == (task["id"][:8], job["id"][:8])
+    assert row[:3] == ["t", task["id"][:8], "Job"]
     assert job["id"] not in cli("jobs", "list").out
 
 
@@ -404,6 +409,7 @@ def test_tables_show_eight_character_ids(cli: Cli, cli_json: CliJson) -> None:
 
 
 def test_jobs_create_list_and_get(cli: Cli, cli_json: CliJson) -> None:
+    assert cli("init").code == 0
     assert cli("jobs", "list").out == "No jobs yet.\n"
     assert cli_json("jobs", "list") == {"jobs": []}
     result = cli(
@@ -431,8 +437,8 @@ def test_jobs_create_list_and_get(cli: Cli, cli_json: CliJson) -> None:
     assert detail.pop("totals")["30d"]["runs"] == 0
     assert detail == {**job, "tasks": []}
     header, row = cli("jobs", "list").out.splitlines()
-    assert header.split() == ["ID", "NAME", "STATUS", "PROGRESS", "RUNNING", "FAILED", "UPDATED"]
-    assert row.split()[:7] == [job["id"][:8], "Implement", "CLI", "pending", "0/0", "(0%)", "0"]
+    assert header.split() == ["NAME", "ID", "STATUS", "PROGRESS", "RUNNING", "FAILED", "UPDATED"]
+    assert row.split()[:7] == ["Implement", "CLI", job["id"][:8], "pending", "0/0", "(0%)", "0"]
 
 
 def test_jobs_get_shows_the_job_with_its_tasks_and_progress(cli: Cli, cli_json: CliJson, home: Path) -> None:
@@ -749,7 +755,10 @@ def test_input_that_is_not_utf8_is_refused_with_a_clear_error(
     assert (result.code, result.err) == (1, f"error: --prompt-file: {binary} is not UTF-8 text\n")
     not_utf8 = b"bad \xff name".decode("utf-8", "surrogateescape")  # as argv and stdin hand it over
     result = cli("tasks", "create", "--name", not_utf8, "--prompt", "p")
-    assert (result.code, result.err) == (1, "error: name: must be text: it holds bytes that are not UTF-8\n")
+    assert (result.code, result.err) == (
+        1,
+        "error: --name: must be text: it holds bytes that are not UTF-8\n",
+    )
     assert cli("jobs", "create", "--name", "j", "--working-dir", f"/tmp/{not_utf8}").code == 1
     monkeypatch.setattr(sys, "stdin", io.StringIO(not_utf8))  # as read under the C locale
     result = cli("tasks", "create", "--name", "t", "--prompt", "-")
@@ -805,7 +814,7 @@ def test_prompt_problems_are_reported(cli: Cli, tmp_path: Path, monkeypatch: pyt
     )
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     result = cli("tasks", "create", "--name", "f", "--prompt", "-")
-    assert (result.code, result.err) == (1, "error: prompt: is required and must not be empty\n")
+    assert (result.code, result.err) == (1, "error: --prompt: is required and must not be empty\n")
     assert cli("tasks", "list", "--json").json() == {"tasks": []}
 
 
@@ -813,6 +822,7 @@ def test_prompt_problems_are_reported(cli: Cli, tmp_path: Path, monkeypatch: pyt
 
 
 def test_tasks_list_all_by_job_and_unassigned(cli: Cli, cli_json: CliJson) -> None:
+    assert cli("init").code == 0
     assert cli("tasks", "list").out == "No tasks.\n"
     job = make_job(cli_json)
     in_job = make_task(cli_json, "in job", "--job", job["id"])
@@ -822,8 +832,9 @@ def test_tasks_list_all_by_job_and_unassigned(cli: Cli, cli_json: CliJson) -> No
     assert [t["id"] for t in cli_json("tasks", "list", "--unassigned")["tasks"]] == [loose["id"]]
     assert all("job_id" in t for t in cli_json("tasks", "list")["tasks"])
     lines = cli("tasks", "list").out.splitlines()
-    assert lines[0].split() == ["ID", "NAME", "JOB", "SCHEDULE", "NEXT", "RUN", "LAST"]
-    assert lines[2].split()[:3] == [loose["id"][:8], "loose", "-"] and lines[2].endswith("never")
+    assert lines[0].split() == ["NAME", "ID", "JOB", "SCHEDULE", "NEXT", "RUN", "LAST"]
+    assert lines[1].split()[:3] == ["in", "job", in_job["id"][:8]] and lines[1].split()[3] == "Job"
+    assert lines[2].split()[:3] == ["loose", loose["id"][:8], "-"] and lines[2].endswith("never")
 
 
 def test_tasks_get_shows_every_field(cli: Cli, cli_json: CliJson) -> None:
@@ -909,7 +920,7 @@ def test_a_task_whose_job_was_removed_by_hand_says_how_to_fix_it(
     result = cli("tasks", "update", task["id"], "--name", "renamed")
     assert (result.code, result.err) == (
         1,
-        f"error: job_id: the task's job {job['id']} is gone: give it another or none\n",
+        f"error: --job: the task's job {job['id']} is gone: give it another or none\n",
     )
     moved = cli_json("tasks", "update", task["id"], "--name", "renamed", "--job", "none")
     assert (moved["name"], moved["job_id"]) == ("renamed", None)
@@ -1009,11 +1020,11 @@ def test_runs_list_newest_first_with_filters(cli: Cli, cli_json: CliJson, histor
     assert listed("--job", history["job"], "--status", "success") == [runs[0]]
     assert listed("-n", "2") == [runs[3], runs[2]]
     lines = cli("runs", "list").out.splitlines()
-    headers = ["ID", "TASK", "STATUS", "TRIGGER", "STARTED", "WALL", "TIME", "COST", "TOKENS", "ERROR"]
+    headers = ["TASK", "ID", "STATUS", "TRIGGER", "STARTED", "WALL", "TIME", "COST", "TOKENS", "ERROR"]
     assert lines[0].split() == headers
     assert lines[1].split() == [
+        "loose",
         runs[3][:8],
-        history["loose"][:8],
         "success",
         "manual",
         *shown("2026-03-01T12:03:00+00:00").split(),
@@ -1035,7 +1046,7 @@ def test_runs_get_and_delete(cli: Cli, cli_json: CliJson, history: dict[str, Any
     )
     fields = dict(line.split(None, 1) for line in cli("runs", "get", run_id).out.splitlines())
     assert (fields["status"], fields["cost_usd"], fields["error"]) == ("failed", "0.25", "-")
-    assert cli("runs", "delete", run_id[:8]).out == "Deleted 1 run, 1 log.\n"
+    assert cli("runs", "delete", run_id[:8], "--yes").out == "Deleted 1 run, 1 log.\n"
     assert cli("runs", "get", run_id).code == 1
     assert not (home / "logs" / f"{run_id}.log").exists()
     assert len(cli_json("runs", "list")["runs"]) == 3
@@ -1103,7 +1114,7 @@ def test_schedule_preview_errors(cli: Cli) -> None:
     result = cli("schedule", "preview", "--cron", "0 9 * *")
     assert (result.code, result.err) == (
         1,
-        "error: schedule.expression: expected 5 fields (minute hour day-of-month month day-of-week), got 4\n",
+        "error: --cron: expected 5 fields (minute hour day-of-month month day-of-week), got 4\n",
     )
     result = cli("schedule", "preview", "--every", "15m", "-n", "0")
     assert (result.code, result.err) == (1, "error: count: must be between 1 and 100 (got 0)\n")
@@ -1149,6 +1160,7 @@ def test_home_and_variables_in_paths_are_kept_for_the_run(
 
 
 def test_settings_can_be_shown_and_changed_with_their_rules(cli: Callable[..., Any], home: Path) -> None:
+    assert cli("init").code == 0
     shown = cli("settings", "show", "--json")
     assert shown.code == 0
     assert shown.json() == {"claude_path": None, "max_concurrent_runs": 2, "retention_runs": 100}
@@ -1181,7 +1193,7 @@ def test_settings_can_be_shown_and_changed_with_their_rules(cli: Callable[..., A
         (
             ["--at", "2020-01-01T00:00Z"],
             1,
-            "error: schedule.at: 2020-01-01 00:00 has passed; pick a time ahead",
+            "error: --at: 2020-01-01 00:00 has passed; pick a time ahead",
         ),
     ],
 )

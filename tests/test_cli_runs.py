@@ -257,7 +257,7 @@ def test_tasks_run_detach_hands_the_run_to_the_engine(
     assert result.code == 0
     run = only_run(home, task["id"])
     first, note = result.out.splitlines()
-    assert first == f"Queued run {run['id']}"
+    assert first == f"Queued run {run['id'][:8]}"
     assert note.startswith("No scheduler engine is running")
     assert (run["status"], run["trigger"]) == ("queued", "cli")
     assert record.entries() == []
@@ -564,6 +564,7 @@ def test_jobs_run_refuses_a_job_that_is_already_running(cli: Cli, cli_json: CliJ
 def test_engine_status_says_whether_and_where_the_engine_runs(
     cli: Cli, cli_json: CliJson, home: Path
 ) -> None:
+    assert cli("init").code == 0
     assert cli("engine", "status").out.startswith("Engine: not running")
     idle = cli_json("engine", "status")
     assert (idle["running"], idle["paused"], idle["owner"], idle["here"]) == (False, False, None, False)

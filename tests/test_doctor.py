@@ -105,6 +105,7 @@ def test_claude_in_the_native_installer_place_is_found_without_path(
     }
     assert named(checks, "claude version")["message"] == f"{TESTED}, the version the scheduler is tested with"
     assert named(checks, "claude version")["level"] == "ok"
+    assert cli("init").code == 0
     shown = cli("settings", "show")
     assert shown.code == 0
     where = "found in ~/.local/bin, the native installer's place"
@@ -297,7 +298,7 @@ def test_a_read_only_data_home_is_a_problem(cli: Callable[..., Result], home: Pa
 
 
 def test_an_unreadable_store_file_is_named(cli: Callable[..., Result], home: Path) -> None:
-    assert cli("jobs", "list").code == 0
+    assert cli("init").code == 0
     (home / cs.TASKS_FILE).write_text("{ not json")
     code, checks = doctor(cli)
     check = named(checks, "tasks")

@@ -75,7 +75,7 @@ def write_state(home: Path, **parts: Any) -> None:
 def test_a_cli_command_leaves_hidden_temp_files_that_are_not_the_stores(
     cli: Callable[..., Any], home: Path
 ) -> None:
-    assert cli("jobs", "list").code == 0
+    assert cli("init").code == 0
     gone = dead_pid()
     foreign = [
         home / ".notes.tmp",
@@ -318,7 +318,7 @@ def test_paused_must_be_true_or_false(cli: Callable[..., Any], home: Path) -> No
 
 
 def test_deeply_nested_json_names_the_file(cli: Callable[..., Any], home: Path) -> None:
-    assert cli("jobs", "list").code == 0
+    assert cli("init").code == 0
     (home / "state.json").write_text("[" * 100_000 + "]" * 100_000)
     result = cli("tasks", "list")
     assert result.code == 1

@@ -493,7 +493,7 @@ def test_cli_and_service_give_the_same_validation_error(
     result = cli(*argv)
     assert result.code == 1
     assert result.out == ""
-    assert result.err == f"error: {caught.value}\n"
+    assert result.err == f"error: {cs.cli_error_text(caught.value)}\n"  # named by the option typed
     assert backend.list_tasks() == [] and backend.list_jobs() == []
 
 
@@ -502,7 +502,7 @@ def test_an_update_is_validated_like_a_create(cli: Callable[..., Any], home: Pat
     result = cli("tasks", "update", task["id"], "--cron", "0 24 * * *")
     assert (result.code, result.err) == (
         1,
-        "error: schedule.expression: hour field 24 is out of range 0-23\n",
+        "error: --cron: hour field 24 is out of range 0-23\n",
     )
     assert service(home).get_task(task["id"])["schedule"] == {"type": "manual"}
 

@@ -151,19 +151,19 @@ def test_tool_rules_keep_their_commas_inside_parentheses(cli: Cli, cli_json: Cli
     ("options", "message"),
     [
         (["--max-budget-usd", "lots"], "--max-budget-usd: 'lots' is not an amount of US dollars like 2.50"),
-        (["--max-budget-usd", "0"], "max_budget_usd: must be more than 0 and at most 100000 (got 0)"),
-        (["--max-budget-usd", "-3"], "max_budget_usd: must be more than 0 and at most 100000 (got -3)"),
+        (["--max-budget-usd", "0"], "--max-budget-usd: must be more than 0 and at most 100000 (got 0)"),
+        (["--max-budget-usd", "-3"], "--max-budget-usd: must be more than 0 and at most 100000 (got -3)"),
         (
             ["--extra-args", "--effort 'high"],
             '--extra-args: "--effort \'high" cannot be split into arguments: No closing quotation',
         ),
         (
             ["--extra-args", "--resume abc"],
-            "extra_args[0]: --resume is set by the scheduler: sessions follow session_mode (--session-mode)",
+            "--extra-args: --resume is set by the scheduler: sessions follow session_mode (--session-mode)",
         ),
         (
             ["--extra-args", "--effort high --max-budget-usd=5"],
-            "extra_args[2]: --max-budget-usd has its own setting: use max_budget_usd (--max-budget-usd)",
+            "--extra-args: --max-budget-usd has its own setting: use max_budget_usd (--max-budget-usd)",
         ),
         (["--allowed-tools", "Read)"], "--allowed-tools: 'Read)' has a ')' without its '('"),
     ],

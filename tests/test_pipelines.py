@@ -527,7 +527,7 @@ def test_an_unknown_placeholder_is_refused_when_the_task_is_saved(
     result = cli("tasks", "create", "--name", "bad", "--prompt", prompt)
 
     assert result.code == 1
-    assert result.err.startswith("error: prompt: unknown placeholder '{{")
+    assert result.err.startswith("error: --prompt: unknown placeholder '{{")
     assert "known: {{previous.result}}" in result.err and "write \\{{ for a literal {{" in result.err
     assert cli_json("tasks", "list")["tasks"] == []
     task = cli_json("tasks", "create", "--name", "ok", "--prompt", "fine")
@@ -668,11 +668,11 @@ def test_a_cycle_of_task_triggers_is_refused_when_saved(cli: Cli, cli_json: CliJ
 
     assert (result.code, result.err.strip()) == (
         1,
-        "error: run_after.task_id: that makes a cycle: A → C → B → A",
+        "error: --after: that makes a cycle: A → C → B → A",
     )
     assert cli_json("tasks", "get", a["id"])["run_after"] is None
     itself = cli("tasks", "update", a["id"], "--after", a["id"])
-    assert itself.err.strip() == "error: run_after.task_id: a task cannot run after itself"
+    assert itself.err.strip() == "error: --after: a task cannot run after itself"
     assert cli_json("tasks", "update", c["id"], "--after", "none")["run_after"] is None
     assert cli_json("tasks", "update", a["id"], "--after", c["id"])["run_after"]["task_id"] == c["id"]
 

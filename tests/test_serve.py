@@ -118,10 +118,23 @@ def test_serve_runs_the_engine_headless_and_runs_what_it_is_handed(
 
     detached = cli("tasks", "run", task["id"], "--detach")
 
-    run_id = detached.out.strip().removeprefix("Queued run ")
-    assert detached.out.strip() == f"Queued run {run_id}"  # no note: an engine runs
+    run_id = cli_json("runs", "list", "--task", task["id"])["runs"][0]["id"]
+    assert detached.out.strip() == f"Queued run {run_id[:8]}"  # no note: an engine runs
     run = wait_status(home, run_id, "success")
     assert run["owner"].split(":")[1] == str(engine_served.pid)
+
+
+def test_serve_logs_each_runs_start_and_end(
+    home: Path, engine_served: Served, cli_json: Callable[..., Any]
+) -> None:
+    task = create_task(cli_json, "Say hello.")
+    run = cli_json("tasks", "run", task["id"], "--detach")
+    done = wait_status(home, run["id"], "success")
+    said = f"run {run['id'][:8]} of 'Say hello.' ({done['trigger']})"
+    ended = f"{said} success · {done['duration_seconds']:.1f}s · ${done['cost_usd']:.4f}"
+    wait_for(lambda: ended in engine_served.stderr(), "serve to log the run's end")
+    lines = engine_served.stderr().splitlines()
+    assert [line.split(" INFO ", 1)[1] for line in lines if said in line] == [f"{said} started", ended]
 
 
 def test_one_engine_per_data_home_across_processes(

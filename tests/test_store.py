@@ -477,7 +477,7 @@ def test_a_task_that_leaves_a_job_leaves_its_order_and_the_job_stays_editable(
 
 def test_deleting_a_run_removes_its_log_only(world: World, cli: Callable[..., Any]) -> None:
     doomed, kept = world.runs[world.loose_task]
-    result = cli("runs", "delete", doomed[:10], "--json")
+    result = cli("runs", "delete", doomed[:10], "--json", "--yes")
     assert result.json() == {"deleted": {"jobs": 0, "tasks": 0, "runs": 1, "logs": 1}}
     store = assert_consistent(world.home)
     assert [run.id for run in store.runs_of(world.loose_task)] == [kept]

@@ -306,6 +306,7 @@ def test_jobs_usage_lists_every_job_by_name_and_the_sum(
 
 
 def test_jobs_usage_with_nothing_yet(cli_json: Callable[..., Any], clock: FakeClock) -> None:
+    cli_json("init")
     usage = cli_json("jobs", "usage")
     assert usage["jobs"] == []
     assert [figures(usage["total"][name]) for name in ("today", "7d", "30d")] == [EMPTY] * 3

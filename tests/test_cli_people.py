@@ -1,0 +1,307 @@
+"""The command line for people (issue 14): errors in the user's words, a data home that is
+never made by a read, help for every option."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Result
+
+import claude_scheduler as cs
+
+Cli = Callable[..., Result]
+CliJson = Callable[..., Any]
+
+
+def main_err(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = cs.main(list(argv))
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["job", "list"],
+            [
+                "claude-code-scheduler cli: error: argument GROUP: invalid choice: 'job' (choose from "
+                "'jobs', 'tasks', 'runs', 'engine', 'settings', 'schedule', 'export', 'import', "
+                "'desktop', 'service', 'notify', 'completion', 'init', 'doctor')",
+                "Did you mean 'jobs'?",
+                "Try 'claude-code-scheduler cli --help' for more.",
+            ],
+        ),
+        (
+            ["tasks", "lsit"],
+            [
+                "claude-code-scheduler cli tasks: error: argument VERB: invalid choice: 'lsit' (choose "
+                "from 'list', 'get', 'create', 'update', 'delete', 'enable', 'disable', 'next', 'run', "
+                "'duplicate')",
+                "Did you mean 'list'?",
+                "Try 'claude-code-scheduler cli tasks --help' for more.",
+            ],
+        ),
+        (
+            ["jobs", "list", "--jsno"],
+            [
+                "claude-code-scheduler cli jobs list: error: unrecognized arguments: --jsno",
+                "Did you mean '--json'?",
+                "Try 'claude-code-scheduler cli jobs list --help' for more.",
+            ],
+        ),
+        (
+            ["tasks", "create", "--name", "t", "--prompt", "p", "--every", "2", "hours"],
+            [
+                "claude-code-scheduler cli tasks create: error: unrecognized arguments: hours",
+                "A value is one word: write --every 2h",
+                "Try 'claude-code-scheduler cli tasks create --help' for more.",
+            ],
+        ),
+        (
+            ["tasks", "create", "--name", "Nightly", "review", "--prompt", "p"],
+            [
+                "claude-code-scheduler cli tasks create: error: unrecognized arguments: review",
+                "A value is one word: quote it, as in --name 'Nightly review'",
+                "Try 'claude-code-scheduler cli tasks create --help' for more.",
+            ],
+        ),
+        (
+            ["runs"],
+            [
+                "claude-code-scheduler cli runs: error: the following arguments are required: VERB",
+                "Choose one of: list, get, delete, log, stop",
+                "Try 'claude-code-scheduler cli runs --help' for more.",
+            ],
+        ),
+    ],
+)
+def test_a_usage_error_is_one_line_with_a_hint_and_where_help_is(
+    cli: Cli, argv: list[str], expected: list[str]
+) -> None:
+    result = cli(*argv)
+    assert (result.code, result.out, result.err.splitlines()) == (2, "", expected)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--every", "10s"], "--every: must be between 1m and 366d (got 10s)"),
+        (["--every", "1h", "--retries", "-1"], "--retries: must be between 0 and 100 (got -1)"),
+        (["--every", "1h", "--retry-delay", "-5"], "--retry-delay: must be between 0 and 86400 (got -5)"),
+        (["--timeout", "0s"], "--timeout: must be between 1s and 7d (got 0s)"),
+        (["--env", "1X=2"], "--env: '1X' is not a valid environment variable name"),
+        (["--cron", "61 * * * *", "--timezone", "Mars/Base"], None),
+    ],
+)
+def test_validation_errors_name_the_option_typed(
+    home: Path, cli: Cli, options: list[str], message: str | None
+) -> None:
+    result = cli("tasks", "create", "--name", "t", "--prompt", "p", *options)
+    assert result.code == 1
+    if message is None:  # one of the two, each named by its option
+        assert result.err.startswith(("error: --cron: ", "error: --timezone: ")), result.err
+    else:
+        assert result.err == f"error: {message}\n"
+
+
+def test_the_window_options_work_without_gui(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = main_err(capsys, "--port", "zero")
+    assert code == 2
+    assert (
+        err.splitlines()[0] == "claude-code-scheduler gui: error: argument --port: invalid int value: 'zero'"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["jobs", "list"],
+        ["tasks", "list"],
+        ["runs", "list"],
+        ["jobs", "usage"],
+        ["engine", "status"],
+        ["settings", "show"],
+        ["notify", "show"],
+        ["export"],
+    ],
+)
+def test_a_read_command_on_a_missing_home_says_so_and_creates_nothing(
+    home: Path, cli: Cli, argv: list[str]
+) -> None:
+    typo = home.parent / "dtaa"
+    result = cli(*argv, "--home", str(typo))
+    assert (result.code, result.out) == (1, "")
+    assert result.err == (
+        f"error: no data home at {typo}: check --home or ${cs.HOME_ENV}, or create it with `cli init` "
+        "(any command that saves, such as `cli jobs create`, creates it too)\n"
+    )
+    assert not typo.exists() and not home.exists()
+
+
+def test_init_creates_the_home_and_then_reads_work(home: Path, cli: Cli, cli_json: CliJson) -> None:
+    assert (home.exists(), cli("jobs", "list").code) == (False, 1)
+    result = cli("init")
+    assert (result.code, result.out) == (0, f"Created the data home {home}\n")
+    assert (home / cs.HOME_MARKER).is_file()
+    assert cli_json("init") == {"home": str(home), "created": False}
+    assert (cli("jobs", "list").code, cli("jobs", "list").out) == (0, "No jobs yet.\n")
+
+
+def test_a_write_command_still_creates_the_home(home: Path, cli_json: CliJson) -> None:
+    job = cli_json("jobs", "create", "--name", "First")
+    assert [listed["id"] for listed in cli_json("jobs", "list")["jobs"]] == [job["id"]]
+
+
+def every_parser(
+    parser: argparse.ArgumentParser, path: str = ""
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from every_parser(sub, f"{path} {name}".strip())
+
+
+def test_every_option_of_every_verb_has_help_text() -> None:
+    missing = [
+        (path, action.option_strings or action.dest)
+        for path, parser in every_parser(cs.build_parser())
+        for action in parser._actions
+        if not isinstance(action, argparse._SubParsersAction) and not action.help
+    ]
+    assert missing == []
+
+
+def test_update_shows_no_defaults_and_create_does(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = main_err(capsys, "cli", "tasks", "update", "--help")
+    update = capsys.readouterr().out
+    assert code == 0 and "default" not in update.replace("--permission-mode MODE", "").replace(
+        "default: reads only", ""
+    )
+    cs.main(["cli", "tasks", "create", "--help"])
+    create = " ".join(capsys.readouterr().out.split())
+    for shown in ("(default sonnet)", "(default 30m)", "(default 0)", "(default new)", "(default skip)"):
+        assert shown in create
+    assert "resume: each run continues the session of the task's last run" in create
+
+
+@pytest.mark.parametrize("mode", ["gui", "serve"])
+def test_gui_and_serve_describe_themselves_and_their_port(
+    capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    with pytest.raises(SystemExit):
+        cs.build_parser().parse_args([mode, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"127.0.0.1:{cs.DEFAULT_PORT}" in shown and f"(default {cs.DEFAULT_PORT};" in shown
+
+
+def test_tasks_run_help_is_about_tasks(capsys: pytest.CaptureFixture[str]) -> None:
+    cs.main(["cli", "tasks", "run", "--help"])
+    assert "(jobs)" not in capsys.readouterr().out
+
+
+def test_global_options_come_after_the_mode_too(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = cs.build_parser().parse_args(["serve", "-vv", "--home", str(home)])
+    assert (args.verbose_below, args.home) == (2, str(home))
+    other = home.parent / "other"
+    assert cs.main(["cli", "jobs", "create", "--name", "J", "--home", str(other), "-v"]) == 0
+    assert cs.main(["cli", "--home", str(other), "jobs", "list", "--json"]) == 0
+    assert '"name": "J"' in capsys.readouterr().out
+
+
+def test_tables_put_names_first_and_elide_them_to_the_terminal(
+    cli: Cli, cli_json: CliJson, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = cli_json("jobs", "create", "--name", "Nightly maintenance of the whole monorepo")
+    long = "Review every pull request opened since yesterday and summarise the risky ones"
+    task = cli_json("tasks", "create", "--name", long, "--prompt", "p", "--job", job["id"])
+    wide = cli("tasks", "list").out.splitlines()
+    assert wide[1].startswith(f"{long[:47]}…  {task['id'][:8]}  Nightly maintenance of the whole monorepo  ")
+    monkeypatch.setenv("COLUMNS", "100")
+    narrow = cli("tasks", "list").out.splitlines()
+    assert max(len(line) for line in narrow) <= 100
+    name, ident, job_name = narrow[1].split("  ")[:3]
+    assert name.endswith("…") and long.startswith(name[:-1]) and ident == task["id"][:8]
+    assert job_name.endswith("…") or job_name == job["name"]
+    assert cli_json("tasks", "list")["tasks"][0]["id"] == task["id"]  # full ids in --json
+
+
+def test_ids_are_shown_by_their_shortest_unique_prefix_of_at_least_eight() -> None:
+    twins = ["abcd1234ef-1", "abcd1234eg-2", "99999999-3"]
+    assert cs.short_ids(twins) == {
+        "abcd1234ef-1": "abcd1234ef",
+        "abcd1234eg-2": "abcd1234eg",
+        "99999999-3": "99999999",
+    }
+
+
+@pytest.mark.parametrize("group", ["jobs", "tasks", "runs"])
+def test_every_delete_asks_the_same_way_and_dry_run_deletes_nothing(
+    home: Path, cli: Cli, cli_json: CliJson, group: str
+) -> None:
+    job = cli_json("jobs", "create", "--name", "J")
+    task = cli_json("tasks", "create", "--name", "T", "--prompt", "p", "--job", job["id"])
+    store = cs.Store(home)
+    run = cs.Run(cs.new_id(), task["id"], status=cs.RunStatus.SUCCESS, created_at=cs.utcnow())
+    run.finished_at = run.created_at
+    store.enqueue(run)
+    target = {"jobs": job, "tasks": task, "runs": {"id": run.id}}[group]
+    what = {
+        "jobs": "job 'J' with 1 task, 1 run and 0 logs",
+        "tasks": "task 'T' with 1 run and 0 logs",
+        "runs": f"run {run.id[:8]} of task 'T' (success) and its log",
+    }[group]
+    dry = cli(group, "delete", target["id"], "--dry-run")
+    assert (dry.code, dry.out) == (0, f"Would delete {what}.\n")
+    assert cli_json(group, "delete", target["id"], "--dry-run")["dry_run"] is True
+    asked = cli(group, "delete", target["id"])
+    assert (asked.code, asked.err) == (
+        1,
+        f"error: Delete {what}? Not asking without a terminal: add --force to confirm\n",
+    )
+    assert cli_json("runs", "get", run.id)["id"] == run.id  # nothing was deleted
+    done = cli(group, "delete", target["id"], "-y")
+    assert done.code == 0 and done.out.startswith("Deleted ")
+    assert cli("runs", "get", run.id).code == 1
+
+
+def completions(script: Path, *words: str) -> list[str]:
+    shown = ", ".join(f'"{word}"' for word in words).replace(",", "")
+    program = (
+        f"source {script}; COMP_WORDS=(claude-code-scheduler {shown}); "
+        f"COMP_CWORD={len(words)}; _ccs_complete; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+    )
+    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+def test_bash_completes_groups_verbs_and_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cs.main(["cli", "completion", "bash"]) == 0
+    script = tmp_path / "ccs.bash"
+    script.write_text(capsys.readouterr().out)
+    assert completions(script, "cli", "jo") == ["jobs"]
+    assert completions(script, "cli", "jobs", "d") == ["delete", "duplicate"]
+    assert completions(script, "cli", "tasks", "create", "--ret") == ["--retries", "--retry-delay"]
+    assert completions(script, "se") == ["serve"]
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_zsh_and_fish_get_a_script_from_the_same_table(
+    shell: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cs.main(["cli", "completion", shell]) == 0
+    script = capsys.readouterr().out
+    assert "claude-code-scheduler" in script
+    assert " ".join(cs.completion_words()["cli runs"]) in script
+
+
+def test_the_readmes_cli_reference_is_the_parsers() -> None:
+    readme = (Path(cs.__file__).parent / "README.md").read_text(encoding="utf-8")
+    start, end = readme.index(cs.REFERENCE_START), readme.index(cs.REFERENCE_END)
+    assert readme[start : end + len(cs.REFERENCE_END)] == cs.cli_reference()
