@@ -629,6 +629,9 @@ def read_extra_args(value: JSON, field: str) -> list[str]:
     """More claude arguments, passed as given; refuses the options in OWNED_CLAUDE_OPTIONS
     (short ones also when joined to a value or to other flags, as `-rID` or `-pc`)."""
     args = read_argv_list(value, field, max_len=TEXT_MAX)
+    if args and not args[0].startswith("-"):
+        # claude would take a leading bare word as the prompt, in place of the task's own
+        raise Invalid(f"must start with an option such as --effort (got {args[0]!r})", f"{field}[0]")
     for n, arg in enumerate(args):
         name = arg.partition("=")[0] if arg.startswith("--") else arg[:2]
         if name in OWNED_CLAUDE_OPTIONS:

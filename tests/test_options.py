@@ -243,6 +243,15 @@ def test_extra_args_refuse_the_options_the_scheduler_owns(api: Api, arg: str, re
     assert api.ok("GET", "/api/tasks")["tasks"] == []
 
 
+def test_extra_args_refuse_a_leading_bare_word_claude_would_take_as_the_prompt(cli: Cli) -> None:
+    result = cli("tasks", "create", "--name", "T", "--prompt", "p", "--extra-args", "hello --effort high")
+    assert (result.code, result.err) == (
+        1,
+        "error: --extra-args: must start with an option such as --effort (got 'hello')\n",
+    )
+    assert cli("tasks", "list", "--json").json()["tasks"] == []
+
+
 # The API ##################################################################################
 
 
