@@ -880,7 +880,7 @@ class Job:
             status=read_enum(data.get("status", "pending"), "status", JobStatus),
             working_directory=read_opt_str(data.get("working_directory"), "working_directory", PATH_MAX),
             task_order=order,
-            schedule=_job_schedule(data.get("schedule")),
+            schedule=Schedule.from_dict(data.get("schedule")),
             overlap=_job_overlap(data.get("overlap", "skip")),
             catch_up=read_enum(data.get("catch_up", "once"), "catch_up", CatchUp),
             created_at=_stamp(data, "created_at"),
@@ -903,13 +903,6 @@ class Job:
             "created_at": fmt_time(self.created_at),
             "updated_at": fmt_time(self.updated_at),
         }
-
-
-def _job_schedule(value: JSON) -> Schedule:
-    schedule = Schedule.from_dict(value)
-    if schedule.type is ScheduleType.FILE_WATCH:
-        raise Invalid("a job cannot watch files; give the watch to a task", "schedule.type")
-    return schedule
 
 
 def _job_overlap(value: JSON) -> Overlap:
@@ -5067,7 +5060,7 @@ def _wait_strays(sessions: list[StraySession], seconds: float) -> list[StraySess
 
 @dataclass
 class WatchState:
-    """What a file-watch task last saw, and since when its folder has been changing."""
+    """What a file watch (a task's or a job's) last saw, and since when its folder has been changing."""
 
     snapshot: dict[str, tuple[int, int]]
     looked_at: float
@@ -5866,37 +5859,64 @@ class Engine:
     # File watching ---------------------------------------------------------------
 
     def _poll_watches(self, tasks: list[Task], now: datetime, paused: bool) -> None:
+        """Look at every watched folder (of tasks and of jobs) at most every
+        WATCH_POLL_SECONDS; fire what has changed and then been quiet for its debounce."""
         watched = {task.id: task for task in tasks if task.schedule.type is ScheduleType.FILE_WATCH}
-        for task_id in set(self._watches) - set(watched):
-            del self._watches[task_id]
+        jobs = {job.id: job for job in self.store.job_list() if job.schedule.type is ScheduleType.FILE_WATCH}
+        for key in set(self._watches) - set(watched) - set(jobs):
+            del self._watches[key]
         tick = now.timestamp()
         if abs(tick - self._last_watch) < WATCH_POLL_SECONDS:
             return
         self._last_watch = tick
         for task in watched.values():
-            self._poll_watch(task, tick, paused)
+            if self._poll_watch(task.id, task.schedule, tick, self._task_busy_since(task.id)):
+                self.fire(task, Trigger.FILE_WATCH, self.clock(), paused=paused)
+        for job in jobs.values():
+            if self._poll_watch(job.id, job.schedule, tick, self._job_busy_since(job.id)):
+                self.fire_job(job, Trigger.FILE_WATCH, self.clock(), paused=paused)
 
-    def _poll_watch(self, task: Task, tick: float, paused: bool) -> None:
-        schedule = task.schedule
+    def _task_busy_since(self, task_id: str) -> Callable[[float], bool]:
+        def busy(since: float) -> bool:
+            return any(
+                run.is_active or (run.finished_at is not None and run.finished_at.timestamp() >= since)
+                for run in self.store.runs_of(task_id)
+            )
+
+        return busy
+
+    def _job_busy_since(self, job_id: str) -> Callable[[float], bool]:
+        def busy(since: float) -> bool:
+            for entry in self.store.job_runs().values():
+                if entry.get("job_id") != job_id:
+                    continue
+                ended = _stored_time(entry.get("finished_at"))
+                if entry.get("status") == JobRunStatus.RUNNING or (ended and ended.timestamp() >= since):
+                    return True
+            return False
+
+        return busy
+
+    def _poll_watch(
+        self, key: str, schedule: Schedule, tick: float, busy_since: Callable[[float], bool]
+    ) -> bool:
+        """One look at the folder `key` (a task or a job) watches; whether it fires now."""
         root = Path(_expand_path(schedule.path or "", self.executor.user_home, self.executor.environ))
         snapshot = scan_tree(root, schedule.recursive, self.store.home)
-        state = self._watches.get(task.id)
-        since = state.looked_at if state else tick
-        busy = any(
-            run.is_active or (run.finished_at is not None and run.finished_at.timestamp() >= since)
-            for run in self.store.runs_of(task.id)
-        )
+        state = self._watches.get(key)
+        busy = busy_since(state.looked_at if state else tick)
         if state is None or busy or state.was_busy:
-            # The first look is the baseline; what the task's own run wrote (up to the
-            # first look after it ended, even if it ran between two looks) is not news.
-            self._watches[task.id] = WatchState(snapshot, tick, was_busy=busy)
-            return
+            # The first look is the baseline; what its own run wrote (up to the first look
+            # after it ended, even if it ran between two looks) is not news.
+            self._watches[key] = WatchState(snapshot, tick, was_busy=busy)
+            return False
         state.looked_at = tick
         if snapshot != state.snapshot:
             state.snapshot, state.dirty_since = snapshot, tick
         elif state.dirty_since is not None and tick - state.dirty_since >= schedule.debounce_seconds:
             state.dirty_since = None
-            self.fire(task, Trigger.FILE_WATCH, self.clock(), paused=paused)
+            return True
+        return False
 
     # Dispatch --------------------------------------------------------------------
 

@@ -420,16 +420,52 @@ def test_a_job_with_overlap_queue_runs_the_waiting_fire_after_its_last_run(
     assert record.prompts() == ["[hang] one", "one"]
 
 
-def test_a_job_refuses_overlap_parallel_and_a_file_watch_naming_the_field(
-    timed: tuple[cs.Service, cs.Engine],
-) -> None:
+def test_a_job_refuses_overlap_parallel_naming_the_field(timed: tuple[cs.Service, cs.Engine]) -> None:
     service, _ = timed
     with pytest.raises(cs.Invalid) as refused:
         service.create_job({"name": "N", "overlap": "parallel"})
     assert refused.value.field == "overlap"
-    with pytest.raises(cs.Invalid) as refused:
-        service.create_job({"name": "N", "schedule": {"type": "file_watch", "path": "/tmp"}})
-    assert refused.value.field == "schedule.type"
+
+
+def look(engine: cs.Engine, clock: FakeClock, times: int = 1) -> None:
+    """Let the engine take `times` more looks at the watched folders (one per poll period)."""
+    for _ in range(times):
+        clock.advance(cs.WATCH_POLL_SECONDS)
+        engine.tick()
+
+
+def test_a_job_that_watches_a_folder_runs_as_one_job_run_once_it_is_quiet(
+    tmp_path: Path,
+    cli_json: CliJson,
+    clock: FakeClock,
+    timed: tuple[cs.Service, cs.Engine],
+    record: Recorder,
+) -> None:
+    service, engine = timed
+    # The folder holds the fake claude's record, which each step writes: not news.
+    job = cli_json("jobs", "create", "--name", "On change", "--watch", str(tmp_path), "--debounce", "4")
+    assert (job["schedule"]["type"], job["schedule"]["debounce_seconds"]) == ("file_watch", 4.0)
+    for n, prompt in enumerate(["one", "two"]):
+        service.create_task({"name": f"step {n + 1}", "prompt": prompt, "job_id": job["id"]})
+    look(engine, clock)  # the first look: the baseline
+
+    (tmp_path / "notes.txt").write_text("news", encoding="utf-8")
+    look(engine, clock, times=2)  # changed, then quiet for 2 s of the 4
+    assert job_runs(cli_json, job["id"]) == []
+    look(engine, clock)  # quiet long enough: it fires
+    fired_at = clock()
+    drive(engine)
+    look(engine, clock, times=4)
+    drive(engine)
+
+    (job_run,) = job_runs(cli_json, job["id"])
+    assert (job_run["trigger"], job_run["status"], job_run["scheduled_for"]) == (
+        "file_watch",
+        "completed",
+        cs.fmt_time(fired_at),
+    )
+    assert steps(job_run) == [("step 1", "success"), ("step 2", "success")]
+    assert record.prompts() == ["one", "two"]
 
 
 def test_missed_job_fires_are_caught_up_once_and_the_rest_recorded(
@@ -481,10 +517,10 @@ def test_jobs_create_and_update_take_a_schedule(cli: Cli, cli_json: CliJson) -> 
         {"type": "interval", "every_seconds": 7200, "anchor": None},
         "Every 2 hours",
     )
-    refused = cli("jobs", "update", job["id"], "--watch", "/tmp")
-    assert (refused.code, refused.err.strip()) == (
-        1,
-        "error: schedule.type: a job cannot watch files; give the watch to a task",
+    watching = cli_json("jobs", "update", job["id"], "--watch", "/srv/docs")
+    assert (watching["schedule"], watching["next_run_at"]) == (
+        {"type": "file_watch", "path": "/srv/docs", "recursive": True, "debounce_seconds": 5.0},
+        None,
     )
 
 
