@@ -249,6 +249,7 @@ class JobRunStatus(enum.StrEnum):
     INTERRUPTED = "interrupted"  # the process that drove it died (see recover_job_runs)
     SKIPPED = "skipped"  # a fire that did not start one (its `note` says why)
     MISSED = "missed"  # fires while no engine ran
+    DEFERRED = "deferred"  # fires held back by a usage-limit hold (see Engine._defer_job)
 
 
 class PermissionMode(enum.StrEnum):
@@ -5189,7 +5190,7 @@ def merge_hold(current: JSON, new: JSONDict) -> JSONDict:
     current_until, new_until = hold_until(current), hold_until(new)
     if current_until is not None and new_until is not None and current_until >= new_until:
         return current
-    kept = {name: current[name] for name in ("since", "deferred") if name in current}
+    kept = {name: current[name] for name in ("since", "deferred", "deferred_jobs") if name in current}
     return {**new, **kept}
 
 
@@ -5716,6 +5717,8 @@ class Engine:
             )
             for task_id, entry in _object_or_empty(hold.get("deferred")).items():
                 self._catch_up_deferred(task_id, _object_or_empty(entry), hold)
+            for job_id, entry in _object_or_empty(hold.get("deferred_jobs")).items():
+                self._catch_up_deferred_job(job_id, _object_or_empty(entry), hold)
             self.store.set_engine_state(hold=None)
         self.on_event({"event": "limit_hold", "began": False, "resets_at": None})
 
@@ -5806,8 +5809,12 @@ class Engine:
     ) -> str:
         """Start a job run of `job` as its overlap policy allows, else record why not
         (or, overlap: queue, keep the fire until the current job run ends). Returns the
-        id of the job run started or recorded ("" for a fire kept waiting)."""
+        id of the job run started or recorded ("" for a fire kept waiting). A fire held
+        back by a usage-limit hold is recorded as a deferred job run."""
         with self.store.locked():
+            hold = active_hold(self.store.engine_state(), self.clock())
+            if hold and not paused and trigger in HELD_TRIGGERS and self._job_is_held(job):
+                return self._defer_job(job, trigger, scheduled_for, hold)
             running = any(
                 entry.get("job_id") == job.id and entry.get("status") == JobRunStatus.RUNNING
                 for entry in self.store.job_runs().values()
@@ -5843,6 +5850,62 @@ class Engine:
             return note_job_fire(self.store, job, trigger, JobRunStatus.SKIPPED, note, scheduled_for)
         self.wake()
         return job_run_id
+
+    def _job_is_held(self, job: Job) -> bool:
+        """Whether a hold concerns the job: one of its steps would wait for it."""
+        return any(task.enabled and not has_own_account(task) for task in self.store.tasks_of(job.id))
+
+    def _defer_job(self, job: Job, trigger: Trigger, scheduled_for: datetime | None, hold: JSONDict) -> str:
+        """Record a fire of the job held back by `hold`, as a task's: one deferred job run
+        per job and hold, whose count and span grow with each fire. Call with the store
+        locked. Returns the deferred job run's id."""
+        moment = scheduled_for or self.clock()
+        deferred = _object_or_empty(hold.get("deferred_jobs"))
+        job_run_id = str(_object_or_empty(deferred.get(job.id)).get("job_run_id") or "")
+        entry = self.store.job_runs().get(job_run_id)
+        if entry is None or entry.get("status") != JobRunStatus.DEFERRED:
+            job_run_id = note_job_fire(self.store, job, trigger, JobRunStatus.DEFERRED, "", moment)
+            entry = self.store.job_runs()[job_run_id]
+        count = int(entry.get("fires") or 0) + 1
+        first = _stored_time(entry.get("scheduled_for")) or moment
+        after = {
+            CatchUp.ONCE: "one job run follows when it lifts (catch_up: once)",
+            CatchUp.SKIP: "not run after it (catch_up: skip)",
+        }[job.catch_up]
+        note = f"{deferred_text(count, first, moment, hold)} until {fmt_local(hold_until(hold))}; {after}"
+        finished = fmt_time(self.clock())
+        self.store.save_job_run(job_run_id, {**entry, "fires": count, "note": note, "finished_at": finished})
+        deferred[job.id] = {"job_run_id": job_run_id, "last": fmt_time(moment)}
+        self.store.set_engine_state(hold={**hold, "deferred_jobs": deferred})
+        return job_run_id
+
+    def _catch_up_deferred_job(self, job_id: str, deferred: JSONDict, hold: JSONDict) -> None:
+        """When the hold lifts: the job's one catch-up job run (catch_up: once), and its
+        deferred record says what followed. Call with the store locked."""
+        try:
+            job = self.store.job(job_id)
+        except NotFound:
+            return
+        last = _stored_time(deferred.get("last"))
+        after = "not run after it (catch_up: skip)"
+        if job.catch_up is CatchUp.ONCE:
+            started = self.fire_job(job, Trigger.CATCH_UP, last)
+            fired = self.store.job_runs().get(started) or {}
+            if fired.get("status") == JobRunStatus.SKIPPED:
+                after = f"not run after it ({fired.get('note')})"
+            else:  # started, or waiting for the job's last run (overlap: queue)
+                after = (
+                    f"caught up by job run {started[:ID_PREFIX_LEN]} when it lifted"
+                    if started
+                    else ("caught up when the job's last run ends (overlap: queue)")
+                )
+        job_run_id = str(deferred.get("job_run_id") or "")
+        entry = self.store.job_runs().get(job_run_id)
+        if entry is None or entry.get("status") != JobRunStatus.DEFERRED:
+            return
+        first = _stored_time(entry.get("scheduled_for")) or last or self.clock()
+        text = deferred_text(int(entry.get("fires") or 1), first, last or first, hold)
+        self.store.save_job_run(job_run_id, {**entry, "note": f"{text}; {after}"})
 
     def _start_queued_job(self, job: Job) -> None:
         """A fire kept by overlap: queue starts once the job's current run has ended."""

@@ -503,6 +503,66 @@ def test_a_paused_engine_records_a_job_fire_as_skipped(
     assert record.prompts() == []
 
 
+RESET = 3 * 3600 + 1800  # claude's resetsAt in the hold tests: T0 + 3 h 30
+HELD_UNTIL = RESET + 60  # the reset plus the engine's margin
+
+
+def hit_the_limit(service: cs.Service, engine: cs.Engine) -> None:
+    """Run a task whose session hits the subscription's usage limit, resetting at RESET."""
+    epoch = int(at(RESET).timestamp())
+    limited = service.create_task({"name": "limited", "prompt": f"[usage_limit={epoch}]"})
+    service.request_run(limited["id"])
+    drive(engine)
+    assert service.engine_status()["hold"]["until"] == stamp(HELD_UNTIL)
+
+
+def test_a_job_due_during_a_hold_is_deferred_then_runs_once_after_it(
+    cli_json: CliJson, clock: FakeClock, timed: tuple[cs.Service, cs.Engine], record: Recorder
+) -> None:
+    service, engine = timed
+    job_id, _ = scheduled_job(service, ["one", "two"])
+    skipping = service.create_job({"name": "No catch-up", "schedule": HOURLY, "catch_up": "skip"})
+    service.create_task({"name": "alone", "prompt": "alone", "job_id": skipping["id"]})
+    hit_the_limit(service, engine)
+    for hour in (1, 2, 3):
+        clock.set(at(hour * 3600))
+        drive(engine)
+
+    (deferred,) = job_runs(cli_json, job_id)
+    assert (deferred["status"], deferred["trigger"], deferred["scheduled_for"], deferred["steps"]) == (
+        "deferred",
+        "schedule",
+        stamp(3600),
+        [],
+    )
+    span = f"{cs.fmt_local(at(3600))} to {cs.fmt_local(at(3 * 3600))}"
+    assert deferred["note"] == (
+        f"3 fires ({span}) held back by the usage-limit hold until {cs.fmt_local(at(HELD_UNTIL))}; "
+        "one job run follows when it lifts (catch_up: once)"
+    )
+    assert len(record.prompts()) == 1  # only the session that hit the limit
+
+    clock.set(at(HELD_UNTIL))
+    drive(engine)
+
+    caught_up, deferred = job_runs(cli_json, job_id)
+    assert (caught_up["trigger"], caught_up["scheduled_for"], caught_up["status"]) == (
+        "catch_up",
+        stamp(3 * 3600),
+        "completed",
+    )
+    assert deferred["note"] == (
+        f"3 fires ({span}) held back by the usage-limit hold; "
+        f"caught up by job run {caught_up['id'][:8]} when it lifted"
+    )
+    (skipped,) = job_runs(cli_json, skipping["id"])
+    assert (skipped["status"], skipped["note"].split("; ")[-1]) == (
+        "deferred",
+        "not run after it (catch_up: skip)",
+    )
+    assert record.prompts()[1:] == ["one", "two"]
+
+
 def test_jobs_create_and_update_take_a_schedule(cli: Cli, cli_json: CliJson) -> None:
     job = cli_json("jobs", "create", "--name", "Nightly", "--daily", "03:00", "--overlap", "queue")
     assert (job["schedule"]["type"], job["schedule"]["expression"], job["overlap"]) == (
