@@ -555,23 +555,32 @@ def test_keyboard_shortcuts(gui: Gui, service: cs.Service) -> None:
     assert gui.app.job_dialog is None
 
 
-def test_the_job_dialog_sets_the_jobs_schedule_with_a_preview(gui: Gui, service: cs.Service) -> None:
+def test_the_job_dialog_sets_the_jobs_schedule_with_the_editors_chooser_and_preview(
+    gui: Gui, service: cs.Service
+) -> None:
     gui.app.new_job()
     dialog = gui.app.job_dialog
     assert dialog is not None
-    assert (dialog.schedule_kind.get(), dialog.preview.cget("text")) == (
-        "Only when run by hand",
+    fields, chooser = dialog.fields, dialog.chooser
+    assert (fields._strings["schedule.kind"].get(), chooser.preview_text.cget("text")) == (
+        cs.SCHEDULE_KINDS["manual"],
         "Manual only",
     )
+    assert list(fields._combos["schedule.kind"].cget("values")) == list(cs.SCHEDULE_KINDS.values())
     dialog.name.set("Nightly")
-    dialog.schedule_kind.set(cs.JOB_SCHEDULE_LABELS["interval"])
-    dialog.schedule_text.set("soon")
-    assert str(dialog.preview.cget("text")).startswith("schedule.every_seconds: ")
+    fields._strings["schedule.kind"].set(cs.SCHEDULE_KINDS["interval"])
+    assert fields._entries["schedule.every_seconds"].winfo_manager() == "grid"
+    assert fields._entries["schedule.at"].winfo_manager() == ""  # only the chosen kind's rows
+    fields._strings["schedule.every_seconds"].set("soon")
+    note = fields._notes["schedule.every_seconds"][0]
+    assert str(note.cget("style")) == "Error.TLabel"
+    assert chooser.preview_text.cget("text") == "Fix the schedule to see its next runs."
     dialog.save_button.invoke()
     assert str(dialog.error.cget("text")).startswith("schedule.every_seconds: ")
-    dialog.schedule_text.set("2h")
-    assert str(dialog.preview.cget("text")).startswith("Every 2 hours; next ")
-    dialog.overlap.set(cs.JOB_OVERLAP_LABELS["queue"])
+    fields._strings["schedule.every_seconds"].set("2h")
+    assert chooser.preview_text.cget("text") == "Every 2 hours"
+    assert len(str(chooser.preview_times.cget("text")).splitlines()) == cs.GUI_PREVIEW_COUNT
+    fields._strings["overlap"].set(cs.JOB_OVERLAP_LABELS["queue"])
     dialog.save_button.invoke()
     gui.wait(lambda: gui.app.job_dialog is None, "the dialog to close")
 
@@ -588,12 +597,46 @@ def test_the_job_dialog_sets_the_jobs_schedule_with_a_preview(gui: Gui, service:
     gui.app.edit_job()
     edit = gui.app.job_dialog
     assert edit is not None
-    assert (edit.schedule_kind.get(), edit.schedule_text.get(), edit.overlap.get()) == (
-        cs.JOB_SCHEDULE_LABELS["interval"],
-        "2h",
-        cs.JOB_OVERLAP_LABELS["queue"],
-    )
+    shown = {
+        key: edit.fields._strings[key].get() for key in ("schedule.kind", "schedule.every_seconds", "overlap")
+    }
+    assert shown == {
+        "schedule.kind": cs.SCHEDULE_KINDS["interval"],
+        "schedule.every_seconds": "2h",
+        "overlap": cs.JOB_OVERLAP_LABELS["queue"],
+    }
     edit.close()
+
+
+def test_the_job_dialog_offers_every_kind_a_task_has_file_watch_and_presets_too(
+    tmp_path: Path, gui: Gui, service: cs.Service
+) -> None:
+    job = service.create_job({"name": "Docs"})
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    gui.app.edit_job()
+    dialog = gui.app.job_dialog
+    assert dialog is not None
+    fields = dialog.fields
+    fields._strings["schedule.kind"].set(cs.SCHEDULE_KINDS["weekly"])
+    fields._days["mon"].set(False)
+    fields._days["fri"].set(True)
+    fields._strings["schedule.time"].set("23:00")
+    assert fields._strings["schedule.expression"].get() == "0 23 * * fri"  # the preset writes its cron
+    assert str(dialog.chooser.preview_text.cget("text")).startswith("At 23:00")
+    fields._strings["schedule.kind"].set(cs.SCHEDULE_KINDS["file_watch"])
+    fields._strings["schedule.path"].set(str(tmp_path))
+    fields._strings["schedule.debounce_seconds"].set("3")
+    dialog.save_button.invoke()
+    gui.wait(lambda: gui.app.job_dialog is None, "the dialog to close")
+
+    assert service.get_job(job["id"])["schedule"] == {
+        "type": "file_watch",
+        "path": str(tmp_path),
+        "recursive": True,
+        "debounce_seconds": 3.0,
+    }
 
 
 def test_the_runs_pane_shows_a_job_run_with_its_steps_beneath(gui: Gui, service: cs.Service) -> None:
