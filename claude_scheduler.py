@@ -13859,9 +13859,11 @@ def _totals_line(totals: JSONDict) -> str:
     return f"{costs}, {_plural(month['runs'], 'run')}, {tokens}"
 
 
-def _job_label(job: JSONDict, duplicated: set[str]) -> str:
-    name = str(job["name"])
-    return f"{name} ({job['id'][:ID_PREFIX_LEN]})" if name in duplicated else name
+def _named_label(record: JSONDict, duplicated: set[str]) -> str:
+    """A job or task as a chooser shows it: its name, with its short id when the name is
+    used twice."""
+    name = str(record["name"])
+    return f"{name} ({record['id'][:ID_PREFIX_LEN]})" if name in duplicated else name
 
 
 def _order_tasks(tasks: list[JSONDict], order: list[str]) -> list[JSONDict]:
@@ -13908,6 +13910,8 @@ def task_to_form(task: JSONDict) -> FormValues:
         "retry.delay_seconds": str(retry.get("delay_seconds", 60)),
         "retry.backoff": f"{retry.get('backoff', 2.0):g}",
         "env": "\n".join(f"{name}={value}" for name, value in (task.get("env") or {}).items()),
+        "run_after.task_id": str((task.get("run_after") or {}).get("task_id") or ""),
+        "run_after.when": str((task.get("run_after") or {}).get("when") or AfterWhen.SUCCEEDED.value),
     }
     return {**form, **_schedule_to_form(task.get("schedule") or {"type": "manual"})}
 
@@ -13980,6 +13984,24 @@ def form_to_task(form: Mapping[str, str | bool], original: JSONDict | None = Non
     """The task fields the editor's values stand for; Invalid names the field at fault.
     The model validates the rest (ranges, required fields) when the task is saved."""
     text = {key: value.strip() if isinstance(value, str) else "" for key, value in form.items()}
+    return {**_form_fields(form, text, original), **_form_run_after(text, original)}
+
+
+def _form_run_after(text: Mapping[str, str], original: JSONDict | None) -> JSONDict:
+    """The trigger on another task, only when the form changed it: an unchanged one is
+    not checked again (the task it names may have gone since)."""
+    after = (
+        {"task_id": text["run_after.task_id"], "when": text["run_after.when"]}
+        if text["run_after.task_id"]
+        else None
+    )
+    stored = (original or {}).get("run_after") or None
+    return {} if original is not None and after == stored else {"run_after": after}
+
+
+def _form_fields(
+    form: Mapping[str, str | bool], text: Mapping[str, str], original: JSONDict | None
+) -> JSONDict:
     return {
         "name": text["name"],
         "job_id": text["job_id"] or None,
@@ -15714,6 +15736,7 @@ class StatusBar:
 
 # Field -> editor row, where a field has no row of its own.
 EDITOR_FIELD_ROWS = {
+    "run_after": "run_after.task_id",
     "schedule": "schedule.kind",
     "schedule.type": "schedule.kind",
     "retry": "retry.max_attempts",
@@ -15731,6 +15754,12 @@ SESSION_LABELS = {
     "previous": "Continue the previous step",
 }
 NO_JOB_LABEL = "(No job)"
+NO_TASK_LABEL = "(No other task)"
+AFTER_WHEN_LABELS = {
+    "succeeded": "When it succeeds",
+    "failed": "When it fails or times out",
+    "any": "When it ends, either way",
+}
 EDITOR_PATH_HINTS = {  # the editor says under these which of their paths are not there
     "add_dirs": "one per line; Claude may use them too",
     "mcp_config": "a JSON file of MCP servers",
@@ -16165,7 +16194,17 @@ class EditorPane(FormFields):
         self._check(tab, row, "enabled", "Enabled")
 
     def _build_schedule(self, tab: ttk.Frame) -> None:
-        self.chooser.build(tab, 0)
+        row = self.chooser.build(tab, 0)
+        self._build_run_after(tab, row)
+
+    def _build_run_after(self, tab: ttk.Frame, row: int) -> int:
+        """ "Run B when A finishes": the task it follows (outside job runs) and on which ends."""
+        from tkinter import ttk
+
+        ttk.Separator(tab).grid(row=row, column=0, columnspan=2, sticky="ew", pady=(12, 4))
+        row = self._choice(tab, row + 1, "run_after.task_id", "Also after", {"": NO_TASK_LABEL})
+        self._note(tab, row - 1, "run_after.task_id", "runs each time that task's run ends so")
+        return self._choice(tab, row, "run_after.when", "When that", AFTER_WHEN_LABELS)
 
     @property
     def preview_text(self) -> ttk.Label:
@@ -16233,12 +16272,20 @@ class EditorPane(FormFields):
         return row
 
     def set_jobs(self, jobs: list[JSONDict]) -> None:
-        names = [str(job["name"]) for job in jobs]
+        self._set_named_choices("job_id", NO_JOB_LABEL, jobs)
+
+    def set_tasks(self, tasks: list[JSONDict]) -> None:
+        """The tasks "Also after" offers (a task itself among them: saving says why not)."""
+        self._set_named_choices("run_after.task_id", NO_TASK_LABEL, tasks)
+
+    def _set_named_choices(self, key: str, none_label: str, records: list[JSONDict]) -> None:
+        """A chooser of jobs or tasks by name (a name used twice shows its short id)."""
+        names = [str(record["name"]) for record in records]
         duplicated = {name for name in names if names.count(name) > 1}
-        labels = {"": NO_JOB_LABEL, **{job["id"]: _job_label(job, duplicated) for job in jobs}}
+        labels = {"": none_label, **{record["id"]: _named_label(record, duplicated) for record in records}}
         was_loading, self._loading = self._loading, True
         try:
-            self.set_choices("job_id", labels)
+            self.set_choices(key, labels)
         finally:
             self._loading = was_loading
 
@@ -17767,6 +17814,7 @@ class App:
             self.jobs_pane.select(self.choice)
             self.job_run_feedback.update(snap.job_runs or {}, self.jobs, self.scope)
             self.editor.set_jobs(snap.jobs)
+            self.editor.set_tasks(snap.tasks)
             self._sync_editor()
             self._show_tasks()
             self._load_runs()

@@ -502,6 +502,64 @@ def test_weekly_preset_is_saved_as_cron(gui: Gui, service: cs.Service) -> None:
     assert service.get_task(task["id"])["schedule"]["expression"] == "15 7 * * mon,fri"
 
 
+def choose(combo: Any, label: str) -> None:
+    """Pick `label` in a read-only chooser, as a click on it does."""
+    assert label in combo.cget("values"), f"{label!r} is not offered"
+    combo.set(label)
+    combo.event_generate("<<ComboboxSelected>>")
+
+
+def test_the_editor_sets_which_task_a_task_runs_after_and_refuses_a_cycle_under_the_field(
+    gui: Gui, service: cs.Service
+) -> None:
+    upstream, follower = make_task(service, "Upstream"), make_task(service, "Follower")
+    gui.app.refresh_now()
+    gui.wait(lambda: follower["id"] in gui.app.tasks, "the tasks to show")
+    gui.select_task(follower["id"])
+    editor = gui.app.editor
+    choose(editor._combos["run_after.task_id"], "Upstream")
+    choose(editor._combos["run_after.when"], cs.AFTER_WHEN_LABELS["failed"])
+    editor.save_button.invoke()
+    gui.wait(lambda: not editor.is_dirty(), "the save")
+    assert service.get_task(follower["id"])["run_after"] == {"task_id": upstream["id"], "when": "failed"}
+
+    gui.select_task(upstream["id"])
+    gui.wait(lambda: editor.task is not None and editor.task["id"] == upstream["id"], "the other task")
+    choose(editor._combos["run_after.task_id"], "Follower")
+    editor.save_button.invoke()
+    note = editor._notes["run_after.task_id"][0]
+    gui.wait(lambda: "makes a cycle" in str(note.cget("text")), "the refusal under the field")
+    assert str(note.cget("style")) == "Error.TLabel"
+    assert str(editor.message.cget("text")) == (
+        "Not saved: run_after.task_id: that makes a cycle: Upstream → Follower → Upstream"
+    )
+    assert service.get_task(upstream["id"])["run_after"] is None
+
+    editor.revert_button.invoke()
+    gui.select_task(follower["id"])
+    gui.wait(lambda: editor.task is not None and editor.task["id"] == follower["id"], "the follower")
+    assert editor._strings["run_after.task_id"].get() == "Upstream"
+    choose(editor._combos["run_after.task_id"], cs.NO_TASK_LABEL)
+    editor.save_button.invoke()
+    gui.wait(lambda: service.get_task(follower["id"])["run_after"] is None, "the trigger removed")
+
+
+def test_the_editor_sets_a_steps_policy_in_its_job_runs(gui: Gui, service: cs.Service) -> None:
+    job = service.create_job({"name": "Pipeline"})
+    step = make_task(service, "Step", job["id"])
+    gui.app.refresh_now()
+    gui.wait(lambda: step["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(step["id"])
+    editor = gui.app.editor
+    choose(editor._combos["on_failure"], cs.STEP_FAILURE_LABELS["continue"])
+    editor._flags["skip_in_job"].set(True)
+    editor.save_button.invoke()
+    gui.wait(lambda: not editor.is_dirty(), "the save")
+
+    stored = service.get_task(step["id"])
+    assert (stored["on_failure"], stored["skip_in_job"]) == ("continue", True)
+
+
 def test_the_preview_of_a_stored_interval_matches_its_next_run(gui: Gui, service: cs.Service) -> None:
     task = make_task(service, "Hourly", schedule={"type": "interval", "every_seconds": 3600})
     gui.app.refresh_now()
