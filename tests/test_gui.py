@@ -1616,6 +1616,38 @@ def test_a_running_job_shows_its_progress_and_can_be_stopped(
     gui.wait(lambda: str(label.cget("text")) == stopped, "the stop under the Jobs tree")
     gui.wait(lambda: str(bar.cget("text")) == "", "the status bar to let go of it")
     assert record.prompts() == ["fine", "[hang] wait"]
+    (job_run,) = service.list_job_runs(job["id"])
+    assert job_run["status"] == "stopped"
+    assert [step["status"] for step in job_run["steps"]] == ["success", "cancelled", "not_run"]
+
+
+def test_stopping_a_steps_run_in_the_runs_pane_stops_its_job_run(
+    record: Any, gui: Gui, service: cs.Service
+) -> None:
+    job = service.create_job({"name": "Long"})
+    for name, prompt in (("First", "fine"), ("Slow", "[hang] wait"), ("Last", "never")):
+        service.create_task({"name": name, "prompt": prompt, "job_id": job["id"]})
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    gui.app.run_job()
+    gui.wait(lambda: len(record.prompts()) == 2, "the second step's session to read its prompt")
+    slow = next(run for run in service.list_runs(job_id=job["id"]) if run["status"] == "running")
+    tree = gui.app.runs_pane.table.tree
+    gui.wait(lambda: tree.exists(slow["id"]), "the step's run in the Runs pane")
+    tree.selection_set(slow["id"])
+    gui.settle()
+    gui.wait(lambda: gui.app.runs_pane.buttons["stop"].instate(["!disabled"]), "Stop to be offered")
+    gui.app.runs_pane.buttons["stop"].invoke()
+
+    def ended() -> list[dict[str, Any]]:
+        return [run for run in service.list_job_runs(job["id"]) if run["status"] != "running"]
+
+    gui.wait(ended, "the job run to end")
+    (job_run,) = ended()
+    assert job_run["status"] == "stopped"
+    assert [step["status"] for step in job_run["steps"]] == ["success", "cancelled", "not_run"]
+    assert record.prompts() == ["fine", "[hang] wait"]
 
 
 # The Runs list's filters ------------------------------------------------------------------
