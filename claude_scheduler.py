@@ -5924,14 +5924,14 @@ class Engine:
     def _poll_watches(self, tasks: list[Task], now: datetime, paused: bool) -> None:
         """Look at every watched folder (of tasks and of jobs) at most every
         WATCH_POLL_SECONDS; fire what has changed and then been quiet for its debounce."""
-        watched = {task.id: task for task in tasks if task.schedule.type is ScheduleType.FILE_WATCH}
-        jobs = {job.id: job for job in self.store.job_list() if job.schedule.type is ScheduleType.FILE_WATCH}
-        for key in set(self._watches) - set(watched) - set(jobs):
-            del self._watches[key]
         tick = now.timestamp()
         if abs(tick - self._last_watch) < WATCH_POLL_SECONDS:
             return
         self._last_watch = tick
+        watched = {task.id: task for task in tasks if task.schedule.type is ScheduleType.FILE_WATCH}
+        jobs = {job.id: job for job in self.store.job_list() if job.schedule.type is ScheduleType.FILE_WATCH}
+        for key in set(self._watches) - set(watched) - set(jobs):
+            del self._watches[key]
         for task in watched.values():
             if self._poll_watch(task.id, task.schedule, tick, self._task_busy_since(task.id)):
                 self.fire(task, Trigger.FILE_WATCH, self.clock(), paused=paused)
@@ -7760,6 +7760,11 @@ class Service:
             "task_id": hold.get("task_id"),
             "since": hold.get("since"),
             "deferred_run_ids": [entry.get("run_id") for entry in deferred if isinstance(entry, dict)],
+            "deferred_job_run_ids": [
+                entry.get("job_run_id")
+                for entry in _object_or_empty(hold.get("deferred_jobs")).values()
+                if isinstance(entry, dict)
+            ],
         }
 
     def set_paused(self, paused: bool) -> JSONDict:
@@ -10069,6 +10074,9 @@ def _server_schemas() -> JSONDict:
         "since": _schema_nullable(time),
         "deferred_run_ids": _schema_array(
             {"type": "string", "description": "each task's record of the fires held back (status deferred)"}
+        ),
+        "deferred_job_run_ids": _schema_array(
+            {"type": "string", "description": "each job's record of the fires held back (status deferred)"}
         ),
     }
     engine = {

@@ -541,6 +541,8 @@ def test_a_job_due_during_a_hold_is_deferred_then_runs_once_after_it(
         "one job run follows when it lifts (catch_up: once)"
     )
     assert len(record.prompts()) == 1  # only the session that hit the limit
+    (held,) = job_runs(cli_json, skipping["id"])
+    assert set(service.engine_status()["hold"]["deferred_job_run_ids"]) == {deferred["id"], held["id"]}
 
     clock.set(at(HELD_UNTIL))
     drive(engine)
