@@ -5893,12 +5893,10 @@ class Engine:
             fired = self.store.job_runs().get(started) or {}
             if fired.get("status") == JobRunStatus.SKIPPED:
                 after = f"not run after it ({fired.get('note')})"
-            else:  # started, or waiting for the job's last run (overlap: queue)
-                after = (
-                    f"caught up by job run {started[:ID_PREFIX_LEN]} when it lifted"
-                    if started
-                    else ("caught up when the job's last run ends (overlap: queue)")
-                )
+            elif started:
+                after = f"caught up by job run {started[:ID_PREFIX_LEN]} when it lifted"
+            else:  # kept until the job's last run ends (overlap: queue)
+                after = "caught up when the job's last run ends (overlap: queue)"
         job_run_id = str(deferred.get("job_run_id") or "")
         entry = self.store.job_runs().get(job_run_id)
         if entry is None or entry.get("status") != JobRunStatus.DEFERRED:
@@ -15793,7 +15791,7 @@ class FormFields:
     called after each edit (not while values are being loaded)."""
 
     def __init__(self, master: tk.Misc, on_change: Callable[[str], None] | None = None) -> None:
-        self._master = master  # the variables'
+        self._master = master  # what the Tk variables belong to
         self._changed = on_change
         self._loading = False
         self._strings: dict[str, tk.StringVar] = {}
