@@ -1616,9 +1616,14 @@ def test_a_running_job_shows_its_progress_and_can_be_stopped(
     gui.wait(lambda: str(label.cget("text")) == stopped, "the stop under the Jobs tree")
     gui.wait(lambda: str(bar.cget("text")) == "", "the status bar to let go of it")
     assert record.prompts() == ["fine", "[hang] wait"]
-    (job_run,) = service.list_job_runs(job["id"])
-    assert job_run["status"] == "stopped"
-    assert [step["status"] for step in job_run["steps"]] == ["success", "cancelled", "not_run"]
+
+    def steps() -> list[str]:
+        (job_run,) = service.list_job_runs(job["id"])
+        assert job_run["status"] == "stopped"
+        return [step["status"] for step in job_run["steps"]]
+
+    gui.wait(lambda: steps()[1] != "running", "the stopped step's session to end")
+    assert steps() == ["success", "cancelled", "not_run"]
 
 
 def test_stopping_a_steps_run_in_the_runs_pane_stops_its_job_run(
@@ -1641,9 +1646,13 @@ def test_stopping_a_steps_run_in_the_runs_pane_stops_its_job_run(
     gui.app.runs_pane.buttons["stop"].invoke()
 
     def ended() -> list[dict[str, Any]]:
-        return [run for run in service.list_job_runs(job["id"]) if run["status"] != "running"]
+        return [
+            run
+            for run in service.list_job_runs(job["id"])
+            if run["status"] != "running" and run["steps"][1]["status"] != "running"
+        ]
 
-    gui.wait(ended, "the job run to end")
+    gui.wait(ended, "the job run and its step to end")
     (job_run,) = ended()
     assert job_run["status"] == "stopped"
     assert [step["status"] for step in job_run["steps"]] == ["success", "cancelled", "not_run"]
