@@ -16209,7 +16209,7 @@ class EditorPane(FormFields):
 
         ttk.Separator(tab).grid(row=row, column=0, columnspan=2, sticky="ew", pady=(12, 4))
         row = self._choice(tab, row + 1, "run_after.task_id", "Also after", {"": NO_TASK_LABEL})
-        self._note(tab, row - 1, "run_after.task_id", "runs each time that task's run ends so")
+        self._note(tab, row - 1, "run_after.task_id", "runs once each time that task ends as below")
         return self._choice(tab, row, "run_after.when", "When that", AFTER_WHEN_LABELS)
 
     @property
