@@ -15715,7 +15715,9 @@ class LogSearch:
 class StatusBar:
     """Engine state, API address, the next due run and counts, along the window's bottom."""
 
-    def __init__(self, parent: tk.Misc, pause_or_resume: Callable[[], None]) -> None:
+    def __init__(
+        self, parent: tk.Misc, pause_or_resume: Callable[[], None], stop_job: Callable[[], None]
+    ) -> None:
         from tkinter import ttk
 
         self.frame = ttk.Frame(parent, style="Status.TFrame", padding=(10, 4))
@@ -15727,6 +15729,8 @@ class StatusBar:
             if key == "engine":  # pause or resume the engine right by what it says
                 self.engine_button = ttk.Button(self.frame, style="Tool.TButton", command=pause_or_resume)
                 self.engine_button.pack(side="left", padx=(0, 18))
+        # Stops the job run the status bar tells of, shown only while one runs.
+        self.job_button = ttk.Button(self.frame, text="■ Stop", style="Tool.TButton", command=stop_job)
         self.labels["counts"] = ttk.Label(self.frame, style="Status.TLabel")
         self.labels["counts"].pack(side="right", padx=(18, 0))
         self.labels["error"] = ttk.Label(self.frame, style="StatusError.TLabel")
@@ -15738,6 +15742,12 @@ class StatusBar:
 
     def show_engine_action(self, is_held: bool) -> None:
         self.engine_button.configure(text=GUI_ENGINE_ACTIONS[is_held])
+
+    def show_job_stop(self, visible: bool) -> None:
+        if visible and not self.job_button.winfo_manager():
+            self.job_button.pack(side="left", after=self.labels["job"], padx=(0, 18))
+        elif not visible:
+            self.job_button.pack_forget()
 
 
 # Field -> editor row, where a field has no row of its own.
@@ -17393,6 +17403,7 @@ class JobRunFeedback:
         self.jobs_pane, self.status_bar = jobs_pane, status_bar
         self.views: dict[str, JSONDict] = {}  # job id -> its latest job run
         self._watched: set[str] = set()  # job runs seen running here
+        self.running_job_id: str | None = None  # the job whose running job run the status bar shows
 
     def update(self, views: dict[str, JSONDict], jobs: Mapping[str, JSONDict], scope: Scope) -> None:
         self.views = views
@@ -17410,6 +17421,8 @@ class JobRunFeedback:
         ]
         running = [item for item in watched if item[1]["status"] == "running"]
         shown = running or [item for item in watched if item[1]["status"] == "failed"]
+        self.running_job_id = running[0][0] if running else None
+        self.status_bar.show_job_stop(bool(running))
         if not shown:
             self.status_bar.show("job", "")
             return
@@ -17520,7 +17533,7 @@ class App:
         outer = ttk.Frame(self.root)
         outer.pack(fill="both", expand=True)
         # Packed first, at the bottom: when the window is short, the panes give way, not it.
-        self.status_bar = StatusBar(outer, self.pause_or_resume)
+        self.status_bar = StatusBar(outer, self.pause_or_resume, self.stop_running_job)
         self.status_bar.frame.pack(side="bottom", fill="x")
         ttk.Separator(outer).pack(side="bottom", fill="x")
         self.banner = SetupBanner(outer, self.looks, self.check_setup_quietly, self.check_setup)
@@ -18362,6 +18375,12 @@ class App:
     def stop_job(self) -> None:
         if self.scope.kind == SCOPE_JOB and self.scope.ident:
             self.act(functools.partial(self.service.stop_job, self.scope.ident))
+
+    def stop_running_job(self) -> None:
+        """The status bar's Stop: the job run it tells of, whatever job is chosen."""
+        job_id = self.job_run_feedback.running_job_id
+        if job_id:
+            self.act(functools.partial(self.service.stop_job, job_id))
 
     # Import, export and copies --------------------------------------------------------------
 

@@ -1626,6 +1626,32 @@ def test_a_running_job_shows_its_progress_and_can_be_stopped(
     assert steps() == ["success", "cancelled", "not_run"]
 
 
+def test_the_status_bar_stops_the_running_job_run_whatever_is_chosen(
+    record: Any, gui: Gui, service: cs.Service
+) -> None:
+    job = service.create_job({"name": "Long"})
+    for name, prompt in (("First", "fine"), ("Slow", "[hang] wait"), ("Last", "never")):
+        service.create_task({"name": name, "prompt": prompt, "job_id": job["id"]})
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    button = gui.app.status_bar.job_button
+    assert not button.winfo_manager()
+    gui.app.run_job()
+    gui.wait(lambda: len(record.prompts()) == 2, "the second step's session to read its prompt")
+    gui.select_in_jobs(cs.SCOPE_ALL)
+    gui.wait(lambda: button.winfo_manager() == "pack", "Stop beside the running job run")
+    button.invoke()
+
+    def steps() -> list[str]:
+        (job_run,) = service.list_job_runs(job["id"])
+        return [step["status"] for step in job_run["steps"]] if job_run["status"] == "stopped" else []
+
+    gui.wait(lambda: steps() and steps()[1] != "running", "the job run and its step to stop")
+    assert steps() == ["success", "cancelled", "not_run"]
+    gui.wait(lambda: not button.winfo_manager(), "Stop to go with the job run")
+
+
 def test_stopping_a_steps_run_in_the_runs_pane_stops_its_job_run(
     record: Any, gui: Gui, service: cs.Service
 ) -> None:
