@@ -249,6 +249,7 @@ class JobRunStatus(enum.StrEnum):
     INTERRUPTED = "interrupted"  # the process that drove it died (see recover_job_runs)
     SKIPPED = "skipped"  # a fire that did not start one (its `note` says why)
     MISSED = "missed"  # fires while no engine ran
+    DEFERRED = "deferred"  # fires held back by a usage-limit hold (see Engine._defer_job)
 
 
 class PermissionMode(enum.StrEnum):
@@ -880,7 +881,7 @@ class Job:
             status=read_enum(data.get("status", "pending"), "status", JobStatus),
             working_directory=read_opt_str(data.get("working_directory"), "working_directory", PATH_MAX),
             task_order=order,
-            schedule=_job_schedule(data.get("schedule")),
+            schedule=Schedule.from_dict(data.get("schedule")),
             overlap=_job_overlap(data.get("overlap", "skip")),
             catch_up=read_enum(data.get("catch_up", "once"), "catch_up", CatchUp),
             created_at=_stamp(data, "created_at"),
@@ -903,13 +904,6 @@ class Job:
             "created_at": fmt_time(self.created_at),
             "updated_at": fmt_time(self.updated_at),
         }
-
-
-def _job_schedule(value: JSON) -> Schedule:
-    schedule = Schedule.from_dict(value)
-    if schedule.type is ScheduleType.FILE_WATCH:
-        raise Invalid("a job cannot watch files; give the watch to a task", "schedule.type")
-    return schedule
 
 
 def _job_overlap(value: JSON) -> Overlap:
@@ -5067,7 +5061,7 @@ def _wait_strays(sessions: list[StraySession], seconds: float) -> list[StraySess
 
 @dataclass
 class WatchState:
-    """What a file-watch task last saw, and since when its folder has been changing."""
+    """What a file watch (a task's or a job's) last saw, and since when its folder has been changing."""
 
     snapshot: dict[str, tuple[int, int]]
     looked_at: float
@@ -5196,7 +5190,7 @@ def merge_hold(current: JSON, new: JSONDict) -> JSONDict:
     current_until, new_until = hold_until(current), hold_until(new)
     if current_until is not None and new_until is not None and current_until >= new_until:
         return current
-    kept = {name: current[name] for name in ("since", "deferred") if name in current}
+    kept = {name: current[name] for name in ("since", "deferred", "deferred_jobs") if name in current}
     return {**new, **kept}
 
 
@@ -5723,6 +5717,8 @@ class Engine:
             )
             for task_id, entry in _object_or_empty(hold.get("deferred")).items():
                 self._catch_up_deferred(task_id, _object_or_empty(entry), hold)
+            for job_id, entry in _object_or_empty(hold.get("deferred_jobs")).items():
+                self._catch_up_deferred_job(job_id, _object_or_empty(entry), hold)
             self.store.set_engine_state(hold=None)
         self.on_event({"event": "limit_hold", "began": False, "resets_at": None})
 
@@ -5813,8 +5809,12 @@ class Engine:
     ) -> str:
         """Start a job run of `job` as its overlap policy allows, else record why not
         (or, overlap: queue, keep the fire until the current job run ends). Returns the
-        id of the job run started or recorded ("" for a fire kept waiting)."""
+        id of the job run started or recorded ("" for a fire kept waiting). A fire held
+        back by a usage-limit hold is recorded as a deferred job run."""
         with self.store.locked():
+            hold = active_hold(self.store.engine_state(), self.clock())
+            if hold and not paused and trigger in HELD_TRIGGERS and self._job_is_held(job):
+                return self._defer_job(job, trigger, scheduled_for, hold)
             running = any(
                 entry.get("job_id") == job.id and entry.get("status") == JobRunStatus.RUNNING
                 for entry in self.store.job_runs().values()
@@ -5851,6 +5851,60 @@ class Engine:
         self.wake()
         return job_run_id
 
+    def _job_is_held(self, job: Job) -> bool:
+        """Whether a hold concerns the job: one of its steps would wait for it."""
+        return any(task.enabled and not has_own_account(task) for task in self.store.tasks_of(job.id))
+
+    def _defer_job(self, job: Job, trigger: Trigger, scheduled_for: datetime | None, hold: JSONDict) -> str:
+        """Record a fire of the job held back by `hold`, as a task's: one deferred job run
+        per job and hold, whose count and span grow with each fire. Call with the store
+        locked. Returns the deferred job run's id."""
+        moment = scheduled_for or self.clock()
+        deferred = _object_or_empty(hold.get("deferred_jobs"))
+        job_run_id = str(_object_or_empty(deferred.get(job.id)).get("job_run_id") or "")
+        entry = self.store.job_runs().get(job_run_id)
+        if entry is None or entry.get("status") != JobRunStatus.DEFERRED:
+            job_run_id = note_job_fire(self.store, job, trigger, JobRunStatus.DEFERRED, "", moment)
+            entry = self.store.job_runs()[job_run_id]
+        count = int(entry.get("fires") or 0) + 1
+        first = _stored_time(entry.get("scheduled_for")) or moment
+        after = {
+            CatchUp.ONCE: "one job run follows when it lifts (catch_up: once)",
+            CatchUp.SKIP: "not run after it (catch_up: skip)",
+        }[job.catch_up]
+        note = f"{deferred_text(count, first, moment, hold)} until {fmt_local(hold_until(hold))}; {after}"
+        finished = fmt_time(self.clock())
+        self.store.save_job_run(job_run_id, {**entry, "fires": count, "note": note, "finished_at": finished})
+        deferred[job.id] = {"job_run_id": job_run_id, "last": fmt_time(moment)}
+        self.store.set_engine_state(hold={**hold, "deferred_jobs": deferred})
+        return job_run_id
+
+    def _catch_up_deferred_job(self, job_id: str, deferred: JSONDict, hold: JSONDict) -> None:
+        """When the hold lifts: the job's one catch-up job run (catch_up: once), and its
+        deferred record says what followed. Call with the store locked."""
+        try:
+            job = self.store.job(job_id)
+        except NotFound:
+            return
+        last = _stored_time(deferred.get("last"))
+        after = "not run after it (catch_up: skip)"
+        if job.catch_up is CatchUp.ONCE:
+            started = self.fire_job(job, Trigger.CATCH_UP, last)
+            fired = self.store.job_runs().get(started) or {}
+            if fired.get("status") == JobRunStatus.SKIPPED:
+                after = f"not run after it ({fired.get('note')})"
+            elif started:
+                after = f"caught up by job run {started[:ID_PREFIX_LEN]} when it lifted"
+            else:  # kept until the job's last run ends (overlap: queue)
+                after = "caught up when the job's last run ends (overlap: queue)"
+        job_run_id = str(deferred.get("job_run_id") or "")
+        entry = self.store.job_runs().get(job_run_id)
+        if entry is None or entry.get("status") != JobRunStatus.DEFERRED:
+            return
+        first = _stored_time(entry.get("scheduled_for")) or last or self.clock()
+        text = deferred_text(int(entry.get("fires") or 1), first, last or first, hold)
+        self.store.save_job_run(job_run_id, {**entry, "note": f"{text}; {after}"})
+
     def _start_queued_job(self, job: Job) -> None:
         """A fire kept by overlap: queue starts once the job's current run has ended."""
         with self.store.locked():
@@ -5866,37 +5920,64 @@ class Engine:
     # File watching ---------------------------------------------------------------
 
     def _poll_watches(self, tasks: list[Task], now: datetime, paused: bool) -> None:
-        watched = {task.id: task for task in tasks if task.schedule.type is ScheduleType.FILE_WATCH}
-        for task_id in set(self._watches) - set(watched):
-            del self._watches[task_id]
+        """Look at every watched folder (of tasks and of jobs) at most every
+        WATCH_POLL_SECONDS; fire what has changed and then been quiet for its debounce."""
         tick = now.timestamp()
         if abs(tick - self._last_watch) < WATCH_POLL_SECONDS:
             return
         self._last_watch = tick
+        watched = {task.id: task for task in tasks if task.schedule.type is ScheduleType.FILE_WATCH}
+        jobs = {job.id: job for job in self.store.job_list() if job.schedule.type is ScheduleType.FILE_WATCH}
+        for key in set(self._watches) - set(watched) - set(jobs):
+            del self._watches[key]
         for task in watched.values():
-            self._poll_watch(task, tick, paused)
+            if self._poll_watch(task.id, task.schedule, tick, self._task_busy_since(task.id)):
+                self.fire(task, Trigger.FILE_WATCH, self.clock(), paused=paused)
+        for job in jobs.values():
+            if self._poll_watch(job.id, job.schedule, tick, self._job_busy_since(job.id)):
+                self.fire_job(job, Trigger.FILE_WATCH, self.clock(), paused=paused)
 
-    def _poll_watch(self, task: Task, tick: float, paused: bool) -> None:
-        schedule = task.schedule
+    def _task_busy_since(self, task_id: str) -> Callable[[float], bool]:
+        def busy(since: float) -> bool:
+            return any(
+                run.is_active or (run.finished_at is not None and run.finished_at.timestamp() >= since)
+                for run in self.store.runs_of(task_id)
+            )
+
+        return busy
+
+    def _job_busy_since(self, job_id: str) -> Callable[[float], bool]:
+        def busy(since: float) -> bool:
+            for entry in self.store.job_runs().values():
+                if entry.get("job_id") != job_id:
+                    continue
+                ended = _stored_time(entry.get("finished_at"))
+                if entry.get("status") == JobRunStatus.RUNNING or (ended and ended.timestamp() >= since):
+                    return True
+            return False
+
+        return busy
+
+    def _poll_watch(
+        self, key: str, schedule: Schedule, tick: float, busy_since: Callable[[float], bool]
+    ) -> bool:
+        """One look at the folder `key` (a task or a job) watches; whether it fires now."""
         root = Path(_expand_path(schedule.path or "", self.executor.user_home, self.executor.environ))
         snapshot = scan_tree(root, schedule.recursive, self.store.home)
-        state = self._watches.get(task.id)
-        since = state.looked_at if state else tick
-        busy = any(
-            run.is_active or (run.finished_at is not None and run.finished_at.timestamp() >= since)
-            for run in self.store.runs_of(task.id)
-        )
+        state = self._watches.get(key)
+        busy = busy_since(state.looked_at if state else tick)
         if state is None or busy or state.was_busy:
-            # The first look is the baseline; what the task's own run wrote (up to the
-            # first look after it ended, even if it ran between two looks) is not news.
-            self._watches[task.id] = WatchState(snapshot, tick, was_busy=busy)
-            return
+            # The first look is the baseline; what its own run wrote (up to the first look
+            # after it ended, even if it ran between two looks) is not news.
+            self._watches[key] = WatchState(snapshot, tick, was_busy=busy)
+            return False
         state.looked_at = tick
         if snapshot != state.snapshot:
             state.snapshot, state.dirty_since = snapshot, tick
         elif state.dirty_since is not None and tick - state.dirty_since >= schedule.debounce_seconds:
             state.dirty_since = None
-            self.fire(task, Trigger.FILE_WATCH, self.clock(), paused=paused)
+            return True
+        return False
 
     # Dispatch --------------------------------------------------------------------
 
@@ -7677,6 +7758,11 @@ class Service:
             "task_id": hold.get("task_id"),
             "since": hold.get("since"),
             "deferred_run_ids": [entry.get("run_id") for entry in deferred if isinstance(entry, dict)],
+            "deferred_job_run_ids": [
+                entry.get("job_run_id")
+                for entry in _object_or_empty(hold.get("deferred_jobs")).values()
+                if isinstance(entry, dict)
+            ],
         }
 
     def set_paused(self, paused: bool) -> JSONDict:
@@ -9986,6 +10072,9 @@ def _server_schemas() -> JSONDict:
         "since": _schema_nullable(time),
         "deferred_run_ids": _schema_array(
             {"type": "string", "description": "each task's record of the fires held back (status deferred)"}
+        ),
+        "deferred_job_run_ids": _schema_array(
+            {"type": "string", "description": "each job's record of the fires held back (status deferred)"}
         ),
     }
     engine = {
@@ -13776,9 +13865,11 @@ def _totals_line(totals: JSONDict) -> str:
     return f"{costs}, {_plural(month['runs'], 'run')}, {tokens}"
 
 
-def _job_label(job: JSONDict, duplicated: set[str]) -> str:
-    name = str(job["name"])
-    return f"{name} ({job['id'][:ID_PREFIX_LEN]})" if name in duplicated else name
+def _named_label(record: JSONDict, duplicated: set[str]) -> str:
+    """A job or task as a chooser shows it: its name, with its short id when the name is
+    used twice."""
+    name = str(record["name"])
+    return f"{name} ({record['id'][:ID_PREFIX_LEN]})" if name in duplicated else name
 
 
 def _order_tasks(tasks: list[JSONDict], order: list[str]) -> list[JSONDict]:
@@ -13825,6 +13916,8 @@ def task_to_form(task: JSONDict) -> FormValues:
         "retry.delay_seconds": str(retry.get("delay_seconds", 60)),
         "retry.backoff": f"{retry.get('backoff', 2.0):g}",
         "env": "\n".join(f"{name}={value}" for name, value in (task.get("env") or {}).items()),
+        "run_after.task_id": str((task.get("run_after") or {}).get("task_id") or ""),
+        "run_after.when": str((task.get("run_after") or {}).get("when") or AfterWhen.SUCCEEDED.value),
     }
     return {**form, **_schedule_to_form(task.get("schedule") or {"type": "manual"})}
 
@@ -13897,6 +13990,24 @@ def form_to_task(form: Mapping[str, str | bool], original: JSONDict | None = Non
     """The task fields the editor's values stand for; Invalid names the field at fault.
     The model validates the rest (ranges, required fields) when the task is saved."""
     text = {key: value.strip() if isinstance(value, str) else "" for key, value in form.items()}
+    return {**_form_fields(form, text, original), **_form_run_after(text, original)}
+
+
+def _form_run_after(text: Mapping[str, str], original: JSONDict | None) -> JSONDict:
+    """The trigger on another task, only when the form changed it: an unchanged one is
+    not checked again (the task it names may have gone since)."""
+    after = (
+        {"task_id": text["run_after.task_id"], "when": text["run_after.when"]}
+        if text["run_after.task_id"]
+        else None
+    )
+    stored = (original or {}).get("run_after") or None
+    return {} if original is not None and after == stored else {"run_after": after}
+
+
+def _form_fields(
+    form: Mapping[str, str | bool], text: Mapping[str, str], original: JSONDict | None
+) -> JSONDict:
     return {
         "name": text["name"],
         "job_id": text["job_id"] or None,
@@ -15604,7 +15715,9 @@ class LogSearch:
 class StatusBar:
     """Engine state, API address, the next due run and counts, along the window's bottom."""
 
-    def __init__(self, parent: tk.Misc, pause_or_resume: Callable[[], None]) -> None:
+    def __init__(
+        self, parent: tk.Misc, pause_or_resume: Callable[[], None], stop_job: Callable[[], None]
+    ) -> None:
         from tkinter import ttk
 
         self.frame = ttk.Frame(parent, style="Status.TFrame", padding=(10, 4))
@@ -15616,6 +15729,8 @@ class StatusBar:
             if key == "engine":  # pause or resume the engine right by what it says
                 self.engine_button = ttk.Button(self.frame, style="Tool.TButton", command=pause_or_resume)
                 self.engine_button.pack(side="left", padx=(0, 18))
+        # Stops the job run the status bar tells of, shown only while one runs.
+        self.job_button = ttk.Button(self.frame, text="■ Stop", style="Tool.TButton", command=stop_job)
         self.labels["counts"] = ttk.Label(self.frame, style="Status.TLabel")
         self.labels["counts"].pack(side="right", padx=(18, 0))
         self.labels["error"] = ttk.Label(self.frame, style="StatusError.TLabel")
@@ -15628,9 +15743,16 @@ class StatusBar:
     def show_engine_action(self, is_held: bool) -> None:
         self.engine_button.configure(text=GUI_ENGINE_ACTIONS[is_held])
 
+    def show_job_stop(self, visible: bool) -> None:
+        if visible and not self.job_button.winfo_manager():
+            self.job_button.pack(side="left", after=self.labels["job"], padx=(0, 18))
+        elif not visible:
+            self.job_button.pack_forget()
+
 
 # Field -> editor row, where a field has no row of its own.
 EDITOR_FIELD_ROWS = {
+    "run_after": "run_after.task_id",
     "schedule": "schedule.kind",
     "schedule.type": "schedule.kind",
     "retry": "retry.max_attempts",
@@ -15648,6 +15770,12 @@ SESSION_LABELS = {
     "previous": "Continue the previous step",
 }
 NO_JOB_LABEL = "(No job)"
+NO_TASK_LABEL = "(No other task)"
+AFTER_WHEN_LABELS = {
+    "succeeded": "When it succeeds",
+    "failed": "When it fails or times out",
+    "any": "When it ends, either way",
+}
 EDITOR_PATH_HINTS = {  # the editor says under these which of their paths are not there
     "add_dirs": "one per line; Claude may use them too",
     "mcp_config": "a JSON file of MCP servers",
@@ -15666,19 +15794,15 @@ def _permission_hint(mode: str) -> str:
     return next((text for known, text in PERMISSION_MODE_HELP.items() if known.value == mode), "")
 
 
-class EditorPane:
-    """The task editor: every field of one task (or of a new one), the schedule chooser
-    with a live preview of the next fire times, inline validation messages, Save and
-    Revert. It shows and collects values; the app decides what saving means."""
+class FormFields:
+    """Labelled fields in rows of a grid (entries, choosers, folders, checks, week days),
+    each with a note under it for its hint or its validation message, read and set by key.
+    The task editor is one; the job dialog's schedule is another. `_on_change(key)` is
+    called after each edit (not while values are being loaded)."""
 
-    def __init__(self, app: App, parent: tk.Misc, looks: Looks) -> None:
-        from tkinter import ttk
-
-        self.app = app
-        self.looks = looks
-        self.task: JSONDict | None = None  # the stored task in the form; None: a new one
-        self.is_open = False  # a task or a new draft is in the form
-        self._clean: FormValues = {}
+    def __init__(self, master: tk.Misc, on_change: Callable[[str], None] | None = None) -> None:
+        self._master = master  # what the Tk variables belong to
+        self._changed = on_change
         self._loading = False
         self._strings: dict[str, tk.StringVar] = {}
         self._flags: dict[str, tk.BooleanVar] = {}
@@ -15692,7 +15816,342 @@ class EditorPane:
         self._tab_of: dict[str, int] = {}
         self._days: dict[str, tk.BooleanVar] = {}
         self._live_error: str | None = None
+
+    def _on_change(self, key: str) -> None:
+        """A field was edited."""
+        if self._changed is not None and not self._loading:
+            self._changed(key)
+
+    def set_values(self, form: FormValues) -> None:
+        """Show these values (no change is reported for them)."""
+        was_loading, self._loading = self._loading, True
+        try:
+            for key, value in form.items():
+                self._set(key, value)
+        finally:
+            self._loading = was_loading
+
+    def show_field_error(self, error: SchedulerError, *, live: bool = False) -> str | None:
+        """Show `error` in red under its field; the field's key (None: no field of ours).
+        A live one (found while typing) goes again at the next look."""
+        key = self._row_of(error.field)
+        if key:
+            note, _ = self._notes[key]
+            note.configure(text=error.message, style="Error.TLabel")
+            note.grid()
+            self._live_error = key if live else self._live_error
+        return key
+
+    def clear_live_error(self) -> None:
+        if self._live_error:
+            self._reset_note(self._live_error)
+            self._live_error = None
+
+    def _label(self, tab: ttk.Frame, row: int, key: str, text: str) -> ttk.Label:
+        from tkinter import ttk
+
+        label = ttk.Label(tab, text=text)
+        label.grid(row=row, column=0, sticky="nw", padx=(0, 10), pady=(4, 0))
+        self._tab_of[key] = len(self._tabs) - 1
+        return label
+
+    def _place(self, tab: ttk.Frame, row: int, key: str, text: str, widget: tk.Widget) -> int:
+        """Put a field on its row (label, widget, note below) and return the next free row."""
+        label = self._label(tab, row, key, text)
+        widget.grid(row=row, column=1, sticky="ew", pady=(2, 0))
+        self._rows[key] = [label, widget]
+        self._note(tab, row + 1, key, "")
+        return row + 2
+
+    def _note(self, tab: ttk.Frame, row: int, key: str, hint: str) -> None:
+        """The line under a field: its hint in grey, or its validation message in red."""
+        from tkinter import ttk
+
+        if key in self._notes:
+            self._notes[key][0].destroy()
+            self._rows[key].pop()
+        note = _autowrap(ttk.Label(tab, text=hint, style="Note.TLabel", justify="left"))
+        note.grid(row=row, column=1, sticky="ew")
+        if not hint:
+            note.grid_remove()
+        self._notes[key] = (note, hint)
+        self._rows[key].append(note)
+
+    def _entry(self, tab: ttk.Frame, row: int, key: str, text: str, *, hint: str = "") -> int:
+        from tkinter import ttk
+
+        var = self._string_var(key)
+        entry = self._entries[key] = ttk.Entry(tab, textvariable=var)
+        row = self._place(tab, row, key, text, entry)
+        if hint:
+            self._note(tab, row - 1, key, hint)
+        return row
+
+    def _choice(
+        self, tab: ttk.Frame, row: int, key: str, text: str, labels: dict[str, str], *, editable: bool = False
+    ) -> int:
+        """A chooser; `labels` maps each stored value to what people see (empty: the value)."""
+        from tkinter import ttk
+
+        var = self._string_var(key)
+        combo = self._combos[key] = ttk.Combobox(
+            tab, textvariable=var, state="normal" if editable else "readonly"
+        )
+        self._labels[key] = {}
+        row = self._place(tab, row, key, text, combo)
+        self.set_choices(key, labels)
+        return row
+
+    def _path(self, tab: ttk.Frame, row: int, key: str, text: str, *, is_file: bool = False) -> int:
+        return self._place(tab, row, key, text, _path_field(tab, self._string_var(key), is_file=is_file))
+
+    def _check(self, tab: ttk.Frame, row: int, key: str, text: str) -> int:
+        from tkinter import ttk
+
+        var = self._flag_var(key)
+        check = ttk.Checkbutton(tab, text=text, variable=var)
+        self._tab_of[key] = len(self._tabs) - 1
+        check.grid(row=row, column=1, sticky="w", pady=(4, 0))
+        self._rows[key] = [check]
+        self._note(tab, row + 1, key, "")
+        return row + 2
+
+    def _weekdays(self, tab: ttk.Frame, row: int) -> int:
+        import tkinter as tk
+        from tkinter import ttk
+
+        holder = ttk.Frame(tab)
+        for day in GUI_WEEK:
+            var = self._days[day] = tk.BooleanVar(master=holder)
+            var.trace_add("write", lambda *_: self._on_change("schedule.days"))
+            ttk.Checkbutton(holder, text=day.capitalize(), variable=var)
+        holder.bind("<Configure>", lambda event: _flow(holder, event.width))
+        _flow(holder, 0)
+        return self._place(tab, row, "schedule.days", "On", holder)
+
+    def _string_var(self, key: str) -> tk.StringVar:
+        import tkinter as tk
+
+        var = self._strings[key] = tk.StringVar(master=self._master)
+        var.trace_add("write", lambda *_: self._on_change(key))
+        return var
+
+    def _flag_var(self, key: str) -> tk.BooleanVar:
+        import tkinter as tk
+
+        var = self._flags[key] = tk.BooleanVar(master=self._master)
+        var.trace_add("write", lambda *_: self._on_change(key))
+        return var
+
+    def set_choices(self, key: str, labels: dict[str, str]) -> None:
+        """Replace a chooser's values (the Job chooser follows the jobs), keeping its value."""
+        current = self._value(key) if self._labels.get(key) else None
+        self._labels[key] = {value: label or value for value, label in labels.items()}
+        self._combos[key].configure(values=list(self._labels[key].values()))
+        if current is not None:
+            self._set(key, current)
+
+    def _set(self, key: str, value: str | bool) -> None:
+        if key == "schedule.days":
+            chosen = str(value).split(",")
+            for day, var in self._days.items():
+                var.set(day in chosen)
+        elif key in self._texts:
+            box = self._texts[key]
+            box.delete("1.0", "end")
+            box.insert("1.0", str(value))
+            box.edit_reset()
+            box.edit_modified(False)
+        elif key in self._flags:
+            self._flags[key].set(bool(value))
+        else:
+            self._strings[key].set(self._labels.get(key, {}).get(str(value), str(value)))
+
+    def _value(self, key: str) -> str:
+        """A field's value; a chooser's label read back as the value it stands for."""
+        raw = self._strings[key].get()
+        return next((value for value, label in self._labels.get(key, {}).items() if label == raw), raw)
+
+    def _form(self) -> FormValues:
+        form: FormValues = {key: self._value(key) for key in self._strings}
+        form.update({key: var.get() for key, var in self._flags.items()})
+        form.update({key: box.get("1.0", "end-1c") for key, box in self._texts.items()})
+        form["schedule.days"] = ",".join(day for day, var in self._days.items() if var.get())
+        return form
+
+    def _hint(self, key: str, hint: str) -> None:
+        """Change the grey line under a field (an error shown there stays until it is fixed)."""
+        note, _ = self._notes[key]
+        self._notes[key] = (note, hint)
+        if str(note.cget("style")) != "Error.TLabel":
+            self._reset_note(key)
+            if hint:
+                note.grid()
+
+    def _reset_note(self, key: str) -> None:
+        note, hint = self._notes[key]
+        note.configure(text=hint, style="Note.TLabel")
+        if not hint:
+            note.grid_remove()
+
+    def _row_of(self, field: str | None) -> str | None:
+        if not field:
+            return None
+        field = EDITOR_FIELD_ROWS.get(field, field)
+        keys = [key for key in self._notes if field == key or field.startswith((f"{key}.", f"{key}["))]
+        return max(keys, key=len, default=None)
+
+    def _show_row(self, key: str, visible: bool) -> None:
+        note, hint = self._notes[key]
+        for widget in self._rows[key]:
+            if widget is note and not (hint or str(note.cget("text"))):
+                continue
+            if visible:
+                widget.grid()
+            else:
+                widget.grid_remove()
+
+    def _set_quietly(self, key: str, value: str) -> None:
+        was_loading, self._loading = self._loading, True
+        try:
+            self._set(key, value)
+        finally:
+            self._loading = was_loading
+
+    @staticmethod
+    def _load_zones(combo: ttk.Combobox) -> None:
+        from zoneinfo import available_timezones
+
+        if not combo.cget("values"):
+            combo.configure(values=sorted(available_timezones()))
+
+
+class ScheduleChooser:
+    """The schedule rows of the task editor and of the job dialog: the kind chooser and
+    each kind's rows (the chosen kind's shown), what to do when it fires while still
+    running and with missed times, and the next fire times, computed as people type."""
+
+    def __init__(
+        self,
+        fields: FormFields,
+        looks: Looks,
+        preview: Callable[[JSONDict], JSONDict],
+        labels: tuple[dict[str, str], dict[str, str]] = (OVERLAP_LABELS, CATCH_UP_LABELS),
+    ) -> None:
+        self.fields = fields
+        self.looks = looks
+        self.preview = preview  # the app's preview_schedule
+        self.overlap_labels, self.catch_up_labels = labels
+
+    def build(self, tab: ttk.Frame, row: int) -> int:
+        """Put the rows on `tab` from `row`; the next free row."""
+        fields = self.fields
+        row = fields._choice(tab, row, "schedule.kind", "Runs", SCHEDULE_KINDS)
+        row = fields._entry(tab, row, "schedule.at", "Date, time", hint="YYYY-MM-DD HH:MM, local time")
+        row = fields._entry(
+            tab, row, "schedule.every_seconds", "Every", hint="15m, 2h, 1h30m or 1d (at least 1m)"
+        )
+        row = fields._entry(
+            tab, row, "schedule.anchor", "Counting from", hint="YYYY-MM-DD HH:MM; empty: its creation"
+        )
+        row = fields._weekdays(tab, row)
+        row = fields._choice(
+            tab, row, "schedule.day", "Day", {day: day for day in GUI_MONTH_DAYS}, editable=True
+        )
+        fields._note(tab, row - 1, "schedule.day", "1-31, or L for the last day of the month")
+        row = fields._entry(tab, row, "schedule.time", "At", hint="HH:MM")
+        row = fields._entry(tab, row, "schedule.expression", "Cron", hint="minute hour day month weekday")
+        row = fields._choice(tab, row, "schedule.timezone", "Time zone", {}, editable=True)
+        fields._note(tab, row - 1, "schedule.timezone", f"Empty: this computer's zone ({local_zone_name()})")
+        zones = fields._combos["schedule.timezone"]
+        zones.configure(postcommand=lambda: fields._load_zones(zones))
+        row = fields._path(tab, row, "schedule.path", "Folder")
+        row = fields._check(tab, row, "schedule.recursive", "Include subfolders")
+        row = fields._entry(
+            tab, row, "schedule.debounce_seconds", "Quiet for", hint="seconds without changes, then it fires"
+        )
+        row = fields._choice(tab, row, "overlap", "If still running", self.overlap_labels)
+        row = fields._choice(tab, row, "catch_up", "Missed runs", self.catch_up_labels)
+        return self._build_preview(tab, row)
+
+    def _build_preview(self, tab: ttk.Frame, row: int) -> int:
+        from tkinter import ttk
+
+        box = ttk.LabelFrame(tab, text="Next runs", padding=(10, 6))
+        box.grid(row=row, column=0, columnspan=2, sticky="ew", pady=(10, 0))
+        self.preview_text = _autowrap(ttk.Label(box, style="Muted.TLabel", justify="left"))
+        self.preview_text.pack(anchor="w", fill="x")
+        self.preview_times = ttk.Label(box, justify="left", font=self.looks.fonts["mono"])
+        self.preview_times.pack(anchor="w", pady=(4, 0))
+        self.fields._strings["schedule.kind"].trace_add("write", lambda *_: self.show_kind_rows())
+        return row + 1
+
+    def show_kind_rows(self) -> None:
+        fields = self.fields
+        kind = str(fields._value("schedule.kind"))
+        shown = set(SCHEDULE_KIND_ROWS.get(kind, ()))
+        if kind in TIMED_KINDS:
+            shown.add("catch_up")
+        for rows in SCHEDULE_KIND_ROWS.values():
+            for key in rows:
+                fields._show_row(key, key in shown)
+        fields._show_row("catch_up", "catch_up" in shown)
+        state = "readonly" if kind in CRON_PRESET_KINDS else "normal"
+        fields._entries["schedule.expression"].configure(state=state)
+
+    def schedule(self, original: JSONDict | None) -> JSONDict:
+        """The schedule the rows stand for (`original`: the stored one, whose interval
+        anchor and seconds are kept while the rows still show them); Invalid names the row."""
+        return form_schedule(self.fields._form(), original)
+
+    def update_preview(self, original: JSONDict | None, created_at: JSON) -> None:
+        """Recompute the schedule (presets write their cron) and show its next fire times;
+        an interval without a start counts from `created_at` (its owner's), as the engine does."""
+        form = self.fields._form()
+        self.fields.clear_live_error()
+        try:
+            schedule = form_schedule(form, original)
+            if (
+                form["schedule.kind"] in CRON_PRESET_KINDS
+                and form["schedule.expression"] != schedule["expression"]
+            ):
+                self.fields._set_quietly("schedule.expression", schedule["expression"])
+            if schedule["type"] == "interval" and not schedule.get("anchor") and created_at:
+                schedule = {**schedule, "anchor": created_at}
+            preview = self.preview(schedule)
+        except Invalid as error:
+            self.fields.show_field_error(error, live=True)
+            self.preview_text.configure(text="Fix the schedule to see its next runs.")
+            self.preview_times.configure(text="")
+            return
+        self._show_times(preview, schedule.get("timezone") or None)
+
+    def _show_times(self, preview: JSONDict, zone: str | None) -> None:
+        times = [_in_zone(parse_time(moment, "time"), zone) for moment in preview["times"]]
+        named = any(differs for _, differs in times)
+        where = f" Times in {zone}, not this computer's {local_zone_name()}." if named else ""
+        self.preview_text.configure(text=str(preview["description"]) + where)
+        shown = "%a %Y-%m-%d %H:%M %Z" if named else "%a %Y-%m-%d %H:%M"
+        listed = "\n".join(moment.strftime(shown) for moment, _ in times)
+        self.preview_times.configure(text=listed or "No timed runs.")
+
+
+class EditorPane(FormFields):
+    """The task editor: every field of one task (or of a new one), the schedule chooser
+    with a live preview of the next fire times, inline validation messages, Save and
+    Revert. It shows and collects values; the app decides what saving means."""
+
+    def __init__(self, app: App, parent: tk.Misc, looks: Looks) -> None:
+        from tkinter import ttk
+
         self.frame, self.subtitle = _pane_frame(parent, "Task editor", looks)
+        super().__init__(self.frame)
+        self.app = app
+        self.looks = looks
+        self.task: JSONDict | None = None  # the stored task in the form; None: a new one
+        self.is_open = False  # a task or a new draft is in the form
+        self._clean: FormValues = {}
+        self.chooser = ScheduleChooser(self, looks, app.preview_schedule)
         self.placeholder = ttk.Label(
             self.frame,
             text="No task selected.\n\nSelect a task to edit it,\nor create one with New task (Ctrl+N).",
@@ -15751,41 +16210,25 @@ class EditorPane:
         self._check(tab, row, "enabled", "Enabled")
 
     def _build_schedule(self, tab: ttk.Frame) -> None:
+        row = self.chooser.build(tab, 0)
+        self._build_run_after(tab, row)
+
+    def _build_run_after(self, tab: ttk.Frame, row: int) -> int:
+        """ "Run B when A finishes": the task it follows (outside job runs) and on which ends."""
         from tkinter import ttk
 
-        row = self._choice(tab, 0, "schedule.kind", "Runs", SCHEDULE_KINDS)
-        row = self._entry(tab, row, "schedule.at", "Date, time", hint="YYYY-MM-DD HH:MM, local time")
-        row = self._entry(
-            tab, row, "schedule.every_seconds", "Every", hint="15m, 2h, 1h30m or 1d (at least 1m)"
-        )
-        row = self._entry(
-            tab, row, "schedule.anchor", "Counting from", hint="YYYY-MM-DD HH:MM; empty: its creation"
-        )
-        row = self._weekdays(tab, row)
-        row = self._choice(
-            tab, row, "schedule.day", "Day", {day: day for day in GUI_MONTH_DAYS}, editable=True
-        )
-        self._note(tab, row - 1, "schedule.day", "1-31, or L for the last day of the month")
-        row = self._entry(tab, row, "schedule.time", "At", hint="HH:MM")
-        row = self._entry(tab, row, "schedule.expression", "Cron", hint="minute hour day month weekday")
-        row = self._choice(tab, row, "schedule.timezone", "Time zone", {}, editable=True)
-        self._note(tab, row - 1, "schedule.timezone", f"Empty: this computer's zone ({local_zone_name()})")
-        zones = self._combos["schedule.timezone"]
-        zones.configure(postcommand=lambda: self._load_zones(zones))
-        row = self._path(tab, row, "schedule.path", "Folder")
-        row = self._check(tab, row, "schedule.recursive", "Include subfolders")
-        row = self._entry(
-            tab, row, "schedule.debounce_seconds", "Quiet for", hint="seconds without changes, then it fires"
-        )
-        row = self._choice(tab, row, "overlap", "If still running", OVERLAP_LABELS)
-        row = self._choice(tab, row, "catch_up", "Missed runs", CATCH_UP_LABELS)
-        box = ttk.LabelFrame(tab, text="Next runs", padding=(10, 6))
-        box.grid(row=row, column=0, columnspan=2, sticky="ew", pady=(10, 0))
-        self.preview_text = _autowrap(ttk.Label(box, style="Muted.TLabel", justify="left"))
-        self.preview_text.pack(anchor="w", fill="x")
-        self.preview_times = ttk.Label(box, justify="left", font=self.looks.fonts["mono"])
-        self.preview_times.pack(anchor="w", pady=(4, 0))
-        self._strings["schedule.kind"].trace_add("write", lambda *_: self._show_kind_rows())
+        ttk.Separator(tab).grid(row=row, column=0, columnspan=2, sticky="ew", pady=(12, 4))
+        row = self._choice(tab, row + 1, "run_after.task_id", "Also after", {"": NO_TASK_LABEL})
+        self._note(tab, row - 1, "run_after.task_id", "runs once each time that task ends as below")
+        return self._choice(tab, row, "run_after.when", "When that", AFTER_WHEN_LABELS)
+
+    @property
+    def preview_text(self) -> ttk.Label:
+        return self.chooser.preview_text
+
+    @property
+    def preview_times(self) -> ttk.Label:
+        return self.chooser.preview_times
 
     def _build_advanced(self, tab: ttk.Frame) -> None:
         row = self._entry(tab, 0, "timeout_seconds", "Timeout", hint="seconds")
@@ -15833,61 +16276,6 @@ class EditorPane:
         self.save_button = ttk.Button(self.footer, text="Save", command=self.app.save_task, default="active")
         self.save_button.grid(row=1, column=2, pady=(6, 0))
 
-    def _label(self, tab: ttk.Frame, row: int, key: str, text: str) -> ttk.Label:
-        from tkinter import ttk
-
-        label = ttk.Label(tab, text=text)
-        label.grid(row=row, column=0, sticky="nw", padx=(0, 10), pady=(4, 0))
-        self._tab_of[key] = len(self._tabs) - 1
-        return label
-
-    def _place(self, tab: ttk.Frame, row: int, key: str, text: str, widget: tk.Widget) -> int:
-        """Put a field on its row (label, widget, note below) and return the next free row."""
-        label = self._label(tab, row, key, text)
-        widget.grid(row=row, column=1, sticky="ew", pady=(2, 0))
-        self._rows[key] = [label, widget]
-        self._note(tab, row + 1, key, "")
-        return row + 2
-
-    def _note(self, tab: ttk.Frame, row: int, key: str, hint: str) -> None:
-        """The line under a field: its hint in grey, or its validation message in red."""
-        from tkinter import ttk
-
-        if key in self._notes:
-            self._notes[key][0].destroy()
-            self._rows[key].pop()
-        note = _autowrap(ttk.Label(tab, text=hint, style="Note.TLabel", justify="left"))
-        note.grid(row=row, column=1, sticky="ew")
-        if not hint:
-            note.grid_remove()
-        self._notes[key] = (note, hint)
-        self._rows[key].append(note)
-
-    def _entry(self, tab: ttk.Frame, row: int, key: str, text: str, *, hint: str = "") -> int:
-        from tkinter import ttk
-
-        var = self._string_var(key)
-        entry = self._entries[key] = ttk.Entry(tab, textvariable=var)
-        row = self._place(tab, row, key, text, entry)
-        if hint:
-            self._note(tab, row - 1, key, hint)
-        return row
-
-    def _choice(
-        self, tab: ttk.Frame, row: int, key: str, text: str, labels: dict[str, str], *, editable: bool = False
-    ) -> int:
-        """A chooser; `labels` maps each stored value to what people see (empty: the value)."""
-        from tkinter import ttk
-
-        var = self._string_var(key)
-        combo = self._combos[key] = ttk.Combobox(
-            tab, textvariable=var, state="normal" if editable else "readonly"
-        )
-        self._labels[key] = {}
-        row = self._place(tab, row, key, text, combo)
-        self.set_choices(key, labels)
-        return row
-
     def _text(self, tab: ttk.Frame, row: int, key: str, text: str, *, height: int, grow: bool = False) -> int:
 
         box = _text_box(tab, self.looks, height=height, width=30)
@@ -15899,62 +16287,21 @@ class EditorPane:
             self.areas[-1].grow(box)
         return row
 
-    def _path(self, tab: ttk.Frame, row: int, key: str, text: str, *, is_file: bool = False) -> int:
-        return self._place(tab, row, key, text, _path_field(tab, self._string_var(key), is_file=is_file))
-
-    def _check(self, tab: ttk.Frame, row: int, key: str, text: str) -> int:
-        from tkinter import ttk
-
-        var = self._flag_var(key)
-        check = ttk.Checkbutton(tab, text=text, variable=var)
-        self._tab_of[key] = len(self._tabs) - 1
-        check.grid(row=row, column=1, sticky="w", pady=(4, 0))
-        self._rows[key] = [check]
-        self._note(tab, row + 1, key, "")
-        return row + 2
-
-    def _weekdays(self, tab: ttk.Frame, row: int) -> int:
-        import tkinter as tk
-        from tkinter import ttk
-
-        holder = ttk.Frame(tab)
-        for day in GUI_WEEK:
-            var = self._days[day] = tk.BooleanVar(master=holder)
-            var.trace_add("write", lambda *_: self._on_change("schedule.days"))
-            ttk.Checkbutton(holder, text=day.capitalize(), variable=var)
-        holder.bind("<Configure>", lambda event: _flow(holder, event.width))
-        _flow(holder, 0)
-        return self._place(tab, row, "schedule.days", "On", holder)
-
-    def _string_var(self, key: str) -> tk.StringVar:
-        import tkinter as tk
-
-        var = self._strings[key] = tk.StringVar(master=self.frame)
-        var.trace_add("write", lambda *_: self._on_change(key))
-        return var
-
-    def _flag_var(self, key: str) -> tk.BooleanVar:
-        import tkinter as tk
-
-        var = self._flags[key] = tk.BooleanVar(master=self.frame)
-        var.trace_add("write", lambda *_: self._on_change(key))
-        return var
-
-    def set_choices(self, key: str, labels: dict[str, str]) -> None:
-        """Replace a chooser's values (the Job chooser follows the jobs), keeping its value."""
-        current = self._value(key) if self._labels.get(key) else None
-        self._labels[key] = {value: label or value for value, label in labels.items()}
-        self._combos[key].configure(values=list(self._labels[key].values()))
-        if current is not None:
-            self._set(key, current)
-
     def set_jobs(self, jobs: list[JSONDict]) -> None:
-        names = [str(job["name"]) for job in jobs]
+        self._set_named_choices("job_id", NO_JOB_LABEL, jobs)
+
+    def set_tasks(self, tasks: list[JSONDict]) -> None:
+        """The tasks "Also after" offers (a task itself among them: saving says why not)."""
+        self._set_named_choices("run_after.task_id", NO_TASK_LABEL, tasks)
+
+    def _set_named_choices(self, key: str, none_label: str, records: list[JSONDict]) -> None:
+        """A chooser of jobs or tasks by name (a name used twice shows its short id)."""
+        names = [str(record["name"]) for record in records]
         duplicated = {name for name in names if names.count(name) > 1}
-        labels = {"": NO_JOB_LABEL, **{job["id"]: _job_label(job, duplicated) for job in jobs}}
+        labels = {"": none_label, **{record["id"]: _named_label(record, duplicated) for record in records}}
         was_loading, self._loading = self._loading, True
         try:
-            self.set_choices("job_id", labels)
+            self.set_choices(key, labels)
         finally:
             self._loading = was_loading
 
@@ -15980,12 +16327,7 @@ class EditorPane:
         self.subtitle.set("")
 
     def _open(self, form: FormValues) -> None:
-        self._loading = True
-        try:
-            for key, value in form.items():
-                self._set(key, value)
-        finally:
-            self._loading = False
+        self.set_values(form)
         self.is_open = True
         self._clean = self._form()
         self.placeholder.grid_remove()
@@ -15997,34 +16339,6 @@ class EditorPane:
         self._show_kind_rows()
         self._update_preview()
         self._show_state()
-
-    def _set(self, key: str, value: str | bool) -> None:
-        if key == "schedule.days":
-            chosen = str(value).split(",")
-            for day, var in self._days.items():
-                var.set(day in chosen)
-        elif key in self._texts:
-            box = self._texts[key]
-            box.delete("1.0", "end")
-            box.insert("1.0", str(value))
-            box.edit_reset()
-            box.edit_modified(False)
-        elif key in self._flags:
-            self._flags[key].set(bool(value))
-        else:
-            self._strings[key].set(self._labels.get(key, {}).get(str(value), str(value)))
-
-    def _value(self, key: str) -> str:
-        """A field's value; a chooser's label read back as the value it stands for."""
-        raw = self._strings[key].get()
-        return next((value for value, label in self._labels.get(key, {}).items() if label == raw), raw)
-
-    def _form(self) -> FormValues:
-        form: FormValues = {key: self._value(key) for key in self._strings}
-        form.update({key: var.get() for key, var in self._flags.items()})
-        form.update({key: box.get("1.0", "end-1c") for key, box in self._texts.items()})
-        form["schedule.days"] = ",".join(day for day, var in self._days.items() if var.get())
-        return form
 
     def collect(self) -> JSONDict:
         """The task fields in the form; Invalid (naming the field) when a value cannot be read."""
@@ -16043,12 +16357,7 @@ class EditorPane:
 
     def show_invalid(self, error: SchedulerError, *, live: bool = False) -> None:
         """Show a validation message under its field (and, unless live, above Save)."""
-        key = self._row_of(error.field)
-        if key:
-            note, _ = self._notes[key]
-            note.configure(text=error.message, style="Error.TLabel")
-            note.grid()
-            self._live_error = key if live else self._live_error
+        key = self.show_field_error(error, live=live)
         if not live:
             self.message.configure(text=f"Not saved: {error}")
             if key:
@@ -16071,28 +16380,6 @@ class EditorPane:
         missing = [path for path in raw.splitlines() if path.strip() and not _exists_here(path)]
         warning = f"{', '.join(missing)}: not there; runs fail until it is" if missing else ""
         self._hint(key, warning or EDITOR_PATH_HINTS[key])
-
-    def _hint(self, key: str, hint: str) -> None:
-        """Change the grey line under a field (an error shown there stays until it is fixed)."""
-        note, _ = self._notes[key]
-        self._notes[key] = (note, hint)
-        if str(note.cget("style")) != "Error.TLabel":
-            self._reset_note(key)
-            if hint:
-                note.grid()
-
-    def _reset_note(self, key: str) -> None:
-        note, hint = self._notes[key]
-        note.configure(text=hint, style="Note.TLabel")
-        if not hint:
-            note.grid_remove()
-
-    def _row_of(self, field: str | None) -> str | None:
-        if not field:
-            return None
-        field = EDITOR_FIELD_ROWS.get(field, field)
-        keys = [key for key in self._notes if field == key or field.startswith((f"{key}.", f"{key}["))]
-        return max(keys, key=len, default=None)
 
     def set_busy(self, busy: bool) -> None:
         self.save_button.configure(text="Saving…" if busy else "Save")
@@ -16138,76 +16425,12 @@ class EditorPane:
             self._on_change(key)
 
     def _show_kind_rows(self) -> None:
-        kind = str(self._value("schedule.kind"))
-        shown = set(SCHEDULE_KIND_ROWS.get(kind, ()))
-        if kind in TIMED_KINDS:
-            shown.add("catch_up")
-        for rows in SCHEDULE_KIND_ROWS.values():
-            for key in rows:
-                self._show_row(key, key in shown)
-        self._show_row("catch_up", "catch_up" in shown)
-        state = "readonly" if kind in CRON_PRESET_KINDS else "normal"
-        self._entries["schedule.expression"].configure(state=state)
-
-    def _show_row(self, key: str, visible: bool) -> None:
-        note, hint = self._notes[key]
-        for widget in self._rows[key]:
-            if widget is note and not (hint or str(note.cget("text"))):
-                continue
-            if visible:
-                widget.grid()
-            else:
-                widget.grid_remove()
+        self.chooser.show_kind_rows()
 
     def _update_preview(self) -> None:
-        """Recompute the schedule (presets write their cron) and show its next fire times."""
-        if not self.is_open:
-            return
-        form = self._form()
-        if self._live_error:
-            self._reset_note(self._live_error)
-            self._live_error = None
-        try:
-            schedule = form_schedule(form, (self.task or {}).get("schedule"))
-            if (
-                form["schedule.kind"] in CRON_PRESET_KINDS
-                and form["schedule.expression"] != schedule["expression"]
-            ):
-                self._set_quietly("schedule.expression", schedule["expression"])
-            preview = self.app.preview_schedule(self._as_scheduled(schedule))
-        except Invalid as error:
-            self.show_invalid(error, live=True)
-            self.preview_text.configure(text="Fix the schedule to see its next runs.")
-            self.preview_times.configure(text="")
-            return
-        zone = schedule.get("timezone") or None
-        times = [_in_zone(parse_time(moment, "time"), zone) for moment in preview["times"]]
-        named = any(differs for _, differs in times)
-        where = f" Times in {zone}, not this computer's {local_zone_name()}." if named else ""
-        self.preview_text.configure(text=str(preview["description"]) + where)
-        shown = "%a %Y-%m-%d %H:%M %Z" if named else "%a %Y-%m-%d %H:%M"
-        listed = "\n".join(moment.strftime(shown) for moment, _ in times)
-        self.preview_times.configure(text=listed or "No timed runs.")
-
-    def _as_scheduled(self, schedule: JSONDict) -> JSONDict:
-        """An interval without a start counts from its task's creation, as the engine does."""
-        if schedule["type"] == "interval" and not schedule.get("anchor") and self.task:
-            return {**schedule, "anchor": self.task["created_at"]}
-        return schedule
-
-    def _set_quietly(self, key: str, value: str) -> None:
-        was_loading, self._loading = self._loading, True
-        try:
-            self._set(key, value)
-        finally:
-            self._loading = was_loading
-
-    @staticmethod
-    def _load_zones(combo: ttk.Combobox) -> None:
-        from zoneinfo import available_timezones
-
-        if not combo.cget("values"):
-            combo.configure(values=sorted(available_timezones()))
+        if self.is_open:
+            task = self.task or {}
+            self.chooser.update_preview(task.get("schedule"), task.get("created_at"))
 
 
 def _place_dialog(top: tk.Toplevel, root: tk.Tk) -> None:
@@ -16342,57 +16565,14 @@ class RunDetailsDialog:
         self.app.run_details_closed(self)
 
 
-# The job dialog's schedule: one kind and one text, read as that kind wants it.
-JOB_SCHEDULE_LABELS = {
-    "manual": "Only when run by hand",
-    "interval": "Every (such as 2h, 1d)",
-    "cron": "Cron (such as 0 23 * * mon-fri)",
-    "once": "Once at (YYYY-MM-DD HH:MM)",
-    "startup": "When the scheduler starts",
-}
 JOB_OVERLAP_LABELS = {"skip": "Skip the fire", "queue": "Run it after"}
 JOB_CATCH_UP_LABELS = {"once": "Run once", "skip": "Skip"}
 
 
-def job_schedule_to_form(schedule: JSONDict) -> tuple[str, str]:
-    """(kind, text) of the job dialog for a stored schedule."""
-    form = _schedule_to_form(schedule)
-    kind = str(form["schedule.kind"])
-    key = {"interval": "schedule.every_seconds", "cron": "schedule.expression", "once": "schedule.at"}.get(
-        kind
-    )
-    return kind, str(form[key]) if key else ""
-
-
-def job_schedule_from_form(kind: str, text: str, original: JSONDict | None = None) -> JSONDict:
-    """The schedule the job dialog's kind and text stand for; Invalid names the field."""
-    if kind not in JOB_SCHEDULE_LABELS:
-        raise Invalid(f"must be one of {', '.join(JOB_SCHEDULE_LABELS)}", "schedule.type")
-    kept = original or {}
-    form: FormValues = {
-        "schedule.kind": kind,
-        "schedule.every_seconds": text,
-        "schedule.expression": text,
-        "schedule.at": text,
-        "schedule.anchor": _local_minute(kept.get("anchor")) if kept.get("type") == kind else "",
-        "schedule.timezone": str(kept.get("timezone") or "") if kept.get("type") == kind else "",
-    }
-    return form_schedule(form, original)
-
-
-def job_schedule_preview(kind: str, text: str, now: datetime) -> str:
-    """The dialog's line under the schedule: in words and the next time, or what is wrong."""
-    try:
-        schedule = Schedule.from_dict(job_schedule_from_form(kind, text))
-    except SchedulerError as error:
-        return str(error)
-    upcoming = next_fire_after(schedule, now, now)
-    return describe_schedule(schedule) + (f"; next {fmt_local(upcoming)}" if upcoming else "")
-
-
 class JobDialog:
-    """New job / Edit job, in a small window of its own. Save hands the fields to the app,
-    which closes the dialog once the store took them, or shows here why it did not."""
+    """New job / Edit job, in a small window of its own, with the job's schedule in the
+    task editor's chooser. Save hands the fields to the app, which closes the dialog once
+    the store took them, or shows here why it did not."""
 
     def __init__(self, app: App, job: JSONDict | None) -> None:
         import tkinter as tk
@@ -16401,6 +16581,7 @@ class JobDialog:
         self.app = app
         self.job_id: str | None = job["id"] if job else None
         job = job or {}
+        self.job = job
         self.top = tk.Toplevel(app.root)
         self.top.title("Edit job" if self.job_id else "New job")
         self.top.transient(app.root)
@@ -16410,18 +16591,12 @@ class JobDialog:
         self.folder = tk.StringVar(master=self.top, value=job.get("working_directory") or "")
         self.status = tk.StringVar(master=self.top, value=job.get("status", JobStatus.PENDING.value))
         self.original_schedule: JSONDict = job.get("schedule") or {"type": "manual"}
-        kind, text = job_schedule_to_form(self.original_schedule)
-        self.schedule_kind = tk.StringVar(master=self.top, value=JOB_SCHEDULE_LABELS[kind])
-        self.schedule_text = tk.StringVar(master=self.top, value=text)
-        self.overlap = tk.StringVar(master=self.top, value=JOB_OVERLAP_LABELS[job.get("overlap") or "skip"])
-        self.catch_up = tk.StringVar(
-            master=self.top, value=JOB_CATCH_UP_LABELS[job.get("catch_up") or "once"]
-        )
         body = ttk.Frame(self.top, padding=16)
         body.pack(fill="both", expand=True)
         body.columnconfigure(1, weight=1)
         body.rowconfigure(1, weight=1)
         self._build_fields(body, str(job.get("description") or ""))
+        self._build_schedule(body)
         self._build_buttons(body)
         _place_dialog(self.top, app.root)
         self.name_entry.focus_set()
@@ -16449,43 +16624,33 @@ class JobDialog:
             values = [status.value for status in JobStatus]
             status = ttk.Combobox(body, textvariable=self.status, values=values, state="readonly")
             status.grid(row=4, column=1, sticky="w", pady=(8, 0))
-        self._build_schedule(body, label)
 
-    def _build_schedule(self, body: ttk.Frame, label: Callable[[int, str], None]) -> None:
-        """The job's own schedule: it runs all its tasks, in order, as one job run."""
+    def _build_schedule(self, body: ttk.Frame) -> None:
+        """The job's own schedule, in the task editor's chooser: when it fires, all its
+        tasks run, in order, as one job run."""
         from tkinter import ttk
 
-        label(5, "Schedule")
-        row = ttk.Frame(body)
-        row.grid(row=5, column=1, sticky="ew", pady=(8, 0))
-        row.columnconfigure(1, weight=1)
-        self.kind_box = ttk.Combobox(
-            row, textvariable=self.schedule_kind, values=list(JOB_SCHEDULE_LABELS.values()), state="readonly"
+        box = ttk.LabelFrame(body, text="Schedule: it runs its tasks in order", padding=(10, 6))
+        box.grid(row=5, column=0, columnspan=2, sticky="ew", pady=(10, 0))
+        rows = ttk.Frame(box)
+        rows.pack(fill="x")
+        rows.columnconfigure(1, weight=1)
+        self.fields = FormFields(self.top, on_change=lambda key: self._show_preview())
+        labels = (JOB_OVERLAP_LABELS, JOB_CATCH_UP_LABELS)
+        self.chooser = ScheduleChooser(self.fields, self.app.looks, self.app.preview_schedule, labels)
+        self.chooser.build(rows, 0)
+        self.fields.set_values(
+            {
+                **_schedule_to_form(self.original_schedule),
+                "overlap": self.job.get("overlap") or Overlap.SKIP.value,
+                "catch_up": self.job.get("catch_up") or CatchUp.ONCE.value,
+            }
         )
-        self.kind_box.grid(row=0, column=0, sticky="w", padx=(0, 6))
-        self.when_entry = ttk.Entry(row, textvariable=self.schedule_text)
-        self.when_entry.grid(row=0, column=1, sticky="ew")
-        self.preview = ttk.Label(body, style="Note.TLabel")
-        self.preview.grid(row=6, column=1, sticky="w")
-        label(7, "If still running")
-        ttk.Combobox(
-            body, textvariable=self.overlap, values=list(JOB_OVERLAP_LABELS.values()), state="readonly"
-        ).grid(row=7, column=1, sticky="w", pady=(6, 0))
-        label(8, "Missed times")
-        ttk.Combobox(
-            body, textvariable=self.catch_up, values=list(JOB_CATCH_UP_LABELS.values()), state="readonly"
-        ).grid(row=8, column=1, sticky="w", pady=(6, 0))
-        for variable in (self.schedule_kind, self.schedule_text):
-            variable.trace_add("write", lambda *_: self._show_preview())
+        self.chooser.show_kind_rows()
         self._show_preview()
 
-    def _schedule_kind(self) -> str:
-        return next(kind for kind, text in JOB_SCHEDULE_LABELS.items() if text == self.schedule_kind.get())
-
     def _show_preview(self) -> None:
-        self.preview.configure(
-            text=job_schedule_preview(self._schedule_kind(), self.schedule_text.get(), utcnow())
-        )
+        self.chooser.update_preview(self.original_schedule, self.job.get("created_at"))
 
     def _build_buttons(self, body: ttk.Frame) -> None:
         from tkinter import ttk
@@ -16500,14 +16665,13 @@ class JobDialog:
 
     def collect(self) -> JSONDict:
         """The job's fields; Invalid (shown in the dialog) when the schedule is not one."""
-        kind, text = self._schedule_kind(), self.schedule_text.get().strip()
         data: JSONDict = {
             "name": self.name.get(),
             "description": self.description.get("1.0", "end-1c"),
             "working_directory": self.folder.get().strip() or None,
-            "schedule": job_schedule_from_form(kind, text, self.original_schedule),
-            "overlap": next(key for key, text in JOB_OVERLAP_LABELS.items() if text == self.overlap.get()),
-            "catch_up": next(key for key, text in JOB_CATCH_UP_LABELS.items() if text == self.catch_up.get()),
+            "schedule": self.chooser.schedule(self.original_schedule),
+            "overlap": self.fields._value("overlap"),
+            "catch_up": self.fields._value("catch_up"),
         }
         if self.job_id:
             data["status"] = self.status.get()
@@ -16520,8 +16684,10 @@ class JobDialog:
     def set_busy(self, busy: bool) -> None:
         self.save_button.state(["disabled"] if busy else ["!disabled"])
 
-    def show_error(self, message: str) -> None:
-        self.error.configure(text=message)
+    def show_invalid(self, error: SchedulerError) -> None:
+        """Why it was not saved: under the schedule's row at fault, and above the buttons."""
+        self.fields.show_field_error(error)
+        self.error.configure(text=str(error))
 
     def close(self) -> None:
         self.top.destroy()
@@ -17237,6 +17403,7 @@ class JobRunFeedback:
         self.jobs_pane, self.status_bar = jobs_pane, status_bar
         self.views: dict[str, JSONDict] = {}  # job id -> its latest job run
         self._watched: set[str] = set()  # job runs seen running here
+        self.running_job_id: str | None = None  # the job whose running job run the status bar shows
 
     def update(self, views: dict[str, JSONDict], jobs: Mapping[str, JSONDict], scope: Scope) -> None:
         self.views = views
@@ -17254,6 +17421,8 @@ class JobRunFeedback:
         ]
         running = [item for item in watched if item[1]["status"] == "running"]
         shown = running or [item for item in watched if item[1]["status"] == "failed"]
+        self.running_job_id = running[0][0] if running else None
+        self.status_bar.show_job_stop(bool(running))
         if not shown:
             self.status_bar.show("job", "")
             return
@@ -17364,7 +17533,7 @@ class App:
         outer = ttk.Frame(self.root)
         outer.pack(fill="both", expand=True)
         # Packed first, at the bottom: when the window is short, the panes give way, not it.
-        self.status_bar = StatusBar(outer, self.pause_or_resume)
+        self.status_bar = StatusBar(outer, self.pause_or_resume, self.stop_running_job)
         self.status_bar.frame.pack(side="bottom", fill="x")
         ttk.Separator(outer).pack(side="bottom", fill="x")
         self.banner = SetupBanner(outer, self.looks, self.check_setup_quietly, self.check_setup)
@@ -17664,6 +17833,7 @@ class App:
             self.jobs_pane.select(self.choice)
             self.job_run_feedback.update(snap.job_runs or {}, self.jobs, self.scope)
             self.editor.set_jobs(snap.jobs)
+            self.editor.set_tasks(snap.tasks)
             self._sync_editor()
             self._show_tasks()
             self._load_runs()
@@ -18145,7 +18315,7 @@ class App:
         try:
             data, job_id = dialog.collect(), dialog.job_id
         except Invalid as error:
-            dialog.show_error(str(error))
+            dialog.show_invalid(error)
             return
         if job_id:
             call = functools.partial(self.service.update_job, job_id, data)
@@ -18167,7 +18337,7 @@ class App:
     def _job_not_saved(self, dialog: JobDialog, error: Exception) -> None:
         dialog.set_busy(False)
         if isinstance(error, Invalid):
-            dialog.show_error(str(error))
+            dialog.show_invalid(error)
         else:
             self.report(error)
 
@@ -18205,6 +18375,12 @@ class App:
     def stop_job(self) -> None:
         if self.scope.kind == SCOPE_JOB and self.scope.ident:
             self.act(functools.partial(self.service.stop_job, self.scope.ident))
+
+    def stop_running_job(self) -> None:
+        """The status bar's Stop: the job run it tells of, whatever job is chosen."""
+        job_id = self.job_run_feedback.running_job_id
+        if job_id:
+            self.act(functools.partial(self.service.stop_job, job_id))
 
     # Import, export and copies --------------------------------------------------------------
 

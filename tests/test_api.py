@@ -252,6 +252,14 @@ def test_create_job_answers_201_with_the_job_and_its_progress(api: Api) -> None:
     assert api.ok("GET", f"/api/jobs/{job['id']}")["name"] == "Ship it"
 
 
+def test_a_job_may_watch_files_like_a_task(api: Api) -> None:
+    watch = {"type": "file_watch", "path": "/srv/docs", "recursive": False, "debounce_seconds": 2.5}
+    job = api.ok("POST", "/api/jobs", {"name": "On change", "schedule": watch}, 201)
+    assert (job["schedule"], job["next_run_at"]) == (watch, None)
+    assert job["schedule_text"] == cs.describe_schedule(cs.Schedule.from_dict(watch))
+    assert api.ok("GET", f"/api/jobs/{job['id']}")["schedule"] == watch
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

@@ -502,6 +502,64 @@ def test_weekly_preset_is_saved_as_cron(gui: Gui, service: cs.Service) -> None:
     assert service.get_task(task["id"])["schedule"]["expression"] == "15 7 * * mon,fri"
 
 
+def choose(combo: Any, label: str) -> None:
+    """Pick `label` in a read-only chooser, as a click on it does."""
+    assert label in combo.cget("values"), f"{label!r} is not offered"
+    combo.set(label)
+    combo.event_generate("<<ComboboxSelected>>")
+
+
+def test_the_editor_sets_which_task_a_task_runs_after_and_refuses_a_cycle_under_the_field(
+    gui: Gui, service: cs.Service
+) -> None:
+    upstream, follower = make_task(service, "Upstream"), make_task(service, "Follower")
+    gui.app.refresh_now()
+    gui.wait(lambda: follower["id"] in gui.app.tasks, "the tasks to show")
+    gui.select_task(follower["id"])
+    editor = gui.app.editor
+    choose(editor._combos["run_after.task_id"], "Upstream")
+    choose(editor._combos["run_after.when"], cs.AFTER_WHEN_LABELS["failed"])
+    editor.save_button.invoke()
+    gui.wait(lambda: not editor.is_dirty(), "the save")
+    assert service.get_task(follower["id"])["run_after"] == {"task_id": upstream["id"], "when": "failed"}
+
+    gui.select_task(upstream["id"])
+    gui.wait(lambda: editor.task is not None and editor.task["id"] == upstream["id"], "the other task")
+    choose(editor._combos["run_after.task_id"], "Follower")
+    editor.save_button.invoke()
+    note = editor._notes["run_after.task_id"][0]
+    gui.wait(lambda: "makes a cycle" in str(note.cget("text")), "the refusal under the field")
+    assert str(note.cget("style")) == "Error.TLabel"
+    assert str(editor.message.cget("text")) == (
+        "Not saved: run_after.task_id: that makes a cycle: Upstream → Follower → Upstream"
+    )
+    assert service.get_task(upstream["id"])["run_after"] is None
+
+    editor.revert_button.invoke()
+    gui.select_task(follower["id"])
+    gui.wait(lambda: editor.task is not None and editor.task["id"] == follower["id"], "the follower")
+    assert editor._strings["run_after.task_id"].get() == "Upstream"
+    choose(editor._combos["run_after.task_id"], cs.NO_TASK_LABEL)
+    editor.save_button.invoke()
+    gui.wait(lambda: service.get_task(follower["id"])["run_after"] is None, "the trigger removed")
+
+
+def test_the_editor_sets_a_steps_policy_in_its_job_runs(gui: Gui, service: cs.Service) -> None:
+    job = service.create_job({"name": "Pipeline"})
+    step = make_task(service, "Step", job["id"])
+    gui.app.refresh_now()
+    gui.wait(lambda: step["id"] in gui.app.tasks, "the task to show")
+    gui.select_task(step["id"])
+    editor = gui.app.editor
+    choose(editor._combos["on_failure"], cs.STEP_FAILURE_LABELS["continue"])
+    editor._flags["skip_in_job"].set(True)
+    editor.save_button.invoke()
+    gui.wait(lambda: not editor.is_dirty(), "the save")
+
+    stored = service.get_task(step["id"])
+    assert (stored["on_failure"], stored["skip_in_job"]) == ("continue", True)
+
+
 def test_the_preview_of_a_stored_interval_matches_its_next_run(gui: Gui, service: cs.Service) -> None:
     task = make_task(service, "Hourly", schedule={"type": "interval", "every_seconds": 3600})
     gui.app.refresh_now()
@@ -555,23 +613,32 @@ def test_keyboard_shortcuts(gui: Gui, service: cs.Service) -> None:
     assert gui.app.job_dialog is None
 
 
-def test_the_job_dialog_sets_the_jobs_schedule_with_a_preview(gui: Gui, service: cs.Service) -> None:
+def test_the_job_dialog_sets_the_jobs_schedule_with_the_editors_chooser_and_preview(
+    gui: Gui, service: cs.Service
+) -> None:
     gui.app.new_job()
     dialog = gui.app.job_dialog
     assert dialog is not None
-    assert (dialog.schedule_kind.get(), dialog.preview.cget("text")) == (
-        "Only when run by hand",
+    fields, chooser = dialog.fields, dialog.chooser
+    assert (fields._strings["schedule.kind"].get(), chooser.preview_text.cget("text")) == (
+        cs.SCHEDULE_KINDS["manual"],
         "Manual only",
     )
+    assert list(fields._combos["schedule.kind"].cget("values")) == list(cs.SCHEDULE_KINDS.values())
     dialog.name.set("Nightly")
-    dialog.schedule_kind.set(cs.JOB_SCHEDULE_LABELS["interval"])
-    dialog.schedule_text.set("soon")
-    assert str(dialog.preview.cget("text")).startswith("schedule.every_seconds: ")
+    fields._strings["schedule.kind"].set(cs.SCHEDULE_KINDS["interval"])
+    assert fields._entries["schedule.every_seconds"].winfo_manager() == "grid"
+    assert fields._entries["schedule.at"].winfo_manager() == ""  # only the chosen kind's rows
+    fields._strings["schedule.every_seconds"].set("soon")
+    note = fields._notes["schedule.every_seconds"][0]
+    assert str(note.cget("style")) == "Error.TLabel"
+    assert chooser.preview_text.cget("text") == "Fix the schedule to see its next runs."
     dialog.save_button.invoke()
     assert str(dialog.error.cget("text")).startswith("schedule.every_seconds: ")
-    dialog.schedule_text.set("2h")
-    assert str(dialog.preview.cget("text")).startswith("Every 2 hours; next ")
-    dialog.overlap.set(cs.JOB_OVERLAP_LABELS["queue"])
+    fields._strings["schedule.every_seconds"].set("2h")
+    assert chooser.preview_text.cget("text") == "Every 2 hours"
+    assert len(str(chooser.preview_times.cget("text")).splitlines()) == cs.GUI_PREVIEW_COUNT
+    fields._strings["overlap"].set(cs.JOB_OVERLAP_LABELS["queue"])
     dialog.save_button.invoke()
     gui.wait(lambda: gui.app.job_dialog is None, "the dialog to close")
 
@@ -588,12 +655,46 @@ def test_the_job_dialog_sets_the_jobs_schedule_with_a_preview(gui: Gui, service:
     gui.app.edit_job()
     edit = gui.app.job_dialog
     assert edit is not None
-    assert (edit.schedule_kind.get(), edit.schedule_text.get(), edit.overlap.get()) == (
-        cs.JOB_SCHEDULE_LABELS["interval"],
-        "2h",
-        cs.JOB_OVERLAP_LABELS["queue"],
-    )
+    shown = {
+        key: edit.fields._strings[key].get() for key in ("schedule.kind", "schedule.every_seconds", "overlap")
+    }
+    assert shown == {
+        "schedule.kind": cs.SCHEDULE_KINDS["interval"],
+        "schedule.every_seconds": "2h",
+        "overlap": cs.JOB_OVERLAP_LABELS["queue"],
+    }
     edit.close()
+
+
+def test_the_job_dialog_offers_every_kind_a_task_has_file_watch_and_presets_too(
+    tmp_path: Path, gui: Gui, service: cs.Service
+) -> None:
+    job = service.create_job({"name": "Docs"})
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    gui.app.edit_job()
+    dialog = gui.app.job_dialog
+    assert dialog is not None
+    fields = dialog.fields
+    fields._strings["schedule.kind"].set(cs.SCHEDULE_KINDS["weekly"])
+    fields._days["mon"].set(False)
+    fields._days["fri"].set(True)
+    fields._strings["schedule.time"].set("23:00")
+    assert fields._strings["schedule.expression"].get() == "0 23 * * fri"  # the preset writes its cron
+    assert str(dialog.chooser.preview_text.cget("text")).startswith("At 23:00")
+    fields._strings["schedule.kind"].set(cs.SCHEDULE_KINDS["file_watch"])
+    fields._strings["schedule.path"].set(str(tmp_path))
+    fields._strings["schedule.debounce_seconds"].set("3")
+    dialog.save_button.invoke()
+    gui.wait(lambda: gui.app.job_dialog is None, "the dialog to close")
+
+    assert service.get_job(job["id"])["schedule"] == {
+        "type": "file_watch",
+        "path": str(tmp_path),
+        "recursive": True,
+        "debounce_seconds": 3.0,
+    }
 
 
 def test_the_runs_pane_shows_a_job_run_with_its_steps_beneath(gui: Gui, service: cs.Service) -> None:
@@ -1514,6 +1615,73 @@ def test_a_running_job_shows_its_progress_and_can_be_stopped(
     stopped = "“Long” stopped by request after 1 of 3 done; not run: Last"
     gui.wait(lambda: str(label.cget("text")) == stopped, "the stop under the Jobs tree")
     gui.wait(lambda: str(bar.cget("text")) == "", "the status bar to let go of it")
+    assert record.prompts() == ["fine", "[hang] wait"]
+
+    def steps() -> list[str]:
+        (job_run,) = service.list_job_runs(job["id"])
+        assert job_run["status"] == "stopped"
+        return [step["status"] for step in job_run["steps"]]
+
+    gui.wait(lambda: steps()[1] != "running", "the stopped step's session to end")
+    assert steps() == ["success", "cancelled", "not_run"]
+
+
+def test_the_status_bar_stops_the_running_job_run_whatever_is_chosen(
+    record: Any, gui: Gui, service: cs.Service
+) -> None:
+    job = service.create_job({"name": "Long"})
+    for name, prompt in (("First", "fine"), ("Slow", "[hang] wait"), ("Last", "never")):
+        service.create_task({"name": name, "prompt": prompt, "job_id": job["id"]})
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    button = gui.app.status_bar.job_button
+    assert not button.winfo_manager()
+    gui.app.run_job()
+    gui.wait(lambda: len(record.prompts()) == 2, "the second step's session to read its prompt")
+    gui.select_in_jobs(cs.SCOPE_ALL)
+    gui.wait(lambda: button.winfo_manager() == "pack", "Stop beside the running job run")
+    button.invoke()
+
+    def steps() -> list[str]:
+        (job_run,) = service.list_job_runs(job["id"])
+        return [step["status"] for step in job_run["steps"]] if job_run["status"] == "stopped" else []
+
+    gui.wait(lambda: steps() and steps()[1] != "running", "the job run and its step to stop")
+    assert steps() == ["success", "cancelled", "not_run"]
+    gui.wait(lambda: not button.winfo_manager(), "Stop to go with the job run")
+
+
+def test_stopping_a_steps_run_in_the_runs_pane_stops_its_job_run(
+    record: Any, gui: Gui, service: cs.Service
+) -> None:
+    job = service.create_job({"name": "Long"})
+    for name, prompt in (("First", "fine"), ("Slow", "[hang] wait"), ("Last", "never")):
+        service.create_task({"name": name, "prompt": prompt, "job_id": job["id"]})
+    gui.app.refresh_now()
+    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
+    gui.select_in_jobs(job["id"])
+    gui.app.run_job()
+    gui.wait(lambda: len(record.prompts()) == 2, "the second step's session to read its prompt")
+    slow = next(run for run in service.list_runs(job_id=job["id"]) if run["status"] == "running")
+    tree = gui.app.runs_pane.table.tree
+    gui.wait(lambda: tree.exists(slow["id"]), "the step's run in the Runs pane")
+    tree.selection_set(slow["id"])
+    gui.settle()
+    gui.wait(lambda: gui.app.runs_pane.buttons["stop"].instate(["!disabled"]), "Stop to be offered")
+    gui.app.runs_pane.buttons["stop"].invoke()
+
+    def ended() -> list[dict[str, Any]]:
+        return [
+            run
+            for run in service.list_job_runs(job["id"])
+            if run["status"] != "running" and run["steps"][1]["status"] != "running"
+        ]
+
+    gui.wait(ended, "the job run and its step to end")
+    (job_run,) = ended()
+    assert job_run["status"] == "stopped"
+    assert [step["status"] for step in job_run["steps"]] == ["success", "cancelled", "not_run"]
     assert record.prompts() == ["fine", "[hang] wait"]
 
 

@@ -420,16 +420,52 @@ def test_a_job_with_overlap_queue_runs_the_waiting_fire_after_its_last_run(
     assert record.prompts() == ["[hang] one", "one"]
 
 
-def test_a_job_refuses_overlap_parallel_and_a_file_watch_naming_the_field(
-    timed: tuple[cs.Service, cs.Engine],
-) -> None:
+def test_a_job_refuses_overlap_parallel_naming_the_field(timed: tuple[cs.Service, cs.Engine]) -> None:
     service, _ = timed
     with pytest.raises(cs.Invalid) as refused:
         service.create_job({"name": "N", "overlap": "parallel"})
     assert refused.value.field == "overlap"
-    with pytest.raises(cs.Invalid) as refused:
-        service.create_job({"name": "N", "schedule": {"type": "file_watch", "path": "/tmp"}})
-    assert refused.value.field == "schedule.type"
+
+
+def look(engine: cs.Engine, clock: FakeClock, times: int = 1) -> None:
+    """Let the engine take `times` more looks at the watched folders (one per poll period)."""
+    for _ in range(times):
+        clock.advance(cs.WATCH_POLL_SECONDS)
+        engine.tick()
+
+
+def test_a_job_that_watches_a_folder_runs_as_one_job_run_once_it_is_quiet(
+    tmp_path: Path,
+    cli_json: CliJson,
+    clock: FakeClock,
+    timed: tuple[cs.Service, cs.Engine],
+    record: Recorder,
+) -> None:
+    service, engine = timed
+    # The folder holds the fake claude's record, which each step writes: not news.
+    job = cli_json("jobs", "create", "--name", "On change", "--watch", str(tmp_path), "--debounce", "4")
+    assert (job["schedule"]["type"], job["schedule"]["debounce_seconds"]) == ("file_watch", 4.0)
+    for n, prompt in enumerate(["one", "two"]):
+        service.create_task({"name": f"step {n + 1}", "prompt": prompt, "job_id": job["id"]})
+    look(engine, clock)  # the first look: the baseline
+
+    (tmp_path / "notes.txt").write_text("news", encoding="utf-8")
+    look(engine, clock, times=2)  # changed, then quiet for 2 s of the 4
+    assert job_runs(cli_json, job["id"]) == []
+    look(engine, clock)  # quiet long enough: it fires
+    fired_at = clock()
+    drive(engine)
+    look(engine, clock, times=4)
+    drive(engine)
+
+    (job_run,) = job_runs(cli_json, job["id"])
+    assert (job_run["trigger"], job_run["status"], job_run["scheduled_for"]) == (
+        "file_watch",
+        "completed",
+        cs.fmt_time(fired_at),
+    )
+    assert steps(job_run) == [("step 1", "success"), ("step 2", "success")]
+    assert record.prompts() == ["one", "two"]
 
 
 def test_missed_job_fires_are_caught_up_once_and_the_rest_recorded(
@@ -467,6 +503,68 @@ def test_a_paused_engine_records_a_job_fire_as_skipped(
     assert record.prompts() == []
 
 
+RESET = 3 * 3600 + 1800  # claude's resetsAt in the hold tests: T0 + 3 h 30
+HELD_UNTIL = RESET + 60  # the reset plus the engine's margin
+
+
+def hit_the_limit(service: cs.Service, engine: cs.Engine) -> None:
+    """Run a task whose session hits the subscription's usage limit, resetting at RESET."""
+    epoch = int(at(RESET).timestamp())
+    limited = service.create_task({"name": "limited", "prompt": f"[usage_limit={epoch}]"})
+    service.request_run(limited["id"])
+    drive(engine)
+    assert service.engine_status()["hold"]["until"] == stamp(HELD_UNTIL)
+
+
+def test_a_job_due_during_a_hold_is_deferred_then_runs_once_after_it(
+    cli_json: CliJson, clock: FakeClock, timed: tuple[cs.Service, cs.Engine], record: Recorder
+) -> None:
+    service, engine = timed
+    job_id, _ = scheduled_job(service, ["one", "two"])
+    skipping = service.create_job({"name": "No catch-up", "schedule": HOURLY, "catch_up": "skip"})
+    service.create_task({"name": "alone", "prompt": "alone", "job_id": skipping["id"]})
+    hit_the_limit(service, engine)
+    for hour in (1, 2, 3):
+        clock.set(at(hour * 3600))
+        drive(engine)
+
+    (deferred,) = job_runs(cli_json, job_id)
+    assert (deferred["status"], deferred["trigger"], deferred["scheduled_for"], deferred["steps"]) == (
+        "deferred",
+        "schedule",
+        stamp(3600),
+        [],
+    )
+    span = f"{cs.fmt_local(at(3600))} to {cs.fmt_local(at(3 * 3600))}"
+    assert deferred["note"] == (
+        f"3 fires ({span}) held back by the usage-limit hold until {cs.fmt_local(at(HELD_UNTIL))}; "
+        "one job run follows when it lifts (catch_up: once)"
+    )
+    assert len(record.prompts()) == 1  # only the session that hit the limit
+    (held,) = job_runs(cli_json, skipping["id"])
+    assert set(service.engine_status()["hold"]["deferred_job_run_ids"]) == {deferred["id"], held["id"]}
+
+    clock.set(at(HELD_UNTIL))
+    drive(engine)
+
+    caught_up, deferred = job_runs(cli_json, job_id)
+    assert (caught_up["trigger"], caught_up["scheduled_for"], caught_up["status"]) == (
+        "catch_up",
+        stamp(3 * 3600),
+        "completed",
+    )
+    assert deferred["note"] == (
+        f"3 fires ({span}) held back by the usage-limit hold; "
+        f"caught up by job run {caught_up['id'][:8]} when it lifted"
+    )
+    (skipped,) = job_runs(cli_json, skipping["id"])
+    assert (skipped["status"], skipped["note"].split("; ")[-1]) == (
+        "deferred",
+        "not run after it (catch_up: skip)",
+    )
+    assert record.prompts()[1:] == ["one", "two"]
+
+
 def test_jobs_create_and_update_take_a_schedule(cli: Cli, cli_json: CliJson) -> None:
     job = cli_json("jobs", "create", "--name", "Nightly", "--daily", "03:00", "--overlap", "queue")
     assert (job["schedule"]["type"], job["schedule"]["expression"], job["overlap"]) == (
@@ -481,10 +579,10 @@ def test_jobs_create_and_update_take_a_schedule(cli: Cli, cli_json: CliJson) -> 
         {"type": "interval", "every_seconds": 7200, "anchor": None},
         "Every 2 hours",
     )
-    refused = cli("jobs", "update", job["id"], "--watch", "/tmp")
-    assert (refused.code, refused.err.strip()) == (
-        1,
-        "error: schedule.type: a job cannot watch files; give the watch to a task",
+    watching = cli_json("jobs", "update", job["id"], "--watch", "/srv/docs")
+    assert (watching["schedule"], watching["next_run_at"]) == (
+        {"type": "file_watch", "path": "/srv/docs", "recursive": True, "debounce_seconds": 5.0},
+        None,
     )
 
 
