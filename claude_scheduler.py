@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from types import FrameType, TracebackType
     from zoneinfo import ZoneInfo
 
+    from _typeshed import SupportsWrite
+
 __version__ = "0.1.0"
 __all__ = ["__version__", "main"]
 
@@ -12692,19 +12694,47 @@ INVALID_CHOICE = re.compile(r"invalid choice: '(.*)' \(choose from (.*)\)$")
 SUGGEST_CUTOFF = 0.6  # how alike a typo and a name must be for "did you mean"
 
 
+class _NeedsWholeParser(Exception):
+    """Raised by a parser built for part of the command line where only the whole will do."""
+
+
 class CliParser(argparse.ArgumentParser):
     """argparse with errors for people: the one line that matters, a hint where one
     helps (did you mean, one word for a value), and where the help is; not the usage."""
 
     argv: Sequence[str] = ()  # what it parses, for hints about unrecognized words
+    is_part = False  # built for one argv (see build_parser): help and errors need the whole
+    is_top = False  # the parser main calls, which then starts again with the whole one
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
         self.argv = sys.argv[1:] if args is None else list(args)
-        return super().parse_known_args(args, namespace)
+        try:
+            return super().parse_known_args(args, namespace)
+        except _NeedsWholeParser:
+            if not self.is_top:
+                raise
+            return build_parser().parse_known_args(args, namespace)
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        try:
+            return super().parse_args(args, namespace)
+        except _NeedsWholeParser:
+            if not self.is_top:
+                raise
+            return build_parser().parse_args(args, namespace)
+
+    def print_help(self, file: SupportsWrite[str] | None = None) -> None:
+        if self.is_part:  # help lists every mode, group or verb
+            raise _NeedsWholeParser
+        super().print_help(file)
 
     def error(self, message: str) -> typing.NoReturn:
+        if self.is_part:
+            raise _NeedsWholeParser
         reached = _reached_parser(self, self.argv) if "unrecognized arguments" in message else self
         hints = _usage_hints(reached, message, self.argv)
         lines = [f"{reached.prog}: error: {message}", *hints, f"Try '{reached.prog} --help' for more."]
@@ -13307,21 +13337,28 @@ def _add_cli(
     groups = cli.add_subparsers(dest="group", metavar="GROUP", required=True)
     verbs_of: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for group, verb, func, add_options in CLI_COMMANDS:
+        if named is not None and group not in named:
+            continue
         if not verb:  # a verb of its own, such as `cli export`
-            _add_cli_verb(
-                groups, group, func, add_options if named is None or group in named else _no_options, parent
-            )
+            _add_cli_verb(groups, group, func, add_options, parent)
             continue
         if group not in verbs_of:
             group_parser = groups.add_parser(group, help=CLI_GROUPS[group], parents=[parent])
             verbs_of[group] = group_parser.add_subparsers(dest="verb", metavar="VERB", required=True)
-        if named is not None and group not in named:
+        if named is not None and verb not in named:
             continue
         helptext = CLI_HELP.get(f"{group} {verb}", CLI_HELP.get(verb, verb))
         verb_parser = verbs_of[group].add_parser(verb, help=helptext, description=helptext, parents=[parent])
-        if named is None or verb in named:
-            add_options(verb_parser)
+        add_options(verb_parser)
         verb_parser.set_defaults(func=func)
+    for name, add in CLI_OWN_GROUPS:
+        if named is None or name in named:
+            add(groups, parent)
+
+
+def _add_completion(
+    groups: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     completion = groups.add_parser(
         "completion",
         help=CLI_GROUPS["completion"],
@@ -13332,16 +13369,29 @@ def _add_cli(
     )
     completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
     completion.set_defaults(run_alone=_cmd_completion)
+
+
+def _add_init(
+    groups: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     init = groups.add_parser(
         "init", help=CLI_GROUPS["init"], description=CLI_GROUPS["init"], parents=[parent]
     )
     init.set_defaults(run_alone=_cmd_init)
+
+
+def _add_doctor(
+    groups: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     doctor = groups.add_parser("doctor", help=CLI_GROUPS["doctor"], parents=[parent])
     doctor.description = (
         f"{_sentence(CLI_GROUPS['doctor'])} With --api, the server's checks. Exit code 1 when a "
         "check finds a problem."
     )
     doctor.set_defaults(run_alone=_cmd_doctor)
+
+
+CLI_OWN_GROUPS = (("completion", _add_completion), ("init", _add_init), ("doctor", _add_doctor))
 
 
 def _add_cli_verb(
@@ -13359,11 +13409,13 @@ def _add_cli_verb(
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The whole command line; or, given the argv it is for, the parts of it that argv can
-    reach. argparse picks a subcommand only by its exact name, so the subcommands of
-    groups that argv does not name, and the options of verbs it does not name, are left
-    out: a CLI call need not build some forty parsers to use one."""
+    reach. argparse picks a subcommand only by its exact name, so the modes, groups and
+    verbs that argv does not name are left out: a CLI call need not build some forty
+    parsers to use one. Such a part hands help and errors, which list them all, to the
+    whole parser."""
+    named = None if argv is None else set(argv)
     parser: argparse.ArgumentParser = CliParser(
-        prog="claude-code-scheduler",
+        prog=PROG,
         description="Schedule unattended Claude Code sessions and keep every run's history.",
         epilog="With no mode the window opens. Try: serve, cli jobs list, cli tasks create --help.",
     )
@@ -13371,6 +13423,15 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--home", metavar="DIR", help=HOME_HELP)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
     modes = parser.add_subparsers(dest="mode", metavar="MODE")
+    for name, add in (("gui", _add_gui), ("serve", _add_serve), ("cli", _add_cli)):
+        if named is None or name in named:
+            add(modes, named)
+    if named is not None:
+        _mark_part(parser)
+    return parser
+
+
+def _add_gui(modes: argparse._SubParsersAction[argparse.ArgumentParser], named: set[str] | None) -> None:
     gui = modes.add_parser(
         "gui",
         help="open the window (the default)",
@@ -13383,6 +13444,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--port", type=int, default=DEFAULT_PORT, help=f"API port (default {DEFAULT_PORT}; 0: any free port)"
     )
     gui.add_argument("--no-api", action="store_true", help="do not serve the REST API")
+
+
+def _add_serve(modes: argparse._SubParsersAction[argparse.ArgumentParser], named: set[str] | None) -> None:
     serve = modes.add_parser(
         "serve",
         help="run the engine and the REST API without a window",
@@ -13399,8 +13463,14 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-file", metavar="FILE", help="log there instead of to standard error (default: standard error)"
     )
-    _add_cli(modes, None if argv is None else set(argv))
-    return parser
+
+
+def _mark_part(top: argparse.ArgumentParser) -> None:
+    for _, sub in _commands_below(top, ""):
+        if isinstance(sub, CliParser):
+            sub.is_part = True
+    if isinstance(top, CliParser):
+        top.is_top = True
 
 
 ####

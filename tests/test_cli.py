@@ -150,6 +150,12 @@ def test_the_parser_built_for_one_command_reads_it_as_the_whole_parser_does(
         ["cli", "jobs", "tasks", "--help"],
         ["--home", "jobs", "cli", "tasks", "-h"],
         ["serve", "--port", "x"],
+        ["--help"],
+        ["cli", "--help"],
+        ["cli", "jobz", "list"],
+        ["cli", "jobs", "list", "extra"],
+        ["gui", "--help"],
+        ["bogus"],
     ],
 )
 def test_the_parser_built_for_an_argv_answers_it_as_the_whole_parser_does(
@@ -161,6 +167,14 @@ def test_the_parser_built_for_an_argv_answers_it_as_the_whole_parser_does(
             parser.parse_args(argv)
         answers.append((stop.value.code, *capsys.readouterr()))
     assert answers[0] == answers[1]
+
+
+def test_the_parser_built_for_one_command_leaves_out_the_other_modes_groups_and_verbs() -> None:
+    parser = cs.build_parser(["cli", "jobs", "list"])
+    paths = [path for path, _ in cs._commands_below(parser, "")]
+    assert paths == ["", "cli", "cli jobs", "cli jobs list"]
+    args = parser.parse_args(["cli", "jobs", "list", "--json"])
+    assert (args.group, args.verb, args.json) == ("jobs", "list", True)
 
 
 @pytest.mark.parametrize(
