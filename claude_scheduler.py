@@ -67,6 +67,10 @@ Clock = Callable[[], datetime]
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+# Into the systemd journal: a syslog priority first, no time (the journal adds its own).
+JOURNAL_LOG_FORMAT = "<%(priority)d>%(message)s"
+JOURNAL_ENV = "JOURNAL_STREAM"  # set by systemd to the device:inode of the journal's stream
+SYSLOG_PRIORITIES = {50: 2, 40: 3, 30: 4, 20: 6, 10: 7}  # logging's levels -> crit, err, warning, info, debug
 LOG_LEVELS = (30, 20, 10)  # logging's WARNING, INFO and DEBUG, for -v counts 0, 1 and 2
 _log_level: int | None = None  # set by `main`; None when the module is used as a library
 _log_file: str | None = None  # set by `main` from `serve --log-file`
@@ -75,13 +79,34 @@ _log_file: str | None = None  # set by `main` from `serve --log-file`
 @functools.cache
 def logger() -> logging.Logger:
     """The module's logger. logging is imported on first use, as most CLI calls never log;
-    under `main`, logging is then set up to print to stderr at the level main chose."""
+    under `main`, logging is then set up to print to stderr at the level main chose, in
+    the journal's format when stderr is the systemd journal (a `serve` run as a service)."""
     import logging
 
-    if _log_level is not None:
+    if _log_level is not None and _log_file is None and _stderr_is_journal():
+        handler = logging.StreamHandler()
+        handler.addFilter(_with_syslog_priority)
+        handler.setFormatter(logging.Formatter(JOURNAL_LOG_FORMAT))
+        logging.basicConfig(level=_log_level, handlers=[handler])
+    elif _log_level is not None:
         # A no-op if already set up; `serve --log-file` (the Windows login task) logs to a file.
         logging.basicConfig(level=_log_level, format=LOG_FORMAT, filename=_log_file)
     return logging.getLogger("claude_scheduler")
+
+
+def _stderr_is_journal() -> bool:
+    """Whether stderr is the stream systemd names in $JOURNAL_STREAM (not merely inherited
+    by a process whose stderr went elsewhere)."""
+    try:
+        status = os.fstat(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):  # no stderr, or one without a descriptor
+        return False
+    return os.environ.get(JOURNAL_ENV) == f"{status.st_dev}:{status.st_ino}"
+
+
+def _with_syslog_priority(record: logging.LogRecord) -> bool:
+    record.priority = SYSLOG_PRIORITIES.get(record.levelno, SYSLOG_PRIORITIES[20])
+    return True
 
 
 ####
@@ -170,10 +195,12 @@ DEFAULT_SETTINGS: JSONDict = {
     "claude_path": None,
     "max_concurrent_runs": 2,
     "retention_runs": 100,
+    "start_by_minutes": 10,
 }
 SETTING_RULES: dict[str, tuple[type, int, int]] = {
     "max_concurrent_runs": (int, 1, 64),
     "retention_runs": (int, 1, 100_000),
+    "start_by_minutes": (int, 1, 7 * 24 * 60),
 }
 
 ####
@@ -346,6 +373,7 @@ class FailureKind(enum.StrEnum):
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
     NOT_STARTED = "not_started"
+    EXPIRED = "expired"  # queued while no engine ran, and none started it in time (Run.start_by)
     ERROR = "error"
 
 
@@ -362,6 +390,8 @@ class Trigger(enum.StrEnum):
     TASK = "task"  # another task finished (run_after)
 
 
+# Runs a person asked for: queued while no engine runs, they expire (see Run.start_by).
+ASKED_TRIGGERS = frozenset({Trigger.MANUAL, Trigger.CLI, Trigger.API})
 ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 # Runs that never started say nothing about how the task is doing (nor does a run
 # cancelled while queued: see Run.tells_how_the_task_does).
@@ -634,6 +664,12 @@ OWNED_CLAUDE_OPTIONS: dict[str, str] = {
 }
 
 
+# The claude options (of those extra_args may hold) that take a value.
+CLAUDE_VALUE_OPTIONS = frozenset(
+    {"--effort", "--settings", "--setting-sources", "--tools", "--agents", "--json-schema"}
+)
+
+
 def read_extra_args(value: JSON, field: str) -> list[str]:
     """More claude arguments, passed as given; refuses the options in OWNED_CLAUDE_OPTIONS
     (short ones also when joined to a value or to other flags, as `-rID` or `-pc`)."""
@@ -646,6 +682,14 @@ def read_extra_args(value: JSON, field: str) -> list[str]:
         if name in OWNED_CLAUDE_OPTIONS:
             raise Invalid(f"{name} {OWNED_CLAUDE_OPTIONS[name]}", f"{field}[{n}]")
     return args
+
+
+def check_option_values(args: list[str], field: str) -> None:
+    """Refuse an option of CLAUDE_VALUE_OPTIONS given without its value: claude would
+    fail at every run. Checked on input only, so a task stored before still loads."""
+    for n, arg in enumerate(args):
+        if arg in CLAUDE_VALUE_OPTIONS and (n + 1 == len(args) or args[n + 1].startswith("-")):
+            raise Invalid(f"{arg} needs a value after it, as in '{arg} VALUE'", f"{field}[{n}]")
 
 
 def read_env(value: JSON, field: str) -> dict[str, str]:
@@ -1212,6 +1256,8 @@ class Run:
     model_usage: JSONDict | None = None
     permission_denials: list[JSONDict] | None = None
     session_duration_ms: int | None = None  # claude's own count; the wall time is duration_seconds
+    # Asked for while no engine ran: recorded as expired if none has started it by then.
+    start_by: datetime | None = None
     extra: JSONDict = field(default_factory=dict)
 
     TIMES: ClassVar[tuple[str, ...]] = (
@@ -1220,6 +1266,7 @@ class Run:
         "started_at",
         "finished_at",
         "limit_resets_at",
+        "start_by",
     )
     PLAIN: ClassVar[tuple[str, ...]] = (
         "exit_code",
@@ -2707,6 +2754,7 @@ def _check_queue_entry(entry: JSON, field: str) -> None:
     read_id(entry.get("run_id"), f"{field}.run_id", required=True)
     read_id(entry.get("task_id"), f"{field}.task_id", required=True)
     read_time(entry.get("not_before"), f"{field}.not_before")
+    read_time(entry.get("start_by"), f"{field}.start_by")
 
 
 def _check_job_run(entry: JSON, field: str) -> None:
@@ -3247,6 +3295,8 @@ class Store:
             try:
                 self.save_run(run)
                 entry = {"run_id": run.id, "task_id": run.task_id, "not_before": fmt_time(not_before)}
+                if run.start_by is not None:  # the engine looks at the queue, not at each run
+                    entry["start_by"] = fmt_time(run.start_by)
                 self.state.data.setdefault("queue", []).append(entry)
                 self._save_merged(self.state)
             except SchedulerError:
@@ -3276,6 +3326,22 @@ class Store:
             entries = self.state.data.get("queue", [])
             kept = [entry for entry in entries if entry.get("run_id") not in gone]
             if len(kept) != len(entries):
+                self.state.data["queue"] = kept
+                self._save_merged(self.state)
+
+    def lift_start_by(self, run_ids: Iterable[str]) -> None:
+        """Drop the start-by limit of these queued runs' entries (an engine now runs)."""
+        with self._lock:
+            self.state.check()
+            lifted = set(run_ids)
+            entries = self.state.data.get("queue", [])
+            kept = [
+                {key: value for key, value in entry.items() if key != "start_by"}
+                if entry.get("run_id") in lifted
+                else entry
+                for entry in entries
+            ]
+            if kept != entries:
                 self.state.data["queue"] = kept
                 self._save_merged(self.state)
 
@@ -5528,6 +5594,7 @@ class Engine:
                 self._check_due(task, now, paused, went_back)
         self._poll_watches(tasks, now, paused)
         self._check_jobs(now, paused)
+        self._expire_stale(now)
         if not paused:
             self._dispatch(now)
         if time.monotonic() - self._last_reap > ENGINE_WAKE_MAX:
@@ -5943,6 +6010,44 @@ class Engine:
 
     def _is_running(self, task_id: str) -> bool:
         return any(run.status is RunStatus.RUNNING for run in self.store.runs_of(task_id))
+
+    def _expire_stale(self, now: datetime) -> None:
+        """Runs asked for while no engine ran (see Run.start_by): those that no engine
+        started in time are recorded as expired, not run late; the others keep their
+        place in the queue, their limit lifted now that an engine runs."""
+        if not any(entry.get("start_by") for entry in self.store.queue()):
+            return
+        with self.store.locked():
+            limited = [entry for entry in self.store.queue() if entry.get("start_by")]
+            ended = [run for run in (self._expire_if_due(entry, now) for entry in limited) if run]
+            self.store.dequeue(run.id for run in ended)
+            self.store.lift_start_by(entry["run_id"] for entry in limited)
+        for run in ended:
+            self._emit(run)
+
+    def _expire_if_due(self, entry: JSONDict, now: datetime) -> Run | None:
+        """The run of a queue entry with a start-by limit, recorded as expired if that
+        has passed (else its limit is dropped); None if it did not expire."""
+        try:
+            run = self.store.run(entry["run_id"])
+        except NotFound:
+            return None
+        if run.status is not RunStatus.QUEUED or run.start_by is None:
+            return None
+        if run.start_by > now:
+            self.store.save_run(dataclasses.replace(run, start_by=None))
+            return None
+        expired = dataclasses.replace(
+            run,
+            status=RunStatus.CANCELLED,
+            finished_at=now,
+            failure_kind=FailureKind.EXPIRED.value,
+            error=f"expired: asked for at {fmt_local(run.created_at)} while no engine ran, and none "
+            f"started it by {fmt_local(run.start_by)} (the start_by_minutes setting; "
+            "`tasks run --detach --wait-for-engine` waits)",
+        )
+        self.store.save_run(expired)
+        return expired
 
     def _claim_and_start(self, run_id: str) -> None:
         with self.store.locked():
@@ -7262,6 +7367,8 @@ class Service:
         if kind is Job and data.get("schedule") is not None:
             Schedule.from_dict(data["schedule"], strict=True)
         if kind is Task:
+            if data.get("extra_args") is not None:
+                check_option_values(read_extra_args(data["extra_args"], "extra_args"), "extra_args")
             if data.get("schedule") is not None:
                 Schedule.from_dict(data["schedule"], strict=True)
             if data.get("retry") is not None:
@@ -7303,11 +7410,18 @@ class Service:
             counts = self.store.delete_run(run_id)
         return {"deleted": counts.to_dict()}
 
-    def request_run(self, task_id: str, trigger: Trigger = Trigger.MANUAL) -> JSONDict:
-        """Queue a run of a task for the engine (in whichever process owns it)."""
+    def request_run(
+        self, task_id: str, trigger: Trigger = Trigger.MANUAL, *, wait_for_engine: bool = False
+    ) -> JSONDict:
+        """Queue a run of a task for the engine (in whichever process owns it). A run a
+        person asks for while no engine runs gets a start-by time (the start_by_minutes
+        setting), past which it expires rather than start late; unless `wait_for_engine`."""
         with self.store.locked():
             task = self.store.task(task_id)
-            run = Run(new_id(), task.id, trigger=trigger, created_at=self.clock(), model=task.model)
+            now = self.clock()
+            run = Run(new_id(), task.id, trigger=trigger, created_at=now, model=task.model)
+            if trigger in ASKED_TRIGGERS and not wait_for_engine and not self.engine_status()["running"]:
+                run.start_by = now + timedelta(minutes=int(self.store.setting("start_by_minutes")))
             self.store.enqueue(run)
         self.wake()
         return run.to_dict()
@@ -9291,11 +9405,12 @@ def _api_delete_task(service: Service, call: ApiCall) -> ApiReply:
     body="RunOptions",
 )
 def _api_run_task(service: Service, call: ApiCall) -> ApiReply:
-    options = _body_options(call.body, ("trigger",))
+    options = _body_options(call.body, ("trigger", "wait_for_engine"))
     trigger = read_enum(options.get("trigger", Trigger.API), "trigger", Trigger)
     if trigger not in CLIENT_TRIGGERS:
         raise Invalid(f"must be one of {', '.join(CLIENT_TRIGGERS)} (got {trigger.value!r})", "trigger")
-    return HTTPStatus.ACCEPTED, service.request_run(call.ids["task_id"], trigger)
+    waits = read_bool(options.get("wait_for_engine", False), "wait_for_engine")
+    return HTTPStatus.ACCEPTED, service.request_run(call.ids["task_id"], trigger, wait_for_engine=waits)
 
 
 @api_route("POST", API_TASK_PATH + "/enable", "Let the task fire on its schedule", schema="Task")
@@ -9947,7 +10062,16 @@ def _run_schemas() -> JSONDict:
         "Run": _schema_object(run, required=list(run)),
         "RunList": _schema_object({"runs": _schema_array(_schema_ref("Run"))}, required=["runs"]),
         "RunOptions": _schema_object(
-            {"trigger": {"enum": list(CLIENT_TRIGGERS), "default": Trigger.API.value}}, closed=True
+            {
+                "trigger": {"enum": list(CLIENT_TRIGGERS), "default": Trigger.API.value},
+                "wait_for_engine": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "when no engine runs, wait for one; by default the run then "
+                    "expires after the start_by_minutes setting",
+                },
+            },
+            closed=True,
         ),
         "LogChunk": _schema_object(log_chunk, required=list(log_chunk)),
     }
@@ -10644,8 +10768,11 @@ class ApiClient:
     def delete_run(self, run_id: str) -> JSONDict:
         return self._object("DELETE", _api_path("runs", run_id))
 
-    def request_run(self, task_id: str, trigger: Trigger = Trigger.MANUAL) -> JSONDict:
-        return self._object("POST", _api_path("tasks", task_id, "run"), body={"trigger": trigger})
+    def request_run(
+        self, task_id: str, trigger: Trigger = Trigger.MANUAL, *, wait_for_engine: bool = False
+    ) -> JSONDict:
+        body = {"trigger": trigger, "wait_for_engine": wait_for_engine}
+        return self._object("POST", _api_path("tasks", task_id, "run"), body=body)
 
     def run_job(
         self, job_id: str, *, continue_on_failure: bool = False, trigger: Trigger = Trigger.MANUAL
@@ -10900,9 +11027,21 @@ TASK_COLUMNS: tuple[tuple[str, Row], ...] = (
     ("ID", lambda task: task["short_id"]),
     ("JOB", lambda task: task["ref_name"] or _short(task["job_id"])),
     ("SCHEDULE", lambda task: task["schedule_text"]),
-    ("NEXT RUN", lambda task: _when(task["next_run_at"]) if task["enabled"] else "disabled"),
+    ("NEXT RUN", lambda task: _next_run_text(task)),
     ("LAST", lambda task: task["last_run_status"] or "never"),
 )
+
+
+def _next_run_text(task: JSONDict) -> str:
+    """When the task fires next; `held until …` when that falls in a usage-limit hold
+    that concerns it (`held_until`, set by the caller, which knows the engine's hold)."""
+    if not task["enabled"]:
+        return "disabled"
+    held_until = task.get("held_until")
+    next_run = task["next_run_at"]
+    if held_until and next_run and parse_time(next_run, "next_run_at") < parse_time(held_until, "until"):
+        return f"held until {_when(held_until)}"
+    return _when(task["next_run_at"])
 
 
 DENIALS_MARK = "⚠"  # beside a run's status: tool calls were refused
@@ -11246,6 +11385,12 @@ def _tasks_text(ctx: CliContext, tasks: list[JSONDict]) -> str:
     names = (
         {job["id"]: job["name"] for job in ctx.backend.list_jobs()} if any(t["job_id"] for t in tasks) else {}
     )
+    hold = ctx.backend.engine_status().get("hold")
+    if hold:
+        tasks = [
+            task if env_has_own_account(task["env"]) else {**task, "held_until": hold["until"]}
+            for task in tasks
+        ]
     return format_table(for_table(tasks, "job_id", names), TASK_COLUMNS)
 
 
@@ -11791,15 +11936,26 @@ def _run_summary(run: JSONDict, *, error: bool = True) -> str:
     return text + (f" - {run['error']}" if error and run["error"] else "")
 
 
-def _engine_note(ctx: CliContext, task_ids: Iterable[str] = ()) -> str:
+def _engine_note(ctx: CliContext, task_ids: Iterable[str] = (), run: JSONDict | None = None) -> str:
+    """What happens next to runs just queued (of these tasks; `run`, one of them)."""
     status = ctx.backend.engine_status()
     if not status["running"]:
-        return "No scheduler engine is running: it will start when the window or `serve` runs."
+        return _no_engine_note(run)
     if status["paused"]:
         return "Paused: it will start when the engine is resumed."
     if _is_held(ctx, status, task_ids):
         return f"{_hold_line(status['hold'])}\nIt waits for that (or for `engine resume`)."
     return ""
+
+
+def _no_engine_note(run: JSONDict | None) -> str:
+    start = "run `serve` or open the window"
+    if run is None:
+        return f"No scheduler engine is running: it will start when one does ({start})."
+    if not run.get("start_by"):
+        return f"No scheduler engine is running: the run waits for one ({start})."
+    until = fmt_local_until(parse_time(run["start_by"], "start_by"), utcnow())
+    return f"No scheduler engine is running: the run expires at {until} unless one starts ({start})."
 
 
 def _is_held(ctx: CliContext, status: JSONDict, task_ids: Iterable[str]) -> bool:
@@ -11830,8 +11986,8 @@ def _warn_if_held(ctx: CliContext, task_ids: list[str]) -> None:
 def _cmd_tasks_run(ctx: CliContext) -> int:
     task_id = ctx.resolve("task", ctx.args.id)
     if ctx.args.detach or ctx.backend.remote:
-        run = ctx.backend.request_run(task_id, Trigger.CLI)
-        note = _engine_note(ctx, [task_id])
+        run = ctx.backend.request_run(task_id, Trigger.CLI, wait_for_engine=ctx.args.wait_for_engine)
+        note = _engine_note(ctx, [task_id], run)
         if ctx.args.detach:
             return ctx.show(run, lambda: f"Queued run {_short(run['id'])}" + (f"\n{note}" if note else ""))
         if note and not ctx.args.json:  # otherwise the wait below would be silent
@@ -12351,7 +12507,9 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     checks = _remote_checks(url, home) if url else [check.to_dict() for check in check_setup(home)]
     width = shutil.get_terminal_size((DOCTOR_WIDTH, 24)).columns
     print(
-        json.dumps(checks, indent=2, ensure_ascii=False) if args.json else doctor_text(checks, width),
+        json.dumps({"checks": checks}, indent=2, ensure_ascii=False)  # GET /api/doctor's shape
+        if args.json
+        else doctor_text(checks, width),
         flush=True,
     )
     return 1 if any(check["level"] == CHECK_PROBLEM for check in checks) else 0
@@ -12698,6 +12856,7 @@ UNIT_WORDS = {
     **dict.fromkeys(("d", "day", "days"), "d"),
 }
 INVALID_CHOICE = re.compile(r"invalid choice: '(.*)' \(choose from (.*)\)$")
+EXPECTED_VALUE = re.compile(r"argument (\S+): expected one argument$")
 SUGGEST_CUTOFF = 0.6  # how alike a typo and a name must be for "did you mean"
 
 
@@ -12761,6 +12920,9 @@ def _usage_hints(parser: argparse.ArgumentParser, message: str, argv: Sequence[s
     choice = INVALID_CHOICE.search(message)
     if choice:
         return _did_you_mean(choice[1], re.findall(r"'([^']*)'", choice[2]))
+    expected = EXPECTED_VALUE.search(message)
+    if expected:
+        return _dash_value_hint(expected[1].split("/"), list(argv))
     subparsers = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
     if message.startswith("the following arguments are required") and subparsers is not None:
         return [f"Choose one of: {', '.join(subparsers.choices)}"]
@@ -12781,6 +12943,14 @@ def _did_you_mean(word: str, names: Sequence[str]) -> list[str]:
 
     close = difflib.get_close_matches(word, names, n=1, cutoff=SUGGEST_CUTOFF)
     return [f"Did you mean '{close[0]}'?"] if close else []
+
+
+def _dash_value_hint(names: list[str], argv: list[str]) -> list[str]:
+    """`--extra-args "--effort high"`: a value that starts with '-' reads as an option."""
+    for at, word in enumerate(argv[:-1]):
+        if word in names and argv[at + 1].startswith("-"):
+            return [f"A value that starts with '-' goes after '=': {word}={_shell_words([argv[at + 1]])}"]
+    return []
 
 
 def _one_word_hint(word: str, argv: list[str]) -> list[str]:
@@ -13097,6 +13267,12 @@ def _runs_log_options(parser: argparse.ArgumentParser) -> None:
 def _tasks_run_options(parser: argparse.ArgumentParser) -> None:
     _with_id(parser)
     parser.add_argument("--detach", action="store_true", help="hand the run to the engine and return")
+    parser.add_argument(
+        "--wait-for-engine",
+        action="store_true",
+        help="with --detach while no engine runs: wait for one, however long (by default the run "
+        "expires after the start_by_minutes setting)",
+    )
     parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
     _with_now(parser)
 
@@ -16611,6 +16787,10 @@ SETTINGS_ROWS = {
     "claude_path": ("Claude CLI", f"Empty: search ${CLAUDE_ENV}, PATH, ~/.local/bin, then ~/.claude/local."),
     "max_concurrent_runs": ("Runs at once", "How many runs may go at the same time ({lo}–{hi:,})."),
     "retention_runs": ("Runs kept", "Finished runs kept per task, with their logs ({lo}–{hi:,})."),
+    "start_by_minutes": (
+        "Start queued runs within",
+        "Minutes a run asked for while no engine runs waits for one before it expires ({lo}–{hi:,}).",
+    ),
 }
 GUI_SPIN_WIDTH = 8
 

@@ -1177,7 +1177,12 @@ def test_settings_can_be_shown_and_changed_with_their_rules(cli: Callable[..., A
     assert cli("init").code == 0
     shown = cli("settings", "show", "--json")
     assert shown.code == 0
-    assert shown.json() == {"claude_path": None, "max_concurrent_runs": 2, "retention_runs": 100}
+    assert shown.json() == {
+        "claude_path": None,
+        "max_concurrent_runs": 2,
+        "retention_runs": 100,
+        "start_by_minutes": 10,
+    }
 
     changed = cli("settings", "set", "max_concurrent_runs", "4", "--json")
     assert changed.code == 0 and changed.json()["max_concurrent_runs"] == 4
