@@ -12402,13 +12402,32 @@ BASH_COMPLETION = """# {prog} completion for bash (zsh: autoload -U bashcompinit
 declare -A _ccs_words=(
 {words}
 )
+# The verbs whose first argument is an id, and the options that take one: which kind.
+declare -A _ccs_ids=(
+{ids}
+)
+declare -A _ccs_id_options=(
+{id_options}
+)
 _ccs_complete() {{
-    local key="top" i word
+    local key="top" i word at=0 kind="" home=()
+    local cur=${{COMP_WORDS[COMP_CWORD]}} prev=${{COMP_WORDS[COMP_CWORD-1]}}
     for ((i = 1; i < COMP_CWORD; i++)); do
         word=${{COMP_WORDS[i]}}
-        if [[ -n "${{_ccs_words["$key $word"]+x}}" ]]; then key="$key $word"; fi
+        if [[ -n "${{_ccs_words["$key $word"]+x}}" ]]; then key="$key $word"; at=$i; fi
+        if [[ $word == --home ]]; then home=(--home "${{COMP_WORDS[i+1]}}"); fi
+        if [[ $word == --home=* ]]; then home=("$word"); fi
     done
-    COMPREPLY=($(compgen -W "${{_ccs_words[$key]}}" -- "${{COMP_WORDS[COMP_CWORD]}}"))
+    if [[ -n $prev && -n "${{_ccs_id_options[$prev]+x}}" ]]; then
+        kind=${{_ccs_id_options[$prev]}}
+    elif [[ $at -eq $((COMP_CWORD - 1)) && $cur != -* && -n "${{_ccs_ids[$key]+x}}" ]]; then
+        kind=${{_ccs_ids[$key]}}
+    fi
+    if [[ -n $kind ]]; then  # ids (or names, completed to ids) from the data home
+        COMPREPLY=($("${{COMP_WORDS[0]}}" cli {complete} "$kind" "${{home[@]}}" -- "$cur" 2>/dev/null))
+        return
+    fi
+    COMPREPLY=($(compgen -W "${{_ccs_words[$key]}}" -- "$cur"))
 }}
 complete -F _ccs_complete {prog}
 """
@@ -12422,9 +12441,35 @@ function __ccs_path
     end
     string join ' ' $key
 end
+function __ccs_ids
+    set -l words (commandline -opc)
+    set -l home
+    set -l at (contains -i -- --home $words); and set home --home $words[(math $at + 1)]
+    $words[1] cli {complete} $argv[1] $home --describe -- (commandline -ct) 2>/dev/null
+end
 complete -c {prog} -f
 {lines}
+{id_lines}
 """
+
+
+ID_KINDS = ("jobs", "tasks", "runs")
+ID_OPTIONS = {"--job": "jobs", "--into-job": "jobs", "--task": "tasks", "--after": "tasks"}
+COMPLETE_IDS = "complete-ids"  # hidden: what the completion scripts run for ids
+COMPLETE_RUNS_MAX = 200  # the newest runs offered
+
+
+def completion_ids() -> dict[str, str]:
+    """Each verb (by path) whose first argument is an id -> the kind of that id."""
+    kinds: dict[str, str] = {}
+    for path, parser in _commands_below(build_parser(), ""):
+        first = next((action for action in parser._actions if not action.option_strings), None)
+        group = path.split(" ")[1] if path.count(" ") == 2 else ""
+        if first is not None and first.metavar == "ID" and group in ID_KINDS:
+            kinds[path] = group
+        elif first is not None and first.metavar == "TASK":
+            kinds[path] = "tasks"
+    return kinds
 
 
 def completion_words() -> dict[str, list[str]]:
@@ -12446,17 +12491,80 @@ def completion_words() -> dict[str, list[str]]:
 
 
 def completion_script(shell: str) -> str:
-    table = completion_words()
+    table, ids = completion_words(), completion_ids()
     if shell == "fish":
-        lines = "\n".join(
-            f"complete -c {PROG} -n '[ (__ccs_path) = \"{path}\" ]' -a '{' '.join(words)}'"
-            for path, words in table.items()
-        )
-        paths = " ".join(f"'{path}'" for path in table if path)
-        return FISH_COMPLETION.format(prog=PROG, paths=paths, lines=lines)
+        return _fish_completion(table, ids)
     words = "\n".join(f'    ["{f"top {path}".strip()}"]="{" ".join(found)}"' for path, found in table.items())
-    script = BASH_COMPLETION.format(prog=PROG, words=words)
+    script = BASH_COMPLETION.format(
+        prog=PROG,
+        words=words,
+        ids="\n".join(f'    ["top {path}"]="{kind}"' for path, kind in ids.items()),
+        id_options="\n".join(f'    ["{option}"]="{kind}"' for option, kind in ID_OPTIONS.items()),
+        complete=COMPLETE_IDS,
+    )
     return ("autoload -U +X bashcompinit && bashcompinit\n" + script) if shell == "zsh" else script
+
+
+def _fish_completion(table: dict[str, list[str]], ids: dict[str, str]) -> str:
+    lines = "\n".join(
+        f"complete -c {PROG} -n '[ (__ccs_path) = \"{path}\" ]' -a '{' '.join(words)}'"
+        for path, words in table.items()
+    )
+    id_lines = [
+        f"complete -c {PROG} -n '[ (__ccs_path) = \"{path}\" ]' -a '(__ccs_ids {kind})'"
+        for path, kind in ids.items()
+    ]
+    id_lines += [
+        f"complete -c {PROG} -l {option[2:]} -r -a '(__ccs_ids {kind})'"
+        for option, kind in ID_OPTIONS.items()
+    ]
+    paths = " ".join(f"'{path}'" for path in table if path)
+    return FISH_COMPLETION.format(
+        prog=PROG, paths=paths, lines=lines, id_lines="\n".join(id_lines), complete=COMPLETE_IDS
+    )
+
+
+def complete_ids(argv: list[str]) -> int:
+    """`cli complete-ids jobs|tasks|runs [--home DIR] [--describe] [-- WORD]`, run by the
+    completion scripts: the short ids of the records whose id (or, for jobs and tasks,
+    name) starts with WORD, one a line (--describe: a tab and the name after each, as
+    fish shows them). Quick, reads only, never creates a home, and says nothing of errors."""
+    import io
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} cli {COMPLETE_IDS}", add_help=False)
+    parser.add_argument("kind", choices=ID_KINDS)
+    parser.add_argument("--home")
+    parser.add_argument("--describe", action="store_true")
+    parser.add_argument("word", nargs="?", default="")
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # nothing said into the shell
+            args = parser.parse_args(argv)
+        home = data_home(args)
+        if not home_exists(home):
+            return 0
+        named = _id_candidates(Store(home), args.kind)
+    except (SchedulerError, SystemExit):
+        return 1
+    shorts = short_ids(ident for ident, _ in named)
+    word = args.word.lower()
+    for ident, name in named:
+        if ident.startswith(word) or (args.kind != "runs" and name.lower().startswith(word)):
+            print(f"{shorts[ident]}\t{escape_controls(name)}" if args.describe else shorts[ident])
+    return 0
+
+
+def _id_candidates(store: Store, kind: str) -> list[tuple[str, str]]:
+    """(id, what people know it by) of each job or task; of the newest runs."""
+    if kind == "jobs":
+        return [(job.id, job.name) for job in store.job_list()]
+    tasks = {task.id: task.name for task in store.task_list()}
+    if kind == "tasks":
+        return list(tasks.items())
+    runs = sorted(store.all_runs(), key=lambda run: run.created_at, reverse=True)[:COMPLETE_RUNS_MAX]
+    return [
+        (run.id, f"{tasks.get(run.task_id, '?')} {run.status.value} {fmt_local(run.created_at)}")
+        for run in runs
+    ]
 
 
 REFERENCE_START = "<!-- cli-reference: made by claude_scheduler.cli_reference(); do not edit -->"
@@ -13448,7 +13556,8 @@ CLI_READS = frozenset(
 )
 CLI_GROUPS = {
     "init": "create the data home (any command that saves creates it too)",
-    "completion": "print a shell completion script: groups, verbs and options complete on Tab",
+    "completion": "print a shell completion script: groups, verbs, options, and the ids of jobs, "
+    "tasks and runs (also from a name) complete on Tab",
     "jobs": "groups of related tasks",
     "tasks": "prompts with their settings and schedules",
     "runs": "the history of executions",
@@ -19036,6 +19145,8 @@ def _window_by_default(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Parse argv, pick the mode, run it; return the exit code."""
     argv = _window_by_default(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["cli", COMPLETE_IDS]:  # hidden, and quick: at each Tab
+        return complete_ids(argv[2:])
     parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
