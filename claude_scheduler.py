@@ -163,7 +163,7 @@ HOME_NAMES = frozenset(
 HOME_EVIDENCE = frozenset({JOBS_FILE, TASKS_FILE, STATE_FILE, TOKEN_FILE, LOCK_FILE, ENGINE_LOCK_FILE})
 HOME_IGNORED = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # made by file browsers
 # A temp file of atomic_write: ".<name>.<pid>.<thread>.tmp", name being a store file's.
-TEMP_NAME_RE = re.compile(r"\.(?P<name>[^/]+)\.(?P<pid>\d+)\.\d+\.tmp")
+TEMP_NAME_RE = r"\.(?P<name>[^/]+)\.(?P<pid>\d+)\.\d+\.tmp"
 
 NAME_MAX = 200
 TEXT_MAX = 100_000
@@ -424,7 +424,8 @@ def parse_time(text: str, field: str, tz: ZoneInfo | None = None) -> datetime:
         moment = datetime.fromisoformat(text.strip())
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=tz) if tz else moment.astimezone()
-        moment = moment.astimezone(UTC)
+        if moment.tzinfo is not UTC:  # the stored form already is: thousands per store
+            moment = moment.astimezone(UTC)
     except ValueError:
         raise Invalid(f"{text!r} is not an ISO 8601 date and time", field) from None
     except (OverflowError, OSError):  # an offset or local time past year 1 or 9999
@@ -1393,9 +1394,9 @@ MIN_RUN_TO_COMPRESS = 3
 ORDINAL_SUFFIXES = {1: "st", 2: "nd", 3: "rd"}
 TEEN_ORDINALS = (11, 12, 13)
 
-CRON_ITEM = re.compile(r"(?:\*|\w+(?:-\w+)?)(?:/\w+)?")
-CRON_NTH_WEEKDAY = re.compile(r"(\w+)#(\w+)")
-CRON_LAST_WEEKDAY = re.compile(r"(\w+)L", re.IGNORECASE)
+CRON_ITEM = r"(?:\*|\w+(?:-\w+)?)(?:/\w+)?"
+CRON_NTH_WEEKDAY = r"(\w+)#(\w+)"
+CRON_LAST_WEEKDAY = r"(?i)(\w+)L"
 CRON_LAST_DAY = "L"
 CRON_LAST_WORKDAY = "LW"
 
@@ -1520,7 +1521,7 @@ def _parse_cron_items(items: list[str], field: CronField) -> frozenset[int]:
 
 def _parse_cron_item(item: str, field: CronField) -> range:
     """One list item: `*`, `a`, `a-b`, each optionally `/step`; `a/s` means a-max/s."""
-    if not CRON_ITEM.fullmatch(item):
+    if not re.fullmatch(CRON_ITEM, item):
         raise Invalid(f"{field.name} field item {item!r} is malformed")
     base, slash, step_text = item.partition("/")
     step = _parse_cron_step(step_text, field) if slash else 1
@@ -1590,9 +1591,9 @@ def _parse_days_of_week(
     last_weekdays: set[int] = set()
     nth_weekdays: set[tuple[int, int]] = set()
     for item in _split_cron_items(text, DAY_OF_WEEK_FIELD):
-        if nth := CRON_NTH_WEEKDAY.fullmatch(item):
+        if nth := re.fullmatch(CRON_NTH_WEEKDAY, item):
             nth_weekdays.add((_cron_weekday(nth[1]), _parse_occurrence(nth[2], item)))
-        elif last := CRON_LAST_WEEKDAY.fullmatch(item):
+        elif last := re.fullmatch(CRON_LAST_WEEKDAY, item):
             last_weekdays.add(_cron_weekday(last[1]))
         else:
             plain.append(item)
@@ -2875,7 +2876,7 @@ def _mark_home(home: Path) -> None:
 def _is_own_temp(path: Path, names: Callable[[str], bool]) -> bool:
     """Whether `path` is a temp file atomic_write made for a file named as `names` accepts,
     and its writer is gone. Anything else is not ours to delete."""
-    match = TEMP_NAME_RE.fullmatch(path.name)
+    match = re.fullmatch(TEMP_NAME_RE, path.name)
     if match is None or not names(match["name"]) or path.is_symlink():
         return False
     return not process_alive(int(match["pid"]))
@@ -3606,16 +3607,13 @@ TOOL_SUMMARY_KEYS = {
 # 10:38am (UTC)"; the `· resets` part may be missing. The epoch in the stream's
 # rate_limit_event is the reliable reset time; the sentence is for people.
 USAGE_LIMIT_MAX_CHARS = 300  # the notice is one short sentence
-USAGE_LIMIT_SENTENCE = re.compile(
-    r"^You(?:'|’)ve hit your (?P<what>[^·\n]+?)(?:\s*·\s*resets (?P<when>[^\n]+))?$"
-)
+USAGE_LIMIT_SENTENCE = r"^You(?:'|’)ve hit your (?P<what>[^·\n]+?)(?:\s*·\s*resets (?P<when>[^\n]+))?$"
 # The reset in the sentence, as claude words it: "10:38am (UTC)", "Dec 5, 6:58pm (UTC)",
 # the zone an IANA name or UTC. Read only when no rate_limit_event gave the epoch.
-USAGE_LIMIT_RESET = re.compile(
-    r"^(?:(?P<month>[A-Za-z]{3})[a-z]*\.? (?P<day>\d{1,2}),? )?"
+USAGE_LIMIT_RESET = (
+    r"(?i)^(?:(?P<month>[A-Za-z]{3})[a-z]*\.? (?P<day>\d{1,2}),? )?"
     r"(?P<hour>1[0-2]|0?[1-9])(?::(?P<minute>[0-5]\d))?"
-    r"\s*(?P<half>am|pm) \((?P<zone>[^()]+)\)$",
-    re.IGNORECASE,
+    r"\s*(?P<half>am|pm) \((?P<zone>[^()]+)\)$"
 )
 HALF_DAY_HOURS = 12
 MONTH_ABBREVIATIONS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -4044,16 +4042,16 @@ def _result_failed(result: dict[str, JSON]) -> bool:
 
 def _is_usage_limit_sentence(text: str) -> bool:
     """Whether `text` is claude's usage-limit notice ("You've hit your session limit · …")."""
-    return len(text) <= USAGE_LIMIT_MAX_CHARS and USAGE_LIMIT_SENTENCE.match(text.strip()) is not None
+    return len(text) <= USAGE_LIMIT_MAX_CHARS and re.match(USAGE_LIMIT_SENTENCE, text.strip()) is not None
 
 
 def usage_limit_reset(text: str, ended_at: datetime) -> datetime | None:
     """When the limit named in claude's sentence ("You've hit your session limit · resets
     10:38am (UTC)") lifts: the next such time after `ended_at`, in UTC. None when the
     sentence names no reset or one this cannot read. Pure."""
-    sentence = USAGE_LIMIT_SENTENCE.match(text.strip()) if len(text) <= USAGE_LIMIT_MAX_CHARS else None
+    sentence = re.match(USAGE_LIMIT_SENTENCE, text.strip()) if len(text) <= USAGE_LIMIT_MAX_CHARS else None
     when = sentence.group("when") if sentence else None
-    found = USAGE_LIMIT_RESET.match(when.strip()) if when else None
+    found = re.match(USAGE_LIMIT_RESET, when.strip()) if when else None
     zone_name = found.group("zone").strip() if found else ""
     zone = UTC if zone_name.upper() == "UTC" else _zone_or_none(zone_name)
     if found is None or zone is None:
@@ -5074,7 +5072,7 @@ JOB_STEP_PENDING, JOB_STEP_SKIPPED, JOB_STEP_NOT_RUN = "pending", "skipped", "no
 HELD_TRIGGERS = frozenset({Trigger.SCHEDULE, Trigger.CATCH_UP, Trigger.STARTUP, Trigger.FILE_WATCH})
 WATCH_ENTRIES_MAX = 50_000
 WATCH_IGNORED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".mypy_cache"})
-WATCH_IGNORED_FILE = re.compile(r"(^\.#|^#.*#$|~$|\.sw[a-p]$|\.tmp$|\.part$|^\.DS_Store$)")
+WATCH_IGNORED_FILE = r"(^\.#|^#.*#$|~$|\.sw[a-p]$|\.tmp$|\.part$|^\.DS_Store$)"
 EngineEvent = Callable[[JSONDict], None]
 
 
@@ -5186,7 +5184,7 @@ def _scan_entry(
     if entry.is_dir(follow_symlinks=False):
         if recursive and entry.name not in WATCH_IGNORED_DIRS:
             pending.append(Path(entry.path))
-    elif not WATCH_IGNORED_FILE.search(entry.name):
+    elif not re.search(WATCH_IGNORED_FILE, entry.name):
         stat = entry.stat(follow_symlinks=False)
         found[entry.path] = (stat.st_mtime_ns, stat.st_size)
 
@@ -12691,8 +12689,8 @@ def _cmd_settings_set(ctx: CliContext) -> int:
     return ctx.show(settings, lambda: _settings_text(ctx, settings))
 
 
-WEEKLY_RE = re.compile(r"^([a-z0-9,\-]+)@(\d{1,2}):(\d{2})$", re.IGNORECASE)
-MONTHLY_RE = re.compile(r"^(L|\d{1,2})@(\d{1,2}):(\d{2})$", re.IGNORECASE)
+WEEKLY_RE = r"(?i)^([a-z0-9,\-]+)@(\d{1,2}):(\d{2})$"
+MONTHLY_RE = r"(?i)^(L|\d{1,2})@(\d{1,2}):(\d{2})$"
 
 
 def _hhmm(text: str, option: str) -> tuple[int, int]:
@@ -12713,7 +12711,7 @@ def _preset_cron(args: argparse.Namespace) -> str | None:
     ):
         text = getattr(args, option)
         if text:
-            match = pattern.match(text.strip())
+            match = re.match(pattern, text.strip())
             if not match:
                 raise Invalid(f"{text!r} is not like {example}", f"--{option}")
             hour, minute = _hhmm(f"{match[2]}:{match[3]}", f"--{option}")
@@ -12850,7 +12848,7 @@ FIELD_OPTIONS = {
     "schedule.debounce_seconds": "--debounce",
 }
 DURATION_OPTIONS = ("--every", "--timeout")  # their limits are shown as durations
-BETWEEN = re.compile(r"must be between (\d+) and (\d+) \(got (\d+)\)")
+BETWEEN = r"must be between (\d+) and (\d+) \(got (\d+)\)"
 
 
 def cli_error_text(error: SchedulerError) -> str:
@@ -12861,7 +12859,8 @@ def cli_error_text(error: SchedulerError) -> str:
     option = FIELD_OPTIONS.get(key) or FIELD_OPTIONS.get(key.partition(".")[0])
     message = error.message
     if option in DURATION_OPTIONS:
-        message = BETWEEN.sub(
+        message = re.sub(
+            BETWEEN,
             lambda m: (
                 f"must be between {_duration_word(int(m[1]))} and "
                 f"{_duration_word(int(m[2]))} (got {_duration_word(int(m[3]))})"
@@ -12963,8 +12962,8 @@ UNIT_WORDS = {
     **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), "h"),
     **dict.fromkeys(("d", "day", "days"), "d"),
 }
-INVALID_CHOICE = re.compile(r"invalid choice: '(.*)' \(choose from (.*)\)$")
-EXPECTED_VALUE = re.compile(r"argument (\S+): expected one argument$")
+INVALID_CHOICE = r"invalid choice: '(.*)' \(choose from (.*)\)$"
+EXPECTED_VALUE = r"argument (\S+): expected one argument$"
 SUGGEST_CUTOFF = 0.6  # how alike a typo and a name must be for "did you mean"
 
 
@@ -13025,10 +13024,10 @@ def _reached_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> arg
 
 
 def _usage_hints(parser: argparse.ArgumentParser, message: str, argv: Sequence[str]) -> list[str]:
-    choice = INVALID_CHOICE.search(message)
+    choice = re.search(INVALID_CHOICE, message)
     if choice:
         return _did_you_mean(choice[1], re.findall(r"'([^']*)'", choice[2]))
-    expected = EXPECTED_VALUE.search(message)
+    expected = re.search(EXPECTED_VALUE, message)
     if expected:
         return _dash_value_hint(expected[1].split("/"), list(argv))
     subparsers = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
@@ -13801,7 +13800,7 @@ GUI_WRAP_FLOOR = 40  # never wrap narrower: one word a line helps nobody
 GUI_WRAP_MARGIN = 6  # a label's own padding
 GUI_SUBTITLE_SEP = " · "  # between the parts of a pane's subtitle
 GUI_ELLIPSIS = "…"
-GUI_GEOMETRY = re.compile(r"\d+x\d+([+-]-?\d+[+-]-?\d+)?")
+GUI_GEOMETRY = r"\d+x\d+([+-]-?\d+[+-]-?\d+)?"
 GUI_POLL_MS = 40  # the inbox is drained this often
 GUI_DRAIN_BUDGET_SECONDS = 0.05  # then keyboard and mouse get their turn again
 GUI_REFRESH_MS = 1000  # changes made by other processes show within two seconds
@@ -13972,7 +13971,7 @@ SCHEDULE_KIND_ROWS = {
 GUI_WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # the order people read a week in
 GUI_MONTH_DAYS = (*(str(day) for day in range(1, MAX_DAYS_IN_MONTH + 1)), CRON_LAST_DAY)
 PRESET_DEFAULTS = {"schedule.time": "09:00", "schedule.days": "mon", "schedule.day": "1"}
-TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})")
+TIME_OF_DAY = r"(\d{1,2}):(\d{2})"
 SECONDS_PER_MINUTE = 60
 SECONDS_PER_HOUR = 3600
 
@@ -14238,7 +14237,7 @@ def detect_cron_preset(expression: str) -> FormValues:
 
 def cron_from_preset(kind: str, form: Mapping[str, str | bool]) -> str:
     """The cron expression a daily/weekly/monthly preset stands for (as the CLI writes them)."""
-    match = TIME_OF_DAY.fullmatch(str(form["schedule.time"]).strip())
+    match = re.fullmatch(TIME_OF_DAY, str(form["schedule.time"]).strip())
     if not match or int(match[1]) >= HOURS_PER_DAY or int(match[2]) >= MINUTES_PER_HOUR:
         raise Invalid(f"{form['schedule.time']!r} is not a time of day like 09:30", "schedule.time")
     at = f"{int(match[2])} {int(match[1])}"
@@ -17403,7 +17402,7 @@ class PaneLayout:
         least = self.least_size()
         low = [min(max(low, need), size) for low, need, size in zip(GUI_MIN_SIZE, least, screen, strict=True)]
         root.minsize(*low)
-        if not (isinstance(geometry, str) and GUI_GEOMETRY.fullmatch(geometry)):
+        if not (isinstance(geometry, str) and re.fullmatch(GUI_GEOMETRY, geometry)):
             size = (
                 min(want, have - GUI_SCREEN_MARGIN)
                 for want, have in zip(GUI_DEFAULT_SIZE, screen, strict=True)
