@@ -169,6 +169,25 @@ def test_the_parser_built_for_an_argv_answers_it_as_the_whole_parser_does(
     assert answers[0] == answers[1]
 
 
+def test_the_installed_command_leaves_its_objects_out_of_the_collectors_last_pass(
+    home: Path, cli: Callable[..., Result]
+) -> None:
+    """main() without argv ends the process next: gc.freeze() spares the exit's walk of every
+    object. main(argv), as tests and library callers use it, leaves the collector alone."""
+    import gc
+
+    console_script = "import gc, sys; from claude_scheduler import main; main(); print(gc.get_freeze_count())"
+    env = {**child_env(home), "PYTHONPATH": str(Path(cs.__file__).parent)}
+    done = subprocess.run(
+        [sys.executable, "-c", console_script, "cli", "jobs", "list"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.splitlines()[-1]) > 1000
+    frozen = gc.get_freeze_count()
+    assert cli("init").code == 0
+    assert gc.get_freeze_count() == frozen
+
+
 def test_the_parser_built_for_one_command_leaves_out_the_other_modes_groups_and_verbs() -> None:
     parser = cs.build_parser(["cli", "jobs", "list"])
     paths = [path for path, _ in cs._commands_below(parser, "")]
