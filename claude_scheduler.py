@@ -21,7 +21,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import sys
 import threading
 import time
@@ -42,7 +41,7 @@ else:
 
 if TYPE_CHECKING:
     # Imported where they are used, so a CLI call that lists jobs does not pay for the
-    # HTTP stack, subprocesses or logging (a fresh process's start-up is budgeted).
+    # HTTP stack, subprocesses, signals or logging (a fresh process's start-up is budgeted).
     import http.client
     import http.server
     import logging
@@ -4506,6 +4505,8 @@ def _signal_pids(pids: Iterable[int], sig: int) -> None:
 
 
 def _kill_signal() -> int:
+    import signal
+
     return signal.SIGTERM if sys.platform == "win32" else signal.SIGKILL
 
 
@@ -4537,6 +4538,8 @@ def _terminate_group(proc: subprocess.Popen[bytes], limits: _Limits) -> bool:
 
     Returns True when SIGKILL was needed.
     """
+    import signal
+
     _signal_session(proc, limits.marker, signal.SIGTERM)
     deadline = limits.monotonic() + limits.grace
     while _session_alive(proc, limits.marker):
@@ -4610,6 +4613,8 @@ def _stop_error(status: str, limits: _Limits) -> str:
 
 
 def _describe_exit(code: int | None) -> str:
+    import signal
+
     if code is None or code >= 0:
         return f"exited with code {code}"
     try:
@@ -5120,6 +5125,8 @@ def end_stray_sessions(sessions: Iterable[StraySession], grace: float = KILL_GRA
     """End sessions left behind by dead owners, all at once: SIGTERM, then SIGKILL what
     is left after `grace`. Zombies count as ended. Call it without the store lock:
     it waits up to `grace`."""
+    import signal
+
     left = list(sessions)
     for session in left:
         _signal_stray(session, signal.SIGTERM)
@@ -11903,6 +11910,8 @@ def _show_chunk(ctx: CliContext, chunk: JSONDict) -> None:
 def _signals_interrupt() -> Iterator[None]:
     """While a session runs in the foreground, SIGTERM and SIGHUP (a closed terminal)
     stop it the way Ctrl-C does, so it is recorded and its Claude process ends."""
+    import signal
+
     names = ("SIGTERM", "SIGHUP")
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -18903,6 +18912,8 @@ class App:
     def run(self) -> None:
         """The Tk main loop, until the window is closed or SIGINT/SIGTERM asks it to quit
         (which stops this window's runs, recorded as cancelled, as closing it does)."""
+        import signal
+
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.root.mainloop()
@@ -19112,6 +19123,8 @@ def _take_engine_when_free(engine: Engine, api_address: str) -> None:
 
 
 def _wait_for_stop_signal(on_poll: Callable[[], None] = lambda: None) -> None:
+    import signal
+
     done = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

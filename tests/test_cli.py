@@ -238,6 +238,7 @@ LAZY_MODULES = {
     "socketserver",
     "socket",
     "subprocess",
+    "signal",
     "logging",
     "zoneinfo",
     "uuid",
