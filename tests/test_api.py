@@ -518,6 +518,31 @@ def test_run_task_answers_202_with_the_queued_run(api: Api) -> None:
     assert len(api.ok("GET", "/api/runs")["runs"]) == 2
 
 
+def test_a_run_asked_for_with_no_engine_gets_a_start_by_time_unless_it_waits(
+    api: Api, store: cs.Store
+) -> None:
+    task = make_task(api)
+    assert api.ok("PATCH", "/api/settings", {"start_by_minutes": 20})["start_by_minutes"] == 20
+    run = api.ok("POST", f"/api/tasks/{task['id']}/run", status=202)
+    start_by = datetime.fromisoformat(run["start_by"])
+    assert start_by - datetime.fromisoformat(run["created_at"]) == timedelta(minutes=20)
+    waits = api.ok("POST", f"/api/tasks/{task['id']}/run", {"wait_for_engine": True}, 202)
+    assert waits["start_by"] is None
+    refused = api.fails("POST", f"/api/tasks/{task['id']}/run", {"wait_for_engine": "yes"}, status=422)
+    assert refused["field"] == "wait_for_engine"
+
+    store.set_engine_state(paused=True)  # so the waiting run's session does not start
+    engine = cs.Engine(cs.Store(store.home, clock=lambda: start_by))  # none started it in time
+    assert engine.start(thread=False)
+    try:
+        engine.tick()
+    finally:
+        engine.stop()
+    expired = api.ok("GET", f"/api/runs/{run['id']}")
+    assert (expired["status"], expired["failure_kind"]) == ("cancelled", "expired")
+    assert api.ok("GET", f"/api/runs/{waits['id']}")["status"] == "queued"
+
+
 def test_enable_and_disable(api: Api) -> None:
     task = make_task(api, schedule={"type": "interval", "every_seconds": 3600})
     off = api.ok("POST", f"/api/tasks/{task['id']}/disable")
@@ -1495,6 +1520,7 @@ def test_settings_are_read_and_changed_with_their_rules(api: Api) -> None:
         "claude_path": None,
         "max_concurrent_runs": 2,
         "retention_runs": 100,
+        "start_by_minutes": 10,
     }
     changed = api.request("PATCH", "/api/settings", {"max_concurrent_runs": 5})
     assert changed.status == 200 and changed.json["max_concurrent_runs"] == 5

@@ -4,8 +4,11 @@ never made by a read, help for every option."""
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +294,59 @@ def test_bash_completes_groups_verbs_and_options(tmp_path: Path, capsys: pytest.
     assert completions(script, "se") == ["serve"]
 
 
+def test_complete_ids_offers_ids_by_id_or_name_and_never_makes_a_home(
+    home: Path, cli: Cli, cli_json: CliJson, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def offered(*words: str) -> list[str]:
+        capsys.readouterr()
+        assert cs.main(["cli", "complete-ids", *words]) == 0
+        return capsys.readouterr().out.splitlines()
+
+    assert offered("tasks") == []
+    assert not home.exists()
+    job = cli_json("jobs", "create", "--name", "Nightly")
+    review = cli_json("tasks", "create", "--name", "Review", "--prompt", "p", "--job", job["id"])
+    release = cli_json("tasks", "create", "--name", "Release notes", "--prompt", "p")
+    cli_json("tasks", "create", "--name", "Other", "--prompt", "p")
+    run = cli_json("tasks", "run", review["id"], "--detach")
+
+    assert sorted(offered("tasks", "--", "re")) == sorted([review["id"][:8], release["id"][:8]])
+    assert offered("tasks", "--", review["id"][:3]) == [review["id"][:8]]
+    assert offered("jobs", "--describe") == [f"{job['id'][:8]}\tNightly"]
+    assert offered("runs") == [run["id"][:8]]
+    assert offered("runs", "--", "Review") == []  # runs by id only
+    capsys.readouterr()
+    assert cs.main(["cli", "complete-ids", "things"]) == 1
+    assert capsys.readouterr() == ("", "")  # a completion never prints errors into the shell
+
+
+def test_bash_completes_ids_and_names_from_the_data_home(
+    home: Path,
+    tmp_path: Path,
+    cli_json: CliJson,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    command = tmp_path / "bin" / "claude-code-scheduler"  # the installed command, as completion runs it
+    command.parent.mkdir()
+    command.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{cs.__file__}" "$@"\n')
+    command.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{command.parent}{os.pathsep}{os.environ['PATH']}")
+    job = cli_json("jobs", "create", "--name", "Nightly")
+    review = cli_json("tasks", "create", "--name", "Review", "--prompt", "p")
+    assert cs.main(["cli", "completion", "bash"]) == 0
+    script = tmp_path / "ccs.bash"
+    script.write_text(capsys.readouterr().out)
+
+    assert completions(script, "cli", "tasks", "get", "Rev") == [review["id"][:8]]
+    assert completions(script, "cli", "tasks", "list", "--job", "") == [job["id"][:8]]
+    assert completions(script, "cli", "tasks", "create", "--after", review["id"][:2]) == [review["id"][:8]]
+    assert completions(script, "cli", "tasks", "get", "--js") == ["--json"]  # options as before
+    elsewhere = tmp_path / "elsewhere"
+    assert completions(script, "cli", "--home", str(elsewhere), "jobs", "get", "") == []
+    assert not elsewhere.exists()
+
+
 @pytest.mark.parametrize("shell", ["zsh", "fish"])
 def test_zsh_and_fish_get_a_script_from_the_same_table(
     shell: str, capsys: pytest.CaptureFixture[str]
@@ -305,3 +361,149 @@ def test_the_readmes_cli_reference_is_the_parsers() -> None:
     readme = (Path(cs.__file__).parent / "README.md").read_text(encoding="utf-8")
     start, end = readme.index(cs.REFERENCE_START), readme.index(cs.REFERENCE_END)
     assert readme[start : end + len(cs.REFERENCE_END)] == cs.cli_reference()
+
+
+def queued_with_no_engine(cli: Cli, cli_json: CliJson, *options: str) -> tuple[dict[str, Any], Result]:
+    """A task, and `tasks run --detach` of it while no engine runs: (the run, that result)."""
+    task = cli_json("tasks", "create", "--name", "Nightly", "--prompt", "Say hello.")
+    result = cli("tasks", "run", task["id"], "--detach", *options)
+    assert result.code == 0, result.err
+    (run,) = cli_json("runs", "list", "--task", task["id"])["runs"]
+    return run, result
+
+
+def engine_at(home: Path, moment: datetime, *, paused: bool = False) -> cs.Engine:
+    """An engine (ticked by the test) whose clock says `moment`."""
+    store = cs.Store(home, clock=lambda: moment)
+    if paused:
+        store.set_engine_state(paused=True)
+    engine = cs.Engine(store)
+    assert engine.start(thread=False)
+    return engine
+
+
+def test_a_run_queued_with_no_engine_expires_at_its_start_by_time_and_says_why(
+    home: Path, cli: Cli, cli_json: CliJson
+) -> None:
+    run, result = queued_with_no_engine(cli, cli_json)
+    asked = datetime.fromisoformat(run["created_at"])
+    start_by = datetime.fromisoformat(run["start_by"])
+    assert start_by == asked + timedelta(minutes=10)  # the default start_by_minutes
+    note = result.out.splitlines()[1]
+    assert note == (
+        f"No scheduler engine is running: the run expires at {start_by:%H:%M} (UTC) unless one "
+        "starts (run `serve` or open the window)."
+    )
+
+    engine = engine_at(home, start_by + timedelta(seconds=1))
+    try:
+        engine.tick()
+    finally:
+        engine.stop()
+
+    expired = cli_json("runs", "get", run["id"])
+    assert (expired["status"], expired["failure_kind"], expired["started_at"]) == (
+        "cancelled",
+        "expired",
+        None,
+    )
+    assert expired["error"].startswith("expired: asked for at ")
+    assert "start_by_minutes" in expired["error"]
+    assert cs.Store(home).queue() == []
+    shown = cli("runs", "list").out
+    assert "cancelled (expired)" in shown
+    assert "expired: asked for at" in cli("runs", "get", run["id"]).out
+
+
+def test_an_engine_that_starts_in_time_keeps_the_run_and_lifts_its_limit(
+    home: Path, cli: Cli, cli_json: CliJson
+) -> None:
+    run, _ = queued_with_no_engine(cli, cli_json)
+    start_by = datetime.fromisoformat(run["start_by"])
+
+    engine = engine_at(home, start_by - timedelta(minutes=1), paused=True)  # paused: no session starts
+    try:
+        engine.tick()
+        kept = cli_json("runs", "get", run["id"])
+        assert (kept["status"], kept["start_by"]) == ("queued", None)
+        assert [entry["run_id"] for entry in cs.Store(home).queue()] == [run["id"]]
+        assert "start_by" not in cs.Store(home).queue()[0]
+    finally:
+        engine.stop()
+
+    later = engine_at(home, start_by + timedelta(hours=3), paused=True)
+    try:
+        later.tick()  # an engine ran in time: the run waits for it, however long
+    finally:
+        later.stop()
+    assert cli_json("runs", "get", run["id"])["status"] == "queued"
+
+
+def test_wait_for_engine_and_the_setting_choose_what_a_queued_run_does(
+    home: Path, cli: Cli, cli_json: CliJson
+) -> None:
+    run, result = queued_with_no_engine(cli, cli_json, "--wait-for-engine")
+    assert run["start_by"] is None
+    assert result.out.splitlines()[1] == (
+        "No scheduler engine is running: the run waits for one (run `serve` or open the window)."
+    )
+    engine = engine_at(home, datetime.fromisoformat(run["created_at"]) + timedelta(days=2), paused=True)
+    try:
+        engine.tick()
+    finally:
+        engine.stop()
+    assert cli_json("runs", "get", run["id"])["status"] == "queued"
+
+    assert cli_json("settings", "set", "start_by_minutes", "45")["start_by_minutes"] == 45
+    assert "start_by_minutes" in cli("settings", "show").out
+    second, _ = queued_with_no_engine(cli, cli_json)
+    waited = datetime.fromisoformat(second["start_by"]) - datetime.fromisoformat(second["created_at"])
+    assert waited == timedelta(minutes=45)
+    refused = cli("settings", "set", "start_by_minutes", "0")
+    assert refused.code != 0 and "start_by_minutes" in refused.err
+
+
+def test_a_run_asked_for_while_an_engine_runs_has_no_start_by_limit(
+    home: Path, cli: Cli, cli_json: CliJson
+) -> None:
+    cli_json("init")
+    engine = cs.Engine(cs.Store(home))
+    assert engine.start(thread=False)
+    try:
+        cli_json("engine", "pause")
+        run, result = queued_with_no_engine(cli, cli_json)
+    finally:
+        engine.stop()
+    assert run["start_by"] is None
+    assert "expires" not in result.out
+
+
+def test_tasks_list_shows_a_next_run_that_falls_in_a_usage_limit_hold_as_held(
+    home: Path, cli: Cli, cli_json: CliJson
+) -> None:
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    later = (now + timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M")
+    cli_json("tasks", "create", "--name", "Hourly", "--prompt", "p", "--every", "1h")
+    cli_json("tasks", "create", "--name", "Later", "--prompt", "p", "--at", later)
+    cli_json(
+        "tasks",
+        "create",
+        "--name",
+        "Own",
+        "--prompt",
+        "p",
+        "--every",
+        "1h",
+        "--env",
+        "ANTHROPIC_API_KEY=sk-own",
+    )
+    until = now + timedelta(hours=2)
+    cs.Store(home).set_engine_state(hold={"until": cs.fmt_time(until), "kind": "usage_limit"})
+
+    rows = {line.split()[0]: line for line in cli("tasks", "list").out.splitlines()[1:]}
+
+    assert f"held until {until:%Y-%m-%d %H:%M}" in rows["Hourly"]
+    assert "held" not in rows["Later"] and later.replace("T", " ") in rows["Later"]
+    assert "held" not in rows["Own"]
+    cs.Store(home).set_engine_state(hold=None)
+    assert "held" not in cli("tasks", "list").out

@@ -30,7 +30,7 @@ Checks = list[dict[str, Any]]
 def doctor(cli: Callable[..., Result], *words: str) -> tuple[int, Checks]:
     result = cli("doctor", "--json", *words)
     assert result.err == ""
-    checks = result.json()
+    checks = result.json()["checks"]
     assert all(set(check) == {"check", "level", "message", "fix"} for check in checks), checks
     return result.code, checks
 
@@ -290,7 +290,7 @@ def test_a_read_only_data_home_is_a_problem(cli: Callable[..., Result], home: Pa
         if proc.returncode == 97:
             pytest.skip(f"cannot mount the home read-only here: {proc.stderr.strip()}")
         assert proc.stderr == ""
-        code, checks = proc.returncode, json.loads(proc.stdout)
+        code, checks = proc.returncode, json.loads(proc.stdout)["checks"]
     check = named(checks, "data home")
     assert (check["level"], check["message"]) == ("problem", f"{home} is not writable")
     assert "read and write access" in check["fix"] and "--home" in check["fix"]
@@ -397,7 +397,7 @@ def test_the_engine_of_serve_and_its_api_are_checked(cli: Callable[..., Result],
         )
         assert "engine resume" in check["fix"]
         over_api = cli("doctor", "--json", "--api", owner["api"])
-        assert named(over_api.json(), "engine")["message"] == check["message"]
+        assert named(over_api.json()["checks"], "engine")["message"] == check["message"]
     finally:
         stop_process(proc)
     code, checks = doctor(cli)
@@ -453,7 +453,7 @@ def test_doctor_over_an_unreachable_api_says_so(cli: Callable[..., Result], home
     cs.api_token(cs.Store(home).home)
     result = cli("doctor", "--json", "--api", "http://127.0.0.1:9")
     assert result.code == 1
-    [check] = result.json()
+    [check] = result.json()["checks"]
     assert (check["check"], check["level"]) == ("api", "problem")
     assert check["message"].startswith("cannot reach the API server at http://127.0.0.1:9")
 
@@ -477,7 +477,7 @@ def test_the_table_lines_up_within_the_terminal(
         str(gone),
     )
     result = cli("doctor")
-    checks = json.loads(cli("doctor", "--json").out)
+    checks = json.loads(cli("doctor", "--json").out)["checks"]
     lines = result.out.splitlines()
     column = lines[0].index("RESULT")
     assert lines[0].split() == ["LEVEL", "CHECK", "RESULT"] and lines[0].startswith("LEVEL    CHECK")
@@ -556,4 +556,5 @@ def test_the_api_gives_the_same_checks(
     ]["schema"] == {"$ref": "#/components/schemas/SetupCheckList"}
     remote = cli("doctor", "--json", "--api", server.address)
     assert remote.code == 0
-    assert [check["check"] for check in remote.json()] == [check["check"] for check in checks]
+    assert list(remote.json()) == list(cli("doctor", "--json").json()) == list(body)  # one shape
+    assert [check["check"] for check in remote.json()["checks"]] == [check["check"] for check in checks]

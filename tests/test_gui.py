@@ -765,15 +765,18 @@ def test_settings_are_changed_in_their_dialog(home: Path, display: str) -> None:
             "claude_path": "",
             "max_concurrent_runs": "2",
             "retention_runs": "100",
+            "start_by_minutes": "10",
         }
         gui.type_into(dialog.fields["claude_path"], "/opt/claude/bin/claude")
         gui.type_into(dialog.fields["retention_runs"], "25")
+        gui.type_into(dialog.fields["start_by_minutes"], "30")
         dialog.save_button.invoke()
         gui.wait(lambda: gui.app.settings_dialog is None, "the dialog to close")
         assert not dialog.top.winfo_exists()
         stored = json.loads((home / cs.SETTINGS_FILE).read_text())
         assert stored["claude_path"] == "/opt/claude/bin/claude"
         assert stored["retention_runs"] == 25
+        assert stored["start_by_minutes"] == 30
         assert stored["max_concurrent_runs"] == 2
 
         dialog = open_settings(gui)

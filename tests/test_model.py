@@ -194,6 +194,7 @@ def test_run_round_trips_through_its_dict() -> None:
         "job_run_id": None,
         "failure_kind": None,
         "limit_resets_at": None,
+        "start_by": None,
         "cache_read_tokens": 1000,
         "cache_creation_tokens": 100,
         "model_usage": {"claude-sonnet-5": {"input_tokens": 100, "output_tokens": 340, "cost_usd": 0.0125}},

@@ -252,6 +252,28 @@ def test_extra_args_refuse_a_leading_bare_word_claude_would_take_as_the_prompt(c
     assert cli("tasks", "list", "--json").json()["tasks"] == []
 
 
+def test_extra_args_refuse_an_option_without_its_value_naming_it(cli: Cli, api: Api) -> None:
+    result = cli("tasks", "create", "--name", "T", "--prompt", "p", "--extra-args=--effort")
+    assert (result.code, result.err) == (
+        1,
+        "error: --extra-args: --effort needs a value after it, as in '--effort VALUE'\n",
+    )
+    result = cli("tasks", "create", "--name", "T", "--prompt", "p", "--extra-args=--effort --verbose")
+    assert "--verbose is set by the scheduler" in result.err  # owned options are named first
+    result = cli("tasks", "create", "--name", "T", "--prompt", "p", "--extra-args", "--json-schema")
+    assert result.code == 2
+    assert "A value that starts with '-' goes after '=': --extra-args=--json-schema" in result.err
+    assert cli("tasks", "list", "--json").json()["tasks"] == []
+    task = api.ok("POST", "/api/tasks", {"name": "T", "prompt": "p", "extra_args": ["--effort", "high"]}, 201)
+    error = api.fails(
+        "PATCH", f"/api/tasks/{task['id']}", {"extra_args": ["--tools", "--effort", "x"]}, status=422
+    )
+    assert (error["field"], error["message"]) == (
+        "extra_args[0]",
+        "--tools needs a value after it, as in '--tools VALUE'",
+    )
+
+
 # The API ##################################################################################
 
 

@@ -55,16 +55,21 @@ class Served:
 
 
 @pytest.fixture
-def serve(home: Path, tmp_path: Path) -> Iterator[Callable[[], Served]]:
-    """Start `serve` processes on the test's data home; each is ended with the test."""
+def serve(home: Path, tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    """Start `serve` processes on the test's data home; each is ended with the test.
+    `journal`: $JOURNAL_STREAM names the file stderr goes to, as systemd's does the journal."""
     started: list[Served] = []
 
-    def start() -> Served:
+    def start(*, journal: str | None = None) -> Served:
         log = tmp_path / f"serve-{len(started)}.log"
+        env = child_env(home)
         with log.open("wb") as stderr:
+            if journal is not None:
+                status = os.fstat(stderr.fileno())
+                env[cs.JOURNAL_ENV] = journal.format(dev=status.st_dev, ino=status.st_ino)
             proc = subprocess.Popen(
                 [sys.executable, str(SCRIPT), "serve", "--port", "0"],
-                env=child_env(home),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
@@ -135,6 +140,32 @@ def test_serve_logs_each_runs_start_and_end(
     wait_for(lambda: ended in engine_served.stderr(), "serve to log the run's end")
     lines = engine_served.stderr().splitlines()
     assert [line.split(" INFO ", 1)[1] for line in lines if said in line] == [f"{said} started", ended]
+
+
+@pytest.mark.parametrize(
+    ("journal", "in_journal_format"), [("{dev}:{ino}", True), ("{dev}:0", False), (None, False)]
+)
+def test_serve_logs_in_the_journals_format_when_its_stderr_is_the_journal(
+    home: Path,
+    serve: Callable[..., Served],
+    cli_json: Callable[..., Any],
+    journal: str | None,
+    in_journal_format: bool,
+) -> None:
+    served = serve(journal=journal)
+    wait_for(lambda: engine_owner(home) == served.pid, "serve to start the engine")
+    task = create_task(cli_json, "Say hello.")
+    run = cli_json("tasks", "run", task["id"], "--detach")
+    said = f"run {run['id'][:8]} of 'Say hello.' (cli) started"
+    wait_for(lambda: said in served.stderr(), "serve to log the run's start")
+    lines = served.stderr().splitlines()
+    started = next(line for line in lines if "engine started for" in line)
+    if in_journal_format:  # a syslog priority (6: info), no time of its own
+        assert started.startswith("<6>engine started for ")
+        assert f"<6>{said}" in lines
+    else:
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO engine started for ", started)
+        assert not any(line.startswith("<") for line in lines)
 
 
 def test_one_engine_per_data_home_across_processes(
