@@ -106,6 +106,7 @@ TASK_INDEX = "task_index"  # state.json's copy of each task's job, see Store.sta
 SETTINGS_FILE = "settings.json"
 NOTIFY_FILE = "notifications.json"  # mode 0600: webhook secrets
 NOTIFY_HISTORY_FILE = "notify-history.json"
+NOTIFY_LOCK_FILE = ".notify.lock"  # the history's own lock: a delivery never waits on the store's
 DESKTOP_MANIFEST = "desktop-install.json"  # what `desktop install` wrote
 SERVICE_MANIFEST = "service-install.json"  # what `service install` wrote
 TOKEN_FILE = "api-token"
@@ -122,6 +123,7 @@ HOME_NAMES = frozenset(
         SETTINGS_FILE,
         NOTIFY_FILE,
         NOTIFY_HISTORY_FILE,
+        NOTIFY_LOCK_FILE,
         DESKTOP_MANIFEST,
         SERVICE_MANIFEST,
         TOKEN_FILE,
@@ -6055,13 +6057,13 @@ class Engine:
 
 
 def running_runs(store: Store) -> list[Run]:
-    """The runs that run now, in any process: those whose owner is alive."""
-    return [
-        run
-        for task in store.task_list()
-        for run in store.runs_of(task.id)
-        if run.status is RunStatus.RUNNING and (not run.owner or owner_alive(run.owner))
-    ]
+    """The runs that run now, in any process: those whose owner is alive. The store's
+    lock is taken once for the whole walk, not once per task: between a thousand takings
+    each other writer (a run's transition, an fsync'd write) would get in the way."""
+    with store.locked():
+        runs = [run for task in store.task_list() for run in store.runs_of(task.id)]
+    running = [run for run in runs if run.status is RunStatus.RUNNING]
+    return [run for run in running if not run.owner or owner_alive(run.owner)]
 
 
 def interrupt_run(store: Store, run: Run, grace: float = KILL_GRACE_SECONDS) -> Run | None:
@@ -6721,6 +6723,7 @@ class Notifier:
         self.platform = platform or platform_key()
         self.inbox: queue.SimpleQueue[JSONDict | None] = queue.SimpleQueue()
         self._slots = threading.BoundedSemaphore(NOTIFY_PARALLEL)
+        self._history_lock = InterProcessLock(store.home / NOTIFY_LOCK_FILE)
         self._busy = 0
         self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -6932,7 +6935,9 @@ class Notifier:
     # History -------------------------------------------------------------------
 
     def _record(self, record: JSONDict) -> None:
-        with self.store.locked():
+        # Not under the store's lock: the engine takes that one many times a pass, and a
+        # burst of deliveries ending (each an fsync'd write) would hold its fires back.
+        with self._history_lock:
             history = notify_history(self.store.home)
             history.insert(0, record)
             atomic_write(

@@ -309,6 +309,24 @@ def test_a_slow_hook_holds_up_neither_the_engine_callback_nor_other_hooks(
     assert sorted(receiver.events()) == ["failed", "timed_out"]
 
 
+def test_a_delivery_records_its_history_without_the_store_lock(
+    store: cs.Store, service: cs.Service, receiver: Receiver, home: Path
+) -> None:
+    # The engine takes the store's lock many times a pass: a burst of deliveries ending
+    # must not queue behind it (nor it behind them), so the history has a lock of its own.
+    service.update_notify_settings({"webhooks": [hook(receiver.url)]})
+    task = service.create_task({"name": "Locked out", "prompt": "p"})
+    notifier = cs.Notifier(store)
+    notifier.start()
+    other = cs.Store(home)  # another holder of the store's lock, as the engine would be
+    with other.locked():
+        notifier.send(cs.Notice("failed", "Locked out failed", "body", {"id": task["id"]}))
+        assert notifier.wait_idle(10), "the delivery waited for the store's lock"
+        (record,) = cs.notify_history(home)
+    notifier.stop()
+    assert (record["status"], record["event"]) == ("delivered", "failed")
+
+
 def test_a_timeout_is_a_failed_attempt(store: cs.Store, service: cs.Service, receiver: Receiver) -> None:
     service.update_notify_settings({"webhooks": [hook(receiver.url, timeout_seconds=0.2, retries=0)]})
     receiver.gate.clear()
