@@ -5969,17 +5969,15 @@ class Engine:
         """Tell listeners (notifications) when `run` put new runs on hold."""
         if run.failure_kind not in (FailureKind.USAGE_LIMIT, FailureKind.RATE_LIMIT):
             return
-        hold = active_hold(self.store.engine_state(), self.clock())
-        if hold is not None and hold.get("run_id") == run.id:
+        hold = hold_begun_by(self.store, run.id)
+        if hold is not None:
             logger().warning(
                 "holding new runs until %s: %s (run %s)",
                 fmt_local(hold_until(hold), zone=True),
                 hold.get("reason") or hold_kind_label(hold),
                 run.id[:ID_PREFIX_LEN],
             )
-            self.on_event(
-                {"event": "limit_hold", "began": True, "resets_at": fmt_local(hold_until(hold), zone=True)}
-            )
+            self.on_event(hold_began_event(hold))
 
     def _after_run(self, run: Run) -> None:
         """Retries with backoff, then the next step of a job run."""
@@ -6054,6 +6052,17 @@ class Engine:
         for run in ended:
             self._emit(run)
         return len(ended)
+
+
+def hold_begun_by(store: Store, run_id: str) -> JSONDict | None:
+    """The usage-limit hold in force if the run `run_id` put it on, else None."""
+    hold = active_hold(store.engine_state(), store.clock())
+    return hold if hold is not None and hold.get("run_id") == run_id else None
+
+
+def hold_began_event(hold: JSONDict) -> JSONDict:
+    """The listeners' event (notifications) for a hold that has just begun."""
+    return {"event": "limit_hold", "began": True, "resets_at": fmt_local(hold_until(hold), zone=True)}
 
 
 def running_runs(store: Store) -> list[Run]:
@@ -6426,6 +6435,9 @@ WEBHOOK_SCHEMES = ("http", "https")
 SIGNATURE_HEADER = "X-Scheduler-Signature"
 NOTIFY_PARALLEL = 8  # deliveries under way at once; more wait their turn on their own thread
 NOTIFY_TEXT_MAX = 1000  # of a run's result or error in a message
+# A foreground run (`cli tasks run`) is told from the CLI process, which waits this long at
+# most at exit for deliveries under way (a slow or dead hook then goes unrecorded).
+FOREGROUND_NOTIFY_WAIT_SECONDS = 5.0
 HTTP_RETRYABLE = (408, 425, 429)
 JSON_CONTENT = "application/json"
 DEFAULT_NOTIFY: JSONDict = {
@@ -6778,16 +6790,16 @@ class Notifier:
         run = event.get("run")
         if event.get("event") != "run" or not isinstance(run, dict):
             return []
-        return self._run_notices(Run.from_dict(run))
+        return self._run_notices(Run.from_dict(run), may_retry=event.get("retried", True) is not False)
 
-    def _run_notices(self, run: Run) -> list[Notice]:
+    def _run_notices(self, run: Run, *, may_retry: bool = True) -> list[Notice]:
         if run.status not in (RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED):
             return []
         try:
             task = self.store.task(run.task_id)
         except NotFound:
             return []
-        kinds = self._kinds(task, run)
+        kinds = self._kinds(task, run, may_retry)
         facts = {"id": task.id, "name": task.name, "job_id": task.job_id}
         shown = {key: run.to_dict().get(key) for key in NOTICE_RUN_FIELDS}
         body = f"{_run_text(shown) or run.status.value} (run {run.id[:ID_PREFIX_LEN]})"
@@ -6796,10 +6808,12 @@ class Notifier:
             for kind in kinds
         ]
 
-    def _kinds(self, task: Task, run: Run) -> list[str]:
+    def _kinds(self, task: Task, run: Run, may_retry: bool = True) -> list[str]:
+        """`may_retry` False: no retry follows whatever the task says (a foreground run)."""
         failing = (RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED)
         if run.status in failing:
-            retried = run.status is not RunStatus.INTERRUPTED and run.failure_kind not in NOT_RETRIED_KINDS
+            retried = may_retry and run.status is not RunStatus.INTERRUPTED
+            retried = retried and run.failure_kind not in NOT_RETRIED_KINDS
             if retried and run.attempt <= task.retry.max_attempts:
                 return []  # the retry tells; the last attempt's failure is the one said
             return ["timed_out" if run.status is RunStatus.TIMEOUT else "failed"]
@@ -11875,13 +11889,14 @@ def _run_in_foreground(
     executor = Executor(service.store)
     finished: list[JSONDict] = []
     ending: JobRunStatus | None = None
-    with _signals_interrupt():
+    with _signals_interrupt(), _foreground_notices(ctx, service.store) as tell:
         for n, task_id in enumerate(task_ids):
             run = _foreground_step(ctx, executor, task_id, (n, trigger), job_run)
             if run is None:
                 continue
             with _watchdog(service.store.home, run.id):
                 finished.append(_perform_streaming(ctx, executor, run))
+            tell(finished[-1])
             if job_run is None:
                 _queue_followers(ctx, finished[-1])
             ending = _foreground_verdict(ctx, finished[-1], stop_on_failure, job_run)
@@ -11895,6 +11910,32 @@ def _run_in_foreground(
     if ctx.args.json:
         ctx.emit(json.dumps(finished[0] if len(task_ids) == 1 else {"runs": finished}, indent=2), exact=True)
     return 0 if all(run["status"] == RunStatus.SUCCESS for run in finished) else 1
+
+
+@contextlib.contextmanager
+def _foreground_notices(ctx: CliContext, store: Store) -> Iterator[Callable[[JSONDict], None]]:
+    """Foreground runs are told through the notification channels as the engine's are
+    (a failure at once: no retry follows it here). Delivery goes on while the next task
+    runs; at the end this process waits for what is under way, at most
+    FOREGROUND_NOTIFY_WAIT_SECONDS, and says so when it gives up."""
+    notifier = Notifier(store)
+    notifier.start()
+
+    def tell(run: JSONDict) -> None:
+        notifier.on_event({"event": "run", "run": run, "retried": False})
+        hold = hold_begun_by(store, str(run["id"]))
+        if hold is not None:
+            notifier.on_event(hold_began_event(hold))
+
+    try:
+        yield tell
+    finally:
+        notifier.stop()
+        if not notifier.wait_idle(FOREGROUND_NOTIFY_WAIT_SECONDS):
+            ctx.err(
+                f"Notifications not delivered within {FOREGROUND_NOTIFY_WAIT_SECONDS:g} s were given up "
+                "(a slow or unreachable webhook); `cli notify history` lists those delivered."
+            )
 
 
 def _claim_when_free(ctx: CliContext, executor: Executor, run: Run) -> Run:
@@ -12073,9 +12114,9 @@ def _perform_streaming(ctx: CliContext, executor: Executor, run: Run) -> JSONDic
 def _say_hold_began(ctx: CliContext, store: Store, run: JSONDict) -> None:
     """After a foreground run that put new runs on hold: until when, and how to lift it."""
     now = store.clock()
-    hold = active_hold(store.engine_state(), now)
+    hold = hold_begun_by(store, str(run["id"]))
     until = hold_until(hold)
-    if hold is None or until is None or hold.get("run_id") != run["id"]:
+    if hold is None or until is None:
         return
     ctx.err(
         f"New runs are on hold until {fmt_local_until(until, now)} ({hold_kind_label(hold)}); "
@@ -14541,6 +14582,16 @@ class Looks:
             self.root.option_add(f"*Menu.{option}", colour[role])
         self.root.configure(background=colour["window"])
 
+    def set_theme(self, theme: str) -> None:
+        """Switch the window to `theme` at once: the ttk styles, and every classic widget,
+        Text tag, Canvas item and Treeview tag that has a colour of the old theme."""
+        from tkinter import ttk
+
+        old, self.theme = self.palette, theme if theme in GUI_THEMES else "light"
+        self.palette = GUI_THEMES[self.theme]
+        self._style(ttk.Style(self.root))
+        recolour(self.root, {old[role].lower(): colour for role, colour in self.palette.items()})
+
     def dot(self, status: str) -> tk.PhotoImage:
         """A round dot in the status's colour, with the gap before the text on its right
         (made once per status)."""
@@ -14579,6 +14630,47 @@ class Looks:
                 half = math.sqrt(radius * radius - dy * dy)
                 image.put(colour, to=(round(centre - half), y, round(centre + half) + 1, y + 1))
         return image
+
+
+def recolour(root: tk.Misc, swap: Mapping[str, str]) -> None:
+    """Give each widget under `root` (dialogs and menus too) the colour `swap` maps its
+    colour to ("#rrggbb" in lower case -> the new one), in its options, its Text tags, its
+    Canvas items and its Treeview tags. Walked in Tcl: Tk's own widgets (a combobox's
+    list) are not known to tkinter."""
+    call, split = root.tk.call, root.tk.splitlist
+    pending = [str(root)]
+    while pending:
+        path = pending.pop()
+        _swap_options(root, (path, "configure"), swap)
+        kind = str(call("winfo", "class", path))
+        for command in RECOLOUR_PARTS.get(kind, ()):
+            for part in split(call(path, *command[0])):
+                _swap_options(root, (path, *command[1], part), swap)
+        pending.extend(str(child) for child in split(call("winfo", "children", path)))
+
+
+# Widget class -> (command listing its parts, command configuring one) for recolour.
+RECOLOUR_PARTS: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {
+    "Text": ((("tag", "names"), ("tag", "configure")),),
+    "Canvas": ((("find", "all"), ("itemconfigure",)),),
+    "Treeview": ((("tag", "names"), ("tag", "configure")),),
+}
+
+
+def _swap_options(root: tk.Misc, command: tuple[str, ...], swap: Mapping[str, str]) -> None:
+    """Reconfigure the colour options of one widget or part that `swap` names. Tk answers
+    `configure` with 5-item entries, a Treeview's tags with option-value pairs."""
+    entries = root.tk.splitlist(root.tk.call(*command))
+    if entries and len(root.tk.splitlist(entries[0])) != 5:
+        pairs = [(entries[index], entries[index + 1]) for index in range(0, len(entries) - 1, 2)]
+    else:
+        pairs = [(parts[0], parts[-1]) for parts in map(root.tk.splitlist, entries) if len(parts) == 5]
+    changes: list[str] = []
+    for option, value in pairs:
+        if str(value).lower() in swap:
+            changes += [str(option), swap[str(value).lower()]]
+    if changes:
+        root.tk.call(*command, *changes)
 
 
 # Background work: store reads and writes run on one worker thread, in order.
@@ -16607,7 +16699,7 @@ class SettingsDialog:
         self.theme = ttk.Combobox(body, values=labels, state="readonly", width=max(map(len, labels)) + 2)
         self.theme.set(GUI_THEME_CHOICES.get(str(self.app.theme_choice), labels[0]))
         self.theme.grid(row=row, column=1, sticky="w", pady=(6, 0))
-        hint = "Light, dark, or as the system sets it; it applies when the window opens next."
+        hint = "Light, dark, or as the system sets it; it applies at once."
         ttk.Label(body, text=hint, style="Note.TLabel").grid(row=row + 1, column=1, sticky="w")
 
     def theme_choice(self) -> str:
@@ -18341,6 +18433,7 @@ class App:
     def _settings_saved(self, dialog: SettingsDialog) -> None:
         if dialog.theme_choice() != self.theme_choice:
             self.theme_choice = dialog.theme_choice()
+            self.looks.set_theme(chosen_theme(self.theme_choice))
             self._save_layout()  # the theme is kept with the layout
         dialog.close()
         self.check_setup_quietly()  # a new claude path may fix (or make) a problem

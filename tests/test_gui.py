@@ -1762,31 +1762,59 @@ def test_every_theme_passes_wcag_aa_for_its_text(theme: str) -> None:
     )
 
 
-def test_the_dark_theme_chosen_in_settings_colours_the_window(home: Path, display: str) -> None:
-    with open_gui(home) as gui:
-        assert gui.app.looks.theme in ("light", "dark")  # "system" here: the test's environment decides
-        gui.choose_menu("File", "Settings…")
-        gui.wait(lambda: gui.app.settings_dialog is not None, "the dialog")
-        dialog = gui.app.settings_dialog
-        assert dialog is not None
-        dialog.theme.set("Dark")
-        dialog.save_button.invoke()
-        gui.wait(lambda: gui.app.settings_dialog is None, "the dialog to close")
-        assert cs.Store(home).settings()[cs.GUI_SETTINGS_KEY]["theme"] == "dark"
-    with open_gui(home) as gui:
-        dark = cs.GUI_THEMES["dark"]
-        assert gui.app.looks.theme == "dark"
-        assert str(gui.app.logs_pane.text.cget("background")) == dark["field"]
-        assert str(gui.app.logs_pane.text.cget("foreground")) == dark["text"]
-        assert str(gui.app.logs_pane.text.tag_cget("error", "foreground")) == dark["error"]
-        assert str(gui.app.runs_pane.chart.canvas.cget("background")) == dark["field"]
-        assert str(gui.app.layout.columns.cget("background")) == dark["border"]
-        from tkinter import ttk
+def assert_coloured(gui: Gui, theme: str) -> None:
+    """Real widget colours, of each kind of widget the window has, are `theme`'s."""
+    from tkinter import ttk
 
-        assert str(ttk.Style(gui.app.root).lookup("TFrame", "background")) == dark["window"]
-        assert cs.Store(home).settings()[cs.GUI_SETTINGS_KEY]["theme"] == "dark", (
-            "the layout forgot the theme"
-        )
+    palette, app = cs.GUI_THEMES[theme], gui.app
+    assert app.looks.theme == theme
+    text = app.logs_pane.text
+    assert (str(text.cget("background")), str(text.cget("foreground"))) == (palette["field"], palette["text"])
+    assert str(text.tag_cget("error", "foreground")) == palette["error"]
+    assert str(text.tag_cget("search_hit", "background")) == palette["hit"]
+    chart = app.runs_pane.chart.canvas
+    assert str(chart.cget("background")) == palette["field"]
+    titles = chart.find_withtag("title")
+    assert titles and str(chart.itemcget(titles[0], "fill")) == palette["muted"]
+    assert str(chart.itemcget(chart.find_withtag("cost")[0], "fill")) == palette["accent"]
+    assert str(app.layout.columns.cget("background")) == palette["border"]
+    assert str(app.tasks_pane.table.tree.tag_configure("failed", "foreground")) == palette["error"]
+    assert str(ttk.Style(app.root).lookup("TFrame", "background")) == palette["window"]
+    assert str(ttk.Style(app.root).lookup("Status.TLabel", "background")) == palette["heading"]
+    menu_bar = app.root.nametowidget(app.root.cget("menu"))
+    file_menu = app.root.nametowidget(menu_bar.entrycget("File", "menu"))
+    assert str(file_menu.cget("background")) == palette["window"]
+    prompt = app.editor._texts["prompt"]
+    assert (str(prompt.cget("background")), str(prompt.cget("insertbackground"))) == (
+        palette["field"],
+        palette["text"],
+    )
+
+
+def test_the_theme_chosen_in_settings_applies_at_once_and_is_kept(
+    home: Path, display: str, service: cs.Service
+) -> None:
+    task = make_task(service, "Costly")
+    now = cs.utcnow()
+    run = cs.Run(cs.new_id(), task["id"], status=cs.RunStatus.FAILED, started_at=now, finished_at=now)
+    run.cost_usd = 0.5
+    cs.Store(home).save_run(run)
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        start = "light" if gui.app.looks.theme == "dark" else "dark"
+        for theme in (start, "dark" if start == "light" else "light"):
+            gui.choose_menu("File", "Settings…")
+            gui.wait(lambda: gui.app.settings_dialog is not None, "the dialog")
+            dialog = gui.app.settings_dialog
+            assert dialog is not None
+            dialog.theme.set(theme.capitalize())
+            dialog.save_button.invoke()
+            gui.wait(lambda: gui.app.settings_dialog is None, "the dialog to close")
+            assert_coloured(gui, theme)  # in this window, without a restart
+        assert cs.Store(home).settings()[cs.GUI_SETTINGS_KEY]["theme"] == theme
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        assert_coloured(gui, theme)
 
 
 def test_the_system_theme_is_read_from_the_platform() -> None:
