@@ -13479,6 +13479,7 @@ GUI_SASH_WIDTH = 6
 GUI_TOOL_GAP = 4
 GUI_GROUP_GAP = 8  # more between groups of toolbar buttons
 GUI_ENTRY_CHARS = 20  # ttk.Entry's own default width
+GUI_DATE_CHARS = 11  # a YYYY-MM-DD field
 GUI_DIALOG_CHARS = 46  # the width of a dialog's text fields
 GUI_WRAP_MIN = 120  # where a label starts wrapping, before its place is known
 GUI_WRAP_FLOOR = 40  # never wrap narrower: one word a line helps nobody
@@ -13794,18 +13795,43 @@ RUN_AGE_FILTERS: dict[str, int | None] = {
     "7 days": 6,
     "30 days": 29,
 }  # days before today
+RUN_DATES_LABEL = "Dates…"  # the age choice that shows the From and To fields
+RUN_DATES_DEFAULT_DAYS = 6  # From starts this many days before To (today)
+DaySpan = tuple[date | None, date | None]  # first and last day kept, in the user's zone; None: open
 
 
-def run_matches(run: JSONDict, status: str, trigger: str, age: str, now: datetime) -> bool:
-    """Whether a run passes the Runs list's filters (labels of the RUN_*_FILTERS)."""
+def age_span(age: str, now: datetime) -> DaySpan:
+    """The days an age choice (a label of RUN_AGE_FILTERS) keeps, in the user's zone."""
+    days = RUN_AGE_FILTERS.get(age)
+    return (None, None) if days is None else (now.astimezone().date() - timedelta(days=days), None)
+
+
+def parse_day_span(first: str, last: str) -> DaySpan:
+    """The days typed in the Runs list's From and To fields (YYYY-MM-DD, in the user's
+    zone; either may be left blank for no bound). Raises Invalid naming the field."""
+    span: list[date | None] = []
+    for text, name in ((first, "from"), (last, "to")):
+        try:
+            span.append(date.fromisoformat(text.strip()) if text.strip() else None)
+        except ValueError:
+            raise Invalid(f"{text.strip()!r} is not a date like 2026-01-31", name) from None
+    start, end = span
+    if start and end and end < start:
+        raise Invalid("is before the From date", "to")
+    return start, end
+
+
+def run_matches(run: JSONDict, status: str, trigger: str, span: DaySpan) -> bool:
+    """Whether a run passes the Runs list's filters: labels of RUN_STATUS_FILTERS and
+    RUN_TRIGGER_FILTERS, and the days kept (the day it started, in the user's zone)."""
     statuses, wanted_trigger = RUN_STATUS_FILTERS.get(status, ()), RUN_TRIGGER_FILTERS.get(trigger, "")
     if (statuses and run["status"] not in statuses) or (wanted_trigger and run["trigger"] != wanted_trigger):
         return False
-    days = RUN_AGE_FILTERS.get(age)
-    if days is None:
+    first, last = span
+    if first is None and last is None:
         return True
-    when = parse_time(run.get("started_at") or run["created_at"], "started_at").astimezone()
-    return (now.astimezone().date() - when.date()).days <= days
+    day = parse_time(run.get("started_at") or run["created_at"], "started_at").astimezone().date()
+    return (first is None or day >= first) and (last is None or day <= last)
 
 
 def _totals_line(totals: JSONDict) -> str:
@@ -15376,33 +15402,86 @@ class RunsPane:
             ),
             self._build_filters,
         )
+        self.span: DaySpan = (None, None)  # the days the From and To fields keep, once valid
+        self._build_dates()
+        self.frame.rowconfigure(2, weight=0)
+        self.frame.rowconfigure(3, weight=1)
         self.table = TreeTable(self.frame, RUN_LIST_COLUMNS, looks)
-        self.table.frame.grid(row=2, column=0, sticky="nsew")
+        self.table.frame.grid(row=3, column=0, sticky="nsew")
         self.table.on_select(self._on_select)
         self.table.tree.bind("<Delete>", lambda event: app.delete_run())
         self.table.tree.bind("<Double-1>", self._on_double_click)
         self.table.tree.bind("<Return>", lambda event: app.open_run_details())
         self.chart = UsageChart(self.frame, looks)
-        self.chart.canvas.grid(row=3, column=0, sticky="ew", pady=(6, 0))
+        self.chart.canvas.grid(row=4, column=0, sticky="ew", pady=(6, 0))
         self.totals = _autowrap(ttk.Label(self.frame, style="Muted.TLabel", justify="left"))
-        self.totals.grid(row=4, column=0, sticky="ew", pady=(6, 0))
+        self.totals.grid(row=5, column=0, sticky="ew", pady=(6, 0))
 
     def _build_filters(self, bar: ttk.Frame) -> None:
         from tkinter import ttk
 
-        for key, labels in (
-            ("status", RUN_STATUS_FILTERS),
-            ("trigger", RUN_TRIGGER_FILTERS),
-            ("age", RUN_AGE_FILTERS),
+        for key, names in (
+            ("status", list(RUN_STATUS_FILTERS)),
+            ("trigger", list(RUN_TRIGGER_FILTERS)),
+            ("age", [*RUN_AGE_FILTERS, RUN_DATES_LABEL]),
         ):
-            names = list(labels)
             width = max(len(name) for name in names) + 1
             combo = self.filters[key] = ttk.Combobox(bar, values=names, state="readonly", width=width)
             combo.set(names[0])
-            combo.bind("<<ComboboxSelected>>", lambda event: self.app.refilter_runs())
+            combo.bind("<<ComboboxSelected>>", lambda event: self._on_filter())
 
-    def filter_values(self) -> tuple[str, str, str]:
-        return self.filters["status"].get(), self.filters["trigger"].get(), self.filters["age"].get()
+    def _build_dates(self) -> None:
+        """The From and To fields of a date range, shown when the age choice is "Dates…"."""
+        from tkinter import ttk
+
+        self.dates = ttk.Frame(self.frame)
+        self.dates.columnconfigure(5, weight=1)
+        self.day_fields: dict[str, ttk.Entry] = {}
+        for column, (key, text) in enumerate((("from", "From"), ("to", "to"))):
+            ttk.Label(self.dates, text=text).grid(row=0, column=2 * column, padx=(0 if column == 0 else 6, 4))
+            entry = self.day_fields[key] = ttk.Entry(self.dates, width=GUI_DATE_CHARS)
+            entry.grid(row=0, column=2 * column + 1)
+            entry.bind("<Return>", lambda event: self._apply_dates())
+            entry.bind("<FocusOut>", lambda event: self._apply_dates())
+        zone = ttk.Label(self.dates, text=f"YYYY-MM-DD, {local_zone_name()}", style="Note.TLabel")
+        zone.grid(row=0, column=4, padx=(6, 0), sticky="w")
+        self.dates_error = _autowrap(ttk.Label(self.dates, style="Error.TLabel", justify="left"))
+        self.dates_error.grid(row=1, column=0, columnspan=6, sticky="ew")
+
+    def _on_filter(self) -> None:
+        if self.filters["age"].get() != RUN_DATES_LABEL:
+            self.dates.grid_remove()
+        elif not self.dates.winfo_ismapped():
+            self.dates.grid(row=2, column=0, sticky="ew", pady=(0, 4))
+            if not any(entry.get() for entry in self.day_fields.values()):
+                today = utcnow().astimezone().date()
+                self._set_days(today - timedelta(days=RUN_DATES_DEFAULT_DAYS), today)
+            self._apply_dates(refilter=False)
+        self.app.refilter_runs()
+
+    def _set_days(self, first: date, last: date) -> None:
+        for key, day in (("from", first), ("to", last)):
+            self.day_fields[key].delete(0, "end")
+            self.day_fields[key].insert(0, day.isoformat())
+
+    def _apply_dates(self, *, refilter: bool = True) -> None:
+        """Read From and To; a date that cannot be read is named, and the list keeps the
+        last range that could."""
+        try:
+            span = parse_day_span(self.day_fields["from"].get(), self.day_fields["to"].get())
+        except Invalid as error:
+            self.dates_error.configure(text=f"{(error.field or '').capitalize()}: {error.message}")
+            return
+        self.dates_error.configure(text="")
+        if span != self.span:
+            self.span = span
+            if refilter:
+                self.app.refilter_runs()
+
+    def filter_values(self, now: datetime) -> tuple[str, str, DaySpan]:
+        age = self.filters["age"].get()
+        span = self.span if age == RUN_DATES_LABEL else age_span(age, now)
+        return self.filters["status"].get(), self.filters["trigger"].get(), span
 
     def show_totals(self, totals: JSONDict | None) -> None:
         """What the listed runs cost and used (see usage_totals); None: nothing to say."""
@@ -15415,7 +15494,7 @@ class RunsPane:
             self.table.hidden = hidden
             self.table.fit_columns()
         now = utcnow()
-        kept = [run for run in runs if run_matches(run, *self.filter_values(), now)]
+        kept = [run for run in runs if run_matches(run, *self.filter_values(now))]
         self.table.show(run_rows(kept) if with_task else [_run_row(run) for run in kept])
         self.table.select(selected)
         self.chart.show(daily_usage(runs, now))

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1565,6 +1565,72 @@ def test_the_runs_list_filters_by_status_trigger_and_age(
         assert listed() == ["bad-now", "bad-week", "ok-now"]
         choose("age", "Any time")
         assert pane.subtitle.text == "Filtered · 4 runs"
+
+
+def test_the_runs_list_filters_by_a_date_range_the_user_types(
+    home: Path, service: cs.Service, display: str
+) -> None:
+    task = make_task(service, "Dated")
+    store, now = cs.Store(home), cs.utcnow()
+    made = {}
+    for days in (0, 3, 10, 40):
+        started = now - timedelta(days=days)
+        run = cs.Run(
+            cs.new_id(), task["id"], status=cs.RunStatus.SUCCESS, started_at=started, finished_at=started
+        )
+        store.save_run(run)
+        made[run.id] = days
+    today = now.astimezone().date()
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        pane = gui.app.runs_pane
+        fields = pane.day_fields
+
+        def listed() -> list[int]:
+            return sorted(made[iid] for iid in pane.table.tree.get_children())
+
+        def type_dates(first: str, last: str) -> None:
+            for key, text in (("from", first), ("to", last)):
+                gui.type_into(fields[key], text)
+            gui.press(fields["to"], "<Return>")
+
+        assert not pane.dates.winfo_ismapped()
+        pane.filters["age"].set("Dates…")
+        pane.filters["age"].event_generate("<<ComboboxSelected>>")
+        gui.settle()
+        assert pane.dates.winfo_ismapped()
+        assert (fields["from"].get(), fields["to"].get()) == (str(today - timedelta(days=6)), str(today))
+        assert listed() == [0, 3]
+        type_dates(str(today - timedelta(days=12)), str(today - timedelta(days=2)))
+        assert listed() == [3, 10]
+        assert pane.subtitle.text == "Dated · 4 runs (2 shown)"
+        type_dates("2026-13-01", str(today))
+        assert "From: '2026-13-01' is not a date" in pane.dates_error.cget("text")
+        assert listed() == [3, 10], "a date that cannot be read changes nothing"
+        type_dates(str(today), str(today - timedelta(days=1)))
+        assert pane.dates_error.cget("text") == "To: is before the From date"
+        type_dates(str(today - timedelta(days=50)), "")  # no end: up to today
+        assert pane.dates_error.cget("text") == ""
+        assert listed() == [0, 3, 10, 40]
+        type_dates("", str(today - timedelta(days=5)))  # no start
+        assert listed() == [10, 40]
+        pane.filters["age"].set("Any time")
+        pane.filters["age"].event_generate("<<ComboboxSelected>>")
+        gui.settle()
+        assert not pane.dates.winfo_ismapped()
+        assert listed() == [0, 3, 10, 40]
+
+
+def test_a_typed_date_range_is_read_in_the_users_days() -> None:
+    assert cs.parse_day_span(" 2026-01-02 ", "") == (date(2026, 1, 2), None)
+    assert cs.parse_day_span("", "") == (None, None)
+    with pytest.raises(cs.Invalid) as caught:
+        cs.parse_day_span("2026-01-05", "2026-01-04")
+    assert caught.value.field == "to"
+    run = {"status": "success", "trigger": "manual", "started_at": "2026-01-03T12:00:00Z"}
+    day = cs.parse_time(run["started_at"], "t").astimezone().date()
+    assert cs.run_matches(run, "Any status", "Any trigger", (day, day))
+    assert not cs.run_matches(run, "Any status", "Any trigger", (day + timedelta(days=1), None))
 
 
 # Finding in the log -------------------------------------------------------------------------
