@@ -13464,6 +13464,14 @@ GUI_CLASS_NAME = "ClaudeScheduler"
 GUI_DELIVERY_COLUMNS = ("when", "event", "channel", "status", "tries", "error")
 GUI_DELIVERY_WIDTHS = (90, 120, 160, 80, 50, 360)
 GUI_DELIVERY_ROWS = 12
+GUI_HOOK_COLUMNS = ("name", "preset", "url", "events", "secret")  # File → Notifications' webhooks
+GUI_HOOK_WIDTHS = (110, 70, 300, 160, 60)
+GUI_HOOK_ROWS = 4
+GUI_HOOK_NUMBERS = (  # the webhook dialog's number fields: key, label, hint
+    ("timeout_seconds", "Timeout", "seconds a try may take"),
+    ("retries", "Retries", "after a network error, a 5xx, 408, 425 or 429"),
+    ("backoff_seconds", "Backoff", "seconds before the first retry; doubles each time"),
+)
 GUI_BUNDLE_TYPES = (("Scheduler bundles", "*.json"), ("All files", "*"))
 GUI_DEFAULT_SIZE = (1800, 1000)
 GUI_SCREEN_MARGIN = 40  # a new window fits the screen with this much to spare
@@ -13515,7 +13523,9 @@ GUI_DOT_GAP = 5  # between a row's dot and its text
 GUI_STRIP_RUNS = 8  # recent runs in a task's strip (the Tasks list)
 GUI_STRIP_CELL = 6  # pixels across one run's cell
 GUI_STRIP_GAP = 2
-GUI_STRIP_WIDTH = GUI_STRIP_RUNS * (GUI_STRIP_CELL + GUI_STRIP_GAP) + GUI_DOT_GAP
+# The body font's line height (px) the pixel sizes above are drawn for; a bigger one
+# (Tk scaling 2.0 on a 4K screen) scales the dots, the strip and the chart with the text.
+GUI_DESIGN_LINESPACE = 17
 GUI_MODELS = ("sonnet", "opus", "haiku")
 GUI_NO_WINDOW = (
     "cannot open the window: {reason}.\n"
@@ -13864,6 +13874,32 @@ def _order_tasks(tasks: list[JSONDict], order: list[str]) -> list[JSONDict]:
 # an Invalid's field finds its row), plus the schedule chooser's own rows.
 
 
+# The events a task can override (a usage-limit hold is no one task's), with the editor's
+# label; and its choices: "" follows the settings for all tasks.
+TASK_NOTIFY_EVENTS = {
+    "failed": "When it fails",
+    "timed_out": "When it times out",
+    "recovered": "When it succeeds again",
+    "changed": "When its result changes",
+}
+NOTIFY_OVERRIDE_LABELS = {"": "As for all tasks", "on": "Tell me", "off": "Do not tell me"}
+
+
+def task_notify_form(events: JSON) -> FormValues:
+    """The editor's notification choices for a task's overrides ({event: bool})."""
+    chosen = events if isinstance(events, dict) else {}
+    return {
+        f"notify.{name}": "" if name not in chosen else "on" if chosen[name] else "off"
+        for name in TASK_NOTIFY_EVENTS
+    }
+
+
+def form_notify_events(form: Mapping[str, str | bool]) -> dict[str, bool]:
+    """A task's notification overrides ({event: bool}) from the editor's choices."""
+    choices = {name: form.get(f"notify.{name}") for name in TASK_NOTIFY_EVENTS}
+    return {name: choice == "on" for name, choice in choices.items() if choice in ("on", "off")}
+
+
 def task_to_form(task: JSONDict) -> FormValues:
     """The editor's values for a stored task, or for a new one from a partial dict."""
     retry = task.get("retry") or {}
@@ -13898,7 +13934,8 @@ def task_to_form(task: JSONDict) -> FormValues:
         "retry.backoff": f"{retry.get('backoff', 2.0):g}",
         "env": "\n".join(f"{name}={value}" for name, value in (task.get("env") or {}).items()),
     }
-    return {**form, **_schedule_to_form(task.get("schedule") or {"type": "manual"})}
+    schedule = _schedule_to_form(task.get("schedule") or {"type": "manual"})
+    return {**form, **schedule, **task_notify_form(task.get("notify_events"))}
 
 
 def _schedule_to_form(schedule: JSONDict) -> FormValues:
@@ -14152,6 +14189,9 @@ RUN_LIST_COLUMNS = (
 GUI_COLUMN_MIN = 30
 GUI_TREE_BORDER = 2  # of a Treeview's width, what its border takes
 GUI_CELL_PADDING = 10  # around a cell's text
+# Around a column title: the heading style's padding (2 × 4), its border (2 × 1), and the
+# pixels bold glyphs overhang their measured width (without them "On" is clipped).
+GUI_HEADING_PADDING = 14
 GUI_TREE_INDENT = 14  # per level of the Jobs tree (the open/close indicator takes about as much)
 GUI_TIP_DELAY_MS = 500  # the pointer rests this long on a clipped cell before its text shows
 GUI_TIP_OFFSET = (12, 18)  # from the pointer to the tip's corner
@@ -14170,13 +14210,14 @@ class TreeTable:
         *,
         flat: bool = True,
         height: int = 12,
-        image_width: int = GUI_DOT_SIZE + GUI_DOT_GAP,
+        image_width: int | None = None,
     ) -> None:
         from tkinter import ttk
 
         self.columns = columns
         self.looks = looks
-        self.image_width = image_width  # of the dot or run strip before a row's name
+        # of the dot or run strip before a row's name
+        self.image_width = looks.dot_width if image_width is None else image_width
         self.frame = ttk.Frame(parent)
         self.tree = ttk.Treeview(
             self.frame,
@@ -14218,10 +14259,12 @@ class TreeTable:
         """What a column needs: its sample or its title (in bold), plus padding; the tree
         column also holds the dot and, in a tree, the indent of a child row."""
         fonts = self.looks.fonts
-        width = max(fonts["body"].measure(column.sample), fonts["bold"].measure(column.title))
+        width = int(fonts["body"].measure(column.sample))
         if column.key == "#0":
             width += self.image_width + (0 if flat else 2 * GUI_TREE_INDENT)
-        return int(width) + GUI_CELL_PADDING
+        return max(
+            width + GUI_CELL_PADDING, int(fonts["heading"].measure(column.title)) + GUI_HEADING_PADDING
+        )
 
     def fit_columns(self, width: int | None = None) -> None:
         """Show the columns that fit (dropping the lowest `keep` first, and any `hidden`),
@@ -14472,6 +14515,7 @@ class Looks:
         self.palette = GUI_THEMES[self.theme]
         self.is_x11 = root.tk.call("tk", "windowingsystem") == "x11"
         self.fonts = self._make_fonts()
+        self.scale = max(1.0, int(self.fonts["body"].metrics("linespace")) / GUI_DESIGN_LINESPACE)
         self._dots: dict[str, tk.PhotoImage] = {}
         self._style(ttk.Style(root))
 
@@ -14502,6 +14546,7 @@ class Looks:
             "title": self._variant(body, size=size + 2 * step, bold=True),
             "mono": mono,
             "mono_small": self._variant(mono, size=int(mono.cget("size")) - step),
+            "heading": tkfont.nametofont("TkHeadingFont", root=self.root),
         }
 
     @staticmethod
@@ -14608,6 +14653,20 @@ class Looks:
             self.root.option_add(f"*Menu.{option}", colour[role])
         self.root.configure(background=colour["window"])
 
+    def px(self, pixels: float) -> int:
+        """A size in pixels drawn for GUI_DESIGN_LINESPACE, at this window's text size."""
+        return max(1, round(pixels * self.scale))
+
+    @property
+    def dot_width(self) -> int:
+        """Of a row's status dot and the gap after it."""
+        return self.px(GUI_DOT_SIZE) + self.px(GUI_DOT_GAP)
+
+    @property
+    def strip_width(self) -> int:
+        """Of a task's run strip and the gap after it."""
+        return GUI_STRIP_RUNS * (self.px(GUI_STRIP_CELL) + self.px(GUI_STRIP_GAP)) + self.px(GUI_DOT_GAP)
+
     def set_theme(self, theme: str) -> None:
         """Switch the window to `theme` at once: the ttk styles, and every classic widget,
         Text tag, Canvas item and Treeview tag that has a colour of the old theme."""
@@ -14636,19 +14695,20 @@ class Looks:
     def _draw_strip(self, statuses: tuple[str, ...]) -> tk.PhotoImage:
         import tkinter as tk
 
-        step = GUI_STRIP_CELL + GUI_STRIP_GAP
-        image = tk.PhotoImage(master=self.root, width=GUI_STRIP_WIDTH, height=GUI_DOT_SIZE)
+        cell, height, margin = self.px(GUI_STRIP_CELL), self.px(GUI_DOT_SIZE), self.px(1)
+        step = cell + self.px(GUI_STRIP_GAP)
+        image = tk.PhotoImage(master=self.root, width=self.strip_width, height=height)
         first = GUI_STRIP_RUNS - len(statuses)
         for index, status in enumerate(statuses, start=first):
             colour = GUI_STATUS_COLOURS.get(status, GUI_STATUS_COLOURS["scope"])
-            image.put(colour, to=(index * step, 1, index * step + GUI_STRIP_CELL, GUI_DOT_SIZE - 1))
+            image.put(colour, to=(index * step, margin, index * step + cell, height - margin))
         return image
 
     def _draw_dot(self, colour: str) -> tk.PhotoImage:
         import tkinter as tk
 
-        size = GUI_DOT_SIZE
-        image = tk.PhotoImage(master=self.root, width=size + GUI_DOT_GAP, height=size)
+        size = self.px(GUI_DOT_SIZE)
+        image = tk.PhotoImage(master=self.root, width=self.dot_width, height=size)
         centre, radius = (size - 1) / 2, size / 2 - 1.5
         for y in range(size):
             dy = y - centre
@@ -14789,8 +14849,14 @@ class StoreReader:
             if force or self._changed():
                 snap.jobs = self.service.list_jobs()
                 recent = self.service.recent_statuses(GUI_STRIP_RUNS)
+                told = self.service.notify_settings()["tasks"]
                 snap.tasks = [
-                    {**task, "recent_runs": recent.get(task["id"], [])} for task in self.service.list_tasks()
+                    {
+                        **task,
+                        "recent_runs": recent.get(task["id"], []),
+                        "notify_events": (told.get(task["id"]) or {}).get("events", {}),
+                    }
+                    for task in self.service.list_tasks()
                 ]
                 snap.job_runs = self.service.job_run_views()
         except SchedulerError as error:
@@ -15233,7 +15299,7 @@ class TasksPane:
         self.filter_entry.grid(row=0, column=1, sticky="ew", pady=(0, 6))
         self.filter_entry.bind("<Escape>", lambda event: self.filter.set(""))
         self.filter.trace_add("write", lambda *_: self._render())
-        self.table = TreeTable(body, TASK_LIST_COLUMNS, looks, image_width=GUI_STRIP_WIDTH)
+        self.table = TreeTable(body, TASK_LIST_COLUMNS, looks, image_width=looks.strip_width)
         self.table.frame.grid(row=1, column=0, columnspan=2, sticky="nsew")
         self.table.on_select(self._on_select)
         self.table.tree.bind("<Delete>", lambda event: app.delete_task())
@@ -15291,7 +15357,9 @@ def _task_haystack(task: JSONDict) -> str:
 
 GUI_CHART_DAYS = 30
 GUI_CHART_LINES = 6  # the chart's height, in lines of the small font
-GUI_CHART_PAD = 4
+GUI_CHART_PAD = 4  # pixels, as the other chart sizes, at GUI_DESIGN_LINESPACE (see Looks.px)
+GUI_CHART_BAR_GAP = 1  # on each side of a day's bar
+GUI_CHART_LINE = 2  # the run-time line's width
 
 
 def daily_usage(
@@ -15337,19 +15405,20 @@ class UsageChart:
         self.draw()
 
     def draw(self) -> None:
-        canvas, font = self.canvas, self.looks.fonts["small"]
+        canvas, font, px = self.canvas, self.looks.fonts["small"], self.looks.px
+        pad, gap = px(GUI_CHART_PAD), px(GUI_CHART_BAR_GAP)
         canvas.delete("all")
         width, height = canvas.winfo_width(), int(canvas.cget("height"))
         line = int(font.metrics("linespace"))
         if not self.days or width <= 1:
             return
-        top, bottom = line + GUI_CHART_PAD, height - line - GUI_CHART_PAD
+        top, bottom = line + pad, height - line - pad
         most_cost = max(cost for cost, _ in self.days)
         most_time = max(seconds for _, seconds in self.days)
         costs, times = _money(most_cost), _gui_duration(most_time)
         title = f"Per day: cost (bars, up to {costs}) · run time (line, up to {times})"
         canvas.create_text(
-            GUI_CHART_PAD,
+            pad,
             2,
             text=title,
             anchor="nw",
@@ -15357,16 +15426,16 @@ class UsageChart:
             fill=self.looks.palette["muted"],
             tags="title",
         )
-        step = (width - 2 * GUI_CHART_PAD) / len(self.days)
+        step = (width - 2 * pad) / len(self.days)
         points: list[float] = []
         for index, (cost, seconds) in enumerate(self.days):
-            left = GUI_CHART_PAD + index * step
+            left = pad + index * step
             if cost > 0:
                 bar_top = bottom - (bottom - top) * cost / most_cost
                 canvas.create_rectangle(
-                    left + 1,
+                    left + gap,
                     bar_top,
-                    left + step - 1,
+                    left + step - gap,
                     bottom,
                     fill=self.looks.palette["accent"],
                     width=0,
@@ -15375,13 +15444,11 @@ class UsageChart:
             fraction = seconds / most_time if most_time else 0
             points += [left + step / 2, bottom - (bottom - top) * fraction]
         palette = self.looks.palette
-        canvas.create_line(*points, fill=palette["warning"], width=2, tags="duration")
-        canvas.create_line(GUI_CHART_PAD, bottom, width - GUI_CHART_PAD, bottom, fill=palette["border"])
+        canvas.create_line(*points, fill=palette["warning"], width=px(GUI_CHART_LINE), tags="duration")
+        canvas.create_line(pad, bottom, width - pad, bottom, fill=palette["border"], width=px(1))
         muted = palette["muted"]
-        canvas.create_text(
-            GUI_CHART_PAD, height, text=f"{len(self.days)} days ago", anchor="sw", font=font, fill=muted
-        )
-        canvas.create_text(width - GUI_CHART_PAD, height, text="today", anchor="se", font=font, fill=muted)
+        canvas.create_text(pad, height, text=f"{len(self.days)} days ago", anchor="sw", font=font, fill=muted)
+        canvas.create_text(width - pad, height, text="today", anchor="se", font=font, fill=muted)
 
 
 class RunsPane:
@@ -15980,7 +16047,10 @@ class EditorPane:
         self._note(tab, row - 1, "env", "NAME=value, one per line")
         row = self._choice(tab, row, "on_failure", "In a job run", STEP_FAILURE_LABELS)
         self._note(tab, row - 1, "on_failure", "what the job run does after this step fails")
-        self._check(tab, row, "skip_in_job", "Leave it out of job runs")
+        row = self._check(tab, row, "skip_in_job", "Leave it out of job runs")
+        for name, text in TASK_NOTIFY_EVENTS.items():
+            row = self._choice(tab, row, f"notify.{name}", text, NOTIFY_OVERRIDE_LABELS)
+        self._note(tab, row - 1, f"notify.{name}", "notifications of this task (File → Notifications…)")
 
     def _build_claude_options(self, tab: ttk.Frame, row: int) -> int:
         models = dict.fromkeys(("", *GUI_MODELS), "")
@@ -16206,6 +16276,10 @@ class EditorPane:
         """The task fields in the form; Invalid (naming the field) when a value cannot be read."""
         self.clear_errors()
         return form_to_task(self._form(), self.task)
+
+    def collect_notify(self) -> dict[str, bool]:
+        """The task's notification overrides chosen ({} : as for all tasks)."""
+        return form_notify_events(self._form())
 
     def is_dirty(self) -> bool:
         return self.is_open and self._form() != self._clean
@@ -16989,9 +17063,9 @@ class NotificationsDialog:
         ttk.Checkbutton(body, text="Desktop notifications", variable=self.desktop).grid(
             row=1, column=0, sticky="w", pady=(8, 0)
         )
-        self.hooks = ttk.Label(body, style="Note.TLabel", justify="left")
-        self.hooks.grid(row=2, column=0, sticky="w", pady=(4, 8))
-        self.show_hooks(config["webhooks"])
+        self.webhooks: list[JSONDict] = [dict(hook) for hook in config["webhooks"]]
+        self.hook_dialog: WebhookDialog | None = None
+        self._build_hooks(body)
         ttk.Label(body, text="Latest deliveries").grid(row=3, column=0, sticky="w")
         self.history = ttk.Treeview(
             body, columns=GUI_DELIVERY_COLUMNS, show="headings", height=GUI_DELIVERY_ROWS
@@ -17010,10 +17084,77 @@ class NotificationsDialog:
         self.save_button.pack(side="left")
         _place_dialog(self.top, app.root)
 
-    def show_hooks(self, hooks: list[JSONDict]) -> None:
-        lines = [f"Webhook {hook['name']}: {hook['preset']} to {hook['url']}" for hook in hooks]
-        lines.append("Add or change webhooks with: claude-code-scheduler cli notify hook-add NAME URL")
-        self.hooks.configure(text="\n".join(lines))
+    def _build_hooks(self, body: ttk.Frame) -> None:
+        """The webhooks: a list, and Add / Edit / Remove (saved with the dialog's Save)."""
+        from tkinter import ttk
+
+        frame = ttk.LabelFrame(body, text="Webhooks", padding=8)
+        frame.grid(row=2, column=0, sticky="ew", pady=(8, 8))
+        frame.columnconfigure(0, weight=1)
+        self.hook_list = ttk.Treeview(frame, columns=GUI_HOOK_COLUMNS, show="headings", height=GUI_HOOK_ROWS)
+        for name, width in zip(GUI_HOOK_COLUMNS, GUI_HOOK_WIDTHS, strict=True):
+            self.hook_list.heading(name, text=name.capitalize(), anchor="w")
+            self.hook_list.column(name, width=width, stretch=name == "url", anchor="w")
+        self.hook_list.grid(row=0, column=0, sticky="ew")
+        self.hook_list.bind("<Double-1>", lambda event: self.edit_hook())
+        self.hook_list.bind("<Delete>", lambda event: self.remove_hook())
+        buttons = ttk.Frame(frame)
+        buttons.grid(row=0, column=1, sticky="n", padx=(8, 0))
+        self.hook_buttons = {
+            key: ttk.Button(buttons, text=text, command=command)
+            for key, text, command in (
+                ("add", "Add…", self.add_hook),
+                ("edit", "Edit…", self.edit_hook),
+                ("remove", "Remove", self.remove_hook),
+            )
+        }
+        for button in self.hook_buttons.values():
+            button.pack(fill="x", pady=(0, 4))
+        self.show_hooks()
+
+    def show_hooks(self) -> None:
+        self.hook_list.delete(*self.hook_list.get_children())
+        for hook in self.webhooks:
+            events = ", ".join(hook["events"]) if hook.get("events") is not None else "all turned on"
+            secret = "yes" if hook.get("has_secret") else "no"
+            name = hook["name"] if hook.get("enabled", True) else f"{hook['name']} (off)"
+            self.hook_list.insert(
+                "", "end", iid=hook["name"], values=(name, hook["preset"], hook["url"], events, secret)
+            )
+
+    def _chosen_hook(self) -> int | None:
+        chosen = self.hook_list.selection()
+        names = [hook["name"] for hook in self.webhooks]
+        return names.index(chosen[0]) if chosen and chosen[0] in names else None
+
+    def add_hook(self) -> None:
+        self._open_hook(None)
+
+    def edit_hook(self) -> None:
+        index = self._chosen_hook()
+        if index is not None:
+            self._open_hook(index)
+
+    def _open_hook(self, index: int | None) -> None:
+        if self.hook_dialog is not None:
+            self.hook_dialog.close()
+        others = [hook["name"] for n, hook in enumerate(self.webhooks) if n != index]
+        hook = self.webhooks[index] if index is not None else None
+        self.hook_dialog = WebhookDialog(self, hook, others, lambda edited: self._hook_edited(index, edited))
+
+    def _hook_edited(self, index: int | None, hook: JSONDict) -> None:
+        if index is None:
+            self.webhooks.append(hook)
+        else:
+            self.webhooks[index] = hook
+        self.show_hooks()
+        self.hook_list.selection_set(hook["name"])
+
+    def remove_hook(self) -> None:
+        index = self._chosen_hook()
+        if index is not None:
+            del self.webhooks[index]
+            self.show_hooks()
 
     def show_history(self, history: list[JSONDict]) -> None:
         self.history.delete(*self.history.get_children())
@@ -17022,12 +17163,157 @@ class NotificationsDialog:
             self.history.insert("", "end", iid=item["id"], values=(*values, item["error"] or ""))
 
     def collect(self) -> JSONDict:
+        """The settings shown; a webhook keeps its stored secret unless one was typed or
+        taken away (see Service.update_notify_settings)."""
         events = {name: var.get() for name, var in self.events.items()}
-        return {"events": events, "desktop": {"enabled": self.desktop.get()}}
+        hooks = [{key: value for key, value in hook.items() if key != "has_secret"} for hook in self.webhooks]
+        return {"events": events, "desktop": {"enabled": self.desktop.get()}, "webhooks": hooks}
+
+    def close(self) -> None:
+        if self.hook_dialog is not None:
+            self.hook_dialog.close()
+        self.top.destroy()
+        self.app.notifications_dialog_closed(self)
+
+
+class WebhookDialog:
+    """One webhook, added or changed in File → Notifications: its name (fixed once made:
+    its stored secret is kept by name), URL, format, secret, events, timeout, retries and
+    backoff. OK checks it with the model's rules and hands it back; nothing is stored
+    until the Notifications dialog is saved."""
+
+    def __init__(
+        self,
+        parent: NotificationsDialog,
+        hook: JSONDict | None,
+        others: list[str],
+        done: Callable[[JSONDict], None],
+    ) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.parent, self.hook, self.others, self.done = parent, hook or {}, others, done
+        self.top = tk.Toplevel(parent.top)
+        self.top.title("Webhook")
+        self.top.transient(parent.top)
+        self.top.protocol("WM_DELETE_WINDOW", self.close)
+        self.top.bind("<Escape>", lambda event: self.close())
+        self.top.bind("<Return>", lambda event: self.ok())
+        body = ttk.Frame(self.top, padding=16)
+        body.pack(fill="both", expand=True)
+        body.columnconfigure(1, weight=1)
+        self.fields: dict[str, tk.StringVar] = {}
+        self.entries: dict[str, ttk.Entry] = {}
+        self._build_fields(body)
+        self._build_events(body)
+        self.error = _autowrap(ttk.Label(body, style="Error.TLabel", justify="left"))
+        self.error.grid(row=20, column=0, columnspan=2, sticky="ew", pady=(8, 0))
+        buttons = ttk.Frame(body)
+        buttons.grid(row=21, column=0, columnspan=2, sticky="e", pady=(10, 0))
+        ttk.Button(buttons, text="Cancel", command=self.close).pack(side="left", padx=(0, 6))
+        self.ok_button = ttk.Button(buttons, text="OK", command=self.ok)
+        self.ok_button.pack(side="left")
+        _place_dialog(self.top, parent.top)  # type: ignore[arg-type]  # a Toplevel places like the root
+
+    def _row(self, body: ttk.Frame, row: int, key: str, text: str, value: str, hint: str = "") -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        ttk.Label(body, text=text).grid(row=row, column=0, sticky="w", padx=(0, 10), pady=(6, 0))
+        var = self.fields[key] = tk.StringVar(master=self.top, value=value)
+        entry = self.entries[key] = ttk.Entry(body, textvariable=var, width=GUI_DIALOG_CHARS)
+        entry.grid(row=row, column=1, sticky="ew", pady=(6, 0))
+        if hint:
+            ttk.Label(body, text=hint, style="Note.TLabel").grid(row=row, column=2, sticky="w", padx=(6, 0))
+
+    def _build_fields(self, body: ttk.Frame) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        hook = self.hook
+        self._row(body, 0, "name", "Name", str(hook.get("name") or ""))
+        if hook:
+            self.entries["name"].configure(state="readonly")
+        self._row(body, 1, "url", "URL", str(hook.get("url") or ""))
+        ttk.Label(body, text="Format").grid(row=2, column=0, sticky="w", pady=(6, 0))
+        self.fields["preset"] = tk.StringVar(
+            master=self.top, value=str(hook.get("preset") or WEBHOOK_PRESETS[0])
+        )
+        self.preset = ttk.Combobox(
+            body, textvariable=self.fields["preset"], values=WEBHOOK_PRESETS, state="readonly", width=10
+        )
+        self.preset.grid(row=2, column=1, sticky="w", pady=(6, 0))
+        had = bool(hook.get("has_secret"))
+        self._row(
+            body, 3, "secret", "Secret", "", "blank: keep the one it has" if had else "signs each request"
+        )
+        self.entries["secret"].configure(show="•")
+        self.no_secret = tk.BooleanVar(master=self.top, value=False)
+        if had:
+            ttk.Checkbutton(body, text="No secret (unsigned requests)", variable=self.no_secret).grid(
+                row=4, column=1, sticky="w"
+            )
+        for row, (key, text, hint) in enumerate(GUI_HOOK_NUMBERS, start=5):
+            default = {"timeout_seconds": WEBHOOK_TIMEOUT_DEFAULT, "retries": WEBHOOK_RETRIES_DEFAULT}
+            value = hook.get(key, default.get(key, WEBHOOK_BACKOFF_DEFAULT))
+            self._row(body, row, key, text, f"{value:g}", hint)
+        self.enabled = tk.BooleanVar(master=self.top, value=bool(hook.get("enabled", True)))
+        ttk.Checkbutton(body, text="On", variable=self.enabled).grid(row=8, column=1, sticky="w", pady=(6, 0))
+
+    def _build_events(self, body: ttk.Frame) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        frame = ttk.LabelFrame(body, text="Events it is told (all ticked: every event turned on)", padding=6)
+        frame.grid(row=9, column=0, columnspan=3, sticky="ew", pady=(8, 0))
+        chosen = self.hook.get("events")
+        self.events = {
+            name: tk.BooleanVar(master=self.top, value=chosen is None or name in chosen)
+            for name in NOTIFY_EVENTS
+        }
+        for row, name in enumerate(NOTIFY_EVENTS):
+            ttk.Checkbutton(frame, text=name.replace("_", " "), variable=self.events[name]).grid(
+                row=row // 2, column=row % 2, sticky="w", padx=(0, 12)
+            )
+
+    def collect(self) -> JSONDict:
+        """The webhook as typed, checked by the model's rules; Invalid names the field."""
+        name = self.fields["name"].get().strip()
+        if name in self.others:
+            raise Invalid(f"{name!r} names another webhook too", "name")
+        events = [name for name, var in self.events.items() if var.get()]
+        hook: JSONDict = {
+            "name": name,
+            "url": self.fields["url"].get().strip(),
+            "preset": self.fields["preset"].get(),
+            "events": None if len(events) == len(NOTIFY_EVENTS) else events,
+            "enabled": self.enabled.get(),
+        }
+        for key, _, _ in GUI_HOOK_NUMBERS:
+            hook[key] = _form_number(self.fields[key].get().strip(), key, int if key == "retries" else float)
+        # Without a "secret" the hook keeps the one stored under its name.
+        typed, has_secret = self.fields["secret"].get(), bool(self.hook.get("has_secret"))
+        if self.no_secret.get() or typed:
+            hook["secret"], has_secret = typed if typed and not self.no_secret.get() else None, bool(typed)
+        elif "secret" in self.hook:  # typed earlier, not saved yet
+            hook["secret"] = self.hook["secret"]
+        checked = _read_webhook({**hook, "secret": hook.get("secret")}, "webhook")
+        kept = {key: value for key, value in checked.items() if key != "secret" or "secret" in hook}
+        return {**kept, "has_secret": has_secret and not self.no_secret.get()}
+
+    def ok(self) -> None:
+        try:
+            hook = self.collect()
+        except Invalid as error:
+            self.error.configure(text=str(error).removeprefix("webhook."))
+            return
+        self.close()
+        self.done(hook)
 
     def close(self) -> None:
         self.top.destroy()
-        self.app.notifications_dialog_closed(self)
+        if self.parent.hook_dialog is self:
+            self.parent.hook_dialog = None
 
 
 # Texts of the status bar and the confirmations (pure).
@@ -17901,7 +18187,9 @@ class App:
         if not self.editor.is_open or shown is None:
             return
         current = self.tasks.get(shown["id"])
-        if current is not None and current.get("updated_at") == shown.get("updated_at"):
+        if current is not None and all(
+            current.get(key) == shown.get(key) for key in ("updated_at", "notify_events")
+        ):
             return
         if not self.editor.is_dirty():
             self.editor.load(current) if current else self.editor.clear()
@@ -18172,16 +18460,27 @@ class App:
                 otherwise()
             return
         task = self.editor.task
-        if task is None:
-            call: Callable[[], JSONDict] = lambda: self.service.create_task(data)  # noqa: E731
-        else:
-            call = functools.partial(self.service.update_task, str(task["id"]), data)
+        call = functools.partial(self._store_task, task, data, self.editor.collect_notify())
         self.editor.set_busy(True)
         self.submit(
             call,
             lambda saved: self._task_saved(saved, then),
             failed=lambda error: self._task_not_saved(error, otherwise),
         )
+
+    def _store_task(self, task: JSONDict | None, data: JSONDict, events: dict[str, bool]) -> JSONDict:
+        """On the worker: create or update the task, then its notification overrides if
+        they changed (none: it follows the settings for all tasks)."""
+        saved = (
+            self.service.create_task(data)
+            if task is None
+            else self.service.update_task(str(task["id"]), data)
+        )
+        if events != (task or {}).get("notify_events", {}):
+            self.service.update_notify_settings(
+                {"tasks": {saved["id"]: {"events": events} if events else None}}
+            )
+        return {**saved, "notify_events": events}
 
     def _task_saved(self, saved: JSONDict, then: Callable[[], None] | None) -> None:
         self.editor.set_busy(False)

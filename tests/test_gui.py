@@ -1252,6 +1252,41 @@ def test_the_window_fits_every_screen(
             label = str(notebook.tab(index, "text"))
             assert drawn >= font.measure(label), f"the tab label {label!r} is clipped"
         assert _box(notebook)[2] <= _box(app.editor.frame)[2]
+        assert_no_heading_clipped(app)
+        assert_pictures_scale_with_the_text(app, task["id"])
+
+
+def assert_no_heading_clipped(app: cs.App) -> None:
+    """Each shown column is as wide as its title in the heading font, the heading's own
+    padding and border, and the pixel a bold glyph overhangs its measure."""
+    import tkinter.font
+    from tkinter import ttk
+
+    style = ttk.Style(app.root)
+    pad_x = int(str(app.root.tk.splitlist(style.lookup("Treeview.Heading", "padding"))[0]))
+    font = tkinter.font.nametofont(str(style.lookup("Treeview.Heading", "font")), root=app.root)
+    for table in (app.jobs_pane.table, app.tasks_pane.table, app.runs_pane.table):
+        tree = table.tree
+        for key in ("#0", *tree.cget("displaycolumns")):
+            title = str(tree.heading(key, "text"))
+            need = font.measure(title) + 2 * pad_x + 2 + 1
+            assert int(tree.column(key, "width")) >= need, f"the heading {title!r} is clipped"
+
+
+def assert_pictures_scale_with_the_text(app: cs.App, task_id: str) -> None:
+    """The run strip's cells and the chart's line grow with the text (Tk scaling 2.0)."""
+    tk, line = app.root.tk, int(app.looks.fonts["body"].metrics("linespace"))
+    strip = str(app.tasks_pane.table.tree.item(task_id, "image")[0])
+    height, width = int(tk.call("image", "height", strip)), int(tk.call("image", "width", strip))
+    middle = height // 2
+    drawn = [x for x in range(width) if not tk.getboolean(tk.call(strip, "transparency", "get", x, middle))]
+    assert drawn, "the strip shows no run"
+    cell = max(x for x in drawn) - min(drawn) + 1  # the one run's cell
+    assert height > line / 2 and cell > line / 4, (height, cell, line)
+    chart = app.runs_pane.chart.canvas
+    app.root.update()
+    (duration,) = chart.find_withtag("duration")
+    assert float(chart.itemcget(duration, "width")) >= line / 10
 
 
 def test_without_tkinter_it_says_to_use_serve_or_cli(
@@ -1431,6 +1466,95 @@ def test_the_notifications_dialog_changes_events_tests_and_shows_history(
     dialog.save_button.invoke()
     gui.wait(lambda: gui.app.notifications_dialog is None, "the dialog to close")
     assert service.notify_settings()["events"]["changed"] is True
+
+
+def test_webhooks_are_added_changed_and_removed_in_the_notifications_dialog(
+    gui: Gui, service: cs.Service, home: Path
+) -> None:
+    service.update_notify_settings(
+        {"webhooks": [{"name": "old", "url": "http://127.0.0.1:9/", "secret": "k1"}]}
+    )
+    gui.choose_menu("File", "Notifications…")
+    gui.wait(lambda: gui.app.notifications_dialog, "the notifications dialog")
+    dialog = gui.app.notifications_dialog
+    assert dialog is not None
+    assert dialog.hook_list.item("old", "values")[4] == "yes"  # it has a secret, not shown
+
+    def fill(values: dict[str, str]) -> cs.WebhookDialog:
+        hook_dialog = dialog.hook_dialog
+        assert hook_dialog is not None
+        for key, value in values.items():
+            hook_dialog.fields[key].set(value)
+        return hook_dialog
+
+    dialog.hook_buttons["add"].invoke()
+    added = fill({"name": "team", "url": "ftp://example.invalid/", "preset": "slack", "secret": "s3"})
+    added.events["limit_hold_began"].set(False)
+    added.ok_button.invoke()
+    assert added.error.cget("text") == "url: must be an http:// or https:// address"
+    fill({"url": "https://hooks.example.invalid/x", "retries": "5"})
+    added.ok_button.invoke()
+    assert dialog.hook_dialog is None
+    dialog.hook_buttons["add"].invoke()
+    clash = fill({"name": "old", "url": "https://x.invalid/"})
+    clash.ok_button.invoke()
+    assert "names another webhook" in clash.error.cget("text")
+    clash.close()
+    dialog.hook_list.selection_set("old")
+    dialog.hook_buttons["edit"].invoke()
+    edited = fill({"preset": "ntfy"})
+    assert str(edited.entries["name"].cget("state")) == "readonly"  # its secret is kept by name
+    edited.ok_button.invoke()
+    dialog.save_button.invoke()
+    gui.wait(lambda: gui.app.notifications_dialog is None, "the dialog to close")
+    stored = {hook["name"]: hook for hook in cs.load_notify_config(home)["webhooks"]}
+    assert (stored["old"]["preset"], stored["old"]["secret"]) == ("ntfy", "k1")
+    team = stored["team"]
+    assert (team["url"], team["preset"], team["secret"], team["retries"]) == (
+        "https://hooks.example.invalid/x",
+        "slack",
+        "s3",
+        5,
+    )
+    assert team["events"] == [name for name in cs.NOTIFY_EVENTS if name != "limit_hold_began"]
+
+    gui.choose_menu("File", "Notifications…")
+    gui.wait(lambda: gui.app.notifications_dialog, "the notifications dialog")
+    dialog = gui.app.notifications_dialog
+    assert dialog is not None
+    dialog.hook_list.selection_set("team")
+    dialog.hook_buttons["edit"].invoke()
+    assert dialog.hook_dialog is not None
+    dialog.hook_dialog.no_secret.set(True)
+    dialog.hook_dialog.ok_button.invoke()
+    dialog.hook_list.selection_set("old")
+    dialog.hook_buttons["remove"].invoke()
+    dialog.save_button.invoke()
+    gui.wait(lambda: gui.app.notifications_dialog is None, "the dialog to close")
+    (team,) = cs.load_notify_config(home)["webhooks"]
+    assert (team["name"], team["secret"]) == ("team", None)
+
+
+def test_the_task_editor_overrides_notifications_for_its_task(gui: Gui, service: cs.Service) -> None:
+    task = make_task(service, "Quiet")
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task")
+    gui.select_task(task["id"])
+    editor = gui.app.editor
+    assert editor._value("notify.failed") == ""  # as for all tasks
+    editor._set("notify.failed", "off")
+    editor._set("notify.changed", "on")
+    editor.save_button.invoke()
+    gui.settle()
+    gui.wait(lambda: not editor.is_dirty(), "the task to be saved")
+    assert service.notify_settings()["tasks"] == {task["id"]: {"events": {"failed": False, "changed": True}}}
+    editor._set("notify.failed", "")
+    editor._set("notify.changed", "")
+    editor.save_button.invoke()
+    gui.wait(lambda: service.notify_settings()["tasks"] == {}, "the overrides to go")
+    service.update_notify_settings({"tasks": {task["id"]: {"events": {"recovered": False}}}})
+    gui.app.refresh_now()
+    gui.wait(lambda: editor._value("notify.recovered") == "off", "a change made elsewhere to show")
 
 
 # Time zones ---------------------------------------------------------------------------------
@@ -1700,10 +1824,10 @@ def test_a_setup_problem_shows_as_a_banner_with_its_fix_until_it_is_fixed(
 # Pictures: the run strip and the chart -----------------------------------------------------
 
 
-def _strip_colours(image: Any) -> list[str]:
+def _strip_colours(image: Any, looks: cs.Looks) -> list[str]:
     """The colour of each cell of a run strip, left to right ("" for an empty cell)."""
-    step = cs.GUI_STRIP_CELL + cs.GUI_STRIP_GAP
-    middle = cs.GUI_DOT_SIZE // 2
+    step = looks.px(cs.GUI_STRIP_CELL) + looks.px(cs.GUI_STRIP_GAP)
+    middle = image.height() // 2
     colours = []
     for index in range(cs.GUI_STRIP_RUNS):
         red, green, blue = (int(part) for part in image.get(index * step + 1, middle))
@@ -1730,13 +1854,17 @@ def test_each_task_shows_its_recent_runs_as_a_strip(home: Path, service: cs.Serv
         recent = statuses[-cs.GUI_STRIP_RUNS :]
         strip = gui.app.looks.strip(tuple(status.value for status in recent))
         assert tree.item(task["id"], "image")[0] == str(strip), "the row does not show the strip of its runs"
-        assert _strip_colours(strip) == [cs.GUI_STATUS_COLOURS[status.value] for status in recent]
+        assert _strip_colours(strip, gui.app.looks) == [
+            cs.GUI_STATUS_COLOURS[status.value] for status in recent
+        ]
         assert tree.item(fresh["id"], "image")[0] == str(gui.app.looks.dot("never")), "no runs: the dot"
         store.save_run(cs.Run(cs.new_id(), fresh["id"], status=cs.RunStatus.FAILED, started_at=cs.utcnow()))
         gui.app.refresh_now()
         one = gui.app.looks.strip(("failed",))
         gui.wait(lambda: tree.item(fresh["id"], "image")[0] == str(one), "the new run in the strip")
-        assert _strip_colours(one) == [""] * (cs.GUI_STRIP_RUNS - 1) + [cs.GUI_STATUS_COLOURS["failed"]]
+        assert _strip_colours(one, gui.app.looks) == [""] * (cs.GUI_STRIP_RUNS - 1) + [
+            cs.GUI_STATUS_COLOURS["failed"]
+        ]
 
 
 def test_the_chart_draws_cost_and_run_time_per_day(home: Path, service: cs.Service, display: str) -> None:
