@@ -15502,7 +15502,7 @@ class RunsPane:
         from tkinter import ttk
 
         self.dates = ttk.Frame(self.frame)
-        self.dates.columnconfigure(5, weight=1)
+        self.dates.columnconfigure(4, weight=1)
         self.day_fields: dict[str, ttk.Entry] = {}
         for column, (key, text) in enumerate((("from", "From"), ("to", "to"))):
             ttk.Label(self.dates, text=text).grid(row=0, column=2 * column, padx=(0 if column == 0 else 6, 4))
@@ -15510,10 +15510,11 @@ class RunsPane:
             entry.grid(row=0, column=2 * column + 1)
             entry.bind("<Return>", lambda event: self._apply_dates())
             entry.bind("<FocusOut>", lambda event: self._apply_dates())
-        zone = ttk.Label(self.dates, text=f"YYYY-MM-DD, {local_zone_name()}", style="Note.TLabel")
-        zone.grid(row=0, column=4, padx=(6, 0), sticky="w")
+        hint = f"YYYY-MM-DD, {local_zone_name()}; blank: no bound"
+        zone = _autowrap(ttk.Label(self.dates, text=hint, style="Note.TLabel", justify="left"))
+        zone.grid(row=1, column=0, columnspan=6, sticky="ew")
         self.dates_error = _autowrap(ttk.Label(self.dates, style="Error.TLabel", justify="left"))
-        self.dates_error.grid(row=1, column=0, columnspan=6, sticky="ew")
+        self.dates_error.grid(row=2, column=0, columnspan=6, sticky="ew")
 
     def _on_filter(self) -> None:
         if self.filters["age"].get() != RUN_DATES_LABEL:
