@@ -17805,6 +17805,8 @@ class App:
         self._build()
         self._restore_layout()
         self.worker = Worker(self.inbox)
+        # Drawing the icon takes a while in Python: off the Tk thread, after the window shows.
+        self.submit_apart(lambda: [icon_png(size) for size in WINDOW_ICON_SIZES], self._set_icon)
         self.api, self.api_error = self._start_api(api_host, api_port)
         self._api_wanted = (api_host, api_port)  # tried again when this window takes the engine over
         self.api_note = ""  # why the API runs here now, when that is news
@@ -17823,7 +17825,7 @@ class App:
         from tkinter import ttk
 
         self.root.title(GUI_TITLE)
-        self._set_icon()
+        self.icons: list[tk.PhotoImage] = []
         outer = ttk.Frame(self.root)
         outer.pack(fill="both", expand=True)
         # Packed first, at the bottom: when the window is short, the panes give way, not it.
@@ -17848,16 +17850,15 @@ class App:
         self._update_actions()
         self._show_status()
 
-    def _set_icon(self) -> None:
-        """The window's own icon (see icon_png) in the title bar and the task switcher."""
+    def _set_icon(self, pngs: list[bytes]) -> None:
+        """The window's own icon (icon_png at WINDOW_ICON_SIZES) in the title bar and the
+        task switcher."""
         import base64
         import tkinter as tk
 
-        self.icons: list[tk.PhotoImage] = []
         try:
             self.icons = [
-                tk.PhotoImage(master=self.root, data=base64.b64encode(icon_png(size)).decode())
-                for size in WINDOW_ICON_SIZES
+                tk.PhotoImage(master=self.root, data=base64.b64encode(png).decode()) for png in pngs
             ]
             self.root.iconphoto(True, *self.icons)
         except tk.TclError as error:  # a Tk older than 8.6 reads no PNG: the window works without
