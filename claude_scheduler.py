@@ -132,6 +132,7 @@ TASK_INDEX = "task_index"  # state.json's copy of each task's job, see Store.sta
 SETTINGS_FILE = "settings.json"
 NOTIFY_FILE = "notifications.json"  # mode 0600: webhook secrets
 NOTIFY_HISTORY_FILE = "notify-history.json"
+NOTIFY_LOCK_FILE = ".notify.lock"  # the history's own lock: a delivery never waits on the store's
 DESKTOP_MANIFEST = "desktop-install.json"  # what `desktop install` wrote
 SERVICE_MANIFEST = "service-install.json"  # what `service install` wrote
 TOKEN_FILE = "api-token"
@@ -148,6 +149,7 @@ HOME_NAMES = frozenset(
         SETTINGS_FILE,
         NOTIFY_FILE,
         NOTIFY_HISTORY_FILE,
+        NOTIFY_LOCK_FILE,
         DESKTOP_MANIFEST,
         SERVICE_MANIFEST,
         TOKEN_FILE,
@@ -6167,17 +6169,15 @@ class Engine:
         """Tell listeners (notifications) when `run` put new runs on hold."""
         if run.failure_kind not in (FailureKind.USAGE_LIMIT, FailureKind.RATE_LIMIT):
             return
-        hold = active_hold(self.store.engine_state(), self.clock())
-        if hold is not None and hold.get("run_id") == run.id:
+        hold = hold_begun_by(self.store, run.id)
+        if hold is not None:
             logger().warning(
                 "holding new runs until %s: %s (run %s)",
                 fmt_local(hold_until(hold), zone=True),
                 hold.get("reason") or hold_kind_label(hold),
                 run.id[:ID_PREFIX_LEN],
             )
-            self.on_event(
-                {"event": "limit_hold", "began": True, "resets_at": fmt_local(hold_until(hold), zone=True)}
-            )
+            self.on_event(hold_began_event(hold))
 
     def _after_run(self, run: Run) -> None:
         """Retries with backoff, then the next step of a job run."""
@@ -6254,14 +6254,25 @@ class Engine:
         return len(ended)
 
 
+def hold_begun_by(store: Store, run_id: str) -> JSONDict | None:
+    """The usage-limit hold in force if the run `run_id` put it on, else None."""
+    hold = active_hold(store.engine_state(), store.clock())
+    return hold if hold is not None and hold.get("run_id") == run_id else None
+
+
+def hold_began_event(hold: JSONDict) -> JSONDict:
+    """The listeners' event (notifications) for a hold that has just begun."""
+    return {"event": "limit_hold", "began": True, "resets_at": fmt_local(hold_until(hold), zone=True)}
+
+
 def running_runs(store: Store) -> list[Run]:
-    """The runs that run now, in any process: those whose owner is alive."""
-    return [
-        run
-        for task in store.task_list()
-        for run in store.runs_of(task.id)
-        if run.status is RunStatus.RUNNING and (not run.owner or owner_alive(run.owner))
-    ]
+    """The runs that run now, in any process: those whose owner is alive. The store's
+    lock is taken once for the whole walk, not once per task: between a thousand takings
+    each other writer (a run's transition, an fsync'd write) would get in the way."""
+    with store.locked():
+        runs = [run for task in store.task_list() for run in store.runs_of(task.id)]
+    running = [run for run in runs if run.status is RunStatus.RUNNING]
+    return [run for run in running if not run.owner or owner_alive(run.owner)]
 
 
 def interrupt_run(store: Store, run: Run, grace: float = KILL_GRACE_SECONDS) -> Run | None:
@@ -6624,6 +6635,9 @@ WEBHOOK_SCHEMES = ("http", "https")
 SIGNATURE_HEADER = "X-Scheduler-Signature"
 NOTIFY_PARALLEL = 8  # deliveries under way at once; more wait their turn on their own thread
 NOTIFY_TEXT_MAX = 1000  # of a run's result or error in a message
+# A foreground run (`cli tasks run`) is told from the CLI process, which waits this long at
+# most at exit for deliveries under way (a slow or dead hook then goes unrecorded).
+FOREGROUND_NOTIFY_WAIT_SECONDS = 5.0
 HTTP_RETRYABLE = (408, 425, 429)
 JSON_CONTENT = "application/json"
 DEFAULT_NOTIFY: JSONDict = {
@@ -6921,6 +6935,7 @@ class Notifier:
         self.platform = platform or platform_key()
         self.inbox: queue.SimpleQueue[JSONDict | None] = queue.SimpleQueue()
         self._slots = threading.BoundedSemaphore(NOTIFY_PARALLEL)
+        self._history_lock = InterProcessLock(store.home / NOTIFY_LOCK_FILE)
         self._busy = 0
         self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -6975,16 +6990,16 @@ class Notifier:
         run = event.get("run")
         if event.get("event") != "run" or not isinstance(run, dict):
             return []
-        return self._run_notices(Run.from_dict(run))
+        return self._run_notices(Run.from_dict(run), may_retry=event.get("retried", True) is not False)
 
-    def _run_notices(self, run: Run) -> list[Notice]:
+    def _run_notices(self, run: Run, *, may_retry: bool = True) -> list[Notice]:
         if run.status not in (RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED):
             return []
         try:
             task = self.store.task(run.task_id)
         except NotFound:
             return []
-        kinds = self._kinds(task, run)
+        kinds = self._kinds(task, run, may_retry)
         facts = {"id": task.id, "name": task.name, "job_id": task.job_id}
         shown = {key: run.to_dict().get(key) for key in NOTICE_RUN_FIELDS}
         body = f"{_run_text(shown) or run.status.value} (run {run.id[:ID_PREFIX_LEN]})"
@@ -6993,10 +7008,12 @@ class Notifier:
             for kind in kinds
         ]
 
-    def _kinds(self, task: Task, run: Run) -> list[str]:
+    def _kinds(self, task: Task, run: Run, may_retry: bool = True) -> list[str]:
+        """`may_retry` False: no retry follows whatever the task says (a foreground run)."""
         failing = (RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED)
         if run.status in failing:
-            retried = run.status is not RunStatus.INTERRUPTED and run.failure_kind not in NOT_RETRIED_KINDS
+            retried = may_retry and run.status is not RunStatus.INTERRUPTED
+            retried = retried and run.failure_kind not in NOT_RETRIED_KINDS
             if retried and run.attempt <= task.retry.max_attempts:
                 return []  # the retry tells; the last attempt's failure is the one said
             return ["timed_out" if run.status is RunStatus.TIMEOUT else "failed"]
@@ -7132,7 +7149,9 @@ class Notifier:
     # History -------------------------------------------------------------------
 
     def _record(self, record: JSONDict) -> None:
-        with self.store.locked():
+        # Not under the store's lock: the engine takes that one many times a pass, and a
+        # burst of deliveries ending (each an fsync'd write) would hold its fires back.
+        with self._history_lock:
             history = notify_history(self.store.home)
             history.insert(0, record)
             atomic_write(
@@ -12131,13 +12150,14 @@ def _run_in_foreground(
     executor = Executor(service.store)
     finished: list[JSONDict] = []
     ending: JobRunStatus | None = None
-    with _signals_interrupt():
+    with _signals_interrupt(), _foreground_notices(ctx, service.store) as tell:
         for n, task_id in enumerate(task_ids):
             run = _foreground_step(ctx, executor, task_id, (n, trigger), job_run)
             if run is None:
                 continue
             with _watchdog(service.store.home, run.id):
                 finished.append(_perform_streaming(ctx, executor, run))
+            tell(finished[-1])
             if job_run is None:
                 _queue_followers(ctx, finished[-1])
             ending = _foreground_verdict(ctx, finished[-1], stop_on_failure, job_run)
@@ -12151,6 +12171,32 @@ def _run_in_foreground(
     if ctx.args.json:
         ctx.emit(json.dumps(finished[0] if len(task_ids) == 1 else {"runs": finished}, indent=2), exact=True)
     return 0 if all(run["status"] == RunStatus.SUCCESS for run in finished) else 1
+
+
+@contextlib.contextmanager
+def _foreground_notices(ctx: CliContext, store: Store) -> Iterator[Callable[[JSONDict], None]]:
+    """Foreground runs are told through the notification channels as the engine's are
+    (a failure at once: no retry follows it here). Delivery goes on while the next task
+    runs; at the end this process waits for what is under way, at most
+    FOREGROUND_NOTIFY_WAIT_SECONDS, and says so when it gives up."""
+    notifier = Notifier(store)
+    notifier.start()
+
+    def tell(run: JSONDict) -> None:
+        notifier.on_event({"event": "run", "run": run, "retried": False})
+        hold = hold_begun_by(store, str(run["id"]))
+        if hold is not None:
+            notifier.on_event(hold_began_event(hold))
+
+    try:
+        yield tell
+    finally:
+        notifier.stop()
+        if not notifier.wait_idle(FOREGROUND_NOTIFY_WAIT_SECONDS):
+            ctx.err(
+                f"Notifications not delivered within {FOREGROUND_NOTIFY_WAIT_SECONDS:g} s were given up "
+                "(a slow or unreachable webhook); `cli notify history` lists those delivered."
+            )
 
 
 def _claim_when_free(ctx: CliContext, executor: Executor, run: Run) -> Run:
@@ -12329,9 +12375,9 @@ def _perform_streaming(ctx: CliContext, executor: Executor, run: Run) -> JSONDic
 def _say_hold_began(ctx: CliContext, store: Store, run: JSONDict) -> None:
     """After a foreground run that put new runs on hold: until when, and how to lift it."""
     now = store.clock()
-    hold = active_hold(store.engine_state(), now)
+    hold = hold_begun_by(store, str(run["id"]))
     until = hold_until(hold)
-    if hold is None or until is None or hold.get("run_id") != run["id"]:
+    if hold is None or until is None:
         return
     ctx.err(
         f"New runs are on hold until {fmt_local_until(until, now)} ({hold_kind_label(hold)}); "
@@ -13877,6 +13923,14 @@ GUI_CLASS_NAME = "ClaudeScheduler"
 GUI_DELIVERY_COLUMNS = ("when", "event", "channel", "status", "tries", "error")
 GUI_DELIVERY_WIDTHS = (90, 120, 160, 80, 50, 360)
 GUI_DELIVERY_ROWS = 12
+GUI_HOOK_COLUMNS = ("name", "preset", "url", "events", "secret")  # File → Notifications' webhooks
+GUI_HOOK_WIDTHS = (110, 70, 300, 160, 60)
+GUI_HOOK_ROWS = 4
+GUI_HOOK_NUMBERS = (  # the webhook dialog's number fields: key, label, hint
+    ("timeout_seconds", "Timeout", "seconds a try may take"),
+    ("retries", "Retries", "after a network error, a 5xx, 408, 425 or 429"),
+    ("backoff_seconds", "Backoff", "seconds before the first retry; doubles each time"),
+)
 GUI_BUNDLE_TYPES = (("Scheduler bundles", "*.json"), ("All files", "*"))
 GUI_DEFAULT_SIZE = (1800, 1000)
 GUI_SCREEN_MARGIN = 40  # a new window fits the screen with this much to spare
@@ -13892,6 +13946,7 @@ GUI_SASH_WIDTH = 6
 GUI_TOOL_GAP = 4
 GUI_GROUP_GAP = 8  # more between groups of toolbar buttons
 GUI_ENTRY_CHARS = 20  # ttk.Entry's own default width
+GUI_DATE_CHARS = 11  # a YYYY-MM-DD field
 GUI_DIALOG_CHARS = 46  # the width of a dialog's text fields
 GUI_WRAP_MIN = 120  # where a label starts wrapping, before its place is known
 GUI_WRAP_FLOOR = 40  # never wrap narrower: one word a line helps nobody
@@ -13927,7 +13982,9 @@ GUI_DOT_GAP = 5  # between a row's dot and its text
 GUI_STRIP_RUNS = 8  # recent runs in a task's strip (the Tasks list)
 GUI_STRIP_CELL = 6  # pixels across one run's cell
 GUI_STRIP_GAP = 2
-GUI_STRIP_WIDTH = GUI_STRIP_RUNS * (GUI_STRIP_CELL + GUI_STRIP_GAP) + GUI_DOT_GAP
+# The body font's line height (px) the pixel sizes above are drawn for; a bigger one
+# (Tk scaling 2.0 on a 4K screen) scales the dots, the strip and the chart with the text.
+GUI_DESIGN_LINESPACE = 17
 GUI_MODELS = ("sonnet", "opus", "haiku")
 GUI_NO_WINDOW = (
     "cannot open the window: {reason}.\n"
@@ -14207,18 +14264,43 @@ RUN_AGE_FILTERS: dict[str, int | None] = {
     "7 days": 6,
     "30 days": 29,
 }  # days before today
+RUN_DATES_LABEL = "Dates…"  # the age choice that shows the From and To fields
+RUN_DATES_DEFAULT_DAYS = 6  # From starts this many days before To (today)
+DaySpan = tuple[date | None, date | None]  # first and last day kept, in the user's zone; None: open
 
 
-def run_matches(run: JSONDict, status: str, trigger: str, age: str, now: datetime) -> bool:
-    """Whether a run passes the Runs list's filters (labels of the RUN_*_FILTERS)."""
+def age_span(age: str, now: datetime) -> DaySpan:
+    """The days an age choice (a label of RUN_AGE_FILTERS) keeps, in the user's zone."""
+    days = RUN_AGE_FILTERS.get(age)
+    return (None, None) if days is None else (now.astimezone().date() - timedelta(days=days), None)
+
+
+def parse_day_span(first: str, last: str) -> DaySpan:
+    """The days typed in the Runs list's From and To fields (YYYY-MM-DD, in the user's
+    zone; either may be left blank for no bound). Raises Invalid naming the field."""
+    span: list[date | None] = []
+    for text, name in ((first, "from"), (last, "to")):
+        try:
+            span.append(date.fromisoformat(text.strip()) if text.strip() else None)
+        except ValueError:
+            raise Invalid(f"{text.strip()!r} is not a date like 2026-01-31", name) from None
+    start, end = span
+    if start and end and end < start:
+        raise Invalid("is before the From date", "to")
+    return start, end
+
+
+def run_matches(run: JSONDict, status: str, trigger: str, span: DaySpan) -> bool:
+    """Whether a run passes the Runs list's filters: labels of RUN_STATUS_FILTERS and
+    RUN_TRIGGER_FILTERS, and the days kept (the day it started, in the user's zone)."""
     statuses, wanted_trigger = RUN_STATUS_FILTERS.get(status, ()), RUN_TRIGGER_FILTERS.get(trigger, "")
     if (statuses and run["status"] not in statuses) or (wanted_trigger and run["trigger"] != wanted_trigger):
         return False
-    days = RUN_AGE_FILTERS.get(age)
-    if days is None:
+    first, last = span
+    if first is None and last is None:
         return True
-    when = parse_time(run.get("started_at") or run["created_at"], "started_at").astimezone()
-    return (now.astimezone().date() - when.date()).days <= days
+    day = parse_time(run.get("started_at") or run["created_at"], "started_at").astimezone().date()
+    return (first is None or day >= first) and (last is None or day <= last)
 
 
 def _totals_line(totals: JSONDict) -> str:
@@ -14251,6 +14333,32 @@ def _order_tasks(tasks: list[JSONDict], order: list[str]) -> list[JSONDict]:
 # The task editor's values <-> task fields. Pure: the editor pane shows and collects the
 # values, these functions know what they mean. Form keys are the task's field names (so
 # an Invalid's field finds its row), plus the schedule chooser's own rows.
+
+
+# The events a task can override (a usage-limit hold is no one task's), with the editor's
+# label; and its choices: "" follows the settings for all tasks.
+TASK_NOTIFY_EVENTS = {
+    "failed": "When it fails",
+    "timed_out": "When it times out",
+    "recovered": "When it succeeds again",
+    "changed": "When its result changes",
+}
+NOTIFY_OVERRIDE_LABELS = {"": "As for all tasks", "on": "Tell me", "off": "Do not tell me"}
+
+
+def task_notify_form(events: JSON) -> FormValues:
+    """The editor's notification choices for a task's overrides ({event: bool})."""
+    chosen = events if isinstance(events, dict) else {}
+    return {
+        f"notify.{name}": "" if name not in chosen else "on" if chosen[name] else "off"
+        for name in TASK_NOTIFY_EVENTS
+    }
+
+
+def form_notify_events(form: Mapping[str, str | bool]) -> dict[str, bool]:
+    """A task's notification overrides ({event: bool}) from the editor's choices."""
+    choices = {name: form.get(f"notify.{name}") for name in TASK_NOTIFY_EVENTS}
+    return {name: choice == "on" for name, choice in choices.items() if choice in ("on", "off")}
 
 
 def task_to_form(task: JSONDict) -> FormValues:
@@ -14289,7 +14397,8 @@ def task_to_form(task: JSONDict) -> FormValues:
         "run_after.task_id": str((task.get("run_after") or {}).get("task_id") or ""),
         "run_after.when": str((task.get("run_after") or {}).get("when") or AfterWhen.SUCCEEDED.value),
     }
-    return {**form, **_schedule_to_form(task.get("schedule") or {"type": "manual"})}
+    schedule = _schedule_to_form(task.get("schedule") or {"type": "manual"})
+    return {**form, **schedule, **task_notify_form(task.get("notify_events"))}
 
 
 def _schedule_to_form(schedule: JSONDict) -> FormValues:
@@ -14561,6 +14670,9 @@ RUN_LIST_COLUMNS = (
 GUI_COLUMN_MIN = 30
 GUI_TREE_BORDER = 2  # of a Treeview's width, what its border takes
 GUI_CELL_PADDING = 10  # around a cell's text
+# Around a column title: the heading style's padding (2 × 4), its border (2 × 1), and the
+# pixels bold glyphs overhang their measured width (without them "On" is clipped).
+GUI_HEADING_PADDING = 14
 GUI_TREE_INDENT = 14  # per level of the Jobs tree (the open/close indicator takes about as much)
 GUI_TIP_DELAY_MS = 500  # the pointer rests this long on a clipped cell before its text shows
 GUI_TIP_OFFSET = (12, 18)  # from the pointer to the tip's corner
@@ -14579,13 +14691,14 @@ class TreeTable:
         *,
         flat: bool = True,
         height: int = 12,
-        image_width: int = GUI_DOT_SIZE + GUI_DOT_GAP,
+        image_width: int | None = None,
     ) -> None:
         from tkinter import ttk
 
         self.columns = columns
         self.looks = looks
-        self.image_width = image_width  # of the dot or run strip before a row's name
+        # of the dot or run strip before a row's name
+        self.image_width = looks.dot_width if image_width is None else image_width
         self.frame = ttk.Frame(parent)
         self.tree = ttk.Treeview(
             self.frame,
@@ -14627,10 +14740,12 @@ class TreeTable:
         """What a column needs: its sample or its title (in bold), plus padding; the tree
         column also holds the dot and, in a tree, the indent of a child row."""
         fonts = self.looks.fonts
-        width = max(fonts["body"].measure(column.sample), fonts["bold"].measure(column.title))
+        width = int(fonts["body"].measure(column.sample))
         if column.key == "#0":
             width += self.image_width + (0 if flat else 2 * GUI_TREE_INDENT)
-        return int(width) + GUI_CELL_PADDING
+        return max(
+            width + GUI_CELL_PADDING, int(fonts["heading"].measure(column.title)) + GUI_HEADING_PADDING
+        )
 
     def fit_columns(self, width: int | None = None) -> None:
         """Show the columns that fit (dropping the lowest `keep` first, and any `hidden`),
@@ -14881,6 +14996,7 @@ class Looks:
         self.palette = GUI_THEMES[self.theme]
         self.is_x11 = root.tk.call("tk", "windowingsystem") == "x11"
         self.fonts = self._make_fonts()
+        self.scale = max(1.0, int(self.fonts["body"].metrics("linespace")) / GUI_DESIGN_LINESPACE)
         self._dots: dict[str, tk.PhotoImage] = {}
         self._style(ttk.Style(root))
 
@@ -14911,6 +15027,7 @@ class Looks:
             "title": self._variant(body, size=size + 2 * step, bold=True),
             "mono": mono,
             "mono_small": self._variant(mono, size=int(mono.cget("size")) - step),
+            "heading": tkfont.nametofont("TkHeadingFont", root=self.root),
         }
 
     @staticmethod
@@ -15017,6 +15134,30 @@ class Looks:
             self.root.option_add(f"*Menu.{option}", colour[role])
         self.root.configure(background=colour["window"])
 
+    def px(self, pixels: float) -> int:
+        """A size in pixels drawn for GUI_DESIGN_LINESPACE, at this window's text size."""
+        return max(1, round(pixels * self.scale))
+
+    @property
+    def dot_width(self) -> int:
+        """Of a row's status dot and the gap after it."""
+        return self.px(GUI_DOT_SIZE) + self.px(GUI_DOT_GAP)
+
+    @property
+    def strip_width(self) -> int:
+        """Of a task's run strip and the gap after it."""
+        return GUI_STRIP_RUNS * (self.px(GUI_STRIP_CELL) + self.px(GUI_STRIP_GAP)) + self.px(GUI_DOT_GAP)
+
+    def set_theme(self, theme: str) -> None:
+        """Switch the window to `theme` at once: the ttk styles, and every classic widget,
+        Text tag, Canvas item and Treeview tag that has a colour of the old theme."""
+        from tkinter import ttk
+
+        old, self.theme = self.palette, theme if theme in GUI_THEMES else "light"
+        self.palette = GUI_THEMES[self.theme]
+        self._style(ttk.Style(self.root))
+        recolour(self.root, {old[role].lower(): colour for role, colour in self.palette.items()})
+
     def dot(self, status: str) -> tk.PhotoImage:
         """A round dot in the status's colour, with the gap before the text on its right
         (made once per status)."""
@@ -15035,19 +15176,20 @@ class Looks:
     def _draw_strip(self, statuses: tuple[str, ...]) -> tk.PhotoImage:
         import tkinter as tk
 
-        step = GUI_STRIP_CELL + GUI_STRIP_GAP
-        image = tk.PhotoImage(master=self.root, width=GUI_STRIP_WIDTH, height=GUI_DOT_SIZE)
+        cell, height, margin = self.px(GUI_STRIP_CELL), self.px(GUI_DOT_SIZE), self.px(1)
+        step = cell + self.px(GUI_STRIP_GAP)
+        image = tk.PhotoImage(master=self.root, width=self.strip_width, height=height)
         first = GUI_STRIP_RUNS - len(statuses)
         for index, status in enumerate(statuses, start=first):
             colour = GUI_STATUS_COLOURS.get(status, GUI_STATUS_COLOURS["scope"])
-            image.put(colour, to=(index * step, 1, index * step + GUI_STRIP_CELL, GUI_DOT_SIZE - 1))
+            image.put(colour, to=(index * step, margin, index * step + cell, height - margin))
         return image
 
     def _draw_dot(self, colour: str) -> tk.PhotoImage:
         import tkinter as tk
 
-        size = GUI_DOT_SIZE
-        image = tk.PhotoImage(master=self.root, width=size + GUI_DOT_GAP, height=size)
+        size = self.px(GUI_DOT_SIZE)
+        image = tk.PhotoImage(master=self.root, width=self.dot_width, height=size)
         centre, radius = (size - 1) / 2, size / 2 - 1.5
         for y in range(size):
             dy = y - centre
@@ -15055,6 +15197,47 @@ class Looks:
                 half = math.sqrt(radius * radius - dy * dy)
                 image.put(colour, to=(round(centre - half), y, round(centre + half) + 1, y + 1))
         return image
+
+
+def recolour(root: tk.Misc, swap: Mapping[str, str]) -> None:
+    """Give each widget under `root` (dialogs and menus too) the colour `swap` maps its
+    colour to ("#rrggbb" in lower case -> the new one), in its options, its Text tags, its
+    Canvas items and its Treeview tags. Walked in Tcl: Tk's own widgets (a combobox's
+    list) are not known to tkinter."""
+    call, split = root.tk.call, root.tk.splitlist
+    pending = [str(root)]
+    while pending:
+        path = pending.pop()
+        _swap_options(root, (path, "configure"), swap)
+        kind = str(call("winfo", "class", path))
+        for command in RECOLOUR_PARTS.get(kind, ()):
+            for part in split(call(path, *command[0])):
+                _swap_options(root, (path, *command[1], part), swap)
+        pending.extend(str(child) for child in split(call("winfo", "children", path)))
+
+
+# Widget class -> (command listing its parts, command configuring one) for recolour.
+RECOLOUR_PARTS: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {
+    "Text": ((("tag", "names"), ("tag", "configure")),),
+    "Canvas": ((("find", "all"), ("itemconfigure",)),),
+    "Treeview": ((("tag", "names"), ("tag", "configure")),),
+}
+
+
+def _swap_options(root: tk.Misc, command: tuple[str, ...], swap: Mapping[str, str]) -> None:
+    """Reconfigure the colour options of one widget or part that `swap` names. Tk answers
+    `configure` with 5-item entries, a Treeview's tags with option-value pairs."""
+    entries = root.tk.splitlist(root.tk.call(*command))
+    if entries and len(root.tk.splitlist(entries[0])) != 5:
+        pairs = [(entries[index], entries[index + 1]) for index in range(0, len(entries) - 1, 2)]
+    else:
+        pairs = [(parts[0], parts[-1]) for parts in map(root.tk.splitlist, entries) if len(parts) == 5]
+    changes: list[str] = []
+    for option, value in pairs:
+        if str(value).lower() in swap:
+            changes += [str(option), swap[str(value).lower()]]
+    if changes:
+        root.tk.call(*command, *changes)
 
 
 # Background work: store reads and writes run on one worker thread, in order.
@@ -15147,8 +15330,14 @@ class StoreReader:
             if force or self._changed():
                 snap.jobs = self.service.list_jobs()
                 recent = self.service.recent_statuses(GUI_STRIP_RUNS)
+                told = self.service.notify_settings()["tasks"]
                 snap.tasks = [
-                    {**task, "recent_runs": recent.get(task["id"], [])} for task in self.service.list_tasks()
+                    {
+                        **task,
+                        "recent_runs": recent.get(task["id"], []),
+                        "notify_events": (told.get(task["id"]) or {}).get("events", {}),
+                    }
+                    for task in self.service.list_tasks()
                 ]
                 snap.job_runs = self.service.job_run_views()
         except SchedulerError as error:
@@ -15591,7 +15780,7 @@ class TasksPane:
         self.filter_entry.grid(row=0, column=1, sticky="ew", pady=(0, 6))
         self.filter_entry.bind("<Escape>", lambda event: self.filter.set(""))
         self.filter.trace_add("write", lambda *_: self._render())
-        self.table = TreeTable(body, TASK_LIST_COLUMNS, looks, image_width=GUI_STRIP_WIDTH)
+        self.table = TreeTable(body, TASK_LIST_COLUMNS, looks, image_width=looks.strip_width)
         self.table.frame.grid(row=1, column=0, columnspan=2, sticky="nsew")
         self.table.on_select(self._on_select)
         self.table.tree.bind("<Delete>", lambda event: app.delete_task())
@@ -15649,7 +15838,9 @@ def _task_haystack(task: JSONDict) -> str:
 
 GUI_CHART_DAYS = 30
 GUI_CHART_LINES = 6  # the chart's height, in lines of the small font
-GUI_CHART_PAD = 4
+GUI_CHART_PAD = 4  # pixels, as the other chart sizes, at GUI_DESIGN_LINESPACE (see Looks.px)
+GUI_CHART_BAR_GAP = 1  # on each side of a day's bar
+GUI_CHART_LINE = 2  # the run-time line's width
 
 
 def daily_usage(
@@ -15695,19 +15886,20 @@ class UsageChart:
         self.draw()
 
     def draw(self) -> None:
-        canvas, font = self.canvas, self.looks.fonts["small"]
+        canvas, font, px = self.canvas, self.looks.fonts["small"], self.looks.px
+        pad, gap = px(GUI_CHART_PAD), px(GUI_CHART_BAR_GAP)
         canvas.delete("all")
         width, height = canvas.winfo_width(), int(canvas.cget("height"))
         line = int(font.metrics("linespace"))
         if not self.days or width <= 1:
             return
-        top, bottom = line + GUI_CHART_PAD, height - line - GUI_CHART_PAD
+        top, bottom = line + pad, height - line - pad
         most_cost = max(cost for cost, _ in self.days)
         most_time = max(seconds for _, seconds in self.days)
         costs, times = _money(most_cost), _gui_duration(most_time)
         title = f"Per day: cost (bars, up to {costs}) · run time (line, up to {times})"
         canvas.create_text(
-            GUI_CHART_PAD,
+            pad,
             2,
             text=title,
             anchor="nw",
@@ -15715,16 +15907,16 @@ class UsageChart:
             fill=self.looks.palette["muted"],
             tags="title",
         )
-        step = (width - 2 * GUI_CHART_PAD) / len(self.days)
+        step = (width - 2 * pad) / len(self.days)
         points: list[float] = []
         for index, (cost, seconds) in enumerate(self.days):
-            left = GUI_CHART_PAD + index * step
+            left = pad + index * step
             if cost > 0:
                 bar_top = bottom - (bottom - top) * cost / most_cost
                 canvas.create_rectangle(
-                    left + 1,
+                    left + gap,
                     bar_top,
-                    left + step - 1,
+                    left + step - gap,
                     bottom,
                     fill=self.looks.palette["accent"],
                     width=0,
@@ -15733,13 +15925,11 @@ class UsageChart:
             fraction = seconds / most_time if most_time else 0
             points += [left + step / 2, bottom - (bottom - top) * fraction]
         palette = self.looks.palette
-        canvas.create_line(*points, fill=palette["warning"], width=2, tags="duration")
-        canvas.create_line(GUI_CHART_PAD, bottom, width - GUI_CHART_PAD, bottom, fill=palette["border"])
+        canvas.create_line(*points, fill=palette["warning"], width=px(GUI_CHART_LINE), tags="duration")
+        canvas.create_line(pad, bottom, width - pad, bottom, fill=palette["border"], width=px(1))
         muted = palette["muted"]
-        canvas.create_text(
-            GUI_CHART_PAD, height, text=f"{len(self.days)} days ago", anchor="sw", font=font, fill=muted
-        )
-        canvas.create_text(width - GUI_CHART_PAD, height, text="today", anchor="se", font=font, fill=muted)
+        canvas.create_text(pad, height, text=f"{len(self.days)} days ago", anchor="sw", font=font, fill=muted)
+        canvas.create_text(width - pad, height, text="today", anchor="se", font=font, fill=muted)
 
 
 class RunsPane:
@@ -15760,33 +15950,87 @@ class RunsPane:
             ),
             self._build_filters,
         )
+        self.span: DaySpan = (None, None)  # the days the From and To fields keep, once valid
+        self._build_dates()
+        self.frame.rowconfigure(2, weight=0)
+        self.frame.rowconfigure(3, weight=1)
         self.table = TreeTable(self.frame, RUN_LIST_COLUMNS, looks)
-        self.table.frame.grid(row=2, column=0, sticky="nsew")
+        self.table.frame.grid(row=3, column=0, sticky="nsew")
         self.table.on_select(self._on_select)
         self.table.tree.bind("<Delete>", lambda event: app.delete_run())
         self.table.tree.bind("<Double-1>", self._on_double_click)
         self.table.tree.bind("<Return>", lambda event: app.open_run_details())
         self.chart = UsageChart(self.frame, looks)
-        self.chart.canvas.grid(row=3, column=0, sticky="ew", pady=(6, 0))
+        self.chart.canvas.grid(row=4, column=0, sticky="ew", pady=(6, 0))
         self.totals = _autowrap(ttk.Label(self.frame, style="Muted.TLabel", justify="left"))
-        self.totals.grid(row=4, column=0, sticky="ew", pady=(6, 0))
+        self.totals.grid(row=5, column=0, sticky="ew", pady=(6, 0))
 
     def _build_filters(self, bar: ttk.Frame) -> None:
         from tkinter import ttk
 
-        for key, labels in (
-            ("status", RUN_STATUS_FILTERS),
-            ("trigger", RUN_TRIGGER_FILTERS),
-            ("age", RUN_AGE_FILTERS),
+        for key, names in (
+            ("status", list(RUN_STATUS_FILTERS)),
+            ("trigger", list(RUN_TRIGGER_FILTERS)),
+            ("age", [*RUN_AGE_FILTERS, RUN_DATES_LABEL]),
         ):
-            names = list(labels)
             width = max(len(name) for name in names) + 1
             combo = self.filters[key] = ttk.Combobox(bar, values=names, state="readonly", width=width)
             combo.set(names[0])
-            combo.bind("<<ComboboxSelected>>", lambda event: self.app.refilter_runs())
+            combo.bind("<<ComboboxSelected>>", lambda event: self._on_filter())
 
-    def filter_values(self) -> tuple[str, str, str]:
-        return self.filters["status"].get(), self.filters["trigger"].get(), self.filters["age"].get()
+    def _build_dates(self) -> None:
+        """The From and To fields of a date range, shown when the age choice is "Dates…"."""
+        from tkinter import ttk
+
+        self.dates = ttk.Frame(self.frame)
+        self.dates.columnconfigure(4, weight=1)
+        self.day_fields: dict[str, ttk.Entry] = {}
+        for column, (key, text) in enumerate((("from", "From"), ("to", "to"))):
+            ttk.Label(self.dates, text=text).grid(row=0, column=2 * column, padx=(0 if column == 0 else 6, 4))
+            entry = self.day_fields[key] = ttk.Entry(self.dates, width=GUI_DATE_CHARS)
+            entry.grid(row=0, column=2 * column + 1)
+            entry.bind("<Return>", lambda event: self._apply_dates())
+            entry.bind("<FocusOut>", lambda event: self._apply_dates())
+        hint = f"YYYY-MM-DD, {local_zone_name()}; blank: no bound"
+        zone = _autowrap(ttk.Label(self.dates, text=hint, style="Note.TLabel", justify="left"))
+        zone.grid(row=1, column=0, columnspan=6, sticky="ew")
+        self.dates_error = _autowrap(ttk.Label(self.dates, style="Error.TLabel", justify="left"))
+        self.dates_error.grid(row=2, column=0, columnspan=6, sticky="ew")
+
+    def _on_filter(self) -> None:
+        if self.filters["age"].get() != RUN_DATES_LABEL:
+            self.dates.grid_remove()
+        elif not self.dates.winfo_ismapped():
+            self.dates.grid(row=2, column=0, sticky="ew", pady=(0, 4))
+            if not any(entry.get() for entry in self.day_fields.values()):
+                today = utcnow().astimezone().date()
+                self._set_days(today - timedelta(days=RUN_DATES_DEFAULT_DAYS), today)
+            self._apply_dates(refilter=False)
+        self.app.refilter_runs()
+
+    def _set_days(self, first: date, last: date) -> None:
+        for key, day in (("from", first), ("to", last)):
+            self.day_fields[key].delete(0, "end")
+            self.day_fields[key].insert(0, day.isoformat())
+
+    def _apply_dates(self, *, refilter: bool = True) -> None:
+        """Read From and To; a date that cannot be read is named, and the list keeps the
+        last range that could."""
+        try:
+            span = parse_day_span(self.day_fields["from"].get(), self.day_fields["to"].get())
+        except Invalid as error:
+            self.dates_error.configure(text=f"{(error.field or '').capitalize()}: {error.message}")
+            return
+        self.dates_error.configure(text="")
+        if span != self.span:
+            self.span = span
+            if refilter:
+                self.app.refilter_runs()
+
+    def filter_values(self, now: datetime) -> tuple[str, str, DaySpan]:
+        age = self.filters["age"].get()
+        span = self.span if age == RUN_DATES_LABEL else age_span(age, now)
+        return self.filters["status"].get(), self.filters["trigger"].get(), span
 
     def show_totals(self, totals: JSONDict | None) -> None:
         """What the listed runs cost and used (see usage_totals); None: nothing to say."""
@@ -15799,7 +16043,7 @@ class RunsPane:
             self.table.hidden = hidden
             self.table.fit_columns()
         now = utcnow()
-        kept = [run for run in runs if run_matches(run, *self.filter_values(), now)]
+        kept = [run for run in runs if run_matches(run, *self.filter_values(now))]
         self.table.show(run_rows(kept) if with_task else [_run_row(run) for run in kept])
         self.table.select(selected)
         self.chart.show(daily_usage(runs, now))
@@ -16617,7 +16861,10 @@ class EditorPane(FormFields):
         self._note(tab, row - 1, "env", "NAME=value, one per line")
         row = self._choice(tab, row, "on_failure", "In a job run", STEP_FAILURE_LABELS)
         self._note(tab, row - 1, "on_failure", "what the job run does after this step fails")
-        self._check(tab, row, "skip_in_job", "Leave it out of job runs")
+        row = self._check(tab, row, "skip_in_job", "Leave it out of job runs")
+        for name, text in TASK_NOTIFY_EVENTS.items():
+            row = self._choice(tab, row, f"notify.{name}", text, NOTIFY_OVERRIDE_LABELS)
+        self._note(tab, row - 1, f"notify.{name}", "notifications of this task (File → Notifications…)")
 
     def _build_claude_options(self, tab: ttk.Frame, row: int) -> int:
         models = dict.fromkeys(("", *GUI_MODELS), "")
@@ -16714,6 +16961,10 @@ class EditorPane(FormFields):
         """The task fields in the form; Invalid (naming the field) when a value cannot be read."""
         self.clear_errors()
         return form_to_task(self._form(), self.task)
+
+    def collect_notify(self) -> dict[str, bool]:
+        """The task's notification overrides chosen ({} : as for all tasks)."""
+        return form_notify_events(self._form())
 
     def is_dirty(self) -> bool:
         return self.is_open and self._form() != self._clean
@@ -17142,7 +17393,7 @@ class SettingsDialog:
         self.theme = ttk.Combobox(body, values=labels, state="readonly", width=max(map(len, labels)) + 2)
         self.theme.set(GUI_THEME_CHOICES.get(str(self.app.theme_choice), labels[0]))
         self.theme.grid(row=row, column=1, sticky="w", pady=(6, 0))
-        hint = "Light, dark, or as the system sets it; it applies when the window opens next."
+        hint = "Light, dark, or as the system sets it; it applies at once."
         ttk.Label(body, text=hint, style="Note.TLabel").grid(row=row + 1, column=1, sticky="w")
 
     def theme_choice(self) -> str:
@@ -17353,9 +17604,9 @@ class NotificationsDialog:
         ttk.Checkbutton(body, text="Desktop notifications", variable=self.desktop).grid(
             row=1, column=0, sticky="w", pady=(8, 0)
         )
-        self.hooks = ttk.Label(body, style="Note.TLabel", justify="left")
-        self.hooks.grid(row=2, column=0, sticky="w", pady=(4, 8))
-        self.show_hooks(config["webhooks"])
+        self.webhooks: list[JSONDict] = [dict(hook) for hook in config["webhooks"]]
+        self.hook_dialog: WebhookDialog | None = None
+        self._build_hooks(body)
         ttk.Label(body, text="Latest deliveries").grid(row=3, column=0, sticky="w")
         self.history = ttk.Treeview(
             body, columns=GUI_DELIVERY_COLUMNS, show="headings", height=GUI_DELIVERY_ROWS
@@ -17374,10 +17625,77 @@ class NotificationsDialog:
         self.save_button.pack(side="left")
         _place_dialog(self.top, app.root)
 
-    def show_hooks(self, hooks: list[JSONDict]) -> None:
-        lines = [f"Webhook {hook['name']}: {hook['preset']} to {hook['url']}" for hook in hooks]
-        lines.append("Add or change webhooks with: claude-code-scheduler cli notify hook-add NAME URL")
-        self.hooks.configure(text="\n".join(lines))
+    def _build_hooks(self, body: ttk.Frame) -> None:
+        """The webhooks: a list, and Add / Edit / Remove (saved with the dialog's Save)."""
+        from tkinter import ttk
+
+        frame = ttk.LabelFrame(body, text="Webhooks", padding=8)
+        frame.grid(row=2, column=0, sticky="ew", pady=(8, 8))
+        frame.columnconfigure(0, weight=1)
+        self.hook_list = ttk.Treeview(frame, columns=GUI_HOOK_COLUMNS, show="headings", height=GUI_HOOK_ROWS)
+        for name, width in zip(GUI_HOOK_COLUMNS, GUI_HOOK_WIDTHS, strict=True):
+            self.hook_list.heading(name, text=name.capitalize(), anchor="w")
+            self.hook_list.column(name, width=width, stretch=name == "url", anchor="w")
+        self.hook_list.grid(row=0, column=0, sticky="ew")
+        self.hook_list.bind("<Double-1>", lambda event: self.edit_hook())
+        self.hook_list.bind("<Delete>", lambda event: self.remove_hook())
+        buttons = ttk.Frame(frame)
+        buttons.grid(row=0, column=1, sticky="n", padx=(8, 0))
+        self.hook_buttons = {
+            key: ttk.Button(buttons, text=text, command=command)
+            for key, text, command in (
+                ("add", "Add…", self.add_hook),
+                ("edit", "Edit…", self.edit_hook),
+                ("remove", "Remove", self.remove_hook),
+            )
+        }
+        for button in self.hook_buttons.values():
+            button.pack(fill="x", pady=(0, 4))
+        self.show_hooks()
+
+    def show_hooks(self) -> None:
+        self.hook_list.delete(*self.hook_list.get_children())
+        for hook in self.webhooks:
+            events = ", ".join(hook["events"]) if hook.get("events") is not None else "all turned on"
+            secret = "yes" if hook.get("has_secret") else "no"
+            name = hook["name"] if hook.get("enabled", True) else f"{hook['name']} (off)"
+            self.hook_list.insert(
+                "", "end", iid=hook["name"], values=(name, hook["preset"], hook["url"], events, secret)
+            )
+
+    def _chosen_hook(self) -> int | None:
+        chosen = self.hook_list.selection()
+        names = [hook["name"] for hook in self.webhooks]
+        return names.index(chosen[0]) if chosen and chosen[0] in names else None
+
+    def add_hook(self) -> None:
+        self._open_hook(None)
+
+    def edit_hook(self) -> None:
+        index = self._chosen_hook()
+        if index is not None:
+            self._open_hook(index)
+
+    def _open_hook(self, index: int | None) -> None:
+        if self.hook_dialog is not None:
+            self.hook_dialog.close()
+        others = [hook["name"] for n, hook in enumerate(self.webhooks) if n != index]
+        hook = self.webhooks[index] if index is not None else None
+        self.hook_dialog = WebhookDialog(self, hook, others, lambda edited: self._hook_edited(index, edited))
+
+    def _hook_edited(self, index: int | None, hook: JSONDict) -> None:
+        if index is None:
+            self.webhooks.append(hook)
+        else:
+            self.webhooks[index] = hook
+        self.show_hooks()
+        self.hook_list.selection_set(hook["name"])
+
+    def remove_hook(self) -> None:
+        index = self._chosen_hook()
+        if index is not None:
+            del self.webhooks[index]
+            self.show_hooks()
 
     def show_history(self, history: list[JSONDict]) -> None:
         self.history.delete(*self.history.get_children())
@@ -17386,12 +17704,157 @@ class NotificationsDialog:
             self.history.insert("", "end", iid=item["id"], values=(*values, item["error"] or ""))
 
     def collect(self) -> JSONDict:
+        """The settings shown; a webhook keeps its stored secret unless one was typed or
+        taken away (see Service.update_notify_settings)."""
         events = {name: var.get() for name, var in self.events.items()}
-        return {"events": events, "desktop": {"enabled": self.desktop.get()}}
+        hooks = [{key: value for key, value in hook.items() if key != "has_secret"} for hook in self.webhooks]
+        return {"events": events, "desktop": {"enabled": self.desktop.get()}, "webhooks": hooks}
+
+    def close(self) -> None:
+        if self.hook_dialog is not None:
+            self.hook_dialog.close()
+        self.top.destroy()
+        self.app.notifications_dialog_closed(self)
+
+
+class WebhookDialog:
+    """One webhook, added or changed in File → Notifications: its name (fixed once made:
+    its stored secret is kept by name), URL, format, secret, events, timeout, retries and
+    backoff. OK checks it with the model's rules and hands it back; nothing is stored
+    until the Notifications dialog is saved."""
+
+    def __init__(
+        self,
+        parent: NotificationsDialog,
+        hook: JSONDict | None,
+        others: list[str],
+        done: Callable[[JSONDict], None],
+    ) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.parent, self.hook, self.others, self.done = parent, hook or {}, others, done
+        self.top = tk.Toplevel(parent.top)
+        self.top.title("Webhook")
+        self.top.transient(parent.top)
+        self.top.protocol("WM_DELETE_WINDOW", self.close)
+        self.top.bind("<Escape>", lambda event: self.close())
+        self.top.bind("<Return>", lambda event: self.ok())
+        body = ttk.Frame(self.top, padding=16)
+        body.pack(fill="both", expand=True)
+        body.columnconfigure(1, weight=1)
+        self.fields: dict[str, tk.StringVar] = {}
+        self.entries: dict[str, ttk.Entry] = {}
+        self._build_fields(body)
+        self._build_events(body)
+        self.error = _autowrap(ttk.Label(body, style="Error.TLabel", justify="left"))
+        self.error.grid(row=20, column=0, columnspan=2, sticky="ew", pady=(8, 0))
+        buttons = ttk.Frame(body)
+        buttons.grid(row=21, column=0, columnspan=2, sticky="e", pady=(10, 0))
+        ttk.Button(buttons, text="Cancel", command=self.close).pack(side="left", padx=(0, 6))
+        self.ok_button = ttk.Button(buttons, text="OK", command=self.ok)
+        self.ok_button.pack(side="left")
+        _place_dialog(self.top, parent.top)  # type: ignore[arg-type]  # a Toplevel places like the root
+
+    def _row(self, body: ttk.Frame, row: int, key: str, text: str, value: str, hint: str = "") -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        ttk.Label(body, text=text).grid(row=row, column=0, sticky="w", padx=(0, 10), pady=(6, 0))
+        var = self.fields[key] = tk.StringVar(master=self.top, value=value)
+        entry = self.entries[key] = ttk.Entry(body, textvariable=var, width=GUI_DIALOG_CHARS)
+        entry.grid(row=row, column=1, sticky="ew", pady=(6, 0))
+        if hint:
+            ttk.Label(body, text=hint, style="Note.TLabel").grid(row=row, column=2, sticky="w", padx=(6, 0))
+
+    def _build_fields(self, body: ttk.Frame) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        hook = self.hook
+        self._row(body, 0, "name", "Name", str(hook.get("name") or ""))
+        if hook:
+            self.entries["name"].configure(state="readonly")
+        self._row(body, 1, "url", "URL", str(hook.get("url") or ""))
+        ttk.Label(body, text="Format").grid(row=2, column=0, sticky="w", pady=(6, 0))
+        self.fields["preset"] = tk.StringVar(
+            master=self.top, value=str(hook.get("preset") or WEBHOOK_PRESETS[0])
+        )
+        self.preset = ttk.Combobox(
+            body, textvariable=self.fields["preset"], values=WEBHOOK_PRESETS, state="readonly", width=10
+        )
+        self.preset.grid(row=2, column=1, sticky="w", pady=(6, 0))
+        had = bool(hook.get("has_secret"))
+        self._row(
+            body, 3, "secret", "Secret", "", "blank: keep the one it has" if had else "signs each request"
+        )
+        self.entries["secret"].configure(show="•")
+        self.no_secret = tk.BooleanVar(master=self.top, value=False)
+        if had:
+            ttk.Checkbutton(body, text="No secret (unsigned requests)", variable=self.no_secret).grid(
+                row=4, column=1, sticky="w"
+            )
+        for row, (key, text, hint) in enumerate(GUI_HOOK_NUMBERS, start=5):
+            default = {"timeout_seconds": WEBHOOK_TIMEOUT_DEFAULT, "retries": WEBHOOK_RETRIES_DEFAULT}
+            value = hook.get(key, default.get(key, WEBHOOK_BACKOFF_DEFAULT))
+            self._row(body, row, key, text, f"{value:g}", hint)
+        self.enabled = tk.BooleanVar(master=self.top, value=bool(hook.get("enabled", True)))
+        ttk.Checkbutton(body, text="On", variable=self.enabled).grid(row=8, column=1, sticky="w", pady=(6, 0))
+
+    def _build_events(self, body: ttk.Frame) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        frame = ttk.LabelFrame(body, text="Events it is told (all ticked: every event turned on)", padding=6)
+        frame.grid(row=9, column=0, columnspan=3, sticky="ew", pady=(8, 0))
+        chosen = self.hook.get("events")
+        self.events = {
+            name: tk.BooleanVar(master=self.top, value=chosen is None or name in chosen)
+            for name in NOTIFY_EVENTS
+        }
+        for row, name in enumerate(NOTIFY_EVENTS):
+            ttk.Checkbutton(frame, text=name.replace("_", " "), variable=self.events[name]).grid(
+                row=row // 2, column=row % 2, sticky="w", padx=(0, 12)
+            )
+
+    def collect(self) -> JSONDict:
+        """The webhook as typed, checked by the model's rules; Invalid names the field."""
+        name = self.fields["name"].get().strip()
+        if name in self.others:
+            raise Invalid(f"{name!r} names another webhook too", "name")
+        events = [name for name, var in self.events.items() if var.get()]
+        hook: JSONDict = {
+            "name": name,
+            "url": self.fields["url"].get().strip(),
+            "preset": self.fields["preset"].get(),
+            "events": None if len(events) == len(NOTIFY_EVENTS) else events,
+            "enabled": self.enabled.get(),
+        }
+        for key, _, _ in GUI_HOOK_NUMBERS:
+            hook[key] = _form_number(self.fields[key].get().strip(), key, int if key == "retries" else float)
+        # Without a "secret" the hook keeps the one stored under its name.
+        typed, has_secret = self.fields["secret"].get(), bool(self.hook.get("has_secret"))
+        if self.no_secret.get() or typed:
+            hook["secret"], has_secret = typed if typed and not self.no_secret.get() else None, bool(typed)
+        elif "secret" in self.hook:  # typed earlier, not saved yet
+            hook["secret"] = self.hook["secret"]
+        checked = _read_webhook({**hook, "secret": hook.get("secret")}, "webhook")
+        kept = {key: value for key, value in checked.items() if key != "secret" or "secret" in hook}
+        return {**kept, "has_secret": has_secret and not self.no_secret.get()}
+
+    def ok(self) -> None:
+        try:
+            hook = self.collect()
+        except Invalid as error:
+            self.error.configure(text=str(error).removeprefix("webhook."))
+            return
+        self.close()
+        self.done(hook)
 
     def close(self) -> None:
         self.top.destroy()
-        self.app.notifications_dialog_closed(self)
+        if self.parent.hook_dialog is self:
+            self.parent.hook_dialog = None
 
 
 # Texts of the status bar and the confirmations (pure).
@@ -17885,6 +18348,8 @@ class App:
         self._build()
         self._restore_layout()
         self.worker = Worker(self.inbox)
+        # Drawing the icon takes a while in Python: off the Tk thread, after the window shows.
+        self.submit_apart(lambda: [icon_png(size) for size in WINDOW_ICON_SIZES], self._set_icon)
         self.api, self.api_error = self._start_api(api_host, api_port)
         self._api_wanted = (api_host, api_port)  # tried again when this window takes the engine over
         self.api_note = ""  # why the API runs here now, when that is news
@@ -17903,7 +18368,7 @@ class App:
         from tkinter import ttk
 
         self.root.title(GUI_TITLE)
-        self._set_icon()
+        self.icons: list[tk.PhotoImage] = []
         outer = ttk.Frame(self.root)
         outer.pack(fill="both", expand=True)
         # Packed first, at the bottom: when the window is short, the panes give way, not it.
@@ -17928,16 +18393,15 @@ class App:
         self._update_actions()
         self._show_status()
 
-    def _set_icon(self) -> None:
-        """The window's own icon (see icon_png) in the title bar and the task switcher."""
+    def _set_icon(self, pngs: list[bytes]) -> None:
+        """The window's own icon (icon_png at WINDOW_ICON_SIZES) in the title bar and the
+        task switcher."""
         import base64
         import tkinter as tk
 
-        self.icons: list[tk.PhotoImage] = []
         try:
             self.icons = [
-                tk.PhotoImage(master=self.root, data=base64.b64encode(icon_png(size)).decode())
-                for size in WINDOW_ICON_SIZES
+                tk.PhotoImage(master=self.root, data=base64.b64encode(png).decode()) for png in pngs
             ]
             self.root.iconphoto(True, *self.icons)
         except tk.TclError as error:  # a Tk older than 8.6 reads no PNG: the window works without
@@ -18269,7 +18733,9 @@ class App:
         if not self.editor.is_open or shown is None:
             return
         current = self.tasks.get(shown["id"])
-        if current is not None and current.get("updated_at") == shown.get("updated_at"):
+        if current is not None and all(
+            current.get(key) == shown.get(key) for key in ("updated_at", "notify_events")
+        ):
             return
         if not self.editor.is_dirty():
             self.editor.load(current) if current else self.editor.clear()
@@ -18540,16 +19006,27 @@ class App:
                 otherwise()
             return
         task = self.editor.task
-        if task is None:
-            call: Callable[[], JSONDict] = lambda: self.service.create_task(data)  # noqa: E731
-        else:
-            call = functools.partial(self.service.update_task, str(task["id"]), data)
+        call = functools.partial(self._store_task, task, data, self.editor.collect_notify())
         self.editor.set_busy(True)
         self.submit(
             call,
             lambda saved: self._task_saved(saved, then),
             failed=lambda error: self._task_not_saved(error, otherwise),
         )
+
+    def _store_task(self, task: JSONDict | None, data: JSONDict, events: dict[str, bool]) -> JSONDict:
+        """On the worker: create or update the task, then its notification overrides if
+        they changed (none: it follows the settings for all tasks)."""
+        saved = (
+            self.service.create_task(data)
+            if task is None
+            else self.service.update_task(str(task["id"]), data)
+        )
+        if events != (task or {}).get("notify_events", {}):
+            self.service.update_notify_settings(
+                {"tasks": {saved["id"]: {"events": events} if events else None}}
+            )
+        return {**saved, "notify_events": events}
 
     def _task_saved(self, saved: JSONDict, then: Callable[[], None] | None) -> None:
         self.editor.set_busy(False)
@@ -18886,6 +19363,7 @@ class App:
     def _settings_saved(self, dialog: SettingsDialog) -> None:
         if dialog.theme_choice() != self.theme_choice:
             self.theme_choice = dialog.theme_choice()
+            self.looks.set_theme(chosen_theme(self.theme_choice))
             self._save_layout()  # the theme is kept with the layout
         dialog.close()
         self.check_setup_quietly()  # a new claude path may fix (or make) a problem

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1356,6 +1356,41 @@ def test_the_window_fits_every_screen(
             label = str(notebook.tab(index, "text"))
             assert drawn >= font.measure(label), f"the tab label {label!r} is clipped"
         assert _box(notebook)[2] <= _box(app.editor.frame)[2]
+        assert_no_heading_clipped(app)
+        assert_pictures_scale_with_the_text(app, task["id"])
+
+
+def assert_no_heading_clipped(app: cs.App) -> None:
+    """Each shown column is as wide as its title in the heading font, the heading's own
+    padding and border, and the pixel a bold glyph overhangs its measure."""
+    import tkinter.font
+    from tkinter import ttk
+
+    style = ttk.Style(app.root)
+    pad_x = int(str(app.root.tk.splitlist(style.lookup("Treeview.Heading", "padding"))[0]))
+    font = tkinter.font.nametofont(str(style.lookup("Treeview.Heading", "font")), root=app.root)
+    for table in (app.jobs_pane.table, app.tasks_pane.table, app.runs_pane.table):
+        tree = table.tree
+        for key in ("#0", *tree.cget("displaycolumns")):
+            title = str(tree.heading(key, "text"))
+            need = font.measure(title) + 2 * pad_x + 2 + 1
+            assert int(tree.column(key, "width")) >= need, f"the heading {title!r} is clipped"
+
+
+def assert_pictures_scale_with_the_text(app: cs.App, task_id: str) -> None:
+    """The run strip's cells and the chart's line grow with the text (Tk scaling 2.0)."""
+    tk, line = app.root.tk, int(app.looks.fonts["body"].metrics("linespace"))
+    strip = str(app.tasks_pane.table.tree.item(task_id, "image")[0])
+    height, width = int(tk.call("image", "height", strip)), int(tk.call("image", "width", strip))
+    middle = height // 2
+    drawn = [x for x in range(width) if not tk.getboolean(tk.call(strip, "transparency", "get", x, middle))]
+    assert drawn, "the strip shows no run"
+    cell = max(x for x in drawn) - min(drawn) + 1  # the one run's cell
+    assert height > line / 2 and cell > line / 4, (height, cell, line)
+    chart = app.runs_pane.chart.canvas
+    app.root.update()
+    (duration,) = chart.find_withtag("duration")
+    assert float(chart.itemcget(duration, "width")) >= line / 10
 
 
 def test_without_tkinter_it_says_to_use_serve_or_cli(
@@ -1535,6 +1570,95 @@ def test_the_notifications_dialog_changes_events_tests_and_shows_history(
     dialog.save_button.invoke()
     gui.wait(lambda: gui.app.notifications_dialog is None, "the dialog to close")
     assert service.notify_settings()["events"]["changed"] is True
+
+
+def test_webhooks_are_added_changed_and_removed_in_the_notifications_dialog(
+    gui: Gui, service: cs.Service, home: Path
+) -> None:
+    service.update_notify_settings(
+        {"webhooks": [{"name": "old", "url": "http://127.0.0.1:9/", "secret": "k1"}]}
+    )
+    gui.choose_menu("File", "Notifications…")
+    gui.wait(lambda: gui.app.notifications_dialog, "the notifications dialog")
+    dialog = gui.app.notifications_dialog
+    assert dialog is not None
+    assert dialog.hook_list.item("old", "values")[4] == "yes"  # it has a secret, not shown
+
+    def fill(values: dict[str, str]) -> cs.WebhookDialog:
+        hook_dialog = dialog.hook_dialog
+        assert hook_dialog is not None
+        for key, value in values.items():
+            hook_dialog.fields[key].set(value)
+        return hook_dialog
+
+    dialog.hook_buttons["add"].invoke()
+    added = fill({"name": "team", "url": "ftp://example.invalid/", "preset": "slack", "secret": "s3"})
+    added.events["limit_hold_began"].set(False)
+    added.ok_button.invoke()
+    assert added.error.cget("text") == "url: must be an http:// or https:// address"
+    fill({"url": "https://hooks.example.invalid/x", "retries": "5"})
+    added.ok_button.invoke()
+    assert dialog.hook_dialog is None
+    dialog.hook_buttons["add"].invoke()
+    clash = fill({"name": "old", "url": "https://x.invalid/"})
+    clash.ok_button.invoke()
+    assert "names another webhook" in clash.error.cget("text")
+    clash.close()
+    dialog.hook_list.selection_set("old")
+    dialog.hook_buttons["edit"].invoke()
+    edited = fill({"preset": "ntfy"})
+    assert str(edited.entries["name"].cget("state")) == "readonly"  # its secret is kept by name
+    edited.ok_button.invoke()
+    dialog.save_button.invoke()
+    gui.wait(lambda: gui.app.notifications_dialog is None, "the dialog to close")
+    stored = {hook["name"]: hook for hook in cs.load_notify_config(home)["webhooks"]}
+    assert (stored["old"]["preset"], stored["old"]["secret"]) == ("ntfy", "k1")
+    team = stored["team"]
+    assert (team["url"], team["preset"], team["secret"], team["retries"]) == (
+        "https://hooks.example.invalid/x",
+        "slack",
+        "s3",
+        5,
+    )
+    assert team["events"] == [name for name in cs.NOTIFY_EVENTS if name != "limit_hold_began"]
+
+    gui.choose_menu("File", "Notifications…")
+    gui.wait(lambda: gui.app.notifications_dialog, "the notifications dialog")
+    dialog = gui.app.notifications_dialog
+    assert dialog is not None
+    dialog.hook_list.selection_set("team")
+    dialog.hook_buttons["edit"].invoke()
+    assert dialog.hook_dialog is not None
+    dialog.hook_dialog.no_secret.set(True)
+    dialog.hook_dialog.ok_button.invoke()
+    dialog.hook_list.selection_set("old")
+    dialog.hook_buttons["remove"].invoke()
+    dialog.save_button.invoke()
+    gui.wait(lambda: gui.app.notifications_dialog is None, "the dialog to close")
+    (team,) = cs.load_notify_config(home)["webhooks"]
+    assert (team["name"], team["secret"]) == ("team", None)
+
+
+def test_the_task_editor_overrides_notifications_for_its_task(gui: Gui, service: cs.Service) -> None:
+    task = make_task(service, "Quiet")
+    gui.app.refresh_now()
+    gui.wait(lambda: task["id"] in gui.app.tasks, "the task")
+    gui.select_task(task["id"])
+    editor = gui.app.editor
+    assert editor._value("notify.failed") == ""  # as for all tasks
+    editor._set("notify.failed", "off")
+    editor._set("notify.changed", "on")
+    editor.save_button.invoke()
+    gui.settle()
+    gui.wait(lambda: not editor.is_dirty(), "the task to be saved")
+    assert service.notify_settings()["tasks"] == {task["id"]: {"events": {"failed": False, "changed": True}}}
+    editor._set("notify.failed", "")
+    editor._set("notify.changed", "")
+    editor.save_button.invoke()
+    gui.wait(lambda: service.notify_settings()["tasks"] == {}, "the overrides to go")
+    service.update_notify_settings({"tasks": {task["id"]: {"events": {"recovered": False}}}})
+    gui.app.refresh_now()
+    gui.wait(lambda: editor._value("notify.recovered") == "off", "a change made elsewhere to show")
 
 
 # Time zones ---------------------------------------------------------------------------------
@@ -1738,6 +1862,72 @@ def test_the_runs_list_filters_by_status_trigger_and_age(
         assert pane.subtitle.text == "Filtered · 4 runs"
 
 
+def test_the_runs_list_filters_by_a_date_range_the_user_types(
+    home: Path, service: cs.Service, display: str
+) -> None:
+    task = make_task(service, "Dated")
+    store, now = cs.Store(home), cs.utcnow()
+    made = {}
+    for days in (0, 3, 10, 40):
+        started = now - timedelta(days=days)
+        run = cs.Run(
+            cs.new_id(), task["id"], status=cs.RunStatus.SUCCESS, started_at=started, finished_at=started
+        )
+        store.save_run(run)
+        made[run.id] = days
+    today = now.astimezone().date()
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        pane = gui.app.runs_pane
+        fields = pane.day_fields
+
+        def listed() -> list[int]:
+            return sorted(made[iid] for iid in pane.table.tree.get_children())
+
+        def type_dates(first: str, last: str) -> None:
+            for key, text in (("from", first), ("to", last)):
+                gui.type_into(fields[key], text)
+            gui.press(fields["to"], "<Return>")
+
+        assert not pane.dates.winfo_ismapped()
+        pane.filters["age"].set("Dates…")
+        pane.filters["age"].event_generate("<<ComboboxSelected>>")
+        gui.settle()
+        assert pane.dates.winfo_ismapped()
+        assert (fields["from"].get(), fields["to"].get()) == (str(today - timedelta(days=6)), str(today))
+        assert listed() == [0, 3]
+        type_dates(str(today - timedelta(days=12)), str(today - timedelta(days=2)))
+        assert listed() == [3, 10]
+        assert pane.subtitle.text == "Dated · 4 runs (2 shown)"
+        type_dates("2026-13-01", str(today))
+        assert "From: '2026-13-01' is not a date" in pane.dates_error.cget("text")
+        assert listed() == [3, 10], "a date that cannot be read changes nothing"
+        type_dates(str(today), str(today - timedelta(days=1)))
+        assert pane.dates_error.cget("text") == "To: is before the From date"
+        type_dates(str(today - timedelta(days=50)), "")  # no end: up to today
+        assert pane.dates_error.cget("text") == ""
+        assert listed() == [0, 3, 10, 40]
+        type_dates("", str(today - timedelta(days=5)))  # no start
+        assert listed() == [10, 40]
+        pane.filters["age"].set("Any time")
+        pane.filters["age"].event_generate("<<ComboboxSelected>>")
+        gui.settle()
+        assert not pane.dates.winfo_ismapped()
+        assert listed() == [0, 3, 10, 40]
+
+
+def test_a_typed_date_range_is_read_in_the_users_days() -> None:
+    assert cs.parse_day_span(" 2026-01-02 ", "") == (date(2026, 1, 2), None)
+    assert cs.parse_day_span("", "") == (None, None)
+    with pytest.raises(cs.Invalid) as caught:
+        cs.parse_day_span("2026-01-05", "2026-01-04")
+    assert caught.value.field == "to"
+    run = {"status": "success", "trigger": "manual", "started_at": "2026-01-03T12:00:00Z"}
+    day = cs.parse_time(run["started_at"], "t").astimezone().date()
+    assert cs.run_matches(run, "Any status", "Any trigger", (day, day))
+    assert not cs.run_matches(run, "Any status", "Any trigger", (day + timedelta(days=1), None))
+
+
 # Finding in the log -------------------------------------------------------------------------
 
 
@@ -1805,10 +1995,10 @@ def test_a_setup_problem_shows_as_a_banner_with_its_fix_until_it_is_fixed(
 # Pictures: the run strip and the chart -----------------------------------------------------
 
 
-def _strip_colours(image: Any) -> list[str]:
+def _strip_colours(image: Any, looks: cs.Looks) -> list[str]:
     """The colour of each cell of a run strip, left to right ("" for an empty cell)."""
-    step = cs.GUI_STRIP_CELL + cs.GUI_STRIP_GAP
-    middle = cs.GUI_DOT_SIZE // 2
+    step = looks.px(cs.GUI_STRIP_CELL) + looks.px(cs.GUI_STRIP_GAP)
+    middle = image.height() // 2
     colours = []
     for index in range(cs.GUI_STRIP_RUNS):
         red, green, blue = (int(part) for part in image.get(index * step + 1, middle))
@@ -1835,13 +2025,17 @@ def test_each_task_shows_its_recent_runs_as_a_strip(home: Path, service: cs.Serv
         recent = statuses[-cs.GUI_STRIP_RUNS :]
         strip = gui.app.looks.strip(tuple(status.value for status in recent))
         assert tree.item(task["id"], "image")[0] == str(strip), "the row does not show the strip of its runs"
-        assert _strip_colours(strip) == [cs.GUI_STATUS_COLOURS[status.value] for status in recent]
+        assert _strip_colours(strip, gui.app.looks) == [
+            cs.GUI_STATUS_COLOURS[status.value] for status in recent
+        ]
         assert tree.item(fresh["id"], "image")[0] == str(gui.app.looks.dot("never")), "no runs: the dot"
         store.save_run(cs.Run(cs.new_id(), fresh["id"], status=cs.RunStatus.FAILED, started_at=cs.utcnow()))
         gui.app.refresh_now()
         one = gui.app.looks.strip(("failed",))
         gui.wait(lambda: tree.item(fresh["id"], "image")[0] == str(one), "the new run in the strip")
-        assert _strip_colours(one) == [""] * (cs.GUI_STRIP_RUNS - 1) + [cs.GUI_STATUS_COLOURS["failed"]]
+        assert _strip_colours(one, gui.app.looks) == [""] * (cs.GUI_STRIP_RUNS - 1) + [
+            cs.GUI_STATUS_COLOURS["failed"]
+        ]
 
 
 def test_the_chart_draws_cost_and_run_time_per_day(home: Path, service: cs.Service, display: str) -> None:
@@ -1933,31 +2127,59 @@ def test_every_theme_passes_wcag_aa_for_its_text(theme: str) -> None:
     )
 
 
-def test_the_dark_theme_chosen_in_settings_colours_the_window(home: Path, display: str) -> None:
-    with open_gui(home) as gui:
-        assert gui.app.looks.theme in ("light", "dark")  # "system" here: the test's environment decides
-        gui.choose_menu("File", "Settings…")
-        gui.wait(lambda: gui.app.settings_dialog is not None, "the dialog")
-        dialog = gui.app.settings_dialog
-        assert dialog is not None
-        dialog.theme.set("Dark")
-        dialog.save_button.invoke()
-        gui.wait(lambda: gui.app.settings_dialog is None, "the dialog to close")
-        assert cs.Store(home).settings()[cs.GUI_SETTINGS_KEY]["theme"] == "dark"
-    with open_gui(home) as gui:
-        dark = cs.GUI_THEMES["dark"]
-        assert gui.app.looks.theme == "dark"
-        assert str(gui.app.logs_pane.text.cget("background")) == dark["field"]
-        assert str(gui.app.logs_pane.text.cget("foreground")) == dark["text"]
-        assert str(gui.app.logs_pane.text.tag_cget("error", "foreground")) == dark["error"]
-        assert str(gui.app.runs_pane.chart.canvas.cget("background")) == dark["field"]
-        assert str(gui.app.layout.columns.cget("background")) == dark["border"]
-        from tkinter import ttk
+def assert_coloured(gui: Gui, theme: str) -> None:
+    """Real widget colours, of each kind of widget the window has, are `theme`'s."""
+    from tkinter import ttk
 
-        assert str(ttk.Style(gui.app.root).lookup("TFrame", "background")) == dark["window"]
-        assert cs.Store(home).settings()[cs.GUI_SETTINGS_KEY]["theme"] == "dark", (
-            "the layout forgot the theme"
-        )
+    palette, app = cs.GUI_THEMES[theme], gui.app
+    assert app.looks.theme == theme
+    text = app.logs_pane.text
+    assert (str(text.cget("background")), str(text.cget("foreground"))) == (palette["field"], palette["text"])
+    assert str(text.tag_cget("error", "foreground")) == palette["error"]
+    assert str(text.tag_cget("search_hit", "background")) == palette["hit"]
+    chart = app.runs_pane.chart.canvas
+    assert str(chart.cget("background")) == palette["field"]
+    titles = chart.find_withtag("title")
+    assert titles and str(chart.itemcget(titles[0], "fill")) == palette["muted"]
+    assert str(chart.itemcget(chart.find_withtag("cost")[0], "fill")) == palette["accent"]
+    assert str(app.layout.columns.cget("background")) == palette["border"]
+    assert str(app.tasks_pane.table.tree.tag_configure("failed", "foreground")) == palette["error"]
+    assert str(ttk.Style(app.root).lookup("TFrame", "background")) == palette["window"]
+    assert str(ttk.Style(app.root).lookup("Status.TLabel", "background")) == palette["heading"]
+    menu_bar = app.root.nametowidget(app.root.cget("menu"))
+    file_menu = app.root.nametowidget(menu_bar.entrycget("File", "menu"))
+    assert str(file_menu.cget("background")) == palette["window"]
+    prompt = app.editor._texts["prompt"]
+    assert (str(prompt.cget("background")), str(prompt.cget("insertbackground"))) == (
+        palette["field"],
+        palette["text"],
+    )
+
+
+def test_the_theme_chosen_in_settings_applies_at_once_and_is_kept(
+    home: Path, display: str, service: cs.Service
+) -> None:
+    task = make_task(service, "Costly")
+    now = cs.utcnow()
+    run = cs.Run(cs.new_id(), task["id"], status=cs.RunStatus.FAILED, started_at=now, finished_at=now)
+    run.cost_usd = 0.5
+    cs.Store(home).save_run(run)
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        start = "light" if gui.app.looks.theme == "dark" else "dark"
+        for theme in (start, "dark" if start == "light" else "light"):
+            gui.choose_menu("File", "Settings…")
+            gui.wait(lambda: gui.app.settings_dialog is not None, "the dialog")
+            dialog = gui.app.settings_dialog
+            assert dialog is not None
+            dialog.theme.set(theme.capitalize())
+            dialog.save_button.invoke()
+            gui.wait(lambda: gui.app.settings_dialog is None, "the dialog to close")
+            assert_coloured(gui, theme)  # in this window, without a restart
+        assert cs.Store(home).settings()[cs.GUI_SETTINGS_KEY]["theme"] == theme
+    with open_gui(home) as gui:
+        gui.select_task(task["id"])
+        assert_coloured(gui, theme)
 
 
 def test_the_system_theme_is_read_from_the_platform() -> None:

@@ -309,6 +309,24 @@ def test_a_slow_hook_holds_up_neither_the_engine_callback_nor_other_hooks(
     assert sorted(receiver.events()) == ["failed", "timed_out"]
 
 
+def test_a_delivery_records_its_history_without_the_store_lock(
+    store: cs.Store, service: cs.Service, receiver: Receiver, home: Path
+) -> None:
+    # The engine takes the store's lock many times a pass: a burst of deliveries ending
+    # must not queue behind it (nor it behind them), so the history has a lock of its own.
+    service.update_notify_settings({"webhooks": [hook(receiver.url)]})
+    task = service.create_task({"name": "Locked out", "prompt": "p"})
+    notifier = cs.Notifier(store)
+    notifier.start()
+    other = cs.Store(home)  # another holder of the store's lock, as the engine would be
+    with other.locked():
+        notifier.send(cs.Notice("failed", "Locked out failed", "body", {"id": task["id"]}))
+        assert notifier.wait_idle(10), "the delivery waited for the store's lock"
+        (record,) = cs.notify_history(home)
+    notifier.stop()
+    assert (record["status"], record["event"]) == ("delivered", "failed")
+
+
 def test_a_timeout_is_a_failed_attempt(store: cs.Store, service: cs.Service, receiver: Receiver) -> None:
     service.update_notify_settings({"webhooks": [hook(receiver.url, timeout_seconds=0.2, retries=0)]})
     receiver.gate.clear()
@@ -457,6 +475,38 @@ def test_serve_tells_a_failed_run_to_the_webhook(
         "failed",
     )
     assert valid_signature(item)
+
+
+def test_foreground_runs_are_told_as_the_engines_are(
+    cli: Cli, cli_json: CliJson, service: cs.Service, receiver: Receiver, record: Any
+) -> None:
+    service.update_notify_settings({"webhooks": [hook(receiver.url)]})
+    # Retries are the engine's: a failure in the foreground is the last attempt, told at once.
+    task = cli_json(
+        "tasks", "create", "--name", "Nightly", "--prompt", "[exit=2]", "--manual", "--retries", "2"
+    )
+    assert cli("tasks", "run", task["id"]).code == 1
+    assert receiver.events() == ["failed"]  # delivered before the command returned
+    cli_json("tasks", "update", task["id"], "--prompt", "Say done.")
+    assert cli("tasks", "run", task["id"]).code == 0
+    assert receiver.events() == ["failed", "recovered"]
+    payload = json.loads(receiver.received[1]["body"])
+    assert (payload["task"]["id"], payload["run"]["trigger"]) == (task["id"], "cli")
+    assert all(valid_signature(item) for item in receiver.received)
+    assert [item["status"] for item in cli_json("notify", "history")["deliveries"]] == ["delivered"] * 2
+
+
+def test_a_foreground_run_waits_a_bounded_time_for_a_slow_hook(
+    cli: Cli, cli_json: CliJson, service: cs.Service, receiver: Receiver, record: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(cs, "FOREGROUND_NOTIFY_WAIT_SECONDS", 0.2)
+    service.update_notify_settings({"webhooks": [hook(receiver.url, timeout_seconds=30)]})
+    task = cli_json("tasks", "create", "--name", "Nightly", "--prompt", "[exit=2]", "--manual")
+    receiver.gate.clear()  # the hook takes the request and does not answer
+    result = cli("tasks", "run", task["id"])
+    assert result.code == 1
+    assert "Notifications not delivered within 0.2 s were given up" in result.err
+    receiver.gate.set()
 
 
 def test_without_notify_send_gdbus_is_called_with_quoted_texts(
