@@ -2218,7 +2218,22 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
-    _fsync_dir(path.parent)
+    _sync_written(path)
+
+
+def _sync_written(path: Path) -> None:
+    """Make a rename into `path`'s folder durable. Past the rename every reader sees the
+    new file, so a failure here is no failed write (which would tell the caller to act
+    as if nothing had changed, and leave a change half made): it is logged, as a change
+    that a power cut may still undo."""
+    try:
+        _fsync_dir(path.parent)
+    except OSError as error:
+        logger().warning(
+            "%s was written, but its folder could not be synced (%s): a power cut may undo the change",
+            path,
+            error.strerror or error,
+        )
 
 
 def open_private_append(path: Path) -> IO[str]:
@@ -2245,7 +2260,7 @@ def create_once(path: Path, data: bytes, mode: int = 0o600) -> bool:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
-    _fsync_dir(path.parent)
+    _sync_written(path)
     return True
 
 
@@ -3097,12 +3112,22 @@ class Store:
                     raise Invalid(f"the task's job {task.job_id} is gone: give it another or none", "job_id")
                 raise Invalid(f"no job with id {task.job_id}", "job_id")
             self.state.check()  # before the change: a refused save must leave the cache as the file is
+            if derived is not None:
+                self._forget_fire_time(task.id, derived)
             self.tasks.put(task)
             self._save_merged(self.tasks, task.id)
             if derived is None:
                 self._save_merged(self.state)  # which brings the index of the tasks' jobs up to date
             else:
                 self.update_task_state(task.id, derived)
+
+    def _forget_fire_time(self, task_id: str, derived: JSONDict) -> None:
+        """Before a task is saved with a new schedule, drop the fire time its old one set:
+        should the task's save fail, or the new time's, the engine derives the time again
+        from the schedule that was saved, and never fires one by the other's time."""
+        stored = self.state.data.get("tasks", {}).get(task_id, {})
+        if stored.get("next_run_at") not in (None, derived.get("next_run_at")):
+            self.update_task_state(task_id, {"next_run_at": None})
 
     def update_task_state(self, task_id: str, changes: JSONDict) -> None:
         with self._lock:
@@ -3227,33 +3252,37 @@ class Store:
     # The run queue and job runs (kept in state.json) ---------------------------
 
     def enqueue(self, run: Run, not_before: datetime | None = None) -> None:
-        """Record a queued run and put it at the back of the engine's queue."""
+        """Record a queued run and put it at the back of the engine's queue. Raises
+        StorageError, having undone what it could.
+
+        The queue entry is written before the run: a failure between the two leaves an
+        entry naming no queued run, which dispatch passes over and recovery drops; never
+        a queued run outside the queue, which the next engine's recovery would start
+        after the request had failed (and a full disk would not let it be taken back)."""
         with self._lock:
-            # Every file this step reads or writes is checked first, and a failure past the
-            # run's save takes the new run back out: a run left queued outside the queue
-            # would be started by the next engine's recovery, after the request failed.
             self.state.check()
             self.jobs.check()
             is_new = run.id not in self._runs_file(run.task_id).records
+            entry = {"run_id": run.id, "task_id": run.task_id, "not_before": fmt_time(not_before)}
+            self.state.data.setdefault("queue", []).append(entry)
+            self._save_merged(self.state)
             try:
                 self.save_run(run)
-                entry = {"run_id": run.id, "task_id": run.task_id, "not_before": fmt_time(not_before)}
-                self.state.data.setdefault("queue", []).append(entry)
-                self._save_merged(self.state)
             except SchedulerError:
                 if is_new:
-                    self._take_back(run)
+                    self._unqueue_failed(run)
                 raise
 
-    def _take_back(self, run: Run) -> None:
-        """Remove a run that a failed request had already recorded (best effort: logged)."""
+    def _unqueue_failed(self, run: Run) -> None:
+        """Take back the queue entry of a run whose record failed (best effort: logged)."""
         try:
-            runs = self._runs_file(run.task_id)
-            if run.id in runs.records:
-                runs.remove(run.id)
-                runs.save()
+            self.dequeue([run.id])
         except SchedulerError as error:
-            logger().warning("run %s of a failed request stays recorded: %s", run.id[:ID_PREFIX_LEN], error)
+            logger().warning(
+                "the queue entry of run %s (not recorded) stays until the engine drops it: %s",
+                run.id[:ID_PREFIX_LEN],
+                error,
+            )
 
     def queue(self) -> list[JSONDict]:
         with self._lock:
@@ -5340,8 +5369,15 @@ class Executor:
             return True  # the run (or its task) was deleted: nobody wants it any more
 
     def _note_pid(self, run_id: str, pid: int) -> None:
-        with self.store.locked(), contextlib.suppress(NotFound):
-            self.store.save_run(dataclasses.replace(self.store.run(run_id), pid=pid))
+        """Record claude's pid (for stopping an orphan). A failure is logged, never the
+        end of a session that has started: the run's outcome is recorded all the same."""
+        try:
+            with self.store.locked():
+                self.store.save_run(dataclasses.replace(self.store.run(run_id), pid=pid))
+        except NotFound:
+            return
+        except StorageError as error:
+            logger().warning("run %s: its process id was not recorded: %s", run_id[:ID_PREFIX_LEN], error)
 
     def _record(self, run_id: str, outcome: RunOutcome) -> Run:
         """Record how a run ended. While a store file cannot be read (someone is fixing
@@ -5936,15 +5972,23 @@ class Engine:
         return any(run.status is RunStatus.RUNNING for run in self.store.runs_of(task_id))
 
     def _claim_and_start(self, run_id: str) -> None:
+        """Claim a queued run, then take it off the queue: a failure in between leaves a
+        running run's entry, passed over and dropped later, never a queued run that no
+        queue names (which would wait for the next engine start)."""
         with self.store.locked():
-            self.store.dequeue([run_id])
             try:
                 run = self.store.run(run_id)
             except NotFound:
+                self.store.dequeue([run_id])
                 return
             if run.status is not RunStatus.QUEUED:
+                self.store.dequeue([run_id])
                 return
             run = self.executor.claim(run)
+            try:
+                self.store.dequeue([run_id])
+            except StorageError as error:
+                logger().warning("run %s started, but: %s", run_id[:ID_PREFIX_LEN], error)
         stop = threading.Event()
         worker = threading.Thread(target=self._work, args=(run, stop), name=f"run-{run.id[:8]}", daemon=True)
         self._workers[run.id] = (worker, stop)
@@ -5957,6 +6001,8 @@ class Engine:
             self._emit(finished)
             self._emit_hold_began(finished)
             self._after_run(finished)
+        except SchedulerError as error:  # a store file unreadable or unwritable (logged)
+            logger().error("engine: after run %s: %s", run.id[:ID_PREFIX_LEN], error)
         except Exception:  # a worker must always let go of its slot; the log has the cause
             logger().exception("engine: run %s failed unexpectedly", run.id)
         finally:
@@ -6021,7 +6067,7 @@ class Engine:
         """Mark runs whose owner process is gone as interrupted, ending their Claude
         processes that are still alive; put unowned queued runs back in the queue."""
         orphans = []
-        queued = {entry.get("run_id") for entry in self.store.queue()}
+        queued = self._drop_stale_queue_entries()
         for run in self.store.all_runs():
             if not run.is_active:
                 continue
@@ -6032,6 +6078,25 @@ class Engine:
         count = self._interrupt(orphans)
         recover_job_runs(self.store)
         return count
+
+    def _drop_stale_queue_entries(self) -> set[str]:
+        """Drop (logged) the queue entries that name no queued run, as a failed request or
+        claim may leave; the ids of the runs the queue still names. An entry whose run
+        file cannot be read stays."""
+        entries = self.store.queue()
+        stale = []
+        for entry in entries:
+            try:
+                runs = {run.id: run for run in self.store.runs_of(entry["task_id"])}
+            except StorageError:
+                continue
+            run = runs.get(entry["run_id"])
+            if run is None or run.status is not RunStatus.QUEUED:
+                stale.append(entry["run_id"])
+        if stale:
+            logger().warning("the queue named %s that no longer wait; dropped", _plural(len(stale), "run"))
+            self.store.dequeue(stale)
+        return {entry["run_id"] for entry in entries} - set(stale)
 
     def _reap_orphans(self) -> None:
         """Catch runs whose process died after the engine started (a foreground CLI run
