@@ -961,6 +961,7 @@ class Task:
     last_run_at: datetime | None = None
     last_run_status: RunStatus | None = None
     last_session_id: str | None = None
+    next_run_for: str | None = field(default=None, compare=False, repr=False)  # see `fire_state`
 
     EDITABLE: ClassVar[tuple[str, ...]] = (
         "job_id",
@@ -1109,6 +1110,30 @@ class Task:
         status = state.get("last_run_status")
         self.last_run_status = RunStatus(status) if status else None
         self.last_session_id = state.get("last_session_id")
+        self.next_run_for = state.get("next_run_for")
+
+    @functools.cached_property
+    def schedule_key(self) -> str:
+        """A short fingerprint of the schedule (records are replaced, never changed in place)."""
+        import zlib
+
+        text = json.dumps(self.schedule.to_dict(), sort_keys=True)
+        return f"{zlib.crc32(text.encode()):08x}"
+
+    @property
+    def fire_time(self) -> datetime | None:
+        """`next_run_at` when it was computed for this schedule (or by a version that did
+        not say); None when another schedule's time was left by a save that failed
+        half-way, which the engine then derives again."""
+        if self.next_run_for is not None and self.next_run_for != self.schedule_key:
+            return None
+        return self.next_run_at
+
+
+def fire_state(task: Task, upcoming: datetime | None) -> JSONDict:
+    """A task's next fire time as state.json keeps it: with the schedule it was computed
+    for, as the task's save and this one's are two writes (see `Task.fire_time`)."""
+    return {"next_run_at": fmt_time(upcoming), "next_run_for": task.schedule_key}
 
 
 def read_run_after(value: JSON) -> JSONDict | None:
@@ -2706,6 +2731,8 @@ def _check_task_state(entry: JSON, field: str) -> None:
         read_enum(entry["last_run_status"], f"{field}.last_run_status", RunStatus)
     if entry.get("last_session_id") is not None:
         read_str(entry["last_session_id"], f"{field}.last_session_id", max_len=NAME_MAX)
+    if entry.get("next_run_for") is not None:
+        read_str(entry["next_run_for"], f"{field}.next_run_for", max_len=NAME_MAX)
 
 
 def _check_queue_entry(entry: JSON, field: str) -> None:
@@ -3112,22 +3139,12 @@ class Store:
                     raise Invalid(f"the task's job {task.job_id} is gone: give it another or none", "job_id")
                 raise Invalid(f"no job with id {task.job_id}", "job_id")
             self.state.check()  # before the change: a refused save must leave the cache as the file is
-            if derived is not None:
-                self._forget_fire_time(task.id, derived)
             self.tasks.put(task)
             self._save_merged(self.tasks, task.id)
             if derived is None:
                 self._save_merged(self.state)  # which brings the index of the tasks' jobs up to date
             else:
                 self.update_task_state(task.id, derived)
-
-    def _forget_fire_time(self, task_id: str, derived: JSONDict) -> None:
-        """Before a task is saved with a new schedule, drop the fire time its old one set:
-        should the task's save fail, or the new time's, the engine derives the time again
-        from the schedule that was saved, and never fires one by the other's time."""
-        stored = self.state.data.get("tasks", {}).get(task_id, {})
-        if stored.get("next_run_at") not in (None, derived.get("next_run_at")):
-            self.update_task_state(task_id, {"next_run_at": None})
 
     def update_task_state(self, task_id: str, changes: JSONDict) -> None:
         with self._lock:
@@ -5569,11 +5586,11 @@ class Engine:
         return max(0.0, min(delay, ENGINE_WAKE_MAX))
 
     def _check_due(self, task: Task, now: datetime, paused: bool, went_back: bool = False) -> None:
-        due = task.next_run_at
+        due = task.fire_time
         if due is None:
             upcoming = next_fire_after(task.schedule, now, task.created_at)
             if upcoming and not self._has_fired(task, upcoming):
-                self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
+                self.store.update_task_state(task.id, fire_state(task, upcoming))
             return
         if due > now:
             if went_back:
@@ -5585,7 +5602,7 @@ class Engine:
                 return  # deleted, disabled or moved by an edit meanwhile
             times, capped = self._times_between(task.schedule, due, now, task.created_at)
             upcoming = next_fire_after(task.schedule, now, task.created_at)
-            self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
+            self.store.update_task_state(task.id, fire_state(task, upcoming))
             self._fire_times(current, times, capped, now, upcoming, paused)
 
     def _has_fired(self, task: Task, moment: datetime) -> bool:
@@ -5611,7 +5628,7 @@ class Engine:
                     fmt_local(upcoming),
                     fmt_local(due),
                 )
-                self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
+                self.store.update_task_state(task.id, fire_state(task, upcoming))
 
     @staticmethod
     def _times_between(
@@ -7306,7 +7323,7 @@ class Service:
     @staticmethod
     def _schedule_state(task: Task, now: datetime) -> JSONDict:
         upcoming = next_fire_after(task.schedule, now, task.created_at) if task.enabled else None
-        return {"next_run_at": fmt_time(upcoming)}
+        return fire_state(task, upcoming)
 
     @staticmethod
     def _input(data: JSON, kind: type[Job] | type[Task]) -> JSONDict:
