@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from run_helpers import WAIT_SECONDS, FakeClock, wait_for
+from run_helpers import POLL_SECONDS, WAIT_SECONDS, FakeClock, wait_for
 
 import claude_scheduler as cs
 
@@ -265,7 +265,7 @@ def run_task(world: World, disk: Disk, patch: pytest.MonkeyPatch) -> Any:
             drive(engine)
     finally:
         wait_for(lambda: not engine.active_run_ids, "the run's worker to end", WAIT_SECONDS)
-        engine._lock_file.release()  # the process "dies": its owner record stays behind
+        engine.stop(timeout=WAIT_SECONDS)  # its runs' owner, "before the restart", is gone
     return run
 
 
@@ -275,7 +275,7 @@ def drive(engine: cs.Engine) -> None:
             engine.tick()
         wait_for(lambda: not engine.active_run_ids, "the run's worker to end", WAIT_SECONDS)
         with contextlib.suppress(cs.SchedulerError, OSError):
-            if not engine._due_queue(engine.clock()):
+            if engine.wait_idle(POLL_SECONDS):
                 return
 
 
