@@ -1010,6 +1010,7 @@ class Task:
     last_run_at: datetime | None = None
     last_run_status: RunStatus | None = None
     last_session_id: str | None = None
+    next_run_for: str | None = field(default=None, compare=False, repr=False)  # see `fire_state`
 
     EDITABLE: ClassVar[tuple[str, ...]] = (
         "job_id",
@@ -1158,6 +1159,30 @@ class Task:
         status = state.get("last_run_status")
         self.last_run_status = RunStatus(status) if status else None
         self.last_session_id = state.get("last_session_id")
+        self.next_run_for = state.get("next_run_for")
+
+    @functools.cached_property
+    def schedule_key(self) -> str:
+        """A short fingerprint of the schedule (records are replaced, never changed in place)."""
+        import zlib
+
+        text = json.dumps(self.schedule.to_dict(), sort_keys=True)
+        return f"{zlib.crc32(text.encode()):08x}"
+
+    @property
+    def fire_time(self) -> datetime | None:
+        """`next_run_at` when it was computed for this schedule (or by a version that did
+        not say); None when another schedule's time was left by a save that failed
+        half-way, which the engine then derives again."""
+        if self.next_run_for is not None and self.next_run_for != self.schedule_key:
+            return None
+        return self.next_run_at
+
+
+def fire_state(task: Task, upcoming: datetime | None) -> JSONDict:
+    """A task's next fire time as state.json keeps it: with the schedule it was computed
+    for, as the task's save and this one's are two writes (see `Task.fire_time`)."""
+    return {"next_run_at": fmt_time(upcoming), "next_run_for": task.schedule_key}
 
 
 def read_run_after(value: JSON) -> JSONDict | None:
@@ -2270,7 +2295,22 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
-    _fsync_dir(path.parent)
+    _sync_written(path)
+
+
+def _sync_written(path: Path) -> None:
+    """Make a rename into `path`'s folder durable. Past the rename every reader sees the
+    new file, so a failure here is no failed write (which would tell the caller to act
+    as if nothing had changed, and leave a change half made): it is logged, as a change
+    that a power cut may still undo."""
+    try:
+        _fsync_dir(path.parent)
+    except OSError as error:
+        logger().warning(
+            "%s was written, but its folder could not be synced (%s): a power cut may undo the change",
+            path,
+            error.strerror or error,
+        )
 
 
 def open_private_append(path: Path) -> IO[str]:
@@ -2297,7 +2337,7 @@ def create_once(path: Path, data: bytes, mode: int = 0o600) -> bool:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
-    _fsync_dir(path.parent)
+    _sync_written(path)
     return True
 
 
@@ -2743,6 +2783,8 @@ def _check_task_state(entry: JSON, field: str) -> None:
         read_enum(entry["last_run_status"], f"{field}.last_run_status", RunStatus)
     if entry.get("last_session_id") is not None:
         read_str(entry["last_session_id"], f"{field}.last_session_id", max_len=NAME_MAX)
+    if entry.get("next_run_for") is not None:
+        read_str(entry["next_run_for"], f"{field}.next_run_for", max_len=NAME_MAX)
 
 
 def _check_queue_entry(entry: JSON, field: str) -> None:
@@ -3280,35 +3322,39 @@ class Store:
     # The run queue and job runs (kept in state.json) ---------------------------
 
     def enqueue(self, run: Run, not_before: datetime | None = None) -> None:
-        """Record a queued run and put it at the back of the engine's queue."""
+        """Record a queued run and put it at the back of the engine's queue. Raises
+        StorageError, having undone what it could.
+
+        The queue entry is written before the run: a failure between the two leaves an
+        entry naming no queued run, which dispatch passes over and recovery drops; never
+        a queued run outside the queue, which the next engine's recovery would start
+        after the request had failed (and a full disk would not let it be taken back)."""
         with self._lock:
-            # Every file this step reads or writes is checked first, and a failure past the
-            # run's save takes the new run back out: a run left queued outside the queue
-            # would be started by the next engine's recovery, after the request failed.
             self.state.check()
             self.jobs.check()
             is_new = run.id not in self._runs_file(run.task_id).records
+            entry = {"run_id": run.id, "task_id": run.task_id, "not_before": fmt_time(not_before)}
+            if run.start_by is not None:  # the engine looks at the queue, not at each run
+                entry["start_by"] = fmt_time(run.start_by)
+            self.state.data.setdefault("queue", []).append(entry)
+            self._save_merged(self.state)
             try:
                 self.save_run(run)
-                entry = {"run_id": run.id, "task_id": run.task_id, "not_before": fmt_time(not_before)}
-                if run.start_by is not None:  # the engine looks at the queue, not at each run
-                    entry["start_by"] = fmt_time(run.start_by)
-                self.state.data.setdefault("queue", []).append(entry)
-                self._save_merged(self.state)
             except SchedulerError:
                 if is_new:
-                    self._take_back(run)
+                    self._unqueue_failed(run)
                 raise
 
-    def _take_back(self, run: Run) -> None:
-        """Remove a run that a failed request had already recorded (best effort: logged)."""
+    def _unqueue_failed(self, run: Run) -> None:
+        """Take back the queue entry of a run whose record failed (best effort: logged)."""
         try:
-            runs = self._runs_file(run.task_id)
-            if run.id in runs.records:
-                runs.remove(run.id)
-                runs.save()
+            self.dequeue([run.id])
         except SchedulerError as error:
-            logger().warning("run %s of a failed request stays recorded: %s", run.id[:ID_PREFIX_LEN], error)
+            logger().warning(
+                "the queue entry of run %s (not recorded) stays until the engine drops it: %s",
+                run.id[:ID_PREFIX_LEN],
+                error,
+            )
 
     def queue(self) -> list[JSONDict]:
         with self._lock:
@@ -5416,8 +5462,15 @@ class Executor:
             return True  # the run (or its task) was deleted: nobody wants it any more
 
     def _note_pid(self, run_id: str, pid: int) -> None:
-        with self.store.locked(), contextlib.suppress(NotFound):
-            self.store.save_run(dataclasses.replace(self.store.run(run_id), pid=pid))
+        """Record claude's pid (for stopping an orphan). A failure is logged, never the
+        end of a session that has started: the run's outcome is recorded all the same."""
+        try:
+            with self.store.locked():
+                self.store.save_run(dataclasses.replace(self.store.run(run_id), pid=pid))
+        except NotFound:
+            return
+        except StorageError as error:
+            logger().warning("run %s: its process id was not recorded: %s", run_id[:ID_PREFIX_LEN], error)
 
     def _record(self, run_id: str, outcome: RunOutcome) -> Run:
         """Record how a run ended. While a store file cannot be read (someone is fixing
@@ -5610,11 +5663,11 @@ class Engine:
         return max(0.0, min(delay, ENGINE_WAKE_MAX))
 
     def _check_due(self, task: Task, now: datetime, paused: bool, went_back: bool = False) -> None:
-        due = task.next_run_at
+        due = task.fire_time
         if due is None:
             upcoming = next_fire_after(task.schedule, now, task.created_at)
             if upcoming and not self._has_fired(task, upcoming):
-                self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
+                self.store.update_task_state(task.id, fire_state(task, upcoming))
             return
         if due > now:
             if went_back:
@@ -5626,7 +5679,7 @@ class Engine:
                 return  # deleted, disabled or moved by an edit meanwhile
             times, capped = self._times_between(task.schedule, due, now, task.created_at)
             upcoming = next_fire_after(task.schedule, now, task.created_at)
-            self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
+            self.store.update_task_state(task.id, fire_state(task, upcoming))
             self._fire_times(current, times, capped, now, upcoming, paused)
 
     def _has_fired(self, task: Task, moment: datetime) -> bool:
@@ -5652,7 +5705,7 @@ class Engine:
                     fmt_local(upcoming),
                     fmt_local(due),
                 )
-                self.store.update_task_state(task.id, {"next_run_at": fmt_time(upcoming)})
+                self.store.update_task_state(task.id, fire_state(task, upcoming))
 
     @staticmethod
     def _times_between(
@@ -6138,15 +6191,23 @@ class Engine:
         return expired
 
     def _claim_and_start(self, run_id: str) -> None:
+        """Claim a queued run, then take it off the queue: a failure in between leaves a
+        running run's entry, passed over and dropped later, never a queued run that no
+        queue names (which would wait for the next engine start)."""
         with self.store.locked():
-            self.store.dequeue([run_id])
             try:
                 run = self.store.run(run_id)
             except NotFound:
+                self.store.dequeue([run_id])
                 return
             if run.status is not RunStatus.QUEUED:
+                self.store.dequeue([run_id])
                 return
             run = self.executor.claim(run)
+            try:
+                self.store.dequeue([run_id])
+            except StorageError as error:
+                logger().warning("run %s started, but: %s", run_id[:ID_PREFIX_LEN], error)
         stop = threading.Event()
         worker = threading.Thread(target=self._work, args=(run, stop), name=f"run-{run.id[:8]}", daemon=True)
         self._workers[run.id] = (worker, stop)
@@ -6159,6 +6220,8 @@ class Engine:
             self._emit(finished)
             self._emit_hold_began(finished)
             self._after_run(finished)
+        except SchedulerError as error:  # a store file unreadable or unwritable (logged)
+            logger().error("engine: after run %s: %s", run.id[:ID_PREFIX_LEN], error)
         except Exception:  # a worker must always let go of its slot; the log has the cause
             logger().exception("engine: run %s failed unexpectedly", run.id)
         finally:
@@ -6221,7 +6284,7 @@ class Engine:
         """Mark runs whose owner process is gone as interrupted, ending their Claude
         processes that are still alive; put unowned queued runs back in the queue."""
         orphans = []
-        queued = {entry.get("run_id") for entry in self.store.queue()}
+        queued = self._drop_stale_queue_entries()
         for run in self.store.all_runs():
             if not run.is_active:
                 continue
@@ -6232,6 +6295,25 @@ class Engine:
         count = self._interrupt(orphans)
         recover_job_runs(self.store)
         return count
+
+    def _drop_stale_queue_entries(self) -> set[str]:
+        """Drop (logged) the queue entries that name no queued run, as a failed request or
+        claim may leave; the ids of the runs the queue still names. An entry whose run
+        file cannot be read stays."""
+        entries = self.store.queue()
+        stale = []
+        for entry in entries:
+            try:
+                runs = {run.id: run for run in self.store.runs_of(entry["task_id"])}
+            except StorageError:
+                continue
+            run = runs.get(entry["run_id"])
+            if run is None or run.status is not RunStatus.QUEUED:
+                stale.append(entry["run_id"])
+        if stale:
+            logger().warning("the queue named %s that no longer wait; dropped", _plural(len(stale), "run"))
+            self.store.dequeue(stale)
+        return {entry["run_id"] for entry in entries} - set(stale)
 
     def _reap_orphans(self) -> None:
         """Catch runs whose process died after the engine started (a foreground CLI run
@@ -7460,7 +7542,7 @@ class Service:
     @staticmethod
     def _schedule_state(task: Task, now: datetime) -> JSONDict:
         upcoming = next_fire_after(task.schedule, now, task.created_at) if task.enabled else None
-        return {"next_run_at": fmt_time(upcoming)}
+        return fire_state(task, upcoming)
 
     @staticmethod
     def _input(data: JSON, kind: type[Job] | type[Task]) -> JSONDict:

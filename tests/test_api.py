@@ -224,7 +224,7 @@ def test_ipv6_loopback_is_served(store: cs.Store) -> None:
     server.start()
     try:
         assert server.address == f"http://[::1]:{server.server_port}"
-        connection = http.client.HTTPConnection("::1", server.server_port, timeout=5)
+        connection = http.client.HTTPConnection("::1", server.server_port, timeout=30)
         connection.request("GET", "/api/health")
         assert connection.getresponse().status == 200
         connection.close()
@@ -775,7 +775,7 @@ def test_wrong_method_is_405_with_allow(api: Api, method: str, path: str, allow:
 
 
 def test_head_gets_405_without_a_body(api: Api) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=5)
+    connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
     connection.request("HEAD", "/api/health")
     response = connection.getresponse()
     assert (response.status, response.getheader("Allow"), response.read()) == (405, "GET", b"")
@@ -910,7 +910,7 @@ def test_absolute_form_targets_are_refused(api: Api) -> None:
 
 
 def test_requests_keep_the_connection_in_step_after_errors(api: Api) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=5)
+    connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
     auth = {"Authorization": f"Bearer {api.token}"}
     for content_type, status in (("text/plain", 415), ("application/json", 201)):
         headers = {**auth, "Content-Type": content_type}

@@ -394,11 +394,11 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(home: Path) -> None:
                 address = found[1]
                 break
         assert address, "serve never said where the API is"
-        with urllib.request.urlopen(f"{address}/api/health", timeout=5) as answer:
+        with urllib.request.urlopen(f"{address}/api/health", timeout=30) as answer:
             health = json.load(answer)
         assert health["status"] == "ok" and health["engine"]["running"] is True
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
+        assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

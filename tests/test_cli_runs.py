@@ -391,7 +391,7 @@ def test_stopping_a_run_whose_process_died_ends_it_without_an_engine(
 
     assert result.code == 0
     assert run_of(home, run["id"])["status"] in ("cancelled", "interrupted")
-    wait_for(lambda: pid_gone(run["pid"]), "claude to end", timeout=10)
+    wait_for(lambda: pid_gone(run["pid"]), "claude to end")
 
 
 def test_ctrl_c_on_a_foreground_job_run_stops_it_and_the_rest_never_start(
@@ -899,7 +899,10 @@ def test_recovery_ends_many_orphans_together_not_one_grace_period_after_another(
     assert [run["status"] for run in ended] == ["interrupted"] * 3
     assert all(pid_gone(run["pid"]) for run in runs)
     finished = sorted(cs.parse_time(run["finished_at"], "finished_at") for run in ended)
-    assert (finished[-1] - finished[0]).total_seconds() < grace  # one after another: 2 x grace apart
+    # One after another, each session would wait out its own grace: the first and the last
+    # would end at least 2 x grace apart. Together they end within one, however loaded the
+    # machine is while the three are recorded.
+    assert (finished[-1] - finished[0]).total_seconds() < 2 * grace
 
 
 ####

@@ -20,7 +20,7 @@ import fake_claude as fake
 
 FAKE = Path(__file__).with_name("fake_claude.py")
 WATCHDOG_SECONDS = 60.0
-DEATH_WAIT_SECONDS = 5.0
+DEATH_WAIT_SECONDS = 30.0  # a deadline only: a loaded machine reaps late
 GRACE = 0.5
 CLOCK_JUMP_SECONDS = 1000.0
 SONNET_ID = "claude-sonnet-4-5-20250929"

@@ -29,9 +29,9 @@ from run_helpers import FakeClock
 import claude_scheduler as cs
 
 POLL_SECONDS = 0.01
-WAIT_SECONDS = 15.0
+WAIT_SECONDS = 30.0  # a deadline only: waits end as soon as the window shows it
 REFRESH_BUDGET_SECONDS = 2.0  # changes by other processes show within two seconds
-XVFB_START_SECONDS = 10.0
+XVFB_START_SECONDS = 30.0
 SCREEN = "1600x1000x24"
 
 
