@@ -291,6 +291,13 @@ def test_no_result_line_fails_with_a_clear_error(tmp_path: Path, code: int) -> N
     assert outcome.result == "Done."  # the last assistant text stands in
 
 
+def test_a_session_that_never_named_its_model_keeps_the_one_it_was_started_with(tmp_path: Path) -> None:
+    refused = run(tmp_path, "  \n", argv=command(model="opus"))  # claude refuses before its init line
+    assert (refused.status, refused.model) == (ex.STATUS_FAILED, "opus")
+    missing = run(tmp_path, argv=[str(tmp_path / "no-claude"), *command(model="opus")[1:]])
+    assert (missing.failure_kind, missing.model) == ("not_started", "opus")
+
+
 def test_a_refusal_names_the_last_stderr_line(tmp_path: Path) -> None:
     outcome = run(tmp_path, "  \n")
     assert outcome.status == ex.STATUS_FAILED
