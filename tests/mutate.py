@@ -69,9 +69,12 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
         "not reachable on Linux, where the tests run: /proc can always be listed (the branch is for"
         " systems without /proc)"
     ),
-    ("engine", "_run", "assert proc.stdin and proc.stdout and proc.stderr  # all three are PIPE", "and -> or"): (
-        "an assert for the type checker on pipes that are always set"
-    ),
+    (
+        "engine",
+        "_run",
+        "assert proc.stdin and proc.stdout and proc.stderr  # all three are PIPE",
+        "and -> or",
+    ): ("an assert for the type checker on pipes that are always set"),
     (
         "engine",
         "_argv_value",

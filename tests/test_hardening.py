@@ -599,7 +599,8 @@ def test_a_job_runs_steps_of_the_wrong_shape_are_repaired(
 
 def test_a_run_that_ends_after_its_task_was_deleted_leaves_nothing(service: cs.Service, home: Path) -> None:
     task = make_task(service)
-    run = cs.Run(cs.new_id(), task, status=cs.RunStatus.RUNNING, created_at=cs.utcnow(), started_at=cs.utcnow())
+    now = cs.utcnow()
+    run = cs.Run(cs.new_id(), task, status=cs.RunStatus.RUNNING, created_at=now, started_at=now)
     service.store.save_run(run)
     service.store.delete_task(task)
     log = service.store.log_path(run.id)
