@@ -50,7 +50,13 @@ SECTION_MARKERS = {
 # Section name -> the test files that pin its behaviour (measured: where its mutants fail).
 SECTION_TESTS = {
     "store": ["test_store.py", "test_hardening.py", "test_model.py", "test_durability.py"],
-    "engine": ["test_engine.py", "test_exec.py", "test_pipelines.py", "test_hardening.py"],
+    "engine": [
+        "test_engine.py",
+        "test_exec.py",
+        "test_pipelines.py",
+        "test_hardening.py",
+        "test_cli_runs.py::test_recovery_ends_many_orphans_together_not_one_grace_period_after_another",
+    ],
     "service": ["test_cli.py", "test_api.py", "test_pipelines.py"],
     "api": ["test_api.py", "test_cli_api.py"],
     "cli": ["test_cli.py", "test_cli_people.py", "test_options.py"],

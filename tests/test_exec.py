@@ -259,6 +259,11 @@ def test_is_error_with_a_result_text_gives_its_first_line(tmp_path: Path) -> Non
     assert (outcome.status, outcome.error) == (ex.STATUS_FAILED, "Tool crashed: boom")
 
 
+def test_a_long_error_line_is_cut_to_the_limit_with_an_ellipsis(tmp_path: Path) -> None:
+    outcome = run(tmp_path, "[is_error]", env=fake_env(tmp_path, FAKE_CLAUDE_RESULT="e" * 1000))
+    assert outcome.error == "e" * (ex.ERROR_MAX_CHARS - 1) + "…"
+
+
 def test_the_injected_clock_times_the_run(tmp_path: Path) -> None:
     ticks = iter(range(0, 10**9, 100))
     outcome = run(tmp_path, "[hang]", timeout_seconds=150.0, monotonic=lambda: next(ticks))
