@@ -1544,3 +1544,10 @@ def test_the_settings_input_is_documented_as_closed_as_the_server_holds_it(api: 
     assert schemas["SettingsInput"]["additionalProperties"] is False
     error = api.fails("PATCH", "/api/settings", {"max_concurent_runs": 2}, status=422)
     assert (error["code"], error["field"]) == ("invalid", "max_concurent_runs")
+
+
+def test_a_preview_in_the_window_names_a_schedule_field_it_does_not_know(store: cs.Store) -> None:
+    """The window previews through the Service in-process, with the schedule as typed."""
+    with pytest.raises(cs.Invalid) as refused:
+        cs.Service(store).preview({"type": "cron", "expression": "0 9 * * *", "timezon": "UTC"})
+    assert refused.value.field == "schedule.timezon"
