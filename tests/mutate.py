@@ -67,6 +67,7 @@ SECTION_TESTS = {
         "test_bundles.py",
         "test_doctor.py",
         "test_desktop.py",
+        "test_cli_runs.py::test_a_foreground_runs_watchdog_ends_with_the_run",
     ],
     "cron": ["test_cron.py", "test_model.py", "test_cli.py::test_schedule_texts_read_like_the_schedule"],
 }

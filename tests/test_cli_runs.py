@@ -1041,3 +1041,28 @@ def test_the_engine_counts_a_foreground_run_against_the_cap(
     wait_status(home, running["id"], "cancelled")
     engine.tick()
     assert wait_status(home, queued["id"], "success")["trigger"] == "cli"
+
+
+def live_watchdogs() -> list[int]:
+    """This process's children that are foreground-run watchdogs and not yet ended (Linux)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            state, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue  # it ended while we looked
+        if b"claude_scheduler_watchdog" in command and int(parent) == os.getpid() and state not in "ZX":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_a_foreground_runs_watchdog_ends_with_the_run(cli: Cli, cli_json: CliJson) -> None:
+    """Each step's watchdog is let go when its run is recorded, not when the CLI exits
+    (a long `jobs run` would otherwise keep one process per step)."""
+    task = create_task(cli_json)
+    assert cli("tasks", "run", task["id"]).code == 0
+    wait_for(lambda: not live_watchdogs(), "the run's watchdog to end")
