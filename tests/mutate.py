@@ -57,7 +57,15 @@ SECTION_TESTS = {
         "test_hardening.py",
         "test_cli_runs.py::test_recovery_ends_many_orphans_together_not_one_grace_period_after_another",
     ],
-    "service": ["test_cli.py", "test_api.py", "test_pipelines.py"],
+    "service": [
+        "test_cli.py",
+        "test_api.py",
+        "test_pipelines.py",
+        "test_notify.py",
+        "test_bundles.py",
+        "test_doctor.py",
+        "test_gui.py::test_each_task_shows_its_recent_runs_as_a_strip",
+    ],
     "api": ["test_api.py", "test_cli_api.py"],
     "cli": [
         "test_cli.py",
@@ -382,7 +390,7 @@ def run_tests(project: Path, files: list[str], timeout: float) -> tuple[str, str
         _kill_leftovers(process.pid)
     if process.returncode == 0:
         return "passed", ""
-    failed = next((line for line in output.splitlines() if line.startswith(("FAILED", "ERROR"))), "")
+    failed = next((line for line in output.splitlines() if line.startswith(("FAILED ", "ERROR tests"))), "")
     last = output.strip().splitlines()[-1:] or ["no output"]
     return "failed", failed or last[0]
 
