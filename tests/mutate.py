@@ -59,12 +59,12 @@ SECTION_TESTS = {
     ],
     "service": [
         "test_cli.py",
-        "test_api.py",
-        "test_pipelines.py",
         "test_notify.py",
         "test_bundles.py",
         "test_doctor.py",
         "test_gui.py::test_each_task_shows_its_recent_runs_as_a_strip",
+        "test_api.py",
+        "test_pipelines.py",
     ],
     "api": ["test_api.py", "test_cli_api.py"],
     "cli": [
