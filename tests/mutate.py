@@ -75,7 +75,10 @@ SECTION_TESTS = {
         "test_bundles.py",
         "test_doctor.py",
         "test_desktop.py",
+        "test_cli_api.py",
         "test_cli_runs.py::test_a_foreground_runs_watchdog_ends_with_the_run",
+        "test_cli_runs.py::test_a_foreground_run_sets_the_hold_and_one_during_it_warns_then_runs",
+        "test_cli_runs.py::test_a_ctrl_c_at_the_terminal_leaves_the_watchdog_to_end_the_run_if_the_cli_then_dies",
     ],
     "cron": ["test_cron.py", "test_model.py", "test_cli.py::test_schedule_texts_read_like_the_schedule"],
 }
