@@ -9,7 +9,7 @@ A failing test or a timeout catches the mutant. It prints a table per section an
 the survivors, and writes every result to a JSON file; `--only-survivors FILE` runs again only
 the survivors recorded there (after tests were added for them).
 
-    python3 tests/mutate.py --per-section 22 --seed 10 --out /tmp/mutants.json
+    python3 tests/mutate.py --per-section 20 --seed 10 --out /tmp/mutants.json
     python3 tests/mutate.py --only-survivors /tmp/mutants.json --out /tmp/mutants2.json
 """
 
@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--per-section", type=int, default=22, help="mutants sampled per section")
+    parser.add_argument("--per-section", type=int, default=20, help="mutants sampled per section")
     parser.add_argument("--seed", type=int, default=10)
     parser.add_argument("--sections", default=",".join(SECTION_MARKERS), help="comma-separated")
     parser.add_argument("--out", default="mutants.json", help="where the results are written")
