@@ -610,3 +610,14 @@ def test_a_run_that_ends_after_its_task_was_deleted_leaves_nothing(service: cs.S
     assert not (home / "runs" / f"{task}.json").exists()
     assert not log.exists()
     assert service.list_runs() == []
+
+
+def test_a_read_leaves_the_state_file_as_it_is(cli: Callable[..., Any], home: Path) -> None:
+    assert cli("jobs", "create", "--name", "J").code == 0
+    state = home / "state.json"
+    os.utime(state, (1_000_000_000, 1_000_000_000))
+    assert cli("jobs", "list").code == 0
+    assert state.stat().st_mtime == 1_000_000_000, "nothing was repaired, so nothing is written"
+    state.unlink()  # it holds only derived data
+    assert cli("jobs", "list").code == 0
+    assert not state.exists(), "a read writes nothing"
