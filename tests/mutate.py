@@ -83,6 +83,8 @@ SECTION_TESTS = {
     "cron": ["test_cron.py", "test_model.py", "test_cli.py::test_schedule_texts_read_like_the_schedule"],
 }
 
+BUNDLE_ZIP = "for index, (old_id, data) in enumerate(zip(old_ids, items, strict=True)):"
+
 # Mutants that change no behaviour, keyed by (section, function, stripped original line, mutation): why.
 EQUIVALENT: dict[tuple[str, str, str, str], str] = {
     ("store", "process_alive", "if not pid or pid <= 0:", "or -> and"): (
@@ -113,6 +115,12 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
         "if best is not None and _wall_to_utc(wall, largest) >= best:",
         ">= -> >",
     ): "a pruning bound: on a tie the loop looks at one more wall time, whose instants cannot beat best",
+    **{
+        ("service", function, BUNDLE_ZIP, "True -> False"): (
+            "_bundle_ids gives exactly one id per item (or refuses), so the lengths always agree"
+        )
+        for function in ("_read_jobs", "_read_tasks")
+    },
 }
 
 COMPARISONS = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "=="}
