@@ -1560,3 +1560,28 @@ def test_processes_starting_together_on_a_fresh_home_all_use_one_token(home: Pat
         go.unlink()
         assert tokens == {(data / cs.TOKEN_FILE).read_text().strip()}
         assert sorted(path.name for path in data.iterdir()) == [cs.TOKEN_FILE]
+
+
+# Pinned by the mutation run (tests/mutate.py) -------------------------------------------
+
+
+def test_an_import_without_dry_run_brings_the_bundle_in(api: Api) -> None:
+    job = make_job(api, "Release")
+    bundle = api.ok("GET", f"/api/export?job_ids={job['id']}")
+    report = api.ok("POST", "/api/import", bundle)
+    assert report["dry_run"] is False
+    assert sorted(entry["name"] for entry in api.ok("GET", "/api/jobs")["jobs"]) == ["Release", "Release (2)"]
+
+
+def test_the_settings_input_is_documented_as_closed_as_the_server_holds_it(api: Api) -> None:
+    schemas = api.ok("GET", "/api/openapi.json")["components"]["schemas"]
+    assert schemas["SettingsInput"]["additionalProperties"] is False
+    error = api.fails("PATCH", "/api/settings", {"max_concurent_runs": 2}, status=422)
+    assert (error["code"], error["field"]) == ("invalid", "max_concurent_runs")
+
+
+def test_a_preview_in_the_window_names_a_schedule_field_it_does_not_know(store: cs.Store) -> None:
+    """The window previews through the Service in-process, with the schedule as typed."""
+    with pytest.raises(cs.Invalid) as refused:
+        cs.Service(store).preview({"type": "cron", "expression": "0 9 * * *", "timezon": "UTC"})
+    assert refused.value.field == "schedule.timezon"

@@ -425,3 +425,13 @@ def test_a_run_through_a_server_without_engine_says_so_and_ctrl_c_cancels_it(
     assert lines[0].startswith("No scheduler engine is running")
     assert "Stopping…" in result.err and "cancelled" in lines[-1]
     assert [run["status"] for run in cli_json("runs", "list")["runs"]] == ["cancelled"]
+
+
+def test_a_jobs_export_and_a_notify_change_through_the_server(
+    cli_json: Callable[..., Any], url: str, data: dict[str, str]
+) -> None:
+    api = ("--api", url)
+    bundle = cli_json(*api, "export", "--job", data["job"][:8])
+    assert sorted(task["name"] for task in bundle["tasks"]) == ["Docs", "Nightly"], "Loose is in no job"
+    assert cli_json(*api, "notify", "desktop", "off")["desktop"]["enabled"] is False
+    assert cli_json("notify", "show")["desktop"]["enabled"] is False

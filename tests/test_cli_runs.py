@@ -1044,3 +1044,63 @@ def test_the_engine_counts_a_foreground_run_against_the_cap(
     wait_status(home, running["id"], "cancelled")
     engine.tick()
     assert wait_status(home, queued["id"], "success")["trigger"] == "cli"
+
+
+def live_watchdogs() -> list[int]:
+    """This process's children that are foreground-run watchdogs and not yet ended (Linux)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            state, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue  # it ended while we looked
+        if b"claude_scheduler_watchdog" in command and int(parent) == os.getpid() and state not in "ZX":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_a_foreground_runs_watchdog_ends_with_the_run(cli: Cli, cli_json: CliJson) -> None:
+    """Each step's watchdog is let go when its run is recorded, not when the CLI exits
+    (a long `jobs run` would otherwise keep one process per step)."""
+    task = create_task(cli_json)
+    assert cli("tasks", "run", task["id"]).code == 0
+    wait_for(lambda: not live_watchdogs(), "the run's watchdog to end")
+
+
+def test_a_ctrl_c_at_the_terminal_leaves_the_watchdog_to_end_the_run_if_the_cli_then_dies(
+    home: Path, cli_json: CliJson
+) -> None:
+    """A terminal's Ctrl-C goes to its whole foreground group: the watchdog is not in it, so
+    when the CLI is killed while it stops a claude that ignores SIGTERM, the run still ends."""
+    task = create_task(cli_json, "[hang][ignore_term]", "--timeout", "10m")
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "cli", "tasks", "run", task["id"]],
+        env=child_env(home),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_ctrl_c,
+        start_new_session=True,  # the group a terminal's Ctrl-C goes to
+    )
+    try:
+        run = running_run(home, task["id"])
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.stderr is not None
+        while "Stopping" not in (line := proc.stderr.readline()):
+            assert line, "the CLI ended without stopping the run"
+        proc.kill()
+        proc.wait(WAIT_SECONDS)
+        ended = wait_for(
+            lambda: run_of(home, run["id"])["status"] not in ("running", "queued"), "the run to end"
+        )
+        assert ended
+        wait_for(lambda: pid_gone(run["pid"]), "claude to end")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(WAIT_SECONDS)

@@ -558,3 +558,14 @@ def test_the_api_gives_the_same_checks(
     assert remote.code == 0
     assert list(remote.json()) == list(cli("doctor", "--json").json()) == list(body)  # one shape
     assert [check["check"] for check in remote.json()["checks"]] == [check["check"] for check in checks]
+
+
+def test_doctor_json_writes_text_as_it_is_like_every_json_output(
+    cli: Callable[..., Result], cli_json: Callable[..., Any], tmp_path: Path
+) -> None:
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    cli_json("tasks", "create", "--name", "Café", "--prompt", "p", "--working-dir", str(folder))
+    folder.rmdir()
+    assert '"task “Café”"' in cli("doctor", "--json").out, "UTF-8 as `tasks list --json` writes it"
+    assert '"name": "Café"' in cli("tasks", "list", "--json").out

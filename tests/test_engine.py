@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import child_env
 from run_helpers import (
+    T0,
     WAIT_SECONDS,
     FakeClock,
     Recorder,
@@ -1546,3 +1549,41 @@ def test_a_run_whose_owner_pid_was_reused_by_another_process_is_interrupted(
     after = service.get_run(run.id)
     assert after["status"] == "interrupted"
     assert f"the process that ran it ({reused}) ended unexpectedly" in after["error"]
+
+
+# Pinned by the mutation run (tests/mutate.py) -------------------------------------------
+
+
+def test_an_engine_start_sweeps_the_logs_no_run_names(
+    engines: StartEngine, store: cs.Store, home: Path
+) -> None:
+    (home / "logs").mkdir(exist_ok=True)
+    stray = home / "logs" / f"{cs.new_id()}.log"
+    stray.write_text("a run's log whose run is gone\n")
+    engines(store)
+    assert not stray.exists()
+
+
+BUSY_CLOCK_READS = 1000  # an idle engine reads its clock a few times a second; a spinning one, thousands
+IDLE_WATCH_SECONDS = 2.0
+
+
+def test_an_idle_engine_waits_between_passes(home: Path) -> None:
+    """A pass that finds nothing due is followed by a wait, not straight by the next pass
+    (a loaded machine only makes passes rarer, so this cannot fail by slowness)."""
+    reads = 0
+    busy = threading.Event()
+
+    def clock() -> datetime:
+        nonlocal reads
+        reads += 1
+        if reads > BUSY_CLOCK_READS:
+            busy.set()
+        return T0
+
+    engine = cs.Engine(cs.Store(home, clock=clock))
+    assert engine.start()
+    try:
+        assert not busy.wait(IDLE_WATCH_SECONDS), f"the clock was read {reads} times: the engine spins"
+    finally:
+        engine.stop(timeout=WAIT_SECONDS)

@@ -259,6 +259,11 @@ def test_is_error_with_a_result_text_gives_its_first_line(tmp_path: Path) -> Non
     assert (outcome.status, outcome.error) == (ex.STATUS_FAILED, "Tool crashed: boom")
 
 
+def test_a_long_error_line_is_cut_to_the_limit_with_an_ellipsis(tmp_path: Path) -> None:
+    outcome = run(tmp_path, "[is_error]", env=fake_env(tmp_path, FAKE_CLAUDE_RESULT="e" * 1000))
+    assert outcome.error == "e" * (ex.ERROR_MAX_CHARS - 1) + "…"
+
+
 def test_the_injected_clock_times_the_run(tmp_path: Path) -> None:
     ticks = iter(range(0, 10**9, 100))
     outcome = run(tmp_path, "[hang]", timeout_seconds=150.0, monotonic=lambda: next(ticks))
@@ -289,6 +294,13 @@ def test_no_result_line_fails_with_a_clear_error(tmp_path: Path, code: int) -> N
     assert (outcome.status, outcome.exit_code) == (ex.STATUS_FAILED, code)
     assert outcome.error == f"claude exited with code {code} and printed no result"
     assert outcome.result == "Done."  # the last assistant text stands in
+
+
+def test_a_session_that_never_named_its_model_keeps_the_one_it_was_started_with(tmp_path: Path) -> None:
+    refused = run(tmp_path, "  \n", argv=command(model="opus"))  # claude refuses before its init line
+    assert (refused.status, refused.model) == (ex.STATUS_FAILED, "opus")
+    missing = run(tmp_path, argv=[str(tmp_path / "no-claude"), *command(model="opus")[1:]])
+    assert (missing.failure_kind, missing.model) == ("not_started", "opus")
 
 
 def test_a_refusal_names_the_last_stderr_line(tmp_path: Path) -> None:

@@ -570,3 +570,54 @@ def test_a_run_with_a_pid_past_any_real_one_is_recovered(service: cs.Service, ho
         engine.stop()
     recovered = cs.Store(home).run(run)
     assert recovered.status is cs.RunStatus.INTERRUPTED
+
+
+# Pinned by the mutation run (tests/mutate.py) -------------------------------------------
+
+
+@pytest.mark.parametrize(("field", "bad"), [("task_ids", ["ok", None]), ("position", 3)])
+def test_a_job_runs_steps_of_the_wrong_shape_are_repaired(
+    cli: Callable[..., Any],
+    service: cs.Service,
+    home: Path,
+    caplog: pytest.LogCaptureFixture,
+    field: str,
+    bad: Any,
+) -> None:
+    job = service.create_job({"name": "J"})["id"]
+    make_task(service, job_id=job)
+    assert cli("jobs", "run", job, "--detach").code == 0
+    ((job_run, entry),) = state_of(home)["job_runs"].items()
+    assert entry["current_run_id"]
+    if field == "task_ids":
+        bad = [entry["task_ids"][0], None]
+    write_state(home, job_runs={job_run: {**entry, field: bad}})
+    with caplog.at_level(logging.WARNING, logger="claude_scheduler"):
+        assert cs.Store(home).job_runs() == {}
+    assert f"state.json: job_runs.{job_run}.{field}" in caplog.text
+
+
+def test_a_run_that_ends_after_its_task_was_deleted_leaves_nothing(service: cs.Service, home: Path) -> None:
+    task = make_task(service)
+    now = cs.utcnow()
+    run = cs.Run(cs.new_id(), task, status=cs.RunStatus.RUNNING, created_at=now, started_at=now)
+    service.store.save_run(run)
+    service.store.delete_task(task)
+    log = service.store.log_path(run.id)
+    log.write_text("the session kept writing\n")  # the engine still held the run
+    finished = dataclasses.replace(run, status=cs.RunStatus.SUCCESS, finished_at=cs.utcnow())
+    service.store.save_run(finished)
+    assert not (home / "runs" / f"{task}.json").exists()
+    assert not log.exists()
+    assert service.list_runs() == []
+
+
+def test_a_read_leaves_the_state_file_as_it_is(cli: Callable[..., Any], home: Path) -> None:
+    assert cli("jobs", "create", "--name", "J").code == 0
+    state = home / "state.json"
+    os.utime(state, (1_000_000_000, 1_000_000_000))
+    assert cli("jobs", "list").code == 0
+    assert state.stat().st_mtime == 1_000_000_000, "nothing was repaired, so nothing is written"
+    state.unlink()  # it holds only derived data
+    assert cli("jobs", "list").code == 0
+    assert not state.exists(), "a read writes nothing"

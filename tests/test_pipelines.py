@@ -812,3 +812,33 @@ def test_a_job_run_whose_process_died_reads_as_interrupted_without_an_engine(
 
     assert job_run["status"] == "interrupted"
     assert steps(job_run) == [("step 1", "interrupted"), ("step 2", "not_run")]
+
+
+# Pinned by the mutation run (tests/mutate.py) -------------------------------------------
+
+
+def test_a_foreground_job_run_whose_process_died_between_steps_reads_as_interrupted(
+    cli_json: CliJson, home: Path
+) -> None:
+    job_id, tasks = create_job(cli_json, ["one", "two"])
+    service = cs.Service(cs.Store(home))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    job_run_id, _ = service.open_job_run(
+        job_id, continue_on_failure=False, trigger=cs.Trigger.MANUAL, owner=f"{cs.host_name()}:{gone.pid}:"
+    )
+    now = cs.utcnow()
+    step = cs.Run(
+        cs.new_id(),
+        tasks[0]["id"],
+        status=cs.RunStatus.SUCCESS,
+        created_at=now,
+        started_at=now,
+        finished_at=now,
+        job_run_id=job_run_id,
+    )
+    service.store.save_run(step)
+    service.note_job_step(job_run_id, 0, step.id)
+    (job_run,) = job_runs(cli_json, job_id)
+    assert job_run["status"] == "interrupted"
+    assert cli_json("runs", "get", step.id[:8])["status"] == "success", "the ended step stays as it ended"
