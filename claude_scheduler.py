@@ -280,6 +280,7 @@ class JobRunStatus(enum.StrEnum):
     SKIPPED = "skipped"  # a fire that did not start one (its `note` says why)
     MISSED = "missed"  # fires while no engine ran
     DEFERRED = "deferred"  # fires held back by a usage-limit hold (see Engine._defer_job)
+    EXPIRED = "expired"  # asked for while no engine ran, and none started it in time (Run.start_by)
 
 
 class PermissionMode(enum.StrEnum):
@@ -6132,9 +6133,11 @@ class Engine:
             failure_kind=FailureKind.EXPIRED.value,
             error=f"expired: asked for at {fmt_local(run.created_at)} while no engine ran, and none "
             f"started it by {fmt_local(run.start_by)} (the start_by_minutes setting; "
-            "`tasks run --detach --wait-for-engine` waits)",
+            f"`{'jobs' if run.job_run_id else 'tasks'} run --detach --wait-for-engine` waits)",
         )
         self.store.save_run(expired)
+        if expired.job_run_id:
+            expire_job_run(self.store, expired)
         return expired
 
     def _claim_and_start(self, run_id: str) -> None:
@@ -6331,6 +6334,16 @@ def advance_job_run(store: Store, run: Run) -> None:
 STEP_ENDINGS = {RunStatus.INTERRUPTED: JobRunStatus.INTERRUPTED, RunStatus.CANCELLED: JobRunStatus.STOPPED}
 
 
+def expire_job_run(store: Store, run: Run) -> None:
+    """End the job run whose first step `run` expired (see Engine._expire_if_due) as
+    expired, with the step's reason: a job run asked for while no engine ran expires
+    as a whole, none of its steps run."""
+    with store.locked():
+        entry = store.job_runs().get(run.job_run_id or "")
+        if entry and entry.get("status") == JobRunStatus.RUNNING and entry.get("current_run_id") == run.id:
+            finish_job_run(store, run.job_run_id or "", {**entry, "note": run.error}, JobRunStatus.EXPIRED)
+
+
 def job_step_verdict(store: Store, entry: JSONDict, run: Run) -> JobRunStatus | None:
     """None: the job run goes on after `run`; else how it ends. A stopped or lost step
     ends it whatever the policy; a failed one as its task's `on_failure` (or the job
@@ -6379,8 +6392,11 @@ def next_job_position(store: Store, entry: JSONDict, position: int) -> int:
     return position
 
 
-def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None:
-    """Queue the task at `entry["position"]` (passing over skipped and deleted ones)."""
+def start_job_step(
+    store: Store, job_run_id: str, entry: JSONDict, start_by_limit: timedelta | None = None
+) -> Run | None:
+    """Queue the task at `entry["position"]` (passing over skipped and deleted ones);
+    `start_by_limit`: its run's (see Run.start_by), which then stands for the whole job run."""
     position = next_job_position(store, entry, entry["position"])
     if position >= len(entry["task_ids"]):
         # Steps that failed but let it go on (on_failure: continue) make it failed all the same.
@@ -6388,6 +6404,8 @@ def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None
         finish_job_run(store, job_run_id, {**entry, "position": position}, status)
         return None
     run = job_step_run(store, job_run_id, entry["task_ids"][position])
+    if start_by_limit is not None:
+        run.start_by = run.created_at + start_by_limit
     moved = {"position": position, "current_run_id": run.id, "previous_run_id": entry.get("current_run_id")}
     # The run first: enqueue checks every file it needs and leaves nothing when it fails,
     # so a job run never points at a step that was not queued (and stays "running").
@@ -6593,7 +6611,7 @@ def job_run_record(store: Store, job_run_id: str, entry: JSONDict) -> JSONDict:
 def _job_step(store: Store, job_run_id: str, entry: JSONDict, task_id: str, task: Task | None) -> JSONDict:
     runs = [run for run in store.runs_of(task_id) if run.job_run_id == job_run_id] if task else []
     last = max(runs, key=lambda run: (run.attempt, run.created_at), default=None)
-    if last is not None:
+    if last is not None and entry.get("status") != JobRunStatus.EXPIRED:
         status = last.status.value
     elif task_id in (entry.get("skipped") or []):
         status = JOB_STEP_SKIPPED
@@ -7525,23 +7543,37 @@ class Service:
             task = self.store.task(task_id)
             now = self.clock()
             run = Run(new_id(), task.id, trigger=trigger, created_at=now, model=task.model)
-            if trigger in ASKED_TRIGGERS and not wait_for_engine and not self.engine_status()["running"]:
-                run.start_by = now + timedelta(minutes=int(self.store.setting("start_by_minutes")))
+            limit = self._start_by_limit(trigger, wait_for_engine=wait_for_engine)
+            run.start_by = now + limit if limit is not None else None
             self.store.enqueue(run)
         self.wake()
         return run.to_dict()
 
+    def _start_by_limit(self, trigger: Trigger, *, wait_for_engine: bool) -> timedelta | None:
+        """How soon a run (or job run) asked for now must start, else expire: only what a
+        person asks for while no engine runs has a limit, unless they asked to wait."""
+        if trigger not in ASKED_TRIGGERS or wait_for_engine or self.engine_status()["running"]:
+            return None
+        return timedelta(minutes=int(self.store.setting("start_by_minutes")))
+
     def run_job(
-        self, job_id: str, *, continue_on_failure: bool = False, trigger: Trigger = Trigger.MANUAL
+        self,
+        job_id: str,
+        *,
+        continue_on_failure: bool = False,
+        trigger: Trigger = Trigger.MANUAL,
+        wait_for_engine: bool = False,
     ) -> JSONDict:
-        """Queue a job's enabled tasks to run one after another in its task order."""
+        """Queue a job's enabled tasks to run one after another in its task order. Asked
+        for while no engine runs, the job run expires as a whole (see `_start_by`)."""
         with self.store.locked():
             # Saved by start_job_step once its first step is queued: a refused start (an
             # unreadable file) leaves no job run "running" behind.
             job_run_id, entry = open_job_run(
                 self.store, job_id, continue_on_failure=continue_on_failure, trigger=trigger, save=False
             )
-            first = start_job_step(self.store, job_run_id, entry)
+            limit = self._start_by_limit(trigger, wait_for_engine=wait_for_engine)
+            first = start_job_step(self.store, job_run_id, entry, limit)
             entry = self.store.job_runs().get(job_run_id, entry)
         self.wake()
         return {"job_run_id": job_run_id, **entry, "run": first.to_dict() if first else None}
@@ -9413,13 +9445,14 @@ def _api_job_tasks(service: Service, call: ApiCall) -> ApiReply:
     body="JobRunOptions",
 )
 def _api_run_job(service: Service, call: ApiCall) -> ApiReply:
-    options = _body_options(call.body, ("continue_on_failure", "trigger"))
+    options = _body_options(call.body, ("continue_on_failure", "trigger", "wait_for_engine"))
     keep_going = read_bool(options.get("continue_on_failure", False), "continue_on_failure")
     trigger = read_enum(options.get("trigger", Trigger.API), "trigger", Trigger)
     if trigger not in CLIENT_TRIGGERS:
         raise Invalid(f"must be one of {', '.join(CLIENT_TRIGGERS)} (got {trigger.value!r})", "trigger")
+    waits = read_bool(options.get("wait_for_engine", False), "wait_for_engine")
     return HTTPStatus.ACCEPTED, service.run_job(
-        call.ids["job_id"], continue_on_failure=keep_going, trigger=trigger
+        call.ids["job_id"], continue_on_failure=keep_going, trigger=trigger, wait_for_engine=waits
     )
 
 
@@ -10050,6 +10083,12 @@ def _job_schemas() -> JSONDict:
             {
                 "continue_on_failure": {"type": "boolean", "default": False},
                 "trigger": {"enum": list(CLIENT_TRIGGERS), "default": Trigger.API.value},
+                "wait_for_engine": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "when no engine runs, wait for one; by default the job run then "
+                    "expires after the start_by_minutes setting",
+                },
             },
             closed=True,
         ),
@@ -10103,7 +10142,9 @@ def _job_schemas() -> JSONDict:
                 "continue_on_failure": {"type": "boolean"},
                 "current_run_id": _schema_nullable(UUID_SCHEMA),
                 "scheduled_for": _schema_nullable(TIME_SCHEMA),
-                "note": _schema_nullable({"type": "string", "description": "why a fire started no job run"}),
+                "note": _schema_nullable(
+                    {"type": "string", "description": "why a fire started no job run, or why it expired"}
+                ),
                 "steps": _schema_array(_schema_ref("JobRunStep")),
             },
             required=["id", "job_id", "trigger", "status", "started_at", "finished_at", "steps"],
@@ -10888,9 +10929,18 @@ class ApiClient:
         return self._object("POST", _api_path("tasks", task_id, "run"), body=body)
 
     def run_job(
-        self, job_id: str, *, continue_on_failure: bool = False, trigger: Trigger = Trigger.MANUAL
+        self,
+        job_id: str,
+        *,
+        continue_on_failure: bool = False,
+        trigger: Trigger = Trigger.MANUAL,
+        wait_for_engine: bool = False,
     ) -> JSONDict:
-        body = {"continue_on_failure": continue_on_failure, "trigger": trigger}
+        body = {
+            "continue_on_failure": continue_on_failure,
+            "trigger": trigger,
+            "wait_for_engine": wait_for_engine,
+        }
         return self._object("POST", _api_path("jobs", job_id, "run"), body=body)
 
     def list_job_runs(self, job_id: str) -> list[JSONDict]:
@@ -12051,11 +12101,14 @@ def _run_summary(run: JSONDict, *, error: bool = True) -> str:
     return text + (f" - {run['error']}" if error and run["error"] else "")
 
 
-def _engine_note(ctx: CliContext, task_ids: Iterable[str] = (), run: JSONDict | None = None) -> str:
-    """What happens next to runs just queued (of these tasks; `run`, one of them)."""
+def _engine_note(
+    ctx: CliContext, task_ids: Iterable[str] = (), run: JSONDict | None = None, noun: str = "run"
+) -> str:
+    """What happens next to runs just queued (of these tasks; `run`, one of them, whose
+    start-by limit is the `noun`'s: the run's, or the job run's it starts)."""
     status = ctx.backend.engine_status()
     if not status["running"]:
-        return _no_engine_note(run)
+        return _no_engine_note(run, noun)
     if status["paused"]:
         return "Paused: it will start when the engine is resumed."
     if _is_held(ctx, status, task_ids):
@@ -12063,14 +12116,14 @@ def _engine_note(ctx: CliContext, task_ids: Iterable[str] = (), run: JSONDict | 
     return ""
 
 
-def _no_engine_note(run: JSONDict | None) -> str:
+def _no_engine_note(run: JSONDict | None, noun: str = "run") -> str:
     start = "run `serve` or open the window"
     if run is None:
         return f"No scheduler engine is running: it will start when one does ({start})."
     if not run.get("start_by"):
-        return f"No scheduler engine is running: the run waits for one ({start})."
+        return f"No scheduler engine is running: the {noun} waits for one ({start})."
     until = fmt_local_until(parse_time(run["start_by"], "start_by"), utcnow())
-    return f"No scheduler engine is running: the run expires at {until} unless one starts ({start})."
+    return f"No scheduler engine is running: the {noun} expires at {until} unless one starts ({start})."
 
 
 def _is_held(ctx: CliContext, status: JSONDict, task_ids: Iterable[str]) -> bool:
@@ -12390,9 +12443,13 @@ def _cmd_jobs_run(ctx: CliContext) -> int:
     status = ctx.backend.engine_status()
     if ctx.args.detach or status["running"] or not isinstance(ctx.backend, Service):
         result = ctx.backend.run_job(
-            job_id, continue_on_failure=ctx.args.continue_on_failure, trigger=Trigger.CLI
+            job_id,
+            continue_on_failure=ctx.args.continue_on_failure,
+            trigger=Trigger.CLI,
+            wait_for_engine=ctx.args.wait_for_engine,
         )
-        note = _engine_note(ctx, result["task_ids"]) or f"Follow it with: runs list --job {_short(job_id)}"
+        note = _engine_note(ctx, result["task_ids"], result["run"], "job run")
+        note = note or f"Follow it with: runs list --job {_short(job_id)}"
         text = (
             f"Handed to the engine: job run {_short(result['job_run_id'])}, "
             f"{_plural(len(result['task_ids']) - len(result['skipped']), 'task')} one after another."
@@ -12425,7 +12482,8 @@ def _job_run_text(job_run: JSONDict) -> str:
         f"Job run {_short(job_run['id'])}: {job_run['status']} ({job_run['trigger']}), "
         f"started {_when(job_run['started_at'])}{ended}"
     )
-    return f"{head}\n{format_table(job_run['steps'], JOB_STEP_COLUMNS)}"
+    note = f"\n{job_run['note']}" if job_run.get("note") else ""
+    return f"{head}{note}\n{format_table(job_run['steps'], JOB_STEP_COLUMNS)}"
 
 
 def _task_of_job(text: str, task_ids: list[str], job_name: str) -> str:
@@ -13518,14 +13576,18 @@ def _runs_log_options(parser: argparse.ArgumentParser) -> None:
 def _tasks_run_options(parser: argparse.ArgumentParser) -> None:
     _with_id(parser)
     parser.add_argument("--detach", action="store_true", help="hand the run to the engine and return")
+    _wait_for_engine_option(parser, "run")
+    parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
+    _with_now(parser)
+
+
+def _wait_for_engine_option(parser: argparse.ArgumentParser, noun: str) -> None:
     parser.add_argument(
         "--wait-for-engine",
         action="store_true",
-        help="with --detach while no engine runs: wait for one, however long (by default the run "
+        help=f"with --detach while no engine runs: wait for one, however long (by default the {noun} "
         "expires after the start_by_minutes setting)",
     )
-    parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
-    _with_now(parser)
 
 
 def _with_now(parser: argparse.ArgumentParser) -> None:
@@ -13538,6 +13600,7 @@ def _jobs_run_options(parser: argparse.ArgumentParser) -> None:
     _with_id(parser)
     parser.add_argument("--continue-on-failure", action="store_true", help="run the rest after a failure")
     parser.add_argument("--detach", action="store_true", help="hand the job to the engine and return")
+    _wait_for_engine_option(parser, "job run")
     parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
     _with_now(parser)
 
