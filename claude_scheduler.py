@@ -7599,6 +7599,18 @@ class Service:
             entries.sort(key=lambda item: str(item[1].get("started_at") or ""), reverse=True)
             return [job_run_record(self.store, key, entry) for key, entry in entries]
 
+    def job_fires(self, job_id: str | None = None) -> list[JSONDict]:
+        """The job runs that started no step (skipped, missed and deferred fires) of one
+        job or of all, newest first: no run stands for them in the runs' lists."""
+        with self.store.locked():
+            entries = [
+                (key, entry)
+                for key, entry in self.store.job_runs().items()
+                if not entry.get("task_ids") and job_id in (None, entry.get("job_id"))
+            ]
+            entries.sort(key=lambda item: str(item[1].get("started_at") or ""), reverse=True)
+            return [job_run_record(self.store, key, entry) for key, entry in entries]
+
     def _recover_foreground(self, job_run_id: str, entry: JSONDict) -> None:
         """A running job run whose `jobs run` process is gone: its step (if one was going)
         and it are interrupted now, as the engine would on its next start."""
@@ -14315,7 +14327,7 @@ RUN_STATUS_FILTERS: dict[str, tuple[str, ...]] = {
     "Succeeded": ("success",),
     "Failed": GUI_FAILED_KEYS,
     "Active": ("queued", "running"),
-    "Not run": ("cancelled", "skipped", "missed", "deferred"),
+    "Not run": ("cancelled", "skipped", "missed", "deferred", "expired"),
 }
 RUN_TRIGGER_FILTERS: dict[str, str] = {
     "Any trigger": "",
@@ -15424,6 +15436,12 @@ class StoreReader:
             return runs[:GUI_RUNS_SHOWN]
         return self.service.list_runs(limit=GUI_RUNS_SHOWN)
 
+    def job_fires(self, scope: Scope) -> list[JSONDict]:
+        """The fires of the scope's jobs that started no job run (see Service.job_fires)."""
+        if scope.kind == SCOPE_JOB:
+            return self.service.job_fires(str(scope.ident))
+        return self.service.job_fires() if scope.kind == SCOPE_ALL else []
+
     def totals(self, scope: Scope) -> JSONDict | None:
         """What the runs of a task, a job, the unassigned tasks or all cost and used; None
         when the task or job is gone."""
@@ -16099,19 +16117,30 @@ class RunsPane:
         """What the listed runs cost and used (see usage_totals); None: nothing to say."""
         self.totals.configure(text=_totals_line(totals) if totals else "")
 
-    def show(self, runs: list[JSONDict], title: str, selected: str | None, *, with_task: bool) -> None:
-        """List runs; `with_task` adds the Task column (when they are not all one task's)."""
+    def show(
+        self,
+        runs: list[JSONDict],
+        title: str,
+        selected: str | None,
+        *,
+        with_task: bool,
+        fires: Sequence[JSONDict] = (),
+    ) -> None:
+        """List runs, and `fires` (job runs that started no step, see Service.job_fires)
+        among them by time; `with_task` adds the Task column (when they are not all one
+        task's)."""
         hidden = set() if with_task else {"task"}
         if hidden != self.table.hidden:
             self.table.hidden = hidden
             self.table.fit_columns()
         now = utcnow()
-        kept = [run for run in runs if run_matches(run, *self.filter_values(now))]
+        listed = merge_newest_first(runs, [job_fire_run(fire) for fire in fires])
+        kept = [run for run in listed if run_matches(run, *self.filter_values(now))]
         self.table.show(run_rows(kept) if with_task else [_run_row(run) for run in kept])
         self.table.select(selected)
         self.chart.show(daily_usage(runs, now))
-        shown = "" if len(kept) == len(runs) else f" ({len(kept)} shown)"
-        self.subtitle.set(f"{title} · {_plural(len(runs), 'run')}{shown}")
+        shown = "" if len(kept) == len(listed) else f" ({len(kept)} shown)"
+        self.subtitle.set(f"{title} · {_plural(len(listed), 'run')}{shown}")
 
     def set_actions(self, run: JSONDict | None) -> None:
         active = run is not None and run["status"] in ACTIVE_STATUSES
@@ -16135,15 +16164,40 @@ def _run_row(run: JSONDict) -> TreeRow:
     )
 
 
+def job_fire_run(fire: JSONDict) -> JSONDict:
+    """A job run that started no step (see Service.job_fires) as the Runs pane lists a
+    run: a row of its own, its note where a run names its task."""
+    note = f" · {fire['note']}" if fire.get("note") else ""
+    return {
+        "id": JOB_RUN_IID_PREFIX + str(fire["id"]),
+        "is_job_fire": True,
+        "task_id": "",
+        "task_name": f"Job run {_short(fire['id'])}{note}",
+        "status": fire["status"],
+        "trigger": fire["trigger"],
+        "created_at": fire["scheduled_for"] or fire["started_at"],
+        "started_at": None,
+        "finished_at": fire["finished_at"],
+    }
+
+
+def merge_newest_first(runs: list[JSONDict], more: Sequence[JSONDict]) -> list[JSONDict]:
+    """Runs listed newest first with `more` (the same shape) put in their place by time."""
+    if not more:
+        return runs
+    return sorted([*runs, *more], key=lambda run: parse_time(run["created_at"], "created_at"), reverse=True)
+
+
 def run_rows(runs: list[JSONDict]) -> list[TreeRow]:
     """The Runs pane's rows for runs listed newest first: the runs of one job run go
-    beneath a row of their own (at the place of its newest step), oldest step first."""
+    beneath a row of their own (at the place of its newest step), oldest step first;
+    a job run that started no step (job_fire_run) has a row alone."""
     rows: list[TreeRow] = []
     groups: dict[str, TreeRow] = {}
     steps: dict[str, list[TreeRow]] = {}
     for run in runs:
         job_run_id = run.get("job_run_id")
-        if not job_run_id:
+        if not job_run_id or run.get("is_job_fire"):
             rows.append(_run_row(run))
             continue
         if job_run_id not in groups:
@@ -18379,6 +18433,8 @@ class App:
         self.jobs: dict[str, JSONDict] = {}
         self.tasks: dict[str, JSONDict] = {}
         self.runs: list[JSONDict] = []
+        # The fires of the Runs list's scope's jobs that started no step (Service.job_fires).
+        self.job_fires: tuple[Scope, list[JSONDict]] = (ALL_TASKS, [])
         self.engine_info: JSONDict = {}
         self.scope = ALL_TASKS  # what the Tasks pane lists
         self.choice = ALL_TASKS  # the Jobs tree's selection (a task row too)
@@ -18835,6 +18891,7 @@ class App:
     def _load_runs(self) -> None:
         scope = self.runs_scope
         self.submit(lambda: self.reader.runs(scope), lambda runs: self._apply_runs(scope, runs))
+        self.submit(lambda: self.reader.job_fires(scope), lambda fires: self._apply_job_fires(scope, fires))
         self.submit(lambda: self.reader.totals(scope), lambda totals: self._apply_totals(scope, totals))
 
     def _apply_totals(self, scope: Scope, totals: JSONDict | None) -> None:
@@ -18860,10 +18917,19 @@ class App:
         self._show_runs()
         self._update_actions()
 
+    def _apply_job_fires(self, scope: Scope, fires: list[JSONDict]) -> None:
+        if scope == self.runs_scope:  # else the person chose something else meanwhile
+            self.job_fires = (scope, fires)
+            self._show_runs()
+
     def _show_runs(self) -> None:
         scope = self.runs_scope
         self.runs_pane.show(
-            self.runs, self._scope_title(scope), self.run_id, with_task=scope.kind != SCOPE_TASK
+            self.runs,
+            self._scope_title(scope),
+            self.run_id,
+            with_task=scope.kind != SCOPE_TASK,
+            fires=self.job_fires[1] if self.job_fires[0] == scope else [],
         )
         run = self._run(self.run_id)
         if run:

@@ -199,3 +199,32 @@ def test_the_details_of_a_running_run_follow_it_to_its_end(gui: Gui, service: cs
     assert details.values["Tokens"] == "62 in / 17 out"
     assert details.values["Durations"].startswith("wall time ")
     assert details.values["Durations"].endswith(" · claude 4.2s")
+
+
+def test_a_jobs_fires_that_started_no_steps_are_listed_with_their_note(home: Path, display: str) -> None:  # noqa: F811
+    other = cs.Service(cs.Store(home))
+    job = other.create_job({"name": "Nightly"})
+    run = failed_run(other.store, make_task(other, "Step", job["id"])["id"])
+    fires = {
+        status: cs.note_job_fire(
+            other.store, other.store.job(job["id"]), cs.Trigger.SCHEDULE, status, f"why {status}", STARTED
+        )
+        for status in (cs.JobRunStatus.DEFERRED, cs.JobRunStatus.SKIPPED, cs.JobRunStatus.MISSED)
+    }
+    with open_gui(home) as window:
+        window.wait(lambda: job["id"] in window.app.jobs, "the job to show")
+        table = window.app.runs_pane.table
+        rows = {status: cs.JOB_RUN_IID_PREFIX + job_run_id for status, job_run_id in fires.items()}
+        for scope in (job["id"], cs.SCOPE_ALL):  # the job's runs, then all runs
+            window.select_in_jobs(scope)
+            window.wait(lambda: all(map(table.tree.exists, rows.values())), "the job's fires to be listed")
+            for status, iid in rows.items():
+                assert table.tree.item(iid, "text").strip() == status.value
+                assert table.whole_text(iid, "task") == f"Job run {fires[status][:8]} · why {status}"
+                assert table.tree.set(iid, "trigger") == "schedule"
+            assert table.tree.exists(run.id)  # among the runs, not instead of them
+            assert window.app.runs_pane.subtitle.text.endswith("· 4 runs")
+
+        window.app.runs_pane.filters["status"].set("Failed")
+        window.app.refilter_runs()
+        assert not any(map(table.tree.exists, rows.values())) and table.tree.exists(run.id)
