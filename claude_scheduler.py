@@ -17200,11 +17200,12 @@ def run_detail_rows(run: JSONDict) -> list[tuple[str, str]]:
     """What the run details window shows, as (label, text) rows: when, how long (both
     durations named), tokens (per model when several), cost, how it ended, denials."""
     status = run_status_text(run)
-    if run.get("error"):
+    if run.get("error") and not _has_expired(run):  # its own row says why, whole
         status += ": " + _clip(_first_line(str(run["error"])), RUN_DETAIL_REASON_CHARS)
     rows: list[tuple[str, str]] = [
         ("Task", str(run.get("task_name") or _short(run.get("task_id")))),
         ("Status", status),
+        *_expiry_rows(run),
         ("Trigger", str(run.get("trigger", "")).replace("_", " ")),
         ("Attempt", str(run.get("attempt") or 1)),
         ("Scheduled", _detail_time(run.get("scheduled_for"))),
@@ -17218,6 +17219,23 @@ def run_detail_rows(run: JSONDict) -> list[tuple[str, str]]:
         rows += [(f"  {name}", _model_tokens(usage)) for name, usage in models.items()]
     rows += [("Cost", _money(run.get("cost_usd"))), ("Model", str(run.get("model") or "—"))]
     rows += _optional_detail_rows(run)
+    return rows
+
+
+def _has_expired(run: JSONDict) -> bool:
+    return run.get("failure_kind") == FailureKind.EXPIRED
+
+
+RUN_DETAIL_EXPIRED = "Expired"  # the row of why a queued run expired, drawn as an error
+
+
+def _expiry_rows(run: JSONDict) -> list[tuple[str, str]]:
+    """A queued run's start-by time (see Run.start_by), and once it expired, why."""
+    expired = _has_expired(run)
+    rows = [(RUN_DETAIL_EXPIRED, str(run.get("error") or ""))] if expired else []
+    if run.get("start_by"):
+        unless = "" if expired else " · expires then unless an engine has started it"
+        rows.append(("Start by", _detail_time(run["start_by"]) + unless))
     return rows
 
 
@@ -17275,7 +17293,8 @@ class RunDetailsDialog:
         for row, (label, text) in enumerate(run_detail_rows(run)):
             muted = ttk.Label(self.body, text=label, style="Muted.TLabel")
             muted.grid(row=row, column=0, sticky="nw", padx=(0, 12))
-            value = ttk.Label(self.body, text=text, wraplength=GUI_TIP_WRAP, justify="left")
+            style = "Error.TLabel" if label == RUN_DETAIL_EXPIRED else "TLabel"
+            value = ttk.Label(self.body, text=text, wraplength=GUI_TIP_WRAP, justify="left", style=style)
             value.grid(row=row, column=1, sticky="w")
             self.values[label or f"{row}"] = text
         self._build_error(self.body, row + 1, str(run.get("error") or ""))
