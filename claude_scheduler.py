@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import enum
 import functools
+import itertools
 import json
 import math
 import os
@@ -14054,6 +14055,17 @@ GUI_MONO_FAMILIES = (
 )
 GUI_DOT_SIZE = 12
 GUI_DOT_GAP = 5  # between a row's dot and its text
+# A checkbox's box under X11 (see Looks._checkbox_indicator), in design pixels like the dot.
+GUI_TICK_SIZE = 14
+GUI_TICK_GAP = 5  # between the box and its label
+GUI_TICK_MARK = ((3.5, 7.5), (6.0, 10.0), (10.5, 4.0))  # the tick's strokes, a polyline in the box
+GUI_TICK_ELEMENT = "Tick.indicator"
+GUI_TICK_STATES = {  # image -> palette roles of its (edge, fill, tick mark); None: no mark
+    "off": ("muted", "field", None),
+    "on": ("accent", "accent", "on_accent"),
+    "off_disabled": ("border", "window", None),
+    "on_disabled": ("border", "border", "muted"),
+}
 GUI_STRIP_RUNS = 8  # recent runs in a task's strip (the Tasks list)
 GUI_STRIP_CELL = 6  # pixels across one run's cell
 GUI_STRIP_GAP = 2
@@ -14106,6 +14118,7 @@ GUI_THEMES: dict[str, dict[str, str]] = {
         "heading": "#eaeef2",
         "select": "#cfe3ff",
         "accent": "#0969da",
+        "on_accent": "#ffffff",  # a mark drawn on the accent: a ticked checkbox's tick
         "link": "#0550ae",  # tool calls in the log
         "success": "#1a7f37",
         "purple": "#8250df",  # the scheduler's own lines in the log
@@ -14124,6 +14137,7 @@ GUI_THEMES: dict[str, dict[str, str]] = {
         "heading": "#2d333b",
         "select": "#1f4a7a",
         "accent": "#4493f8",
+        "on_accent": "#0d1117",
         "link": "#79c0ff",
         "success": "#56d364",
         "purple": "#bc8cff",
@@ -14142,6 +14156,7 @@ GUI_TEXT_PAIRS = (
     *((fg, bg) for fg in ("text", "muted", "error", "warning") for bg in ("window", "field", "heading")),
     *((fg, "field") for fg in ("accent", "link", "success", "purple")),
     ("text", "select"),
+    ("on_accent", "accent"),  # a tick mark: only 3:1 is asked of graphics, it passes text's bar
     ("error", "error_bg"),
     ("text", "hit"),
     ("text", "hit_current"),
@@ -15073,6 +15088,7 @@ class Looks:
         self.fonts = self._make_fonts()
         self.scale = max(1.0, int(self.fonts["body"].metrics("linespace")) / GUI_DESIGN_LINESPACE)
         self._dots: dict[str, tk.PhotoImage] = {}
+        self.checkboxes: dict[str, tk.PhotoImage] = {}  # GUI_TICK_STATES' images (X11 only)
         self._style(ttk.Style(root))
 
     def _make_fonts(self) -> dict[str, tkfont.Font]:
@@ -15190,12 +15206,9 @@ class Looks:
             foreground=[("disabled", colour["muted"])],
         )
         style.configure("Tool.TButton", padding=(7, 2), width=0)
-        # clam marks a ticked box with an X, which reads as "off": a white tick mark on the accent.
-        style.map(
-            "TCheckbutton",
-            indicatorbackground=[("selected", colour["accent"]), ("", colour["field"])],
-            indicatorforeground=[("selected", "#ffffff")],
-        )
+        self._checkbox_indicator(style)
+        # clam greys a disabled (or hovered) checkbox's whole row beige, in either theme.
+        style.map("TCheckbutton", background=[("disabled", colour["window"]), ("active", colour["window"])])
         style.configure("TNotebook", tabmargins=(0, 2, 0, 0))
         style.configure("TNotebook.Tab", background=colour["heading"], padding=(12, 4))
         style.map("TNotebook.Tab", background=[("selected", colour["window"])])
@@ -15208,6 +15221,77 @@ class Looks:
         for option, role in GUI_MENU_COLOURS.items():  # menus are classic Tk widgets: no ttk style
             self.root.option_add(f"*Menu.{option}", colour[role])
         self.root.configure(background=colour["window"])
+
+    def _checkbox_indicator(self, style: ttk.Style) -> None:
+        """clam marks a ticked box with an X, which people read as "off": checkboxes get
+        images of their own instead, a tick mark on the accent (drawn again, in place, when
+        the theme changes; the images and the element are made once)."""
+        if not self.checkboxes:
+            import tkinter as tk
+
+            size = self.px(GUI_TICK_SIZE)
+            for key in GUI_TICK_STATES:
+                self.checkboxes[key] = tk.PhotoImage(
+                    master=self.root, width=size + self.px(GUI_TICK_GAP), height=size
+                )
+            self._tick_element(style)
+        for key, image in self.checkboxes.items():
+            self._draw_checkbox(image, *GUI_TICK_STATES[key])
+
+    def _tick_element(self, style: ttk.Style) -> None:
+        """The checkbox images as a ttk element, in clam's Checkbutton layout."""
+        images = self.checkboxes
+        style.element_create(
+            GUI_TICK_ELEMENT,
+            "image",
+            images["off"],
+            ("disabled", "selected", images["on_disabled"]),
+            ("selected", images["on"]),
+            ("disabled", images["off_disabled"]),
+            sticky="",
+        )
+        style.layout(  # clam's, its indicator swapped (written out whole: typeshed types it)
+            "TCheckbutton",
+            [
+                (
+                    "Checkbutton.padding",
+                    {
+                        "sticky": "nswe",
+                        "children": [
+                            (GUI_TICK_ELEMENT, {"side": "left", "sticky": ""}),
+                            (
+                                "Checkbutton.focus",
+                                {
+                                    "side": "left",
+                                    "sticky": "w",
+                                    "children": [("Checkbutton.label", {"sticky": "nswe"})],
+                                },
+                            ),
+                        ],
+                    },
+                )
+            ],
+        )
+
+    def _draw_checkbox(self, image: tk.PhotoImage, edge: str, fill: str, mark: str | None) -> None:
+        """A box with a border (palette roles), and a tick mark when `mark` is given; the
+        image's right part stays clear, a gap before the label."""
+        size, line = self.px(GUI_TICK_SIZE), self.px(1)
+        image.blank()
+        image.put(self.palette[edge], to=(0, 0, size, size))
+        image.put(self.palette[fill], to=(line, line, size - line, size - line))
+        if mark is not None:
+            self._draw_tick(image, self.palette[mark], size)
+
+    def _draw_tick(self, image: tk.PhotoImage, colour: str, size: int) -> None:
+        """GUI_TICK_MARK's strokes, a square pen moved along each in small steps."""
+        pen, scale = max(2, self.px(2)), size / GUI_TICK_SIZE
+        for (x0, y0), (x1, y1) in itertools.pairwise(GUI_TICK_MARK):
+            steps = max(1, round(max(abs(x1 - x0), abs(y1 - y0)) * scale * 2))
+            for step in range(steps + 1):
+                x = round((x0 + (x1 - x0) * step / steps) * scale - pen / 2)
+                y = round((y0 + (y1 - y0) * step / steps) * scale - pen / 2)
+                image.put(colour, to=(x, y, x + pen, y + pen))
 
     def px(self, pixels: float) -> int:
         """A size in pixels drawn for GUI_DESIGN_LINESPACE, at this window's text size."""
