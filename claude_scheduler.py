@@ -6594,6 +6594,11 @@ def job_run_record(store: Store, job_run_id: str, entry: JSONDict) -> JSONDict:
         _job_step(store, job_run_id, entry, task_id, tasks.get(task_id))
         for task_id in entry.get("task_ids") or []
     ]
+    return {**job_run_fields(job_run_id, entry), "steps": steps}
+
+
+def job_run_fields(job_run_id: str, entry: JSONDict) -> JSONDict:
+    """A job run as the doors show it, but for its steps (see job_run_record)."""
     return {
         "id": job_run_id,
         "job_id": entry.get("job_id"),
@@ -6605,7 +6610,6 @@ def job_run_record(store: Store, job_run_id: str, entry: JSONDict) -> JSONDict:
         "current_run_id": entry.get("current_run_id"),
         "scheduled_for": entry.get("scheduled_for"),
         "note": entry.get("note"),
-        "steps": steps,
     }
 
 
@@ -7566,7 +7570,7 @@ class Service:
         wait_for_engine: bool = False,
     ) -> JSONDict:
         """Queue a job's enabled tasks to run one after another in its task order. Asked
-        for while no engine runs, the job run expires as a whole (see `_start_by`)."""
+        for while no engine runs, the job run expires as a whole (see `_start_by_limit`)."""
         with self.store.locked():
             # Saved by start_job_step once its first step is queued: a refused start (an
             # unreadable file) leaves no job run "running" behind.
@@ -7600,17 +7604,17 @@ class Service:
             entries.sort(key=lambda item: str(item[1].get("started_at") or ""), reverse=True)
             return [job_run_record(self.store, key, entry) for key, entry in entries]
 
-    def job_fires(self, job_id: str | None = None) -> list[JSONDict]:
+    def job_fires(self, job_id: str | None = None, limit: int | None = None) -> list[JSONDict]:
         """The job runs that started no step (skipped, missed and deferred fires) of one
-        job or of all, newest first: no run stands for them in the runs' lists."""
-        with self.store.locked():
-            entries = [
-                (key, entry)
-                for key, entry in self.store.job_runs().items()
-                if not entry.get("task_ids") and job_id in (None, entry.get("job_id"))
-            ]
-            entries.sort(key=lambda item: str(item[1].get("started_at") or ""), reverse=True)
-            return [job_run_record(self.store, key, entry) for key, entry in entries]
+        job or of all, newest first (`limit` of them): no run stands for them in the runs'
+        lists."""
+        entries = [
+            (key, entry)
+            for key, entry in self.store.job_runs().items()
+            if not entry.get("task_ids") and job_id in (None, entry.get("job_id"))
+        ]
+        entries.sort(key=lambda item: str(item[1].get("started_at") or ""), reverse=True)
+        return [{**job_run_fields(key, entry), "steps": []} for key, entry in entries[:limit]]
 
     def _recover_foreground(self, job_run_id: str, entry: JSONDict) -> None:
         """A running job run whose `jobs run` process is gone: its step (if one was going)
@@ -15524,7 +15528,7 @@ class StoreReader:
         """The fires of the scope's jobs that started no job run (see Service.job_fires)."""
         if scope.kind == SCOPE_JOB:
             return self.service.job_fires(str(scope.ident))
-        return self.service.job_fires() if scope.kind == SCOPE_ALL else []
+        return self.service.job_fires(limit=GUI_RUNS_SHOWN) if scope.kind == SCOPE_ALL else []
 
     def totals(self, scope: Scope) -> JSONDict | None:
         """What the runs of a task, a job, the unassigned tasks or all cost and used; None
