@@ -19025,8 +19025,11 @@ class App:
         self._update_actions()
 
     def _apply_job_fires(self, scope: Scope, fires: list[JSONDict]) -> None:
-        if scope == self.runs_scope:  # else the person chose something else meanwhile
-            self.job_fires = (scope, fires)
+        if scope != self.runs_scope:
+            return  # the person chose something else meanwhile
+        shown = self.job_fires[1] if self.job_fires[0] == scope else []
+        self.job_fires = (scope, fires)
+        if fires != shown:  # most jobs have none: no second drawing of the list
             self._show_runs()
 
     def _show_runs(self) -> None:
