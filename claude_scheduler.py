@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import enum
 import functools
+import itertools
 import json
 import math
 import os
@@ -280,6 +281,7 @@ class JobRunStatus(enum.StrEnum):
     SKIPPED = "skipped"  # a fire that did not start one (its `note` says why)
     MISSED = "missed"  # fires while no engine ran
     DEFERRED = "deferred"  # fires held back by a usage-limit hold (see Engine._defer_job)
+    EXPIRED = "expired"  # asked for while no engine ran, and none started it in time (Run.start_by)
 
 
 class PermissionMode(enum.StrEnum):
@@ -6185,9 +6187,11 @@ class Engine:
             failure_kind=FailureKind.EXPIRED.value,
             error=f"expired: asked for at {fmt_local(run.created_at)} while no engine ran, and none "
             f"started it by {fmt_local(run.start_by)} (the start_by_minutes setting; "
-            "`tasks run --detach --wait-for-engine` waits)",
+            f"`{'jobs' if run.job_run_id else 'tasks'} run --detach --wait-for-engine` waits)",
         )
         self.store.save_run(expired)
+        if expired.job_run_id:
+            expire_job_run(self.store, expired)
         return expired
 
     def _claim_and_start(self, run_id: str) -> None:
@@ -6413,6 +6417,16 @@ def advance_job_run(store: Store, run: Run) -> None:
 STEP_ENDINGS = {RunStatus.INTERRUPTED: JobRunStatus.INTERRUPTED, RunStatus.CANCELLED: JobRunStatus.STOPPED}
 
 
+def expire_job_run(store: Store, run: Run) -> None:
+    """End the job run whose first step `run` expired (see Engine._expire_if_due) as
+    expired, with the step's reason: a job run asked for while no engine ran expires
+    as a whole, none of its steps run."""
+    with store.locked():
+        entry = store.job_runs().get(run.job_run_id or "")
+        if entry and entry.get("status") == JobRunStatus.RUNNING and entry.get("current_run_id") == run.id:
+            finish_job_run(store, run.job_run_id or "", {**entry, "note": run.error}, JobRunStatus.EXPIRED)
+
+
 def job_step_verdict(store: Store, entry: JSONDict, run: Run) -> JobRunStatus | None:
     """None: the job run goes on after `run`; else how it ends. A stopped or lost step
     ends it whatever the policy; a failed one as its task's `on_failure` (or the job
@@ -6461,8 +6475,11 @@ def next_job_position(store: Store, entry: JSONDict, position: int) -> int:
     return position
 
 
-def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None:
-    """Queue the task at `entry["position"]` (passing over skipped and deleted ones)."""
+def start_job_step(
+    store: Store, job_run_id: str, entry: JSONDict, start_by_limit: timedelta | None = None
+) -> Run | None:
+    """Queue the task at `entry["position"]` (passing over skipped and deleted ones);
+    `start_by_limit`: its run's (see Run.start_by), which then stands for the whole job run."""
     position = next_job_position(store, entry, entry["position"])
     if position >= len(entry["task_ids"]):
         # Steps that failed but let it go on (on_failure: continue) make it failed all the same.
@@ -6470,6 +6487,8 @@ def start_job_step(store: Store, job_run_id: str, entry: JSONDict) -> Run | None
         finish_job_run(store, job_run_id, {**entry, "position": position}, status)
         return None
     run = job_step_run(store, job_run_id, entry["task_ids"][position])
+    if start_by_limit is not None:
+        run.start_by = run.created_at + start_by_limit
     moved = {"position": position, "current_run_id": run.id, "previous_run_id": entry.get("current_run_id")}
     # The run first: enqueue checks every file it needs and leaves nothing when it fails,
     # so a job run never points at a step that was not queued (and stays "running").
@@ -6657,6 +6676,11 @@ def job_run_record(store: Store, job_run_id: str, entry: JSONDict) -> JSONDict:
         _job_step(store, job_run_id, entry, task_id, tasks.get(task_id))
         for task_id in entry.get("task_ids") or []
     ]
+    return {**job_run_fields(job_run_id, entry), "steps": steps}
+
+
+def job_run_fields(job_run_id: str, entry: JSONDict) -> JSONDict:
+    """A job run as the doors show it, but for its steps (see job_run_record)."""
     return {
         "id": job_run_id,
         "job_id": entry.get("job_id"),
@@ -6668,14 +6692,13 @@ def job_run_record(store: Store, job_run_id: str, entry: JSONDict) -> JSONDict:
         "current_run_id": entry.get("current_run_id"),
         "scheduled_for": entry.get("scheduled_for"),
         "note": entry.get("note"),
-        "steps": steps,
     }
 
 
 def _job_step(store: Store, job_run_id: str, entry: JSONDict, task_id: str, task: Task | None) -> JSONDict:
     runs = [run for run in store.runs_of(task_id) if run.job_run_id == job_run_id] if task else []
     last = max(runs, key=lambda run: (run.attempt, run.created_at), default=None)
-    if last is not None:
+    if last is not None and entry.get("status") != JobRunStatus.EXPIRED:
         status = last.status.value
     elif task_id in (entry.get("skipped") or []):
         status = JOB_STEP_SKIPPED
@@ -7607,23 +7630,37 @@ class Service:
             task = self.store.task(task_id)
             now = self.clock()
             run = Run(new_id(), task.id, trigger=trigger, created_at=now, model=task.model)
-            if trigger in ASKED_TRIGGERS and not wait_for_engine and not self.engine_status()["running"]:
-                run.start_by = now + timedelta(minutes=int(self.store.setting("start_by_minutes")))
+            limit = self._start_by_limit(trigger, wait_for_engine=wait_for_engine)
+            run.start_by = now + limit if limit is not None else None
             self.store.enqueue(run)
         self.wake()
         return run.to_dict()
 
+    def _start_by_limit(self, trigger: Trigger, *, wait_for_engine: bool) -> timedelta | None:
+        """How soon a run (or job run) asked for now must start, else expire: only what a
+        person asks for while no engine runs has a limit, unless they asked to wait."""
+        if trigger not in ASKED_TRIGGERS or wait_for_engine or self.engine_status()["running"]:
+            return None
+        return timedelta(minutes=int(self.store.setting("start_by_minutes")))
+
     def run_job(
-        self, job_id: str, *, continue_on_failure: bool = False, trigger: Trigger = Trigger.MANUAL
+        self,
+        job_id: str,
+        *,
+        continue_on_failure: bool = False,
+        trigger: Trigger = Trigger.MANUAL,
+        wait_for_engine: bool = False,
     ) -> JSONDict:
-        """Queue a job's enabled tasks to run one after another in its task order."""
+        """Queue a job's enabled tasks to run one after another in its task order. Asked
+        for while no engine runs, the job run expires as a whole (see `_start_by_limit`)."""
         with self.store.locked():
             # Saved by start_job_step once its first step is queued: a refused start (an
             # unreadable file) leaves no job run "running" behind.
             job_run_id, entry = open_job_run(
                 self.store, job_id, continue_on_failure=continue_on_failure, trigger=trigger, save=False
             )
-            first = start_job_step(self.store, job_run_id, entry)
+            limit = self._start_by_limit(trigger, wait_for_engine=wait_for_engine)
+            first = start_job_step(self.store, job_run_id, entry, limit)
             entry = self.store.job_runs().get(job_run_id, entry)
         self.wake()
         return {"job_run_id": job_run_id, **entry, "run": first.to_dict() if first else None}
@@ -7648,6 +7685,18 @@ class Service:
             ]
             entries.sort(key=lambda item: str(item[1].get("started_at") or ""), reverse=True)
             return [job_run_record(self.store, key, entry) for key, entry in entries]
+
+    def job_fires(self, job_id: str | None = None, limit: int | None = None) -> list[JSONDict]:
+        """The job runs that started no step (skipped, missed and deferred fires) of one
+        job or of all, newest first (`limit` of them): no run stands for them in the runs'
+        lists."""
+        entries = [
+            (key, entry)
+            for key, entry in self.store.job_runs().items()
+            if not entry.get("task_ids") and job_id in (None, entry.get("job_id"))
+        ]
+        entries.sort(key=lambda item: str(item[1].get("started_at") or ""), reverse=True)
+        return [{**job_run_fields(key, entry), "steps": []} for key, entry in entries[:limit]]
 
     def _recover_foreground(self, job_run_id: str, entry: JSONDict) -> None:
         """A running job run whose `jobs run` process is gone: its step (if one was going)
@@ -9495,13 +9544,14 @@ def _api_job_tasks(service: Service, call: ApiCall) -> ApiReply:
     body="JobRunOptions",
 )
 def _api_run_job(service: Service, call: ApiCall) -> ApiReply:
-    options = _body_options(call.body, ("continue_on_failure", "trigger"))
+    options = _body_options(call.body, ("continue_on_failure", "trigger", "wait_for_engine"))
     keep_going = read_bool(options.get("continue_on_failure", False), "continue_on_failure")
     trigger = read_enum(options.get("trigger", Trigger.API), "trigger", Trigger)
     if trigger not in CLIENT_TRIGGERS:
         raise Invalid(f"must be one of {', '.join(CLIENT_TRIGGERS)} (got {trigger.value!r})", "trigger")
+    waits = read_bool(options.get("wait_for_engine", False), "wait_for_engine")
     return HTTPStatus.ACCEPTED, service.run_job(
-        call.ids["job_id"], continue_on_failure=keep_going, trigger=trigger
+        call.ids["job_id"], continue_on_failure=keep_going, trigger=trigger, wait_for_engine=waits
     )
 
 
@@ -10132,6 +10182,12 @@ def _job_schemas() -> JSONDict:
             {
                 "continue_on_failure": {"type": "boolean", "default": False},
                 "trigger": {"enum": list(CLIENT_TRIGGERS), "default": Trigger.API.value},
+                "wait_for_engine": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "when no engine runs, wait for one; by default the job run then "
+                    "expires after the start_by_minutes setting",
+                },
             },
             closed=True,
         ),
@@ -10185,7 +10241,9 @@ def _job_schemas() -> JSONDict:
                 "continue_on_failure": {"type": "boolean"},
                 "current_run_id": _schema_nullable(UUID_SCHEMA),
                 "scheduled_for": _schema_nullable(TIME_SCHEMA),
-                "note": _schema_nullable({"type": "string", "description": "why a fire started no job run"}),
+                "note": _schema_nullable(
+                    {"type": "string", "description": "why a fire started no job run, or why it expired"}
+                ),
                 "steps": _schema_array(_schema_ref("JobRunStep")),
             },
             required=["id", "job_id", "trigger", "status", "started_at", "finished_at", "steps"],
@@ -10970,9 +11028,18 @@ class ApiClient:
         return self._object("POST", _api_path("tasks", task_id, "run"), body=body)
 
     def run_job(
-        self, job_id: str, *, continue_on_failure: bool = False, trigger: Trigger = Trigger.MANUAL
+        self,
+        job_id: str,
+        *,
+        continue_on_failure: bool = False,
+        trigger: Trigger = Trigger.MANUAL,
+        wait_for_engine: bool = False,
     ) -> JSONDict:
-        body = {"continue_on_failure": continue_on_failure, "trigger": trigger}
+        body = {
+            "continue_on_failure": continue_on_failure,
+            "trigger": trigger,
+            "wait_for_engine": wait_for_engine,
+        }
         return self._object("POST", _api_path("jobs", job_id, "run"), body=body)
 
     def list_job_runs(self, job_id: str) -> list[JSONDict]:
@@ -12133,11 +12200,14 @@ def _run_summary(run: JSONDict, *, error: bool = True) -> str:
     return text + (f" - {run['error']}" if error and run["error"] else "")
 
 
-def _engine_note(ctx: CliContext, task_ids: Iterable[str] = (), run: JSONDict | None = None) -> str:
-    """What happens next to runs just queued (of these tasks; `run`, one of them)."""
+def _engine_note(
+    ctx: CliContext, task_ids: Iterable[str] = (), run: JSONDict | None = None, noun: str = "run"
+) -> str:
+    """What happens next to runs just queued (of these tasks; `run`, one of them, whose
+    start-by limit is the `noun`'s: the run's, or the job run's it starts)."""
     status = ctx.backend.engine_status()
     if not status["running"]:
-        return _no_engine_note(run)
+        return _no_engine_note(run, noun)
     if status["paused"]:
         return "Paused: it will start when the engine is resumed."
     if _is_held(ctx, status, task_ids):
@@ -12145,14 +12215,14 @@ def _engine_note(ctx: CliContext, task_ids: Iterable[str] = (), run: JSONDict | 
     return ""
 
 
-def _no_engine_note(run: JSONDict | None) -> str:
+def _no_engine_note(run: JSONDict | None, noun: str = "run") -> str:
     start = "run `serve` or open the window"
     if run is None:
         return f"No scheduler engine is running: it will start when one does ({start})."
     if not run.get("start_by"):
-        return f"No scheduler engine is running: the run waits for one ({start})."
+        return f"No scheduler engine is running: the {noun} waits for one ({start})."
     until = fmt_local_until(parse_time(run["start_by"], "start_by"), utcnow())
-    return f"No scheduler engine is running: the run expires at {until} unless one starts ({start})."
+    return f"No scheduler engine is running: the {noun} expires at {until} unless one starts ({start})."
 
 
 def _is_held(ctx: CliContext, status: JSONDict, task_ids: Iterable[str]) -> bool:
@@ -12472,9 +12542,13 @@ def _cmd_jobs_run(ctx: CliContext) -> int:
     status = ctx.backend.engine_status()
     if ctx.args.detach or status["running"] or not isinstance(ctx.backend, Service):
         result = ctx.backend.run_job(
-            job_id, continue_on_failure=ctx.args.continue_on_failure, trigger=Trigger.CLI
+            job_id,
+            continue_on_failure=ctx.args.continue_on_failure,
+            trigger=Trigger.CLI,
+            wait_for_engine=ctx.args.wait_for_engine,
         )
-        note = _engine_note(ctx, result["task_ids"]) or f"Follow it with: runs list --job {_short(job_id)}"
+        note = _engine_note(ctx, result["task_ids"], result["run"], "job run")
+        note = note or f"Follow it with: runs list --job {_short(job_id)}"
         text = (
             f"Handed to the engine: job run {_short(result['job_run_id'])}, "
             f"{_plural(len(result['task_ids']) - len(result['skipped']), 'task')} one after another."
@@ -12507,7 +12581,8 @@ def _job_run_text(job_run: JSONDict) -> str:
         f"Job run {_short(job_run['id'])}: {job_run['status']} ({job_run['trigger']}), "
         f"started {_when(job_run['started_at'])}{ended}"
     )
-    return f"{head}\n{format_table(job_run['steps'], JOB_STEP_COLUMNS)}"
+    note = f"\n{job_run['note']}" if job_run.get("note") else ""
+    return f"{head}{note}\n{format_table(job_run['steps'], JOB_STEP_COLUMNS)}"
 
 
 def _task_of_job(text: str, task_ids: list[str], job_name: str) -> str:
@@ -13600,14 +13675,18 @@ def _runs_log_options(parser: argparse.ArgumentParser) -> None:
 def _tasks_run_options(parser: argparse.ArgumentParser) -> None:
     _with_id(parser)
     parser.add_argument("--detach", action="store_true", help="hand the run to the engine and return")
+    _wait_for_engine_option(parser, "run")
+    parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
+    _with_now(parser)
+
+
+def _wait_for_engine_option(parser: argparse.ArgumentParser, noun: str) -> None:
     parser.add_argument(
         "--wait-for-engine",
         action="store_true",
-        help="with --detach while no engine runs: wait for one, however long (by default the run "
+        help=f"with --detach while no engine runs: wait for one, however long (by default the {noun} "
         "expires after the start_by_minutes setting)",
     )
-    parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
-    _with_now(parser)
 
 
 def _with_now(parser: argparse.ArgumentParser) -> None:
@@ -13620,6 +13699,7 @@ def _jobs_run_options(parser: argparse.ArgumentParser) -> None:
     _with_id(parser)
     parser.add_argument("--continue-on-failure", action="store_true", help="run the rest after a failure")
     parser.add_argument("--detach", action="store_true", help="hand the job to the engine and return")
+    _wait_for_engine_option(parser, "job run")
     parser.add_argument("--raw", action="store_true", help="print the raw stream-json lines")
     _with_now(parser)
 
@@ -14061,6 +14141,17 @@ GUI_MONO_FAMILIES = (
 )
 GUI_DOT_SIZE = 12
 GUI_DOT_GAP = 5  # between a row's dot and its text
+# A checkbox's box under X11 (see Looks._checkbox_indicator), in design pixels like the dot.
+GUI_TICK_SIZE = 14
+GUI_TICK_GAP = 5  # between the box and its label
+GUI_TICK_MARK = ((3.5, 7.5), (6.0, 10.0), (10.5, 4.0))  # the tick's strokes, a polyline in the box
+GUI_TICK_ELEMENT = "Tick.indicator"
+GUI_TICK_STATES = {  # image -> palette roles of its (edge, fill, tick mark); None: no mark
+    "off": ("muted", "field", None),
+    "on": ("accent", "accent", "on_accent"),
+    "off_disabled": ("border", "window", None),
+    "on_disabled": ("border", "border", "muted"),
+}
 GUI_STRIP_RUNS = 8  # recent runs in a task's strip (the Tasks list)
 GUI_STRIP_CELL = 6  # pixels across one run's cell
 GUI_STRIP_GAP = 2
@@ -14113,6 +14204,7 @@ GUI_THEMES: dict[str, dict[str, str]] = {
         "heading": "#eaeef2",
         "select": "#cfe3ff",
         "accent": "#0969da",
+        "on_accent": "#ffffff",  # a mark drawn on the accent: a ticked checkbox's tick
         "link": "#0550ae",  # tool calls in the log
         "success": "#1a7f37",
         "purple": "#8250df",  # the scheduler's own lines in the log
@@ -14131,6 +14223,7 @@ GUI_THEMES: dict[str, dict[str, str]] = {
         "heading": "#2d333b",
         "select": "#1f4a7a",
         "accent": "#4493f8",
+        "on_accent": "#0d1117",
         "link": "#79c0ff",
         "success": "#56d364",
         "purple": "#bc8cff",
@@ -14149,6 +14242,7 @@ GUI_TEXT_PAIRS = (
     *((fg, bg) for fg in ("text", "muted", "error", "warning") for bg in ("window", "field", "heading")),
     *((fg, "field") for fg in ("accent", "link", "success", "purple")),
     ("text", "select"),
+    ("on_accent", "accent"),  # a tick mark: only 3:1 is asked of graphics, it passes text's bar
     ("error", "error_bg"),
     ("text", "hit"),
     ("text", "hit_current"),
@@ -14334,7 +14428,7 @@ RUN_STATUS_FILTERS: dict[str, tuple[str, ...]] = {
     "Succeeded": ("success",),
     "Failed": GUI_FAILED_KEYS,
     "Active": ("queued", "running"),
-    "Not run": ("cancelled", "skipped", "missed", "deferred"),
+    "Not run": ("cancelled", "skipped", "missed", "deferred", "expired"),
 }
 RUN_TRIGGER_FILTERS: dict[str, str] = {
     "Any trigger": "",
@@ -15080,6 +15174,7 @@ class Looks:
         self.fonts = self._make_fonts()
         self.scale = max(1.0, int(self.fonts["body"].metrics("linespace")) / GUI_DESIGN_LINESPACE)
         self._dots: dict[str, tk.PhotoImage] = {}
+        self.checkboxes: dict[str, tk.PhotoImage] = {}  # GUI_TICK_STATES' images (X11 only)
         self._style(ttk.Style(root))
 
     def _make_fonts(self) -> dict[str, tkfont.Font]:
@@ -15197,12 +15292,9 @@ class Looks:
             foreground=[("disabled", colour["muted"])],
         )
         style.configure("Tool.TButton", padding=(7, 2), width=0)
-        # clam marks a ticked box with an X, which reads as "off": a white tick mark on the accent.
-        style.map(
-            "TCheckbutton",
-            indicatorbackground=[("selected", colour["accent"]), ("", colour["field"])],
-            indicatorforeground=[("selected", "#ffffff")],
-        )
+        self._checkbox_indicator(style)
+        # clam greys a disabled (or hovered) checkbox's whole row beige, in either theme.
+        style.map("TCheckbutton", background=[("disabled", colour["window"]), ("active", colour["window"])])
         style.configure("TNotebook", tabmargins=(0, 2, 0, 0))
         style.configure("TNotebook.Tab", background=colour["heading"], padding=(12, 4))
         style.map("TNotebook.Tab", background=[("selected", colour["window"])])
@@ -15215,6 +15307,77 @@ class Looks:
         for option, role in GUI_MENU_COLOURS.items():  # menus are classic Tk widgets: no ttk style
             self.root.option_add(f"*Menu.{option}", colour[role])
         self.root.configure(background=colour["window"])
+
+    def _checkbox_indicator(self, style: ttk.Style) -> None:
+        """clam marks a ticked box with an X, which people read as "off": checkboxes get
+        images of their own instead, a tick mark on the accent (drawn again, in place, when
+        the theme changes; the images and the element are made once)."""
+        if not self.checkboxes:
+            import tkinter as tk
+
+            size = self.px(GUI_TICK_SIZE)
+            for key in GUI_TICK_STATES:
+                self.checkboxes[key] = tk.PhotoImage(
+                    master=self.root, width=size + self.px(GUI_TICK_GAP), height=size
+                )
+            self._tick_element(style)
+        for key, image in self.checkboxes.items():
+            self._draw_checkbox(image, *GUI_TICK_STATES[key])
+
+    def _tick_element(self, style: ttk.Style) -> None:
+        """The checkbox images as a ttk element, in clam's Checkbutton layout."""
+        images = self.checkboxes
+        style.element_create(
+            GUI_TICK_ELEMENT,
+            "image",
+            images["off"],
+            ("disabled", "selected", images["on_disabled"]),
+            ("selected", images["on"]),
+            ("disabled", images["off_disabled"]),
+            sticky="",
+        )
+        style.layout(  # clam's, its indicator swapped (written out whole: typeshed types it)
+            "TCheckbutton",
+            [
+                (
+                    "Checkbutton.padding",
+                    {
+                        "sticky": "nswe",
+                        "children": [
+                            (GUI_TICK_ELEMENT, {"side": "left", "sticky": ""}),
+                            (
+                                "Checkbutton.focus",
+                                {
+                                    "side": "left",
+                                    "sticky": "w",
+                                    "children": [("Checkbutton.label", {"sticky": "nswe"})],
+                                },
+                            ),
+                        ],
+                    },
+                )
+            ],
+        )
+
+    def _draw_checkbox(self, image: tk.PhotoImage, edge: str, fill: str, mark: str | None) -> None:
+        """A box with a border (palette roles), and a tick mark when `mark` is given; the
+        image's right part stays clear, a gap before the label."""
+        size, line = self.px(GUI_TICK_SIZE), self.px(1)
+        image.blank()
+        image.put(self.palette[edge], to=(0, 0, size, size))
+        image.put(self.palette[fill], to=(line, line, size - line, size - line))
+        if mark is not None:
+            self._draw_tick(image, self.palette[mark], size)
+
+    def _draw_tick(self, image: tk.PhotoImage, colour: str, size: int) -> None:
+        """GUI_TICK_MARK's strokes, a square pen moved along each in small steps."""
+        pen, scale = max(2, self.px(2)), size / GUI_TICK_SIZE
+        for (x0, y0), (x1, y1) in itertools.pairwise(GUI_TICK_MARK):
+            steps = max(1, round(max(abs(x1 - x0), abs(y1 - y0)) * scale * 2))
+            for step in range(steps + 1):
+                x = round((x0 + (x1 - x0) * step / steps) * scale - pen / 2)
+                y = round((y0 + (y1 - y0) * step / steps) * scale - pen / 2)
+                image.put(colour, to=(x, y, x + pen, y + pen))
 
     def px(self, pixels: float) -> int:
         """A size in pixels drawn for GUI_DESIGN_LINESPACE, at this window's text size."""
@@ -15442,6 +15605,12 @@ class StoreReader:
             runs.sort(key=lambda run: str(run["created_at"]), reverse=True)
             return runs[:GUI_RUNS_SHOWN]
         return self.service.list_runs(limit=GUI_RUNS_SHOWN)
+
+    def job_fires(self, scope: Scope) -> list[JSONDict]:
+        """The fires of the scope's jobs that started no job run (see Service.job_fires)."""
+        if scope.kind == SCOPE_JOB:
+            return self.service.job_fires(str(scope.ident))
+        return self.service.job_fires(limit=GUI_RUNS_SHOWN) if scope.kind == SCOPE_ALL else []
 
     def totals(self, scope: Scope) -> JSONDict | None:
         """What the runs of a task, a job, the unassigned tasks or all cost and used; None
@@ -16118,19 +16287,30 @@ class RunsPane:
         """What the listed runs cost and used (see usage_totals); None: nothing to say."""
         self.totals.configure(text=_totals_line(totals) if totals else "")
 
-    def show(self, runs: list[JSONDict], title: str, selected: str | None, *, with_task: bool) -> None:
-        """List runs; `with_task` adds the Task column (when they are not all one task's)."""
+    def show(
+        self,
+        runs: list[JSONDict],
+        title: str,
+        selected: str | None,
+        *,
+        with_task: bool,
+        fires: Sequence[JSONDict] = (),
+    ) -> None:
+        """List runs, and `fires` (job runs that started no step, see Service.job_fires)
+        among them by time; `with_task` adds the Task column (when they are not all one
+        task's)."""
         hidden = set() if with_task else {"task"}
         if hidden != self.table.hidden:
             self.table.hidden = hidden
             self.table.fit_columns()
         now = utcnow()
-        kept = [run for run in runs if run_matches(run, *self.filter_values(now))]
+        listed = merge_newest_first(runs, [job_fire_run(fire) for fire in fires])
+        kept = [run for run in listed if run_matches(run, *self.filter_values(now))]
         self.table.show(run_rows(kept) if with_task else [_run_row(run) for run in kept])
         self.table.select(selected)
         self.chart.show(daily_usage(runs, now))
-        shown = "" if len(kept) == len(runs) else f" ({len(kept)} shown)"
-        self.subtitle.set(f"{title} · {_plural(len(runs), 'run')}{shown}")
+        shown = "" if len(kept) == len(listed) else f" ({len(kept)} shown)"
+        self.subtitle.set(f"{title} · {_plural(len(listed), 'run')}{shown}")
 
     def set_actions(self, run: JSONDict | None) -> None:
         active = run is not None and run["status"] in ACTIVE_STATUSES
@@ -16154,15 +16334,40 @@ def _run_row(run: JSONDict) -> TreeRow:
     )
 
 
+def job_fire_run(fire: JSONDict) -> JSONDict:
+    """A job run that started no step (see Service.job_fires) as the Runs pane lists a
+    run: a row of its own, its note where a run names its task."""
+    note = f" · {fire['note']}" if fire.get("note") else ""
+    return {
+        "id": JOB_RUN_IID_PREFIX + str(fire["id"]),
+        "is_job_fire": True,
+        "task_id": "",
+        "task_name": f"Job run {_short(fire['id'])}{note}",
+        "status": fire["status"],
+        "trigger": fire["trigger"],
+        "created_at": fire["scheduled_for"] or fire["started_at"],
+        "started_at": None,
+        "finished_at": fire["finished_at"],
+    }
+
+
+def merge_newest_first(runs: list[JSONDict], more: Sequence[JSONDict]) -> list[JSONDict]:
+    """Runs listed newest first with `more` (the same shape) put in their place by time."""
+    if not more:
+        return runs
+    return sorted([*runs, *more], key=lambda run: parse_time(run["created_at"], "created_at"), reverse=True)
+
+
 def run_rows(runs: list[JSONDict]) -> list[TreeRow]:
     """The Runs pane's rows for runs listed newest first: the runs of one job run go
-    beneath a row of their own (at the place of its newest step), oldest step first."""
+    beneath a row of their own (at the place of its newest step), oldest step first;
+    a job run that started no step (job_fire_run) has a row alone."""
     rows: list[TreeRow] = []
     groups: dict[str, TreeRow] = {}
     steps: dict[str, list[TreeRow]] = {}
     for run in runs:
         job_run_id = run.get("job_run_id")
-        if not job_run_id:
+        if not job_run_id or run.get("is_job_fire"):
             rows.append(_run_row(run))
             continue
         if job_run_id not in groups:
@@ -17165,11 +17370,12 @@ def run_detail_rows(run: JSONDict) -> list[tuple[str, str]]:
     """What the run details window shows, as (label, text) rows: when, how long (both
     durations named), tokens (per model when several), cost, how it ended, denials."""
     status = run_status_text(run)
-    if run.get("error"):
+    if run.get("error") and not _has_expired(run):  # its own row says why, whole
         status += ": " + _clip(_first_line(str(run["error"])), RUN_DETAIL_REASON_CHARS)
     rows: list[tuple[str, str]] = [
         ("Task", str(run.get("task_name") or _short(run.get("task_id")))),
         ("Status", status),
+        *_expiry_rows(run),
         ("Trigger", str(run.get("trigger", "")).replace("_", " ")),
         ("Attempt", str(run.get("attempt") or 1)),
         ("Scheduled", _detail_time(run.get("scheduled_for"))),
@@ -17183,6 +17389,23 @@ def run_detail_rows(run: JSONDict) -> list[tuple[str, str]]:
         rows += [(f"  {name}", _model_tokens(usage)) for name, usage in models.items()]
     rows += [("Cost", _money(run.get("cost_usd"))), ("Model", str(run.get("model") or "—"))]
     rows += _optional_detail_rows(run)
+    return rows
+
+
+def _has_expired(run: JSONDict) -> bool:
+    return run.get("failure_kind") == FailureKind.EXPIRED
+
+
+RUN_DETAIL_EXPIRED = "Expired"  # the row of why a queued run expired, drawn as an error
+
+
+def _expiry_rows(run: JSONDict) -> list[tuple[str, str]]:
+    """A queued run's start-by time (see Run.start_by), and once it expired, why."""
+    expired = _has_expired(run)
+    rows = [(RUN_DETAIL_EXPIRED, str(run.get("error") or ""))] if expired else []
+    if run.get("start_by"):
+        unless = "" if expired else " · expires then unless an engine has started it"
+        rows.append(("Start by", _detail_time(run["start_by"]) + unless))
     return rows
 
 
@@ -17240,7 +17463,8 @@ class RunDetailsDialog:
         for row, (label, text) in enumerate(run_detail_rows(run)):
             muted = ttk.Label(self.body, text=label, style="Muted.TLabel")
             muted.grid(row=row, column=0, sticky="nw", padx=(0, 12))
-            value = ttk.Label(self.body, text=text, wraplength=GUI_TIP_WRAP, justify="left")
+            style = "Error.TLabel" if label == RUN_DETAIL_EXPIRED else "TLabel"
+            value = ttk.Label(self.body, text=text, wraplength=GUI_TIP_WRAP, justify="left", style=style)
             value.grid(row=row, column=1, sticky="w")
             self.values[label or f"{row}"] = text
         self._build_error(self.body, row + 1, str(run.get("error") or ""))
@@ -18398,6 +18622,8 @@ class App:
         self.jobs: dict[str, JSONDict] = {}
         self.tasks: dict[str, JSONDict] = {}
         self.runs: list[JSONDict] = []
+        # The fires of the Runs list's scope's jobs that started no step (Service.job_fires).
+        self.job_fires: tuple[Scope, list[JSONDict]] = (ALL_TASKS, [])
         self.engine_info: JSONDict = {}
         self.scope = ALL_TASKS  # what the Tasks pane lists
         self.choice = ALL_TASKS  # the Jobs tree's selection (a task row too)
@@ -18854,6 +19080,7 @@ class App:
     def _load_runs(self) -> None:
         scope = self.runs_scope
         self.submit(lambda: self.reader.runs(scope), lambda runs: self._apply_runs(scope, runs))
+        self.submit(lambda: self.reader.job_fires(scope), lambda fires: self._apply_job_fires(scope, fires))
         self.submit(lambda: self.reader.totals(scope), lambda totals: self._apply_totals(scope, totals))
 
     def _apply_totals(self, scope: Scope, totals: JSONDict | None) -> None:
@@ -18879,10 +19106,22 @@ class App:
         self._show_runs()
         self._update_actions()
 
+    def _apply_job_fires(self, scope: Scope, fires: list[JSONDict]) -> None:
+        if scope != self.runs_scope:
+            return  # the person chose something else meanwhile
+        shown = self.job_fires[1] if self.job_fires[0] == scope else []
+        self.job_fires = (scope, fires)
+        if fires != shown:  # most jobs have none: no second drawing of the list
+            self._show_runs()
+
     def _show_runs(self) -> None:
         scope = self.runs_scope
         self.runs_pane.show(
-            self.runs, self._scope_title(scope), self.run_id, with_task=scope.kind != SCOPE_TASK
+            self.runs,
+            self._scope_title(scope),
+            self.run_id,
+            with_task=scope.kind != SCOPE_TASK,
+            fires=self.job_fires[1] if self.job_fires[0] == scope else [],
         )
         run = self._run(self.run_id)
         if run:

@@ -543,6 +543,32 @@ def test_a_run_asked_for_with_no_engine_gets_a_start_by_time_unless_it_waits(
     assert api.ok("GET", f"/api/runs/{waits['id']}")["status"] == "queued"
 
 
+def test_a_job_run_asked_for_with_no_engine_expires_as_a_whole_unless_it_waits(
+    api: Api, store: cs.Store
+) -> None:
+    job = make_job(api)
+    make_task(api, job["id"])
+    queued = api.ok("POST", f"/api/jobs/{job['id']}/run", status=202)
+    start_by = datetime.fromisoformat(queued["run"]["start_by"])
+    assert start_by - datetime.fromisoformat(queued["run"]["created_at"]) == timedelta(minutes=10)
+    refused = api.fails("POST", f"/api/jobs/{job['id']}/run", {"wait_for_engine": 1}, status=422)
+    assert refused["field"] == "wait_for_engine"
+
+    engine = cs.Engine(cs.Store(store.home, clock=lambda: start_by))  # none started it in time
+    assert engine.start(thread=False)
+    try:
+        engine.tick()
+    finally:
+        engine.stop()
+    (expired,) = api.ok("GET", f"/api/jobs/{job['id']}/runs")["job_runs"]
+    assert (expired["id"], expired["status"]) == (queued["job_run_id"], "expired")
+    assert expired["note"].startswith("expired: asked for at ")
+    assert [step["status"] for step in expired["steps"]] == ["not_run"]
+
+    waits = api.ok("POST", f"/api/jobs/{job['id']}/run", {"wait_for_engine": True}, 202)
+    assert waits["run"]["start_by"] is None
+
+
 def test_enable_and_disable(api: Api) -> None:
     task = make_task(api, schedule={"type": "interval", "every_seconds": 3600})
     off = api.ok("POST", f"/api/tasks/{task['id']}/disable")

@@ -463,6 +463,64 @@ def test_wait_for_engine_and_the_setting_choose_what_a_queued_run_does(
     assert refused.code != 0 and "start_by_minutes" in refused.err
 
 
+def queued_job_with_no_engine(
+    cli: Cli, cli_json: CliJson, *options: str
+) -> tuple[str, dict[str, Any], Result]:
+    """A job of two tasks, and `jobs run --detach` of it while no engine runs: (the job's
+    id, its first step's run, that result)."""
+    job = cli_json("jobs", "create", "--name", "Nightly")
+    for name in ("one", "two"):
+        cli_json("tasks", "create", "--name", name, "--prompt", "Say hello.", "--job", job["id"])
+    result = cli("jobs", "run", job["id"], "--detach", *options)
+    assert result.code == 0, result.err
+    (run,) = cli_json("runs", "list", "--job", job["id"])["runs"]
+    return job["id"], run, result
+
+
+def test_a_job_run_queued_with_no_engine_expires_as_a_whole_and_says_why(
+    home: Path, cli: Cli, cli_json: CliJson
+) -> None:
+    job_id, run, result = queued_job_with_no_engine(cli, cli_json)
+    start_by = datetime.fromisoformat(run["start_by"])
+    assert start_by == datetime.fromisoformat(run["created_at"]) + timedelta(minutes=10)
+    assert result.out.splitlines()[1] == (
+        f"No scheduler engine is running: the job run expires at {start_by:%H:%M} (UTC) unless one "
+        "starts (run `serve` or open the window)."
+    )
+
+    engine = engine_at(home, start_by + timedelta(seconds=1))
+    try:
+        engine.tick()
+    finally:
+        engine.stop()
+
+    (job_run,) = cli_json("jobs", "runs", job_id)["job_runs"]
+    assert job_run["status"] == "expired"
+    assert job_run["note"].startswith("expired: asked for at ")
+    assert "`jobs run --detach --wait-for-engine` waits" in job_run["note"]
+    assert [step["status"] for step in job_run["steps"]] == ["not_run", "not_run"]
+    assert cli_json("runs", "get", run["id"])["failure_kind"] == "expired"
+    assert cs.Store(home).queue() == []
+    assert "expired: asked for at" in cli("jobs", "runs", job_id).out
+
+
+def test_a_job_run_that_waits_for_an_engine_has_no_start_by_limit(
+    home: Path, cli: Cli, cli_json: CliJson
+) -> None:
+    job_id, run, result = queued_job_with_no_engine(cli, cli_json, "--wait-for-engine")
+    assert run["start_by"] is None
+    assert result.out.splitlines()[1] == (
+        "No scheduler engine is running: the job run waits for one (run `serve` or open the window)."
+    )
+    engine = engine_at(home, datetime.fromisoformat(run["created_at"]) + timedelta(days=2), paused=True)
+    try:
+        engine.tick()
+    finally:
+        engine.stop()
+    (job_run,) = cli_json("jobs", "runs", job_id)["job_runs"]
+    assert (job_run["status"], cli_json("runs", "get", run["id"])["status"]) == ("running", "queued")
+
+
 def test_a_run_asked_for_while_an_engine_runs_has_no_start_by_limit(
     home: Path, cli: Cli, cli_json: CliJson
 ) -> None:

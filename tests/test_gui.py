@@ -2127,6 +2127,32 @@ def test_every_theme_passes_wcag_aa_for_its_text(theme: str) -> None:
     )
 
 
+def pixel(image: Any, x: int, y: int) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*image.get(x, y))
+
+
+def test_a_ticked_checkbox_draws_a_tick_on_the_accent_not_an_x(gui: Gui) -> None:
+    from tkinter import ttk
+
+    looks = gui.app.looks
+    assert cs.GUI_TICK_ELEMENT in str(ttk.Style(gui.app.root).layout("TCheckbutton"))
+    box = ttk.Checkbutton(gui.app.root, text="Ticked")
+    assert box.cget("style") == "" and box.winfo_class() == "TCheckbutton"  # every checkbox: the class
+    box.destroy()
+    scale = looks.px(cs.GUI_TICK_SIZE) / cs.GUI_TICK_SIZE
+
+    def at(name: str, x: float, y: float) -> str:
+        return pixel(looks.checkboxes[name], round(x * scale), round(y * scale))
+
+    palette = looks.palette
+    bottom = cs.GUI_TICK_MARK[1]  # the tick's lowest point
+    assert (at("on", *bottom), at("off", *bottom)) == (palette["on_accent"], palette["field"])
+    assert at("on_disabled", *bottom) == palette["muted"]
+    for corner in ((3, 3), (11, 11), (3, 11)):  # where an X's strokes would be: plain fill
+        assert (at("on", *corner), at("off", *corner)) == (palette["accent"], palette["field"])
+    assert at("off", 0, 0) == palette["muted"]  # an empty box still has a visible edge
+
+
 def assert_coloured(gui: Gui, theme: str) -> None:
     """Real widget colours, of each kind of widget the window has, are `theme`'s."""
     from tkinter import ttk
@@ -2149,6 +2175,9 @@ def assert_coloured(gui: Gui, theme: str) -> None:
     menu_bar = app.root.nametowidget(app.root.cget("menu"))
     file_menu = app.root.nametowidget(menu_bar.entrycget("File", "menu"))
     assert str(file_menu.cget("background")) == palette["window"]
+    inside = app.looks.px(2)
+    assert pixel(app.looks.checkboxes["on"], inside, inside) == palette["accent"]
+    assert pixel(app.looks.checkboxes["off"], inside, inside) == palette["field"]
     prompt = app.editor._texts["prompt"]
     assert (str(prompt.cget("background")), str(prompt.cget("insertbackground"))) == (
         palette["field"],

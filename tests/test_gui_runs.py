@@ -199,3 +199,69 @@ def test_the_details_of_a_running_run_follow_it_to_its_end(gui: Gui, service: cs
     assert details.values["Tokens"] == "62 in / 17 out"
     assert details.values["Durations"].startswith("wall time ")
     assert details.values["Durations"].endswith(" · claude 4.2s")
+
+
+def test_a_jobs_fires_that_started_no_steps_are_listed_with_their_note(home: Path, display: str) -> None:  # noqa: F811
+    other = cs.Service(cs.Store(home))
+    job = other.create_job({"name": "Nightly"})
+    run = failed_run(other.store, make_task(other, "Step", job["id"])["id"])
+    fires = {
+        status: cs.note_job_fire(
+            other.store, other.store.job(job["id"]), cs.Trigger.SCHEDULE, status, f"why {status}", STARTED
+        )
+        for status in (cs.JobRunStatus.DEFERRED, cs.JobRunStatus.SKIPPED, cs.JobRunStatus.MISSED)
+    }
+    with open_gui(home) as window:
+        window.wait(lambda: job["id"] in window.app.jobs, "the job to show")
+        table = window.app.runs_pane.table
+        rows = {status: cs.JOB_RUN_IID_PREFIX + job_run_id for status, job_run_id in fires.items()}
+        for scope in (job["id"], cs.SCOPE_ALL):  # the job's runs, then all runs
+            window.select_in_jobs(scope)
+            window.wait(lambda: all(map(table.tree.exists, rows.values())), "the job's fires to be listed")
+            for status, iid in rows.items():
+                assert table.tree.item(iid, "text").strip() == status.value
+                assert table.whole_text(iid, "task") == f"Job run {fires[status][:8]} · why {status}"
+                assert table.tree.set(iid, "trigger") == "schedule"
+            assert table.tree.exists(run.id)  # among the runs, not instead of them
+            assert window.app.runs_pane.subtitle.text.endswith("· 4 runs")
+
+        window.app.runs_pane.filters["status"].set("Failed")
+        window.app.refilter_runs()
+        assert not any(map(table.tree.exists, rows.values())) and table.tree.exists(run.id)
+
+
+def test_the_details_of_a_queued_run_show_its_start_by_time_and_once_expired_why(
+    home: Path,
+    display: str,  # noqa: F811
+) -> None:
+    other = cs.Service(cs.Store(home))
+    queued = other.request_run(make_task(other, "Waiting")["id"])
+    start_by = datetime.fromisoformat(queued["start_by"])
+    shown_by = f"{start_by:%Y-%m-%d %H:%M:%S} UTC"
+    with open_gui(home) as window:  # with no engine: the run waits, its limit kept
+        details = open_details(window, queued["id"], "enter")
+        assert details.values["Status"] == "queued"
+        assert details.values["Start by"] == f"{shown_by} · expires then unless an engine has started it"
+        assert "Expired" not in details.values
+        details.close_button.invoke()
+
+    expired = cs.Engine(cs.Store(home, clock=lambda: start_by))  # no engine started it in time
+    assert expired.start(thread=False)
+    try:
+        expired.tick()
+    finally:
+        expired.stop()
+    with open_gui(home) as window:
+        details = open_details(window, queued["id"], "enter")
+        assert details.values["Status"] == "cancelled (expired)"
+        reason = other.get_run(queued["id"])["error"]
+        assert reason.startswith("expired: asked for at ")
+        assert (details.values["Expired"], details.values["Start by"]) == (reason, shown_by)
+
+
+def test_a_run_asked_for_while_an_engine_ran_shows_no_start_by(home: Path, display: str) -> None:  # noqa: F811
+    other = cs.Service(cs.Store(home))
+    run = failed_run(other.store, make_task(other, "Nightly")["id"])
+    with open_gui(home) as window:
+        details = open_details(window, run.id, "enter")
+        assert "Start by" not in details.values and "Expired" not in details.values
