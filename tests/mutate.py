@@ -56,6 +56,7 @@ SECTION_TESTS = {
         "test_pipelines.py",
         "test_hardening.py",
         "test_cli_runs.py::test_recovery_ends_many_orphans_together_not_one_grace_period_after_another",
+        "test_signals.py::test_a_task_that_fails_on_denials_fails_naming_the_refused_calls",
     ],
     "service": [
         "test_cli.py",
@@ -80,7 +81,12 @@ SECTION_TESTS = {
         "test_cli_runs.py::test_a_foreground_run_sets_the_hold_and_one_during_it_warns_then_runs",
         "test_cli_runs.py::test_a_ctrl_c_at_the_terminal_leaves_the_watchdog_to_end_the_run_if_the_cli_then_dies",
     ],
-    "cron": ["test_cron.py", "test_model.py", "test_cli.py::test_schedule_texts_read_like_the_schedule"],
+    "cron": [
+        "test_cron.py",
+        "test_model.py",
+        "test_cli.py::test_schedule_texts_read_like_the_schedule",
+        "test_cli_people.py::test_a_run_queued_with_no_engine_expires_at_its_start_by_time_and_says_why",
+    ],
 }
 
 BUNDLE_ZIP = "for index, (old_id, data) in enumerate(zip(old_ids, items, strict=True)):"
@@ -115,6 +121,18 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
         "if best is not None and _wall_to_utc(wall, largest) >= best:",
         ">= -> >",
     ): "a pruning bound: on a tie the loop looks at one more wall time, whose instants cannot beat best",
+    ("store", "encode", "if key == self._keyed and isinstance(value, dict):", "and -> or"): (
+        "another dict written entry by entry is the same JSON as written whole"
+    ),
+    ("engine", "_run", "killed = _terminate_group(proc, limits) if stopped else False", "False -> True"): (
+        "`killed` is read only when the session was stopped"
+    ),
+    (
+        "service",
+        "_order_jobs",
+        "for index, (job, data) in enumerate(zip(self.jobs, items, strict=True)):",
+        "True -> False",
+    ): "self.jobs is made one job per item, so the lengths always agree",
     **{
         ("service", function, BUNDLE_ZIP, "True -> False"): (
             "_bundle_ids gives exactly one id per item (or refuses), so the lengths always agree"

@@ -1310,6 +1310,9 @@ def test_openapi_document_describes_every_route(api: Api) -> None:
     assert spec_routes <= documented
     operation_ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
     assert len(operation_ids) == len(set(operation_ids))
+    jobs, job = doc["paths"]["/api/jobs"], doc["paths"]["/api/jobs/{job_id}"]
+    assert (jobs["get"]["operationId"], job["delete"]["operationId"]) == ("list_jobs", "delete_job")
+    assert (job["put"]["operationId"], job["patch"]["operationId"]) == ("update_job_put", "update_job_patch")
     assert [
         path for path, item in doc["paths"].items() if any(op.get("security") == [] for op in item.values())
     ] == ["/api/health"]

@@ -872,7 +872,7 @@ def test_tasks_list_all_by_job_and_unassigned(cli: Cli, cli_json: CliJson) -> No
 
 
 def test_tasks_get_shows_every_field(cli: Cli, cli_json: CliJson) -> None:
-    task = make_task(cli_json, "t", "--cron", "0 9 * * *")
+    task = make_task(cli_json, "t", "--cron", "0 9 * * *", "--env", "GREETING=Grüezi")
     got = cli_json("tasks", "get", task["id"])
     assert got == task
     fields_text, totals_text = cli("tasks", "get", task["id"][:6]).out.split("\n\n")
@@ -883,6 +883,7 @@ def test_tasks_get_shows_every_field(cli: Cli, cli_json: CliJson) -> None:
     assert fields["schedule"] == json.dumps(task["schedule"])
     assert fields["schedule_text"] == "At 09:00"
     assert fields["job_id"] == "-"
+    assert fields["env"] == '{"GREETING": "Grüezi"}', "text as it is, not \\u escapes"
 
 
 def test_tasks_update_changes_only_what_is_given(cli: Cli, cli_json: CliJson) -> None:

@@ -544,6 +544,16 @@ def test_claude_from_the_native_installer_when_path_lacks_it(tmp_path: Path) -> 
     assert ex.locate_claude(None, {"PATH": str(tmp_path / "bin")}, tmp_path) == (str(on_path), "path")
 
 
+def test_a_folder_or_a_plain_file_named_claude_is_passed_over(tmp_path: Path) -> None:
+    (tmp_path / ".local" / "bin" / "claude").mkdir(parents=True)  # a folder, searchable (x)
+    local = make_executable(tmp_path / ".claude" / "local" / "claude")
+    environ = {"PATH": str(tmp_path / "empty")}
+    assert ex.resolve_claude(None, environ, tmp_path) == str(local)
+    local.chmod(0o644)  # no longer executable
+    with pytest.raises(ex.ClaudeNotFound):
+        ex.resolve_claude(None, environ, tmp_path)
+
+
 def test_claude_missing_names_every_place_searched_and_the_fix(tmp_path: Path) -> None:
     environ = {"PATH": os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")])}
     with pytest.raises(ex.ClaudeNotFound) as caught:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,27 @@ def test_jobs_runs_lists_newest_first_and_says_when_there_are_none(
     first, second = job_runs(cli_json, job_id)
     assert first["started_at"] >= second["started_at"] and first["id"] != second["id"]
     assert len(cli_json("jobs", "runs", job_id, "-n", "1")["job_runs"]) == 1
+
+
+def test_a_job_keeps_its_newest_ended_job_runs_and_forgets_the_oldest(
+    cli: Cli, cli_json: CliJson, engine: cs.Engine, home: Path
+) -> None:
+    job_id, _ = create_job(cli_json, ["one"])
+    run_detached(cli, engine, job_id)
+    store = cs.Store(home)
+    ((first_id, entry),) = store.job_runs().items()
+    started = cs.parse_time(entry["started_at"], "started_at")
+    old_ids = [f"old{n:05d}" for n in range(cs.JOB_RUNS_KEPT)]
+    for n, old_id in enumerate(old_ids):  # older than the real one, the oldest first
+        at = cs.fmt_time(started - timedelta(hours=cs.JOB_RUNS_KEPT - n))
+        store.save_job_run(old_id, {**entry, "started_at": at, "finished_at": at})
+
+    run_detached(cli, engine, job_id)  # its end forgets the oldest past JOB_RUNS_KEPT
+
+    kept = [job_run["id"] for job_run in cli_json("jobs", "runs", job_id, "-n", "1000")["job_runs"]]
+    assert len(kept) == cs.JOB_RUNS_KEPT
+    assert kept[1] == first_id and kept[-1] == old_ids[2], "the newest kept, the two oldest forgotten"
+    assert old_ids[0] not in kept and old_ids[1] not in kept
 
 
 def test_a_failed_second_step_stops_the_job_run_and_the_rest_is_not_run(
