@@ -64,6 +64,7 @@ SECTION_TESTS = {
         "test_bundles.py",
         "test_doctor.py",
         "test_gui.py::test_each_task_shows_its_recent_runs_as_a_strip",
+        "test_engine.py::test_an_engine_owner_whose_pid_was_reused_reads_as_not_running",
         "test_api.py",
         "test_pipelines.py",
     ],

@@ -1288,6 +1288,16 @@ def test_a_queued_run_stopped_before_it_starts_never_runs(
     assert record.entries() == []
 
 
+def test_an_engine_owner_whose_pid_was_reused_reads_as_not_running(
+    store: cs.Store, service: cs.Service
+) -> None:
+    pid, host = os.getpid(), cs.host_name()  # a live process, started at another time than recorded
+    store.set_engine_state(owner={"pid": pid, "host": host, "id": f"{host}:{pid}:1"})
+    assert service.engine_status()["running"] is False
+    store.set_engine_state(owner={"pid": pid, "host": host, "id": cs.process_owner()})
+    assert service.engine_status()["running"] is True
+
+
 def test_stopping_the_engine_cancels_its_runs_and_frees_the_data_home(
     home: Path, clock: FakeClock, store: cs.Store, service: cs.Service, engines: StartEngine
 ) -> None:
