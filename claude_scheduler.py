@@ -12834,10 +12834,15 @@ def complete_ids(argv: list[str]) -> int:
     parser.add_argument("kind", choices=ID_KINDS)
     parser.add_argument("--home")
     parser.add_argument("--describe", action="store_true")
-    parser.add_argument("word", nargs="?", default="")
+    # The word after `--` is split off by hand: an optional positional of argparse is
+    # taken (empty) with the kind, so a word after options would be refused.
+    cut = argv.index("--") if "--" in argv else len(argv)
+    words = argv[cut + 1 :]
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # nothing said into the shell
-            args = parser.parse_args(argv)
+            args = parser.parse_args(argv[:cut])
+            if len(words) > 1:
+                parser.error("one word to complete")
         home = data_home(args)
         if not home_exists(home):
             return 0
@@ -12845,7 +12850,7 @@ def complete_ids(argv: list[str]) -> int:
     except (SchedulerError, SystemExit):
         return 1
     shorts = short_ids(ident for ident, _ in named)
-    word = args.word.lower()
+    word = (words[0] if words else "").lower()
     for ident, name in named:
         if ident.startswith(word) or (args.kind != "runs" and name.lower().startswith(word)):
             print(f"{shorts[ident]}\t{escape_controls(name)}" if args.describe else shorts[ident])

@@ -313,6 +313,10 @@ def test_complete_ids_offers_ids_by_id_or_name_and_never_makes_a_home(
     assert sorted(offered("tasks", "--", "re")) == sorted([review["id"][:8], release["id"][:8]])
     assert offered("tasks", "--", review["id"][:3]) == [review["id"][:8]]
     assert offered("jobs", "--describe") == [f"{job['id'][:8]}\tNightly"]
+    # as the scripts ask: options (the user's --home; fish's --describe) before `-- WORD`
+    assert offered("tasks", "--home", str(home), "--", "Rev") == [review["id"][:8]]
+    assert offered("jobs", "--home", str(home), "--describe", "--", "ni") == [f"{job['id'][:8]}\tNightly"]
+    assert offered("jobs", "--describe", "--", "x") == []
     assert offered("runs") == [run["id"][:8]]
     assert offered("runs", "--", "Review") == []  # runs by id only
     capsys.readouterr()
