@@ -532,15 +532,20 @@ def test_a_run_asked_for_with_no_engine_gets_a_start_by_time_unless_it_waits(
     assert refused["field"] == "wait_for_engine"
 
     store.set_engine_state(paused=True)  # so the waiting run's session does not start
-    engine = cs.Engine(cs.Store(store.home, clock=lambda: start_by))  # none started it in time
+    tick_once_at(store.home, start_by)  # none started it in time
+    expired = api.ok("GET", f"/api/runs/{run['id']}")
+    assert (expired["status"], expired["failure_kind"]) == ("cancelled", "expired")
+    assert api.ok("GET", f"/api/runs/{waits['id']}")["status"] == "queued"
+
+
+def tick_once_at(home: Path, moment: datetime) -> None:
+    """One pass of an engine whose clock says `moment`, then the engine stopped."""
+    engine = cs.Engine(cs.Store(home, clock=lambda: moment))
     assert engine.start(thread=False)
     try:
         engine.tick()
     finally:
         engine.stop()
-    expired = api.ok("GET", f"/api/runs/{run['id']}")
-    assert (expired["status"], expired["failure_kind"]) == ("cancelled", "expired")
-    assert api.ok("GET", f"/api/runs/{waits['id']}")["status"] == "queued"
 
 
 def test_a_job_run_asked_for_with_no_engine_expires_as_a_whole_unless_it_waits(
@@ -554,12 +559,7 @@ def test_a_job_run_asked_for_with_no_engine_expires_as_a_whole_unless_it_waits(
     refused = api.fails("POST", f"/api/jobs/{job['id']}/run", {"wait_for_engine": 1}, status=422)
     assert refused["field"] == "wait_for_engine"
 
-    engine = cs.Engine(cs.Store(store.home, clock=lambda: start_by))  # none started it in time
-    assert engine.start(thread=False)
-    try:
-        engine.tick()
-    finally:
-        engine.stop()
+    tick_once_at(store.home, start_by)  # none started it in time
     (expired,) = api.ok("GET", f"/api/jobs/{job['id']}/runs")["job_runs"]
     assert (expired["id"], expired["status"]) == (queued["job_run_id"], "expired")
     assert expired["note"].startswith("expired: asked for at ")

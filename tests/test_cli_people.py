@@ -386,6 +386,15 @@ def engine_at(home: Path, moment: datetime, *, paused: bool = False) -> cs.Engin
     return engine
 
 
+def tick_once_at(home: Path, moment: datetime, *, paused: bool = False) -> None:
+    """One pass of an engine whose clock says `moment`, then the engine stopped."""
+    engine = engine_at(home, moment, paused=paused)
+    try:
+        engine.tick()
+    finally:
+        engine.stop()
+
+
 def test_a_run_queued_with_no_engine_expires_at_its_start_by_time_and_says_why(
     home: Path, cli: Cli, cli_json: CliJson
 ) -> None:
@@ -399,11 +408,7 @@ def test_a_run_queued_with_no_engine_expires_at_its_start_by_time_and_says_why(
         "starts (run `serve` or open the window)."
     )
 
-    engine = engine_at(home, start_by + timedelta(seconds=1))
-    try:
-        engine.tick()
-    finally:
-        engine.stop()
+    tick_once_at(home, start_by + timedelta(seconds=1))
 
     expired = cli_json("runs", "get", run["id"])
     assert (expired["status"], expired["failure_kind"], expired["started_at"]) == (
@@ -451,11 +456,7 @@ def test_wait_for_engine_and_the_setting_choose_what_a_queued_run_does(
     assert result.out.splitlines()[1] == (
         "No scheduler engine is running: the run waits for one (run `serve` or open the window)."
     )
-    engine = engine_at(home, datetime.fromisoformat(run["created_at"]) + timedelta(days=2), paused=True)
-    try:
-        engine.tick()
-    finally:
-        engine.stop()
+    tick_once_at(home, datetime.fromisoformat(run["created_at"]) + timedelta(days=2), paused=True)
     assert cli_json("runs", "get", run["id"])["status"] == "queued"
 
     assert cli_json("settings", "set", "start_by_minutes", "45")["start_by_minutes"] == 45
@@ -492,11 +493,7 @@ def test_a_job_run_queued_with_no_engine_expires_as_a_whole_and_says_why(
         "starts (run `serve` or open the window)."
     )
 
-    engine = engine_at(home, start_by + timedelta(seconds=1))
-    try:
-        engine.tick()
-    finally:
-        engine.stop()
+    tick_once_at(home, start_by + timedelta(seconds=1))
 
     (job_run,) = cli_json("jobs", "runs", job_id)["job_runs"]
     assert job_run["status"] == "expired"
@@ -516,11 +513,7 @@ def test_a_job_run_that_waits_for_an_engine_has_no_start_by_limit(
     assert result.out.splitlines()[1] == (
         "No scheduler engine is running: the job run waits for one (run `serve` or open the window)."
     )
-    engine = engine_at(home, datetime.fromisoformat(run["created_at"]) + timedelta(days=2), paused=True)
-    try:
-        engine.tick()
-    finally:
-        engine.stop()
+    tick_once_at(home, datetime.fromisoformat(run["created_at"]) + timedelta(days=2), paused=True)
     (job_run,) = cli_json("jobs", "runs", job_id)["job_runs"]
     assert (job_run["status"], cli_json("runs", "get", run["id"])["status"]) == ("running", "queued")
 

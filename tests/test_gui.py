@@ -1723,15 +1723,27 @@ def test_a_job_run_that_stops_at_a_failure_says_which_task_failed_and_which_did_
     assert str(bar.cget("text")) == wanted, "the status bar keeps saying it"
 
 
-def test_a_running_job_shows_its_progress_and_can_be_stopped(
-    record: Any, gui: Gui, service: cs.Service
-) -> None:
-    job = service.create_job({"name": "Long"})
+def long_job_chosen(gui: Gui, service: cs.Service) -> dict[str, Any]:
+    """A job whose second of three steps hangs, shown and chosen in the Jobs pane."""
+    job: dict[str, Any] = service.create_job({"name": "Long"})
     for name, prompt in (("First", "fine"), ("Slow", "[hang] wait"), ("Last", "never")):
         service.create_task({"name": name, "prompt": prompt, "job_id": job["id"]})
     gui.app.refresh_now()
     gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
     gui.select_in_jobs(job["id"])
+    return job
+
+
+def stopped_steps(service: cs.Service, job: dict[str, Any]) -> list[str]:
+    """The step statuses of the job's one job run once it is recorded stopped; else []."""
+    (job_run,) = service.list_job_runs(job["id"])
+    return [step["status"] for step in job_run["steps"]] if job_run["status"] == "stopped" else []
+
+
+def test_a_running_job_shows_its_progress_and_can_be_stopped(
+    record: Any, gui: Gui, service: cs.Service
+) -> None:
+    job = long_job_chosen(gui, service)
     gui.app.run_job()
     label, bar = gui.app.jobs_pane.job_run, gui.app.status_bar.labels["job"]
     running = "Running “Long”: Slow (2 of 3) · 1 done · 0 failed"
@@ -1744,24 +1756,14 @@ def test_a_running_job_shows_its_progress_and_can_be_stopped(
     gui.wait(lambda: str(bar.cget("text")) == "", "the status bar to let go of it")
     assert record.prompts() == ["fine", "[hang] wait"]
 
-    def steps() -> list[str]:
-        (job_run,) = service.list_job_runs(job["id"])
-        assert job_run["status"] == "stopped"
-        return [step["status"] for step in job_run["steps"]]
-
-    gui.wait(lambda: steps()[1] != "running", "the stopped step's session to end")
-    assert steps() == ["success", "cancelled", "not_run"]
+    gui.wait(lambda: stopped_steps(service, job)[1:2] == ["cancelled"], "the stopped step's session to end")
+    assert stopped_steps(service, job) == ["success", "cancelled", "not_run"]
 
 
 def test_the_status_bar_stops_the_running_job_run_whatever_is_chosen(
     record: Any, gui: Gui, service: cs.Service
 ) -> None:
-    job = service.create_job({"name": "Long"})
-    for name, prompt in (("First", "fine"), ("Slow", "[hang] wait"), ("Last", "never")):
-        service.create_task({"name": name, "prompt": prompt, "job_id": job["id"]})
-    gui.app.refresh_now()
-    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
-    gui.select_in_jobs(job["id"])
+    job = long_job_chosen(gui, service)
     button = gui.app.status_bar.job_button
     assert not button.winfo_manager()
     gui.app.run_job()
@@ -1770,24 +1772,15 @@ def test_the_status_bar_stops_the_running_job_run_whatever_is_chosen(
     gui.wait(lambda: button.winfo_manager() == "pack", "Stop beside the running job run")
     button.invoke()
 
-    def steps() -> list[str]:
-        (job_run,) = service.list_job_runs(job["id"])
-        return [step["status"] for step in job_run["steps"]] if job_run["status"] == "stopped" else []
-
-    gui.wait(lambda: steps() and steps()[1] != "running", "the job run and its step to stop")
-    assert steps() == ["success", "cancelled", "not_run"]
+    gui.wait(lambda: stopped_steps(service, job)[1:2] == ["cancelled"], "the job run and its step to stop")
+    assert stopped_steps(service, job) == ["success", "cancelled", "not_run"]
     gui.wait(lambda: not button.winfo_manager(), "Stop to go with the job run")
 
 
 def test_stopping_a_steps_run_in_the_runs_pane_stops_its_job_run(
     record: Any, gui: Gui, service: cs.Service
 ) -> None:
-    job = service.create_job({"name": "Long"})
-    for name, prompt in (("First", "fine"), ("Slow", "[hang] wait"), ("Last", "never")):
-        service.create_task({"name": name, "prompt": prompt, "job_id": job["id"]})
-    gui.app.refresh_now()
-    gui.wait(lambda: job["id"] in gui.app.jobs, "the job to show")
-    gui.select_in_jobs(job["id"])
+    job = long_job_chosen(gui, service)
     gui.app.run_job()
     gui.wait(lambda: len(record.prompts()) == 2, "the second step's session to read its prompt")
     slow = next(run for run in service.list_runs(job_id=job["id"]) if run["status"] == "running")
