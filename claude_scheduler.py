@@ -420,6 +420,11 @@ def fmt_time(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
+def _to_ms(moment: datetime) -> datetime:
+    """`moment` cut to the milliseconds `fmt_time` keeps."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
 def parse_time(text: str, field: str, tz: ZoneInfo | None = None) -> datetime:
     """Parse ISO 8601; a time without an offset is read in `tz` (default: local time).
     Raises Invalid for a time before TIME_MIN or from TIME_MAX on."""
@@ -1365,7 +1370,9 @@ class Run:
         if not self.started_at:
             return None
         end = self.finished_at or utcnow()
-        return round((end - self.started_at).total_seconds(), 3)
+        # Read to the stored milliseconds, so that a run held in memory and the same
+        # run read back from the store say the same wall time.
+        return round((_to_ms(end) - _to_ms(self.started_at)).total_seconds(), 3)
 
 
 # Schedule computations: pure functions of the schedule and `now`.

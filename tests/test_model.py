@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -206,6 +207,21 @@ def test_run_round_trips_through_its_dict() -> None:
     assert run.status is cs.RunStatus.SUCCESS
     assert run.trigger is cs.Trigger.CATCH_UP
     assert run.to_dict() == data
+
+
+def test_a_run_in_memory_and_read_back_says_the_same_wall_time() -> None:
+    # Started at .000999 s, ended at .251 s: 0.250001 s in memory (0.2 to one place),
+    # but the store keeps milliseconds (.000 and .251: 0.3 to one place when read back).
+    queued = cs.Run.from_dict({"id": RUN_ID, "task_id": TASK_ID, "status": "queued"})
+    run = dataclasses.replace(
+        queued,
+        status=cs.RunStatus.SUCCESS,
+        started_at=datetime(2026, 3, 1, 10, 0, 0, 999, tzinfo=UTC),
+        finished_at=datetime(2026, 3, 1, 10, 0, 0, 251_000, tzinfo=UTC),
+    )
+    read_back = cs.Run.from_dict(run.to_dict())
+
+    assert cs.format_durations(run.to_dict()) == cs.format_durations(read_back.to_dict()) == "wall time 0.3s"
 
 
 def test_timestamps_are_stored_in_utc_whatever_offset_they_came_with() -> None:
