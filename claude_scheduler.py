@@ -17042,8 +17042,8 @@ class ScheduleChooser:
     def _show_times(self, preview: JSONDict, zone: str | None) -> None:
         times = [_in_zone(parse_time(moment, "time"), zone) for moment in preview["times"]]
         named = any(differs for _, differs in times)
-        where = f" Times in {zone}, not this computer's {local_zone_name()}." if named else ""
-        self.preview_text.configure(text=str(preview["description"]) + where)
+        where = f". Times in {zone}, not this computer's {local_zone_name()}." if named else ""
+        self.preview_text.configure(text=str(preview["description"]).rstrip(".") + where)
         shown = "%a %Y-%m-%d %H:%M %Z" if named else "%a %Y-%m-%d %H:%M"
         listed = "\n".join(moment.strftime(shown) for moment, _ in times)
         self.preview_times.configure(text=listed or "No timed runs.")

@@ -3,6 +3,7 @@
 
     python3 tests/screenshots.py OUT_DIR                    1280x800 and 1920x1080, light and dark
     python3 tests/screenshots.py OUT_DIR --size 3840x2160 --scaling 2.0 --theme dark
+    python3 tests/screenshots.py OUT_DIR --shot job-dialog  the job dialog with a schedule
 
 Each shot starts an Xvfb of that size, seeds a temporary data home (jobs, tasks and runs
 made with the fake claude, so no real session is started) and photographs the screen with
@@ -57,6 +58,8 @@ SEED_LOG = (
     {"type": "assistant", "message": {"content": [{"type": "text", "text": "Looking at the repository."}]}},
     {"type": "result", "subtype": "success", "result": "Done: 3 files changed.", "total_cost_usd": 0.05},
 )
+SHOTS = ("window", "job-dialog")
+JOB_SCHEDULE = {"type": "cron", "expression": "0 2 * * 1-5", "timezone": "Europe/Amsterdam"}
 STATUS_CODES = {"S": cs.RunStatus.SUCCESS, "F": cs.RunStatus.FAILED, "T": cs.RunStatus.TIMEOUT}
 
 
@@ -97,12 +100,17 @@ def seed(home: Path) -> None:
             store.log_path(run.id).write_text("".join(json.dumps(line) + "\n" for line in SEED_LOG))
 
 
-def child(out: Path, theme: str) -> int:
-    """In the Xvfb: open the window full screen, select a task, photograph the screen."""
+def child(out: Path, theme: str, shot: str) -> int:
+    """In the Xvfb: open the window full screen, select a task, photograph the screen
+    (with the first job's dialog open over it, its schedule set, for `job-dialog`)."""
     import tkinter
 
     store = cs.Store(Path(os.environ[cs.HOME_ENV]))
     store.update_settings({cs.GUI_SETTINGS_KEY: {"theme": theme}})
+    if shot == "job-dialog":
+        service = cs.Service(store)
+        first = service.list_jobs()[0]
+        service.update_job(first["id"], {"schedule": JOB_SCHEDULE, "overlap": "skip"})
     root = tkinter.Tk(className=cs.GUI_CLASS_NAME)
     root.tk.call("tk", "scaling", float(os.environ.get(SCALING_ENV, "1.0")))
     app = cs.App(store, root=root, api_port=None, start_engine=False)
@@ -110,6 +118,8 @@ def child(out: Path, theme: str) -> int:
     app.root.geometry(f"{width}x{height}+0+0")
     app.settle()
     job_iid = next(iter(app.jobs_pane.table.tree.get_children()), None)
+    if shot == "job-dialog":
+        job_iid = cs.Service(store).list_jobs()[0]["id"]
     if job_iid:
         app.jobs_pane.table.tree.selection_set(job_iid)
         app.settle()
@@ -121,6 +131,9 @@ def child(out: Path, theme: str) -> int:
     if runs:
         app.runs_pane.table.tree.selection_set(runs[0])
         app.settle()
+    if shot == "job-dialog":
+        app.edit_job()
+        app.settle()
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:  # let the log and geometry settle on screen
         app.root.update()
@@ -131,7 +144,7 @@ def child(out: Path, theme: str) -> int:
     return 0
 
 
-def shoot(out: Path, size: str, scaling: float, theme: str) -> None:
+def shoot(out: Path, size: str, scaling: float, theme: str, shot: str) -> None:
     xvfb = shutil.which("Xvfb")
     if xvfb is None or shutil.which("import") is None:
         raise SystemExit("needs Xvfb and ImageMagick's import (apt-get install xvfb imagemagick)")
@@ -161,7 +174,7 @@ def shoot(out: Path, size: str, scaling: float, theme: str) -> None:
         try:
             env["DISPLAY"] = f":{number}"
             env[SCALING_ENV] = str(scaling)
-            argv = [sys.executable, __file__, "--child", str(out), "--theme", theme]
+            argv = [sys.executable, __file__, "--child", str(out), "--theme", theme, "--shot", shot]
             subprocess.run(argv, env=env, check=True, timeout=SHOT_TIMEOUT_SECONDS)
         finally:
             server.terminate()
@@ -178,15 +191,16 @@ def main() -> int:
     )
     parser.add_argument("--theme", action="append", choices=THEMES, help="default: both")
     parser.add_argument("--scaling", type=float, default=1.0, help="Tk scaling (pixels per point)")
+    parser.add_argument("--shot", choices=SHOTS, default="window", help="what to photograph (default window)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.out_dir, (args.theme or ["light"])[0])
+        return child(args.out_dir, (args.theme or ["light"])[0], args.shot)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for size in args.size or SIZES:
         for theme in args.theme or THEMES:
-            out = args.out_dir / f"window-{size}-{theme}.png"
-            shoot(out, size, args.scaling, theme)
+            out = args.out_dir / f"{args.shot}-{size}-{theme}.png"
+            shoot(out, size, args.scaling, theme, args.shot)
             print(out)
     return 0
 

@@ -1688,7 +1688,9 @@ def test_times_show_in_the_tasks_zone_named_when_it_differs(
         lines = str(editor.preview_times.cget("text")).splitlines()
         assert len(lines) == cs.GUI_PREVIEW_COUNT
         assert all(line.endswith(("02:00 CET", "02:00 CEST")) for line in lines), lines
-        assert "Times in Europe/Amsterdam, not this computer's UTC." in str(editor.preview_text.cget("text"))
+        assert "(Europe/Amsterdam). Times in Europe/Amsterdam, not this computer's UTC." in str(
+            editor.preview_text.cget("text")
+        )
         runs = gui.app.runs_pane.table
         gui.wait(lambda: runs.tree.exists(zoned_run.id), "the task's run")
         assert runs.whole_text(zoned_run.id, "started").endswith((" CET", " CEST"))
