@@ -939,8 +939,9 @@ def test_checking_runs_off_the_tk_thread(
 # Runs and logs -------------------------------------------------------------------------------
 
 
-def test_a_run_shows_live_in_the_logs_pane(gui: Gui, service: cs.Service) -> None:
-    task = make_task(service, "Live", prompt="Talk slowly [delay=0.4]")
+def test_a_run_shows_live_in_the_logs_pane(gui: Gui, service: cs.Service, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"  # the session ends only when the test has seen its first lines
+    task = make_task(service, "Live", prompt=f"Talk [gate={gate}]")
     gui.app.refresh_now()
     gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
     gui.select_task(task["id"])
@@ -948,6 +949,7 @@ def test_a_run_shows_live_in_the_logs_pane(gui: Gui, service: cs.Service) -> Non
     gui.wait(lambda: "Looking at the repo." in gui.log_text(), "the first lines of the session")
     assert "Done in 3 turns" not in gui.log_text(), "the log was not shown while the run was going"
     assert gui.app._run(gui.app.run_id)["status"] in ("queued", "running")  # type: ignore[index]
+    gate.touch()
     gui.wait(lambda: "Done in 3 turns" in gui.log_text(), "the summary")
     assert "$0.0123" in gui.log_text() and "62 in / 17 out tokens" in gui.log_text()
     assert "→ Bash: ls" in gui.log_text()
