@@ -18,13 +18,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import FAKE_CLAUDE, ROOT
-from run_helpers import FakeClock
+from run_helpers import T0, FakeClock
 
 import claude_scheduler as cs
 
@@ -241,6 +241,14 @@ def add_run(store: cs.Store, task_id: str, status: cs.RunStatus = cs.RunStatus.S
     store.save_run(run)
     store.log_path(run.id).write_text('{"type": "result", "subtype": "success", "result": "ok"}\n')
     return run
+
+
+def pin_clock(monkeypatch: pytest.MonkeyPatch, now: datetime = T0) -> FakeClock:
+    """The windows opened from here on read `now` from their store's clock, not the wall
+    clock: a test's "today" cannot turn into tomorrow between its runs and its asserts."""
+    clock = FakeClock(now)
+    monkeypatch.setattr(cs, "Store", functools.partial(cs.Store, clock=clock))
+    return clock
 
 
 # The editor's values (pure: no window) ---------------------------------------------------
@@ -982,8 +990,7 @@ def test_a_run_started_by_another_process_shows(gui: Gui, home: Path) -> None:
 def test_the_runs_pane_says_what_the_selection_cost(
     service: cs.Service, home: Path, display: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    now = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)  # 10:00 in Amsterdam
-    monkeypatch.setattr(cs, "Store", functools.partial(cs.Store, clock=FakeClock(now)))
+    now = pin_clock(monkeypatch)()  # 2030-01-07 09:00 UTC, 10:00 in Amsterdam
     monkeypatch.setenv("TZ", "Europe/Amsterdam")
     job = service.create_job({"name": "Paid"})
     first, second = make_task(service, "First", job["id"]), make_task(service, "Second", job["id"])
@@ -1811,10 +1818,11 @@ def test_stopping_a_steps_run_in_the_runs_pane_stops_its_job_run(
 
 
 def test_the_runs_list_filters_by_status_trigger_and_age(
-    home: Path, service: cs.Service, display: str
+    home: Path, service: cs.Service, display: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     task = make_task(service, "Filtered")
-    store, now = cs.Store(home), cs.utcnow()
+    now = pin_clock(monkeypatch)()
+    store = cs.Store(home)
     made = {}
     for name, status, trigger, days in (
         ("ok-now", cs.RunStatus.SUCCESS, cs.Trigger.SCHEDULE, 0),
@@ -1858,10 +1866,11 @@ def test_the_runs_list_filters_by_status_trigger_and_age(
 
 
 def test_the_runs_list_filters_by_a_date_range_the_user_types(
-    home: Path, service: cs.Service, display: str
+    home: Path, service: cs.Service, display: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     task = make_task(service, "Dated")
-    store, now = cs.Store(home), cs.utcnow()
+    now = pin_clock(monkeypatch)()
+    store = cs.Store(home)
     made = {}
     for days in (0, 3, 10, 40):
         started = now - timedelta(days=days)
@@ -2033,9 +2042,12 @@ def test_each_task_shows_its_recent_runs_as_a_strip(home: Path, service: cs.Serv
         ]
 
 
-def test_the_chart_draws_cost_and_run_time_per_day(home: Path, service: cs.Service, display: str) -> None:
+def test_the_chart_draws_cost_and_run_time_per_day(
+    home: Path, service: cs.Service, display: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     task = make_task(service, "Charted")
-    store, now = cs.Store(home), cs.utcnow()
+    now = pin_clock(monkeypatch)()
+    store = cs.Store(home)
     for days, cost, seconds in ((0, 0.30, 60), (0, 0.10, 60), (2, 0.20, 300), (40, 9.0, 9)):
         started = now - timedelta(days=days)
         run = cs.Run(
