@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from run_helpers import FakeClock
+from run_helpers import WAIT_SECONDS, FakeClock
 
 import claude_scheduler as cs
 
@@ -345,7 +345,7 @@ def api(home: Path, clock: FakeClock) -> Iterator[Callable[[str], Any]]:
     token = cs.api_token(home, create=False)
 
     def get(path: str) -> Any:
-        connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=WAIT_SECONDS)
         connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
         answer = connection.getresponse()
         body = answer.read()
