@@ -321,7 +321,7 @@ def test_a_delivery_records_its_history_without_the_store_lock(
     other = cs.Store(home)  # another holder of the store's lock, as the engine would be
     with other.locked():
         notifier.send(cs.Notice("failed", "Locked out failed", "body", {"id": task["id"]}))
-        assert notifier.wait_idle(10), "the delivery waited for the store's lock"
+        assert notifier.wait_idle(30), "the delivery waited for the store's lock"
         (record,) = cs.notify_history(home)
     notifier.stop()
     assert (record["status"], record["event"]) == ("delivered", "failed")
