@@ -85,10 +85,13 @@ def service(store: cs.Store) -> cs.Service:
     return cs.Service(store)
 
 
-def closed_port() -> int:
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port nobody listens on, kept bound (not listening) for the test: connecting is
+    refused, and no other process (a suite run alongside) can take it meanwhile."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        yield int(sock.getsockname()[1])
 
 
 def hook(url: str, name: str = "main", **fields: Any) -> dict[str, Any]:
@@ -265,9 +268,9 @@ def test_retries_back_off_and_a_refusal_is_not_retried(
 
 
 def test_an_unreachable_hook_is_recorded_failed_after_its_retries(
-    cli: Cli, cli_json: CliJson, service: cs.Service
+    cli: Cli, cli_json: CliJson, service: cs.Service, closed_port: int
 ) -> None:
-    url = f"http://127.0.0.1:{closed_port()}/nobody"
+    url = f"http://127.0.0.1:{closed_port}/nobody"
     service.update_notify_settings({"webhooks": [hook(url, retries=2, backoff_seconds=0)]})
     result = cli("notify", "test", "--json")
     assert result.code == 1  # a channel that did not deliver
