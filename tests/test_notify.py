@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import Result
-from run_helpers import T0, wait_for
+from run_helpers import T0, WAIT_SECONDS, wait_for
 
 import claude_scheduler as cs
 
@@ -481,8 +481,9 @@ def test_serve_tells_a_failed_run_to_the_webhook(
 
 
 def test_foreground_runs_are_told_as_the_engines_are(
-    cli: Cli, cli_json: CliJson, service: cs.Service, receiver: Receiver, record: Any
+    cli: Cli, cli_json: CliJson, service: cs.Service, receiver: Receiver, record: Any, monkeypatch: Any
 ) -> None:
+    monkeypatch.setattr(cs, "FOREGROUND_NOTIFY_WAIT_SECONDS", WAIT_SECONDS)  # a loaded machine delivers late
     service.update_notify_settings({"webhooks": [hook(receiver.url)]})
     # Retries are the engine's: a failure in the foreground is the last attempt, told at once.
     task = cli_json(
