@@ -1689,8 +1689,6 @@ def test_times_show_in_the_tasks_zone_named_when_it_differs(
         assert "03:00" in cells.whole_text(utc["id"], "next")
         assert not cells.whole_text(utc["id"], "next").endswith(("UTC", "CET", "CEST"))
         assert cells.whole_text(plain["id"], "next").endswith("04:00")
-        status = str(gui.app.status_bar.labels["next"].cget("text"))
-        assert status.startswith("Next: Amsterdam · ") and status.endswith(zoned), status
         gui.select_task(amsterdam["id"])
         editor = gui.app.editor
         gui.wait(lambda: editor.preview_times.cget("text"), "the preview")
@@ -1706,6 +1704,12 @@ def test_times_show_in_the_tasks_zone_named_when_it_differs(
         assert "Times in" not in str(editor.preview_text.cget("text"))
         gui.wait(lambda: runs.tree.exists(plain_run.id), "the plain task's run")
         assert not runs.whole_text(plain_run.id, "started").endswith(("CET", "CEST", "UTC"))
+        for other in (utc, plain):  # Amsterdam's is then the next fire, whatever the time of day
+            service.set_enabled(other["id"], False)
+        gui.app.refresh_now()
+        label = gui.app.status_bar.labels["next"]
+        gui.wait(lambda: str(label.cget("text")).startswith("Next: Amsterdam · "), "the next fire's task")
+        assert str(label.cget("text")).endswith(zoned), str(label.cget("text"))
 
 
 # Runs of whole jobs -----------------------------------------------------------------------
