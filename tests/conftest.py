@@ -55,6 +55,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(cs.CLAUDE_ENV, str(FAKE_CLAUDE))
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
+    for variable in ("COLUMNS", "LINES"):  # a terminal's width would narrow the CLI's tables
+        monkeypatch.delenv(variable, raising=False)
     return data
 
 
