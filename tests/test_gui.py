@@ -33,6 +33,7 @@ WAIT_SECONDS = 30.0  # a deadline only: waits end as soon as the window shows it
 REFRESH_BUDGET_SECONDS = 2.0  # changes by other processes show within two seconds
 XVFB_START_SECONDS = 30.0
 SCREEN = "1600x1000x24"
+FIXED_PORTS_FROM = 20_000  # the API port a test chooses lies from here to the ephemeral range
 
 
 def _unavailable(reason: str) -> None:
@@ -1227,11 +1228,20 @@ def test_a_second_window_takes_the_engine_when_the_first_quits(home: Path, displ
 
 
 def _free_port() -> int:
+    """A free port below the kernel's ephemeral range: a port-0 server or an outgoing
+    connection (of this suite or one run alongside) cannot take it before the window does."""
+    import random
     import socket
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(FIXED_PORTS_FROM, low), 100):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
 
 
 def test_the_api_follows_the_engine_to_the_window_that_takes_it_over(home: Path, display: str) -> None:
