@@ -993,6 +993,7 @@ def test_the_runs_pane_says_what_the_selection_cost(
 ) -> None:
     now = pin_clock(monkeypatch)()  # 2030-01-07 09:00 UTC, 10:00 in Amsterdam
     monkeypatch.setenv("TZ", "Europe/Amsterdam")
+    time.tzset()  # the C library too (conftest tzsets again at the end)
     job = service.create_job({"name": "Paid"})
     first, second = make_task(service, "First", job["id"]), make_task(service, "Second", job["id"])
     loose = make_task(service, "Loose")

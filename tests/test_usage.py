@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.client
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -160,6 +161,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock(NOW)
     monkeypatch.setattr(cs, "Store", functools.partial(cs.Store, clock=fake))
     monkeypatch.setenv("TZ", AMSTERDAM)
+    time.tzset()  # the C library too (conftest tzsets again at the end)
     return fake
 
 
