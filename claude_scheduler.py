@@ -16266,7 +16266,7 @@ class RunsPane:
         elif not self.dates.winfo_ismapped():
             self.dates.grid(row=2, column=0, sticky="ew", pady=(0, 4))
             if not any(entry.get() for entry in self.day_fields.values()):
-                today = utcnow().astimezone().date()
+                today = self.app.service.clock().astimezone().date()
                 self._set_days(today - timedelta(days=RUN_DATES_DEFAULT_DAYS), today)
             self._apply_dates(refilter=False)
         self.app.refilter_runs()
@@ -16315,7 +16315,7 @@ class RunsPane:
         if hidden != self.table.hidden:
             self.table.hidden = hidden
             self.table.fit_columns()
-        now = utcnow()
+        now = self.app.service.clock()  # the moment the totals beside the list are of
         listed = merge_newest_first(runs, [job_fire_run(fire) for fire in fires])
         kept = [run for run in listed if run_matches(run, *self.filter_values(now))]
         self.table.show(run_rows(kept) if with_task else [_run_row(run) for run in kept])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,16 @@ class Result:
         return json.loads(self.out)
 
 
+@pytest.fixture(autouse=True)
+def _local_time_follows_tz() -> Iterator[None]:
+    """The C library reads $TZ only on tzset(): without it, a TZ set by a test (the home
+    fixture's UTC) would leave `astimezone()` in the zone the suite was started in while
+    the code's zone names follow $TZ. This one runs last, after monkeypatch restored $TZ."""
+    time.tzset()
+    yield
+    time.tzset()
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh data home; HOME points into tmp so nothing touches the real one."""
@@ -43,6 +54,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv(cs.API_ENV, raising=False)
     monkeypatch.setenv(cs.CLAUDE_ENV, str(FAKE_CLAUDE))
     monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    for variable in ("COLUMNS", "LINES"):  # a terminal's width would narrow the CLI's tables
+        monkeypatch.delenv(variable, raising=False)
     return data
 
 

@@ -21,6 +21,8 @@ that are not numbers or text, `0`, `false`, `no`, `off` or empty switch them off
     [lines=N]          FAKE_CLAUDE_LINES              N extra assistant lines (large output)
     [stderr=BYTES]     FAKE_CLAUDE_STDERR             write BYTES of stderr before stdout
     [hang]             FAKE_CLAUDE_HANG               after the init line, sleep forever
+    [gate=PATH]        FAKE_CLAUDE_GATE               before the result line, wait until PATH
+                                                      exists (a test lets the session end)
     [ignore_term]      FAKE_CLAUDE_IGNORE_TERM        ignore SIGTERM (grandchild inherits it)
     [grandchild=PATH]  FAKE_CLAUDE_GRANDCHILD         start a grandchild that sleeps forever
                                                       holding stdout/stderr; its pid goes to PATH
@@ -79,6 +81,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 CLI_VERSION = "2.1.197"
 VERSION = f"{CLI_VERSION} (Claude Code)"
@@ -129,6 +132,7 @@ FLAG = "1"
 FALSE_WORDS = ("", "0", "false", "no", "off")  # switch a knob off, e.g. FAKE_CLAUDE_HANG=0
 VALUE_KNOBS = ("exit", "delay", "lines", "stderr", "cost", "result", "api_error", "cache")  # "0" is a value
 SUBAGENT_MODEL = "claude-haiku-4-5-20251001"
+GATE_POLL_SECONDS = 0.01  # how often a gated session looks for its gate
 API_RETRY_PAUSE_SECONDS = 0.05  # the fake's pause per retry (the line says claude's own delay)
 API_RETRY_MAX = 10
 API_ERRORS = {  # status: the synthetic line's `error` and the sentence claude prints
@@ -190,6 +194,7 @@ KNOB_ENV = {
     "lines": "FAKE_CLAUDE_LINES",
     "stderr": "FAKE_CLAUDE_STDERR",
     "hang": "FAKE_CLAUDE_HANG",
+    "gate": "FAKE_CLAUDE_GATE",
     "ignore_term": "FAKE_CLAUDE_IGNORE_TERM",
     "grandchild": "FAKE_CLAUDE_GRANDCHILD",
     "daemon": "FAKE_CLAUDE_DAEMON",
@@ -783,6 +788,12 @@ def hang_forever() -> None:
         time.sleep(3600)
 
 
+def wait_for_gate(path: Path) -> None:
+    """Hold the session until the test creates `path`."""
+    while not path.exists():
+        time.sleep(GATE_POLL_SECONDS)
+
+
 def emit_session(session: Session) -> None:
     """The lines between init and result, shaped by the knobs."""
     emit_api_retries(session)
@@ -810,6 +821,8 @@ def run_session(args: Args, prompt: str) -> int:
         hang_forever()
     if output == "stream-json" and not missing:
         emit_session(session)
+    if "gate" in knobs:
+        wait_for_gate(Path(knobs["gate"]))
     result = None if "no_result" in knobs else result_line(session)
     if result is not None and output == "stream-json":
         session.emit(result)

@@ -822,16 +822,18 @@ def test_a_restarted_engine_catches_up_from_the_kept_next_run(
 
 
 def test_many_catch_ups_at_once_go_through_the_queue(
-    home: Path, clock: FakeClock, service: cs.Service, engine: cs.Engine
+    home: Path, clock: FakeClock, service: cs.Service, engine: cs.Engine, tmp_path: Path
 ) -> None:
     home.joinpath(cs.SETTINGS_FILE).write_text(json.dumps({"max_concurrent_runs": 1}), encoding="utf-8")
-    tasks = [new_task(service, f"[delay=0.02] {n}", schedule=HOURLY) for n in range(3)]
+    gate = tmp_path / "gate"  # the first session lasts until the test has looked
+    tasks = [new_task(service, f"[gate={gate}] {n}", schedule=HOURLY) for n in range(3)]
 
     clock.set(at(3600 + 300))
     engine.tick()
 
     statuses = sorted(history(home, task["id"])[0]["status"] for task in tasks)
     assert statuses == ["queued", "queued", "running"]
+    gate.touch()
     drive(engine)
     for task in tasks:
         assert [(run["trigger"], run["status"]) for run in history(home, task["id"])] == [
@@ -897,13 +899,15 @@ def test_overlap_queue_keeps_one_run_waiting_until_the_running_one_ends(
 
 
 def test_max_concurrent_runs_caps_claude_processes_and_the_rest_wait_in_order(
-    home: Path, service: cs.Service, engine: cs.Engine, record: Recorder
+    home: Path, service: cs.Service, engine: cs.Engine, record: Recorder, tmp_path: Path
 ) -> None:
     home.joinpath(cs.SETTINGS_FILE).write_text(json.dumps({"max_concurrent_runs": 1}), encoding="utf-8")
-    prompts = [f"[delay=0.02] {name}" for name in ("first", "second", "third")]
+    gate = tmp_path / "gate"  # the first session lasts until the test has looked
+    prompts = [f"[gate={gate}] {name}" for name in ("first", "second", "third")]
     runs = [service.request_run(new_task(service, prompt)["id"]) for prompt in prompts]
     engine.tick()
     assert [run_of(home, run["id"])["status"] for run in runs] == ["running", "queued", "queued"]
+    gate.touch()
     peaks: list[int] = []
 
     def all_done() -> bool:
@@ -1320,9 +1324,10 @@ def test_stopping_the_engine_cancels_its_runs_and_frees_the_data_home(
 
 
 def test_a_job_runs_its_enabled_tasks_one_after_another_in_task_order(
-    home: Path, service: cs.Service, engine: cs.Engine, record: Recorder
+    home: Path, service: cs.Service, engine: cs.Engine, record: Recorder, tmp_path: Path
 ) -> None:
-    job, (a, b, c, off) = job_with_tasks(service, ["a", "b", "c", "disabled"])
+    gate = tmp_path / "gate"  # the first step lasts until the test has looked
+    job, (a, b, c, off) = job_with_tasks(service, ["a", "b", f"c [gate={gate}]", "disabled"])
     service.set_enabled(off["id"], False)
     service.update_job(job["id"], {"task_order": [c["id"], off["id"], a["id"], b["id"]]})
 
@@ -1332,8 +1337,9 @@ def test_a_job_runs_its_enabled_tasks_one_after_another_in_task_order(
     assert started["task_ids"] == [c["id"], a["id"], b["id"]]
     assert [run["status"] for run in history(home, c["id"])] == ["running"]
     assert history(home, a["id"]) == history(home, b["id"]) == []  # one after another
+    gate.touch()
     drive(engine)
-    assert record.prompts() == ["c", "a", "b"]
+    assert record.prompts() == [c["prompt"], "a", "b"]
     for task in (a, b, c):
         assert [(run["trigger"], run["status"]) for run in history(home, task["id"])] == [("job", "success")]
 

@@ -18,13 +18,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import FAKE_CLAUDE, ROOT
-from run_helpers import FakeClock
+from run_helpers import T0, FakeClock
 
 import claude_scheduler as cs
 
@@ -33,6 +33,7 @@ WAIT_SECONDS = 30.0  # a deadline only: waits end as soon as the window shows it
 REFRESH_BUDGET_SECONDS = 2.0  # changes by other processes show within two seconds
 XVFB_START_SECONDS = 30.0
 SCREEN = "1600x1000x24"
+FIXED_PORTS_FROM = 20_000  # the API port a test chooses lies from here to the ephemeral range
 
 
 def _unavailable(reason: str) -> None:
@@ -241,6 +242,14 @@ def add_run(store: cs.Store, task_id: str, status: cs.RunStatus = cs.RunStatus.S
     store.save_run(run)
     store.log_path(run.id).write_text('{"type": "result", "subtype": "success", "result": "ok"}\n')
     return run
+
+
+def pin_clock(monkeypatch: pytest.MonkeyPatch, now: datetime = T0) -> FakeClock:
+    """The windows opened from here on read `now` from their store's clock, not the wall
+    clock: a test's "today" cannot turn into tomorrow between its runs and its asserts."""
+    clock = FakeClock(now)
+    monkeypatch.setattr(cs, "Store", functools.partial(cs.Store, clock=clock))
+    return clock
 
 
 # The editor's values (pure: no window) ---------------------------------------------------
@@ -939,8 +948,9 @@ def test_checking_runs_off_the_tk_thread(
 # Runs and logs -------------------------------------------------------------------------------
 
 
-def test_a_run_shows_live_in_the_logs_pane(gui: Gui, service: cs.Service) -> None:
-    task = make_task(service, "Live", prompt="Talk slowly [delay=0.4]")
+def test_a_run_shows_live_in_the_logs_pane(gui: Gui, service: cs.Service, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"  # the session ends only when the test has seen its first lines
+    task = make_task(service, "Live", prompt=f"Talk [gate={gate}]")
     gui.app.refresh_now()
     gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
     gui.select_task(task["id"])
@@ -948,6 +958,7 @@ def test_a_run_shows_live_in_the_logs_pane(gui: Gui, service: cs.Service) -> Non
     gui.wait(lambda: "Looking at the repo." in gui.log_text(), "the first lines of the session")
     assert "Done in 3 turns" not in gui.log_text(), "the log was not shown while the run was going"
     assert gui.app._run(gui.app.run_id)["status"] in ("queued", "running")  # type: ignore[index]
+    gate.touch()
     gui.wait(lambda: "Done in 3 turns" in gui.log_text(), "the summary")
     assert "$0.0123" in gui.log_text() and "62 in / 17 out tokens" in gui.log_text()
     assert "→ Bash: ls" in gui.log_text()
@@ -980,9 +991,9 @@ def test_a_run_started_by_another_process_shows(gui: Gui, home: Path) -> None:
 def test_the_runs_pane_says_what_the_selection_cost(
     service: cs.Service, home: Path, display: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    now = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)  # 10:00 in Amsterdam
-    monkeypatch.setattr(cs, "Store", functools.partial(cs.Store, clock=FakeClock(now)))
+    now = pin_clock(monkeypatch)()  # 2030-01-07 09:00 UTC, 10:00 in Amsterdam
     monkeypatch.setenv("TZ", "Europe/Amsterdam")
+    time.tzset()  # the C library too (conftest tzsets again at the end)
     job = service.create_job({"name": "Paid"})
     first, second = make_task(service, "First", job["id"]), make_task(service, "Second", job["id"])
     loose = make_task(service, "Loose")
@@ -1218,11 +1229,20 @@ def test_a_second_window_takes_the_engine_when_the_first_quits(home: Path, displ
 
 
 def _free_port() -> int:
+    """A free port below the kernel's ephemeral range: a port-0 server or an outgoing
+    connection (of this suite or one run alongside) cannot take it before the window does."""
+    import random
     import socket
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(FIXED_PORTS_FROM, low), 100):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
 
 
 def test_the_api_follows_the_engine_to_the_window_that_takes_it_over(home: Path, display: str) -> None:
@@ -1680,8 +1700,6 @@ def test_times_show_in_the_tasks_zone_named_when_it_differs(
         assert "03:00" in cells.whole_text(utc["id"], "next")
         assert not cells.whole_text(utc["id"], "next").endswith(("UTC", "CET", "CEST"))
         assert cells.whole_text(plain["id"], "next").endswith("04:00")
-        status = str(gui.app.status_bar.labels["next"].cget("text"))
-        assert status.startswith("Next: Amsterdam · ") and status.endswith(zoned), status
         gui.select_task(amsterdam["id"])
         editor = gui.app.editor
         gui.wait(lambda: editor.preview_times.cget("text"), "the preview")
@@ -1699,6 +1717,12 @@ def test_times_show_in_the_tasks_zone_named_when_it_differs(
         assert "Times in" not in str(editor.preview_text.cget("text"))
         gui.wait(lambda: runs.tree.exists(plain_run.id), "the plain task's run")
         assert not runs.whole_text(plain_run.id, "started").endswith(("CET", "CEST", "UTC"))
+        for other in (utc, plain):  # Amsterdam's is then the next fire, whatever the time of day
+            service.set_enabled(other["id"], False)
+        gui.app.refresh_now()
+        label = gui.app.status_bar.labels["next"]
+        gui.wait(lambda: str(label.cget("text")).startswith("Next: Amsterdam · "), "the next fire's task")
+        assert str(label.cget("text")).endswith(zoned), str(label.cget("text"))
 
 
 # Runs of whole jobs -----------------------------------------------------------------------
@@ -1811,10 +1835,11 @@ def test_stopping_a_steps_run_in_the_runs_pane_stops_its_job_run(
 
 
 def test_the_runs_list_filters_by_status_trigger_and_age(
-    home: Path, service: cs.Service, display: str
+    home: Path, service: cs.Service, display: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     task = make_task(service, "Filtered")
-    store, now = cs.Store(home), cs.utcnow()
+    now = pin_clock(monkeypatch)()
+    store = cs.Store(home)
     made = {}
     for name, status, trigger, days in (
         ("ok-now", cs.RunStatus.SUCCESS, cs.Trigger.SCHEDULE, 0),
@@ -1858,10 +1883,11 @@ def test_the_runs_list_filters_by_status_trigger_and_age(
 
 
 def test_the_runs_list_filters_by_a_date_range_the_user_types(
-    home: Path, service: cs.Service, display: str
+    home: Path, service: cs.Service, display: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     task = make_task(service, "Dated")
-    store, now = cs.Store(home), cs.utcnow()
+    now = pin_clock(monkeypatch)()
+    store = cs.Store(home)
     made = {}
     for days in (0, 3, 10, 40):
         started = now - timedelta(days=days)
@@ -2033,9 +2059,12 @@ def test_each_task_shows_its_recent_runs_as_a_strip(home: Path, service: cs.Serv
         ]
 
 
-def test_the_chart_draws_cost_and_run_time_per_day(home: Path, service: cs.Service, display: str) -> None:
+def test_the_chart_draws_cost_and_run_time_per_day(
+    home: Path, service: cs.Service, display: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     task = make_task(service, "Charted")
-    store, now = cs.Store(home), cs.utcnow()
+    now = pin_clock(monkeypatch)()
+    store = cs.Store(home)
     for days, cost, seconds in ((0, 0.30, 60), (0, 0.10, 60), (2, 0.20, 300), (40, 9.0, 9)):
         started = now - timedelta(days=days)
         run = cs.Run(

@@ -185,8 +185,13 @@ def test_claudes_api_retries_show_in_the_log_one_line_each(gui: Gui, service: cs
     assert text.tag_ranges("summary_warning")
 
 
-def test_the_details_of_a_running_run_follow_it_to_its_end(gui: Gui, service: cs.Service) -> None:  # noqa: F811
-    task = make_task(service, "Slow", prompt="Talk slowly [delay=0.3]")
+def test_the_details_of_a_running_run_follow_it_to_its_end(
+    gui: Gui,  # noqa: F811
+    service: cs.Service,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    gate = tmp_path / "gate"  # the session ends only when the test has seen it running
+    task = make_task(service, "Slow", prompt=f"Talk [gate={gate}]")
     gui.app.refresh_now()
     gui.wait(lambda: task["id"] in gui.app.tasks, "the task to show")
     gui.select_task(task["id"])
@@ -194,6 +199,7 @@ def test_the_details_of_a_running_run_follow_it_to_its_end(gui: Gui, service: cs
     gui.wait(lambda: gui.app.runs and gui.app.runs[0]["status"] == "running", "the run to start")
     details = open_details(gui, gui.app.runs[0]["id"], "enter")
     assert details.values["Status"] == "running"
+    gate.touch()
 
     gui.wait(lambda: details.values["Status"] == "success", "the details to follow the run")
     assert details.values["Tokens"] == "62 in / 17 out"

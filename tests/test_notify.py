@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import Result
-from run_helpers import T0, wait_for
+from run_helpers import T0, WAIT_SECONDS, wait_for
 
 import claude_scheduler as cs
 
@@ -85,10 +85,13 @@ def service(store: cs.Store) -> cs.Service:
     return cs.Service(store)
 
 
-def closed_port() -> int:
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port nobody listens on, kept bound (not listening) for the test: connecting is
+    refused, and no other process (a suite run alongside) can take it meanwhile."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        yield int(sock.getsockname()[1])
 
 
 def hook(url: str, name: str = "main", **fields: Any) -> dict[str, Any]:
@@ -265,9 +268,9 @@ def test_retries_back_off_and_a_refusal_is_not_retried(
 
 
 def test_an_unreachable_hook_is_recorded_failed_after_its_retries(
-    cli: Cli, cli_json: CliJson, service: cs.Service
+    cli: Cli, cli_json: CliJson, service: cs.Service, closed_port: int
 ) -> None:
-    url = f"http://127.0.0.1:{closed_port()}/nobody"
+    url = f"http://127.0.0.1:{closed_port}/nobody"
     service.update_notify_settings({"webhooks": [hook(url, retries=2, backoff_seconds=0)]})
     result = cli("notify", "test", "--json")
     assert result.code == 1  # a channel that did not deliver
@@ -321,7 +324,7 @@ def test_a_delivery_records_its_history_without_the_store_lock(
     other = cs.Store(home)  # another holder of the store's lock, as the engine would be
     with other.locked():
         notifier.send(cs.Notice("failed", "Locked out failed", "body", {"id": task["id"]}))
-        assert notifier.wait_idle(10), "the delivery waited for the store's lock"
+        assert notifier.wait_idle(30), "the delivery waited for the store's lock"
         (record,) = cs.notify_history(home)
     notifier.stop()
     assert (record["status"], record["event"]) == ("delivered", "failed")
@@ -478,8 +481,9 @@ def test_serve_tells_a_failed_run_to_the_webhook(
 
 
 def test_foreground_runs_are_told_as_the_engines_are(
-    cli: Cli, cli_json: CliJson, service: cs.Service, receiver: Receiver, record: Any
+    cli: Cli, cli_json: CliJson, service: cs.Service, receiver: Receiver, record: Any, monkeypatch: Any
 ) -> None:
+    monkeypatch.setattr(cs, "FOREGROUND_NOTIFY_WAIT_SECONDS", WAIT_SECONDS)  # a loaded machine delivers late
     service.update_notify_settings({"webhooks": [hook(receiver.url)]})
     # Retries are the engine's: a failure in the foreground is the last attempt, told at once.
     task = cli_json(

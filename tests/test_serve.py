@@ -6,6 +6,7 @@ through the store, the CLI and signals, and ends it (or SIGKILLs it) itself.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -265,10 +266,13 @@ def test_a_stop_from_a_cli_process_is_acted_on_by_serve(
 
 
 def test_serve_fires_a_task_scheduled_by_another_process(
-    home: Path, engine_served: Served, cli_json: Callable[..., Any]
+    home: Path, engine_served: Served, cli_json: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
-    task_id = cli_json("tasks", "create", "--name", "soon", "--prompt", "soon", "--at", soon)["id"]
+    moment = datetime.now(UTC) + timedelta(seconds=2)
+    soon = moment.isoformat()
+    with monkeypatch.context() as patch:  # `soon` is ahead for the CLI however late a loaded machine runs it
+        patch.setattr(cs, "Store", functools.partial(cs.Store, clock=lambda: moment - timedelta(minutes=1)))
+        task_id = cli_json("tasks", "create", "--name", "soon", "--prompt", "soon", "--at", soon)["id"]
 
     def finished() -> dict[str, Any] | None:
         runs = cs.Service(cs.Store(home)).list_runs(task_id=task_id, status="success")

@@ -6,13 +6,14 @@ from __future__ import annotations
 import functools
 import http.client
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from run_helpers import FakeClock
+from run_helpers import WAIT_SECONDS, FakeClock
 
 import claude_scheduler as cs
 
@@ -160,6 +161,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock(NOW)
     monkeypatch.setattr(cs, "Store", functools.partial(cs.Store, clock=fake))
     monkeypatch.setenv("TZ", AMSTERDAM)
+    time.tzset()  # the C library too (conftest tzsets again at the end)
     return fake
 
 
@@ -345,7 +347,7 @@ def api(home: Path, clock: FakeClock) -> Iterator[Callable[[str], Any]]:
     token = cs.api_token(home, create=False)
 
     def get(path: str) -> Any:
-        connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=WAIT_SECONDS)
         connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
         answer = connection.getresponse()
         body = answer.read()
