@@ -1078,8 +1078,9 @@ def test_a_foreground_runs_watchdog_ends_with_the_run(cli: Cli, cli_json: CliJso
     """Each step's watchdog is let go when its run is recorded, not when the CLI exits
     (a long `jobs run` would otherwise keep one process per step)."""
     task = create_task(cli_json)
+    before = set(live_watchdogs())  # another test's, ending in its own time, are not this run's
     assert cli("tasks", "run", task["id"]).code == 0
-    wait_for(lambda: not live_watchdogs(), "the run's watchdog to end")
+    wait_for(lambda: not set(live_watchdogs()) - before, "the run's watchdog to end")
 
 
 def test_a_ctrl_c_at_the_terminal_leaves_the_watchdog_to_end_the_run_if_the_cli_then_dies(
