@@ -772,7 +772,8 @@ def test_a_daemon_out_of_claudes_process_group_ends_at_a_timeout(
     home: Path, cli: Cli, cli_json: CliJson, record: Recorder
 ) -> None:
     path, daemon = daemon_pid(record)
-    task = create_task(cli_json, f"[hang][daemon={path}]", "--timeout", "1s")
+    # Long enough for claude to start its daemon first (a loaded machine may take seconds).
+    task = create_task(cli_json, f"[hang][daemon={path}]", "--timeout", "10s")
 
     result = cli("tasks", "run", task["id"])
 
