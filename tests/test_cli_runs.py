@@ -638,8 +638,9 @@ def test_a_usage_limit_holds_the_engine_until_its_reset_and_resume_lifts_it(
     local = (reset + timedelta(seconds=60)).astimezone(ZoneInfo("Europe/Amsterdam"))
     assert (hold["until_local"], hold["timezone"]) == (local.isoformat(), "Europe/Amsterdam")
     status = cli("engine", "status").out
+    reason = f"usage limit: {fake.USAGE_LIMIT_TEXT}"
     assert any(
-        f"\nHolding new runs until {when} (Europe/Amsterdam) — usage limit: {fake.USAGE_LIMIT_TEXT}\n" in status
+        f"\nHolding new runs until {when} (Europe/Amsterdam) — {reason}\n" in status
         for when in shown_until(local, before)
     )
 
