@@ -78,7 +78,7 @@ class Api:
             data = json.dumps(body).encode()
             sent["Content-Type"] = "application/json"
         sent.update(headers or {})
-        connection = self._connection or http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        connection = self._connection or http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         for name, value in sent.items():
             connection.putheader(name, value)
@@ -849,7 +849,7 @@ def test_bad_content_length(api: Api, length: str) -> None:
 
 def raw_exchange(port: int, data: bytes, *, half_close: bool = False) -> Answer:
     """Send raw bytes and read one HTTP answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(data)
         if half_close:
             sock.shutdown(socket.SHUT_WR)
@@ -899,7 +899,7 @@ def test_a_request_hidden_in_a_refused_body_is_never_executed(api: Api, framing:
     }[framing]
     data = request_bytes(api, "POST /api/jobs HTTP/1.1") + head + smuggled
 
-    with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as sock:
         sock.sendall(data)
         received = b""
         while chunk := sock.recv(65536):  # to the server's close: every answer it gives

@@ -386,6 +386,19 @@ def engine_at(home: Path, moment: datetime, *, paused: bool = False) -> cs.Engin
     return engine
 
 
+def expiry_notes(noun: str, start_by: datetime, asked: datetime) -> set[str]:
+    """The note of a run asked for at `asked` while no engine runs, as the CLI words it
+    when it read its clock (between `asked` and now; TZ=UTC): the time alone on that day,
+    with the date when the run expires after midnight (asked for from 23:50 on)."""
+    days = {asked.date(), datetime.now(UTC).date()}
+    whens = {f"{start_by:%H:%M}" if start_by.date() == day else f"{start_by:%Y-%m-%d %H:%M}" for day in days}
+    return {
+        f"No scheduler engine is running: the {noun} expires at {when} (UTC) unless one "
+        "starts (run `serve` or open the window)."
+        for when in whens
+    }
+
+
 def tick_once_at(home: Path, moment: datetime, *, paused: bool = False) -> None:
     """One pass of an engine whose clock says `moment`, then the engine stopped."""
     engine = engine_at(home, moment, paused=paused)
@@ -402,11 +415,7 @@ def test_a_run_queued_with_no_engine_expires_at_its_start_by_time_and_says_why(
     asked = datetime.fromisoformat(run["created_at"])
     start_by = datetime.fromisoformat(run["start_by"])
     assert start_by == asked + timedelta(minutes=10)  # the default start_by_minutes
-    note = result.out.splitlines()[1]
-    assert note == (
-        f"No scheduler engine is running: the run expires at {start_by:%H:%M} (UTC) unless one "
-        "starts (run `serve` or open the window)."
-    )
+    assert result.out.splitlines()[1] in expiry_notes("run", start_by, asked)
 
     tick_once_at(home, start_by + timedelta(seconds=1))
 
@@ -486,12 +495,9 @@ def test_a_job_run_queued_with_no_engine_expires_as_a_whole_and_says_why(
     home: Path, cli: Cli, cli_json: CliJson
 ) -> None:
     job_id, run, result = queued_job_with_no_engine(cli, cli_json)
-    start_by = datetime.fromisoformat(run["start_by"])
-    assert start_by == datetime.fromisoformat(run["created_at"]) + timedelta(minutes=10)
-    assert result.out.splitlines()[1] == (
-        f"No scheduler engine is running: the job run expires at {start_by:%H:%M} (UTC) unless one "
-        "starts (run `serve` or open the window)."
-    )
+    start_by, asked = datetime.fromisoformat(run["start_by"]), datetime.fromisoformat(run["created_at"])
+    assert start_by == asked + timedelta(minutes=10)
+    assert result.out.splitlines()[1] in expiry_notes("job run", start_by, asked)
 
     tick_once_at(home, start_by + timedelta(seconds=1))
 

@@ -496,13 +496,14 @@ def test_no_answer_ends_at_the_tasks_timeout_with_the_cli_ended(
     home: Path, sandbox: Sandbox, cli: Cli, cli_json: CliJson
 ) -> None:
     sandbox.api.play(then=api.hang())
-    task = create_task(cli_json, sandbox, "Say hello.", "--timeout", "8s")
+    # Long enough for the CLI to start and ask (~1 s; several on a loaded machine) first.
+    task = create_task(cli_json, sandbox, "Say hello.", "--timeout", "20s")
 
     shown = foreground(cli, task)
 
     run = cli_json("runs", "get", only_run(home, task["id"])["id"])
     assert shown.code == 1
-    assert (run["status"], run["error"]) == ("timeout", "timed out after 8s")
+    assert (run["status"], run["error"]) == ("timeout", "timed out after 20s")
     assert len(sandbox.api.messages_requests()) == 1  # the CLI was waiting for its answer
     assert line_of(stream(home, run["id"]), "system", "init")["session_id"] == run["session_id"]
     assert not any(line["type"] == "result" for line in stream(home, run["id"]))

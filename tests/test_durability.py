@@ -59,11 +59,18 @@ def wait_for_lock_waiters(home: Path, count: int) -> None:
         time.sleep(0.02)
 
 
-def kill_after(proc: subprocess.Popen[str], delay: float) -> list[list[str]]:
-    """SIGKILL the worker after `delay` seconds; return the operations it acknowledged."""
+def kill_after(proc: subprocess.Popen[str], acked: int, delay: float) -> list[list[str]]:
+    """SIGKILL the worker `delay` seconds after it acknowledged its first `acked` lines (so
+    each round does some work however slow the machine is); return the operations it
+    acknowledged. Its output is read through the one buffered file: `communicate` would
+    read the pipe underneath and miss lines already buffered by `readline`."""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    head = "".join(proc.stdout.readline() for _ in range(acked))
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
-    out, err = proc.communicate(timeout=CHILD_TIMEOUT)
+    proc.wait(CHILD_TIMEOUT)
+    with proc.stdin, proc.stdout, proc.stderr:
+        out, err = head + proc.stdout.read(), proc.stderr.read()
     assert proc.returncode in (-signal.SIGKILL, 0), err
     return acks(out)
 
@@ -138,7 +145,7 @@ def test_a_writer_killed_at_random_moments_loses_nothing_it_acknowledged(home: P
     total = 0
     for round_number in range(KILL_ROUNDS):
         worker = start_worker(home, "churn", str(round_number), f"r{round_number}")
-        ops = kill_after(worker, rng.uniform(0.0, 0.3))
+        ops = kill_after(worker, rng.randint(1, 6), rng.uniform(0.0, 0.3))
         total += len(ops)
         expected.take(ops)
         check_promises(home, expected)
@@ -152,7 +159,7 @@ def test_a_job_delete_killed_part_way_leaves_a_consistent_home(home: Path) -> No
         world = home / f"round-{round_number}"
         job_id, task_ids = build_world(world)
         worker = start_worker(world, "delete-job", job_id)
-        ops = kill_after(worker, rng.uniform(0.0, 0.08))
+        ops = kill_after(worker, 0, rng.uniform(0.0, 0.08))
         store = cs.Store(world)  # the open sweeps what the kill left
         jobs = {job.id for job in store.job_list()}
         tasks = {task.id for task in store.task_list()}

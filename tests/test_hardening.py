@@ -496,7 +496,7 @@ def test_unknown_top_level_keys_of_store_files_survive_a_rewrite(
 def test_a_second_origin_header_is_checked_too(api: Api) -> None:
     own = f"http://127.0.0.1:{api.port}"
     assert api.request("GET", "/api/jobs", headers={"Origin": own}).status == 200
-    connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+    connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
     connection.putrequest("GET", "/api/jobs", skip_host=True, skip_accept_encoding=True)
     connection.putheader("Host", f"127.0.0.1:{api.port}")
     connection.putheader("Authorization", f"Bearer {api.token}")
