@@ -268,7 +268,7 @@ def test_fish_completes_words_and_ids_with_their_names(records: dict[str, str]) 
         "cli tasks create --ret": ["--retries", "--retry-delay"],
         "se": ["serve"],
         "cli tasks get Rev": [review],  # fish matches the name shown, and puts the id in its place
-        "cli tasks get re": [release, review],
+        "cli tasks get re": sorted([release, review]),
         "cli tasks get 'Release n": [release],
         "cli tasks list --job ": [f"{records['Nightly']}\tNightly"],  # and no files
         f"cli tasks create --after {records['Review'][:3]}": [review],
