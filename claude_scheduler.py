@@ -12758,6 +12758,7 @@ ZSH_COMPLETION = """# {prog} completion for zsh: eval "$({prog} cli completion z
             -- "${{COMP_WORDS[COMP_CWORD]}}" 2>/dev/null)"}})  # one a line, none when none
         shown=("${{found[@]/$'\\t'/  -- }}")
         compadd -U -l -d shown -- "${{found[@]%%$'\\t'*}}"
+        (( ${{#found[@]}} < 2 )) || compstate[insert]=menu  # the first in place of the word typed
         return
     fi
     compadd -- ${{=_ccs_words[$_ccs_key]}}

@@ -232,12 +232,14 @@ def test_zsh_completes_words_ids_and_names(records: dict[str, str], tmp_path: Pa
             f"cli --home={elsewhere} tasks run {records['Elsewhere']} ",
         ),
         "cli tasks run Els": ([], "cli tasks run Els"),  # not in this data home
-        "cli tasks get re": ([review, release], "cli tasks get "),  # listed with their names
     }
-    found = zsh_tab(tmp_path, *(f"{PROG} {typed}" for typed in expected))
-    assert dict(zip(expected, found, strict=True)) == {
+    found = zsh_tab(tmp_path, *(f"{PROG} {typed}" for typed in [*expected, "cli tasks get re"]))
+    assert dict(zip(expected, found[:-1], strict=True)) == {
         typed: (f"{PROG} {line}", sorted(offered)) for typed, (offered, line) in expected.items()
     }
+    line, offered = found[-1]  # two names: listed with them, the first id in place of the word
+    assert offered == sorted([review, release])
+    assert line in (f"{PROG} cli tasks get {review}", f"{PROG} cli tasks get {release}")  # Tab: the next
 
 
 # fish
