@@ -12704,58 +12704,113 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 PROG = "claude-code-scheduler"
-BASH_COMPLETION = """# {prog} completion for bash (zsh: autoload -U bashcompinit && bashcompinit first)
-declare -A _ccs_words=(
+# bash and zsh share the tables and the function that reads the words typed so far
+# (zsh runs it with 0-based arrays); each then offers the candidates its own way.
+SH_COMPLETION = """declare -gA _ccs_words=(
 {words}
 )
 # The verbs whose first argument is an id, and the options that take one: which kind.
-declare -A _ccs_ids=(
+declare -gA _ccs_ids=(
 {ids}
 )
-declare -A _ccs_id_options=(
+declare -gA _ccs_id_options=(
 {id_options}
 )
-_ccs_complete() {{
-    local key="top" i word at=0 kind="" home=()
-    local cur=${{COMP_WORDS[COMP_CWORD]}} prev=${{COMP_WORDS[COMP_CWORD-1]}}
+_ccs_find() {{  # COMP_WORDS, COMP_CWORD -> the caller's _ccs_key, _ccs_kind, _ccs_home
+    local i word at=0 cur=${{COMP_WORDS[COMP_CWORD]}} prev=${{COMP_WORDS[COMP_CWORD-1]}}
+    _ccs_key="top" _ccs_kind="" _ccs_home=()
     for ((i = 1; i < COMP_CWORD; i++)); do
         word=${{COMP_WORDS[i]}}
-        if [[ -n "${{_ccs_words["$key $word"]+x}}" ]]; then key="$key $word"; at=$i; fi
-        if [[ $word == --home ]]; then home=(--home "${{COMP_WORDS[i+1]}}"); fi
-        if [[ $word == --home=* ]]; then home=("$word"); fi
+        if [[ -n "${{_ccs_words[$_ccs_key $word]+x}}" ]]; then _ccs_key="$_ccs_key $word" at=$i; fi
+        if [[ $word == --home ]]; then _ccs_home=(--home "${{COMP_WORDS[i+1]}}"); fi
+        if [[ $word == --home=* ]]; then _ccs_home=("$word"); fi
     done
     if [[ -n $prev && -n "${{_ccs_id_options[$prev]+x}}" ]]; then
-        kind=${{_ccs_id_options[$prev]}}
-    elif [[ $at -eq $((COMP_CWORD - 1)) && $cur != -* && -n "${{_ccs_ids[$key]+x}}" ]]; then
-        kind=${{_ccs_ids[$key]}}
+        _ccs_kind=${{_ccs_id_options[$prev]}}
+    elif [[ $at -eq $((COMP_CWORD - 1)) && $cur != -* && -n "${{_ccs_ids[$_ccs_key]+x}}" ]]; then
+        _ccs_kind=${{_ccs_ids[$_ccs_key]}}
     fi
-    if [[ -n $kind ]]; then  # ids (or names, completed to ids) from the data home
-        COMPREPLY=($("${{COMP_WORDS[0]}}" cli {complete} "$kind" "${{home[@]}}" -- "$cur" 2>/dev/null))
+}}
+"""
+BASH_COMPLETION = """# {prog} completion for bash: eval "$({prog} cli completion bash)" in ~/.bashrc
+{common}_ccs_complete() {{
+    local _ccs_key _ccs_kind _ccs_home cur=${{COMP_WORDS[COMP_CWORD]}}
+    _ccs_find
+    if [[ -n $_ccs_kind ]]; then  # ids (or names, completed to ids) from the data home
+        COMPREPLY=($("${{COMP_WORDS[0]}}" cli {complete} "$_ccs_kind" "${{_ccs_home[@]}}" -- "$cur" \\
+            2>/dev/null))
         return
     fi
-    COMPREPLY=($(compgen -W "${{_ccs_words[$key]}}" -- "$cur"))
+    COMPREPLY=($(compgen -W "${{_ccs_words[$_ccs_key]}}" -- "$cur"))
 }}
 complete -F _ccs_complete {prog}
 """
-FISH_COMPLETION = """# {prog} completion for fish
-function __ccs_path
-    set -l key
-    for word in (commandline -opc)[2..-1]
-        if contains -- (string join ' ' $key $word) {paths}
-            set key $key $word
+ZSH_COMPLETION = """# {prog} completion for zsh: eval "$({prog} cli completion zsh)" in ~/.zshrc
+(( $+functions[compdef] )) || {{ autoload -U compinit && compinit }}
+{common}_ccs_zsh() {{
+    setopt localoptions ksharrays  # _ccs_find counts as bash does
+    local COMP_CWORD=$((CURRENT - 1)) _ccs_key _ccs_kind
+    local -a COMP_WORDS _ccs_home found shown
+    COMP_WORDS=("${{words[@]}}")
+    _ccs_find
+    if [[ -n $_ccs_kind ]]; then  # ids (or names, completed to ids: -U) from the data home
+        found=(${{(f)"$("${{COMP_WORDS[0]}}" cli {complete} "$_ccs_kind" "${{_ccs_home[@]}}" --describe \\
+            -- "${{COMP_WORDS[COMP_CWORD]}}" 2>/dev/null)"}})  # one a line, none when none
+        shown=("${{found[@]/$'\\t'/  -- }}")
+        compadd -U -l -d shown -- "${{found[@]%%$'\\t'*}}"
+        (( ${{#found[@]}} < 2 )) || compstate[insert]=menu  # the first in place of the word typed
+        return
+    fi
+    compadd -- ${{=_ccs_words[$_ccs_key]}}
+}}
+compdef _ccs_zsh {prog}
+"""
+FISH_COMPLETION = """# {prog} completion for fish: {prog} cli completion fish | source
+# (or save it as ~/.config/fish/completions/{prog}.fish)
+function __ccs_words --description 'what may follow a mode, group or verb'
+    switch $argv[1]
+{words}
+        case '*'
+            return 1
+    end
+end
+function __ccs_ids --description 'the kind of id that the first argument of a verb is'
+    switch $argv[1]
+{ids}
+    end
+end
+function __ccs_complete
+    set -l words (commandline -opc)
+    set -l cur (commandline -ct | string unescape)
+    set -l key top
+    set -l at 1
+    set -l home
+    set -l kind
+    for i in (seq 2 (count $words))
+        if __ccs_words "$key $words[$i]" >/dev/null
+            set key "$key $words[$i]"
+            set at $i
+        end
+        switch $words[$i]
+            case --home
+                set home --home $words[(math $i + 1)]
+            case '--home=*'
+                set home $words[$i]
         end
     end
-    string join ' ' $key
+    switch $words[-1]
+{id_options}
+    end
+    if test -z "$kind" -a $at -eq (count $words); and not string match -q -- '-*' "$cur"
+        set kind (__ccs_ids $key)
+    end
+    if test -n "$kind"  # ids from the data home, each with its name, which fish completes from too
+        $words[1] cli {complete} $kind $home --describe -- "$cur" 2>/dev/null
+    else
+        __ccs_words $key
+    end
 end
-function __ccs_ids
-    set -l words (commandline -opc)
-    set -l home
-    set -l at (contains -i -- --home $words); and set home --home $words[(math $at + 1)]
-    $words[1] cli {complete} $argv[1] $home --describe -- (commandline -ct) 2>/dev/null
-end
-complete -c {prog} -f
-{lines}
-{id_lines}
+complete -c {prog} -f -a '(__ccs_complete)'
 """
 
 
@@ -12797,36 +12852,39 @@ def completion_words() -> dict[str, list[str]]:
 
 
 def completion_script(shell: str) -> str:
+    """The completion script for bash, zsh or fish, each made from the same tables."""
     table, ids = completion_words(), completion_ids()
     if shell == "fish":
         return _fish_completion(table, ids)
-    words = "\n".join(f'    ["{f"top {path}".strip()}"]="{" ".join(found)}"' for path, found in table.items())
-    script = BASH_COMPLETION.format(
-        prog=PROG,
-        words=words,
+    common = SH_COMPLETION.format(
+        words="\n".join(
+            f'    ["{f"top {path}".strip()}"]="{" ".join(found)}"' for path, found in table.items()
+        ),
         ids="\n".join(f'    ["top {path}"]="{kind}"' for path, kind in ids.items()),
         id_options="\n".join(f'    ["{option}"]="{kind}"' for option, kind in ID_OPTIONS.items()),
-        complete=COMPLETE_IDS,
     )
-    return ("autoload -U +X bashcompinit && bashcompinit\n" + script) if shell == "zsh" else script
+    script = ZSH_COMPLETION if shell == "zsh" else BASH_COMPLETION
+    return script.format(prog=PROG, common=common, complete=COMPLETE_IDS)
 
 
 def _fish_completion(table: dict[str, list[str]], ids: dict[str, str]) -> str:
-    lines = "\n".join(
-        f"complete -c {PROG} -n '[ (__ccs_path) = \"{path}\" ]' -a '{' '.join(words)}'"
-        for path, words in table.items()
+    def case(pattern: str, then: str) -> str:
+        return f"        case {pattern}\n            {then}"
+
+    words = "\n".join(
+        case(f"'{f'top {path}'.strip()}'", f"printf '%s\\n' {' '.join(found)}")
+        for path, found in table.items()
     )
-    id_lines = [
-        f"complete -c {PROG} -n '[ (__ccs_path) = \"{path}\" ]' -a '(__ccs_ids {kind})'"
-        for path, kind in ids.items()
-    ]
-    id_lines += [
-        f"complete -c {PROG} -l {option[2:]} -r -a '(__ccs_ids {kind})'"
-        for option, kind in ID_OPTIONS.items()
-    ]
-    paths = " ".join(f"'{path}'" for path in table if path)
+    kinds = "\n".join(
+        case(" ".join(f"'top {path}'" for path, of in ids.items() if of == kind), f"echo {kind}")
+        for kind in dict.fromkeys(ids.values())
+    )
+    options = "\n".join(
+        case(" ".join(option for option, of in ID_OPTIONS.items() if of == kind), f"set kind {kind}")
+        for kind in dict.fromkeys(ID_OPTIONS.values())
+    )
     return FISH_COMPLETION.format(
-        prog=PROG, paths=paths, lines=lines, id_lines="\n".join(id_lines), complete=COMPLETE_IDS
+        prog=PROG, words=words, ids=kinds, id_options=options, complete=COMPLETE_IDS
     )
 
 
@@ -12857,11 +12915,17 @@ def complete_ids(argv: list[str]) -> int:
     except (SchedulerError, SystemExit):
         return 1
     shorts = short_ids(ident for ident, _ in named)
-    word = (words[0] if words else "").lower()
+    word = _unquoted(words[0] if words else "").lower()
     for ident, name in named:
         if ident.startswith(word) or (args.kind != "runs" and name.lower().startswith(word)):
             print(f"{shorts[ident]}\t{escape_controls(name)}" if args.describe else shorts[ident])
     return 0
+
+
+def _unquoted(word: str) -> str:
+    """The word as typed, its shell quoting taken off: `Release\\ n`, `'Release n` -> Release n
+    (bash and zsh pass the word as typed; fish has taken the quotes off already)."""
+    return re.sub(r"\\(.)", r"\1", word.strip("'\""))
 
 
 def _id_candidates(store: Store, kind: str) -> list[tuple[str, str]]:
@@ -13972,7 +14036,8 @@ def _add_completion(
         "completion",
         help=CLI_GROUPS["completion"],
         description=f"{_sentence(CLI_GROUPS['completion'])} For bash: "
-        f'eval "$({PROG} cli completion bash)" in ~/.bashrc; for fish: '
+        f'eval "$({PROG} cli completion bash)" in ~/.bashrc; for zsh: '
+        f'eval "$({PROG} cli completion zsh)" in ~/.zshrc; for fish: '
         f"{PROG} cli completion fish > ~/.config/fish/completions/{PROG}.fish",
         parents=[parent],
     )

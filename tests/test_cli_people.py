@@ -4,9 +4,6 @@ never made by a read, help for every option."""
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -272,93 +269,6 @@ def test_every_delete_asks_the_same_way_and_dry_run_deletes_nothing(
     done = cli(group, "delete", target["id"], "-y")
     assert done.code == 0 and done.out.startswith("Deleted ")
     assert cli("runs", "get", run.id).code == 1
-
-
-def completions(script: Path, *words: str) -> list[str]:
-    shown = ", ".join(f'"{word}"' for word in words).replace(",", "")
-    program = (
-        f"source {script}; COMP_WORDS=(claude-code-scheduler {shown}); "
-        f"COMP_CWORD={len(words)}; _ccs_complete; printf '%s\\n' \"${{COMPREPLY[@]}}\""
-    )
-    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True)
-    return done.stdout.split()
-
-
-def test_bash_completes_groups_verbs_and_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cs.main(["cli", "completion", "bash"]) == 0
-    script = tmp_path / "ccs.bash"
-    script.write_text(capsys.readouterr().out)
-    assert completions(script, "cli", "jo") == ["jobs"]
-    assert completions(script, "cli", "jobs", "d") == ["delete", "duplicate"]
-    assert completions(script, "cli", "tasks", "create", "--ret") == ["--retries", "--retry-delay"]
-    assert completions(script, "se") == ["serve"]
-
-
-def test_complete_ids_offers_ids_by_id_or_name_and_never_makes_a_home(
-    home: Path, cli: Cli, cli_json: CliJson, capsys: pytest.CaptureFixture[str]
-) -> None:
-    def offered(*words: str) -> list[str]:
-        capsys.readouterr()
-        assert cs.main(["cli", "complete-ids", *words]) == 0
-        return capsys.readouterr().out.splitlines()
-
-    assert offered("tasks") == []
-    assert not home.exists()
-    job = cli_json("jobs", "create", "--name", "Nightly")
-    review = cli_json("tasks", "create", "--name", "Review", "--prompt", "p", "--job", job["id"])
-    release = cli_json("tasks", "create", "--name", "Release notes", "--prompt", "p")
-    cli_json("tasks", "create", "--name", "Other", "--prompt", "p")
-    run = cli_json("tasks", "run", review["id"], "--detach")
-
-    assert sorted(offered("tasks", "--", "re")) == sorted([review["id"][:8], release["id"][:8]])
-    assert offered("tasks", "--", review["id"][:3]) == [review["id"][:8]]
-    assert offered("jobs", "--describe") == [f"{job['id'][:8]}\tNightly"]
-    # as the scripts ask: options (the user's --home; fish's --describe) before `-- WORD`
-    assert offered("tasks", "--home", str(home), "--", "Rev") == [review["id"][:8]]
-    assert offered("jobs", "--home", str(home), "--describe", "--", "ni") == [f"{job['id'][:8]}\tNightly"]
-    assert offered("jobs", "--describe", "--", "x") == []
-    assert offered("runs") == [run["id"][:8]]
-    assert offered("runs", "--", "Review") == []  # runs by id only
-    capsys.readouterr()
-    assert cs.main(["cli", "complete-ids", "things"]) == 1
-    assert capsys.readouterr() == ("", "")  # a completion never prints errors into the shell
-
-
-def test_bash_completes_ids_and_names_from_the_data_home(
-    home: Path,
-    tmp_path: Path,
-    cli_json: CliJson,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    command = tmp_path / "bin" / "claude-code-scheduler"  # the installed command, as completion runs it
-    command.parent.mkdir()
-    command.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{cs.__file__}" "$@"\n')
-    command.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{command.parent}{os.pathsep}{os.environ['PATH']}")
-    job = cli_json("jobs", "create", "--name", "Nightly")
-    review = cli_json("tasks", "create", "--name", "Review", "--prompt", "p")
-    assert cs.main(["cli", "completion", "bash"]) == 0
-    script = tmp_path / "ccs.bash"
-    script.write_text(capsys.readouterr().out)
-
-    assert completions(script, "cli", "tasks", "get", "Rev") == [review["id"][:8]]
-    assert completions(script, "cli", "tasks", "list", "--job", "") == [job["id"][:8]]
-    assert completions(script, "cli", "tasks", "create", "--after", review["id"][:2]) == [review["id"][:8]]
-    assert completions(script, "cli", "tasks", "get", "--js") == ["--json"]  # options as before
-    elsewhere = tmp_path / "elsewhere"
-    assert completions(script, "cli", "--home", str(elsewhere), "jobs", "get", "") == []
-    assert not elsewhere.exists()
-
-
-@pytest.mark.parametrize("shell", ["zsh", "fish"])
-def test_zsh_and_fish_get_a_script_from_the_same_table(
-    shell: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert cs.main(["cli", "completion", shell]) == 0
-    script = capsys.readouterr().out
-    assert "claude-code-scheduler" in script
-    assert " ".join(cs.completion_words()["cli runs"]) in script
 
 
 def test_the_readmes_cli_reference_is_the_parsers() -> None:
