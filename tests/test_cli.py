@@ -633,10 +633,9 @@ SCHEDULE_OPTIONS = [
     (["--every", "1h30m"], {"type": "interval", "every_seconds": 5400, "anchor": None}),
     (["--every", "2d"], {"type": "interval", "every_seconds": 172800, "anchor": None}),
     (["--every", "120"], {"type": "interval", "every_seconds": 120, "anchor": None}),
-    (
-        ["--at", "2030-01-02T09:00"],
-        {"type": "once", "at": cs.fmt_time(datetime(2030, 1, 2, 9, 0).astimezone())},
-    ),
+    # A time without an offset is local time: the home fixture's UTC, whatever zone the
+    # suite was started in (this list is made then, before any fixture).
+    (["--at", "2030-01-02T09:00"], {"type": "once", "at": "2030-01-02T09:00:00.000+00:00"}),
     (["--at", "2030-01-02T09:00+02:00"], {"type": "once", "at": "2030-01-02T07:00:00.000+00:00"}),
     (["--daily", "07:05"], {"type": "cron", "expression": "5 7 * * *", "timezone": None}),
     (
